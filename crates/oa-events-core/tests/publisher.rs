@@ -1,0 +1,268 @@
+//! Publisher behaviour with real sinks: ordering, batching, overflow accounting, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oa_events_core::catalog::OrderNotification;
+use oa_events_core::{
+    Envelope, Event, EventPublisher, EventSink, OverflowPolicy, SinkError, SinkOptions,
+};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+/// Records every delivered envelope; optionally waits for a permit per batch so a test can
+/// hold the sink still while it fills the queue.
+#[derive(Clone)]
+struct RecordingSink {
+    delivered: Arc<Mutex<Vec<Arc<Envelope>>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+    gate: Option<Arc<Semaphore>>,
+    policy: OverflowPolicy,
+    fail: bool,
+}
+
+impl RecordingSink {
+    fn new() -> Self {
+        RecordingSink {
+            delivered: Arc::default(),
+            batches: Arc::default(),
+            gate: None,
+            policy: OverflowPolicy::DropOldest,
+            fail: false,
+        }
+    }
+
+    fn gated(policy: OverflowPolicy) -> (Self, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = RecordingSink {
+            gate: Some(Arc::clone(&gate)),
+            policy,
+            ..RecordingSink::new()
+        };
+        (sink, gate)
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.delivered
+            .lock()
+            .iter()
+            .map(|envelope| match &envelope.data {
+                oa_events_core::EventPayload::OrderNotification(n) => n.message.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+}
+
+impl EventSink for RecordingSink {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+
+    fn overflow_policy(&self) -> OverflowPolicy {
+        self.policy
+    }
+
+    async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        if self.fail {
+            return Err(SinkError {
+                sink: "recording",
+                count: batch.len(),
+                reason: "broker down".into(),
+            });
+        }
+        self.batches.lock().push(batch.len());
+        self.delivered.lock().extend(batch.iter().cloned());
+        Ok(())
+    }
+}
+
+fn note(user: &str, n: usize) -> Event {
+    Event::for_user(user, OrderNotification::info("SBIN", format!("{user}-{n}")))
+}
+
+#[tokio::test]
+async fn every_event_reaches_every_sink_in_publish_order() {
+    let first = RecordingSink::new();
+    let second = RecordingSink::new();
+    let publisher = EventPublisher::builder()
+        .sink(first.clone(), SinkOptions::default())
+        .sink(second.clone(), SinkOptions::default())
+        .build();
+    let mut expected = Vec::new();
+    for n in 0..1000 {
+        let user = if n % 3 == 0 { "alice" } else { "bob" };
+        publisher.publish(note(user, n));
+        expected.push(format!("{user}-{n}"));
+    }
+    assert_eq!(publisher.shutdown(Duration::from_secs(5)).await, 0);
+    assert_eq!(first.messages(), expected);
+    assert_eq!(second.messages(), expected);
+    let stats = publisher.stats();
+    assert_eq!(stats[0].enqueued, 1000);
+    assert_eq!(stats[0].delivered, 1000);
+    assert_eq!(stats[0].dropped_queue_full, 0);
+}
+
+#[tokio::test]
+async fn batches_respect_max_batch() {
+    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
+    let publisher = EventPublisher::builder()
+        .sink(
+            sink.clone(),
+            SinkOptions {
+                capacity: 1000,
+                max_batch: 7,
+            },
+        )
+        .build();
+    for n in 0..50 {
+        publisher.publish(note("alice", n));
+    }
+    gate.add_permits(100);
+    assert_eq!(publisher.shutdown(Duration::from_secs(5)).await, 0);
+    let batches = sink.batches.lock().clone();
+    assert!(batches.iter().all(|&size| size <= 7), "{batches:?}");
+    assert_eq!(batches.iter().sum::<usize>(), 50);
+}
+
+#[tokio::test]
+async fn full_queue_drops_oldest_and_counts() {
+    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
+    let publisher = EventPublisher::builder()
+        .sink(
+            sink.clone(),
+            SinkOptions {
+                capacity: 10,
+                max_batch: 100,
+            },
+        )
+        .build();
+    // Let the sink task take the first event and block on the gate, so the queue is empty.
+    publisher.publish(note("alice", 0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for n in 1..=25 {
+        publisher.publish(note("alice", n));
+    }
+    let stats = publisher.stats()[0];
+    assert_eq!(stats.dropped_queue_full, 15);
+    assert_eq!(stats.queued, 10);
+    gate.add_permits(10);
+    assert_eq!(publisher.shutdown(Duration::from_secs(5)).await, 0);
+    let expected: Vec<String> = std::iter::once(0)
+        .chain(16..=25)
+        .map(|n| format!("alice-{n}"))
+        .collect();
+    assert_eq!(sink.messages(), expected);
+    let stats = publisher.stats()[0];
+    assert_eq!(stats.enqueued, 26);
+    assert_eq!(stats.delivered + stats.dropped_queue_full, 26);
+}
+
+#[tokio::test]
+async fn full_queue_drop_newest_keeps_the_oldest() {
+    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropNewest);
+    let publisher = EventPublisher::builder()
+        .sink(
+            sink.clone(),
+            SinkOptions {
+                capacity: 5,
+                max_batch: 100,
+            },
+        )
+        .build();
+    publisher.publish(note("alice", 0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for n in 1..=8 {
+        publisher.publish(note("alice", n));
+    }
+    assert_eq!(publisher.stats()[0].dropped_queue_full, 3);
+    gate.add_permits(10);
+    publisher.shutdown(Duration::from_secs(5)).await;
+    let expected: Vec<String> = (0..=5).map(|n| format!("alice-{n}")).collect();
+    assert_eq!(sink.messages(), expected);
+}
+
+#[tokio::test]
+async fn failed_delivery_is_counted_not_hidden() {
+    let sink = RecordingSink {
+        fail: true,
+        ..RecordingSink::new()
+    };
+    let publisher = EventPublisher::builder()
+        .sink(sink, SinkOptions::default())
+        .build();
+    for n in 0..5 {
+        publisher.publish(note("alice", n));
+    }
+    publisher.shutdown(Duration::from_secs(5)).await;
+    let stats = publisher.stats()[0];
+    assert_eq!(stats.dropped_delivery_failed, 5);
+    assert_eq!(stats.delivered, 0);
+}
+
+#[tokio::test]
+async fn a_stuck_sink_does_not_block_publish_or_other_sinks() {
+    let (stuck, _gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
+    let healthy = RecordingSink::new();
+    let publisher = EventPublisher::builder()
+        .sink(
+            stuck,
+            SinkOptions {
+                capacity: 16,
+                max_batch: 16,
+            },
+        )
+        .sink(healthy.clone(), SinkOptions::default())
+        .build();
+    for n in 0..10_000 {
+        publisher.publish(note("bob", n));
+    }
+    // The healthy sink gets everything although the other never delivers.
+    for _ in 0..200 {
+        if healthy.delivered.lock().len() == 10_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(healthy.delivered.lock().len(), 10_000);
+    let stuck_stats = publisher.stats()[0];
+    assert!(stuck_stats.dropped_queue_full >= 10_000 - 17, "{stuck_stats:?}");
+    // Shutdown gives up on the stuck sink after the timeout and reports what is left.
+    let started = std::time::Instant::now();
+    let left = publisher.shutdown(Duration::from_millis(100)).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The stuck sink holds one batch in flight; at most one queue's worth is left behind.
+    assert!(left <= 16, "{left}");
+}
+
+#[tokio::test]
+async fn subscribers_tap_the_stream_and_learn_when_they_lag() {
+    let publisher = EventPublisher::builder().tap_capacity(4).build();
+    let mut tap = publisher.subscribe();
+    let published = publisher.publish(note("alice", 1));
+    let received = tap.recv().await.unwrap();
+    assert_eq!(received.id, published.id);
+    for n in 0..10 {
+        publisher.publish(note("alice", n));
+    }
+    match tap.recv().await {
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => assert_eq!(missed, 6),
+        other => panic!("expected a lag report, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_envelope_keeps_the_given_id() {
+    let sink = RecordingSink::new();
+    let publisher = EventPublisher::builder()
+        .sink(sink.clone(), SinkOptions::default())
+        .build();
+    let envelope = Arc::new(Envelope::new(note("carol", 1)));
+    publisher.publish_envelope(Arc::clone(&envelope));
+    publisher.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(sink.delivered.lock()[0].id, envelope.id);
+}

@@ -1,0 +1,63 @@
+//! Helpers for oa's end-to-end tests: locate the workspace, the real peers (Python, Node)
+//! installed by `cargo xtask setup`, and the `oa-server` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The Python interpreter of the project's virtual environment (`OA_PYTHON` overrides).
+/// Fails with a hint when `cargo xtask setup` has not been run.
+pub fn python() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("OA_PYTHON") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = workspace_root().join(".venv/bin/python");
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask setup` (installs the Python test peers from tests/python/requirements.txt)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `node_modules` of the Node test peers (`tests/node`), installed by `cargo xtask setup`.
+pub fn node_modules() -> anyhow::Result<PathBuf> {
+    let path = workspace_root().join("tests/node/node_modules");
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask setup` (npm install in tests/node)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs a Python test script from `tests/python` with the given environment, returning its
+/// standard output; fails with the script's output when it exits non-zero.
+pub fn run_python_script(script: &str, env: &[(&str, String)]) -> anyhow::Result<String> {
+    let script_path = workspace_root().join("tests/python").join(script);
+    let output = Command::new(python()?)
+        .arg(&script_path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .with_context(|| format!("starting {}", script_path.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(stdout)
+}
