@@ -1,0 +1,619 @@
+//! The tick model: one market-data update for one instrument, with the exact payload fields
+//! of PROTOCOLS.md section 4.
+//!
+//! ```json
+//! LTP:   {"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":1}
+//! QUOTE: LTP fields + "open","high","low","close","volume","average_price",
+//!        "total_buy_quantity","total_sell_quantity","last_quantity","oi"
+//! DEPTH: QUOTE fields + "depth":{"buy":[{"price","quantity","orders"}],"sell":[...]}
+//! ```
+//!
+//! `mode` is written as the number 1, 2 or 3 and read from a number or a case-insensitive
+//! name. Integral quantities are written without a fraction (`100`, not `100.0`), as Python
+//! publishers write them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How much of a tick a subscriber wants. Ordered: `Depth > Quote > Ltp`; a tick of mode M
+/// carries everything of the modes below M.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Mode {
+    /// Last traded price and time.
+    Ltp = 1,
+    /// LTP plus OHLC, volume, average price, totals, last quantity, open interest.
+    Quote = 2,
+    /// Quote plus the order book (usually 5 levels per side).
+    Depth = 3,
+}
+
+/// Every mode, lowest first.
+pub const ALL_MODES: [Mode; 3] = [Mode::Ltp, Mode::Quote, Mode::Depth];
+
+/// A mode that is neither 1/2/3 nor LTP/Quote/Depth.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mode {value:?}: expected 1 (LTP), 2 (Quote) or 3 (Depth)")]
+pub struct InvalidMode {
+    /// The rejected value as received.
+    pub value: String,
+}
+
+impl Mode {
+    /// The numeric code (1, 2, 3).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// From the numeric code.
+    pub fn from_code(code: i64) -> Result<Self, InvalidMode> {
+        match code {
+            1 => Ok(Mode::Ltp),
+            2 => Ok(Mode::Quote),
+            3 => Ok(Mode::Depth),
+            other => Err(InvalidMode {
+                value: other.to_string(),
+            }),
+        }
+    }
+
+    /// The label clients see in subscription responses: `LTP`, `Quote`, `Depth`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Ltp => "LTP",
+            Mode::Quote => "Quote",
+            Mode::Depth => "Depth",
+        }
+    }
+
+    /// The upper-case name used in bus topics: `LTP`, `QUOTE`, `DEPTH`.
+    pub fn topic_name(self) -> &'static str {
+        match self {
+            Mode::Ltp => "LTP",
+            Mode::Quote => "QUOTE",
+            Mode::Depth => "DEPTH",
+        }
+    }
+
+    /// Reads a mode from a JSON value: 1/2/3 (number or numeric string) or a name, any case.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, InvalidMode> {
+        match value {
+            serde_json::Value::Number(number) => match number.as_i64() {
+                Some(code) => Mode::from_code(code),
+                None => match number.as_f64() {
+                    Some(float) if float.fract() == 0.0 => Mode::from_code(float as i64),
+                    _ => Err(InvalidMode {
+                        value: number.to_string(),
+                    }),
+                },
+            },
+            serde_json::Value::String(text) => text.parse(),
+            other => Err(InvalidMode {
+                value: other.to_string(),
+            }),
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = InvalidMode;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("ltp") || trimmed == "1" {
+            Ok(Mode::Ltp)
+        } else if trimmed.eq_ignore_ascii_case("quote") || trimmed == "2" {
+            Ok(Mode::Quote)
+        } else if trimmed.eq_ignore_ascii_case("depth") || trimmed == "3" {
+            Ok(Mode::Depth)
+        } else {
+            Err(InvalidMode {
+                value: text.to_string(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Mode::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One price level of the order book.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct DepthLevel {
+    /// Price of the level.
+    pub price: f64,
+    /// Total quantity at the level (written without a fraction when integral).
+    #[serde(serialize_with = "ser_number")]
+    pub quantity: f64,
+    /// Number of orders at the level.
+    #[serde(default, deserialize_with = "de_count")]
+    pub orders: u64,
+}
+
+/// Both sides of the order book, best price first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Depth {
+    /// Bids, highest first.
+    #[serde(default)]
+    pub buy: Vec<DepthLevel>,
+    /// Asks, lowest first.
+    #[serde(default)]
+    pub sell: Vec<DepthLevel>,
+}
+
+/// The QUOTE-mode fields of a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Quote {
+    /// Day open.
+    pub open: f64,
+    /// Day high.
+    pub high: f64,
+    /// Day low.
+    pub low: f64,
+    /// Previous close.
+    pub close: f64,
+    /// Day volume.
+    pub volume: f64,
+    /// Volume-weighted average traded price.
+    pub average_price: f64,
+    /// Pending buy quantity.
+    pub total_buy_quantity: f64,
+    /// Pending sell quantity.
+    pub total_sell_quantity: f64,
+    /// Quantity of the last trade.
+    pub last_quantity: f64,
+    /// Open interest (0 for cash instruments).
+    pub oi: f64,
+}
+
+/// One market-data update for one instrument.
+///
+/// `quote` is present for modes Quote and Depth; `depth` for mode Depth. [`Tick::view`]
+/// renders the tick as seen by a subscriber of a lower mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Exchange code, one of [`crate::symbols::EXCHANGES`].
+    pub exchange: String,
+    /// Trading symbol.
+    pub symbol: String,
+    /// The richest mode this tick carries.
+    pub mode: Mode,
+    /// Last traded price.
+    pub ltp: f64,
+    /// Exchange time of the last trade, epoch milliseconds.
+    pub ltt: i64,
+    /// When the tick was produced, epoch milliseconds.
+    pub timestamp: i64,
+    /// Quote fields (modes Quote and Depth).
+    pub quote: Option<Quote>,
+    /// Order book (mode Depth).
+    pub depth: Option<Depth>,
+}
+
+impl Tick {
+    /// An LTP tick stamped now.
+    pub fn ltp(exchange: impl Into<String>, symbol: impl Into<String>, ltp: f64) -> Self {
+        let now = now_ms();
+        Tick {
+            exchange: exchange.into(),
+            symbol: symbol.into(),
+            mode: Mode::Ltp,
+            ltp,
+            ltt: now,
+            timestamp: now,
+            quote: None,
+            depth: None,
+        }
+    }
+
+    /// The tick as a subscriber of `mode` sees it: fields above `mode` removed and `mode`
+    /// lowered. A `mode` above the tick's own leaves the tick unchanged.
+    pub fn view(&self, mode: Mode) -> Tick {
+        let mode = mode.min(self.mode);
+        Tick {
+            exchange: self.exchange.clone(),
+            symbol: self.symbol.clone(),
+            mode,
+            ltp: self.ltp,
+            ltt: self.ltt,
+            timestamp: self.timestamp,
+            quote: if mode >= Mode::Quote {
+                self.quote
+            } else {
+                None
+            },
+            depth: if mode >= Mode::Depth {
+                self.depth.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Writes the payload JSON of this tick as seen at `mode` (see [`Tick::view`]) without
+    /// cloning it.
+    pub fn payload_at(&self, mode: Mode) -> TickPayload<'_> {
+        TickPayload {
+            tick: self,
+            mode: mode.min(self.mode),
+        }
+    }
+
+    /// The payload JSON bytes.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        // Serialising numbers and strings into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a payload; missing `ltt`/`timestamp` default to now, missing quote fields to 0.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Reads a payload received under a topic: `exchange`, `symbol` and `mode` missing from
+    /// the payload are taken from the topic. The caller checks that present ones match.
+    pub fn from_json_slice_with_defaults(
+        bytes: &[u8],
+        exchange: &str,
+        symbol: &str,
+        mode: Mode,
+    ) -> Result<Self, serde_json::Error> {
+        let wire: WireTick<'_> = serde_json::from_slice(bytes)?;
+        wire.into_tick(Some((exchange, symbol, mode)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A borrowed tick rendered at a mode; serialises as that mode's payload.
+#[derive(Debug, Clone, Copy)]
+pub struct TickPayload<'a> {
+    tick: &'a Tick,
+    mode: Mode,
+}
+
+/// Largest magnitude at which every integer is exactly representable in an f64.
+const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// Writes an integral f64 as an integer (`100`, not `100.0`).
+pub(crate) fn ser_number<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < EXACT_INTEGER_LIMIT {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f64(*value)
+    }
+}
+
+fn de_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value as u64)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "orders must be a non-negative number, got {value}"
+        )))
+    }
+}
+
+fn de_epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<f64>::deserialize(deserializer)?;
+    match value {
+        None => Ok(None),
+        Some(number) if number.is_finite() => Ok(Some(number as i64)),
+        Some(number) => Err(serde::de::Error::custom(format!(
+            "epoch milliseconds must be finite, got {number}"
+        ))),
+    }
+}
+
+/// The payload as written on the wire, every optional key skipped when absent.
+#[derive(Serialize, Deserialize)]
+struct WireTick<'a> {
+    ltp: f64,
+    #[serde(default, deserialize_with = "de_epoch")]
+    ltt: Option<i64>,
+    #[serde(default, deserialize_with = "de_epoch")]
+    timestamp: Option<i64>,
+    #[serde(borrow, default)]
+    symbol: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    exchange: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    close: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_number"
+    )]
+    volume: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    average_price: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_number"
+    )]
+    total_buy_quantity: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_number"
+    )]
+    total_sell_quantity: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_number"
+    )]
+    last_quantity: Option<f64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_number"
+    )]
+    oi: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depth: Option<std::borrow::Cow<'a, Depth>>,
+}
+
+fn ser_opt_number<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(number) => ser_number(number, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl<'a> WireTick<'a> {
+    fn from_tick(tick: &'a Tick, mode: Mode) -> Self {
+        let quote = if mode >= Mode::Quote {
+            Some(tick.quote.unwrap_or_default())
+        } else {
+            None
+        };
+        let depth = if mode >= Mode::Depth {
+            Some(match &tick.depth {
+                Some(depth) => std::borrow::Cow::Borrowed(depth),
+                None => std::borrow::Cow::Owned(Depth::default()),
+            })
+        } else {
+            None
+        };
+        WireTick {
+            ltp: tick.ltp,
+            ltt: Some(tick.ltt),
+            timestamp: Some(tick.timestamp),
+            symbol: Some(std::borrow::Cow::Borrowed(&tick.symbol)),
+            exchange: Some(std::borrow::Cow::Borrowed(&tick.exchange)),
+            mode: Some(mode),
+            open: quote.map(|q| q.open),
+            high: quote.map(|q| q.high),
+            low: quote.map(|q| q.low),
+            close: quote.map(|q| q.close),
+            volume: quote.map(|q| q.volume),
+            average_price: quote.map(|q| q.average_price),
+            total_buy_quantity: quote.map(|q| q.total_buy_quantity),
+            total_sell_quantity: quote.map(|q| q.total_sell_quantity),
+            last_quantity: quote.map(|q| q.last_quantity),
+            oi: quote.map(|q| q.oi),
+            depth,
+        }
+    }
+
+    fn into_tick(self, defaults: Option<(&str, &str, Mode)>) -> Result<Tick, String> {
+        let (exchange, symbol, mode) = match (self.exchange, self.symbol, self.mode, defaults) {
+            (Some(exchange), Some(symbol), Some(mode), _) => (exchange, symbol, mode),
+            (exchange, symbol, mode, Some((d_exchange, d_symbol, d_mode))) => (
+                exchange.unwrap_or(std::borrow::Cow::Borrowed(d_exchange)),
+                symbol.unwrap_or(std::borrow::Cow::Borrowed(d_symbol)),
+                mode.unwrap_or(d_mode),
+            ),
+            (exchange, symbol, _, None) => {
+                let missing = if exchange.is_none() {
+                    "exchange"
+                } else if symbol.is_none() {
+                    "symbol"
+                } else {
+                    "mode"
+                };
+                return Err(format!("missing field `{missing}`"));
+            }
+        };
+        let timestamp = self.timestamp.unwrap_or_else(now_ms);
+        let quote = if mode >= Mode::Quote {
+            Some(Quote {
+                open: self.open.unwrap_or(0.0),
+                high: self.high.unwrap_or(0.0),
+                low: self.low.unwrap_or(0.0),
+                close: self.close.unwrap_or(0.0),
+                volume: self.volume.unwrap_or(0.0),
+                average_price: self.average_price.unwrap_or(0.0),
+                total_buy_quantity: self.total_buy_quantity.unwrap_or(0.0),
+                total_sell_quantity: self.total_sell_quantity.unwrap_or(0.0),
+                last_quantity: self.last_quantity.unwrap_or(0.0),
+                oi: self.oi.unwrap_or(0.0),
+            })
+        } else {
+            None
+        };
+        let depth = if mode >= Mode::Depth {
+            Some(self.depth.map(|d| d.into_owned()).unwrap_or_default())
+        } else {
+            None
+        };
+        Ok(Tick {
+            exchange: exchange.into_owned(),
+            symbol: symbol.into_owned(),
+            mode,
+            ltp: self.ltp,
+            ltt: self.ltt.unwrap_or(timestamp),
+            timestamp,
+            quote,
+            depth,
+        })
+    }
+}
+
+impl Serialize for TickPayload<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireTick::from_tick(self.tick, self.mode).serialize(serializer)
+    }
+}
+
+impl Serialize for Tick {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireTick::from_tick(self, self.mode).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tick {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireTick::deserialize(deserializer)?;
+        wire.into_tick(None).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth_tick() -> Tick {
+        Tick {
+            exchange: "NSE".into(),
+            symbol: "SBIN".into(),
+            mode: Mode::Depth,
+            ltp: 812.5,
+            ltt: 1_769_682_645_123,
+            timestamp: 1_769_682_645_130,
+            quote: Some(Quote {
+                open: 800.0,
+                high: 815.25,
+                low: 798.1,
+                close: 805.0,
+                volume: 1_234_567.0,
+                average_price: 808.4,
+                total_buy_quantity: 5000.0,
+                total_sell_quantity: 4200.0,
+                last_quantity: 25.0,
+                oi: 0.0,
+            }),
+            depth: Some(Depth {
+                buy: vec![DepthLevel {
+                    price: 812.45,
+                    quantity: 100.0,
+                    orders: 3,
+                }],
+                sell: vec![DepthLevel {
+                    price: 812.55,
+                    quantity: 0.5,
+                    orders: 1,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn mode_parses_codes_and_names_in_any_case() {
+        for (text, mode) in [
+            ("1", Mode::Ltp),
+            ("ltp", Mode::Ltp),
+            ("LTP", Mode::Ltp),
+            ("Quote", Mode::Quote),
+            ("QUOTE", Mode::Quote),
+            ("2", Mode::Quote),
+            ("depth", Mode::Depth),
+            ("3", Mode::Depth),
+        ] {
+            assert_eq!(text.parse::<Mode>().unwrap(), mode, "{text}");
+        }
+        assert!("4".parse::<Mode>().is_err());
+        assert!("full".parse::<Mode>().is_err());
+        assert_eq!(Mode::from_json(&serde_json::json!(3)).unwrap(), Mode::Depth);
+        assert_eq!(
+            Mode::from_json(&serde_json::json!(2.0)).unwrap(),
+            Mode::Quote
+        );
+        assert!(Mode::from_json(&serde_json::json!(0)).is_err());
+        assert!(Mode::from_json(&serde_json::json!(null)).is_err());
+        assert!(Mode::Depth > Mode::Quote && Mode::Quote > Mode::Ltp);
+    }
+
+    #[test]
+    fn ltp_payload_golden() {
+        let tick = depth_tick().view(Mode::Ltp);
+        assert_eq!(
+            String::from_utf8(tick.to_json_bytes()).unwrap(),
+            r#"{"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":1}"#
+        );
+    }
+
+    #[test]
+    fn quote_payload_golden() {
+        let json = serde_json::to_string(&depth_tick().payload_at(Mode::Quote)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":2,"open":800.0,"high":815.25,"low":798.1,"close":805.0,"volume":1234567,"average_price":808.4,"total_buy_quantity":5000,"total_sell_quantity":4200,"last_quantity":25,"oi":0}"#
+        );
+    }
+
+    #[test]
+    fn depth_payload_round_trips() {
+        let tick = depth_tick();
+        let json = String::from_utf8(tick.to_json_bytes()).unwrap();
+        assert!(
+            json.ends_with(r#""depth":{"buy":[{"price":812.45,"quantity":100,"orders":3}],"sell":[{"price":812.55,"quantity":0.5,"orders":1}]}}"#),
+            "{json}"
+        );
+        assert_eq!(Tick::from_json_slice(json.as_bytes()).unwrap(), tick);
+        for mode in ALL_MODES {
+            let view = tick.view(mode);
+            assert_eq!(Tick::from_json_slice(&view.to_json_bytes()).unwrap(), view);
+        }
+    }
+
+    #[test]
+    fn lenient_reading_of_external_payloads() {
+        let tick =
+            Tick::from_json_slice(br#"{"ltp":10,"symbol":"X","exchange":"NSE","mode":"quote"}"#)
+                .unwrap();
+        assert_eq!(tick.mode, Mode::Quote);
+        assert_eq!(tick.ltt, tick.timestamp);
+        assert_eq!(tick.quote.unwrap().open, 0.0);
+        assert!(Tick::from_json_slice(br#"{"symbol":"X","exchange":"NSE","mode":1}"#).is_err());
+        assert!(
+            Tick::from_json_slice(br#"{"ltp":1,"symbol":"X","exchange":"NSE","mode":9}"#).is_err()
+        );
+    }
+}
