@@ -1,8 +1,54 @@
 //! # oa-events-socketio
 //!
 //! The Socket.IO sink of oa's event layer (mode SOCKETIO, the default, and BOTH): a
-//! socketioxide layer mounted on the HTTP server at `/socket.io/` that delivers catalog events
-//! to authenticated clients in their user's room, with replay after reconnect.
+//! socketioxide layer mounted on the HTTP server at `/socket.io/` (Socket.IO v5 over
+//! Engine.IO 4, long-polling and websocket with upgrade) and an
+//! [`EventSink`](oa_events_core::EventSink) that delivers catalog events to authenticated
+//! clients.
 //!
-//! Not built yet: see the "Socket.IO event delivery" issue. Nothing in this crate is
-//! functional today.
+//! - **Authentication**: a client connects with `auth: {"apikey": "..."}`; the key is checked
+//!   through an [`ApiKeyVerifier`](oa_events_core::ApiKeyVerifier). A missing or invalid key
+//!   is refused with a `connect_error` whose message says why ([`ConnectRefused`]).
+//! - **Isolation**: an accepted client joins the room named by its user id and receives only
+//!   its user's events, plus system-wide ones (`master_contract_download`).
+//! - **Payload**: the event name is the catalog name; the payload is the catalog object with
+//!   two extra keys, `event_id` (the envelope id, UUIDv7) and `seq` (per-user, +1 per event).
+//! - **Replay**: a client reconnecting with `auth: {"apikey": "...", "offset": <last seq>}`
+//!   receives what it missed, in order, from a bounded per-user buffer; what is no longer
+//!   buffered is announced with a [`REPLAY_GAP_EVENT`] first.
+//! - **Back-pressure**: per-socket buffers are bounded; a socket that does not read is skipped
+//!   (never awaited) and catches up from the replay buffer later, or gets `replay_gap`; the
+//!   loss is counted in `oa_events_dropped_total{sink="socketio",reason="slow_client"}`.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use oa_events_core::{ApiKeyVerifier, EventPublisher, SinkOptions};
+//! # use oa_events_socketio::{SocketIoConfig, SocketIoSink};
+//! # async fn serve(verifier: Arc<dyn ApiKeyVerifier>) -> Result<(), Box<dyn std::error::Error>> {
+//! let (layer, sink) = SocketIoSink::new(SocketIoConfig::default(), verifier)?;
+//! let publisher = EventPublisher::builder().sink(sink.clone(), SinkOptions::default()).build();
+//! let app = axum::Router::new()
+//!     .route("/health", axum::routing::get(|| async { "ok" }))
+//!     .layer(layer);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! use axum::serve::ListenerExt;
+//! let listener = listener.tap_io(|tcp| {
+//!     let _ = tcp.set_nodelay(true);
+//! });
+//! axum::serve(listener, app).await?;
+//! # drop(publisher); Ok(()) }
+//! ```
+//!
+//! See `docs/socketio.md` for the wire protocol.
+
+mod config;
+mod handshake;
+mod sink;
+mod stream;
+
+pub use config::{ConfigError, SocketIoConfig};
+pub use handshake::{ConnectRefused, Handshake};
+pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};
+pub use socketioxide::SocketIo;
+pub use socketioxide::layer::SocketIoLayer;
+pub use stream::{REPLAY_GAP_EVENT, ReplayGap};

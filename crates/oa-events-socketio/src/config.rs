@@ -1,0 +1,131 @@
+//! [`SocketIoConfig`]: the layer's settings, a plain struct the server fills from its own
+//! configuration (no CLI or environment parsing here).
+
+use std::time::Duration;
+
+/// Settings of the Socket.IO layer and sink. [`Default`] gives production values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketIoConfig {
+    /// Events kept per user for replay after a reconnect (the newest ones). Default 1024.
+    pub replay_buffer_size: usize,
+    /// Oldest event kept for replay. Default 5 minutes.
+    pub replay_max_age: Duration,
+    /// Packets buffered per connected socket before emits to it are deferred (socketioxide
+    /// `max_buffer_size`). A socket whose buffer is full catches up from the replay buffer
+    /// once it drains, or receives `replay_gap` if the events it missed were evicted.
+    /// Default 256.
+    pub socket_buffer_size: usize,
+    /// Largest incoming payload accepted from a client, bytes (socketioxide `max_payload`).
+    /// Clients only send the handshake here. Default 64 KiB.
+    pub max_payload: u64,
+    /// Engine.IO heartbeat: the server pings every `ping_interval`. Default 25 s.
+    pub ping_interval: Duration,
+    /// Engine.IO heartbeat: a client that does not answer within `ping_timeout` is dropped.
+    /// Default 20 s.
+    pub ping_timeout: Duration,
+    /// A client that opened a transport but did not connect to the namespace within this time
+    /// is dropped. Default 10 s.
+    pub connect_timeout: Duration,
+    /// How often sockets that fell behind (full buffer) are retried from the replay buffer.
+    /// Default 20 ms.
+    pub catch_up_interval: Duration,
+    /// How often expired replay entries and idle users are swept. Default 1 s.
+    pub sweep_interval: Duration,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            replay_buffer_size: 1024,
+            replay_max_age: Duration::from_secs(300),
+            socket_buffer_size: 256,
+            max_payload: 64 * 1024,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            catch_up_interval: Duration::from_millis(20),
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A [`SocketIoConfig`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Socket.IO setting {field} = {value}: {expected}")]
+pub struct ConfigError {
+    /// The offending field of [`SocketIoConfig`].
+    pub field: &'static str,
+    /// Its value, as given.
+    pub value: String,
+    /// What is allowed.
+    pub expected: &'static str,
+}
+
+impl SocketIoConfig {
+    /// Checks every setting, naming the first one that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
+            if value.is_zero() {
+                return Err(ConfigError {
+                    field,
+                    value: format!("{value:?}"),
+                    expected: "a duration greater than zero",
+                });
+            }
+            Ok(())
+        }
+        if self.replay_buffer_size == 0 {
+            return Err(ConfigError {
+                field: "replay_buffer_size",
+                value: "0".into(),
+                expected: "at least 1 event",
+            });
+        }
+        if self.socket_buffer_size < 2 {
+            return Err(ConfigError {
+                field: "socket_buffer_size",
+                value: self.socket_buffer_size.to_string(),
+                expected: "at least 2 packets",
+            });
+        }
+        if self.max_payload < 1024 {
+            return Err(ConfigError {
+                field: "max_payload",
+                value: self.max_payload.to_string(),
+                expected: "at least 1024 bytes",
+            });
+        }
+        positive("replay_max_age", self.replay_max_age)?;
+        positive("ping_interval", self.ping_interval)?;
+        positive("ping_timeout", self.ping_timeout)?;
+        positive("connect_timeout", self.connect_timeout)?;
+        positive("catch_up_interval", self.catch_up_interval)?;
+        positive("sweep_interval", self.sweep_interval)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(SocketIoConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let config = SocketIoConfig {
+            replay_buffer_size: 0,
+            ..SocketIoConfig::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("replay_buffer_size"), "{message}");
+        let config = SocketIoConfig {
+            ping_timeout: Duration::ZERO,
+            ..SocketIoConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "ping_timeout");
+    }
+}

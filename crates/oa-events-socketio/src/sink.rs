@@ -1,0 +1,581 @@
+//! The layer (connections, authentication, replay) and the [`SocketIoSink`] (delivery).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use oa_events_core::{ApiKeyVerifier, Audience, Envelope, EventSink, OverflowPolicy, SinkError};
+use parking_lot::{Mutex, RwLock};
+use serde_json::value::RawValue;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError, SocketIo};
+
+use crate::config::{ConfigError, SocketIoConfig};
+use crate::handshake::{ConnectRefused, Handshake};
+use crate::stream::{
+    EmitError, EncodedEvent, Limits, Outlet, PumpReport, REPLAY_GAP_EVENT, ReplayGap, UserStream,
+};
+
+/// The sink's name in metrics and logs.
+pub const SINK_NAME: &str = "socketio";
+
+type Stream = Arc<Mutex<UserStream<SocketRef>>>;
+
+impl Outlet for SocketRef {
+    type Id = Sid;
+
+    fn id(&self) -> Sid {
+        self.id
+    }
+
+    fn emit_raw(&self, event: &'static str, payload: &RawValue) -> Result<(), EmitError> {
+        self.emit(event, payload).map_err(emit_error)
+    }
+
+    fn emit_gap(&self, gap: &ReplayGap) -> Result<(), EmitError> {
+        self.emit(REPLAY_GAP_EVENT, gap).map_err(emit_error)
+    }
+}
+
+fn emit_error(error: SendError) -> EmitError {
+    match error {
+        SendError::Socket(SocketError::InternalChannelFull) => EmitError::Full,
+        SendError::Socket(SocketError::Closed) => EmitError::Closed,
+        SendError::Serialize(_) => EmitError::Encode,
+    }
+}
+
+/// Counters of the Socket.IO layer, readable at any time (the same numbers go to /metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketIoStats {
+    /// Authenticated sockets connected now.
+    pub clients: u64,
+    /// Connections refused at the handshake (any reason).
+    pub refused: u64,
+    /// Events handed to sockets (live and replayed).
+    pub emitted: u64,
+    /// Emits postponed because a socket's buffer was full (it catches up later).
+    pub deferred: u64,
+    /// Events a connected socket never received because they were evicted from the replay
+    /// buffer while it was not reading (`oa_events_dropped_total{reason="slow_client"}`).
+    pub dropped_slow_client: u64,
+    /// Events skipped because their payload could not be encoded.
+    pub dropped_encode_failed: u64,
+    /// `replay_gap` notices sent.
+    pub replay_gaps: u64,
+    /// Events a reconnecting client asked for that had already been evicted.
+    pub replay_missed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    refused: AtomicU64,
+    emitted: AtomicU64,
+    deferred: AtomicU64,
+    dropped_slow_client: AtomicU64,
+    dropped_encode_failed: AtomicU64,
+    replay_gaps: AtomicU64,
+    replay_missed: AtomicU64,
+}
+
+/// A connection between its handshake (middleware) and its attach (connect handler).
+#[derive(Debug)]
+struct Pending {
+    user_id: Arc<str>,
+    /// The replay offset: the client's, or the stream's latest seq at handshake time.
+    offset: u64,
+    since: Instant,
+}
+
+/// State shared by the connect handlers, the sink and the background catch-up task.
+struct Shared {
+    config: SocketIoConfig,
+    verifier: Arc<dyn ApiKeyVerifier>,
+    streams: RwLock<HashMap<Arc<str>, Stream>>,
+    pending: Mutex<HashMap<Sid, Pending>>,
+    /// Users with a socket that has not received everything (buffer full).
+    lagging: Mutex<HashSet<Arc<str>>>,
+    /// The highest seq of any forgotten stream: new streams start above it.
+    seq_floor: AtomicU64,
+    clients: AtomicI64,
+    counters: Counters,
+    background_started: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("users", &self.streams.read().len())
+            .field("clients", &self.clients.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Logs one line per power of two of a growing counter, so a flood cannot flood the log.
+fn rate_limited(total: u64) -> bool {
+    total.is_power_of_two()
+}
+
+impl Shared {
+    fn limits(&self) -> Limits {
+        Limits {
+            capacity: self.config.replay_buffer_size,
+            max_age: self.config.replay_max_age,
+        }
+    }
+
+    /// The first seq of a new stream: microseconds since the epoch, so that seqs keep growing
+    /// across restarts and across a stream being forgotten and recreated.
+    fn stream_base(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX / 2))
+            .unwrap_or(1);
+        now.max(self.seq_floor.load(Ordering::Relaxed) + 1)
+    }
+
+    /// Runs `f` on the user's stream, creating it when missing. Lock order: map, then stream;
+    /// the stream is locked before the map lock is released, so the sweeper cannot forget a
+    /// stream between our lookup and our use of it.
+    fn with_stream<R>(&self, user_id: &str, f: impl FnOnce(&mut UserStream<SocketRef>) -> R) -> R {
+        {
+            let streams = self.streams.read();
+            if let Some(stream) = streams.get(user_id).cloned() {
+                let mut guard = stream.lock();
+                drop(streams);
+                return f(&mut guard);
+            }
+        }
+        let mut streams = self.streams.write();
+        let base = self.stream_base();
+        let stream = Arc::clone(
+            streams
+                .entry(Arc::from(user_id))
+                .or_insert_with(|| Arc::new(Mutex::new(UserStream::new(base)))),
+        );
+        let mut guard = stream.lock();
+        drop(streams);
+        f(&mut guard)
+    }
+
+    fn record(&self, user_id: &Arc<str>, report: PumpReport, behind: bool) {
+        let counters = &self.counters;
+        if report.delivered > 0 {
+            counters
+                .emitted
+                .fetch_add(report.delivered, Ordering::Relaxed);
+        }
+        if report.deferred > 0 {
+            let total = counters
+                .deferred
+                .fetch_add(report.deferred, Ordering::Relaxed)
+                + report.deferred;
+            metrics::counter!("oa_socketio_emit_deferred_total").increment(report.deferred);
+            if rate_limited(total) {
+                tracing::info!(user_id = %user_id, deferred_total = total, "socket buffer full: delivery deferred until the client reads");
+            }
+        }
+        if report.lost > 0 {
+            let total = counters
+                .dropped_slow_client
+                .fetch_add(report.lost, Ordering::Relaxed)
+                + report.lost;
+            metrics::counter!("oa_events_dropped_total", "sink" => SINK_NAME, "reason" => "slow_client")
+                .increment(report.lost);
+            if rate_limited(total) || report.lost > 1 {
+                tracing::warn!(user_id = %user_id, lost = report.lost, dropped_total = total, "slow Socket.IO client: events evicted from the replay buffer before it read them; it gets replay_gap");
+            }
+        }
+        if report.encode_failed > 0 {
+            counters
+                .dropped_encode_failed
+                .fetch_add(report.encode_failed, Ordering::Relaxed);
+            metrics::counter!("oa_events_dropped_total", "sink" => SINK_NAME, "reason" => "encode_failed")
+                .increment(report.encode_failed);
+        }
+        if report.gaps_sent > 0 {
+            counters
+                .replay_gaps
+                .fetch_add(report.gaps_sent, Ordering::Relaxed);
+            metrics::counter!("oa_socketio_replay_gaps_total").increment(report.gaps_sent);
+        }
+        if report.closed > 0 {
+            self.client_gone(report.closed);
+        }
+        if behind {
+            self.lagging.lock().insert(Arc::clone(user_id));
+        }
+    }
+
+    fn client_gone(&self, count: u64) {
+        let now = self.clients.fetch_sub(count as i64, Ordering::Relaxed) - count as i64;
+        metrics::gauge!("oa_socketio_clients").set(now.max(0) as f64);
+    }
+
+    /// Connect middleware: checks the handshake; the `Display` of the error is the client's
+    /// `connect_error` message.
+    async fn authenticate(
+        &self,
+        sid: Sid,
+        auth: Result<serde_json::Value, socketioxide::ParserError>,
+    ) -> Result<(), ConnectRefused> {
+        let result = self.check(sid, auth).await;
+        if let Err(refused) = &result {
+            let total = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("oa_socketio_connect_refused_total", "reason" => refused.reason())
+                .increment(1);
+            if rate_limited(total) {
+                tracing::info!(%sid, reason = refused.reason(), refused_total = total, "Socket.IO connection refused");
+            }
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        sid: Sid,
+        auth: Result<serde_json::Value, socketioxide::ParserError>,
+    ) -> Result<(), ConnectRefused> {
+        let auth = auth.map_err(|_| ConnectRefused::MissingApiKey)?;
+        let handshake = Handshake::parse(&auth)?;
+        let user = match self.verifier.verify(&handshake.apikey).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(ConnectRefused::InvalidApiKey),
+            Err(error) => {
+                tracing::warn!(%error, "Socket.IO handshake: API key verification unavailable");
+                return Err(ConnectRefused::VerifierUnavailable);
+            }
+        };
+        let user_id: Arc<str> = Arc::from(user.user_id.as_str());
+        // A client without an offset gets everything published from now on, including events
+        // published between this handshake and its attach.
+        let offset = self.with_stream(&user_id, |stream| {
+            stream.connecting += 1;
+            handshake.offset.unwrap_or_else(|| stream.latest())
+        });
+        self.pending.lock().insert(
+            sid,
+            Pending {
+                user_id,
+                offset,
+                since: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Connect handler: replays what the socket missed and registers it for live delivery, in
+    /// one critical section of its user's stream.
+    fn attach(self: &Arc<Self>, socket: SocketRef) {
+        self.start_background();
+        let Some(pending) = self.pending.lock().remove(&socket.id) else {
+            tracing::warn!(sid = %socket.id, "Socket.IO socket connected without a handshake record; disconnecting");
+            let _ = socket.disconnect();
+            return;
+        };
+        let user_id = pending.user_id;
+        let sid = socket.id;
+        socket.join(user_id.to_string());
+        let shared = Arc::clone(self);
+        let detach_user = Arc::clone(&user_id);
+        socket.on_disconnect(move |socket: SocketRef| {
+            let shared = Arc::clone(&shared);
+            async move { shared.detach(&detach_user, socket.id) }
+        });
+        let clients = self.clients.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("oa_socketio_clients").set(clients as f64);
+        let (attach, report, behind) = self.with_stream(&user_id, |stream| {
+            stream.connecting = stream.connecting.saturating_sub(1);
+            let attach = stream.attach(socket, pending.offset);
+            let report = stream.pump();
+            (attach, report, stream.is_behind())
+        });
+        if attach.missed > 0 {
+            self.counters
+                .replay_missed
+                .fetch_add(attach.missed, Ordering::Relaxed);
+            metrics::counter!("oa_socketio_replay_missed_total").increment(attach.missed);
+        }
+        if attach.replayable > 0 {
+            metrics::counter!("oa_socketio_replayed_total").increment(attach.replayable);
+        }
+        tracing::debug!(%sid, user_id = %user_id, offset = pending.offset, replayable = attach.replayable, missed = attach.missed, "Socket.IO client attached");
+        self.record(&user_id, report, behind);
+    }
+
+    fn detach(&self, user_id: &str, sid: Sid) {
+        let removed = self.with_stream(user_id, |stream| stream.detach(sid));
+        if removed {
+            self.client_gone(1);
+        }
+    }
+
+    /// Delivers one envelope to its audience.
+    fn deliver_one(&self, envelope: &Envelope) {
+        let encoded = match EncodedEvent::new(envelope.event_type(), envelope.id, &envelope.data) {
+            Ok(encoded) => encoded,
+            Err(reason) => {
+                self.counters
+                    .dropped_encode_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("oa_events_dropped_total", "sink" => SINK_NAME, "reason" => "encode_failed")
+                    .increment(1);
+                tracing::error!(event_id = %envelope.id, reason, "Socket.IO: event payload could not be encoded");
+                return;
+            }
+        };
+        let limits = self.limits();
+        let now = Instant::now();
+        match envelope.audience() {
+            Audience::User(user_id) => {
+                let (report, behind) = self.with_stream(user_id, |stream| {
+                    let mut report = PumpReport::default();
+                    if stream.append(&encoded, limits, now).is_err() {
+                        report.encode_failed += 1;
+                    }
+                    report.add(stream.pump());
+                    (report, stream.is_behind())
+                });
+                let user_id: Arc<str> = Arc::from(user_id);
+                self.record(&user_id, report, behind);
+            }
+            Audience::Everyone => {
+                // Every known user gets it in its own stream (with its own seq), so it is
+                // replayed like any other event.
+                let streams: Vec<(Arc<str>, Stream)> = self
+                    .streams
+                    .read()
+                    .iter()
+                    .map(|(user, stream)| (Arc::clone(user), Arc::clone(stream)))
+                    .collect();
+                for (user_id, stream) in streams {
+                    let (report, behind) = {
+                        let mut stream = stream.lock();
+                        let mut report = PumpReport::default();
+                        if stream.append(&encoded, limits, now).is_err() {
+                            report.encode_failed += 1;
+                        }
+                        report.add(stream.pump());
+                        (report, stream.is_behind())
+                    };
+                    self.record(&user_id, report, behind);
+                }
+            }
+        }
+    }
+
+    /// Starts the catch-up and sweep task once, from inside the runtime.
+    fn start_background(self: &Arc<Self>) {
+        if self.background_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let catch_up = self.config.catch_up_interval;
+        let sweep = self.config.sweep_interval;
+        tokio::spawn(background(weak, catch_up, sweep));
+    }
+
+    /// Retries sockets whose buffer was full.
+    fn catch_up(&self) {
+        let users: Vec<Arc<str>> = self.lagging.lock().drain().collect();
+        for user_id in users {
+            let stream = self.streams.read().get(&user_id).cloned();
+            let Some(stream) = stream else { continue };
+            let (report, behind) = {
+                let mut stream = stream.lock();
+                let report = stream.pump();
+                (report, stream.is_behind())
+            };
+            self.record(&user_id, report, behind);
+        }
+    }
+
+    /// Drops expired replay entries, forgets idle users, and abandons handshakes whose
+    /// connection never completed.
+    fn sweep(&self) {
+        let limits = self.limits();
+        let now = Instant::now();
+        let stale: Vec<Pending> = {
+            let mut pending = self.pending.lock();
+            let expired: Vec<Sid> = pending
+                .iter()
+                .filter(|(_, entry)| {
+                    now.saturating_duration_since(entry.since) > self.config.connect_timeout * 2
+                })
+                .map(|(sid, _)| *sid)
+                .collect();
+            expired
+                .iter()
+                .filter_map(|sid| pending.remove(sid))
+                .collect()
+        };
+        for entry in stale {
+            self.with_stream(&entry.user_id, |stream| {
+                stream.connecting = stream.connecting.saturating_sub(1);
+            });
+        }
+        let mut idle = Vec::new();
+        for (user_id, stream) in self.streams.read().iter() {
+            let mut stream = stream.lock();
+            stream.expire(limits, now);
+            if stream.is_behind() {
+                self.lagging.lock().insert(Arc::clone(user_id));
+            }
+            if stream.is_idle() {
+                idle.push(Arc::clone(user_id));
+            }
+        }
+        if idle.is_empty() {
+            return;
+        }
+        let mut streams = self.streams.write();
+        for user_id in idle {
+            let forget = streams.get(&user_id).map(|stream| {
+                let stream = stream.lock();
+                (stream.is_idle(), stream.latest())
+            });
+            if let Some((true, latest)) = forget {
+                self.seq_floor.fetch_max(latest, Ordering::Relaxed);
+                streams.remove(&user_id);
+            }
+        }
+    }
+
+    fn stats(&self) -> SocketIoStats {
+        let counters = &self.counters;
+        SocketIoStats {
+            clients: self.clients.load(Ordering::Relaxed).max(0) as u64,
+            refused: counters.refused.load(Ordering::Relaxed),
+            emitted: counters.emitted.load(Ordering::Relaxed),
+            deferred: counters.deferred.load(Ordering::Relaxed),
+            dropped_slow_client: counters.dropped_slow_client.load(Ordering::Relaxed),
+            dropped_encode_failed: counters.dropped_encode_failed.load(Ordering::Relaxed),
+            replay_gaps: counters.replay_gaps.load(Ordering::Relaxed),
+            replay_missed: counters.replay_missed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn background(
+    shared: Weak<Shared>,
+    catch_up: std::time::Duration,
+    sweep: std::time::Duration,
+) {
+    let mut catch_up_tick = tokio::time::interval(catch_up);
+    catch_up_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep_tick = tokio::time::interval(sweep);
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = catch_up_tick.tick() => {
+                let Some(shared) = shared.upgrade() else { break };
+                shared.catch_up();
+            }
+            _ = sweep_tick.tick() => {
+                let Some(shared) = shared.upgrade() else { break };
+                shared.sweep();
+            }
+        }
+    }
+}
+
+/// The Socket.IO [`EventSink`]: add it to the server's
+/// [`EventPublisher`](oa_events_core::EventPublisher). Cheap to clone; clones share state.
+#[derive(Debug, Clone)]
+pub struct SocketIoSink {
+    shared: Arc<Shared>,
+    io: SocketIo,
+}
+
+impl SocketIoSink {
+    /// Builds the Socket.IO layer (to mount on the HTTP server, path `/socket.io/`) and its
+    /// sink (to add to the publisher). `verifier` checks the API key each client sends in its
+    /// handshake `auth` payload.
+    ///
+    /// Needs no runtime to build; the background catch-up task starts with the first client.
+    pub fn new(
+        config: SocketIoConfig,
+        verifier: Arc<dyn ApiKeyVerifier>,
+    ) -> Result<(SocketIoLayer, SocketIoSink), ConfigError> {
+        config.validate()?;
+        let (layer, io) = SocketIo::builder()
+            .req_path("/socket.io")
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            .connect_timeout(config.connect_timeout)
+            .max_buffer_size(config.socket_buffer_size)
+            .max_payload(config.max_payload)
+            .build_layer();
+        let shared = Arc::new(Shared {
+            config,
+            verifier,
+            streams: RwLock::default(),
+            pending: Mutex::default(),
+            lagging: Mutex::default(),
+            seq_floor: AtomicU64::new(0),
+            clients: AtomicI64::new(0),
+            counters: Counters::default(),
+            background_started: AtomicBool::new(false),
+        });
+        let on_connect = {
+            let shared = Arc::clone(&shared);
+            move |socket: SocketRef| {
+                let shared = Arc::clone(&shared);
+                async move { shared.attach(socket) }
+            }
+        };
+        let middleware = {
+            let shared = Arc::clone(&shared);
+            move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+                let shared = Arc::clone(&shared);
+                async move { shared.authenticate(socket.id, auth).await }
+            }
+        };
+        io.ns("/", on_connect.with(middleware));
+        Ok((layer, SocketIoSink { shared, io }))
+    }
+
+    /// The socketioxide handle: for closing every connection at shutdown
+    /// ([`SocketIo::close`]) or inspecting sockets.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> SocketIoStats {
+        self.shared.stats()
+    }
+
+    /// Users with a live stream (connected sockets or buffered events).
+    pub fn users(&self) -> usize {
+        self.shared.streams.read().len()
+    }
+
+    /// The newest `seq` issued to `user_id`, if the user has a stream.
+    pub fn latest_seq(&self, user_id: &str) -> Option<u64> {
+        let stream = self.shared.streams.read().get(user_id).cloned();
+        stream.map(|stream| stream.lock().latest())
+    }
+}
+
+impl EventSink for SocketIoSink {
+    fn name(&self) -> &'static str {
+        SINK_NAME
+    }
+
+    fn overflow_policy(&self) -> OverflowPolicy {
+        OverflowPolicy::DropOldest
+    }
+
+    async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {
+        for envelope in batch {
+            self.shared.deliver_one(envelope);
+        }
+        Ok(())
+    }
+}
