@@ -6,6 +6,9 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod server;
+pub use server::{TestServer, run_to_exit, server_binary};
+
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -73,7 +73,10 @@ fn latency_table(runtime: &tokio::runtime::Runtime) {
             SAMPLES as f64 / total.as_secs_f64(),
         ));
     }
-    println!("\n{:<38} {:>10} {:>10} {:>10} {:>14}", "hand-off", "p50", "p99", "p99.9", "events/s");
+    println!(
+        "\n{:<38} {:>10} {:>10} {:>10} {:>14}",
+        "hand-off", "p50", "p99", "p99.9", "events/s"
+    );
     for (name, p50, p99, p999, rate) in rows {
         println!("{name:<38} {p50:>10.2?} {p99:>10.2?} {p999:>10.2?} {rate:>14.0}");
     }

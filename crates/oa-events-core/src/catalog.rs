@@ -196,6 +196,11 @@ macro_rules! catalog {
             /// Every event name of the catalog, in documentation order.
             pub const NAMES: &'static [&'static str] = &[$($name),+];
 
+            /// True when events of this wire name go to everyone rather than one user.
+            pub fn is_system_wide_name(name: &str) -> bool {
+                $( (name == $name && <$ty as CatalogEvent>::SYSTEM_WIDE) )||+
+            }
+
             /// The wire name of this event.
             pub fn name(&self) -> &'static str {
                 match self {
@@ -282,7 +287,9 @@ mod tests {
             is_last_order: Some(true),
             ..event
         };
-        assert!(to_json(&batch).ends_with(r#""mode":"live","batch_order":true,"is_last_order":true}"#));
+        assert!(
+            to_json(&batch).ends_with(r#""mode":"live","batch_order":true,"is_last_order":true}"#)
+        );
     }
 
     #[test]
@@ -292,7 +299,10 @@ mod tests {
             orderid: "42".into(),
             mode: "live".into(),
         };
-        assert_eq!(to_json(&event), r#"{"status":"success","orderid":"42","mode":"live"}"#);
+        assert_eq!(
+            to_json(&event),
+            r#"{"status":"success","orderid":"42","mode":"live"}"#
+        );
     }
 
     #[test]
@@ -306,7 +316,10 @@ mod tests {
             canceled_count: None,
             failed_count: None,
         };
-        assert_eq!(to_json(&single), r#"{"status":"success","orderid":"42","mode":"live"}"#);
+        assert_eq!(
+            to_json(&single),
+            r#"{"status":"success","orderid":"42","mode":"live"}"#
+        );
         let batch = CancelOrderEvent {
             orderid: "".into(),
             batch_order: Some(true),
@@ -433,7 +446,10 @@ mod tests {
     fn payload_rebuilds_from_name_and_json() {
         let original: EventPayload = OrderNotification::info("SBIN", "hello").into();
         let json = serde_json::to_value(&original).unwrap();
-        assert_eq!(EventPayload::from_json("order_notification", json).unwrap(), original);
+        assert_eq!(
+            EventPayload::from_json("order_notification", json).unwrap(),
+            original
+        );
         let unknown = EventPayload::from_json("nope", json!({})).unwrap_err();
         assert!(unknown.to_string().contains("order_event"));
         let bad = EventPayload::from_json("order_notification", json!({"symbol": 1})).unwrap_err();

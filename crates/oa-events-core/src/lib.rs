@@ -36,6 +36,7 @@ pub mod envelope;
 pub mod mode;
 pub mod number;
 pub mod publisher;
+pub mod schema;
 pub mod sink;
 
 pub use auth::{ApiKeyVerifier, AuthenticatedUser, VerifierError};

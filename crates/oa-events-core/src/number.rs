@@ -81,7 +81,13 @@ mod tests {
 
     #[test]
     fn quantities_read_integers_and_floats() {
-        assert_eq!(serde_json::from_str::<Quantity>("7").unwrap(), Quantity(7.0));
-        assert_eq!(serde_json::from_str::<Quantity>("7.5").unwrap(), Quantity(7.5));
+        assert_eq!(
+            serde_json::from_str::<Quantity>("7").unwrap(),
+            Quantity(7.0)
+        );
+        assert_eq!(
+            serde_json::from_str::<Quantity>("7.5").unwrap(),
+            Quantity(7.5)
+        );
     }
 }

@@ -196,9 +196,10 @@ async fn run_sink<S: EventSink>(sink: Arc<S>, queue: Arc<SinkQueue>) {
                 queue
                     .dropped_delivery_failed
                     .fetch_add(error.count as u64, Ordering::Relaxed);
-                queue
-                    .delivered
-                    .fetch_add(batch.len().saturating_sub(error.count) as u64, Ordering::Relaxed);
+                queue.delivered.fetch_add(
+                    batch.len().saturating_sub(error.count) as u64,
+                    Ordering::Relaxed,
+                );
                 metrics::counter!(
                     "oa_events_dropped_total",
                     "sink" => queue.name,
@@ -302,7 +303,11 @@ impl EventPublisher {
 
     /// Counters of every sink queue.
     pub fn stats(&self) -> Vec<SinkStats> {
-        self.inner.queues.iter().map(|queue| queue.stats()).collect()
+        self.inner
+            .queues
+            .iter()
+            .map(|queue| queue.stats())
+            .collect()
     }
 
     /// Names of the configured sinks.

@@ -46,5 +46,8 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Delivers a batch. An error is logged and its events counted as dropped
     /// (`reason="delivery_failed"`); sinks that must not lose events retry inside.
-    fn deliver(&self, batch: &[Arc<Envelope>]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn deliver(
+        &self,
+        batch: &[Arc<Envelope>],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -230,7 +230,10 @@ async fn a_stuck_sink_does_not_block_publish_or_other_sinks() {
     }
     assert_eq!(healthy.delivered.lock().len(), 10_000);
     let stuck_stats = publisher.stats()[0];
-    assert!(stuck_stats.dropped_queue_full >= 10_000 - 17, "{stuck_stats:?}");
+    assert!(
+        stuck_stats.dropped_queue_full >= 10_000 - 17,
+        "{stuck_stats:?}"
+    );
     // Shutdown gives up on the stuck sink after the timeout and reports what is left.
     let started = std::time::Instant::now();
     let left = publisher.shutdown(Duration::from_millis(100)).await;

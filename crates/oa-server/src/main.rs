@@ -1,1 +1,61 @@
-fn main() {}
+//! `oa-server`: REST API v1, order events (Socket.IO / Kafka) and WebSocket market data in one
+//! process. `oa-server` alone (or `oa-server serve`) starts everything on embedded defaults;
+//! every setting comes from flags, the environment or a `.env` file (see `.sample.env`).
+
+mod app;
+mod cli;
+mod config;
+mod http;
+mod telemetry;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    // .env first, so clap sees its values as environment variables. A missing file is fine.
+    let env_file = std::env::var("OA_ENV_FILE").unwrap_or_else(|_| ".env".to_string());
+    let env_file_error = match dotenvy::from_filename(&env_file) {
+        Err(error) if !error.not_found() => Some(format!("cannot read {env_file}: {error}")),
+        _ => None,
+    };
+
+    let cli = Cli::parse();
+    let raw = match cli.command {
+        Some(Command::Serve(raw)) => raw,
+        None => cli.serve,
+    };
+    telemetry::init_logging(&raw.log_format);
+    if let Some(error) = env_file_error {
+        tracing::error!("{error}");
+        return std::process::ExitCode::FAILURE;
+    }
+
+    let settings = match raw.validate() {
+        Ok(settings) => settings,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // {:#} prints the whole context chain on one line.
+            tracing::error!("oa-server stopped: {error:#}");
+            eprintln!("oa-server: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

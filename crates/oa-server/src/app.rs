@@ -1,0 +1,113 @@
+//! Composition: build the event publisher for the configured mode, start each layer, serve,
+//! and shut down in order (stop accepting, then drain the event sinks).
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use oa_events_core::EventPublisher;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::http;
+use crate::telemetry;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
+    if settings.pepper_is_default {
+        tracing::warn!(
+            "API_KEY_PEPPER is not set: using the built-in development pepper; set your own (>= 32 characters) in production"
+        );
+    }
+    if settings.event_mode.uses_kafka() {
+        bail!(
+            "ORDER_EVENT_MODE={}: the Kafka sink is not part of this build yet; use ORDER_EVENT_MODE=SOCKETIO",
+            settings.event_mode
+        );
+    }
+
+    let listener = http::bind(settings.http_addr).await?;
+    let http_addr = listener.local_addr().context("reading the HTTP address")?;
+
+    let publisher = EventPublisher::builder().build();
+
+    let health = http::HealthInfo {
+        started,
+        event_mode: settings.event_mode,
+        publisher: publisher.clone(),
+        layers: vec![
+            ("rest", false),
+            ("socketio", false),
+            ("kafka", false),
+            ("marketdata", false),
+        ],
+    };
+    let router = http::ops_router(health, metrics).fallback(http::not_found);
+
+    let (stop_sender, mut stop_receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_sender.send(true);
+    });
+    let http_shutdown = async move {
+        let _ = stop_receiver.wait_for(|stop| *stop).await;
+    };
+
+    write_ready_file(&settings, json!({ "http": http_addr.to_string() }))?;
+    tracing::info!(
+        http = %http_addr,
+        order_event_mode = %settings.event_mode,
+        "oa-server ready"
+    );
+    http::serve(listener, router, http_shutdown).await?;
+
+    tracing::info!("shutting down: draining event sinks");
+    let left = publisher.shutdown(settings.shutdown_timeout).await;
+    if left > 0 {
+        tracing::warn!(left, "events still queued at shutdown were not delivered");
+    }
+    tracing::info!("oa-server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Writes the bound addresses as JSON to `OA_READY_FILE` (atomically), for tests and
+/// supervisors that start the server on port 0.
+fn write_ready_file(settings: &Settings, addresses: serde_json::Value) -> anyhow::Result<()> {
+    let Some(path) = &settings.ready_file else {
+        return Ok(());
+    };
+    let temporary = format!("{path}.tmp");
+    std::fs::write(&temporary, addresses.to_string())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("OA_READY_FILE: cannot write {path}"))
+}

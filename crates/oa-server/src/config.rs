@@ -1,0 +1,504 @@
+//! Configuration: flags, environment variables and `.env`, validated as a whole.
+//!
+//! Every setting is read as text by clap (so a bad value never dies inside clap with a
+//! message that hides the variable's name) and then checked by [`RawConfig::validate`], which
+//! reports every bad variable at once, by name, with what was expected.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Args;
+use oa_events_core::EventMode;
+
+/// The pepper used when `API_KEY_PEPPER` is not set: fine for a laptop, logged as a warning.
+pub const DEVELOPMENT_PEPPER: &str = "oa-development-pepper-change-me-in-production-0001";
+/// Minimum pepper length, as OpenAlgo requires.
+pub const MIN_PEPPER_LEN: usize = 32;
+
+/// Settings as given (flags > environment > `.env` > defaults), not yet validated.
+/// `.sample.env` documents each one.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// Address the HTTP server (REST, Socket.IO, /health, /metrics) listens on.
+    #[arg(long, env = "FLASK_HOST_IP", default_value = "127.0.0.1")]
+    pub http_host: String,
+    /// Port of the HTTP server; 0 picks a free one.
+    #[arg(long, env = "FLASK_PORT", default_value = "5000")]
+    pub http_port: String,
+    /// Address of the WebSocket market-data server.
+    #[arg(long, env = "WEBSOCKET_HOST", default_value = "127.0.0.1")]
+    pub websocket_host: String,
+    /// Port of the WebSocket market-data server; 0 picks a free one.
+    #[arg(long, env = "WEBSOCKET_PORT", default_value = "8765")]
+    pub websocket_port: String,
+    /// Address the ZeroMQ market-data bus binds.
+    #[arg(long, env = "ZMQ_HOST", default_value = "127.0.0.1")]
+    pub zmq_host: String,
+    /// Port the ZeroMQ market-data bus binds; 0 picks a free one.
+    #[arg(long, env = "ZMQ_PORT", default_value = "5555")]
+    pub zmq_port: String,
+    /// Server-side secret mixed into API-key hashes (at least 32 characters).
+    #[arg(long, env = "API_KEY_PEPPER", hide_env_values = true)]
+    pub api_key_pepper: Option<String>,
+    /// Where the store lives: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:///db/oa.db")]
+    pub database_url: String,
+
+    /// Where order events go: SOCKETIO, KAFKA or BOTH.
+    #[arg(long, env = "ORDER_EVENT_MODE", default_value = "SOCKETIO")]
+    pub order_event_mode: String,
+    /// Kafka brokers, comma separated (required in KAFKA and BOTH modes).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// Outbound topic of order events.
+    #[arg(
+        long,
+        env = "KAFKA_ORDER_EVENTS_TOPIC",
+        default_value = "from_openalgo_order_events"
+    )]
+    pub kafka_order_events_topic: String,
+    /// Inbound topic of ESB commands.
+    #[arg(
+        long,
+        env = "KAFKA_ESB_EVENTS_TOPIC",
+        default_value = "from_esb_order_events"
+    )]
+    pub kafka_esb_events_topic: String,
+    /// Producer compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, env = "KAFKA_PRODUCER_COMPRESSION", default_value = "snappy")]
+    pub kafka_producer_compression: String,
+    /// Producer batch size in bytes.
+    #[arg(long, env = "KAFKA_PRODUCER_BATCH_SIZE", default_value = "16384")]
+    pub kafka_producer_batch_size: String,
+    /// How long the producer waits to fill a batch, in milliseconds.
+    #[arg(long, env = "KAFKA_PRODUCER_LINGER_MS", default_value = "10")]
+    pub kafka_producer_linger_ms: String,
+    /// Producer acknowledgements: all, 1 or 0.
+    #[arg(long, env = "KAFKA_PRODUCER_ACKS", default_value = "all")]
+    pub kafka_producer_acks: String,
+    /// Consumer group name of the ESB consumer.
+    #[arg(
+        long,
+        env = "KAFKA_CONSUMER_GROUP",
+        default_value = "openalgo-order-consumer"
+    )]
+    pub kafka_consumer_group: String,
+    /// Where the ESB consumer starts without a stored offset: earliest or latest.
+    #[arg(
+        long,
+        env = "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+        default_value = "latest"
+    )]
+    pub kafka_consumer_auto_offset_reset: String,
+
+    /// Events each sink queues before dropping (Socket.IO drops the oldest).
+    #[arg(long, env = "OA_EVENT_QUEUE_CAPACITY", default_value = "65536")]
+    pub event_queue_capacity: String,
+    /// Seconds to wait at shutdown for sinks to deliver what they hold.
+    #[arg(long, env = "OA_SHUTDOWN_TIMEOUT_SECONDS", default_value = "10")]
+    pub shutdown_timeout_seconds: String,
+    /// Log format: text or json (filter with RUST_LOG).
+    #[arg(long, env = "OA_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// When set, the server writes its bound addresses there as JSON once it is ready.
+    #[arg(long, env = "OA_READY_FILE")]
+    pub ready_file: Option<String>,
+}
+
+/// Validated settings the server runs with.
+// Layer settings are read as each layer is wired in.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: SocketAddr,
+    pub websocket_addr: SocketAddr,
+    pub zmq_addr: SocketAddr,
+    pub api_key_pepper: String,
+    pub pepper_is_default: bool,
+    pub database_url: String,
+    pub event_mode: EventMode,
+    pub kafka: Option<KafkaSettings>,
+    pub event_queue_capacity: usize,
+    pub shutdown_timeout: Duration,
+    pub ready_file: Option<String>,
+}
+
+/// Kafka settings, present in KAFKA and BOTH modes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: Vec<String>,
+    pub order_events_topic: String,
+    pub esb_events_topic: String,
+    pub compression: String,
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub acks: String,
+    pub consumer_group: String,
+    pub auto_offset_reset: String,
+}
+
+/// Every problem found in the configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblems(pub Vec<String>);
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "oa-server: invalid configuration ({} problem(s)); see .sample.env:",
+            self.0.len()
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while parsing each setting.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn number<T: std::str::FromStr>(
+        &mut self,
+        var: &str,
+        value: &str,
+        expected: &str,
+    ) -> Option<T> {
+        match value.trim().parse::<T>() {
+            Ok(number) => Some(number),
+            Err(_) => {
+                self.problems
+                    .push(format!("{var}={value:?} is not valid: expected {expected}"));
+                None
+            }
+        }
+    }
+
+    fn address(
+        &mut self,
+        host_var: &str,
+        host: &str,
+        port_var: &str,
+        port: &str,
+    ) -> Option<SocketAddr> {
+        let ip = match host.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) if host.trim() == "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+            Err(_) => {
+                self.problems.push(format!(
+                    "{host_var}={host:?} is not valid: expected an IP address such as 127.0.0.1 or 0.0.0.0"
+                ));
+                None
+            }
+        };
+        let port = self.number::<u16>(port_var, port, "a port number from 0 to 65535");
+        Some(SocketAddr::new(ip?, port?))
+    }
+
+    fn one_of(&mut self, var: &str, value: &str, allowed: &[&str]) -> Option<String> {
+        let lower = value.trim().to_ascii_lowercase();
+        if allowed.contains(&lower.as_str()) {
+            Some(lower)
+        } else {
+            self.problems.push(format!(
+                "{var}={value:?} is not valid; allowed values: {}",
+                allowed.join(", ")
+            ));
+            None
+        }
+    }
+}
+
+impl RawConfig {
+    /// Checks every setting and returns the validated [`Settings`], or every problem found.
+    pub fn validate(&self) -> Result<Settings, ConfigProblems> {
+        let mut check = Checker::default();
+        let http_addr = check.address(
+            "FLASK_HOST_IP",
+            &self.http_host,
+            "FLASK_PORT",
+            &self.http_port,
+        );
+        let websocket_addr = check.address(
+            "WEBSOCKET_HOST",
+            &self.websocket_host,
+            "WEBSOCKET_PORT",
+            &self.websocket_port,
+        );
+        let zmq_addr = check.address("ZMQ_HOST", &self.zmq_host, "ZMQ_PORT", &self.zmq_port);
+
+        let (api_key_pepper, pepper_is_default) = match &self.api_key_pepper {
+            Some(pepper) if pepper.chars().count() < MIN_PEPPER_LEN => {
+                check.problems.push(format!(
+                    "API_KEY_PEPPER is too short ({} characters): it must have at least {MIN_PEPPER_LEN}",
+                    pepper.chars().count()
+                ));
+                (String::new(), false)
+            }
+            Some(pepper) => (pepper.clone(), false),
+            None => (DEVELOPMENT_PEPPER.to_string(), true),
+        };
+
+        if !self.database_url.starts_with("sqlite:///") {
+            check.problems.push(format!(
+                "DATABASE_URL={:?} is not supported: expected sqlite:///relative/path.db or sqlite:////absolute/path.db",
+                self.database_url
+            ));
+        }
+
+        let event_mode = match self.order_event_mode.parse::<EventMode>() {
+            Ok(mode) => Some(mode),
+            Err(error) => {
+                check.problems.push(error.to_string());
+                None
+            }
+        };
+        let kafka = match event_mode {
+            Some(mode) if mode.uses_kafka() => self.kafka_settings(&mut check, mode),
+            _ => None,
+        };
+
+        let event_queue_capacity = check.number::<usize>(
+            "OA_EVENT_QUEUE_CAPACITY",
+            &self.event_queue_capacity,
+            "a positive whole number",
+        );
+        if event_queue_capacity == Some(0) {
+            check.problems.push(
+                "OA_EVENT_QUEUE_CAPACITY=0 is not valid: expected a positive whole number".into(),
+            );
+        }
+        let shutdown_timeout = check
+            .number::<u64>(
+                "OA_SHUTDOWN_TIMEOUT_SECONDS",
+                &self.shutdown_timeout_seconds,
+                "whole seconds",
+            )
+            .map(Duration::from_secs);
+        check.one_of("OA_LOG_FORMAT", &self.log_format, &["text", "json"]);
+
+        let (
+            Some(http_addr),
+            Some(websocket_addr),
+            Some(zmq_addr),
+            Some(event_mode),
+            Some(event_queue_capacity),
+            Some(shutdown_timeout),
+            true,
+        ) = (
+            http_addr,
+            websocket_addr,
+            zmq_addr,
+            event_mode,
+            event_queue_capacity,
+            shutdown_timeout,
+            check.problems.is_empty(),
+        )
+        else {
+            return Err(ConfigProblems(check.problems));
+        };
+        Ok(Settings {
+            http_addr,
+            websocket_addr,
+            zmq_addr,
+            api_key_pepper,
+            pepper_is_default,
+            database_url: self.database_url.clone(),
+            event_mode,
+            kafka,
+            event_queue_capacity,
+            shutdown_timeout,
+            ready_file: self.ready_file.clone(),
+        })
+    }
+
+    fn kafka_settings(&self, check: &mut Checker, mode: EventMode) -> Option<KafkaSettings> {
+        let bootstrap_servers: Vec<String> = self
+            .kafka_bootstrap_servers
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|server| !server.is_empty())
+            .map(str::to_string)
+            .collect();
+        if bootstrap_servers.is_empty() {
+            check.problems.push(format!(
+                "KAFKA_BOOTSTRAP_SERVERS is required when ORDER_EVENT_MODE={mode}: a comma-separated list of host:port, for example localhost:9092"
+            ));
+        }
+        for (var, topic) in [
+            ("KAFKA_ORDER_EVENTS_TOPIC", &self.kafka_order_events_topic),
+            ("KAFKA_ESB_EVENTS_TOPIC", &self.kafka_esb_events_topic),
+        ] {
+            let valid = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !valid {
+                check.problems.push(format!(
+                    "{var}={topic:?} is not a valid topic name: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"
+                ));
+            }
+        }
+        let compression = check.one_of(
+            "KAFKA_PRODUCER_COMPRESSION",
+            &self.kafka_producer_compression,
+            &["none", "gzip", "snappy", "lz4", "zstd"],
+        );
+        let batch_size = check.number::<usize>(
+            "KAFKA_PRODUCER_BATCH_SIZE",
+            &self.kafka_producer_batch_size,
+            "a size in bytes",
+        );
+        let linger = check
+            .number::<u64>(
+                "KAFKA_PRODUCER_LINGER_MS",
+                &self.kafka_producer_linger_ms,
+                "milliseconds",
+            )
+            .map(Duration::from_millis);
+        let acks = check.one_of(
+            "KAFKA_PRODUCER_ACKS",
+            &self.kafka_producer_acks,
+            &["all", "1", "0", "-1"],
+        );
+        let auto_offset_reset = check.one_of(
+            "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+            &self.kafka_consumer_auto_offset_reset,
+            &["earliest", "latest"],
+        );
+        Some(KafkaSettings {
+            bootstrap_servers,
+            order_events_topic: self.kafka_order_events_topic.clone(),
+            esb_events_topic: self.kafka_esb_events_topic.clone(),
+            compression: compression?,
+            batch_size: batch_size?,
+            linger: linger?,
+            acks: acks?,
+            consumer_group: self.kafka_consumer_group.clone(),
+            auto_offset_reset: auto_offset_reset?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Harness {
+        #[command(flatten)]
+        config: RawConfig,
+    }
+
+    fn parse(args: &[&str]) -> RawConfig {
+        let mut argv = vec!["oa-server"];
+        argv.extend_from_slice(args);
+        Harness::try_parse_from(argv).unwrap().config
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = parse(&[]).validate().unwrap();
+        assert_eq!(settings.http_addr.to_string(), "127.0.0.1:5000");
+        assert_eq!(settings.websocket_addr.to_string(), "127.0.0.1:8765");
+        assert_eq!(settings.zmq_addr.to_string(), "127.0.0.1:5555");
+        assert_eq!(settings.event_mode, EventMode::SocketIo);
+        assert!(settings.pepper_is_default);
+        assert!(settings.kafka.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_by_variable_name() {
+        let problems = parse(&[
+            "--order-event-mode",
+            "bogus",
+            "--http-port",
+            "70000",
+            "--api-key-pepper",
+            "short",
+            "--log-format",
+            "xml",
+        ])
+        .validate()
+        .unwrap_err();
+        let text = problems.to_string();
+        for needle in [
+            "ORDER_EVENT_MODE",
+            "SOCKETIO, KAFKA, BOTH",
+            "FLASK_PORT",
+            "API_KEY_PEPPER",
+            "OA_LOG_FORMAT",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(problems.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn kafka_mode_requires_bootstrap_servers() {
+        let text = parse(&["--order-event-mode", "kafka"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("KAFKA_BOOTSTRAP_SERVERS"), "{text}");
+        let settings = parse(&[
+            "--order-event-mode",
+            "BOTH",
+            "--kafka-bootstrap-servers",
+            "127.0.0.1:9092, 127.0.0.1:9093",
+        ])
+        .validate()
+        .unwrap();
+        let kafka = settings.kafka.unwrap();
+        assert_eq!(
+            kafka.bootstrap_servers,
+            ["127.0.0.1:9092", "127.0.0.1:9093"]
+        );
+        assert_eq!(kafka.order_events_topic, "from_openalgo_order_events");
+        assert_eq!(kafka.compression, "snappy");
+    }
+
+    #[test]
+    fn kafka_settings_are_checked() {
+        let text = parse(&[
+            "--order-event-mode",
+            "KAFKA",
+            "--kafka-bootstrap-servers",
+            "localhost:9092",
+            "--kafka-producer-compression",
+            "brotli",
+            "--kafka-order-events-topic",
+            "bad topic!",
+            "--kafka-consumer-auto-offset-reset",
+            "middle",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "KAFKA_PRODUCER_COMPRESSION",
+            "KAFKA_ORDER_EVENTS_TOPIC",
+            "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unsupported_database_url_is_rejected() {
+        let text = parse(&["--database-url", "postgres://x"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("DATABASE_URL"), "{text}");
+    }
+}

@@ -1,0 +1,174 @@
+//! [`TestServer`]: the real `oa-server` binary on free ports, stopped when dropped.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::workspace_root;
+
+/// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides). Builds it when missing, so a
+/// plain `cargo test` works; `cargo xtask test` builds it first.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("OA_SERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // Test executables live in target/<profile>/deps; the binary in target/<profile>.
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("unexpected test executable location")?;
+    let binary = profile_dir.join("oa-server");
+    if !binary.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "oa-server"])
+            .current_dir(workspace_root())
+            .status()
+            .context("building oa-server")?;
+        if !status.success() {
+            bail!("cargo build -p oa-server failed");
+        }
+    }
+    Ok(binary)
+}
+
+/// A running `oa-server` with its own data directory and ephemeral ports.
+#[derive(Debug)]
+pub struct TestServer {
+    child: Option<Child>,
+    /// The data directory (database, ready file); removed on drop.
+    pub data_dir: tempfile::TempDir,
+    /// Addresses the server reported in its ready file (`http`, `websocket`, `zmq`, ...).
+    pub addresses: HashMap<String, String>,
+    log_path: PathBuf,
+}
+
+impl TestServer {
+    /// Starts the server with ports 0 and the given extra environment, and waits until it
+    /// reports ready (up to 60 s).
+    pub fn start(env: &[(&str, &str)]) -> anyhow::Result<TestServer> {
+        let data_dir = tempfile::tempdir().context("creating a data directory")?;
+        let ready_file = data_dir.path().join("ready.json");
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).context("creating the server log")?;
+        let database = format!("sqlite:///{}", data_dir.path().join("oa.db").display());
+        let mut command = Command::new(server_binary()?);
+        command
+            .current_dir(data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("OA_ENV_FILE", data_dir.path().join("absent.env"))
+            .env("FLASK_PORT", "0")
+            .env("WEBSOCKET_PORT", "0")
+            .env("ZMQ_PORT", "0")
+            .env("DATABASE_URL", database)
+            .env("OA_READY_FILE", &ready_file)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command.spawn().context("starting oa-server")?;
+        let mut server = TestServer {
+            child: Some(child),
+            data_dir,
+            addresses: HashMap::new(),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                server.addresses = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing ready file {text:?}"))?;
+                return Ok(server);
+            }
+            if let Some(status) = server.try_wait()? {
+                bail!("oa-server exited early ({status}):\n{}", server.log());
+            }
+            if Instant::now() > deadline {
+                bail!("oa-server not ready after 60 s:\n{}", server.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://host:port` of the HTTP server.
+    pub fn http_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.addresses.get("http").map_or("", String::as_str)
+        )
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The exit status, if the server has exited.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(child) => Ok(child.try_wait()?),
+            None => bail!("server already stopped"),
+        }
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `INT`) and waits up to `timeout` for the exit.
+    pub fn signal(&mut self, signal: &str, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("server already stopped");
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} failed");
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("oa-server did not exit within {timeout:?} of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the binary with the given environment and arguments to completion (for start-up
+/// failures), returning its exit status and combined output.
+pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
+    let directory = tempfile::tempdir()?;
+    let output = Command::new(server_binary()?)
+        .current_dir(directory.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OA_ENV_FILE", directory.path().join("absent.env"))
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running oa-server")?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status, text))
+}

@@ -1,0 +1,109 @@
+//! The server skeleton, end to end: start-up, /health, /metrics, configuration errors,
+//! graceful shutdown. Runs the real binary.
+
+use std::time::Duration;
+
+use oa_e2e::{TestServer, run_to_exit};
+
+#[tokio::test]
+async fn health_reports_the_layers_and_mode() {
+    let server = TestServer::start(&[]).unwrap();
+    let health: serde_json::Value = reqwest::get(format!("{}/health", server.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["order_event_mode"], "SOCKETIO");
+    assert!(health["layers"].is_object(), "{health}");
+    assert!(health["event_sinks"].is_array(), "{health}");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let server = TestServer::start(&[]).unwrap();
+    let response = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+}
+
+#[tokio::test]
+async fn unknown_paths_get_a_json_404() {
+    let server = TestServer::start(&[]).unwrap();
+    let response = reqwest::get(format!("{}/no/such/path", server.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+}
+
+#[test]
+fn invalid_mode_stops_start_up_naming_variable_and_allowed_values() {
+    let (status, output) = run_to_exit(&[("ORDER_EVENT_MODE", "bogus")], &[]).unwrap();
+    assert!(!status.success());
+    for needle in ["ORDER_EVENT_MODE", "bogus", "SOCKETIO", "KAFKA", "BOTH"] {
+        assert!(output.contains(needle), "{needle} missing from:\n{output}");
+    }
+}
+
+#[test]
+fn kafka_mode_without_bootstrap_servers_stops_start_up() {
+    let (status, output) = run_to_exit(&[("ORDER_EVENT_MODE", "KAFKA")], &[]).unwrap();
+    assert!(!status.success());
+    assert!(output.contains("KAFKA_BOOTSTRAP_SERVERS"), "{output}");
+}
+
+#[test]
+fn every_bad_variable_is_named_at_once() {
+    let (status, output) = run_to_exit(
+        &[
+            ("FLASK_PORT", "eighty"),
+            ("API_KEY_PEPPER", "too-short"),
+            ("OA_EVENT_QUEUE_CAPACITY", "0"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(status.code(), Some(2), "{output}");
+    for needle in ["FLASK_PORT", "API_KEY_PEPPER", "OA_EVENT_QUEUE_CAPACITY"] {
+        assert!(output.contains(needle), "{needle} missing from:\n{output}");
+    }
+}
+
+#[test]
+fn a_taken_port_is_reported_by_setting_name() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, output) = run_to_exit(&[("FLASK_PORT", &port)], &[]).unwrap();
+    assert!(!status.success());
+    assert!(output.contains("FLASK_PORT"), "{output}");
+    assert!(output.contains(&port), "{output}");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut server = TestServer::start(&[]).unwrap();
+    let status = server.signal("TERM", Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", server.log());
+    assert!(
+        server.log().contains("oa-server stopped"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn help_lists_the_serve_command() {
+    let (status, output) = run_to_exit(&[], &["--help"]).unwrap();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("serve"), "{output}");
+    assert!(output.contains("ORDER_EVENT_MODE"), "{output}");
+}

@@ -1,0 +1,45 @@
+//! Small helpers shared by the tasks: paths, running commands, progress lines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs one named step, printing its start, duration and outcome.
+pub fn step(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let result = run();
+    match &result {
+        Ok(()) => println!("<== {name}: ok ({:.1?})", started.elapsed()),
+        Err(error) => println!("<== {name}: FAILED ({:.1?}): {error:#}", started.elapsed()),
+    }
+    result.with_context(|| format!("step {name:?} failed"))
+}
+
+/// Runs `cargo` with the given arguments in the workspace root.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    run(Command::new(cargo).args(args).current_dir(root()))
+}
+
+/// Runs a command, inheriting output; fails when it exits non-zero.
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    let description = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {description}"))?;
+    if !status.success() {
+        bail!("{description} exited with {status}");
+    }
+    Ok(())
+}
