@@ -1,6 +1,175 @@
 //! # oa-api
 //!
-//! oa's REST API v1: routes, API-key auth, rate limits, the order service, the sandbox and
-//! simulator brokers, and the SQLite store.
+//! oa's REST API v1 (PROTOCOLS.md section 1): routes, API-key auth, rate limits, the order
+//! service, the `sandbox` and `simulator` brokers sharing one matching engine, and the
+//! SQLite store.
 //!
-//! Not built yet: see the "REST API v1" issue. Nothing in this crate is functional today.
+//! ```text
+//! HTTP ─▶ rate limit (per IP) ─▶ JSON body ─▶ fields (400) ─▶ API key (403, cached)
+//!      ─▶ OrderService ─▶ Broker (sandbox in analyzer mode, simulator live)
+//!      ─▶ engine worker thread: engine + SQLite transaction (+ outbox) ─▶ publish events
+//! ```
+//!
+//! Serve the router with client addresses, or every client shares one rate-limit bucket:
+//!
+//! ```no_run
+//! # async fn serve(api: oa_api::Api) -> std::io::Result<()> {
+//! use std::net::SocketAddr;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! axum::serve(listener, api.router().into_make_service_with_connect_info::<SocketAddr>()).await
+//! # }
+//! ```
+
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod fields;
+pub mod journal;
+pub mod keys;
+pub mod marketdata;
+pub mod price;
+pub mod ratelimit;
+pub mod requests;
+pub mod routes;
+pub mod service;
+pub mod store;
+pub mod symbols;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oa_events_core::{ApiKeyVerifier, EventPublisher};
+use oa_marketdata_zmq::{PriceCache, SymbolMaster};
+
+pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
+pub use config::{ApiConfig, ConfigError, Leverage, SimulatorConfig};
+pub use error::{ApiError, HttpError};
+pub use keys::{KeyError, KeyStore};
+pub use price::{PriceSource, Quote, StaticPrices};
+pub use service::OrderService;
+pub use store::{StoreError, UserKeyInfo};
+pub use symbols::{StaticSymbols, SymbolDirectory};
+pub use types::Mode;
+
+use crate::engine::EngineConfig;
+use crate::engine::worker::{EngineHandle, WorkerConfig};
+use crate::routes::{AppState, Limiters};
+
+/// The built REST layer: its router, key store and order service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    router: axum::Router,
+    keys: KeyStore,
+    service: Arc<OrderService>,
+    default_user: String,
+}
+
+impl Api {
+    /// The router (`/api/v1/...` and JSON 404s under `/api/`). Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so rate limits see client IPs.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// The API-key verifier for the WebSocket and Socket.IO layers.
+    pub fn verifier(&self) -> Arc<dyn ApiKeyVerifier> {
+        Arc::new(self.keys.clone())
+    }
+
+    /// User and key management (`oa-server apikey ...`).
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// The order service (for in-process callers such as an ESB consumer).
+    pub fn service(&self) -> &Arc<OrderService> {
+        &self.service
+    }
+
+    /// On first start (no users), creates the default user and returns its key once.
+    pub async fn ensure_default_user(&self) -> Result<Option<String>, ApiError> {
+        Ok(self.keys.ensure_default_user(&self.default_user).await?)
+    }
+}
+
+/// Builds the REST layer on the market-data price cache and symbol master.
+pub async fn build(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    prices: PriceCache,
+    symbols: Arc<SymbolMaster>,
+) -> Result<Api, ApiError> {
+    build_with_sources(config, publisher, Arc::new(prices), Arc::new(symbols)).await
+}
+
+/// Builds the REST layer on any price source and symbol directory.
+pub async fn build_with_sources(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    prices: Arc<dyn PriceSource>,
+    symbols: Arc<dyn SymbolDirectory>,
+) -> Result<Api, ApiError> {
+    let (limits, path) = config.validate()?;
+    let engine_config = EngineConfig {
+        starting_funds: config.starting_funds,
+        leverage: config.leverage,
+    };
+    let worker_config = WorkerConfig {
+        engine: engine_config,
+        durable_outbox: config.durable_outbox,
+        queue_capacity: config.engine_queue_capacity,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let (engine, modes, keys) = {
+        let publisher = publisher.clone();
+        let prices = Arc::clone(&prices);
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let _guard = runtime.enter();
+            let conn = store::open(&path)?;
+            let modes: HashMap<String, Mode> =
+                store::load_setting(&conn, service::ANALYZE_MODE_SETTING)?
+                    .into_iter()
+                    .map(|(user, value)| (user, Mode::from_analyze_flag(value == "true")))
+                    .collect();
+            let engine = EngineHandle::start(conn, worker_config, prices, publisher.clone())?;
+            let keys = KeyStore::open(
+                &path,
+                &config.api_key_pepper,
+                types::Book::Simulator.as_str(),
+                config.key_cache_capacity,
+                config.key_cache_ttl,
+                publisher,
+            )?;
+            Ok((engine, modes, keys))
+        })
+        .await
+        .map_err(|error| ApiError::Store(StoreError::Task(error.to_string())))??
+    };
+    let sandbox: Arc<dyn Broker> = Arc::new(EngineBroker::sandbox(engine.clone()));
+    let live: Arc<dyn Broker> = Arc::new(EngineBroker::simulator(engine.clone(), config.simulator));
+    let service = Arc::new(OrderService::new(
+        sandbox,
+        live,
+        engine,
+        prices,
+        symbols,
+        modes,
+        Mode::from_analyze_flag(config.default_analyze_mode),
+    ));
+    let limiters = Limiters::new(limits);
+    limiters.spawn_cleanup();
+    let state = AppState {
+        service: Arc::clone(&service),
+        keys: keys.clone(),
+        body_limit: config.body_limit_bytes,
+    };
+    Ok(Api {
+        router: routes::router(state, &limiters),
+        keys,
+        service,
+        default_user: config.default_user,
+    })
+}

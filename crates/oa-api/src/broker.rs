@@ -1,0 +1,391 @@
+//! The [`Broker`] trait and the two bundled brokers, which share one matching engine:
+//!
+//! - [`EngineBroker::sandbox`]: analyzer mode, virtual funds, fills from the price source;
+//! - [`EngineBroker::simulator`]: the live-mode stand-in, the same engine plus an
+//!   acknowledgement latency and a rejection rate for fault tests.
+//!
+//! A real broker adapter implements [`Broker`] by calling the broker's API (see
+//! docs/rest-api.md): it returns the broker's order id and maps its books; it calls the
+//! [`Journal`] hook with the outcome and stores the returned [`Record`](crate::journal::Record)
+//! through the order service, so events still follow the stored change.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::SimulatorConfig;
+use crate::engine::worker::EngineHandle;
+use crate::engine::{
+    CancelAllOutcome, EngineError, ModifyOrder, NewOrder, Order, PlaceOutcome, Trade,
+};
+use crate::journal::Journal;
+use crate::store::StoreError;
+use crate::types::{Book, Exchange, Product};
+
+/// Why a broker call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker refused the request; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] EngineError),
+    /// The broker could not be reached or its store failed. The outcome is unknown.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(error: StoreError) -> Self {
+        BrokerError::Unavailable(error.to_string())
+    }
+}
+
+/// A boxed future returned by [`Broker`] methods.
+pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
+
+/// A row of the position book.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionView {
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// Product.
+    pub product: Product,
+    /// Signed net quantity.
+    pub quantity: f64,
+    /// Average price of the open quantity.
+    pub average_price: f64,
+    /// Last traded price (0 when unknown).
+    pub ltp: f64,
+    /// Realized + unrealized P&L.
+    pub pnl: f64,
+}
+
+/// An account's funds as `funds` reports them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FundsView {
+    /// Cash available for new orders.
+    pub availablecash: f64,
+    /// Collateral (always 0 here).
+    pub collateral: f64,
+    /// Realized P&L.
+    pub m2mrealized: f64,
+    /// Unrealized P&L of open positions at the last price.
+    pub m2munrealized: f64,
+    /// Margin in use (orders and positions).
+    pub utiliseddebits: f64,
+}
+
+/// An order venue. Every method acts for one user; the order-changing ones take a
+/// [`Journal`] that must be called exactly once with the outcome, in the same transaction as
+/// the stored change when the broker stores state.
+pub trait Broker: Send + Sync + 'static {
+    /// The broker's name ("sandbox", "simulator", ...).
+    fn name(&self) -> &'static str;
+    /// Places an order. Broker-side rejections are `Ok` with status `rejected`.
+    fn place_order(
+        &self,
+        order: NewOrder,
+        journal: Journal<PlaceOutcome>,
+    ) -> BrokerFuture<'_, PlaceOutcome>;
+    /// Modifies an open order; returns its id.
+    fn modify_order(
+        &self,
+        user_id: &str,
+        change: ModifyOrder,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String>;
+    /// Cancels an open order; returns its id.
+    fn cancel_order(
+        &self,
+        user_id: &str,
+        orderid: &str,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String>;
+    /// Cancels every open order.
+    fn cancel_all_orders(
+        &self,
+        user_id: &str,
+        journal: Journal<CancelAllOutcome>,
+    ) -> BrokerFuture<'_, CancelAllOutcome>;
+    /// Squares off every open position with market orders.
+    fn close_positions(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        journal: Journal<Vec<PlaceOutcome>>,
+    ) -> BrokerFuture<'_, Vec<PlaceOutcome>>;
+    /// Every order of the user, oldest first.
+    fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>>;
+    /// One order; `EngineError::OrderNotFound` when unknown.
+    fn order_status(&self, user_id: &str, orderid: &str) -> BrokerFuture<'_, Order>;
+    /// Every trade of the user, oldest first.
+    fn trade_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Trade>>;
+    /// Every position of the user.
+    fn position_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<PositionView>>;
+    /// The user's funds.
+    fn funds(&self, user_id: &str) -> BrokerFuture<'_, FundsView>;
+}
+
+/// A broker backed by the shared matching engine: the sandbox or the simulator.
+#[derive(Debug, Clone)]
+pub struct EngineBroker {
+    engine: EngineHandle,
+    book: Book,
+    simulator: SimulatorConfig,
+}
+
+impl EngineBroker {
+    /// The analyzer-mode sandbox.
+    pub fn sandbox(engine: EngineHandle) -> Self {
+        EngineBroker {
+            engine,
+            book: Book::Sandbox,
+            simulator: SimulatorConfig::default(),
+        }
+    }
+
+    /// The live-mode simulator with fault injection.
+    pub fn simulator(engine: EngineHandle, faults: SimulatorConfig) -> Self {
+        EngineBroker {
+            engine,
+            book: Book::Simulator,
+            simulator: faults,
+        }
+    }
+
+    async fn acknowledge(&self) {
+        if self.simulator.ack_latency > Duration::ZERO {
+            tokio::time::sleep(self.simulator.ack_latency).await;
+        }
+    }
+
+    fn forced_rejection(&self) -> Option<String> {
+        let rate = self.simulator.rejection_rate;
+        (rate > 0.0 && rand::random::<f64>() < rate)
+            .then(|| format!("Rejected by the simulator (simulated rejection rate {rate})"))
+    }
+}
+
+impl Broker for EngineBroker {
+    fn name(&self) -> &'static str {
+        self.book.as_str()
+    }
+
+    fn place_order(
+        &self,
+        order: NewOrder,
+        journal: Journal<PlaceOutcome>,
+    ) -> BrokerFuture<'_, PlaceOutcome> {
+        Box::pin(async move {
+            self.acknowledge().await;
+            let forced = self.forced_rejection();
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let outcome = Ok(ctx
+                        .engine
+                        .place(book, order, forced, ctx.prices, ctx.now_ms));
+                    ctx.record(journal(&outcome));
+                    outcome
+                })
+                .await?
+        })
+    }
+
+    fn modify_order(
+        &self,
+        user_id: &str,
+        change: ModifyOrder,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String> {
+        let user_id = user_id.to_string();
+        Box::pin(async move {
+            self.acknowledge().await;
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let result = ctx
+                        .engine
+                        .modify(book, &user_id, change, ctx.prices, ctx.now_ms)
+                        .map_err(BrokerError::from);
+                    ctx.record(journal(&result));
+                    result
+                })
+                .await?
+        })
+    }
+
+    fn cancel_order(
+        &self,
+        user_id: &str,
+        orderid: &str,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String> {
+        let (user_id, orderid) = (user_id.to_string(), orderid.to_string());
+        Box::pin(async move {
+            self.acknowledge().await;
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let result = ctx
+                        .engine
+                        .cancel(book, &user_id, &orderid, ctx.now_ms)
+                        .map_err(BrokerError::from);
+                    ctx.record(journal(&result));
+                    result
+                })
+                .await?
+        })
+    }
+
+    fn cancel_all_orders(
+        &self,
+        user_id: &str,
+        journal: Journal<CancelAllOutcome>,
+    ) -> BrokerFuture<'_, CancelAllOutcome> {
+        let user_id = user_id.to_string();
+        Box::pin(async move {
+            self.acknowledge().await;
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let result = Ok(ctx.engine.cancel_all(book, &user_id, ctx.now_ms));
+                    ctx.record(journal(&result));
+                    result
+                })
+                .await?
+        })
+    }
+
+    fn close_positions(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        journal: Journal<Vec<PlaceOutcome>>,
+    ) -> BrokerFuture<'_, Vec<PlaceOutcome>> {
+        let (user_id, strategy) = (user_id.to_string(), strategy.to_string());
+        Box::pin(async move {
+            self.acknowledge().await;
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let result = Ok(ctx
+                        .engine
+                        .close_positions(book, &user_id, &strategy, ctx.prices, ctx.now_ms));
+                    ctx.record(journal(&result));
+                    result
+                })
+                .await?
+        })
+    }
+
+    fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
+        let user_id = user_id.to_string();
+        let book = self.book;
+        Box::pin(async move {
+            Ok(self
+                .engine
+                .run(move |ctx| {
+                    ctx.engine
+                        .orders(book, &user_id)
+                        .into_iter()
+                        .cloned()
+                        .collect()
+                })
+                .await?)
+        })
+    }
+
+    fn order_status(&self, user_id: &str, orderid: &str) -> BrokerFuture<'_, Order> {
+        let (user_id, orderid) = (user_id.to_string(), orderid.to_string());
+        let book = self.book;
+        Box::pin(async move {
+            self.engine
+                .run(move |ctx| {
+                    ctx.engine
+                        .order(book, &user_id, &orderid)
+                        .cloned()
+                        .ok_or(BrokerError::Refused(EngineError::OrderNotFound(orderid)))
+                })
+                .await?
+        })
+    }
+
+    fn trade_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Trade>> {
+        let user_id = user_id.to_string();
+        let book = self.book;
+        Box::pin(async move {
+            Ok(self
+                .engine
+                .run(move |ctx| ctx.engine.trades(book, &user_id).to_vec())
+                .await?)
+        })
+    }
+
+    fn position_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<PositionView>> {
+        let user_id = user_id.to_string();
+        let book = self.book;
+        Box::pin(async move {
+            Ok(self
+                .engine
+                .run(move |ctx| {
+                    ctx.engine
+                        .positions(book, &user_id)
+                        .into_iter()
+                        .map(|(key, position)| {
+                            let ltp = ctx
+                                .prices
+                                .quote(key.2.as_str(), &key.3)
+                                .map_or(0.0, |quote| quote.ltp);
+                            let unrealized = if ltp > 0.0 {
+                                (ltp - position.average_price) * position.quantity
+                            } else {
+                                0.0
+                            };
+                            PositionView {
+                                exchange: key.2,
+                                symbol: key.3.clone(),
+                                product: key.4,
+                                quantity: position.quantity,
+                                average_price: position.average_price,
+                                ltp,
+                                pnl: position.realized_pnl + unrealized,
+                            }
+                        })
+                        .collect()
+                })
+                .await?)
+        })
+    }
+
+    fn funds(&self, user_id: &str) -> BrokerFuture<'_, FundsView> {
+        let user_id = user_id.to_string();
+        let book = self.book;
+        Box::pin(async move {
+            Ok(self
+                .engine
+                .run(move |ctx| {
+                    let account = ctx.engine.account(book, &user_id);
+                    let unrealized: f64 = ctx
+                        .engine
+                        .positions(book, &user_id)
+                        .into_iter()
+                        .filter(|(_, position)| position.quantity != 0.0)
+                        .filter_map(|(key, position)| {
+                            let quote = ctx.prices.quote(key.2.as_str(), &key.3)?;
+                            Some((quote.ltp - position.average_price) * position.quantity)
+                        })
+                        .sum();
+                    FundsView {
+                        availablecash: account.cash,
+                        collateral: 0.0,
+                        m2mrealized: account.realized_pnl,
+                        m2munrealized: unrealized,
+                        utiliseddebits: account.order_margin + account.position_margin,
+                    }
+                })
+                .await?)
+        })
+    }
+}

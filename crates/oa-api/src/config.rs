@@ -1,0 +1,312 @@
+//! [`ApiConfig`]: every setting of the REST layer, with OpenAlgo's defaults.
+//!
+//! A plain struct: the binary maps environment variables onto it (`API_KEY_PEPPER`,
+//! `ORDER_RATE_LIMIT`, `SMART_ORDER_RATE_LIMIT`, `API_RATE_LIMIT`, `DATABASE_URL`, ...).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ratelimit::RateSpec;
+use crate::types::Product;
+
+/// Shortest accepted `API_KEY_PEPPER`, as in OpenAlgo.
+pub const MIN_PEPPER_LEN: usize = 32;
+
+/// Margin leverage per product: blocked margin = quantity x price / leverage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Leverage {
+    /// Intraday (default 5x).
+    pub mis: f64,
+    /// Carry-forward derivatives (default 1x).
+    pub nrml: f64,
+    /// Delivery (default 1x).
+    pub cnc: f64,
+}
+
+impl Default for Leverage {
+    fn default() -> Self {
+        Leverage {
+            mis: 5.0,
+            nrml: 1.0,
+            cnc: 1.0,
+        }
+    }
+}
+
+impl Leverage {
+    /// The leverage of `product`.
+    pub fn of(&self, product: Product) -> f64 {
+        match product {
+            Product::Mis => self.mis,
+            Product::Nrml => self.nrml,
+            Product::Cnc => self.cnc,
+        }
+    }
+}
+
+/// Fault injection for the `simulator` broker (the live-mode stand-in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulatorConfig {
+    /// Delay before the simulated broker acknowledges an order action (default 0).
+    pub ack_latency: Duration,
+    /// Fraction of new orders the simulated broker rejects, 0.0..=1.0 (default 0).
+    pub rejection_rate: f64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            ack_latency: Duration::ZERO,
+            rejection_rate: 0.0,
+        }
+    }
+}
+
+/// Every setting of the REST layer. `ApiConfig::default()` is OpenAlgo's defaults except the
+/// pepper, which has none and must be set.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `DATABASE_URL`: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`
+    /// (default `sqlite:///db/openalgo.db`).
+    pub database_url: String,
+    /// `API_KEY_PEPPER`: secret mixed into every API-key hash; at least 32 characters.
+    pub api_key_pepper: String,
+    /// `ORDER_RATE_LIMIT` (default "10 per second"): order endpoints.
+    pub order_rate_limit: String,
+    /// `SMART_ORDER_RATE_LIMIT` (default "10 per second"): placesmartorder.
+    pub smart_order_rate_limit: String,
+    /// `API_RATE_LIMIT` (default "50 per second"): every other endpoint.
+    pub api_rate_limit: String,
+    /// Virtual funds of each sandbox and simulator account (default 1 crore = 10,000,000).
+    pub starting_funds: f64,
+    /// Margin leverage per product.
+    pub leverage: Leverage,
+    /// Fault injection of the simulator broker.
+    pub simulator: SimulatorConfig,
+    /// Largest accepted request body in bytes (default 64 KiB); larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Verified API keys remembered (default 10,000).
+    pub key_cache_capacity: usize,
+    /// How long a verified key is remembered (default 5 minutes). Revocation clears it at once.
+    pub key_cache_ttl: Duration,
+    /// When true, the envelopes of each order action are written to the `outbox` table in the
+    /// same transaction as the order change (for the Kafka relay). Default false.
+    pub durable_outbox: bool,
+    /// The user created on first start when the store has none (default "admin").
+    pub default_user: String,
+    /// Whether users start in analyzer (sandbox) mode (default false: live, as upstream).
+    pub default_analyze_mode: bool,
+    /// Most pending commands of the order engine's queue (default 8192).
+    pub engine_queue_capacity: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            database_url: "sqlite:///db/openalgo.db".to_string(),
+            api_key_pepper: String::new(),
+            order_rate_limit: "10 per second".to_string(),
+            smart_order_rate_limit: "10 per second".to_string(),
+            api_rate_limit: "50 per second".to_string(),
+            starting_funds: 10_000_000.0,
+            leverage: Leverage::default(),
+            simulator: SimulatorConfig::default(),
+            body_limit_bytes: 64 * 1024,
+            key_cache_capacity: 10_000,
+            key_cache_ttl: Duration::from_secs(300),
+            durable_outbox: false,
+            default_user: "admin".to_string(),
+            default_analyze_mode: false,
+            engine_queue_capacity: 8192,
+        }
+    }
+}
+
+/// A setting that cannot be used. The message names the setting and what is expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The pepper is shorter than [`MIN_PEPPER_LEN`].
+    #[error("API_KEY_PEPPER must be at least {MIN_PEPPER_LEN} characters (got {0})")]
+    PepperTooShort(usize),
+    /// `DATABASE_URL` is not a supported SQLite URL.
+    #[error(
+        "DATABASE_URL {url:?} is not supported: {reason}; expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+    )]
+    DatabaseUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A rate-limit string could not be parsed.
+    #[error(
+        "{setting}={value:?} is not a valid rate limit: {reason} (expected e.g. \"10 per second\", \"100 per minute\", \"5/second\")"
+    )]
+    RateLimit {
+        /// The setting name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A numeric setting is out of range.
+    #[error("{setting} = {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The setting name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// The accepted range.
+        expected: &'static str,
+    },
+}
+
+/// The three parsed rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Order endpoints.
+    pub order: RateSpec,
+    /// placesmartorder.
+    pub smart_order: RateSpec,
+    /// Everything else.
+    pub api: RateSpec,
+}
+
+impl ApiConfig {
+    /// Checks every setting, returning the parsed rate limits and database path.
+    pub fn validate(&self) -> Result<(RateLimits, PathBuf), ConfigError> {
+        let pepper_len = self.api_key_pepper.chars().count();
+        if pepper_len < MIN_PEPPER_LEN {
+            return Err(ConfigError::PepperTooShort(pepper_len));
+        }
+        let limits = RateLimits {
+            order: RateSpec::parse_setting("ORDER_RATE_LIMIT", &self.order_rate_limit)?,
+            smart_order: RateSpec::parse_setting(
+                "SMART_ORDER_RATE_LIMIT",
+                &self.smart_order_rate_limit,
+            )?,
+            api: RateSpec::parse_setting("API_RATE_LIMIT", &self.api_rate_limit)?,
+        };
+        if !(self.starting_funds.is_finite() && self.starting_funds > 0.0) {
+            return Err(ConfigError::OutOfRange {
+                setting: "starting_funds",
+                value: self.starting_funds.to_string(),
+                expected: "a positive amount",
+            });
+        }
+        for (setting, value) in [
+            ("leverage.mis", self.leverage.mis),
+            ("leverage.nrml", self.leverage.nrml),
+            ("leverage.cnc", self.leverage.cnc),
+        ] {
+            if !(value.is_finite() && value >= 1.0) {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value: value.to_string(),
+                    expected: "a leverage of at least 1",
+                });
+            }
+        }
+        let rate = self.simulator.rejection_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(ConfigError::OutOfRange {
+                setting: "simulator.rejection_rate",
+                value: rate.to_string(),
+                expected: "a fraction between 0 and 1",
+            });
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::OutOfRange {
+                setting: "body_limit_bytes",
+                value: self.body_limit_bytes.to_string(),
+                expected: "at least 1024 bytes",
+            });
+        }
+        let path = parse_database_url(&self.database_url)?;
+        Ok((limits, path))
+    }
+}
+
+/// Parses OpenAlgo's `DATABASE_URL`: `sqlite:///db/openalgo.db` is the relative path
+/// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`.
+pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
+    let error = |reason: &str| ConfigError::DatabaseUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(error("missing scheme"));
+    };
+    if !scheme.eq_ignore_ascii_case("sqlite") {
+        return Err(error(&format!(
+            "scheme {scheme:?} is not supported (only sqlite)"
+        )));
+    }
+    // SQLAlchemy form: sqlite:// + "/" + path, where the path is absolute when it starts
+    // with another "/".
+    let Some(path) = rest.strip_prefix('/') else {
+        return Err(error("expected three slashes after sqlite:"));
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(error(
+            "a file path is required (in-memory databases are not supported)",
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_follow_sqlalchemy() {
+        assert_eq!(
+            parse_database_url("sqlite:///db/openalgo.db").unwrap(),
+            PathBuf::from("db/openalgo.db")
+        );
+        assert_eq!(
+            parse_database_url("sqlite:////var/lib/oa.db").unwrap(),
+            PathBuf::from("/var/lib/oa.db")
+        );
+        let error = parse_database_url("postgresql://localhost/oa")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("postgresql") && error.contains("sqlite:///"),
+            "{error}"
+        );
+        assert!(parse_database_url("db/openalgo.db").is_err());
+        assert!(parse_database_url("sqlite:///").is_err());
+    }
+
+    #[test]
+    fn validate_checks_the_pepper_and_ranges() {
+        let mut config = ApiConfig::default();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::PepperTooShort(0))
+        ));
+        config.api_key_pepper = "p".repeat(32);
+        assert!(config.validate().is_ok());
+        config.simulator.rejection_rate = 2.0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rejection_rate")
+        );
+        config.simulator.rejection_rate = 0.0;
+        config.api_rate_limit = "lots".into();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("API_RATE_LIMIT")
+        );
+    }
+}

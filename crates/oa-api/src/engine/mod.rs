@@ -1,0 +1,1174 @@
+//! The matching engine shared by the `sandbox` and `simulator` brokers.
+//!
+//! Pure state: orders, trades, positions and accounts in memory, mutated by commands and
+//! price updates, with every change recorded in [`Changes`] so the [`worker`] can persist it
+//! and publish `order_update` events. No I/O and no clock: callers pass `now_ms` and a
+//! [`PriceSource`], which keeps the engine deterministic for property tests.
+//!
+//! Accounting (per book and user), with `F` the starting funds:
+//!
+//! ```text
+//! cash + order_margin + position_margin - realized_pnl == F
+//! ```
+//!
+//! - placing an order blocks `opening_qty x price / leverage` from cash into `order_margin`
+//!   (`opening_qty` excludes the part that reduces an opposite position);
+//! - a fill releases the order's block, then the closing part of the fill releases its share
+//!   of the position's margin and books realized P&L into cash, and the opening part moves
+//!   `qty x fill_price / leverage` from cash into the position's margin;
+//! - cancelling releases the block.
+
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::Leverage;
+use crate::price::{PriceSource, Quote};
+use crate::types::{Action, Book, Exchange, OrderStatus, PriceType, Product};
+
+/// Tolerance for money and quantity comparisons.
+const EPSILON: f64 = 1e-9;
+
+/// A new order as the service hands it to a broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    /// Owner.
+    pub user_id: String,
+    /// Strategy tag.
+    pub strategy: String,
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// BUY or SELL.
+    pub action: Action,
+    /// Quantity (> 0).
+    pub quantity: f64,
+    /// Price type.
+    pub pricetype: PriceType,
+    /// Product.
+    pub product: Product,
+    /// Limit price (LIMIT, SL); 0 otherwise.
+    pub price: f64,
+    /// Trigger price (SL, SL-M); 0 otherwise.
+    pub trigger_price: f64,
+    /// Disclosed quantity (recorded only).
+    pub disclosed_quantity: f64,
+}
+
+/// A modification of an open order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModifyOrder {
+    /// The order.
+    pub orderid: String,
+    /// Must match the order's exchange.
+    pub exchange: Exchange,
+    /// Must match the order's symbol.
+    pub symbol: String,
+    /// Must match the order's action.
+    pub action: Action,
+    /// New product.
+    pub product: Product,
+    /// New price type.
+    pub pricetype: PriceType,
+    /// New limit price.
+    pub price: f64,
+    /// New quantity.
+    pub quantity: f64,
+    /// New disclosed quantity.
+    pub disclosed_quantity: f64,
+    /// New trigger price.
+    pub trigger_price: f64,
+}
+
+/// An order and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// Numeric string id, unique.
+    pub orderid: String,
+    /// Account.
+    pub book: Book,
+    /// Owner.
+    pub user_id: String,
+    /// Strategy tag.
+    pub strategy: String,
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// BUY or SELL.
+    pub action: Action,
+    /// Ordered quantity.
+    pub quantity: f64,
+    /// Price type.
+    pub pricetype: PriceType,
+    /// Product.
+    pub product: Product,
+    /// Limit price.
+    pub price: f64,
+    /// Trigger price.
+    pub trigger_price: f64,
+    /// Disclosed quantity.
+    pub disclosed_quantity: f64,
+    /// Status.
+    pub status: OrderStatus,
+    /// Filled quantity.
+    pub filled_quantity: f64,
+    /// Average fill price (0 until filled).
+    pub average_price: f64,
+    /// Margin blocked while the order is active.
+    pub blocked_margin: f64,
+    /// Why it was rejected (empty otherwise).
+    pub rejection_reason: String,
+    /// Creation time, epoch ms.
+    pub created_ms: i64,
+    /// Last change, epoch ms.
+    pub updated_ms: i64,
+}
+
+/// A fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    /// Sequence number, unique.
+    pub tradeid: u64,
+    /// The order filled.
+    pub orderid: String,
+    /// Account.
+    pub book: Book,
+    /// Owner.
+    pub user_id: String,
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// BUY or SELL.
+    pub action: Action,
+    /// Product.
+    pub product: Product,
+    /// Quantity filled.
+    pub quantity: f64,
+    /// Fill price.
+    pub price: f64,
+    /// Time, epoch ms.
+    pub created_ms: i64,
+}
+
+/// Identifies a position.
+pub type PositionKey = (Book, String, Exchange, String, Product);
+/// Identifies an account.
+pub type AccountKey = (Book, String);
+
+/// A net position.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Position {
+    /// Signed net quantity (negative = short).
+    pub quantity: f64,
+    /// Average entry price of the open quantity.
+    pub average_price: f64,
+    /// P&L realized on this position.
+    pub realized_pnl: f64,
+    /// Margin held by the open quantity.
+    pub margin: f64,
+}
+
+/// Funds of one account.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Account {
+    /// Funds the account started with.
+    pub starting: f64,
+    /// Available cash.
+    pub cash: f64,
+    /// Margin blocked by active orders.
+    pub order_margin: f64,
+    /// Margin held by open positions.
+    pub position_margin: f64,
+    /// Realized P&L.
+    pub realized_pnl: f64,
+}
+
+impl Account {
+    /// A fresh account.
+    pub fn new(starting: f64) -> Self {
+        Account {
+            starting,
+            cash: starting,
+            order_margin: 0.0,
+            position_margin: 0.0,
+            realized_pnl: 0.0,
+        }
+    }
+
+    /// `cash + order_margin + position_margin - realized_pnl - starting` (0 when consistent).
+    pub fn imbalance(&self) -> f64 {
+        self.cash + self.order_margin + self.position_margin - self.realized_pnl - self.starting
+    }
+}
+
+/// The result of placing an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaceOutcome {
+    /// The new order's id (also for rejected orders).
+    pub orderid: String,
+    /// Its status right after placement.
+    pub status: OrderStatus,
+    /// Why it was rejected (empty otherwise).
+    pub rejection_reason: String,
+    /// Symbol (for basket results).
+    pub symbol: String,
+    /// Quantity (for split results).
+    pub quantity: f64,
+}
+
+/// The result of cancelling all orders.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CancelAllOutcome {
+    /// Cancelled order ids.
+    pub canceled: Vec<String>,
+    /// (order id, reason) of orders that could not be cancelled.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Why an engine command failed (nothing changed).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// No such order for this user and book.
+    #[error("Order {0} not found")]
+    OrderNotFound(String),
+    /// The order is no longer active.
+    #[error("Order {orderid} cannot be {verb}: its status is {status}")]
+    NotActive {
+        /// The order.
+        orderid: String,
+        /// "modified" or "cancelled".
+        verb: &'static str,
+        /// Its status.
+        status: &'static str,
+    },
+    /// A modify field does not match the order.
+    #[error("{field}: does not match order {orderid} (expected {expected}, got {got})")]
+    Mismatch {
+        /// The field.
+        field: &'static str,
+        /// The order.
+        orderid: String,
+        /// The order's value.
+        expected: String,
+        /// The request's value.
+        got: String,
+    },
+    /// Not enough cash for the margin.
+    #[error("Insufficient funds: margin required {required:.2}, available {available:.2}")]
+    InsufficientFunds {
+        /// Margin needed.
+        required: f64,
+        /// Cash available.
+        available: f64,
+    },
+}
+
+/// Everything a command changed, for persistence and events.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Orders whose row must be written (deduplicated by the worker).
+    pub orders: Vec<String>,
+    /// Order snapshots after each status change or fill, in order (for `order_update`).
+    pub updates: Vec<Order>,
+    /// New trades.
+    pub trades: Vec<Trade>,
+    /// Positions to write.
+    pub positions: Vec<PositionKey>,
+    /// Accounts to write.
+    pub accounts: Vec<AccountKey>,
+}
+
+impl Changes {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+            && self.updates.is_empty()
+            && self.trades.is_empty()
+            && self.positions.is_empty()
+            && self.accounts.is_empty()
+    }
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// Starting funds of every account.
+    pub starting_funds: f64,
+    /// Leverage per product.
+    pub leverage: Leverage,
+}
+
+/// The matching engine.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    orders: HashMap<String, Order>,
+    /// Order ids per account, in creation order.
+    user_orders: HashMap<AccountKey, Vec<String>>,
+    /// Active order ids per (exchange, symbol), in creation order.
+    resting: HashMap<(Exchange, String), Vec<String>>,
+    positions: BTreeMap<PositionKey, Position>,
+    accounts: HashMap<AccountKey, Account>,
+    trades: HashMap<AccountKey, Vec<Trade>>,
+    next_order_id: u64,
+    next_trade_id: u64,
+    changes: Changes,
+}
+
+impl Engine {
+    /// An empty engine whose order ids start at `first_order_id`.
+    pub fn new(config: EngineConfig, first_order_id: u64) -> Self {
+        Engine {
+            config,
+            orders: HashMap::new(),
+            user_orders: HashMap::new(),
+            resting: HashMap::new(),
+            positions: BTreeMap::new(),
+            accounts: HashMap::new(),
+            trades: HashMap::new(),
+            next_order_id: first_order_id,
+            next_trade_id: 1,
+            changes: Changes::default(),
+        }
+    }
+
+    /// Rebuilds an engine from stored rows.
+    pub fn restore(
+        config: EngineConfig,
+        first_order_id: u64,
+        orders: Vec<Order>,
+        trades: Vec<Trade>,
+        positions: Vec<(PositionKey, Position)>,
+        accounts: Vec<(AccountKey, Account)>,
+    ) -> Self {
+        let mut engine = Engine::new(config, first_order_id);
+        for order in orders {
+            if let Ok(id) = order.orderid.parse::<u64>() {
+                engine.next_order_id = engine.next_order_id.max(id + 1);
+            }
+            let account = (order.book, order.user_id.clone());
+            engine
+                .user_orders
+                .entry(account)
+                .or_default()
+                .push(order.orderid.clone());
+            if order.status.is_active() {
+                engine
+                    .resting
+                    .entry((order.exchange, order.symbol.clone()))
+                    .or_default()
+                    .push(order.orderid.clone());
+            }
+            engine.orders.insert(order.orderid.clone(), order);
+        }
+        for trade in trades {
+            engine.next_trade_id = engine.next_trade_id.max(trade.tradeid + 1);
+            engine
+                .trades
+                .entry((trade.book, trade.user_id.clone()))
+                .or_default()
+                .push(trade);
+        }
+        engine.positions.extend(positions);
+        engine.accounts.extend(accounts);
+        engine
+    }
+
+    /// Takes the changes recorded since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The symbols with active orders (the ones whose price updates matter).
+    pub fn watched_symbols(&self) -> impl Iterator<Item = &(Exchange, String)> {
+        self.resting.keys()
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// An order, if it belongs to this account.
+    pub fn order(&self, book: Book, user_id: &str, orderid: &str) -> Option<&Order> {
+        self.orders
+            .get(orderid)
+            .filter(|order| order.book == book && order.user_id == user_id)
+    }
+
+    /// An account's orders, oldest first.
+    pub fn orders(&self, book: Book, user_id: &str) -> Vec<&Order> {
+        self.user_orders
+            .get(&(book, user_id.to_string()))
+            .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// An account's trades, oldest first.
+    pub fn trades(&self, book: Book, user_id: &str) -> &[Trade] {
+        self.trades
+            .get(&(book, user_id.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// An account's positions (including flat ones that traded).
+    pub fn positions(&self, book: Book, user_id: &str) -> Vec<(&PositionKey, &Position)> {
+        self.positions
+            .iter()
+            .filter(|(key, _)| key.0 == book && key.1 == user_id)
+            .collect()
+    }
+
+    /// One position, if any.
+    pub fn position(&self, key: &PositionKey) -> Option<&Position> {
+        self.positions.get(key)
+    }
+
+    /// An account's funds (a fresh account when it has never traded).
+    pub fn account(&self, book: Book, user_id: &str) -> Account {
+        self.accounts
+            .get(&(book, user_id.to_string()))
+            .copied()
+            .unwrap_or_else(|| Account::new(self.config.starting_funds))
+    }
+
+    /// Every account (for invariant checks).
+    pub fn accounts(&self) -> impl Iterator<Item = (&AccountKey, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// A stored order by id (any account).
+    pub fn order_by_id(&self, orderid: &str) -> Option<&Order> {
+        self.orders.get(orderid)
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Places an order. Rejections (no price, insufficient funds, `forced_rejection`) are
+    /// stored as `rejected` orders, never errors.
+    pub fn place(
+        &mut self,
+        book: Book,
+        new: NewOrder,
+        forced_rejection: Option<String>,
+        prices: &dyn PriceSource,
+        now_ms: i64,
+    ) -> PlaceOutcome {
+        let orderid = self.next_order_id.to_string();
+        self.next_order_id += 1;
+        let account_key = (book, new.user_id.clone());
+        let mut order = Order {
+            orderid: orderid.clone(),
+            book,
+            user_id: new.user_id,
+            strategy: new.strategy,
+            exchange: new.exchange,
+            symbol: new.symbol,
+            action: new.action,
+            quantity: new.quantity,
+            pricetype: new.pricetype,
+            product: new.product,
+            price: new.price,
+            trigger_price: new.trigger_price,
+            disclosed_quantity: new.disclosed_quantity,
+            status: OrderStatus::Open,
+            filled_quantity: 0.0,
+            average_price: 0.0,
+            blocked_margin: 0.0,
+            rejection_reason: String::new(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        };
+        self.user_orders
+            .entry(account_key.clone())
+            .or_default()
+            .push(orderid.clone());
+
+        let quote = prices.quote(order.exchange.as_str(), &order.symbol);
+        let rejection = if let Some(reason) = forced_rejection {
+            Some(reason)
+        } else if let Some(quote) = quote {
+            let margin = self.required_margin(&order, &quote);
+            let account = self.account_mut(&account_key);
+            if margin > account.cash + EPSILON {
+                Some(
+                    EngineError::InsufficientFunds {
+                        required: margin,
+                        available: account.cash,
+                    }
+                    .to_string(),
+                )
+            } else {
+                account.cash -= margin;
+                account.order_margin += margin;
+                order.blocked_margin = margin;
+                None
+            }
+        } else {
+            Some(format!(
+                "No price available for {} on {}: the symbol has no quote yet",
+                order.symbol, order.exchange
+            ))
+        };
+
+        if let Some(reason) = rejection {
+            order.status = OrderStatus::Rejected;
+            order.rejection_reason = reason;
+            let outcome = outcome_of(&order);
+            self.changes.updates.push(order.clone());
+            self.changes.orders.push(orderid.clone());
+            self.orders.insert(orderid, order);
+            return outcome;
+        }
+        self.changes.accounts.push(account_key);
+
+        if matches!(order.pricetype, PriceType::Sl | PriceType::SlM) {
+            order.status = OrderStatus::TriggerPending;
+        }
+        self.changes.updates.push(order.clone());
+        self.changes.orders.push(orderid.clone());
+        let key = (order.exchange, order.symbol.clone());
+        self.orders.insert(orderid.clone(), order);
+        self.resting.entry(key).or_default().push(orderid.clone());
+        if let Some(quote) = quote {
+            self.evaluate(&orderid, &quote, true, now_ms);
+        }
+        let order = &self.orders[&orderid];
+        outcome_of(order)
+    }
+
+    /// Modifies an active order; on success it may fill at once if now marketable.
+    pub fn modify(
+        &mut self,
+        book: Book,
+        user_id: &str,
+        change: ModifyOrder,
+        prices: &dyn PriceSource,
+        now_ms: i64,
+    ) -> Result<String, EngineError> {
+        let order = self
+            .order(book, user_id, &change.orderid)
+            .ok_or_else(|| EngineError::OrderNotFound(change.orderid.clone()))?;
+        if !order.status.is_active() {
+            return Err(EngineError::NotActive {
+                orderid: change.orderid.clone(),
+                verb: "modified",
+                status: order.status.as_str(),
+            });
+        }
+        let mismatch = |field: &'static str, expected: String, got: String| {
+            Err(EngineError::Mismatch {
+                field,
+                orderid: change.orderid.clone(),
+                expected,
+                got,
+            })
+        };
+        if order.symbol != change.symbol {
+            return mismatch("symbol", order.symbol.clone(), change.symbol.clone());
+        }
+        if order.exchange != change.exchange {
+            return mismatch(
+                "exchange",
+                order.exchange.to_string(),
+                change.exchange.to_string(),
+            );
+        }
+        if order.action != change.action {
+            return mismatch(
+                "action",
+                order.action.to_string(),
+                change.action.to_string(),
+            );
+        }
+        let mut updated = order.clone();
+        updated.product = change.product;
+        updated.pricetype = change.pricetype;
+        updated.price = change.price;
+        updated.quantity = change.quantity;
+        updated.disclosed_quantity = change.disclosed_quantity;
+        updated.trigger_price = change.trigger_price;
+        updated.status = if matches!(change.pricetype, PriceType::Sl | PriceType::SlM) {
+            OrderStatus::TriggerPending
+        } else {
+            OrderStatus::Open
+        };
+        updated.updated_ms = now_ms;
+        let quote = prices.quote(updated.exchange.as_str(), &updated.symbol);
+        let reference = quote.unwrap_or(Quote {
+            ltp: updated.price.max(updated.trigger_price),
+            bid: None,
+            ask: None,
+        });
+        let margin = self.required_margin(&updated, &reference);
+        let old_margin = order.blocked_margin;
+        let account_key = (book, user_id.to_string());
+        let account = self.account_mut(&account_key);
+        if margin > account.cash + old_margin + EPSILON {
+            return Err(EngineError::InsufficientFunds {
+                required: margin,
+                available: account.cash + old_margin,
+            });
+        }
+        account.cash += old_margin - margin;
+        account.order_margin += margin - old_margin;
+        updated.blocked_margin = margin;
+        self.changes.accounts.push(account_key);
+        self.changes.orders.push(updated.orderid.clone());
+        self.changes.updates.push(updated.clone());
+        let orderid = updated.orderid.clone();
+        self.orders.insert(orderid.clone(), updated);
+        if let Some(quote) = quote {
+            self.evaluate(&orderid, &quote, true, now_ms);
+        }
+        Ok(orderid)
+    }
+
+    /// Cancels an active order, releasing its margin.
+    pub fn cancel(
+        &mut self,
+        book: Book,
+        user_id: &str,
+        orderid: &str,
+        now_ms: i64,
+    ) -> Result<String, EngineError> {
+        let order = self
+            .order(book, user_id, orderid)
+            .ok_or_else(|| EngineError::OrderNotFound(orderid.to_string()))?;
+        if !order.status.is_active() {
+            return Err(EngineError::NotActive {
+                orderid: orderid.to_string(),
+                verb: "cancelled",
+                status: order.status.as_str(),
+            });
+        }
+        self.release_order_margin(orderid);
+        if let Some(order) = self.orders.get_mut(orderid) {
+            order.status = OrderStatus::Cancelled;
+            order.updated_ms = now_ms;
+            self.changes.updates.push(order.clone());
+        }
+        self.changes.orders.push(orderid.to_string());
+        self.unrest(orderid);
+        Ok(orderid.to_string())
+    }
+
+    /// Cancels every active order of an account.
+    pub fn cancel_all(&mut self, book: Book, user_id: &str, now_ms: i64) -> CancelAllOutcome {
+        let active: Vec<String> = self
+            .orders(book, user_id)
+            .into_iter()
+            .filter(|order| order.status.is_active())
+            .map(|order| order.orderid.clone())
+            .collect();
+        let mut outcome = CancelAllOutcome::default();
+        for orderid in active {
+            match self.cancel(book, user_id, &orderid, now_ms) {
+                Ok(id) => outcome.canceled.push(id),
+                Err(error) => outcome.failed.push((orderid, error.to_string())),
+            }
+        }
+        outcome
+    }
+
+    /// Squares off every open position of an account with MARKET orders.
+    pub fn close_positions(
+        &mut self,
+        book: Book,
+        user_id: &str,
+        strategy: &str,
+        prices: &dyn PriceSource,
+        now_ms: i64,
+    ) -> Vec<PlaceOutcome> {
+        let open: Vec<(PositionKey, f64)> = self
+            .positions(book, user_id)
+            .into_iter()
+            .filter(|(_, position)| position.quantity.abs() > EPSILON)
+            .map(|(key, position)| (key.clone(), position.quantity))
+            .collect();
+        open.into_iter()
+            .map(|((book, user, exchange, symbol, product), quantity)| {
+                let order = NewOrder {
+                    user_id: user,
+                    strategy: strategy.to_string(),
+                    exchange,
+                    symbol,
+                    action: if quantity > 0.0 {
+                        Action::Sell
+                    } else {
+                        Action::Buy
+                    },
+                    quantity: quantity.abs(),
+                    pricetype: PriceType::Market,
+                    product,
+                    price: 0.0,
+                    trigger_price: 0.0,
+                    disclosed_quantity: 0.0,
+                };
+                self.place(book, order, None, prices, now_ms)
+            })
+            .collect()
+    }
+
+    /// Reacts to a price change of one symbol: triggers and fills the crossing orders.
+    pub fn on_price(&mut self, exchange: Exchange, symbol: &str, quote: &Quote, now_ms: i64) {
+        let Some(ids) = self.resting.get(&(exchange, symbol.to_string())).cloned() else {
+            return;
+        };
+        for orderid in ids {
+            self.evaluate(&orderid, quote, false, now_ms);
+        }
+    }
+
+    /// Re-checks every resting order against the latest prices (after missed updates).
+    pub fn resync(&mut self, prices: &dyn PriceSource, now_ms: i64) {
+        let keys: Vec<(Exchange, String)> = self.resting.keys().cloned().collect();
+        for (exchange, symbol) in keys {
+            if let Some(quote) = prices.quote(exchange.as_str(), &symbol) {
+                self.on_price(exchange, &symbol, &quote, now_ms);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn account_mut(&mut self, key: &AccountKey) -> &mut Account {
+        let starting = self.config.starting_funds;
+        self.accounts
+            .entry(key.clone())
+            .or_insert_with(|| Account::new(starting))
+    }
+
+    /// Signed net quantity of the order's position.
+    fn net_quantity(&self, order: &Order) -> f64 {
+        let key = (
+            order.book,
+            order.user_id.clone(),
+            order.exchange,
+            order.symbol.clone(),
+            order.product,
+        );
+        self.positions.get(&key).map_or(0.0, |p| p.quantity)
+    }
+
+    /// Margin to block for an order: only its position-opening part.
+    fn required_margin(&self, order: &Order, quote: &Quote) -> f64 {
+        let net = self.net_quantity(order);
+        let reducible = match order.action {
+            Action::Buy if net < 0.0 => -net,
+            Action::Sell if net > 0.0 => net,
+            _ => 0.0,
+        };
+        let opening = (order.quantity - reducible).max(0.0);
+        let price = match order.pricetype {
+            PriceType::Market => match order.action {
+                Action::Buy => quote.buy_price(),
+                Action::Sell => quote.sell_price(),
+            },
+            PriceType::Limit | PriceType::Sl => order.price,
+            PriceType::SlM => order.trigger_price,
+        };
+        opening * price / self.config.leverage.of(order.product)
+    }
+
+    fn release_order_margin(&mut self, orderid: &str) {
+        let Some(order) = self.orders.get_mut(orderid) else {
+            return;
+        };
+        let margin = std::mem::take(&mut order.blocked_margin);
+        let key = (order.book, order.user_id.clone());
+        let account = self.account_mut(&key);
+        account.cash += margin;
+        account.order_margin -= margin;
+        if account.order_margin.abs() < EPSILON {
+            account.order_margin = 0.0;
+        }
+        self.changes.accounts.push(key);
+    }
+
+    fn unrest(&mut self, orderid: &str) {
+        let Some(order) = self.orders.get(orderid) else {
+            return;
+        };
+        let key = (order.exchange, order.symbol.clone());
+        if let Some(ids) = self.resting.get_mut(&key) {
+            ids.retain(|id| id != orderid);
+            if ids.is_empty() {
+                self.resting.remove(&key);
+            }
+        }
+    }
+
+    /// Triggers and/or fills one active order against a quote. `taker` is true at placement
+    /// and modification (a marketable order takes the market price); a resting order that
+    /// a later price crosses fills at its own limit price.
+    fn evaluate(&mut self, orderid: &str, quote: &Quote, taker: bool, now_ms: i64) {
+        let Some(order) = self.orders.get(orderid) else {
+            return;
+        };
+        let market = match order.action {
+            Action::Buy => quote.buy_price(),
+            Action::Sell => quote.sell_price(),
+        };
+        if market <= 0.0 {
+            return;
+        }
+        let mut taker = taker;
+        if order.status == OrderStatus::TriggerPending {
+            let triggered = match order.action {
+                Action::Buy => quote.ltp >= order.trigger_price && quote.ltp > 0.0,
+                Action::Sell => quote.ltp <= order.trigger_price && quote.ltp > 0.0,
+            };
+            if !triggered {
+                return;
+            }
+            if order.pricetype == PriceType::SlM {
+                self.fill(orderid, market, now_ms);
+                return;
+            }
+            // SL: becomes a limit order; a price already through the limit fills at once.
+            if let Some(order) = self.orders.get_mut(orderid) {
+                order.status = OrderStatus::Open;
+                order.updated_ms = now_ms;
+                self.changes.updates.push(order.clone());
+                self.changes.orders.push(orderid.to_string());
+            }
+            taker = true;
+        }
+        let Some(order) = self.orders.get(orderid) else {
+            return;
+        };
+        if order.status != OrderStatus::Open {
+            return;
+        }
+        match order.pricetype {
+            PriceType::Market | PriceType::SlM => self.fill(orderid, market, now_ms),
+            PriceType::Limit | PriceType::Sl => {
+                let limit = order.price;
+                // A new (taker) order compares the executable side of the book; a resting
+                // order fills when the last traded price reaches its limit.
+                let reference = if taker || quote.ltp <= 0.0 {
+                    market
+                } else {
+                    quote.ltp
+                };
+                let crosses = match order.action {
+                    Action::Buy => reference <= limit + EPSILON,
+                    Action::Sell => reference + EPSILON >= limit,
+                };
+                if crosses {
+                    let price = if taker { market } else { limit };
+                    self.fill(orderid, price, now_ms);
+                }
+            }
+        }
+    }
+
+    /// Fills the rest of an order at `price` and books it.
+    fn fill(&mut self, orderid: &str, price: f64, now_ms: i64) {
+        self.release_order_margin(orderid);
+        self.unrest(orderid);
+        let Some(order) = self.orders.get_mut(orderid) else {
+            return;
+        };
+        let quantity = order.quantity - order.filled_quantity;
+        order.filled_quantity = order.quantity;
+        order.average_price = price;
+        order.status = OrderStatus::Complete;
+        order.updated_ms = now_ms;
+        let order = order.clone();
+        self.changes.updates.push(order.clone());
+        self.changes.orders.push(orderid.to_string());
+
+        let trade = Trade {
+            tradeid: self.next_trade_id,
+            orderid: orderid.to_string(),
+            book: order.book,
+            user_id: order.user_id.clone(),
+            exchange: order.exchange,
+            symbol: order.symbol.clone(),
+            action: order.action,
+            product: order.product,
+            quantity,
+            price,
+            created_ms: now_ms,
+        };
+        self.next_trade_id += 1;
+        self.trades
+            .entry((order.book, order.user_id.clone()))
+            .or_default()
+            .push(trade.clone());
+        self.changes.trades.push(trade);
+
+        let leverage = self.config.leverage.of(order.product);
+        let position_key = (
+            order.book,
+            order.user_id.clone(),
+            order.exchange,
+            order.symbol.clone(),
+            order.product,
+        );
+        let position = self.positions.entry(position_key.clone()).or_default();
+        let signed = quantity * order.action.sign();
+        let mut realized = 0.0;
+        let mut released = 0.0;
+        let mut opened_margin = 0.0;
+        let mut remaining = signed;
+        if position.quantity.abs() > EPSILON && position.quantity.signum() != signed.signum() {
+            // Closing part.
+            let open = position.quantity.abs();
+            let closing = quantity.min(open);
+            realized = (price - position.average_price) * closing * position.quantity.signum();
+            released = if (closing - open).abs() < EPSILON {
+                position.margin
+            } else {
+                position.margin * closing / open
+            };
+            position.margin -= released;
+            position.quantity += closing * signed.signum();
+            position.realized_pnl += realized;
+            remaining = signed - closing * signed.signum();
+            if position.quantity.abs() < EPSILON {
+                position.quantity = 0.0;
+                position.margin = 0.0;
+                position.average_price = 0.0;
+            }
+        }
+        if remaining.abs() > EPSILON {
+            // Opening part.
+            let total = position.quantity + remaining;
+            position.average_price = (position.average_price * position.quantity.abs()
+                + price * remaining.abs())
+                / total.abs();
+            position.quantity = total;
+            opened_margin = remaining.abs() * price / leverage;
+            position.margin += opened_margin;
+        }
+        let account_key = (order.book, order.user_id.clone());
+        let account = self.account_mut(&account_key);
+        account.cash += realized + released - opened_margin;
+        account.position_margin += opened_margin - released;
+        if account.position_margin.abs() < EPSILON {
+            account.position_margin = 0.0;
+        }
+        account.realized_pnl += realized;
+        self.changes.accounts.push(account_key);
+        self.changes.positions.push(position_key);
+    }
+}
+
+fn outcome_of(order: &Order) -> PlaceOutcome {
+    PlaceOutcome {
+        orderid: order.orderid.clone(),
+        status: order.status,
+        rejection_reason: order.rejection_reason.clone(),
+        symbol: order.symbol.clone(),
+        quantity: order.quantity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::StaticPrices;
+
+    fn engine() -> Engine {
+        Engine::new(
+            EngineConfig {
+                starting_funds: 100_000.0,
+                leverage: Leverage::default(),
+            },
+            1,
+        )
+    }
+
+    fn order(
+        action: Action,
+        quantity: f64,
+        pricetype: PriceType,
+        price: f64,
+        trigger: f64,
+    ) -> NewOrder {
+        NewOrder {
+            user_id: "u".into(),
+            strategy: "s".into(),
+            exchange: Exchange::parse("NSE").unwrap(),
+            symbol: "SBIN".into(),
+            action,
+            quantity,
+            pricetype,
+            product: Product::Cnc,
+            price,
+            trigger_price: trigger,
+            disclosed_quantity: 0.0,
+        }
+    }
+
+    #[test]
+    fn market_order_fills_at_ask_and_round_trip_books_pnl() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, Some(99.5), Some(100.5));
+        let mut engine = engine();
+        let buy = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            1,
+        );
+        assert_eq!(buy.status, OrderStatus::Complete);
+        let account = engine.account(Book::Sandbox, "u");
+        assert!((account.cash - (100_000.0 - 1005.0)).abs() < 1e-9);
+        assert!((account.position_margin - 1005.0).abs() < 1e-9);
+        prices.set("NSE", "SBIN", 110.0, Some(109.0), Some(111.0));
+        let sell = engine.place(
+            Book::Sandbox,
+            order(Action::Sell, 10.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            2,
+        );
+        assert_eq!(sell.status, OrderStatus::Complete);
+        let account = engine.account(Book::Sandbox, "u");
+        assert!((account.realized_pnl - 85.0).abs() < 1e-9, "{account:?}");
+        assert!((account.cash - 100_085.0).abs() < 1e-9);
+        assert_eq!(account.position_margin, 0.0);
+        assert!(account.imbalance().abs() < 1e-9);
+    }
+
+    #[test]
+    fn limit_rests_then_fills_on_crossing_price_at_its_limit() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine();
+        let placed = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 5.0, PriceType::Limit, 95.0, 0.0),
+            None,
+            &prices,
+            1,
+        );
+        assert_eq!(placed.status, OrderStatus::Open);
+        let nse = Exchange::parse("NSE").unwrap();
+        engine.on_price(
+            nse,
+            "SBIN",
+            &Quote {
+                ltp: 96.0,
+                bid: None,
+                ask: None,
+            },
+            2,
+        );
+        assert_eq!(
+            engine.order_by_id(&placed.orderid).unwrap().status,
+            OrderStatus::Open
+        );
+        engine.on_price(
+            nse,
+            "SBIN",
+            &Quote {
+                ltp: 94.0,
+                bid: None,
+                ask: None,
+            },
+            3,
+        );
+        let filled = engine.order_by_id(&placed.orderid).unwrap();
+        assert_eq!(
+            (filled.status, filled.average_price),
+            (OrderStatus::Complete, 95.0)
+        );
+        assert_eq!(engine.watched_symbols().count(), 0);
+    }
+
+    #[test]
+    fn stop_orders_trigger_then_fill() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine();
+        let slm = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 1.0, PriceType::SlM, 0.0, 105.0),
+            None,
+            &prices,
+            1,
+        );
+        assert_eq!(slm.status, OrderStatus::TriggerPending);
+        let nse = Exchange::parse("NSE").unwrap();
+        engine.on_price(
+            nse,
+            "SBIN",
+            &Quote {
+                ltp: 106.0,
+                bid: None,
+                ask: None,
+            },
+            2,
+        );
+        let order = engine.order_by_id(&slm.orderid).unwrap();
+        assert_eq!(
+            (order.status, order.average_price),
+            (OrderStatus::Complete, 106.0)
+        );
+    }
+
+    #[test]
+    fn no_price_and_no_funds_reject_with_reasons() {
+        let prices = StaticPrices::new();
+        let mut engine = engine();
+        let outcome = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            1,
+        );
+        assert_eq!(outcome.status, OrderStatus::Rejected);
+        assert!(
+            outcome.rejection_reason.contains("SBIN") && outcome.rejection_reason.contains("NSE")
+        );
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let outcome = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 10_000.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            1,
+        );
+        assert!(
+            outcome.rejection_reason.starts_with("Insufficient funds"),
+            "{outcome:?}"
+        );
+        assert_eq!(engine.account(Book::Sandbox, "u").cash, 100_000.0);
+    }
+
+    #[test]
+    fn cancel_releases_margin_and_unknown_orders_are_not_found() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine();
+        let placed = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 10.0, PriceType::Limit, 90.0, 0.0),
+            None,
+            &prices,
+            1,
+        );
+        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 900.0);
+        engine
+            .cancel(Book::Sandbox, "u", &placed.orderid, 2)
+            .unwrap();
+        let account = engine.account(Book::Sandbox, "u");
+        assert_eq!((account.cash, account.order_margin), (100_000.0, 0.0));
+        assert!(matches!(
+            engine.cancel(Book::Sandbox, "u", &placed.orderid, 3),
+            Err(EngineError::NotActive { .. })
+        ));
+        assert!(matches!(
+            engine.cancel(Book::Sandbox, "other", &placed.orderid, 3),
+            Err(EngineError::OrderNotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,470 @@
+//! The engine's worker: one dedicated thread that owns the [`Engine`] and its SQLite
+//! connection, so store work never blocks tokio workers and every change is serialised.
+//!
+//! ```text
+//! handlers ──jobs──▶ [bounded queue] ──▶ worker thread: BEGIN; job; job; ...; COMMIT
+//! price stream ──(watched symbols only)──┘        └─▶ publish envelopes, answer jobs
+//! ```
+//!
+//! Jobs queued together share one transaction (group commit), which is what lets a single
+//! SQLite writer keep up with thousands of orders per second. Each job's changes, order-log
+//! rows and (when durable) outbox envelopes are written in that transaction; events are
+//! published and callers answered only after it commits. If the commit fails, every job of
+//! the batch gets the error and the engine is reloaded from the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use oa_events_core::catalog::OrderUpdate;
+use oa_events_core::number::Quantity;
+use oa_events_core::{Envelope, Event, EventPublisher};
+use parking_lot::{Mutex, RwLock};
+use rusqlite::{Connection, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Changes, Engine, EngineConfig, Order};
+use crate::journal::Record;
+use crate::price::{PriceEvent, PriceSource};
+use crate::store::{self, StoreError};
+use crate::types::{Exchange, Mode};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What a job sees while it runs on the worker thread.
+pub struct JobCtx<'a> {
+    /// The engine.
+    pub engine: &'a mut Engine,
+    /// Prices.
+    pub prices: &'a dyn PriceSource,
+    /// The batch's clock, epoch ms.
+    pub now_ms: i64,
+    tx: &'a Transaction<'a>,
+    records: Vec<Record>,
+}
+
+impl std::fmt::Debug for JobCtx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobCtx")
+            .field("now_ms", &self.now_ms)
+            .finish()
+    }
+}
+
+impl JobCtx<'_> {
+    /// Adds a record (log row and events) to this job's transaction.
+    pub fn record(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    /// Writes a per-user setting in this job's transaction.
+    pub fn set_setting(&self, user_id: &str, name: &str, value: &str) -> Result<(), StoreError> {
+        store::set_setting(self.tx, user_id, name, value)
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut JobCtx<'_>) -> Completion + Send>;
+
+enum Message {
+    Job(Job),
+    Price { exchange: String, symbol: String },
+    Resync,
+}
+
+/// Analyzer-mode order-log entries per user (the `total_logs` of `analyzer`).
+pub type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
+
+/// A handle to the worker; cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    sender: mpsc::Sender<Message>,
+    log_counts: LogCounts,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+/// Settings of the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Write envelopes to the outbox table in the action's transaction.
+    pub durable_outbox: bool,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The first order id of today: `YYMMDD` followed by an 8-digit sequence.
+fn first_order_id_today() -> u64 {
+    let date: u64 = chrono::Utc::now()
+        .format("%y%m%d")
+        .to_string()
+        .parse()
+        .unwrap_or(0);
+    date * 100_000_000 + 1
+}
+
+fn load_engine(conn: &Connection, config: EngineConfig) -> Result<Engine, StoreError> {
+    Ok(Engine::restore(
+        config,
+        first_order_id_today(),
+        store::load_orders(conn)?,
+        store::load_trades(conn)?,
+        store::load_positions(conn)?,
+        store::load_accounts(conn)?,
+    ))
+}
+
+impl EngineHandle {
+    /// Loads the engine from `conn` and starts the worker thread and the price forwarder.
+    /// Must be called inside a Tokio runtime.
+    pub fn start(
+        conn: Connection,
+        config: WorkerConfig,
+        prices: Arc<dyn PriceSource>,
+        publisher: EventPublisher,
+    ) -> Result<EngineHandle, StoreError> {
+        let engine = load_engine(&conn, config.engine)?;
+        let log_counts: LogCounts = Arc::new(Mutex::new(
+            store::load_log_counts(&conn, Mode::Analyze.as_str())?
+                .into_iter()
+                .collect(),
+        ));
+        let watched: Arc<RwLock<HashSet<(String, String)>>> = Arc::default();
+        let (sender, receiver) = mpsc::channel(config.queue_capacity.max(16));
+        let worker = Worker {
+            conn,
+            engine,
+            config,
+            prices: Arc::clone(&prices),
+            publisher,
+            log_counts: Arc::clone(&log_counts),
+            watched: Arc::clone(&watched),
+        };
+        worker.publish_watched();
+        std::thread::Builder::new()
+            .name("oa-order-engine".to_string())
+            .spawn(move || worker.run(receiver))
+            .map_err(|error| StoreError::Open {
+                path: "order engine thread".to_string(),
+                reason: error.to_string(),
+            })?;
+        tokio::spawn(forward_prices(prices, watched, sender.clone()));
+        Ok(EngineHandle { sender, log_counts })
+    }
+
+    /// Runs `job` on the worker inside a transaction and returns its value once committed.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut JobCtx<'_>) -> T + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, String>>();
+        let job: Job = Box::new(move |ctx| {
+            let value = job(ctx);
+            Box::new(move |committed: Result<(), String>| {
+                let _ = reply.send(committed.map(|()| value));
+            })
+        });
+        self.sender
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match answer.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(reason)) => Err(StoreError::Transaction(reason)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Analyzer-mode order-log entries of a user.
+    pub fn analyzer_log_count(&self, user_id: &str) -> u64 {
+        self.log_counts.lock().get(user_id).copied().unwrap_or(0)
+    }
+}
+
+/// Forwards price updates of watched symbols to the worker.
+async fn forward_prices(
+    prices: Arc<dyn PriceSource>,
+    watched: Arc<RwLock<HashSet<(String, String)>>>,
+    sender: mpsc::Sender<Message>,
+) {
+    let mut updates = prices.updates();
+    while let Some(event) = updates.next().await {
+        let message = match event {
+            PriceEvent::Updated { exchange, symbol } => {
+                let key = (exchange, symbol);
+                if !watched.read().contains(&key) {
+                    continue;
+                }
+                Message::Price {
+                    exchange: key.0,
+                    symbol: key.1,
+                }
+            }
+            PriceEvent::Resync => Message::Resync,
+        };
+        if sender.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+struct Worker {
+    conn: Connection,
+    engine: Engine,
+    config: WorkerConfig,
+    prices: Arc<dyn PriceSource>,
+    publisher: EventPublisher,
+    log_counts: LogCounts,
+    watched: Arc<RwLock<HashSet<(String, String)>>>,
+}
+
+/// What one committed batch hands out.
+#[derive(Default)]
+struct Outputs {
+    envelopes: Vec<Arc<Envelope>>,
+    completions: Vec<Completion>,
+    analyzer_logs: Vec<String>,
+    resting_changed: bool,
+}
+
+impl Worker {
+    fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        tracing::debug!("order engine stopped");
+    }
+
+    fn process(&mut self, batch: &mut Vec<Message>) {
+        let now = now_ms();
+        let mut outputs = Outputs::default();
+        let result = self.apply(batch, now, &mut outputs);
+        match result {
+            Ok(()) => {
+                for envelope in outputs.envelopes {
+                    self.publisher.publish_envelope(envelope);
+                }
+                if !outputs.analyzer_logs.is_empty() {
+                    let mut counts = self.log_counts.lock();
+                    for user in outputs.analyzer_logs {
+                        *counts.entry(user).or_default() += 1;
+                    }
+                }
+                if outputs.resting_changed {
+                    self.publish_watched();
+                }
+                for completion in outputs.completions {
+                    completion(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "order engine transaction failed; reloading from the store");
+                let reason = error.to_string();
+                for completion in outputs.completions {
+                    completion(Err(reason.clone()));
+                }
+                match load_engine(&self.conn, self.config.engine) {
+                    Ok(engine) => self.engine = engine,
+                    Err(error) => tracing::error!(%error, "reloading the order engine failed"),
+                }
+                self.publish_watched();
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        batch: &mut Vec<Message>,
+        now: i64,
+        outputs: &mut Outputs,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut failure = None;
+        for message in batch.drain(..) {
+            if failure.is_some() {
+                // Still answer the remaining jobs (with the error) after a failure.
+                if let Message::Job(job) = message {
+                    let mut ctx = JobCtx {
+                        engine: &mut self.engine,
+                        prices: self.prices.as_ref(),
+                        now_ms: now,
+                        tx: &tx,
+                        records: Vec::new(),
+                    };
+                    outputs.completions.push(job(&mut ctx));
+                }
+                continue;
+            }
+            let records = match message {
+                Message::Job(job) => {
+                    let mut ctx = JobCtx {
+                        engine: &mut self.engine,
+                        prices: self.prices.as_ref(),
+                        now_ms: now,
+                        tx: &tx,
+                        records: Vec::new(),
+                    };
+                    outputs.completions.push(job(&mut ctx));
+                    ctx.records
+                }
+                Message::Price { exchange, symbol } => {
+                    if let (Some(code), Some(quote)) = (
+                        Exchange::parse(&exchange),
+                        self.prices.quote(&exchange, &symbol),
+                    ) {
+                        self.engine.on_price(code, &symbol, &quote, now);
+                    }
+                    Vec::new()
+                }
+                Message::Resync => {
+                    self.engine.resync(self.prices.as_ref(), now);
+                    Vec::new()
+                }
+            };
+            let changes = self.engine.take_changes();
+            if let Err(error) = self.persist(&tx, records, changes, now, outputs) {
+                failure = Some(error);
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn persist(
+        &self,
+        tx: &Transaction<'_>,
+        records: Vec<Record>,
+        changes: Changes,
+        now: i64,
+        outputs: &mut Outputs,
+    ) -> Result<(), StoreError> {
+        let mut events: Vec<Event> = Vec::new();
+        for record in records {
+            if let Some(log) = record.log {
+                store::insert_log(
+                    tx,
+                    &log.user_id,
+                    log.mode.as_str(),
+                    log.api_type,
+                    &log.request.to_string(),
+                    &log.response.to_string(),
+                    now,
+                )?;
+                if log.mode == Mode::Analyze {
+                    outputs.analyzer_logs.push(log.user_id);
+                }
+            }
+            events.extend(record.events);
+        }
+        if changes.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        let mut written = HashSet::new();
+        for orderid in &changes.orders {
+            if written.insert(orderid.as_str())
+                && let Some(order) = self.engine.order_by_id(orderid)
+            {
+                store::save_order(tx, order)?;
+                outputs.resting_changed = true;
+            }
+        }
+        for trade in &changes.trades {
+            store::insert_trade(tx, trade)?;
+        }
+        let mut positions = HashSet::new();
+        for key in &changes.positions {
+            if positions.insert(key)
+                && let Some(position) = self.engine.position(key)
+            {
+                store::save_position(tx, key, position)?;
+            }
+        }
+        let mut accounts = HashSet::new();
+        for key in &changes.accounts {
+            if accounts.insert(key) {
+                store::save_account(tx, key, &self.engine.account(key.0, &key.1))?;
+            }
+        }
+        // One order_update per order and job: its last state.
+        let updates = &changes.updates;
+        for (index, order) in updates.iter().enumerate() {
+            let superseded = updates[index + 1..]
+                .iter()
+                .any(|later| later.orderid == order.orderid);
+            if !superseded {
+                events.push(Event::for_user(order.user_id.clone(), order_update(order)));
+            }
+        }
+        for event in events {
+            let envelope = Arc::new(Envelope::new(event));
+            if self.config.durable_outbox {
+                store::insert_outbox(tx, &envelope)?;
+            }
+            outputs.envelopes.push(envelope);
+        }
+        Ok(())
+    }
+
+    fn publish_watched(&self) {
+        let symbols: HashSet<(String, String)> = self
+            .engine
+            .watched_symbols()
+            .map(|(exchange, symbol)| (exchange.as_str().to_string(), symbol.clone()))
+            .collect();
+        *self.watched.write() = symbols;
+    }
+}
+
+/// The `order_update` payload of an order's current state.
+pub fn order_update(order: &Order) -> OrderUpdate {
+    let pending = if order.status.is_active() {
+        order.quantity - order.filled_quantity
+    } else {
+        0.0
+    };
+    OrderUpdate {
+        mode: order.book.mode().as_str().to_string(),
+        broker: order.book.as_str().to_string(),
+        orderid: order.orderid.clone(),
+        symbol: order.symbol.clone(),
+        exchange: order.exchange.as_str().to_string(),
+        action: order.action.as_str().to_string(),
+        quantity: Quantity(order.quantity),
+        price: order.price,
+        trigger_price: order.trigger_price,
+        pricetype: order.pricetype.as_str().to_string(),
+        product: order.product.as_str().to_string(),
+        order_status: order.status.as_str().to_string(),
+        filled_quantity: Quantity(order.filled_quantity),
+        pending_quantity: Quantity(pending),
+        average_price: order.average_price,
+        rejection_reason: order.rejection_reason.clone(),
+    }
+}

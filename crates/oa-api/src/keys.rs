@@ -1,0 +1,340 @@
+//! Users and API keys: create, rotate, revoke, list, verify.
+//!
+//! A key is 32 random bytes written as 64 hex characters and shown once. The store keeps
+//! only:
+//! - `key_hash`: an Argon2id PHC string of `key + pepper` (salted, slow);
+//! - `key_id`: the first 16 hex characters of `sha256(pepper + key)`, a non-reversible
+//!   identifier that finds the candidate row without trying every hash.
+//!
+//! Verified keys are cached by `sha256(key)` with a bounded size and TTL, so the order path
+//! pays Argon2 once per key and TTL; rotating or revoking a user's key drops that user's
+//! cache entries at once. Keys are never logged.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use oa_events_core::auth::VerifyFuture;
+use oa_events_core::catalog::PasswordChange;
+use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Event, EventPublisher, VerifierError};
+use parking_lot::Mutex;
+use rand::RngCore;
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use crate::store::{self, StoreError, UserKeyInfo};
+
+/// Why a key-management call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `create` for a user that already has an active key.
+    #[error("user {0:?} already has an active API key; use rotate to replace it")]
+    AlreadyHasKey(String),
+    /// `rotate`/`revoke` for a user without an active key.
+    #[error("user {0:?} has no active API key")]
+    NoActiveKey(String),
+    /// The user id is empty or too long.
+    #[error("invalid user id {0:?}: expected 1 to 64 characters, no whitespace")]
+    InvalidUser(String),
+    /// Hashing failed.
+    #[error("hashing the API key failed: {0}")]
+    Hash(String),
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    user: AuthenticatedUser,
+    expires: Instant,
+}
+
+/// A bounded, expiring map from `sha256(key)` to the verified user.
+#[derive(Debug)]
+struct KeyCache {
+    entries: HashMap<[u8; 32], CacheEntry>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl KeyCache {
+    fn get(&mut self, digest: &[u8; 32]) -> Option<AuthenticatedUser> {
+        let entry = self.entries.get(digest)?;
+        if entry.expires > Instant::now() {
+            return Some(entry.user.clone());
+        }
+        self.entries.remove(digest);
+        None
+    }
+
+    fn insert(&mut self, digest: [u8; 32], user: AuthenticatedUser) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            let now = Instant::now();
+            self.entries.retain(|_, entry| entry.expires > now);
+        }
+        if self.entries.len() >= self.capacity {
+            // Still full of live entries: drop the one closest to expiry.
+            if let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.expires)
+                .map(|(digest, _)| *digest)
+            {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(
+            digest,
+            CacheEntry {
+                user,
+                expires: Instant::now() + self.ttl,
+            },
+        );
+    }
+
+    fn forget_user(&mut self, user_id: &str) {
+        self.entries
+            .retain(|_, entry| entry.user.user_id != user_id);
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Mutex<Connection>,
+    pepper: String,
+    broker: String,
+    cache: Mutex<KeyCache>,
+    publisher: EventPublisher,
+}
+
+/// The user and API-key store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    inner: Arc<Inner>,
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn valid_user(user_id: &str) -> Result<(), KeyError> {
+    if user_id.is_empty() || user_id.len() > 64 || user_id.chars().any(char::is_whitespace) {
+        return Err(KeyError::InvalidUser(user_id.to_string()));
+    }
+    Ok(())
+}
+
+impl KeyStore {
+    /// Opens the key store on the database at `path` (migrating it if needed).
+    /// `broker` is the name reported to authenticated clients.
+    pub fn open(
+        path: &Path,
+        pepper: &str,
+        broker: &str,
+        cache_capacity: usize,
+        cache_ttl: Duration,
+        publisher: EventPublisher,
+    ) -> Result<KeyStore, StoreError> {
+        let conn = store::open(path)?;
+        Ok(KeyStore {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                pepper: pepper.to_string(),
+                broker: broker.to_string(),
+                cache: Mutex::new(KeyCache {
+                    entries: HashMap::new(),
+                    capacity: cache_capacity,
+                    ttl: cache_ttl,
+                }),
+                publisher,
+            }),
+        })
+    }
+
+    fn key_id(&self, key: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.inner.pepper.as_bytes());
+        hasher.update(key.as_bytes());
+        hex::encode(&hasher.finalize()[..8])
+    }
+
+    fn hash(&self, key: &str) -> Result<String, KeyError> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|e| KeyError::Hash(e.to_string()))?;
+        let secret = format!("{key}{}", self.inner.pepper);
+        Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| KeyError::Hash(e.to_string()))
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&KeyStore) -> Result<T, KeyError> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .map_err(|error| KeyError::Store(StoreError::Task(error.to_string())))?
+    }
+
+    /// Creates `user_id` if needed and gives it a new key, returned once. Fails when the user
+    /// already has an active key.
+    pub async fn create_user_key(&self, user_id: &str) -> Result<String, KeyError> {
+        valid_user(user_id)?;
+        let user = user_id.to_string();
+        self.blocking(move |this| this.issue(&user, false)).await
+    }
+
+    /// Replaces the user's key with a new one (returned once); the old key stops working at
+    /// once. Emits `password_change`.
+    pub async fn rotate_user_key(&self, user_id: &str) -> Result<String, KeyError> {
+        valid_user(user_id)?;
+        let user = user_id.to_string();
+        let key = self.blocking(move |this| this.issue(&user, true)).await?;
+        self.password_changed(user_id, "API key rotated");
+        Ok(key)
+    }
+
+    /// Revokes the user's key; it stops working at once. Emits `password_change`.
+    pub async fn revoke_user_key(&self, user_id: &str) -> Result<(), KeyError> {
+        valid_user(user_id)?;
+        let user = user_id.to_string();
+        self.blocking(move |this| {
+            let mut conn = this.inner.conn.lock();
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            let revoked = store::revoke_keys(&tx, &user)?;
+            tx.commit().map_err(StoreError::from)?;
+            this.inner.cache.lock().forget_user(&user);
+            if revoked == 0 {
+                return Err(KeyError::NoActiveKey(user));
+            }
+            Ok(())
+        })
+        .await?;
+        self.password_changed(user_id, "API key revoked");
+        Ok(())
+    }
+
+    /// Every user with key metadata (never keys or hashes).
+    pub async fn list_users(&self) -> Result<Vec<UserKeyInfo>, KeyError> {
+        self.blocking(|this| Ok(store::list_users(&this.inner.conn.lock())?))
+            .await
+    }
+
+    /// On first start (no users at all), creates `user_id` with a key and returns the key
+    /// once; otherwise returns `None`.
+    pub async fn ensure_default_user(&self, user_id: &str) -> Result<Option<String>, KeyError> {
+        valid_user(user_id)?;
+        let user = user_id.to_string();
+        self.blocking(move |this| {
+            if store::count_users(&this.inner.conn.lock())? > 0 {
+                return Ok(None);
+            }
+            this.issue(&user, false).map(Some)
+        })
+        .await
+    }
+
+    /// Creates the user if needed and stores a new key; with `replace`, revokes the old one.
+    fn issue(&self, user_id: &str, replace: bool) -> Result<String, KeyError> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let key = hex::encode(bytes);
+        let hash = self.hash(&key)?;
+        let key_id = self.key_id(&key);
+        let mut conn = self.inner.conn.lock();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        store::ensure_user(&tx, user_id)?;
+        let active = store::has_active_key(&tx, user_id)?;
+        if replace {
+            if !active {
+                return Err(KeyError::NoActiveKey(user_id.to_string()));
+            }
+            store::revoke_keys(&tx, user_id)?;
+        } else if active {
+            return Err(KeyError::AlreadyHasKey(user_id.to_string()));
+        }
+        store::insert_key(&tx, user_id, &key_id, &hash)?;
+        tx.commit().map_err(StoreError::from)?;
+        self.inner.cache.lock().forget_user(user_id);
+        Ok(key)
+    }
+
+    fn password_changed(&self, user_id: &str, message: &str) {
+        self.inner.publisher.publish(Event::for_user(
+            user_id,
+            PasswordChange {
+                user: user_id.to_string(),
+                status: "success".to_string(),
+                message: message.to_string(),
+                ip_address: None,
+                user_agent: None,
+            },
+        ));
+    }
+
+    /// Checks a key: `Ok(Some(user))` when valid. Cached; Argon2 runs off the executor.
+    pub async fn verify_key(&self, key: &str) -> Result<Option<AuthenticatedUser>, KeyError> {
+        if key.is_empty() || key.len() > 256 {
+            return Ok(None);
+        }
+        let digest = digest(key);
+        if let Some(user) = self.inner.cache.lock().get(&digest) {
+            return Ok(Some(user));
+        }
+        let key = key.to_string();
+        self.blocking(move |this| {
+            let key_id = this.key_id(&key);
+            let Some(row) = store::find_key(&this.inner.conn.lock(), &key_id)? else {
+                return Ok(None);
+            };
+            let secret = format!("{key}{}", this.inner.pepper);
+            let valid = PasswordHash::new(&row.key_hash)
+                .map(|hash| {
+                    Argon2::default()
+                        .verify_password(secret.as_bytes(), &hash)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            if !valid {
+                return Ok(None);
+            }
+            let user = AuthenticatedUser {
+                user_id: row.user_id,
+                broker: this.inner.broker.clone(),
+            };
+            // Revocation clears the cache while holding the connection lock; re-checking
+            // and caching under that lock means a revoked key is never cached.
+            let conn = this.inner.conn.lock();
+            if store::find_key(&conn, &key_id)?.is_none() {
+                return Ok(None);
+            }
+            this.inner.cache.lock().insert(digest, user.clone());
+            drop(conn);
+            Ok(Some(user))
+        })
+        .await
+    }
+}
+
+impl ApiKeyVerifier for KeyStore {
+    fn verify<'a>(&'a self, api_key: &'a str) -> VerifyFuture<'a> {
+        Box::pin(async move {
+            self.verify_key(api_key)
+                .await
+                .map_err(|error| VerifierError {
+                    reason: error.to_string(),
+                })
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! Per-client-IP rate limits with OpenAlgo's settings and 429 body.
+//!
+//! Settings use flask-limiter's syntax: `"10 per second"`, `"100 per minute"`, `"5/second"`,
+//! `"1000 per 1 hour"`. The client IP comes from axum's `ConnectInfo<SocketAddr>`, so the
+//! server must be served with `into_make_service_with_connect_info::<SocketAddr>()`; without
+//! it every client shares one bucket (logged once as a warning).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::ConfigError;
+
+/// The exact 429 body OpenAlgo returns.
+pub const RATE_LIMIT_BODY: &str = r#"{"status":"error","message":"Rate limit exceeded. Please slow down your requests.","retry_after":60}"#;
+
+/// A parsed rate: `count` requests per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    /// Requests allowed per period (also the burst).
+    pub count: NonZeroU32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl RateSpec {
+    /// Parses `"N per [M] unit"` or `"N/unit"`; units second, minute, hour, day (singular or
+    /// plural, case-insensitive).
+    pub fn parse(value: &str) -> Result<RateSpec, String> {
+        let lower = value.trim().to_ascii_lowercase();
+        let (count, rest) = if let Some((count, rest)) = lower.split_once('/') {
+            (count.trim().to_string(), rest.trim().to_string())
+        } else if let Some((count, rest)) = lower.split_once(" per ") {
+            (count.trim().to_string(), rest.trim().to_string())
+        } else {
+            return Err("missing \"per\" or \"/\"".to_string());
+        };
+        let count: u32 = count
+            .parse()
+            .map_err(|_| format!("{count:?} is not a whole number of requests"))?;
+        let count = NonZeroU32::new(count).ok_or("the request count must be at least 1")?;
+        let mut words = rest.split_whitespace();
+        let (multiplier, unit) = match (words.next(), words.next(), words.next()) {
+            (Some(unit), None, None) => (1u64, unit),
+            (Some(number), Some(unit), None) => (
+                number
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{number:?} is not a positive number of periods"))?,
+                unit,
+            ),
+            _ => return Err(format!("cannot read the period {rest:?}")),
+        };
+        let seconds = match unit.trim_end_matches('s') {
+            "second" | "sec" => 1,
+            "minute" | "min" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} (allowed: second, minute, hour, day)"
+                ));
+            }
+        };
+        Ok(RateSpec {
+            count,
+            period: Duration::from_secs(seconds * multiplier),
+        })
+    }
+
+    /// Parses a named setting, for configuration errors.
+    pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, ConfigError> {
+        RateSpec::parse(value).map_err(|reason| ConfigError::RateLimit {
+            setting,
+            value: value.to_string(),
+            reason,
+        })
+    }
+
+    fn quota(self) -> Quota {
+        let per_request = self.period / self.count.get();
+        Quota::with_period(per_request.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(self.count))
+            .allow_burst(self.count)
+    }
+}
+
+/// One rate limit keyed by client IP.
+#[derive(Debug, Clone)]
+pub struct IpRateLimiter {
+    inner: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl IpRateLimiter {
+    /// A limiter allowing `spec` per client IP.
+    pub fn new(spec: RateSpec) -> Self {
+        IpRateLimiter {
+            inner: Arc::new(RateLimiter::keyed(spec.quota())),
+        }
+    }
+
+    /// True when the request from `ip` is allowed.
+    pub fn check(&self, ip: IpAddr) -> bool {
+        self.inner.check_key(&ip).is_ok()
+    }
+
+    /// Forgets clients whose buckets are full again (bounds memory).
+    pub fn retain_recent(&self) {
+        self.inner.retain_recent();
+    }
+}
+
+static MISSING_CONNECT_INFO: AtomicBool = AtomicBool::new(false);
+
+/// The client's IP from `ConnectInfo`, or 0.0.0.0 when the server was not served with
+/// connect info.
+pub fn client_ip(request: &Request) -> IpAddr {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(address)) => address.ip(),
+        None => {
+            if !MISSING_CONNECT_INFO.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "no ConnectInfo<SocketAddr> on requests: serve the router with \
+                     into_make_service_with_connect_info::<SocketAddr>(); all clients share one rate-limit bucket"
+                );
+            }
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+    }
+}
+
+/// The 429 response.
+pub fn too_many_requests() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        RATE_LIMIT_BODY,
+    )
+        .into_response()
+}
+
+/// Middleware: rejects the request with 429 when its client IP is over the limit.
+pub async fn limit(State(limiter): State<IpRateLimiter>, request: Request, next: Next) -> Response {
+    if limiter.check(client_ip(&request)) {
+        next.run(request).await
+    } else {
+        tracing::debug!("rate limit exceeded");
+        too_many_requests()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_openalgo_rate_strings() {
+        let spec = RateSpec::parse("10 per second").unwrap();
+        assert_eq!(
+            (spec.count.get(), spec.period),
+            (10, Duration::from_secs(1))
+        );
+        let spec = RateSpec::parse("100 per minute").unwrap();
+        assert_eq!(
+            (spec.count.get(), spec.period),
+            (100, Duration::from_secs(60))
+        );
+        let spec = RateSpec::parse("5/second").unwrap();
+        assert_eq!((spec.count.get(), spec.period), (5, Duration::from_secs(1)));
+        let spec = RateSpec::parse("1000 per 2 Hours").unwrap();
+        assert_eq!(
+            (spec.count.get(), spec.period),
+            (1000, Duration::from_secs(7200))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_rate_strings_with_reasons() {
+        assert!(
+            RateSpec::parse("ten per second")
+                .unwrap_err()
+                .contains("ten")
+        );
+        assert!(
+            RateSpec::parse("10 per fortnight")
+                .unwrap_err()
+                .contains("fortnight")
+        );
+        assert!(
+            RateSpec::parse("0 per second")
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        assert!(RateSpec::parse("10").unwrap_err().contains("per"));
+    }
+
+    #[test]
+    fn limiter_allows_the_burst_then_refuses() {
+        let limiter = IpRateLimiter::new(RateSpec::parse("3 per minute").unwrap());
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!((0..3).all(|_| limiter.check(ip)));
+        assert!(!limiter.check(ip));
+        assert!(limiter.check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    }
+}

@@ -1,0 +1,439 @@
+//! The axum routes of `/api/v1`, the JSON body extractor and the JSON fallbacks.
+//!
+//! Every error is `{"status":"error","message":...}` JSON: malformed bodies and wrong
+//! content types (400), unknown fields (400), bad API keys (403), unknown paths (404),
+//! wrong methods (405), bodies over the limit (413) and rate limits (429).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use crate::config::RateLimits;
+use crate::error::HttpError;
+use crate::fields::Fields;
+use crate::keys::KeyStore;
+use crate::ratelimit::{self, IpRateLimiter};
+use crate::requests::{
+    BasketOrder, MODIFY_ORDER_FIELDS, ModifyRequest, PLACE_ORDER_FIELDS, PlaceOrder,
+    SMART_ORDER_FIELDS, SPLIT_ORDER_FIELDS, SmartOrder, SplitOrder,
+};
+use crate::service::OrderService;
+use crate::types::Product;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The order service.
+    pub service: Arc<OrderService>,
+    /// The key store.
+    pub keys: KeyStore,
+    /// The body limit, for the 413 message.
+    pub body_limit: usize,
+}
+
+/// A JSON object body, read with JSON errors.
+#[derive(Debug)]
+pub struct ApiBody(pub Map<String, Value>);
+
+impl FromRequest<AppState> for ApiBody {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let is_json = content_type
+            .split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(HttpError::bad_request(format!(
+                "Content-Type must be application/json (got {:?})",
+                content_type
+            )));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    HttpError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "Request body too large: the limit is {} bytes",
+                            state.body_limit
+                        ),
+                    )
+                } else {
+                    HttpError::bad_request(format!("Cannot read the request body: {rejection}"))
+                }
+            })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(ApiBody(map)),
+            Ok(_) => Err(HttpError::bad_request("Request body must be a JSON object")),
+            Err(error) => Err(HttpError::bad_request(format!(
+                "Malformed JSON body: {error}"
+            ))),
+        }
+    }
+}
+
+impl AppState {
+    /// The user of the body's `apikey`, or 403.
+    async fn authenticate(&self, fields: &Fields) -> Result<String, HttpError> {
+        let key = fields.string("apikey")?;
+        match self.keys.verify_key(&key).await {
+            Ok(Some(user)) => Ok(user.user_id),
+            Ok(None) => Err(HttpError::invalid_apikey()),
+            Err(error) => Err(HttpError::internal(&error)),
+        }
+    }
+}
+
+fn reply(result: Result<Value, HttpError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+const STRATEGY_ONLY: &[&str] = &["apikey", "strategy"];
+const ORDER_ID: &[&str] = &["apikey", "strategy", "orderid"];
+const APIKEY_ONLY: &[&str] = &["apikey"];
+const SYMBOL_EXCHANGE: &[&str] = &["apikey", "symbol", "exchange"];
+const OPEN_POSITION: &[&str] = &["apikey", "strategy", "symbol", "exchange", "product"];
+const BASKET: &[&str] = &["apikey", "strategy", "orders"];
+const TOGGLE: &[&str] = &["apikey", "mode"];
+
+async fn placeorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, PLACE_ORDER_FIELDS)?;
+            let request = PlaceOrder::read(&fields)?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .place_order(&user, request, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn placesmartorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, SMART_ORDER_FIELDS)?;
+            let request = SmartOrder::read(&fields)?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .place_smart_order(&user, request, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn modifyorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, MODIFY_ORDER_FIELDS)?;
+            let request = ModifyRequest::read(&fields)?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .modify_order(&user, request, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn cancelorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, ORDER_ID)?;
+            fields.required_string("strategy")?;
+            let orderid = fields.required_string("orderid")?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .cancel_order(&user, &orderid, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn cancelallorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, STRATEGY_ONLY)?;
+            fields.required_string("strategy")?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .cancel_all_orders(&user, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn closeposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, STRATEGY_ONLY)?;
+            let strategy = fields.required_string("strategy")?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .close_positions(&user, &strategy, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn orderstatus(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, ORDER_ID)?;
+            fields.required_string("strategy")?;
+            let orderid = fields.required_string("orderid")?;
+            let user = app.authenticate(&fields).await?;
+            app.service.order_status(&user, &orderid).await
+        }
+        .await,
+    )
+}
+
+async fn openposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, OPEN_POSITION)?;
+            fields.required_string("strategy")?;
+            let exchange = fields.exchange("exchange")?;
+            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
+            let product = fields.choice::<Product>("product")?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .open_position(&user, exchange, &symbol, product)
+                .await
+        }
+        .await,
+    )
+}
+
+macro_rules! apikey_only {
+    ($name:ident, $method:ident) => {
+        async fn $name(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+            reply(
+                async {
+                    let fields = Fields::new(body, APIKEY_ONLY)?;
+                    let user = app.authenticate(&fields).await?;
+                    app.service.$method(&user).await
+                }
+                .await,
+            )
+        }
+    };
+}
+
+apikey_only!(orderbook, order_book);
+apikey_only!(tradebook, trade_book);
+apikey_only!(positionbook, position_book);
+apikey_only!(funds, funds);
+
+async fn quotes(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, SYMBOL_EXCHANGE)?;
+            let exchange = fields.exchange("exchange")?;
+            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
+            app.authenticate(&fields).await?;
+            app.service.quotes(exchange, &symbol)
+        }
+        .await,
+    )
+}
+
+async fn depth(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, SYMBOL_EXCHANGE)?;
+            let exchange = fields.exchange("exchange")?;
+            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
+            app.authenticate(&fields).await?;
+            app.service.depth(exchange, &symbol)
+        }
+        .await,
+    )
+}
+
+async fn basketorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, BASKET)?;
+            let request = BasketOrder::read(&fields)?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .basket_order(&user, request, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn splitorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, SPLIT_ORDER_FIELDS)?;
+            let request = SplitOrder::read(&fields)?;
+            let user = app.authenticate(&fields).await?;
+            app.service
+                .split_order(&user, request, fields.without_apikey())
+                .await
+        }
+        .await,
+    )
+}
+
+async fn analyzer(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, APIKEY_ONLY)?;
+            let user = app.authenticate(&fields).await?;
+            Ok(app.service.analyzer_status(&user))
+        }
+        .await,
+    )
+}
+
+async fn analyzer_toggle(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, TOGGLE)?;
+            let analyze = fields.boolean("mode")?;
+            let user = app.authenticate(&fields).await?;
+            app.service.analyzer_toggle(&user, analyze).await
+        }
+        .await,
+    )
+}
+
+async fn ping(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
+    reply(
+        async {
+            let fields = Fields::new(body, APIKEY_ONLY)?;
+            app.authenticate(&fields).await?;
+            Ok(json!({"status": "success", "data": {
+                "message": "pong",
+                "broker": app.service.live_broker_name(),
+            }}))
+        }
+        .await,
+    )
+}
+
+async fn not_found(request: Request) -> Response {
+    HttpError::not_found(format!("Not found: {}", request.uri().path())).into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "Method {} is not allowed on {}; use POST",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+/// The limiters of the three route groups.
+#[derive(Debug, Clone)]
+pub struct Limiters {
+    /// Order endpoints.
+    pub order: IpRateLimiter,
+    /// placesmartorder.
+    pub smart_order: IpRateLimiter,
+    /// Everything else.
+    pub api: IpRateLimiter,
+}
+
+impl Limiters {
+    /// Limiters for the configured rates.
+    pub fn new(limits: RateLimits) -> Self {
+        Limiters {
+            order: IpRateLimiter::new(limits.order),
+            smart_order: IpRateLimiter::new(limits.smart_order),
+            api: IpRateLimiter::new(limits.api),
+        }
+    }
+
+    /// Forgets idle clients every minute, for as long as the runtime runs.
+    pub fn spawn_cleanup(&self) {
+        let limiters = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiters.order.retain_recent();
+                limiters.smart_order.retain_recent();
+                limiters.api.retain_recent();
+            }
+        });
+    }
+}
+
+/// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path.
+pub fn router(state: AppState, limiters: &Limiters) -> Router {
+    let body_limit = state.body_limit;
+    let orders = Router::new()
+        .route("/placeorder", post(placeorder))
+        .route("/modifyorder", post(modifyorder))
+        .route("/cancelorder", post(cancelorder))
+        .route("/cancelallorder", post(cancelallorder))
+        .route("/closeposition", post(closeposition))
+        .route("/basketorder", post(basketorder))
+        .route("/splitorder", post(splitorder))
+        .layer(middleware::from_fn_with_state(
+            limiters.order.clone(),
+            ratelimit::limit,
+        ));
+    let smart = Router::new()
+        .route("/placesmartorder", post(placesmartorder))
+        .layer(middleware::from_fn_with_state(
+            limiters.smart_order.clone(),
+            ratelimit::limit,
+        ));
+    let api = Router::new()
+        .route("/orderstatus", post(orderstatus))
+        .route("/openposition", post(openposition))
+        .route("/orderbook", post(orderbook))
+        .route("/tradebook", post(tradebook))
+        .route("/positionbook", post(positionbook))
+        .route("/funds", post(funds))
+        .route("/quotes", post(quotes))
+        .route("/depth", post(depth))
+        .route("/analyzer", post(analyzer))
+        .route("/analyzer/toggle", post(analyzer_toggle))
+        .route("/ping", post(ping))
+        .layer(middleware::from_fn_with_state(
+            limiters.api.clone(),
+            ratelimit::limit,
+        ));
+    let v1 = orders
+        .merge(smart)
+        .merge(api)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    Router::new().nest("/api", Router::new().nest("/v1", v1).fallback(not_found))
+}

@@ -1,0 +1,610 @@
+//! The SQLite store: schema, migrations and every query, behind one module boundary.
+//!
+//! One file, WAL journal, `synchronous=NORMAL`. Two connections are used: the order
+//! engine's worker thread owns one (orders, trades, positions, funds, order log, outbox,
+//! settings writes) and the key store owns another (users, API keys). All calls are
+//! blocking and must run off the async executor (the worker thread or `spawn_blocking`).
+//!
+//! Transactional outbox: when `durable_outbox` is on, the envelopes an order action
+//! produces are inserted into `outbox` in the same transaction as the order change; a relay
+//! (the Kafka crate) reads undelivered rows in `seq` order and sets `delivered_at`.
+
+use std::path::Path;
+
+use oa_events_core::Envelope;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::types::{Action, Book, Choice, Exchange, OrderStatus, PriceType, Product};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file or its folder could not be created.
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored row holds a value this build cannot read.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store's worker is gone (shutting down).
+    #[error("the store is shut down")]
+    Closed,
+    /// A transaction failed and was rolled back.
+    #[error("the transaction failed and was rolled back: {0}")]
+    Transaction(String),
+    /// A blocking task failed.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    user_id     TEXT PRIMARY KEY,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE api_keys (
+    id          INTEGER PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users(user_id),
+    key_id      TEXT NOT NULL UNIQUE,
+    key_hash    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
+CREATE INDEX api_keys_user ON api_keys(user_id);
+CREATE TABLE settings (
+    user_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+);
+CREATE TABLE orders (
+    orderid             TEXT PRIMARY KEY,
+    book                TEXT NOT NULL,
+    user_id             TEXT NOT NULL,
+    strategy            TEXT NOT NULL,
+    exchange            TEXT NOT NULL,
+    symbol              TEXT NOT NULL,
+    action              TEXT NOT NULL,
+    quantity            REAL NOT NULL,
+    pricetype           TEXT NOT NULL,
+    product             TEXT NOT NULL,
+    price               REAL NOT NULL,
+    trigger_price       REAL NOT NULL,
+    disclosed_quantity  REAL NOT NULL,
+    status              TEXT NOT NULL,
+    filled_quantity     REAL NOT NULL,
+    average_price       REAL NOT NULL,
+    blocked_margin      REAL NOT NULL,
+    rejection_reason    TEXT NOT NULL,
+    created_ms          INTEGER NOT NULL,
+    updated_ms          INTEGER NOT NULL
+);
+CREATE INDEX orders_user ON orders(book, user_id);
+CREATE TABLE trades (
+    tradeid     INTEGER PRIMARY KEY,
+    orderid     TEXT NOT NULL,
+    book        TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    exchange    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    quantity    REAL NOT NULL,
+    price       REAL NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE positions (
+    book            TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    exchange        TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    product         TEXT NOT NULL,
+    quantity        REAL NOT NULL,
+    average_price   REAL NOT NULL,
+    realized_pnl    REAL NOT NULL,
+    margin          REAL NOT NULL,
+    PRIMARY KEY (book, user_id, exchange, symbol, product)
+);
+CREATE TABLE funds (
+    book            TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    starting        REAL NOT NULL,
+    cash            REAL NOT NULL,
+    order_margin    REAL NOT NULL,
+    position_margin REAL NOT NULL,
+    realized_pnl    REAL NOT NULL,
+    PRIMARY KEY (book, user_id)
+);
+CREATE TABLE order_log (
+    id          INTEGER PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    api_type    TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    response    TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX order_log_user ON order_log(user_id, mode);
+CREATE TABLE outbox (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    user_id       TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    payload       BLOB NOT NULL,
+    created_at    TEXT NOT NULL,
+    delivered_at  TEXT
+);
+CREATE INDEX outbox_undelivered ON outbox(seq) WHERE delivered_at IS NULL;
+"#];
+
+/// Opens (creating if needed) the database file, sets WAL and applies pending migrations.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(|error| StoreError::Open {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let start = usize::try_from(version).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tracing::info!(migration = index + 1, "applied store migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The current time as RFC 3339 text (for `created_at` columns).
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn corrupt(table: &'static str, reason: String) -> StoreError {
+    StoreError::Corrupt { table, reason }
+}
+
+fn parse_choice<T: Choice>(table: &'static str, value: &str) -> Result<T, StoreError> {
+    T::parse(value).ok_or_else(|| corrupt(table, format!("unknown value {value:?}")))
+}
+
+fn parse_book(table: &'static str, value: &str) -> Result<Book, StoreError> {
+    Book::parse(value).ok_or_else(|| corrupt(table, format!("unknown book {value:?}")))
+}
+
+fn parse_exchange(table: &'static str, value: &str) -> Result<Exchange, StoreError> {
+    Exchange::parse(value).ok_or_else(|| corrupt(table, format!("unknown exchange {value:?}")))
+}
+
+// ------------------------------------------------------------------ engine rows
+
+/// Writes an order row (insert or replace).
+pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO orders (orderid, book, user_id, strategy, exchange, symbol, action,
+         quantity, pricetype, product, price, trigger_price, disclosed_quantity, status,
+         filled_quantity, average_price, blocked_margin, rejection_reason, created_ms, updated_ms)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+    )?
+    .execute(params![
+        order.orderid,
+        order.book.as_str(),
+        order.user_id,
+        order.strategy,
+        order.exchange.as_str(),
+        order.symbol,
+        order.action.as_str(),
+        order.quantity,
+        order.pricetype.as_str(),
+        order.product.as_str(),
+        order.price,
+        order.trigger_price,
+        order.disclosed_quantity,
+        order.status.as_str(),
+        order.filled_quantity,
+        order.average_price,
+        order.blocked_margin,
+        order.rejection_reason,
+        order.created_ms,
+        order.updated_ms,
+    ])?;
+    Ok(())
+}
+
+/// Inserts a trade.
+pub fn insert_trade(tx: &Transaction<'_>, trade: &Trade) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO trades (tradeid, orderid, book, user_id, exchange, symbol, action, product,
+         quantity, price, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    )?
+    .execute(params![
+        trade.tradeid as i64,
+        trade.orderid,
+        trade.book.as_str(),
+        trade.user_id,
+        trade.exchange.as_str(),
+        trade.symbol,
+        trade.action.as_str(),
+        trade.product.as_str(),
+        trade.quantity,
+        trade.price,
+        trade.created_ms,
+    ])?;
+    Ok(())
+}
+
+/// Writes a position row.
+pub fn save_position(
+    tx: &Transaction<'_>,
+    key: &PositionKey,
+    position: &Position,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO positions (book, user_id, exchange, symbol, product, quantity,
+         average_price, realized_pnl, margin) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    )?
+    .execute(params![
+        key.0.as_str(),
+        key.1,
+        key.2.as_str(),
+        key.3,
+        key.4.as_str(),
+        position.quantity,
+        position.average_price,
+        position.realized_pnl,
+        position.margin,
+    ])?;
+    Ok(())
+}
+
+/// Writes an account's funds row.
+pub fn save_account(
+    tx: &Transaction<'_>,
+    key: &AccountKey,
+    account: &Account,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO funds (book, user_id, starting, cash, order_margin,
+         position_margin, realized_pnl) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    )?
+    .execute(params![
+        key.0.as_str(),
+        key.1,
+        account.starting,
+        account.cash,
+        account.order_margin,
+        account.position_margin,
+        account.realized_pnl,
+    ])?;
+    Ok(())
+}
+
+/// Appends a request/response pair to the order log.
+pub fn insert_log(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    mode: &str,
+    api_type: &str,
+    request: &str,
+    response: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO order_log (user_id, mode, api_type, request, response, created_ms)
+         VALUES (?1,?2,?3,?4,?5,?6)",
+    )?
+    .execute(params![user_id, mode, api_type, request, response, now_ms])?;
+    Ok(())
+}
+
+/// Appends an envelope to the outbox (same transaction as its cause).
+pub fn insert_outbox(tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES (?1,?2,?3,?4,?5)",
+    )?
+    .execute(params![
+        envelope.id.to_string(),
+        envelope.user_id,
+        envelope.event_type(),
+        envelope.to_json_bytes(),
+        envelope.timestamp_rfc3339(),
+    ])?;
+    Ok(())
+}
+
+/// Writes a per-user setting.
+pub fn set_setting(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO settings (user_id, name, value) VALUES (?1,?2,?3)")?
+        .execute(params![user_id, name, value])?;
+    Ok(())
+}
+
+/// Every user's value of one setting.
+pub fn load_setting(conn: &Connection, name: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare("SELECT user_id, value FROM settings WHERE name = ?1")?;
+    let rows = statement
+        .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Counts of order-log entries per user for one mode.
+pub fn load_log_counts(conn: &Connection, mode: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT user_id, COUNT(*) FROM order_log WHERE mode = ?1 GROUP BY user_id")?;
+    let rows = statement
+        .query_map([mode], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Every stored order, oldest first.
+pub fn load_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
+    const T: &str = "orders";
+    let mut statement = conn.prepare(
+        "SELECT orderid, book, user_id, strategy, exchange, symbol, action, quantity, pricetype,
+         product, price, trigger_price, disclosed_quantity, status, filled_quantity,
+         average_price, blocked_margin, rejection_reason, created_ms, updated_ms
+         FROM orders ORDER BY created_ms, CAST(orderid AS INTEGER)",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut orders = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text =
+            |index: usize| -> Result<String, StoreError> { Ok(row.get::<_, String>(index)?) };
+        orders.push(Order {
+            orderid: text(0)?,
+            book: parse_book(T, &text(1)?)?,
+            user_id: text(2)?,
+            strategy: text(3)?,
+            exchange: parse_exchange(T, &text(4)?)?,
+            symbol: text(5)?,
+            action: parse_choice::<Action>(T, &text(6)?)?,
+            quantity: row.get(7)?,
+            pricetype: parse_choice::<PriceType>(T, &text(8)?)?,
+            product: parse_choice::<Product>(T, &text(9)?)?,
+            price: row.get(10)?,
+            trigger_price: row.get(11)?,
+            disclosed_quantity: row.get(12)?,
+            status: parse_choice::<OrderStatus>(T, &text(13)?)?,
+            filled_quantity: row.get(14)?,
+            average_price: row.get(15)?,
+            blocked_margin: row.get(16)?,
+            rejection_reason: text(17)?,
+            created_ms: row.get(18)?,
+            updated_ms: row.get(19)?,
+        });
+    }
+    Ok(orders)
+}
+
+/// Every stored trade, oldest first.
+pub fn load_trades(conn: &Connection) -> Result<Vec<Trade>, StoreError> {
+    const T: &str = "trades";
+    let mut statement = conn.prepare(
+        "SELECT tradeid, orderid, book, user_id, exchange, symbol, action, product, quantity,
+         price, created_ms FROM trades ORDER BY tradeid",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut trades = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text =
+            |index: usize| -> Result<String, StoreError> { Ok(row.get::<_, String>(index)?) };
+        trades.push(Trade {
+            tradeid: row.get::<_, i64>(0)? as u64,
+            orderid: text(1)?,
+            book: parse_book(T, &text(2)?)?,
+            user_id: text(3)?,
+            exchange: parse_exchange(T, &text(4)?)?,
+            symbol: text(5)?,
+            action: parse_choice::<Action>(T, &text(6)?)?,
+            product: parse_choice::<Product>(T, &text(7)?)?,
+            quantity: row.get(8)?,
+            price: row.get(9)?,
+            created_ms: row.get(10)?,
+        });
+    }
+    Ok(trades)
+}
+
+/// Every stored position.
+pub fn load_positions(conn: &Connection) -> Result<Vec<(PositionKey, Position)>, StoreError> {
+    const T: &str = "positions";
+    let mut statement = conn.prepare(
+        "SELECT book, user_id, exchange, symbol, product, quantity, average_price, realized_pnl,
+         margin FROM positions",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut positions = Vec::new();
+    while let Some(row) = rows.next()? {
+        let text =
+            |index: usize| -> Result<String, StoreError> { Ok(row.get::<_, String>(index)?) };
+        let key = (
+            parse_book(T, &text(0)?)?,
+            text(1)?,
+            parse_exchange(T, &text(2)?)?,
+            text(3)?,
+            parse_choice::<Product>(T, &text(4)?)?,
+        );
+        positions.push((
+            key,
+            Position {
+                quantity: row.get(5)?,
+                average_price: row.get(6)?,
+                realized_pnl: row.get(7)?,
+                margin: row.get(8)?,
+            },
+        ));
+    }
+    Ok(positions)
+}
+
+/// Every stored account.
+pub fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, StoreError> {
+    const T: &str = "funds";
+    let mut statement = conn.prepare(
+        "SELECT book, user_id, starting, cash, order_margin, position_margin, realized_pnl
+         FROM funds",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut accounts = Vec::new();
+    while let Some(row) = rows.next()? {
+        let book = parse_book(T, &row.get::<_, String>(0)?)?;
+        accounts.push((
+            (book, row.get(1)?),
+            Account {
+                starting: row.get(2)?,
+                cash: row.get(3)?,
+                order_margin: row.get(4)?,
+                position_margin: row.get(5)?,
+                realized_pnl: row.get(6)?,
+            },
+        ));
+    }
+    Ok(accounts)
+}
+
+// ------------------------------------------------------------------ users and keys
+
+/// A stored API key row (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    /// Owner.
+    pub user_id: String,
+    /// Argon2 PHC string of key + pepper.
+    pub key_hash: String,
+}
+
+/// Creates a user if missing.
+pub fn ensure_user(tx: &Transaction<'_>, user_id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO users (user_id, created_at) VALUES (?1, ?2)",
+        params![user_id, now_text()],
+    )?;
+    Ok(())
+}
+
+/// Number of users.
+pub fn count_users(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM users", [], |row| row.get::<_, i64>(0))? as u64)
+}
+
+/// True when the user has an active (not revoked) key.
+pub fn has_active_key(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL LIMIT 1",
+            [user_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Revokes the user's active keys; returns how many.
+pub fn revoke_keys(tx: &Transaction<'_>, user_id: &str) -> Result<usize, StoreError> {
+    Ok(tx.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user_id, now_text()],
+    )?)
+}
+
+/// Stores a new key's identifier and hash.
+pub fn insert_key(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    key_id: &str,
+    key_hash: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO api_keys (user_id, key_id, key_hash, created_at) VALUES (?1,?2,?3,?4)",
+        params![user_id, key_id, key_hash, now_text()],
+    )?;
+    Ok(())
+}
+
+/// The active key row with this identifier.
+pub fn find_key(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT user_id, key_hash FROM api_keys WHERE key_id = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row([key_id], |row| {
+            Ok(KeyRow {
+                user_id: row.get(0)?,
+                key_hash: row.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+/// One line of `apikey list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKeyInfo {
+    /// The user.
+    pub user_id: String,
+    /// When the user was created (RFC 3339).
+    pub user_created_at: String,
+    /// When the active key was created, if the user has one.
+    pub key_created_at: Option<String>,
+    /// How many keys were revoked so far.
+    pub revoked_keys: u64,
+}
+
+/// Every user with key metadata (never keys or hashes).
+pub fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT u.user_id, u.created_at,
+           (SELECT created_at FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NULL
+            ORDER BY id DESC LIMIT 1),
+           (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NOT NULL)
+         FROM users u ORDER BY u.user_id",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(UserKeyInfo {
+                user_id: row.get(0)?,
+                user_created_at: row.get(1)?,
+                key_created_at: row.get(2)?,
+                revoked_keys: row.get::<_, i64>(3)? as u64,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
