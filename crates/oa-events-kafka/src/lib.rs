@@ -1,6 +1,40 @@
 //! # oa-events-kafka
 //!
-//! The Kafka side of oa's event layer (mode KAFKA and BOTH): the producer sink, the durable
-//! outbox relay, the inbound ESB command consumer and topic administration, on rskafka.
+//! The Kafka side of oa's event layer (mode KAFKA and BOTH), on rskafka (pure Rust):
 //!
-//! Not built yet: see the "Kafka mode" issue. Nothing in this crate is functional today.
+//! - [`KafkaConfig`]: every setting of PROTOCOLS.md section 3 (`KAFKA_*`), plus topic
+//!   creation and retry settings, with clear errors for bad values;
+//! - [`ensure_topic`]: the start-up check (topic exists, or is created when
+//!   `KAFKA_CREATE_TOPICS` allows; otherwise an error naming the topic and the brokers);
+//! - [`KafkaProducer`]: envelopes -> records (key = user id, value = JSON envelope,
+//!   CloudEvents headers), partition = murmur2(key) like the Java client, batches of at
+//!   most `KAFKA_PRODUCER_BATCH_SIZE` bytes, configured compression, acks=all;
+//! - [`Outbox`]: the durable store of events awaiting Kafka (the server's SQLite store
+//!   implements it; [`MemoryOutbox`] is a non-durable one);
+//! - [`KafkaRelay`]: drains the outbox in order, retries until the broker acknowledges, marks
+//!   rows delivered; [`KafkaSink`] is the [`oa_events_core::EventSink`] that feeds it.
+//!
+//! Delivery promise: at least once, per-user order kept (one key -> one partition, one
+//! in-flight batch per partition), duplicates only with the same envelope `id`.
+//! See docs/kafka.md for the wire contract and operations.
+
+pub mod config;
+pub mod error;
+pub mod outbox;
+pub mod partitioner;
+pub mod producer;
+pub mod relay;
+
+pub use config::{Acks, AutoOffsetReset, Compression, KafkaConfig, TopicCreation};
+pub use error::{ConfigError, KafkaError};
+pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
+pub use partitioner::{murmur2, partition_for_key};
+pub use producer::{
+    KafkaProducer, SendOutcome, TopicInfo, connect, ensure_topic, ensure_topic_with,
+    envelope_record,
+};
+pub use relay::{KafkaRelay, KafkaSink, OUTBOX_SINK_NAME, RELAY_SINK_LABEL, RelayStats};
+
+/// The rskafka version this crate is built on, re-exported for callers that need its types
+/// (for example a consumer built from [`connect`]'s client).
+pub use rskafka;
