@@ -92,9 +92,10 @@ impl SinkQueue {
 
     /// Appends an envelope, applying the overflow policy. Never blocks on I/O.
     fn push(&self, envelope: &Arc<Envelope>) {
-        let dropped = {
+        let (was_empty, dropped) = {
             let mut items = self.items.lock();
-            if items.len() < self.options.capacity {
+            let was_empty = items.is_empty();
+            let dropped = if items.len() < self.options.capacity {
                 items.push_back(Arc::clone(envelope));
                 None
             } else {
@@ -106,13 +107,19 @@ impl SinkQueue {
                     }
                     OverflowPolicy::DropNewest => Some(Arc::clone(envelope)),
                 }
-            }
+            };
+            (was_empty, dropped)
         };
         self.enqueued.fetch_add(1, Ordering::Relaxed);
         if let Some(lost) = dropped {
             self.record_queue_full(&lost);
         }
-        self.wake.notify_one();
+        // The drain task only waits after it saw the queue empty (under the lock), so only
+        // the push that makes the queue non-empty needs to wake it: this spares a cross-thread
+        // wake-up per event while the task is busy.
+        if was_empty {
+            self.wake.notify_one();
+        }
     }
 
     fn record_queue_full(&self, lost: &Envelope) {

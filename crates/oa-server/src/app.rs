@@ -1,15 +1,18 @@
 //! Composition: build the event publisher for the configured mode, start each layer, serve,
 //! and shut down in order (stop accepting, then drain the event sinks).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use oa_events_core::EventPublisher;
+use oa_events_core::{EventPublisher, SinkOptions};
+use oa_events_socketio::SocketIoSink;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::http;
+use crate::late_verifier::LateVerifier;
 use crate::telemetry;
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -31,20 +34,55 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = http::bind(settings.http_addr).await?;
     let http_addr = listener.local_addr().context("reading the HTTP address")?;
 
-    let publisher = EventPublisher::builder().build();
+    // Event sinks first: the publisher is immutable once built and every layer publishes.
+    let verifier = Arc::new(LateVerifier::default());
+    let sink_options = SinkOptions {
+        capacity: settings.event_queue_capacity,
+        ..SinkOptions::default()
+    };
+    let mut publisher_builder = EventPublisher::builder();
+    let mut socketio_layer = None;
+    if settings.event_mode.uses_socketio() {
+        let (layer, sink) = SocketIoSink::new(settings.socketio.clone(), verifier.clone())
+            .context("starting the Socket.IO layer")?;
+        publisher_builder = publisher_builder.sink(sink, sink_options);
+        socketio_layer = Some(layer);
+    }
+    let publisher = publisher_builder.build();
+
+    // Market data.
+    let prices = oa_marketdata_zmq::PriceCache::new();
+    let symbols = Arc::new(oa_marketdata_zmq::SymbolMaster::bundled());
+
+    // REST, which owns the key store.
+    let api = oa_api::build(settings.api.clone(), publisher.clone(), prices, symbols)
+        .await
+        .context("starting the REST layer")?;
+    verifier.set(api.verifier());
+    if let Some(key) = api.ensure_default_user().await? {
+        println!(
+            "First start: created user {:?} with API key (shown once, store it now):\n{key}",
+            settings.api.default_user
+        );
+    }
 
     let health = http::HealthInfo {
         started,
         event_mode: settings.event_mode,
         publisher: publisher.clone(),
         layers: vec![
-            ("rest", false),
-            ("socketio", false),
+            ("rest", true),
+            ("socketio", socketio_layer.is_some()),
             ("kafka", false),
             ("marketdata", false),
         ],
     };
-    let router = http::ops_router(health, metrics).fallback(http::not_found);
+    let mut router = http::ops_router(health, metrics)
+        .merge(api.router())
+        .fallback(http::not_found);
+    if let Some(layer) = socketio_layer {
+        router = router.layer(layer);
+    }
 
     let (stop_sender, mut stop_receiver) = watch::channel(false);
     tokio::spawn(async move {

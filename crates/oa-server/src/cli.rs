@@ -26,4 +26,37 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(RawConfig),
+    /// Manage users' API keys in the store (DATABASE_URL, API_KEY_PEPPER).
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+        #[command(flatten)]
+        config: RawConfig,
+    },
+}
+
+/// API-key administration. A new key is printed once, on standard output; only its Argon2
+/// hash is stored.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApikeyAction {
+    /// Create a user (if new) with a fresh key; fails if the user already has an active key.
+    Create {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// Replace a user's key with a fresh one (the old key stops working).
+    Rotate {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a user's key.
+    Revoke {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// List users and whether they have an active key (never the keys).
+    List,
 }

@@ -2,10 +2,12 @@
 //! process. `oa-server` alone (or `oa-server serve`) starts everything on embedded defaults;
 //! every setting comes from flags, the environment or a `.env` file (see `.sample.env`).
 
+mod admin;
 mod app;
 mod cli;
 mod config;
 mod http;
+mod late_verifier;
 mod telemetry;
 
 use clap::Parser;
@@ -21,9 +23,10 @@ fn main() -> std::process::ExitCode {
     };
 
     let cli = Cli::parse();
-    let raw = match cli.command {
-        Some(Command::Serve(raw)) => raw,
-        None => cli.serve,
+    let (raw, apikey_action) = match cli.command {
+        Some(Command::Serve(raw)) => (raw, None),
+        Some(Command::Apikey { action, config }) => (config, Some(action)),
+        None => (cli.serve, None),
     };
     telemetry::init_logging(&raw.log_format);
     if let Some(error) = env_file_error {
@@ -49,7 +52,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(settings)) {
+    let outcome = match apikey_action {
+        Some(action) => runtime.block_on(admin::run(&settings, action)),
+        None => runtime.block_on(app::run(settings)),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // {:#} prints the whole context chain on one line.

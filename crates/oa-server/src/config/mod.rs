@@ -9,7 +9,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
+use oa_api::ApiConfig;
 use oa_events_core::EventMode;
+use oa_events_socketio::SocketIoConfig;
+
+mod api;
+mod socketio;
+
+pub use api::RawApiConfig;
+pub use socketio::RawSocketIoConfig;
 
 /// The pepper used when `API_KEY_PEPPER` is not set: fine for a laptop, logged as a warning.
 pub const DEVELOPMENT_PEPPER: &str = "oa-development-pepper-change-me-in-production-0001";
@@ -104,6 +112,12 @@ pub struct RawConfig {
     /// When set, the server writes its bound addresses there as JSON once it is ready.
     #[arg(long, env = "OA_READY_FILE")]
     pub ready_file: Option<String>,
+
+    #[command(flatten)]
+    pub api: RawApiConfig,
+
+    #[command(flatten)]
+    pub socketio: RawSocketIoConfig,
 }
 
 /// Validated settings the server runs with.
@@ -122,6 +136,8 @@ pub struct Settings {
     pub event_queue_capacity: usize,
     pub shutdown_timeout: Duration,
     pub ready_file: Option<String>,
+    pub api: ApiConfig,
+    pub socketio: SocketIoConfig,
 }
 
 /// Kafka settings, present in KAFKA and BOTH modes.
@@ -200,6 +216,30 @@ impl Checker {
         Some(SocketAddr::new(ip?, port?))
     }
 
+    fn positive(&mut self, var: &str, value: &str) -> Option<usize> {
+        let number = self.number::<usize>(var, value, "a positive whole number")?;
+        if number == 0 {
+            self.problems.push(format!(
+                "{var}=0 is not valid: expected a positive whole number"
+            ));
+            return None;
+        }
+        Some(number)
+    }
+
+    fn boolean(&mut self, var: &str, value: &str) -> Option<bool> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => {
+                self.problems.push(format!(
+                    "{var}={value:?} is not valid: expected true or false"
+                ));
+                None
+            }
+        }
+    }
+
     fn one_of(&mut self, var: &str, value: &str, allowed: &[&str]) -> Option<String> {
         let lower = value.trim().to_ascii_lowercase();
         if allowed.contains(&lower.as_str()) {
@@ -244,12 +284,10 @@ impl RawConfig {
             None => (DEVELOPMENT_PEPPER.to_string(), true),
         };
 
-        if !self.database_url.starts_with("sqlite:///") {
-            check.problems.push(format!(
-                "DATABASE_URL={:?} is not supported: expected sqlite:///relative/path.db or sqlite:////absolute/path.db",
-                self.database_url
-            ));
-        }
+        let api = self
+            .api
+            .validate(&mut check, &self.database_url, &api_key_pepper);
+        let socketio = self.socketio.validate(&mut check);
 
         let event_mode = match self.order_event_mode.parse::<EventMode>() {
             Ok(mode) => Some(mode),
@@ -289,6 +327,8 @@ impl RawConfig {
             Some(event_mode),
             Some(event_queue_capacity),
             Some(shutdown_timeout),
+            Some(api),
+            Some(socketio),
             true,
         ) = (
             http_addr,
@@ -297,6 +337,8 @@ impl RawConfig {
             event_mode,
             event_queue_capacity,
             shutdown_timeout,
+            api,
+            socketio,
             check.problems.is_empty(),
         )
         else {
@@ -314,6 +356,8 @@ impl RawConfig {
             event_queue_capacity,
             shutdown_timeout,
             ready_file: self.ready_file.clone(),
+            api,
+            socketio,
         })
     }
 
