@@ -43,7 +43,10 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     /// Addresses the server reported in its ready file (`http`, `websocket`, `zmq`, ...).
     pub addresses: HashMap<String, String>,
+    /// The default user's API key, printed once by the server on its first start.
+    pub admin_key: String,
     log_path: PathBuf,
+    database_url: String,
 }
 
 impl TestServer {
@@ -66,7 +69,7 @@ impl TestServer {
             .env("FLASK_PORT", "0")
             .env("WEBSOCKET_PORT", "0")
             .env("ZMQ_PORT", "0")
-            .env("DATABASE_URL", database)
+            .env("DATABASE_URL", &database)
             .env("OA_READY_FILE", &ready_file)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -77,13 +80,17 @@ impl TestServer {
             child: Some(child),
             data_dir,
             addresses: HashMap::new(),
+            admin_key: String::new(),
             log_path,
+            database_url: database,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready_file) {
                 server.addresses = serde_json::from_str(&text)
                     .with_context(|| format!("parsing ready file {text:?}"))?;
+                server.admin_key = first_start_key(&server.log())
+                    .with_context(|| format!("no first-start key in the log:\n{}", server.log()))?;
                 return Ok(server);
             }
             if let Some(status) = server.try_wait()? {
@@ -102,6 +109,36 @@ impl TestServer {
             "http://{}",
             self.addresses.get("http").map_or("", String::as_str)
         )
+    }
+
+    /// `ws://host:port` of the WebSocket market-data server.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addresses.get("websocket").map_or("", String::as_str))
+    }
+
+    /// Creates a user with a fresh API key through `oa-server apikey create`, against this
+    /// server's store, and returns the key.
+    pub fn create_user(&self, user: &str) -> anyhow::Result<String> {
+        let output = Command::new(server_binary()?)
+            .current_dir(self.data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OA_ENV_FILE", self.data_dir.path().join("absent.env"))
+            .env("DATABASE_URL", &self.database_url)
+            .args(["apikey", "create", "--user", user])
+            .output()
+            .context("running oa-server apikey create")?;
+        if !output.status.success() {
+            bail!(
+                "apikey create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if key.len() < 32 {
+            bail!("unexpected apikey output {key:?}");
+        }
+        Ok(key)
     }
 
     /// Everything the server logged so far.
@@ -152,6 +189,13 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The key printed after the "First start" line.
+fn first_start_key(log: &str) -> Option<String> {
+    let mut lines = log.lines();
+    lines.find(|line| line.starts_with("First start:"))?;
+    lines.next().map(|key| key.trim().to_string())
 }
 
 /// Runs the binary with the given environment and arguments to completion (for start-up

@@ -107,3 +107,34 @@ fn help_lists_the_serve_command() {
     assert!(output.contains("serve"), "{output}");
     assert!(output.contains("ORDER_EVENT_MODE"), "{output}");
 }
+
+#[tokio::test]
+async fn first_start_prints_a_working_admin_key_and_apikey_create_adds_users() {
+    let server = TestServer::start(&[]).unwrap();
+    let client = reqwest::Client::new();
+    let ping = |key: String| {
+        let client = client.clone();
+        let url = format!("{}/api/v1/ping", server.http_url());
+        async move {
+            let response = client
+                .post(url)
+                .json(&serde_json::json!({ "apikey": key }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ping(server.admin_key.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["message"], "pong");
+
+    let key = server.create_user("trader1").unwrap();
+    let (status, _) = ping(key).await;
+    assert_eq!(status, 200);
+
+    let (status, body) = ping("not-a-key".into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["message"], "Invalid openalgo apikey");
+}
