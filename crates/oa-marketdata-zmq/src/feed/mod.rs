@@ -1,0 +1,93 @@
+//! Feed adapters: producers of ticks that publish onto the bus like any external process.
+//!
+//! A feed adapter connects a [`crate::bus::Publisher`] to the bus endpoint and publishes
+//! [`crate::tick::Tick`]s. The proxy tells it which instruments clients currently want
+//! through [`FeedAdapter::subscription_changed`] (hints: an adapter may ignore them and
+//! publish everything, as the simulated market does, or use them to subscribe upstream, as a
+//! real broker adapter would).
+//!
+//! Bundled adapters:
+//! - [`simulated`]: a seeded random-walk market with quotes and 5-level depth;
+//! - [`replay`]: plays a recorded JSON-lines or CSV tick file.
+//!
+//! Any other process can feed the bus too: connect a ZeroMQ PUB socket to the bus endpoint
+//! and send `[topic, JSON]` (see docs/marketdata.md for a pyzmq example).
+
+pub mod replay;
+pub mod simulated;
+
+use std::path::PathBuf;
+
+use crate::bus::BusError;
+use crate::tick::Mode;
+
+/// Which instruments clients currently want, sent to the adapter when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionHint {
+    /// Exchange code.
+    pub exchange: String,
+    /// Trading symbol.
+    pub symbol: String,
+    /// The richest mode any client wants; `None` when no client wants the instrument anymore.
+    pub mode: Option<Mode>,
+}
+
+/// Why a feed adapter failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The bus could not be reached.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The replay file could not be read.
+    #[error("cannot read replay file {path}: {source}")]
+    ReplayIo {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A replay line is invalid.
+    #[error("replay file {path} line {line}: {reason}")]
+    ReplayLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The adapter has no instruments to publish.
+    #[error("feed adapter {0} has nothing to publish")]
+    Empty(&'static str),
+    /// The adapter was started twice.
+    #[error("feed adapter {0} is already running")]
+    AlreadyStarted(&'static str),
+    /// The adapter's thread could not be started.
+    #[error("cannot start the feed thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A source of ticks publishing onto the bus.
+///
+/// Lifecycle: `start` once (connects to the bus and begins publishing in the background,
+/// returns quickly), any number of `subscription_changed` calls, then `stop` (idempotent;
+/// returns once the adapter stopped publishing). Implementations own their threads or tasks
+/// and their ZeroMQ sockets.
+pub trait FeedAdapter: Send {
+    /// A short name for logs: `simulated`, `replay`, `mybroker`.
+    fn name(&self) -> &'static str;
+
+    /// Connects to the bus at `bus_endpoint` (`tcp://host:port`) and starts publishing.
+    fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError>;
+
+    /// Clients' interest in an instrument changed. Default: ignored.
+    fn subscription_changed(&mut self, hint: &SubscriptionHint) {
+        let _ = hint;
+    }
+
+    /// Stops publishing and releases the bus connection.
+    fn stop(&mut self);
+
+    /// Ticks published so far.
+    fn published(&self) -> u64;
+}

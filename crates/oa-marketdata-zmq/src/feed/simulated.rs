@@ -1,0 +1,398 @@
+//! The simulated market: a seeded random walk per instrument with day OHLC, volume, VWAP,
+//! open interest for derivatives and a 5-level book around the last price.
+//!
+//! [`SimulatedMarket`] is the pure generator (the same seed gives the same prices);
+//! [`SimulatedFeed`] runs it on a thread at a fixed total rate and publishes DEPTH ticks on
+//! the bus, so subscribers of every mode are served from one tick.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::bus::{Publisher, PublisherOptions};
+use crate::feed::{FeedAdapter, FeedError};
+use crate::symbols::Instrument;
+use crate::tick::{Depth, DepthLevel, Mode, Quote, Tick, now_ms};
+
+/// Settings of the simulated market.
+#[derive(Debug, Clone)]
+pub struct SimulatedConfig {
+    /// The instruments to simulate.
+    pub instruments: Vec<Instrument>,
+    /// Ticks per second across all instruments (round-robin).
+    pub ticks_per_second: f64,
+    /// Random seed: the same seed gives the same price paths.
+    pub seed: u64,
+    /// Book levels per side.
+    pub depth_levels: usize,
+    /// Publisher send high-water mark.
+    pub sndhwm: i32,
+}
+
+impl Default for SimulatedConfig {
+    fn default() -> Self {
+        SimulatedConfig {
+            instruments: crate::symbols::SymbolMaster::bundled()
+                .iter()
+                .cloned()
+                .collect(),
+            ticks_per_second: 50.0,
+            seed: 42,
+            depth_levels: 5,
+            sndhwm: crate::bus::DEFAULT_HWM,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct State {
+    instrument: Instrument,
+    ltp: f64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+    turnover: f64,
+    oi: f64,
+    is_index: bool,
+}
+
+/// The deterministic price generator.
+#[derive(Debug)]
+pub struct SimulatedMarket {
+    rng: StdRng,
+    states: Vec<State>,
+    cursor: usize,
+    depth_levels: usize,
+}
+
+fn round_to(price: f64, tick_size: f64) -> f64 {
+    if tick_size <= 0.0 {
+        return price;
+    }
+    let rounded = (price / tick_size).round() * tick_size;
+    // Trim binary noise (24350.050000000003) to the tick size's decimals.
+    let decimals = (-tick_size.log10().floor()).clamp(0.0, 8.0) as i32 + 1;
+    let factor = 10f64.powi(decimals);
+    (rounded * factor).round() / factor
+}
+
+impl SimulatedMarket {
+    /// A market over `instruments`, seeded.
+    pub fn new(instruments: &[Instrument], seed: u64, depth_levels: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let states = instruments
+            .iter()
+            .map(|instrument| {
+                let base = if instrument.base_price > 0.0 {
+                    instrument.base_price
+                } else {
+                    100.0
+                };
+                let close = round_to(
+                    base * (1.0 + rng.random_range(-0.01..0.01)),
+                    instrument.tick_size,
+                );
+                let is_index = instrument.instrument_type.eq_ignore_ascii_case("INDEX");
+                let is_derivative = matches!(
+                    instrument.instrument_type.to_ascii_uppercase().as_str(),
+                    "FUT" | "CE" | "PE"
+                );
+                State {
+                    instrument: instrument.clone(),
+                    ltp: round_to(base, instrument.tick_size),
+                    open: round_to(base, instrument.tick_size),
+                    high: round_to(base, instrument.tick_size),
+                    low: round_to(base, instrument.tick_size),
+                    close,
+                    volume: 0.0,
+                    turnover: 0.0,
+                    oi: if is_derivative {
+                        (instrument.lot_size * rng.random_range(1_000.0..50_000.0)).round()
+                    } else {
+                        0.0
+                    },
+                    is_index,
+                }
+            })
+            .collect();
+        SimulatedMarket {
+            rng,
+            states,
+            cursor: 0,
+            depth_levels,
+        }
+    }
+
+    /// Number of instruments.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// True without instruments.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// Moves the next instrument (round-robin) one step and returns its DEPTH tick.
+    /// `None` without instruments.
+    pub fn next_tick(&mut self, now_ms: i64) -> Option<Tick> {
+        if self.states.is_empty() {
+            return None;
+        }
+        let index = self.cursor % self.states.len();
+        self.cursor = self.cursor.wrapping_add(1);
+        let depth_levels = self.depth_levels;
+        let rng = &mut self.rng;
+        let state = &mut self.states[index];
+        let tick_size = state.instrument.tick_size.max(0.0001);
+        let lot = if state.instrument.lot_size > 0.0 {
+            state.instrument.lot_size
+        } else {
+            1.0
+        };
+        // A random walk of about 5 basis points per step, kept above one tick.
+        let step = state.ltp * 0.0005 * rng.random_range(-1.0..1.0);
+        state.ltp = round_to((state.ltp + step).max(tick_size), tick_size);
+        state.high = state.high.max(state.ltp);
+        state.low = state.low.min(state.ltp);
+        let last_quantity = if state.is_index {
+            0.0
+        } else {
+            round_to(lot * f64::from(rng.random_range(1u32..=20)), lot.min(1.0))
+        };
+        state.volume += last_quantity;
+        state.turnover += last_quantity * state.ltp;
+        if state.oi > 0.0 {
+            state.oi = (state.oi + lot * f64::from(rng.random_range(-5i32..=5))).max(lot);
+        }
+        let average_price = if state.volume > 0.0 {
+            round_to(state.turnover / state.volume, 0.01)
+        } else {
+            state.ltp
+        };
+        let mut depth = Depth::default();
+        let mut total_buy = 0.0;
+        let mut total_sell = 0.0;
+        if !state.is_index {
+            for level in 0..depth_levels {
+                let offset = tick_size * (level as f64 + 1.0);
+                let buy_quantity =
+                    round_to(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
+                let sell_quantity =
+                    round_to(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
+                total_buy += buy_quantity;
+                total_sell += sell_quantity;
+                depth.buy.push(DepthLevel {
+                    price: round_to(state.ltp - offset, tick_size),
+                    quantity: buy_quantity,
+                    orders: rng.random_range(1..=25),
+                });
+                depth.sell.push(DepthLevel {
+                    price: round_to(state.ltp + offset, tick_size),
+                    quantity: sell_quantity,
+                    orders: rng.random_range(1..=25),
+                });
+            }
+            // Pending quantity beyond the visible book.
+            total_buy = round_to(total_buy * 4.0, lot.min(1.0));
+            total_sell = round_to(total_sell * 4.0, lot.min(1.0));
+        }
+        Some(Tick {
+            exchange: state.instrument.exchange.clone(),
+            symbol: state.instrument.symbol.clone(),
+            mode: Mode::Depth,
+            ltp: state.ltp,
+            ltt: now_ms,
+            timestamp: now_ms,
+            quote: Some(Quote {
+                open: state.open,
+                high: state.high,
+                low: state.low,
+                close: state.close,
+                volume: state.volume,
+                average_price,
+                total_buy_quantity: total_buy,
+                total_sell_quantity: total_sell,
+                last_quantity,
+                oi: state.oi,
+            }),
+            depth: Some(depth),
+        })
+    }
+}
+
+/// The simulated market as a feed adapter.
+#[derive(Debug)]
+pub struct SimulatedFeed {
+    config: SimulatedConfig,
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimulatedFeed {
+    /// A feed that is not started yet.
+    pub fn new(config: SimulatedConfig) -> Self {
+        SimulatedFeed {
+            config,
+            stop: Arc::new(AtomicBool::new(false)),
+            published: Arc::new(AtomicU64::new(0)),
+            thread: None,
+        }
+    }
+}
+
+impl FeedAdapter for SimulatedFeed {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
+        if self.thread.is_some() {
+            return Err(FeedError::AlreadyStarted("simulated"));
+        }
+        if self.config.instruments.is_empty() {
+            return Err(FeedError::Empty("simulated"));
+        }
+        let mut publisher = Publisher::connect(
+            bus_endpoint,
+            PublisherOptions {
+                sndhwm: self.config.sndhwm,
+            },
+        )?;
+        let mut market = SimulatedMarket::new(
+            &self.config.instruments,
+            self.config.seed,
+            self.config.depth_levels,
+        );
+        let rate = if self.config.ticks_per_second.is_finite() && self.config.ticks_per_second > 0.0
+        {
+            self.config.ticks_per_second
+        } else {
+            1.0
+        };
+        let stop = Arc::clone(&self.stop);
+        let published = Arc::clone(&self.published);
+        let thread = std::thread::Builder::new()
+            .name("oa-feed-simulated".to_string())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut sent: u64 = 0;
+                let mut errors: u64 = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                    while sent < due && !stop.load(Ordering::Acquire) {
+                        if let Some(tick) = market.next_tick(now_ms()) {
+                            match publisher.publish(&tick) {
+                                Ok(()) => {
+                                    published.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(error) => {
+                                    errors += 1;
+                                    if errors.is_power_of_two() {
+                                        tracing::warn!(%error, errors, "simulated feed could not publish");
+                                    }
+                                }
+                            }
+                        }
+                        sent += 1;
+                    }
+                    let next_due = Duration::from_secs_f64((sent + 1) as f64 / rate);
+                    let wait = next_due
+                        .saturating_sub(started.elapsed())
+                        .min(Duration::from_millis(50));
+                    std::thread::sleep(wait.max(Duration::from_micros(100)));
+                }
+            })
+            .map_err(FeedError::Thread)?;
+        tracing::info!(
+            instruments = self.config.instruments.len(),
+            ticks_per_second = rate,
+            seed = self.config.seed,
+            "simulated feed started"
+        );
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("simulated feed thread panicked");
+        }
+    }
+
+    fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SimulatedFeed {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::SymbolMaster;
+
+    fn instruments() -> Vec<Instrument> {
+        SymbolMaster::bundled().iter().cloned().collect()
+    }
+
+    #[test]
+    fn same_seed_same_prices() {
+        let mut a = SimulatedMarket::new(&instruments(), 7, 5);
+        let mut b = SimulatedMarket::new(&instruments(), 7, 5);
+        let mut c = SimulatedMarket::new(&instruments(), 8, 5);
+        let mut differs = false;
+        for _ in 0..500 {
+            let (x, y, z) = (
+                a.next_tick(1).unwrap(),
+                b.next_tick(1).unwrap(),
+                c.next_tick(1).unwrap(),
+            );
+            assert_eq!(x, y);
+            differs |= x != z;
+        }
+        assert!(differs);
+    }
+
+    #[test]
+    fn ticks_are_consistent() {
+        let mut market = SimulatedMarket::new(&instruments(), 1, 5);
+        for _ in 0..1000 {
+            let tick = market.next_tick(1).unwrap();
+            let quote = tick.quote.unwrap();
+            assert!(tick.ltp > 0.0);
+            assert!(quote.low <= tick.ltp && tick.ltp <= quote.high, "{tick:?}");
+            let depth = tick.depth.unwrap();
+            if tick.exchange.ends_with("INDEX") {
+                assert!(depth.buy.is_empty());
+            } else {
+                assert_eq!(depth.buy.len(), 5);
+                assert_eq!(depth.sell.len(), 5);
+                assert!(depth.buy[0].price < tick.ltp && tick.ltp < depth.sell[0].price);
+                assert!(depth.buy.windows(2).all(|w| w[0].price > w[1].price));
+                assert!(depth.sell.windows(2).all(|w| w[0].price < w[1].price));
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_trims_binary_noise() {
+        assert_eq!(round_to(24350.050000000003, 0.05), 24350.05);
+        assert_eq!(round_to(84.61249, 0.0025), 84.6125);
+        assert_eq!(round_to(101.3, 1.0), 101.0);
+    }
+}

@@ -1,0 +1,327 @@
+//! [`start`]: the one entry point the server calls. Loads the symbol master (announcing it),
+//! binds the bus, starts the WebSocket proxy, the dispatcher and the configured feed.
+//!
+//! ```text
+//! feed ─▶ bus thread ─▶ dispatcher task ─┬▶ price cache
+//!                                        └▶ hub ─▶ client outboxes ─▶ writer tasks
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oa_events_core::{ApiKeyVerifier, EventPublisher};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::bus::{Bus, BusConfig, BusError, BusStatsSnapshot};
+use crate::config::{FeedKind, MarketDataConfig};
+use crate::feed::replay::{ReplayConfig, ReplayFeed};
+use crate::feed::simulated::{SimulatedConfig, SimulatedFeed};
+use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
+use crate::price_cache::PriceCache;
+use crate::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
+use crate::tick::Tick;
+use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
+
+/// Why the market-data layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketDataError {
+    /// A setting is invalid.
+    #[error("invalid {setting}: {message}")]
+    Config {
+        /// The environment variable.
+        setting: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The symbol master could not be loaded.
+    #[error(transparent)]
+    Symbols(#[from] SymbolMasterError),
+    /// The bus could not be bound.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The WebSocket proxy could not listen.
+    #[error(transparent)]
+    WebSocket(#[from] WsError),
+    /// The feed adapter could not start.
+    #[error("feed adapter failed to start: {0}")]
+    Feed(#[from] FeedError),
+}
+
+/// Counters of the whole layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MarketDataStats {
+    /// Bus counters.
+    pub bus: BusStatsSnapshot,
+    /// WebSocket proxy counters.
+    pub proxy: ProxyStats,
+    /// Ticks the bundled feed published.
+    pub feed_published: u64,
+}
+
+type SharedFeed = Arc<Mutex<Box<dyn FeedAdapter>>>;
+
+/// The running market-data layer.
+#[derive(Debug)]
+pub struct MarketData {
+    price_cache: PriceCache,
+    symbols: Arc<SymbolMaster>,
+    ws: WsProxy,
+    bus: Option<Bus>,
+    zmq_endpoint: String,
+    dispatcher: JoinHandle<()>,
+    hint_task: JoinHandle<()>,
+    feed: Option<SharedFeed>,
+}
+
+impl std::fmt::Debug for dyn FeedAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FeedAdapter({})", self.name())
+    }
+}
+
+/// Picks the feed's instruments from `EXCHANGE:SYMBOL` names (all of the master when empty).
+fn feed_instruments(
+    symbols: &SymbolMaster,
+    names: &[String],
+) -> Result<Vec<Instrument>, MarketDataError> {
+    if names.is_empty() {
+        return Ok(symbols.iter().cloned().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            let (exchange, symbol) =
+                name.split_once(':')
+                    .ok_or_else(|| MarketDataError::Config {
+                        setting: "FEED_SYMBOLS",
+                        message: format!("{name:?} is not EXCHANGE:SYMBOL (for example NSE:SBIN)"),
+                    })?;
+            symbols
+                .lookup(&exchange.trim().to_ascii_uppercase(), symbol.trim())
+                .cloned()
+                .ok_or_else(|| MarketDataError::Config {
+                    setting: "FEED_SYMBOLS",
+                    message: format!("{name} is not in the symbol master"),
+                })
+        })
+        .collect()
+}
+
+fn build_feed(
+    config: &MarketDataConfig,
+    symbols: &SymbolMaster,
+) -> Result<Option<Box<dyn FeedAdapter>>, MarketDataError> {
+    Ok(match config.feed {
+        FeedKind::None => None,
+        FeedKind::Simulated => Some(Box::new(SimulatedFeed::new(SimulatedConfig {
+            instruments: feed_instruments(symbols, &config.feed_symbols)?,
+            ticks_per_second: config.feed_ticks_per_second,
+            seed: config.feed_seed,
+            depth_levels: 5,
+            sndhwm: config.zmq_hwm,
+        }))),
+        FeedKind::Replay => {
+            let path = config
+                .replay_file
+                .clone()
+                .ok_or_else(|| MarketDataError::Config {
+                    setting: "REPLAY_FILE",
+                    message: "FEED=replay needs REPLAY_FILE (a JSON-lines or .csv tick file)"
+                        .to_string(),
+                })?;
+            if !(config.replay_speed.is_finite() && config.replay_speed >= 0.0) {
+                return Err(MarketDataError::Config {
+                    setting: "REPLAY_SPEED",
+                    message: format!(
+                        "{} is not a speed factor >= 0 (1 = recorded pace, 0 = as fast as possible)",
+                        config.replay_speed
+                    ),
+                });
+            }
+            Some(Box::new(ReplayFeed::new(ReplayConfig {
+                path,
+                speed: config.replay_speed,
+                restamp: true,
+                repeat: config.replay_repeat,
+                sndhwm: config.zmq_hwm,
+            })))
+        }
+    })
+}
+
+/// Consumes decoded ticks: price cache first, then fan-out. Drains in batches.
+async fn run_dispatcher(
+    mut ticks: mpsc::Receiver<Tick>,
+    cache: PriceCache,
+    dispatch: impl Fn(&Tick) + Send + 'static,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while ticks.recv_many(&mut batch, 256).await > 0 {
+        for tick in batch.drain(..) {
+            cache.update(&tick);
+            dispatch(&tick);
+        }
+    }
+}
+
+/// Starts the market-data layer.
+///
+/// Install the metrics recorder before calling: counters are resolved once at start.
+/// `broker_name` names the broker in `master_contract_download` and `market_data` messages.
+pub async fn start(
+    config: MarketDataConfig,
+    verifier: Arc<dyn ApiKeyVerifier>,
+    publisher: EventPublisher,
+    broker_name: String,
+) -> Result<MarketData, MarketDataError> {
+    let ws_addr = config.websocket_addr()?;
+    let source = match &config.symbol_master_csv {
+        Some(path) => SymbolSource::Csv(path.clone()),
+        None => SymbolSource::Bundled,
+    };
+    let symbols = Arc::new(SymbolMaster::load_and_announce(
+        &source,
+        &publisher,
+        &broker_name,
+    )?);
+    let feed = build_feed(&config, &symbols)?;
+
+    let (bus, ticks) = Bus::bind(&BusConfig {
+        endpoint: config.zmq_endpoint(),
+        rcvhwm: config.zmq_hwm,
+        max_frame_bytes: config.zmq_max_frame_bytes,
+        channel_capacity: config.bus_channel_capacity,
+        poll_interval: Duration::from_millis(100),
+    })?;
+    let zmq_endpoint = bus.endpoint().to_string();
+
+    let (hint_sender, mut hint_receiver) = mpsc::unbounded_channel::<SubscriptionHint>();
+    let ws = WsProxy::start(
+        &WsConfig {
+            bind: ws_addr,
+            auth_grace: config.ws_auth_grace,
+            max_queue: config.ws_max_queue,
+            ping_interval: config.ws_ping_interval,
+            ping_timeout: config.ws_ping_timeout,
+            max_symbols_per_websocket: config.max_symbols_per_websocket,
+            max_websocket_connections: config.max_websocket_connections,
+            max_message_bytes: config.ws_max_message_bytes,
+            broker: broker_name.clone(),
+        },
+        Arc::clone(&symbols),
+        verifier,
+        Some(&publisher),
+        Some(hint_sender),
+    )
+    .await?;
+
+    let price_cache = PriceCache::new();
+    let dispatcher = tokio::spawn(run_dispatcher(ticks, price_cache.clone(), ws.dispatcher()));
+
+    let feed: Option<SharedFeed> = match feed {
+        None => None,
+        Some(mut adapter) => {
+            let endpoint = zmq_endpoint.clone();
+            // Starting may wait for the bus connection: keep it off the async workers.
+            let started = tokio::task::spawn_blocking(move || {
+                let result = adapter.start(&endpoint);
+                (adapter, result)
+            })
+            .await;
+            match started {
+                Ok((adapter, Ok(()))) => Some(Arc::new(Mutex::new(adapter))),
+                Ok((_, Err(error))) => {
+                    dispatcher.abort();
+                    ws.shutdown().await;
+                    return Err(error.into());
+                }
+                Err(join_error) => {
+                    dispatcher.abort();
+                    ws.shutdown().await;
+                    return Err(MarketDataError::Feed(FeedError::Thread(
+                        std::io::Error::other(join_error.to_string()),
+                    )));
+                }
+            }
+        }
+    };
+    let hint_feed = feed.clone();
+    let hint_task = tokio::spawn(async move {
+        while let Some(hint) = hint_receiver.recv().await {
+            if let Some(feed) = &hint_feed {
+                feed.lock().subscription_changed(&hint);
+            }
+        }
+    });
+    tracing::info!(
+        zmq = %zmq_endpoint,
+        websocket = %ws.local_addr(),
+        symbols = symbols.len(),
+        feed = ?config.feed,
+        "market data started"
+    );
+    Ok(MarketData {
+        price_cache,
+        symbols,
+        ws,
+        bus: Some(bus),
+        zmq_endpoint,
+        dispatcher,
+        hint_task,
+        feed,
+    })
+}
+
+impl MarketData {
+    /// The price cache (a clone sharing the same data).
+    pub fn price_cache(&self) -> PriceCache {
+        self.price_cache.clone()
+    }
+
+    /// The symbol master.
+    pub fn symbols(&self) -> Arc<SymbolMaster> {
+        Arc::clone(&self.symbols)
+    }
+
+    /// The WebSocket address actually bound.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws.local_addr()
+    }
+
+    /// The bus endpoint actually bound (`tcp://127.0.0.1:5555`): give it to publishers.
+    pub fn zmq_endpoint(&self) -> &str {
+        &self.zmq_endpoint
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MarketDataStats {
+        MarketDataStats {
+            bus: self.bus.as_ref().map(Bus::stats).unwrap_or_default(),
+            proxy: self.ws.stats(),
+            feed_published: self.feed.as_ref().map_or(0, |feed| feed.lock().published()),
+        }
+    }
+
+    /// Per-client counters of the WebSocket proxy.
+    pub fn client_stats(&self) -> Vec<ClientStats> {
+        self.ws.client_stats()
+    }
+
+    /// Stops the feed, closes WebSocket clients (1001), stops the dispatcher and the bus.
+    pub async fn shutdown(mut self) {
+        if let Some(feed) = self.feed.take() {
+            let _ = tokio::task::spawn_blocking(move || feed.lock().stop()).await;
+        }
+        self.hint_task.abort();
+        self.ws.shutdown().await;
+        self.dispatcher.abort();
+        let _ = self.dispatcher.await;
+        if let Some(bus) = self.bus.take() {
+            let _ = tokio::task::spawn_blocking(move || bus.shutdown()).await;
+        }
+        tracing::info!("market data stopped");
+    }
+}

@@ -1,0 +1,134 @@
+//! One WebSocket connection: a reader loop (requests, auth grace timer) and a writer task
+//! (drains the outbox, sends keepalive pings, enforces the ping timeout).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+
+use crate::tick::now_ms;
+use crate::ws::hub::{Client, Hub};
+use crate::ws::outbox::Outgoing;
+use crate::ws::protocol::{ErrorCode, ProtocolError};
+
+/// Close code sent when a client did not authenticate within the grace period.
+pub const CLOSE_AUTH_TIMEOUT: u16 = 4401;
+/// Close code sent when a client stopped answering keepalive pings.
+pub const CLOSE_PING_TIMEOUT: u16 = 1011;
+
+/// Connection timings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub auth_grace: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+/// Most messages written between two flushes.
+const WRITE_BATCH: usize = 128;
+
+/// Serves one upgraded socket until it closes.
+pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, timing: Timing) {
+    let client = hub.register();
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, Arc::clone(&client), timing));
+    let grace = tokio::time::sleep(timing.auth_grace);
+    tokio::pin!(grace);
+    let mut grace_pending = true;
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                client.touch();
+                match frame {
+                    Some(Ok(Message::Text(text))) => hub.handle_text(&client, text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        client.outbox.push_control(Outgoing::Text(Utf8Bytes::from(
+                            ProtocolError::new(ErrorCode::InvalidJson, "Invalid JSON message: binary frames are not supported").to_json(),
+                        )));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                }
+            }
+            () = &mut grace, if grace_pending => {
+                grace_pending = false;
+                if !client.is_authenticated() {
+                    tracing::debug!(client = client.id, "closing unauthenticated websocket after the grace period");
+                    client.outbox.push_control(Outgoing::Close(CLOSE_AUTH_TIMEOUT, "Authentication timeout"));
+                }
+            }
+            _ = &mut writer => {
+                // The writer ended (close sent, ping timeout or socket error).
+                hub.unregister(&client);
+                return;
+            }
+        }
+    }
+    hub.unregister(&client);
+    client.outbox.close();
+    let _ = writer.await;
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, client: Arc<Client>, timing: Timing) {
+    let mut ping = tokio::time::interval(timing.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick fires at once; the first ping goes out one interval after connecting.
+    ping.tick().await;
+    let dead_after_ms =
+        i64::try_from((timing.ping_interval + timing.ping_timeout).as_millis()).unwrap_or(i64::MAX);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let finished = client.outbox.take(&mut batch, WRITE_BATCH);
+        let mut written = 0u64;
+        for message in batch.drain(..) {
+            let result = match message {
+                Outgoing::Text(text) => sink.feed(Message::Text(text)).await,
+                Outgoing::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    let _ = sink.close().await;
+                    client.outbox.close();
+                    return;
+                }
+            };
+            if result.is_err() {
+                client.outbox.close();
+                return;
+            }
+            written += 1;
+        }
+        if written > 0 {
+            if sink.flush().await.is_err() {
+                client.outbox.close();
+                return;
+            }
+            client.outbox.record_sent(written);
+        }
+        if finished {
+            let _ = sink.close().await;
+            return;
+        }
+        if written > 0 {
+            // More may have arrived while writing: drain before sleeping.
+            continue;
+        }
+        tokio::select! {
+            () = client.outbox.notified() => {}
+            _ = ping.tick() => {
+                let silent_ms = now_ms() - client.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed);
+                if silent_ms > dead_after_ms {
+                    tracing::debug!(client = client.id, silent_ms, "websocket keepalive timed out");
+                    client.outbox.push_control(Outgoing::Close(CLOSE_PING_TIMEOUT, "keepalive ping timeout"));
+                } else if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    client.outbox.close();
+                    return;
+                }
+            }
+        }
+    }
+}

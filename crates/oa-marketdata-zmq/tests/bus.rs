@@ -1,0 +1,280 @@
+//! The bus under abuse and load: malformed frames are counted while good ticks keep flowing;
+//! a client that stops reading is conflated while others keep receiving; external publishers
+//! (pyzmq) and the replay feed reach WebSocket clients.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, KEY_ALICE, KEY_BOB, depth_tick, start};
+use oa_marketdata_zmq::bus::MALFORMED_REASONS;
+use oa_marketdata_zmq::{FeedKind, MarketDataConfig, Tick};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_counted_and_good_ticks_keep_flowing() {
+    let h = start(MarketDataConfig {
+        zmq_max_frame_bytes: 4096,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.subscribe("NSE", "SBIN", json!(1)).await;
+    let publisher = h.publisher().await;
+    let good = |ltp: f64| Tick::ltp("NSE", "SBIN", ltp).to_json_bytes();
+    let big = vec![b' '; 8192];
+    let bad: Vec<(Vec<&[u8]>, &str)> = vec![
+        (vec![b"NSE_SBIN_LTP"], "frame_count"),
+        (vec![b"NSE_SBIN_LTP", b"{}", b"extra"], "frame_count"),
+        (vec![b"NSE_SBIN_FULL", b"{}"], "topic"),
+        (vec![b"NASDAQ_AAPL_LTP", b"{}"], "topic"),
+        (vec![&[0xff, 0xfe, 0x00], b"{}"], "topic"),
+        (vec![b"NSE_SBIN_LTP", b"{not json"], "json"),
+        (vec![b"NSE_SBIN_LTP", br#"{"ltp":"abc"}"#], "json"),
+        (vec![b"NSE_SBIN_LTP", &big], "oversized"),
+        (
+            vec![b"NSE_SBIN_LTP", br#"{"ltp":1,"symbol":"INFY"}"#],
+            "mismatch",
+        ),
+        (
+            vec![b"NSE_SBIN_QUOTE", br#"{"ltp":1,"mode":1}"#],
+            "mismatch",
+        ),
+    ];
+    let mut expected = [0u64; 5];
+    for (round, (frames, reason)) in bad.iter().enumerate() {
+        publisher.publish_frames(frames).unwrap();
+        let ltp = 100.0 + round as f64;
+        publisher
+            .publish_frames(&[b"NSE_SBIN_LTP", &good(ltp)])
+            .unwrap();
+        expected[MALFORMED_REASONS.iter().position(|r| r == reason).unwrap()] += 1;
+    }
+    // Every good tick arrives, in order.
+    for round in 0..bad.len() {
+        let m = client.recv_until(|m| m["type"] == "market_data").await;
+        assert_eq!(m["data"]["ltp"], 100.0 + round as f64, "{m}");
+    }
+    let stats = h.md.stats().bus;
+    assert_eq!(stats.malformed, expected, "{stats:?}");
+    assert_eq!(stats.malformed("oversized"), 1);
+    assert_eq!(stats.malformed_total(), bad.len() as u64);
+    h.md.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_conflated_while_others_keep_receiving() {
+    let h = start(MarketDataConfig {
+        ws_max_queue: 16,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let symbols = ["SBIN", "INFY", "TCS", "RELIANCE"];
+    // The slow client has a 4 KB receive buffer and never reads.
+    let mut slow = Client::connect_small_buffer(h.md.ws_addr()).await;
+    slow.send(json!({"action": "authenticate", "api_key": KEY_BOB}))
+        .await;
+    assert_eq!(slow.recv().await["status"], "success");
+    let mut fast = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    for symbol in symbols {
+        slow.subscribe("NSE", symbol, json!(3)).await;
+        fast.subscribe("NSE", symbol, json!(3)).await;
+    }
+    let mut publisher = h.publisher().await;
+    let rounds = 3000;
+    let reader = tokio::spawn(async move {
+        // The fast client reads everything until the last tick of every symbol arrived.
+        let mut last: std::collections::HashMap<String, f64> = Default::default();
+        let mut received = 0u64;
+        while last.len() < symbols.len() || last.values().any(|ltp| *ltp < 10_000.0) {
+            let m = fast.recv_until(|m| m["type"] == "market_data").await;
+            received += 1;
+            last.insert(
+                m["symbol"].as_str().unwrap().to_string(),
+                m["data"]["ltp"].as_f64().unwrap(),
+            );
+        }
+        (fast, received)
+    });
+    for round in 0..rounds {
+        for symbol in symbols {
+            let ltp = if round == rounds - 1 {
+                10_000.0
+            } else {
+                100.0 + round as f64 / 100.0
+            };
+            publisher.publish(&depth_tick("NSE", symbol, ltp)).unwrap();
+        }
+        if round % 500 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let (_fast, fast_received) = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the fast client got every symbol's final price while the slow one stalled")
+        .unwrap();
+    assert!(fast_received >= symbols.len() as u64);
+
+    // The slow client's outbox stayed bounded: it was conflated or evicted, never grown.
+    let total = (rounds * symbols.len()) as u64;
+    let slow_stats =
+        h.md.client_stats()
+            .into_iter()
+            .find(|c| c.user_id.as_deref() == Some("bob"))
+            .unwrap();
+    let outbox = slow_stats.outbox;
+    assert!(outbox.conflated + outbox.dropped > 0, "{outbox:?}");
+    assert!(outbox.sent < total, "{outbox:?}");
+    assert!(h.md.stats().proxy.conflated > 0);
+
+    // When the slow client finally reads, the latest price of every symbol is there.
+    let mut latest: std::collections::HashMap<String, f64> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while latest.len() < symbols.len() || latest.values().any(|ltp| *ltp < 10_000.0) {
+        assert!(
+            Instant::now() < deadline,
+            "slow client never got the latest prices: {latest:?}"
+        );
+        let Some(m) = slow.recv_within(Duration::from_secs(5)).await else {
+            break;
+        };
+        if m["type"] == "market_data" {
+            latest.insert(
+                m["symbol"].as_str().unwrap().to_string(),
+                m["data"]["ltp"].as_f64().unwrap(),
+            );
+        }
+    }
+    assert!(latest.values().all(|ltp| *ltp == 10_000.0), "{latest:?}");
+    h.md.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_pyzmq_publisher_reaches_websocket_clients() {
+    if oa_e2e::python().is_err() {
+        eprintln!("skipped: the Python venv is missing (cargo xtask setup)");
+        return;
+    }
+    let h = start(MarketDataConfig::ephemeral()).await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.subscribe("NSE_INDEX", "NIFTY", json!(2)).await;
+    client.subscribe("CRYPTO", "SOL_INR", json!(1)).await;
+    let endpoint = h.md.zmq_endpoint().to_string();
+    let script = tokio::task::spawn_blocking(move || {
+        oa_e2e::run_python_script(
+            "marketdata_pyzmq_publisher.py",
+            &[
+                ("OA_ZMQ_ENDPOINT", endpoint),
+                ("OA_SECONDS", "4".to_string()),
+            ],
+        )
+    });
+    let nifty = client
+        .recv_until(|m: &Value| m["type"] == "market_data" && m["symbol"] == "NIFTY")
+        .await;
+    assert_eq!(nifty["exchange"], "NSE_INDEX");
+    assert_eq!(nifty["mode"], 2);
+    assert_eq!(nifty["data"]["ltp"], 24350.5);
+    assert_eq!(nifty["data"]["open"], 24300.0);
+    let sol = client
+        .recv_until(|m: &Value| m["type"] == "market_data" && m["symbol"] == "SOL_INR")
+        .await;
+    assert_eq!(sol["data"]["ltp"], 19800.25);
+    let output = script.await.unwrap().expect("the pyzmq script succeeds");
+    assert!(output.contains("published"), "{output}");
+    h.md.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_feed_plays_a_file_to_clients_and_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticks.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            let tick = Tick {
+                timestamp: 1_000 + i * 10,
+                ltt: 1_000 + i * 10,
+                ..Tick::ltp("NSE", "SBIN", 800.0 + i as f64)
+            };
+            String::from_utf8(tick.to_json_bytes()).unwrap()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let h = start(MarketDataConfig {
+        feed: FeedKind::Replay,
+        replay_file: Some(path),
+        replay_speed: 0.5,
+        replay_repeat: true,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.subscribe("NSE", "SBIN", json!("ltp")).await;
+    // Consecutive recorded ticks arrive in file order (the file repeats).
+    let first = client.recv_until(|m| m["type"] == "market_data").await;
+    let mut previous = first["data"]["ltp"].as_f64().unwrap();
+    for _ in 0..5 {
+        let m = client.recv_until(|m| m["type"] == "market_data").await;
+        let ltp = m["data"]["ltp"].as_f64().unwrap();
+        assert!(
+            ltp == previous + 1.0 || (previous == 819.0 && ltp == 800.0),
+            "{previous} -> {ltp}"
+        );
+        // ltt is kept from the file; timestamp is the publish time.
+        assert!(m["data"]["ltt"].as_i64().unwrap() < 2_000);
+        assert!(m["data"]["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+        previous = ltp;
+    }
+    assert!(h.md.price_cache().ltp("NSE", "SBIN").is_some());
+    assert!(h.md.stats().feed_published > 0);
+    h.md.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_feed_streams_the_bundled_universe() {
+    let h = start(MarketDataConfig {
+        feed: FeedKind::Simulated,
+        feed_ticks_per_second: 400.0,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.subscribe("NSE", "RELIANCE", json!(3)).await;
+    let m = client.recv_until(|m| m["type"] == "market_data").await;
+    assert_eq!(m["mode"], 3);
+    assert_eq!(m["data"]["depth"]["buy"].as_array().unwrap().len(), 5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.md.price_cache().len() < h.md.symbols().len() {
+        assert!(Instant::now() < deadline, "not every symbol got a price");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.md.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_bus_on_the_same_port_fails_with_a_clear_error() {
+    let h = start(MarketDataConfig::ephemeral()).await;
+    let port: u16 =
+        h.md.zmq_endpoint()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let events = oa_events_core::EventPublisher::builder().build();
+    let error = oa_marketdata_zmq::start(
+        MarketDataConfig {
+            zmq_port: port,
+            ..MarketDataConfig::ephemeral()
+        },
+        std::sync::Arc::new(common::MapVerifier::new()),
+        events,
+        "simulator".into(),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains(&port.to_string()), "{error}");
+    h.md.shutdown().await;
+}
