@@ -17,6 +17,8 @@ type Result<T> = std::result::Result<T, HttpError>;
 #[derive(Debug, Clone)]
 pub struct Fields {
     map: Map<String, Value>,
+    /// Prepended to field names in messages (`orders[2].`).
+    prefix: String,
 }
 
 /// Shows a client value in an error message, shortened.
@@ -49,7 +51,10 @@ impl Fields {
                 allowed.join(", ")
             )));
         }
-        Ok(Fields { map })
+        Ok(Fields {
+            map,
+            prefix: String::new(),
+        })
     }
 
     /// Reads a nested object (an item of an array), checking its keys.
@@ -62,7 +67,10 @@ impl Fields {
                         allowed.join(", ")
                     )));
                 }
-                Ok(Fields { map: map.clone() })
+                Ok(Fields {
+                    map: map.clone(),
+                    prefix: format!("{path}."),
+                })
             }
             other => Err(HttpError::bad_request(format!(
                 "{path}: expected an object, got {}",
@@ -82,20 +90,26 @@ impl Fields {
         self.map.get(name).filter(|value| !value.is_null())
     }
 
-    fn missing(name: &str, expected: &str) -> HttpError {
-        HttpError::bad_request(format!(
-            "{name}: missing required field (expected {expected})"
-        ))
+    fn missing(&self, name: &str, expected: &str) -> HttpError {
+        self.error(
+            name,
+            &format!("missing required field (expected {expected})"),
+        )
     }
 
-    fn invalid(name: &str, expected: &str, value: &Value) -> HttpError {
-        HttpError::bad_request(format!("{name}: expected {expected}, got {}", show(value)))
+    fn invalid(&self, name: &str, expected: &str, value: &Value) -> HttpError {
+        self.error(name, &format!("expected {expected}, got {}", show(value)))
+    }
+
+    /// A 400 about `name` (with this object's prefix).
+    pub fn error(&self, name: &str, message: &str) -> HttpError {
+        HttpError::bad_request(format!("{}{name}: {message}", self.prefix))
     }
 
     /// A required, non-empty string. Numbers are accepted and written in decimal (order ids).
     pub fn string(&self, name: &str) -> Result<String> {
         self.opt_string(name)?
-            .ok_or_else(|| Fields::missing(name, "a non-empty string"))
+            .ok_or_else(|| self.missing(name, "a non-empty string"))
     }
 
     /// An optional string; empty strings count as absent.
@@ -105,7 +119,7 @@ impl Fields {
             Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.trim().to_string())),
             Some(Value::Number(number)) => Ok(Some(number.to_string())),
-            Some(other) => Err(Fields::invalid(name, "a string", other)),
+            Some(other) => Err(self.invalid(name, "a string", other)),
         }
     }
 
@@ -114,7 +128,7 @@ impl Fields {
         if let Some(Value::String(text)) = self.present(name)
             && text.trim().is_empty()
         {
-            return Err(HttpError::bad_request(format!("{name}: must not be empty")));
+            return Err(self.error(name, "must not be empty"));
         }
         self.string(name)
     }
@@ -122,8 +136,8 @@ impl Fields {
     /// A required choice (`action`, `pricetype`, `product`).
     pub fn choice<T: Choice>(&self, name: &str) -> Result<T> {
         match self.present(name) {
-            None => Err(Fields::missing(name, &format!("one of {}", allowed::<T>()))),
-            Some(value) => Fields::parse_choice(name, value),
+            None => Err(self.missing(name, &format!("one of {}", allowed::<T>()))),
+            Some(value) => self.parse_choice(name, value),
         }
     }
 
@@ -132,26 +146,26 @@ impl Fields {
         match self.present(name) {
             None => Ok(default),
             Some(Value::String(text)) if text.trim().is_empty() => Ok(default),
-            Some(value) => Fields::parse_choice(name, value),
+            Some(value) => self.parse_choice(name, value),
         }
     }
 
-    fn parse_choice<T: Choice>(name: &str, value: &Value) -> Result<T> {
+    fn parse_choice<T: Choice>(&self, name: &str, value: &Value) -> Result<T> {
         value
             .as_str()
             .and_then(T::parse)
-            .ok_or_else(|| Fields::invalid(name, &format!("one of {}", allowed::<T>()), value))
+            .ok_or_else(|| self.invalid(name, &format!("one of {}", allowed::<T>()), value))
     }
 
     /// A required exchange code.
     pub fn exchange(&self, name: &str) -> Result<Exchange> {
         let expected = || format!("one of {}", EXCHANGES.join(", "));
         match self.present(name) {
-            None => Err(Fields::missing(name, &expected())),
+            None => Err(self.missing(name, &expected())),
             Some(value) => value
                 .as_str()
                 .and_then(Exchange::parse)
-                .ok_or_else(|| Fields::invalid(name, &expected(), value)),
+                .ok_or_else(|| self.invalid(name, &expected(), value)),
         }
     }
 
@@ -172,16 +186,16 @@ impl Fields {
             (true, true) => "a number >= 0 (number or numeric string)",
         };
         let Some(value) = self.present(name) else {
-            return default.ok_or_else(|| Fields::missing(name, expected));
+            return default.ok_or_else(|| self.missing(name, expected));
         };
-        let quantity = number(value).ok_or_else(|| Fields::invalid(name, expected, value))?;
+        let quantity = number(value).ok_or_else(|| self.invalid(name, expected, value))?;
         let sign_ok = if allow_zero {
             quantity >= 0.0
         } else {
             quantity > 0.0
         };
         if !sign_ok || (!fractional && quantity.fract() != 0.0) {
-            return Err(Fields::invalid(name, expected, value));
+            return Err(self.invalid(name, expected, value));
         }
         Ok(quantity)
     }
@@ -195,10 +209,10 @@ impl Fields {
         };
         let value = self
             .present(name)
-            .ok_or_else(|| Fields::missing(name, expected))?;
-        let quantity = number(value).ok_or_else(|| Fields::invalid(name, expected, value))?;
+            .ok_or_else(|| self.missing(name, expected))?;
+        let quantity = number(value).ok_or_else(|| self.invalid(name, expected, value))?;
         if !exchange.allows_fractional_quantity() && quantity.fract() != 0.0 {
-            return Err(Fields::invalid(name, expected, value));
+            return Err(self.invalid(name, expected, value));
         }
         Ok(quantity)
     }
@@ -211,7 +225,7 @@ impl Fields {
             Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
             Some(value) => match number(value) {
                 Some(price) if price >= 0.0 => Ok(Some(price)),
-                _ => Err(Fields::invalid(name, expected, value)),
+                _ => Err(self.invalid(name, expected, value)),
             },
         }
     }
@@ -219,7 +233,7 @@ impl Fields {
     /// A required price-like number >= 0.
     pub fn price(&self, name: &str) -> Result<f64> {
         self.opt_price(name)?
-            .ok_or_else(|| Fields::missing(name, "a number >= 0 (number or numeric string)"))
+            .ok_or_else(|| self.missing(name, "a number >= 0 (number or numeric string)"))
     }
 
     /// A required positive integer (`splitsize`).
@@ -227,10 +241,10 @@ impl Fields {
         let expected = "a positive integer (number or numeric string)";
         let value = self
             .present(name)
-            .ok_or_else(|| Fields::missing(name, expected))?;
+            .ok_or_else(|| self.missing(name, expected))?;
         match number(value) {
             Some(n) if n >= 1.0 && n.fract() == 0.0 && n < 1e15 => Ok(n as u64),
-            _ => Err(Fields::invalid(name, expected, value)),
+            _ => Err(self.invalid(name, expected, value)),
         }
     }
 
@@ -238,11 +252,11 @@ impl Fields {
     pub fn boolean(&self, name: &str) -> Result<bool> {
         let expected = "a boolean (true or false)";
         match self.present(name) {
-            None => Err(Fields::missing(name, expected)),
+            None => Err(self.missing(name, expected)),
             Some(Value::Bool(flag)) => Ok(*flag),
             Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => Ok(true),
             Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => Ok(false),
-            Some(other) => Err(Fields::invalid(name, expected, other)),
+            Some(other) => Err(self.invalid(name, expected, other)),
         }
     }
 
@@ -250,9 +264,9 @@ impl Fields {
     pub fn array(&self, name: &str) -> Result<&Vec<Value>> {
         let expected = "a non-empty array of objects";
         match self.present(name) {
-            None => Err(Fields::missing(name, expected)),
+            None => Err(self.missing(name, expected)),
             Some(Value::Array(items)) if !items.is_empty() => Ok(items),
-            Some(other) => Err(Fields::invalid(name, expected, other)),
+            Some(other) => Err(self.invalid(name, expected, other)),
         }
     }
 }

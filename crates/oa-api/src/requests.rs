@@ -33,35 +33,41 @@ pub struct OrderFields {
 }
 
 /// Checks the prices a price type needs.
-fn check_prices(pricetype: PriceType, price: f64, trigger_price: f64) -> Result<()> {
+fn check_prices(
+    fields: &Fields,
+    pricetype: PriceType,
+    price: f64,
+    trigger_price: f64,
+) -> Result<()> {
     if matches!(pricetype, PriceType::Limit | PriceType::Sl) && price <= 0.0 {
-        return Err(HttpError::bad_request(format!(
-            "price: expected a number > 0 for {pricetype} orders, got {price}"
-        )));
+        return Err(fields.error(
+            "price",
+            &format!("expected a number > 0 for {pricetype} orders, got {price}"),
+        ));
     }
     if matches!(pricetype, PriceType::Sl | PriceType::SlM) && trigger_price <= 0.0 {
-        return Err(HttpError::bad_request(format!(
-            "trigger_price: expected a number > 0 for {pricetype} orders, got {trigger_price}"
-        )));
+        return Err(fields.error(
+            "trigger_price",
+            &format!("expected a number > 0 for {pricetype} orders, got {trigger_price}"),
+        ));
     }
     Ok(())
 }
 
 impl OrderFields {
     /// Reads the order fields; `allow_zero_quantity` for smart orders.
-    pub fn read(fields: &Fields, prefix: &str, allow_zero_quantity: bool) -> Result<OrderFields> {
-        let name = |field: &str| format!("{prefix}{field}");
-        let exchange = fields.exchange(&name("exchange"))?;
-        let symbol = fields.required_string(&name("symbol"))?;
-        let action = fields.choice::<Action>(&name("action"))?;
-        let quantity = fields.quantity(&name("quantity"), exchange, allow_zero_quantity, None)?;
-        let pricetype = fields.choice_or(&name("pricetype"), PriceType::Market)?;
-        let product = fields.choice_or(&name("product"), Product::Mis)?;
-        let price = fields.opt_price(&name("price"))?.unwrap_or(0.0);
-        let trigger_price = fields.opt_price(&name("trigger_price"))?.unwrap_or(0.0);
+    pub fn read(fields: &Fields, allow_zero_quantity: bool) -> Result<OrderFields> {
+        let exchange = fields.exchange("exchange")?;
+        let symbol = fields.required_string("symbol")?;
+        let action = fields.choice::<Action>("action")?;
+        let quantity = fields.quantity("quantity", exchange, allow_zero_quantity, None)?;
+        let pricetype = fields.choice_or("pricetype", PriceType::Market)?;
+        let product = fields.choice_or("product", Product::Mis)?;
+        let price = fields.opt_price("price")?.unwrap_or(0.0);
+        let trigger_price = fields.opt_price("trigger_price")?.unwrap_or(0.0);
         let disclosed_quantity =
-            fields.quantity(&name("disclosed_quantity"), exchange, true, Some(0.0))?;
-        check_prices(pricetype, price, trigger_price)?;
+            fields.quantity("disclosed_quantity", exchange, true, Some(0.0))?;
+        check_prices(fields, pricetype, price, trigger_price)?;
         Ok(OrderFields {
             exchange,
             symbol: symbol.to_ascii_uppercase(),
@@ -169,7 +175,7 @@ impl PlaceOrder {
     pub fn read(fields: &Fields) -> Result<PlaceOrder> {
         Ok(PlaceOrder {
             strategy: fields.required_string("strategy")?,
-            order: OrderFields::read(fields, "", false)?,
+            order: OrderFields::read(fields, false)?,
         })
     }
 }
@@ -189,7 +195,7 @@ impl SmartOrder {
     /// Reads placesmartorder.
     pub fn read(fields: &Fields) -> Result<SmartOrder> {
         let strategy = fields.required_string("strategy")?;
-        let order = OrderFields::read(fields, "", true)?;
+        let order = OrderFields::read(fields, true)?;
         let position_size = fields.signed_quantity("position_size", order.exchange)?;
         Ok(SmartOrder {
             strategy,
@@ -224,7 +230,7 @@ impl ModifyRequest {
         let quantity = fields.quantity("quantity", exchange, false, None)?;
         let disclosed_quantity = fields.quantity("disclosed_quantity", exchange, true, None)?;
         let trigger_price = fields.price("trigger_price")?;
-        check_prices(pricetype, price, trigger_price)?;
+        check_prices(fields, pricetype, price, trigger_price)?;
         Ok(ModifyRequest {
             strategy,
             orderid,
@@ -269,7 +275,7 @@ impl BasketOrder {
             .map(|(index, item)| {
                 let path = format!("orders[{index}]");
                 let item = Fields::nested(item, &path, BASKET_ITEM_FIELDS)?;
-                OrderFields::read(&item, &format!("{path}."), false)
+                OrderFields::read(&item, false)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(BasketOrder { strategy, orders })
@@ -291,7 +297,7 @@ impl SplitOrder {
     /// Reads splitorder.
     pub fn read(fields: &Fields) -> Result<SplitOrder> {
         let strategy = fields.required_string("strategy")?;
-        let order = OrderFields::read(fields, "", false)?;
+        let order = OrderFields::read(fields, false)?;
         let splitsize = fields.positive_integer("splitsize")? as f64;
         let children = (order.quantity / splitsize).ceil();
         if children > MAX_BATCH_ORDERS as f64 {

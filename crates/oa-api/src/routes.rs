@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -340,8 +340,16 @@ async fn ping(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
     )
 }
 
+/// The path as the client sent it (nesting strips prefixes from `uri()`).
+fn original_path(request: &Request) -> String {
+    request.extensions().get::<OriginalUri>().map_or_else(
+        || request.uri().path().to_string(),
+        |uri| uri.path().to_string(),
+    )
+}
+
 async fn not_found(request: Request) -> Response {
-    HttpError::not_found(format!("Not found: {}", request.uri().path())).into_response()
+    HttpError::not_found(format!("Not found: {}", original_path(&request))).into_response()
 }
 
 async fn method_not_allowed(request: Request) -> Response {
@@ -350,7 +358,7 @@ async fn method_not_allowed(request: Request) -> Response {
         format!(
             "Method {} is not allowed on {}; use POST",
             request.method(),
-            request.uri().path()
+            original_path(&request)
         ),
     )
     .into_response()

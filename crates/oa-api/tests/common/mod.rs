@@ -1,0 +1,182 @@
+//! Test harness: the real router on 127.0.0.1:0 over a real SQLite file in a tempdir, the
+//! real price cache and the bundled symbol master.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oa_api::{Api, ApiConfig};
+use oa_events_core::{Envelope, EventPublisher};
+use oa_marketdata_zmq::{Depth, DepthLevel, Mode, PriceCache, Quote, SymbolMaster, Tick};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+pub const PEPPER: &str = "test-pepper-that-is-at-least-32-characters-long";
+
+pub struct Server {
+    pub url: String,
+    pub key: String,
+    pub api: Api,
+    pub prices: PriceCache,
+    pub publisher: EventPublisher,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &tempfile::TempDir) -> ApiConfig {
+    ApiConfig {
+        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
+        api_key_pepper: PEPPER.to_string(),
+        order_rate_limit: "1000 per second".to_string(),
+        smart_order_rate_limit: "1000 per second".to_string(),
+        api_rate_limit: "1000 per second".to_string(),
+        ..ApiConfig::default()
+    }
+}
+
+pub async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir);
+    start_with(dir, config).await
+}
+
+pub async fn start_with(dir: tempfile::TempDir, config: ApiConfig) -> Server {
+    let publisher = EventPublisher::builder().build();
+    let prices = PriceCache::new();
+    let api = oa_api::build(
+        config,
+        publisher.clone(),
+        prices.clone(),
+        Arc::new(SymbolMaster::bundled()),
+    )
+    .await
+    .unwrap();
+    let key = api
+        .ensure_default_user()
+        .await
+        .unwrap()
+        .expect("fresh store has no users");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = api.router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        url: format!("http://{address}"),
+        key,
+        api,
+        prices,
+        publisher,
+        client: reqwest::Client::new(),
+        dir,
+    }
+}
+
+/// A tick with last price and a one-level book.
+pub fn depth_tick(exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) -> Tick {
+    let mut tick = Tick::ltp(exchange, symbol, ltp);
+    tick.mode = Mode::Depth;
+    tick.quote = Some(Quote {
+        open: ltp - 5.0,
+        high: ltp + 10.0,
+        low: ltp - 10.0,
+        close: ltp - 2.0,
+        volume: 1000.0,
+        last_quantity: 5.0,
+        total_buy_quantity: 300.0,
+        total_sell_quantity: 400.0,
+        ..Quote::default()
+    });
+    tick.depth = Some(Depth {
+        buy: vec![DepthLevel {
+            price: bid,
+            quantity: 100.0,
+            orders: 3,
+        }],
+        sell: vec![DepthLevel {
+            price: ask,
+            quantity: 200.0,
+            orders: 4,
+        }],
+    });
+    tick
+}
+
+impl Server {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{path}: non-JSON body {text:?}: {error}"));
+        (status, value)
+    }
+
+    /// Posts with `apikey` added.
+    pub async fn call(&self, path: &str, mut body: Value) -> (u16, Value) {
+        body["apikey"] = Value::from(self.key.clone());
+        self.post(path, body).await
+    }
+
+    pub async fn ok(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.call(path, body).await;
+        assert_eq!(status, 200, "{path}: {value}");
+        assert_eq!(value["status"], "success", "{path}: {value}");
+        value
+    }
+
+    pub fn price(&self, exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) {
+        self.prices
+            .update(&depth_tick(exchange, symbol, ltp, bid, ask));
+    }
+
+    pub fn ltp(&self, exchange: &str, symbol: &str, ltp: f64) {
+        self.prices.update(&Tick::ltp(exchange, symbol, ltp));
+    }
+
+    pub async fn set_analyze(&self, analyze: bool) {
+        self.ok("analyzer/toggle", json!({"mode": analyze})).await;
+    }
+}
+
+/// Collects the events published within `wait`, after draining what is already queued.
+pub async fn next_events(
+    tap: &mut broadcast::Receiver<Arc<Envelope>>,
+    count: usize,
+) -> Vec<Arc<Envelope>> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        match tokio::time::timeout(Duration::from_secs(5), tap.recv()).await {
+            Ok(Ok(envelope)) => events.push(envelope),
+            other => panic!("expected {count} events, got {}: {other:?}", events.len()),
+        }
+    }
+    events
+}
+
+/// Events of the tap that are already there (none expected to be pending afterwards).
+pub fn drain(tap: &mut broadcast::Receiver<Arc<Envelope>>) -> Vec<Arc<Envelope>> {
+    let mut events = Vec::new();
+    while let Ok(envelope) = tap.try_recv() {
+        events.push(envelope);
+    }
+    events
+}
+
+pub fn data(envelope: &Envelope) -> Value {
+    serde_json::to_value(&envelope.data).unwrap()
+}

@@ -1,0 +1,908 @@
+//! The REST API over real HTTP: every endpoint's success body, validation errors, status
+//! codes, events, and fills driven by price updates.
+
+mod common;
+
+use common::{data, drain, next_events, start, start_with};
+use serde_json::{Value, json};
+
+fn order(symbol: &str, action: &str, quantity: &str) -> Value {
+    json!({"strategy": "test", "exchange": "NSE", "symbol": symbol, "action": action,
+           "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
+}
+
+#[tokio::test]
+async fn market_order_is_complete_before_the_response_and_publishes_live_events() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let mut tap = server.publisher.subscribe();
+    let body = server.ok("placeorder", order("SBIN", "buy", "10")).await;
+    let orderid = body["orderid"].as_str().unwrap().to_string();
+    assert!(orderid.chars().all(|c| c.is_ascii_digit()), "{orderid}");
+    assert_eq!(body, json!({"status": "success", "orderid": orderid}));
+
+    let events = drain(&mut tap);
+    let names: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
+    assert_eq!(names, ["order_event", "order_update"]);
+    assert_eq!(events[0].user_id, "admin");
+    assert_eq!(
+        data(&events[0]),
+        json!({"symbol": "SBIN", "action": "BUY", "orderid": orderid, "exchange": "NSE",
+               "price_type": "MARKET", "product_type": "MIS", "mode": "live"})
+    );
+    assert_eq!(
+        data(&events[1]),
+        json!({"mode": "live", "broker": "simulator", "orderid": orderid, "symbol": "SBIN",
+               "exchange": "NSE", "action": "BUY", "quantity": 10, "price": 0.0,
+               "trigger_price": 0.0, "pricetype": "MARKET", "product": "MIS",
+               "order_status": "complete", "filled_quantity": 10, "pending_quantity": 0,
+               "average_price": 812.6, "rejection_reason": ""})
+    );
+
+    let status = server
+        .ok(
+            "orderstatus",
+            json!({"strategy": "test", "orderid": orderid}),
+        )
+        .await;
+    let data = &status["data"];
+    assert_eq!(data["order_status"], "complete");
+    assert_eq!(data["average_price"], 812.6);
+    assert_eq!(data["action"], "BUY");
+    assert_eq!(data["quantity"], 10);
+    for key in [
+        "exchange",
+        "orderid",
+        "price",
+        "pricetype",
+        "product",
+        "symbol",
+        "timestamp",
+        "trigger_price",
+    ] {
+        assert!(data.get(key).is_some(), "orderstatus lacks {key}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
+    let server = start().await;
+    server.price("NSE", "INFY", 1520.0, 1519.9, 1520.1);
+    let status = server.ok("analyzer", json!({})).await;
+    assert_eq!(
+        status,
+        json!({"status": "success", "data": {"mode": "live", "analyze_mode": false, "total_logs": 0}})
+    );
+    let toggled = server.ok("analyzer/toggle", json!({"mode": true})).await;
+    assert_eq!(
+        toggled,
+        json!({"status": "success", "data": {"mode": "analyze", "analyze_mode": true,
+               "total_logs": 0, "message": "Analyzer mode switched to analyze"}})
+    );
+    let mut tap = server.publisher.subscribe();
+    let body = server.ok("placeorder", order("INFY", "SELL", "2")).await;
+    let orderid = body["orderid"].as_str().unwrap().to_string();
+    assert_eq!(
+        body,
+        json!({"status": "success", "orderid": orderid, "mode": "analyze"})
+    );
+    let events = drain(&mut tap);
+    let names: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
+    assert_eq!(names, ["analyzer_update", "order_update"]);
+    assert_eq!(
+        data(&events[0]),
+        json!({"request": {"strategy": "test", "exchange": "NSE", "symbol": "INFY",
+                           "action": "SELL", "quantity": "2", "pricetype": "MARKET",
+                           "product": "MIS", "api_type": "placeorder"},
+               "response": {"status": "success", "orderid": orderid, "mode": "analyze"}})
+    );
+    let update = data(&events[1]);
+    assert_eq!(
+        (update["broker"].as_str(), update["mode"].as_str()),
+        (Some("sandbox"), Some("analyze"))
+    );
+    assert_eq!(update["average_price"], 1519.9);
+
+    let status = server.ok("analyzer", json!({})).await;
+    assert_eq!(status["data"]["total_logs"], 1);
+    // The sandbox book is separate from the live one.
+    let book = server.ok("orderbook", json!({})).await;
+    assert_eq!(book["mode"], "analyze");
+    assert_eq!(book["data"]["orders"].as_array().unwrap().len(), 1);
+    server.set_analyze(false).await;
+    let book = server.ok("orderbook", json!({})).await;
+    assert_eq!(book["data"]["orders"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn resting_limit_order_fills_on_the_tick_that_crosses() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let mut limit = order("SBIN", "BUY", "5");
+    limit["pricetype"] = "LIMIT".into();
+    limit["price"] = "800".into();
+    let body = server.ok("placeorder", limit).await;
+    let orderid = body["orderid"].as_str().unwrap().to_string();
+    let status = server
+        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
+        .await;
+    assert_eq!(status["data"]["order_status"], "open");
+
+    let mut tap = server.publisher.subscribe();
+    server.ltp("NSE", "SBIN", 805.0);
+    server.ltp("NSE", "SBIN", 799.5);
+    let events = next_events(&mut tap, 1).await;
+    let update = data(&events[0]);
+    assert_eq!(events[0].event_type(), "order_update");
+    assert_eq!(update["orderid"], orderid);
+    assert_eq!(update["order_status"], "complete");
+    assert_eq!(update["average_price"], 800.0);
+    let status = server
+        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
+        .await;
+    assert_eq!(status["data"]["order_status"], "complete");
+    let trades = server.ok("tradebook", json!({})).await;
+    assert_eq!(trades["data"][0]["average_price"], 800.0);
+    assert_eq!(trades["data"][0]["trade_value"], 4000.0);
+}
+
+#[tokio::test]
+async fn stop_loss_market_order_waits_for_its_trigger() {
+    let server = start().await;
+    server.price("NSE", "TCS", 3400.0, 3399.0, 3401.0);
+    let mut stop = order("TCS", "SELL", "1");
+    stop["pricetype"] = "SL-M".into();
+    stop["trigger_price"] = 3350.into();
+    let body = server.ok("placeorder", stop).await;
+    let orderid = body["orderid"].as_str().unwrap().to_string();
+    let status = server
+        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
+        .await;
+    assert_eq!(status["data"]["order_status"], "trigger pending");
+    let mut tap = server.publisher.subscribe();
+    server.price("NSE", "TCS", 3349.0, 3348.0, 3350.0);
+    let events = next_events(&mut tap, 1).await;
+    assert_eq!(data(&events[0])["order_status"], "complete");
+    assert_eq!(data(&events[0])["average_price"], 3348.0);
+}
+
+#[tokio::test]
+async fn modify_cancel_and_cancel_all_with_their_events() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let mut limit = order("SBIN", "BUY", "5");
+    limit["pricetype"] = "LIMIT".into();
+    limit["price"] = "700".into();
+    let first = server.ok("placeorder", limit.clone()).await["orderid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = server.ok("placeorder", limit.clone()).await["orderid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let third = server.ok("placeorder", limit).await["orderid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut tap = server.publisher.subscribe();
+    let modify = json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "orderid": first,
+        "action": "BUY", "product": "MIS", "pricetype": "LIMIT", "price": "710", "quantity": "7",
+        "disclosed_quantity": "0", "trigger_price": "0"});
+    assert_eq!(
+        server.ok("modifyorder", modify).await,
+        json!({"status": "success", "orderid": first})
+    );
+    let events = drain(&mut tap);
+    assert_eq!(
+        data(&events[0]),
+        json!({"status": "success", "orderid": first, "mode": "live"})
+    );
+    assert_eq!(events[0].event_type(), "modify_order_event");
+    assert_eq!(data(&events[1])["price"], 710.0);
+    assert_eq!(data(&events[1])["quantity"], 7);
+
+    let body = server
+        .ok("cancelorder", json!({"strategy": "test", "orderid": first}))
+        .await;
+    assert_eq!(body, json!({"status": "success", "orderid": first}));
+    let events = drain(&mut tap);
+    assert_eq!(events[0].event_type(), "cancel_order_event");
+    assert_eq!(
+        data(&events[0]),
+        json!({"status": "success", "orderid": first, "mode": "live"})
+    );
+    assert_eq!(data(&events[1])["order_status"], "cancelled");
+
+    let (code, body) = server
+        .call("cancelorder", json!({"strategy": "test", "orderid": first}))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        format!("Order {first} cannot be cancelled: its status is cancelled")
+    );
+    let (code, body) = server
+        .call("cancelorder", json!({"strategy": "test", "orderid": "999"}))
+        .await;
+    assert_eq!(
+        (code, body),
+        (
+            404,
+            json!({"status": "error", "message": "Order 999 not found"})
+        )
+    );
+    let (code, body) = server
+        .call("orderstatus", json!({"strategy": "test", "orderid": "999"}))
+        .await;
+    assert_eq!(
+        (code, body),
+        (
+            404,
+            json!({"status": "error", "message": "Order 999 not found"})
+        )
+    );
+
+    let body = server
+        .ok("cancelallorder", json!({"strategy": "test"}))
+        .await;
+    assert_eq!(
+        body,
+        json!({"status": "success", "canceled_orders": [second, third], "failed_cancellations": [],
+               "message": "Canceled 2 orders. Failed to cancel 0 orders."})
+    );
+    let events = drain(&mut tap);
+    let summary = events
+        .iter()
+        .find(|e| e.event_type() == "cancel_order_event")
+        .unwrap();
+    assert_eq!(
+        data(summary),
+        json!({"status": "success", "orderid": "2 orders canceled", "mode": "live",
+               "batch_order": true, "is_last_order": true, "canceled_count": 2, "failed_count": 0})
+    );
+    let funds = server.ok("funds", json!({})).await;
+    assert_eq!(funds["data"]["utiliseddebits"], "0.00");
+    assert_eq!(funds["data"]["availablecash"], "10000000.00");
+}
+
+#[tokio::test]
+async fn smart_orders_reach_the_target_position() {
+    let server = start().await;
+    server.price("NSE", "RELIANCE", 1285.0, 1284.9, 1285.1);
+    let mut smart = order("RELIANCE", "BUY", "5");
+    smart["position_size"] = "5".into();
+    let body = server.ok("placesmartorder", smart.clone()).await;
+    assert!(body["orderid"].is_string(), "{body}");
+
+    let mut tap = server.publisher.subscribe();
+    let body = server.ok("placesmartorder", smart.clone()).await;
+    assert_eq!(
+        body,
+        json!({"status": "success", "message": "Positions Already Matched. No Action needed."})
+    );
+    let events = drain(&mut tap);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type(), "order_notification");
+    assert_eq!(
+        data(&events[0]),
+        json!({"symbol": "RELIANCE", "status": "info", "message": "Positions Already Matched. No Action needed."})
+    );
+
+    smart["position_size"] = "-5".into();
+    smart["quantity"] = "0".into();
+    server.ok("placesmartorder", smart).await;
+    let position = server
+        .ok(
+            "openposition",
+            json!({"strategy": "t", "symbol": "RELIANCE", "exchange": "NSE", "product": "MIS"}),
+        )
+        .await;
+    assert_eq!(position, json!({"status": "success", "quantity": -5}));
+    let trades = server.ok("tradebook", json!({})).await;
+    assert_eq!(trades["data"][0]["action"], "SELL");
+    assert_eq!(trades["data"][0]["quantity"], 10);
+}
+
+#[tokio::test]
+async fn books_funds_and_close_position() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 100.0, 99.0, 101.0);
+    server.ok("placeorder", order("SBIN", "BUY", "10")).await;
+    let mut product = order("SBIN", "BUY", "4");
+    product["product"] = "CNC".into();
+    server.ok("placeorder", product).await;
+    server.price("NSE", "SBIN", 110.0, 109.0, 111.0);
+
+    let positions = server.ok("positionbook", json!({})).await;
+    let rows = positions["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mis = rows.iter().find(|r| r["product"] == "MIS").unwrap();
+    assert_eq!(
+        mis,
+        &json!({"symbol": "SBIN", "exchange": "NSE", "product": "MIS", "quantity": 10,
+                "average_price": "101.00", "ltp": 110.0, "pnl": 90.0})
+    );
+    // MIS margin at 5x: 10 x 101 / 5 = 202; CNC at 1x: 4 x 101 = 404.
+    let funds = server.ok("funds", json!({})).await;
+    assert_eq!(
+        funds,
+        json!({"status": "success", "data": {"availablecash": "9999394.00", "collateral": "0.00",
+               "m2mrealized": "0.00", "m2munrealized": "126.00", "utiliseddebits": "606.00"}})
+    );
+
+    let mut tap = server.publisher.subscribe();
+    let body = server
+        .ok("closeposition", json!({"strategy": "test"}))
+        .await;
+    assert_eq!(
+        body,
+        json!({"status": "success", "message": "All Open Positions Squared Off"})
+    );
+    let events = drain(&mut tap);
+    assert_eq!(events[0].event_type(), "close_position_event");
+    assert_eq!(
+        data(&events[0]),
+        json!({"status": "success", "message": "All Open Positions Squared Off", "mode": "live"})
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type() == "order_update")
+            .count(),
+        2
+    );
+    let funds = server.ok("funds", json!({})).await;
+    // Sold at the bid 109: (109 - 101) x 14 = 112 realized.
+    assert_eq!(funds["data"]["m2mrealized"], "112.00");
+    assert_eq!(funds["data"]["availablecash"], "10000112.00");
+    assert_eq!(funds["data"]["utiliseddebits"], "0.00");
+
+    let book = server.ok("orderbook", json!({})).await;
+    assert_eq!(
+        book["data"]["statistics"],
+        json!({"total_buy_orders": 2, "total_sell_orders": 2, "total_completed_orders": 4,
+               "total_open_orders": 0, "total_rejected_orders": 0})
+    );
+    let first = &book["data"]["orders"][0];
+    for key in [
+        "action",
+        "symbol",
+        "exchange",
+        "orderid",
+        "product",
+        "quantity",
+        "price",
+        "pricetype",
+        "order_status",
+        "trigger_price",
+        "timestamp",
+    ] {
+        assert!(
+            first.get(key).is_some(),
+            "orderbook row lacks {key}: {first}"
+        );
+    }
+    let trades = server.ok("tradebook", json!({})).await;
+    let trade = &trades["data"][0];
+    for key in [
+        "action",
+        "symbol",
+        "exchange",
+        "orderid",
+        "product",
+        "quantity",
+        "average_price",
+        "trade_value",
+        "timestamp",
+    ] {
+        assert!(
+            trade.get(key).is_some(),
+            "tradebook row lacks {key}: {trade}"
+        );
+    }
+    let position = server
+        .ok(
+            "openposition",
+            json!({"strategy": "t", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"}),
+        )
+        .await;
+    assert_eq!(position["quantity"], 0);
+}
+
+#[tokio::test]
+async fn quotes_depth_ping_basket_and_split() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let quotes = server
+        .ok("quotes", json!({"symbol": "SBIN", "exchange": "NSE"}))
+        .await;
+    assert_eq!(
+        quotes,
+        json!({"status": "success", "data": {"open": 807.5, "high": 822.5, "low": 802.5,
+               "ltp": 812.5, "ask": 812.6, "bid": 812.4, "prev_close": 810.5, "volume": 1000.0, "oi": 0.0}})
+    );
+    let depth = server
+        .ok("depth", json!({"symbol": "SBIN", "exchange": "NSE"}))
+        .await;
+    let data = &depth["data"];
+    assert_eq!(data["asks"].as_array().unwrap().len(), 5);
+    assert_eq!(data["asks"][0], json!({"price": 812.6, "quantity": 200}));
+    assert_eq!(data["bids"][0], json!({"price": 812.4, "quantity": 100}));
+    assert_eq!(data["bids"][1], json!({"price": 0.0, "quantity": 0}));
+    assert_eq!(
+        (
+            data["totalbuyqty"].clone(),
+            data["totalsellqty"].clone(),
+            data["ltq"].clone()
+        ),
+        (json!(300), json!(400), json!(5))
+    );
+    let (code, body) = server
+        .call("quotes", json!({"symbol": "INFY", "exchange": "NSE"}))
+        .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (404, Some("No quote available for INFY on NSE yet"))
+    );
+
+    let ping = server.ok("ping", json!({})).await;
+    assert_eq!(
+        ping,
+        json!({"status": "success", "data": {"message": "pong", "broker": "simulator"}})
+    );
+
+    server.price("NSE", "INFY", 1520.0, 1519.0, 1521.0);
+    let basket = server
+        .ok("basketorder", json!({"strategy": "b", "orders": [
+            {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS"},
+            {"exchange": "NSE", "symbol": "INFY", "action": "SELL", "quantity": 2, "pricetype": "MARKET", "product": "MIS"}]}))
+        .await;
+    let results = basket["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["symbol"], "SBIN");
+    assert_eq!(results[0]["status"], "success");
+    assert!(results[1]["orderid"].is_string());
+
+    let mut tap = server.publisher.subscribe();
+    let split = server
+        .ok("splitorder", json!({"strategy": "s", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
+                                 "quantity": "25", "splitsize": "10", "pricetype": "MARKET", "product": "MIS"}))
+        .await;
+    assert_eq!(split["split_size"], 10);
+    assert_eq!(split["total_quantity"], 25);
+    let quantities: Vec<Value> = split["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["quantity"].clone())
+        .collect();
+    assert_eq!(quantities, [json!(10), json!(10), json!(5)]);
+    assert_eq!(split["results"][2]["order_num"], 3);
+    let order_events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|e| e.event_type() == "order_event")
+        .map(|e| common::data(e))
+        .collect();
+    assert_eq!(order_events.len(), 3);
+    assert_eq!(order_events[0]["batch_order"], true);
+    assert_eq!(order_events[0]["is_last_order"], false);
+    assert_eq!(order_events[2]["is_last_order"], true);
+}
+
+#[tokio::test]
+async fn an_order_without_a_price_is_rejected_naming_the_symbol() {
+    let server = start().await;
+    let (code, body) = server
+        .call("placeorder", order("HDFCBANK", "BUY", "1"))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("HDFCBANK") && message.contains("NSE"),
+        "{message}"
+    );
+    let orderid = body["orderid"].as_str().unwrap();
+    let status = server
+        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
+        .await;
+    assert_eq!(status["data"]["order_status"], "rejected");
+    let book = server.ok("orderbook", json!({})).await;
+    assert_eq!(book["data"]["statistics"]["total_rejected_orders"], 1);
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_and_what_was_expected() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"strategy": "t", "exchange": "NSE", "action": "BUY", "quantity": "1"}),
+            "symbol: missing required field (expected a non-empty string)",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "colour": "red"}),
+            "colour: unknown field; allowed fields: apikey, strategy, exchange, symbol, action, quantity, pricetype, product, price, trigger_price, disclosed_quantity",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "ten"}),
+            "quantity: expected a positive integer (number or numeric string), got \"ten\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": -5}),
+            "quantity: expected a positive integer (number or numeric string), got -5",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "HOLD", "quantity": "1"}),
+            "action: expected one of BUY, SELL, got \"HOLD\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "pricetype": "STOP"}),
+            "pricetype: expected one of MARKET, LIMIT, SL, SL-M, got \"STOP\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "BO"}),
+            "product: expected one of MIS, NRML, CNC, got \"BO\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NASDAQ", "symbol": "SBIN", "action": "BUY", "quantity": "1"}),
+            "exchange: expected one of NSE, NFO, CDS, BSE, BFO, BCD, MCX, NCDEX, NCO, NSE_INDEX, BSE_INDEX, MCX_INDEX, GLOBAL_INDEX, CRYPTO, got \"NASDAQ\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "price": "-1"}),
+            "price: expected a number >= 0 (number or numeric string), got \"-1\"",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "pricetype": "LIMIT"}),
+            "price: expected a number > 0 for LIMIT orders, got 0",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NSE", "symbol": "NOSUCH", "action": "BUY", "quantity": "1"}),
+            "symbol: NOSUCH is not a known symbol on exchange NSE",
+        ),
+        (
+            json!({"strategy": "t", "exchange": "NFO", "symbol": "NIFTY30DEC25FUT", "action": "BUY", "quantity": "10"}),
+            "quantity: expected a multiple of the lot size 75 of NIFTY30DEC25FUT, got 10",
+        ),
+        (
+            json!({"strategy": 5, "exchange": "NSE", "symbol": ["SBIN"], "action": "BUY", "quantity": "1"}),
+            "symbol: expected a string, got [\"SBIN\"]",
+        ),
+    ];
+    for (body, message) in cases {
+        let (code, reply) = server.call("placeorder", body.clone()).await;
+        assert_eq!(code, 400, "{body} -> {reply}");
+        assert_eq!(
+            reply,
+            json!({"status": "error", "message": message}),
+            "{body}"
+        );
+    }
+    let (code, reply) = server
+        .call("analyzer/toggle", json!({"mode": "maybe"}))
+        .await;
+    assert_eq!(
+        (code, reply["message"].as_str()),
+        (
+            400,
+            Some("mode: expected a boolean (true or false), got \"maybe\"")
+        )
+    );
+    let (code, reply) = server.call("basketorder", json!({"strategy": "b", "orders": [{"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "0"}]})).await;
+    assert_eq!(
+        (code, reply["message"].as_str()),
+        (
+            400,
+            Some(
+                "orders[0].quantity: expected a positive integer (number or numeric string), got \"0\""
+            )
+        )
+    );
+
+    // Transport-level errors are JSON too.
+    let url = format!("{}/api/v1/placeorder", server.url);
+    let response = server
+        .client
+        .post(&url)
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Malformed JSON body"),
+        "{body}"
+    );
+    let response = server
+        .client
+        .post(&url)
+        .body("apikey=x")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Content-Type must be application/json"),
+        "{body}"
+    );
+    let (code, body) = server.post("placeorder", json!([1, 2])).await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (400, Some("Request body must be a JSON object"))
+    );
+}
+
+#[tokio::test]
+async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
+    let server = start().await;
+    let (code, body) = server
+        .post("funds", json!({"apikey": "0".repeat(64)}))
+        .await;
+    assert_eq!(
+        (code, body),
+        (
+            403,
+            json!({"status": "error", "message": "Invalid openalgo apikey"})
+        )
+    );
+    let (code, body) = server.post("funds", json!({})).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["message"],
+        "apikey: missing required field (expected a non-empty string)"
+    );
+
+    for path in ["nope", "placeorder/extra"] {
+        let (code, body) = server.call(path, json!({})).await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (404, Some("error")),
+            "{path}"
+        );
+    }
+    let response = server
+        .client
+        .post(format!("{}/api/v2/funds", server.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"status": "error", "message": "Not found: /api/v2/funds"})
+    );
+    let response = server
+        .client
+        .get(format!("{}/api/v1/funds", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+
+    let big = json!({"apikey": server.key, "strategy": "x".repeat(70 * 1024)});
+    let (code, body) = server.post("closeposition", big).await;
+    assert_eq!(
+        (code, body),
+        (
+            413,
+            json!({"status": "error", "message": "Request body too large: the limit is 65536 bytes"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_return_openalgo_429_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir);
+    config.order_rate_limit = "3 per minute".into();
+    config.api_rate_limit = "5/minute".into();
+    let server = start_with(dir, config).await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    for _ in 0..3 {
+        server.ok("placeorder", order("SBIN", "BUY", "1")).await;
+    }
+    let response = server
+        .client
+        .post(format!("{}/api/v1/placeorder", server.url))
+        .json(&json!({"apikey": server.key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"status":"error","message":"Rate limit exceeded. Please slow down your requests.","retry_after":60}"#
+    );
+    // Other groups have their own budget.
+    for _ in 0..5 {
+        server.ok("funds", json!({})).await;
+    }
+    let (code, _) = server.call("funds", json!({})).await;
+    assert_eq!(code, 429);
+}
+
+#[tokio::test]
+async fn rotating_or_revoking_a_key_takes_effect_at_once_and_emits_password_change() {
+    let server = start().await;
+    server.ok("funds", json!({})).await; // now cached
+    let mut tap = server.publisher.subscribe();
+    let new_key = server.api.keys().rotate_user_key("admin").await.unwrap();
+    assert_eq!(new_key.len(), 64);
+    let (code, _) = server.call("funds", json!({})).await;
+    assert_eq!(code, 403, "the old key must stop working at once");
+    let (code, _) = server.post("funds", json!({"apikey": new_key})).await;
+    assert_eq!(code, 200);
+    let events = drain(&mut tap);
+    assert_eq!(events[0].event_type(), "password_change");
+    assert_eq!(
+        data(&events[0]),
+        json!({"user": "admin", "status": "success", "message": "API key rotated"})
+    );
+
+    server.api.keys().revoke_user_key("admin").await.unwrap();
+    let (code, _) = server.post("funds", json!({"apikey": new_key})).await;
+    assert_eq!(code, 403);
+    assert_eq!(data(&drain(&mut tap)[0])["message"], "API key revoked");
+
+    let keys = server.api.keys();
+    let other = keys.create_user_key("trader2").await.unwrap();
+    assert!(keys.create_user_key("trader2").await.is_err());
+    let users = keys.list_users().await.unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(
+        users
+            .iter()
+            .any(|u| u.user_id == "trader2" && u.key_created_at.is_some())
+    );
+    assert!(
+        users
+            .iter()
+            .any(|u| u.user_id == "admin" && u.key_created_at.is_none() && u.revoked_keys == 2)
+    );
+    // Each user sees only their own orders.
+    let (code, book) = server.post("orderbook", json!({"apikey": other})).await;
+    assert_eq!(
+        (code, book["data"]["orders"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    assert!(server.api.ensure_default_user().await.unwrap().is_none());
+    // Nothing stored is the key itself.
+    let conn = rusqlite::Connection::open(server.dir.path().join("oa.db")).unwrap();
+    let hashes: Vec<String> = conn
+        .prepare("SELECT key_hash || key_id FROM api_keys")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        hashes
+            .iter()
+            .all(|h| !h.contains(&other) && h.contains("$argon2"))
+    );
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir);
+    config.durable_outbox = true;
+    let (orderid, key, published) = {
+        let publisher = oa_events_core::EventPublisher::builder().build();
+        let prices = oa_marketdata_zmq::PriceCache::new();
+        let api = oa_api::build(
+            config.clone(),
+            publisher.clone(),
+            prices.clone(),
+            std::sync::Arc::new(oa_marketdata_zmq::SymbolMaster::bundled()),
+        )
+        .await
+        .unwrap();
+        let key = api.ensure_default_user().await.unwrap().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = api.router();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        prices.update(&common::depth_tick("NSE", "SBIN", 812.5, 812.4, 812.6));
+        let mut tap = publisher.subscribe();
+        let client = reqwest::Client::new();
+        let toggle: Value = client
+            .post(format!("{url}/api/v1/analyzer/toggle"))
+            .json(&json!({"apikey": key, "mode": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(toggle["data"]["analyze_mode"], true);
+        let mut body = order("SBIN", "BUY", "3");
+        body["apikey"] = key.clone().into();
+        let placed: Value = client
+            .post(format!("{url}/api/v1/placeorder"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let published: Vec<String> = drain(&mut tap).iter().map(|e| e.id.to_string()).collect();
+        (
+            placed["orderid"].as_str().unwrap().to_string(),
+            key,
+            published,
+        )
+    };
+    assert_eq!(published.len(), 2);
+    let conn = rusqlite::Connection::open(dir.path().join("oa.db")).unwrap();
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, published);
+
+    // A second instance on the same file sees the order, the position and the mode.
+    let publisher = oa_events_core::EventPublisher::builder().build();
+    let api = oa_api::build(
+        config,
+        publisher,
+        oa_marketdata_zmq::PriceCache::new(),
+        std::sync::Arc::new(oa_marketdata_zmq::SymbolMaster::bundled()),
+    )
+    .await
+    .unwrap();
+    assert!(api.ensure_default_user().await.unwrap().is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = api.router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::new();
+    let status: Value = client
+        .post(format!("{url}/api/v1/orderstatus"))
+        .json(&json!({"apikey": key, "strategy": "t", "orderid": orderid}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["order_status"], "complete");
+    assert_eq!(status["mode"], "analyze");
+    let position: Value = client.post(format!("{url}/api/v1/openposition"))
+        .json(&json!({"apikey": key, "strategy": "t", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"}))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(position["quantity"], 3);
+}
