@@ -15,6 +15,9 @@ use crate::http;
 use crate::late_verifier::LateVerifier;
 use crate::telemetry;
 
+/// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
+const BROKER_NAME: &str = "simulator";
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -50,14 +53,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let publisher = publisher_builder.build();
 
-    // Market data.
-    let prices = oa_marketdata_zmq::PriceCache::new();
-    let symbols = Arc::new(oa_marketdata_zmq::SymbolMaster::bundled());
+    // Market data: the bus, the bundled feed, the price cache and the WebSocket proxy.
+    let marketdata = oa_marketdata_zmq::start(
+        settings.marketdata.clone(),
+        verifier.clone(),
+        publisher.clone(),
+        BROKER_NAME.to_string(),
+    )
+    .await
+    .context("starting the market-data layer")?;
 
-    // REST, which owns the key store.
-    let api = oa_api::build(settings.api.clone(), publisher.clone(), prices, symbols)
-        .await
-        .context("starting the REST layer")?;
+    // REST, which owns the key store and trades against the market-data prices.
+    let api = oa_api::build(
+        settings.api.clone(),
+        publisher.clone(),
+        marketdata.price_cache(),
+        marketdata.symbols(),
+    )
+    .await
+    .context("starting the REST layer")?;
     verifier.set(api.verifier());
     if let Some(key) = api.ensure_default_user().await? {
         println!(
@@ -74,7 +88,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ("rest", true),
             ("socketio", socketio_layer.is_some()),
             ("kafka", false),
-            ("marketdata", false),
+            ("marketdata", true),
         ],
     };
     let mut router = http::ops_router(health, metrics)
@@ -93,15 +107,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let _ = stop_receiver.wait_for(|stop| *stop).await;
     };
 
-    write_ready_file(&settings, json!({ "http": http_addr.to_string() }))?;
+    write_ready_file(
+        &settings,
+        json!({
+            "http": http_addr.to_string(),
+            "websocket": marketdata.ws_addr().to_string(),
+            "zmq": marketdata.zmq_endpoint(),
+        }),
+    )?;
     tracing::info!(
         http = %http_addr,
+        websocket = %marketdata.ws_addr(),
+        zmq = marketdata.zmq_endpoint(),
         order_event_mode = %settings.event_mode,
         "oa-server ready"
     );
     http::serve(listener, router, http_shutdown).await?;
 
-    tracing::info!("shutting down: draining event sinks");
+    tracing::info!("shutting down: stopping market data, then draining event sinks");
+    marketdata.shutdown().await;
     let left = publisher.shutdown(settings.shutdown_timeout).await;
     if left > 0 {
         tracing::warn!(left, "events still queued at shutdown were not delivered");

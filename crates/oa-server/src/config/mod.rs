@@ -12,11 +12,14 @@ use clap::Args;
 use oa_api::ApiConfig;
 use oa_events_core::EventMode;
 use oa_events_socketio::SocketIoConfig;
+use oa_marketdata_zmq::MarketDataConfig;
 
 mod api;
+mod marketdata;
 mod socketio;
 
 pub use api::RawApiConfig;
+pub use marketdata::RawMarketDataConfig;
 pub use socketio::RawSocketIoConfig;
 
 /// The pepper used when `API_KEY_PEPPER` is not set: fine for a laptop, logged as a warning.
@@ -118,6 +121,9 @@ pub struct RawConfig {
 
     #[command(flatten)]
     pub socketio: RawSocketIoConfig,
+
+    #[command(flatten)]
+    pub marketdata: RawMarketDataConfig,
 }
 
 /// Validated settings the server runs with.
@@ -138,6 +144,7 @@ pub struct Settings {
     pub ready_file: Option<String>,
     pub api: ApiConfig,
     pub socketio: SocketIoConfig,
+    pub marketdata: MarketDataConfig,
 }
 
 /// Kafka settings, present in KAFKA and BOTH modes.
@@ -288,6 +295,9 @@ impl RawConfig {
             .api
             .validate(&mut check, &self.database_url, &api_key_pepper);
         let socketio = self.socketio.validate(&mut check);
+        let marketdata = self
+            .marketdata
+            .validate(&mut check, websocket_addr, zmq_addr);
 
         let event_mode = match self.order_event_mode.parse::<EventMode>() {
             Ok(mode) => Some(mode),
@@ -329,6 +339,7 @@ impl RawConfig {
             Some(shutdown_timeout),
             Some(api),
             Some(socketio),
+            Some(marketdata),
             true,
         ) = (
             http_addr,
@@ -339,6 +350,7 @@ impl RawConfig {
             shutdown_timeout,
             api,
             socketio,
+            marketdata,
             check.problems.is_empty(),
         )
         else {
@@ -358,6 +370,7 @@ impl RawConfig {
             ready_file: self.ready_file.clone(),
             api,
             socketio,
+            marketdata,
         })
     }
 
