@@ -484,3 +484,34 @@ async fn master_contract_download_is_announced_at_start() {
     assert_eq!(data["status"], "error");
     assert!(data["message"].as_str().unwrap().contains("NOPE"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_close_silent_clients_only() {
+    let h = start(MarketDataConfig {
+        ws_ping_interval: Duration::from_millis(200),
+        ws_ping_timeout: Duration::from_millis(300),
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let mut silent = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut lively = Client::authenticated(&h.ws_url(), KEY_BOB).await;
+    // The lively client reads (tungstenite answers pings while reading); the silent one does not.
+    let reader = tokio::spawn(async move {
+        assert!(
+            lively
+                .recv_within(Duration::from_millis(1500))
+                .await
+                .is_none()
+        );
+        lively.send(json!({"action": "ping"})).await;
+        assert_eq!(lively.recv().await["type"], "pong");
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    reader.await.unwrap();
+    let frame = silent
+        .closed(Duration::from_secs(5))
+        .await
+        .expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1011);
+    h.md.shutdown().await;
+}

@@ -26,6 +26,9 @@ pub(crate) struct Timing {
     pub ping_timeout: Duration,
 }
 
+/// How long a closed connection waits for the peer's close frame before dropping the socket.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most messages written between two flushes.
 const WRITE_BATCH: usize = 128;
 
@@ -60,8 +63,17 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, timing: Timing) {
                 }
             }
             _ = &mut writer => {
-                // The writer ended (close sent, ping timeout or socket error).
+                // The writer ended (close sent, ping timeout or socket error). Give the peer
+                // a moment to answer the close frame, so it sees a clean closing handshake.
                 hub.unregister(&client);
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+                    while let Some(Ok(frame)) = stream.next().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 return;
             }
         }
