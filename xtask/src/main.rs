@@ -7,6 +7,7 @@
 //! - `test`: everything CI runs: fmt check, clippy -D warnings, codegen check, setup, all tests.
 
 mod codegen;
+mod kafka;
 mod setup;
 mod util;
 
@@ -29,6 +30,11 @@ enum Command {
     },
     /// Install the Python and Node test peers.
     Setup,
+    /// Local Kafka broker (tansu) for development and tests: up, down, status, bench.
+    Kafka {
+        #[command(subcommand)]
+        action: kafka::Action,
+    },
     /// Run everything CI runs: fmt, clippy, codegen check, setup, all tests.
     Test {
         /// Skip fmt and clippy (for a quick local run).
@@ -42,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Codegen { check } => codegen::run(check),
         Command::Setup => setup::run(),
+        Command::Kafka { action } => kafka::run(action),
         Command::Test { no_lint } => test(no_lint),
     }
 }
