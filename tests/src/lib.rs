@@ -6,7 +6,9 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod peer;
 mod server;
+pub use peer::PeerProcess;
 pub use server::{TestServer, run_to_exit, server_binary};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).

@@ -111,9 +111,32 @@ impl TestServer {
         )
     }
 
+    /// POSTs a JSON body to `/api/v1/<endpoint>` and returns (HTTP status, JSON body).
+    pub async fn post(
+        &self,
+        endpoint: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/{endpoint}", self.http_url()))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {endpoint}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .json()
+            .await
+            .with_context(|| format!("POST {endpoint}: response is not JSON"))?;
+        Ok((status, body))
+    }
+
     /// `ws://host:port` of the WebSocket market-data server.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.addresses.get("websocket").map_or("", String::as_str))
+        format!(
+            "ws://{}",
+            self.addresses.get("websocket").map_or("", String::as_str)
+        )
     }
 
     /// Creates a user with a fresh API key through `oa-server apikey create`, against this

@@ -1,0 +1,103 @@
+//! [`PeerProcess`]: a real client (Python, Node) running beside a test, whose JSON-line output
+//! the test reads as it arrives.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{python, workspace_root};
+
+/// A running peer process. Killed when dropped.
+#[derive(Debug)]
+pub struct PeerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl PeerProcess {
+    /// Starts `tests/python/<script>` with the project's Python and the given environment.
+    pub fn python(script: &str, env: &[(&str, String)]) -> anyhow::Result<PeerProcess> {
+        let path = workspace_root().join("tests/python").join(script);
+        let mut command = Command::new(python()?);
+        command.arg(path);
+        PeerProcess::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, String)]) -> anyhow::Result<PeerProcess> {
+        let mut child = command
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        let stdout = child.stdout.take().context("peer stdout")?;
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(PeerProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Reads lines until one satisfies `predicate` (returned), failing after `timeout` with
+    /// everything seen.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        predicate: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value: serde_json::Value = serde_json::from_str(&line)
+                        .with_context(|| format!("peer printed a non-JSON line: {line:?}"))?;
+                    self.seen.push(value.clone());
+                    if predicate(&value) {
+                        return Ok(value);
+                    }
+                }
+                Err(_) => bail!(
+                    "peer did not print the expected line within {timeout:?}; seen: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Events (`{"type":"event","name","data"}` lines) seen so far, as (name, data).
+    pub fn events(&self) -> Vec<(String, serde_json::Value)> {
+        self.seen
+            .iter()
+            .filter(|line| line["type"] == "event")
+            .map(|line| {
+                (
+                    line["name"].as_str().unwrap_or_default().to_string(),
+                    line["data"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
