@@ -17,7 +17,8 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use crate::config::{ConfigError, SocketIoConfig};
 use crate::handshake::{ConnectRefused, Handshake};
 use crate::stream::{
-    EmitError, EncodedEvent, Limits, Outlet, PumpReport, REPLAY_GAP_EVENT, ReplayGap, UserStream,
+    EmitError, EncodedEvent, Limits, Outlet, Pace, PumpReport, REPLAY_GAP_EVENT, ReplayGap,
+    UserStream,
 };
 
 /// The sink's name in metrics and logs.
@@ -38,6 +39,10 @@ impl Outlet for SocketRef {
 
     fn emit_gap(&self, gap: &ReplayGap) -> Result<(), EmitError> {
         self.emit(REPLAY_GAP_EVENT, gap).map_err(emit_error)
+    }
+
+    fn is_polling(&self) -> bool {
+        self.transport_type() == socketioxide::TransportType::Polling
     }
 }
 
@@ -122,6 +127,13 @@ fn rate_limited(total: u64) -> bool {
 }
 
 impl Shared {
+    fn pace(&self) -> Pace {
+        Pace {
+            burst: self.config.polling_burst,
+            window: self.config.catch_up_interval,
+        }
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             capacity: self.config.replay_buffer_size,
@@ -292,7 +304,7 @@ impl Shared {
         let (attach, report, behind) = self.with_stream(&user_id, |stream| {
             stream.connecting = stream.connecting.saturating_sub(1);
             let attach = stream.attach(socket, pending.offset);
-            let report = stream.pump();
+            let report = stream.pump(self.pace(), Instant::now());
             (attach, report, stream.is_behind())
         });
         if attach.missed > 0 {
@@ -338,7 +350,7 @@ impl Shared {
                     if stream.append(&encoded, limits, now).is_err() {
                         report.encode_failed += 1;
                     }
-                    report.add(stream.pump());
+                    report.add(stream.pump(self.pace(), Instant::now()));
                     (report, stream.is_behind())
                 });
                 let user_id: Arc<str> = Arc::from(user_id);
@@ -360,7 +372,7 @@ impl Shared {
                         if stream.append(&encoded, limits, now).is_err() {
                             report.encode_failed += 1;
                         }
-                        report.add(stream.pump());
+                        report.add(stream.pump(self.pace(), Instant::now()));
                         (report, stream.is_behind())
                     };
                     self.record(&user_id, report, behind);
@@ -388,7 +400,7 @@ impl Shared {
             let Some(stream) = stream else { continue };
             let (report, behind) = {
                 let mut stream = stream.lock();
-                let report = stream.pump();
+                let report = stream.pump(self.pace(), Instant::now());
                 (report, stream.is_behind())
             };
             self.record(&user_id, report, behind);

@@ -86,6 +86,10 @@ pub(crate) trait Outlet {
     fn emit_raw(&self, event: &'static str, payload: &RawValue) -> Result<(), EmitError>;
     /// Emits a [`REPLAY_GAP_EVENT`].
     fn emit_gap(&self, gap: &ReplayGap) -> Result<(), EmitError>;
+    /// True while the socket uses the long-polling transport.
+    fn is_polling(&self) -> bool {
+        false
+    }
 }
 
 /// An event's catalog payload encoded once, ready to get each user's `event_id` and `seq`.
@@ -155,6 +159,25 @@ struct Attached<O> {
     cursor: u64,
     /// A gap still to announce before anything else.
     pending_gap: Option<ReplayGap>,
+    /// Long-polling pacing: start of the current window and packets sent in it.
+    window: (Instant, usize),
+}
+
+/// How fast long-polling sockets are fed: python-engineio clients reject a polling response
+/// of more than 16 packets, so a polling socket gets at most `burst` packets per `window`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub burst: usize,
+    pub window: Duration,
+}
+
+impl Pace {
+    /// No pacing (tests of other behaviour).
+    #[cfg(test)]
+    pub const NONE: Pace = Pace {
+        burst: usize::MAX,
+        window: Duration::from_secs(1),
+    };
 }
 
 /// Limits of the replay buffer.
@@ -179,6 +202,8 @@ pub(crate) struct PumpReport {
     pub closed: u64,
     /// Payloads that could not be encoded.
     pub encode_failed: u64,
+    /// Polling sockets that reached their per-call packet budget.
+    pub paced: u64,
 }
 
 impl PumpReport {
@@ -189,6 +214,7 @@ impl PumpReport {
         self.gaps_sent += other.gaps_sent;
         self.closed += other.closed;
         self.encode_failed += other.encode_failed;
+        self.paced += other.paced;
     }
 }
 
@@ -308,6 +334,7 @@ impl<O: Outlet> UserStream<O> {
             outlet,
             cursor,
             pending_gap,
+            window: (Instant::now(), 0),
         });
         report
     }
@@ -320,12 +347,22 @@ impl<O: Outlet> UserStream<O> {
     }
 
     /// Sends every socket what it has not received yet, in order, as far as its buffer allows.
-    pub fn pump(&mut self) -> PumpReport {
+    /// A socket on long-polling gets at most `pace.burst` packets per `pace.window`.
+    pub fn pump(&mut self, pace: Pace, now: Instant) -> PumpReport {
         let mut report = PumpReport::default();
         let latest = self.latest();
         let oldest = self.oldest();
         let ring = &self.ring;
         self.sockets.retain_mut(|socket| {
+            let polling = socket.outlet.is_polling();
+            if polling && now.saturating_duration_since(socket.window.0) >= pace.window {
+                socket.window = (now, 0);
+            }
+            let mut budget = if polling {
+                pace.burst.max(1).saturating_sub(socket.window.1)
+            } else {
+                usize::MAX
+            };
             // Events evicted before this socket could take them: lost for it; say so.
             if socket.cursor.saturating_add(1) < oldest {
                 report.lost += oldest - 1 - socket.cursor;
@@ -338,6 +375,12 @@ impl<O: Outlet> UserStream<O> {
             }
             if let Some(gap) = &mut socket.pending_gap {
                 gap.latest_seq = latest;
+                if budget == 0 {
+                    report.paced += 1;
+                    return true;
+                }
+                budget -= 1;
+                socket.window.1 += 1;
                 match socket.outlet.emit_gap(gap) {
                     Ok(()) => {
                         report.gaps_sent += 1;
@@ -360,6 +403,12 @@ impl<O: Outlet> UserStream<O> {
             // Contiguous seqs: the ring index of the next event is a subtraction away.
             let start = usize::try_from(socket.cursor + 1 - oldest).unwrap_or(usize::MAX);
             for buffered in ring.range(start.min(ring.len())..) {
+                if budget == 0 {
+                    report.paced += 1;
+                    return true;
+                }
+                budget -= 1;
+                socket.window.1 += 1;
                 match socket.outlet.emit_raw(buffered.event, &buffered.payload) {
                     Ok(()) => report.delivered += 1,
                     Err(EmitError::Full) => {
@@ -495,7 +544,7 @@ mod tests {
         assert_eq!(report, AttachReport::default());
         for n in 1..=3 {
             stream.append(&event(n), LIMITS, now).unwrap();
-            stream.pump();
+            stream.pump(Pace::NONE, Instant::now());
         }
         assert_eq!(socket.seqs(), vec![101, 102, 103]);
         assert!(!stream.is_behind());
@@ -512,10 +561,10 @@ mod tests {
         let report = stream.attach(socket.clone(), 2);
         assert_eq!(report.missed, 0);
         assert_eq!(report.replayable, 2);
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
         stream.append(&event(4), LIMITS, now).unwrap();
-        stream.pump();
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
+        stream.pump(Pace::NONE, Instant::now());
         assert_eq!(socket.seqs(), vec![3, 4, 5]);
         assert!(socket.gaps().is_empty());
     }
@@ -531,7 +580,7 @@ mod tests {
         let socket = TestOutlet::new(1, 100);
         let report = stream.attach(socket.clone(), 3);
         assert_eq!(report.missed, 4);
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0]["from_seq"], 4);
@@ -551,7 +600,7 @@ mod tests {
         let mut stream: UserStream<TestOutlet> = UserStream::new(50);
         let socket = TestOutlet::new(1, 100);
         stream.attach(socket.clone(), 999);
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
         assert_eq!(gaps[0]["reason"], "unknown_offset");
         assert_eq!(gaps[0]["from_seq"], 0);
@@ -581,7 +630,7 @@ mod tests {
         let mut deferred = 0;
         for n in 0..4 {
             stream.append(&event(n), LIMITS, now).unwrap();
-            deferred += stream.pump().deferred;
+            deferred += stream.pump(Pace::NONE, Instant::now()).deferred;
             fast.drain();
         }
         assert_eq!(fast.seqs(), vec![1, 2, 3, 4]);
@@ -589,7 +638,7 @@ mod tests {
         assert_eq!(deferred, 2);
         assert!(stream.is_behind());
         slow.drain();
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
         assert_eq!(slow.seqs(), vec![1, 2, 3, 4]);
         assert!(!stream.is_behind());
     }
@@ -603,15 +652,15 @@ mod tests {
         let mut lost = 0;
         for n in 0..20 {
             stream.append(&event(n), LIMITS, now).unwrap();
-            lost += stream.pump().lost;
+            lost += stream.pump(Pace::NONE, Instant::now()).lost;
         }
         // Took seq 1, then its buffer stayed full; the ring holds 16..=20.
         assert_eq!(lost, 14);
         slow.drain();
-        stream.pump();
+        stream.pump(Pace::NONE, Instant::now());
         slow.drain();
         for _ in 0..10 {
-            stream.pump();
+            stream.pump(Pace::NONE, Instant::now());
             slow.drain();
         }
         let gaps = slow.gaps();
@@ -622,13 +671,60 @@ mod tests {
     }
 
     #[test]
+    fn polling_sockets_get_a_bounded_burst_per_pump() {
+        #[derive(Debug, Clone)]
+        struct Polling(TestOutlet);
+        impl Outlet for Polling {
+            type Id = u32;
+            fn id(&self) -> u32 {
+                self.0.id
+            }
+            fn emit_raw(&self, event: &'static str, payload: &RawValue) -> Result<(), EmitError> {
+                self.0.emit_raw(event, payload)
+            }
+            fn emit_gap(&self, gap: &ReplayGap) -> Result<(), EmitError> {
+                self.0.emit_gap(gap)
+            }
+            fn is_polling(&self) -> bool {
+                true
+            }
+        }
+        let mut stream = UserStream::new(1);
+        let socket = TestOutlet::new(1, 1000);
+        stream.attach(Polling(socket.clone()), 0);
+        let now = Instant::now();
+        for n in 0..30 {
+            stream.append(&event(n), LIMITS_BIG, now).unwrap();
+        }
+        let pace = Pace {
+            burst: 12,
+            window: Duration::from_millis(20),
+        };
+        assert_eq!(stream.pump(pace, now).paced, 1);
+        assert_eq!(socket.seqs().len(), 12);
+        // Same window: nothing more, however often it is pumped.
+        stream.pump(pace, now);
+        assert_eq!(socket.seqs().len(), 12);
+        stream.pump(pace, now + Duration::from_millis(20));
+        assert_eq!(socket.seqs().len(), 24);
+        stream.pump(pace, now + Duration::from_millis(40));
+        assert_eq!(socket.seqs(), (1..=30).collect::<Vec<_>>());
+        assert!(!stream.is_behind());
+    }
+
+    const LIMITS_BIG: Limits = Limits {
+        capacity: 100,
+        max_age: Duration::from_secs(60),
+    };
+
+    #[test]
     fn closed_sockets_are_removed() {
         let mut stream = UserStream::new(1);
         let socket = TestOutlet::new(1, 10);
         stream.attach(socket.clone(), 0);
         *socket.closed.borrow_mut() = true;
         stream.append(&event(0), LIMITS, Instant::now()).unwrap();
-        assert_eq!(stream.pump().closed, 1);
+        assert_eq!(stream.pump(Pace::NONE, Instant::now()).closed, 1);
         assert_eq!(stream.socket_count(), 0);
         assert!(!stream.is_idle(), "the ring still holds an event");
         let other = TestOutlet::new(2, 10);

@@ -1,5 +1,6 @@
 //! End-to-end with the rust_socketio client (websocket and polling) against a real axum server
 //! fed by a real EventPublisher.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod common;
 

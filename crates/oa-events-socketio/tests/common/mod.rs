@@ -1,7 +1,7 @@
 //! Shared pieces of the integration tests: an in-memory API-key verifier, a real axum server
 //! on 127.0.0.1:0 with the Socket.IO layer and a real EventPublisher, the catalog sample
 //! events with their exact expected payloads, and a rust_socketio client wrapper.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +49,21 @@ impl MapVerifier {
                 })
                 .collect(),
         )
+    }
+}
+
+impl MapVerifier {
+    /// The benchmark's single key `key-bench` (user `bench`) on top of the test keys.
+    pub fn bench() -> Self {
+        let mut verifier = MapVerifier::new();
+        verifier.0.insert(
+            "key-bench".into(),
+            AuthenticatedUser {
+                user_id: "bench".into(),
+                broker: "simulator".into(),
+            },
+        );
+        verifier
     }
 }
 
@@ -423,4 +438,78 @@ impl RustClient {
     pub async fn close(self) {
         let _ = self.client.disconnect().await;
     }
+}
+
+/// The real client peers outside Rust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// npm socket.io-client 4 (tests/node/socketio_client.mjs).
+    Node,
+    /// PyPI python-socketio AsyncClient (tests/python/socketio_client.py).
+    Python,
+}
+
+/// Runs a peer that connects with `auth` over `transports` ("polling", "websocket" or
+/// "polling,websocket") and collects `expect` events; resolves to its output lines.
+pub fn spawn_peer(
+    kind: PeerKind,
+    url: &str,
+    auth: Value,
+    transports: &str,
+    expect: usize,
+) -> tokio::task::JoinHandle<Vec<Value>> {
+    let env = vec![
+        ("OA_URL", url.to_string()),
+        ("OA_AUTH", auth.to_string()),
+        ("OA_TRANSPORTS", transports.to_string()),
+        ("OA_EXPECT", expect.to_string()),
+        ("OA_DEBUG", std::env::var("OA_DEBUG").unwrap_or_default()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let stdout = match kind {
+            PeerKind::Node => run_node_script("socketio_client.mjs", &env),
+            PeerKind::Python => oa_e2e::run_python_script("socketio_client.py", &env),
+        };
+        let stdout = stdout.unwrap_or_else(|error| panic!("{kind:?} peer failed: {error:#}"));
+        stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("bad line {line:?}")))
+            .collect()
+    })
+}
+
+/// Runs a Node script from tests/node with the given environment, returning its standard
+/// output; fails with its output when it exits non-zero.
+pub fn run_node_script(script: &str, env: &[(&str, String)]) -> anyhow::Result<String> {
+    oa_e2e::node_modules()?;
+    let path = oa_e2e::workspace_root().join("tests/node").join(script);
+    let output = std::process::Command::new("node")
+        .arg(&path)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .map_err(|error| anyhow::anyhow!("starting node {}: {error}", path.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        anyhow::bail!(
+            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// The `(name, data)` of every event line of a peer's output.
+pub fn peer_events(lines: &[Value]) -> Vec<(String, Value)> {
+    lines
+        .iter()
+        .filter(|line| line["type"] == "event")
+        .map(|line| {
+            (
+                line["name"].as_str().unwrap_or_default().to_string(),
+                line["data"].clone(),
+            )
+        })
+        .collect()
 }
