@@ -201,12 +201,12 @@ fn running_pid(port: u16) -> Option<u32> {
 fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
     let binary = install()?;
     let dir = run_dir(port);
-    if let Some(pid) = running_pid(port) {
-        if answers_kafka(addr(port)) {
-            println!("tansu already running (pid {pid}) on 127.0.0.1:{port}");
-            create_topics(&binary, port)?;
-            return Ok(());
-        }
+    if let Some(pid) = running_pid(port)
+        && answers_kafka(addr(port))
+    {
+        println!("tansu already running (pid {pid}) on 127.0.0.1:{port}");
+        create_topics(&binary, port)?;
+        return Ok(());
     }
     if answers_kafka(addr(port)) {
         bail!(

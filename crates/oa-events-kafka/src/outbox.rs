@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(ids, vec![a.id, b.id, c.id]);
         assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
         assert!(matches!(
-            outbox.append(&[d.clone()]).await,
+            outbox.append(std::slice::from_ref(&d)).await,
             Err(OutboxError::Full {
                 backlog: 3,
                 limit: 3

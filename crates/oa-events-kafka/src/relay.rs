@@ -171,15 +171,15 @@ impl KafkaRelay {
         self.state.send_replace(RunState::Draining);
         self.shared.wake.notify_one();
         let task = self.task.lock().take();
-        if let Some(mut task) = task {
-            if tokio::time::timeout(timeout, &mut task).await.is_err() {
-                self.state.send_replace(RunState::Stopped);
-                if tokio::time::timeout(Duration::from_millis(200), &mut task)
-                    .await
-                    .is_err()
-                {
-                    task.abort();
-                }
+        if let Some(mut task) = task
+            && tokio::time::timeout(timeout, &mut task).await.is_err()
+        {
+            self.state.send_replace(RunState::Stopped);
+            if tokio::time::timeout(Duration::from_millis(200), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
             }
         }
         let left = match self.shared.outbox.backlog().await {
@@ -448,16 +448,16 @@ async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receive
 
         let mut done = outcome.acked;
         done.extend(outcome.rejected.iter().map(|(seq, _)| *seq));
-        if !done.is_empty() {
-            if let Err(error) = shared.outbox.mark_delivered(&done).await {
-                // The rows will be sent again: duplicates with the same id, never a loss.
-                let error = KafkaError::Outbox(error);
-                shared.fail(
-                    &error,
-                    shared.counters.backlog.load(Ordering::Relaxed),
-                    "outbox mark delivered",
-                );
-            }
+        if !done.is_empty()
+            && let Err(error) = shared.outbox.mark_delivered(&done).await
+        {
+            // The rows will be sent again: duplicates with the same id, never a loss.
+            let error = KafkaError::Outbox(error);
+            shared.fail(
+                &error,
+                shared.counters.backlog.load(Ordering::Relaxed),
+                "outbox mark delivered",
+            );
         }
 
         match outcome.error {
