@@ -1,1 +1,492 @@
-fn main() {}
+//! Market-data benchmark: ZeroMQ -> bus -> WebSocket proxy -> 100 WebSocket clients, on
+//! loopback, with a raw ZeroMQ PUB -> SUB peer measured side by side as the baseline.
+//!
+//! Run: `cargo bench -p oa-marketdata-zmq --bench marketdata` (about 30 s).
+//! Knobs (environment): `BENCH_TICKS` (burst size, default 500000), `BENCH_CLIENTS` (100),
+//! `BENCH_RATE` (paced rate for latency, 10000/s), `BENCH_SECONDS` (paced duration, 5).
+//!
+//! Scenarios:
+//! 1. burst: publish `BENCH_TICKS` pre-serialised LTP ticks as fast as one PUB socket can;
+//!    report ticks/s ingested (decoded, cached and fanned out by the proxy) and deliveries/s
+//!    (frames the clients read) while every client reads. Each tick concerns one of 100
+//!    symbols; each client subscribes to 10 of them, so every tick fans out to 10 clients.
+//! 2. paced: `BENCH_RATE` ticks/s for `BENCH_SECONDS`; tick -> client latency percentiles
+//!    (publish call to the client having read and parsed the frame).
+//!
+//! Baseline: the same two scenarios with a raw SUB socket and no proxy (receive only).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use oa_events_core::auth::VerifyFuture;
+use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, EventPublisher};
+use oa_marketdata_zmq::{MarketDataConfig, Publisher, PublisherOptions, Tick};
+use tokio_tungstenite::tungstenite::Message;
+
+const SYMBOLS: usize = 100;
+const PER_CLIENT: usize = 10;
+
+struct AnyKey;
+
+impl ApiKeyVerifier for AnyKey {
+    fn verify<'a>(&'a self, api_key: &'a str) -> VerifyFuture<'a> {
+        Box::pin(async move {
+            Ok(Some(AuthenticatedUser {
+                user_id: api_key.to_string(),
+                broker: "bench".to_string(),
+            }))
+        })
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn symbol(i: usize) -> String {
+    format!("BENCH{i:03}")
+}
+
+/// Pre-serialised `[topic, payload]` frames; `ltp` carries the sequence number.
+fn frames(sequence: u64) -> (Vec<u8>, Vec<u8>) {
+    let index = (sequence as usize) % SYMBOLS;
+    let tick = Tick::ltp("NSE", symbol(index), sequence as f64);
+    (
+        format!("NSE_{}_LTP", symbol(index)).into_bytes(),
+        tick.to_json_bytes(),
+    )
+}
+
+/// Microseconds since `origin`.
+fn micros(origin: Instant) -> u64 {
+    origin.elapsed().as_micros() as u64
+}
+
+/// The sequence number (`"ltp":N`) in a market_data frame, without a full JSON parse.
+fn sequence_of(text: &str) -> Option<u64> {
+    let start = text.find("\"ltp\":")? + 6;
+    let rest = &text[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse::<f64>().ok().map(|v| v as u64)
+}
+
+struct Percentiles {
+    count: usize,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+fn percentiles(mut samples: Vec<u64>) -> Percentiles {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[index] as f64 / 1000.0
+    };
+    Percentiles {
+        count: samples.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: at(1.0),
+    }
+}
+
+/// Publishes `count` ticks at `rate` per second (0 = as fast as possible) from a thread,
+/// recording each tick's send time (µs since `origin`) in `sent_at`.
+fn spawn_publisher(
+    endpoint: String,
+    count: u64,
+    rate: f64,
+    origin: Instant,
+    sent_at: Arc<Vec<AtomicU64>>,
+) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        let publisher = Publisher::connect_and_wait(
+            &endpoint,
+            PublisherOptions::default(),
+            Duration::from_secs(5),
+        )
+        .expect("benchmark publisher connects");
+        let prepared: Vec<(Vec<u8>, Vec<u8>)> = (0..SYMBOLS as u64 * 4).map(frames).collect();
+        let started = Instant::now();
+        for sequence in 0..count {
+            if rate > 0.0 {
+                let due = Duration::from_secs_f64(sequence as f64 / rate);
+                while started.elapsed() < due {
+                    let left = due.saturating_sub(started.elapsed());
+                    if left > Duration::from_micros(200) {
+                        std::thread::sleep(left - Duration::from_micros(100));
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            let (topic, payload) = if rate > 0.0 {
+                frames(sequence)
+            } else {
+                // Bursts reuse prepared frames (the sequence is then only approximate).
+                prepared[(sequence as usize) % prepared.len()].clone()
+            };
+            if let Some(slot) = sent_at.get(sequence as usize) {
+                slot.store(micros(origin), Ordering::Relaxed);
+            }
+            publisher
+                .publish_frames(&[&topic, &payload])
+                .expect("publish");
+        }
+        started.elapsed()
+    })
+}
+
+struct Row {
+    name: &'static str,
+    ingest: Option<f64>,
+    deliveries: Option<f64>,
+    latency: Option<Percentiles>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| {:<34} | {:>14} | {:>14} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "scenario",
+        "ticks/s in",
+        "deliveries/s",
+        "samples",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms"
+    );
+    println!("|{}|", "-".repeat(130));
+    for row in rows {
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        let (samples, p50, p99, p999, max) = match &row.latency {
+            Some(p) => (
+                p.count.to_string(),
+                format!("{:.3}", p.p50),
+                format!("{:.3}", p.p99),
+                format!("{:.3}", p.p999),
+                format!("{:.3}", p.max),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {:<34} | {:>14} | {:>14} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+            row.name,
+            fmt(row.ingest),
+            fmt(row.deliveries),
+            samples,
+            p50,
+            p99,
+            p999,
+            max
+        );
+    }
+}
+
+/// Raw ZeroMQ SUB without the proxy: the baseline.
+fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
+    let context = zmq::Context::new();
+    let sub = context.socket(zmq::SUB).expect("SUB");
+    sub.set_rcvhwm(100_000).expect("RCVHWM");
+    sub.set_subscribe(b"").expect("SUBSCRIBE");
+    sub.set_rcvtimeo(2000).expect("RCVTIMEO");
+    sub.bind("tcp://127.0.0.1:*").expect("bind");
+    let endpoint = sub
+        .get_last_endpoint()
+        .expect("endpoint")
+        .expect("utf-8 endpoint");
+
+    // Burst.
+    let origin = Instant::now();
+    let sent_at = Arc::new(Vec::new());
+    let publisher = spawn_publisher(endpoint.clone(), count, 0.0, origin, sent_at);
+    let mut received = 0u64;
+    let mut first: Option<Instant> = None;
+    while received < count {
+        match sub.recv_multipart(0) {
+            Ok(parts) => {
+                first.get_or_insert_with(Instant::now);
+                // Decode like the bus does, so the baseline is the same work minus the proxy.
+                let _ = oa_marketdata_zmq::bus::decode_message(&parts[0], &parts[1], 65536);
+                received += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let _ = publisher.join();
+    let burst = Row {
+        name: "baseline: raw ZMQ SUB + decode, burst",
+        ingest: Some(received as f64 / elapsed.as_secs_f64().max(1e-9)),
+        deliveries: None,
+        latency: None,
+    };
+
+    // Paced latency.
+    let paced_count = (rate * seconds) as u64;
+    let origin = Instant::now();
+    let sent_at: Arc<Vec<AtomicU64>> =
+        Arc::new((0..paced_count).map(|_| AtomicU64::new(0)).collect());
+    let publisher = spawn_publisher(endpoint, paced_count, rate, origin, Arc::clone(&sent_at));
+    let mut samples = Vec::with_capacity(paced_count as usize);
+    let mut received = 0u64;
+    while received < paced_count {
+        match sub.recv_multipart(0) {
+            Ok(parts) => {
+                let now = micros(origin);
+                received += 1;
+                if let Ok(tick) =
+                    oa_marketdata_zmq::bus::decode_message(&parts[0], &parts[1], 65536)
+                    && let Some(slot) = sent_at.get(tick.ltp as usize)
+                {
+                    samples.push((now.saturating_sub(slot.load(Ordering::Relaxed))) * 1000);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = publisher.join();
+    let paced = Row {
+        name: "baseline: raw ZMQ SUB, paced",
+        ingest: Some(rate),
+        deliveries: None,
+        latency: Some(percentiles(samples)),
+    };
+    (burst, paced)
+}
+
+type Samples = Arc<parking_lot_free::Mutex<Vec<u64>>>;
+
+/// A tiny mutex wrapper so the bench does not need parking_lot as a dev-dependency.
+mod parking_lot_free {
+    pub struct Mutex<T>(std::sync::Mutex<T>);
+    impl<T> Mutex<T> {
+        pub fn new(value: T) -> Self {
+            Mutex(std::sync::Mutex::new(value))
+        }
+        pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let mut guard = match self.0.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut guard)
+        }
+    }
+}
+
+async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("symbols.csv");
+    let mut text = String::from("exchange,symbol,lot_size,tick_size\n");
+    for i in 0..SYMBOLS {
+        text.push_str(&format!("NSE,{},1,0.05\n", symbol(i)));
+    }
+    std::fs::write(&csv, text).expect("write symbols");
+    let md = oa_marketdata_zmq::start(
+        MarketDataConfig {
+            symbol_master_csv: Some(csv),
+            ..MarketDataConfig::ephemeral()
+        },
+        Arc::new(AnyKey),
+        EventPublisher::builder().build(),
+        "bench".to_string(),
+    )
+    .await
+    .expect("market data starts");
+    let url = format!("ws://{}", md.ws_addr());
+
+    // Clients: each subscribes to 10 symbols at LTP, then reads and counts.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let recording = Arc::new(AtomicBool::new(false));
+    let origin = Instant::now();
+    let paced_count = (rate * seconds) as u64;
+    let sent_at: Arc<Vec<AtomicU64>> =
+        Arc::new((0..paced_count).map(|_| AtomicU64::new(0)).collect());
+    let samples: Samples = Arc::new(parking_lot_free::Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
+    for client in 0..clients {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        ws.send(Message::Text(
+            format!(
+                r#"{{"action":"authenticate","api_key":"user{}"}}"#,
+                client % 3
+            )
+            .into(),
+        ))
+        .await
+        .expect("auth");
+        let symbols: Vec<String> = (0..PER_CLIENT)
+            .map(|k| {
+                format!(
+                    r#"{{"symbol":"{}","exchange":"NSE"}}"#,
+                    symbol((client + k * (SYMBOLS / PER_CLIENT)) % SYMBOLS)
+                )
+            })
+            .collect();
+        ws.send(Message::Text(
+            format!(
+                r#"{{"action":"subscribe","mode":1,"symbols":[{}]}}"#,
+                symbols.join(",")
+            )
+            .into(),
+        ))
+        .await
+        .expect("subscribe");
+        // Wait for both replies.
+        let mut replies = 0;
+        while replies < 2 {
+            if let Some(Ok(Message::Text(_))) = ws.next().await {
+                replies += 1;
+            }
+        }
+        let delivered = Arc::clone(&delivered);
+        let recording = Arc::clone(&recording);
+        let sent_at = Arc::clone(&sent_at);
+        let samples = Arc::clone(&samples);
+        readers.push(tokio::spawn(async move {
+            let mut local = Vec::new();
+            while let Some(Ok(frame)) = ws.next().await {
+                if let Message::Text(text) = frame {
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if recording.load(Ordering::Relaxed) {
+                        let now = micros(origin);
+                        if let Some(slot) =
+                            sequence_of(text.as_str()).and_then(|s| sent_at.get(s as usize))
+                        {
+                            let sent = slot.load(Ordering::Relaxed);
+                            if sent > 0 {
+                                local.push(now.saturating_sub(sent) * 1000);
+                            }
+                        }
+                    } else if !local.is_empty() {
+                        samples.with(|all| all.append(&mut local));
+                    }
+                }
+            }
+            samples.with(|all| all.append(&mut local));
+        }));
+    }
+
+    // Burst.
+    let before = md.stats();
+    let delivered_before = delivered.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let publisher = spawn_publisher(
+        md.zmq_endpoint().to_string(),
+        count,
+        0.0,
+        origin,
+        Arc::new(Vec::new()),
+    );
+    // Ingested = decoded by the bus and dispatched (cache + fan-out). Stop when it stalls.
+    let mut last = (0u64, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let stats = md.stats();
+        let dispatched = stats.proxy.ticks_dispatched - before.proxy.ticks_dispatched;
+        if dispatched >= count {
+            break;
+        }
+        if dispatched != last.0 {
+            last = (dispatched, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(2) && publisher.is_finished() {
+            break;
+        }
+    }
+    let ingest_elapsed = started.elapsed();
+    let _ = publisher.join();
+    let stats = md.stats();
+    let dispatched = stats.proxy.ticks_dispatched - before.proxy.ticks_dispatched;
+    // Let clients drain what is queued, then count deliveries over the whole burst.
+    let mut previous = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = delivered.load(Ordering::Relaxed);
+        if now == previous {
+            break;
+        }
+        previous = now;
+    }
+    let delivery_elapsed = started.elapsed().saturating_sub(Duration::from_millis(200));
+    let delivered_burst = delivered.load(Ordering::Relaxed) - delivered_before;
+    let after = md.stats();
+    let burst_notes = format!(
+        "burst: published {count}, bus received {}, dispatched {dispatched}, dropped before dispatch {}, queued to clients {}, conflated {}, evicted {}, read by clients {delivered_burst}",
+        after.bus.received - before.bus.received,
+        after.bus.dropped_channel_full - before.bus.dropped_channel_full,
+        after.proxy.fanned_out - before.proxy.fanned_out,
+        after.proxy.conflated - before.proxy.conflated,
+        after.proxy.dropped - before.proxy.dropped,
+    );
+    let burst = Row {
+        name: "oa proxy: burst, 100 clients",
+        ingest: Some(dispatched as f64 / ingest_elapsed.as_secs_f64()),
+        deliveries: Some(delivered_burst as f64 / delivery_elapsed.as_secs_f64()),
+        latency: None,
+    };
+
+    // Paced latency.
+    recording.store(true, Ordering::Relaxed);
+    let delivered_before = delivered.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let publisher = spawn_publisher(
+        md.zmq_endpoint().to_string(),
+        paced_count,
+        rate,
+        origin,
+        Arc::clone(&sent_at),
+    );
+    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paced_elapsed = started.elapsed();
+    recording.store(false, Ordering::Relaxed);
+    let delivered_paced = delivered.load(Ordering::Relaxed) - delivered_before;
+    md.shutdown().await;
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    }
+    let all = samples.with(std::mem::take);
+    let paced = Row {
+        name: "oa proxy: paced, 100 clients",
+        ingest: Some(rate),
+        deliveries: Some(delivered_paced as f64 / paced_elapsed.as_secs_f64()),
+        latency: Some(percentiles(all)),
+    };
+    (burst, paced, burst_notes)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful: run a
+    // smoke-sized pass there so the bench stays compiled and working.
+    let quick = !std::env::args().any(|arg| arg == "--bench");
+    let count: u64 = env_or("BENCH_TICKS", if quick { 5_000 } else { 500_000 });
+    let clients: usize = env_or("BENCH_CLIENTS", if quick { 10 } else { 100 });
+    let rate: f64 = env_or("BENCH_RATE", 10_000.0);
+    let seconds: f64 = env_or("BENCH_SECONDS", if quick { 0.3 } else { 5.0 });
+    println!(
+        "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({PER_CLIENT} of {SYMBOLS} symbols each), paced {rate}/s for {seconds}s, loopback"
+    );
+    let (baseline_burst, baseline_paced) = baseline(count, rate, seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (burst, paced, notes) = runtime.block_on(proxy(count, rate, seconds, clients));
+    print_table(&[baseline_burst, burst, baseline_paced, paced]);
+    println!();
+    println!("{notes}");
+}
