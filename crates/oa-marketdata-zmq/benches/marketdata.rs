@@ -122,13 +122,10 @@ fn spawn_publisher(
         for sequence in 0..count {
             if rate > 0.0 {
                 let due = Duration::from_secs_f64(sequence as f64 / rate);
-                while started.elapsed() < due {
-                    let left = due.saturating_sub(started.elapsed());
-                    if left > Duration::from_micros(200) {
-                        std::thread::sleep(left - Duration::from_micros(100));
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                // Sleep, never spin: spinning would steal a core from the system under test.
+                let left = due.saturating_sub(started.elapsed());
+                if left > Duration::from_micros(50) {
+                    std::thread::sleep(left);
                 }
             }
             let (topic, payload) = if rate > 0.0 {
@@ -397,7 +394,9 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let stats = md.stats();
-        let dispatched = stats.proxy.ticks_dispatched - before.proxy.ticks_dispatched;
+        let dispatched = stats.proxy.ticks_dispatched + stats.coalesced
+            - before.proxy.ticks_dispatched
+            - before.coalesced;
         if dispatched >= count {
             break;
         }
@@ -410,7 +409,9 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     let ingest_elapsed = started.elapsed();
     let _ = publisher.join();
     let stats = md.stats();
-    let dispatched = stats.proxy.ticks_dispatched - before.proxy.ticks_dispatched;
+    let dispatched = stats.proxy.ticks_dispatched + stats.coalesced
+        - before.proxy.ticks_dispatched
+        - before.coalesced;
     // Let clients drain what is queued, then count deliveries over the whole burst.
     let mut previous = u64::MAX;
     loop {
@@ -425,8 +426,9 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     let delivered_burst = delivered.load(Ordering::Relaxed) - delivered_before;
     let after = md.stats();
     let burst_notes = format!(
-        "burst: published {count}, bus received {}, dispatched {dispatched}, dropped before dispatch {}, queued to clients {}, conflated {}, evicted {}, read by clients {delivered_burst}",
+        "burst: published {count}, bus received {}, ingested {dispatched} (of which coalesced by the dispatcher {}), dropped before dispatch {}, queued to clients {}, conflated in outboxes {}, evicted {}, read by clients {delivered_burst}",
         after.bus.received - before.bus.received,
+        after.coalesced - before.coalesced,
         after.bus.dropped_channel_full - before.bus.dropped_channel_full,
         after.proxy.fanned_out - before.proxy.fanned_out,
         after.proxy.conflated - before.proxy.conflated,

@@ -6,8 +6,10 @@
 //!                                        └▶ hub ─▶ client outboxes ─▶ writer tasks
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oa_events_core::{ApiKeyVerifier, EventPublisher};
@@ -22,7 +24,7 @@ use crate::feed::simulated::{SimulatedConfig, SimulatedFeed};
 use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
 use crate::price_cache::PriceCache;
 use crate::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
-use crate::tick::Tick;
+use crate::tick::{Mode, Tick};
 use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
 
 /// Why the market-data layer could not start.
@@ -59,6 +61,9 @@ pub struct MarketDataStats {
     pub proxy: ProxyStats,
     /// Ticks the bundled feed published.
     pub feed_published: u64,
+    /// Ticks not fanned out because a newer tick of the same instrument and mode was waiting
+    /// behind them (the dispatcher was behind the bus). They did update the price cache.
+    pub coalesced: u64,
 }
 
 type SharedFeed = Arc<Mutex<Box<dyn FeedAdapter>>>;
@@ -74,6 +79,7 @@ pub struct MarketData {
     dispatcher: JoinHandle<()>,
     hint_task: JoinHandle<()>,
     feed: Option<SharedFeed>,
+    coalesced: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for dyn FeedAdapter {
@@ -152,17 +158,52 @@ fn build_feed(
     })
 }
 
-/// Consumes decoded ticks: price cache first, then fan-out. Drains in batches.
+/// Consumes decoded ticks: every tick updates the price cache, then fans out.
+///
+/// Ticks are drained in batches. A batch holds more than one tick only when the dispatcher
+/// is behind the bus; then, like a slow client's outbox, only the newest tick of each
+/// (instrument, mode) in the batch is fanned out (the older ones are counted as conflated).
 async fn run_dispatcher(
     mut ticks: mpsc::Receiver<Tick>,
     cache: PriceCache,
     dispatch: impl Fn(&Tick) + Send + 'static,
+    coalesced: Arc<AtomicU64>,
 ) {
+    let conflated_counter = metrics::counter!("oa_ticks_conflated_total");
     let mut batch = Vec::with_capacity(256);
     while ticks.recv_many(&mut batch, 256).await > 0 {
-        for tick in batch.drain(..) {
-            cache.update(&tick);
-            dispatch(&tick);
+        for tick in &batch {
+            cache.update(tick);
+        }
+        if batch.len() == 1 {
+            for tick in batch.drain(..) {
+                dispatch(&tick);
+            }
+            continue;
+        }
+        let keep = {
+            let mut newest: HashMap<(&str, &str, Mode), usize> =
+                HashMap::with_capacity(batch.len());
+            for (position, tick) in batch.iter().enumerate() {
+                newest.insert((&tick.exchange, &tick.symbol, tick.mode), position);
+            }
+            let mut keep = vec![false; batch.len()];
+            for position in newest.into_values() {
+                keep[position] = true;
+            }
+            keep
+        };
+        let mut skipped = 0u64;
+        for (tick, keep) in batch.drain(..).zip(keep) {
+            if keep {
+                dispatch(&tick);
+            } else {
+                skipped += 1;
+            }
+        }
+        if skipped > 0 {
+            coalesced.fetch_add(skipped, Ordering::Relaxed);
+            conflated_counter.increment(skipped);
         }
     }
 }
@@ -219,7 +260,13 @@ pub async fn start(
     .await?;
 
     let price_cache = PriceCache::new();
-    let dispatcher = tokio::spawn(run_dispatcher(ticks, price_cache.clone(), ws.dispatcher()));
+    let coalesced = Arc::new(AtomicU64::new(0));
+    let dispatcher = tokio::spawn(run_dispatcher(
+        ticks,
+        price_cache.clone(),
+        ws.dispatcher(),
+        Arc::clone(&coalesced),
+    ));
 
     let feed: Option<SharedFeed> = match feed {
         None => None,
@@ -272,6 +319,7 @@ pub async fn start(
         dispatcher,
         hint_task,
         feed,
+        coalesced,
     })
 }
 
@@ -302,6 +350,7 @@ impl MarketData {
             bus: self.bus.as_ref().map(Bus::stats).unwrap_or_default(),
             proxy: self.ws.stats(),
             feed_published: self.feed.as_ref().map_or(0, |feed| feed.lock().published()),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
         }
     }
 
@@ -323,5 +372,46 @@ impl MarketData {
             let _ = tokio::task::spawn_blocking(move || bus.shutdown()).await;
         }
         tracing::info!("market data stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dispatcher_behind_the_bus_fans_out_only_the_newest_tick_per_key() {
+        let (sender, receiver) = mpsc::channel(16);
+        for ltp in [1.0, 2.0, 3.0] {
+            sender.send(Tick::ltp("NSE", "SBIN", ltp)).await.unwrap();
+        }
+        let mut depth = Tick::ltp("NSE", "SBIN", 4.0);
+        depth.mode = Mode::Depth;
+        sender.send(depth).await.unwrap();
+        sender.send(Tick::ltp("NSE", "INFY", 5.0)).await.unwrap();
+        drop(sender);
+        let cache = PriceCache::new();
+        let dispatched = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&dispatched);
+        let coalesced = Arc::new(AtomicU64::new(0));
+        run_dispatcher(
+            receiver,
+            cache.clone(),
+            move |tick: &Tick| seen.lock().push((tick.symbol.clone(), tick.mode, tick.ltp)),
+            Arc::clone(&coalesced),
+        )
+        .await;
+        assert_eq!(
+            *dispatched.lock(),
+            [
+                ("SBIN".to_string(), Mode::Ltp, 3.0),
+                ("SBIN".to_string(), Mode::Depth, 4.0),
+                ("INFY".to_string(), Mode::Ltp, 5.0),
+            ]
+        );
+        assert_eq!(coalesced.load(Ordering::Relaxed), 2);
+        // Every tick still reached the cache.
+        assert_eq!(cache.ltp("NSE", "SBIN"), Some(4.0));
+        assert_eq!(cache.ltp("NSE", "INFY"), Some(5.0));
     }
 }

@@ -130,11 +130,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, client: Arc<Client>
             continue;
         }
         tokio::select! {
-            () = client.outbox.notified() => {
-                // Let the dispatcher finish its current batch first: more messages per
-                // flush means fewer syscalls under load, at the cost of one scheduling round.
-                tokio::task::yield_now().await;
-            }
+            () = client.outbox.notified() => {}
             _ = ping.tick() => {
                 let silent_ms = now_ms() - client.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed);
                 if silent_ms > dead_after_ms {
