@@ -55,29 +55,58 @@ fn main() -> anyhow::Result<()> {
 
 fn test(no_lint: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Every step runs even after a failure, so one run reports every problem; the tests
+    // need the set-up and the binary, so those two stop the run when they fail.
+    let mut failed = Vec::new();
+    let mut record = |name: &'static str, result: anyhow::Result<()>| {
+        if result.is_err() {
+            failed.push(name);
+        }
+    };
     if !no_lint {
-        util::step("cargo fmt --check", || {
-            util::cargo(&["fmt", "--all", "--check"])
-        })?;
-        util::step("cargo clippy -D warnings", || {
-            util::cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])
-        })?;
+        record(
+            "cargo fmt --check",
+            util::step("cargo fmt --check", || {
+                util::cargo(&["fmt", "--all", "--check"])
+            }),
+        );
+        record(
+            "cargo clippy",
+            util::step("cargo clippy -D warnings", || {
+                util::cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+            }),
+        );
     }
-    util::step("codegen --check", || codegen::run(true))?;
+    record(
+        "codegen --check",
+        util::step("codegen --check", || codegen::run(true)),
+    );
     util::step("setup test peers", setup::run)?;
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
     })?;
-    util::step("cargo test --workspace", || {
-        util::cargo(&["test", "--workspace", "--no-fail-fast"])
-    })?;
-    println!("xtask test: all steps passed in {:.0?}", started.elapsed());
-    Ok(())
+    record(
+        "cargo test",
+        util::step("cargo test --workspace", || {
+            util::cargo(&["test", "--workspace", "--no-fail-fast"])
+        }),
+    );
+    if failed.is_empty() {
+        println!("xtask test: all steps passed in {:.0?}", started.elapsed());
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "xtask test: {} step(s) failed: {} ({:.0?})",
+            failed.len(),
+            failed.join(", "),
+            started.elapsed()
+        )
+    }
 }
