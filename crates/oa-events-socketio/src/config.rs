@@ -26,9 +26,9 @@ pub struct SocketIoConfig {
     /// A client that opened a transport but did not connect to the namespace within this time
     /// is dropped. Default 10 s.
     pub connect_timeout: Duration,
-    /// Most packets handed to a long-polling socket per `catch_up_interval` (so 500 events/s
+    /// Most packets handed to a long-polling socket per `catch_up_interval` (so 400 events/s
     /// with the defaults; websocket sockets are not paced). python-engineio clients abort on a
-    /// polling response of more than 16 packets, so keep it at most 14. Default 10.
+    /// polling response of more than 16 packets, so keep it at most 14. Default 8.
     pub polling_burst: usize,
     /// How often sockets that fell behind (full buffer) are retried from the replay buffer.
     /// Default 20 ms.
@@ -47,7 +47,7 @@ impl Default for SocketIoConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
-            polling_burst: 10,
+            polling_burst: 8,
             catch_up_interval: Duration::from_millis(20),
             sweep_interval: Duration::from_secs(1),
         }

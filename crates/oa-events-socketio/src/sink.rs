@@ -44,6 +44,10 @@ impl Outlet for SocketRef {
     fn is_polling(&self) -> bool {
         self.transport_type() == socketioxide::TransportType::Polling
     }
+
+    fn is_connected(&self) -> bool {
+        self.connected()
+    }
 }
 
 fn emit_error(error: SendError) -> EmitError {
@@ -435,6 +439,10 @@ impl Shared {
         for (user_id, stream) in self.streams.read().iter() {
             let mut stream = stream.lock();
             stream.expire(limits, now);
+            let closed = stream.prune_closed();
+            if closed > 0 {
+                self.client_gone(closed);
+            }
             if stream.is_behind() {
                 self.lagging.lock().insert(Arc::clone(user_id));
             }

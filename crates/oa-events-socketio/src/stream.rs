@@ -90,6 +90,10 @@ pub(crate) trait Outlet {
     fn is_polling(&self) -> bool {
         false
     }
+    /// False once the socket is gone.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// An event's catalog payload encoded once, ready to get each user's `event_id` and `seq`.
@@ -337,6 +341,13 @@ impl<O: Outlet> UserStream<O> {
             window: (Instant::now(), 0),
         });
         report
+    }
+
+    /// Removes sockets that are gone (a disconnect that raced with the attach). Returns how many.
+    pub fn prune_closed(&mut self) -> u64 {
+        let before = self.sockets.len();
+        self.sockets.retain(|socket| socket.outlet.is_connected());
+        (before - self.sockets.len()) as u64
     }
 
     /// Removes a socket. Returns whether it was attached.
