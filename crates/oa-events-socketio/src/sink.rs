@@ -125,9 +125,11 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Logs one line per power of two of a growing counter, so a flood cannot flood the log.
-fn rate_limited(total: u64) -> bool {
-    total.is_power_of_two()
+/// True when a counter going from `total - added` to `total` reached a new power of two: one
+/// log line per doubling, so a flood cannot flood the log.
+fn rate_limited(total: u64, added: u64) -> bool {
+    let before = total.saturating_sub(added);
+    added > 0 && (before == 0 || total.ilog2() > before.ilog2())
 }
 
 impl Shared {
@@ -192,7 +194,7 @@ impl Shared {
                 .fetch_add(report.deferred, Ordering::Relaxed)
                 + report.deferred;
             metrics::counter!("oa_socketio_emit_deferred_total").increment(report.deferred);
-            if rate_limited(total) {
+            if rate_limited(total, report.deferred) {
                 tracing::info!(user_id = %user_id, deferred_total = total, "socket buffer full: delivery deferred until the client reads");
             }
         }
@@ -203,7 +205,7 @@ impl Shared {
                 + report.lost;
             metrics::counter!("oa_events_dropped_total", "sink" => SINK_NAME, "reason" => "slow_client")
                 .increment(report.lost);
-            if rate_limited(total) || report.lost > 1 {
+            if rate_limited(total, report.lost) {
                 tracing::warn!(user_id = %user_id, lost = report.lost, dropped_total = total, "slow Socket.IO client: events evicted from the replay buffer before it read them; it gets replay_gap");
             }
         }
@@ -245,7 +247,7 @@ impl Shared {
             let total = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("oa_socketio_connect_refused_total", "reason" => refused.reason())
                 .increment(1);
-            if rate_limited(total) {
+            if rate_limited(total, 1) {
                 tracing::info!(%sid, reason = refused.reason(), refused_total = total, "Socket.IO connection refused");
             }
         }
@@ -597,5 +599,20 @@ impl EventSink for SocketIoSink {
             self.shared.deliver_one(envelope);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_limited;
+
+    #[test]
+    fn logs_once_per_doubling() {
+        let logged: Vec<u64> = (1..=20).filter(|&total| rate_limited(total, 1)).collect();
+        assert_eq!(logged, vec![1, 2, 4, 8, 16]);
+        assert!(rate_limited(5, 5));
+        assert!(rate_limited(9, 3), "crossed 8");
+        assert!(!rate_limited(11, 2));
+        assert!(!rate_limited(7, 0));
     }
 }

@@ -324,3 +324,51 @@ async fn wait_latest(server: &TestServer, user: &str, seq: u64) {
     }
     panic!("stream of {user} did not reach seq {seq}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aged_out_events_yield_replay_gap_and_idle_users_are_forgotten() {
+    let server = TestServer::start(oa_events_socketio::SocketIoConfig {
+        replay_max_age: Duration::from_millis(200),
+        sweep_interval: Duration::from_millis(50),
+        ..test_config()
+    })
+    .await;
+    let url = server.url();
+    let mut alice = RustClient::connect(
+        &url,
+        json!({"apikey": "key-alice"}),
+        TransportType::Websocket,
+    )
+    .await;
+    server.wait_clients(1).await;
+    server.publisher.publish(note("alice", 0));
+    let last = seq(&alice.take(1).await[0].1);
+    alice.close().await;
+    wait_no_clients(&server).await;
+    server.publisher.publish(note("alice", 1));
+    wait_latest(&server, "alice", last + 1).await;
+    // Older than replay_max_age: swept, and the user, now idle, forgotten.
+    for _ in 0..100 {
+        if server.sink.users() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.sink.users(), 0);
+    let mut again = RustClient::connect(
+        &url,
+        json!({"apikey": "key-alice", "offset": last}),
+        TransportType::Websocket,
+    )
+    .await;
+    let (name, gap) = again.take(1).await.remove(0);
+    assert_eq!(name, "replay_gap");
+    assert_eq!(gap["from_seq"], json!(last + 1));
+    assert_eq!(gap["reason"], "expired");
+    // The new stream continues above everything issued before.
+    server.publisher.publish(note("alice", 2));
+    let (_, live) = again.take(1).await.remove(0);
+    assert!(seq(&live) > last + 1, "{live}");
+    assert_eq!(gap["to_seq"], json!(seq(&live) - 1));
+    again.close().await;
+}
