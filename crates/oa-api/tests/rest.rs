@@ -906,3 +906,27 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(position["quantity"], 3);
 }
+
+#[tokio::test]
+async fn the_simulator_injects_latency_and_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir);
+    config.simulator.ack_latency = std::time::Duration::from_millis(150);
+    config.simulator.rejection_rate = 1.0;
+    let server = start_with(dir, config).await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let started = std::time::Instant::now();
+    let (code, body) = server.call("placeorder", order("SBIN", "BUY", "1")).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Order rejected: Rejected by the simulator"),
+        "{body}"
+    );
+    // The sandbox has no fault injection.
+    server.set_analyze(true).await;
+    server.ok("placeorder", order("SBIN", "BUY", "1")).await;
+}
