@@ -145,8 +145,40 @@ fn spawn_publisher(
     })
 }
 
+/// CPU seconds this process used so far (user + system), from /proc/self/stat.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, after)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 struct Row {
     name: &'static str,
+    /// Process CPU seconds (all threads: publisher, bus, proxy and clients) in the scenario.
+    cpu: f64,
     ingest: Option<f64>,
     deliveries: Option<f64>,
     latency: Option<Percentiles>,
@@ -155,31 +187,32 @@ struct Row {
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "| {:<34} | {:>14} | {:>14} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "| {:<38} | {:>12} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6} |",
         "scenario",
         "ticks/s in",
         "deliveries/s",
         "samples",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "max ms"
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "CPU s"
     );
-    println!("|{}|", "-".repeat(130));
+    println!("|{}|", "-".repeat(142));
     for row in rows {
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         let (samples, p50, p99, p999, max) = match &row.latency {
             Some(p) => (
                 p.count.to_string(),
-                format!("{:.3}", p.p50),
-                format!("{:.3}", p.p99),
-                format!("{:.3}", p.p999),
-                format!("{:.3}", p.max),
+                format!("{:.0}", p.p50),
+                format!("{:.0}", p.p99),
+                format!("{:.0}", p.p999),
+                format!("{:.0}", p.max),
             ),
             None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {:<34} | {:>14} | {:>14} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+            "| {:<38} | {:>12} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6.2} |",
             row.name,
             fmt(row.ingest),
             fmt(row.deliveries),
@@ -187,7 +220,8 @@ fn print_table(rows: &[Row]) {
             p50,
             p99,
             p999,
-            max
+            max,
+            row.cpu
         );
     }
 }
@@ -206,6 +240,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
         .expect("utf-8 endpoint");
 
     // Burst.
+    let cpu = process_cpu_seconds();
     let origin = Instant::now();
     let sent_at = Arc::new(Vec::new());
     let publisher = spawn_publisher(endpoint.clone(), count, 0.0, origin, sent_at);
@@ -226,12 +261,14 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let _ = publisher.join();
     let burst = Row {
         name: "baseline: raw ZMQ SUB + decode, burst",
+        cpu: process_cpu_seconds() - cpu,
         ingest: Some(received as f64 / elapsed.as_secs_f64().max(1e-9)),
         deliveries: None,
         latency: None,
     };
 
     // Paced latency.
+    let cpu = process_cpu_seconds();
     let paced_count = (rate * seconds) as u64;
     let origin = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> =
@@ -257,6 +294,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let _ = publisher.join();
     let paced = Row {
         name: "baseline: raw ZMQ SUB, paced",
+        cpu: process_cpu_seconds() - cpu,
         ingest: Some(rate),
         deliveries: None,
         latency: Some(percentiles(samples)),
@@ -379,6 +417,7 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     }
 
     // Burst.
+    let cpu = process_cpu_seconds();
     let before = md.stats();
     let delivered_before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -436,12 +475,14 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     );
     let burst = Row {
         name: "oa proxy: burst, 100 clients",
+        cpu: process_cpu_seconds() - cpu,
         ingest: Some(dispatched as f64 / ingest_elapsed.as_secs_f64()),
         deliveries: Some(delivered_burst as f64 / delivery_elapsed.as_secs_f64()),
         latency: None,
     };
 
     // Paced latency.
+    let cpu = process_cpu_seconds();
     recording.store(true, Ordering::Relaxed);
     let delivered_before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -457,6 +498,7 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     let paced_elapsed = started.elapsed();
     recording.store(false, Ordering::Relaxed);
     let delivered_paced = delivered.load(Ordering::Relaxed) - delivered_before;
+    let paced_cpu = process_cpu_seconds() - cpu;
     md.shutdown().await;
     for reader in readers {
         let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
@@ -464,6 +506,7 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     let all = samples.with(std::mem::take);
     let paced = Row {
         name: "oa proxy: paced, 100 clients",
+        cpu: paced_cpu,
         ingest: Some(rate),
         deliveries: Some(delivered_paced as f64 / paced_elapsed.as_secs_f64()),
         latency: Some(percentiles(all)),
@@ -482,6 +525,7 @@ fn main() {
     println!(
         "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({PER_CLIENT} of {SYMBOLS} symbols each), paced {rate}/s for {seconds}s, loopback"
     );
+    println!("load average before: {}", load_average());
     let (baseline_burst, baseline_paced) = baseline(count, rate, seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -491,4 +535,5 @@ fn main() {
     print_table(&[baseline_burst, burst, baseline_paced, paced]);
     println!();
     println!("{notes}");
+    println!("load average after: {}", load_average());
 }
