@@ -331,7 +331,16 @@ fn main() {
             rows.push(runtime.block_on(measure(target, clients, paced, epoch)));
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
+    println!(
+        "machine: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "publish (HTTP POST) -> event received, websocket, loopback, {paced} paced events (1 per 2 ms) + burst"
     );
