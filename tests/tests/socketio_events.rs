@@ -288,3 +288,13 @@ async fn a_client_with_a_bad_key_is_refused_with_a_reason() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_connected_clients_shuts_down_promptly() {
+    let mut server = start_server();
+    let key = server.admin_key.clone();
+    let _websocket = collector(&server, &key, "websocket", "never");
+    let _polling = collector(&server, &key, "polling", "never");
+    let status = server.signal("TERM", Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", server.log());
+}

@@ -45,9 +45,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let mut publisher_builder = EventPublisher::builder();
     let mut socketio_layer = None;
+    let mut socketio = None;
     if settings.event_mode.uses_socketio() {
         let (layer, sink) = SocketIoSink::new(settings.socketio.clone(), verifier.clone())
             .context("starting the Socket.IO layer")?;
+        socketio = Some(sink.io().clone());
         publisher_builder = publisher_builder.sink(sink, sink_options);
         socketio_layer = Some(layer);
     }
@@ -103,8 +105,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wait_for_signal().await;
         let _ = stop_sender.send(true);
     });
+    // Long-lived Socket.IO connections would hold the graceful HTTP shutdown open: close
+    // them first (clients see a normal disconnect and reconnect with their offset).
     let http_shutdown = async move {
         let _ = stop_receiver.wait_for(|stop| *stop).await;
+        if let Some(io) = socketio {
+            io.close().await;
+        }
     };
 
     write_ready_file(
