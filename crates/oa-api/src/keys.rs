@@ -158,6 +158,23 @@ impl KeyStore {
         })
     }
 
+    /// Opens the key store described by `config` (database URL, pepper, cache settings),
+    /// without the rest of the API: for `oa-server apikey ...` commands. Blocking.
+    pub fn from_config(
+        config: &crate::config::ApiConfig,
+        publisher: EventPublisher,
+    ) -> Result<KeyStore, crate::error::ApiError> {
+        let (_, path) = config.validate()?;
+        Ok(KeyStore::open(
+            &path,
+            &config.api_key_pepper,
+            crate::types::Book::Simulator.as_str(),
+            config.key_cache_capacity,
+            config.key_cache_ttl,
+            publisher,
+        )?)
+    }
+
     fn key_id(&self, key: &str) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.inner.pepper.as_bytes());

@@ -153,7 +153,7 @@ pub async fn limit(State(limiter): State<IpRateLimiter>, request: Request, next:
     if limiter.check(client_ip(&request)) {
         next.run(request).await
     } else {
-        tracing::debug!("rate limit exceeded");
+        metrics::counter!("oa_rate_limited_total").increment(1);
         too_many_requests()
     }
 }

@@ -138,7 +138,6 @@ CREATE TABLE order_log (
     response    TEXT NOT NULL,
     created_ms  INTEGER NOT NULL
 );
-CREATE INDEX order_log_user ON order_log(user_id, mode);
 CREATE TABLE outbox (
     seq           INTEGER PRIMARY KEY,
     id            TEXT NOT NULL UNIQUE,
@@ -167,6 +166,8 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -210,10 +211,14 @@ fn parse_exchange(table: &'static str, value: &str) -> Result<Exchange, StoreErr
 /// Writes an order row (insert or replace).
 pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO orders (orderid, book, user_id, strategy, exchange, symbol, action,
+        "INSERT INTO orders (orderid, book, user_id, strategy, exchange, symbol, action,
          quantity, pricetype, product, price, trigger_price, disclosed_quantity, status,
          filled_quantity, average_price, blocked_margin, rejection_reason, created_ms, updated_ms)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)
+         ON CONFLICT(orderid) DO UPDATE SET quantity = ?8, pricetype = ?9, product = ?10,
+         price = ?11, trigger_price = ?12, disclosed_quantity = ?13, status = ?14,
+         filled_quantity = ?15, average_price = ?16, blocked_margin = ?17,
+         rejection_reason = ?18, updated_ms = ?20",
     )?
     .execute(params![
         order.orderid,
@@ -269,8 +274,10 @@ pub fn save_position(
     position: &Position,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO positions (book, user_id, exchange, symbol, product, quantity,
-         average_price, realized_pnl, margin) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        "INSERT INTO positions (book, user_id, exchange, symbol, product, quantity,
+         average_price, realized_pnl, margin) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)
+         ON CONFLICT(book, user_id, exchange, symbol, product) DO UPDATE SET quantity = ?6,
+         average_price = ?7, realized_pnl = ?8, margin = ?9",
     )?
     .execute(params![
         key.0.as_str(),
@@ -293,8 +300,10 @@ pub fn save_account(
     account: &Account,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO funds (book, user_id, starting, cash, order_margin,
-         position_margin, realized_pnl) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        "INSERT INTO funds (book, user_id, starting, cash, order_margin,
+         position_margin, realized_pnl) VALUES (?1,?2,?3,?4,?5,?6,?7)
+         ON CONFLICT(book, user_id) DO UPDATE SET cash = ?4, order_margin = ?5,
+         position_margin = ?6, realized_pnl = ?7",
     )?
     .execute(params![
         key.0.as_str(),

@@ -279,6 +279,8 @@ pub struct Changes {
     pub positions: Vec<PositionKey>,
     /// Accounts to write.
     pub accounts: Vec<AccountKey>,
+    /// True when the set of symbols with resting orders changed.
+    pub watched_changed: bool,
 }
 
 impl Changes {
@@ -530,7 +532,9 @@ impl Engine {
         self.changes.orders.push(orderid.clone());
         let key = (order.exchange, order.symbol.clone());
         self.orders.insert(orderid.clone(), order);
-        self.resting.entry(key).or_default().push(orderid.clone());
+        let resting = self.resting.entry(key).or_default();
+        self.changes.watched_changed |= resting.is_empty();
+        resting.push(orderid.clone());
         if let Some(quote) = quote {
             self.evaluate(&orderid, &quote, true, now_ms);
         }
@@ -796,6 +800,7 @@ impl Engine {
             ids.retain(|id| id != orderid);
             if ids.is_empty() {
                 self.resting.remove(&key);
+                self.changes.watched_changed = true;
             }
         }
     }

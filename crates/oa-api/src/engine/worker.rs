@@ -346,6 +346,7 @@ impl Worker {
                 }
             };
             let changes = self.engine.take_changes();
+            outputs.resting_changed |= changes.watched_changed;
             if let Err(error) = self.persist(&tx, records, changes, now, outputs) {
                 failure = Some(error);
             }
@@ -392,7 +393,6 @@ impl Worker {
                 && let Some(order) = self.engine.order_by_id(orderid)
             {
                 store::save_order(tx, order)?;
-                outputs.resting_changed = true;
             }
         }
         for trade in &changes.trades {
@@ -419,6 +419,12 @@ impl Worker {
                 .iter()
                 .any(|later| later.orderid == order.orderid);
             if !superseded {
+                metrics::counter!(
+                    "oa_order_updates_total",
+                    "broker" => order.book.as_str(),
+                    "status" => order.status.as_str()
+                )
+                .increment(1);
                 events.push(Event::for_user(order.user_id.clone(), order_update(order)));
             }
         }
