@@ -171,6 +171,12 @@ async fn authentication_errors_and_the_4401_grace_close() {
     let m = client.recv().await;
     assert_eq!(m["code"], "AUTHENTICATION_ERROR");
     assert_eq!(m["message"], "API key is required");
+    // The key store failing is a server error, not a wrong key.
+    client
+        .send(json!({"action": "authenticate", "api_key": common::KEY_STORE_DOWN}))
+        .await;
+    let m = client.recv().await;
+    assert_eq!(m["code"], "SERVER_ERROR");
     // Ping works before authentication.
     client
         .send(json!({"action": "ping", "timestamp": 123}))

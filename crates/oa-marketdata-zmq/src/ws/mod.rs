@@ -86,6 +86,9 @@ pub enum WsError {
     },
 }
 
+/// Read buffer of each client connection.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
@@ -94,7 +97,10 @@ struct AppState {
 }
 
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // Clients send little: a small read buffer saves memory per connection and the zeroing
+    // of tungstenite's 128 KiB default on every read.
     ws.max_message_size(state.max_message_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| connection::serve(socket, state.hub, state.timing))
 }
 

@@ -21,6 +21,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// API keys of the tests.
 pub const KEY_ALICE: &str = "alice-key-0123456789";
 pub const KEY_BOB: &str = "bob-key-0123456789";
+/// A key whose check fails as if the key store were down.
+pub const KEY_STORE_DOWN: &str = "store-down-key";
 
 /// An in-memory key store.
 pub struct MapVerifier {
@@ -44,7 +46,14 @@ impl MapVerifier {
 
 impl ApiKeyVerifier for MapVerifier {
     fn verify<'a>(&'a self, api_key: &'a str) -> VerifyFuture<'a> {
-        Box::pin(async move { Ok(self.keys.get(api_key).cloned()) })
+        Box::pin(async move {
+            if api_key == KEY_STORE_DOWN {
+                return Err(oa_events_core::VerifierError {
+                    reason: "key store unreachable".to_string(),
+                });
+            }
+            Ok(self.keys.get(api_key).cloned())
+        })
     }
 }
 
