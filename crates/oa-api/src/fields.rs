@@ -82,7 +82,8 @@ impl Fields {
     /// The body as received, without `apikey` (for the order log and `analyzer_update`).
     pub fn without_apikey(&self) -> Map<String, Value> {
         let mut map = self.map.clone();
-        map.remove("apikey");
+        // shift_remove keeps the other keys in the order the client sent them.
+        map.shift_remove("apikey");
         map
     }
 

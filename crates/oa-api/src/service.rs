@@ -47,6 +47,9 @@ pub struct OrderService {
     prices: Arc<dyn PriceSource>,
     symbols: Arc<dyn SymbolDirectory>,
     modes: RwLock<HashMap<String, Mode>>,
+    /// One lock per user: smart orders of a user run one at a time, so duplicate signals
+    /// read the position the previous one produced instead of both placing an order.
+    smart_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     default_mode: Mode,
 }
 
@@ -215,6 +218,7 @@ impl OrderService {
             prices,
             symbols,
             modes: RwLock::new(modes),
+            smart_locks: parking_lot::Mutex::new(HashMap::new()),
             default_mode,
         }
     }
@@ -342,6 +346,13 @@ impl OrderService {
     ) -> Result<Value> {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, None)?;
+        let lock = Arc::clone(
+            self.smart_locks
+                .lock()
+                .entry(user_id.to_string())
+                .or_default(),
+        );
+        let _serialised = lock.lock().await;
         let mode = self.mode(user_id);
         let current = self
             .open_quantity(user_id, mode, order.exchange, &order.symbol, order.product)

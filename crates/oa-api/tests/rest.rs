@@ -80,7 +80,13 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
                "total_logs": 0, "message": "Analyzer mode switched to analyze"}})
     );
     let mut tap = server.publisher.subscribe();
-    let body = server.ok("placeorder", order("INFY", "SELL", "2")).await;
+    // apikey first, as the SDK sends it: the logged request keeps the client's key order.
+    let mut request = json!({"apikey": server.key});
+    for (key, value) in order("INFY", "SELL", "2").as_object().unwrap() {
+        request[key] = value.clone();
+    }
+    let (code, body) = server.post("placeorder", request).await;
+    assert_eq!(code, 200, "{body}");
     let orderid = body["orderid"].as_str().unwrap().to_string();
     assert_eq!(
         body,
@@ -89,13 +95,12 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
     let events = drain(&mut tap);
     let names: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
     assert_eq!(names, ["analyzer_update", "order_update"]);
-    assert_eq!(
-        data(&events[0]),
-        json!({"request": {"strategy": "test", "exchange": "NSE", "symbol": "INFY",
-                           "action": "SELL", "quantity": "2", "pricetype": "MARKET",
-                           "product": "MIS", "api_type": "placeorder"},
-               "response": {"status": "success", "orderid": orderid, "mode": "analyze"}})
-    );
+    let expected = json!({"request": {"strategy": "test", "exchange": "NSE", "symbol": "INFY",
+                                      "action": "SELL", "quantity": "2", "pricetype": "MARKET",
+                                      "product": "MIS", "api_type": "placeorder"},
+                          "response": {"status": "success", "orderid": orderid, "mode": "analyze"}});
+    // Compare the serialised text: key order included.
+    assert_eq!(data(&events[0]).to_string(), expected.to_string());
     let update = data(&events[1]);
     assert_eq!(
         (update["broker"].as_str(), update["mode"].as_str()),
@@ -929,4 +934,33 @@ async fn the_simulator_injects_latency_and_rejections() {
     // The sandbox has no fault injection.
     server.set_analyze(true).await;
     server.ok("placeorder", order("SBIN", "BUY", "1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicate_smart_orders_place_one_order() {
+    let server = start().await;
+    server.price("NSE", "ITC", 412.0, 411.9, 412.1);
+    let mut smart = order("ITC", "BUY", "5");
+    smart["position_size"] = "5".into();
+    let serde_json::Value::Object(map) = smart else {
+        unreachable!()
+    };
+    let fields = oa_api::fields::Fields::new(map, oa_api::requests::SMART_ORDER_FIELDS).unwrap();
+    let request = oa_api::requests::SmartOrder::read(&fields).unwrap();
+    let service = server.api.service();
+    let calls = (0..16)
+        .map(|_| service.place_smart_order("admin", request.clone(), fields.without_apikey()));
+    let results = futures_util::future::join_all(calls).await;
+    let placed = results
+        .iter()
+        .filter(|result| result.as_ref().unwrap().get("orderid").is_some())
+        .count();
+    assert_eq!(placed, 1, "{results:?}");
+    let position = server
+        .ok(
+            "openposition",
+            json!({"strategy": "t", "symbol": "ITC", "exchange": "NSE", "product": "MIS"}),
+        )
+        .await;
+    assert_eq!(position["quantity"], 5);
 }

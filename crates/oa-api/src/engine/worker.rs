@@ -21,7 +21,7 @@ use oa_events_core::catalog::OrderUpdate;
 use oa_events_core::number::Quantity;
 use oa_events_core::{Envelope, Event, EventPublisher};
 use parking_lot::{Mutex, RwLock};
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Changes, Engine, EngineConfig, Order};
@@ -302,7 +302,9 @@ impl Worker {
         now: i64,
         outputs: &mut Outputs,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+        // IMMEDIATE takes the write lock up front (waiting on the busy timeout if the key
+        // store holds it) instead of failing a read-to-write upgrade.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut failure = None;
         for message in batch.drain(..) {
             if failure.is_some() {
