@@ -63,6 +63,15 @@ impl HttpError {
         HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
 
+    /// Adds `"mode":"analyze"` in analyzer mode.
+    pub fn with_mode(self, mode: crate::types::Mode) -> Self {
+        if mode == crate::types::Mode::Analyze {
+            self.with("mode", "analyze")
+        } else {
+            self
+        }
+    }
+
     /// Adds a key to the body.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_string(), value.into());

@@ -1,8 +1,6 @@
 //! The request bodies of every endpoint: allowed fields, required fields, defaults and
 //! cross-field rules (PROTOCOLS.md section 1).
 
-use serde_json::{Map, Value};
-
 use crate::error::HttpError;
 use crate::fields::Fields;
 use crate::types::{Action, Exchange, PriceType, Product};
@@ -312,9 +310,4 @@ impl SplitOrder {
             splitsize,
         })
     }
-}
-
-/// The body without `apikey`, for the order log and `analyzer_update`.
-pub fn loggable(fields: &Fields) -> Map<String, Value> {
-    fields.without_apikey()
 }

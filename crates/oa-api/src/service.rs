@@ -118,16 +118,6 @@ fn place_response(
     }
 }
 
-impl HttpError {
-    fn with_mode(self, mode: Mode) -> Self {
-        if mode == Mode::Analyze {
-            self.with("mode", "analyze")
-        } else {
-            self
-        }
-    }
-}
-
 fn order_event(order: &OrderFields, orderid: &str, batch: Option<bool>) -> OrderEvent {
     OrderEvent {
         symbol: order.symbol.clone(),
@@ -142,15 +132,15 @@ fn order_event(order: &OrderFields, orderid: &str, batch: Option<bool>) -> Order
     }
 }
 
-/// How an action's journal reports it.
-struct Action0 {
+/// Who did what: builds the order-log row and events of one action.
+struct ActionJournal {
     user_id: String,
     mode: Mode,
     api_type: &'static str,
     request: Map<String, Value>,
 }
 
-impl Action0 {
+impl ActionJournal {
     fn analyzer_update(&self, response: &Value) -> Event {
         let mut request = self.request.clone();
         request.insert("api_type".to_string(), Value::from(self.api_type));
@@ -249,8 +239,8 @@ impl OrderService {
         user_id: &str,
         api_type: &'static str,
         request: Map<String, Value>,
-    ) -> Action0 {
-        Action0 {
+    ) -> ActionJournal {
+        ActionJournal {
             user_id: user_id.to_string(),
             mode: self.mode(user_id),
             api_type,

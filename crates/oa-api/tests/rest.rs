@@ -964,3 +964,82 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
         .await;
     assert_eq!(position["quantity"], 5);
 }
+
+#[tokio::test]
+async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    server.set_analyze(true).await;
+    let mut limit = order("SBIN", "BUY", "5");
+    limit["pricetype"] = "LIMIT".into();
+    limit["price"] = "700".into();
+    let orderid = server.ok("placeorder", limit.clone()).await["orderid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.ok("placeorder", limit).await;
+    server.ok("placeorder", order("SBIN", "BUY", "2")).await;
+    let mut tap = server.publisher.subscribe();
+    let modify = json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "orderid": orderid,
+        "action": "BUY", "product": "MIS", "pricetype": "LIMIT", "price": "705", "quantity": "5",
+        "disclosed_quantity": "0", "trigger_price": "0"});
+    let modified = server.ok("modifyorder", modify).await;
+    let cancelled = server
+        .ok(
+            "cancelorder",
+            json!({"strategy": "test", "orderid": orderid}),
+        )
+        .await;
+    let all = server
+        .ok("cancelallorder", json!({"strategy": "test"}))
+        .await;
+    let mut smart = order("SBIN", "BUY", "0");
+    smart["position_size"] = "2".into();
+    let matched = server.ok("placesmartorder", smart).await;
+    let closed = server
+        .ok("closeposition", json!({"strategy": "test"}))
+        .await;
+    let (code, missing) = server
+        .call("cancelorder", json!({"strategy": "test", "orderid": "1"}))
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(missing["mode"], "analyze");
+
+    let analyzer: Vec<Value> = drain(&mut tap)
+        .iter()
+        .inspect(|e| {
+            assert!(
+                matches!(e.event_type(), "analyzer_update" | "order_update"),
+                "live event {} in analyzer mode",
+                e.event_type()
+            )
+        })
+        .filter(|e| e.event_type() == "analyzer_update")
+        .map(|e| data(e))
+        .collect();
+    let types: Vec<&str> = analyzer
+        .iter()
+        .map(|a| a["request"]["api_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "modifyorder",
+            "cancelorder",
+            "cancelallorder",
+            "placesmartorder",
+            "closeposition",
+            "cancelorder"
+        ]
+    );
+    let responses: Vec<Value> = analyzer.iter().map(|a| a["response"].clone()).collect();
+    assert_eq!(responses[..5], [modified, cancelled, all, matched, closed]);
+    assert_eq!(responses[5], missing);
+    assert!(
+        analyzer
+            .iter()
+            .all(|a| a["request"].get("apikey").is_none())
+    );
+    let status = server.ok("analyzer", json!({})).await;
+    assert_eq!(status["data"]["total_logs"], 9);
+}
