@@ -383,16 +383,18 @@ pub fn load_log_counts(conn: &Connection, mode: &str) -> Result<Vec<(String, u64
     Ok(rows)
 }
 
-/// Every stored order, oldest first.
-pub fn load_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
+/// The orders of the current session: active ones and those changed at or after
+/// `since_ms`, oldest first. Older orders stay in the table.
+pub fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, StoreError> {
     const T: &str = "orders";
     let mut statement = conn.prepare(
         "SELECT orderid, book, user_id, strategy, exchange, symbol, action, quantity, pricetype,
          product, price, trigger_price, disclosed_quantity, status, filled_quantity,
          average_price, blocked_margin, rejection_reason, created_ms, updated_ms
-         FROM orders ORDER BY created_ms, CAST(orderid AS INTEGER)",
+         FROM orders WHERE updated_ms >= ?1 OR status IN ('open', 'trigger pending')
+         ORDER BY created_ms, CAST(orderid AS INTEGER)",
     )?;
-    let mut rows = statement.query([])?;
+    let mut rows = statement.query([since_ms])?;
     let mut orders = Vec::new();
     while let Some(row) = rows.next()? {
         let text =
@@ -423,14 +425,14 @@ pub fn load_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
     Ok(orders)
 }
 
-/// Every stored trade, oldest first.
-pub fn load_trades(conn: &Connection) -> Result<Vec<Trade>, StoreError> {
+/// The trades made at or after `since_ms`, oldest first.
+pub fn load_trades(conn: &Connection, since_ms: i64) -> Result<Vec<Trade>, StoreError> {
     const T: &str = "trades";
     let mut statement = conn.prepare(
         "SELECT tradeid, orderid, book, user_id, exchange, symbol, action, product, quantity,
-         price, created_ms FROM trades ORDER BY tradeid",
+         price, created_ms FROM trades WHERE created_ms >= ?1 ORDER BY tradeid",
     )?;
-    let mut rows = statement.query([])?;
+    let mut rows = statement.query([since_ms])?;
     let mut trades = Vec::new();
     while let Some(row) = rows.next()? {
         let text =
@@ -450,6 +452,19 @@ pub fn load_trades(conn: &Connection) -> Result<Vec<Trade>, StoreError> {
         });
     }
     Ok(trades)
+}
+
+/// The highest order id and trade id ever stored (ids stay unique across sessions).
+pub fn max_ids(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let order: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(CAST(orderid AS INTEGER)), 0) FROM orders",
+        [],
+        |row| row.get(0),
+    )?;
+    let trade: i64 = conn.query_row("SELECT COALESCE(MAX(tradeid), 0) FROM trades", [], |row| {
+        row.get(0)
+    })?;
+    Ok((order.max(0) as u64, trade.max(0) as u64))
 }
 
 /// Every stored position.

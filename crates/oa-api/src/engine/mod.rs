@@ -379,6 +379,27 @@ impl Engine {
         engine
     }
 
+    /// Makes sure new trade ids start at `next` or later.
+    pub fn reserve_trade_ids(&mut self, next: u64) {
+        self.next_trade_id = self.next_trade_id.max(next);
+    }
+
+    /// Drops finished orders last changed before `cutoff_ms`, and trades made before it,
+    /// from memory (a new session). Active orders, positions and funds stay.
+    pub fn forget_before(&mut self, cutoff_ms: i64) {
+        self.orders
+            .retain(|_, order| order.status.is_active() || order.updated_ms >= cutoff_ms);
+        let orders = &self.orders;
+        for ids in self.user_orders.values_mut() {
+            ids.retain(|id| orders.contains_key(id));
+        }
+        self.user_orders.retain(|_, ids| !ids.is_empty());
+        for trades in self.trades.values_mut() {
+            trades.retain(|trade| trade.created_ms >= cutoff_ms);
+        }
+        self.trades.retain(|_, trades| !trades.is_empty());
+    }
+
     /// Takes the changes recorded since the last call.
     pub fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)
@@ -1175,5 +1196,44 @@ mod tests {
             engine.cancel(Book::Sandbox, "other", &placed.orderid, 3),
             Err(EngineError::OrderNotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_new_session_forgets_finished_orders_but_keeps_active_ones_and_positions() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine();
+        let filled = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            10,
+        );
+        let resting = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 1.0, PriceType::Limit, 50.0, 0.0),
+            None,
+            &prices,
+            10,
+        );
+        engine.forget_before(20);
+        let ids: Vec<&str> = engine
+            .orders(Book::Sandbox, "u")
+            .iter()
+            .map(|o| o.orderid.as_str())
+            .collect();
+        assert_eq!(ids, [resting.orderid.as_str()]);
+        assert!(engine.order_by_id(&filled.orderid).is_none());
+        assert!(engine.trades(Book::Sandbox, "u").is_empty());
+        assert_eq!(engine.positions(Book::Sandbox, "u").len(), 1);
+        let next = engine.place(
+            Book::Sandbox,
+            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
+            None,
+            &prices,
+            30,
+        );
+        assert!(next.orderid.parse::<u64>().unwrap() > resting.orderid.parse::<u64>().unwrap());
     }
 }

@@ -118,15 +118,29 @@ fn first_order_id_today() -> u64 {
     date * 100_000_000 + 1
 }
 
+/// Start of the current trading day (midnight, Indian time) in epoch ms.
+pub fn session_start_ms(now_ms: i64) -> i64 {
+    const IST_OFFSET_MS: i64 = 19_800_000;
+    const DAY_MS: i64 = 86_400_000;
+    let local = now_ms + IST_OFFSET_MS;
+    local - local.rem_euclid(DAY_MS) - IST_OFFSET_MS
+}
+
+/// Loads the current session: active orders, today's orders and trades, all positions and
+/// funds. Earlier orders and trades stay in the store but not in memory.
 fn load_engine(conn: &Connection, config: EngineConfig) -> Result<Engine, StoreError> {
-    Ok(Engine::restore(
+    let since = session_start_ms(now_ms());
+    let (max_order, max_trade) = store::max_ids(conn)?;
+    let mut engine = Engine::restore(
         config,
-        first_order_id_today(),
-        store::load_orders(conn)?,
-        store::load_trades(conn)?,
+        first_order_id_today().max(max_order + 1),
+        store::load_orders(conn, since)?,
+        store::load_trades(conn, since)?,
         store::load_positions(conn)?,
         store::load_accounts(conn)?,
-    ))
+    );
+    engine.reserve_trade_ids(max_trade + 1);
+    Ok(engine)
 }
 
 impl EngineHandle {
@@ -154,6 +168,7 @@ impl EngineHandle {
             publisher,
             log_counts: Arc::clone(&log_counts),
             watched: Arc::clone(&watched),
+            session_start: session_start_ms(now_ms()),
         };
         worker.publish_watched();
         std::thread::Builder::new()
@@ -232,6 +247,7 @@ struct Worker {
     publisher: EventPublisher,
     log_counts: LogCounts,
     watched: Arc<RwLock<HashSet<(String, String)>>>,
+    session_start: i64,
 }
 
 /// What one committed batch hands out.
@@ -261,6 +277,13 @@ impl Worker {
 
     fn process(&mut self, batch: &mut Vec<Message>) {
         let now = now_ms();
+        let session = session_start_ms(now);
+        if session > self.session_start {
+            // A new trading day: yesterday's finished orders and trades leave memory (the
+            // books show the current session, as brokers' do); the store keeps them.
+            self.engine.forget_before(session);
+            self.session_start = session;
+        }
         let mut outputs = Outputs::default();
         let result = self.apply(batch, now, &mut outputs);
         match result {
@@ -474,5 +497,24 @@ pub fn order_update(order: &Order) -> OrderUpdate {
         pending_quantity: Quantity(pending),
         average_price: order.average_price,
         rejection_reason: order.rejection_reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_start_at_midnight_indian_time() {
+        // 2026-01-29 10:30:45 UTC is 16:00:45 IST; that day started at 2026-01-28 18:30 UTC.
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-29T10:30:45Z")
+            .unwrap()
+            .timestamp_millis();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-01-28T18:30:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(session_start_ms(now), start);
+        assert_eq!(session_start_ms(start), start);
+        assert_eq!(session_start_ms(start - 1), start - 86_400_000);
     }
 }
