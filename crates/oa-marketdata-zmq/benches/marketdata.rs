@@ -178,7 +178,7 @@ fn load_average() -> String {
 }
 
 struct Row {
-    name: &'static str,
+    name: String,
     /// Process CPU seconds (all threads: publisher, bus, proxy and clients) in the scenario.
     cpu: f64,
     ingest: Option<f64>,
@@ -228,6 +228,49 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// Single-thread capacity without sockets: decoding (what the bus thread does per message)
+/// and decoding plus the price-cache update (what the dispatcher adds before fan-out).
+fn in_process(count: u64) -> (Row, Row) {
+    let prepared: Vec<(Vec<u8>, Vec<u8>)> = (0..SYMBOLS as u64 * 4).map(frames).collect();
+    let run = |with_cache: bool| {
+        let cache = oa_marketdata_zmq::PriceCache::new();
+        let cpu = process_cpu_seconds();
+        let started = Instant::now();
+        let mut decoded = 0u64;
+        for i in 0..count {
+            let (topic, payload) = &prepared[(i as usize) % prepared.len()];
+            if let Ok(tick) = oa_marketdata_zmq::bus::decode_message(topic, payload, 65536) {
+                if with_cache {
+                    cache.update(&tick);
+                }
+                decoded += 1;
+            }
+        }
+        (
+            decoded as f64 / started.elapsed().as_secs_f64(),
+            process_cpu_seconds() - cpu,
+        )
+    };
+    let (decode_rate, decode_cpu) = run(false);
+    let (cache_rate, cache_cpu) = run(true);
+    (
+        Row {
+            name: "in-process: decode only, 1 thread".to_string(),
+            cpu: decode_cpu,
+            ingest: Some(decode_rate),
+            deliveries: None,
+            latency: None,
+        },
+        Row {
+            name: "in-process: decode + price cache".to_string(),
+            cpu: cache_cpu,
+            ingest: Some(cache_rate),
+            deliveries: None,
+            latency: None,
+        },
+    )
+}
+
 /// Raw ZeroMQ SUB without the proxy: the baseline.
 fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let context = zmq::Context::new();
@@ -248,10 +291,12 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let publisher = spawn_publisher(endpoint.clone(), count, 0.0, origin, sent_at);
     let mut received = 0u64;
     let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
     while received < count {
         match sub.recv_multipart(0) {
             Ok(parts) => {
                 first.get_or_insert_with(Instant::now);
+                last = Instant::now();
                 // Decode like the bus does, so the baseline is the same work minus the proxy.
                 let _ = oa_marketdata_zmq::bus::decode_message(&parts[0], &parts[1], 65536);
                 received += 1;
@@ -259,10 +304,12 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
             Err(_) => break,
         }
     }
-    let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+    // From the first to the last message: ZeroMQ drops what exceeds the HWMs, so the loop
+    // usually ends on the receive timeout, which must not count.
+    let elapsed = first.map_or(Duration::ZERO, |f| last.duration_since(f));
     let _ = publisher.join();
     let burst = Row {
-        name: "baseline: raw ZMQ SUB + decode, burst",
+        name: "baseline: raw ZMQ SUB + decode, burst".to_string(),
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(received as f64 / elapsed.as_secs_f64().max(1e-9)),
         deliveries: None,
@@ -295,7 +342,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     }
     let _ = publisher.join();
     let paced = Row {
-        name: "baseline: raw ZMQ SUB, paced",
+        name: "baseline: raw ZMQ SUB, paced".to_string(),
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(rate),
         deliveries: None,
@@ -450,7 +497,8 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
             break;
         }
     }
-    let ingest_elapsed = started.elapsed();
+    // Up to the last progress seen (polled every 20 ms), not the stall detection after it.
+    let ingest_elapsed = last.1.duration_since(started);
     let _ = publisher.join();
     let stats = md.stats();
     let dispatched = stats.proxy.ticks_dispatched + stats.coalesced
@@ -479,7 +527,7 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
         after.proxy.dropped - before.proxy.dropped,
     );
     let burst = Row {
-        name: "oa proxy: burst, 100 clients",
+        name: format!("oa proxy: burst, {clients} clients"),
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(dispatched as f64 / ingest_elapsed.as_secs_f64()),
         deliveries: Some(delivered_burst as f64 / delivery_elapsed.as_secs_f64()),
@@ -510,7 +558,7 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
     }
     let all = samples.with(std::mem::take);
     let paced = Row {
-        name: "oa proxy: paced, 100 clients",
+        name: format!("oa proxy: paced, {clients} clients"),
         cpu: paced_cpu,
         ingest: Some(rate),
         deliveries: Some(delivered_paced as f64 / paced_elapsed.as_secs_f64()),
@@ -531,13 +579,21 @@ fn main() {
         "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({PER_CLIENT} of {SYMBOLS} symbols each), paced {rate}/s for {seconds}s, loopback"
     );
     println!("load average before: {}", load_average());
+    let (decode_only, decode_cache) = in_process(count);
     let (baseline_burst, baseline_paced) = baseline(count, rate, seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let (burst, paced, notes) = runtime.block_on(proxy(count, rate, seconds, clients));
-    print_table(&[baseline_burst, burst, baseline_paced, paced]);
+    print_table(&[
+        decode_only,
+        decode_cache,
+        baseline_burst,
+        burst,
+        baseline_paced,
+        paced,
+    ]);
     println!();
     println!("{notes}");
     println!("load average after: {}", load_average());
