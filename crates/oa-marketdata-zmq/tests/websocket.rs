@@ -145,7 +145,7 @@ async fn one_client_with_several_modes_gets_each_view_and_underscored_topics_wor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_errors_and_the_4401_grace_close() {
     let h = start(MarketDataConfig {
-        ws_auth_grace: Duration::from_millis(700),
+        ws_auth_grace: Duration::from_millis(1000),
         ..MarketDataConfig::ephemeral()
     })
     .await;
@@ -207,7 +207,7 @@ async fn authentication_errors_and_the_4401_grace_close() {
         m["supported_features"],
         json!({"ltp": true, "quote": true, "depth": true})
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     client.send(json!({"action": "ping"})).await;
     assert_eq!(client.recv().await["type"], "pong");
     h.md.shutdown().await;
@@ -494,8 +494,8 @@ async fn master_contract_download_is_announced_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_pings_close_silent_clients_only() {
     let h = start(MarketDataConfig {
-        ws_ping_interval: Duration::from_millis(200),
-        ws_ping_timeout: Duration::from_millis(300),
+        ws_ping_interval: Duration::from_millis(300),
+        ws_ping_timeout: Duration::from_millis(700),
         ..MarketDataConfig::ephemeral()
     })
     .await;
@@ -505,14 +505,14 @@ async fn keepalive_pings_close_silent_clients_only() {
     let reader = tokio::spawn(async move {
         assert!(
             lively
-                .recv_within(Duration::from_millis(1500))
+                .recv_within(Duration::from_millis(2500))
                 .await
                 .is_none()
         );
         lively.send(json!({"action": "ping"})).await;
         assert_eq!(lively.recv().await["type"], "pong");
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     reader.await.unwrap();
     let frame = silent
         .closed(Duration::from_secs(5))
