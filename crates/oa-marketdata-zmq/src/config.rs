@@ -148,9 +148,310 @@ impl MarketDataConfig {
     }
 }
 
+/// Every environment variable [`MarketDataConfig::from_lookup`] reads: (name, default, meaning),
+/// for `.sample.env` and `--help` texts.
+pub const ENV_VARS: &[(&str, &str, &str)] = &[
+    (
+        "ZMQ_HOST",
+        "127.0.0.1",
+        "market-data bus (ZeroMQ SUB) bind host",
+    ),
+    (
+        "ZMQ_PORT",
+        "5555",
+        "market-data bus bind port (0 = a free port)",
+    ),
+    (
+        "ZMQ_HWM",
+        "100000",
+        "ZeroMQ high-water mark of the bus and the bundled feeds",
+    ),
+    (
+        "ZMQ_MAX_FRAME_BYTES",
+        "65536",
+        "larger bus frames are dropped as oversized",
+    ),
+    (
+        "ZMQ_CHANNEL_CAPACITY",
+        "65536",
+        "ticks buffered between the bus thread and the dispatcher",
+    ),
+    (
+        "WEBSOCKET_HOST",
+        "127.0.0.1",
+        "WebSocket market-data listen IP",
+    ),
+    (
+        "WEBSOCKET_PORT",
+        "8765",
+        "WebSocket market-data port (0 = a free port)",
+    ),
+    (
+        "WS_AUTH_GRACE_SECONDS",
+        "15",
+        "close unauthenticated WebSocket clients (4401) after this",
+    ),
+    (
+        "WS_MAX_QUEUE",
+        "1024",
+        "ticks per WebSocket client before conflation",
+    ),
+    (
+        "WS_PING_INTERVAL",
+        "20",
+        "seconds between WebSocket keepalive pings",
+    ),
+    (
+        "WS_PING_TIMEOUT",
+        "20",
+        "seconds of silence after a due ping before closing",
+    ),
+    (
+        "MAX_SYMBOLS_PER_WEBSOCKET",
+        "1000",
+        "with MAX_WEBSOCKET_CONNECTIONS: a user's instrument capacity",
+    ),
+    (
+        "MAX_WEBSOCKET_CONNECTIONS",
+        "3",
+        "with MAX_SYMBOLS_PER_WEBSOCKET: a user's instrument capacity",
+    ),
+    (
+        "WS_MAX_MESSAGE_BYTES",
+        "65536",
+        "largest WebSocket frame accepted from a client",
+    ),
+    (
+        "FEED",
+        "simulated",
+        "bundled feed: simulated, replay or none",
+    ),
+    (
+        "FEED_SYMBOLS",
+        "",
+        "EXCHANGE:SYMBOL list for the simulated feed (empty = symbol master)",
+    ),
+    (
+        "FEED_TICKS_PER_SECOND",
+        "50",
+        "simulated ticks per second, all symbols together",
+    ),
+    (
+        "FEED_SEED",
+        "42",
+        "simulated market seed (same seed, same prices)",
+    ),
+    (
+        "REPLAY_FILE",
+        "",
+        "tick file for FEED=replay (JSON lines, or .csv)",
+    ),
+    (
+        "REPLAY_SPEED",
+        "1.0",
+        "replay speed factor (0 = as fast as possible)",
+    ),
+    ("REPLAY_REPEAT", "false", "replay the file in a loop"),
+    (
+        "SYMBOL_MASTER_CSV",
+        "",
+        "symbol master CSV (empty = the bundled universe)",
+    ),
+];
+
+fn parse_setting<T: FromStr>(
+    setting: &'static str,
+    value: &str,
+    expected: &str,
+) -> Result<T, crate::MarketDataError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| crate::MarketDataError::Config {
+            setting,
+            message: format!("{value:?} is not {expected}"),
+        })
+}
+
+fn parse_bool(setting: &'static str, value: &str) -> Result<bool, crate::MarketDataError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(crate::MarketDataError::Config {
+            setting,
+            message: format!("{value:?} is not a boolean (true or false)"),
+        }),
+    }
+}
+
+impl MarketDataConfig {
+    /// Builds the config from variables named as in [`ENV_VARS`], looked up with `lookup`
+    /// (for example `|name| std::env::var(name).ok()`); unset or empty ones keep their
+    /// default. Errors name the variable and the allowed values.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::MarketDataError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let mut config = MarketDataConfig::default();
+        if let Some(value) = get("ZMQ_HOST") {
+            config.zmq_host = value.trim().to_string();
+        }
+        if let Some(value) = get("ZMQ_PORT") {
+            config.zmq_port = parse_setting("ZMQ_PORT", &value, "a port number (0-65535)")?;
+        }
+        if let Some(value) = get("ZMQ_HWM") {
+            config.zmq_hwm = parse_setting("ZMQ_HWM", &value, "a message count")?;
+        }
+        if let Some(value) = get("ZMQ_MAX_FRAME_BYTES") {
+            config.zmq_max_frame_bytes =
+                parse_setting("ZMQ_MAX_FRAME_BYTES", &value, "a size in bytes")?;
+        }
+        if let Some(value) = get("ZMQ_CHANNEL_CAPACITY") {
+            config.bus_channel_capacity =
+                parse_setting("ZMQ_CHANNEL_CAPACITY", &value, "a tick count")?;
+        }
+        if let Some(value) = get("WEBSOCKET_HOST") {
+            config.websocket_host = value.trim().to_string();
+        }
+        if let Some(value) = get("WEBSOCKET_PORT") {
+            config.websocket_port =
+                parse_setting("WEBSOCKET_PORT", &value, "a port number (0-65535)")?;
+        }
+        let seconds = |setting: &'static str, value: &str| {
+            parse_setting::<f64>(setting, value, "a number of seconds").and_then(|secs| {
+                Duration::try_from_secs_f64(secs).map_err(|_| crate::MarketDataError::Config {
+                    setting,
+                    message: format!("{value:?} is not a number of seconds >= 0"),
+                })
+            })
+        };
+        if let Some(value) = get("WS_AUTH_GRACE_SECONDS") {
+            config.ws_auth_grace = seconds("WS_AUTH_GRACE_SECONDS", &value)?;
+        }
+        if let Some(value) = get("WS_MAX_QUEUE") {
+            config.ws_max_queue = parse_setting("WS_MAX_QUEUE", &value, "a tick count")?;
+        }
+        if let Some(value) = get("WS_PING_INTERVAL") {
+            config.ws_ping_interval = seconds("WS_PING_INTERVAL", &value)?;
+        }
+        if let Some(value) = get("WS_PING_TIMEOUT") {
+            config.ws_ping_timeout = seconds("WS_PING_TIMEOUT", &value)?;
+        }
+        if let Some(value) = get("MAX_SYMBOLS_PER_WEBSOCKET") {
+            config.max_symbols_per_websocket =
+                parse_setting("MAX_SYMBOLS_PER_WEBSOCKET", &value, "a symbol count")?;
+        }
+        if let Some(value) = get("MAX_WEBSOCKET_CONNECTIONS") {
+            config.max_websocket_connections =
+                parse_setting("MAX_WEBSOCKET_CONNECTIONS", &value, "a connection count")?;
+        }
+        if let Some(value) = get("WS_MAX_MESSAGE_BYTES") {
+            config.ws_max_message_bytes =
+                parse_setting("WS_MAX_MESSAGE_BYTES", &value, "a size in bytes")?;
+        }
+        if let Some(value) = get("FEED") {
+            config.feed =
+                value
+                    .parse()
+                    .map_err(|error: InvalidFeedKind| crate::MarketDataError::Config {
+                        setting: "FEED",
+                        message: error.to_string(),
+                    })?;
+        }
+        if let Some(value) = get("FEED_SYMBOLS") {
+            config.feed_symbols = value
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(value) = get("FEED_TICKS_PER_SECOND") {
+            config.feed_ticks_per_second = parse_setting::<f64>(
+                "FEED_TICKS_PER_SECOND",
+                &value,
+                "a positive number of ticks per second",
+            )
+            .and_then(|rate| {
+                if rate.is_finite() && rate > 0.0 {
+                    Ok(rate)
+                } else {
+                    Err(crate::MarketDataError::Config {
+                        setting: "FEED_TICKS_PER_SECOND",
+                        message: format!("{value:?} is not a positive number of ticks per second"),
+                    })
+                }
+            })?;
+        }
+        if let Some(value) = get("FEED_SEED") {
+            config.feed_seed = parse_setting("FEED_SEED", &value, "an unsigned integer")?;
+        }
+        if let Some(value) = get("REPLAY_FILE") {
+            config.replay_file = Some(PathBuf::from(value.trim()));
+        }
+        if let Some(value) = get("REPLAY_SPEED") {
+            config.replay_speed = parse_setting(
+                "REPLAY_SPEED",
+                &value,
+                "a speed factor >= 0 (1 = recorded pace)",
+            )?;
+        }
+        if let Some(value) = get("REPLAY_REPEAT") {
+            config.replay_repeat = parse_bool("REPLAY_REPEAT", &value)?;
+        }
+        if let Some(value) = get("SYMBOL_MASTER_CSV") {
+            config.symbol_master_csv = Some(PathBuf::from(value.trim()));
+        }
+        Ok(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_lookup_reads_every_variable_and_names_bad_ones() {
+        use std::collections::HashMap;
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("ZMQ_PORT", "0"),
+            ("WEBSOCKET_PORT", "9000"),
+            ("WS_AUTH_GRACE_SECONDS", "2.5"),
+            ("MAX_WEBSOCKET_CONNECTIONS", "5"),
+            ("FEED", "replay"),
+            ("FEED_SYMBOLS", "NSE:SBIN, NSE_INDEX:NIFTY"),
+            ("REPLAY_FILE", "/tmp/ticks.jsonl"),
+            ("REPLAY_REPEAT", "true"),
+            ("WS_PING_INTERVAL", ""),
+        ]);
+        let config =
+            MarketDataConfig::from_lookup(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.zmq_port, 0);
+        assert_eq!(config.websocket_port, 9000);
+        assert_eq!(config.ws_auth_grace, Duration::from_millis(2500));
+        assert_eq!(config.max_websocket_connections, 5);
+        assert_eq!(config.feed, FeedKind::Replay);
+        assert_eq!(config.feed_symbols, ["NSE:SBIN", "NSE_INDEX:NIFTY"]);
+        assert!(config.replay_repeat);
+        assert_eq!(config.ws_ping_interval, Duration::from_secs(20));
+        assert_eq!(
+            MarketDataConfig::from_lookup(|_| None).unwrap(),
+            MarketDataConfig::default()
+        );
+        for (name, value) in [
+            ("ZMQ_PORT", "70000"),
+            ("FEED", "kafka"),
+            ("WS_PING_TIMEOUT", "-1"),
+            ("FEED_TICKS_PER_SECOND", "0"),
+            ("REPLAY_REPEAT", "maybe"),
+        ] {
+            let error = MarketDataConfig::from_lookup(|n| (n == name).then(|| value.to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(name), "{error}");
+        }
+        assert_eq!(ENV_VARS.len(), 22);
+    }
 
     #[test]
     fn feed_kind_parses_and_names_allowed_values() {

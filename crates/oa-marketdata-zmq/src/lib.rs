@@ -44,7 +44,7 @@ pub mod topic;
 pub mod ws;
 
 pub use bus::{Bus, BusConfig, BusError, Publisher, PublisherOptions};
-pub use config::{FeedKind, MarketDataConfig};
+pub use config::{ENV_VARS, FeedKind, MarketDataConfig};
 pub use feed::{FeedAdapter, FeedError, SubscriptionHint};
 pub use price_cache::{PriceCache, PriceSnapshot};
 pub use service::{MarketData, MarketDataError, MarketDataStats, start};
