@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Which feed adapter the server starts (`FEED`).
+/// Which feed adapter the server starts (`OA_FEED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FeedKind {
     /// The seeded random-walk market (default).
@@ -20,7 +20,7 @@ pub enum FeedKind {
 
 /// A feed kind that is not simulated, replay or none.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid FEED {value:?}: expected simulated, replay or none")]
+#[error("invalid OA_FEED {value:?}: expected simulated, replay or none")]
 pub struct InvalidFeedKind {
     /// The rejected value.
     pub value: String,
@@ -48,11 +48,11 @@ pub struct MarketDataConfig {
     pub zmq_host: String,
     /// `ZMQ_PORT` (5555); 0 picks a free port.
     pub zmq_port: u16,
-    /// `ZMQ_HWM` (100000): receive high-water mark of the bus and send HWM of bundled feeds.
+    /// `OA_ZMQ_HWM` (100000): receive high-water mark of the bus and send HWM of bundled feeds.
     pub zmq_hwm: i32,
-    /// `ZMQ_MAX_FRAME_BYTES` (65536): larger frames are dropped as `oversized`.
+    /// `OA_ZMQ_MAX_FRAME_BYTES` (65536): larger frames are dropped as `oversized`.
     pub zmq_max_frame_bytes: usize,
-    /// `ZMQ_CHANNEL_CAPACITY` (65536): ticks buffered between the bus thread and the dispatcher.
+    /// `OA_ZMQ_CHANNEL_CAPACITY` (65536): ticks buffered between the bus thread and the dispatcher.
     pub bus_channel_capacity: usize,
     /// `WEBSOCKET_HOST` (127.0.0.1).
     pub websocket_host: String,
@@ -70,23 +70,23 @@ pub struct MarketDataConfig {
     pub max_symbols_per_websocket: usize,
     /// `MAX_WEBSOCKET_CONNECTIONS` (3): with the above, a user's instrument capacity.
     pub max_websocket_connections: usize,
-    /// `WS_MAX_MESSAGE_BYTES` (65536): largest client frame.
+    /// `OA_WS_MAX_MESSAGE_BYTES` (65536): largest client frame.
     pub ws_max_message_bytes: usize,
-    /// `FEED` (simulated): simulated | replay | none.
+    /// `OA_FEED` (simulated): simulated | replay | none.
     pub feed: FeedKind,
-    /// `FEED_SYMBOLS` (empty = the whole symbol master): `EXCHANGE:SYMBOL` list.
+    /// `OA_FEED_SYMBOLS` (empty = the whole symbol master): `EXCHANGE:SYMBOL` list.
     pub feed_symbols: Vec<String>,
-    /// `FEED_TICKS_PER_SECOND` (50): simulated ticks per second across all symbols.
+    /// `OA_FEED_TICKS_PER_SECOND` (50): simulated ticks per second across all symbols.
     pub feed_ticks_per_second: f64,
-    /// `FEED_SEED` (42): simulated market seed.
+    /// `OA_FEED_SEED` (42): simulated market seed.
     pub feed_seed: u64,
-    /// `REPLAY_FILE` (required with FEED=replay): JSON lines or `.csv`.
+    /// `OA_REPLAY_FILE` (required with OA_FEED=replay): JSON lines or `.csv`.
     pub replay_file: Option<PathBuf>,
-    /// `REPLAY_SPEED` (1.0): 1 = recorded pace, 0 = as fast as possible.
+    /// `OA_REPLAY_SPEED` (1.0): 1 = recorded pace, 0 = as fast as possible.
     pub replay_speed: f64,
-    /// `REPLAY_REPEAT` (false): start over at the end.
+    /// `OA_REPLAY_REPEAT` (false): start over at the end.
     pub replay_repeat: bool,
-    /// `SYMBOL_MASTER_CSV` (unset = bundled universe).
+    /// `OA_SYMBOL_MASTER_CSV` (unset = bundled universe).
     pub symbol_master_csv: Option<PathBuf>,
 }
 
@@ -162,17 +162,17 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "market-data bus bind port (0 = a free port)",
     ),
     (
-        "ZMQ_HWM",
+        "OA_ZMQ_HWM",
         "100000",
         "ZeroMQ high-water mark of the bus and the bundled feeds",
     ),
     (
-        "ZMQ_MAX_FRAME_BYTES",
+        "OA_ZMQ_MAX_FRAME_BYTES",
         "65536",
         "larger bus frames are dropped as oversized",
     ),
     (
-        "ZMQ_CHANNEL_CAPACITY",
+        "OA_ZMQ_CHANNEL_CAPACITY",
         "65536",
         "ticks buffered between the bus thread and the dispatcher",
     ),
@@ -217,43 +217,43 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "with MAX_SYMBOLS_PER_WEBSOCKET: a user's instrument capacity",
     ),
     (
-        "WS_MAX_MESSAGE_BYTES",
+        "OA_WS_MAX_MESSAGE_BYTES",
         "65536",
         "largest WebSocket frame accepted from a client",
     ),
     (
-        "FEED",
+        "OA_FEED",
         "simulated",
         "bundled feed: simulated, replay or none",
     ),
     (
-        "FEED_SYMBOLS",
+        "OA_FEED_SYMBOLS",
         "",
         "EXCHANGE:SYMBOL list for the simulated feed (empty = symbol master)",
     ),
     (
-        "FEED_TICKS_PER_SECOND",
+        "OA_FEED_TICKS_PER_SECOND",
         "50",
         "simulated ticks per second, all symbols together",
     ),
     (
-        "FEED_SEED",
+        "OA_FEED_SEED",
         "42",
         "simulated market seed (same seed, same prices)",
     ),
     (
-        "REPLAY_FILE",
+        "OA_REPLAY_FILE",
         "",
-        "tick file for FEED=replay (JSON lines, or .csv)",
+        "tick file for OA_FEED=replay (JSON lines, or .csv)",
     ),
     (
-        "REPLAY_SPEED",
+        "OA_REPLAY_SPEED",
         "1.0",
         "replay speed factor (0 = as fast as possible)",
     ),
-    ("REPLAY_REPEAT", "false", "replay the file in a loop"),
+    ("OA_REPLAY_REPEAT", "false", "replay the file in a loop"),
     (
-        "SYMBOL_MASTER_CSV",
+        "OA_SYMBOL_MASTER_CSV",
         "",
         "symbol master CSV (empty = the bundled universe)",
     ),
@@ -299,16 +299,16 @@ impl MarketDataConfig {
         if let Some(value) = get("ZMQ_PORT") {
             config.zmq_port = parse_setting("ZMQ_PORT", &value, "a port number (0-65535)")?;
         }
-        if let Some(value) = get("ZMQ_HWM") {
-            config.zmq_hwm = parse_setting("ZMQ_HWM", &value, "a message count")?;
+        if let Some(value) = get("OA_ZMQ_HWM") {
+            config.zmq_hwm = parse_setting("OA_ZMQ_HWM", &value, "a message count")?;
         }
-        if let Some(value) = get("ZMQ_MAX_FRAME_BYTES") {
+        if let Some(value) = get("OA_ZMQ_MAX_FRAME_BYTES") {
             config.zmq_max_frame_bytes =
-                parse_setting("ZMQ_MAX_FRAME_BYTES", &value, "a size in bytes")?;
+                parse_setting("OA_ZMQ_MAX_FRAME_BYTES", &value, "a size in bytes")?;
         }
-        if let Some(value) = get("ZMQ_CHANNEL_CAPACITY") {
+        if let Some(value) = get("OA_ZMQ_CHANNEL_CAPACITY") {
             config.bus_channel_capacity =
-                parse_setting("ZMQ_CHANNEL_CAPACITY", &value, "a tick count")?;
+                parse_setting("OA_ZMQ_CHANNEL_CAPACITY", &value, "a tick count")?;
         }
         if let Some(value) = get("WEBSOCKET_HOST") {
             config.websocket_host = value.trim().to_string();
@@ -345,20 +345,20 @@ impl MarketDataConfig {
             config.max_websocket_connections =
                 parse_setting("MAX_WEBSOCKET_CONNECTIONS", &value, "a connection count")?;
         }
-        if let Some(value) = get("WS_MAX_MESSAGE_BYTES") {
+        if let Some(value) = get("OA_WS_MAX_MESSAGE_BYTES") {
             config.ws_max_message_bytes =
-                parse_setting("WS_MAX_MESSAGE_BYTES", &value, "a size in bytes")?;
+                parse_setting("OA_WS_MAX_MESSAGE_BYTES", &value, "a size in bytes")?;
         }
-        if let Some(value) = get("FEED") {
+        if let Some(value) = get("OA_FEED") {
             config.feed =
                 value
                     .parse()
                     .map_err(|error: InvalidFeedKind| crate::MarketDataError::Config {
-                        setting: "FEED",
+                        setting: "OA_FEED",
                         message: error.to_string(),
                     })?;
         }
-        if let Some(value) = get("FEED_SYMBOLS") {
+        if let Some(value) = get("OA_FEED_SYMBOLS") {
             config.feed_symbols = value
                 .split(',')
                 .map(str::trim)
@@ -366,9 +366,9 @@ impl MarketDataConfig {
                 .map(str::to_string)
                 .collect();
         }
-        if let Some(value) = get("FEED_TICKS_PER_SECOND") {
+        if let Some(value) = get("OA_FEED_TICKS_PER_SECOND") {
             config.feed_ticks_per_second = parse_setting::<f64>(
-                "FEED_TICKS_PER_SECOND",
+                "OA_FEED_TICKS_PER_SECOND",
                 &value,
                 "a positive number of ticks per second",
             )
@@ -377,29 +377,29 @@ impl MarketDataConfig {
                     Ok(rate)
                 } else {
                     Err(crate::MarketDataError::Config {
-                        setting: "FEED_TICKS_PER_SECOND",
+                        setting: "OA_FEED_TICKS_PER_SECOND",
                         message: format!("{value:?} is not a positive number of ticks per second"),
                     })
                 }
             })?;
         }
-        if let Some(value) = get("FEED_SEED") {
-            config.feed_seed = parse_setting("FEED_SEED", &value, "an unsigned integer")?;
+        if let Some(value) = get("OA_FEED_SEED") {
+            config.feed_seed = parse_setting("OA_FEED_SEED", &value, "an unsigned integer")?;
         }
-        if let Some(value) = get("REPLAY_FILE") {
+        if let Some(value) = get("OA_REPLAY_FILE") {
             config.replay_file = Some(PathBuf::from(value.trim()));
         }
-        if let Some(value) = get("REPLAY_SPEED") {
+        if let Some(value) = get("OA_REPLAY_SPEED") {
             config.replay_speed = parse_setting(
-                "REPLAY_SPEED",
+                "OA_REPLAY_SPEED",
                 &value,
                 "a speed factor >= 0 (1 = recorded pace)",
             )?;
         }
-        if let Some(value) = get("REPLAY_REPEAT") {
-            config.replay_repeat = parse_bool("REPLAY_REPEAT", &value)?;
+        if let Some(value) = get("OA_REPLAY_REPEAT") {
+            config.replay_repeat = parse_bool("OA_REPLAY_REPEAT", &value)?;
         }
-        if let Some(value) = get("SYMBOL_MASTER_CSV") {
+        if let Some(value) = get("OA_SYMBOL_MASTER_CSV") {
             config.symbol_master_csv = Some(PathBuf::from(value.trim()));
         }
         Ok(config)
@@ -418,10 +418,10 @@ mod tests {
             ("WEBSOCKET_PORT", "9000"),
             ("WS_AUTH_GRACE_SECONDS", "2.5"),
             ("MAX_WEBSOCKET_CONNECTIONS", "5"),
-            ("FEED", "replay"),
-            ("FEED_SYMBOLS", "NSE:SBIN, NSE_INDEX:NIFTY"),
-            ("REPLAY_FILE", "/tmp/ticks.jsonl"),
-            ("REPLAY_REPEAT", "true"),
+            ("OA_FEED", "replay"),
+            ("OA_FEED_SYMBOLS", "NSE:SBIN, NSE_INDEX:NIFTY"),
+            ("OA_REPLAY_FILE", "/tmp/ticks.jsonl"),
+            ("OA_REPLAY_REPEAT", "true"),
             ("WS_PING_INTERVAL", ""),
         ]);
         let config =
@@ -440,10 +440,10 @@ mod tests {
         );
         for (name, value) in [
             ("ZMQ_PORT", "70000"),
-            ("FEED", "kafka"),
+            ("OA_FEED", "kafka"),
             ("WS_PING_TIMEOUT", "-1"),
-            ("FEED_TICKS_PER_SECOND", "0"),
-            ("REPLAY_REPEAT", "maybe"),
+            ("OA_FEED_TICKS_PER_SECOND", "0"),
+            ("OA_REPLAY_REPEAT", "maybe"),
         ] {
             let error = MarketDataConfig::from_lookup(|n| (n == name).then(|| value.to_string()))
                 .unwrap_err()

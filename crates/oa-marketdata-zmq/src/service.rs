@@ -102,14 +102,14 @@ fn feed_instruments(
             let (exchange, symbol) =
                 name.split_once(':')
                     .ok_or_else(|| MarketDataError::Config {
-                        setting: "FEED_SYMBOLS",
+                        setting: "OA_FEED_SYMBOLS",
                         message: format!("{name:?} is not EXCHANGE:SYMBOL (for example NSE:SBIN)"),
                     })?;
             symbols
                 .lookup(&exchange.trim().to_ascii_uppercase(), symbol.trim())
                 .cloned()
                 .ok_or_else(|| MarketDataError::Config {
-                    setting: "FEED_SYMBOLS",
+                    setting: "OA_FEED_SYMBOLS",
                     message: format!("{name} is not in the symbol master"),
                 })
         })
@@ -134,13 +134,13 @@ fn build_feed(
                 .replay_file
                 .clone()
                 .ok_or_else(|| MarketDataError::Config {
-                    setting: "REPLAY_FILE",
-                    message: "FEED=replay needs REPLAY_FILE (a JSON-lines or .csv tick file)"
+                    setting: "OA_REPLAY_FILE",
+                    message: "OA_FEED=replay needs OA_REPLAY_FILE (a JSON-lines or .csv tick file)"
                         .to_string(),
                 })?;
             if !(config.replay_speed.is_finite() && config.replay_speed >= 0.0) {
                 return Err(MarketDataError::Config {
-                    setting: "REPLAY_SPEED",
+                    setting: "OA_REPLAY_SPEED",
                     message: format!(
                         "{} is not a speed factor >= 0 (1 = recorded pace, 0 = as fast as possible)",
                         config.replay_speed
