@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo bench -p oa-marketdata-zmq --bench marketdata` (about 30 s).
 //! Knobs (environment): `BENCH_TICKS` (burst size, default 500000), `BENCH_CLIENTS` (100),
+//! `BENCH_FANOUT` (symbols of 100 per client, default 10: each tick reaches 10 clients),
 //! `BENCH_RATE` (paced rate for latency, 10000/s), `BENCH_SECONDS` (paced duration, 5).
 //!
 //! Scenarios:
@@ -26,7 +27,6 @@ use oa_marketdata_zmq::{MarketDataConfig, Publisher, PublisherOptions, Tick};
 use tokio_tungstenite::tungstenite::Message;
 
 const SYMBOLS: usize = 100;
-const PER_CLIENT: usize = 10;
 
 struct AnyKey;
 
@@ -370,7 +370,13 @@ mod parking_lot_free {
     }
 }
 
-async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row, String) {
+async fn proxy(
+    count: u64,
+    rate: f64,
+    seconds: f64,
+    clients: usize,
+    per_client: usize,
+) -> (Row, Row, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("symbols.csv");
     let mut text = String::from("exchange,symbol,lot_size,tick_size\n");
@@ -416,11 +422,11 @@ async fn proxy(count: u64, rate: f64, seconds: f64, clients: usize) -> (Row, Row
         ))
         .await
         .expect("auth");
-        let symbols: Vec<String> = (0..PER_CLIENT)
+        let symbols: Vec<String> = (0..per_client)
             .map(|k| {
                 format!(
                     r#"{{"symbol":"{}","exchange":"NSE"}}"#,
-                    symbol((client + k * (SYMBOLS / PER_CLIENT)) % SYMBOLS)
+                    symbol((client + k * (SYMBOLS / per_client)) % SYMBOLS)
                 )
             })
             .collect();
@@ -573,10 +579,13 @@ fn main() {
     let quick = !std::env::args().any(|arg| arg == "--bench");
     let count: u64 = env_or("BENCH_TICKS", if quick { 5_000 } else { 500_000 });
     let clients: usize = env_or("BENCH_CLIENTS", if quick { 10 } else { 100 });
+    // Symbols per client (of 100): 10 means every tick fans out to 10 of 100 clients.
+    let per_client: usize = env_or::<usize>("BENCH_FANOUT", 10).clamp(1, SYMBOLS);
     let rate: f64 = env_or("BENCH_RATE", 10_000.0);
     let seconds: f64 = env_or("BENCH_SECONDS", if quick { 0.3 } else { 5.0 });
     println!(
-        "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({PER_CLIENT} of {SYMBOLS} symbols each), paced {rate}/s for {seconds}s, loopback"
+        "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({per_client} of {SYMBOLS} symbols each, so each tick fans out to {} clients), paced {rate}/s for {seconds}s, loopback",
+        clients * per_client / SYMBOLS
     );
     println!("load average before: {}", load_average());
     let (decode_only, decode_cache) = in_process(count);
@@ -585,7 +594,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (burst, paced, notes) = runtime.block_on(proxy(count, rate, seconds, clients));
+    let (burst, paced, notes) = runtime.block_on(proxy(count, rate, seconds, clients, per_client));
     print_table(&[
         decode_only,
         decode_cache,

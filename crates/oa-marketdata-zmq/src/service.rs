@@ -2,7 +2,7 @@
 //! binds the bus, starts the WebSocket proxy, the dispatcher and the configured feed.
 //!
 //! ```text
-//! feed ─▶ bus thread ─▶ dispatcher task ─┬▶ price cache
+//! feed ─▶ bus thread ─▶ dispatcher thread ─┬▶ price cache
 //!                                        └▶ hub ─▶ client outboxes ─▶ writer tasks
 //! ```
 
@@ -50,6 +50,9 @@ pub enum MarketDataError {
     /// The feed adapter could not start.
     #[error("feed adapter failed to start: {0}")]
     Feed(#[from] FeedError),
+    /// A thread could not be started.
+    #[error("cannot start the market-data dispatcher thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Counters of the whole layer.
@@ -76,7 +79,7 @@ pub struct MarketData {
     ws: WsProxy,
     bus: Option<Bus>,
     zmq_endpoint: String,
-    dispatcher: JoinHandle<()>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
     hint_task: JoinHandle<()>,
     feed: Option<SharedFeed>,
     coalesced: Arc<AtomicU64>,
@@ -158,20 +161,31 @@ fn build_feed(
     })
 }
 
-/// Consumes decoded ticks: every tick updates the price cache, then fans out.
+/// Consumes decoded ticks on its own thread: every tick updates the price cache, then fans
+/// out. A dedicated thread (rather than a task) keeps fan-out from queueing behind the
+/// clients' tasks on the runtime's workers.
 ///
 /// Ticks are drained in batches. A batch holds more than one tick only when the dispatcher
 /// is behind the bus; then, like a slow client's outbox, only the newest tick of each
 /// (instrument, mode) in the batch is fanned out (the older ones are counted as conflated).
-async fn run_dispatcher(
+fn run_dispatcher(
     mut ticks: mpsc::Receiver<Tick>,
     cache: PriceCache,
     dispatch: impl Fn(&Tick) + Send + 'static,
     coalesced: Arc<AtomicU64>,
 ) {
+    const BATCH: usize = 256;
     let conflated_counter = metrics::counter!("oa_ticks_conflated_total");
-    let mut batch = Vec::with_capacity(256);
-    while ticks.recv_many(&mut batch, 256).await > 0 {
+    let mut batch = Vec::with_capacity(BATCH);
+    // Ends when the bus thread (the sender) stops.
+    while let Some(first) = ticks.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match ticks.try_recv() {
+                Ok(tick) => batch.push(tick),
+                Err(_) => break,
+            }
+        }
         for tick in &batch {
             cache.update(tick);
         }
@@ -261,12 +275,21 @@ pub async fn start(
 
     let price_cache = PriceCache::new();
     let coalesced = Arc::new(AtomicU64::new(0));
-    let dispatcher = tokio::spawn(run_dispatcher(
-        ticks,
-        price_cache.clone(),
-        ws.dispatcher(),
-        Arc::clone(&coalesced),
-    ));
+    let dispatcher = {
+        let cache = price_cache.clone();
+        let dispatch = ws.dispatcher();
+        let coalesced = Arc::clone(&coalesced);
+        match std::thread::Builder::new()
+            .name("oa-md-dispatch".to_string())
+            .spawn(move || run_dispatcher(ticks, cache, dispatch, coalesced))
+        {
+            Ok(thread) => thread,
+            Err(error) => {
+                ws.shutdown().await;
+                return Err(MarketDataError::Thread(error));
+            }
+        }
+    };
 
     let feed: Option<SharedFeed> = match feed {
         None => None,
@@ -281,12 +304,11 @@ pub async fn start(
             match started {
                 Ok((adapter, Ok(()))) => Some(Arc::new(Mutex::new(adapter))),
                 Ok((_, Err(error))) => {
-                    dispatcher.abort();
+                    // Dropping the bus closes the tick channel, which ends the dispatcher.
                     ws.shutdown().await;
                     return Err(error.into());
                 }
                 Err(join_error) => {
-                    dispatcher.abort();
                     ws.shutdown().await;
                     return Err(MarketDataError::Feed(FeedError::Thread(
                         std::io::Error::other(join_error.to_string()),
@@ -316,7 +338,7 @@ pub async fn start(
         ws,
         bus: Some(bus),
         zmq_endpoint,
-        dispatcher,
+        dispatcher: Some(dispatcher),
         hint_task,
         feed,
         coalesced,
@@ -366,11 +388,20 @@ impl MarketData {
         }
         self.hint_task.abort();
         self.ws.shutdown().await;
-        self.dispatcher.abort();
-        let _ = self.dispatcher.await;
-        if let Some(bus) = self.bus.take() {
-            let _ = tokio::task::spawn_blocking(move || bus.shutdown()).await;
-        }
+        let bus = self.bus.take();
+        let dispatcher = self.dispatcher.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            // Stopping the bus closes the tick channel; the dispatcher then drains and ends.
+            if let Some(bus) = bus {
+                bus.shutdown();
+            }
+            if let Some(dispatcher) = dispatcher
+                && dispatcher.join().is_err()
+            {
+                tracing::error!("market-data dispatcher thread panicked");
+            }
+        })
+        .await;
         tracing::info!("market data stopped");
     }
 }
@@ -379,16 +410,16 @@ impl MarketData {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_dispatcher_behind_the_bus_fans_out_only_the_newest_tick_per_key() {
+    #[test]
+    fn a_dispatcher_behind_the_bus_fans_out_only_the_newest_tick_per_key() {
         let (sender, receiver) = mpsc::channel(16);
         for ltp in [1.0, 2.0, 3.0] {
-            sender.send(Tick::ltp("NSE", "SBIN", ltp)).await.unwrap();
+            sender.blocking_send(Tick::ltp("NSE", "SBIN", ltp)).unwrap();
         }
         let mut depth = Tick::ltp("NSE", "SBIN", 4.0);
         depth.mode = Mode::Depth;
-        sender.send(depth).await.unwrap();
-        sender.send(Tick::ltp("NSE", "INFY", 5.0)).await.unwrap();
+        sender.blocking_send(depth).unwrap();
+        sender.blocking_send(Tick::ltp("NSE", "INFY", 5.0)).unwrap();
         drop(sender);
         let cache = PriceCache::new();
         let dispatched = Arc::new(Mutex::new(Vec::new()));
@@ -399,8 +430,7 @@ mod tests {
             cache.clone(),
             move |tick: &Tick| seen.lock().push((tick.symbol.clone(), tick.mode, tick.ltp)),
             Arc::clone(&coalesced),
-        )
-        .await;
+        );
         assert_eq!(
             *dispatched.lock(),
             [
