@@ -13,8 +13,9 @@
 //! the batch gets the error and the engine is reloaded from the store.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use oa_events_core::catalog::OrderUpdate;
@@ -169,8 +170,12 @@ impl EngineHandle {
             log_counts: Arc::clone(&log_counts),
             watched: Arc::clone(&watched),
             session_start: session_start_ms(now_ms()),
+            alive: Arc::new(()),
         };
         worker.publish_watched();
+        if let Some(path) = worker.conn.path().filter(|p| !p.is_empty()) {
+            spawn_checkpointer(PathBuf::from(path), Arc::downgrade(&worker.alive))?;
+        }
         std::thread::Builder::new()
             .name("oa-order-engine".to_string())
             .spawn(move || worker.run(receiver))
@@ -248,6 +253,39 @@ struct Worker {
     log_counts: LogCounts,
     watched: Arc<RwLock<HashSet<(String, String)>>>,
     session_start: i64,
+    /// Dropped with the worker; the checkpoint thread stops when it is gone.
+    alive: Arc<()>,
+}
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL from its own thread and connection until the worker stops.
+fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) -> Result<(), StoreError> {
+    let conn = store::open(&path)?;
+    std::thread::Builder::new()
+        .name("oa-store-checkpoint".to_string())
+        .spawn(move || {
+            let mut failures = 0u64;
+            while alive.upgrade().is_some() {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                match store::checkpoint(&conn) {
+                    Ok(_) => failures = 0,
+                    Err(error) => {
+                        failures += 1;
+                        if failures.is_power_of_two() {
+                            tracing::warn!(%error, failures, "WAL checkpoint failed; the WAL file keeps growing");
+                        }
+                    }
+                }
+            }
+            let _ = store::checkpoint(&conn);
+        })
+        .map(|_| ())
+        .map_err(|error| StoreError::Open {
+            path: "store checkpoint thread".to_string(),
+            reason: error.to_string(),
+        })
 }
 
 /// What one committed batch hands out.
