@@ -104,8 +104,8 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         .on_upgrade(move |socket| connection::serve(socket, state.hub, state.timing))
 }
 
-/// A running WebSocket proxy: fed by [`WsProxy::dispatch`] (or a tick stream given to
-/// [`WsProxy::spawn_dispatcher`]), serving clients until [`WsProxy::shutdown`].
+/// A running WebSocket proxy: fed by [`WsProxy::dispatch`] (or the handle from
+/// [`WsProxy::dispatcher`], for a thread that owns the tick stream), serving clients until [`WsProxy::shutdown`].
 #[derive(Debug)]
 pub struct WsProxy {
     hub: Arc<Hub>,
