@@ -253,7 +253,7 @@ pub async fn start(
     })?;
     let zmq_endpoint = bus.endpoint().to_string();
 
-    let (hint_sender, mut hint_receiver) = mpsc::unbounded_channel::<SubscriptionHint>();
+    let (hint_sender, mut hint_receiver) = mpsc::channel::<SubscriptionHint>(4096);
     let ws = WsProxy::start(
         &WsConfig {
             bind: ws_addr,

@@ -25,7 +25,7 @@ fn hint(symbol: &str, mode: Option<Mode>) -> SubscriptionHint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_fed_directly_reports_subscription_hints() {
-    let (hints, mut hint_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (hints, mut hint_rx) = tokio::sync::mpsc::channel(64);
     let proxy = WsProxy::start(
         &WsConfig {
             bind: "127.0.0.1:0".parse().unwrap(),

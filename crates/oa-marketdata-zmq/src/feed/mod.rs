@@ -80,7 +80,8 @@ pub trait FeedAdapter: Send {
     /// Connects to the bus at `bus_endpoint` (`tcp://host:port`) and starts publishing.
     fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError>;
 
-    /// Clients' interest in an instrument changed. Default: ignored.
+    /// Clients' interest in an instrument changed. Default: ignored. Called from an async
+    /// task: must not block (hand the change to the adapter's own thread instead).
     fn subscription_changed(&mut self, hint: &SubscriptionHint) {
         let _ = hint;
     }

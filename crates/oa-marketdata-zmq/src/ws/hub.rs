@@ -168,7 +168,7 @@ pub(crate) struct Hub {
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     users: Mutex<HashMap<String, UserState>>,
     index: RwLock<HashMap<String, HashMap<String, InstrumentSubs>>>,
-    hints: Option<mpsc::UnboundedSender<SubscriptionHint>>,
+    hints: Option<mpsc::Sender<SubscriptionHint>>,
     next_client: AtomicU64,
     next_instrument: AtomicU32,
     subscriptions: AtomicI64,
@@ -194,7 +194,7 @@ impl Hub {
         config: HubConfig,
         symbols: Arc<SymbolMaster>,
         verifier: Arc<dyn ApiKeyVerifier>,
-        hints: Option<mpsc::UnboundedSender<SubscriptionHint>>,
+        hints: Option<mpsc::Sender<SubscriptionHint>>,
     ) -> Self {
         Hub {
             config,
@@ -730,8 +730,12 @@ impl Hub {
     fn send_hints(&self, hints: Vec<SubscriptionHint>) {
         if let Some(sender) = &self.hints {
             for hint in hints {
-                // The feed may have stopped: hints are advisory.
-                let _ = sender.send(hint);
+                // Hints are advisory: when the feed does not keep up (or stopped), they are
+                // dropped rather than queued without bound.
+                if let Err(mpsc::error::TrySendError::Full(hint)) = sender.try_send(hint) {
+                    metrics::counter!("oa_ws_hints_dropped_total").increment(1);
+                    tracing::debug!(exchange = %hint.exchange, symbol = %hint.symbol, "subscription hint dropped: feed adapter is behind");
+                }
             }
         }
     }

@@ -116,13 +116,14 @@ pub struct WsProxy {
 
 impl WsProxy {
     /// Binds and starts serving. `events` (when given) feeds `subscribe_orders`; `hints`
-    /// receives instrument subscription changes for the feed adapter.
+    /// receives instrument subscription changes for the feed adapter (a bounded channel:
+    /// hints that do not fit are dropped and counted in `oa_ws_hints_dropped_total`).
     pub async fn start(
         config: &WsConfig,
         symbols: Arc<SymbolMaster>,
         verifier: Arc<dyn ApiKeyVerifier>,
         events: Option<&EventPublisher>,
-        hints: Option<mpsc::UnboundedSender<SubscriptionHint>>,
+        hints: Option<mpsc::Sender<SubscriptionHint>>,
     ) -> Result<Self, WsError> {
         let hub = Arc::new(Hub::new(
             HubConfig {
