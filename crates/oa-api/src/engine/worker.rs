@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Changes, Engine, EngineConfig, Order};
+use super::{AccountKey, Changes, Engine, EngineConfig, Order, PositionKey};
 use crate::journal::Record;
 use crate::price::{PriceEvent, PriceSource};
 use crate::store::{self, StoreError};
@@ -295,6 +295,11 @@ struct Outputs {
     completions: Vec<Completion>,
     analyzer_logs: Vec<String>,
     resting_changed: bool,
+    /// Rows whose latest state is written once per batch, just before the commit: orders,
+    /// positions and funds touched by many jobs of a batch cost one write each.
+    dirty_orders: HashSet<String>,
+    dirty_positions: HashSet<PositionKey>,
+    dirty_accounts: HashSet<AccountKey>,
 }
 
 impl Worker {
@@ -417,7 +422,26 @@ impl Worker {
         if let Some(error) = failure {
             return Err(error);
         }
+        self.write_dirty(&tx, outputs)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the latest state of every order, position and account the batch touched.
+    fn write_dirty(&self, tx: &Transaction<'_>, outputs: &mut Outputs) -> Result<(), StoreError> {
+        for orderid in outputs.dirty_orders.drain() {
+            if let Some(order) = self.engine.order_by_id(&orderid) {
+                store::save_order(tx, order)?;
+            }
+        }
+        for key in outputs.dirty_positions.drain() {
+            if let Some(position) = self.engine.position(&key) {
+                store::save_position(tx, &key, position)?;
+            }
+        }
+        for key in outputs.dirty_accounts.drain() {
+            store::save_account(tx, &key, &self.engine.account(key.0, &key.1))?;
+        }
         Ok(())
     }
 
@@ -450,31 +474,12 @@ impl Worker {
         if changes.is_empty() && events.is_empty() {
             return Ok(());
         }
-        let mut written = HashSet::new();
-        for orderid in &changes.orders {
-            if written.insert(orderid.as_str())
-                && let Some(order) = self.engine.order_by_id(orderid)
-            {
-                store::save_order(tx, order)?;
-            }
-        }
+        outputs.dirty_orders.extend(changes.orders);
         for trade in &changes.trades {
             store::insert_trade(tx, trade)?;
         }
-        let mut positions = HashSet::new();
-        for key in &changes.positions {
-            if positions.insert(key)
-                && let Some(position) = self.engine.position(key)
-            {
-                store::save_position(tx, key, position)?;
-            }
-        }
-        let mut accounts = HashSet::new();
-        for key in &changes.accounts {
-            if accounts.insert(key) {
-                store::save_account(tx, key, &self.engine.account(key.0, &key.1))?;
-            }
-        }
+        outputs.dirty_positions.extend(changes.positions);
+        outputs.dirty_accounts.extend(changes.accounts);
         // One order_update per order and job: its last state.
         let updates = &changes.updates;
         for (index, order) in updates.iter().enumerate() {
