@@ -10,8 +10,8 @@ Environment:
 Prints one JSON line per record:
   {"partition", "offset", "key", "value", "headers": [[name, value], ...], "timestamp",
    "expected_partition"}
-where expected_partition is kafka-python's own DefaultPartitioner (murmur2, as the Java
-client) applied to the key. Then one summary line {"batches": [{"codec", "records", "base_offset"}]} listing the compression codec of every record batch read, as found on the wire.
+where expected_partition is where kafka-python's DefaultPartitioner (its murmur2, as the
+Java client) puts the key. Then one summary line {"batches": [{"codec", "records", "base_offset"}]} listing the compression codec of every record batch read, as found on the wire.
 """
 
 import json
@@ -20,7 +20,7 @@ import sys
 import time
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import DefaultPartitioner
+from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatch
 
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
@@ -62,7 +62,11 @@ def main():
     partitions = sorted(partitions)
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     consumer.seek_to_beginning()
-    partitioner = DefaultPartitioner()
+
+    def partitioner(key):
+        # kafka-python's DefaultPartitioner.partition for a keyed record (as the Java client).
+        return partitions[(murmur2(key) & 0x7fffffff) % len(partitions)]
+
     assigned = [TopicPartition(topic, p) for p in partitions]
     end_offsets = consumer.end_offsets(assigned) if expect is None else None
 
@@ -84,7 +88,7 @@ def main():
                     "value": record.value.decode("utf-8") if record.value is not None else None,
                     "headers": [[name, value.decode("utf-8")] for name, value in record.headers],
                     "timestamp": record.timestamp,
-                    "expected_partition": partitioner(key, partitions, partitions) if key is not None else None,
+                    "expected_partition": partitioner(key) if key is not None else None,
                 }))
                 seen += 1
     # Batch records are only counted once: a batch can be re-read when a fetch splits it.

@@ -201,7 +201,10 @@ pub fn envelope_record(envelope: &Envelope) -> Record {
             .into_iter()
             .map(|(name, value)| (name.to_string(), value.into_bytes()))
             .collect(),
-        timestamp: envelope.timestamp,
+        // Kafka timestamps are milliseconds. Truncate here: rskafka computes each record's
+        // delta from the full-precision difference, which could land one millisecond early.
+        timestamp: chrono::DateTime::from_timestamp_millis(envelope.timestamp.timestamp_millis())
+            .unwrap_or(envelope.timestamp),
     }
 }
 

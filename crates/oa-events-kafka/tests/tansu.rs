@@ -86,10 +86,14 @@ fn consume(bootstrap: &str, topic: &str, expect: Option<usize>) -> anyhow::Resul
     Ok(Consumed { records, codecs })
 }
 
+/// Test settings: fast retries, and lz4 rather than the default snappy because tansu 0.6
+/// stores snappy batches but cannot serve them to consumers (it re-compresses fetched
+/// records and has no snappy encoder); snappy is checked on the broker's storage instead.
 fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
     KafkaConfig {
         bootstrap_servers: vec![bootstrap.to_string()],
         order_events_topic: topic.to_string(),
+        compression: Compression::Lz4,
         linger: Duration::from_millis(1),
         topic_creation: TopicCreation {
             create_missing: true,
@@ -338,8 +342,8 @@ async fn records_match_the_contract_and_keep_per_user_order() -> anyhow::Result<
     check_per_user_order(&consumed.records, &published)?;
     assert!(!consumed.codecs.is_empty());
     assert!(
-        consumed.codecs.iter().all(|codec| codec == "snappy"),
-        "default compression is snappy: {:?}",
+        consumed.codecs.iter().all(|codec| codec == "lz4"),
+        "batches on the wire use {:?}",
         consumed.codecs
     );
 
@@ -360,12 +364,13 @@ async fn records_match_the_contract_and_keep_per_user_order() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compression_settings_are_honoured() -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Memory)?;
+    let broker = Tansu::start(Storage::Sqlite)?;
     for compression in [
         Compression::None,
         Compression::Gzip,
         Compression::Lz4,
         Compression::Zstd,
+        Compression::Snappy,
     ] {
         let topic = format!("oa_test_compression_{compression}");
         let config = KafkaConfig {
@@ -381,6 +386,12 @@ async fn compression_settings_are_honoured() -> anyhow::Result<()> {
             .collect();
         wait_delivered(&relay, 50, Duration::from_secs(30)).await?;
         relay.shutdown(Duration::from_secs(5)).await;
+        if compression == Compression::Snappy {
+            // tansu 0.6 accepts snappy batches but cannot serve them (see `config`): check
+            // what it stored instead.
+            check_stored_snappy(&broker, &topic, &published)?;
+            continue;
+        }
 
         let bootstrap = broker.bootstrap();
         let read_topic = topic.clone();
@@ -408,13 +419,64 @@ async fn compression_settings_are_honoured() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads tansu 0.6's `record` table: every record of `topic` must carry the snappy codec in
+/// its batch attributes (the low three bits, 2 = snappy) and exactly our key and value.
+fn check_stored_snappy(
+    broker: &Tansu,
+    topic: &str,
+    published: &[Arc<Envelope>],
+) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open_with_flags(
+        broker.database(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut statement = db.prepare(
+        "select r.attributes, r.k, r.v from record r join topition tp on r.topition = tp.id \
+         join topic t on tp.topic = t.id where t.name = ?1",
+    )?;
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = statement
+        .query_map([topic], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        rows.len() == published.len(),
+        "stored {} records",
+        rows.len()
+    );
+    let expected: HashSet<(Vec<u8>, Vec<u8>)> = published
+        .iter()
+        .map(|envelope| {
+            (
+                envelope.user_id.clone().into_bytes(),
+                envelope.to_json_bytes(),
+            )
+        })
+        .collect();
+    for (attributes, key, value) in rows {
+        ensure!(
+            attributes & 7 == 2,
+            "stored with attributes {attributes}, not snappy"
+        );
+        ensure!(
+            expected.contains(&(key, value.clone())),
+            "unexpected record {}",
+            String::from_utf8_lossy(&value)
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
     let mut broker = Tansu::start(Storage::Sqlite)?;
     let topic = "oa_test_outage";
-    let config = config(&broker.bootstrap(), topic);
+    // Shorter than the outage: in-flight sends fail and the relay's own retry takes over.
+    let config = KafkaConfig {
+        request_timeout: Duration::from_secs(1),
+        ..config(&broker.bootstrap(), topic)
+    };
     ensure_topic(&config, topic).await?;
-    let relay = KafkaRelay::spawn(config, Arc::new(MemoryOutbox::new(100_000)))?;
+    let outbox = Arc::new(MemoryOutbox::new(100_000));
+    let relay = KafkaRelay::spawn(config, outbox.clone())?;
     let publisher = EventPublisher::builder()
         .sink(relay.sink(), SinkOptions::default())
         .build();
@@ -427,7 +489,9 @@ async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
     for index in 0..count {
         published.push(publisher.publish(event(index)));
         if index % 50 == 49 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // About 0.6 s of publishing with the broker up, 2 s with it down.
+            let down = killed_at.is_some() && !restarted;
+            tokio::time::sleep(Duration::from_millis(if down { 100 } else { 10 })).await;
         }
         if killed_at.is_none() && index == 1000 {
             broker.kill();
@@ -435,7 +499,11 @@ async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
         }
         if !restarted && index == 2000 {
             // Events published while the broker was down wait in the outbox.
-            assert!(relay.stats().backlog > 0 || relay.stats().failures > 0);
+            assert!(
+                !outbox.is_empty(),
+                "nothing waited for the broker: {:?}",
+                relay.stats()
+            );
             broker.restart()?;
             restarted = true;
         }
@@ -445,11 +513,7 @@ async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
         started.elapsed()
     ));
     wait_delivered(&relay, count as u64, Duration::from_secs(60)).await?;
-    let stats = relay.stats();
-    assert!(
-        stats.failures > 0,
-        "the relay never saw the broker down: {stats:?}"
-    );
+    tracing_note(&format!("relay after the outage: {:?}", relay.stats()));
     assert_eq!(relay.shutdown(Duration::from_secs(5)).await, 0);
 
     let bootstrap = broker.bootstrap();
@@ -521,7 +585,10 @@ async fn start_up_errors_name_the_topic_and_the_broker() -> anyhow::Result<()> {
 async fn relay_started_before_the_broker_delivers_once_it_is_up() -> anyhow::Result<()> {
     let mut broker = Tansu::start(Storage::Sqlite)?;
     let topic = "oa_test_late_broker";
-    let config = config(&broker.bootstrap(), topic);
+    let config = KafkaConfig {
+        request_timeout: Duration::from_secs(1),
+        ..config(&broker.bootstrap(), topic)
+    };
     ensure_topic(&config, topic).await?;
     broker.kill();
 
@@ -533,8 +600,14 @@ async fn relay_started_before_the_broker_delivers_once_it_is_up() -> anyhow::Res
     let published: Vec<Arc<Envelope>> = (0..200)
         .map(|index| publisher.publish(event(index)))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(relay.stats().delivered, 0);
+    // Longer than the request timeout: the relay sees failures and backs off.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let down = relay.stats();
+    assert_eq!(down.delivered, 0);
+    assert!(!down.connected, "{down:?}");
+    assert!(down.failures > 0, "{down:?}");
+    let error = down.last_error.clone().unwrap_or_default();
+    assert!(error.contains(&broker.bootstrap()), "{error}");
     assert_eq!(
         outbox.len(),
         200,
@@ -543,6 +616,8 @@ async fn relay_started_before_the_broker_delivers_once_it_is_up() -> anyhow::Res
     broker.restart()?;
     wait_delivered(&relay, 200, Duration::from_secs(60)).await?;
     assert!(outbox.is_empty());
+    let up = relay.stats();
+    assert!(up.connected && up.last_error.is_none(), "{up:?}");
     relay.shutdown(Duration::from_secs(5)).await;
 
     let bootstrap = broker.bootstrap();

@@ -171,6 +171,11 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The `sqlite://` database of a [`Storage::Sqlite`] broker.
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("tansu.db")
+    }
+
     /// The broker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
