@@ -54,7 +54,8 @@ pub use symbols::{StaticSymbols, SymbolDirectory};
 pub use types::Mode;
 
 use crate::engine::EngineConfig;
-use crate::engine::worker::{EngineHandle, WorkerConfig};
+pub use crate::engine::worker::EngineHandle;
+use crate::engine::worker::WorkerConfig;
 use crate::routes::{AppState, Limiters};
 
 /// The built REST layer: its router, key store and order service.
@@ -104,28 +105,55 @@ pub async fn build(
     build_with_sources(config, publisher, Arc::new(prices), Arc::new(symbols)).await
 }
 
-/// Builds the REST layer on any price source and symbol directory.
+/// Builds the REST layer on any price source and symbol directory, with the bundled
+/// `simulator` as the live broker.
 pub async fn build_with_sources(
     config: ApiConfig,
     publisher: EventPublisher,
     prices: Arc<dyn PriceSource>,
     symbols: Arc<dyn SymbolDirectory>,
 ) -> Result<Api, ApiError> {
+    let faults = config.simulator;
+    build_with_broker(
+        config,
+        publisher,
+        prices,
+        symbols,
+        Box::new(move |engine| Arc::new(EngineBroker::simulator(engine, faults))),
+    )
+    .await
+}
+
+/// Makes the live-mode broker. It receives the engine's handle so that an adapter can
+/// persist its journal records (`handle.run(|ctx| ctx.record(record))`) in the store's
+/// transactions, as the bundled brokers do.
+pub type LiveBrokerFactory = Box<dyn FnOnce(EngineHandle) -> Arc<dyn Broker> + Send>;
+
+/// Builds the REST layer with a custom live broker (a real broker adapter); analyzer mode
+/// still uses the sandbox.
+pub async fn build_with_broker(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    prices: Arc<dyn PriceSource>,
+    symbols: Arc<dyn SymbolDirectory>,
+    live_broker: LiveBrokerFactory,
+) -> Result<Api, ApiError> {
     let (limits, path) = config.validate()?;
-    let engine_config = EngineConfig {
-        starting_funds: config.starting_funds,
-        leverage: config.leverage,
-    };
     let worker_config = WorkerConfig {
-        engine: engine_config,
+        engine: EngineConfig {
+            starting_funds: config.starting_funds,
+            leverage: config.leverage,
+        },
         durable_outbox: config.durable_outbox,
         queue_capacity: config.engine_queue_capacity,
     };
     let runtime = tokio::runtime::Handle::current();
-    let (engine, modes, keys) = {
+    let blocking_error =
+        |error: tokio::task::JoinError| ApiError::Store(StoreError::Task(error.to_string()));
+    let (engine, modes) = {
         let publisher = publisher.clone();
         let prices = Arc::clone(&prices);
-        let config = config.clone();
+        let path = path.clone();
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
             let conn = store::open(&path)?;
@@ -134,22 +162,31 @@ pub async fn build_with_sources(
                     .into_iter()
                     .map(|(user, value)| (user, Mode::from_analyze_flag(value == "true")))
                     .collect();
-            let engine = EngineHandle::start(conn, worker_config, prices, publisher.clone())?;
-            let keys = KeyStore::open(
+            let engine = EngineHandle::start(conn, worker_config, prices, publisher)?;
+            Ok((engine, modes))
+        })
+        .await
+        .map_err(blocking_error)??
+    };
+    let sandbox: Arc<dyn Broker> = Arc::new(EngineBroker::sandbox(engine.clone()));
+    let live = live_broker(engine.clone());
+    let keys = {
+        let publisher = publisher.clone();
+        let config = config.clone();
+        let broker = live.name();
+        tokio::task::spawn_blocking(move || {
+            KeyStore::open(
                 &path,
                 &config.api_key_pepper,
-                types::Book::Simulator.as_str(),
+                broker,
                 config.key_cache_capacity,
                 config.key_cache_ttl,
                 publisher,
-            )?;
-            Ok((engine, modes, keys))
+            )
         })
         .await
-        .map_err(|error| ApiError::Store(StoreError::Task(error.to_string())))??
+        .map_err(blocking_error)??
     };
-    let sandbox: Arc<dyn Broker> = Arc::new(EngineBroker::sandbox(engine.clone()));
-    let live: Arc<dyn Broker> = Arc::new(EngineBroker::simulator(engine.clone(), config.simulator));
     let service = Arc::new(OrderService::new(
         sandbox,
         live,

@@ -1,0 +1,150 @@
+//! A broker adapter written outside the crate plugs in as the live broker.
+
+use std::sync::Arc;
+
+use oa_api::broker::{Broker, BrokerFuture, EngineBroker, FundsView, PositionView};
+use oa_api::engine::{CancelAllOutcome, ModifyOrder, NewOrder, Order, PlaceOutcome, Trade};
+use oa_api::journal::Journal;
+use oa_api::{ApiConfig, PriceSource, StaticPrices, StaticSymbols};
+use oa_events_core::EventPublisher;
+use serde_json::{Value, json};
+
+/// A "paper" adapter: delegates to the engine but answers under its own name, and counts
+/// the orders it sees, as an adapter translating to a broker API would.
+struct Paper {
+    inner: EngineBroker,
+    placed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Broker for Paper {
+    fn name(&self) -> &'static str {
+        "paper"
+    }
+    fn place_order(
+        &self,
+        order: NewOrder,
+        journal: Journal<PlaceOutcome>,
+    ) -> BrokerFuture<'_, PlaceOutcome> {
+        self.placed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.place_order(order, journal)
+    }
+    fn modify_order(
+        &self,
+        user_id: &str,
+        change: ModifyOrder,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String> {
+        self.inner.modify_order(user_id, change, journal)
+    }
+    fn cancel_order(
+        &self,
+        user_id: &str,
+        orderid: &str,
+        journal: Journal<String>,
+    ) -> BrokerFuture<'_, String> {
+        self.inner.cancel_order(user_id, orderid, journal)
+    }
+    fn cancel_all_orders(
+        &self,
+        user_id: &str,
+        journal: Journal<CancelAllOutcome>,
+    ) -> BrokerFuture<'_, CancelAllOutcome> {
+        self.inner.cancel_all_orders(user_id, journal)
+    }
+    fn close_positions(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        journal: Journal<Vec<PlaceOutcome>>,
+    ) -> BrokerFuture<'_, Vec<PlaceOutcome>> {
+        self.inner.close_positions(user_id, strategy, journal)
+    }
+    fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
+        self.inner.order_book(user_id)
+    }
+    fn order_status(&self, user_id: &str, orderid: &str) -> BrokerFuture<'_, Order> {
+        self.inner.order_status(user_id, orderid)
+    }
+    fn trade_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Trade>> {
+        self.inner.trade_book(user_id)
+    }
+    fn position_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<PositionView>> {
+        self.inner.position_book(user_id)
+    }
+    fn funds(&self, user_id: &str) -> BrokerFuture<'_, FundsView> {
+        self.inner.funds(user_id)
+    }
+}
+
+#[tokio::test]
+async fn a_custom_live_broker_serves_live_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApiConfig {
+        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
+        api_key_pepper: "p".repeat(40),
+        ..ApiConfig::default()
+    };
+    let prices = StaticPrices::new();
+    prices.set("NSE", "SBIN", 800.0, Some(799.0), Some(801.0));
+    let prices: Arc<dyn PriceSource> = Arc::new(prices);
+    let placed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&placed);
+    let api = oa_api::build_with_broker(
+        config,
+        EventPublisher::builder().build(),
+        prices,
+        Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
+        Box::new(move |engine| {
+            Arc::new(Paper {
+                inner: EngineBroker::simulator(engine, Default::default()),
+                placed: counter,
+            })
+        }),
+    )
+    .await
+    .unwrap();
+    let key = api.ensure_default_user().await.unwrap().unwrap();
+    let user = api.verifier().verify(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (user.user_id.as_str(), user.broker.as_str()),
+        ("admin", "paper")
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let router = api.router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::new();
+    let ping: Value = client
+        .post(format!("{url}/ping"))
+        .json(&json!({"apikey": key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping["data"]["broker"], "paper");
+    let placed_body: Value = client
+        .post(format!("{url}/placeorder"))
+        .json(
+            &json!({"apikey": key, "strategy": "s", "exchange": "NSE", "symbol": "SBIN",
+                      "action": "BUY", "quantity": 1}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(placed_body["status"], "success", "{placed_body}");
+    assert_eq!(placed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
