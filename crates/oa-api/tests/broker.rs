@@ -148,3 +148,48 @@ async fn a_custom_live_broker_serves_live_mode() {
     assert_eq!(placed_body["status"], "success", "{placed_body}");
     assert_eq!(placed.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn a_panicking_job_fails_alone_and_the_engine_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApiConfig {
+        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
+        api_key_pepper: "p".repeat(40),
+        ..ApiConfig::default()
+    };
+    let prices = StaticPrices::new();
+    prices.set("NSE", "SBIN", 800.0, None, None);
+    let slot: Arc<std::sync::Mutex<Option<oa_api::EngineHandle>>> = Arc::default();
+    let keep = Arc::clone(&slot);
+    let api = oa_api::build_with_broker(
+        config,
+        EventPublisher::builder().build(),
+        Arc::new(prices),
+        Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
+        Box::new(move |engine| {
+            *keep.lock().unwrap() = Some(engine.clone());
+            Arc::new(EngineBroker::simulator(engine, Default::default()))
+        }),
+    )
+    .await
+    .unwrap();
+    let engine = slot.lock().unwrap().clone().unwrap();
+    let failed = engine.run(|_| -> u32 { panic!("a bug in a job") }).await;
+    assert!(failed.is_err());
+    let request = serde_json::Map::from_iter([
+        ("strategy".to_string(), json!("s")),
+        ("exchange".to_string(), json!("NSE")),
+        ("symbol".to_string(), json!("SBIN")),
+        ("action".to_string(), json!("BUY")),
+        ("quantity".to_string(), json!(1)),
+    ]);
+    let fields =
+        oa_api::fields::Fields::new(request, oa_api::requests::PLACE_ORDER_FIELDS).unwrap();
+    let order = oa_api::requests::PlaceOrder::read(&fields).unwrap();
+    let placed = api
+        .service()
+        .place_order("admin", order, fields.without_apikey())
+        .await
+        .unwrap();
+    assert_eq!(placed["status"], "success");
+}

@@ -313,7 +313,22 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.process(&mut batch);
+            // A bug in a job must not take the engine down with it: the batch's transaction
+            // rolls back while unwinding, its callers get an error (their reply channels are
+            // dropped), and the engine reloads the committed state.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(&mut batch)));
+            if outcome.is_err() {
+                tracing::error!(
+                    "order engine job panicked; batch rolled back, reloading from the store"
+                );
+                batch.clear();
+                match load_engine(&self.conn, self.config.engine) {
+                    Ok(engine) => self.engine = engine,
+                    Err(error) => tracing::error!(%error, "reloading the order engine failed"),
+                }
+                self.publish_watched();
+            }
         }
         tracing::debug!("order engine stopped");
     }
