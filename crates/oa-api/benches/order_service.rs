@@ -31,7 +31,8 @@ fn main() {
     let seconds: u64 = std::env::var("OA_BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(5)
+        .clamp(1, 50);
     let tasks: u64 = std::env::var("OA_BENCH_CONNECTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
