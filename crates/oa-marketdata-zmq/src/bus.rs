@@ -494,17 +494,25 @@ impl BusWorker {
     }
 }
 
+fn linger_ms(linger: Duration) -> i32 {
+    i32::try_from(linger.as_millis()).unwrap_or(i32::MAX)
+}
+
 /// Settings of a [`Publisher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublisherOptions {
     /// Send high-water mark (messages queued before ZeroMQ drops).
     pub sndhwm: i32,
+    /// How long dropping the publisher may wait to send what is still queued (ZeroMQ
+    /// LINGER). 0 discards the tail at once.
+    pub linger: Duration,
 }
 
 impl Default for PublisherOptions {
     fn default() -> Self {
         PublisherOptions {
             sndhwm: DEFAULT_HWM,
+            linger: Duration::from_millis(250),
         }
     }
 }
@@ -534,7 +542,9 @@ impl Publisher {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::PUB).map_err(setup("create PUB"))?;
         socket.set_sndhwm(options.sndhwm).map_err(setup("SNDHWM"))?;
-        socket.set_linger(0).map_err(setup("LINGER"))?;
+        socket
+            .set_linger(linger_ms(options.linger))
+            .map_err(setup("LINGER"))?;
         socket
             .connect(endpoint)
             .map_err(|source| BusError::Connect {
@@ -549,52 +559,52 @@ impl Publisher {
         })
     }
 
-    /// Connects and waits until the ZeroMQ handshake with the bus succeeded, plus a short
-    /// margin for the bus's subscription to arrive.
+    /// Connects and waits until the bus's subscription arrived, so that no tick published
+    /// afterwards is lost to ZeroMQ's "slow joiner" window. Uses an XPUB socket (a PUB that
+    /// sees subscriptions); the bus cannot tell the difference.
     pub fn connect_and_wait(
         endpoint: &str,
         options: PublisherOptions,
         timeout: Duration,
     ) -> Result<Self, BusError> {
-        static MONITORS: AtomicU64 = AtomicU64::new(0);
         let context = zmq::Context::new();
-        let socket = context.socket(zmq::PUB).map_err(setup("create PUB"))?;
+        // An XPUB is a PUB that also reads its subscribers' subscriptions: seeing the bus's
+        // subscription proves that ticks published from now on are delivered.
+        let socket = context.socket(zmq::XPUB).map_err(setup("create XPUB"))?;
         socket.set_sndhwm(options.sndhwm).map_err(setup("SNDHWM"))?;
-        socket.set_linger(0).map_err(setup("LINGER"))?;
-        let monitor_endpoint = format!(
-            "inproc://oa-publisher-monitor-{}",
-            MONITORS.fetch_add(1, Ordering::Relaxed)
-        );
         socket
-            .monitor(
-                &monitor_endpoint,
-                zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32,
-            )
-            .map_err(setup("monitor"))?;
-        let monitor = context.socket(zmq::PAIR).map_err(setup("create monitor"))?;
-        monitor
-            .connect(&monitor_endpoint)
-            .map_err(setup("connect monitor"))?;
-        let wait_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        monitor
-            .set_rcvtimeo(wait_ms)
-            .map_err(setup("monitor RCVTIMEO"))?;
+            .set_linger(linger_ms(options.linger))
+            .map_err(setup("LINGER"))?;
+        let wait_ms = i32::try_from(timeout.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        socket.set_rcvtimeo(wait_ms).map_err(setup("RCVTIMEO"))?;
         socket
             .connect(endpoint)
             .map_err(|source| BusError::Connect {
                 endpoint: endpoint.to_string(),
                 source,
             })?;
-        let connected = monitor.recv_multipart(0).is_ok();
-        let _ = socket.monitor("", 0);
-        if !connected {
-            return Err(BusError::ConnectTimeout {
-                endpoint: endpoint.to_string(),
-                timeout,
-            });
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match socket.recv_bytes(0) {
+                // 0x01 + prefix: a subscription (the bus subscribes to everything).
+                Ok(message) if message.first() == Some(&1) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(BusError::ConnectTimeout {
+                        endpoint: endpoint.to_string(),
+                        timeout,
+                    });
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(BusError::ConnectTimeout {
+                    endpoint: endpoint.to_string(),
+                    timeout,
+                });
+            }
         }
-        // The SUB side sends its subscription right after the handshake.
-        std::thread::sleep(Duration::from_millis(50));
         Ok(Publisher {
             socket,
             context,

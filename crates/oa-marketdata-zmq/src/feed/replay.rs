@@ -250,6 +250,7 @@ impl FeedAdapter for ReplayFeed {
         // Waiting for the connection keeps the first recorded ticks from being lost.
         let options = PublisherOptions {
             sndhwm: self.config.sndhwm,
+            ..PublisherOptions::default()
         };
         let mut publisher =
             match Publisher::connect_and_wait(bus_endpoint, options, Duration::from_secs(2)) {

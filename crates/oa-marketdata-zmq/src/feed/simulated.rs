@@ -264,6 +264,7 @@ impl FeedAdapter for SimulatedFeed {
             bus_endpoint,
             PublisherOptions {
                 sndhwm: self.config.sndhwm,
+                ..PublisherOptions::default()
             },
         )?;
         let mut market = SimulatedMarket::new(
