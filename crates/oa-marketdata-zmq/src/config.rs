@@ -20,7 +20,7 @@ pub enum FeedKind {
 
 /// A feed kind that is not simulated, replay or none.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid OA_FEED {value:?}: expected simulated, replay or none")]
+#[error("{value:?} is not a feed: expected simulated, replay or none")]
 pub struct InvalidFeedKind {
     /// The rejected value.
     pub value: String,
