@@ -88,6 +88,9 @@ pub enum KafkaError {
         #[source]
         source: RsKafkaError,
     },
+    /// A send task failed unexpectedly (a bug); its events stay pending.
+    #[error("Kafka send task failed: {0}")]
+    Internal(String),
     /// The outbox could not be read or updated.
     #[error(transparent)]
     Outbox(#[from] OutboxError),

@@ -9,13 +9,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use oa_events_core::Envelope;
 use rskafka::BackoffConfig;
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
+use tokio::task::JoinSet;
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, RsKafkaError};
@@ -327,17 +327,28 @@ impl KafkaProducer {
                 }
             }
         }
-        let config = &*self.config;
-        let results = join_all(
-            work.iter()
-                .map(|(client, group)| send_partition(config, client, group)),
-        )
-        .await;
-        for result in results {
-            outcome.acked.extend(result.acked);
-            outcome.rejected.extend(result.rejected);
-            if let Some(error) = result.error {
-                outcome.error.get_or_insert(error);
+        // One task per partition: record encoding and compression use every worker thread.
+        // Dropping the set (the relay stopping) aborts the sends still in flight.
+        let mut tasks = JoinSet::new();
+        for (client, group) in work {
+            let config = Arc::clone(&self.config);
+            tasks.spawn(async move { send_partition(&config, &client, &group).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(result) => {
+                    outcome.acked.extend(result.acked);
+                    outcome.rejected.extend(result.rejected);
+                    if let Some(error) = result.error {
+                        outcome.error.get_or_insert(error);
+                    }
+                }
+                Err(error) => {
+                    // A panicked send: its rows stay pending and are retried.
+                    outcome
+                        .error
+                        .get_or_insert(KafkaError::Internal(error.to_string()));
+                }
             }
         }
         outcome

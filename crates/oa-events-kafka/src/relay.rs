@@ -407,23 +407,23 @@ async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receive
             continue;
         }
 
-        let round: Vec<(i64, Arc<Envelope>)> = rows
+        let mut round: Vec<(i64, Arc<Envelope>)> = rows
             .into_iter()
             .map(|record| (record.seq, record.envelope))
             .collect();
-        let envelopes: HashMap<i64, Arc<Envelope>> = round
-            .iter()
-            .map(|(seq, envelope)| (*seq, Arc::clone(envelope)))
-            .collect();
+        // Sorted by seq (the outbox returns them so; sorting again is free) for the lookups
+        // below.
+        round.sort_by_key(|(seq, _)| *seq);
         let outcome = tokio::select! {
-            outcome = active.send_rows(round) => outcome,
+            outcome = active.send_rows(round.clone()) => outcome,
             _ = state.wait_for(|s| *s == RunState::Stopped) => break,
         };
 
         let now = Utc::now();
         let mut by_type: HashMap<&'static str, u64> = HashMap::new();
         for seq in &outcome.acked {
-            if let Some(envelope) = envelopes.get(seq) {
+            if let Ok(found) = round.binary_search_by_key(seq, |(seq, _)| *seq) {
+                let envelope = &round[found].1;
                 *by_type.entry(envelope.event_type()).or_default() += 1;
                 let age = (now - envelope.timestamp).to_std().unwrap_or_default();
                 metrics::histogram!("oa_kafka_delivery_seconds").record(age.as_secs_f64());
