@@ -195,7 +195,7 @@ pub async fn ensure_topic_with(
 pub fn envelope_record(envelope: &Envelope) -> Record {
     Record {
         key: Some(envelope.user_id.as_bytes().to_vec()),
-        value: Some(envelope.to_json_bytes()),
+        value: Some(envelope_json(envelope)),
         headers: envelope
             .cloudevents_headers()
             .into_iter()
@@ -205,6 +205,16 @@ pub fn envelope_record(envelope: &Envelope) -> Record {
         // delta from the full-precision difference, which could land one millisecond early.
         timestamp: chrono::DateTime::from_timestamp_millis(envelope.timestamp.timestamp_millis())
             .unwrap_or(envelope.timestamp),
+    }
+}
+
+/// [`Envelope::to_json_bytes`] into a buffer sized for a typical envelope up front, which
+/// saves the chain of reallocations of a growing `Vec` on this hot path.
+fn envelope_json(envelope: &Envelope) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut buffer, envelope) {
+        Ok(()) => buffer,
+        Err(_) => envelope.to_json_bytes(),
     }
 }
 
