@@ -142,26 +142,33 @@ impl TestServer {
     /// Creates a user with a fresh API key through `oa-server apikey create`, against this
     /// server's store, and returns the key.
     pub fn create_user(&self, user: &str) -> anyhow::Result<String> {
+        let key = self.apikey(&["create", "--user", user])?;
+        if key.len() < 32 {
+            bail!("unexpected apikey output {key:?}");
+        }
+        Ok(key)
+    }
+
+    /// Runs `oa-server apikey <args>` against this server's store (a separate process, as an
+    /// operator would) and returns its standard output.
+    pub fn apikey(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = Command::new(server_binary()?)
             .current_dir(self.data_dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OA_ENV_FILE", self.data_dir.path().join("absent.env"))
             .env("DATABASE_URL", &self.database_url)
-            .args(["apikey", "create", "--user", user])
+            .arg("apikey")
+            .args(args)
             .output()
-            .context("running oa-server apikey create")?;
+            .context("running oa-server apikey")?;
         if !output.status.success() {
             bail!(
-                "apikey create failed: {}",
+                "apikey {args:?} failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let key = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        if key.len() < 32 {
-            bail!("unexpected apikey output {key:?}");
-        }
-        Ok(key)
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
     /// Everything the server logged so far.

@@ -138,3 +138,31 @@ async fn first_start_prints_a_working_admin_key_and_apikey_create_adds_users() {
     assert_eq!(status, 403);
     assert_eq!(body["message"], "Invalid openalgo apikey");
 }
+
+#[tokio::test]
+async fn keys_revoked_or_rotated_by_the_cli_stop_working_at_once() {
+    let server = TestServer::start(&[("API_RATE_LIMIT", "1000 per second")]).unwrap();
+    let key = server.create_user("trader2").unwrap();
+    let ping = |key: String| {
+        let body = serde_json::json!({ "apikey": key });
+        async { server.post("ping", body).await.unwrap().0 }
+    };
+    // Verified once, so the server has the key in its cache.
+    assert_eq!(ping(key.clone()).await, 200);
+    assert_eq!(ping(key.clone()).await, 200);
+
+    let rotated = server.apikey(&["rotate", "--user", "trader2"]).unwrap();
+    assert_eq!(
+        ping(key.clone()).await,
+        403,
+        "the old key still works after rotate"
+    );
+    assert_eq!(ping(rotated.clone()).await, 200);
+
+    server.apikey(&["revoke", "--user", "trader2"]).unwrap();
+    assert_eq!(ping(rotated).await, 403, "the key still works after revoke");
+
+    let listing = server.apikey(&["list"]).unwrap();
+    assert!(listing.contains("trader2"), "{listing}");
+    assert!(!listing.contains(&key), "apikey list must never show keys");
+}

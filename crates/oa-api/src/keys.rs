@@ -306,8 +306,19 @@ impl KeyStore {
             return Ok(None);
         }
         let digest = digest(key);
-        if let Some(user) = self.inner.cache.lock().get(&digest) {
-            return Ok(Some(user));
+        let cached = self.inner.cache.lock().get(&digest);
+        if let Some(user) = cached {
+            // Another process (`oa-server apikey revoke`) may have revoked the key since it
+            // was cached: one indexed lookup keeps revocation immediate everywhere without
+            // paying Argon2 again.
+            let key_id = self.key_id(key);
+            let active = store::find_key(&self.inner.conn.lock(), &key_id)?
+                .is_some_and(|row| row.user_id == user.user_id);
+            if active {
+                return Ok(Some(user));
+            }
+            self.inner.cache.lock().forget_user(&user.user_id);
+            return Ok(None);
         }
         let key = key.to_string();
         self.blocking(move |this| {

@@ -93,9 +93,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ("marketdata", true),
         ],
     };
+    // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
     let mut router = http::ops_router(health, metrics)
         .merge(api.router())
-        .fallback(http::not_found);
+        .fallback(http::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     if let Some(layer) = socketio_layer {
         router = router.layer(layer);
     }
