@@ -28,6 +28,7 @@ pub mod fields;
 pub mod journal;
 pub mod keys;
 pub mod marketdata;
+pub mod outbox;
 pub mod price;
 pub mod ratelimit;
 pub mod requests;
