@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use oa_api::outbox::OutboxTable;
 use oa_events_core::{EventPublisher, SinkOptions};
+use oa_events_kafka::{KafkaConfig, KafkaError, KafkaRelay};
 use oa_events_socketio::SocketIoSink;
 use serde_json::json;
 use tokio::sync::watch;
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::http;
 use crate::late_verifier::LateVerifier;
+use crate::outbox::StoreOutbox;
 use crate::telemetry;
 
 /// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
@@ -25,12 +28,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.pepper_is_default {
         tracing::warn!(
             "API_KEY_PEPPER is not set: using the built-in development pepper; set your own (>= 32 characters) in production"
-        );
-    }
-    if settings.event_mode.uses_kafka() {
-        bail!(
-            "ORDER_EVENT_MODE={}: the Kafka sink is not part of this build yet; use ORDER_EVENT_MODE=SOCKETIO",
-            settings.event_mode
         );
     }
 
@@ -53,6 +50,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         publisher_builder = publisher_builder.sink(sink, sink_options);
         socketio_layer = Some(layer);
     }
+    let mut kafka_relay = None;
+    if let Some(kafka) = &settings.kafka {
+        check_kafka_topic(kafka).await?;
+        let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
+        let table = OutboxTable::open(&path).context("opening the outbox table")?;
+        let relay = KafkaRelay::spawn(kafka.clone(), Arc::new(StoreOutbox::new(table)))
+            .context("starting the Kafka relay")?;
+        publisher_builder = publisher_builder.sink(relay.sink(), sink_options);
+        kafka_relay = Some(relay);
+    }
     let publisher = publisher_builder.build();
 
     // Market data: the bus, the bundled feed, the price cache and the WebSocket proxy.
@@ -66,8 +73,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .context("starting the market-data layer")?;
 
     // REST, which owns the key store and trades against the market-data prices.
+    // With Kafka, an order's events are written to the outbox in the order's own
+    // transaction: an acknowledged order's events survive a broker outage or a crash.
+    let api_config = oa_api::ApiConfig {
+        durable_outbox: kafka_relay.is_some(),
+        ..settings.api.clone()
+    };
     let api = oa_api::build(
-        settings.api.clone(),
+        api_config,
         publisher.clone(),
         marketdata.price_cache(),
         marketdata.symbols(),
@@ -89,7 +102,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         layers: vec![
             ("rest", true),
             ("socketio", socketio_layer.is_some()),
-            ("kafka", false),
+            ("kafka", kafka_relay.is_some()),
             ("marketdata", true),
         ],
     };
@@ -139,8 +152,47 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if left > 0 {
         tracing::warn!(left, "events still queued at shutdown were not delivered");
     }
+    if let Some(relay) = kafka_relay {
+        // Undelivered rows stay in the outbox and are sent after the next start.
+        relay.shutdown(settings.shutdown_timeout).await;
+    }
     tracing::info!("oa-server stopped");
     Ok(())
+}
+
+/// How long start-up waits for the Kafka topic check before going on without the broker.
+const KAFKA_STARTUP_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks (or creates, when KAFKA_CREATE_TOPICS allows) the order-events topic. A topic that
+/// is missing stops start-up with a message naming it and the brokers; a broker that does
+/// not answer does not: orders are accepted and their events wait in the outbox.
+async fn check_kafka_topic(kafka: &KafkaConfig) -> anyhow::Result<()> {
+    let topic = &kafka.order_events_topic;
+    match tokio::time::timeout(
+        KAFKA_STARTUP_CHECK,
+        oa_events_kafka::ensure_topic(kafka, topic),
+    )
+    .await
+    {
+        Ok(Ok(info)) => {
+            tracing::info!(?info, "Kafka topic ready");
+            Ok(())
+        }
+        Ok(Err(error @ (KafkaError::TopicMissing { .. } | KafkaError::CreateTopic { .. }))) => {
+            bail!("{error}")
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "Kafka is not reachable at start-up; events wait in the outbox until it is");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::error!(
+                brokers = %kafka.bootstrap_list(),
+                "Kafka did not answer within {KAFKA_STARTUP_CHECK:?} at start-up; events wait in the outbox until it does"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

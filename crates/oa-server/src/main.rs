@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod http;
 mod late_verifier;
+mod outbox;
 mod telemetry;
 
 use clap::Parser;

@@ -11,14 +11,17 @@ use std::time::Duration;
 use clap::Args;
 use oa_api::ApiConfig;
 use oa_events_core::EventMode;
+use oa_events_kafka::KafkaConfig;
 use oa_events_socketio::SocketIoConfig;
 use oa_marketdata_zmq::MarketDataConfig;
 
 mod api;
+mod kafka;
 mod marketdata;
 mod socketio;
 
 pub use api::RawApiConfig;
+pub use kafka::RawKafkaConfig;
 pub use marketdata::RawMarketDataConfig;
 pub use socketio::RawSocketIoConfig;
 
@@ -59,50 +62,6 @@ pub struct RawConfig {
     /// Where order events go: SOCKETIO, KAFKA or BOTH.
     #[arg(long, env = "ORDER_EVENT_MODE", default_value = "SOCKETIO")]
     pub order_event_mode: String,
-    /// Kafka brokers, comma separated (required in KAFKA and BOTH modes).
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
-    pub kafka_bootstrap_servers: Option<String>,
-    /// Outbound topic of order events.
-    #[arg(
-        long,
-        env = "KAFKA_ORDER_EVENTS_TOPIC",
-        default_value = "from_openalgo_order_events"
-    )]
-    pub kafka_order_events_topic: String,
-    /// Inbound topic of ESB commands.
-    #[arg(
-        long,
-        env = "KAFKA_ESB_EVENTS_TOPIC",
-        default_value = "from_esb_order_events"
-    )]
-    pub kafka_esb_events_topic: String,
-    /// Producer compression: none, gzip, snappy, lz4 or zstd.
-    #[arg(long, env = "KAFKA_PRODUCER_COMPRESSION", default_value = "snappy")]
-    pub kafka_producer_compression: String,
-    /// Producer batch size in bytes.
-    #[arg(long, env = "KAFKA_PRODUCER_BATCH_SIZE", default_value = "16384")]
-    pub kafka_producer_batch_size: String,
-    /// How long the producer waits to fill a batch, in milliseconds.
-    #[arg(long, env = "KAFKA_PRODUCER_LINGER_MS", default_value = "10")]
-    pub kafka_producer_linger_ms: String,
-    /// Producer acknowledgements: all, 1 or 0.
-    #[arg(long, env = "KAFKA_PRODUCER_ACKS", default_value = "all")]
-    pub kafka_producer_acks: String,
-    /// Consumer group name of the ESB consumer.
-    #[arg(
-        long,
-        env = "KAFKA_CONSUMER_GROUP",
-        default_value = "openalgo-order-consumer"
-    )]
-    pub kafka_consumer_group: String,
-    /// Where the ESB consumer starts without a stored offset: earliest or latest.
-    #[arg(
-        long,
-        env = "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
-        default_value = "latest"
-    )]
-    pub kafka_consumer_auto_offset_reset: String,
-
     /// Events each sink queues before dropping (Socket.IO drops the oldest).
     #[arg(long, env = "OA_EVENT_QUEUE_CAPACITY", default_value = "65536")]
     pub event_queue_capacity: String,
@@ -124,6 +83,9 @@ pub struct RawConfig {
 
     #[command(flatten)]
     pub marketdata: RawMarketDataConfig,
+
+    #[command(flatten)]
+    pub kafka: RawKafkaConfig,
 }
 
 /// Validated settings the server runs with.
@@ -138,27 +100,13 @@ pub struct Settings {
     pub pepper_is_default: bool,
     pub database_url: String,
     pub event_mode: EventMode,
-    pub kafka: Option<KafkaSettings>,
+    pub kafka: Option<KafkaConfig>,
     pub event_queue_capacity: usize,
     pub shutdown_timeout: Duration,
     pub ready_file: Option<String>,
     pub api: ApiConfig,
     pub socketio: SocketIoConfig,
     pub marketdata: MarketDataConfig,
-}
-
-/// Kafka settings, present in KAFKA and BOTH modes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KafkaSettings {
-    pub bootstrap_servers: Vec<String>,
-    pub order_events_topic: String,
-    pub esb_events_topic: String,
-    pub compression: String,
-    pub batch_size: usize,
-    pub linger: Duration,
-    pub acks: String,
-    pub consumer_group: String,
-    pub auto_offset_reset: String,
 }
 
 /// Every problem found in the configuration, one per line.
@@ -306,10 +254,7 @@ impl RawConfig {
                 None
             }
         };
-        let kafka = match event_mode {
-            Some(mode) if mode.uses_kafka() => self.kafka_settings(&mut check, mode),
-            _ => None,
-        };
+        let kafka = event_mode.and_then(|mode| self.kafka.validate(&mut check, mode));
 
         let event_queue_capacity = check.number::<usize>(
             "OA_EVENT_QUEUE_CAPACITY",
@@ -371,76 +316,6 @@ impl RawConfig {
             api,
             socketio,
             marketdata,
-        })
-    }
-
-    fn kafka_settings(&self, check: &mut Checker, mode: EventMode) -> Option<KafkaSettings> {
-        let bootstrap_servers: Vec<String> = self
-            .kafka_bootstrap_servers
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|server| !server.is_empty())
-            .map(str::to_string)
-            .collect();
-        if bootstrap_servers.is_empty() {
-            check.problems.push(format!(
-                "KAFKA_BOOTSTRAP_SERVERS is required when ORDER_EVENT_MODE={mode}: a comma-separated list of host:port, for example localhost:9092"
-            ));
-        }
-        for (var, topic) in [
-            ("KAFKA_ORDER_EVENTS_TOPIC", &self.kafka_order_events_topic),
-            ("KAFKA_ESB_EVENTS_TOPIC", &self.kafka_esb_events_topic),
-        ] {
-            let valid = !topic.is_empty()
-                && topic.len() <= 249
-                && topic
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !valid {
-                check.problems.push(format!(
-                    "{var}={topic:?} is not a valid topic name: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"
-                ));
-            }
-        }
-        let compression = check.one_of(
-            "KAFKA_PRODUCER_COMPRESSION",
-            &self.kafka_producer_compression,
-            &["none", "gzip", "snappy", "lz4", "zstd"],
-        );
-        let batch_size = check.number::<usize>(
-            "KAFKA_PRODUCER_BATCH_SIZE",
-            &self.kafka_producer_batch_size,
-            "a size in bytes",
-        );
-        let linger = check
-            .number::<u64>(
-                "KAFKA_PRODUCER_LINGER_MS",
-                &self.kafka_producer_linger_ms,
-                "milliseconds",
-            )
-            .map(Duration::from_millis);
-        let acks = check.one_of(
-            "KAFKA_PRODUCER_ACKS",
-            &self.kafka_producer_acks,
-            &["all", "1", "0", "-1"],
-        );
-        let auto_offset_reset = check.one_of(
-            "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
-            &self.kafka_consumer_auto_offset_reset,
-            &["earliest", "latest"],
-        );
-        Some(KafkaSettings {
-            bootstrap_servers,
-            order_events_topic: self.kafka_order_events_topic.clone(),
-            esb_events_topic: self.kafka_esb_events_topic.clone(),
-            compression: compression?,
-            batch_size: batch_size?,
-            linger: linger?,
-            acks: acks?,
-            consumer_group: self.kafka_consumer_group.clone(),
-            auto_offset_reset: auto_offset_reset?,
         })
     }
 }
@@ -521,33 +396,49 @@ mod tests {
             ["127.0.0.1:9092", "127.0.0.1:9093"]
         );
         assert_eq!(kafka.order_events_topic, "from_openalgo_order_events");
-        assert_eq!(kafka.compression, "snappy");
+        assert_eq!(kafka.compression.as_str(), "snappy");
     }
 
     #[test]
-    fn kafka_settings_are_checked() {
-        let text = parse(&[
-            "--order-event-mode",
-            "KAFKA",
-            "--kafka-bootstrap-servers",
-            "localhost:9092",
-            "--kafka-producer-compression",
-            "brotli",
-            "--kafka-order-events-topic",
-            "bad topic!",
-            "--kafka-consumer-auto-offset-reset",
-            "middle",
-        ])
-        .validate()
-        .unwrap_err()
-        .to_string();
-        for needle in [
-            "KAFKA_PRODUCER_COMPRESSION",
-            "KAFKA_ORDER_EVENTS_TOPIC",
-            "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+    fn kafka_settings_are_checked_by_name() {
+        for (flag, value, variable) in [
+            (
+                "--kafka-producer-compression",
+                "brotli",
+                "KAFKA_PRODUCER_COMPRESSION",
+            ),
+            (
+                "--kafka-order-events-topic",
+                "bad topic!",
+                "KAFKA_ORDER_EVENTS_TOPIC",
+            ),
+            (
+                "--kafka-consumer-auto-offset-reset",
+                "middle",
+                "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+            ),
         ] {
-            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+            let text = parse(&[
+                "--order-event-mode",
+                "KAFKA",
+                "--kafka-bootstrap-servers",
+                "localhost:9092",
+                flag,
+                value,
+            ])
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(text.contains(variable), "{variable} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn kafka_settings_are_ignored_in_socketio_mode() {
+        let settings = parse(&["--kafka-producer-compression", "brotli"])
+            .validate()
+            .unwrap();
+        assert!(settings.kafka.is_none());
     }
 
     #[test]
