@@ -37,24 +37,24 @@ macro_rules! kafka_flags {
 }
 
 kafka_flags! {
-    bootstrap_servers = "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers, comma separated (required in KAFKA and BOTH modes).";
-    order_events_topic = "KAFKA_ORDER_EVENTS_TOPIC": "Outbound topic of order events [from_openalgo_order_events].";
-    esb_events_topic = "KAFKA_ESB_EVENTS_TOPIC": "Inbound topic of ESB commands [from_esb_order_events].";
-    producer_compression = "KAFKA_PRODUCER_COMPRESSION": "Producer compression: none, gzip, snappy, lz4, zstd [snappy].";
-    producer_batch_size = "KAFKA_PRODUCER_BATCH_SIZE": "Producer batch size in bytes [16384].";
-    producer_linger_ms = "KAFKA_PRODUCER_LINGER_MS": "Milliseconds the producer waits to fill a batch [10].";
-    producer_acks = "KAFKA_PRODUCER_ACKS": "Producer acknowledgements: all [all].";
-    consumer_group = "KAFKA_CONSUMER_GROUP": "Consumer group name of the ESB consumer [openalgo-order-consumer].";
-    consumer_auto_offset_reset = "KAFKA_CONSUMER_AUTO_OFFSET_RESET": "Where the ESB consumer starts without a stored offset: earliest, latest [latest].";
-    client_id = "KAFKA_CLIENT_ID": "Client id sent to the brokers [oa].";
-    create_topics = "KAFKA_CREATE_TOPICS": "Create missing topics at start-up: true or false [false].";
-    topic_partitions = "KAFKA_TOPIC_PARTITIONS": "Partitions of topics oa creates [3].";
-    topic_replication_factor = "KAFKA_TOPIC_REPLICATION_FACTOR": "Replication factor of topics oa creates [1].";
-    request_timeout_ms = "KAFKA_REQUEST_TIMEOUT_MS": "Timeout of one Kafka request, ms [30000].";
-    retry_backoff_ms = "KAFKA_RETRY_BACKOFF_MS": "First retry delay after a failed send, ms [100].";
-    retry_backoff_max_ms = "KAFKA_RETRY_BACKOFF_MAX_MS": "Longest retry delay, ms [5000].";
-    relay_max_rows = "KAFKA_RELAY_MAX_ROWS": "Outbox rows the relay sends per round [10000].";
-    relay_poll_ms = "KAFKA_RELAY_POLL_MS": "How often the relay looks at the outbox when not woken, ms [1000].";
+    kafka_bootstrap_servers = "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers, comma separated (required in KAFKA and BOTH modes).";
+    kafka_order_events_topic = "KAFKA_ORDER_EVENTS_TOPIC": "Outbound topic of order events [from_openalgo_order_events].";
+    kafka_esb_events_topic = "KAFKA_ESB_EVENTS_TOPIC": "Inbound topic of ESB commands [from_esb_order_events].";
+    kafka_producer_compression = "KAFKA_PRODUCER_COMPRESSION": "Producer compression: none, gzip, snappy, lz4, zstd [snappy].";
+    kafka_producer_batch_size = "KAFKA_PRODUCER_BATCH_SIZE": "Producer batch size in bytes [16384].";
+    kafka_producer_linger_ms = "KAFKA_PRODUCER_LINGER_MS": "Milliseconds the producer waits to fill a batch [10].";
+    kafka_producer_acks = "KAFKA_PRODUCER_ACKS": "Producer acknowledgements: all [all].";
+    kafka_consumer_group = "KAFKA_CONSUMER_GROUP": "Consumer group name of the ESB consumer [openalgo-order-consumer].";
+    kafka_consumer_auto_offset_reset = "KAFKA_CONSUMER_AUTO_OFFSET_RESET": "Where the ESB consumer starts without a stored offset: earliest, latest [latest].";
+    kafka_client_id = "KAFKA_CLIENT_ID": "Client id sent to the brokers [oa].";
+    kafka_create_topics = "KAFKA_CREATE_TOPICS": "Create missing topics at start-up: true or false [false].";
+    kafka_topic_partitions = "KAFKA_TOPIC_PARTITIONS": "Partitions of topics oa creates [3].";
+    kafka_topic_replication_factor = "KAFKA_TOPIC_REPLICATION_FACTOR": "Replication factor of topics oa creates [1].";
+    kafka_request_timeout_ms = "KAFKA_REQUEST_TIMEOUT_MS": "Timeout of one Kafka request, ms [30000].";
+    kafka_retry_backoff_ms = "KAFKA_RETRY_BACKOFF_MS": "First retry delay after a failed send, ms [100].";
+    kafka_retry_backoff_max_ms = "KAFKA_RETRY_BACKOFF_MAX_MS": "Longest retry delay, ms [5000].";
+    kafka_relay_max_rows = "KAFKA_RELAY_MAX_ROWS": "Outbox rows the relay sends per round [10000].";
+    kafka_relay_poll_ms = "KAFKA_RELAY_POLL_MS": "How often the relay looks at the outbox when not woken, ms [1000].";
 }
 
 impl RawKafkaConfig {
@@ -92,24 +92,24 @@ mod tests {
     #[test]
     fn every_library_variable_has_a_flag() {
         let raw = RawKafkaConfig {
-            bootstrap_servers: Some("x".into()),
-            order_events_topic: Some("x".into()),
-            esb_events_topic: Some("x".into()),
-            producer_compression: Some("x".into()),
-            producer_batch_size: Some("x".into()),
-            producer_linger_ms: Some("x".into()),
-            producer_acks: Some("x".into()),
-            consumer_group: Some("x".into()),
-            consumer_auto_offset_reset: Some("x".into()),
-            client_id: Some("x".into()),
-            create_topics: Some("x".into()),
-            topic_partitions: Some("x".into()),
-            topic_replication_factor: Some("x".into()),
-            request_timeout_ms: Some("x".into()),
-            retry_backoff_ms: Some("x".into()),
-            retry_backoff_max_ms: Some("x".into()),
-            relay_max_rows: Some("x".into()),
-            relay_poll_ms: Some("x".into()),
+            kafka_bootstrap_servers: Some("x".into()),
+            kafka_order_events_topic: Some("x".into()),
+            kafka_esb_events_topic: Some("x".into()),
+            kafka_producer_compression: Some("x".into()),
+            kafka_producer_batch_size: Some("x".into()),
+            kafka_producer_linger_ms: Some("x".into()),
+            kafka_producer_acks: Some("x".into()),
+            kafka_consumer_group: Some("x".into()),
+            kafka_consumer_auto_offset_reset: Some("x".into()),
+            kafka_client_id: Some("x".into()),
+            kafka_create_topics: Some("x".into()),
+            kafka_topic_partitions: Some("x".into()),
+            kafka_topic_replication_factor: Some("x".into()),
+            kafka_request_timeout_ms: Some("x".into()),
+            kafka_retry_backoff_ms: Some("x".into()),
+            kafka_retry_backoff_max_ms: Some("x".into()),
+            kafka_relay_max_rows: Some("x".into()),
+            kafka_relay_poll_ms: Some("x".into()),
         };
         for (name, _) in oa_events_kafka::config::VARIABLES {
             assert!(raw.get(name).is_some(), "{name} has no flag in oa-server");
