@@ -64,7 +64,7 @@ impl RawKafkaConfig {
             return None;
         }
         if self
-            .bootstrap_servers
+            .kafka_bootstrap_servers
             .as_deref()
             .unwrap_or("")
             .trim()
