@@ -53,7 +53,8 @@ impl OutboxError {
 ///   rows first.
 /// - [`Outbox::append`] is idempotent by envelope `id`: the [`crate::KafkaSink`] calls it for
 ///   every published envelope, including those the store already wrote in the order's
-///   transaction, so that events published outside a store transaction (system
+///   transaction (and possibly already delivered: an id still known to the outbox, delivered
+///   or not, is skipped), so that events published outside a store transaction (system
 ///   notifications) reach Kafka too.
 /// - [`Outbox::mark_delivered`] of an unknown or already delivered `seq` is not an error.
 /// - Delivered rows may be pruned whenever the store likes (after a retention period).
@@ -96,7 +97,8 @@ impl<T: Outbox + ?Sized> Outbox for Arc<T> {
 /// exits. Bounded: `append` fails with [`OutboxError::Full`] beyond its capacity.
 ///
 /// Right for tests, benchmarks, and services that publish to Kafka without a store; the
-/// server in KAFKA mode uses its SQLite outbox instead.
+/// server in KAFKA mode uses its SQLite outbox instead. It forgets an id once delivered,
+/// which is enough when the [`crate::KafkaSink`] is its only writer.
 #[derive(Debug)]
 pub struct MemoryOutbox {
     capacity: usize,
