@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 mod peer;
 mod server;
+pub mod tansu;
 pub use peer::PeerProcess;
 pub use server::{TestServer, run_to_exit, server_binary};
 

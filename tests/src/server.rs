@@ -47,6 +47,7 @@ pub struct TestServer {
     pub admin_key: String,
     log_path: PathBuf,
     database_url: String,
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -54,53 +55,78 @@ impl TestServer {
     /// reports ready (up to 60 s).
     pub fn start(env: &[(&str, &str)]) -> anyhow::Result<TestServer> {
         let data_dir = tempfile::tempdir().context("creating a data directory")?;
-        let ready_file = data_dir.path().join("ready.json");
         let log_path = data_dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).context("creating the server log")?;
         let database = format!("sqlite:///{}", data_dir.path().join("oa.db").display());
-        let mut command = Command::new(server_binary()?);
-        command
-            .current_dir(data_dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("OA_ENV_FILE", data_dir.path().join("absent.env"))
-            .env("FLASK_PORT", "0")
-            .env("WEBSOCKET_PORT", "0")
-            .env("ZMQ_PORT", "0")
-            .env("DATABASE_URL", &database)
-            .env("OA_READY_FILE", &ready_file)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command.spawn().context("starting oa-server")?;
         let mut server = TestServer {
-            child: Some(child),
+            child: None,
             data_dir,
             addresses: HashMap::new(),
             admin_key: String::new(),
             log_path,
             database_url: database,
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts the process on this server's data directory and waits for its ready file.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let ready_file = self.data_dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .context("opening the server log")?;
+        let mut command = Command::new(server_binary()?);
+        command
+            .current_dir(self.data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("OA_ENV_FILE", self.data_dir.path().join("absent.env"))
+            .env("FLASK_PORT", "0")
+            .env("WEBSOCKET_PORT", "0")
+            .env("ZMQ_PORT", "0")
+            .env("DATABASE_URL", &self.database_url)
+            .env("OA_READY_FILE", &ready_file)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.child = Some(command.spawn().context("starting oa-server")?);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready_file) {
-                server.addresses = serde_json::from_str(&text)
+                self.addresses = serde_json::from_str(&text)
                     .with_context(|| format!("parsing ready file {text:?}"))?;
-                server.admin_key = first_start_key(&server.log())
-                    .with_context(|| format!("no first-start key in the log:\n{}", server.log()))?;
-                return Ok(server);
+                if self.admin_key.is_empty() {
+                    self.admin_key = first_start_key(&self.log()).with_context(|| {
+                        format!("no first-start key in the log:\n{}", self.log())
+                    })?;
+                }
+                return Ok(());
             }
-            if let Some(status) = server.try_wait()? {
-                bail!("oa-server exited early ({status}):\n{}", server.log());
+            if let Some(status) = self.try_wait()? {
+                bail!("oa-server exited early ({status}):\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("oa-server not ready after 60 s:\n{}", server.log());
+                bail!("oa-server not ready after 60 s:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, nothing flushed) and starts it again on
+    /// the same data directory and settings.
+    pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        self.signal("KILL", Duration::from_secs(10))?;
+        self.spawn()
     }
 
     /// `http://host:port` of the HTTP server.

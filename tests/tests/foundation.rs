@@ -1,6 +1,8 @@
 //! The server skeleton, end to end: start-up, /health, /metrics, configuration errors,
 //! graceful shutdown. Runs the real binary.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 use std::time::Duration;
 
 use oa_e2e::{TestServer, run_to_exit};

@@ -1,6 +1,8 @@
 //! The official OpenAlgo Python SDK (openalgo==1.0.47), unmodified, against the real server:
 //! its REST client and its WebSocket feed client.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 use oa_e2e::{TestServer, run_python_script};
 
 fn start_server() -> TestServer {

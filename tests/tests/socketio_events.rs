@@ -2,6 +2,8 @@
 //! a real python-socketio client with the exact OpenAlgo payloads, and never reach another
 //! user's client.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 use std::time::Duration;
 
 use oa_e2e::{PeerProcess, TestServer};

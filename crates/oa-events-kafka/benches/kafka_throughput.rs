@@ -7,14 +7,11 @@
 //! kafka_throughput` once `cargo xtask kafka up` installed tansu). Bounded to about two
 //! minutes: each scenario stops after 30 s and reports what it reached.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{Storage, Tansu};
+use oa_e2e::tansu::{Storage, Tansu};
 use oa_events_core::catalog::OrderEvent;
 use oa_events_core::{Event, EventPublisher, SinkOptions};
 use oa_events_kafka::{

@@ -3,14 +3,12 @@
 //! Needs the broker binary from `cargo xtask kafka up` and the Python peers from
 //! `cargo xtask setup`; each test starts its own broker on a free port.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use common::{Storage, Tansu};
+use oa_e2e::tansu::{Storage, Tansu};
 use oa_events_core::catalog::{
     CancelOrderEvent, MasterContractDownload, OrderEvent, OrderNotification, OrderUpdate,
 };

@@ -5,8 +5,6 @@
 //! `$OA_TOOLS_DIR/tansu/bin/tansu`, else `$HOME/.cache/oa/tools/tansu/bin/tansu`). When it is
 //! missing the test fails and says to run `cargo xtask kafka up`: it never passes silently.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

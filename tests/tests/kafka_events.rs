@@ -1,0 +1,338 @@
+//! Order events over Kafka, end to end: the real server in KAFKA (and BOTH) mode, a real
+//! Kafka-protocol broker (tansu, one per test), and kafka-python, a consumer that is not ours.
+//! Against tansu the producer uses lz4: tansu 0.6 cannot serve snappy (docs/kafka.md).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use oa_e2e::tansu::{Storage, Tansu};
+use oa_e2e::{PeerProcess, TestServer, run_python_script};
+use serde_json::{Value, json};
+
+const TOPIC: &str = "e2e_order_events";
+
+fn start_server(broker: &Tansu, mode: &str) -> TestServer {
+    let bootstrap = broker.bootstrap();
+    TestServer::start(&[
+        ("ORDER_EVENT_MODE", mode),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
+        ("KAFKA_ORDER_EVENTS_TOPIC", TOPIC),
+        ("KAFKA_CREATE_TOPICS", "true"),
+        ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
+        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
+        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
+        ("ORDER_RATE_LIMIT", "1000 per second"),
+        ("API_RATE_LIMIT", "1000 per second"),
+        ("OA_FEED_TICKS_PER_SECOND", "500"),
+    ])
+    .unwrap()
+}
+
+/// One record as kafka-python read it.
+#[derive(Debug, Clone)]
+struct Record {
+    partition: i64,
+    offset: i64,
+    key: String,
+    value: Value,
+    raw_value: String,
+    headers: HashMap<String, String>,
+    expected_partition: i64,
+}
+
+/// Reads the whole topic with kafka-python until `enough` holds (or fails after 60 s).
+fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = run_python_script(
+            "kafka_consume.py",
+            &[
+                ("KAFKA_BOOTSTRAP", broker.bootstrap()),
+                ("KAFKA_TOPIC", TOPIC.to_string()),
+                ("TIMEOUT_S", "20".to_string()),
+            ],
+        );
+        let records: Vec<Record> = match output {
+            Ok(text) => text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|line| line.get("offset").is_some())
+                .map(|line| Record {
+                    partition: line["partition"].as_i64().unwrap(),
+                    offset: line["offset"].as_i64().unwrap(),
+                    key: line["key"].as_str().unwrap_or_default().to_string(),
+                    raw_value: line["value"].as_str().unwrap().to_string(),
+                    value: serde_json::from_str(line["value"].as_str().unwrap()).unwrap(),
+                    headers: line["headers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|pair| {
+                            (
+                                pair[0].as_str().unwrap().to_string(),
+                                pair[1].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect(),
+                    expected_partition: line["expected_partition"].as_i64().unwrap_or(-1),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if enough(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topic never held the expected records; last read: {records:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn order_ids_of(records: &[Record], event_type: &str) -> HashSet<String> {
+    records
+        .iter()
+        .filter(|record| record.value["event_type"] == event_type)
+        .map(|record| {
+            record.value["data"]["orderid"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+async fn wait_for_price(server: &TestServer) {
+    for _ in 0..200 {
+        let (status, body) = server
+            .post(
+                "quotes",
+                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
+            )
+            .await
+            .unwrap();
+        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no SBIN price from the simulated feed");
+}
+
+async fn place(server: &TestServer, key: &str, extra: Value) -> String {
+    let mut body = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
+        "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (status, response) = server.post("placeorder", body).await.unwrap();
+    assert_eq!(status, 200, "{response}");
+    response["orderid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
+    let broker = Tansu::start(Storage::Memory).unwrap();
+    let server = start_server(&broker, "KAFKA");
+    let admin = server.admin_key.clone();
+    let trader = server.create_user("trader7").unwrap();
+    wait_for_price(&server).await;
+
+    let market = place(&server, &admin, json!({})).await;
+    let limit = place(
+        &server,
+        &trader,
+        json!({"pricetype": "LIMIT", "price": "1.0"}),
+    )
+    .await;
+    let (status, cancelled) = server
+        .post(
+            "cancelorder",
+            json!({"apikey": trader, "strategy": "e2e", "orderid": limit}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{cancelled}");
+
+    let records = read_topic(&broker, |records| {
+        order_ids_of(records, "cancel_order_event").contains(&limit)
+            && order_ids_of(records, "order_event").contains(&market)
+    });
+
+    for record in &records {
+        let envelope = record.value.as_object().unwrap();
+        let keys: Vec<&str> = envelope.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "event_type",
+                "timestamp",
+                "user_id",
+                "source",
+                "version",
+                "data"
+            ],
+            "{}",
+            record.raw_value
+        );
+        assert_eq!(record.value["source"], "openalgo");
+        assert_eq!(record.value["version"], "1.0");
+        assert_eq!(record.key, record.value["user_id"].as_str().unwrap());
+        assert_eq!(
+            record.partition, record.expected_partition,
+            "murmur2 partitioning"
+        );
+        let header = |name: &str| record.headers.get(name).cloned().unwrap_or_default();
+        assert_eq!(header("ce_id"), record.value["id"].as_str().unwrap());
+        assert_eq!(
+            header("ce_type"),
+            record.value["event_type"].as_str().unwrap()
+        );
+        assert_eq!(
+            header("ce_time"),
+            record.value["timestamp"].as_str().unwrap()
+        );
+        assert_eq!(header("ce_source"), "openalgo");
+        assert_eq!(header("ce_specversion"), "1.0");
+        assert_eq!(header("content-type"), "application/json");
+        let timestamp = record.value["timestamp"].as_str().unwrap();
+        assert!(
+            timestamp.ends_with('Z') && timestamp.len() == "2026-01-29T10:30:45.123456Z".len(),
+            "{timestamp}"
+        );
+    }
+
+    let order_event = records
+        .iter()
+        .find(|record| {
+            record.value["event_type"] == "order_event"
+                && record.value["data"]["orderid"] == market.as_str()
+        })
+        .unwrap();
+    assert_eq!(order_event.key, "admin");
+    assert_eq!(
+        order_event.value["data"],
+        json!({"symbol": "SBIN", "action": "BUY", "orderid": market, "exchange": "NSE",
+            "price_type": "MARKET", "product_type": "MIS", "mode": "live"})
+    );
+
+    // trader7's events: one partition, and in the order they happened.
+    let trader_events: Vec<&Record> = records.iter().filter(|r| r.key == "trader7").collect();
+    assert!(
+        trader_events
+            .windows(2)
+            .all(|pair| pair[0].partition == pair[1].partition)
+    );
+    let mut by_offset = trader_events.clone();
+    by_offset.sort_by_key(|record| record.offset);
+    let names: Vec<&str> = by_offset
+        .iter()
+        .map(|record| record.value["event_type"].as_str().unwrap())
+        .collect();
+    let placed = names
+        .iter()
+        .position(|name| *name == "order_event")
+        .unwrap();
+    let cancel = names
+        .iter()
+        .position(|name| *name == "cancel_order_event")
+        .unwrap();
+    assert!(placed < cancel, "{names:?}");
+    let timestamps: Vec<&str> = by_offset
+        .iter()
+        .map(|record| record.value["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        timestamps.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{timestamps:?}"
+    );
+
+    // System events travel too, keyed "admin".
+    assert!(
+        records.iter().any(
+            |record| record.value["event_type"] == "master_contract_download"
+                && record.key == "admin"
+        ),
+        "no master_contract_download record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
+    let mut broker = Tansu::start(Storage::Sqlite).unwrap();
+    let mut server = start_server(&broker, "KAFKA");
+    let key = server.admin_key.clone();
+    wait_for_price(&server).await;
+
+    // Broker down: orders keep succeeding, their events wait in the outbox.
+    broker.kill();
+    let mut acknowledged = HashSet::new();
+    for _ in 0..40 {
+        acknowledged.insert(place(&server, &key, json!({})).await);
+    }
+    // The server dies without any chance to flush.
+    server.kill_and_restart().unwrap();
+    broker.restart().unwrap();
+
+    let records = read_topic(&broker, |records| {
+        order_ids_of(records, "order_event").is_superset(&acknowledged)
+    });
+    // Duplicates may happen, only with the same id and the same content.
+    let mut by_id: HashMap<String, &str> = HashMap::new();
+    for record in &records {
+        let id = record.value["id"].as_str().unwrap().to_string();
+        if let Some(previous) = by_id.insert(id, &record.raw_value) {
+            assert_eq!(
+                previous, record.raw_value,
+                "a duplicate id with other content"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
+    let broker = Tansu::start(Storage::Memory).unwrap();
+    let server = start_server(&broker, "BOTH");
+    let key = server.admin_key.clone();
+    wait_for_price(&server).await;
+    let mut client = PeerProcess::python(
+        "e2e_socketio_collect.py",
+        &[
+            ("OA_URL", server.http_url()),
+            ("OA_APIKEY", key.clone()),
+            ("OA_STOP_EVENT", "order_event".to_string()),
+            ("OA_TIMEOUT_S", "60".to_string()),
+        ],
+    )
+    .unwrap();
+    client
+        .wait_for(Duration::from_secs(30), |line| line["type"] == "connect")
+        .unwrap();
+    let orderid = place(&server, &key, json!({})).await;
+    let socketio_event = client
+        .wait_for(Duration::from_secs(30), |line| {
+            line["name"] == "order_event"
+        })
+        .unwrap();
+    let records = read_topic(&broker, |records| {
+        order_ids_of(records, "order_event").contains(&orderid)
+    });
+    let record = records
+        .iter()
+        .find(|record| {
+            record.value["event_type"] == "order_event"
+                && record.value["data"]["orderid"] == orderid.as_str()
+        })
+        .unwrap();
+    let mut socketio_data = socketio_event["data"].clone();
+    let object = socketio_data.as_object_mut().unwrap();
+    // The Socket.IO copy names the same event id; seq is Socket.IO's own.
+    assert_eq!(object.remove("event_id").unwrap(), record.value["id"]);
+    object.remove("seq");
+    assert_eq!(socketio_data, record.value["data"]);
+}
