@@ -10,7 +10,7 @@ mod peer;
 mod server;
 pub mod tansu;
 pub use peer::PeerProcess;
-pub use server::{TestServer, run_to_exit, server_binary};
+pub use server::{TestServer, run_to_exit, server_binary, suite_event_mode};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {

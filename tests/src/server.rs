@@ -95,6 +95,7 @@ impl TestServer {
             .env("ZMQ_PORT", "0")
             .env("DATABASE_URL", &self.database_url)
             .env("OA_READY_FILE", &ready_file)
+            .envs(suite_mode_env())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -245,6 +246,31 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The event mode the whole suite runs in, from `OA_E2E_EVENT_MODE` (set by
+/// `cargo xtask test-both-modes`; default SOCKETIO). A test that needs a particular mode sets
+/// `ORDER_EVENT_MODE` itself, which overrides this.
+pub fn suite_event_mode() -> String {
+    std::env::var("OA_E2E_EVENT_MODE").unwrap_or_else(|_| "SOCKETIO".to_string())
+}
+
+/// Server settings for the suite's mode: the mode, and in KAFKA or BOTH the broker that
+/// `cargo xtask test-both-modes` started (`OA_E2E_KAFKA_BOOTSTRAP`).
+fn suite_mode_env() -> Vec<(String, String)> {
+    let mode = suite_event_mode();
+    let mut env = vec![("ORDER_EVENT_MODE".to_string(), mode.clone())];
+    if !mode.eq_ignore_ascii_case("SOCKETIO") {
+        let bootstrap = std::env::var("OA_E2E_KAFKA_BOOTSTRAP")
+            .unwrap_or_else(|_| "127.0.0.1:9092".to_string());
+        env.extend([
+            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), bootstrap),
+            ("KAFKA_CREATE_TOPICS".to_string(), "true".to_string()),
+            // tansu 0.6 cannot serve snappy (docs/kafka.md).
+            ("KAFKA_PRODUCER_COMPRESSION".to_string(), "lz4".to_string()),
+        ]);
+    }
+    env
 }
 
 /// The key printed after the "First start" line.

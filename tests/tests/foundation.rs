@@ -17,7 +17,10 @@ async fn health_reports_the_layers_and_mode() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["order_event_mode"], "SOCKETIO");
+    assert_eq!(
+        health["order_event_mode"],
+        oa_e2e::suite_event_mode().to_ascii_uppercase()
+    );
     assert!(health["layers"].is_object(), "{health}");
     assert!(health["event_sinks"].is_array(), "{health}");
 }

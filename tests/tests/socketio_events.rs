@@ -21,7 +21,10 @@ fn upstream_keys(mut data: Value) -> Value {
 }
 
 fn start_server() -> TestServer {
+    // Socket.IO delivery is what these tests check: pinned to SOCKETIO whatever the suite's
+    // mode (BOTH is covered in kafka_events.rs).
     TestServer::start(&[
+        ("ORDER_EVENT_MODE", "SOCKETIO"),
         ("ORDER_RATE_LIMIT", "1000 per second"),
         ("API_RATE_LIMIT", "1000 per second"),
         ("OA_FEED_TICKS_PER_SECOND", "500"),

@@ -198,6 +198,11 @@ fn running_pid(port: u16) -> Option<u32> {
         .then_some(pid)
 }
 
+/// True when a broker started by `up` runs on `port` and answers.
+pub fn is_running(port: u16) -> bool {
+    running_pid(port).is_some() && answers_kafka(addr(port))
+}
+
 fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
     let binary = install()?;
     let dir = run_dir(port);

@@ -35,7 +35,10 @@ enum Command {
         #[command(subcommand)]
         action: kafka::Action,
     },
-    /// Run everything CI runs: fmt, clippy, codegen check, setup, all tests.
+    /// Run the end-to-end suite once per event mode (SOCKETIO, KAFKA, BOTH) against a local
+    /// broker it starts (and stops again, also on failure).
+    TestBothModes,
+    /// Run everything CI runs: fmt, clippy, codegen check, setup, all tests, test-both-modes.
     Test {
         /// Skip fmt and clippy (for a quick local run).
         #[arg(long)]
@@ -50,7 +53,50 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Kafka { action } => kafka::run(action),
         Command::Test { no_lint } => test(no_lint),
+        Command::TestBothModes => test_both_modes(),
     }
+}
+
+/// The broker port test-both-modes uses.
+const BOTH_MODES_KAFKA_PORT: u16 = 9092;
+
+fn test_both_modes() -> anyhow::Result<()> {
+    let port = BOTH_MODES_KAFKA_PORT;
+    let started_here = !kafka::is_running(port);
+    kafka::run(kafka::Action::Up {
+        port,
+        storage: kafka::Storage::Sqlite,
+    })?;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut failed = Vec::new();
+    for mode in ["SOCKETIO", "KAFKA", "BOTH"] {
+        let result = util::step(
+            &format!("end-to-end suite, ORDER_EVENT_MODE={mode}"),
+            || {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+                util::run(
+                    std::process::Command::new(cargo)
+                        .args(["test", "-p", "oa-e2e", "--no-fail-fast"])
+                        .env("OA_E2E_EVENT_MODE", mode)
+                        .env("OA_E2E_KAFKA_BOOTSTRAP", &bootstrap)
+                        .current_dir(util::root()),
+                )
+            },
+        );
+        if result.is_err() {
+            failed.push(mode);
+        }
+    }
+    if started_here {
+        kafka::run(kafka::Action::Down { port })?;
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the end-to-end suite failed in mode(s) {}",
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn test(no_lint: bool) -> anyhow::Result<()> {
@@ -97,6 +143,10 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
         util::step("cargo test --workspace", || {
             util::cargo(&["test", "--workspace", "--no-fail-fast"])
         }),
+    );
+    record(
+        "test-both-modes",
+        util::step("test-both-modes", test_both_modes),
     );
     if failed.is_empty() {
         println!("xtask test: all steps passed in {:.0?}", started.elapsed());

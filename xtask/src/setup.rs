@@ -3,6 +3,7 @@
 //! - `.venv/`: a Python virtual environment with tests/python/requirements.txt (the official
 //!   OpenAlgo SDK, pyzmq, python-socketio, ...).
 //! - `tests/node/node_modules/`: npm packages of tests/node/package.json (socket.io-client).
+//! - tansu, the Kafka-protocol broker (`cargo xtask kafka`; cached outside the work tree).
 //!
 //! Each install is skipped when its input file has not changed since the last one (a stamp
 //! file holds a copy of the input).
@@ -18,6 +19,8 @@ use crate::util::{root, run as run_command};
 pub fn run() -> anyhow::Result<()> {
     python()?;
     node()?;
+    // The Kafka-protocol broker the Kafka tests start (built once, then cached).
+    crate::kafka::install()?;
     Ok(())
 }
 
