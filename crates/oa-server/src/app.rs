@@ -51,11 +51,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         socketio_layer = Some(layer);
     }
     let mut kafka_relay = None;
+    let mut outbox_maintenance = None;
     if let Some(kafka) = &settings.kafka {
         check_kafka_topic(kafka).await?;
         let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
         let table = OutboxTable::open(&path).context("opening the outbox table")?;
-        let relay = KafkaRelay::spawn(kafka.clone(), Arc::new(StoreOutbox::new(table)))
+        let outbox = StoreOutbox::new(table);
+        outbox_maintenance = Some(outbox.spawn_maintenance(settings.outbox));
+        let relay = KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
             .context("starting the Kafka relay")?;
         publisher_builder = publisher_builder.sink(relay.sink(), sink_options);
         kafka_relay = Some(relay);
@@ -151,6 +154,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let left = publisher.shutdown(settings.shutdown_timeout).await;
     if left > 0 {
         tracing::warn!(left, "events still queued at shutdown were not delivered");
+    }
+    if let Some(task) = outbox_maintenance {
+        task.abort();
     }
     if let Some(relay) = kafka_relay {
         // Undelivered rows stay in the outbox and are sent after the next start.

@@ -86,6 +86,13 @@ pub struct RawConfig {
 
     #[command(flatten)]
     pub kafka: RawKafkaConfig,
+
+    /// Hours delivered Kafka outbox rows are kept before they are pruned.
+    #[arg(long, env = "OA_OUTBOX_RETENTION_HOURS", default_value = "168")]
+    pub outbox_retention_hours: String,
+    /// Undelivered Kafka outbox rows above which a warning is logged.
+    #[arg(long, env = "OA_OUTBOX_WARN_BACKLOG", default_value = "100000")]
+    pub outbox_warn_backlog: String,
 }
 
 /// Validated settings the server runs with.
@@ -101,6 +108,7 @@ pub struct Settings {
     pub database_url: String,
     pub event_mode: EventMode,
     pub kafka: Option<KafkaConfig>,
+    pub outbox: crate::outbox::Maintenance,
     pub event_queue_capacity: usize,
     pub shutdown_timeout: Duration,
     pub ready_file: Option<String>,
@@ -274,6 +282,12 @@ impl RawConfig {
             )
             .map(Duration::from_secs);
         check.one_of("OA_LOG_FORMAT", &self.log_format, &["text", "json"]);
+        let outbox_retention = check
+            .positive("OA_OUTBOX_RETENTION_HOURS", &self.outbox_retention_hours)
+            .map(|hours| Duration::from_secs(hours as u64 * 3600));
+        let outbox_warn_backlog = check
+            .positive("OA_OUTBOX_WARN_BACKLOG", &self.outbox_warn_backlog)
+            .map(|rows| rows as u64);
 
         let (
             Some(http_addr),
@@ -285,6 +299,8 @@ impl RawConfig {
             Some(api),
             Some(socketio),
             Some(marketdata),
+            Some(outbox_retention),
+            Some(outbox_warn_backlog),
             true,
         ) = (
             http_addr,
@@ -296,6 +312,8 @@ impl RawConfig {
             api,
             socketio,
             marketdata,
+            outbox_retention,
+            outbox_warn_backlog,
             check.problems.is_empty(),
         )
         else {
@@ -310,6 +328,11 @@ impl RawConfig {
             database_url: self.database_url.clone(),
             event_mode,
             kafka,
+            outbox: crate::outbox::Maintenance {
+                retention: outbox_retention,
+                warn_backlog: outbox_warn_backlog,
+                interval: Duration::from_secs(60),
+            },
             event_queue_capacity,
             shutdown_timeout,
             ready_file: self.ready_file.clone(),
