@@ -5,23 +5,9 @@
 
 use std::fmt;
 
-/// Exchanges accepted in requests (PROTOCOLS.md section 1), in documentation order.
-pub const EXCHANGES: &[&str] = &[
-    "NSE",
-    "NFO",
-    "CDS",
-    "BSE",
-    "BFO",
-    "BCD",
-    "MCX",
-    "NCDEX",
-    "NCO",
-    "NSE_INDEX",
-    "BSE_INDEX",
-    "MCX_INDEX",
-    "GLOBAL_INDEX",
-    "CRYPTO",
-];
+/// Exchanges accepted in requests (PROTOCOLS.md section 1), in documentation order: the
+/// market-data layer's list, so a symbol master and the REST layer never disagree.
+pub use oa_marketdata_zmq::EXCHANGES;
 
 /// A validated exchange code (one of [`EXCHANGES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
