@@ -168,6 +168,37 @@ pub struct PasswordChange {
     pub user_agent: Option<String>,
 }
 
+/// The commands an external system may send on the inbound ESB topic (the envelope's
+/// `event_type`); each one's `data` is the body of the REST endpoint of the same action
+/// without `apikey`.
+pub const ESB_COMMANDS: &[&str] = &[
+    "place_order",
+    "place_smart_order",
+    "modify_order",
+    "cancel_order",
+    "cancel_all_orders",
+    "close_position",
+];
+
+/// The inbound `event_type` by which an external system acknowledges an order event; it is
+/// recorded and has no effect on orders.
+pub const ESB_ACKNOWLEDGMENT: &str = "order_acknowledgment";
+
+/// `esb_command_result`: the outcome of a command an external system (ESB) sent on the
+/// inbound Kafka topic (docs/esb.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EsbCommandResult {
+    /// The `id` of the command's envelope.
+    pub correlation_id: String,
+    /// The command (`place_order`, `place_smart_order`, `modify_order`, `cancel_order`,
+    /// `cancel_all_orders` or `close_position`).
+    pub command: String,
+    /// "success" or "error".
+    pub status: String,
+    /// The body the matching REST endpoint returns (or its error body).
+    pub response: serde_json::Value,
+}
+
 /// Declares the closed set of catalog events once: the enum, its name table and conversions.
 macro_rules! catalog {
     ($( $variant:ident($ty:ty) = $name:literal $(, system_wide = $system:literal)? ;)+) => {
@@ -243,6 +274,7 @@ catalog! {
     OrderUpdate(OrderUpdate) = "order_update";
     MasterContractDownload(MasterContractDownload) = "master_contract_download", system_wide = true;
     PasswordChange(PasswordChange) = "password_change";
+    EsbCommandResult(EsbCommandResult) = "esb_command_result";
 }
 
 /// A payload that could not be rebuilt from its name and JSON.
@@ -427,7 +459,7 @@ mod tests {
 
     #[test]
     fn names_and_audiences() {
-        assert_eq!(EventPayload::NAMES.len(), 9);
+        assert_eq!(EventPayload::NAMES.len(), 10);
         let system: EventPayload = MasterContractDownload {
             broker: "b".into(),
             status: "success".into(),

@@ -5,11 +5,34 @@
 use schemars::generate::{Contract, SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use crate::catalog::EventPayload;
+use crate::catalog::{ESB_ACKNOWLEDGMENT, ESB_COMMANDS, EventPayload};
 use crate::envelope::{CLOUDEVENTS_SPEC_VERSION, ENVELOPE_VERSION, SOURCE, SYSTEM_USER_ID};
 
 /// Default name of the outbound Kafka topic (`KAFKA_ORDER_EVENTS_TOPIC`).
 pub const DEFAULT_ORDER_EVENTS_TOPIC: &str = "from_openalgo_order_events";
+
+/// Default name of the inbound ESB command topic (`KAFKA_ESB_EVENTS_TOPIC`).
+pub const DEFAULT_ESB_EVENTS_TOPIC: &str = "from_esb_order_events";
+
+/// The inbound ESB envelope: a command (or acknowledgment) from an external system.
+fn esb_command_schema() -> Value {
+    let mut types: Vec<&str> = ESB_COMMANDS.to_vec();
+    types.push(ESB_ACKNOWLEDGMENT);
+    json!({
+        "type": "object",
+        "description": "A command from an external system (docs/esb.md). oa executes it for `user_id` exactly as the REST endpoint of the same action, at most once per `id`, and publishes the outcome as an `esb_command_result` event whose `correlation_id` is this `id`. Records that do not match go to the dead-letter topic `<topic>.dlq`.",
+        "required": ["id", "event_type", "user_id", "data"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Unique command id (a UUID is recommended); a command whose id was already processed is not executed again."},
+            "event_type": {"type": "string", "enum": types, "description": "place_order = POST /api/v1/placeorder, place_smart_order = placesmartorder, modify_order = modifyorder, cancel_order = cancelorder, cancel_all_orders = cancelallorder, close_position = closeposition; order_acknowledgment is recorded and has no effect on orders."},
+            "timestamp": {"type": "string", "description": "When the external system created the command (informational)."},
+            "user_id": {"type": "string", "description": "An existing oa user; the command runs as this user."},
+            "source": {"type": "string", "description": "The sending system, e.g. \"esb\" (informational)."},
+            "version": {"const": ENVELOPE_VERSION},
+            "data": {"type": "object", "description": "The REST body of the command's endpoint without `apikey` (same fields, same validation, same error messages: docs/rest-api.md). For order_acknowledgment: any object."}
+        }
+    })
+}
 
 /// Payload schemas by event name, with definitions stored under `definitions_path`.
 fn payload_schemas(definitions_path: &str) -> (Vec<(&'static str, Value)>, Map<String, Value>) {
@@ -104,7 +127,40 @@ pub fn asyncapi_document() -> Value {
         }),
     );
 
+    components_schemas.insert("EsbCommand".into(), esb_command_schema());
+
     let mut messages = Map::new();
+    messages.insert(
+        "esb_command".into(),
+        json!({
+            "name": "esb_command",
+            "title": "Command from an external system",
+            "payload": {"$ref": "#/components/schemas/EsbCommand"},
+            "bindings": {"kafka": {
+                "key": {"type": "string", "description": "Any key; the user id keeps one user's commands in one partition, in order."},
+                "bindingVersion": "0.5.0"
+            }}
+        }),
+    );
+    messages.insert(
+        "esb_dead_letter".into(),
+        json!({
+            "name": "esb_dead_letter",
+            "title": "An inbound record oa could not process",
+            "description": "The original record's value, key and headers, unchanged, plus headers saying why.",
+            "headers": {
+                "type": "object",
+                "required": ["oa_dlq_reason", "oa_dlq_topic", "oa_dlq_partition", "oa_dlq_offset"],
+                "properties": {
+                    "oa_dlq_reason": {"type": "string", "description": "Why the record was not processed."},
+                    "oa_dlq_topic": {"type": "string", "description": "The inbound topic."},
+                    "oa_dlq_partition": {"type": "string", "description": "The inbound partition (decimal)."},
+                    "oa_dlq_offset": {"type": "string", "description": "The inbound offset (decimal)."}
+                }
+            },
+            "payload": {"description": "The original record value, byte for byte (it may not be JSON)."}
+        }),
+    );
     let mut socketio_messages = Map::new();
     let mut kafka_messages = Map::new();
     for (name, schema) in &schemas {
@@ -180,6 +236,20 @@ pub fn asyncapi_document() -> Value {
                 "description": "One record per event: key = user id, value = JSON envelope, CloudEvents headers.",
                 "servers": [{"$ref": "#/servers/kafka"}],
                 "messages": kafka_messages
+            },
+            "esbCommands": {
+                "address": DEFAULT_ESB_EVENTS_TOPIC,
+                "title": "Inbound ESB commands (KAFKA_ESB_EVENTS_TOPIC)",
+                "description": "Commands from external systems, consumed by oa in KAFKA and BOTH modes. Results are published on the order-events topic as esb_command_result.",
+                "servers": [{"$ref": "#/servers/kafka"}],
+                "messages": {"esb_command": {"$ref": "#/components/messages/esb_command"}}
+            },
+            "esbDeadLetters": {
+                "address": format!("{DEFAULT_ESB_EVENTS_TOPIC}.dlq"),
+                "title": "Dead letters of the ESB topic (<KAFKA_ESB_EVENTS_TOPIC>.dlq)",
+                "description": "Inbound records oa could not process: not JSON, unknown event_type, unknown user, invalid data.",
+                "servers": [{"$ref": "#/servers/kafka"}],
+                "messages": {"esb_dead_letter": {"$ref": "#/components/messages/esb_dead_letter"}}
             }
         },
         "operations": {
@@ -192,6 +262,16 @@ pub fn asyncapi_document() -> Value {
                 "action": "send",
                 "title": "oa produces envelopes to the order-events topic",
                 "channel": {"$ref": "#/channels/orderEvents"}
+            },
+            "receiveEsbCommands": {
+                "action": "receive",
+                "title": "oa consumes commands from the ESB topic",
+                "channel": {"$ref": "#/channels/esbCommands"}
+            },
+            "publishEsbDeadLetters": {
+                "action": "send",
+                "title": "oa produces unprocessable ESB records to the dead-letter topic",
+                "channel": {"$ref": "#/channels/esbDeadLetters"}
             }
         },
         "components": {
