@@ -14,12 +14,18 @@
 //! - [`KafkaRelay`]: drains the outbox in order, retries until the broker acknowledges, marks
 //!   rows delivered; [`KafkaSink`] is the [`oa_events_core::EventSink`] that feeds it.
 //!
+//! - [`EsbConsumer`]: consumes commands from external systems on `KAFKA_ESB_EVENTS_TOPIC`,
+//!   runs them through a [`CommandExecutor`] the server provides (at most once per command
+//!   id, offsets kept in the server's store) and dead-letters what it cannot process to
+//!   `<topic>.dlq` (docs/esb.md).
+//!
 //! Delivery promise: at least once, per-user order kept (one key -> one partition, one
 //! in-flight batch per partition), duplicates only with the same envelope `id`.
 //! See docs/kafka.md for the wire contract and operations.
 
 pub mod config;
 pub mod error;
+pub mod esb;
 pub mod outbox;
 pub mod partitioner;
 pub mod producer;
@@ -27,6 +33,10 @@ pub mod relay;
 
 pub use config::{Acks, AutoOffsetReset, Compression, KafkaConfig, TopicCreation};
 pub use error::{ConfigError, KafkaError};
+pub use esb::{
+    CommandExecutor, EsbConsumer, EsbMessage, EsbOptions, EsbPosition, EsbStats, Execution,
+    ExecutorError,
+};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
