@@ -21,9 +21,11 @@
 //! ```
 
 pub mod broker;
+pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod esb;
 pub mod fields;
 pub mod journal;
 pub mod keys;

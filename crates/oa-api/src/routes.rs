@@ -16,15 +16,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use crate::commands::{CommandKind, read_command, run_command};
 use crate::config::RateLimits;
 use crate::error::HttpError;
 use crate::fields::Fields;
 use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
-use crate::requests::{
-    BasketOrder, MODIFY_ORDER_FIELDS, ModifyRequest, PLACE_ORDER_FIELDS, PlaceOrder,
-    SMART_ORDER_FIELDS, SPLIT_ORDER_FIELDS, SmartOrder, SplitOrder,
-};
+use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
 use crate::service::OrderService;
 use crate::types::Product;
 
@@ -99,6 +97,20 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// An order command over REST: the body is read exactly as the ESB reads it (plus
+    /// `apikey`), then the key is checked, then the command runs.
+    async fn command(
+        &self,
+        kind: CommandKind,
+        body: Map<String, Value>,
+    ) -> Result<Value, HttpError> {
+        let (command, fields) = read_command(kind, body, true)?;
+        let user = self.authenticate(&fields).await?;
+        run_command(&self.service, &user, command, fields.without_apikey()).await
+    }
+}
+
 fn reply(result: Result<Value, HttpError>) -> Response {
     match result {
         Ok(body) => Json(body).into_response(),
@@ -106,7 +118,6 @@ fn reply(result: Result<Value, HttpError>) -> Response {
     }
 }
 
-const STRATEGY_ONLY: &[&str] = &["apikey", "strategy"];
 const ORDER_ID: &[&str] = &["apikey", "strategy", "orderid"];
 const APIKEY_ONLY: &[&str] = &["apikey"];
 const SYMBOL_EXCHANGE: &[&str] = &["apikey", "symbol", "exchange"];
@@ -115,88 +126,27 @@ const BASKET: &[&str] = &["apikey", "strategy", "orders"];
 const TOGGLE: &[&str] = &["apikey", "mode"];
 
 async fn placeorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, PLACE_ORDER_FIELDS)?;
-            let request = PlaceOrder::read(&fields)?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .place_order(&user, request, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::PlaceOrder, body).await)
 }
 
 async fn placesmartorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, SMART_ORDER_FIELDS)?;
-            let request = SmartOrder::read(&fields)?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .place_smart_order(&user, request, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::PlaceSmartOrder, body).await)
 }
 
 async fn modifyorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, MODIFY_ORDER_FIELDS)?;
-            let request = ModifyRequest::read(&fields)?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .modify_order(&user, request, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::ModifyOrder, body).await)
 }
 
 async fn cancelorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, ORDER_ID)?;
-            fields.required_string("strategy")?;
-            let orderid = fields.required_string("orderid")?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .cancel_order(&user, &orderid, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::CancelOrder, body).await)
 }
 
 async fn cancelallorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, STRATEGY_ONLY)?;
-            fields.required_string("strategy")?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .cancel_all_orders(&user, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::CancelAllOrders, body).await)
 }
 
 async fn closeposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, STRATEGY_ONLY)?;
-            let strategy = fields.required_string("strategy")?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .close_positions(&user, &strategy, fields.without_apikey())
-                .await
-        }
-        .await,
-    )
+    reply(app.command(CommandKind::ClosePosition, body).await)
 }
 
 async fn orderstatus(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {

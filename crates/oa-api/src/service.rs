@@ -213,6 +213,11 @@ impl OrderService {
         }
     }
 
+    /// The engine worker: runs jobs in the store's transactions.
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
     /// The user's current mode.
     pub fn mode(&self, user_id: &str) -> Mode {
         self.modes

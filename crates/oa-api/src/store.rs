@@ -51,7 +51,8 @@ pub enum StoreError {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     user_id     TEXT PRIMARY KEY,
     created_at  TEXT NOT NULL
@@ -148,7 +149,30 @@ CREATE TABLE outbox (
     delivered_at  TEXT
 );
 CREATE INDEX outbox_undelivered ON outbox(seq) WHERE delivered_at IS NULL;
-"#];
+"#,
+    r#"
+CREATE TABLE esb_commands (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    response      TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    partition     INTEGER NOT NULL,
+    offset        INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    finished_at   TEXT
+);
+CREATE TABLE esb_offsets (
+    consumer_group  TEXT NOT NULL,
+    topic           TEXT NOT NULL,
+    partition       INTEGER NOT NULL,
+    next_offset     INTEGER NOT NULL,
+    updated_at      TEXT NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition)
+);
+"#,
+];
 
 /// Opens (creating if needed) the database file, sets WAL and applies pending migrations.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -359,6 +383,105 @@ pub fn insert_outbox(tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), St
         envelope.timestamp_rfc3339(),
     ])?;
     Ok(())
+}
+
+// ------------------------------------------------------------------ ESB consumer
+
+/// The status of a processed ESB command id, if it was seen before.
+pub fn esb_command_status(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT status FROM esb_commands WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
+}
+
+/// Records an ESB command id (first sighting wins: a later insert of the same id is ignored).
+#[allow(clippy::too_many_arguments)]
+pub fn esb_insert_command(
+    tx: &Transaction<'_>,
+    id: &str,
+    user_id: &str,
+    event_type: &str,
+    status: &str,
+    response: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO esb_commands
+            (id, user_id, event_type, status, response, topic, partition, offset, created_at)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    )?
+    .execute(params![
+        id,
+        user_id,
+        event_type,
+        status,
+        response,
+        topic,
+        partition,
+        offset,
+        now_text()
+    ])?;
+    Ok(())
+}
+
+/// Sets the final status and response of an ESB command.
+pub fn esb_finish_command(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: &str,
+    response: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE esb_commands SET status = ?2, response = ?3, finished_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, status, response, now_text()])?;
+    Ok(())
+}
+
+/// Stores the next offset of (group, topic, partition); it never moves backwards.
+pub fn esb_store_offset(
+    tx: &Transaction<'_>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+         VALUES (?1,?2,?3,?4,?5)
+         ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+         SET next_offset = MAX(next_offset, excluded.next_offset), updated_at = excluded.updated_at",
+    )?
+    .execute(params![group, topic, partition, next_offset, now_text()])?;
+    Ok(())
+}
+
+/// The stored next offset of (group, topic, partition).
+pub fn esb_stored_offset(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT next_offset FROM esb_offsets
+             WHERE consumer_group = ?1 AND topic = ?2 AND partition = ?3",
+        )?
+        .query_row(params![group, topic, partition], |row| row.get(0))
+        .optional()?)
+}
+
+/// True when the user exists.
+pub fn user_exists(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?
+        .query_row([user_id], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Writes a per-user setting.

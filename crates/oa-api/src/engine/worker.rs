@@ -60,6 +60,11 @@ impl JobCtx<'_> {
         self.records.push(record);
     }
 
+    /// This job's transaction, for store writes that must commit with the job's effects.
+    pub(crate) fn tx(&self) -> &Transaction<'_> {
+        self.tx
+    }
+
     /// Writes a per-user setting in this job's transaction.
     pub fn set_setting(&self, user_id: &str, name: &str, value: &str) -> Result<(), StoreError> {
         store::set_setting(self.tx, user_id, name, value)

@@ -1,0 +1,374 @@
+//! Commands from an external system (the Kafka ESB consumer, docs/esb.md), run in process
+//! exactly as the REST routes run them, at most once per command id.
+//!
+//! Each command costs three steps, the store writes of each in one transaction on the engine
+//! worker:
+//!
+//! 1. dedupe and claim: a known id is not executed again (its offset is stored); an unknown
+//!    user or invalid data is rejected without writing anything (the caller dead-letters the
+//!    record, then calls [`EsbCommands::reject`]); otherwise the id is recorded as `started`;
+//! 2. the command runs through the order service (its own transaction, as over REST);
+//! 3. its result is recorded, the `esb_command_result` event appended to the outbox and the
+//!    consumer's next offset stored, in one transaction.
+//!
+//! A crash between 1 and 3 leaves the id `started`: when the record is read again it is not
+//! executed a second time but answered with an error result saying its outcome is unknown
+//! (it may or may not have placed the order). A crash never executes a command twice.
+
+use std::sync::Arc;
+
+use oa_events_core::Event;
+use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, EsbCommandResult};
+use serde_json::{Map, Value, json};
+
+use crate::commands::{CommandKind, read_command, run_command};
+use crate::journal::Record;
+use crate::service::OrderService;
+use crate::store::{self, StoreError};
+
+/// Status of an id being executed.
+const STARTED: &str = "started";
+/// Message of a command whose execution was interrupted by a crash.
+pub const OUTCOME_UNKNOWN: &str = "oa stopped while this command was executing; its outcome is unknown: check the orderbook before sending it again with a new id";
+
+/// Where an ESB record was read: the consumer group, topic and partition that key the
+/// stored offset, and the record's offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsbPosition {
+    /// `KAFKA_CONSUMER_GROUP`.
+    pub group: String,
+    /// The inbound topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset; the stored next offset is this plus one.
+    pub offset: i64,
+}
+
+/// An inbound command (or acknowledgment), already read from its envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EsbRequest {
+    /// The command id.
+    pub id: String,
+    /// An ESB command name (`place_order`, ...) or `order_acknowledgment`.
+    pub event_type: String,
+    /// The user it runs as.
+    pub user_id: String,
+    /// The REST body without `apikey`.
+    pub data: Map<String, Value>,
+}
+
+/// What [`EsbCommands::execute`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EsbOutcome {
+    /// Executed (or recorded); `status` is the result's ("success", "error",
+    /// "acknowledged").
+    Executed {
+        /// The result status.
+        status: String,
+    },
+    /// Seen before: not executed again.
+    Duplicate,
+    /// Not executed, nothing stored: unknown user, unknown command or invalid data.
+    Rejected {
+        /// The reason (for invalid data, the REST error message).
+        reason: String,
+    },
+}
+
+/// Runs ESB commands on the order service and keeps the consumer's state in the store.
+#[derive(Debug, Clone)]
+pub struct EsbCommands {
+    service: Arc<OrderService>,
+}
+
+enum Claim {
+    Duplicate,
+    Unknown { user_id: String, event_type: String },
+    UnknownUser,
+    Claimed,
+    Acknowledged,
+}
+
+fn result_event(id: &str, user_id: &str, command: &str, response: &Value) -> Event {
+    let status = if response["status"] == "success" {
+        "success"
+    } else {
+        "error"
+    };
+    Event::for_user(
+        user_id,
+        EsbCommandResult {
+            correlation_id: id.to_string(),
+            command: command.to_string(),
+            status: status.to_string(),
+            response: response.clone(),
+        },
+    )
+}
+
+impl EsbCommands {
+    /// Commands on `service` (the one the REST routes use).
+    pub fn new(service: Arc<OrderService>) -> Self {
+        EsbCommands { service }
+    }
+
+    /// Executes `request` at most once per id (see the module docs).
+    pub async fn execute(
+        &self,
+        request: &EsbRequest,
+        position: &EsbPosition,
+    ) -> Result<EsbOutcome, StoreError> {
+        let is_ack = request.event_type == ESB_ACKNOWLEDGMENT;
+        // Read and validate the body first (pure): the same reading as the REST route.
+        let command = if is_ack {
+            None
+        } else {
+            let Some(kind) = CommandKind::from_esb_name(&request.event_type) else {
+                return Ok(EsbOutcome::Rejected {
+                    reason: format!("unknown command {:?}", request.event_type),
+                });
+            };
+            Some(read_command(kind, request.data.clone(), false))
+        };
+        let claim = {
+            let request = request.clone();
+            let position = position.clone();
+            let valid = command.as_ref().is_none_or(|command| command.is_ok());
+            self.service
+                .engine()
+                .run(move |ctx| -> Result<Claim, StoreError> {
+                    let tx = ctx.tx();
+                    if let Some(status) = store::esb_command_status(tx, &request.id)? {
+                        if status == STARTED {
+                            return Ok(Claim::Unknown {
+                                user_id: request.user_id,
+                                event_type: request.event_type,
+                            });
+                        }
+                        store::esb_store_offset(
+                            tx,
+                            &position.group,
+                            &position.topic,
+                            position.partition,
+                            position.offset + 1,
+                        )?;
+                        return Ok(Claim::Duplicate);
+                    }
+                    if !store::user_exists(tx, &request.user_id)? {
+                        return Ok(Claim::UnknownUser);
+                    }
+                    if !valid {
+                        return Ok(Claim::Claimed);
+                    }
+                    let (status, response) = if is_ack {
+                        ("acknowledged", Value::Object(request.data.clone()))
+                    } else {
+                        (STARTED, Value::Null)
+                    };
+                    store::esb_insert_command(
+                        tx,
+                        &request.id,
+                        &request.user_id,
+                        &request.event_type,
+                        status,
+                        &response.to_string(),
+                        &position.topic,
+                        position.partition,
+                        position.offset,
+                    )?;
+                    if is_ack {
+                        store::esb_store_offset(
+                            tx,
+                            &position.group,
+                            &position.topic,
+                            position.partition,
+                            position.offset + 1,
+                        )?;
+                        return Ok(Claim::Acknowledged);
+                    }
+                    Ok(Claim::Claimed)
+                })
+                .await??
+        };
+        let (command, fields) = match claim {
+            Claim::Duplicate => return Ok(EsbOutcome::Duplicate),
+            Claim::UnknownUser => {
+                return Ok(EsbOutcome::Rejected {
+                    reason: format!("unknown user_id {:?}: no such oa user", request.user_id),
+                });
+            }
+            Claim::Acknowledged => {
+                return Ok(EsbOutcome::Executed {
+                    status: "acknowledged".to_string(),
+                });
+            }
+            Claim::Unknown {
+                user_id,
+                event_type,
+            } => {
+                let response = json!({"status": "error", "message": OUTCOME_UNKNOWN});
+                self.finish(&request.id, &user_id, &event_type, response, position)
+                    .await?;
+                return Ok(EsbOutcome::Executed {
+                    status: "unknown".to_string(),
+                });
+            }
+            Claim::Claimed => match command {
+                Some(Ok(read)) => read,
+                Some(Err(error)) => {
+                    return Ok(EsbOutcome::Rejected {
+                        reason: error.message,
+                    });
+                }
+                None => {
+                    return Ok(EsbOutcome::Rejected {
+                        reason: "nothing to execute".to_string(),
+                    });
+                }
+            },
+        };
+        let response = match run_command(
+            &self.service,
+            &request.user_id,
+            command,
+            fields.without_apikey(),
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(error) => error.body(),
+        };
+        let status = if response["status"] == "success" {
+            "success"
+        } else {
+            "error"
+        };
+        self.finish(
+            &request.id,
+            &request.user_id,
+            &request.event_type,
+            response,
+            position,
+        )
+        .await?;
+        Ok(EsbOutcome::Executed {
+            status: status.to_string(),
+        })
+    }
+
+    /// Records the result, appends its event and stores the next offset, atomically.
+    async fn finish(
+        &self,
+        id: &str,
+        user_id: &str,
+        event_type: &str,
+        response: Value,
+        position: &EsbPosition,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let user_id = user_id.to_string();
+        let event_type = event_type.to_string();
+        let position = position.clone();
+        self.service
+            .engine()
+            .run(move |ctx| -> Result<(), StoreError> {
+                let status = if response["status"] == "success" {
+                    "success"
+                } else {
+                    "error"
+                };
+                let tx = ctx.tx();
+                store::esb_finish_command(tx, &id, status, &response.to_string())?;
+                store::esb_store_offset(
+                    tx,
+                    &position.group,
+                    &position.topic,
+                    position.partition,
+                    position.offset + 1,
+                )?;
+                ctx.record(Record {
+                    log: None,
+                    events: vec![result_event(&id, &user_id, &event_type, &response)],
+                });
+                Ok(())
+            })
+            .await?
+    }
+
+    /// Records a dead-lettered record and stores the next offset, atomically. For a command
+    /// of an existing user, its id is recorded (a replay is a duplicate) and an error
+    /// `esb_command_result` carrying `reason` is published.
+    pub async fn reject(
+        &self,
+        request: Option<&EsbRequest>,
+        reason: &str,
+        position: &EsbPosition,
+    ) -> Result<(), StoreError> {
+        let request = request.cloned();
+        let reason = reason.to_string();
+        let position = position.clone();
+        self.service
+            .engine()
+            .run(move |ctx| -> Result<(), StoreError> {
+                let mut event = None;
+                if let Some(request) = &request {
+                    let tx = ctx.tx();
+                    if store::user_exists(tx, &request.user_id)?
+                        && store::esb_command_status(tx, &request.id)?.is_none()
+                    {
+                        let response = json!({"status": "error", "message": reason});
+                        store::esb_insert_command(
+                            tx,
+                            &request.id,
+                            &request.user_id,
+                            &request.event_type,
+                            "rejected",
+                            &response.to_string(),
+                            &position.topic,
+                            position.partition,
+                            position.offset,
+                        )?;
+                        if request.event_type != ESB_ACKNOWLEDGMENT {
+                            event = Some(result_event(
+                                &request.id,
+                                &request.user_id,
+                                &request.event_type,
+                                &response,
+                            ));
+                        }
+                    }
+                }
+                store::esb_store_offset(
+                    ctx.tx(),
+                    &position.group,
+                    &position.topic,
+                    position.partition,
+                    position.offset + 1,
+                )?;
+                if let Some(event) = event {
+                    ctx.record(Record {
+                        log: None,
+                        events: vec![event],
+                    });
+                }
+                Ok(())
+            })
+            .await?
+    }
+
+    /// The stored next offset of (group, topic, partition).
+    pub async fn stored_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        let group = group.to_string();
+        let topic = topic.to_string();
+        self.service
+            .engine()
+            .run(move |ctx| store::esb_stored_offset(ctx.tx(), &group, &topic, partition))
+            .await?
+    }
+}
