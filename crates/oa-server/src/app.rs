@@ -7,12 +7,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use oa_api::outbox::OutboxTable;
 use oa_events_core::{EventPublisher, SinkOptions};
-use oa_events_kafka::{KafkaConfig, KafkaError, KafkaRelay};
+use oa_events_kafka::{EsbConsumer, EsbOptions, KafkaConfig, KafkaError, KafkaRelay};
 use oa_events_socketio::SocketIoSink;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::esb::StoreExecutor;
 use crate::http;
 use crate::late_verifier::LateVerifier;
 use crate::outbox::StoreOutbox;
@@ -98,6 +99,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
+    // The ESB consumer runs commands from external systems through the same order service.
+    let esb_consumer = match &settings.kafka {
+        Some(kafka) => {
+            let executor =
+                StoreExecutor::new(oa_api::esb::EsbCommands::new(Arc::clone(api.service())));
+            Some(
+                EsbConsumer::spawn(kafka.clone(), Arc::new(executor), EsbOptions::default())
+                    .context("starting the ESB consumer")?,
+            )
+        }
+        None => None,
+    };
+
     let health = http::HealthInfo {
         started,
         event_mode: settings.event_mode,
@@ -149,7 +163,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     http::serve(listener, router, http_shutdown).await?;
 
-    tracing::info!("shutting down: stopping market data, then draining event sinks");
+    tracing::info!(
+        "shutting down: stopping the ESB consumer and market data, then draining event sinks"
+    );
+    if let Some(consumer) = esb_consumer {
+        consumer.shutdown(settings.shutdown_timeout).await;
+    }
     marketdata.shutdown().await;
     let left = publisher.shutdown(settings.shutdown_timeout).await;
     if left > 0 {

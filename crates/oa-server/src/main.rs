@@ -6,6 +6,7 @@ mod admin;
 mod app;
 mod cli;
 mod config;
+mod esb;
 mod http;
 mod late_verifier;
 mod outbox;

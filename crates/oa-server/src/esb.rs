@@ -1,0 +1,94 @@
+//! The store's ESB command runner, adapted to the Kafka consumer's [`CommandExecutor`].
+//!
+//! `oa-events-kafka` owns the consumer and does not depend on `oa-api`, which owns the order
+//! service and the store; the binary joins them.
+
+use futures_util::future::BoxFuture;
+use oa_api::esb::{EsbCommands, EsbOutcome, EsbPosition, EsbRequest};
+use oa_events_kafka::esb as kafka;
+use oa_events_kafka::{CommandExecutor, EsbMessage, Execution, ExecutorError};
+
+/// [`EsbCommands`] as the consumer's [`CommandExecutor`].
+#[derive(Debug, Clone)]
+pub struct StoreExecutor {
+    commands: EsbCommands,
+}
+
+impl StoreExecutor {
+    /// Wraps the API's command runner.
+    pub fn new(commands: EsbCommands) -> Self {
+        StoreExecutor { commands }
+    }
+}
+
+fn request(message: &EsbMessage) -> EsbRequest {
+    EsbRequest {
+        id: message.id.clone(),
+        event_type: message.event_type.clone(),
+        user_id: message.user_id.clone(),
+        data: message.data.clone(),
+    }
+}
+
+fn position(position: &kafka::EsbPosition) -> EsbPosition {
+    EsbPosition {
+        group: position.group.clone(),
+        topic: position.topic.clone(),
+        partition: position.partition,
+        offset: position.offset,
+    }
+}
+
+fn failed(error: oa_api::StoreError) -> ExecutorError {
+    ExecutorError(error.to_string())
+}
+
+impl CommandExecutor for StoreExecutor {
+    fn execute<'a>(
+        &'a self,
+        message: &'a EsbMessage,
+        at: &'a kafka::EsbPosition,
+    ) -> BoxFuture<'a, Result<Execution, ExecutorError>> {
+        Box::pin(async move {
+            let outcome = self
+                .commands
+                .execute(&request(message), &position(at))
+                .await
+                .map_err(failed)?;
+            Ok(match outcome {
+                EsbOutcome::Executed { status } => Execution::Executed { status },
+                EsbOutcome::Duplicate => Execution::Duplicate,
+                EsbOutcome::Rejected { reason } => Execution::Rejected { reason },
+            })
+        })
+    }
+
+    fn reject<'a>(
+        &'a self,
+        message: Option<&'a EsbMessage>,
+        reason: &'a str,
+        at: &'a kafka::EsbPosition,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            let request = message.map(request);
+            self.commands
+                .reject(request.as_ref(), reason, &position(at))
+                .await
+                .map_err(failed)
+        })
+    }
+
+    fn stored_offset<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<Option<i64>, ExecutorError>> {
+        Box::pin(async move {
+            self.commands
+                .stored_offset(group, topic, partition)
+                .await
+                .map_err(failed)
+        })
+    }
+}
