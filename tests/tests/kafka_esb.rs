@@ -161,6 +161,16 @@ async fn wait_for_price(server: &TestServer, key: &str) {
     panic!("no SBIN price from the simulated feed");
 }
 
+/// The server's Prometheus text.
+async fn metrics(server: &TestServer) -> String {
+    reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn order_ids(server: &TestServer, key: &str) -> Vec<String> {
     let (status, body) = server
         .post("orderbook", json!({"apikey": key}))
@@ -214,6 +224,11 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
     });
     assert_eq!(results_for(&records, "cmd-1").len(), 1);
     assert_eq!(order_ids(&server, &key).await.len(), 2);
+    let text = metrics(&server).await;
+    assert!(
+        text.contains("oa_esb_records_total{outcome=\"duplicate\"} 1"),
+        "{text}"
+    );
 
     // Killed and restarted: the consumer resumes from its stored offset (the topic is read
     // from the earliest offset only when none is stored) and nothing runs twice.
@@ -226,6 +241,13 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
     assert_eq!(results_for(&records, "cmd-2").len(), 1);
     assert_eq!(results_for(&records, "cmd-3").len(), 1);
     assert_eq!(order_ids(&server, &key).await.len(), 3);
+    // Resumed at the stored offset: nothing before cmd-3 was even read again.
+    let text = metrics(&server).await;
+    assert!(
+        text.contains("oa_esb_records_total{outcome=\"executed\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("outcome=\"duplicate\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
