@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use oa_events_core::auth::VerifyFuture;
 use oa_events_core::catalog::{
-    AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, MasterContractDownload, ModifyOrderEvent,
-    OrderEvent, OrderNotification, OrderUpdate, PasswordChange,
+    AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, EsbCommandResult, MasterContractDownload,
+    ModifyOrderEvent, OrderEvent, OrderNotification, OrderUpdate, PasswordChange,
 };
 use oa_events_core::number::Quantity;
 use oa_events_core::{
@@ -283,6 +283,18 @@ pub fn catalog_samples(user: &str) -> Vec<(Event, Value)> {
                 },
             ),
             json!({"user":user,"status":"success","message":"API key rotated","ip_address":"127.0.0.1"}),
+        ),
+        (
+            Event::for_user(
+                user,
+                EsbCommandResult {
+                    correlation_id: "c1".into(),
+                    command: "place_order".into(),
+                    status: "success".into(),
+                    response: json!({"status":"success","orderid":"42"}),
+                },
+            ),
+            json!({"correlation_id":"c1","command":"place_order","status":"success","response":{"status":"success","orderid":"42"}}),
         ),
     ]
 }
