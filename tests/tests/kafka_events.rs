@@ -274,6 +274,23 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     for _ in 0..40 {
         acknowledged.insert(place(&server, &key, json!({})).await);
     }
+    // The backlog is visible to operators while the broker is away.
+    let mut backlog = 0;
+    for _ in 0..100 {
+        let health: Value = reqwest::get(format!("{}/health", server.http_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        backlog = health["kafka"]["outbox_backlog"].as_u64().unwrap_or(0);
+        if backlog >= acknowledged.len() as u64 {
+            assert_eq!(health["kafka"]["connected"], false, "{health}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(backlog >= acknowledged.len() as u64, "backlog {backlog}");
     // The server dies without any chance to flush.
     server.kill_and_restart().unwrap();
     broker.restart().unwrap();

@@ -59,8 +59,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let table = OutboxTable::open(&path).context("opening the outbox table")?;
         let outbox = StoreOutbox::new(table);
         outbox_maintenance = Some(outbox.spawn_maintenance(settings.outbox));
-        let relay = KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
-            .context("starting the Kafka relay")?;
+        let relay = Arc::new(
+            KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
+                .context("starting the Kafka relay")?,
+        );
         publisher_builder = publisher_builder.sink(relay.sink(), sink_options);
         kafka_relay = Some(relay);
     }
@@ -122,6 +124,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ("kafka", kafka_relay.is_some()),
             ("marketdata", true),
         ],
+        kafka_relay: kafka_relay.clone(),
     };
     // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
     let mut router = http::ops_router(health, metrics)

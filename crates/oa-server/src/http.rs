@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oa_events_core::{EventMode, EventPublisher};
+use oa_events_kafka::KafkaRelay;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -24,6 +25,8 @@ pub struct HealthInfo {
     pub publisher: EventPublisher,
     /// Layers running in this process (name, running).
     pub layers: Vec<(&'static str, bool)>,
+    /// The Kafka relay, in KAFKA and BOTH modes.
+    pub kafka_relay: Option<Arc<KafkaRelay>>,
 }
 
 #[derive(Clone)]
@@ -63,6 +66,16 @@ async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value
             })
         })
         .collect();
+    let kafka = info.kafka_relay.as_ref().map(|relay| {
+        let stats = relay.stats();
+        json!({
+            "connected": stats.connected,
+            "delivered": stats.delivered,
+            "outbox_backlog": stats.backlog,
+            "failures": stats.failures,
+            "last_error": stats.last_error,
+        })
+    });
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -70,6 +83,7 @@ async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value
         "order_event_mode": info.event_mode.as_str(),
         "layers": layers,
         "event_sinks": sinks,
+        "kafka": kafka,
     }))
 }
 
