@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+pub mod kafka_topic;
 mod peer;
 mod server;
 pub mod tansu;

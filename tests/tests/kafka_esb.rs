@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use oa_e2e::kafka_topic::KafkaRecord as Record;
 use oa_e2e::tansu::{Storage, Tansu};
 use oa_e2e::{TestServer, run_python_script};
 use serde_json::{Value, json};
@@ -32,64 +32,9 @@ fn start_server(broker: &Tansu) -> TestServer {
     .unwrap()
 }
 
-/// One record as kafka-python read it.
-#[derive(Debug, Clone)]
-struct Record {
-    key: String,
-    raw_value: String,
-    headers: HashMap<String, String>,
-}
-
-impl Record {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.raw_value).unwrap_or(Value::Null)
-    }
-}
-
 /// Reads `topic` from its beginning with kafka-python until `enough` holds (60 s at most).
 fn read_topic(broker: &Tansu, topic: &str, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = run_python_script(
-            "kafka_consume.py",
-            &[
-                ("KAFKA_BOOTSTRAP", broker.bootstrap()),
-                ("KAFKA_TOPIC", topic.to_string()),
-                ("TIMEOUT_S", "20".to_string()),
-            ],
-        );
-        let records: Vec<Record> = match output {
-            Ok(text) => text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|line| line.get("offset").is_some())
-                .map(|line| Record {
-                    key: line["key"].as_str().unwrap_or_default().to_string(),
-                    raw_value: line["value"].as_str().unwrap_or_default().to_string(),
-                    headers: line["headers"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|pair| {
-                            (
-                                pair[0].as_str().unwrap().to_string(),
-                                pair[1].as_str().unwrap().to_string(),
-                            )
-                        })
-                        .collect(),
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if enough(&records) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{topic} never held the expected records; last read: {records:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), topic, enough)
 }
 
 /// Produces raw values (key = the user) to the ESB topic with kafka-python.

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use oa_e2e::kafka_topic::KafkaRecord as Record;
 use oa_e2e::tansu::{Storage, Tansu};
-use oa_e2e::{PeerProcess, TestServer, run_python_script};
+use oa_e2e::{PeerProcess, TestServer};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "e2e_order_events";
@@ -30,66 +31,9 @@ fn start_server(broker: &Tansu, mode: &str) -> TestServer {
     .unwrap()
 }
 
-/// One record as kafka-python read it.
-#[derive(Debug, Clone)]
-struct Record {
-    partition: i64,
-    offset: i64,
-    key: String,
-    value: Value,
-    raw_value: String,
-    headers: HashMap<String, String>,
-    expected_partition: i64,
-}
-
 /// Reads the whole topic with kafka-python until `enough` holds (or fails after 60 s).
 fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = run_python_script(
-            "kafka_consume.py",
-            &[
-                ("KAFKA_BOOTSTRAP", broker.bootstrap()),
-                ("KAFKA_TOPIC", TOPIC.to_string()),
-                ("TIMEOUT_S", "20".to_string()),
-            ],
-        );
-        let records: Vec<Record> = match output {
-            Ok(text) => text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|line| line.get("offset").is_some())
-                .map(|line| Record {
-                    partition: line["partition"].as_i64().unwrap(),
-                    offset: line["offset"].as_i64().unwrap(),
-                    key: line["key"].as_str().unwrap_or_default().to_string(),
-                    raw_value: line["value"].as_str().unwrap().to_string(),
-                    value: serde_json::from_str(line["value"].as_str().unwrap()).unwrap(),
-                    headers: line["headers"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|pair| {
-                            (
-                                pair[0].as_str().unwrap().to_string(),
-                                pair[1].as_str().unwrap().to_string(),
-                            )
-                        })
-                        .collect(),
-                    expected_partition: line["expected_partition"].as_i64().unwrap_or(-1),
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if enough(&records) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the topic never held the expected records; last read: {records:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), TOPIC, enough)
 }
 
 fn order_ids_of(records: &[Record], event_type: &str) -> HashSet<String> {
