@@ -30,7 +30,7 @@ enum Command {
     },
     /// Install the Python and Node test peers.
     Setup,
-    /// Local Kafka broker (tansu) for development and tests: up, down, status, bench.
+    /// Local Kafka broker (tansu) for development and tests: up, down, status, bench, bench-latency.
     Kafka {
         #[command(subcommand)]
         action: kafka::Action,
