@@ -297,3 +297,37 @@ async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
     object.remove("seq");
     assert_eq!(socketio_data, record.value["data"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_killed_mid_stream_loses_no_event() {
+    let mut broker = Tansu::start(Storage::Sqlite).unwrap();
+    let server = start_server(&broker, "KAFKA");
+    let key = server.admin_key.clone();
+    wait_for_price(&server).await;
+
+    let mut acknowledged = HashSet::new();
+    for round in 0..3 {
+        for _ in 0..20 {
+            acknowledged.insert(place(&server, &key, json!({})).await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        match round {
+            0 => broker.kill(),
+            1 => broker.restart().unwrap(),
+            _ => {}
+        }
+    }
+    let records = read_topic(&broker, |records| {
+        order_ids_of(records, "order_event").is_superset(&acknowledged)
+    });
+    let mut by_id: HashMap<String, &str> = HashMap::new();
+    for record in &records {
+        let id = record.value["id"].as_str().unwrap().to_string();
+        if let Some(previous) = by_id.insert(id, &record.raw_value) {
+            assert_eq!(
+                previous, record.raw_value,
+                "a duplicate id with other content"
+            );
+        }
+    }
+}
