@@ -123,6 +123,15 @@ impl TestServer {
         }
     }
 
+    /// Starts the process again after [`TestServer::signal`] stopped it, on the same data
+    /// directory and settings.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("the server is still running");
+        }
+        self.spawn()
+    }
+
     /// Kills the process with SIGKILL (no shutdown, nothing flushed) and starts it again on
     /// the same data directory and settings.
     pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {

@@ -16,13 +16,18 @@ const ESB_TOPIC: &str = "e2e_esb_commands";
 const USER: &str = "esbtrader";
 
 fn start_server(broker: &Tansu) -> TestServer {
+    start_server_with_reset(broker, "earliest")
+}
+
+fn start_server_with_reset(broker: &Tansu, reset: &str) -> TestServer {
     let bootstrap = broker.bootstrap();
     TestServer::start(&[
+        ("RUST_LOG", "info,oa_events_kafka::esb=debug"),
         ("ORDER_EVENT_MODE", "KAFKA"),
         ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
         ("KAFKA_ORDER_EVENTS_TOPIC", EVENTS_TOPIC),
         ("KAFKA_ESB_EVENTS_TOPIC", ESB_TOPIC),
-        ("KAFKA_CONSUMER_AUTO_OFFSET_RESET", "earliest"),
+        ("KAFKA_CONSUMER_AUTO_OFFSET_RESET", reset),
         ("KAFKA_CREATE_TOPICS", "true"),
         ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
         ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
@@ -275,4 +280,38 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
         "{invalid}"
     );
     assert!(results_for(&records, "bad-2").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_latest_reset_a_command_sent_while_oa_is_down_is_not_skipped() {
+    let broker = Tansu::start(Storage::Memory).unwrap();
+    let mut server = start_server_with_reset(&broker, "latest");
+    let key = server.create_user(USER).unwrap();
+    wait_for_price(&server, &key).await;
+    // Every partition consumer has resolved (and stored) its start position.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server
+        .log()
+        .matches("ESB partition consumer started")
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // oa is down, before it ever saw a command; the ESB keeps producing.
+    let stopped = server.signal("TERM", Duration::from_secs(15)).unwrap();
+    assert!(stopped.success());
+    produce(&broker, &[place_order("while-down")]);
+    server.start_again().unwrap();
+
+    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
+        !results_for(records, "while-down").is_empty()
+    });
+    assert_eq!(
+        results_for(&records, "while-down")[0]["data"]["status"],
+        "success"
+    );
+    assert_eq!(order_ids(&server, &key).await.len(), 1);
 }

@@ -357,6 +357,25 @@ impl EsbCommands {
             .await?
     }
 
+    /// Stores the next offset of (group, topic, partition) without a command (the start
+    /// position of a partition that had none); never moves it backwards.
+    pub async fn store_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        let group = group.to_string();
+        let topic = topic.to_string();
+        self.service
+            .engine()
+            .run(move |ctx| {
+                store::esb_store_offset(ctx.tx(), &group, &topic, partition, next_offset)
+            })
+            .await?
+    }
+
     /// The stored next offset of (group, topic, partition).
     pub async fn stored_offset(
         &self,

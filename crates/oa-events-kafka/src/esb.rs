@@ -212,6 +212,18 @@ pub trait CommandExecutor: Send + Sync + 'static {
         topic: &'a str,
         partition: i32,
     ) -> BoxFuture<'a, Result<Option<i64>, ExecutorError>>;
+
+    /// Stores the starting offset of a partition that had none (resolved through
+    /// `KAFKA_CONSUMER_AUTO_OFFSET_RESET`), so that commands produced while oa is down
+    /// before its first command are not skipped by a later `latest` reset. Never moves a
+    /// stored offset backwards.
+    fn store_start_offset<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>>;
 }
 
 /// Consumer tuning that is not an OpenAlgo setting.
@@ -469,7 +481,19 @@ async fn consume_partition(
                 .await
             {
                 Ok(Some(offset)) => break offset,
-                Ok(None) => break reset_offset(config, &client).await?,
+                Ok(None) => {
+                    let offset = reset_offset(config, &client).await?;
+                    shared
+                        .executor
+                        .store_start_offset(&group, &topic, partition, offset)
+                        .await
+                        .map_err(|error| {
+                            KafkaError::Internal(format!(
+                                "storing the ESB start offset of {topic}/{partition}: {error}"
+                            ))
+                        })?;
+                    break offset;
+                }
                 Err(error) => {
                     if pause(&shared, &mut stop, &mut attempt, &error).await {
                         return Ok(());

@@ -91,4 +91,19 @@ impl CommandExecutor for StoreExecutor {
                 .map_err(failed)
         })
     }
+
+    fn store_start_offset<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            self.commands
+                .store_offset(group, topic, partition, offset)
+                .await
+                .map_err(failed)
+        })
+    }
 }
