@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::config::SimulatorConfig;
-use crate::engine::worker::EngineHandle;
+use crate::engine::worker::{EngineHandle, JobCtx};
 use crate::engine::{
     CancelAllOutcome, EngineError, ModifyOrder, NewOrder, Order, PlaceOutcome, Trade,
 };
@@ -160,6 +160,24 @@ impl EngineBroker {
         }
     }
 
+    /// One order action: waits the simulated acknowledgement latency, then runs `action` in
+    /// the engine's transaction and records its journal entry in that same transaction.
+    async fn journaled<T: Send + 'static>(
+        &self,
+        journal: Journal<T>,
+        action: impl FnOnce(&mut JobCtx<'_>, Book) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        self.acknowledge().await;
+        let book = self.book;
+        self.engine
+            .run(move |ctx| {
+                let result = action(ctx, book);
+                ctx.record(journal(&result));
+                result
+            })
+            .await?
+    }
+
     fn forced_rejection(&self) -> Option<String> {
         let rate = self.simulator.rejection_rate;
         (rate > 0.0 && rand::random::<f64>() < rate)
@@ -177,20 +195,12 @@ impl Broker for EngineBroker {
         order: NewOrder,
         journal: Journal<PlaceOutcome>,
     ) -> BrokerFuture<'_, PlaceOutcome> {
-        Box::pin(async move {
-            self.acknowledge().await;
-            let forced = self.forced_rejection();
-            let book = self.book;
-            self.engine
-                .run(move |ctx| {
-                    let outcome = Ok(ctx
-                        .engine
-                        .place(book, order, forced, ctx.prices, ctx.now_ms));
-                    ctx.record(journal(&outcome));
-                    outcome
-                })
-                .await?
-        })
+        let forced = self.forced_rejection();
+        Box::pin(self.journaled(journal, move |ctx, book| {
+            Ok(ctx
+                .engine
+                .place(book, order, forced, ctx.prices, ctx.now_ms))
+        }))
     }
 
     fn modify_order(
@@ -200,20 +210,11 @@ impl Broker for EngineBroker {
         journal: Journal<String>,
     ) -> BrokerFuture<'_, String> {
         let user_id = user_id.to_string();
-        Box::pin(async move {
-            self.acknowledge().await;
-            let book = self.book;
-            self.engine
-                .run(move |ctx| {
-                    let result = ctx
-                        .engine
-                        .modify(book, &user_id, change, ctx.prices, ctx.now_ms)
-                        .map_err(BrokerError::from);
-                    ctx.record(journal(&result));
-                    result
-                })
-                .await?
-        })
+        Box::pin(self.journaled(journal, move |ctx, book| {
+            ctx.engine
+                .modify(book, &user_id, change, ctx.prices, ctx.now_ms)
+                .map_err(BrokerError::from)
+        }))
     }
 
     fn cancel_order(
@@ -223,20 +224,11 @@ impl Broker for EngineBroker {
         journal: Journal<String>,
     ) -> BrokerFuture<'_, String> {
         let (user_id, orderid) = (user_id.to_string(), orderid.to_string());
-        Box::pin(async move {
-            self.acknowledge().await;
-            let book = self.book;
-            self.engine
-                .run(move |ctx| {
-                    let result = ctx
-                        .engine
-                        .cancel(book, &user_id, &orderid, ctx.now_ms)
-                        .map_err(BrokerError::from);
-                    ctx.record(journal(&result));
-                    result
-                })
-                .await?
-        })
+        Box::pin(self.journaled(journal, move |ctx, book| {
+            ctx.engine
+                .cancel(book, &user_id, &orderid, ctx.now_ms)
+                .map_err(BrokerError::from)
+        }))
     }
 
     fn cancel_all_orders(
@@ -245,17 +237,9 @@ impl Broker for EngineBroker {
         journal: Journal<CancelAllOutcome>,
     ) -> BrokerFuture<'_, CancelAllOutcome> {
         let user_id = user_id.to_string();
-        Box::pin(async move {
-            self.acknowledge().await;
-            let book = self.book;
-            self.engine
-                .run(move |ctx| {
-                    let result = Ok(ctx.engine.cancel_all(book, &user_id, ctx.now_ms));
-                    ctx.record(journal(&result));
-                    result
-                })
-                .await?
-        })
+        Box::pin(self.journaled(journal, move |ctx, book| {
+            Ok(ctx.engine.cancel_all(book, &user_id, ctx.now_ms))
+        }))
     }
 
     fn close_positions(
@@ -265,19 +249,11 @@ impl Broker for EngineBroker {
         journal: Journal<Vec<PlaceOutcome>>,
     ) -> BrokerFuture<'_, Vec<PlaceOutcome>> {
         let (user_id, strategy) = (user_id.to_string(), strategy.to_string());
-        Box::pin(async move {
-            self.acknowledge().await;
-            let book = self.book;
-            self.engine
-                .run(move |ctx| {
-                    let result = Ok(ctx
-                        .engine
-                        .close_positions(book, &user_id, &strategy, ctx.prices, ctx.now_ms));
-                    ctx.record(journal(&result));
-                    result
-                })
-                .await?
-        })
+        Box::pin(self.journaled(journal, move |ctx, book| {
+            Ok(ctx
+                .engine
+                .close_positions(book, &user_id, &strategy, ctx.prices, ctx.now_ms))
+        }))
     }
 
     fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
