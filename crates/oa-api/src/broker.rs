@@ -314,11 +314,7 @@ impl Broker for EngineBroker {
                                 .prices
                                 .quote(key.2.as_str(), &key.3)
                                 .map_or(0.0, |quote| quote.ltp);
-                            let unrealized = if ltp > 0.0 {
-                                (ltp - position.average_price) * position.quantity
-                            } else {
-                                0.0
-                            };
+                            let unrealized = position.unrealized_pnl(ltp);
                             PositionView {
                                 exchange: key.2,
                                 symbol: key.3.clone(),
@@ -343,16 +339,7 @@ impl Broker for EngineBroker {
                 .engine
                 .run(move |ctx| {
                     let account = ctx.engine.account(book, &user_id);
-                    let unrealized: f64 = ctx
-                        .engine
-                        .positions(book, &user_id)
-                        .into_iter()
-                        .filter(|(_, position)| position.quantity != 0.0)
-                        .filter_map(|(key, position)| {
-                            let quote = ctx.prices.quote(key.2.as_str(), &key.3)?;
-                            Some((quote.ltp - position.average_price) * position.quantity)
-                        })
-                        .sum();
+                    let unrealized = ctx.engine.unrealized_pnl(book, &user_id, ctx.prices);
                     FundsView {
                         availablecash: account.cash,
                         collateral: 0.0,

@@ -12,12 +12,16 @@
 //! ```
 //!
 //! - placing an order blocks `opening_qty x price / leverage` from cash into `order_margin`
-//!   (`opening_qty` excludes the part that reduces an opposite position);
+//!   (`opening_qty` excludes the part that reduces the opposite position held now);
 //! - a fill releases the order's block, then the closing part of the fill releases its share
 //!   of the position's margin and books realized P&L into cash, and the opening part moves
-//!   `qty x fill_price / leverage` from cash into the position's margin;
-//! - cancelling releases the block.
+//!   `qty x fill_price / leverage` from cash into the position's margin; when that opening
+//!   part needs more than the cash there is at that moment, the order is rejected at fill;
+//! - cancelling, modifying and rejecting release the block.
+//!
+//! The rules themselves are in [`margin`].
 
+pub mod margin;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -169,6 +173,18 @@ pub struct Position {
     pub realized_pnl: f64,
     /// Margin held by the open quantity.
     pub margin: f64,
+}
+
+impl Position {
+    /// Unrealized P&L of the open quantity at `ltp`: `(ltp - average price) x quantity`,
+    /// 0 while the price is unknown (`ltp <= 0`).
+    pub fn unrealized_pnl(&self, ltp: f64) -> f64 {
+        if ltp > 0.0 && self.quantity != 0.0 {
+            (ltp - self.average_price) * self.quantity
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Funds of one account.
@@ -456,6 +472,17 @@ impl Engine {
             .unwrap_or_else(|| Account::new(self.config.starting_funds))
     }
 
+    /// An account's unrealized P&L: its open positions at the last prices of `prices`.
+    pub fn unrealized_pnl(&self, book: Book, user_id: &str, prices: &dyn PriceSource) -> f64 {
+        self.positions(book, user_id)
+            .into_iter()
+            .filter_map(|(key, position)| {
+                let quote = prices.quote(key.2.as_str(), &key.3)?;
+                Some(position.unrealized_pnl(quote.ltp))
+            })
+            .sum()
+    }
+
     /// Every account (for invariant checks).
     pub fn accounts(&self) -> impl Iterator<Item = (&AccountKey, &Account)> {
         self.accounts.iter()
@@ -514,7 +541,8 @@ impl Engine {
         } else if let Some(quote) = quote {
             let margin = self.required_margin(&order, &quote);
             let account = self.account_mut(&account_key);
-            if margin > account.cash + EPSILON {
+            // An exit needs no cash, even when losses left the account in debit.
+            if margin > EPSILON && margin > account.cash + EPSILON {
                 Some(
                     EngineError::InsufficientFunds {
                         required: margin,
@@ -630,7 +658,7 @@ impl Engine {
         let old_margin = order.blocked_margin;
         let account_key = (book, user_id.to_string());
         let account = self.account_mut(&account_key);
-        if margin > account.cash + old_margin + EPSILON {
+        if margin > EPSILON && margin > account.cash + old_margin + EPSILON {
             return Err(EngineError::InsufficientFunds {
                 required: margin,
                 available: account.cash + old_margin,
@@ -779,21 +807,15 @@ impl Engine {
 
     /// Margin to block for an order: only its position-opening part.
     fn required_margin(&self, order: &Order, quote: &Quote) -> f64 {
-        let net = self.net_quantity(order);
-        let reducible = match order.action {
-            Action::Buy if net < 0.0 => -net,
-            Action::Sell if net > 0.0 => net,
-            _ => 0.0,
-        };
-        let opening = (order.quantity - reducible).max(0.0);
-        let price = match order.pricetype {
-            PriceType::Market => match order.action {
-                Action::Buy => quote.buy_price(),
-                Action::Sell => quote.sell_price(),
-            },
-            PriceType::Limit | PriceType::Sl => order.price,
-            PriceType::SlM => order.trigger_price,
-        };
+        let opening =
+            margin::opening_quantity(self.net_quantity(order), order.action, order.quantity);
+        let price = margin::placement_price(
+            order.pricetype,
+            order.action,
+            order.price,
+            order.trigger_price,
+            quote,
+        );
         opening * price / self.config.leverage.of(order.product)
     }
 
@@ -891,14 +913,43 @@ impl Engine {
         }
     }
 
-    /// Fills the rest of an order at `price` and books it.
+    /// Fills the rest of an order at `price` and books it, or rejects the order when the
+    /// part of the fill that opens exposure cannot be funded at this moment.
     fn fill(&mut self, orderid: &str, price: f64, now_ms: i64) {
+        let Some(order) = self.orders.get(orderid) else {
+            return;
+        };
+        let quantity = order.quantity - order.filled_quantity;
+        let position_key = (
+            order.book,
+            order.user_id.clone(),
+            order.exchange,
+            order.symbol.clone(),
+            order.product,
+        );
+        let account_key = (order.book, order.user_id.clone());
+        let settlement = margin::Settlement::compute(
+            &self
+                .positions
+                .get(&position_key)
+                .cloned()
+                .unwrap_or_default(),
+            order.action,
+            quantity,
+            price,
+            self.config.leverage.of(order.product),
+        );
+        let cash = self.account(order.book, &order.user_id).cash;
+        if let Some(shortfall) = settlement.shortfall(cash, order.blocked_margin) {
+            self.reject_active(orderid, shortfall.reason(price), now_ms);
+            return;
+        }
+
         self.release_order_margin(orderid);
         self.unrest(orderid);
         let Some(order) = self.orders.get_mut(orderid) else {
             return;
         };
-        let quantity = order.quantity - order.filled_quantity;
         order.filled_quantity = order.quantity;
         order.average_price = price;
         order.status = OrderStatus::Complete;
@@ -922,56 +973,18 @@ impl Engine {
         };
         self.next_trade_id += 1;
         self.trades
-            .entry((order.book, order.user_id.clone()))
+            .entry(account_key.clone())
             .or_default()
             .push(trade.clone());
         self.changes.trades.push(trade);
 
-        let leverage = self.config.leverage.of(order.product);
-        let position_key = (
-            order.book,
-            order.user_id.clone(),
-            order.exchange,
-            order.symbol.clone(),
-            order.product,
-        );
-        let position = self.positions.entry(position_key.clone()).or_default();
-        let signed = quantity * order.action.sign();
-        let mut realized = 0.0;
-        let mut released = 0.0;
-        let mut opened_margin = 0.0;
-        let mut remaining = signed;
-        if position.quantity.abs() > EPSILON && position.quantity.signum() != signed.signum() {
-            // Closing part.
-            let open = position.quantity.abs();
-            let closing = quantity.min(open);
-            realized = (price - position.average_price) * closing * position.quantity.signum();
-            released = if (closing - open).abs() < EPSILON {
-                position.margin
-            } else {
-                position.margin * closing / open
-            };
-            position.margin -= released;
-            position.quantity += closing * signed.signum();
-            position.realized_pnl += realized;
-            remaining = signed - closing * signed.signum();
-            if position.quantity.abs() < EPSILON {
-                position.quantity = 0.0;
-                position.margin = 0.0;
-                position.average_price = 0.0;
-            }
-        }
-        if remaining.abs() > EPSILON {
-            // Opening part.
-            let total = position.quantity + remaining;
-            position.average_price = (position.average_price * position.quantity.abs()
-                + price * remaining.abs())
-                / total.abs();
-            position.quantity = total;
-            opened_margin = remaining.abs() * price / leverage;
-            position.margin += opened_margin;
-        }
-        let account_key = (order.book, order.user_id.clone());
+        let margin::Settlement {
+            position,
+            realized,
+            released,
+            opened_margin,
+        } = settlement;
+        self.positions.insert(position_key.clone(), position);
         let account = self.account_mut(&account_key);
         account.cash += realized + released - opened_margin;
         account.position_margin += opened_margin - released;
@@ -981,6 +994,19 @@ impl Engine {
         account.realized_pnl += realized;
         self.changes.accounts.push(account_key);
         self.changes.positions.push(position_key);
+    }
+
+    /// Rejects an active order (at fill), releasing its block.
+    fn reject_active(&mut self, orderid: &str, reason: String, now_ms: i64) {
+        self.release_order_margin(orderid);
+        self.unrest(orderid);
+        if let Some(order) = self.orders.get_mut(orderid) {
+            order.status = OrderStatus::Rejected;
+            order.rejection_reason = reason;
+            order.updated_ms = now_ms;
+            self.changes.updates.push(order.clone());
+            self.changes.orders.push(orderid.to_string());
+        }
     }
 }
 
@@ -1029,6 +1055,199 @@ mod tests {
             trigger_price: trigger,
             disclosed_quantity: 0.0,
         }
+    }
+
+    fn engine_with(funds: f64) -> Engine {
+        Engine::new(
+            EngineConfig {
+                starting_funds: funds,
+                leverage: Leverage::default(),
+            },
+            1,
+        )
+    }
+
+    fn tick(engine: &mut Engine, prices: &StaticPrices, ltp: f64, now_ms: i64) {
+        prices.set("NSE", "SBIN", ltp, None, None);
+        let quote = prices.quote("NSE", "SBIN").unwrap();
+        engine.on_price(Exchange::parse("NSE").unwrap(), "SBIN", &quote, now_ms);
+    }
+
+    fn status(engine: &Engine, orderid: &str) -> (OrderStatus, String) {
+        let order = engine.order_by_id(orderid).unwrap();
+        (order.status, order.rejection_reason.clone())
+    }
+
+    // Upstream (sandbox/order_manager.py, place_order) blocks no margin for an order that
+    // only reduces the position held at placement; oa keeps that, and checks at fill.
+    #[test]
+    fn resting_exits_cannot_together_open_an_unmargined_opposite_position() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine_with(1500.0);
+        let long = order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0);
+        assert_eq!(
+            engine.place(Book::Sandbox, long, None, &prices, 1).status,
+            OrderStatus::Complete
+        );
+        let exits: Vec<String> = (0..3)
+            .map(|_| {
+                let exit = order(Action::Sell, 10.0, PriceType::Limit, 110.0, 0.0);
+                engine.place(Book::Sandbox, exit, None, &prices, 2).orderid
+            })
+            .collect();
+        let account = engine.account(Book::Sandbox, "u");
+        assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
+
+        tick(&mut engine, &prices, 111.0, 3);
+        // The first exit closes (+100); the second opens a short of 10 x 110 = 1100, funded
+        // by the 1600 cash; the third would need another 1100 from the 500 left.
+        assert_eq!(status(&engine, &exits[0]).0, OrderStatus::Complete);
+        assert_eq!(status(&engine, &exits[1]).0, OrderStatus::Complete);
+        let (third, reason) = status(&engine, &exits[2]);
+        assert_eq!(third, OrderStatus::Rejected);
+        assert_eq!(
+            reason,
+            "Insufficient funds at fill: margin required 1100.00 at fill price 110.00, available 500.00"
+        );
+        let account = engine.account(Book::Sandbox, "u");
+        assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
+        assert_eq!(account.position_margin, 1100.0);
+        assert!(account.imbalance().abs() < 1e-9, "{account:?}");
+        let key = (
+            Book::Sandbox,
+            "u".to_string(),
+            Exchange::parse("NSE").unwrap(),
+            "SBIN".to_string(),
+            Product::Cnc,
+        );
+        assert_eq!(engine.position(&key).unwrap().quantity, -10.0);
+        assert_eq!(engine.watched_symbols().count(), 0);
+    }
+
+    // Upstream (sandbox/order_manager.py) margins SL-M at its trigger price and carries that
+    // block to the position (sandbox/execution_engine.py, _update_position); oa charges the
+    // fill price and refuses the fill when the gap makes it unaffordable.
+    #[test]
+    fn a_gapping_stop_market_order_is_charged_at_its_fill_price() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine_with(10_000.0);
+        let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
+        let placed = engine.place(Book::Sandbox, stop, None, &prices, 1);
+        assert_eq!(placed.status, OrderStatus::TriggerPending);
+        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 9450.0);
+        tick(&mut engine, &prices, 120.0, 2);
+        let (state, reason) = status(&engine, &placed.orderid);
+        assert_eq!(state, OrderStatus::Rejected);
+        assert!(
+            reason.starts_with(
+                "Insufficient funds at fill: margin required 10800.00 at fill price 120.00"
+            ),
+            "{reason}"
+        );
+        assert_eq!(
+            engine.account(Book::Sandbox, "u"),
+            Account::new(10_000.0),
+            "the block is released"
+        );
+
+        let mut engine = engine_with(100_000.0);
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
+        let placed = engine.place(Book::Sandbox, stop, None, &prices, 1);
+        tick(&mut engine, &prices, 120.0, 2);
+        assert_eq!(status(&engine, &placed.orderid).0, OrderStatus::Complete);
+        let account = engine.account(Book::Sandbox, "u");
+        assert_eq!(
+            (account.cash, account.order_margin, account.position_margin),
+            (100_000.0 - 10_800.0, 0.0, 10_800.0)
+        );
+    }
+
+    #[test]
+    fn a_limit_sell_filling_above_its_limit_is_margined_at_the_fill_price() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 120.0, Some(120.0), Some(120.5));
+        let mut engine = engine_with(10_000.0);
+        // Blocks 90 x 100 = 9000 at placement, but is marketable and fills at the bid 120.
+        let sell = order(Action::Sell, 90.0, PriceType::Limit, 100.0, 0.0);
+        let outcome = engine.place(Book::Sandbox, sell, None, &prices, 1);
+        assert_eq!(outcome.status, OrderStatus::Rejected);
+        assert!(
+            outcome
+                .rejection_reason
+                .starts_with("Insufficient funds at fill: margin required 10800.00"),
+            "{outcome:?}"
+        );
+        let changes = engine.take_changes();
+        let statuses: Vec<OrderStatus> = changes.updates.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [OrderStatus::Open, OrderStatus::Rejected]);
+        assert!(changes.trades.is_empty());
+        assert_eq!(engine.account(Book::Sandbox, "u"), Account::new(10_000.0));
+    }
+
+    #[test]
+    fn a_modified_order_that_becomes_marketable_is_checked_at_fill() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 120.0, Some(120.0), Some(120.5));
+        let mut engine = engine_with(6500.0);
+        let sell = order(Action::Sell, 50.0, PriceType::Limit, 130.0, 0.0);
+        let placed = engine.place(Book::Sandbox, sell, None, &prices, 1);
+        assert_eq!(placed.status, OrderStatus::Open);
+        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 6500.0);
+        // 55 x 100 = 5500 fits the 6500 at placement prices; the fill at the bid 120 needs
+        // 55 x 120 = 6600.
+        let change = ModifyOrder {
+            orderid: placed.orderid.clone(),
+            exchange: Exchange::parse("NSE").unwrap(),
+            symbol: "SBIN".into(),
+            action: Action::Sell,
+            product: Product::Cnc,
+            pricetype: PriceType::Limit,
+            price: 100.0,
+            quantity: 55.0,
+            disclosed_quantity: 0.0,
+            trigger_price: 0.0,
+        };
+        engine
+            .modify(Book::Sandbox, "u", change, &prices, 2)
+            .unwrap();
+        assert_eq!(status(&engine, &placed.orderid).0, OrderStatus::Rejected);
+        assert_eq!(engine.account(Book::Sandbox, "u"), Account::new(6500.0));
+    }
+
+    // A closing loss larger than the position's margin plus the free cash leaves the account
+    // in debit (upstream sandbox/fund_manager.py, release_margin, books it the same way).
+    #[test]
+    fn an_account_in_debit_can_still_exit_but_not_open() {
+        let prices = StaticPrices::new();
+        prices.set("NSE", "SBIN", 100.0, None, None);
+        let mut engine = engine_with(1000.0);
+        let held = order(Action::Buy, 2.0, PriceType::Market, 0.0, 0.0);
+        engine.place(Book::Sandbox, held, None, &prices, 1);
+        let mut short = order(Action::Sell, 40.0, PriceType::Market, 0.0, 0.0);
+        short.product = Product::Mis;
+        engine.place(Book::Sandbox, short, None, &prices, 1);
+        assert_eq!(engine.account(Book::Sandbox, "u").cash, 0.0);
+        prices.set("NSE", "SBIN", 130.0, None, None);
+        let mut cover = order(Action::Buy, 40.0, PriceType::Market, 0.0, 0.0);
+        cover.product = Product::Mis;
+        let covered = engine.place(Book::Sandbox, cover, None, &prices, 2);
+        assert_eq!(covered.status, OrderStatus::Complete);
+        let account = engine.account(Book::Sandbox, "u");
+        assert_eq!((account.cash, account.realized_pnl), (-400.0, -1200.0));
+
+        let exit = order(Action::Sell, 2.0, PriceType::Limit, 140.0, 0.0);
+        let exit = engine.place(Book::Sandbox, exit, None, &prices, 3);
+        assert_eq!(exit.status, OrderStatus::Open, "{exit:?}");
+        let open = order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0);
+        let open = engine.place(Book::Sandbox, open, None, &prices, 3);
+        assert_eq!(open.status, OrderStatus::Rejected);
+        assert_eq!(
+            open.rejection_reason,
+            "Insufficient funds: margin required 130.00, available -400.00"
+        );
     }
 
     #[test]
