@@ -171,6 +171,67 @@ async fn stop_loss_market_order_waits_for_its_trigger() {
     assert_eq!(data(&events[0])["average_price"], 3348.0);
 }
 
+/// Resting exits of one position are checked for margin when they fill: the one that would
+/// open an unfunded short is rejected at fill, with the same `order_update` a rejection emits.
+#[tokio::test]
+async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir);
+    config.starting_funds = 1500.0;
+    let server = start_with(dir, config).await;
+    server.price("NSE", "SBIN", 100.0, 100.0, 100.0);
+    let mut buy = order("SBIN", "BUY", "10");
+    buy["product"] = "CNC".into();
+    server.ok("placeorder", buy).await;
+    let mut exits = Vec::new();
+    for _ in 0..3 {
+        let mut exit = order("SBIN", "SELL", "10");
+        exit["product"] = "CNC".into();
+        exit["pricetype"] = "LIMIT".into();
+        exit["price"] = "110".into();
+        let body = server.ok("placeorder", exit).await;
+        exits.push(body["orderid"].as_str().unwrap().to_string());
+    }
+    let funds = server.ok("funds", json!({})).await;
+    assert_eq!(funds["data"]["availablecash"], "500.00");
+
+    let mut tap = server.publisher.subscribe();
+    server.ltp("NSE", "SBIN", 111.0);
+    let events = next_events(&mut tap, 3).await;
+    let updates: Vec<(String, String, String)> = events
+        .iter()
+        .map(|event| {
+            let update = data(event);
+            assert_eq!(event.event_type(), "order_update");
+            (
+                update["orderid"].as_str().unwrap().to_string(),
+                update["order_status"].as_str().unwrap().to_string(),
+                update["rejection_reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason = "Insufficient funds at fill: margin required 1100.00 at fill price 110.00, \
+                  available 500.00";
+    assert_eq!(
+        updates,
+        [
+            (exits[0].clone(), "complete".to_string(), String::new()),
+            (exits[1].clone(), "complete".to_string(), String::new()),
+            (exits[2].clone(), "rejected".to_string(), reason.to_string()),
+        ]
+    );
+    let status = server
+        .ok("orderstatus", json!({"strategy": "t", "orderid": exits[2]}))
+        .await;
+    assert_eq!(status["data"]["order_status"], "rejected");
+    assert_eq!(status["data"]["rejection_reason"], reason);
+    // The second exit holds a funded short of 10 x 110; nothing went below zero.
+    let funds = server.ok("funds", json!({})).await;
+    assert_eq!(funds["data"]["availablecash"], "500.00");
+    assert_eq!(funds["data"]["utiliseddebits"], "1100.00");
+    assert_eq!(funds["data"]["m2mrealized"], "100.00");
+}
+
 #[tokio::test]
 async fn modify_cancel_and_cancel_all_with_their_events() {
     let server = start().await;
