@@ -60,6 +60,12 @@ enum Op {
     Close {
         user: usize,
     },
+    /// A resting exit of a whole open position (LIMIT, SL or SL-M on the other side).
+    Exit {
+        pick: usize,
+        kind: u8,
+        offset: i32,
+    },
     Price {
         symbol: usize,
         ltp: u32,
@@ -75,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => (0..2usize).prop_map(|user| Op::CancelAll { user }),
         1 => (0..2usize).prop_map(|user| Op::Close { user }),
+        2 => (any::<usize>(), 1..4u8, -10..10i32).prop_map(|(pick, kind, offset)| Op::Exit { pick, kind, offset }),
         5 => (0..2usize, 50..150u32, 0..3u8).prop_map(|(symbol, ltp, spread)| Op::Price { symbol, ltp, spread }),
     ]
 }
@@ -831,6 +838,57 @@ impl Run {
                 let outcome = self.engine.cancel_all(Book::Sandbox, USERS[user], now);
                 prop_assert!(outcome.failed.is_empty(), "{outcome:?}");
                 Step::Cancel
+            }
+            Op::Exit { pick, kind, offset } => {
+                let open: Vec<(String, String, Product, f64)> = USERS
+                    .iter()
+                    .flat_map(|user| self.engine.positions(Book::Sandbox, user))
+                    .filter(|(_, position)| position.quantity != 0.0)
+                    .map(|(key, position)| (key.1.clone(), key.3.clone(), key.4, position.quantity))
+                    .collect();
+                let Some((user, symbol, product, held)) =
+                    open.get(pick % open.len().max(1)).cloned()
+                else {
+                    return Ok(());
+                };
+                let pricetype = [
+                    PriceType::Market,
+                    PriceType::Limit,
+                    PriceType::Sl,
+                    PriceType::SlM,
+                ][usize::from(kind)];
+                let ltp = self.ledger.tape(&symbol).ltp;
+                // Beyond the market on the exit's side, so it rests.
+                let action = if held > 0.0 {
+                    Action::Sell
+                } else {
+                    Action::Buy
+                };
+                let level = (ltp + f64::from(offset) * -action.sign()).max(1.0);
+                let order = NewOrder {
+                    user_id: user,
+                    strategy: "p".into(),
+                    exchange: nse,
+                    symbol,
+                    action,
+                    quantity: held.abs(),
+                    pricetype,
+                    product,
+                    price: if matches!(pricetype, PriceType::Limit | PriceType::Sl) {
+                        level
+                    } else {
+                        0.0
+                    },
+                    trigger_price: if matches!(pricetype, PriceType::Sl | PriceType::SlM) {
+                        level
+                    } else {
+                        0.0
+                    },
+                    disclosed_quantity: 0.0,
+                };
+                self.engine
+                    .place(Book::Sandbox, order, None, &self.prices, now);
+                Step::Place
             }
             Op::Close { user } => {
                 self.engine
