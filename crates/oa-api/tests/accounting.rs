@@ -234,7 +234,10 @@ impl Ledger {
         margin <= 1e-9 || margin <= cash + 1e-9
     }
 
-    /// The price the engine must fill `order` at in this step.
+    /// The price the engine must fill `order` at in this step. As upstream
+    /// (sandbox/execution_engine.py, `_process_order`): MARKET at the ask (BUY) or bid (SELL),
+    /// else the last price; a resting LIMIT at its limit price. oa also fills a triggered SL-M
+    /// and a marketable new or modified LIMIT/SL at the ask/bid (upstream: the last price).
     fn expected_fill_price(&self, order: &LedgerOrder, step: &Step, triggered_now: bool) -> f64 {
         let tape = self.tape(&order.symbol);
         let taker = !matches!(step, Step::Price(_)) || triggered_now;
