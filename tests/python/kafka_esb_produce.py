@@ -4,7 +4,10 @@ Environment:
   KAFKA_BOOTSTRAP   host:port of the broker
   KAFKA_TOPIC       the ESB topic (waits up to TIMEOUT_S for it to exist: oa creates it)
   MESSAGES          JSON array of {"key": str or null, "value": str}: each value is sent as
-                    its UTF-8 bytes exactly (so malformed payloads can be sent too), in order
+                    its UTF-8 bytes exactly (so malformed payloads can be sent too), in order.
+                    Optional per message: "key_id" and "secret" sign the value with
+                    esb_sign.oa_signature (the snippet of docs/esb.md); "signature" sends that
+                    text as the oa_signature header instead (malformed or forged headers)
   COMPRESSION       none|gzip|lz4|zstd (default lz4: tansu 0.6 cannot serve snappy)
   TIMEOUT_S         default 60
 
@@ -18,6 +21,8 @@ import time
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+
+from esb_sign import oa_signature
 
 
 def main():
@@ -38,12 +43,19 @@ def main():
         time.sleep(0.2)
     for message in messages:
         key = message.get("key")
+        value = message["value"].encode("utf-8")
+        headers = []
+        if "key_id" in message:
+            headers.append(("oa_signature", oa_signature(message["key_id"], message["secret"], value)))
+        elif "signature" in message:
+            headers.append(("oa_signature", message["signature"].encode("utf-8")))
         while True:
             try:
                 metadata = producer.send(
                     topic,
                     key=key.encode("utf-8") if key is not None else None,
-                    value=message["value"].encode("utf-8"),
+                    value=value,
+                    headers=headers,
                 ).get(timeout=30)
                 break
             except KafkaError as error:

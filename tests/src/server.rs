@@ -188,23 +188,41 @@ impl TestServer {
     /// Runs `oa-server apikey <args>` against this server's store (a separate process, as an
     /// operator would) and returns its standard output.
     pub fn apikey(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["apikey"];
+        all.extend_from_slice(args);
+        self.admin(&all)
+    }
+
+    /// Runs `oa-server <args>` (an administration command such as `esb allow --user u`)
+    /// against this server's store in a separate process and returns its standard output.
+    pub fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = Command::new(server_binary()?)
             .current_dir(self.data_dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OA_ENV_FILE", self.data_dir.path().join("absent.env"))
             .env("DATABASE_URL", &self.database_url)
-            .arg("apikey")
             .args(args)
             .output()
-            .context("running oa-server apikey")?;
+            .with_context(|| format!("running oa-server {args:?}"))?;
         if !output.status.success() {
             bail!(
-                "apikey {args:?} failed: {}",
+                "oa-server {args:?} failed: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Changes (or adds) one setting for the next [`TestServer::start_again`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(existing, _)| existing != name);
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
+    /// The server's SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.path().join("oa.db")
     }
 
     /// Everything the server logged so far.

@@ -4,9 +4,11 @@
 //! Each command costs three steps, the store writes of each in one transaction on the engine
 //! worker:
 //!
-//! 1. dedupe and claim: a known id is not executed again (its offset is stored); an unknown
-//!    user or invalid data is rejected without writing anything (the caller dead-letters the
-//!    record, then calls [`EsbCommands::reject`]); otherwise the id is recorded as `started`;
+//! 1. dedupe and claim: a known id is not executed again (its offset is stored); a user who
+//!    does not exist, is disabled (no active API key) or has not allowed ESB control, a
+//!    command over the user's rate limit, invalid data or an oversized acknowledgment is
+//!    rejected without writing anything (the caller dead-letters the record, then calls
+//!    [`EsbCommands::reject`]); otherwise the id is recorded as `started`;
 //! 2. the command runs through the order service (its own transaction, as over REST);
 //! 3. its result is recorded, the `esb_command_result` event appended to the outbox and the
 //!    consumer's next offset stored, in one transaction.
@@ -22,14 +24,36 @@ use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, EsbCommandResult};
 use serde_json::{Map, Value, json};
 
 use crate::commands::{CommandKind, read_command, run_command};
+use crate::config::RateLimits;
 use crate::journal::Record;
+use crate::ratelimit::{RATE_LIMIT_BODY, UserRateLimiter};
 use crate::service::OrderService;
-use crate::store::{self, StoreError};
+use crate::store::{self, EsbAccess, StoreError};
 
 /// Status of an id being executed.
 const STARTED: &str = "started";
 /// Message of a command whose execution was interrupted by a crash.
 pub const OUTCOME_UNKNOWN: &str = "oa stopped while this command was executing; its outcome is unknown: check the orderbook before sending it again with a new id";
+
+/// Largest `data` of an `order_acknowledgment`, serialized as JSON (4 KiB): larger ones are
+/// rejected as [`RejectKind::TooLarge`] instead of being stored.
+pub const MAX_ACK_DATA_BYTES: usize = 4096;
+
+/// Why a command was not executed (the dead letter's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// Unreadable, or `data` fails the REST validation.
+    Invalid,
+    /// Not authenticated, or the user does not exist, is disabled or has not allowed ESB
+    /// control: nothing about it is recorded or answered.
+    Unauthenticated,
+    /// The command's timestamp is too old (decided by the consumer).
+    Expired,
+    /// Over the user's rate limit (the REST limits, counted per user).
+    RateLimited,
+    /// An acknowledgment whose `data` exceeds [`MAX_ACK_DATA_BYTES`].
+    TooLarge,
+}
 
 /// Where an ESB record was read: the consumer group, topic and partition that key the
 /// stored offset, and the record's offset.
@@ -69,25 +93,69 @@ pub enum EsbOutcome {
     },
     /// Seen before: not executed again.
     Duplicate,
-    /// Not executed, nothing stored: unknown user, unknown command or invalid data.
+    /// Not executed, nothing stored.
     Rejected {
+        /// The dead letter's code.
+        kind: RejectKind,
         /// The reason (for invalid data, the REST error message).
         reason: String,
     },
+}
+
+/// The REST rate limits, counted per user for ESB commands.
+#[derive(Debug, Clone)]
+struct EsbLimiters {
+    order: UserRateLimiter,
+    smart_order: UserRateLimiter,
+    api: UserRateLimiter,
+}
+
+impl EsbLimiters {
+    /// The limiter of a command: `ORDER_RATE_LIMIT` for the order commands,
+    /// `SMART_ORDER_RATE_LIMIT` for `place_smart_order`, `API_RATE_LIMIT` for
+    /// acknowledgments.
+    fn for_command(&self, event_type: &str) -> &UserRateLimiter {
+        match CommandKind::from_esb_name(event_type) {
+            Some(CommandKind::PlaceSmartOrder) => &self.smart_order,
+            Some(_) => &self.order,
+            None => &self.api,
+        }
+    }
 }
 
 /// Runs ESB commands on the order service and keeps the consumer's state in the store.
 #[derive(Debug, Clone)]
 pub struct EsbCommands {
     service: Arc<OrderService>,
+    limiters: EsbLimiters,
 }
 
 enum Claim {
     Duplicate,
     Unknown { user_id: String, event_type: String },
-    UnknownUser,
+    Refused(EsbAccess),
+    RateLimited,
+    Invalid,
     Claimed,
     Acknowledged,
+}
+
+/// The dead-letter reason of a user ESB commands may not act for.
+fn refusal(user_id: &str, access: EsbAccess) -> String {
+    match access {
+        EsbAccess::NoSuchUser => format!("unknown user_id {user_id:?}: no such oa user"),
+        EsbAccess::Disabled => {
+            format!("user_id {user_id:?} is disabled: it has no active API key")
+        }
+        EsbAccess::NotAllowed | EsbAccess::Allowed => format!(
+            "user_id {user_id:?} has not allowed ESB control of its account (oa-server esb allow --user {user_id})"
+        ),
+    }
+}
+
+fn rate_limited_body() -> Value {
+    serde_json::from_str(RATE_LIMIT_BODY)
+        .unwrap_or_else(|_| json!({"status": "error", "message": "Rate limit exceeded"}))
 }
 
 fn result_event(id: &str, user_id: &str, command: &str, response: &Value) -> Event {
@@ -108,9 +176,17 @@ fn result_event(id: &str, user_id: &str, command: &str, response: &Value) -> Eve
 }
 
 impl EsbCommands {
-    /// Commands on `service` (the one the REST routes use).
-    pub fn new(service: Arc<OrderService>) -> Self {
-        EsbCommands { service }
+    /// Commands on `service` (the one the REST routes use), limited per user by `limits`
+    /// (the REST rate limits).
+    pub fn new(service: Arc<OrderService>, limits: RateLimits) -> Self {
+        EsbCommands {
+            service,
+            limiters: EsbLimiters {
+                order: UserRateLimiter::new(limits.order),
+                smart_order: UserRateLimiter::new(limits.smart_order),
+                api: UserRateLimiter::new(limits.api),
+            },
+        }
     }
 
     /// Executes `request` at most once per id (see the module docs).
@@ -120,21 +196,36 @@ impl EsbCommands {
         position: &EsbPosition,
     ) -> Result<EsbOutcome, StoreError> {
         let is_ack = request.event_type == ESB_ACKNOWLEDGMENT;
-        // Read and validate the body first (pure): the same reading as the REST route.
+        // Read and validate the body first (pure): the same reading as the REST route. Its
+        // verdict applies once the user is known to allow ESB control.
         let command = if is_ack {
-            None
+            let size = Value::Object(request.data.clone()).to_string().len();
+            if size > MAX_ACK_DATA_BYTES {
+                Err((
+                    RejectKind::TooLarge,
+                    format!(
+                        "the order_acknowledgment data is {size} bytes of JSON; at most {MAX_ACK_DATA_BYTES} are accepted"
+                    ),
+                ))
+            } else {
+                Ok(None)
+            }
         } else {
             let Some(kind) = CommandKind::from_esb_name(&request.event_type) else {
                 return Ok(EsbOutcome::Rejected {
+                    kind: RejectKind::Invalid,
                     reason: format!("unknown command {:?}", request.event_type),
                 });
             };
-            Some(read_command(kind, request.data.clone(), false))
+            read_command(kind, request.data.clone(), false)
+                .map(Some)
+                .map_err(|error| (RejectKind::Invalid, error.message))
         };
         let claim = {
             let request = request.clone();
             let position = position.clone();
-            let valid = command.as_ref().is_none_or(|command| command.is_ok());
+            let valid = command.is_ok();
+            let limiter = self.limiters.for_command(&request.event_type).clone();
             self.service
                 .engine()
                 .run(move |ctx| -> Result<Claim, StoreError> {
@@ -155,11 +246,15 @@ impl EsbCommands {
                         )?;
                         return Ok(Claim::Duplicate);
                     }
-                    if !store::user_exists(tx, &request.user_id)? {
-                        return Ok(Claim::UnknownUser);
+                    let access = store::esb_access(tx, &request.user_id)?;
+                    if access != EsbAccess::Allowed {
+                        return Ok(Claim::Refused(access));
+                    }
+                    if !limiter.check(&request.user_id) {
+                        return Ok(Claim::RateLimited);
                     }
                     if !valid {
-                        return Ok(Claim::Claimed);
+                        return Ok(Claim::Invalid);
                     }
                     let (status, response) = if is_ack {
                         ("acknowledged", Value::Object(request.data.clone()))
@@ -193,10 +288,27 @@ impl EsbCommands {
         };
         let (command, fields) = match claim {
             Claim::Duplicate => return Ok(EsbOutcome::Duplicate),
-            Claim::UnknownUser => {
+            Claim::Refused(access) => {
                 return Ok(EsbOutcome::Rejected {
-                    reason: format!("unknown user_id {:?}: no such oa user", request.user_id),
+                    kind: RejectKind::Unauthenticated,
+                    reason: refusal(&request.user_id, access),
                 });
+            }
+            Claim::RateLimited => {
+                return Ok(EsbOutcome::Rejected {
+                    kind: RejectKind::RateLimited,
+                    reason: format!(
+                        "user_id {:?} is over its {} rate limit (the REST limits, counted per user)",
+                        request.user_id, request.event_type
+                    ),
+                });
+            }
+            Claim::Invalid => {
+                let (kind, reason) = match command {
+                    Err(rejection) => rejection,
+                    Ok(_) => (RejectKind::Invalid, "invalid command".to_string()),
+                };
+                return Ok(EsbOutcome::Rejected { kind, reason });
             }
             Claim::Acknowledged => {
                 return Ok(EsbOutcome::Executed {
@@ -215,14 +327,10 @@ impl EsbCommands {
                 });
             }
             Claim::Claimed => match command {
-                Some(Ok(read)) => read,
-                Some(Err(error)) => {
+                Ok(Some(read)) => read,
+                Ok(None) | Err(_) => {
                     return Ok(EsbOutcome::Rejected {
-                        reason: error.message,
-                    });
-                }
-                None => {
-                    return Ok(EsbOutcome::Rejected {
+                        kind: RejectKind::Invalid,
                         reason: "nothing to execute".to_string(),
                     });
                 }
@@ -296,17 +404,26 @@ impl EsbCommands {
             .await?
     }
 
-    /// Records a dead-lettered record and stores the next offset, atomically. For a command
-    /// of an existing user, its id is recorded (a replay is a duplicate) and an error
-    /// `esb_command_result` carrying `reason` is published.
+    /// Records a dead-lettered record and stores the next offset, atomically. For an
+    /// authenticated command of a user who allows ESB control, its id is recorded (a replay
+    /// is a duplicate) and an error `esb_command_result` is published: for
+    /// [`RejectKind::RateLimited`] with the REST 429 body, otherwise carrying `reason`.
+    /// Nothing but the offset is recorded for [`RejectKind::Unauthenticated`], so that an
+    /// unauthenticated record can neither claim a command id nor reach a user's events.
     pub async fn reject(
         &self,
         request: Option<&EsbRequest>,
+        kind: RejectKind,
         reason: &str,
         position: &EsbPosition,
     ) -> Result<(), StoreError> {
-        let request = request.cloned();
-        let reason = reason.to_string();
+        let request = request
+            .filter(|_| kind != RejectKind::Unauthenticated)
+            .cloned();
+        let response = match kind {
+            RejectKind::RateLimited => rate_limited_body(),
+            _ => json!({"status": "error", "message": reason}),
+        };
         let position = position.clone();
         self.service
             .engine()
@@ -314,10 +431,9 @@ impl EsbCommands {
                 let mut event = None;
                 if let Some(request) = &request {
                     let tx = ctx.tx();
-                    if store::user_exists(tx, &request.user_id)?
+                    if store::esb_access(tx, &request.user_id)? == EsbAccess::Allowed
                         && store::esb_command_status(tx, &request.id)?.is_none()
                     {
-                        let response = json!({"status": "error", "message": reason});
                         store::esb_insert_command(
                             tx,
                             &request.id,
@@ -353,6 +469,25 @@ impl EsbCommands {
                     });
                 }
                 Ok(())
+            })
+            .await?
+    }
+
+    /// Replaces the stored next offset of (group, topic, partition), also with a smaller one
+    /// (the consumer restarted the partition from its earliest retained record).
+    pub async fn reset_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        let group = group.to_string();
+        let topic = topic.to_string();
+        self.service
+            .engine()
+            .run(move |ctx| {
+                store::esb_reset_offset(ctx.tx(), &group, &topic, partition, next_offset)
             })
             .await?
     }

@@ -45,6 +45,9 @@ pub enum KeyError {
     /// Hashing failed.
     #[error("hashing the API key failed: {0}")]
     Hash(String),
+    /// The user does not exist.
+    #[error("no such user {0:?}; create it with `oa-server apikey create --user {0}`")]
+    NoSuchUser(String),
 }
 
 #[derive(Debug)]
@@ -240,6 +243,23 @@ impl KeyStore {
         .await?;
         self.password_changed(user_id, "API key revoked");
         Ok(())
+    }
+
+    /// Allows (`true`) or forbids ESB commands to act for `user_id`. Takes effect with the
+    /// next command the running server reads, also when set from another process.
+    pub async fn set_esb_allowed(&self, user_id: &str, allowed: bool) -> Result<(), KeyError> {
+        valid_user(user_id)?;
+        let user = user_id.to_string();
+        self.blocking(move |this| {
+            let mut conn = this.inner.conn.lock();
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            if !store::set_esb_allowed(&tx, &user, allowed)? {
+                return Err(KeyError::NoSuchUser(user));
+            }
+            tx.commit().map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every user with key metadata (never keys or hashes).

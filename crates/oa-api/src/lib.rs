@@ -68,6 +68,7 @@ pub struct Api {
     keys: KeyStore,
     service: Arc<OrderService>,
     default_user: String,
+    limits: config::RateLimits,
 }
 
 impl Api {
@@ -90,6 +91,12 @@ impl Api {
     /// The order service (for in-process callers such as an ESB consumer).
     pub fn service(&self) -> &Arc<OrderService> {
         &self.service
+    }
+
+    /// The ESB command runner on this API's order service, with its rate limits counted
+    /// per user.
+    pub fn esb_commands(&self) -> esb::EsbCommands {
+        esb::EsbCommands::new(Arc::clone(&self.service), self.limits)
     }
 
     /// On first start (no users), creates the default user and returns its key once.
@@ -211,5 +218,6 @@ pub async fn build_with_broker(
         keys,
         service,
         default_user: config.default_user,
+        limits,
     })
 }

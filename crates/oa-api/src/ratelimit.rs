@@ -119,6 +119,27 @@ impl IpRateLimiter {
     }
 }
 
+/// One rate limit keyed by user id, for callers that are not HTTP clients (the ESB
+/// consumer). Only authenticated users reach it, so its size is bounded by the user count.
+#[derive(Debug, Clone)]
+pub struct UserRateLimiter {
+    inner: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+impl UserRateLimiter {
+    /// A limiter allowing `spec` per user.
+    pub fn new(spec: RateSpec) -> Self {
+        UserRateLimiter {
+            inner: Arc::new(RateLimiter::keyed(spec.quota())),
+        }
+    }
+
+    /// True when one more request of `user_id` is allowed (and counts it).
+    pub fn check(&self, user_id: &str) -> bool {
+        self.inner.check_key(&user_id.to_string()).is_ok()
+    }
+}
+
 static MISSING_CONNECT_INFO: AtomicBool = AtomicBool::new(false);
 
 /// The client's IP from `ConnectInfo`, or 0.0.0.0 when the server was not served with
@@ -210,5 +231,13 @@ mod tests {
         assert!((0..3).all(|_| limiter.check(ip)));
         assert!(!limiter.check(ip));
         assert!(limiter.check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    }
+
+    #[test]
+    fn user_limiter_counts_each_user_alone() {
+        let limiter = UserRateLimiter::new(RateSpec::parse("2 per minute").unwrap());
+        assert!(limiter.check("a") && limiter.check("a"));
+        assert!(!limiter.check("a"));
+        assert!(limiter.check("b"));
     }
 }

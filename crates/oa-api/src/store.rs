@@ -172,6 +172,11 @@ CREATE TABLE esb_offsets (
     PRIMARY KEY (consumer_group, topic, partition)
 );
 "#,
+    // Per-user consent to ESB control of the account (`oa-server esb allow|deny`), off by
+    // default: commands for a user without it are dead-lettered `unauthenticated`.
+    r#"
+ALTER TABLE users ADD COLUMN esb_allowed INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Opens (creating if needed) the database file, sets WAL and applies pending migrations.
@@ -475,6 +480,70 @@ pub fn esb_stored_offset(
         .optional()?)
 }
 
+/// Stores the next offset of (group, topic, partition) even when it is smaller than the
+/// stored one (a partition restarted from its earliest retained record).
+pub fn esb_reset_offset(
+    tx: &Transaction<'_>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+         VALUES (?1,?2,?3,?4,?5)
+         ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+         SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+    )?
+    .execute(params![group, topic, partition, next_offset, now_text()])?;
+    Ok(())
+}
+
+/// Whether ESB commands may act for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EsbAccess {
+    /// No such user.
+    NoSuchUser,
+    /// The user has no active API key (revoked, or never issued): disabled everywhere.
+    Disabled,
+    /// The user has not allowed ESB control (`oa-server esb allow --user ...`).
+    NotAllowed,
+    /// The user exists, has an active key and allows ESB control.
+    Allowed,
+}
+
+/// The user's [`EsbAccess`], read in the caller's transaction (so a change made by another
+/// process, such as `oa-server esb deny`, is seen by the next command).
+pub fn esb_access(conn: &Connection, user_id: &str) -> Result<EsbAccess, StoreError> {
+    let row: Option<(bool, bool)> = conn
+        .prepare_cached(
+            "SELECT u.esb_allowed != 0,
+                    EXISTS (SELECT 1 FROM api_keys k
+                            WHERE k.user_id = u.user_id AND k.revoked_at IS NULL)
+             FROM users u WHERE u.user_id = ?1",
+        )?
+        .query_row([user_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => EsbAccess::NoSuchUser,
+        Some((_, false)) => EsbAccess::Disabled,
+        Some((false, true)) => EsbAccess::NotAllowed,
+        Some((true, true)) => EsbAccess::Allowed,
+    })
+}
+
+/// Sets a user's ESB consent; false when the user does not exist.
+pub fn set_esb_allowed(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    allowed: bool,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE users SET esb_allowed = ?2 WHERE user_id = ?1",
+        params![user_id, allowed],
+    )? == 1)
+}
+
 /// True when the user exists.
 pub fn user_exists(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
     Ok(conn
@@ -743,6 +812,8 @@ pub struct UserKeyInfo {
     pub key_created_at: Option<String>,
     /// How many keys were revoked so far.
     pub revoked_keys: u64,
+    /// Whether ESB commands may act for the user (`oa-server esb allow`).
+    pub esb_allowed: bool,
 }
 
 /// Every user with key metadata (never keys or hashes).
@@ -751,7 +822,8 @@ pub fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
         "SELECT u.user_id, u.created_at,
            (SELECT created_at FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NULL
             ORDER BY id DESC LIMIT 1),
-           (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NOT NULL)
+           (SELECT COUNT(*) FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NOT NULL),
+           u.esb_allowed != 0
          FROM users u ORDER BY u.user_id",
     )?;
     let rows = statement
@@ -761,6 +833,7 @@ pub fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
                 user_created_at: row.get(1)?,
                 key_created_at: row.get(2)?,
                 revoked_keys: row.get::<_, i64>(3)? as u64,
+                esb_allowed: row.get(4)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

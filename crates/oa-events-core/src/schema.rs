@@ -20,16 +20,16 @@ fn esb_command_schema() -> Value {
     types.push(ESB_ACKNOWLEDGMENT);
     json!({
         "type": "object",
-        "description": "A command from an external system (docs/esb.md). oa executes it for `user_id` exactly as the REST endpoint of the same action, at most once per `id`, and publishes the outcome as an `esb_command_result` event whose `correlation_id` is this `id`. Records that do not match go to the dead-letter topic `<topic>.dlq`.",
+        "description": "A command from an external system (docs/esb.md). It must be signed (record header `oa_signature`) unless the owner set KAFKA_ESB_TRUST_UNSIGNED=true, and `user_id` must have allowed ESB control (`oa-server esb allow`). oa executes it for `user_id` exactly as the REST endpoint of the same action, at most once per `id`, and publishes the outcome as an `esb_command_result` event whose `correlation_id` is this `id`. Records that are not authenticated, stale or do not match go to the dead-letter topic `<topic>.dlq`.",
         "required": ["id", "event_type", "user_id", "data"],
         "properties": {
             "id": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Unique command id (a UUID is recommended); a command whose id was already processed is not executed again."},
             "event_type": {"type": "string", "enum": types, "description": "place_order = POST /api/v1/placeorder, place_smart_order = placesmartorder, modify_order = modifyorder, cancel_order = cancelorder, cancel_all_orders = cancelallorder, close_position = closeposition; order_acknowledgment is recorded and has no effect on orders."},
-            "timestamp": {"type": "string", "description": "When the external system created the command (informational)."},
+            "timestamp": {"type": "string", "format": "date-time", "description": "When the external system created the command, RFC 3339. Required in signed commands: older than KAFKA_ESB_MAX_AGE_SECONDS (default 300) or more than 60 s in the future is dead-lettered `expired`."},
             "user_id": {"type": "string", "description": "An existing oa user; the command runs as this user."},
             "source": {"type": "string", "description": "The sending system, e.g. \"esb\" (informational)."},
             "version": {"const": ENVELOPE_VERSION},
-            "data": {"type": "object", "description": "The REST body of the command's endpoint without `apikey` (same fields, same validation, same error messages: docs/rest-api.md). For order_acknowledgment: any object."}
+            "data": {"type": "object", "description": "The REST body of the command's endpoint without `apikey` (same fields, same validation, same error messages: docs/rest-api.md). For order_acknowledgment: any object of at most 4096 bytes as JSON (larger is dead-lettered `too_large`)."}
         }
     })
 }
@@ -136,6 +136,13 @@ pub fn asyncapi_document() -> Value {
             "name": "esb_command",
             "title": "Command from an external system",
             "payload": {"$ref": "#/components/schemas/EsbCommand"},
+            "headers": {
+                "type": "object",
+                "required": ["oa_signature"],
+                "properties": {
+                    "oa_signature": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}:[0-9a-f]{64}$", "description": "`<key id>:<lowercase hex>`: HMAC-SHA256 of the exact record value bytes under the secret of `<key id>` in KAFKA_ESB_SIGNING_KEYS. Missing, malformed, unknown key id or wrong: dead-lettered `unauthenticated`. Not required only when the owner set KAFKA_ESB_TRUST_UNSIGNED=true."}
+                }
+            },
             "bindings": {"kafka": {
                 "key": {"type": "string", "description": "Any key; the user id keeps one user's commands in one partition, in order."},
                 "bindingVersion": "0.5.0"
@@ -150,9 +157,10 @@ pub fn asyncapi_document() -> Value {
             "description": "The original record's value, key and headers, unchanged, plus headers saying why.",
             "headers": {
                 "type": "object",
-                "required": ["oa_dlq_reason", "oa_dlq_topic", "oa_dlq_partition", "oa_dlq_offset"],
+                "required": ["oa_dlq_reason", "oa_dlq_code", "oa_dlq_topic", "oa_dlq_partition", "oa_dlq_offset"],
                 "properties": {
-                    "oa_dlq_reason": {"type": "string", "description": "Why the record was not processed."},
+                    "oa_dlq_reason": {"type": "string", "description": "Why the record was not processed: `<code>: <explanation>`."},
+                    "oa_dlq_code": {"type": "string", "enum": ["invalid", "unauthenticated", "expired", "rate_limited", "too_large"], "description": "The reason's code (docs/esb.md, Dead letters)."},
                     "oa_dlq_topic": {"type": "string", "description": "The inbound topic."},
                     "oa_dlq_partition": {"type": "string", "description": "The inbound partition (decimal)."},
                     "oa_dlq_offset": {"type": "string", "description": "The inbound offset (decimal)."}

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! ESB topic ─▶ one task per partition: fetch (own client, short max-wait)
-//!     ─▶ parse the envelope ── malformed ──▶ <topic>.dlq (own client), then store the offset
-//!     └▶ CommandExecutor::execute (idempotent by id; result + offset stored atomically)
-//!          └─ rejected (unknown user, invalid data) ──▶ <topic>.dlq, then CommandExecutor::reject
+//!     ─▶ verify the oa_signature header (esb_auth) ── unauthenticated ──▶ <topic>.dlq
+//!     ─▶ parse the envelope, check its timestamp ── invalid / expired ──▶ <topic>.dlq
+//!     └▶ CommandExecutor::execute (user allowed? rate limit; idempotent by id; result +
+//!        offset stored atomically)
+//!          └─ rejected (unauthenticated user, rate limited, invalid data) ──▶ <topic>.dlq
+//!   every dead letter is then recorded with CommandExecutor::reject (offset stored)
 //! ```
 //!
 //! rskafka has no consumer groups: offsets live in the executor's store, keyed by
@@ -36,14 +39,17 @@ use tokio::task::JoinSet;
 
 use crate::config::{AutoOffsetReset, KafkaConfig};
 use crate::error::{ConfigError, KafkaError, RsKafkaError};
+use crate::esb_auth::{EsbSecurity, Refusal, SIGNATURE_HEADER};
 use crate::partitioner::partition_for_key;
 use crate::producer::{connect, ensure_topic_with};
 
 /// Longest accepted command `id`.
 pub const MAX_ID_LEN: usize = 200;
 
-/// Header names of a dead letter.
+/// Header names of a dead letter: why, as `<code>: <explanation>`.
 pub const DLQ_REASON_HEADER: &str = "oa_dlq_reason";
+/// The dead letter's [`DeadLetterCode`] alone (`unauthenticated`, `expired`, ...).
+pub const DLQ_CODE_HEADER: &str = "oa_dlq_code";
 /// The inbound topic of a dead letter.
 pub const DLQ_TOPIC_HEADER: &str = "oa_dlq_topic";
 /// The inbound partition of a dead letter (decimal).
@@ -54,6 +60,53 @@ pub const DLQ_OFFSET_HEADER: &str = "oa_dlq_offset";
 /// The dead-letter topic of an inbound topic: `<topic>.dlq`.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}.dlq")
+}
+
+/// Why a record was dead-lettered: the `oa_dlq_code` header, and the start of
+/// `oa_dlq_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterCode {
+    /// Not a readable command: not JSON, a missing or mistyped field, an unknown
+    /// `event_type`, a signed command without `timestamp`, or `data` that fails the REST
+    /// validation.
+    Invalid,
+    /// No signature, a malformed one, an unknown key id or a wrong signature; or a user that
+    /// does not exist, is disabled (no active API key) or has not allowed ESB control.
+    Unauthenticated,
+    /// The command's `timestamp` is older than `KAFKA_ESB_MAX_AGE_SECONDS` or too far ahead.
+    Expired,
+    /// The user's rate limit of this kind of command is exhausted (the REST limits).
+    RateLimited,
+    /// An `order_acknowledgment` whose `data` is larger than allowed.
+    TooLarge,
+}
+
+impl DeadLetterCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [DeadLetterCode; 5] = [
+        DeadLetterCode::Invalid,
+        DeadLetterCode::Unauthenticated,
+        DeadLetterCode::Expired,
+        DeadLetterCode::RateLimited,
+        DeadLetterCode::TooLarge,
+    ];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterCode::Invalid => "invalid",
+            DeadLetterCode::Unauthenticated => "unauthenticated",
+            DeadLetterCode::Expired => "expired",
+            DeadLetterCode::RateLimited => "rate_limited",
+            DeadLetterCode::TooLarge => "too_large",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A well-formed inbound envelope.
@@ -171,9 +224,11 @@ pub enum Execution {
     },
     /// The id was processed before: nothing executed again; the next offset is stored.
     Duplicate,
-    /// Not executed and nothing stored (unknown user, invalid data): the consumer
-    /// dead-letters the record, then calls [`CommandExecutor::reject`].
+    /// Not executed and nothing stored (user not allowed, rate limited, invalid data): the
+    /// consumer dead-letters the record, then calls [`CommandExecutor::reject`].
     Rejected {
+        /// The dead letter's code.
+        code: DeadLetterCode,
         /// Why, for the dead letter.
         reason: String,
     },
@@ -196,11 +251,14 @@ pub trait CommandExecutor: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Execution, ExecutorError>>;
 
     /// Records a record that was dead-lettered (`message` is `None` when it could not be
-    /// read) and stores the offset after `position`. For a readable command of an existing
-    /// user the executor also publishes its error result.
+    /// read or was not authenticated) and stores the offset after `position`. For a
+    /// readable, authenticated command of a user who allows ESB control the executor also
+    /// records the id and publishes its error result; for
+    /// [`DeadLetterCode::Unauthenticated`] it records nothing but the offset.
     fn reject<'a>(
         &'a self,
         message: Option<&'a EsbMessage>,
+        code: DeadLetterCode,
         reason: &'a str,
         position: &'a EsbPosition,
     ) -> BoxFuture<'a, Result<(), ExecutorError>>;
@@ -212,6 +270,17 @@ pub trait CommandExecutor: Send + Sync + 'static {
         topic: &'a str,
         partition: i32,
     ) -> BoxFuture<'a, Result<Option<i64>, ExecutorError>>;
+
+    /// Replaces the stored offset of a partition, even with a smaller one: after the broker
+    /// reported the stored offset out of range (retention, a recreated topic) and the
+    /// consumer restarted the partition from its earliest retained record.
+    fn reset_offset<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>>;
 
     /// Stores the starting offset of a partition that had none (resolved through
     /// `KAFKA_CONSUMER_AUTO_OFFSET_RESET`), so that commands produced while oa is down
@@ -269,6 +338,7 @@ pub struct EsbStats {
 
 struct Shared {
     config: KafkaConfig,
+    security: EsbSecurity,
     options: EsbOptions,
     executor: Arc<dyn CommandExecutor>,
     counters: Counters,
@@ -299,17 +369,27 @@ impl std::fmt::Debug for EsbConsumer {
 }
 
 impl EsbConsumer {
-    /// Starts consuming `config.esb_events_topic` in the background. Connection problems
-    /// are logged and retried; they never stop the caller. The topic and its `.dlq` are
-    /// created when `KAFKA_CREATE_TOPICS` allows.
+    /// Starts consuming `config.esb_events_topic` in the background, authenticating each
+    /// command as `security` says. Connection problems are logged and retried; they never
+    /// stop the caller. The topic and its `.dlq` are created when `KAFKA_CREATE_TOPICS`
+    /// allows. Refuses to start when `security` is disabled (no keys, no trust flag).
     pub fn spawn(
         config: KafkaConfig,
+        security: EsbSecurity,
         executor: Arc<dyn CommandExecutor>,
         options: EsbOptions,
     ) -> Result<EsbConsumer, ConfigError> {
         config.validate()?;
+        if let Some(reason) = security.disabled_reason() {
+            return Err(ConfigError::new(
+                "KAFKA_ESB_SIGNING_KEYS",
+                "",
+                reason.to_string(),
+            ));
+        }
         let shared = Arc::new(Shared {
             config,
+            security,
             options,
             executor,
             counters: Counters::default(),
@@ -321,12 +401,13 @@ impl EsbConsumer {
 
     /// The counters so far.
     pub fn stats(&self) -> EsbStats {
-        let counters = &self.shared.counters;
-        EsbStats {
-            executed: counters.executed.load(Ordering::Relaxed),
-            duplicates: counters.duplicates.load(Ordering::Relaxed),
-            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-            failures: counters.failures.load(Ordering::Relaxed),
+        self.monitor().stats()
+    }
+
+    /// A handle that reads the counters after the consumer is moved (for `/health`).
+    pub fn monitor(&self) -> EsbMonitor {
+        EsbMonitor {
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -338,6 +419,33 @@ impl EsbConsumer {
         if tokio::time::timeout(timeout, &mut task).await.is_err() {
             tracing::warn!("ESB consumer did not stop within {timeout:?}; aborting it");
             task.abort();
+        }
+    }
+}
+
+/// Reads a running consumer's counters.
+#[derive(Clone)]
+pub struct EsbMonitor {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EsbMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsbMonitor")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl EsbMonitor {
+    /// The counters so far.
+    pub fn stats(&self) -> EsbStats {
+        let counters = &self.shared.counters;
+        EsbStats {
+            executed: counters.executed.load(Ordering::Relaxed),
+            duplicates: counters.duplicates.load(Ordering::Relaxed),
+            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+            failures: counters.failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -447,11 +555,21 @@ async fn bounded<T>(
     }
 }
 
+/// The start position of a partition without a stored offset
+/// (`KAFKA_CONSUMER_AUTO_OFFSET_RESET`).
 async fn reset_offset(config: &KafkaConfig, client: &PartitionClient) -> Result<i64, KafkaError> {
     let at = match config.auto_offset_reset {
         AutoOffsetReset::Earliest => OffsetAt::Earliest,
         AutoOffsetReset::Latest => OffsetAt::Latest,
     };
+    list_offset(config, client, at).await
+}
+
+async fn list_offset(
+    config: &KafkaConfig,
+    client: &PartitionClient,
+    at: OffsetAt,
+) -> Result<i64, KafkaError> {
     bounded(config, Duration::ZERO, "list offsets", async {
         client
             .get_offset(at)
@@ -517,8 +635,13 @@ async fn consume_partition(
             }) => fetched,
             _ = stop.wait_for(|stop| *stop) => return Ok(()),
         };
-        let mut records = match fetched {
-            Ok((records, _high_watermark)) => records,
+        // A stored offset the partition does not have (records removed by retention, or
+        // the topic deleted and recreated) restarts the partition at its earliest retained
+        // record: re-reading processed commands is harmless (their ids are known), skipping
+        // unprocessed ones is not. Kafka answers OffsetOutOfRange; brokers such as tansu
+        // answer nothing and report a high watermark below the offset.
+        let out_of_range = match &fetched {
+            Ok((records, high_watermark)) => records.is_empty() && next > *high_watermark,
             Err(KafkaError::Request {
                 source:
                     RsKafkaError::ServerError {
@@ -526,14 +649,37 @@ async fn consume_partition(
                         ..
                     },
                 ..
-            }) => {
-                let reset = reset_offset(config, &client).await?;
-                tracing::warn!(topic, partition, stored = next, reset, policy = %config.auto_offset_reset, "ESB offset out of range; resetting");
-                next = reset;
-                continue;
-            }
-            Err(error) => return Err(error),
+            }) => true,
+            Err(_) => false,
         };
+        if out_of_range {
+            let earliest = list_offset(config, &client, OffsetAt::Earliest).await?;
+            tracing::error!(
+                topic,
+                partition,
+                stored = next,
+                earliest,
+                "ESB stored offset is out of the partition's range (retention or a recreated topic); resuming from the earliest retained offset: already processed commands are recognised by id and not executed again"
+            );
+            let mut attempt = 0;
+            loop {
+                match shared
+                    .executor
+                    .reset_offset(&group, &topic, partition, earliest)
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(error) => {
+                        if pause(&shared, &mut stop, &mut attempt, &error).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            next = earliest;
+            continue;
+        }
+        let mut records = fetched?.0;
         records.sort_by_key(|record| record.offset);
         for record in records {
             if record.offset < next {
@@ -570,6 +716,51 @@ async fn pause(
     }
 }
 
+/// A record refused before execution, with what could be read of it.
+struct Screened {
+    code: DeadLetterCode,
+    reason: String,
+    /// The command, when it was authenticated and readable (the executor may then answer it).
+    message: Option<EsbMessage>,
+}
+
+/// Authenticates and reads a record: signature first (nothing of an unauthenticated record
+/// is read), then the envelope, then its timestamp.
+fn screen(security: &EsbSecurity, record: &Record) -> Result<EsbMessage, Screened> {
+    let value = record.value.as_deref().unwrap_or_default();
+    let header = record.headers.get(SIGNATURE_HEADER).map(Vec::as_slice);
+    let refused = |refusal: Refusal, message: Option<EsbMessage>| match refusal {
+        Refusal::Unauthenticated(error) => Screened {
+            code: DeadLetterCode::Unauthenticated,
+            reason: error.to_string(),
+            message: None,
+        },
+        // Unreadable like a malformed envelope: not answered.
+        Refusal::Invalid(reason) => Screened {
+            code: DeadLetterCode::Invalid,
+            reason,
+            message: None,
+        },
+        Refusal::Expired(reason) => Screened {
+            code: DeadLetterCode::Expired,
+            reason,
+            message,
+        },
+    };
+    security
+        .authenticate(header, value)
+        .map_err(|refusal| refused(refusal, None))?;
+    let message = parse_message(value).map_err(|reason| Screened {
+        code: DeadLetterCode::Invalid,
+        reason,
+        message: None,
+    })?;
+    match security.check_freshness(message.timestamp.as_deref(), chrono::Utc::now()) {
+        Ok(()) => Ok(message),
+        Err(refusal) => Err(refused(refusal, Some(message))),
+    }
+}
+
 /// Processes one record until it is executed, a duplicate, or dead-lettered and recorded.
 /// Returns false when stopped before it was done (it is read again after a restart).
 async fn handle_record(
@@ -579,71 +770,73 @@ async fn handle_record(
     position: &EsbPosition,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<bool, KafkaError> {
-    let value = record.record.value.as_deref().unwrap_or_default();
-    let parsed = parse_message(value);
+    let screened = screen(&shared.security, &record.record);
     let mut attempt = 0;
-    let mut dead_lettered = false;
-    loop {
-        let outcome = match &parsed {
-            Err(reason) => Ok(Execution::Rejected {
-                reason: reason.clone(),
-            }),
-            Ok(message) => shared.executor.execute(message, position).await,
+    let (code, reason, message) = loop {
+        let message = match &screened {
+            Err(refused) => {
+                break (
+                    refused.code,
+                    refused.reason.clone(),
+                    refused.message.as_ref(),
+                );
+            }
+            Ok(message) => message,
         };
-        let reason = match outcome {
+        match shared.executor.execute(message, position).await {
             Ok(Execution::Executed { status }) => {
                 shared.counters.executed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("oa_esb_records_total", "outcome" => "executed").increment(1);
-                if let Ok(message) = &parsed {
-                    tracing::info!(
-                        id = message.id,
-                        event_type = message.event_type,
-                        user_id = message.user_id,
-                        status,
-                        partition = position.partition,
-                        offset = position.offset,
-                        "ESB command processed"
-                    );
-                }
+                tracing::info!(
+                    id = message.id,
+                    event_type = message.event_type,
+                    user_id = message.user_id,
+                    status,
+                    partition = position.partition,
+                    offset = position.offset,
+                    "ESB command processed"
+                );
                 return Ok(true);
             }
             Ok(Execution::Duplicate) => {
                 shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("oa_esb_records_total", "outcome" => "duplicate").increment(1);
-                if let Ok(message) = &parsed {
-                    tracing::info!(
-                        id = message.id,
-                        "ESB command already processed; not executed again"
-                    );
-                }
+                tracing::info!(
+                    id = message.id,
+                    "ESB command already processed; not executed again"
+                );
                 return Ok(true);
             }
-            Ok(Execution::Rejected { reason }) => reason,
+            Ok(Execution::Rejected { code, reason }) => {
+                // A user who may not be traded over the ESB is not answered either.
+                let answerable = code != DeadLetterCode::Unauthenticated;
+                break (code, reason, answerable.then_some(message));
+            }
             Err(error) => {
                 if pause(shared, stop, &mut attempt, &error).await {
                     return Ok(false);
                 }
-                continue;
             }
-        };
-        if !dead_lettered {
-            dlq.send(&record.record, &reason, position).await?;
-            dead_lettered = true;
-            shared
-                .counters
-                .dead_lettered
-                .fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("oa_esb_records_total", "outcome" => "dead_lettered").increment(1);
-            tracing::warn!(
-                reason,
-                partition = position.partition,
-                offset = position.offset,
-                "ESB record dead-lettered"
-            );
         }
+    };
+    dlq.send(&record.record, code, &reason, position).await?;
+    shared
+        .counters
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("oa_esb_records_total", "outcome" => "dead_lettered").increment(1);
+    metrics::counter!("oa_esb_dead_letters_total", "code" => code.as_str()).increment(1);
+    tracing::warn!(
+        code = code.as_str(),
+        reason,
+        partition = position.partition,
+        offset = position.offset,
+        "ESB record dead-lettered"
+    );
+    loop {
         match shared
             .executor
-            .reject(parsed.as_ref().ok(), &reason, position)
+            .reject(message, code, &reason, position)
             .await
         {
             Ok(()) => return Ok(true),
@@ -704,11 +897,19 @@ impl DeadLetters {
     async fn send(
         &self,
         original: &Record,
+        code: DeadLetterCode,
         reason: &str,
         position: &EsbPosition,
     ) -> Result<(), KafkaError> {
         let mut headers = original.headers.clone();
-        headers.insert(DLQ_REASON_HEADER.to_string(), reason.as_bytes().to_vec());
+        headers.insert(
+            DLQ_REASON_HEADER.to_string(),
+            format!("{code}: {reason}").into_bytes(),
+        );
+        headers.insert(
+            DLQ_CODE_HEADER.to_string(),
+            code.as_str().as_bytes().to_vec(),
+        );
         headers.insert(
             DLQ_TOPIC_HEADER.to_string(),
             position.topic.as_bytes().to_vec(),

@@ -17,7 +17,8 @@
 //! - [`EsbConsumer`]: consumes commands from external systems on `KAFKA_ESB_EVENTS_TOPIC`,
 //!   runs them through a [`CommandExecutor`] the server provides (at most once per command
 //!   id, offsets kept in the server's store) and dead-letters what it cannot process to
-//!   `<topic>.dlq` (docs/esb.md).
+//!   `<topic>.dlq` (docs/esb.md). [`esb_auth`] authenticates each command (HMAC-SHA256
+//!   signatures, `KAFKA_ESB_SIGNING_KEYS`) and gives producers [`esb_auth::sign`].
 //!
 //! Delivery promise: at least once, per-user order kept (one key -> one partition, one
 //! in-flight batch per partition), duplicates only with the same envelope `id`.
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod error;
 pub mod esb;
+pub mod esb_auth;
 pub mod outbox;
 pub mod partitioner;
 pub mod producer;
@@ -34,9 +36,10 @@ pub mod relay;
 pub use config::{Acks, AutoOffsetReset, Compression, KafkaConfig, TopicCreation};
 pub use error::{ConfigError, KafkaError};
 pub use esb::{
-    CommandExecutor, EsbConsumer, EsbMessage, EsbOptions, EsbPosition, EsbStats, Execution,
-    ExecutorError,
+    CommandExecutor, DeadLetterCode, EsbConsumer, EsbMessage, EsbMonitor, EsbOptions, EsbPosition,
+    EsbStats, Execution, ExecutorError,
 };
+pub use esb_auth::{EsbAuth, EsbSecurity, SigningKeys};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{

@@ -1,4 +1,5 @@
-//! `oa-server apikey ...`: key administration against the same store the server uses.
+//! `oa-server apikey ...` and `oa-server esb ...`: key and ESB-consent administration
+//! against the same store the server uses.
 
 use std::time::Duration;
 
@@ -6,11 +7,11 @@ use anyhow::Context;
 use oa_api::KeyStore;
 use oa_events_core::EventPublisher;
 
-use crate::cli::ApikeyAction;
+use crate::cli::{ApikeyAction, EsbAction};
 use crate::config::Settings;
 
-/// Runs one key-administration action and prints its result.
-pub async fn run(settings: &Settings, action: ApikeyAction) -> anyhow::Result<()> {
+/// Opens the key store of `settings` (creating the database folder if needed).
+fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
     let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
     if let Some(parent) = path
         .parent()
@@ -31,6 +32,54 @@ pub async fn run(settings: &Settings, action: ApikeyAction) -> anyhow::Result<()
         publisher,
     )
     .with_context(|| format!("opening the store at {}", path.display()))?;
+    Ok(keys)
+}
+
+/// What `esb status` and `apikey list` print in the ESB column.
+fn esb_column(user: &oa_api::UserKeyInfo) -> &'static str {
+    match (user.esb_allowed, user.key_created_at.is_some()) {
+        (true, true) => "allowed",
+        (true, false) => "allowed (disabled: no active key)",
+        (false, _) => "denied",
+    }
+}
+
+/// Runs one ESB-consent action and prints its result.
+pub async fn run_esb(settings: &Settings, action: EsbAction) -> anyhow::Result<()> {
+    let keys = open_keys(settings)?;
+    match action {
+        EsbAction::Allow { user } => {
+            keys.set_esb_allowed(&user, true).await?;
+            eprintln!(
+                "ESB commands may now act for user {user:?} (signed commands only, unless KAFKA_ESB_TRUST_UNSIGNED=true)"
+            );
+        }
+        EsbAction::Deny { user } => {
+            keys.set_esb_allowed(&user, false).await?;
+            eprintln!("ESB commands for user {user:?} are now dead-lettered (unauthenticated)");
+        }
+        EsbAction::Status { user } => {
+            let users = keys.list_users().await?;
+            if let Some(wanted) = &user
+                && !users.iter().any(|info| &info.user_id == wanted)
+            {
+                anyhow::bail!("no such user {wanted:?}");
+            }
+            println!("{:<24} esb", "user");
+            for info in users
+                .iter()
+                .filter(|info| user.as_ref().is_none_or(|wanted| &info.user_id == wanted))
+            {
+                println!("{:<24} {}", info.user_id, esb_column(info));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one key-administration action and prints its result.
+pub async fn run(settings: &Settings, action: ApikeyAction) -> anyhow::Result<()> {
+    let keys = open_keys(settings)?;
     match action {
         ApikeyAction::Create { user } => {
             let key = keys.create_user_key(&user).await?;
@@ -48,16 +97,17 @@ pub async fn run(settings: &Settings, action: ApikeyAction) -> anyhow::Result<()
         }
         ApikeyAction::List => {
             println!(
-                "{:<24} {:<28} {:<28} revoked",
-                "user", "created", "active key since"
+                "{:<24} {:<28} {:<28} {:<8} esb",
+                "user", "created", "active key since", "revoked"
             );
             for user in keys.list_users().await? {
                 println!(
-                    "{:<24} {:<28} {:<28} {}",
+                    "{:<24} {:<28} {:<28} {:<8} {}",
                     user.user_id,
                     user.user_created_at,
                     user.key_created_at.as_deref().unwrap_or("(none)"),
-                    user.revoked_keys
+                    user.revoked_keys,
+                    esb_column(&user)
                 );
             }
         }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use oa_api::outbox::OutboxTable;
 use oa_events_core::{EventPublisher, SinkOptions};
-use oa_events_kafka::{EsbConsumer, EsbOptions, KafkaConfig, KafkaError, KafkaRelay};
+use oa_events_kafka::{
+    EsbAuth, EsbConsumer, EsbOptions, EsbSecurity, KafkaConfig, KafkaError, KafkaRelay,
+};
 use oa_events_socketio::SocketIoSink;
 use serde_json::json;
 use tokio::sync::watch;
@@ -101,17 +103,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
-    // The ESB consumer runs commands from external systems through the same order service.
-    let esb_consumer = match &settings.kafka {
-        Some(kafka) => {
-            let executor =
-                StoreExecutor::new(oa_api::esb::EsbCommands::new(Arc::clone(api.service())));
-            Some(
-                EsbConsumer::spawn(kafka.clone(), Arc::new(executor), EsbOptions::default())
-                    .context("starting the ESB consumer")?,
-            )
-        }
-        None => None,
+    // The ESB consumer runs commands from external systems through the same order service,
+    // only when they are authenticated (signing keys) or explicitly trusted.
+    let (esb_consumer, esb_health) = match (&settings.kafka, &settings.esb) {
+        (Some(kafka), Some(security)) => start_esb(kafka, security, &api)?,
+        _ => (None, None),
     };
 
     let health = http::HealthInfo {
@@ -125,6 +121,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ("marketdata", true),
         ],
         kafka_relay: kafka_relay.clone(),
+        esb: esb_health,
     };
     // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
     let mut router = http::ops_router(health, metrics)
@@ -186,6 +183,49 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("oa-server stopped");
     Ok(())
+}
+
+/// Starts the ESB consumer when its security settings allow, logging once (loudly) when
+/// unsigned commands are trusted and when the consumer stays off.
+fn start_esb(
+    kafka: &KafkaConfig,
+    security: &EsbSecurity,
+    api: &oa_api::Api,
+) -> anyhow::Result<(Option<EsbConsumer>, Option<http::EsbHealth>)> {
+    let topic = &kafka.esb_events_topic;
+    if let Some(reason) = security.disabled_reason() {
+        tracing::warn!(
+            topic,
+            "ESB consumer disabled: {reason}. Set KAFKA_ESB_SIGNING_KEYS=<key id>:<secret> to enable it"
+        );
+        return Ok((
+            None,
+            Some(http::EsbHealth::disabled(security, reason.to_string())),
+        ));
+    }
+    if matches!(security.auth, EsbAuth::TrustUnsigned) {
+        tracing::warn!(
+            topic,
+            "SECURITY: KAFKA_ESB_TRUST_UNSIGNED=true: the ESB consumer executes UNSIGNED commands; anyone who can write to {topic} can place, modify and cancel orders for every user who allowed ESB control. Configure KAFKA_ESB_SIGNING_KEYS instead"
+        );
+    } else {
+        tracing::info!(
+            topic,
+            key_ids = ?security.key_ids(),
+            max_age_seconds = security.max_age.as_secs(),
+            "ESB commands must be signed (HMAC-SHA256, header oa_signature)"
+        );
+    }
+    let executor = StoreExecutor::new(api.esb_commands());
+    let consumer = EsbConsumer::spawn(
+        kafka.clone(),
+        security.clone(),
+        Arc::new(executor),
+        EsbOptions::default(),
+    )
+    .context("starting the ESB consumer")?;
+    let health = http::EsbHealth::running(security, consumer.monitor());
+    Ok((Some(consumer), Some(health)))
 }
 
 /// How long start-up waits for the Kafka topic check before going on without the broker.

@@ -33,6 +33,38 @@ pub enum Command {
         #[command(flatten)]
         config: RawConfig,
     },
+    /// Allow or deny ESB commands (Kafka, docs/esb.md) to act for a user (DATABASE_URL).
+    /// Off by default; a running server sees the change with the next command.
+    Esb {
+        #[command(subcommand)]
+        action: EsbAction,
+        #[command(flatten)]
+        config: RawConfig,
+    },
+}
+
+/// Per-user consent to ESB control of the account.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EsbAction {
+    /// Let ESB commands act for the user (who must exist; a user without an active API key
+    /// stays refused).
+    Allow {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// Stop ESB commands from acting for the user (they are dead-lettered `unauthenticated`).
+    Deny {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+    },
+    /// Show whether ESB commands may act for each user (or one user).
+    Status {
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// API-key administration. A new key is printed once, on standard output; only its Argon2
@@ -57,6 +89,6 @@ pub enum ApikeyAction {
         #[arg(long)]
         user: String,
     },
-    /// List users and whether they have an active key (never the keys).
+    /// List users, whether they have an active key (never the keys) and allow the ESB.
     List,
 }

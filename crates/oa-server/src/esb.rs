@@ -4,9 +4,9 @@
 //! service and the store; the binary joins them.
 
 use futures_util::future::BoxFuture;
-use oa_api::esb::{EsbCommands, EsbOutcome, EsbPosition, EsbRequest};
+use oa_api::esb::{EsbCommands, EsbOutcome, EsbPosition, EsbRequest, RejectKind};
 use oa_events_kafka::esb as kafka;
-use oa_events_kafka::{CommandExecutor, EsbMessage, Execution, ExecutorError};
+use oa_events_kafka::{CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError};
 
 /// [`EsbCommands`] as the consumer's [`CommandExecutor`].
 #[derive(Debug, Clone)]
@@ -39,6 +39,26 @@ fn position(position: &kafka::EsbPosition) -> EsbPosition {
     }
 }
 
+fn code(kind: RejectKind) -> DeadLetterCode {
+    match kind {
+        RejectKind::Invalid => DeadLetterCode::Invalid,
+        RejectKind::Unauthenticated => DeadLetterCode::Unauthenticated,
+        RejectKind::Expired => DeadLetterCode::Expired,
+        RejectKind::RateLimited => DeadLetterCode::RateLimited,
+        RejectKind::TooLarge => DeadLetterCode::TooLarge,
+    }
+}
+
+fn kind(code: DeadLetterCode) -> RejectKind {
+    match code {
+        DeadLetterCode::Invalid => RejectKind::Invalid,
+        DeadLetterCode::Unauthenticated => RejectKind::Unauthenticated,
+        DeadLetterCode::Expired => RejectKind::Expired,
+        DeadLetterCode::RateLimited => RejectKind::RateLimited,
+        DeadLetterCode::TooLarge => RejectKind::TooLarge,
+    }
+}
+
 fn failed(error: oa_api::StoreError) -> ExecutorError {
     ExecutorError(error.to_string())
 }
@@ -58,7 +78,10 @@ impl CommandExecutor for StoreExecutor {
             Ok(match outcome {
                 EsbOutcome::Executed { status } => Execution::Executed { status },
                 EsbOutcome::Duplicate => Execution::Duplicate,
-                EsbOutcome::Rejected { reason } => Execution::Rejected { reason },
+                EsbOutcome::Rejected { kind, reason } => Execution::Rejected {
+                    code: code(kind),
+                    reason,
+                },
             })
         })
     }
@@ -66,13 +89,14 @@ impl CommandExecutor for StoreExecutor {
     fn reject<'a>(
         &'a self,
         message: Option<&'a EsbMessage>,
+        code: DeadLetterCode,
         reason: &'a str,
         at: &'a kafka::EsbPosition,
     ) -> BoxFuture<'a, Result<(), ExecutorError>> {
         Box::pin(async move {
             let request = message.map(request);
             self.commands
-                .reject(request.as_ref(), reason, &position(at))
+                .reject(request.as_ref(), kind(code), reason, &position(at))
                 .await
                 .map_err(failed)
         })
@@ -87,6 +111,21 @@ impl CommandExecutor for StoreExecutor {
         Box::pin(async move {
             self.commands
                 .stored_offset(group, topic, partition)
+                .await
+                .map_err(failed)
+        })
+    }
+
+    fn reset_offset<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            self.commands
+                .reset_offset(group, topic, partition, offset)
                 .await
                 .map_err(failed)
         })

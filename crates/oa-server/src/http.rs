@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oa_events_core::{EventMode, EventPublisher};
-use oa_events_kafka::KafkaRelay;
+use oa_events_kafka::{EsbMonitor, EsbSecurity, KafkaRelay};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -27,6 +27,62 @@ pub struct HealthInfo {
     pub layers: Vec<(&'static str, bool)>,
     /// The Kafka relay, in KAFKA and BOTH modes.
     pub kafka_relay: Option<Arc<KafkaRelay>>,
+    /// The ESB consumer's state, in KAFKA and BOTH modes.
+    pub esb: Option<EsbHealth>,
+}
+
+/// What `/health` says about the ESB consumer (never a secret: key ids only).
+#[derive(Debug, Clone)]
+pub struct EsbHealth {
+    authentication: &'static str,
+    key_ids: Vec<String>,
+    max_age_seconds: u64,
+    disabled_reason: Option<String>,
+    monitor: Option<EsbMonitor>,
+}
+
+impl EsbHealth {
+    /// A consumer that was not started, and why.
+    pub fn disabled(security: &EsbSecurity, reason: String) -> Self {
+        EsbHealth {
+            authentication: security.mode_name(),
+            key_ids: Vec::new(),
+            max_age_seconds: security.max_age.as_secs(),
+            disabled_reason: Some(reason),
+            monitor: None,
+        }
+    }
+
+    /// A running consumer.
+    pub fn running(security: &EsbSecurity, monitor: EsbMonitor) -> Self {
+        EsbHealth {
+            authentication: security.mode_name(),
+            key_ids: security.key_ids().into_iter().map(String::from).collect(),
+            max_age_seconds: security.max_age.as_secs(),
+            disabled_reason: None,
+            monitor: Some(monitor),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let stats = self.monitor.as_ref().map(|monitor| {
+            let stats = monitor.stats();
+            json!({
+                "executed": stats.executed,
+                "duplicates": stats.duplicates,
+                "dead_lettered": stats.dead_lettered,
+                "failures": stats.failures,
+            })
+        });
+        json!({
+            "consumer": if self.monitor.is_some() { "running" } else { "disabled" },
+            "disabled_reason": self.disabled_reason,
+            "authentication": self.authentication,
+            "signing_key_ids": self.key_ids,
+            "max_age_seconds": self.max_age_seconds,
+            "stats": stats,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -84,6 +140,7 @@ async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value
         "layers": layers,
         "event_sinks": sinks,
         "kafka": kafka,
+        "esb": info.esb.as_ref().map(EsbHealth::to_json),
     }))
 }
 

@@ -14,7 +14,13 @@ mod telemetry;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{ApikeyAction, Cli, Command, EsbAction};
+
+/// An administration command (runs against the store and exits).
+enum Admin {
+    Apikey(ApikeyAction),
+    Esb(EsbAction),
+}
 
 fn main() -> std::process::ExitCode {
     // .env first, so clap sees its values as environment variables. A missing file is fine.
@@ -25,9 +31,10 @@ fn main() -> std::process::ExitCode {
     };
 
     let cli = Cli::parse();
-    let (raw, apikey_action) = match cli.command {
+    let (raw, admin_action) = match cli.command {
         Some(Command::Serve(raw)) => (raw, None),
-        Some(Command::Apikey { action, config }) => (config, Some(action)),
+        Some(Command::Apikey { action, config }) => (config, Some(Admin::Apikey(action))),
+        Some(Command::Esb { action, config }) => (config, Some(Admin::Esb(action))),
         None => (cli.serve, None),
     };
     telemetry::init_logging(&raw.log_format);
@@ -54,8 +61,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let outcome = match apikey_action {
-        Some(action) => runtime.block_on(admin::run(&settings, action)),
+    let outcome = match admin_action {
+        Some(Admin::Apikey(action)) => runtime.block_on(admin::run(&settings, action)),
+        Some(Admin::Esb(action)) => runtime.block_on(admin::run_esb(&settings, action)),
         None => runtime.block_on(app::run(settings)),
     };
     match outcome {

@@ -16,11 +16,13 @@ use oa_events_socketio::SocketIoConfig;
 use oa_marketdata_zmq::MarketDataConfig;
 
 mod api;
+mod esb;
 mod kafka;
 mod marketdata;
 mod socketio;
 
 pub use api::RawApiConfig;
+pub use esb::RawEsbConfig;
 pub use kafka::RawKafkaConfig;
 pub use marketdata::RawMarketDataConfig;
 pub use socketio::RawSocketIoConfig;
@@ -87,6 +89,9 @@ pub struct RawConfig {
     #[command(flatten)]
     pub kafka: RawKafkaConfig,
 
+    #[command(flatten)]
+    pub esb: RawEsbConfig,
+
     /// Hours delivered Kafka outbox rows are kept before they are pruned.
     #[arg(long, env = "OA_OUTBOX_RETENTION_HOURS", default_value = "168")]
     pub outbox_retention_hours: String,
@@ -108,6 +113,8 @@ pub struct Settings {
     pub database_url: String,
     pub event_mode: EventMode,
     pub kafka: Option<KafkaConfig>,
+    /// ESB command authentication, in KAFKA and BOTH modes.
+    pub esb: Option<oa_events_kafka::EsbSecurity>,
     pub outbox: crate::outbox::Maintenance,
     pub event_queue_capacity: usize,
     pub shutdown_timeout: Duration,
@@ -263,6 +270,7 @@ impl RawConfig {
             }
         };
         let kafka = event_mode.and_then(|mode| self.kafka.validate(&mut check, mode));
+        let esb = event_mode.and_then(|mode| self.esb.validate(&mut check, mode));
 
         let event_queue_capacity = check.number::<usize>(
             "OA_EVENT_QUEUE_CAPACITY",
@@ -328,6 +336,7 @@ impl RawConfig {
             database_url: self.database_url.clone(),
             event_mode,
             kafka,
+            esb,
             outbox: crate::outbox::Maintenance {
                 retention: outbox_retention,
                 warn_backlog: outbox_warn_backlog,
@@ -454,6 +463,38 @@ mod tests {
             .to_string();
             assert!(text.contains(variable), "{variable} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn esb_security_is_read_in_kafka_modes_with_one_line_per_problem() {
+        let base = [
+            "--order-event-mode",
+            "KAFKA",
+            "--kafka-bootstrap-servers",
+            "localhost:9092",
+        ];
+        let settings = parse(&base).validate().unwrap();
+        assert!(!settings.esb.unwrap().enabled());
+        let mut args = base.to_vec();
+        args.extend([
+            "--kafka-esb-signing-keys",
+            "k1:0123456789abcdef0123456789abcdef",
+        ]);
+        let settings = parse(&args).validate().unwrap();
+        assert_eq!(settings.esb.unwrap().key_ids(), ["k1"]);
+        let mut args = base.to_vec();
+        args.extend([
+            "--kafka-esb-signing-keys",
+            "k1:tooshortsecret,k2",
+            "--kafka-esb-max-age-seconds",
+            "never",
+        ]);
+        let problems = parse(&args).validate().unwrap_err();
+        assert_eq!(problems.0.len(), 3, "{problems}");
+        assert!(
+            !problems.to_string().contains("tooshortsecret"),
+            "{problems}"
+        );
     }
 
     #[test]
