@@ -726,34 +726,38 @@ struct Screened {
 
 /// Authenticates and reads a record: signature first (nothing of an unauthenticated record
 /// is read), then the envelope, then its timestamp.
-fn screen(security: &EsbSecurity, record: &Record) -> Result<EsbMessage, Screened> {
+fn screen(security: &EsbSecurity, record: &Record) -> Result<EsbMessage, Box<Screened>> {
     let value = record.value.as_deref().unwrap_or_default();
     let header = record.headers.get(SIGNATURE_HEADER).map(Vec::as_slice);
-    let refused = |refusal: Refusal, message: Option<EsbMessage>| match refusal {
-        Refusal::Unauthenticated(error) => Screened {
-            code: DeadLetterCode::Unauthenticated,
-            reason: error.to_string(),
-            message: None,
-        },
-        // Unreadable like a malformed envelope: not answered.
-        Refusal::Invalid(reason) => Screened {
-            code: DeadLetterCode::Invalid,
-            reason,
-            message: None,
-        },
-        Refusal::Expired(reason) => Screened {
-            code: DeadLetterCode::Expired,
-            reason,
-            message,
-        },
+    let refused = |refusal: Refusal, message: Option<EsbMessage>| {
+        Box::new(match refusal {
+            Refusal::Unauthenticated(error) => Screened {
+                code: DeadLetterCode::Unauthenticated,
+                reason: error.to_string(),
+                message: None,
+            },
+            // Unreadable like a malformed envelope: not answered.
+            Refusal::Invalid(reason) => Screened {
+                code: DeadLetterCode::Invalid,
+                reason,
+                message: None,
+            },
+            Refusal::Expired(reason) => Screened {
+                code: DeadLetterCode::Expired,
+                reason,
+                message,
+            },
+        })
     };
     security
         .authenticate(header, value)
         .map_err(|refusal| refused(refusal, None))?;
-    let message = parse_message(value).map_err(|reason| Screened {
-        code: DeadLetterCode::Invalid,
-        reason,
-        message: None,
+    let message = parse_message(value).map_err(|reason| {
+        Box::new(Screened {
+            code: DeadLetterCode::Invalid,
+            reason,
+            message: None,
+        })
     })?;
     match security.check_freshness(message.timestamp.as_deref(), chrono::Utc::now()) {
         Ok(()) => Ok(message),
