@@ -16,13 +16,35 @@ async fn health_reports_the_layers_and_mode() {
         .json()
         .await
         .unwrap();
+    let route = &server.events;
     assert_eq!(health["status"], "ok");
-    assert_eq!(
-        health["order_event_mode"],
-        oa_e2e::suite_event_mode().to_ascii_uppercase()
-    );
-    assert!(health["layers"].is_object(), "{health}");
-    assert!(health["event_sinks"].is_array(), "{health}");
+    assert_eq!(health["order_event_mode"], route.mode, "{health}");
+    assert_eq!(health["layers"]["rest"], true, "{health}");
+    assert_eq!(health["layers"]["marketdata"], true, "{health}");
+    assert_eq!(health["layers"]["socketio"], route.socketio(), "{health}");
+    assert_eq!(health["layers"]["kafka"], route.kafka(), "{health}");
+    let mut sinks: Vec<&str> = health["event_sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|sink| sink["name"].as_str())
+        .collect();
+    sinks.sort_unstable();
+    let mut expected = Vec::new();
+    if route.kafka() {
+        expected.push("kafka_outbox");
+    }
+    if route.socketio() {
+        expected.push("socketio");
+    }
+    assert_eq!(sinks, expected, "{health}");
+    if route.kafka() {
+        // TestServer::start waited for the connection to the suite's broker.
+        assert_eq!(health["kafka"]["connected"], true, "{health}");
+        assert_eq!(health["kafka"]["outbox_backlog"], 0, "{health}");
+    } else {
+        assert!(health["kafka"].is_null(), "{health}");
+    }
 }
 
 #[tokio::test]
@@ -170,4 +192,27 @@ async fn keys_revoked_or_rotated_by_the_cli_stop_working_at_once() {
     let listing = server.apikey(&["list"]).unwrap();
     assert!(listing.contains("trader2"), "{listing}");
     assert!(!listing.contains(&key), "apikey list must never show keys");
+}
+
+/// `cp .sample.env .env` must give a working server: every line of the sample is valid dotenv
+/// syntax and every value it shows is accepted. The ports and store are overridden (process
+/// environment wins over the file) so the test runs beside others.
+#[tokio::test]
+async fn the_sample_env_file_loads_unchanged_as_dot_env() {
+    let sample = oa_e2e::workspace_root().join(".sample.env");
+    let copy = tempfile::tempdir().unwrap();
+    let dot_env = copy.path().join(".env");
+    std::fs::copy(&sample, &dot_env).unwrap();
+    let server = TestServer::start(&[("OA_ENV_FILE", dot_env.to_str().unwrap())]).unwrap();
+    let health: serde_json::Value = reqwest::get(format!("{}/health", server.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    // An unreadable line stops start-up ("cannot read .env"), so reaching here is the proof;
+    // the log must not show it either.
+    let log = server.log();
+    assert!(!log.contains("cannot read"), "{log}");
 }
