@@ -168,9 +168,9 @@ async fn a_slow_client_is_conflated_while_others_keep_receiving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_pyzmq_publisher_reaches_websocket_clients() {
-    if oa_e2e::python().is_err() {
-        eprintln!("skipped: the Python venv is missing (cargo xtask setup)");
-        return;
+    // A missing peer fails the test with what to run; it never passes silently.
+    if let Err(missing) = oa_e2e::python() {
+        panic!("{missing:#}");
     }
     let h = start(MarketDataConfig::ephemeral()).await;
     let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;

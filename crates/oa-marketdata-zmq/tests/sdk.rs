@@ -9,9 +9,9 @@ use oa_marketdata_zmq::{FeedKind, MarketDataConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_feed_client_works_unmodified() {
-    if oa_e2e::python().is_err() {
-        eprintln!("skipped: the Python venv is missing (cargo xtask setup)");
-        return;
+    // A missing peer fails the test with what to run; it never passes silently.
+    if let Err(missing) = oa_e2e::python() {
+        panic!("{missing:#}");
     }
     let h = start(MarketDataConfig {
         feed: FeedKind::Simulated,
