@@ -49,7 +49,12 @@ async def main() -> int:
         if name == stop_event:
             done.set()
 
-    await sio.connect(url, auth={"apikey": key}, transports=transports, wait_timeout=10)
+    try:
+        await sio.connect(url, auth={"apikey": key}, transports=transports, wait_timeout=10)
+    except socketio.exceptions.ConnectionError as error:
+        # Refused by the server (bad key) or not served at all (ORDER_EVENT_MODE=KAFKA).
+        out({"type": "connect_error", "message": str(error)})
+        return 0
     try:
         await asyncio.wait_for(done.wait(), timeout)
         out({"type": "done"})

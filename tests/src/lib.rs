@@ -6,12 +6,14 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+pub mod events;
 pub mod kafka_topic;
 mod peer;
 mod server;
 pub mod tansu;
+pub use events::suite_event_mode;
 pub use peer::PeerProcess;
-pub use server::{TestServer, run_to_exit, server_binary, suite_event_mode};
+pub use server::{TestServer, run_to_exit, server_binary};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {
@@ -52,19 +54,44 @@ pub fn node_modules() -> anyhow::Result<PathBuf> {
 /// Runs a Python test script from `tests/python` with the given environment, returning its
 /// standard output; fails with the script's output when it exits non-zero.
 pub fn run_python_script(script: &str, env: &[(&str, String)]) -> anyhow::Result<String> {
+    let output = run_python_script_with_status(script, env)?;
+    if !output.status.success() {
+        bail!(
+            "{script} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            output.stdout,
+            output.stderr
+        );
+    }
+    Ok(output.stdout)
+}
+
+/// What a finished Python script left behind.
+#[derive(Debug)]
+pub struct ScriptOutput {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs a Python test script from `tests/python` and returns its output whatever its exit
+/// status.
+pub fn run_python_script_with_status(
+    script: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<ScriptOutput> {
     let script_path = workspace_root().join("tests/python").join(script);
     let output = Command::new(python()?)
         .arg(&script_path)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .with_context(|| format!("starting {}", script_path.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(stdout)
+    Ok(ScriptOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::events::EventRoute;
 use crate::workspace_root;
 
 /// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides). Builds it when missing, so a
@@ -45,6 +46,9 @@ pub struct TestServer {
     pub addresses: HashMap<String, String>,
     /// The default user's API key, printed once by the server on its first start.
     pub admin_key: String,
+    /// How this server delivers order events (its final ORDER_EVENT_MODE and, when the
+    /// suite has a broker, the topic its events go to or must not go to).
+    pub events: EventRoute,
     log_path: PathBuf,
     database_url: String,
     env: Vec<(String, String)>,
@@ -57,11 +61,13 @@ impl TestServer {
         let data_dir = tempfile::tempdir().context("creating a data directory")?;
         let log_path = data_dir.path().join("server.log");
         let database = format!("sqlite:///{}", data_dir.path().join("oa.db").display());
+        let events = EventRoute::for_server(env);
         let mut server = TestServer {
             child: None,
             data_dir,
             addresses: HashMap::new(),
             admin_key: String::new(),
+            events,
             log_path,
             database_url: database,
             env: env
@@ -95,7 +101,7 @@ impl TestServer {
             .env("ZMQ_PORT", "0")
             .env("DATABASE_URL", &self.database_url)
             .env("OA_READY_FILE", &ready_file)
-            .envs(suite_mode_env())
+            .envs(self.events.suite_env())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -110,6 +116,9 @@ impl TestServer {
                     self.admin_key = first_start_key(&self.log()).with_context(|| {
                         format!("no first-start key in the log:\n{}", self.log())
                     })?;
+                }
+                if self.events.uses_suite_broker() {
+                    self.wait_for_kafka_connected()?;
                 }
                 return Ok(());
             }
@@ -225,6 +234,51 @@ impl TestServer {
         self.data_dir.path().join("oa.db")
     }
 
+    /// `GET /health` as JSON, without an async runtime (usable from `start`).
+    pub fn health_blocking(&self) -> anyhow::Result<serde_json::Value> {
+        let address = self.addresses.get("http").context("no http address")?;
+        let mut stream = std::net::TcpStream::connect(address.as_str())
+            .with_context(|| format!("connecting to {address}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        std::io::Write::write_all(
+            &mut stream,
+            format!("GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes(),
+        )?;
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .with_context(|| format!("no HTTP body in {response:?}"))?;
+        serde_json::from_str(body).with_context(|| format!("/health is not JSON: {body}"))
+    }
+
+    /// In KAFKA and BOTH passes of the suite, a server that cannot reach the suite's broker
+    /// fails its test at once: the pass must exercise Kafka, not merely start without it.
+    fn wait_for_kafka_connected(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = self.health_blocking()?;
+            if health["kafka"]["connected"] == true {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "ORDER_EVENT_MODE={} but the Kafka relay did not connect to the suite's broker \
+                     {} within 30 s (is it running? `cargo xtask test-both-modes` starts it); \
+                     /health: {health}\n--- server log\n{}",
+                    self.events.mode,
+                    self.events
+                        .kafka
+                        .as_ref()
+                        .map_or("(none)", |kafka| kafka.bootstrap.as_str()),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -273,31 +327,6 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
-}
-
-/// The event mode the whole suite runs in, from `OA_E2E_EVENT_MODE` (set by
-/// `cargo xtask test-both-modes`; default SOCKETIO). A test that needs a particular mode sets
-/// `ORDER_EVENT_MODE` itself, which overrides this.
-pub fn suite_event_mode() -> String {
-    std::env::var("OA_E2E_EVENT_MODE").unwrap_or_else(|_| "SOCKETIO".to_string())
-}
-
-/// Server settings for the suite's mode: the mode, and in KAFKA or BOTH the broker that
-/// `cargo xtask test-both-modes` started (`OA_E2E_KAFKA_BOOTSTRAP`).
-fn suite_mode_env() -> Vec<(String, String)> {
-    let mode = suite_event_mode();
-    let mut env = vec![("ORDER_EVENT_MODE".to_string(), mode.clone())];
-    if !mode.eq_ignore_ascii_case("SOCKETIO") {
-        let bootstrap = std::env::var("OA_E2E_KAFKA_BOOTSTRAP")
-            .unwrap_or_else(|_| "127.0.0.1:9092".to_string());
-        env.extend([
-            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), bootstrap),
-            ("KAFKA_CREATE_TOPICS".to_string(), "true".to_string()),
-            // tansu 0.6 cannot serve snappy (docs/kafka.md).
-            ("KAFKA_PRODUCER_COMPRESSION".to_string(), "lz4".to_string()),
-        ]);
-    }
-    env
 }
 
 /// The key printed after the "First start" line.

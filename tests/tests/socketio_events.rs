@@ -1,6 +1,7 @@
-//! Order events over Socket.IO, end to end: orders placed over REST on the real server reach
-//! a real python-socketio client with the exact OpenAlgo payloads, and never reach another
-//! user's client.
+//! Order events end to end, in the suite's event mode: orders placed over REST on the real
+//! server reach a real python-socketio client (SOCKETIO, BOTH) and kafka-python reading the
+//! events topic (KAFKA, BOTH) with the exact OpenAlgo payloads, never reach another user's
+//! client, and go nowhere the mode does not send them (`oa_e2e::events`).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
@@ -20,16 +21,20 @@ fn upstream_keys(mut data: Value) -> Value {
     data
 }
 
+/// A server in the suite's event mode: its order events go to Socket.IO, Kafka or both, and
+/// the sessions below read them back from wherever the mode sends them.
 fn start_server() -> TestServer {
-    // Socket.IO delivery is what these tests check: pinned to SOCKETIO whatever the suite's
-    // mode (BOTH is covered in kafka_events.rs).
     TestServer::start(&[
-        ("ORDER_EVENT_MODE", "SOCKETIO"),
         ("ORDER_RATE_LIMIT", "1000 per second"),
         ("API_RATE_LIMIT", "1000 per second"),
         ("OA_FEED_TICKS_PER_SECOND", "500"),
     ])
     .unwrap()
+}
+
+/// A server that serves Socket.IO whatever the suite's mode (for handshake and shutdown tests).
+fn start_socketio_server() -> TestServer {
+    TestServer::start(&[("ORDER_EVENT_MODE", "SOCKETIO")]).unwrap()
 }
 
 fn collector(server: &TestServer, key: &str, transports: &str, stop: &str) -> PeerProcess {
@@ -67,14 +72,34 @@ async fn wait_for_price(server: &TestServer, key: &str) {
     panic!("no SBIN price from the simulated feed");
 }
 
-async fn run_live_session(transports: &str) {
-    let server = start_server();
-    let key = server.admin_key.clone();
-    let other_key = server.create_user("someone-else").unwrap();
-    wait_for_price(&server, &key).await;
-    let mut client = collector(&server, &key, transports, "analyzer_update");
-    let mut stranger = collector(&server, &other_key, transports, "never");
+/// The order ids and responses of one live session, which every channel must report.
+struct Session {
+    market_id: String,
+    limit_id: String,
+    analyzed: Value,
+    marker_id: String,
+}
 
+/// The owner's user id (the first-start user).
+const OWNER: &str = "admin";
+const STRANGER: &str = "someone-else";
+
+async fn place_market(server: &TestServer, key: &str) -> String {
+    let (status, body) = server
+        .post(
+            "placeorder",
+            json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
+                "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["orderid"].as_str().unwrap().to_string()
+}
+
+/// Places, modifies, cancels, smart-orders, closes, then one analyzer-mode order, then (back
+/// in live mode) a marker order whose event comes after every other in the user's order.
+async fn run_orders(server: &TestServer, key: &str) -> Session {
     let order = |extra: Value| {
         let mut body = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
             "action": "BUY", "quantity": "1", "product": "MIS"});
@@ -83,13 +108,7 @@ async fn run_live_session(transports: &str) {
             .extend(extra.as_object().unwrap().clone());
         body
     };
-
-    let (status, market) = server
-        .post("placeorder", order(json!({"pricetype": "MARKET"})))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{market}");
-    let market_id = market["orderid"].as_str().unwrap().to_string();
+    let market_id = place_market(server, key).await;
 
     let (status, limit) = server
         .post(
@@ -152,59 +171,90 @@ async fn run_live_session(transports: &str) {
     assert_eq!(status, 200, "{analyzed}");
     assert_eq!(analyzed["mode"], "analyze", "{analyzed}");
 
-    client
-        .wait_for(WAIT, |line| line["name"] == "analyzer_update")
+    let (status, toggled) = server
+        .post("analyzer/toggle", json!({"apikey": key, "mode": false}))
+        .await
         .unwrap();
-    let events: Vec<(String, Value)> = client
-        .events()
-        .into_iter()
-        .map(|(name, data)| (name, upstream_keys(data)))
+    assert_eq!(status, 200, "{toggled}");
+    let marker_id = place_market(server, key).await;
+    Session {
+        market_id,
+        limit_id,
+        analyzed,
+        marker_id,
+    }
+}
+
+fn is_order_event_of(name: &str, data: &Value, orderid: &str) -> bool {
+    name == "order_event" && data["orderid"] == orderid
+}
+
+/// Every event of the session, with the exact upstream payloads, as one channel delivered
+/// them (everything up to and including the marker's order_event).
+fn check_session(channel: &str, events: &[(String, Value)], session: &Session) {
+    let marker_at = events
+        .iter()
+        .position(|(name, data)| is_order_event_of(name, data, &session.marker_id))
+        .unwrap_or_else(|| panic!("{channel}: no marker order_event among {events:#?}"));
+    let events: Vec<(String, Value)> = events[..=marker_at]
+        .iter()
+        .map(|(name, data)| (name.clone(), upstream_keys(data.clone())))
         .collect();
     let find = |name: &str, predicate: &dyn Fn(&Value) -> bool| -> Value {
         events
             .iter()
             .find(|(event, data)| event == name && predicate(data))
             .map(|(_, data)| data.clone())
-            .unwrap_or_else(|| panic!("no matching {name} among {events:#?}"))
+            .unwrap_or_else(|| panic!("{channel}: no matching {name} among {events:#?}"))
     };
+    let (market_id, limit_id) = (session.market_id.as_str(), session.limit_id.as_str());
 
     assert_eq!(
-        find("order_event", &|d| d["orderid"] == market_id.as_str()),
+        find("order_event", &|d| d["orderid"] == market_id),
         json!({"symbol": "SBIN", "action": "BUY", "orderid": market_id, "exchange": "NSE",
-            "price_type": "MARKET", "product_type": "MIS", "mode": "live"})
+            "price_type": "MARKET", "product_type": "MIS", "mode": "live"}),
+        "{channel}"
     );
     assert_eq!(
-        find("order_event", &|d| d["orderid"] == limit_id.as_str()),
+        find("order_event", &|d| d["orderid"] == limit_id),
         json!({"symbol": "SBIN", "action": "BUY", "orderid": limit_id, "exchange": "NSE",
-            "price_type": "LIMIT", "product_type": "MIS", "mode": "live"})
+            "price_type": "LIMIT", "product_type": "MIS", "mode": "live"}),
+        "{channel}"
     );
     assert_eq!(
-        find("modify_order_event", &|d| d["orderid"] == limit_id.as_str()),
-        json!({"status": "success", "orderid": limit_id, "mode": "live"})
+        find("modify_order_event", &|d| d["orderid"] == limit_id),
+        json!({"status": "success", "orderid": limit_id, "mode": "live"}),
+        "{channel}"
     );
     assert_eq!(
-        find("cancel_order_event", &|d| d["orderid"] == limit_id.as_str()),
-        json!({"status": "success", "orderid": limit_id, "mode": "live"})
+        find("cancel_order_event", &|d| d["orderid"] == limit_id),
+        json!({"status": "success", "orderid": limit_id, "mode": "live"}),
+        "{channel}"
     );
     assert_eq!(
         find("order_notification", &|_| true),
         json!({"symbol": "SBIN", "status": "info",
-            "message": "Positions Already Matched. No Action needed."})
+            "message": "Positions Already Matched. No Action needed."}),
+        "{channel}"
     );
     assert_eq!(
         find("close_position_event", &|_| true),
-        json!({"status": "success", "message": "All Open Positions Squared Off", "mode": "live"})
+        json!({"status": "success", "message": "All Open Positions Squared Off", "mode": "live"}),
+        "{channel}"
     );
     let filled = find("order_update", &|d| {
-        d["orderid"] == market_id.as_str() && d["order_status"] == "complete"
+        d["orderid"] == market_id && d["order_status"] == "complete"
     });
-    assert_eq!(filled["mode"], "live");
-    assert_eq!(filled["broker"], "simulator");
-    assert_eq!(filled["symbol"], "SBIN");
-    assert_eq!(filled["quantity"], 1);
-    assert_eq!(filled["filled_quantity"], 1);
-    assert_eq!(filled["pending_quantity"], 0);
-    assert!(filled["average_price"].as_f64().unwrap() > 0.0, "{filled}");
+    assert_eq!(filled["mode"], "live", "{channel}");
+    assert_eq!(filled["broker"], "simulator", "{channel}");
+    assert_eq!(filled["symbol"], "SBIN", "{channel}");
+    assert_eq!(filled["quantity"], 1, "{channel}");
+    assert_eq!(filled["filled_quantity"], 1, "{channel}");
+    assert_eq!(filled["pending_quantity"], 0, "{channel}");
+    assert!(
+        filled["average_price"].as_f64().unwrap() > 0.0,
+        "{channel}: {filled}"
+    );
     for key in [
         "exchange",
         "action",
@@ -216,49 +266,153 @@ async fn run_live_session(transports: &str) {
     ] {
         assert!(
             filled.get(key).is_some(),
-            "order_update lacks {key}: {filled}"
+            "{channel}: order_update lacks {key}: {filled}"
         );
     }
     let cancelled_update = find("order_update", &|d| {
-        d["orderid"] == limit_id.as_str() && d["order_status"] == "cancelled"
+        d["orderid"] == limit_id && d["order_status"] == "cancelled"
     });
-    assert_eq!(cancelled_update["price"], 2.0, "{cancelled_update}");
+    assert_eq!(
+        cancelled_update["price"], 2.0,
+        "{channel}: {cancelled_update}"
+    );
 
     let analyzer = find("analyzer_update", &|_| true);
-    assert_eq!(analyzer["request"]["api_type"], "placeorder", "{analyzer}");
-    assert_eq!(analyzer["request"]["symbol"], "SBIN", "{analyzer}");
+    assert_eq!(
+        analyzer["request"]["api_type"], "placeorder",
+        "{channel}: {analyzer}"
+    );
+    assert_eq!(
+        analyzer["request"]["symbol"], "SBIN",
+        "{channel}: {analyzer}"
+    );
     assert!(
         analyzer["request"].get("apikey").is_none(),
-        "the API key must not travel: {analyzer}"
+        "{channel}: the API key must not travel: {analyzer}"
     );
-    assert_eq!(analyzer["response"], analyzed, "{analyzer}");
-    // In analyzer mode the live event name is replaced, never sent as well.
-    let analyzed_id = analyzed["orderid"].as_str().unwrap();
+    assert_eq!(
+        analyzer["response"], session.analyzed,
+        "{channel}: {analyzer}"
+    );
+    // In analyzer mode the live event name is replaced, never sent as well: the channel was
+    // read up to the marker order placed after it, so an order_event would have arrived.
+    let analyzed_id = session.analyzed["orderid"].as_str().unwrap();
     assert!(
         !events
             .iter()
-            .any(|(name, data)| name == "order_event" && data["orderid"] == analyzed_id),
-        "order_event emitted in analyzer mode"
+            .any(|(name, data)| is_order_event_of(name, data, analyzed_id)),
+        "{channel}: order_event emitted in analyzer mode"
     );
+}
 
-    // Every event carries a per-user sequence that increases by one.
-    let seqs: Vec<u64> = client
-        .events()
-        .iter()
-        .filter_map(|(_, data)| data["seq"].as_u64())
-        .collect();
+async fn run_live_session(transports: &str) {
+    let server = start_server();
+    let route = server.events.clone();
+    let key = server.admin_key.clone();
+    let other_key = server.create_user(STRANGER).unwrap();
+    wait_for_price(&server, &key).await;
+    let (mut client, mut stranger) = if route.socketio() {
+        (
+            Some(collector(&server, &key, transports, "never")),
+            Some(collector(&server, &other_key, transports, "never")),
+        )
+    } else {
+        server.assert_socketio_not_served(&key);
+        (None, None)
+    };
+
+    let session = run_orders(&server, &key).await;
+    // The other user's own order: the positive control of the isolation checks below.
+    let stranger_order = place_market(&server, &other_key).await;
+
+    let mut channels: Vec<(&str, Vec<(String, Value)>)> = Vec::new();
+    if let Some(client) = &mut client {
+        client
+            .wait_for(WAIT, |line| {
+                line["type"] == "event"
+                    && is_order_event_of(
+                        line["name"].as_str().unwrap_or_default(),
+                        &line["data"],
+                        &session.marker_id,
+                    )
+            })
+            .unwrap();
+        // Every event carries a per-user sequence that increases by one.
+        let seqs: Vec<u64> = client
+            .events()
+            .iter()
+            .filter_map(|(_, data)| data["seq"].as_u64())
+            .collect();
+        assert!(seqs.len() >= 10, "too few sequenced events: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
+            "{seqs:?}"
+        );
+        channels.push(("socketio", client.events()));
+    }
+    if route.kafka() {
+        let events = server.kafka_events(OWNER, |events| {
+            events
+                .iter()
+                .any(|(name, data)| is_order_event_of(name, data, &session.marker_id))
+        });
+        channels.push(("kafka", events));
+    } else if route.kafka.is_some() {
+        server.assert_no_kafka_records();
+    }
     assert!(
-        seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
-        "{seqs:?}"
+        !channels.is_empty(),
+        "mode {} delivered on no channel",
+        route.mode
     );
+    for (channel, events) in &channels {
+        check_session(channel, events, &session);
+    }
+    if let [(_, socketio), (_, kafka)] = channels.as_slice() {
+        // BOTH: the same user events, in the same order, on both channels.
+        // Compared up to the marker: each channel may have read a little past it.
+        let order_names = |events: &[(String, Value)]| -> Vec<(String, Value)> {
+            events
+                .iter()
+                .filter(|(name, _)| name != "master_contract_download")
+                .take_while(|(name, data)| !is_order_event_of(name, data, &session.marker_id))
+                .map(|(name, data)| (name.clone(), upstream_keys(data.clone())))
+                .collect()
+        };
+        assert_eq!(order_names(socketio), order_names(kafka));
+    }
 
-    // The other user's client saw none of it.
-    std::thread::sleep(Duration::from_millis(300));
-    drop(stranger.wait_for(Duration::from_millis(200), |_| false));
+    // Isolation: the other user gets its own order's event and none of the owner's.
+    let owner_ids = [
+        session.market_id.as_str(),
+        session.limit_id.as_str(),
+        session.marker_id.as_str(),
+    ];
+    let stranger_events = match &mut stranger {
+        Some(stranger) => {
+            stranger
+                .wait_for(WAIT, |line| {
+                    line["type"] == "event"
+                        && is_order_event_of(
+                            line["name"].as_str().unwrap_or_default(),
+                            &line["data"],
+                            &stranger_order,
+                        )
+                })
+                .unwrap();
+            stranger.events()
+        }
+        None => server.kafka_events(STRANGER, |events| {
+            events
+                .iter()
+                .any(|(name, data)| is_order_event_of(name, data, &stranger_order))
+        }),
+    };
     assert!(
-        stranger.events().is_empty(),
-        "another user's client received {:#?}",
-        stranger.events()
+        !stranger_events
+            .iter()
+            .any(|(_, data)| owner_ids.iter().any(|id| data["orderid"] == *id)),
+        "another user received the owner's events: {stranger_events:#?}"
     );
 }
 
@@ -274,7 +428,7 @@ async fn live_and_analyzer_events_reach_the_owner_over_polling() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_with_a_bad_key_is_refused_with_a_reason() {
-    let server = start_server();
+    let server = start_socketio_server();
     let mut peer = PeerProcess::python(
         "e2e_socketio_collect.py",
         &[
@@ -296,7 +450,7 @@ async fn a_client_with_a_bad_key_is_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_connected_clients_shuts_down_promptly() {
-    let mut server = start_server();
+    let mut server = start_socketio_server();
     let key = server.admin_key.clone();
     let _websocket = collector(&server, &key, "websocket", "never");
     let _polling = collector(&server, &key, "polling", "never");

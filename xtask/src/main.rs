@@ -61,6 +61,10 @@ fn main() -> anyhow::Result<()> {
 const BOTH_MODES_KAFKA_PORT: u16 = 9092;
 
 fn test_both_modes() -> anyhow::Result<()> {
+    // The suite runs the binary as it is on disk: build it from the current sources first.
+    util::step("build oa-server", || {
+        util::cargo(&["build", "-p", "oa-server"])
+    })?;
     let port = BOTH_MODES_KAFKA_PORT;
     let started_here = !kafka::is_running(port);
     kafka::run(kafka::Action::Up {
