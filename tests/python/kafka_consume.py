@@ -6,6 +6,10 @@ Environment:
   EXPECT            stop after this many records; when unset, read up to the end offsets
                     the topic has when the script starts
   TIMEOUT_S         give up after this many seconds (default 60)
+  KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
+  KAFKA_SSL_CA_LOCATION, KAFKA_SSL_CERTIFICATE_LOCATION, KAFKA_SSL_KEY_LOCATION,
+  KAFKA_SSL_ENDPOINT_IDENTIFICATION
+                    oa's security settings, mapped to kafka-python's (kafka_security.py)
 
 Prints one JSON line per record:
   {"partition", "offset", "key", "value", "headers": [[name, value], ...], "timestamp",
@@ -22,6 +26,8 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatch
+
+from kafka_security import security_options
 
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 BATCHES = []
@@ -50,6 +56,7 @@ def main():
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
         request_timeout_ms=30000,
+        **security_options(),
     )
     partitions = None
     while partitions is None and time.monotonic() < deadline:

@@ -65,29 +65,30 @@ pub fn read_topic(
     read_topic_with(bootstrap, topic, &[], enough)
 }
 
-/// [`read_topic`] with client settings for kafka-python (`KAFKA_SECURITY_PROTOCOL` and the
-/// other `KAFKA_*` security variables, as oa reads them).
+/// [`read_topic`] with client security settings, given as oa's variables
+/// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`), which the script maps to
+/// kafka-python's own options.
 ///
 /// # Panics
 /// When the topic does not hold the expected records within 60 s (with what it did hold).
 pub fn read_topic_with(
     bootstrap: &str,
     topic: &str,
-    client_env: &[(String, String)],
+    security: &[(String, String)],
     enough: impl Fn(&[KafkaRecord]) -> bool,
 ) -> Vec<KafkaRecord> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP", bootstrap.to_string()),
+        ("KAFKA_TOPIC", topic.to_string()),
+        ("TIMEOUT_S", "20".to_string()),
+    ];
+    env.extend(
+        security
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
     loop {
-        let mut env = vec![
-            ("KAFKA_BOOTSTRAP", bootstrap.to_string()),
-            ("KAFKA_TOPIC", topic.to_string()),
-            ("TIMEOUT_S", "20".to_string()),
-        ];
-        env.extend(
-            client_env
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.clone())),
-        );
         let output = run_python_script("kafka_consume.py", &env);
         let records: Vec<KafkaRecord> = match output {
             Ok(text) => text

@@ -9,9 +9,11 @@ use anyhow::{Context, bail};
 pub mod events;
 pub mod kafka_topic;
 mod peer;
+pub mod pki;
 mod server;
 pub mod tansu;
 pub use events::suite_event_mode;
+pub mod tls_proxy;
 pub use peer::PeerProcess;
 pub use server::{TestServer, run_to_exit, server_binary};
 

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::pki::Pki;
+use crate::tls_proxy::TlsProxy;
+
 /// Where tansu keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
@@ -63,6 +66,65 @@ pub struct Tansu {
     port: u16,
     storage: Storage,
     dir: PathBuf,
+    /// The port clients are told to use (the TLS proxy's, when there is one).
+    advertised_port: u16,
+    authentication: bool,
+    pki: Option<Pki>,
+    proxy: Option<TlsProxy>,
+    /// More `tansu broker` arguments.
+    extra_args: Vec<String>,
+}
+
+/// How [`Tansu::start_secure`] protects the broker.
+#[derive(Debug, Clone)]
+pub struct SecureOptions {
+    /// TLS in front of the broker ([`TlsProxy`]: tansu 0.6 does not terminate TLS itself).
+    pub tls: bool,
+    /// Mutual TLS: the proxy requires a client certificate signed by the test CA.
+    pub require_client_certificate: bool,
+    /// `tansu broker --authentication`: every request needs a SASL login first.
+    pub authentication: bool,
+    /// SCRAM users (name, password), created for SCRAM-SHA-256 and SCRAM-SHA-512.
+    pub users: Vec<(String, String)>,
+}
+
+impl SecureOptions {
+    /// TLS and SASL with one user: what `cargo xtask kafka up --secure` runs.
+    pub fn tls_and_sasl(user: &str, password: &str) -> SecureOptions {
+        SecureOptions {
+            tls: true,
+            require_client_certificate: false,
+            authentication: true,
+            users: vec![(user.to_string(), password.to_string())],
+        }
+    }
+}
+
+/// Creates a SCRAM user on a plaintext broker with tansu's own client (`tansu user create`),
+/// for both SCRAM mechanisms.
+pub fn create_scram_user(
+    binary: &std::path::Path,
+    broker_url: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    for mechanism in ["scram256", "scram512"] {
+        let output = Command::new(binary)
+            .args(["user", "create", "--broker", broker_url])
+            .args(["--mechanism", mechanism])
+            .args([user, password])
+            .output()
+            .context("running tansu user create")?;
+        if !output.status.success() {
+            bail!(
+                "tansu user create {user} ({mechanism}) failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -107,19 +169,104 @@ impl Tansu {
             free_port()?
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let port = free_port()?;
         let mut broker = Tansu {
             binary,
             child: None,
-            port: free_port()?,
+            port,
             storage,
             dir,
+            advertised_port: port,
+            authentication: false,
+            pki: None,
+            proxy: None,
+            extra_args: Vec::new(),
         };
         broker.spawn()?;
         Ok(broker)
     }
 
+    /// Starts a broker that validates records against JSON schemas (`--schema-registry
+    /// file://<schemas>`, one `<topic>.json` per topic) and refuses those that do not match
+    /// with `INVALID_RECORD`: tansu 0.6 enforces no message size limit, so this is how a test
+    /// gets a record refused for good.
+    pub fn start_with_schema_registry(
+        storage: Storage,
+        schemas: &std::path::Path,
+    ) -> anyhow::Result<Tansu> {
+        let mut broker = Tansu::start(storage)?;
+        broker.kill();
+        broker.extra_args = vec![
+            "--schema-registry".to_string(),
+            format!("file://{}", schemas.display()),
+        ];
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// Starts a protected broker (sqlite storage): a fresh test PKI in its folder
+    /// ([`Tansu::pki`]), the SCRAM users created on a first plaintext start of the same
+    /// storage (tansu's client tool speaks plaintext only, and an `--authentication` broker
+    /// refuses it), then the broker again with `--authentication`, behind a TLS proxy.
+    pub fn start_secure(options: &SecureOptions) -> anyhow::Result<Tansu> {
+        let mut broker = Tansu::start(Storage::Sqlite)?;
+        let pki = Pki::generate(&broker.dir.join("pki"), "tansu")?;
+        let url = format!("tcp://127.0.0.1:{}", broker.port);
+        for (user, password) in &options.users {
+            create_scram_user(&broker.binary, &url, user, password)?;
+        }
+        broker.kill();
+        broker.authentication = options.authentication;
+        if options.tls {
+            let upstream: SocketAddr = ([127, 0, 0, 1], broker.port).into();
+            let proxy = TlsProxy::start(
+                ([127, 0, 0, 1], 0).into(),
+                upstream,
+                &pki.server_cert,
+                &pki.server_key,
+                options
+                    .require_client_certificate
+                    .then_some(pki.ca.as_path()),
+            )?;
+            broker.advertised_port = proxy.addr().port();
+            broker.proxy = Some(proxy);
+        }
+        broker.pki = Some(pki);
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// Creates a topic with tansu's own tool, as `cargo xtask kafka up` does (plaintext
+    /// brokers only).
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
+        let output = Command::new(&self.binary)
+            .args(["topic", "create", topic])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .context("running tansu topic create")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() || text.contains("Error") {
+            bail!(
+                "tansu topic create {topic} failed ({}): {text}",
+                output.status
+            );
+        }
+        Ok(())
+    }
+
+    /// The test PKI of a broker from [`Tansu::start_secure`].
+    pub fn pki(&self) -> Option<&Pki> {
+        self.pki.as_ref()
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let storage_url = match self.storage {
             Storage::Sqlite => "sqlite://tansu.db".to_string(),
             Storage::Memory => "memory://tansu/".to_string(),
@@ -129,11 +276,17 @@ impl Tansu {
             .append(true)
             .open(self.dir.join("tansu.log"))
             .context("opening the tansu log")?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("broker")
             .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", &storage_url])
+            .args(["--advertised-listener-url", &advertised])
+            .args(["--storage-engine", &storage_url]);
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        command.args(&self.extra_args);
+        let child = command
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
@@ -164,8 +317,13 @@ impl Tansu {
         )
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` clients use (the TLS proxy's port for a TLS broker).
     pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.advertised_port)
+    }
+
+    /// The broker's own plaintext listener, behind the TLS proxy of a TLS broker.
+    pub fn plaintext_listener(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 

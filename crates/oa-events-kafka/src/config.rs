@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::security::SecurityConfig;
 
 /// Default of `KAFKA_BOOTSTRAP_SERVERS`.
 pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
@@ -25,10 +26,11 @@ pub enum Compression {
     None,
     /// `gzip`.
     Gzip,
-    /// `snappy` (the default, as upstream).
-    #[default]
+    /// `snappy` (upstream OpenAlgo's default; tansu 0.6 stores snappy batches it then
+    /// cannot serve, see docs/kafka.md).
     Snappy,
-    /// `lz4`.
+    /// `lz4` (the default: fast, and read by every Kafka client and broker oa is tested with).
+    #[default]
     Lz4,
     /// `zstd`.
     Zstd,
@@ -37,6 +39,9 @@ pub enum Compression {
 impl Compression {
     /// Every accepted spelling, for error messages.
     pub const ALLOWED: &'static str = "none, gzip, snappy, lz4, zstd";
+
+    /// The default of `KAFKA_PRODUCER_COMPRESSION`, as its setting name.
+    pub const DEFAULT_NAME: &'static str = "lz4";
 
     /// The lower-case name used in settings.
     pub fn as_str(self) -> &'static str {
@@ -220,6 +225,9 @@ pub struct KafkaConfig {
     /// written before a restart or whose wake-up was dropped (`KAFKA_RELAY_POLL_MS`,
     /// default 1000).
     pub relay_poll_interval: Duration,
+    /// TLS and SASL of every connection (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`,
+    /// `KAFKA_SSL_*`; see [`crate::security`]).
+    pub security: SecurityConfig,
 }
 
 impl Default for KafkaConfig {
@@ -228,7 +236,7 @@ impl Default for KafkaConfig {
             bootstrap_servers: vec![DEFAULT_BOOTSTRAP_SERVERS.to_string()],
             order_events_topic: DEFAULT_ORDER_EVENTS_TOPIC.to_string(),
             esb_events_topic: DEFAULT_ESB_EVENTS_TOPIC.to_string(),
-            compression: Compression::Snappy,
+            compression: Compression::default(),
             batch_size: 16_384,
             linger: Duration::from_millis(10),
             acks: Acks::All,
@@ -241,6 +249,7 @@ impl Default for KafkaConfig {
             retry_backoff_max: Duration::from_secs(5),
             relay_max_rows: 10_000,
             relay_poll_interval: Duration::from_secs(1),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -250,7 +259,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
     ("KAFKA_ORDER_EVENTS_TOPIC", DEFAULT_ORDER_EVENTS_TOPIC),
     ("KAFKA_ESB_EVENTS_TOPIC", DEFAULT_ESB_EVENTS_TOPIC),
-    ("KAFKA_PRODUCER_COMPRESSION", "snappy"),
+    ("KAFKA_PRODUCER_COMPRESSION", Compression::DEFAULT_NAME),
     ("KAFKA_PRODUCER_BATCH_SIZE", "16384"),
     ("KAFKA_PRODUCER_LINGER_MS", "10"),
     ("KAFKA_PRODUCER_ACKS", "all"),
@@ -275,8 +284,33 @@ impl KafkaConfig {
 
     /// Reads the settings through `lookup` (variable name -> value); unset or empty
     /// variables keep their defaults. The first bad value is reported with its variable and
-    /// the allowed values.
+    /// the allowed values; [`KafkaConfig::from_lookup_all`] reports every one.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup_all(lookup).map_err(|mut problems| problems.remove(0))
+    }
+
+    /// [`KafkaConfig::from_lookup`], reporting every problem: the first bad general setting
+    /// and every security problem ([`SecurityConfig::from_lookup`]), one per line. The
+    /// returned list is never empty.
+    pub fn from_lookup_all(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let general = Self::general_from_lookup(&lookup);
+        let security = SecurityConfig::from_lookup(&lookup);
+        match (general, security) {
+            (Ok(mut config), Ok(security)) => {
+                config.security = security;
+                Ok(config)
+            }
+            (general, security) => {
+                let mut problems: Vec<ConfigError> = general.err().into_iter().collect();
+                problems.extend(security.err().unwrap_or_default());
+                Err(problems)
+            }
+        }
+    }
+
+    fn general_from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let mut config = KafkaConfig::default();
         if let Some(value) = get("KAFKA_BOOTSTRAP_SERVERS") {
@@ -494,7 +528,7 @@ mod tests {
         assert_eq!(config.bootstrap_servers, vec!["localhost:9092"]);
         assert_eq!(config.order_events_topic, "from_openalgo_order_events");
         assert_eq!(config.esb_events_topic, "from_esb_order_events");
-        assert_eq!(config.compression, Compression::Snappy);
+        assert_eq!(config.compression, Compression::Lz4);
         assert_eq!(config.batch_size, 16384);
         assert_eq!(config.linger, Duration::from_millis(10));
         assert_eq!(config.acks, Acks::All);

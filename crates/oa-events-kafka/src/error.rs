@@ -44,6 +44,18 @@ pub enum KafkaError {
         #[source]
         source: RsKafkaError,
     },
+    /// The brokers refused the security settings: a failed SASL login, a certificate that
+    /// does not verify, a handshake the broker ended. `reason` names the cause and the
+    /// variable to look at (never the password).
+    #[error("{reason} (Kafka at {brokers}, KAFKA_SECURITY_PROTOCOL={protocol})")]
+    Refused {
+        /// The bootstrap list.
+        brokers: String,
+        /// `KAFKA_SECURITY_PROTOCOL`.
+        protocol: crate::security::SecurityProtocol,
+        /// The cause, in one line.
+        reason: String,
+    },
     /// A broker did not answer in time.
     #[error("Kafka at {brokers} did not answer {what} within {after:?}")]
     Timeout {

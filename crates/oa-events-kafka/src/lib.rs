@@ -2,8 +2,10 @@
 //!
 //! The Kafka side of oa's event layer (mode KAFKA and BOTH), on rskafka (pure Rust):
 //!
-//! - [`KafkaConfig`]: every setting of PROTOCOLS.md section 3 (`KAFKA_*`), plus topic
-//!   creation and retry settings, with clear errors for bad values;
+//! - [`KafkaConfig`]: every `KAFKA_*` setting, plus topic creation and retry settings, with
+//!   clear errors for bad values;
+//! - [`security`]: TLS and SASL for every connection ([`client_builder`] is the only way a
+//!   client is built);
 //! - [`ensure_topic`]: the start-up check (topic exists, or is created when
 //!   `KAFKA_CREATE_TOPICS` allows; otherwise an error naming the topic and the brokers);
 //! - [`KafkaProducer`]: envelopes -> records (key = user id, value = JSON envelope,
@@ -32,6 +34,7 @@ pub mod outbox;
 pub mod partitioner;
 pub mod producer;
 pub mod relay;
+pub mod security;
 
 pub use config::{Acks, AutoOffsetReset, Compression, KafkaConfig, TopicCreation};
 pub use error::{ConfigError, KafkaError};
@@ -47,6 +50,10 @@ pub use producer::{
     envelope_record,
 };
 pub use relay::{KafkaRelay, KafkaSink, OUTBOX_SINK_NAME, RELAY_SINK_LABEL, RelayStats};
+pub use security::{
+    EndpointIdentification, SaslLogin, SaslMechanism, Secret, SecurityConfig, SecurityProtocol,
+    TlsSettings, client_builder,
+};
 
 /// The rskafka version this crate is built on, re-exported for callers that need its types
 /// (for example a consumer built from [`connect`]'s client).

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use oa_events_core::Envelope;
 use rskafka::BackoffConfig;
+use rskafka::client::Client;
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use tokio::task::JoinSet;
 
@@ -52,8 +52,13 @@ async fn bounded<T>(
     }
 }
 
-/// A new rskafka client for `config`. Internal retries stop at the request timeout so that
-/// failures reach the caller, which owns the retry policy.
+/// A new rskafka client for `config` (built by [`crate::client_builder`], so with its TLS
+/// and SASL settings). Internal retries stop at the request timeout so that failures reach
+/// the caller, which owns the retry policy.
+///
+/// With TLS or SASL configured, one attempt without retries comes first: when the brokers
+/// refuse the login or the certificate, that fails at once with [`KafkaError::Refused`]
+/// naming the cause, instead of retrying a refusal until the timeout.
 pub async fn connect(config: &KafkaConfig) -> Result<Client, KafkaError> {
     config.validate()?;
     let backoff = BackoffConfig {
@@ -62,18 +67,40 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, KafkaError> {
         base: 2.0,
         deadline: Some(config.request_timeout),
     };
-    bounded(config, "metadata (connect)", async {
-        ClientBuilder::new(config.bootstrap_servers.clone())
-            .client_id(config.client_id.as_str())
-            .backoff_config(backoff)
-            .build()
-            .await
-            .map_err(|source| KafkaError::Connect {
+    if config.security.protocol != crate::SecurityProtocol::Plaintext {
+        let single_attempt = BackoffConfig {
+            deadline: Some(Duration::ZERO),
+            ..backoff.clone()
+        };
+        let probe = bounded(config, "metadata (connect)", async {
+            build_client(config, single_attempt).await
+        })
+        .await;
+        if let Err(KafkaError::Connect { source, .. }) = &probe
+            && let Some(reason) =
+                crate::security::explain_refusal(&config.security, &source.to_string())
+        {
+            return Err(KafkaError::Refused {
                 brokers: config.bootstrap_list(),
-                source,
-            })
-    })
-    .await
+                protocol: config.security.protocol,
+                reason,
+            });
+        }
+        // Accepted (or failing for another reason): the client for real use gets the normal
+        // retry policy, which the probe's client does not have.
+    }
+    bounded(config, "metadata (connect)", build_client(config, backoff)).await
+}
+
+async fn build_client(config: &KafkaConfig, backoff: BackoffConfig) -> Result<Client, KafkaError> {
+    crate::security::client_builder(config)
+        .backoff_config(backoff)
+        .build()
+        .await
+        .map_err(|source| KafkaError::Connect {
+            brokers: config.bootstrap_list(),
+            source,
+        })
 }
 
 /// Checks that `topic` exists, creating it when `config.topic_creation.create_missing`
@@ -224,7 +251,7 @@ pub struct SendOutcome {
     /// Sequence numbers the broker acknowledged.
     pub acked: Vec<i64>,
     /// Sequence numbers the broker rejected for good (a record too large or invalid), with
-    /// the reason. They are never retried.
+    /// the reason. The relay sends them to the dead-letter topic instead.
     pub rejected: Vec<(i64, String)>,
     /// The first error that stopped a partition; its remaining events were not sent and
     /// must be retried later, in order.
@@ -435,11 +462,11 @@ async fn send_partition(
                     match produce(config, client, vec![envelope_record(envelope)]).await {
                         Ok(()) => outcome.acked.push(*seq),
                         Err(error) if is_rejection(&error) => {
-                            tracing::error!(
+                            tracing::warn!(
                                 event_id = %envelope.id,
                                 event_type = envelope.event_type(),
                                 %error,
-                                "Kafka rejected an event for good; dropping it"
+                                "Kafka rejected an event for good"
                             );
                             outcome.rejected.push((*seq, error.to_string()));
                         }

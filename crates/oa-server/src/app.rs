@@ -56,6 +56,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut kafka_relay = None;
     let mut outbox_maintenance = None;
     if let Some(kafka) = &settings.kafka {
+        tracing::info!(
+            brokers = %kafka.bootstrap_list(),
+            security = %kafka.security.describe(),
+            "Kafka settings"
+        );
         check_kafka_topic(kafka).await?;
         let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
         let table = OutboxTable::open(&path).context("opening the outbox table")?;
@@ -248,6 +253,13 @@ async fn check_kafka_topic(kafka: &KafkaConfig) -> anyhow::Result<()> {
         }
         Ok(Err(error @ (KafkaError::TopicMissing { .. } | KafkaError::CreateTopic { .. }))) => {
             bail!("{error}")
+        }
+        Ok(Err(error @ KafkaError::Refused { .. })) => {
+            tracing::error!(
+                %error,
+                "Kafka refused oa's security settings at start-up; orders are accepted and their events wait in the outbox until the setting is fixed and oa restarted"
+            );
+            Ok(())
         }
         Ok(Err(error)) => {
             tracing::error!(%error, "Kafka is not reachable at start-up; events wait in the outbox until it is");

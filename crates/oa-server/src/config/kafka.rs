@@ -10,6 +10,7 @@ use oa_events_core::EventMode;
 use oa_events_kafka::KafkaConfig;
 
 use super::Checker;
+use super::kafka_security::RawKafkaSecurity;
 
 /// Declares the Kafka flags once: field, variable, help.
 macro_rules! kafka_flags {
@@ -22,6 +23,9 @@ macro_rules! kafka_flags {
                 #[arg(long, env = $var)]
                 pub $field: Option<String>,
             )+
+            /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`).
+            #[command(flatten)]
+            pub security: RawKafkaSecurity,
         }
 
         impl RawKafkaConfig {
@@ -29,7 +33,7 @@ macro_rules! kafka_flags {
             fn get(&self, name: &str) -> Option<String> {
                 match name {
                     $($var => self.$field.clone(),)+
-                    _ => None,
+                    _ => self.security.get(name),
                 }
             }
         }
@@ -40,7 +44,7 @@ kafka_flags! {
     kafka_bootstrap_servers = "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers, comma separated (required in KAFKA and BOTH modes).";
     kafka_order_events_topic = "KAFKA_ORDER_EVENTS_TOPIC": "Outbound topic of order events [from_openalgo_order_events].";
     kafka_esb_events_topic = "KAFKA_ESB_EVENTS_TOPIC": "Inbound topic of ESB commands [from_esb_order_events].";
-    kafka_producer_compression = "KAFKA_PRODUCER_COMPRESSION": "Producer compression: none, gzip, snappy, lz4, zstd [snappy].";
+    kafka_producer_compression = "KAFKA_PRODUCER_COMPRESSION": "Producer compression: none, gzip, snappy, lz4, zstd [lz4].";
     kafka_producer_batch_size = "KAFKA_PRODUCER_BATCH_SIZE": "Producer batch size in bytes [16384].";
     kafka_producer_linger_ms = "KAFKA_PRODUCER_LINGER_MS": "Milliseconds the producer waits to fill a batch [10].";
     kafka_producer_acks = "KAFKA_PRODUCER_ACKS": "Producer acknowledgements: all [all].";
@@ -75,10 +79,12 @@ impl RawKafkaConfig {
             ));
             return None;
         }
-        match KafkaConfig::from_lookup(|name| self.get(name)) {
+        match KafkaConfig::from_lookup_all(|name| self.get(name)) {
             Ok(config) => Some(config),
-            Err(error) => {
-                check.problems.push(error.to_string());
+            Err(problems) => {
+                check
+                    .problems
+                    .extend(problems.iter().map(ToString::to_string));
                 None
             }
         }
@@ -110,6 +116,16 @@ mod tests {
             kafka_retry_backoff_max_ms: Some("x".into()),
             kafka_relay_max_rows: Some("x".into()),
             kafka_relay_poll_ms: Some("x".into()),
+            security: RawKafkaSecurity {
+                kafka_security_protocol: None,
+                kafka_sasl_mechanism: None,
+                kafka_sasl_username: None,
+                kafka_sasl_password: None,
+                kafka_ssl_ca_location: None,
+                kafka_ssl_certificate_location: None,
+                kafka_ssl_key_location: None,
+                kafka_ssl_endpoint_identification: None,
+            },
         };
         for (name, _) in oa_events_kafka::config::VARIABLES {
             assert!(raw.get(name).is_some(), "{name} has no flag in oa-server");

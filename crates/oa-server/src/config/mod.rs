@@ -18,6 +18,7 @@ use oa_marketdata_zmq::MarketDataConfig;
 mod api;
 mod esb;
 mod kafka;
+mod kafka_security;
 mod marketdata;
 mod socketio;
 
@@ -428,7 +429,7 @@ mod tests {
             ["127.0.0.1:9092", "127.0.0.1:9093"]
         );
         assert_eq!(kafka.order_events_topic, "from_openalgo_order_events");
-        assert_eq!(kafka.compression.as_str(), "snappy");
+        assert_eq!(kafka.compression.as_str(), "lz4");
     }
 
     #[test]
