@@ -6,12 +6,18 @@
 //! delivered, the backlog, pruning, and appending envelopes published outside an order
 //! transaction (idempotent by envelope id). `oa-server` adapts it to the relay's `Outbox`
 //! trait.
+//!
+//! A row whose payload cannot be decoded (a damaged file, a manual edit) would stop Kafka
+//! delivery for everyone if it were retried forever: [`OutboxTable::pending`] moves it aside
+//! instead, into `outbox_quarantine` (with the reason), marks it delivered so the relay goes
+//! on, logs its seq and id and counts it in `oa_kafka_outbox_quarantined_total`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use oa_events_core::Envelope;
 use parking_lot::Mutex;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
 
 use crate::store::{self, StoreError};
@@ -25,8 +31,23 @@ pub struct OutboxTable {
 impl OutboxTable {
     /// Opens the store at `path` (applying migrations if needed).
     pub fn open(path: &Path) -> Result<OutboxTable, StoreError> {
+        let conn = store::open(path)?;
+        // The quarantine belongs to this reader only, so it is created here rather than as a
+        // store migration.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox_quarantine (
+                seq             INTEGER PRIMARY KEY,
+                id              TEXT NOT NULL,
+                user_id         TEXT NOT NULL,
+                event_type      TEXT NOT NULL,
+                payload         BLOB,
+                created_at      TEXT NOT NULL,
+                reason          TEXT NOT NULL,
+                quarantined_at  TEXT NOT NULL
+            );",
+        )?;
         Ok(OutboxTable {
-            conn: Arc::new(Mutex::new(store::open(path)?)),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
@@ -53,26 +74,48 @@ impl OutboxTable {
         Ok(())
     }
 
-    /// Up to `limit` undelivered rows, oldest first, as (seq, envelope).
+    /// Up to `limit` undelivered rows, oldest first, as (seq, envelope). Rows that cannot be
+    /// decoded are moved to `outbox_quarantine` (see the module documentation) and skipped.
     pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Envelope)>, StoreError> {
-        let conn = self.conn.lock();
-        let mut select = conn.prepare_cached(
-            "SELECT seq, payload FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
-        )?;
-        let rows = select.query_map([limit as i64], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })?;
+        let mut conn = self.conn.lock();
         let mut pending = Vec::new();
-        for row in rows {
-            let (seq, payload) = row?;
-            let envelope =
-                Envelope::from_json_slice(&payload).map_err(|error| StoreError::Corrupt {
-                    table: "outbox",
-                    reason: format!("row {seq}: {error}"),
-                })?;
-            pending.push((seq, envelope));
+        let mut undecodable = Vec::new();
+        {
+            let mut select = conn.prepare_cached(
+                "SELECT seq, id, payload FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?1",
+            )?;
+            let mut rows = select.query([limit as i64])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let id = match row.get_ref(1)? {
+                    ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                let decoded = match row.get_ref(2)? {
+                    ValueRef::Blob(bytes) | ValueRef::Text(bytes) => {
+                        Envelope::from_json_slice(bytes).map_err(|error| error.to_string())
+                    }
+                    other => Err(format!("payload is {:?}, not JSON", other.data_type())),
+                };
+                match decoded {
+                    Ok(envelope) => pending.push((seq, envelope)),
+                    Err(reason) => undecodable.push((seq, id, reason)),
+                }
+            }
+        }
+        if !undecodable.is_empty() {
+            quarantine(&mut conn, &undecodable)?;
         }
         Ok(pending)
+    }
+
+    /// Rows moved to `outbox_quarantine`, as (seq, id, reason), oldest first.
+    pub fn quarantined(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let conn = self.conn.lock();
+        let mut select =
+            conn.prepare_cached("SELECT seq, id, reason FROM outbox_quarantine ORDER BY seq")?;
+        let rows = select.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Marks rows delivered (unknown or already delivered rows are ignored).
@@ -110,6 +153,37 @@ impl OutboxTable {
             )?
             .execute([cutoff])?)
     }
+}
+
+/// Copies undecodable rows to `outbox_quarantine` and marks them delivered, in one
+/// transaction; logs and counts each.
+fn quarantine(conn: &mut Connection, rows: &[(i64, String, String)]) -> Result<(), StoreError> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let tx = conn.transaction()?;
+    {
+        let mut copy = tx.prepare_cached(
+            "INSERT OR REPLACE INTO outbox_quarantine
+                 (seq, id, user_id, event_type, payload, created_at, reason, quarantined_at)
+             SELECT seq, id, user_id, event_type, payload, created_at, ?2, ?3
+             FROM outbox WHERE seq = ?1",
+        )?;
+        let mut mark = tx.prepare_cached("UPDATE outbox SET delivered_at = ?2 WHERE seq = ?1")?;
+        for (seq, _, reason) in rows {
+            copy.execute(params![seq, reason, now])?;
+            mark.execute(params![seq, now])?;
+        }
+    }
+    tx.commit()?;
+    for (seq, id, reason) in rows {
+        tracing::error!(
+            seq,
+            id = %id,
+            %reason,
+            "undecodable outbox row moved to outbox_quarantine; Kafka delivery goes on without it"
+        );
+    }
+    metrics::counter!("oa_kafka_outbox_quarantined_total").increment(rows.len() as u64);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -154,18 +228,30 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_row_is_reported_with_its_seq() {
+    fn an_undecodable_row_is_quarantined_and_the_others_still_flow() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("oa.db");
         let table = OutboxTable::open(&path).unwrap();
+        let envelopes: Vec<_> = (0..2).map(envelope).collect();
+        table.append_if_absent(&envelopes[..1]).unwrap();
         store::open(&path)
             .unwrap()
             .execute(
-                "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES ('x','u','order_event',x'7b','now')",
+                "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES ('poison','u','order_event',x'7b','now')",
                 [],
             )
             .unwrap();
-        let error = table.pending(10).unwrap_err();
-        assert!(error.to_string().contains("outbox"), "{error}");
+        table.append_if_absent(&envelopes[1..]).unwrap();
+
+        let pending = table.pending(10).unwrap();
+        let ids: Vec<_> = pending.iter().map(|(_, envelope)| envelope.id).collect();
+        assert_eq!(ids, [envelopes[0].id, envelopes[1].id]);
+        let quarantined = table.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+        assert_eq!(quarantined[0].1, "poison");
+        assert!(!quarantined[0].2.is_empty());
+        // It no longer counts as undelivered, and is not offered again.
+        assert_eq!(table.backlog().unwrap(), 2);
+        assert_eq!(table.pending(10).unwrap().len(), 2);
     }
 }

@@ -27,6 +27,7 @@
 //! See docs/kafka.md for the wire contract and operations.
 
 pub mod config;
+pub mod dead_letter;
 pub mod error;
 pub mod esb;
 pub mod esb_auth;

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::KafkaConfig;
+use crate::dead_letter::EventDeadLetters;
 use crate::error::{ConfigError, KafkaError};
 use crate::outbox::Outbox;
 use crate::producer::KafkaProducer;
@@ -52,7 +53,8 @@ enum RunState {
 pub struct RelayStats {
     /// Events the broker acknowledged.
     pub delivered: u64,
-    /// Events the broker rejected for good (too large, invalid) and that were dropped.
+    /// Events the broker rejected for good (too large, invalid), written to
+    /// `<events topic>.dlq` instead.
     pub rejected: u64,
     /// Failed rounds (connect, produce or outbox errors), each followed by a back-off.
     pub failures: u64,
@@ -326,6 +328,7 @@ impl Shared {
 async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receiver<RunState>) {
     let mut backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
     let mut producer: Option<KafkaProducer> = None;
+    let mut dead_letters: Option<EventDeadLetters> = None;
     let mut last_backlog = Instant::now() - BACKLOG_REFRESH;
     let mut recovering = false;
     shared.refresh_backlog().await;
@@ -433,21 +436,25 @@ async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receive
             metrics::counter!("oa_events_published_total", "sink" => RELAY_SINK_LABEL, "event" => event)
                 .increment(count);
         }
-        if !outcome.rejected.is_empty() {
-            metrics::counter!("oa_events_dropped_total", "sink" => RELAY_SINK_LABEL, "reason" => "rejected_by_broker")
-                .increment(outcome.rejected.len() as u64);
-        }
         shared
             .counters
             .delivered
             .fetch_add(outcome.acked.len() as u64, Ordering::Relaxed);
-        shared
-            .counters
-            .rejected
-            .fetch_add(outcome.rejected.len() as u64, Ordering::Relaxed);
 
         let mut done = outcome.acked;
-        done.extend(outcome.rejected.iter().map(|(seq, _)| *seq));
+        // Refused for good: to the dead-letter topic; marked done only once it is there.
+        let mut dead_letter_error = None;
+        if !outcome.rejected.is_empty() {
+            match dead_letter(&config, &mut dead_letters, &round, &outcome.rejected).await {
+                Ok(()) => {
+                    let count = outcome.rejected.len() as u64;
+                    metrics::counter!("oa_kafka_dead_lettered_total").increment(count);
+                    shared.counters.rejected.fetch_add(count, Ordering::Relaxed);
+                    done.extend(outcome.rejected.iter().map(|(seq, _)| *seq));
+                }
+                Err(error) => dead_letter_error = Some(error),
+            }
+        }
         if !done.is_empty()
             && let Err(error) = shared.outbox.mark_delivered(&done).await
         {
@@ -460,7 +467,7 @@ async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receive
             );
         }
 
-        match outcome.error {
+        match outcome.error.or(dead_letter_error) {
             Some(error) => {
                 let backlog = shared.refresh_backlog().await;
                 last_backlog = Instant::now();
@@ -488,6 +495,38 @@ async fn run(config: KafkaConfig, shared: Arc<Shared>, mut state: watch::Receive
         }
     }
     tracing::info!("Kafka outbox relay stopped");
+}
+
+/// Writes a dead letter for each rejected row (connecting the dead-letter producer first when
+/// needed); stops at the first failure, leaving every rejected row pending.
+async fn dead_letter(
+    config: &KafkaConfig,
+    dead_letters: &mut Option<EventDeadLetters>,
+    round: &[(i64, Arc<Envelope>)],
+    rejected: &[(i64, String)],
+) -> Result<(), KafkaError> {
+    let mut producer = match dead_letters.take() {
+        Some(producer) => producer,
+        None => EventDeadLetters::connect(config).await?,
+    };
+    for (seq, reason) in rejected {
+        let Ok(found) = round.binary_search_by_key(seq, |(seq, _)| *seq) else {
+            continue;
+        };
+        let envelope = &round[found].1;
+        producer.send(envelope, reason).await?;
+        tracing::error!(
+            event_id = %envelope.id,
+            event_type = envelope.event_type(),
+            dead_letter_topic = producer.topic(),
+            reason = %reason,
+            "Kafka refused an event for good; it went to the dead-letter topic"
+        );
+    }
+    // Kept for the next rejection only when every send succeeded (an error drops it, so
+    // the next attempt reconnects).
+    *dead_letters = Some(producer);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,226 @@
+//! The relay never stalls on one bad event: an outbox row that cannot be decoded is moved
+//! aside, and an event the broker refuses for good goes to `<events topic>.dlq`; every other
+//! event is still delivered. Real tansu, the server's SQLite outbox table, and kafka-python
+//! reading the topics back.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use oa_api::outbox::OutboxTable;
+use oa_e2e::kafka_topic::read_topic;
+use oa_e2e::tansu::{Storage, Tansu};
+use oa_events_core::catalog::OrderNotification;
+use oa_events_core::{Envelope, Event};
+use oa_events_kafka::{
+    KafkaConfig, KafkaRelay, MemoryOutbox, Outbox, OutboxError, OutboxRecord, TopicCreation,
+    ensure_topic,
+};
+
+/// The server's outbox table as the relay's `Outbox`, as `oa-server` adapts it.
+struct SqliteOutbox(OutboxTable);
+
+impl SqliteOutbox {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&OutboxTable) -> Result<T, oa_api::StoreError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let table = self.0.clone();
+        match tokio::task::spawn_blocking(move || work(&table)).await {
+            Ok(result) => result.map_err(OutboxError::storage),
+            Err(error) => Err(OutboxError::storage(error)),
+        }
+    }
+}
+
+impl Outbox for SqliteOutbox {
+    fn append<'a>(
+        &'a self,
+        envelopes: &'a [Arc<Envelope>],
+    ) -> BoxFuture<'a, Result<(), OutboxError>> {
+        let envelopes = envelopes.to_vec();
+        Box::pin(self.blocking(move |table| table.append_if_absent(&envelopes)))
+    }
+
+    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxRecord>, OutboxError>> {
+        Box::pin(async move {
+            let rows = self.blocking(move |table| table.pending(limit)).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(seq, envelope)| OutboxRecord {
+                    seq,
+                    envelope: Arc::new(envelope),
+                })
+                .collect())
+        })
+    }
+
+    fn mark_delivered<'a>(&'a self, seqs: &'a [i64]) -> BoxFuture<'a, Result<(), OutboxError>> {
+        let seqs = seqs.to_vec();
+        Box::pin(self.blocking(move |table| table.mark_delivered(&seqs)))
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        Box::pin(self.blocking(|table| table.backlog()))
+    }
+}
+
+fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers: vec![bootstrap.to_string()],
+        order_events_topic: topic.to_string(),
+        linger: Duration::from_millis(1),
+        topic_creation: TopicCreation {
+            create_missing: true,
+            partitions: 1,
+            replication_factor: 1,
+        },
+        request_timeout: Duration::from_secs(5),
+        retry_backoff: Duration::from_millis(50),
+        retry_backoff_max: Duration::from_millis(500),
+        relay_poll_interval: Duration::from_millis(100),
+        ..KafkaConfig::default()
+    }
+}
+
+fn notification(message: &str) -> Arc<Envelope> {
+    Arc::new(Envelope::new(Event::for_user(
+        "trader1",
+        OrderNotification::info("SBIN", message),
+    )))
+}
+
+async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(records: &[oa_e2e::kafka_topic::KafkaRecord]) -> HashSet<String> {
+    records
+        .iter()
+        .filter_map(|record| record.value["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_outbox_row_is_moved_aside_and_delivery_goes_on() {
+    let broker = Tansu::start(Storage::Memory).unwrap();
+    let topic = "poisoned_outbox_events";
+    let config = config(&broker.bootstrap(), topic);
+    ensure_topic(&config, topic).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oa.db");
+    let table = OutboxTable::open(&path).unwrap();
+    let (first, second) = (notification("before"), notification("after"));
+    table
+        .append_if_absent(std::slice::from_ref(&first))
+        .unwrap();
+    // A row no envelope decoder accepts, as a damaged file or a manual edit leaves it.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES ('poison-1','trader1','order_event',x'7b226964','now')",
+            [],
+        )
+        .unwrap();
+    table
+        .append_if_absent(std::slice::from_ref(&second))
+        .unwrap();
+
+    let relay = KafkaRelay::spawn(config.clone(), Arc::new(SqliteOutbox(table.clone()))).unwrap();
+    wait_until(
+        "delivery of both good events",
+        Duration::from_secs(30),
+        || relay.stats().delivered >= 2,
+    )
+    .await;
+    let wanted: HashSet<String> = [first.id.to_string(), second.id.to_string()].into();
+    let records = read_topic(&broker.bootstrap(), topic, |records| {
+        ids(records).is_superset(&wanted)
+    });
+    assert_eq!(ids(&records), wanted);
+    let quarantined = table.quarantined().unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].1, "poison-1");
+    assert_eq!(table.backlog().unwrap(), 0);
+    relay.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_broker_refuses_goes_to_the_dead_letter_topic() {
+    let topic = "refusing_events";
+    // tansu 0.6 has no message size limit; it does refuse (INVALID_RECORD) a value that does
+    // not match the topic's JSON schema: here, a notification message over 200 characters.
+    let schemas = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemas.path().join(format!("{topic}.json")),
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "value": {
+                    "type": "object",
+                    "properties": {
+                        "data": {
+                            "type": "object",
+                            "properties": {"message": {"type": "string", "maxLength": 200}}
+                        }
+                    }
+                }
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let broker = Tansu::start_with_schema_registry(Storage::Memory, schemas.path()).unwrap();
+    let config = config(&broker.bootstrap(), topic);
+    ensure_topic(&config, topic).await.unwrap();
+
+    let outbox = Arc::new(MemoryOutbox::new(100));
+    let before = notification("fits");
+    let refused = notification(&"x".repeat(1000));
+    let after = notification("fits too");
+    outbox
+        .push(&[before.clone(), refused.clone(), after.clone()])
+        .unwrap();
+    let relay = KafkaRelay::spawn(config.clone(), outbox.clone()).unwrap();
+    wait_until(
+        "delivery of the good events and the dead letter",
+        Duration::from_secs(30),
+        || {
+            let stats = relay.stats();
+            stats.delivered >= 2 && stats.rejected >= 1
+        },
+    )
+    .await;
+    assert!(outbox.is_empty());
+
+    let good: HashSet<String> = [before.id.to_string(), after.id.to_string()].into();
+    let records = read_topic(&broker.bootstrap(), topic, |records| {
+        ids(records).is_superset(&good)
+    });
+    assert_eq!(ids(&records), good, "the refused event reached the topic");
+
+    let dead = read_topic(&broker.bootstrap(), &format!("{topic}.dlq"), |records| {
+        !records.is_empty()
+    });
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let letter = &dead[0];
+    assert_eq!(letter.value["id"], refused.id.to_string());
+    assert_eq!(letter.value["topic"], topic);
+    assert_eq!(letter.key, "trader1");
+    let reason = letter.value["reason"].as_str().unwrap();
+    assert!(reason.contains("InvalidRecord"), "{reason}");
+    assert_eq!(letter.headers["oa_dlq_reason"], reason);
+    assert_eq!(letter.headers["ce_id"], refused.id.to_string());
+    relay.shutdown(Duration::from_secs(2)).await;
+}
