@@ -8,6 +8,8 @@
 //!   already built binary instead of building.
 //! - Run state (pid, log, `sqlite://` database) lives in `target/oa-kafka/<port>/`.
 //! - `up` creates oa's topics explicitly (tansu does not auto-create them).
+//! - `up --secure`: SASL (SCRAM) and TLS, see [`secure`].
+//! - `up` prints the exact environment an oa-server needs to use the broker.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -53,6 +55,26 @@ pub enum Action {
         /// Storage engine.
         #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
         storage: Storage,
+        /// TLS + SASL SCRAM: a CA and broker certificate generated into the run folder, the
+        /// user `oa` with a generated password, `--authentication`; sqlite storage only.
+        #[arg(long)]
+        secure: bool,
+    },
+    /// (internal) The TLS terminator `up --secure` runs in front of tansu.
+    #[command(hide = true)]
+    TlsProxy {
+        /// Address to accept TLS connections on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The plaintext broker to forward to.
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// Server certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Stop the broker started by `up`.
     Down {
@@ -67,8 +89,12 @@ pub enum Action {
         port: u16,
     },
     /// Install tansu if missing, then run the Kafka sink benchmark (it starts its own
-    /// memory-storage broker on a free port, and compares with kafka-python).
-    Bench,
+    /// broker on a free port, and compares with kafka-python).
+    Bench {
+        /// Over TLS + SASL SCRAM-SHA-512 (a secure broker with sqlite storage, as `up --secure`).
+        #[arg(long)]
+        secure: bool,
+    },
     /// Install tansu if missing, build the release oa-server, then measure order placed ->
     /// `order_event` at a Kafka consumer at 1,000 orders/s (its own memory-storage broker
     /// and server on free loopback ports; about 30 s after the build).
@@ -77,17 +103,38 @@ pub enum Action {
         /// every fetch, so it adds up to this much to each event).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=10))]
         fetch_wait_ms: i32,
+        /// Over TLS + SASL SCRAM-SHA-512 (server, broker and consumer).
+        #[arg(long)]
+        secure: bool,
     },
 }
 
 /// Runs one action.
 pub fn run(action: Action) -> anyhow::Result<()> {
     match action {
-        Action::Up { port, storage } => up(port, storage),
+        Action::Up {
+            port,
+            storage,
+            secure: false,
+        } => up(port, storage),
+        Action::Up {
+            port,
+            storage,
+            secure: true,
+        } => secure::up(port, storage),
+        Action::TlsProxy {
+            listen,
+            upstream,
+            cert,
+            key,
+        } => secure::run_proxy(listen, upstream, &cert, &key),
         Action::Down { port } => down(port),
         Action::Status { port } => status(port),
-        Action::Bench => bench(),
-        Action::BenchLatency { fetch_wait_ms } => latency::run(fetch_wait_ms),
+        Action::Bench { secure } => bench(secure),
+        Action::BenchLatency {
+            fetch_wait_ms,
+            secure,
+        } => latency::run(fetch_wait_ms, secure),
     }
 }
 
@@ -163,16 +210,16 @@ pub fn install() -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
-fn run_dir(port: u16) -> PathBuf {
+pub(crate) fn run_dir(port: u16) -> PathBuf {
     root().join("target/oa-kafka").join(port.to_string())
 }
 
-fn addr(port: u16) -> SocketAddr {
+pub(crate) fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
 
 /// True once something on `addr` answers a Kafka ApiVersions request.
-fn answers_kafka(addr: SocketAddr) -> bool {
+pub(crate) fn answers_kafka(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };
@@ -197,30 +244,31 @@ fn answers_kafka(addr: SocketAddr) -> bool {
 
 /// The pid recorded by `up`, when that process still runs tansu.
 fn running_pid(port: u16) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(run_dir(port).join("tansu.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    pid_of(&run_dir(port).join("tansu.pid"), "tansu")
+}
+
+/// The pid in `file`, when that process still runs and its command line contains `name`.
+pub(crate) fn pid_of(file: &Path, name: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     String::from_utf8_lossy(&cmdline)
-        .contains("tansu")
+        .contains(name)
         .then_some(pid)
 }
 
 /// True when a broker started by `up` runs on `port` and answers.
 pub fn is_running(port: u16) -> bool {
-    running_pid(port).is_some() && answers_kafka(addr(port))
+    running_pid(port).is_some() && (answers_kafka(addr(port)) || secure::is_running(port))
 }
 
 fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
     let binary = install()?;
-    let dir = run_dir(port);
     if let Some(pid) = running_pid(port)
         && answers_kafka(addr(port))
     {
         println!("tansu already running (pid {pid}) on 127.0.0.1:{port}");
         create_topics(&binary, port)?;
+        print_client_env(port, &[]);
         return Ok(());
     }
     if answers_kafka(addr(port)) {
@@ -228,25 +276,57 @@ fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
             "something else already answers Kafka requests on 127.0.0.1:{port}; stop it or use --port"
         );
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let storage_url = match storage {
-        // Relative to the broker's working folder (the run folder).
+    start_tansu(
+        &binary,
+        &run_dir(port),
+        port,
+        port,
+        storage_url(storage),
+        false,
+    )?;
+    create_topics(&binary, port)?;
+    print_client_env(port, &[]);
+    Ok(())
+}
+
+/// The `--storage-engine` of `storage`, relative to the broker's working folder.
+pub(crate) fn storage_url(storage: Storage) -> &'static str {
+    match storage {
         Storage::Sqlite => "sqlite://tansu.db",
         Storage::Memory => "memory://tansu/",
-    };
+    }
+}
+
+/// Starts tansu in `dir` (pid in `dir/tansu.pid`, log in `dir/tansu.log`) listening on
+/// `127.0.0.1:<listen_port>` and advertising `127.0.0.1:<advertised_port>`, in its own process
+/// group, and waits until it answers Kafka requests on its listener.
+pub(crate) fn start_tansu(
+    binary: &Path,
+    dir: &Path,
+    listen_port: u16,
+    advertised_port: u16,
+    storage_url: &str,
+    authentication: bool,
+) -> anyhow::Result<u32> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let url = format!("tcp://127.0.0.1:{listen_port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised_port}");
     let log_path = dir.join("tansu.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut command = Command::new(&binary);
+    let mut command = Command::new(binary);
     command
         .arg("broker")
         .args(["--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
-        .args(["--storage-engine", storage_url])
+        .args(["--advertised-listener-url", &advertised])
+        .args(["--storage-engine", storage_url]);
+    if authentication {
+        command.arg("--authentication");
+    }
+    command
         .env_remove("STORAGE_ENGINE")
         .env_remove("LISTENER_URL")
         .env_remove("ADVERTISED_LISTENER_URL")
@@ -254,7 +334,7 @@ fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -267,12 +347,17 @@ fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
     std::fs::write(dir.join("tansu.pid"), pid.to_string()).context("writing the pid file")?;
     std::fs::write(dir.join("storage"), storage_url).context("writing the storage file")?;
     println!(
-        "tansu: started pid {pid} on {url} with {storage_url} (log {})",
+        "tansu: started pid {pid} on {url} with {storage_url}{} (log {})",
+        if authentication {
+            ", --authentication"
+        } else {
+            ""
+        },
         log_path.display()
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if answers_kafka(addr(port)) {
+        if answers_kafka(addr(listen_port)) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -289,12 +374,22 @@ fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("tansu: accepting Kafka connections on 127.0.0.1:{port}");
-    create_topics(&binary, port)?;
-    Ok(())
+    println!("tansu: accepting Kafka connections on 127.0.0.1:{listen_port}");
+    Ok(pid)
 }
 
-fn create_topics(binary: &Path, port: u16) -> anyhow::Result<()> {
+/// Prints the environment an oa-server (or any client using oa's variable names) needs.
+pub(crate) fn print_client_env(port: u16, security: &[(&str, String)]) {
+    println!();
+    println!("Start oa with (or put in .env):");
+    println!("  ORDER_EVENT_MODE=KAFKA");
+    println!("  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}");
+    for (name, value) in security {
+        println!("  {name}={value}");
+    }
+}
+
+pub(crate) fn create_topics(binary: &Path, port: u16) -> anyhow::Result<()> {
     let broker = format!("tcp://127.0.0.1:{port}");
     let listed = Command::new(binary)
         .args(["topic", "list", "--broker", &broker])
@@ -336,6 +431,10 @@ fn create_topics(binary: &Path, port: u16) -> anyhow::Result<()> {
 
 fn down(port: u16) -> anyhow::Result<()> {
     let dir = run_dir(port);
+    if let Some(pid) = pid_of(&dir.join(secure::PROXY_PID_FILE), "tls-proxy") {
+        stop_pid(pid, "TLS proxy");
+    }
+    let _ = std::fs::remove_file(dir.join(secure::PROXY_PID_FILE));
     let Some(pid) = running_pid(port) else {
         let _ = std::fs::remove_file(dir.join("tansu.pid"));
         println!(
@@ -344,6 +443,13 @@ fn down(port: u16) -> anyhow::Result<()> {
         );
         return Ok(());
     };
+    stop_pid(pid, "tansu");
+    let _ = std::fs::remove_file(dir.join("tansu.pid"));
+    Ok(())
+}
+
+/// SIGTERM, then SIGKILL after 10 s.
+pub(crate) fn stop_pid(pid: u32, what: &str) {
     let signal = |name: &str| {
         Command::new("kill")
             .args([&format!("-{name}"), &pid.to_string()])
@@ -357,12 +463,10 @@ fn down(port: u16) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     if Path::new(&format!("/proc/{pid}")).exists() {
-        println!("tansu: pid {pid} ignored SIGTERM for 10 s; sending SIGKILL");
+        println!("{what}: pid {pid} ignored SIGTERM for 10 s; sending SIGKILL");
         signal("KILL");
     }
-    let _ = std::fs::remove_file(dir.join("tansu.pid"));
-    println!("tansu: stopped pid {pid}");
-    Ok(())
+    println!("{what}: stopped pid {pid}");
 }
 
 fn status(port: u16) -> anyhow::Result<()> {
@@ -386,14 +490,27 @@ fn status(port: u16) -> anyhow::Result<()> {
     if answers_kafka(addr(port)) {
         println!("broker:    answering Kafka requests on 127.0.0.1:{port}");
         Ok(())
+    } else if secure::is_running(port) {
+        println!(
+            "broker:    TLS + SASL on 127.0.0.1:{port} (TLS proxy pid {}), tansu answering behind it",
+            pid_of(&dir.join(secure::PROXY_PID_FILE), "tls-proxy").unwrap_or(0)
+        );
+        Ok(())
     } else {
         bail!("no Kafka broker answers on 127.0.0.1:{port}: run `cargo xtask kafka up`")
     }
 }
 
-fn bench() -> anyhow::Result<()> {
+fn bench(secure: bool) -> anyhow::Result<()> {
     let binary = install()?;
-    println!("running the Kafka sink benchmark (bounded to about two minutes)");
+    println!(
+        "running the Kafka sink benchmark{} (bounded to a few minutes)",
+        if secure {
+            " over TLS + SASL SCRAM-SHA-512"
+        } else {
+            ""
+        }
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run_command(
         Command::new(cargo)
@@ -405,8 +522,232 @@ fn bench() -> anyhow::Result<()> {
                 "kafka_throughput",
             ])
             .env("OA_TANSU_BIN", &binary)
+            .env("OA_KAFKA_BENCH_SECURE", if secure { "1" } else { "0" })
             .current_dir(root()),
     )
+}
+
+/// `cargo xtask kafka up --secure`: tansu with SASL SCRAM behind a TLS terminator.
+///
+/// tansu 0.6 accepts `--cert/--key` but never uses them (its broker drops the TLS acceptor it
+/// builds), so TLS is terminated by `cargo xtask kafka tls-proxy` (a rustls proxy, see
+/// `oa_e2e::tls_proxy`), started in the background on the public port; tansu itself listens
+/// on a private loopback port and advertises the proxy's address. Its `user create` tool
+/// speaks plaintext only and an `--authentication` broker refuses it, so the SCRAM user and
+/// oa's topics are created on a first plaintext start of the same sqlite storage, then
+/// tansu is restarted with `--authentication`.
+pub(crate) mod secure {
+    use std::net::{SocketAddr, TcpListener};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail};
+    use oa_e2e::pki::Pki;
+
+    use super::{Storage, create_topics, install, pid_of, print_client_env, run_dir, start_tansu};
+
+    /// The SASL user `up --secure` creates.
+    pub const USER: &str = "oa";
+    /// The pid file of the TLS proxy, in the run folder.
+    pub const PROXY_PID_FILE: &str = "tls-proxy.pid";
+    /// The private port tansu listens on behind the proxy, in the run folder.
+    const INNER_PORT_FILE: &str = "inner-port";
+
+    /// True when a secure broker started by `up --secure` runs on `port`.
+    pub fn is_running(port: u16) -> bool {
+        let dir = run_dir(port);
+        pid_of(&dir.join(PROXY_PID_FILE), "tls-proxy").is_some()
+            && std::fs::read_to_string(dir.join(INNER_PORT_FILE))
+                .ok()
+                .and_then(|text| text.trim().parse::<u16>().ok())
+                .is_some_and(|inner| super::answers_kafka(super::addr(inner)))
+    }
+
+    fn free_port() -> anyhow::Result<u16> {
+        Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    }
+
+    /// The generated password, kept in the run folder (mode 0600) so that a restart reuses it.
+    fn password(dir: &Path) -> anyhow::Result<String> {
+        let path = dir.join("sasl-password");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && !text.trim().is_empty()
+        {
+            return Ok(text.trim().to_string());
+        }
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let password: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        std::fs::write(&path, &password).context("writing the password file")?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok(password)
+    }
+
+    /// The client settings of the secure broker on `port`, as oa's variables.
+    pub fn client_env(port: u16) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let dir = run_dir(port);
+        Ok(vec![
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL".to_string()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_string()),
+            ("KAFKA_SASL_USERNAME", USER.to_string()),
+            ("KAFKA_SASL_PASSWORD", password(&dir)?),
+            (
+                "KAFKA_SSL_CA_LOCATION",
+                dir.join("pki/ca.pem").display().to_string(),
+            ),
+        ])
+    }
+
+    pub fn up(port: u16, storage: Storage) -> anyhow::Result<()> {
+        if storage != Storage::Sqlite {
+            bail!(
+                "--secure needs --storage sqlite: the SCRAM user is created on a first start and must survive the restart with --authentication"
+            );
+        }
+        let binary = install()?;
+        let dir = run_dir(port);
+        if is_running(port) {
+            println!("secure tansu already running on 127.0.0.1:{port}");
+            print_client_env(port, &client_env(port)?);
+            return Ok(());
+        }
+        if super::running_pid(port).is_some() || super::answers_kafka(super::addr(port)) {
+            bail!(
+                "a plaintext broker already runs on 127.0.0.1:{port}: `cargo xtask kafka down --port {port}` first, or use another --port"
+            );
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pki_dir = dir.join("pki");
+        let pki = if pki_dir.join("ca.pem").exists() {
+            existing_pki(&pki_dir)
+        } else {
+            println!(
+                "generating a test CA and a broker certificate for 127.0.0.1/localhost in {}",
+                pki_dir.display()
+            );
+            Pki::generate(&pki_dir, "oa local Kafka")?
+        };
+        let password = password(&dir)?;
+        let inner = free_port()?;
+        std::fs::write(dir.join(INNER_PORT_FILE), inner.to_string())?;
+
+        // 1. Plaintext, to create the user and the topics with tansu's own tool.
+        let pid = start_tansu(
+            &binary,
+            &dir,
+            inner,
+            inner,
+            super::storage_url(storage),
+            false,
+        )?;
+        create_topics(&binary, inner)?;
+        oa_e2e::tansu::create_scram_user(
+            &binary,
+            &format!("tcp://127.0.0.1:{inner}"),
+            USER,
+            &password,
+        )?;
+        println!("SASL user {USER:?} created (SCRAM-SHA-256 and SCRAM-SHA-512)");
+        super::stop_pid(pid, "tansu (plaintext set-up)");
+
+        // 2. With --authentication, advertising the TLS port.
+        start_tansu(
+            &binary,
+            &dir,
+            inner,
+            port,
+            super::storage_url(storage),
+            true,
+        )?;
+
+        // 3. The TLS terminator on the public port.
+        start_proxy(&dir, port, inner, &pki.server_cert, &pki.server_key)?;
+        println!(
+            "TLS (certificate for 127.0.0.1 and localhost, CA {}) on 127.0.0.1:{port} -> tansu on 127.0.0.1:{inner}",
+            pki.ca.display()
+        );
+        print_client_env(port, &client_env(port)?);
+        println!(
+            "  (kafka-python: security_protocol=\"SASL_SSL\", sasl_mechanism=\"SCRAM-SHA-512\", ssl_cafile=... ; the password is also in {})",
+            dir.join("sasl-password").display()
+        );
+        Ok(())
+    }
+
+    fn existing_pki(dir: &Path) -> Pki {
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+
+    fn start_proxy(
+        dir: &Path,
+        port: u16,
+        inner: u16,
+        cert: &Path,
+        key: &Path,
+    ) -> anyhow::Result<()> {
+        let exe: PathBuf = std::env::current_exe().context("locating the xtask binary")?;
+        let log_path = dir.join("tls-proxy.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut command = Command::new(exe);
+        command
+            .args(["kafka", "tls-proxy"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("127.0.0.1:{inner}")])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().context("starting the TLS proxy")?;
+        std::fs::write(dir.join(PROXY_PID_FILE), child.id().to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&super::addr(port), Duration::from_millis(200))
+            .is_err()
+        {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!(
+                    "the TLS proxy exited ({status}): {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("the TLS proxy did not listen on 127.0.0.1:{port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Runs the TLS terminator in the foreground (the hidden `kafka tls-proxy` command).
+    pub fn run_proxy(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        cert: &Path,
+        key: &Path,
+    ) -> anyhow::Result<()> {
+        let acceptor = oa_e2e::tls_proxy::acceptor(cert, key, None)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!("TLS proxy: {listen} -> {upstream}");
+            oa_e2e::tls_proxy::serve(listener, acceptor, upstream).await;
+            Ok(())
+        })
+    }
 }
 
 /// `cargo xtask kafka bench-latency`: order placed over HTTP -> its `order_event` record at a
@@ -422,9 +763,9 @@ mod latency {
 
     use anyhow::{Context, bail};
     use chrono::{DateTime, Utc};
-    use oa_e2e::tansu::{Storage, Tansu};
-    use oa_events_kafka::KafkaConfig;
+    use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
     use oa_events_kafka::rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+    use oa_events_kafka::{KafkaConfig, SecurityConfig};
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
 
@@ -441,25 +782,50 @@ mod latency {
     /// The server's default outbound topic.
     const TOPIC: &str = "from_openalgo_order_events";
 
-    pub fn run(fetch_wait_ms: i32) -> anyhow::Result<()> {
+    /// The SASL login of the `--secure` run.
+    const USER: &str = "oa";
+    const PASSWORD: &str = "oa-bench-latency";
+
+    pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
         let tansu = super::install()?;
         let server_binary = build_server()?;
         let load_before = load_average();
-        println!("starting tansu (memory storage) on a free loopback port");
         // Tansu::start looks in the same tools folder install() used, unless told otherwise.
-        let broker = Tansu::start(Storage::Memory).with_context(|| {
+        let started = if secure {
+            println!(
+                "starting tansu (sqlite storage, SASL SCRAM, behind TLS) on a free loopback port"
+            );
+            Tansu::start_secure(&SecureOptions::tls_and_sasl(USER, PASSWORD))
+        } else {
+            println!("starting tansu (memory storage) on a free loopback port");
+            Tansu::start(Storage::Memory)
+        };
+        let broker = started.with_context(|| {
             format!(
                 "starting {} (set OA_TANSU_BIN to use another binary)",
                 tansu.display()
             )
         })?;
+        let security: Vec<(String, String)> = match broker.pki() {
+            Some(pki) if secure => vec![
+                ("KAFKA_SECURITY_PROTOCOL".into(), "SASL_SSL".into()),
+                ("KAFKA_SASL_MECHANISM".into(), "SCRAM-SHA-512".into()),
+                ("KAFKA_SASL_USERNAME".into(), USER.into()),
+                ("KAFKA_SASL_PASSWORD".into(), PASSWORD.into()),
+                ("KAFKA_SSL_CA_LOCATION".into(), pki.ca.display().to_string()),
+            ],
+            _ => Vec::new(),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
         let result = runtime.block_on(async {
-            match tokio::time::timeout(RUN_BOUND, measure(&server_binary, &broker, fetch_wait_ms))
-                .await
+            match tokio::time::timeout(
+                RUN_BOUND,
+                measure(&server_binary, &broker, fetch_wait_ms, &security),
+            )
+            .await
             {
                 Ok(result) => result,
                 Err(_) => bail!("the benchmark did not finish within {RUN_BOUND:?}"),
@@ -469,7 +835,7 @@ mod latency {
         runtime.shutdown_timeout(Duration::from_secs(2));
         drop(broker);
         let report = result?;
-        report.print(&load_before, &load_average());
+        report.print(&load_before, &load_average(), secure);
         Ok(())
     }
 
@@ -514,7 +880,11 @@ mod latency {
     }
 
     impl Server {
-        fn start(binary: &Path, bootstrap: &str) -> anyhow::Result<Server> {
+        fn start(
+            binary: &Path,
+            bootstrap: &str,
+            security: &[(String, String)],
+        ) -> anyhow::Result<Server> {
             let dir = root()
                 .join("target/oa-kafka")
                 .join(format!("bench-latency-{}", std::process::id()));
@@ -542,9 +912,8 @@ mod latency {
                 .env("ORDER_EVENT_MODE", "KAFKA")
                 .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
                 .env("KAFKA_CREATE_TOPICS", "true")
-                // tansu 0.6 cannot serve snappy to a consumer (docs/kafka.md).
-                .env("KAFKA_PRODUCER_COMPRESSION", "lz4")
                 .env("KAFKA_PRODUCER_LINGER_MS", "1")
+                .envs(security.iter().map(|(name, value)| (name, value)))
                 .env("ORDER_RATE_LIMIT", "100000 per second")
                 .env("API_RATE_LIMIT", "100000 per second")
                 .env("OA_FEED_TICKS_PER_SECOND", "500")
@@ -664,7 +1033,7 @@ mod latency {
     }
 
     impl Report {
-        fn print(mut self, load_before: &str, load_after: &str) {
+        fn print(mut self, load_before: &str, load_after: &str, secure: bool) {
             self.event_latency.sort();
             self.response_time.sort();
             self.to_stamp.sort();
@@ -674,8 +1043,13 @@ mod latency {
             println!();
             println!(
                 "order placed -> order_event at an rskafka consumer (fetch max-wait {} ms), \
-                 MARKET orders at {RATE}/s for {MEASURED:?} after a {WARM_UP:?} warm-up",
-                self.fetch_wait_ms
+                 MARKET orders at {RATE}/s for {MEASURED:?} after a {WARM_UP:?} warm-up, {}",
+                self.fetch_wait_ms,
+                if secure {
+                    "TLS + SASL SCRAM-SHA-512 (tansu sqlite storage behind a rustls proxy)"
+                } else {
+                    "plaintext (tansu memory storage)"
+                }
             );
             println!(
                 "orders sent: {} in {:.2} s ({:.0}/s); HTTP failures: {}; events received: {}; \
@@ -732,21 +1106,29 @@ mod latency {
         server_binary: &Path,
         broker: &Tansu,
         fetch_wait_ms: i32,
+        security: &[(String, String)],
     ) -> anyhow::Result<Report> {
         let bootstrap = broker.bootstrap();
         println!("starting oa-server (KAFKA mode, broker {bootstrap})");
         let binary = server_binary.to_path_buf();
         let bootstrap_for_server = bootstrap.clone();
-        let server =
-            tokio::task::spawn_blocking(move || Server::start(&binary, &bootstrap_for_server))
-                .await??;
+        let server_security = security.to_vec();
+        let server = tokio::task::spawn_blocking(move || {
+            Server::start(&binary, &bootstrap_for_server, &server_security)
+        })
+        .await??;
         // Stops the server on every path out of here (Drop).
-        let result = load(&server, &bootstrap, fetch_wait_ms).await;
+        let result = load(&server, &bootstrap, fetch_wait_ms, security).await;
         tokio::task::spawn_blocking(move || drop(server)).await?;
         result
     }
 
-    async fn load(server: &Server, bootstrap: &str, fetch_wait_ms: i32) -> anyhow::Result<Report> {
+    async fn load(
+        server: &Server,
+        bootstrap: &str,
+        fetch_wait_ms: i32,
+        security: &[(String, String)],
+    ) -> anyhow::Result<Report> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
@@ -755,9 +1137,17 @@ mod latency {
             .context("building the HTTP client")?;
         wait_for_price(&http, server).await?;
 
+        let security = SecurityConfig::from_lookup(|name| {
+            security
+                .iter()
+                .find(|(variable, _)| variable == name)
+                .map(|(_, value)| value.clone())
+        })
+        .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
         let config = KafkaConfig {
             bootstrap_servers: vec![bootstrap.to_string()],
             request_timeout: Duration::from_secs(5),
+            security,
             ..KafkaConfig::default()
         };
         let partitions = topic_partitions(&config).await?;

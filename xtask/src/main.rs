@@ -70,6 +70,7 @@ fn test_both_modes() -> anyhow::Result<()> {
     kafka::run(kafka::Action::Up {
         port,
         storage: kafka::Storage::Sqlite,
+        secure: false,
     })?;
     let bootstrap = format!("127.0.0.1:{port}");
     let mut failed = Vec::new();
