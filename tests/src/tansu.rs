@@ -186,19 +186,26 @@ impl Tansu {
         Ok(broker)
     }
 
-    /// Starts a broker that validates records against JSON schemas (`--schema-registry
-    /// file://<schemas>`, one `<topic>.json` per topic) and refuses those that do not match
-    /// with `INVALID_RECORD`: tansu 0.6 enforces no message size limit, so this is how a test
-    /// gets a record refused for good.
-    pub fn start_with_schema_registry(
+    /// Starts a broker that validates records against JSON schemas (`--schema-registry`, one
+    /// `<topic>.json` per (topic, schema) given, written into the broker's folder) and refuses
+    /// those that do not match with `INVALID_RECORD`: tansu 0.6 enforces no message size
+    /// limit, so this is how a test gets a record refused for good.
+    pub fn start_with_schemas(
         storage: Storage,
-        schemas: &std::path::Path,
+        schemas: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<Tansu> {
         let mut broker = Tansu::start(storage)?;
         broker.kill();
+        let folder = broker.dir.join("schemas");
+        std::fs::create_dir_all(&folder).context("creating the schema folder")?;
+        for (topic, schema) in schemas {
+            std::fs::write(folder.join(format!("{topic}.json")), schema.to_string())
+                .context("writing a schema")?;
+        }
+        // tansu resolves the path of a file:// registry against its working folder.
         broker.extra_args = vec![
             "--schema-registry".to_string(),
-            format!("file://{}", schemas.display()),
+            "file://./schemas".to_string(),
         ];
         broker.spawn()?;
         Ok(broker)
@@ -355,6 +362,8 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+        // The TLS terminator goes with the broker it fronts.
+        drop(self.proxy.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -161,27 +161,21 @@ async fn an_event_the_broker_refuses_goes_to_the_dead_letter_topic() {
     let topic = "refusing_events";
     // tansu 0.6 has no message size limit; it does refuse (INVALID_RECORD) a value that does
     // not match the topic's JSON schema: here, a notification message over 200 characters.
-    let schemas = tempfile::tempdir().unwrap();
-    std::fs::write(
-        schemas.path().join(format!("{topic}.json")),
-        serde_json::json!({
-            "type": "object",
-            "properties": {
-                "value": {
-                    "type": "object",
-                    "properties": {
-                        "data": {
-                            "type": "object",
-                            "properties": {"message": {"type": "string", "maxLength": 200}}
-                        }
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "value": {
+                "type": "object",
+                "properties": {
+                    "data": {
+                        "type": "object",
+                        "properties": {"message": {"type": "string", "maxLength": 200}}
                     }
                 }
             }
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let broker = Tansu::start_with_schema_registry(Storage::Memory, schemas.path()).unwrap();
+        }
+    });
+    let broker = Tansu::start_with_schemas(Storage::Memory, &[(topic, schema)]).unwrap();
     let config = config(&broker.bootstrap(), topic);
     ensure_topic(&config, topic).await.unwrap();
 
