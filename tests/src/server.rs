@@ -141,13 +141,6 @@ impl TestServer {
         self.spawn()
     }
 
-    /// Sets one environment variable for the next [`TestServer::start_again`] (replacing
-    /// the value given at start, if any).
-    pub fn set_env(&mut self, name: &str, value: &str) {
-        self.env.retain(|(existing, _)| existing != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
     /// Kills the process with SIGKILL (no shutdown, nothing flushed) and starts it again on
     /// the same data directory and settings.
     pub fn kill_and_restart(&mut self) -> anyhow::Result<()> {
