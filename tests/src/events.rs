@@ -138,8 +138,6 @@ impl EventRoute {
                 ),
                 ("KAFKA_CREATE_TOPICS".to_string(), "true".to_string()),
                 ("KAFKA_RETRY_BACKOFF_MAX_MS".to_string(), "500".to_string()),
-                // tansu 0.6 cannot serve snappy batches to consumers (docs/kafka.md).
-                ("KAFKA_PRODUCER_COMPRESSION".to_string(), "lz4".to_string()),
             ]);
             env.extend(kafka.client_env.iter().cloned());
         }

@@ -12,8 +12,8 @@ mod peer;
 pub mod pki;
 mod server;
 pub mod tansu;
-pub use events::suite_event_mode;
 pub mod tls_proxy;
+pub use events::suite_event_mode;
 pub use peer::PeerProcess;
 pub use server::{TestServer, run_to_exit, server_binary};
 

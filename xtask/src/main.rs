@@ -57,48 +57,94 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The broker port test-both-modes uses.
+/// The plain broker port test-both-modes uses.
 const BOTH_MODES_KAFKA_PORT: u16 = 9092;
+/// The secure (TLS + SASL SCRAM-SHA-512) broker port of the last pass.
+const BOTH_MODES_SECURE_KAFKA_PORT: u16 = 9094;
 
+/// One run of the end-to-end suite: its mode and the broker it is given.
+struct Pass {
+    name: String,
+    mode: &'static str,
+    bootstrap: String,
+    /// Client security settings (`NAME=VALUE;...`) for oa and kafka-python.
+    client_env: String,
+}
+
+/// Runs the end-to-end suite once per mode against a plain local broker, then KAFKA mode
+/// again against a secure one (TLS + SCRAM), and reports every failing pass.
 fn test_both_modes() -> anyhow::Result<()> {
     // The suite runs the binary as it is on disk: build it from the current sources first.
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
     })?;
-    let port = BOTH_MODES_KAFKA_PORT;
-    let started_here = !kafka::is_running(port);
+    let plain = BOTH_MODES_KAFKA_PORT;
+    let secure = BOTH_MODES_SECURE_KAFKA_PORT;
+    let plain_started_here = !kafka::is_running(plain);
     kafka::run(kafka::Action::Up {
-        port,
+        port: plain,
         storage: kafka::Storage::Sqlite,
         secure: false,
     })?;
-    let bootstrap = format!("127.0.0.1:{port}");
+    let secure_started_here = !kafka::is_running(secure);
+    let secure_up = kafka::run(kafka::Action::Up {
+        port: secure,
+        storage: kafka::Storage::Sqlite,
+        secure: true,
+    })
+    .and_then(|()| kafka::secure::client_env(secure));
+    let mut passes: Vec<Pass> = ["SOCKETIO", "KAFKA", "BOTH"]
+        .into_iter()
+        .map(|mode| Pass {
+            name: format!("ORDER_EVENT_MODE={mode}"),
+            mode,
+            bootstrap: format!("127.0.0.1:{plain}"),
+            client_env: String::new(),
+        })
+        .collect();
     let mut failed = Vec::new();
-    for mode in ["SOCKETIO", "KAFKA", "BOTH"] {
-        let result = util::step(
-            &format!("end-to-end suite, ORDER_EVENT_MODE={mode}"),
-            || {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-                util::run(
-                    std::process::Command::new(cargo)
-                        .args(["test", "-p", "oa-e2e", "--no-fail-fast"])
-                        .env("OA_E2E_EVENT_MODE", mode)
-                        .env("OA_E2E_KAFKA_BOOTSTRAP", &bootstrap)
-                        .current_dir(util::root()),
-                )
-            },
-        );
-        if result.is_err() {
-            failed.push(mode);
+    match &secure_up {
+        Ok(client_env) => passes.push(Pass {
+            name: "ORDER_EVENT_MODE=KAFKA over TLS + SASL SCRAM-SHA-512".to_string(),
+            mode: "KAFKA",
+            bootstrap: format!("127.0.0.1:{secure}"),
+            client_env: client_env
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+        }),
+        Err(error) => {
+            eprintln!("the secure broker did not start: {error:#}");
+            failed.push("KAFKA over TLS + SASL (broker did not start)".to_string());
         }
     }
-    if started_here {
-        kafka::run(kafka::Action::Down { port })?;
+    for pass in &passes {
+        let result = util::step(&format!("end-to-end suite, {}", pass.name), || {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            util::run(
+                std::process::Command::new(cargo)
+                    .args(["test", "-p", "oa-e2e", "--no-fail-fast"])
+                    .env("OA_E2E_EVENT_MODE", pass.mode)
+                    .env("OA_E2E_KAFKA_BOOTSTRAP", &pass.bootstrap)
+                    .env("OA_E2E_KAFKA_ENV", &pass.client_env)
+                    .current_dir(util::root()),
+            )
+        });
+        if result.is_err() {
+            failed.push(pass.name.clone());
+        }
+    }
+    if plain_started_here {
+        kafka::run(kafka::Action::Down { port: plain })?;
+    }
+    if secure_started_here {
+        kafka::run(kafka::Action::Down { port: secure })?;
     }
     if !failed.is_empty() {
         anyhow::bail!(
-            "the end-to-end suite failed in mode(s) {}",
-            failed.join(", ")
+            "the end-to-end suite failed in pass(es): {}",
+            failed.join("; ")
         );
     }
     Ok(())
