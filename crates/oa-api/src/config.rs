@@ -181,12 +181,12 @@ impl ApiConfig {
             return Err(ConfigError::PepperTooShort(pepper_len));
         }
         let limits = RateLimits {
-            order: RateSpec::parse_setting("ORDER_RATE_LIMIT", &self.order_rate_limit)?,
-            smart_order: RateSpec::parse_setting(
+            order: crate::ratelimit::parse_setting("ORDER_RATE_LIMIT", &self.order_rate_limit)?,
+            smart_order: crate::ratelimit::parse_setting(
                 "SMART_ORDER_RATE_LIMIT",
                 &self.smart_order_rate_limit,
             )?,
-            api: RateSpec::parse_setting("API_RATE_LIMIT", &self.api_rate_limit)?,
+            api: crate::ratelimit::parse_setting("API_RATE_LIMIT", &self.api_rate_limit)?,
         };
         if !(self.starting_funds.is_finite() && self.starting_funds > 0.0) {
             return Err(ConfigError::OutOfRange {

@@ -6,92 +6,29 @@
 //! it every client shares one bucket (logged once as a warning).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::ConfigError;
 
 /// The exact 429 body OpenAlgo returns.
 pub const RATE_LIMIT_BODY: &str = r#"{"status":"error","message":"Rate limit exceeded. Please slow down your requests.","retry_after":60}"#;
 
-/// A parsed rate: `count` requests per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateSpec {
-    /// Requests allowed per period (also the burst).
-    pub count: NonZeroU32,
-    /// The period.
-    pub period: Duration,
-}
+pub use oa_net::RateSpec;
 
-impl RateSpec {
-    /// Parses `"N per [M] unit"` or `"N/unit"`; units second, minute, hour, day (singular or
-    /// plural, case-insensitive).
-    pub fn parse(value: &str) -> Result<RateSpec, String> {
-        let lower = value.trim().to_ascii_lowercase();
-        let (count, rest) = if let Some((count, rest)) = lower.split_once('/') {
-            (count.trim().to_string(), rest.trim().to_string())
-        } else if let Some((count, rest)) = lower.split_once(" per ") {
-            (count.trim().to_string(), rest.trim().to_string())
-        } else {
-            return Err("missing \"per\" or \"/\"".to_string());
-        };
-        let count: u32 = count
-            .parse()
-            .map_err(|_| format!("{count:?} is not a whole number of requests"))?;
-        let count = NonZeroU32::new(count).ok_or("the request count must be at least 1")?;
-        let mut words = rest.split_whitespace();
-        let (multiplier, unit) = match (words.next(), words.next(), words.next()) {
-            (Some(unit), None, None) => (1u64, unit),
-            (Some(number), Some(unit), None) => (
-                number
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{number:?} is not a positive number of periods"))?,
-                unit,
-            ),
-            _ => return Err(format!("cannot read the period {rest:?}")),
-        };
-        let seconds = match unit.trim_end_matches('s') {
-            "second" | "sec" => 1,
-            "minute" | "min" => 60,
-            "hour" => 3600,
-            "day" => 86_400,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} (allowed: second, minute, hour, day)"
-                ));
-            }
-        };
-        Ok(RateSpec {
-            count,
-            period: Duration::from_secs(seconds * multiplier),
-        })
-    }
-
-    /// Parses a named setting, for configuration errors.
-    pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, ConfigError> {
-        RateSpec::parse(value).map_err(|reason| ConfigError::RateLimit {
-            setting,
-            value: value.to_string(),
-            reason,
-        })
-    }
-
-    fn quota(self) -> Quota {
-        let per_request = self.period / self.count.get();
-        Quota::with_period(per_request.max(Duration::from_nanos(1)))
-            .unwrap_or_else(|| Quota::per_second(self.count))
-            .allow_burst(self.count)
-    }
+/// Parses a rate setting, naming it in the error.
+pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, ConfigError> {
+    RateSpec::parse(value).map_err(|reason| ConfigError::RateLimit {
+        setting,
+        value: value.to_string(),
+        reason,
+    })
 }
 
 /// One rate limit keyed by client IP.
@@ -182,6 +119,7 @@ pub async fn limit(State(limiter): State<IpRateLimiter>, request: Request, next:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn parses_openalgo_rate_strings() {

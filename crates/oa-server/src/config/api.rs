@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use oa_api::ratelimit::RateSpec;
 use oa_api::{ApiConfig, SimulatorConfig};
 
 use super::Checker;
@@ -50,7 +49,7 @@ impl RawApiConfig {
             ("SMART_ORDER_RATE_LIMIT", &self.smart_order_rate_limit),
             ("API_RATE_LIMIT", &self.api_rate_limit),
         ] {
-            if let Err(error) = RateSpec::parse_setting(setting, value) {
+            if let Err(error) = oa_api::ratelimit::parse_setting(setting, value) {
                 check.problems.push(error.to_string());
             }
         }
