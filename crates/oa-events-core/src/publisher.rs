@@ -26,6 +26,10 @@ use crate::sink::{EventSink, OverflowPolicy};
 pub struct SinkOptions {
     /// Events the queue holds before its overflow policy applies.
     pub capacity: usize,
+    /// Bytes of events (their JSON size) the queue holds before its overflow policy applies,
+    /// whatever their number. An event larger than this is still queued when the queue is
+    /// empty, so nothing is refused for its size alone.
+    pub max_bytes: usize,
     /// Most events handed to one `deliver` call.
     pub max_batch: usize,
 }
@@ -34,8 +38,43 @@ impl Default for SinkOptions {
     fn default() -> Self {
         SinkOptions {
             capacity: 65_536,
+            max_bytes: 64 * 1024 * 1024,
             max_batch: 512,
         }
+    }
+}
+
+/// The JSON size of an envelope, counted without allocating it.
+fn encoded_size(envelope: &Envelope) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Serialising an envelope cannot fail (its payloads are plain data); count what was
+    // written if it ever did.
+    let _ = serde_json::to_writer(&mut counter, envelope);
+    counter.0
+}
+
+/// The queued events and their total size.
+#[derive(Debug, Default)]
+struct Queued {
+    items: VecDeque<(Arc<Envelope>, usize)>,
+    bytes: usize,
+}
+
+impl Queued {
+    fn pop_front(&mut self) -> Option<Arc<Envelope>> {
+        let (envelope, size) = self.items.pop_front()?;
+        self.bytes -= size;
+        Some(envelope)
     }
 }
 
@@ -62,7 +101,7 @@ struct SinkQueue {
     name: &'static str,
     policy: OverflowPolicy,
     options: SinkOptions,
-    items: Mutex<VecDeque<Arc<Envelope>>>,
+    items: Mutex<Queued>,
     wake: Notify,
     closed: AtomicBool,
     enqueued: AtomicU64,
@@ -78,9 +117,13 @@ impl SinkQueue {
             policy,
             options: SinkOptions {
                 capacity: options.capacity.max(1),
+                max_bytes: options.max_bytes.max(1),
                 max_batch: options.max_batch.max(1),
             },
-            items: Mutex::new(VecDeque::with_capacity(options.capacity.clamp(1, 4096))),
+            items: Mutex::new(Queued {
+                items: VecDeque::with_capacity(options.capacity.clamp(1, 4096)),
+                bytes: 0,
+            }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             enqueued: AtomicU64::new(0),
@@ -90,29 +133,39 @@ impl SinkQueue {
         }
     }
 
-    /// Appends an envelope, applying the overflow policy. Never blocks on I/O.
-    fn push(&self, envelope: &Arc<Envelope>) {
-        let (was_empty, dropped) = {
-            let mut items = self.items.lock();
-            let was_empty = items.is_empty();
-            let dropped = if items.len() < self.options.capacity {
-                items.push_back(Arc::clone(envelope));
-                None
-            } else {
-                match self.policy {
-                    OverflowPolicy::DropOldest => {
-                        let oldest = items.pop_front();
-                        items.push_back(Arc::clone(envelope));
-                        oldest
-                    }
-                    OverflowPolicy::DropNewest => Some(Arc::clone(envelope)),
-                }
+    /// Appends an envelope of `size` bytes, applying the overflow policy. Never blocks on I/O.
+    fn push(&self, envelope: &Arc<Envelope>, size: usize) {
+        let mut dropped = Vec::new();
+        let was_empty = {
+            let mut queued = self.items.lock();
+            let was_empty = queued.items.is_empty();
+            let fits = |queued: &Queued| {
+                queued.items.is_empty()
+                    || (queued.items.len() < self.options.capacity
+                        && queued.bytes + size <= self.options.max_bytes)
             };
-            (was_empty, dropped)
+            match self.policy {
+                OverflowPolicy::DropOldest => {
+                    while !fits(&*queued) {
+                        dropped.extend(queued.pop_front());
+                    }
+                    queued.bytes += size;
+                    queued.items.push_back((Arc::clone(envelope), size));
+                }
+                OverflowPolicy::DropNewest => {
+                    if fits(&*queued) {
+                        queued.bytes += size;
+                        queued.items.push_back((Arc::clone(envelope), size));
+                    } else {
+                        dropped.push(Arc::clone(envelope));
+                    }
+                }
+            }
+            was_empty
         };
         self.enqueued.fetch_add(1, Ordering::Relaxed);
-        if let Some(lost) = dropped {
-            self.record_queue_full(&lost);
+        for lost in &dropped {
+            self.record_queue_full(lost);
         }
         // The drain task only waits after it saw the queue empty (under the lock), so only
         // the push that makes the queue non-empty needs to wake it: this spares a cross-thread
@@ -146,10 +199,12 @@ impl SinkQueue {
         batch.clear();
         loop {
             {
-                let mut items = self.items.lock();
-                if !items.is_empty() {
-                    let take = items.len().min(self.options.max_batch);
-                    batch.extend(items.drain(..take));
+                let mut queued = self.items.lock();
+                if !queued.items.is_empty() {
+                    let take = queued.items.len().min(self.options.max_batch);
+                    for _ in 0..take {
+                        batch.extend(queued.pop_front());
+                    }
                     return;
                 }
                 if self.closed.load(Ordering::Acquire) {
@@ -172,7 +227,7 @@ impl SinkQueue {
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped_queue_full: self.dropped_queue_full.load(Ordering::Relaxed),
             dropped_delivery_failed: self.dropped_delivery_failed.load(Ordering::Relaxed),
-            queued: self.items.lock().len() as u64,
+            queued: self.items.lock().items.len() as u64,
         }
     }
 }
@@ -295,8 +350,11 @@ impl EventPublisher {
     /// Hands an already-built envelope to every sink and subscriber: for events whose
     /// envelope was first written to a durable outbox in the same transaction as their cause.
     pub fn publish_envelope(&self, envelope: Arc<Envelope>) {
-        for queue in &self.inner.queues {
-            queue.push(&envelope);
+        if !self.inner.queues.is_empty() {
+            let size = encoded_size(&envelope);
+            for queue in &self.inner.queues {
+                queue.push(&envelope, size);
+            }
         }
         // No subscriber is not an error: the tap is optional.
         let _ = self.inner.tap.send(envelope);

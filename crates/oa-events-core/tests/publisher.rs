@@ -116,6 +116,7 @@ async fn batches_respect_max_batch() {
             SinkOptions {
                 capacity: 1000,
                 max_batch: 7,
+                ..SinkOptions::default()
             },
         )
         .build();
@@ -138,6 +139,7 @@ async fn full_queue_drops_oldest_and_counts() {
             SinkOptions {
                 capacity: 10,
                 max_batch: 100,
+                ..SinkOptions::default()
             },
         )
         .build();
@@ -163,6 +165,44 @@ async fn full_queue_drops_oldest_and_counts() {
 }
 
 #[tokio::test]
+async fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
+    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
+    let publisher = EventPublisher::builder()
+        .sink(
+            sink.clone(),
+            SinkOptions {
+                capacity: 10_000,
+                max_bytes: 64 * 1024,
+                max_batch: 100,
+            },
+        )
+        .build();
+    publisher.publish(note("alice", 0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Events of about 4 KiB each: the byte bound bites long before the count.
+    let big = |n: usize| {
+        Event::for_user(
+            "alice",
+            OrderNotification::info("SBIN", format!("{}-{n}", "x".repeat(4096))),
+        )
+    };
+    for n in 1..=100 {
+        publisher.publish(big(n));
+    }
+    let stats = publisher.stats()[0];
+    assert!(stats.queued <= 16, "{stats:?}");
+    assert!(stats.queued >= 14, "{stats:?}");
+    assert_eq!(stats.dropped_queue_full, 100 - stats.queued);
+    gate.add_permits(100);
+    assert_eq!(publisher.shutdown(Duration::from_secs(5)).await, 0);
+    let messages = sink.messages();
+    assert!(
+        messages.last().unwrap().ends_with("-100"),
+        "the newest are kept"
+    );
+}
+
+#[tokio::test]
 async fn full_queue_drop_newest_keeps_the_oldest() {
     let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropNewest);
     let publisher = EventPublisher::builder()
@@ -171,6 +211,7 @@ async fn full_queue_drop_newest_keeps_the_oldest() {
             SinkOptions {
                 capacity: 5,
                 max_batch: 100,
+                ..SinkOptions::default()
             },
         )
         .build();
@@ -214,6 +255,7 @@ async fn a_stuck_sink_does_not_block_publish_or_other_sinks() {
             SinkOptions {
                 capacity: 16,
                 max_batch: 16,
+                ..SinkOptions::default()
             },
         )
         .sink(healthy.clone(), SinkOptions::default())

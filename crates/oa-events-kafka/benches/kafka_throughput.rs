@@ -159,6 +159,7 @@ async fn oa_sink(
             SinkOptions {
                 capacity: events + 1,
                 max_batch: 4096,
+                ..SinkOptions::default()
             },
         )
         .build();
