@@ -68,10 +68,17 @@ pub struct MarketDataConfig {
     pub ws_ping_timeout: Duration,
     /// `MAX_SYMBOLS_PER_WEBSOCKET` (1000).
     pub max_symbols_per_websocket: usize,
-    /// `MAX_WEBSOCKET_CONNECTIONS` (3): with the above, a user's instrument capacity.
+    /// `MAX_WEBSOCKET_CONNECTIONS` (3): authenticated WebSocket connections per user; with the
+    /// above, a user's instrument capacity.
     pub max_websocket_connections: usize,
-    /// `OA_WS_MAX_MESSAGE_BYTES` (65536): largest client frame.
+    /// `OA_WS_MAX_MESSAGE_BYTES` (65536): largest client frame and message.
     pub ws_max_message_bytes: usize,
+    /// `OA_WS_MAX_CONNECTIONS` (10000): WebSocket connections in total.
+    pub ws_max_connections: usize,
+    /// `OA_WS_MAX_CONNECTIONS_PER_IP` (100): WebSocket connections from one client IP.
+    pub ws_max_connections_per_ip: usize,
+    /// `OA_LOGIN_RATE_LIMIT` (10 per second): `authenticate` requests per client IP.
+    pub login_rate_limit: oa_net::RateSpec,
     /// `OA_FEED` (simulated): simulated | replay | none.
     pub feed: FeedKind,
     /// `OA_FEED_SYMBOLS` (empty = the whole symbol master): `EXCHANGE:SYMBOL` list.
@@ -107,6 +114,9 @@ impl Default for MarketDataConfig {
             max_symbols_per_websocket: 1000,
             max_websocket_connections: 3,
             ws_max_message_bytes: 64 * 1024,
+            ws_max_connections: crate::ws::DEFAULT_CONNECTION_LIMITS.max_total,
+            ws_max_connections_per_ip: crate::ws::DEFAULT_CONNECTION_LIMITS.max_per_ip,
+            login_rate_limit: crate::ws::DEFAULT_LOGIN_RATE,
             feed: FeedKind::Simulated,
             feed_symbols: Vec::new(),
             feed_ticks_per_second: 50.0,
@@ -214,12 +224,27 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     (
         "MAX_WEBSOCKET_CONNECTIONS",
         "3",
-        "with MAX_SYMBOLS_PER_WEBSOCKET: a user's instrument capacity",
+        "authenticated WebSocket connections per user (times MAX_SYMBOLS_PER_WEBSOCKET: the user's instrument capacity)",
     ),
     (
         "OA_WS_MAX_MESSAGE_BYTES",
         "65536",
-        "largest WebSocket frame accepted from a client",
+        "largest WebSocket frame and message accepted from a client",
+    ),
+    (
+        "OA_WS_MAX_CONNECTIONS",
+        "10000",
+        "WebSocket connections in total; more are refused with 503",
+    ),
+    (
+        "OA_WS_MAX_CONNECTIONS_PER_IP",
+        "100",
+        "WebSocket connections from one client IP; more are refused with 503",
+    ),
+    (
+        "OA_LOGIN_RATE_LIMIT",
+        "10 per second",
+        "WebSocket and Socket.IO login attempts per client IP",
     ),
     (
         "OA_FEED",
@@ -325,6 +350,18 @@ impl MarketDataConfig {
                 })
             })
         };
+        let positive = |setting: &'static str, value: &str, expected: &str| {
+            parse_setting::<usize>(setting, value, expected).and_then(|count| {
+                if count == 0 {
+                    Err(crate::MarketDataError::Config {
+                        setting,
+                        message: format!("{value:?} is not {expected} (at least 1)"),
+                    })
+                } else {
+                    Ok(count)
+                }
+            })
+        };
         if let Some(value) = get("WS_AUTH_GRACE_SECONDS") {
             config.ws_auth_grace = seconds("WS_AUTH_GRACE_SECONDS", &value)?;
         }
@@ -343,11 +380,33 @@ impl MarketDataConfig {
         }
         if let Some(value) = get("MAX_WEBSOCKET_CONNECTIONS") {
             config.max_websocket_connections =
-                parse_setting("MAX_WEBSOCKET_CONNECTIONS", &value, "a connection count")?;
+                positive("MAX_WEBSOCKET_CONNECTIONS", &value, "a connection count")?;
         }
         if let Some(value) = get("OA_WS_MAX_MESSAGE_BYTES") {
             config.ws_max_message_bytes =
                 parse_setting("OA_WS_MAX_MESSAGE_BYTES", &value, "a size in bytes")?;
+            if config.ws_max_message_bytes < 1024 {
+                return Err(crate::MarketDataError::Config {
+                    setting: "OA_WS_MAX_MESSAGE_BYTES",
+                    message: format!("{value:?} is too small: expected at least 1024 bytes"),
+                });
+            }
+        }
+        if let Some(value) = get("OA_WS_MAX_CONNECTIONS") {
+            config.ws_max_connections =
+                positive("OA_WS_MAX_CONNECTIONS", &value, "a connection count")?;
+        }
+        if let Some(value) = get("OA_WS_MAX_CONNECTIONS_PER_IP") {
+            config.ws_max_connections_per_ip =
+                positive("OA_WS_MAX_CONNECTIONS_PER_IP", &value, "a connection count")?;
+        }
+        if let Some(value) = get("OA_LOGIN_RATE_LIMIT") {
+            config.login_rate_limit = oa_net::RateSpec::parse(&value).map_err(|reason| {
+                crate::MarketDataError::Config {
+                    setting: "OA_LOGIN_RATE_LIMIT",
+                    message: format!("{value:?} is not a rate such as \"10 per second\": {reason}"),
+                }
+            })?;
         }
         if let Some(value) = get("OA_FEED") {
             config.feed =
@@ -444,13 +503,16 @@ mod tests {
             ("WS_PING_TIMEOUT", "-1"),
             ("OA_FEED_TICKS_PER_SECOND", "0"),
             ("OA_REPLAY_REPEAT", "maybe"),
+            ("OA_WS_MAX_CONNECTIONS_PER_IP", "0"),
+            ("OA_LOGIN_RATE_LIMIT", "10 per fortnight"),
+            ("MAX_WEBSOCKET_CONNECTIONS", "0"),
         ] {
             let error = MarketDataConfig::from_lookup(|n| (n == name).then(|| value.to_string()))
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(name), "{error}");
         }
-        assert_eq!(ENV_VARS.len(), 22);
+        assert_eq!(ENV_VARS.len(), 25);
     }
 
     #[test]

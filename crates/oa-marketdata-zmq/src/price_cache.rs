@@ -1,9 +1,14 @@
 //! [`PriceCache`]: the latest LTP, quote and depth per (exchange, symbol).
 //!
-//! Reads never take a lock: the index is an [`ArcSwap`] of an immutable map whose values
-//! are per-instrument [`ArcSwapOption`] slots. An update of a known instrument swaps one
-//! slot; only the first tick of a new instrument copies the index (rare: the universe is
-//! mostly known after the first second).
+//! A cache built [`for a universe`](PriceCache::for_instruments) (the server's: the symbol
+//! master) has a slot for every instrument from the start and never grows: a tick for any
+//! other instrument is refused ([`CacheUpdate::Unknown`]), so a publisher on the bus cannot grow
+//! it. Reads never take a lock: the index is an immutable map whose values are
+//! per-instrument [`ArcSwapOption`] slots, and an update swaps one slot.
+//!
+//! An open cache ([`PriceCache::new`], for tests and embedders without a symbol master)
+//! accepts any instrument: new ones go to a second map behind a read-write lock, inserted
+//! in place (never a copy of the index).
 //!
 //! A tick of a lower mode keeps the richer fields of earlier ticks: an LTP tick after a
 //! depth tick updates `ltp` and keeps the last known book.
@@ -11,8 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use parking_lot::Mutex;
+use arc_swap::ArcSwapOption;
+use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use crate::tick::{DepthLevel, Tick};
@@ -95,10 +100,20 @@ type Index = HashMap<String, HashMap<String, Slot>>;
 
 #[derive(Debug)]
 struct Inner {
-    index: ArcSwap<Index>,
-    /// Serialises writers that add instruments (readers never take it).
-    grow: Mutex<()>,
+    /// The universe's slots, fixed at construction.
+    fixed: Index,
+    /// Instruments added later: only in an open cache.
+    added: Option<RwLock<Index>>,
     updates: broadcast::Sender<Arc<PriceSnapshot>>,
+}
+
+/// What [`PriceCache::update`] did with a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUpdate {
+    /// The instrument's snapshot was updated.
+    Stored,
+    /// The instrument is not in the cache's universe: nothing was stored.
+    Unknown,
 }
 
 /// Latest prices per instrument; cheap to clone, all clones share the data.
@@ -119,49 +134,70 @@ impl PriceCache {
         Self::with_update_capacity(4096)
     }
 
-    /// An empty cache with the given update-stream capacity.
+    /// An empty, open cache with the given update-stream capacity.
     pub fn with_update_capacity(capacity: usize) -> Self {
+        Self::build(HashMap::new(), true, capacity)
+    }
+
+    /// A cache for exactly these `(exchange, symbol)` instruments: ticks of any other are
+    /// refused with [`CacheUpdate::Unknown`].
+    pub fn for_instruments<'a>(instruments: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut fixed: Index = HashMap::new();
+        for (exchange, symbol) in instruments {
+            fixed
+                .entry(exchange.to_string())
+                .or_default()
+                .insert(symbol.to_string(), Arc::new(ArcSwapOption::empty()));
+        }
+        Self::build(fixed, false, 4096)
+    }
+
+    fn build(fixed: Index, open: bool, capacity: usize) -> Self {
         let (updates, _) = broadcast::channel(capacity.max(1));
         PriceCache {
             inner: Arc::new(Inner {
-                index: ArcSwap::from_pointee(HashMap::new()),
-                grow: Mutex::new(()),
+                fixed,
+                added: open.then(|| RwLock::new(HashMap::new())),
                 updates,
             }),
         }
     }
 
     fn slot(&self, exchange: &str, symbol: &str) -> Option<Slot> {
-        self.inner
-            .index
-            .load()
+        let fixed = self
+            .inner
+            .fixed
+            .get(exchange)
+            .and_then(|by_symbol| by_symbol.get(symbol));
+        if let Some(slot) = fixed {
+            return Some(Arc::clone(slot));
+        }
+        let added = self.inner.added.as_ref()?.read();
+        added
             .get(exchange)
             .and_then(|by_symbol| by_symbol.get(symbol))
             .cloned()
     }
 
-    fn slot_or_insert(&self, exchange: &str, symbol: &str) -> Slot {
+    fn slot_or_insert(&self, exchange: &str, symbol: &str) -> Option<Slot> {
         if let Some(slot) = self.slot(exchange, symbol) {
-            return slot;
+            return Some(slot);
         }
-        let _guard = self.inner.grow.lock();
-        // Another writer may have added it while we waited.
-        if let Some(slot) = self.slot(exchange, symbol) {
-            return slot;
-        }
-        let mut index: Index = (**self.inner.index.load()).clone();
-        let slot: Slot = Arc::new(ArcSwapOption::empty());
-        index
+        let mut added = self.inner.added.as_ref()?.write();
+        let slot = added
             .entry(exchange.to_string())
             .or_default()
-            .insert(symbol.to_string(), Arc::clone(&slot));
-        self.inner.index.store(Arc::new(index));
-        slot
+            .entry(symbol.to_string())
+            .or_insert_with(|| Arc::new(ArcSwapOption::empty()));
+        Some(Arc::clone(slot))
     }
 
-    /// Merges a tick into the instrument's snapshot and notifies subscribers.
-    pub fn update(&self, tick: &Tick) {
-        let slot = self.slot_or_insert(&tick.exchange, &tick.symbol);
+    /// Merges a tick into the instrument's snapshot and notifies subscribers; a tick of an
+    /// instrument outside a fixed universe is not stored.
+    pub fn update(&self, tick: &Tick) -> CacheUpdate {
+        let Some(slot) = self.slot_or_insert(&tick.exchange, &tick.symbol) else {
+            return CacheUpdate::Unknown;
+        };
         let mut stored = None;
         slot.rcu(|previous| {
             let next = Arc::new(PriceSnapshot::merged(previous.as_deref(), tick));
@@ -174,6 +210,7 @@ impl PriceCache {
             // No receiver left between the check and the send is fine: nobody is waiting.
             let _ = self.inner.updates.send(snapshot);
         }
+        CacheUpdate::Stored
     }
 
     /// The latest snapshot of an instrument.
@@ -197,12 +234,19 @@ impl PriceCache {
 
     /// Number of instruments with a snapshot.
     pub fn len(&self) -> usize {
-        self.inner
-            .index
-            .load()
-            .values()
-            .map(|by_symbol| by_symbol.len())
-            .sum()
+        let count = |index: &Index| {
+            index
+                .values()
+                .flat_map(HashMap::values)
+                .filter(|slot| slot.load().is_some())
+                .count()
+        };
+        count(&self.inner.fixed)
+            + self
+                .inner
+                .added
+                .as_ref()
+                .map_or(0, |added| count(&added.read()))
     }
 
     /// True when no tick was ever received.
@@ -262,6 +306,39 @@ mod tests {
         assert_eq!(updates.recv().await.unwrap().ltp, 100.0);
         assert_eq!(updates.recv().await.unwrap().ltp, 101.0);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_fixed_universe_refuses_unknown_instruments_and_never_grows() {
+        let cache = PriceCache::for_instruments([("NSE", "SBIN"), ("NSE", "INFY")]);
+        assert_eq!(
+            cache.update(&Tick::ltp("NSE", "SBIN", 800.0)),
+            CacheUpdate::Stored
+        );
+        for n in 0..10_000 {
+            assert_eq!(
+                cache.update(&Tick::ltp("NSE", format!("JUNK{n}"), 1.0)),
+                CacheUpdate::Unknown
+            );
+        }
+        assert_eq!(cache.ltp("NSE", "SBIN"), Some(800.0));
+        assert_eq!(cache.ltp("NSE", "JUNK1"), None);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.inner.fixed["NSE"].len(), 2, "the index did not grow");
+        assert!(cache.inner.added.is_none());
+    }
+
+    #[test]
+    fn an_open_cache_adds_instruments_in_place() {
+        let cache = PriceCache::new();
+        cache.update(&Tick::ltp("NSE", "SBIN", 1.0));
+        let first = cache.slot("NSE", "SBIN").unwrap();
+        for n in 0..100 {
+            cache.update(&Tick::ltp("NSE", format!("S{n}"), 1.0));
+        }
+        // The first slot is the same object: adding instruments did not copy the index.
+        assert!(Arc::ptr_eq(&first, &cache.slot("NSE", "SBIN").unwrap()));
+        assert_eq!(cache.len(), 101);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::config::{FeedKind, MarketDataConfig};
 use crate::feed::replay::{ReplayConfig, ReplayFeed};
 use crate::feed::simulated::{SimulatedConfig, SimulatedFeed};
 use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
-use crate::price_cache::PriceCache;
+use crate::price_cache::{CacheUpdate, PriceCache};
 use crate::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
 use crate::tick::{Mode, Tick};
 use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
@@ -176,6 +176,8 @@ fn run_dispatcher(
 ) {
     const BATCH: usize = 256;
     let conflated_counter = metrics::counter!("oa_ticks_conflated_total");
+    let unknown_counter = metrics::counter!("oa_ticks_dropped_total", "reason" => "unknown_symbol");
+    let mut unknown_total = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
     // Ends when the bus thread (the sender) stops.
     while let Some(first) = ticks.blocking_recv() {
@@ -186,8 +188,24 @@ fn run_dispatcher(
                 Err(_) => break,
             }
         }
-        for tick in &batch {
-            cache.update(tick);
+        // A tick of an instrument outside the symbol master is dropped: neither cached (a
+        // publisher cannot grow the cache) nor fanned out (nobody can subscribe to it).
+        let before = batch.len();
+        batch.retain(|tick| cache.update(tick) == CacheUpdate::Stored);
+        let unknown = (before - batch.len()) as u64;
+        if unknown > 0 {
+            unknown_counter.increment(unknown);
+            let previous = unknown_total;
+            unknown_total += unknown;
+            if previous == 0 || unknown_total.ilog2() > previous.ilog2() {
+                tracing::warn!(
+                    unknown_total,
+                    "ticks for instruments not in the symbol master were dropped"
+                );
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         if batch.len() == 1 {
             for tick in batch.drain(..) {
@@ -264,6 +282,12 @@ pub async fn start(
             max_symbols_per_websocket: config.max_symbols_per_websocket,
             max_websocket_connections: config.max_websocket_connections,
             max_message_bytes: config.ws_max_message_bytes,
+            connections: oa_net::ConnectionLimits {
+                max_total: config.ws_max_connections,
+                max_per_ip: config.ws_max_connections_per_ip,
+            },
+            login_rate: config.login_rate_limit,
+            header_timeout: Duration::from_secs(10),
             broker: broker_name.clone(),
         },
         Arc::clone(&symbols),
@@ -273,7 +297,11 @@ pub async fn start(
     )
     .await?;
 
-    let price_cache = PriceCache::new();
+    let price_cache = PriceCache::for_instruments(
+        symbols
+            .iter()
+            .map(|instrument| (instrument.exchange.as_str(), instrument.symbol.as_str())),
+    );
     let coalesced = Arc::new(AtomicU64::new(0));
     let dispatcher = {
         let cache = price_cache.clone();
@@ -443,5 +471,31 @@ mod tests {
         // Every tick still reached the cache.
         assert_eq!(cache.ltp("NSE", "SBIN"), Some(4.0));
         assert_eq!(cache.ltp("NSE", "INFY"), Some(5.0));
+    }
+
+    #[test]
+    fn ticks_outside_the_symbol_master_are_neither_cached_nor_fanned_out() {
+        let (sender, receiver) = mpsc::channel(64);
+        sender.blocking_send(Tick::ltp("NSE", "SBIN", 1.0)).unwrap();
+        for n in 0..20 {
+            sender
+                .blocking_send(Tick::ltp("NSE", format!("FLOOD{n}"), 1.0))
+                .unwrap();
+        }
+        sender.blocking_send(Tick::ltp("NSE", "SBIN", 2.0)).unwrap();
+        drop(sender);
+        let cache = PriceCache::for_instruments([("NSE", "SBIN")]);
+        let dispatched = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&dispatched);
+        run_dispatcher(
+            receiver,
+            cache.clone(),
+            move |tick: &Tick| seen.lock().push(tick.symbol.clone()),
+            Arc::new(AtomicU64::new(0)),
+        );
+        assert!(dispatched.lock().iter().all(|symbol| symbol == "SBIN"));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.ltp("NSE", "SBIN"), Some(2.0));
+        assert_eq!(cache.ltp("NSE", "FLOOD3"), None);
     }
 }

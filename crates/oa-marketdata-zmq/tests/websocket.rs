@@ -216,8 +216,8 @@ async fn authentication_errors_and_the_4401_grace_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_carry_the_spec_codes() {
     let h = start(MarketDataConfig {
-        max_symbols_per_websocket: 2,
-        max_websocket_connections: 1,
+        max_symbols_per_websocket: 1,
+        max_websocket_connections: 2,
         ..MarketDataConfig::ephemeral()
     })
     .await;
@@ -278,7 +278,7 @@ async fn protocol_errors_carry_the_spec_codes() {
     assert_eq!(subs[2]["code"], "INVALID_PARAMETERS");
     assert!(subs[2]["message"].as_str().unwrap().contains("NASDAQ"));
 
-    // Capacity: 2 symbols x 1 connection. A second connection of the same user shares it.
+    // Capacity: 1 symbol x 2 connections. The user's second connection shares it.
     let mut other = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
     other.subscribe("NSE", "INFY", json!(1)).await;
     // The same instrument in another mode does not count again.

@@ -1,12 +1,14 @@
 //! One WebSocket connection: a reader loop (requests, auth grace timer) and a writer task
 //! (drains the outbox, sends keepalive pings, enforces the ping timeout).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
+use oa_net::ConnectionPermit;
 
 use crate::tick::now_ms;
 use crate::ws::hub::{Client, Hub};
@@ -17,6 +19,8 @@ use crate::ws::protocol::{ErrorCode, ProtocolError};
 pub const CLOSE_AUTH_TIMEOUT: u16 = 4401;
 /// Close code sent when a client stopped answering keepalive pings.
 pub const CLOSE_PING_TIMEOUT: u16 = 1011;
+/// Close code sent when the API key a client logged in with was rotated or revoked.
+pub const CLOSE_KEY_REVOKED: u16 = 4403;
 
 /// Connection timings.
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +36,16 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most messages written between two flushes.
 const WRITE_BATCH: usize = 128;
 
-/// Serves one upgraded socket until it closes.
-pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, timing: Timing) {
-    let client = hub.register();
+/// Serves one upgraded socket from `ip` until it closes; `permit` holds its connection slot.
+pub(crate) async fn serve(
+    socket: WebSocket,
+    ip: IpAddr,
+    permit: ConnectionPermit,
+    hub: Arc<Hub>,
+    timing: Timing,
+) {
+    let _permit = permit;
+    let client = hub.register(ip);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, Arc::clone(&client), timing));
     let grace = tokio::time::sleep(timing.auth_grace);
@@ -52,7 +63,19 @@ pub(crate) async fn serve(socket: WebSocket, hub: Arc<Hub>, timing: Timing) {
                         )));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Err(error)) => {
+                        // tungstenite reports a frame or message over the limit as "Space limit
+                        // exceeded" (its capacity error); anything else is a broken socket.
+                        let reason = if error.to_string().contains("Space limit exceeded") {
+                            "too_large"
+                        } else {
+                            "read_error"
+                        };
+                        metrics::counter!("oa_ws_read_refused_total", "reason" => reason).increment(1);
+                        tracing::debug!(client = client.id, %error, reason, "websocket read failed");
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                 }
             }
             () = &mut grace, if grace_pending => {

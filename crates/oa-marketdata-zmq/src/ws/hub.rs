@@ -13,11 +13,13 @@
 //! Lock order: session, then users, then index.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Envelope};
+use oa_net::LoginLimiter;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -37,6 +39,8 @@ pub(crate) struct HubConfig {
     pub control_limit: usize,
     /// The broker named in `market_data` messages.
     pub broker: String,
+    /// Per-IP rate limit of `authenticate` requests.
+    pub logins: LoginLimiter,
 }
 
 impl HubConfig {
@@ -69,10 +73,15 @@ fn highest_mode(mask: u8) -> Option<Mode> {
 #[derive(Debug)]
 pub(crate) struct Client {
     pub id: u64,
+    /// The peer's address (login rate limit).
+    pub ip: IpAddr,
     pub outbox: Outbox,
     session: Mutex<Session>,
     /// Last inbound frame, epoch ms (keepalive).
     pub last_seen_ms: AtomicI64,
+    /// When the current login succeeded, epoch ms (0 before): a key revoked after it ends
+    /// the session.
+    authenticated_at_ms: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +137,14 @@ struct UserState {
     instruments: HashMap<InstrumentKey, usize>,
     /// The user's connections that asked for order updates.
     order_clients: HashMap<u64, Arc<Client>>,
+    /// The user's authenticated connections (at most `MAX_WEBSOCKET_CONNECTIONS`).
+    sessions: HashMap<u64, Arc<Client>>,
+}
+
+impl UserState {
+    fn is_unused(&self) -> bool {
+        self.instruments.is_empty() && self.order_clients.is_empty() && self.sessions.is_empty()
+    }
 }
 
 /// Counters of one client.
@@ -217,13 +234,15 @@ impl Hub {
         }
     }
 
-    /// Registers a new connection.
-    pub(crate) fn register(&self) -> Arc<Client> {
+    /// Registers a new connection from `ip`.
+    pub(crate) fn register(&self, ip: IpAddr) -> Arc<Client> {
         let client = Arc::new(Client {
             id: self.next_client.fetch_add(1, Ordering::Relaxed),
+            ip,
             outbox: Outbox::new(self.config.max_queue, self.config.control_limit),
             session: Mutex::new(Session::default()),
             last_seen_ms: AtomicI64::new(now_ms()),
+            authenticated_at_ms: AtomicI64::new(0),
         });
         let count = {
             let mut clients = self.clients.lock();
@@ -243,7 +262,8 @@ impl Hub {
                 let mut users = self.users.lock();
                 if let Some(state) = users.get_mut(&user.user_id) {
                     state.order_clients.remove(&client.id);
-                    if state.instruments.is_empty() && state.order_clients.is_empty() {
+                    state.sessions.remove(&client.id);
+                    if state.is_unused() {
                         users.remove(&user.user_id);
                     }
                 }
@@ -364,6 +384,13 @@ impl Hub {
             ));
             return;
         };
+        if !self.config.logins.check("websocket", client.ip) {
+            client.send_error(&ProtocolError::new(
+                ErrorCode::RateLimited,
+                "Too many login attempts from your address; retry later",
+            ));
+            return;
+        }
         match self.verifier.verify(&api_key).await {
             Ok(Some(user)) => {
                 let previous = client.session.lock().user.clone();
@@ -374,16 +401,41 @@ impl Hub {
                     self.unsubscribe_all(client);
                     if let Some(state) = self.users.lock().get_mut(&previous.user_id) {
                         state.order_clients.remove(&client.id);
+                        state.sessions.remove(&client.id);
                     }
                     client.session.lock().orders = false;
+                    client.session.lock().user = None;
                 }
+                {
+                    let mut users = self.users.lock();
+                    let state = users.entry(user.user_id.clone()).or_default();
+                    let limit = self.config.max_websocket_connections;
+                    if !state.sessions.contains_key(&client.id) && state.sessions.len() >= limit {
+                        metrics::counter!("oa_connections_refused_total", "listener" => "websocket", "reason" => "per_user_cap").increment(1);
+                        client.send_error(&ProtocolError::new(
+                            ErrorCode::MaxConnectionsReached,
+                            format!("Maximum WebSocket connections reached ({limit} per user, MAX_WEBSOCKET_CONNECTIONS); close one and retry"),
+                        ));
+                        if state.is_unused() {
+                            users.remove(&user.user_id);
+                        }
+                        return;
+                    }
+                    state.sessions.insert(client.id, Arc::clone(client));
+                }
+                client
+                    .authenticated_at_ms
+                    .store(now_ms(), Ordering::Relaxed);
                 client.send_text(protocol::auth_success(&user.broker, &user.user_id));
                 client.session.lock().user = Some(user);
             }
-            Ok(None) => client.send_error(&ProtocolError::new(
-                ErrorCode::AuthenticationError,
-                "Invalid API key",
-            )),
+            Ok(None) => {
+                metrics::counter!("oa_logins_refused_total", "listener" => "websocket", "reason" => "invalid_apikey").increment(1);
+                client.send_error(&ProtocolError::new(
+                    ErrorCode::AuthenticationError,
+                    "Invalid API key",
+                ));
+            }
             Err(error) => {
                 tracing::warn!(%error, "websocket authentication could not be checked");
                 client.send_error(&ProtocolError::new(
@@ -797,8 +849,48 @@ impl Hub {
         }
     }
 
-    /// Delivers an `order_update` envelope to its user's clients that subscribed to orders.
+    /// Ends the sessions of `user_id` that logged in at or before `revoked_at_ms` (the key they
+    /// used was rotated or revoked then): an `API_KEY_REVOKED` error, then close code
+    /// [`CLOSE_KEY_REVOKED`](crate::ws::CLOSE_KEY_REVOKED). Returns how many were ended.
+    pub(crate) fn revoke(&self, user_id: &str, revoked_at_ms: i64) -> usize {
+        let sessions: Vec<Arc<Client>> = match self.users.lock().get(user_id) {
+            Some(state) => state.sessions.values().cloned().collect(),
+            None => return 0,
+        };
+        let mut ended = 0;
+        for client in sessions {
+            if client.authenticated_at_ms.load(Ordering::Relaxed) > revoked_at_ms {
+                continue;
+            }
+            client.send_error(&ProtocolError::new(
+                ErrorCode::KeyRevoked,
+                "The API key of this session was rotated or revoked",
+            ));
+            client.outbox.push_control(Outgoing::Close(
+                crate::ws::CLOSE_KEY_REVOKED,
+                "API key revoked",
+            ));
+            ended += 1;
+        }
+        if ended > 0 {
+            metrics::counter!("oa_sessions_revoked_total", "listener" => "websocket")
+                .increment(ended as u64);
+            tracing::info!(
+                user_id,
+                ended,
+                "websocket sessions ended: API key rotated or revoked"
+            );
+        }
+        ended
+    }
+
+    /// Delivers an `order_update` envelope to its user's clients that subscribed to orders;
+    /// a `password_change` ends the user's older sessions.
     pub(crate) fn dispatch_order_event(&self, envelope: &Envelope) {
+        if envelope.event_type() == "password_change" {
+            self.revoke(&envelope.user_id, envelope.timestamp.timestamp_millis());
+            return;
+        }
         if envelope.event_type() != "order_update" {
             return;
         }

@@ -27,6 +27,12 @@ pub enum ErrorCode {
     ServerError,
     /// (ours) The instrument is not in the symbol master. Used in per-symbol results.
     SymbolNotFound,
+    /// (ours) Too many login attempts from the client's address (`OA_LOGIN_RATE_LIMIT`).
+    RateLimited,
+    /// (ours) The user already has `MAX_WEBSOCKET_CONNECTIONS` authenticated connections.
+    MaxConnectionsReached,
+    /// (ours) The key this connection logged in with was rotated or revoked.
+    KeyRevoked,
 }
 
 impl ErrorCode {
@@ -42,6 +48,9 @@ impl ErrorCode {
             ErrorCode::MaxCapacityReached => "MAX_CAPACITY_REACHED",
             ErrorCode::ServerError => "SERVER_ERROR",
             ErrorCode::SymbolNotFound => "SYMBOL_NOT_FOUND",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::MaxConnectionsReached => "MAX_CONNECTIONS_REACHED",
+            ErrorCode::KeyRevoked => "API_KEY_REVOKED",
         }
     }
 }

@@ -1,0 +1,213 @@
+//! The WebSocket proxy under abuse, with real sockets: oversized frames are refused from their
+//! header, connections are capped per IP (another address is not affected), logins are rate
+//! limited per IP, a user's sessions are capped by MAX_WEBSOCKET_CONNECTIONS, and a
+//! `password_change` (key rotated or revoked) ends the user's sessions.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{Client, KEY_ALICE, KEY_BOB, start};
+use futures_util::StreamExt;
+use oa_events_core::Event;
+use oa_events_core::catalog::PasswordChange;
+use oa_marketdata_zmq::{CLOSE_KEY_REVOKED, MarketDataConfig};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::MaybeTlsStream;
+
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+async fn tcp_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(source), 0))
+        .expect("bind a loopback source address");
+    socket.connect(server).await.expect("tcp connects")
+}
+
+async fn client_from(source: Ipv4Addr, server: SocketAddr) -> Result<Client, String> {
+    let stream = tcp_from(source, server).await;
+    tokio_tungstenite::client_async(format!("ws://{server}"), MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| Client { ws })
+        .map_err(|error| match error {
+            tokio_tungstenite::tungstenite::Error::Http(response) => format!(
+                "{} {}",
+                response.status(),
+                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+            ),
+            other => other.to_string(),
+        })
+}
+
+#[tokio::test]
+async fn a_16_mib_frame_is_refused_from_its_header_before_login() {
+    let harness = start(MarketDataConfig::ephemeral()).await;
+    let mut tcp = TcpStream::connect(harness.md.ws_addr()).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 1024];
+    let read = tcp.read(&mut head).await.unwrap();
+    assert!(head[..read].starts_with(b"HTTP/1.1 101"));
+    // A masked text frame announcing 16 MiB, then only 4 KiB of it.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&(16u64 * 1024 * 1024).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend_from_slice(&[b'x'; 4096]);
+    tcp.write_all(&frame).await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server waited for the rest of a 16 MiB frame instead of refusing it"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn the_per_ip_cap_refuses_with_503_and_spares_other_addresses() {
+    let harness = start(MarketDataConfig {
+        ws_max_connections_per_ip: 3,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let addr = harness.md.ws_addr();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(client_from(ATTACKER, addr).await.expect("under the cap"));
+    }
+    let refused = client_from(ATTACKER, addr).await.err().expect("refused");
+    assert!(refused.starts_with("503"), "{refused}");
+    assert!(refused.contains("MAX_CONNECTIONS_REACHED"), "{refused}");
+    assert!(refused.contains("from your address"), "{refused}");
+
+    let mut good = client_from(Ipv4Addr::LOCALHOST, addr)
+        .await
+        .expect("other IP");
+    good.send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
+        .await;
+    assert_eq!(good.recv().await["status"], "success");
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match client_from(ATTACKER, addr).await {
+            Ok(_) => break,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("slots were not freed: {error}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_ip() {
+    let harness = start(MarketDataConfig {
+        login_rate_limit: oa_net::RateSpec::parse("5 per minute").unwrap(),
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let addr = harness.md.ws_addr();
+    let mut attacker = client_from(ATTACKER, addr).await.unwrap();
+    for _ in 0..5 {
+        attacker
+            .send(json!({"action": "authenticate", "api_key": "bogus"}))
+            .await;
+        let reply = attacker.recv().await;
+        assert_eq!(reply["code"], "AUTHENTICATION_ERROR", "{reply}");
+    }
+    attacker
+        .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
+        .await;
+    let reply = attacker.recv().await;
+    assert_eq!(
+        reply["code"], "RATE_LIMITED",
+        "even a good key waits: {reply}"
+    );
+
+    let mut good = client_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
+    good.send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
+        .await;
+    assert_eq!(good.recv().await["status"], "success");
+}
+
+#[tokio::test]
+async fn max_websocket_connections_caps_a_users_sessions() {
+    let harness = start(MarketDataConfig {
+        max_websocket_connections: 2,
+        ..MarketDataConfig::ephemeral()
+    })
+    .await;
+    let url = harness.ws_url();
+    let first = Client::authenticated(&url, KEY_ALICE).await;
+    let _second = Client::authenticated(&url, KEY_ALICE).await;
+    let mut third = Client::connect(&url).await;
+    third
+        .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
+        .await;
+    let reply = third.recv().await;
+    assert_eq!(reply["code"], "MAX_CONNECTIONS_REACHED", "{reply}");
+    let _bob = Client::authenticated(&url, KEY_BOB).await;
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        third
+            .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
+            .await;
+        let reply = third.recv().await;
+        if reply["status"] == "success" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was not freed: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn password_change_ends_the_users_older_sessions() {
+    let harness = start(MarketDataConfig::ephemeral()).await;
+    let url = harness.ws_url();
+    let mut alice = Client::authenticated(&url, KEY_ALICE).await;
+    let mut bob = Client::authenticated(&url, KEY_BOB).await;
+    harness.events.publish(Event::for_user(
+        "alice",
+        PasswordChange {
+            user: "alice".into(),
+            status: "success".into(),
+            message: "API key revoked".into(),
+            ip_address: None,
+            user_agent: None,
+        },
+    ));
+    let started = Instant::now();
+    let notice = alice.recv().await;
+    assert_eq!(notice["code"], "API_KEY_REVOKED", "{notice}");
+    let frame = alice
+        .closed(Duration::from_secs(2))
+        .await
+        .expect("close frame");
+    assert_eq!(u16::from(frame.code), CLOSE_KEY_REVOKED);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Bob is untouched, and alice can log in again (with her new key, here the same one).
+    bob.send(json!({"action": "ping"})).await;
+    let _ = bob.recv_within(Duration::from_millis(500)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bob.ws.next())
+            .await
+            .is_err(),
+        "bob's connection stays open and quiet"
+    );
+    let _again = Client::authenticated(&url, KEY_ALICE).await;
+}
