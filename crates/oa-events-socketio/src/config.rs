@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
+use oa_net::{ConnectionLimits, RateSpec};
+
 /// Settings of the Socket.IO layer and sink. [`Default`] gives production values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketIoConfig {
     /// Events kept per user for replay after a reconnect (the newest ones). Default 1024.
     pub replay_buffer_size: usize,
+    /// Payload bytes kept per user for replay (the newest event is always kept). Default 1 MiB.
+    pub replay_buffer_bytes: usize,
     /// Oldest event kept for replay. Default 5 minutes.
     pub replay_max_age: Duration,
     /// Packets buffered per connected socket before emits to it are deferred (socketioxide
@@ -15,9 +19,15 @@ pub struct SocketIoConfig {
     /// once it drains, or receives `replay_gap` if the events it missed were evicted.
     /// Default 256.
     pub socket_buffer_size: usize,
-    /// Largest incoming payload accepted from a client, bytes (socketioxide `max_payload`).
-    /// Clients only send the handshake here. Default 64 KiB.
+    /// Largest incoming payload accepted from a client, bytes: the long-polling body limit
+    /// (socketioxide `max_payload`) and the websocket frame and message limit. Clients only
+    /// send the handshake here. Default 64 KiB.
     pub max_payload: u64,
+    /// Engine.IO sessions (polling or websocket, before and after login) in total and per
+    /// client IP; enforced by [`mount`](crate::mount). Default 10000 and 100.
+    pub connections: ConnectionLimits,
+    /// Handshakes (API-key checks) per client IP. Default 10 per second.
+    pub login_rate: RateSpec,
     /// Engine.IO heartbeat: the server pings every `ping_interval`. Default 25 s.
     pub ping_interval: Duration,
     /// Engine.IO heartbeat: a client that does not answer within `ping_timeout` is dropped.
@@ -41,9 +51,18 @@ impl Default for SocketIoConfig {
     fn default() -> Self {
         SocketIoConfig {
             replay_buffer_size: 1024,
+            replay_buffer_bytes: 1024 * 1024,
             replay_max_age: Duration::from_secs(300),
             socket_buffer_size: 256,
             max_payload: 64 * 1024,
+            connections: ConnectionLimits {
+                max_total: 10_000,
+                max_per_ip: 100,
+            },
+            login_rate: RateSpec {
+                count: std::num::NonZeroU32::MIN.saturating_add(9),
+                period: Duration::from_secs(1),
+            },
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
@@ -86,6 +105,20 @@ impl SocketIoConfig {
                 expected: "at least 1 event",
             });
         }
+        if self.replay_buffer_bytes < 1024 {
+            return Err(ConfigError {
+                field: "replay_buffer_bytes",
+                value: self.replay_buffer_bytes.to_string(),
+                expected: "at least 1024 bytes",
+            });
+        }
+        if self.connections.max_total == 0 || self.connections.max_per_ip == 0 {
+            return Err(ConfigError {
+                field: "connections",
+                value: format!("{:?}", self.connections),
+                expected: "at least 1 connection in total and per IP",
+            });
+        }
         if self.socket_buffer_size < 2 {
             return Err(ConfigError {
                 field: "socket_buffer_size",
@@ -93,11 +126,11 @@ impl SocketIoConfig {
                 expected: "at least 2 packets",
             });
         }
-        if self.max_payload < 1024 {
+        if self.max_payload < 1024 || self.max_payload > 16 * 1024 * 1024 {
             return Err(ConfigError {
                 field: "max_payload",
                 value: self.max_payload.to_string(),
-                expected: "at least 1024 bytes",
+                expected: "1024 bytes to 16 MiB",
             });
         }
         if !(1..=14).contains(&self.polling_burst) {

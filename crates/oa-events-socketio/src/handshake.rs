@@ -31,6 +31,9 @@ pub enum ConnectRefused {
     /// The key could not be checked right now (store unavailable).
     #[error("API key verification is unavailable, retry later")]
     VerifierUnavailable,
+    /// Too many handshakes from the client's address (`OA_LOGIN_RATE_LIMIT`).
+    #[error("Too many login attempts from your address; retry later")]
+    RateLimited,
 }
 
 impl ConnectRefused {
@@ -41,6 +44,7 @@ impl ConnectRefused {
             ConnectRefused::InvalidApiKey => "invalid_apikey",
             ConnectRefused::InvalidOffset(_) => "invalid_offset",
             ConnectRefused::VerifierUnavailable => "verifier_unavailable",
+            ConnectRefused::RateLimited => "rate_limited",
         }
     }
 }

@@ -19,6 +19,9 @@
 //! - **Back-pressure**: per-socket buffers are bounded; a socket that does not read is skipped
 //!   (never awaited) and catches up from the replay buffer later, or gets `replay_gap`; the
 //!   loss is counted in `oa_events_dropped_total{sink="socketio",reason="slow_client"}`.
+//! - **Bounds**: websocket frames and polling bodies up to `max_payload`; Engine.IO sessions
+//!   capped in total and per client IP ([`mount`]); handshakes rate-limited per client IP; the
+//!   replay buffer bounded in events and bytes; `password_change` ends the user's sessions.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -27,26 +30,24 @@
 //! # async fn serve(verifier: Arc<dyn ApiKeyVerifier>) -> Result<(), Box<dyn std::error::Error>> {
 //! let (layer, sink) = SocketIoSink::new(SocketIoConfig::default(), verifier)?;
 //! let publisher = EventPublisher::builder().sink(sink.clone(), SinkOptions::default()).build();
-//! let app = axum::Router::new()
-//!     .route("/health", axum::routing::get(|| async { "ok" }))
-//!     .layer(layer);
+//! let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+//! // The layer behind its connection caps, served with timeouts, TCP_NODELAY and client IPs.
+//! let app = oa_events_socketio::mount(app, layer, &sink);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-//! use axum::serve::ListenerExt;
-//! let listener = listener.tap_io(|tcp| {
-//!     let _ = tcp.set_nodelay(true);
-//! });
-//! axum::serve(listener, app).await?;
+//! oa_net::serve(listener, app, oa_net::ServeOptions::new("http"), std::future::pending()).await?;
 //! # drop(publisher); Ok(()) }
 //! ```
 //!
 //! See `docs/socketio.md` for the wire protocol.
 
 mod config;
+mod guard;
 mod handshake;
 mod sink;
 mod stream;
 
 pub use config::{ConfigError, SocketIoConfig};
+pub use guard::mount;
 pub use handshake::{ConnectRefused, Handshake};
 pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};
 pub use socketioxide::SocketIo;

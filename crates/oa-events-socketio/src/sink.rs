@@ -1,11 +1,14 @@
 //! The layer (connections, authentication, replay) and the [`SocketIoSink`] (delivery).
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::ConnectInfo;
 use oa_events_core::{ApiKeyVerifier, Audience, Envelope, EventSink, OverflowPolicy, SinkError};
+use oa_net::{ConnectionLimiter, LoginLimiter};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 use socketioxide::extract::{SocketRef, TryData};
@@ -98,6 +101,27 @@ struct Pending {
     /// The replay offset: the client's, or the stream's latest seq at handshake time.
     offset: u64,
     since: Instant,
+    /// When its key was accepted (epoch ms).
+    authenticated_at_ms: i64,
+}
+
+/// An attached socket, for ending it when its key is revoked.
+#[derive(Debug)]
+struct Session {
+    user_id: Arc<str>,
+    authenticated_at_ms: i64,
+    socket: SocketRef,
+}
+
+/// How long a socket whose key was revoked keeps its connection after `password_change` was
+/// queued to it, so that the notice is written before the disconnect.
+const REVOKE_GRACE: Duration = Duration::from_millis(250);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// State shared by the connect handlers, the sink and the background catch-up task.
@@ -106,6 +130,8 @@ struct Shared {
     verifier: Arc<dyn ApiKeyVerifier>,
     streams: RwLock<HashMap<Arc<str>, Stream>>,
     pending: Mutex<HashMap<Sid, Pending>>,
+    sessions: Mutex<HashMap<Sid, Session>>,
+    logins: LoginLimiter,
     /// Users with a socket that has not received everything (buffer full).
     lagging: Mutex<HashSet<Arc<str>>>,
     /// The highest seq of any forgotten stream: new streams start above it.
@@ -143,6 +169,7 @@ impl Shared {
     fn limits(&self) -> Limits {
         Limits {
             capacity: self.config.replay_buffer_size,
+            max_bytes: self.config.replay_buffer_bytes,
             max_age: self.config.replay_max_age,
         }
     }
@@ -240,13 +267,19 @@ impl Shared {
     async fn authenticate(
         &self,
         sid: Sid,
+        ip: IpAddr,
         auth: Result<serde_json::Value, socketioxide::ParserError>,
     ) -> Result<(), ConnectRefused> {
-        let result = self.check(sid, auth).await;
+        let result = self.check(sid, ip, auth).await;
         if let Err(refused) = &result {
             let total = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("oa_socketio_connect_refused_total", "reason" => refused.reason())
                 .increment(1);
+            if !matches!(refused, ConnectRefused::RateLimited) {
+                // (Rate-limited ones are counted by the login limiter itself.)
+                metrics::counter!("oa_logins_refused_total", "listener" => "socketio", "reason" => refused.reason())
+                    .increment(1);
+            }
             if rate_limited(total, 1) {
                 tracing::info!(%sid, reason = refused.reason(), refused_total = total, "Socket.IO connection refused");
             }
@@ -257,10 +290,14 @@ impl Shared {
     async fn check(
         &self,
         sid: Sid,
+        ip: IpAddr,
         auth: Result<serde_json::Value, socketioxide::ParserError>,
     ) -> Result<(), ConnectRefused> {
         let auth = auth.map_err(|_| ConnectRefused::MissingApiKey)?;
         let handshake = Handshake::parse(&auth)?;
+        if !self.logins.check("socketio", ip) {
+            return Err(ConnectRefused::RateLimited);
+        }
         let user = match self.verifier.verify(&handshake.apikey).await {
             Ok(Some(user)) => user,
             Ok(None) => return Err(ConnectRefused::InvalidApiKey),
@@ -282,6 +319,7 @@ impl Shared {
                 user_id,
                 offset,
                 since: Instant::now(),
+                authenticated_at_ms: now_ms(),
             },
         );
         Ok(())
@@ -299,6 +337,14 @@ impl Shared {
         let user_id = pending.user_id;
         let sid = socket.id;
         socket.join(user_id.to_string());
+        self.sessions.lock().insert(
+            sid,
+            Session {
+                user_id: Arc::clone(&user_id),
+                authenticated_at_ms: pending.authenticated_at_ms,
+                socket: socket.clone(),
+            },
+        );
         let shared = Arc::clone(self);
         let detach_user = Arc::clone(&user_id);
         socket.on_disconnect(move |socket: SocketRef| {
@@ -327,10 +373,43 @@ impl Shared {
     }
 
     fn detach(&self, user_id: &str, sid: Sid) {
+        self.sessions.lock().remove(&sid);
         let removed = self.with_stream(user_id, |stream| stream.detach(sid));
         if removed {
             self.client_gone(1);
         }
+    }
+
+    /// Ends the sockets of `user_id` that logged in at or before `revoked_at_ms`, shortly after
+    /// the `password_change` event queued to them. Returns how many.
+    fn revoke(&self, user_id: &str, revoked_at_ms: i64) -> usize {
+        let sockets: Vec<SocketRef> = self
+            .sessions
+            .lock()
+            .values()
+            .filter(|session| {
+                &*session.user_id == user_id && session.authenticated_at_ms <= revoked_at_ms
+            })
+            .map(|session| session.socket.clone())
+            .collect();
+        if sockets.is_empty() {
+            return 0;
+        }
+        let ended = sockets.len();
+        metrics::counter!("oa_sessions_revoked_total", "listener" => "socketio")
+            .increment(ended as u64);
+        tracing::info!(
+            user_id,
+            ended,
+            "Socket.IO sessions ended: API key rotated or revoked"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(REVOKE_GRACE).await;
+            for socket in sockets {
+                let _ = socket.disconnect();
+            }
+        });
+        ended
     }
 
     /// Delivers one envelope to its audience.
@@ -361,6 +440,10 @@ impl Shared {
                 });
                 let user_id: Arc<str> = Arc::from(user_id);
                 self.record(&user_id, report, behind);
+                if envelope.event_type() == "password_change" {
+                    // The key was rotated or revoked: the notice is queued; end the sessions.
+                    self.revoke(&user_id, envelope.timestamp.timestamp_millis());
+                }
             }
             Audience::Everyone => {
                 // Every known user gets it in its own stream (with its own seq), so it is
@@ -532,12 +615,19 @@ impl SocketIoSink {
             .connect_timeout(config.connect_timeout)
             .max_buffer_size(config.socket_buffer_size)
             .max_payload(config.max_payload)
+            // The websocket transport gets the polling limit (its defaults are 16 MiB frames
+            // and 64 MiB messages, buffered before the client has logged in).
+            .ws_max_frame_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
             .build_layer();
+        let logins = LoginLimiter::new(config.login_rate);
         let shared = Arc::new(Shared {
             config,
             verifier,
             streams: RwLock::default(),
             pending: Mutex::default(),
+            sessions: Mutex::default(),
+            logins,
             lagging: Mutex::default(),
             seq_floor: AtomicU64::new(0),
             clients: AtomicI64::new(0),
@@ -555,11 +645,17 @@ impl SocketIoSink {
             let shared = Arc::clone(&shared);
             move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
                 let shared = Arc::clone(&shared);
-                async move { shared.authenticate(socket.id, auth).await }
+                let ip = client_ip(&socket);
+                async move { shared.authenticate(socket.id, ip, auth).await }
             }
         };
         io.ns("/", on_connect.with(middleware));
         Ok((layer, SocketIoSink { shared, io }))
+    }
+
+    /// The connection limiter [`mount`](crate::mount) applies to new Engine.IO sessions.
+    pub fn session_limiter(&self) -> ConnectionLimiter {
+        ConnectionLimiter::new("socketio", self.shared.config.connections)
     }
 
     /// The socketioxide handle: for closing every connection at shutdown
@@ -583,6 +679,18 @@ impl SocketIoSink {
         let stream = self.shared.streams.read().get(user_id).cloned();
         stream.map(|stream| stream.lock().latest())
     }
+}
+
+/// The client's IP, from the `ConnectInfo` the HTTP server puts on requests (unspecified when
+/// it does not: every client then shares one login bucket).
+fn client_ip(socket: &SocketRef) -> IpAddr {
+    socket
+        .req_parts()
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| {
+            peer.ip()
+        })
 }
 
 impl EventSink for SocketIoSink {

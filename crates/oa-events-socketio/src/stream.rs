@@ -188,6 +188,8 @@ impl Pace {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub capacity: usize,
+    /// Payload bytes buffered per user (the newest event is always kept).
+    pub max_bytes: usize,
     pub max_age: Duration,
 }
 
@@ -236,6 +238,8 @@ pub(crate) struct AttachReport {
 pub(crate) struct UserStream<O> {
     next_seq: u64,
     ring: VecDeque<Buffered>,
+    /// Payload bytes in `ring`.
+    ring_bytes: usize,
     sockets: Vec<Attached<O>>,
     /// Connections between authentication and attach: the stream must not be swept meanwhile.
     pub connecting: u32,
@@ -247,6 +251,7 @@ impl<O: Outlet> UserStream<O> {
         UserStream {
             next_seq: base.max(1),
             ring: VecDeque::new(),
+            ring_bytes: 0,
             sockets: Vec::new(),
             connecting: 0,
         }
@@ -286,11 +291,23 @@ impl<O: Outlet> UserStream<O> {
     pub fn expire(&mut self, limits: Limits, now: Instant) {
         while let Some(front) = self.ring.front() {
             if now.saturating_duration_since(front.at) > limits.max_age {
-                self.ring.pop_front();
+                self.pop_oldest();
             } else {
                 break;
             }
         }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(evicted) = self.ring.pop_front() {
+            self.ring_bytes -= evicted.payload.get().len();
+        }
+    }
+
+    /// Payload bytes buffered now.
+    #[cfg(test)]
+    pub fn buffered_bytes(&self) -> usize {
+        self.ring_bytes
     }
 
     /// Appends an event, giving it the next `seq`; evicts the oldest beyond the limits.
@@ -305,9 +322,14 @@ impl<O: Outlet> UserStream<O> {
         let payload: Arc<RawValue> = Arc::from(event.with_seq(seq)?);
         self.next_seq += 1;
         self.expire(limits, now);
-        while self.ring.len() >= limits.capacity.max(1) {
-            self.ring.pop_front();
+        let size = payload.get().len();
+        while !self.ring.is_empty()
+            && (self.ring.len() >= limits.capacity.max(1)
+                || self.ring_bytes + size > limits.max_bytes)
+        {
+            self.pop_oldest();
         }
+        self.ring_bytes += size;
         self.ring.push_back(Buffered {
             seq,
             at: now,
@@ -517,6 +539,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         capacity: 5,
+        max_bytes: usize::MAX,
         max_age: Duration::from_secs(60),
     };
 
@@ -543,6 +566,52 @@ mod tests {
             r#"{"event_id":"01948f5e-8c3a-7b2d-9c4e-123456789abc","seq":1}"#
         );
         assert!(EncodedEvent::new("x", id, &serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn the_replay_buffer_is_bounded_in_bytes_as_well_as_in_events() {
+        let limits = Limits {
+            capacity: 1000,
+            max_bytes: 4096,
+            max_age: Duration::from_secs(60),
+        };
+        let mut stream: UserStream<TestOutlet> = UserStream::new(1);
+        let now = Instant::now();
+        let big = |n: u32| {
+            EncodedEvent::new(
+                "order_notification",
+                Uuid::now_v7(),
+                &serde_json::json!({"strategy": "x".repeat(1000), "n": n}),
+            )
+            .unwrap()
+        };
+        for n in 0..50 {
+            stream.append(&big(n), limits, now).unwrap();
+            assert!(
+                stream.buffered_bytes() <= 4096,
+                "{}",
+                stream.buffered_bytes()
+            );
+        }
+        // About 1.1 KB each: three fit, and the newest is always kept.
+        assert_eq!(stream.ring.len(), 3);
+        assert_eq!(stream.ring.back().map(|b| b.seq), Some(50));
+        // One event larger than the whole budget is still kept (alone).
+        let huge = EncodedEvent::new(
+            "order_notification",
+            Uuid::now_v7(),
+            &serde_json::json!({"strategy": "x".repeat(10_000)}),
+        )
+        .unwrap();
+        stream.append(&huge, limits, now).unwrap();
+        assert_eq!(stream.ring.len(), 1);
+        stream.append(&big(51), limits, now).unwrap();
+        assert_eq!(
+            stream.ring.len(),
+            1,
+            "the huge one was evicted for the new one"
+        );
+        assert!(stream.buffered_bytes() <= 4096);
     }
 
     #[test]
@@ -725,6 +794,7 @@ mod tests {
 
     const LIMITS_BIG: Limits = Limits {
         capacity: 100,
+        max_bytes: usize::MAX,
         max_age: Duration::from_secs(60),
     };
 

@@ -92,17 +92,17 @@ impl TestServer {
         let publisher = EventPublisher::builder()
             .sink(sink.clone(), options)
             .build();
-        let app = axum::Router::new()
-            .route("/health", axum::routing::get(|| async { "ok" }))
-            .layer(layer);
+        let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        // Mounted and served as the server does: connection caps and client addresses.
+        let app = oa_events_socketio::mount(app, layer, &sink);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let options = oa_net::ServeOptions {
+            connections: oa_net::ConnectionLimits::UNLIMITED,
+            ..oa_net::ServeOptions::new("http")
+        };
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = oa_net::serve(listener, app, options, std::future::pending()).await;
         });
         TestServer {
             addr,
