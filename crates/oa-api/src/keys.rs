@@ -9,8 +9,16 @@
 //! Verified keys are cached by `sha256(key)` with a bounded size and TTL, so the order path
 //! pays Argon2 once per key and TTL; rotating or revoking a user's key drops that user's
 //! cache entries at once. Keys are never logged.
+//!
+//! Verification never runs SQLite or Argon2 on an async worker: both run on the blocking
+//! pool, at most [`VERIFY_CONCURRENCY`] at a time (a flood of logins waits for a slot instead
+//! of occupying every blocking thread and ~19 MiB of Argon2 memory each).
+//!
+//! Every rotation and revocation is also appended to the store's `key_events` log, which
+//! [`crate::revocation`] polls so that a change made by another process reaches the running
+//! server's sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +116,9 @@ impl KeyCache {
     }
 }
 
+/// Most key verifications running at once (each on a blocking thread).
+pub const VERIFY_CONCURRENCY: usize = 16;
+
 #[derive(Debug)]
 struct Inner {
     conn: Mutex<Connection>,
@@ -115,6 +126,9 @@ struct Inner {
     broker: String,
     cache: Mutex<KeyCache>,
     publisher: EventPublisher,
+    /// `key_events` written by this process (already announced): the watcher skips them.
+    own_key_events: Mutex<HashSet<i64>>,
+    verify_slots: tokio::sync::Semaphore,
 }
 
 /// The user and API-key store. Cheap to clone.
@@ -157,6 +171,8 @@ impl KeyStore {
                     ttl: cache_ttl,
                 }),
                 publisher,
+                own_key_events: Mutex::default(),
+                verify_slots: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
             }),
         })
     }
@@ -233,11 +249,12 @@ impl KeyStore {
             let mut conn = this.inner.conn.lock();
             let tx = conn.transaction().map_err(StoreError::from)?;
             let revoked = store::revoke_keys(&tx, &user)?;
-            tx.commit().map_err(StoreError::from)?;
-            this.inner.cache.lock().forget_user(&user);
             if revoked == 0 {
                 return Err(KeyError::NoActiveKey(user));
             }
+            let seq = store::insert_key_event(&tx, &user, "revoked")?;
+            this.commit_key_event(tx, seq)?;
+            this.inner.cache.lock().forget_user(&user);
             Ok(())
         })
         .await?;
@@ -302,9 +319,51 @@ impl KeyStore {
             return Err(KeyError::AlreadyHasKey(user_id.to_string()));
         }
         store::insert_key(&tx, user_id, &key_id, &hash)?;
-        tx.commit().map_err(StoreError::from)?;
+        if replace {
+            let seq = store::insert_key_event(&tx, user_id, "rotated")?;
+            self.commit_key_event(tx, seq)?;
+        } else {
+            tx.commit().map_err(StoreError::from)?;
+        }
         self.inner.cache.lock().forget_user(user_id);
         Ok(key)
+    }
+
+    /// Commits a transaction that wrote key event `seq`, marking it as this process's own
+    /// before the commit (the caller holds the connection, so the watcher cannot read it
+    /// sooner).
+    fn commit_key_event(&self, tx: rusqlite::Transaction<'_>, seq: i64) -> Result<(), KeyError> {
+        self.inner.own_key_events.lock().insert(seq);
+        tx.commit().map_err(|error| {
+            self.inner.own_key_events.lock().remove(&seq);
+            KeyError::Store(StoreError::from(error))
+        })
+    }
+
+    /// Forgets `seq` as one of ours; true when it was (so it was already announced).
+    pub(crate) fn take_own_key_event(&self, seq: i64) -> bool {
+        self.inner.own_key_events.lock().remove(&seq)
+    }
+
+    /// Runs `work` on the blocking pool with the key store's connection.
+    pub(crate) async fn with_connection<T, F>(&self, work: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.blocking(move |this| Ok(work(&this.inner.conn.lock())?))
+            .await
+    }
+
+    /// Drops the cached verifications of `user_id` and announces a key change made elsewhere
+    /// (`password_change`), which ends the user's WebSocket and Socket.IO sessions.
+    pub(crate) fn key_changed_elsewhere(&self, user_id: &str, action: &str) {
+        self.inner.cache.lock().forget_user(user_id);
+        let message = match action {
+            "rotated" => "API key rotated",
+            _ => "API key revoked",
+        };
+        self.password_changed(user_id, message);
     }
 
     fn password_changed(&self, user_id: &str, message: &str) {
@@ -320,25 +379,36 @@ impl KeyStore {
         ));
     }
 
-    /// Checks a key: `Ok(Some(user))` when valid. Cached; Argon2 runs off the executor.
+    /// Checks a key: `Ok(Some(user))` when valid. Cached; the store lookup and Argon2 run on
+    /// the blocking pool, at most [`VERIFY_CONCURRENCY`] at once.
     pub async fn verify_key(&self, key: &str) -> Result<Option<AuthenticatedUser>, KeyError> {
         if key.is_empty() || key.len() > 256 {
             return Ok(None);
         }
         let digest = digest(key);
+        let _slot = self
+            .inner
+            .verify_slots
+            .acquire()
+            .await
+            .map_err(|_| KeyError::Store(StoreError::Closed))?;
         let cached = self.inner.cache.lock().get(&digest);
         if let Some(user) = cached {
             // Another process (`oa-server apikey revoke`) may have revoked the key since it
             // was cached: one indexed lookup keeps revocation immediate everywhere without
             // paying Argon2 again.
             let key_id = self.key_id(key);
-            let active = store::find_key(&self.inner.conn.lock(), &key_id)?
-                .is_some_and(|row| row.user_id == user.user_id);
-            if active {
-                return Ok(Some(user));
-            }
-            self.inner.cache.lock().forget_user(&user.user_id);
-            return Ok(None);
+            return self
+                .blocking(move |this| {
+                    let active = store::find_key(&this.inner.conn.lock(), &key_id)?
+                        .is_some_and(|row| row.user_id == user.user_id);
+                    if active {
+                        return Ok(Some(user));
+                    }
+                    this.inner.cache.lock().forget_user(&user.user_id);
+                    Ok(None)
+                })
+                .await;
         }
         let key = key.to_string();
         self.blocking(move |this| {

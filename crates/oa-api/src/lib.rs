@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod price;
 pub mod ratelimit;
 pub mod requests;
+pub mod revocation;
 pub mod routes;
 pub mod service;
 pub mod store;

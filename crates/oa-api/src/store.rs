@@ -177,6 +177,16 @@ CREATE TABLE esb_offsets (
     r#"
 ALTER TABLE users ADD COLUMN esb_allowed INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Key rotations and revocations, in order: a running server polls the newest `seq` to
+    // end the sessions of keys changed by another process (`oa-server apikey ...`).
+    r#"
+CREATE TABLE key_events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id     TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+"#,
 ];
 
 /// Opens (creating if needed) the database file, sets WAL and applies pending migrations.
@@ -799,6 +809,60 @@ pub fn find_key(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, Store
             })
         })
         .optional()?)
+}
+
+/// A key rotation or revocation recorded in `key_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// Position in the log (grows with every event).
+    pub seq: i64,
+    /// Whose key changed.
+    pub user_id: String,
+    /// `rotated` or `revoked`.
+    pub action: String,
+}
+
+/// Records a key rotation or revocation; returns its `seq`.
+pub fn insert_key_event(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    action: &str,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO key_events (user_id, action, at) VALUES (?1, ?2, ?3)",
+        params![user_id, action, now_text()],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The newest key event's `seq` (0 when there is none).
+pub fn last_key_event(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM key_events", [], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+/// Key events after `seq`, oldest first, at most `limit`.
+pub fn key_events_after(
+    conn: &Connection,
+    seq: i64,
+    limit: usize,
+) -> Result<Vec<KeyEvent>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, user_id, action FROM key_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement
+        .query_map(params![seq, limit as i64], |row| {
+            Ok(KeyEvent {
+                seq: row.get(0)?,
+                user_id: row.get(1)?,
+                action: row.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 /// One line of `apikey list`.
