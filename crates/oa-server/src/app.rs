@@ -41,6 +41,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let verifier = Arc::new(LateVerifier::default());
     let sink_options = SinkOptions {
         capacity: settings.event_queue_capacity,
+        max_bytes: settings.event_queue_max_bytes,
         ..SinkOptions::default()
     };
     let mut publisher_builder = EventPublisher::builder();
@@ -50,8 +51,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (layer, sink) = SocketIoSink::new(settings.socketio.clone(), verifier.clone())
             .context("starting the Socket.IO layer")?;
         socketio = Some(sink.io().clone());
+        socketio_layer = Some((layer, sink.clone()));
         publisher_builder = publisher_builder.sink(sink, sink_options);
-        socketio_layer = Some(layer);
     }
     let mut kafka_relay = None;
     let mut outbox_maintenance = None;
@@ -101,6 +102,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .await
     .context("starting the REST layer")?;
     verifier.set(api.verifier());
+    // Keys rotated or revoked by another process (`oa-server apikey ...`) end their sessions.
+    let revocation_watcher = api.keys().spawn_revocation_watcher();
     if let Some(key) = api.ensure_default_user().await? {
         println!(
             "First start: created user {:?} with API key (shown once, store it now):\n{key}",
@@ -133,8 +136,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .merge(api.router())
         .fallback(http::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    if let Some(layer) = socketio_layer {
-        router = router.layer(layer);
+    if let Some((layer, sink)) = socketio_layer {
+        router = oa_events_socketio::mount(router, layer, &sink);
     }
 
     let (stop_sender, mut stop_receiver) = watch::channel(false);
@@ -166,7 +169,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         order_event_mode = %settings.event_mode,
         "oa-server ready"
     );
-    http::serve(listener, router, http_shutdown).await?;
+    oa_net::serve(listener, router, settings.http, http_shutdown)
+        .await
+        .context("HTTP server failed")?;
+    revocation_watcher.abort();
 
     tracing::info!(
         "shutting down: stopping the ESB consumer and market data, then draining event sinks"

@@ -1,5 +1,5 @@
-//! The HTTP server: `/health`, `/metrics`, the JSON 404 fallback, and serving with
-//! TCP_NODELAY (without it small responses wait for Nagle's algorithm: p99 0.5 ms -> 20 ms).
+//! The HTTP server's own routes: `/health`, `/metrics` and the JSON 404 fallback. Serving
+//! (timeouts, connection caps, TCP_NODELAY) is `oa_net::serve`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,26 +171,4 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
             "FLASK_HOST_IP/FLASK_PORT: cannot listen on {addr} (is another server using that port?)"
         )
     })
-}
-
-/// Serves `router` on `listener` with TCP_NODELAY until `shutdown` resolves, then finishes
-/// in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted socket");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")
 }

@@ -30,12 +30,21 @@ pub struct RawMarketDataConfig {
     /// Symbols one WebSocket connection may subscribe [1000].
     #[arg(long, env = "MAX_SYMBOLS_PER_WEBSOCKET")]
     pub max_symbols_per_websocket: Option<String>,
-    /// WebSocket connections per user [3].
+    /// Authenticated WebSocket connections per user [3].
     #[arg(long, env = "MAX_WEBSOCKET_CONNECTIONS")]
     pub max_websocket_connections: Option<String>,
-    /// Largest client WebSocket frame, bytes [65536].
+    /// Largest client WebSocket frame and message, bytes [65536].
     #[arg(long, env = "OA_WS_MAX_MESSAGE_BYTES")]
     pub ws_max_message_bytes: Option<String>,
+    /// WebSocket connections in total; more are refused with 503 [10000].
+    #[arg(long, env = "OA_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<String>,
+    /// WebSocket connections from one client IP; more are refused with 503 [100].
+    #[arg(long, env = "OA_WS_MAX_CONNECTIONS_PER_IP")]
+    pub ws_max_connections_per_ip: Option<String>,
+    /// WebSocket and Socket.IO login attempts per client IP ["10 per second"].
+    #[arg(long, env = "OA_LOGIN_RATE_LIMIT")]
+    pub login_rate_limit: Option<String>,
     /// Receive high-water mark of the ZMQ bus and send HWM of the bundled feeds [100000].
     #[arg(long, env = "OA_ZMQ_HWM")]
     pub zmq_hwm: Option<String>,
@@ -82,6 +91,9 @@ impl RawMarketDataConfig {
             "MAX_SYMBOLS_PER_WEBSOCKET" => &self.max_symbols_per_websocket,
             "MAX_WEBSOCKET_CONNECTIONS" => &self.max_websocket_connections,
             "OA_WS_MAX_MESSAGE_BYTES" => &self.ws_max_message_bytes,
+            "OA_WS_MAX_CONNECTIONS" => &self.ws_max_connections,
+            "OA_WS_MAX_CONNECTIONS_PER_IP" => &self.ws_max_connections_per_ip,
+            "OA_LOGIN_RATE_LIMIT" => &self.login_rate_limit,
             "OA_ZMQ_HWM" => &self.zmq_hwm,
             "OA_ZMQ_MAX_FRAME_BYTES" => &self.zmq_max_frame_bytes,
             "OA_ZMQ_CHANNEL_CAPACITY" => &self.zmq_channel_capacity,
@@ -136,6 +148,9 @@ mod tests {
             max_symbols_per_websocket: Some("1".into()),
             max_websocket_connections: Some("1".into()),
             ws_max_message_bytes: Some("1".into()),
+            ws_max_connections: Some("1".into()),
+            ws_max_connections_per_ip: Some("1".into()),
+            login_rate_limit: Some("1 per second".into()),
             zmq_hwm: Some("1".into()),
             zmq_max_frame_bytes: Some("1".into()),
             zmq_channel_capacity: Some("1".into()),

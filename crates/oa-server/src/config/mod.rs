@@ -68,6 +68,21 @@ pub struct RawConfig {
     /// Events each sink queues before dropping (Socket.IO drops the oldest).
     #[arg(long, env = "OA_EVENT_QUEUE_CAPACITY", default_value = "65536")]
     pub event_queue_capacity: String,
+    /// Bytes of events each sink queues before dropping, whatever their number.
+    #[arg(long, env = "OA_EVENT_QUEUE_MAX_BYTES", default_value = "67108864")]
+    pub event_queue_max_bytes: String,
+    /// Open HTTP connections in total (REST, Socket.IO polling, /health); more get 503.
+    #[arg(long, env = "OA_HTTP_MAX_CONNECTIONS", default_value = "4096")]
+    pub http_max_connections: String,
+    /// Open HTTP connections from one client IP; more get 503.
+    #[arg(long, env = "OA_HTTP_MAX_CONNECTIONS_PER_IP", default_value = "256")]
+    pub http_max_connections_per_ip: String,
+    /// Seconds a client has to send a request head (also the wait for the next request).
+    #[arg(long, env = "OA_HTTP_HEADER_TIMEOUT_SECONDS", default_value = "10")]
+    pub http_header_timeout_seconds: String,
+    /// Seconds a kept-alive HTTP connection may stay idle before it is closed.
+    #[arg(long, env = "OA_HTTP_IDLE_TIMEOUT_SECONDS", default_value = "60")]
+    pub http_idle_timeout_seconds: String,
     /// Seconds to wait at shutdown for sinks to deliver what they hold.
     #[arg(long, env = "OA_SHUTDOWN_TIMEOUT_SECONDS", default_value = "10")]
     pub shutdown_timeout_seconds: String,
@@ -118,6 +133,8 @@ pub struct Settings {
     pub esb: Option<oa_events_kafka::EsbSecurity>,
     pub outbox: crate::outbox::Maintenance,
     pub event_queue_capacity: usize,
+    pub event_queue_max_bytes: usize,
+    pub http: oa_net::ServeOptions,
     pub shutdown_timeout: Duration,
     pub ready_file: Option<String>,
     pub api: ApiConfig,
@@ -258,10 +275,14 @@ impl RawConfig {
         let api = self
             .api
             .validate(&mut check, &self.database_url, &api_key_pepper);
-        let socketio = self.socketio.validate(&mut check);
         let marketdata = self
             .marketdata
             .validate(&mut check, websocket_addr, zmq_addr);
+        let login_rate = match &self.marketdata.login_rate_limit {
+            None => Some(oa_marketdata_zmq::MarketDataConfig::default().login_rate_limit),
+            Some(value) => oa_net::RateSpec::parse(value).ok(),
+        };
+        let socketio = self.socketio.validate(&mut check, login_rate);
 
         let event_mode = match self.order_event_mode.parse::<EventMode>() {
             Ok(mode) => Some(mode),
@@ -283,6 +304,26 @@ impl RawConfig {
                 "OA_EVENT_QUEUE_CAPACITY=0 is not valid: expected a positive whole number".into(),
             );
         }
+        let event_queue_max_bytes =
+            check.positive("OA_EVENT_QUEUE_MAX_BYTES", &self.event_queue_max_bytes);
+        let http_max_connections =
+            check.positive("OA_HTTP_MAX_CONNECTIONS", &self.http_max_connections);
+        let http_max_connections_per_ip = check.positive(
+            "OA_HTTP_MAX_CONNECTIONS_PER_IP",
+            &self.http_max_connections_per_ip,
+        );
+        let http_header_timeout = check
+            .positive(
+                "OA_HTTP_HEADER_TIMEOUT_SECONDS",
+                &self.http_header_timeout_seconds,
+            )
+            .map(|seconds| Duration::from_secs(seconds as u64));
+        let http_idle_timeout = check
+            .positive(
+                "OA_HTTP_IDLE_TIMEOUT_SECONDS",
+                &self.http_idle_timeout_seconds,
+            )
+            .map(|seconds| Duration::from_secs(seconds as u64));
         let shutdown_timeout = check
             .number::<u64>(
                 "OA_SHUTDOWN_TIMEOUT_SECONDS",
@@ -310,6 +351,11 @@ impl RawConfig {
             Some(marketdata),
             Some(outbox_retention),
             Some(outbox_warn_backlog),
+            Some(event_queue_max_bytes),
+            Some(http_max_connections),
+            Some(http_max_connections_per_ip),
+            Some(http_header_timeout),
+            Some(http_idle_timeout),
             true,
         ) = (
             http_addr,
@@ -323,6 +369,11 @@ impl RawConfig {
             marketdata,
             outbox_retention,
             outbox_warn_backlog,
+            event_queue_max_bytes,
+            http_max_connections,
+            http_max_connections_per_ip,
+            http_header_timeout,
+            http_idle_timeout,
             check.problems.is_empty(),
         )
         else {
@@ -344,6 +395,17 @@ impl RawConfig {
                 interval: Duration::from_secs(60),
             },
             event_queue_capacity,
+            event_queue_max_bytes,
+            http: oa_net::ServeOptions {
+                listener: "http",
+                connections: oa_net::ConnectionLimits {
+                    max_total: http_max_connections,
+                    max_per_ip: http_max_connections_per_ip,
+                },
+                header_timeout: http_header_timeout,
+                idle_timeout: http_idle_timeout,
+                drain_timeout: shutdown_timeout,
+            },
             shutdown_timeout,
             ready_file: self.ready_file.clone(),
             api,
