@@ -146,14 +146,14 @@ impl SinkQueue {
             };
             match self.policy {
                 OverflowPolicy::DropOldest => {
-                    while !fits(&*queued) {
+                    while !fits(&queued) {
                         dropped.extend(queued.pop_front());
                     }
                     queued.bytes += size;
                     queued.items.push_back((Arc::clone(envelope), size));
                 }
                 OverflowPolicy::DropNewest => {
-                    if fits(&*queued) {
+                    if fits(&queued) {
                         queued.bytes += size;
                         queued.items.push_back((Arc::clone(envelope), size));
                     } else {

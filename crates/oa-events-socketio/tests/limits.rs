@@ -3,6 +3,10 @@
 //! addresses are not affected), handshakes are rate limited per IP, and `password_change`
 //! (key rotated or revoked) is delivered and then ends the user's sessions.
 
+// Test helpers outside #[test] fns unwrap too; `.err().expect()` reads better than the
+// alternatives when the Ok type is not Debug.
+#![allow(clippy::unwrap_used, clippy::err_expect)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -3,6 +3,10 @@
 //! limited per IP, a user's sessions are capped by MAX_WEBSOCKET_CONNECTIONS, and a
 //! `password_change` (key rotated or revoked) ends the user's sessions.
 
+// Test helpers outside #[test] fns unwrap too; `.err().expect()` reads better than the
+// alternatives when the Ok type is not Debug.
+#![allow(clippy::unwrap_used, clippy::err_expect)]
+
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

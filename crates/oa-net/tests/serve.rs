@@ -1,6 +1,8 @@
 //! `serve` against real sockets: slowloris heads are cut off, idle kept-alive connections are
 //! closed, and the per-IP cap refuses one address without touching another.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
