@@ -1,6 +1,6 @@
 //! # oa-api
 //!
-//! oa's REST API v1 (PROTOCOLS.md section 1): routes, API-key auth, rate limits, the order
+//! oa's REST API v1 (docs/rest-api.md): routes, API-key auth, rate limits, the order
 //! service, the `sandbox` and `simulator` brokers sharing one matching engine, and the
 //! SQLite store.
 //!

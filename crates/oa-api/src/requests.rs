@@ -1,5 +1,5 @@
 //! The request bodies of every endpoint: allowed fields, required fields, defaults and
-//! cross-field rules (PROTOCOLS.md section 1).
+//! cross-field rules (docs/rest-api.md).
 
 use crate::error::HttpError;
 use crate::fields::Fields;

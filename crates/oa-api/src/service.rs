@@ -1,6 +1,6 @@
 //! The order service: routes each action to the user's broker (sandbox in analyzer mode,
 //! the live broker otherwise), builds the response bodies, and journals each action with
-//! the events of PROTOCOLS.md section 2 (live event names in live mode, `analyzer_update`
+//! the events of docs/events.md (live event names in live mode, `analyzer_update`
 //! in analyzer mode).
 
 use std::collections::HashMap;

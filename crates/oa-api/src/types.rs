@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// Exchanges accepted in requests (PROTOCOLS.md section 1), in documentation order: the
+/// Exchanges accepted in requests (docs/rest-api.md), in documentation order: the
 /// market-data layer's list, so a symbol master and the REST layer never disagree.
 pub use oa_marketdata_zmq::EXCHANGES;
 

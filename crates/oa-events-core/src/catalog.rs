@@ -1,7 +1,7 @@
 //! The event catalog: every order event and notification oa publishes.
 //!
 //! Each struct is one event; its fields are the exact payload keys OpenAlgo clients read
-//! (PROTOCOLS.md section 2), in upstream order. Optional keys that only some emissions carry
+//! (docs/events.md), in upstream order. Optional keys that only some emissions carry
 //! (batch summaries, download statistics) are omitted from the JSON when absent, as upstream
 //! omits them. The same object is the Socket.IO payload and the Kafka envelope's `data`.
 

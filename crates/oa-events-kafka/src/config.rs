@@ -1,4 +1,4 @@
-//! [`KafkaConfig`]: every Kafka setting of PROTOCOLS.md section 3, plus topic creation and
+//! [`KafkaConfig`]: every Kafka setting of docs/kafka.md, plus topic creation and
 //! the relay's retry settings. A plain struct: the server fills it from its own CLI/env layer,
 //! or calls [`KafkaConfig::from_lookup`] / [`KafkaConfig::from_env`] which read the
 //! OpenAlgo variable names and reject bad values with the variable and the allowed values.

@@ -1,4 +1,4 @@
-//! The ZeroMQ market-data bus (PROTOCOLS.md section 4).
+//! The ZeroMQ market-data bus (docs/marketdata.md, "The bus").
 //!
 //! ```text
 //! feed A ──PUB connect──┐

@@ -1,6 +1,6 @@
 //! # oa-marketdata-zmq
 //!
-//! oa's market-data layer (layer 2 of DESIGN.md):
+//! oa's market-data layer (layer 2 of docs/architecture.md):
 //!
 //! ```text
 //! feed adapter ──PUB connect──▶ [SUB bind: bus thread] ──▶ dispatcher ──┬▶ price cache
@@ -8,13 +8,13 @@
 //!   external ZeroMQ PUB)                                                     └▶ client outboxes
 //! ```
 //!
-//! - [`tick`]: the tick model with the exact payload fields of PROTOCOLS.md section 4;
+//! - [`tick`]: the tick model with the exact payload fields of the bus contract (docs/marketdata.md);
 //! - [`topic`]: the bus topic codec `{EXCHANGE}_{SYMBOL}_{MODE}`;
 //! - [`bus`]: the ZeroMQ bus (SUB bind side) and [`bus::Publisher`] for feed adapters;
 //! - [`feed`]: the [`feed::FeedAdapter`] trait and the bundled simulated and replay feeds;
 //! - [`symbols`]: the symbol master (OpenAlgo "master contract");
 //! - [`price_cache`]: the latest LTP / quote / depth per instrument, lock-free reads;
-//! - [`ws`]: the WebSocket proxy speaking PROTOCOLS.md section 5;
+//! - [`ws`]: the WebSocket proxy speaking the OpenAlgo streaming protocol (docs/marketdata.md);
 //! - [`config`] and [`service`]: [`MarketDataConfig`] and [`start`], the entry point a
 //!   server calls.
 //!

@@ -19,7 +19,7 @@ use std::time::Instant;
 use oa_events_core::catalog::MasterContractDownload;
 use oa_events_core::{Event, EventPublisher};
 
-/// The exchange codes oa accepts (PROTOCOLS.md section 1).
+/// The exchange codes oa accepts (docs/rest-api.md, "Validation").
 pub const EXCHANGES: &[&str] = &[
     "NSE",
     "NFO",

@@ -1,5 +1,5 @@
 //! The tick model: one market-data update for one instrument, with the exact payload fields
-//! of PROTOCOLS.md section 4.
+//! of the bus contract (docs/marketdata.md).
 //!
 //! ```json
 //! LTP:   {"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":1}

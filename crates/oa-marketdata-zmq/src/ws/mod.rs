@@ -1,4 +1,4 @@
-//! The WebSocket market-data proxy (PROTOCOLS.md section 5) on axum 0.8.
+//! The WebSocket market-data proxy (docs/marketdata.md, "WebSocket protocol") on axum 0.8.
 //!
 //! - [`protocol`]: requests and messages (sans-I/O);
 //! - `outbox`: each client's bounded, conflating outbox;

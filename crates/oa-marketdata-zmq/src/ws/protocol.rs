@@ -1,4 +1,4 @@
-//! The WebSocket market-data protocol (PROTOCOLS.md section 5): client requests and server
+//! The WebSocket market-data protocol (docs/marketdata.md, "WebSocket protocol"): client requests and server
 //! messages, as JSON. Sans-I/O: this module only parses and renders.
 
 use serde::Serialize;
