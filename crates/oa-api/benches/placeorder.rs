@@ -1,8 +1,10 @@
 //! placeorder through HTTP in sandbox (analyzer) mode at a fixed concurrency, side by side
-//! with a baseline axum handler that parses the same body and returns the same JSON.
+//! with a baseline axum handler that parses the same body and returns the same JSON. oa runs
+//! twice: with the store's default `OA_STORE_SYNC=full` (every commit flushed to disk) and
+//! with `normal` (flushed at checkpoints), each on its own database.
 //!
 //! ```text
-//! cargo bench -p oa-api --bench placeorder            # 32 connections, 10 s per target
+//! cargo bench -p oa-api --bench placeorder            # 32 connections, 10 s per target (3)
 //! OA_BENCH_CONNECTIONS=64 OA_BENCH_SECS=20 cargo bench -p oa-api --bench placeorder
 //! ```
 //!
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use axum::{Json, Router};
-use oa_api::ApiConfig;
+use oa_api::{ApiConfig, StoreSync};
 use oa_events_core::EventPublisher;
 use oa_marketdata_zmq::{Depth, DepthLevel, PriceCache, SymbolMaster, Tick};
 use serde_json::{Value, json};
@@ -57,9 +59,15 @@ async fn baseline() -> SocketAddr {
     serve(Router::new().route("/api/v1/placeorder", post(handler))).await
 }
 
-async fn oa(dir: &tempfile::TempDir) -> (SocketAddr, String) {
+async fn oa(dir: &tempfile::TempDir, store_sync: StoreSync) -> (SocketAddr, String) {
     let config = ApiConfig {
-        database_url: format!("sqlite:///{}", dir.path().join("bench.db").display()),
+        database_url: format!(
+            "sqlite:///{}",
+            dir.path()
+                .join(format!("bench-{}.db", store_sync.as_str()))
+                .display()
+        ),
+        store_sync,
         api_key_pepper: "bench-pepper-bench-pepper-bench-pepper".to_string(),
         order_rate_limit: "10000000 per second".to_string(),
         smart_order_rate_limit: "10000000 per second".to_string(),
@@ -238,7 +246,7 @@ async fn run(
 
 fn main() {
     let connections = env_number("OA_BENCH_CONNECTIONS", 32);
-    // Two targets of (1 s warm-up + seconds) each: at most 52 s in all.
+    // Three targets of (1 s warm-up + seconds) each: at most 78 s in all.
     let seconds = env_number("OA_BENCH_SECS", 10).clamp(1, 25);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -246,16 +254,18 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (oa_address, key) = oa(&dir).await;
+        let (full_address, full_key) = oa(&dir, StoreSync::Full).await;
+        let (normal_address, normal_key) = oa(&dir, StoreSync::Normal).await;
         let baseline_address = baseline().await;
-        let body = json!({"apikey": key, "strategy": "bench", "exchange": "NSE", "symbol": "SBIN",
+        let body = |key: &str| json!({"apikey": key, "strategy": "bench", "exchange": "NSE", "symbol": "SBIN",
                           "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS",
                           "price": "0", "trigger_price": "0", "disclosed_quantity": "0"});
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!("placeorder over HTTP, {connections} keep-alive connections, {seconds} s per target (+1 s warm-up), {cores} cores, client in-process");
         let rows = [
-            run("baseline axum handler (same JSON in/out)", baseline_address, &body, connections, seconds).await,
-            run("oa-api placeorder (sandbox, SQLite, events)", oa_address, &body, connections, seconds).await,
+            run("baseline axum handler (same JSON in/out)", baseline_address, &body(&full_key), connections, seconds).await,
+            run("oa-api placeorder, OA_STORE_SYNC=full (default)", full_address, &body(&full_key), connections, seconds).await,
+            run("oa-api placeorder, OA_STORE_SYNC=normal", normal_address, &body(&normal_key), connections, seconds).await,
         ];
         println!();
         println!("| target | req/s | p50 ms | p99 ms | p99.9 ms | CPU us/req (server+client) | errors |");

@@ -31,13 +31,23 @@ pub enum BrokerError {
     /// The broker could not be reached or its store failed. The outcome is unknown.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The order engine stopped taking writes (its state could not be reloaded); nothing
+    /// was done.
+    #[error("{0}")]
+    WritesStopped(String),
 }
 
 impl From<StoreError> for BrokerError {
     fn from(error: StoreError) -> Self {
-        BrokerError::Unavailable(error.to_string())
+        match error {
+            StoreError::WritesStopped(reason) => BrokerError::WritesStopped(reason),
+            error => BrokerError::Unavailable(error.to_string()),
+        }
     }
 }
+
+/// The outcome of each order of a batch, in order.
+pub type BatchOutcome = Vec<Result<PlaceOutcome, BrokerError>>;
 
 /// A boxed future returned by [`Broker`] methods.
 pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
@@ -115,6 +125,44 @@ pub trait Broker: Send + Sync + 'static {
         strategy: &str,
         journal: Journal<Vec<PlaceOutcome>>,
     ) -> BrokerFuture<'_, Vec<PlaceOutcome>>;
+    /// Places several orders (basketorder, splitorder), each with its own journal, then calls
+    /// `journal` with every outcome. The default places them one by one and calls `journal`
+    /// inside the last placement's transaction; a store-backed broker overrides it to place
+    /// them all in one transaction.
+    fn place_orders(
+        &self,
+        orders: Vec<(NewOrder, Journal<PlaceOutcome>)>,
+        journal: Journal<BatchOutcome>,
+    ) -> BrokerFuture<'_, BatchOutcome> {
+        Box::pin(async move {
+            let count = orders.len();
+            let mut outcomes: BatchOutcome = Vec::with_capacity(count);
+            let mut journal = Some(journal);
+            for (index, (order, child)) in orders.into_iter().enumerate() {
+                let child = match journal.take() {
+                    Some(last) if index + 1 == count => {
+                        let earlier = outcomes.clone();
+                        let combined: Journal<PlaceOutcome> = Box::new(move |result| {
+                            let mut record = child(result);
+                            let mut all = earlier;
+                            all.push(result.clone());
+                            let batch = last(&Ok(all));
+                            record.events.extend(batch.events);
+                            record.log = batch.log.or(record.log);
+                            record
+                        });
+                        combined
+                    }
+                    other => {
+                        journal = other;
+                        child
+                    }
+                };
+                outcomes.push(self.place_order(order, child).await);
+            }
+            Ok(outcomes)
+        })
+    }
     /// Every order of the user, oldest first.
     fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>>;
     /// One order; `EngineError::OrderNotFound` when unknown.
@@ -256,13 +304,48 @@ impl Broker for EngineBroker {
         }))
     }
 
+    /// Every order of the batch in one transaction: a crash leaves all of them or none,
+    /// together with the batch's log row (and idempotency record).
+    fn place_orders(
+        &self,
+        orders: Vec<(NewOrder, Journal<PlaceOutcome>)>,
+        journal: Journal<BatchOutcome>,
+    ) -> BrokerFuture<'_, BatchOutcome> {
+        let orders: Vec<_> = orders
+            .into_iter()
+            .map(|(order, child)| (order, child, self.forced_rejection()))
+            .collect();
+        Box::pin(async move {
+            // The simulated acknowledgement latency of each order, as if placed one by one.
+            for _ in 0..orders.len() {
+                self.acknowledge().await;
+            }
+            let book = self.book;
+            self.engine
+                .run(move |ctx| {
+                    let mut outcomes: BatchOutcome = Vec::with_capacity(orders.len());
+                    for (order, child, forced) in orders {
+                        let outcome = Ok(ctx
+                            .engine
+                            .place(book, order, forced, ctx.prices, ctx.now_ms));
+                        ctx.record(child(&outcome));
+                        outcomes.push(outcome);
+                    }
+                    let result = Ok(outcomes);
+                    ctx.record(journal(&result));
+                    result
+                })
+                .await?
+        })
+    }
+
     fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
         let user_id = user_id.to_string();
         let book = self.book;
         Box::pin(async move {
             Ok(self
                 .engine
-                .run(move |ctx| {
+                .read(move |ctx| {
                     ctx.engine
                         .orders(book, &user_id)
                         .into_iter()
@@ -278,7 +361,7 @@ impl Broker for EngineBroker {
         let book = self.book;
         Box::pin(async move {
             self.engine
-                .run(move |ctx| {
+                .read(move |ctx| {
                     ctx.engine
                         .order(book, &user_id, &orderid)
                         .cloned()
@@ -294,7 +377,7 @@ impl Broker for EngineBroker {
         Box::pin(async move {
             Ok(self
                 .engine
-                .run(move |ctx| ctx.engine.trades(book, &user_id).to_vec())
+                .read(move |ctx| ctx.engine.trades(book, &user_id).to_vec())
                 .await?)
         })
     }
@@ -305,7 +388,7 @@ impl Broker for EngineBroker {
         Box::pin(async move {
             Ok(self
                 .engine
-                .run(move |ctx| {
+                .read(move |ctx| {
                     ctx.engine
                         .positions(book, &user_id)
                         .into_iter()
@@ -337,7 +420,7 @@ impl Broker for EngineBroker {
         Box::pin(async move {
             Ok(self
                 .engine
-                .run(move |ctx| {
+                .read(move |ctx| {
                     let account = ctx.engine.account(book, &user_id);
                     let unrealized = ctx.engine.unrealized_pnl(book, &user_id, ctx.prices);
                     FundsView {

@@ -13,7 +13,7 @@ use crate::requests::{
     MODIFY_ORDER_FIELDS, ModifyRequest, PLACE_ORDER_FIELDS, PlaceOrder, SMART_ORDER_FIELDS,
     SmartOrder,
 };
-use crate::service::OrderService;
+use crate::service::{ActionLog, OrderService};
 
 type Result<T> = std::result::Result<T, HttpError>;
 
@@ -57,6 +57,18 @@ impl CommandKind {
             CommandKind::CancelOrder => "cancel_order",
             CommandKind::CancelAllOrders => "cancel_all_orders",
             CommandKind::ClosePosition => "close_position",
+        }
+    }
+
+    /// The REST endpoint of this command (`/api/v1/<name>`).
+    pub fn rest_name(self) -> &'static str {
+        match self {
+            CommandKind::PlaceOrder => "placeorder",
+            CommandKind::PlaceSmartOrder => "placesmartorder",
+            CommandKind::ModifyOrder => "modifyorder",
+            CommandKind::CancelOrder => "cancelorder",
+            CommandKind::CancelAllOrders => "cancelallorder",
+            CommandKind::ClosePosition => "closeposition",
         }
     }
 
@@ -126,30 +138,32 @@ pub fn read_command(
         CommandKind::PlaceSmartOrder => OrderCommand::Smart(SmartOrder::read(&fields)?),
         CommandKind::ModifyOrder => OrderCommand::Modify(ModifyRequest::read(&fields)?),
         CommandKind::CancelOrder => {
-            fields.required_string("strategy")?;
+            fields.strategy()?;
             OrderCommand::Cancel {
                 orderid: fields.required_string("orderid")?,
             }
         }
         CommandKind::CancelAllOrders => {
-            fields.required_string("strategy")?;
+            fields.strategy()?;
             OrderCommand::CancelAll
         }
         CommandKind::ClosePosition => OrderCommand::Close {
-            strategy: fields.required_string("strategy")?,
+            strategy: fields.strategy()?,
         },
     };
     Ok((command, fields))
 }
 
 /// Runs a command for `user_id`; `log` is the body without `apikey` (order log and
-/// `analyzer_update`). Returns the REST response body.
+/// `analyzer_update`), with the idempotency claim of a keyed REST request. Returns the REST
+/// response body.
 pub async fn run_command(
     service: &OrderService,
     user_id: &str,
     command: OrderCommand,
-    log: Map<String, Value>,
+    log: impl Into<ActionLog>,
 ) -> Result<Value> {
+    let log = log.into();
     match command {
         OrderCommand::Place(request) => service.place_order(user_id, request, log).await,
         OrderCommand::Smart(request) => service.place_smart_order(user_id, request, log).await,

@@ -98,6 +98,9 @@ pub struct ApiConfig {
     pub default_analyze_mode: bool,
     /// Most pending commands of the order engine's queue (default 8192).
     pub engine_queue_capacity: usize,
+    /// `OA_STORE_SYNC`: how hard a commit waits for the disk (default `full`: an
+    /// acknowledged order survives a power loss; `normal` survives a process crash only).
+    pub store_sync: crate::store::StoreSync,
 }
 
 impl Default for ApiConfig {
@@ -118,6 +121,7 @@ impl Default for ApiConfig {
             default_user: "admin".to_string(),
             default_analyze_mode: false,
             engine_queue_capacity: 8192,
+            store_sync: crate::store::StoreSync::Full,
         }
     }
 }

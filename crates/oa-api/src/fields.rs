@@ -13,6 +13,12 @@ use crate::types::{Choice, EXCHANGES, Exchange, allowed};
 
 type Result<T> = std::result::Result<T, HttpError>;
 
+/// Longest accepted `strategy` tag, in characters. Upstream OpenAlgo's request schemas
+/// (`restx_api/schemas.py`: `strategy = fields.Str(required=True)`) set no limit; its sandbox
+/// tables declare `String(100)` and its strategy book `String(120)`. 255 accepts every tag
+/// those hold while bounding what a client can make the store keep per order.
+pub const MAX_STRATEGY_CHARS: usize = 255;
+
 /// A request body being read.
 #[derive(Debug, Clone)]
 pub struct Fields {
@@ -132,6 +138,20 @@ impl Fields {
             return Err(self.error(name, "must not be empty"));
         }
         self.string(name)
+    }
+
+    /// The required `strategy` tag: a non-empty string of at most [`MAX_STRATEGY_CHARS`]
+    /// characters.
+    pub fn strategy(&self) -> Result<String> {
+        let strategy = self.required_string("strategy")?;
+        let length = strategy.chars().count();
+        if length > MAX_STRATEGY_CHARS {
+            return Err(self.error(
+                "strategy",
+                &format!("expected at most {MAX_STRATEGY_CHARS} characters, got {length}"),
+            ));
+        }
+        Ok(strategy)
     }
 
     /// A required choice (`action`, `pricetype`, `product`).

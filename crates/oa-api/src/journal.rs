@@ -24,6 +24,20 @@ pub struct LogEntry {
     pub request: Value,
     /// The response body.
     pub response: Value,
+    /// When the request carried an `Idempotency-Key`: the record that answers its retries,
+    /// written with the log row.
+    pub replay: Option<IdempotencyEntry>,
+}
+
+/// The first response to a request with an `Idempotency-Key`, as stored for its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyEntry {
+    /// The user.
+    pub user_id: String,
+    /// The key as the client sent it.
+    pub key: String,
+    /// The stored fingerprint, status and body.
+    pub row: crate::store::IdempotencyRow,
 }
 
 /// What an action records: an optional log row and the events it causes.

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod esb;
 pub mod fields;
+pub mod idempotency;
 pub mod journal;
 pub mod keys;
 pub mod marketdata;
@@ -53,7 +54,7 @@ pub use error::{ApiError, HttpError};
 pub use keys::{KeyError, KeyStore};
 pub use price::{PriceSource, Quote, StaticPrices};
 pub use service::OrderService;
-pub use store::{StoreError, UserKeyInfo};
+pub use store::{StoreError, StoreSync, UserKeyInfo};
 pub use symbols::{StaticSymbols, SymbolDirectory};
 pub use types::Mode;
 
@@ -167,7 +168,7 @@ pub async fn build_with_broker(
         let path = path.clone();
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
-            let conn = store::open(&path)?;
+            let conn = store::open_with_sync(&path, config.store_sync)?;
             let modes: HashMap<String, Mode> =
                 store::load_setting(&conn, service::ANALYZE_MODE_SETTING)?
                     .into_iter()
@@ -213,6 +214,7 @@ pub async fn build_with_broker(
         service: Arc::clone(&service),
         keys: keys.clone(),
         body_limit: config.body_limit_bytes,
+        in_flight: idempotency::InFlight::default(),
     };
     Ok(Api {
         router: routes::router(state, &limiters),

@@ -172,7 +172,7 @@ impl PlaceOrder {
     /// Reads placeorder.
     pub fn read(fields: &Fields) -> Result<PlaceOrder> {
         Ok(PlaceOrder {
-            strategy: fields.required_string("strategy")?,
+            strategy: fields.strategy()?,
             order: OrderFields::read(fields, false)?,
         })
     }
@@ -192,7 +192,7 @@ pub struct SmartOrder {
 impl SmartOrder {
     /// Reads placesmartorder.
     pub fn read(fields: &Fields) -> Result<SmartOrder> {
-        let strategy = fields.required_string("strategy")?;
+        let strategy = fields.strategy()?;
         let order = OrderFields::read(fields, true)?;
         let position_size = fields.signed_quantity("position_size", order.exchange)?;
         Ok(SmartOrder {
@@ -217,7 +217,7 @@ pub struct ModifyRequest {
 impl ModifyRequest {
     /// Reads modifyorder: every field is required.
     pub fn read(fields: &Fields) -> Result<ModifyRequest> {
-        let strategy = fields.required_string("strategy")?;
+        let strategy = fields.strategy()?;
         let orderid = fields.required_string("orderid")?;
         let exchange = fields.exchange("exchange")?;
         let symbol = fields.required_string("symbol")?;
@@ -259,7 +259,7 @@ pub struct BasketOrder {
 impl BasketOrder {
     /// Reads basketorder.
     pub fn read(fields: &Fields) -> Result<BasketOrder> {
-        let strategy = fields.required_string("strategy")?;
+        let strategy = fields.strategy()?;
         let items = fields.array("orders")?;
         if items.len() as u64 > MAX_BATCH_ORDERS {
             return Err(HttpError::bad_request(format!(
@@ -294,7 +294,7 @@ pub struct SplitOrder {
 impl SplitOrder {
     /// Reads splitorder.
     pub fn read(fields: &Fields) -> Result<SplitOrder> {
-        let strategy = fields.required_string("strategy")?;
+        let strategy = fields.strategy()?;
         let order = OrderFields::read(fields, false)?;
         let splitsize = fields.positive_integer("splitsize")? as f64;
         let children = (order.quantity / splitsize).ceil();

@@ -3,13 +3,18 @@
 //! Every error is `{"status":"error","message":...}` JSON: malformed bodies and wrong
 //! content types (400), unknown fields (400), bad API keys (403), unknown paths (404),
 //! wrong methods (405), bodies over the limit (413) and rate limits (429).
+//!
+//! Order-changing endpoints also take an `Idempotency-Key` header ([`crate::idempotency`]):
+//! 409 while the key's first request runs, 422 for a key reused with another request, and
+//! 503 while the order engine does not take writes.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -20,10 +25,14 @@ use crate::commands::{CommandKind, read_command, run_command};
 use crate::config::RateLimits;
 use crate::error::HttpError;
 use crate::fields::Fields;
+use crate::idempotency::{
+    Claim, IdempotencyKey, InFlight, REPLAYED_HEADER, Stored, fingerprint, in_progress_error,
+    mismatch_error,
+};
 use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
-use crate::service::OrderService;
+use crate::service::{ActionLog, OrderService};
 use crate::types::Product;
 
 /// What every handler shares.
@@ -35,6 +44,14 @@ pub struct AppState {
     pub keys: KeyStore,
     /// The body limit, for the 413 message.
     pub body_limit: usize,
+    /// Idempotency keys whose first request is running.
+    pub in_flight: InFlight,
+}
+
+/// What a keyed request answers: a fresh result or the stored first response.
+enum Keyed {
+    Fresh(Result<Value, HttpError>),
+    Replay(StatusCode, Value),
 }
 
 /// A JSON object body, read with JSON errors.
@@ -99,15 +116,86 @@ impl AppState {
 
 impl AppState {
     /// An order command over REST: the body is read exactly as the ESB reads it (plus
-    /// `apikey`), then the key is checked, then the command runs.
+    /// `apikey`), then the key is checked, then the command runs (once per idempotency key).
     async fn command(
         &self,
         kind: CommandKind,
+        headers: &HeaderMap,
         body: Map<String, Value>,
-    ) -> Result<Value, HttpError> {
-        let (command, fields) = read_command(kind, body, true)?;
-        let user = self.authenticate(&fields).await?;
-        run_command(&self.service, &user, command, fields.without_apikey()).await
+    ) -> Response {
+        let prepared = async {
+            let key = IdempotencyKey::from_headers(headers)?;
+            let (command, fields) = read_command(kind, body, true)?;
+            let user = self.authenticate(&fields).await?;
+            Ok::<_, HttpError>((key, command, user, fields.without_apikey()))
+        };
+        let (key, command, user, body) = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(error) => return error.into_response(),
+        };
+        self.keyed(
+            kind.rest_name(),
+            user,
+            key,
+            body,
+            move |service, user, log| async move {
+                run_command(&service, &user, command, log).await
+            },
+        )
+        .await
+    }
+
+    /// Runs an order-changing request. Without a key: `run`. With one: the stored response of
+    /// an earlier request with that key (422 if it asked something else), or `run` with the
+    /// claim that stores its response; 409 while another request with the key runs.
+    async fn keyed<F, Fut>(
+        &self,
+        endpoint: &'static str,
+        user: String,
+        key: Option<IdempotencyKey>,
+        body: Map<String, Value>,
+        run: F,
+    ) -> Response
+    where
+        F: FnOnce(Arc<OrderService>, String, ActionLog) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Value, HttpError>> + Send + 'static,
+    {
+        let service = Arc::clone(&self.service);
+        let Some(key) = key else {
+            return reply(run(service, user, ActionLog::from(body)).await);
+        };
+        let Some(running) = self.in_flight.claim(&user, &key) else {
+            return in_progress_error().into_response();
+        };
+        let claim = Claim {
+            user_id: user.clone(),
+            fingerprint: fingerprint(endpoint, &body),
+            key,
+        };
+        // A task, so the request runs to its end (and keeps its key claimed until the outcome
+        // is stored) even when the client disconnects: a retry then finds the stored response.
+        let task = tokio::spawn(async move {
+            let _running = running;
+            match service.stored_response(&claim).await {
+                Err(error) => Keyed::Fresh(Err(error)),
+                Ok(Stored::Replay(status, body)) => Keyed::Replay(status, body),
+                Ok(Stored::Mismatch) => Keyed::Fresh(Err(mismatch_error())),
+                Ok(Stored::None) => {
+                    let log = ActionLog {
+                        body,
+                        claim: Some(claim),
+                    };
+                    Keyed::Fresh(run(service, user, log).await)
+                }
+            }
+        });
+        match task.await {
+            Ok(Keyed::Fresh(result)) => reply(result),
+            Ok(Keyed::Replay(status, body)) => {
+                (status, [(REPLAYED_HEADER, "true")], Json(body)).into_response()
+            }
+            Err(error) => HttpError::internal(&error).into_response(),
+        }
     }
 }
 
@@ -125,35 +213,62 @@ const OPEN_POSITION: &[&str] = &["apikey", "strategy", "symbol", "exchange", "pr
 const BASKET: &[&str] = &["apikey", "strategy", "orders"];
 const TOGGLE: &[&str] = &["apikey", "mode"];
 
-async fn placeorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::PlaceOrder, body).await)
+async fn placeorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::PlaceOrder, &headers, body).await
 }
 
-async fn placesmartorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::PlaceSmartOrder, body).await)
+async fn placesmartorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::PlaceSmartOrder, &headers, body)
+        .await
 }
 
-async fn modifyorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::ModifyOrder, body).await)
+async fn modifyorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::ModifyOrder, &headers, body).await
 }
 
-async fn cancelorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::CancelOrder, body).await)
+async fn cancelorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::CancelOrder, &headers, body).await
 }
 
-async fn cancelallorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::CancelAllOrders, body).await)
+async fn cancelallorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::CancelAllOrders, &headers, body)
+        .await
 }
 
-async fn closeposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(app.command(CommandKind::ClosePosition, body).await)
+async fn closeposition(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    app.command(CommandKind::ClosePosition, &headers, body)
+        .await
 }
 
 async fn orderstatus(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
     reply(
         async {
             let fields = Fields::new(body, ORDER_ID)?;
-            fields.required_string("strategy")?;
+            fields.strategy()?;
             let orderid = fields.required_string("orderid")?;
             let user = app.authenticate(&fields).await?;
             app.service.order_status(&user, &orderid).await
@@ -166,7 +281,7 @@ async fn openposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Re
     reply(
         async {
             let fields = Fields::new(body, OPEN_POSITION)?;
-            fields.required_string("strategy")?;
+            fields.strategy()?;
             let exchange = fields.exchange("exchange")?;
             let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
             let product = fields.choice::<Product>("product")?;
@@ -225,32 +340,56 @@ async fn depth(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response 
     )
 }
 
-async fn basketorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, BASKET)?;
-            let request = BasketOrder::read(&fields)?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .basket_order(&user, request, fields.without_apikey())
-                .await
-        }
-        .await,
+async fn basketorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    let prepared = async {
+        let key = IdempotencyKey::from_headers(&headers)?;
+        let fields = Fields::new(body, BASKET)?;
+        let request = BasketOrder::read(&fields)?;
+        let user = app.authenticate(&fields).await?;
+        Ok::<_, HttpError>((key, request, user, fields.without_apikey()))
+    };
+    let (key, request, user, body) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    app.keyed(
+        "basketorder",
+        user,
+        key,
+        body,
+        |service, user, log| async move { service.basket_order(&user, request, log).await },
     )
+    .await
 }
 
-async fn splitorder(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, SPLIT_ORDER_FIELDS)?;
-            let request = SplitOrder::read(&fields)?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .split_order(&user, request, fields.without_apikey())
-                .await
-        }
-        .await,
+async fn splitorder(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    let prepared = async {
+        let key = IdempotencyKey::from_headers(&headers)?;
+        let fields = Fields::new(body, SPLIT_ORDER_FIELDS)?;
+        let request = SplitOrder::read(&fields)?;
+        let user = app.authenticate(&fields).await?;
+        Ok::<_, HttpError>((key, request, user, fields.without_apikey()))
+    };
+    let (key, request, user, body) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    app.keyed(
+        "splitorder",
+        user,
+        key,
+        body,
+        |service, user, log| async move { service.split_order(&user, request, log).await },
     )
+    .await
 }
 
 async fn analyzer(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
@@ -264,16 +403,32 @@ async fn analyzer(State(app): State<AppState>, ApiBody(body): ApiBody) -> Respon
     )
 }
 
-async fn analyzer_toggle(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, TOGGLE)?;
-            let analyze = fields.boolean("mode")?;
-            let user = app.authenticate(&fields).await?;
-            app.service.analyzer_toggle(&user, analyze).await
-        }
-        .await,
+async fn analyzer_toggle(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Response {
+    let prepared = async {
+        let key = IdempotencyKey::from_headers(&headers)?;
+        let fields = Fields::new(body, TOGGLE)?;
+        let analyze = fields.boolean("mode")?;
+        let user = app.authenticate(&fields).await?;
+        Ok::<_, HttpError>((key, analyze, user, fields.without_apikey()))
+    };
+    let (key, analyze, user, body) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    app.keyed(
+        "analyzer/toggle",
+        user,
+        key,
+        body,
+        move |service, user, log| async move {
+            service.analyzer_toggle(&user, analyze, log.claim).await
+        },
     )
+    .await
 }
 
 async fn ping(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {

@@ -17,16 +17,17 @@ use oa_events_core::number::Quantity;
 use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{BatchOutcome, Broker, BrokerError};
 use crate::engine::worker::EngineHandle;
 use crate::engine::{CancelAllOutcome, EngineError, ModifyOrder, NewOrder, Order, PlaceOutcome};
 use crate::error::HttpError;
+use crate::idempotency::{Claim, Stored};
 use crate::journal::{Journal, LogEntry, Record};
 use crate::price::PriceSource;
 use crate::requests::{
     BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
 };
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 use crate::symbols::SymbolDirectory;
 use crate::types::{Action, Exchange, Mode, OrderStatus, Product};
 
@@ -92,11 +93,46 @@ pub fn broker_error(error: &BrokerError) -> HttpError {
         }
         BrokerError::Refused(_) => HttpError::bad_request(error.to_string()),
         BrokerError::Unavailable(_) => HttpError::internal(error),
+        BrokerError::WritesStopped(reason) => writes_stopped(reason),
     }
 }
 
-fn store_error(error: StoreError) -> HttpError {
-    HttpError::internal(&error)
+/// The 503 of an order-changing request while the engine does not take writes.
+pub fn writes_stopped(reason: &str) -> HttpError {
+    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+}
+
+/// Maps a store error to its HTTP error (503 while writes are stopped, else 500).
+pub fn store_error(error: StoreError) -> HttpError {
+    match error {
+        StoreError::WritesStopped(reason) => writes_stopped(&reason),
+        error => HttpError::internal(&error),
+    }
+}
+
+/// What an order action records about its request: the body without `apikey` (order log,
+/// `analyzer_update`) and, with an `Idempotency-Key`, the claim whose response is stored
+/// with the action. A plain body converts into one without a claim.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionLog {
+    /// The request body without `apikey`.
+    pub body: Map<String, Value>,
+    /// The idempotent request this action answers, if any.
+    pub claim: Option<Claim>,
+}
+
+impl From<Map<String, Value>> for ActionLog {
+    fn from(body: Map<String, Value>) -> Self {
+        ActionLog { body, claim: None }
+    }
+}
+
+/// The status and body of a handler result, as the client receives them.
+fn status_and_body(result: &Result<Value>) -> (StatusCode, Value) {
+    match result {
+        Ok(body) => (StatusCode::OK, body.clone()),
+        Err(error) => (error.status, error.body()),
+    }
 }
 
 /// The response of placing one order.
@@ -138,6 +174,7 @@ struct ActionJournal {
     mode: Mode,
     api_type: &'static str,
     request: Map<String, Value>,
+    claim: Option<Claim>,
 }
 
 impl ActionJournal {
@@ -153,13 +190,17 @@ impl ActionJournal {
         )
     }
 
-    /// A record with the log row and, in analyzer mode, `analyzer_update`; in live mode the
-    /// given events.
-    fn record(&self, response: Value, live_events: Vec<Event>) -> Record {
+    /// A record with the log row (and idempotency record) and, in analyzer mode,
+    /// `analyzer_update`; in live mode the given events.
+    fn record(&self, status: StatusCode, response: Value, live_events: Vec<Event>) -> Record {
         let events = match self.mode {
             Mode::Live => live_events,
             Mode::Analyze => vec![self.analyzer_update(&response)],
         };
+        let replay = self
+            .claim
+            .as_ref()
+            .map(|claim| claim.entry(status, &response));
         Record {
             log: Some(LogEntry {
                 user_id: self.user_id.clone(),
@@ -167,6 +208,7 @@ impl ActionJournal {
                 api_type: self.api_type,
                 request: Value::Object(self.request.clone()),
                 response,
+                replay,
             }),
             events,
         }
@@ -180,12 +222,9 @@ impl ActionJournal {
         live: impl FnOnce(&std::result::Result<T, BrokerError>) -> Vec<Event> + Send + 'static,
     ) -> Journal<T> {
         Box::new(move |result| {
-            let response = match respond(result, self.mode) {
-                Ok(body) => body,
-                Err(error) => error.body(),
-            };
+            let (status, response) = status_and_body(&respond(result, self.mode));
             let events = live(result);
-            self.record(response, events)
+            self.record(status, response, events)
         })
     }
 }
@@ -239,18 +278,30 @@ impl OrderService {
         self.live.name()
     }
 
-    fn action(
-        &self,
-        user_id: &str,
-        api_type: &'static str,
-        request: Map<String, Value>,
-    ) -> ActionJournal {
+    fn action(&self, user_id: &str, api_type: &'static str, log: ActionLog) -> ActionJournal {
         ActionJournal {
             user_id: user_id.to_string(),
             mode: self.mode(user_id),
             api_type,
-            request,
+            request: log.body,
+            claim: log.claim,
         }
+    }
+
+    /// What the store holds for an idempotent request (a read: it also answers while writes
+    /// are stopped).
+    pub async fn stored_response(&self, claim: &Claim) -> Result<Stored> {
+        let (user, key) = (claim.user_id.clone(), claim.key.as_str().to_string());
+        let row = self
+            .engine
+            .read(move |ctx| {
+                let since = ctx.now_ms - crate::engine::worker::IDEMPOTENCY_RETENTION_MS;
+                store::find_idempotency(ctx.tx(), &user, &key, since)
+            })
+            .await
+            .map_err(store_error)?
+            .map_err(store_error)?;
+        Ok(Stored::of(row, claim))
     }
 
     /// Refuses unknown symbols and quantities that are not whole lots.
@@ -308,11 +359,11 @@ impl OrderService {
         &self,
         user_id: &str,
         request: PlaceOrder,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
-        let action = self.action(user_id, "placeorder", log);
+        let action = self.action(user_id, "placeorder", log.into());
         let mode = action.mode;
         let fields = order.clone();
         let user = user_id.to_string();
@@ -337,7 +388,7 @@ impl OrderService {
         &self,
         user_id: &str,
         request: SmartOrder,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, None)?;
@@ -353,7 +404,7 @@ impl OrderService {
             .open_quantity(user_id, mode, order.exchange, &order.symbol, order.product)
             .await?;
         let difference = request.position_size - current;
-        let action = self.action(user_id, "placesmartorder", log);
+        let action = self.action(user_id, "placesmartorder", log.into());
         if difference.abs() < 1e-9 {
             let response = with_mode(
                 json!({"status": "success", "message": POSITIONS_MATCHED}),
@@ -363,7 +414,7 @@ impl OrderService {
                 user_id.to_string(),
                 OrderNotification::info(order.symbol.clone(), POSITIONS_MATCHED),
             );
-            self.record_only(action.record(response.clone(), vec![notification]))
+            self.record_only(action.record(StatusCode::OK, response.clone(), vec![notification]))
                 .await?;
             return Ok(response);
         }
@@ -400,11 +451,11 @@ impl OrderService {
         &self,
         user_id: &str,
         request: ModifyRequest,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
         let order = &request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
-        let action = self.action(user_id, "modifyorder", log);
+        let action = self.action(user_id, "modifyorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
         let journal = action.journal(id_response, move |result| match result {
@@ -442,9 +493,9 @@ impl OrderService {
         &self,
         user_id: &str,
         orderid: &str,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
-        let action = self.action(user_id, "cancelorder", log);
+        let action = self.action(user_id, "cancelorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
         let journal = action.journal(id_response, move |result| match result {
@@ -470,8 +521,12 @@ impl OrderService {
     }
 
     /// cancelallorder.
-    pub async fn cancel_all_orders(&self, user_id: &str, log: Map<String, Value>) -> Result<Value> {
-        let action = self.action(user_id, "cancelallorder", log);
+    pub async fn cancel_all_orders(
+        &self,
+        user_id: &str,
+        log: impl Into<ActionLog>,
+    ) -> Result<Value> {
+        let action = self.action(user_id, "cancelallorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
         let journal = action.journal(cancel_all_response, move |result| match result {
@@ -498,9 +553,9 @@ impl OrderService {
         &self,
         user_id: &str,
         strategy: &str,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
-        let action = self.action(user_id, "closeposition", log);
+        let action = self.action(user_id, "closeposition", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
         let journal = action.journal(close_response, move |result| match result {
@@ -521,12 +576,12 @@ impl OrderService {
         close_response(&result, mode)
     }
 
-    /// basketorder: each order placed in turn; results per order.
+    /// basketorder: the orders placed in turn, in one transaction; results per order.
     pub async fn basket_order(
         &self,
         user_id: &str,
         request: BasketOrder,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
         for (index, order) in request.orders.iter().enumerate() {
             self.check_symbol(
@@ -536,125 +591,102 @@ impl OrderService {
                 Some(order.quantity),
             )?;
         }
-        let action = self.action(user_id, "basketorder", log);
-        let mode = action.mode;
-        let count = request.orders.len();
-        let mut results = Vec::with_capacity(count);
-        for (index, order) in request.orders.iter().enumerate() {
-            let result = self
-                .place_in_batch(user_id, mode, &request.strategy, order, index + 1 == count)
-                .await;
-            let mut item = json!({"symbol": order.symbol});
-            match result {
-                Ok(outcome) if outcome.status != OrderStatus::Rejected => {
-                    item["status"] = "success".into();
-                    item["orderid"] = outcome.orderid.into();
-                }
-                Ok(outcome) => {
-                    item["status"] = "error".into();
-                    item["orderid"] = outcome.orderid.into();
-                    item["message"] =
-                        format!("Order rejected: {}", outcome.rejection_reason).into();
-                }
-                Err(error) => {
-                    item["status"] = "error".into();
-                    item["message"] = error.to_string().into();
-                }
-            }
-            results.push(item);
-        }
-        let response = with_mode(json!({"status": "success", "results": results}), mode);
-        self.record_only(action.record(response.clone(), Vec::new()))
-            .await?;
-        Ok(response)
+        let action = self.action(user_id, "basketorder", log.into());
+        let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
+        let respond = move |outcomes: &BatchOutcome, mode: Mode| {
+            let results: Vec<Value> = outcomes
+                .iter()
+                .zip(&symbols)
+                .map(|(result, symbol)| batch_item(result, json!({"symbol": symbol})))
+                .collect();
+            with_mode(json!({"status": "success", "results": results}), mode)
+        };
+        self.place_batch(user_id, &request.strategy, request.orders, action, respond)
+            .await
     }
 
-    /// splitorder: the quantity in children of `splitsize` (the last takes the rest).
+    /// splitorder: the quantity in children of `splitsize` (the last takes the rest), placed
+    /// in one transaction.
     pub async fn split_order(
         &self,
         user_id: &str,
         request: SplitOrder,
-        log: Map<String, Value>,
+        log: impl Into<ActionLog>,
     ) -> Result<Value> {
         let order = &request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
-        let action = self.action(user_id, "splitorder", log);
-        let mode = action.mode;
-        let mut quantities = Vec::new();
+        let action = self.action(user_id, "splitorder", log.into());
+        let mut children = Vec::new();
         let mut remaining = order.quantity;
         while remaining > 1e-9 {
             let quantity = remaining.min(request.splitsize);
-            quantities.push(quantity);
-            remaining -= quantity;
-        }
-        let count = quantities.len();
-        let mut results = Vec::with_capacity(count);
-        for (index, quantity) in quantities.into_iter().enumerate() {
-            let child = OrderFields {
+            children.push(OrderFields {
                 quantity,
                 ..order.clone()
-            };
-            let result = self
-                .place_in_batch(user_id, mode, &request.strategy, &child, index + 1 == count)
-                .await;
-            let mut item = json!({"order_num": index + 1, "quantity": Quantity(quantity)});
-            match result {
-                Ok(outcome) if outcome.status != OrderStatus::Rejected => {
-                    item["orderid"] = outcome.orderid.into();
-                    item["status"] = "success".into();
-                }
-                Ok(outcome) => {
-                    item["orderid"] = outcome.orderid.into();
-                    item["status"] = "error".into();
-                    item["message"] =
-                        format!("Order rejected: {}", outcome.rejection_reason).into();
-                }
-                Err(error) => {
-                    item["status"] = "error".into();
-                    item["message"] = error.to_string().into();
-                }
-            }
-            results.push(item);
+            });
+            remaining -= quantity;
         }
-        let response = with_mode(
-            json!({
-                "status": "success",
-                "split_size": Quantity(request.splitsize),
-                "total_quantity": Quantity(order.quantity),
-                "results": results,
-            }),
-            mode,
-        );
-        self.record_only(action.record(response.clone(), Vec::new()))
-            .await?;
-        Ok(response)
+        let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
+        let (split_size, total) = (request.splitsize, order.quantity);
+        let respond = move |outcomes: &BatchOutcome, mode: Mode| {
+            let results: Vec<Value> = outcomes
+                .iter()
+                .zip(&quantities)
+                .enumerate()
+                .map(|(index, (result, quantity))| {
+                    batch_item(
+                        result,
+                        json!({"order_num": index + 1, "quantity": Quantity(*quantity)}),
+                    )
+                })
+                .collect();
+            with_mode(
+                json!({
+                    "status": "success",
+                    "split_size": Quantity(split_size),
+                    "total_quantity": Quantity(total),
+                    "results": results,
+                }),
+                mode,
+            )
+        };
+        self.place_batch(user_id, &request.strategy, children, action, respond)
+            .await
     }
 
-    async fn place_in_batch(
+    /// Places a basket or split through the broker's batch placement: each child's events
+    /// (`batch_order`, `is_last_order` on the last), then the batch's log row, idempotency
+    /// record and response, built by `respond` from every child's outcome.
+    async fn place_batch(
         &self,
         user_id: &str,
-        mode: Mode,
         strategy: &str,
-        order: &OrderFields,
-        is_last: bool,
-    ) -> std::result::Result<PlaceOutcome, BrokerError> {
-        let fields = order.clone();
-        let user = user_id.to_string();
-        let journal: Journal<PlaceOutcome> = Box::new(move |result| {
-            let events = match (mode, result) {
-                (Mode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
-                    vec![Event::for_user(
-                        user,
-                        order_event(&fields, &outcome.orderid, Some(is_last)),
-                    )]
-                }
-                _ => Vec::new(),
-            };
-            Record { log: None, events }
-        });
-        self.broker(mode)
-            .place_order(Self::new_order(user_id, strategy, order), journal)
-            .await
+        orders: Vec<OrderFields>,
+        action: ActionJournal,
+        respond: impl Fn(&BatchOutcome, Mode) -> Value + Send + Sync + 'static,
+    ) -> Result<Value> {
+        let mode = action.mode;
+        let count = orders.len();
+        let children: Vec<(NewOrder, Journal<PlaceOutcome>)> = orders
+            .iter()
+            .enumerate()
+            .map(|(index, order)| {
+                let new = Self::new_order(user_id, strategy, order);
+                (new, child_journal(user_id, mode, order, index + 1 == count))
+            })
+            .collect();
+        let respond = Arc::new(respond);
+        let journal: Journal<BatchOutcome> = {
+            let respond = Arc::clone(&respond);
+            Box::new(move |result| match result {
+                Ok(outcomes) => action.record(StatusCode::OK, respond(outcomes, mode), Vec::new()),
+                Err(_) => Record::none(),
+            })
+        };
+        match self.broker(mode).place_orders(children, journal).await {
+            Ok(outcomes) => Ok(respond(&outcomes, mode)),
+            Err(error) => Err(broker_error(&error).with_mode(mode)),
+        }
     }
 
     // ------------------------------------------------------------ reads
@@ -906,26 +938,90 @@ impl OrderService {
         json!({"status": "success", "data": self.analyzer_data(user_id)})
     }
 
-    /// analyzer/toggle: persists the switch, then answers with the new status.
-    pub async fn analyzer_toggle(&self, user_id: &str, analyze: bool) -> Result<Value> {
+    /// analyzer/toggle: persists the switch (and, with an `Idempotency-Key`, the response in
+    /// the same transaction), then answers with the new status.
+    pub async fn analyzer_toggle(
+        &self,
+        user_id: &str,
+        analyze: bool,
+        claim: Option<Claim>,
+    ) -> Result<Value> {
         let mode = Mode::from_analyze_flag(analyze);
         let user = user_id.to_string();
+        let response = json!({"status": "success", "data": {
+            "mode": mode.as_str(),
+            "analyze_mode": mode == Mode::Analyze,
+            "total_logs": self.engine.analyzer_log_count(user_id),
+            "message": format!("Analyzer mode switched to {}", mode.as_str()),
+        }});
+        let replay = claim.map(|claim| claim.entry(StatusCode::OK, &response));
         self.engine
-            .run(move |ctx| {
+            .run(move |ctx| -> std::result::Result<(), StoreError> {
                 ctx.set_setting(
                     &user,
                     ANALYZE_MODE_SETTING,
                     if analyze { "true" } else { "false" },
-                )
+                )?;
+                if let Some(replay) = replay {
+                    store::save_idempotency(
+                        ctx.tx(),
+                        &replay.user_id,
+                        &replay.key,
+                        &replay.row,
+                        ctx.now_ms,
+                    )?;
+                }
+                Ok(())
             })
             .await
             .map_err(store_error)?
             .map_err(store_error)?;
         self.modes.write().insert(user_id.to_string(), mode);
-        let mut data = self.analyzer_data(user_id);
-        data["message"] = format!("Analyzer mode switched to {}", mode.as_str()).into();
-        Ok(json!({"status": "success", "data": data}))
+        Ok(response)
     }
+}
+
+/// The journal of one order of a basket or split: its live `order_event`.
+fn child_journal(
+    user_id: &str,
+    mode: Mode,
+    order: &OrderFields,
+    is_last: bool,
+) -> Journal<PlaceOutcome> {
+    let fields = order.clone();
+    let user = user_id.to_string();
+    Box::new(move |result| {
+        let events = match (mode, result) {
+            (Mode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
+                vec![Event::for_user(
+                    user,
+                    order_event(&fields, &outcome.orderid, Some(is_last)),
+                )]
+            }
+            _ => Vec::new(),
+        };
+        Record { log: None, events }
+    })
+}
+
+/// One entry of a basket's or split's `results`: `item` plus the outcome.
+fn batch_item(result: &std::result::Result<PlaceOutcome, BrokerError>, mut item: Value) -> Value {
+    match result {
+        Ok(outcome) if outcome.status != OrderStatus::Rejected => {
+            item["status"] = "success".into();
+            item["orderid"] = outcome.orderid.clone().into();
+        }
+        Ok(outcome) => {
+            item["status"] = "error".into();
+            item["orderid"] = outcome.orderid.clone().into();
+            item["message"] = format!("Order rejected: {}", outcome.rejection_reason).into();
+        }
+        Err(error) => {
+            item["status"] = "error".into();
+            item["message"] = error.to_string().into();
+        }
+    }
+    item
 }
 
 fn no_quote(exchange: Exchange, symbol: &str) -> HttpError {

@@ -1,6 +1,8 @@
 //! The SQLite store: schema, migrations and every query, behind one module boundary.
 //!
-//! One file, WAL journal, `synchronous=NORMAL`. Two connections are used: the order
+//! One file, WAL journal, `synchronous=FULL` by default ([`StoreSync`]: every commit is
+//! on disk before it is acknowledged; `NORMAL` survives a process crash but may lose the
+//! last commits on a power loss). Two connections are used: the order
 //! engine's worker thread owns one (orders, trades, positions, funds, order log, outbox,
 //! settings writes) and the key store owns another (users, API keys). All calls are
 //! blocking and must run off the async executor (the worker thread or `spawn_blocking`).
@@ -48,6 +50,42 @@ pub enum StoreError {
     /// A blocking task failed.
     #[error("store task failed: {0}")]
     Task(String),
+    /// The order engine stopped taking writes: it could not reload its state from the
+    /// store after a failed commit or a panicked job.
+    #[error("{0}")]
+    WritesStopped(String),
+}
+
+/// How hard a commit waits for the disk (SQLite `PRAGMA synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreSync {
+    /// `FULL` (default): the WAL is flushed to disk at every commit, so an acknowledged
+    /// order survives a power loss. The engine's group commit shares one flush between
+    /// all the orders of a batch.
+    #[default]
+    Full,
+    /// `NORMAL`: commits reach the OS but are flushed only at checkpoints. Survives a
+    /// process crash, not a power loss or kernel panic; faster on slow disks.
+    Normal,
+}
+
+impl StoreSync {
+    /// The pragma value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreSync::Full => "FULL",
+            StoreSync::Normal => "NORMAL",
+        }
+    }
+
+    /// Reads `full` or `normal` (any case).
+    pub fn parse(value: &str) -> Option<StoreSync> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(StoreSync::Full),
+            "normal" => Some(StoreSync::Normal),
+            _ => None,
+        }
+    }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -187,10 +225,30 @@ CREATE TABLE key_events (
     at          TEXT NOT NULL
 );
 "#,
+    // Idempotency-Key records: the first response to a keyed request, written in the same
+    // transaction as the change it made.
+    r#"
+CREATE TABLE idempotency_keys (
+    user_id       TEXT NOT NULL,
+    idem_key      TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    status        INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    PRIMARY KEY (user_id, idem_key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ms);
+"#,
 ];
 
-/// Opens (creating if needed) the database file, sets WAL and applies pending migrations.
+/// Opens (creating if needed) the database file with `synchronous=FULL`, sets WAL and
+/// applies pending migrations.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    open_with_sync(path, StoreSync::Full)
+}
+
+/// [`open`] with the given commit synchronisation.
+pub fn open_with_sync(path: &Path, sync: StoreSync) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
             path: path.display().to_string(),
@@ -203,7 +261,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", sync.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     // Checkpoints (which fsync) run on a background thread (`checkpoint`), never inside an
@@ -398,6 +456,79 @@ pub fn insert_outbox(tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), St
         envelope.timestamp_rfc3339(),
     ])?;
     Ok(())
+}
+
+// ------------------------------------------------------------------ idempotency keys
+
+/// A stored first response to a request with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    /// Hash of the endpoint and the request body (without `apikey`).
+    pub fingerprint: String,
+    /// The HTTP status of the first response.
+    pub status: u16,
+    /// The first response body (JSON text).
+    pub response: String,
+}
+
+/// The live record of `(user_id, key)`: one created at or after `since_ms`.
+pub fn find_idempotency(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    key: &str,
+    since_ms: i64,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT fingerprint, status, response FROM idempotency_keys
+             WHERE user_id = ?1 AND idem_key = ?2 AND created_ms >= ?3",
+        )?
+        .query_row(params![user_id, key, since_ms], |row| {
+            Ok(IdempotencyRow {
+                fingerprint: row.get(0)?,
+                status: row.get::<_, i64>(1)?.clamp(0, 999) as u16,
+                response: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Stores the first response to `(user_id, key)`, replacing an expired record of the key.
+pub fn save_idempotency(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    key: &str,
+    row: &IdempotencyRow,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys
+            (user_id, idem_key, fingerprint, status, response, created_ms)
+         VALUES (?1,?2,?3,?4,?5,?6)",
+    )?
+    .execute(params![
+        user_id,
+        key,
+        row.fingerprint,
+        i64::from(row.status),
+        row.response,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Deletes up to `limit` records created before `before_ms`; returns how many.
+pub fn prune_idempotency(
+    tx: &Transaction<'_>,
+    before_ms: i64,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE rowid IN
+             (SELECT rowid FROM idempotency_keys WHERE created_ms < ?1 LIMIT ?2)",
+        )?
+        .execute(params![before_ms, limit as i64])?)
 }
 
 // ------------------------------------------------------------------ ESB consumer
@@ -902,4 +1033,28 @@ pub fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_fully_synchronised_unless_normal_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.db");
+        let synchronous = |conn: &Connection| -> i64 {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .unwrap()
+        };
+        // SQLite's codes: 1 = NORMAL, 2 = FULL.
+        assert_eq!(synchronous(&open(&path).unwrap()), 2);
+        assert_eq!(
+            synchronous(&open_with_sync(&path, StoreSync::Normal).unwrap()),
+            1
+        );
+        assert_eq!(StoreSync::parse(" Normal "), Some(StoreSync::Normal));
+        assert_eq!(StoreSync::parse("off"), None);
+        assert_eq!(StoreSync::default(), StoreSync::Full);
+    }
 }

@@ -1104,3 +1104,25 @@ async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events
     let status = server.ok("analyzer", json!({})).await;
     assert_eq!(status["data"]["total_logs"], 9);
 }
+
+#[tokio::test]
+async fn strategy_is_bounded_with_a_400_naming_the_field() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let mut body = order("SBIN", "BUY", "1");
+    body["strategy"] = json!("s".repeat(256));
+    let (status, error) = server.call("placeorder", body.clone()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["message"],
+        "strategy: expected at most 255 characters, got 256"
+    );
+    // Every endpoint that takes a strategy reads it the same way.
+    let (status, _) = server
+        .call("cancelallorder", json!({"strategy": "s".repeat(300)}))
+        .await;
+    assert_eq!(status, 400);
+    // 255 characters (not bytes) are accepted.
+    body["strategy"] = json!("é".repeat(255));
+    server.ok("placeorder", body).await;
+}

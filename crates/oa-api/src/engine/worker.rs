@@ -11,11 +11,17 @@
 //! rows and (when durable) outbox envelopes are written in that transaction; events are
 //! published and callers answered only after it commits. If the commit fails, every job of
 //! the batch gets the error and the engine is reloaded from the store.
+//!
+//! Fail closed: if that reload fails too (or the reload after a panicked job), the memory no
+//! longer matches the store, so the worker stops taking writes. Write jobs ([`EngineHandle::run`])
+//! are refused with [`StoreError::WritesStopped`], price updates are ignored, and read jobs
+//! ([`EngineHandle::read`]) still answer from memory. The reload is retried every
+//! [`RELOAD_RETRY`] while messages arrive; once it succeeds, writes resume.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use oa_events_core::catalog::OrderUpdate;
@@ -33,6 +39,16 @@ use crate::types::{Exchange, Mode};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// How often a worker that stopped taking writes tries to reload its state.
+pub const RELOAD_RETRY: Duration = Duration::from_secs(5);
+
+/// How long an `Idempotency-Key` record answers retries.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
+
+/// How often expired idempotency records are pruned, and most rows deleted per prune.
+const PRUNE_INTERVAL_MS: i64 = 60_000;
+const PRUNE_LIMIT: usize = 1000;
 
 /// What a job sees while it runs on the worker thread.
 pub struct JobCtx<'a> {
@@ -71,14 +87,44 @@ impl JobCtx<'_> {
     }
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut JobCtx<'_>) -> Completion + Send>;
+/// Why a job's effects were not committed.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// The batch's transaction failed and rolled back.
+    Transaction(String),
+    /// The worker stopped taking writes (the job did not run).
+    WritesStopped(String),
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Transaction(reason) => StoreError::Transaction(reason),
+            Failure::WritesStopped(reason) => StoreError::WritesStopped(reason),
+        }
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), Failure>) + Send>;
+/// Runs with `Some(ctx)`; called with `None` when refused, it returns the completion that
+/// tells the caller so.
+type Job = Box<dyn FnOnce(Option<&mut JobCtx<'_>>) -> Completion + Send>;
+
+/// Whether a job may change state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
 
 enum Message {
-    Job(Job),
+    Job(Job, Access),
     Price { exchange: String, symbol: String },
     Resync,
 }
+
+/// Why the worker stopped taking writes, if it did (shared with every handle).
+type StopReason = Arc<RwLock<Option<String>>>;
 
 /// Analyzer-mode order-log entries per user (the `total_logs` of `analyzer`).
 pub type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
@@ -88,6 +134,7 @@ pub type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
 pub struct EngineHandle {
     sender: mpsc::Sender<Message>,
     log_counts: LogCounts,
+    stopped: StopReason,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -165,6 +212,7 @@ impl EngineHandle {
                 .collect(),
         ));
         let watched: Arc<RwLock<HashSet<(String, String)>>> = Arc::default();
+        let stopped: StopReason = Arc::default();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(16));
         let worker = Worker {
             conn,
@@ -176,6 +224,9 @@ impl EngineHandle {
             watched: Arc::clone(&watched),
             session_start: session_start_ms(now_ms()),
             alive: Arc::new(()),
+            stopped: Arc::clone(&stopped),
+            last_reload: Instant::now(),
+            last_prune_ms: 0,
         };
         worker.publish_watched();
         if let Some(path) = worker.conn.path().filter(|p| !p.is_empty()) {
@@ -189,31 +240,68 @@ impl EngineHandle {
                 reason: error.to_string(),
             })?;
         tokio::spawn(forward_prices(prices, watched, sender.clone()));
-        Ok(EngineHandle { sender, log_counts })
+        Ok(EngineHandle {
+            sender,
+            log_counts,
+            stopped,
+        })
     }
 
     /// Runs `job` on the worker inside a transaction and returns its value once committed.
+    /// Refused with [`StoreError::WritesStopped`] while the worker is not taking writes.
     pub async fn run<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut JobCtx<'_>) -> T + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel::<Result<T, String>>();
-        let job: Job = Box::new(move |ctx| {
-            let value = job(ctx);
-            Box::new(move |committed: Result<(), String>| {
-                let _ = reply.send(committed.map(|()| value));
-            })
+        self.submit(job, Access::Write).await
+    }
+
+    /// Runs a job that only reads (the engine's books, stored records). It is answered after
+    /// its batch commits, like a write, and also while the worker is not taking writes. It
+    /// must not change the engine or write to the transaction.
+    pub async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut JobCtx<'_>) -> T + Send + 'static,
+    {
+        self.submit(job, Access::Read).await
+    }
+
+    async fn submit<T, F>(&self, job: F, access: Access) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut JobCtx<'_>) -> T + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, Failure>>();
+        let job: Job = Box::new(move |ctx| match ctx {
+            Some(ctx) => {
+                let value = job(ctx);
+                Box::new(move |committed: Result<(), Failure>| {
+                    let _ = reply.send(committed.map(|()| value));
+                })
+            }
+            None => Box::new(move |refused: Result<(), Failure>| {
+                let failure = refused
+                    .err()
+                    .unwrap_or_else(|| Failure::Transaction("the job was not run".to_string()));
+                let _ = reply.send(Err(failure));
+            }),
         });
         self.sender
-            .send(Message::Job(job))
+            .send(Message::Job(job, access))
             .await
             .map_err(|_| StoreError::Closed)?;
         match answer.await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(reason)) => Err(StoreError::Transaction(reason)),
+            Ok(Err(failure)) => Err(failure.into()),
             Err(_) => Err(StoreError::Closed),
         }
+    }
+
+    /// Why the engine stopped taking writes, while it does not (`None` when healthy).
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.stopped.read().clone()
     }
 
     /// Analyzer-mode order-log entries of a user.
@@ -260,6 +348,12 @@ struct Worker {
     session_start: i64,
     /// Dropped with the worker; the checkpoint thread stops when it is gone.
     alive: Arc<()>,
+    /// Set while writes are refused (see the module documentation).
+    stopped: StopReason,
+    /// When the engine was last reloaded or a reload last tried.
+    last_reload: Instant,
+    /// When expired idempotency records were last pruned (epoch ms).
+    last_prune_ms: i64,
 }
 
 /// How often the WAL is checkpointed.
@@ -328,17 +422,84 @@ impl Worker {
                     "order engine job panicked; batch rolled back, reloading from the store"
                 );
                 batch.clear();
-                match load_engine(&self.conn, self.config.engine) {
-                    Ok(engine) => self.engine = engine,
-                    Err(error) => tracing::error!(%error, "reloading the order engine failed"),
-                }
-                self.publish_watched();
+                self.reload("a job panicked");
             }
         }
         tracing::debug!("order engine stopped");
     }
 
+    /// Replaces the engine with the store's state. If that fails, writes stop until a
+    /// later reload succeeds.
+    fn reload(&mut self, cause: &str) {
+        self.last_reload = Instant::now();
+        match load_engine(&self.conn, self.config.engine) {
+            Ok(engine) => {
+                self.engine = engine;
+                self.publish_watched();
+                if self.stopped.write().take().is_some() {
+                    tracing::warn!("order engine reloaded from the store; taking writes again");
+                }
+            }
+            Err(error) => {
+                let reason = format!(
+                    "The order engine stopped taking writes: after {cause}, reloading its state from the store failed ({error}). Reads still answer; order-changing requests are refused until the store can be read again"
+                );
+                tracing::error!(%error, cause, "reloading the order engine failed; refusing writes");
+                metrics::counter!("oa_engine_reload_failures_total").increment(1);
+                *self.stopped.write() = Some(reason);
+            }
+        }
+    }
+
+    /// Serves a batch while writes are stopped: reads answer from memory, writes are refused,
+    /// price updates are ignored (a fill would be a write).
+    fn serve_stopped(&mut self, batch: &mut Vec<Message>, reason: &str) {
+        let now = now_ms();
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred);
+        for message in batch.drain(..) {
+            let Message::Job(job, access) = message else {
+                continue;
+            };
+            let failure = Failure::WritesStopped(reason.to_string());
+            match (&tx, access) {
+                (Ok(tx), Access::Read) => {
+                    let mut ctx = JobCtx {
+                        engine: &mut self.engine,
+                        prices: self.prices.as_ref(),
+                        now_ms: now,
+                        tx,
+                        records: Vec::new(),
+                    };
+                    let completion = job(Some(&mut ctx));
+                    completion(Ok(()));
+                }
+                (Err(error), Access::Read) => {
+                    job(None)(Err(Failure::Transaction(error.to_string())));
+                }
+                (_, Access::Write) => job(None)(Err(failure)),
+            }
+        }
+        let discarded = self.engine.take_changes();
+        if !discarded.is_empty() {
+            tracing::error!("a read job changed the engine while writes are stopped; discarded");
+        }
+    }
+
     fn process(&mut self, batch: &mut Vec<Message>) {
+        let stopped = self.stopped.read().clone();
+        if let Some(reason) = stopped {
+            if self.last_reload.elapsed() >= RELOAD_RETRY {
+                self.reload("an earlier failure");
+            }
+            let still_stopped = self.stopped.read().clone();
+            if let Some(reason) = still_stopped {
+                self.serve_stopped(batch, &reason);
+                return;
+            }
+            tracing::info!(previous = %reason, "order engine resumed; re-checking resting orders");
+            // Prices moved while writes were stopped: evaluate resting orders first.
+            batch.insert(0, Message::Resync);
+        }
         let now = now_ms();
         let session = session_start_ms(now);
         if session > self.session_start {
@@ -370,14 +531,12 @@ impl Worker {
             Err(error) => {
                 tracing::error!(%error, "order engine transaction failed; reloading from the store");
                 let reason = error.to_string();
+                // Reload before answering: a caller that got the error sees the engine's
+                // state after it (reloaded, or not taking writes).
+                self.reload("a failed commit");
                 for completion in outputs.completions {
-                    completion(Err(reason.clone()));
+                    completion(Err(Failure::Transaction(reason.clone())));
                 }
-                match load_engine(&self.conn, self.config.engine) {
-                    Ok(engine) => self.engine = engine,
-                    Err(error) => tracing::error!(%error, "reloading the order engine failed"),
-                }
-                self.publish_watched();
             }
         }
     }
@@ -395,20 +554,13 @@ impl Worker {
         for message in batch.drain(..) {
             if failure.is_some() {
                 // Still answer the remaining jobs (with the error) after a failure.
-                if let Message::Job(job) = message {
-                    let mut ctx = JobCtx {
-                        engine: &mut self.engine,
-                        prices: self.prices.as_ref(),
-                        now_ms: now,
-                        tx: &tx,
-                        records: Vec::new(),
-                    };
-                    outputs.completions.push(job(&mut ctx));
+                if let Message::Job(job, _) = message {
+                    outputs.completions.push(job(None));
                 }
                 continue;
             }
             let records = match message {
-                Message::Job(job) => {
+                Message::Job(job, _) => {
                     let mut ctx = JobCtx {
                         engine: &mut self.engine,
                         prices: self.prices.as_ref(),
@@ -416,7 +568,7 @@ impl Worker {
                         tx: &tx,
                         records: Vec::new(),
                     };
-                    outputs.completions.push(job(&mut ctx));
+                    outputs.completions.push(job(Some(&mut ctx)));
                     ctx.records
                 }
                 Message::Price { exchange, symbol } => {
@@ -443,6 +595,15 @@ impl Worker {
             return Err(error);
         }
         self.write_dirty(&tx, outputs)?;
+        if now - self.last_prune_ms >= PRUNE_INTERVAL_MS {
+            // A failed DELETE rolls back only itself: the batch still commits.
+            match store::prune_idempotency(&tx, now - IDEMPOTENCY_RETENTION_MS, PRUNE_LIMIT) {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "expired idempotency keys pruned"),
+                Err(error) => tracing::warn!(%error, "pruning expired idempotency keys failed"),
+            }
+            self.last_prune_ms = now;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -485,6 +646,9 @@ impl Worker {
                     &log.response.to_string(),
                     now,
                 )?;
+                if let Some(replay) = &log.replay {
+                    store::save_idempotency(tx, &replay.user_id, &replay.key, &replay.row, now)?;
+                }
                 if log.mode == Mode::Analyze {
                     outputs.analyzer_logs.push(log.user_id);
                 }

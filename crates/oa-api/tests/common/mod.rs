@@ -43,6 +43,15 @@ pub async fn start() -> Server {
 }
 
 pub async fn start_with(dir: tempfile::TempDir, config: ApiConfig) -> Server {
+    launch(dir, config, None).await
+}
+
+/// Starts a server again on the store of an earlier one (whose users and key stay).
+pub async fn restart(dir: tempfile::TempDir, config: ApiConfig, key: String) -> Server {
+    launch(dir, config, Some(key)).await
+}
+
+async fn launch(dir: tempfile::TempDir, config: ApiConfig, key: Option<String>) -> Server {
     let publisher = EventPublisher::builder().build();
     let prices = PriceCache::new();
     let api = oa_api::build(
@@ -53,11 +62,11 @@ pub async fn start_with(dir: tempfile::TempDir, config: ApiConfig) -> Server {
     )
     .await
     .unwrap();
-    let key = api
-        .ensure_default_user()
-        .await
-        .unwrap()
-        .expect("fresh store has no users");
+    let created = api.ensure_default_user().await.unwrap();
+    let key = match key {
+        Some(key) => key,
+        None => created.expect("fresh store has no users"),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let router = api.router();

@@ -1,0 +1,101 @@
+//! Fail closed: when a commit fails and the engine cannot reload its state from the store, it
+//! stops taking writes (503 naming the cause) while reads keep answering; once the store can
+//! be read again, writes resume. The fault is real: another SQLite connection moves the
+//! `orders` table away under the running server (as a bad manual migration or a partial
+//! restore would), so the commit and the reload both fail inside SQLite.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::start;
+use serde_json::{Value, json};
+
+fn order(quantity: &str) -> Value {
+    json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
+           "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
+}
+
+#[tokio::test]
+async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_readable() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let placed = server.ok("placeorder", order("1")).await;
+    let engine = server.api.service().engine().clone();
+    assert_eq!(engine.writes_stopped(), None);
+
+    let path = server.dir.path().join("oa.db");
+    let outside = rusqlite::Connection::open(&path).unwrap();
+    outside
+        .execute_batch("ALTER TABLE orders RENAME TO orders_moved_away")
+        .unwrap();
+
+    // The commit fails (500: the outcome is known, nothing was stored), and so does the reload.
+    let (status, body) = server.call("placeorder", order("2")).await;
+    assert_eq!(status, 500, "{body}");
+    let reason = engine.writes_stopped().expect("writes stop");
+    assert!(reason.contains("no such table: orders"), "{reason}");
+
+    // Every order-changing endpoint now answers 503 with the reason.
+    let basket = json!({"strategy": "test", "orders": [{"exchange": "NSE", "symbol": "SBIN",
+        "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS"}]});
+    let mut split = order("4");
+    split["splitsize"] = json!("2");
+    for (path, body) in [
+        ("placeorder", order("3")),
+        ("cancelallorder", json!({"strategy": "test"})),
+        ("closeposition", json!({"strategy": "test"})),
+        ("basketorder", basket),
+        ("splitorder", split),
+        ("analyzer/toggle", json!({"mode": true})),
+    ] {
+        let (status, body) = server.call(path, body).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("The order engine stopped taking writes"),
+            "{path}: {body}"
+        );
+    }
+    // Reads keep answering from memory.
+    let book = server.ok("orderbook", json!({})).await;
+    let ids: Vec<&str> = book["data"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|order| order["orderid"].as_str())
+        .collect();
+    assert!(ids.contains(&placed["orderid"].as_str().unwrap()), "{book}");
+    server.ok("funds", json!({})).await;
+    server.ok("positionbook", json!({})).await;
+
+    // Repaired: the next request after the retry interval reloads and writes resume.
+    outside
+        .execute_batch("ALTER TABLE orders_moved_away RENAME TO orders")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        let (status, body) = server.call("placeorder", order("5")).await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "writes did not resume");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(engine.writes_stopped(), None);
+    let book = server.ok("orderbook", json!({})).await;
+    let quantities: Vec<&Value> = book["data"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|order| &order["quantity"])
+        .collect();
+    // The first order and the one after recovery; nothing of the failed batch.
+    assert_eq!(quantities.len(), 2, "{book}");
+    assert_ne!(resumed["orderid"], placed["orderid"]);
+}
