@@ -1,5 +1,6 @@
 //! Composition: build the event publisher for the configured mode, start each layer, serve,
-//! and shut down in order (stop accepting, then drain the event sinks).
+//! and shut down in order (stop accepting, finish the order engine's queue, then drain the
+//! event sinks), all within one deadline (`OA_SHUTDOWN_TIMEOUT_SECONDS`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,13 +13,13 @@ use oa_events_kafka::{
 };
 use oa_events_socketio::SocketIoSink;
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::esb::StoreExecutor;
 use crate::http;
 use crate::late_verifier::LateVerifier;
 use crate::outbox::StoreOutbox;
+use crate::shutdown::{Deadline, InFlightRequests};
 use crate::telemetry;
 
 /// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
@@ -130,27 +131,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ],
         kafka_relay: kafka_relay.clone(),
         esb: esb_health,
+        engine: api.service().engine().clone(),
     };
     // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
+    let in_flight = InFlightRequests::default();
     let mut router = http::ops_router(health, metrics)
         .merge(api.router())
         .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            in_flight.clone(),
+            crate::shutdown::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     if let Some((layer, sink)) = socketio_layer {
         router = oa_events_socketio::mount(router, layer, &sink);
     }
 
-    let (stop_sender, mut stop_receiver) = watch::channel(false);
+    let shutdown_budget = settings.shutdown_timeout;
+    let (deadline_sender, deadline) = Deadline::new(shutdown_budget);
     tokio::spawn(async move {
         wait_for_signal().await;
-        let _ = stop_sender.send(true);
+        let _ = deadline_sender.send(Some(tokio::time::Instant::now() + shutdown_budget));
     });
     // Long-lived Socket.IO connections would hold the graceful HTTP shutdown open: close
     // them first (clients see a normal disconnect and reconnect with their offset).
-    let http_shutdown = async move {
-        let _ = stop_receiver.wait_for(|stop| *stop).await;
-        if let Some(io) = socketio {
-            io.close().await;
+    let http_shutdown = {
+        let deadline = deadline.clone();
+        async move {
+            deadline.signalled().await;
+            if let Some(io) = socketio {
+                io.close().await;
+            }
         }
     };
 
@@ -169,19 +180,43 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         order_event_mode = %settings.event_mode,
         "oa-server ready"
     );
-    oa_net::serve(listener, router, settings.http, http_shutdown)
+    let budget = settings.shutdown_timeout.as_secs();
+    match deadline
+        .run(oa_net::serve(listener, router, settings.http, http_shutdown))
         .await
-        .context("HTTP server failed")?;
+    {
+        Some(served) => served.context("HTTP server failed")?,
+        None => {
+            let (count, requests) = in_flight.describe(10);
+            tracing::warn!(
+                count,
+                ?requests,
+                "shutdown deadline (OA_SHUTDOWN_TIMEOUT_SECONDS={budget}) reached while draining HTTP: cut off {count} request(s) still in flight"
+            );
+        }
+    }
     revocation_watcher.abort();
 
     tracing::info!(
-        "shutting down: stopping the ESB consumer and market data, then draining event sinks"
+        "shutting down: stopping the ESB consumer, finishing the order engine's queue, stopping market data, then draining event sinks"
     );
     if let Some(consumer) = esb_consumer {
-        consumer.shutdown(settings.shutdown_timeout).await;
+        consumer.shutdown(deadline.remaining()).await;
     }
-    marketdata.shutdown().await;
-    let left = publisher.shutdown(settings.shutdown_timeout).await;
+    // Every job queued before this one has committed (or failed) once it answers; nothing
+    // is acknowledged before its commit, so cutting this off loses no acknowledged order.
+    let engine = api.service().engine().clone();
+    if deadline.run(engine.read(|_| ())).await.is_none() {
+        tracing::warn!(
+            "shutdown deadline (OA_SHUTDOWN_TIMEOUT_SECONDS={budget}) reached: cut off the order engine's queued jobs (none of them was acknowledged)"
+        );
+    }
+    if deadline.run(marketdata.shutdown()).await.is_none() {
+        tracing::warn!(
+            "shutdown deadline (OA_SHUTDOWN_TIMEOUT_SECONDS={budget}) reached: cut off the market-data shutdown"
+        );
+    }
+    let left = publisher.shutdown(deadline.remaining()).await;
     if left > 0 {
         tracing::warn!(left, "events still queued at shutdown were not delivered");
     }
@@ -190,7 +225,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(relay) = kafka_relay {
         // Undelivered rows stay in the outbox and are sent after the next start.
-        relay.shutdown(settings.shutdown_timeout).await;
+        relay.shutdown(deadline.remaining()).await;
     }
     tracing::info!("oa-server stopped");
     Ok(())

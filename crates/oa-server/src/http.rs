@@ -29,6 +29,8 @@ pub struct HealthInfo {
     pub kafka_relay: Option<Arc<KafkaRelay>>,
     /// The ESB consumer's state, in KAFKA and BOTH modes.
     pub esb: Option<EsbHealth>,
+    /// The order engine (writes stop when its state cannot be reloaded).
+    pub engine: oa_api::EngineHandle,
 }
 
 /// What `/health` says about the ESB consumer (never a secret: key ids only).
@@ -102,7 +104,9 @@ pub fn ops_router(health: HealthInfo, metrics: PrometheusHandle) -> Router {
         })
 }
 
-async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value> {
+/// `/health`: 200 with `"status": "ok"`, or 503 with `"status": "degraded"` and the reason
+/// while the order engine does not take writes (reads still work).
+async fn health_handler(State(state): State<OpsState>) -> Response {
     let info = &state.health;
     let layers: serde_json::Map<String, serde_json::Value> = info
         .layers
@@ -132,8 +136,18 @@ async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value
             "last_error": stats.last_error,
         })
     });
-    Json(json!({
-        "status": "ok",
+    let stopped = info.engine.writes_stopped();
+    let (code, status) = match stopped {
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        None => (StatusCode::OK, "ok"),
+    };
+    let engine = json!({
+        "writes": if stopped.is_some() { "stopped" } else { "accepted" },
+        "reason": stopped,
+    });
+    let body = Json(json!({
+        "status": status,
+        "engine": engine,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": info.started.elapsed().as_secs(),
         "order_event_mode": info.event_mode.as_str(),
@@ -141,7 +155,8 @@ async fn health_handler(State(state): State<OpsState>) -> Json<serde_json::Value
         "event_sinks": sinks,
         "kafka": kafka,
         "esb": info.esb.as_ref().map(EsbHealth::to_json),
-    }))
+    }));
+    (code, body).into_response()
 }
 
 async fn metrics_handler(State(state): State<OpsState>) -> Response {

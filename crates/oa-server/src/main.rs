@@ -10,6 +10,7 @@ mod esb;
 mod http;
 mod late_verifier;
 mod outbox;
+mod shutdown;
 mod telemetry;
 
 use clap::Parser;
@@ -66,6 +67,9 @@ fn main() -> std::process::ExitCode {
         Some(Admin::Esb(action)) => runtime.block_on(admin::run_esb(&settings, action)),
         None => runtime.block_on(app::run(settings)),
     };
+    // Tasks and blocking calls still running (a request cut off by the shutdown deadline)
+    // must not hold the process: give them a moment, then exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use oa_api::{ApiConfig, SimulatorConfig};
+use oa_api::{ApiConfig, SimulatorConfig, StoreSync};
 
 use super::Checker;
 
@@ -34,6 +34,10 @@ pub struct RawApiConfig {
     /// Whether new users start in analyzer (sandbox) mode: true or false.
     #[arg(long, env = "OA_DEFAULT_ANALYZE_MODE", default_value = "false")]
     pub default_analyze_mode: String,
+    /// Store commit durability: full (an acknowledged order survives a power loss) or normal
+    /// (survives a process crash only; faster on slow disks).
+    #[arg(long, env = "OA_STORE_SYNC", default_value = "full")]
+    pub store_sync: String,
 }
 
 impl RawApiConfig {
@@ -97,6 +101,9 @@ impl RawApiConfig {
             });
         let default_analyze_mode =
             check.boolean("OA_DEFAULT_ANALYZE_MODE", &self.default_analyze_mode);
+        let store_sync = check
+            .one_of("OA_STORE_SYNC", &self.store_sync, &["full", "normal"])
+            .and_then(|value| StoreSync::parse(&value));
         if self.default_user.trim().is_empty() {
             check
                 .problems
@@ -115,6 +122,7 @@ impl RawApiConfig {
             },
             default_user: self.default_user.trim().to_string(),
             default_analyze_mode: default_analyze_mode?,
+            store_sync: store_sync?,
             ..ApiConfig::default()
         })
     }

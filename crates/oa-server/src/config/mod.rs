@@ -83,7 +83,8 @@ pub struct RawConfig {
     /// Seconds a kept-alive HTTP connection may stay idle before it is closed.
     #[arg(long, env = "OA_HTTP_IDLE_TIMEOUT_SECONDS", default_value = "60")]
     pub http_idle_timeout_seconds: String,
-    /// Seconds to wait at shutdown for sinks to deliver what they hold.
+    /// Seconds shutdown may take in all (HTTP drain, order engine, market data, event sinks,
+    /// Kafka relay); whatever still runs then is cut off and logged.
     #[arg(long, env = "OA_SHUTDOWN_TIMEOUT_SECONDS", default_value = "10")]
     pub shutdown_timeout_seconds: String,
     /// Log format: text or json (filter with RUST_LOG).
@@ -441,6 +442,23 @@ mod tests {
         assert_eq!(settings.event_mode, EventMode::SocketIo);
         assert!(settings.pepper_is_default);
         assert!(settings.kafka.is_none());
+    }
+
+    #[test]
+    fn store_sync_defaults_to_full_and_names_the_variable_when_wrong() {
+        let settings = parse(&[]).validate().unwrap();
+        assert_eq!(settings.api.store_sync, oa_api::StoreSync::Full);
+        let settings = parse(&["--store-sync", "NORMAL"]).validate().unwrap();
+        assert_eq!(settings.api.store_sync, oa_api::StoreSync::Normal);
+        let problems = parse(&["--store-sync", "off"]).validate().unwrap_err();
+        assert_eq!(
+            problems.0,
+            ["OA_STORE_SYNC=\"off\" is not valid; allowed values: full, normal"]
+        );
+        let settings = parse(&["--shutdown-timeout-seconds", "3"])
+            .validate()
+            .unwrap();
+        assert_eq!(settings.shutdown_timeout, Duration::from_secs(3));
     }
 
     #[test]
