@@ -182,7 +182,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     let budget = settings.shutdown_timeout.as_secs();
     match deadline
-        .run(oa_net::serve(listener, router, settings.http, http_shutdown))
+        .run(oa_net::serve(
+            listener,
+            router,
+            settings.http,
+            http_shutdown,
+        ))
         .await
     {
         Some(served) => served.context("HTTP server failed")?,
