@@ -73,6 +73,10 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Turn every route into its final service once, as `into_make_service` does: calling an
+    // unconverted router per request would rebuild layered services (Socket.IO's engine and
+    // its sessions among them) on every request.
+    let router: Router = router.with_state(());
     let limiter = ConnectionLimiter::new(options.listener, options.connections);
     let (stop, stopped) = watch::channel(false);
     let (done, all_done) = watch::channel(());
