@@ -99,3 +99,54 @@ async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_re
     assert_eq!(quantities.len(), 2, "{book}");
     assert_ne!(resumed["orderid"], placed["orderid"]);
 }
+
+/// A job that panics rolls its batch back and the engine reloads; when that reload fails too,
+/// the engine stops taking writes naming the panic as the cause, instead of going on with
+/// memory the store may not match. Repaired, it takes writes again.
+#[tokio::test]
+async fn a_panicked_job_with_a_failed_reload_stops_writes_until_the_store_is_readable() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    server.ok("placeorder", order("1")).await;
+    let engine = server.api.service().engine().clone();
+
+    let outside = rusqlite::Connection::open(server.dir.path().join("oa.db")).unwrap();
+    outside
+        .execute_batch("ALTER TABLE orders RENAME TO orders_moved_away")
+        .unwrap();
+    let panicked = engine.run(|_| -> u32 { panic!("a bug in a job") }).await;
+    assert!(panicked.is_err(), "the panicked job's caller gets an error");
+
+    // The caller hears of the panic while the batch unwinds; the reload follows it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reason = loop {
+        if let Some(reason) = engine.writes_stopped() {
+            break reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not stop after the failed reload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("after a job panicked"), "{reason}");
+    assert!(reason.contains("no such table: orders"), "{reason}");
+    let (status, body) = server.call("placeorder", order("2")).await;
+    assert_eq!(status, 503, "{body}");
+    server.ok("funds", json!({})).await;
+
+    outside
+        .execute_batch("ALTER TABLE orders_moved_away RENAME TO orders")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = server.call("placeorder", order("3")).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "writes did not resume");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(engine.writes_stopped(), None);
+}
