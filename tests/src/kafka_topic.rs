@@ -53,6 +53,15 @@ impl KafkaRecord {
     }
 }
 
+/// The `data.orderid` of every record whose `event_type` is `event_type`.
+pub fn order_ids(records: &[KafkaRecord], event_type: &str) -> std::collections::HashSet<String> {
+    records
+        .iter()
+        .filter(|record| record.value["event_type"] == event_type)
+        .filter_map(|record| record.value["data"]["orderid"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Reads `topic` from its beginning until `enough` holds, re-reading every 300 ms.
 ///
 /// # Panics

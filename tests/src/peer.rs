@@ -28,6 +28,27 @@ impl PeerProcess {
         PeerProcess::spawn(command, env)
     }
 
+    /// A python-socketio client (`tests/python/e2e_socketio_collect.py`) logged in to the
+    /// server at `url` with `key`, once it has connected (30 s at most). Each event it
+    /// receives is a line `{"type": "event", "name": ..., "data": ...}`. `options` adds the
+    /// script's settings (`OA_TRANSPORTS`, `OA_STOP_EVENT`, `OA_TIMEOUT_S`, ...).
+    pub fn socketio_events(
+        url: &str,
+        key: &str,
+        options: &[(&str, &str)],
+    ) -> anyhow::Result<PeerProcess> {
+        let mut env = vec![("OA_URL", url.to_string()), ("OA_APIKEY", key.to_string())];
+        env.extend(
+            options
+                .iter()
+                .map(|(name, value)| (*name, value.to_string())),
+        );
+        let mut peer = PeerProcess::python("e2e_socketio_collect.py", &env)?;
+        peer.wait_for(Duration::from_secs(30), |line| line["type"] == "connect")
+            .context("the Socket.IO client did not connect")?;
+        Ok(peer)
+    }
+
     fn spawn(mut command: Command, env: &[(&str, String)]) -> anyhow::Result<PeerProcess> {
         let mut child = command
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

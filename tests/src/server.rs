@@ -176,6 +176,82 @@ impl TestServer {
         Ok((status, body))
     }
 
+    /// Waits (up to 20 s) until the server quotes `exchange:symbol` with a positive LTP, so
+    /// that market orders fill. `key` is any active API key.
+    pub async fn wait_for_price(
+        &self,
+        key: &str,
+        exchange: &str,
+        symbol: &str,
+    ) -> anyhow::Result<()> {
+        for _ in 0..400 {
+            let (status, body) = self
+                .post(
+                    "quotes",
+                    serde_json::json!({"apikey": key, "exchange": exchange, "symbol": symbol}),
+                )
+                .await?;
+            if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("no {exchange}:{symbol} price within 20 s (is the simulated feed on?)")
+    }
+
+    /// Places a 1-share MIS market BUY of NSE:SBIN for the user of `key`, tagged `strategy`,
+    /// and returns its order id; anything but a 200 with an `orderid` is an error.
+    pub async fn place_market_order(&self, key: &str, strategy: &str) -> anyhow::Result<String> {
+        let (status, response) = self
+            .post(
+                "placeorder",
+                serde_json::json!({"apikey": key, "strategy": strategy, "exchange": "NSE",
+                    "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "MIS",
+                    "pricetype": "MARKET"}),
+            )
+            .await?;
+        anyhow::ensure!(status == 200, "placeorder answered {status}: {response}");
+        response["orderid"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("placeorder answered without an orderid: {response}"))
+    }
+
+    /// The body of `GET /health`.
+    pub async fn health(&self) -> anyhow::Result<serde_json::Value> {
+        let response = reqwest::get(format!("{}/health", self.http_url()))
+            .await
+            .context("GET /health")?;
+        response.json().await.context("GET /health: not JSON")
+    }
+
+    /// The body of `GET /metrics` (Prometheus text).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let response = reqwest::get(format!("{}/metrics", self.http_url()))
+            .await
+            .context("GET /metrics")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET /metrics answered {}",
+            response.status()
+        );
+        Ok(response.text().await?)
+    }
+
+    /// The order ids in the orderbook of the user of `key`, in the book's order.
+    pub async fn order_ids(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let (status, book) = self
+            .post("orderbook", serde_json::json!({"apikey": key}))
+            .await?;
+        anyhow::ensure!(status == 200, "orderbook answered {status}: {book}");
+        Ok(book["data"]["orders"]
+            .as_array()
+            .context("orderbook without data.orders")?
+            .iter()
+            .filter_map(|order| order["orderid"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// `ws://host:port` of the WebSocket market-data server.
     pub fn ws_url(&self) -> String {
         format!(

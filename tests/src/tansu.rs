@@ -34,19 +34,24 @@ impl Storage {
     }
 }
 
-/// The tansu binary installed by `cargo xtask kafka up`.
+/// Where `cargo xtask kafka up` installs tansu: `$OA_TOOLS_DIR/tansu/bin/tansu` (default
+/// `$HOME/.cache/oa/tools`), outside the work tree so that clean builds and fresh clones keep it.
+pub fn cached_tansu_path() -> anyhow::Result<PathBuf> {
+    let tools = match std::env::var_os("OA_TOOLS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").context("HOME is not set; set OA_TOOLS_DIR")?;
+            PathBuf::from(home).join(".cache/oa/tools")
+        }
+    };
+    Ok(tools.join("tansu/bin/tansu"))
+}
+
+/// The tansu binary installed by `cargo xtask kafka up` (`OA_TANSU_BIN` overrides).
 pub fn tansu_binary() -> anyhow::Result<PathBuf> {
-    let path = if let Some(path) = std::env::var_os("OA_TANSU_BIN") {
-        PathBuf::from(path)
-    } else {
-        let tools = match std::env::var_os("OA_TOOLS_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                let home = std::env::var_os("HOME").context("HOME is not set")?;
-                PathBuf::from(home).join(".cache/oa/tools")
-            }
-        };
-        tools.join("tansu/bin/tansu")
+    let path = match std::env::var_os("OA_TANSU_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => cached_tansu_path()?,
     };
     if !path.exists() {
         bail!(

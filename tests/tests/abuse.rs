@@ -111,32 +111,6 @@ fn metric(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn metrics_text(server: &TestServer) -> String {
-    reqwest::get(format!("{}/metrics", server.http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn wait_for_price(server: &TestServer, key: &str) {
-    for _ in 0..400 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
 /// Opens `count` connections with `open` (at most 200 at a time), holds the accepted ones
 /// until all were tried, then closes them. Returns (accepted, refused with 503).
 async fn flood<F, Fut>(count: usize, open: F) -> (usize, usize)
@@ -325,23 +299,19 @@ async fn the_server_stays_bounded_and_serves_a_good_client_under_attack() {
     let key = server.admin_key.clone();
     let http = address(&server, "http");
     let websocket = address(&server, "websocket");
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
 
     // The good client: Socket.IO events (python-socketio over websocket)...
-    let mut events = PeerProcess::python(
-        "e2e_socketio_collect.py",
+    let mut events = PeerProcess::socketio_events(
+        &server.http_url(),
+        &key,
         &[
-            ("OA_URL", server.http_url()),
-            ("OA_APIKEY", key.clone()),
-            ("OA_TRANSPORTS", "websocket".to_string()),
-            ("OA_STOP_EVENT", "never".to_string()),
-            ("OA_TIMEOUT_S", "170".to_string()),
+            ("OA_TRANSPORTS", "websocket"),
+            ("OA_STOP_EVENT", "never"),
+            ("OA_TIMEOUT_S", "170"),
         ],
     )
     .unwrap();
-    events
-        .wait_for(Duration::from_secs(30), |line| line["type"] == "connect")
-        .unwrap();
 
     // ... ticks on the WebSocket proxy ...
     let ticks = Arc::new(AtomicU64::new(0));
@@ -606,7 +576,7 @@ async fn the_server_stays_bounded_and_serves_a_good_client_under_attack() {
     );
 
     // Every attack was refused and each refusal counted.
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await.unwrap();
     let refused = |listener: &str| {
         metric(
             &metrics,

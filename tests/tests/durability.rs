@@ -25,41 +25,13 @@ fn order(key: &str) -> Value {
            "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"})
 }
 
-async fn wait_for_price(server: &TestServer) {
-    for _ in 0..400 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
-async fn order_ids(server: &TestServer) -> HashSet<String> {
-    let (status, book) = server
-        .post("orderbook", json!({"apikey": server.admin_key}))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{book}");
-    book["data"]["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|order| order["orderid"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     let mut server = TestServer::start(&settings()).unwrap();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
     let url = format!("{}/api/v1/placeorder", server.http_url());
     let key = server.admin_key.clone();
     let client = reqwest::Client::builder()
@@ -101,7 +73,12 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     );
 
     server.start_again().unwrap();
-    let before = order_ids(&server).await;
+    let before = server
+        .order_ids(&server.admin_key)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<HashSet<_>>();
     let lost: Vec<&String> = acknowledged.difference(&before).collect();
     assert!(lost.is_empty(), "acknowledged orders lost: {lost:?}");
     for orderid in acknowledged.iter().take(5) {
@@ -115,7 +92,10 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
         assert_eq!(status, 200, "{body}");
     }
 
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
     for _ in 0..20 {
         let (status, body) = server.post("placeorder", order(&key)).await.unwrap();
         assert_eq!(status, 200, "{body}");
@@ -146,24 +126,44 @@ async fn keyed(server: &TestServer, idempotency_key: &str) -> (u16, Option<Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_a_crash_gets_the_first_response_and_places_nothing() {
     let mut server = TestServer::start(&settings()).unwrap();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
     let (status, replayed, first) = keyed(&server, "\"e2e-retry-1\"").await;
     assert_eq!((status, replayed), (200, None), "{first}");
 
     // The client never saw the answer (say it timed out) and the server crashed meanwhile.
     server.kill_and_restart().unwrap();
-    let before = order_ids(&server).await;
+    let before = server
+        .order_ids(&server.admin_key)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<HashSet<_>>();
     let (status, replayed, again) = keyed(&server, "\"e2e-retry-1\"").await;
     assert_eq!((status, replayed.as_deref()), (200, Some("true")));
     assert_eq!(again, first);
-    assert_eq!(order_ids(&server).await, before, "the retry placed nothing");
+    assert_eq!(
+        server
+            .order_ids(&server.admin_key)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        before,
+        "the retry placed nothing"
+    );
     assert!(before.contains(first["orderid"].as_str().unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_is_degraded_and_writes_refused_when_the_engine_cannot_reload() {
     let server = TestServer::start(&settings()).unwrap();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
     let key = server.admin_key.clone();
     let (status, _) = server.post("placeorder", order(&key)).await.unwrap();
     assert_eq!(status, 200);

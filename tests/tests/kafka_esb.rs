@@ -131,15 +131,6 @@ fn stored_orders(server: &TestServer) -> i64 {
 }
 
 /// The server's `/health` body.
-async fn health(server: &TestServer) -> Value {
-    reqwest::get(format!("{}/health", server.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Waits until the server logged `needle` `count` times (30 s at most).
 async fn wait_for_log(server: &TestServer, needle: &str, count: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -172,53 +163,12 @@ fn results_for(records: &[Record], id: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_for_price(server: &TestServer, key: &str) {
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
-/// The server's Prometheus text.
-async fn metrics(server: &TestServer) -> String {
-    reqwest::get(format!("{}/metrics", server.http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn order_ids(server: &TestServer, key: &str) -> Vec<String> {
-    let (status, body) = server
-        .post("orderbook", json!({"apikey": key}))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    body["data"]["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|order| order["orderid"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a_restart() {
     let broker = Tansu::start(Storage::Memory).unwrap();
     let mut server = start_server(&broker);
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
 
     produce(&broker, &[place_order("cmd-1")]);
     let records = read_topic(&broker, EVENTS_TOPIC, |records| {
@@ -238,7 +188,7 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
     assert_eq!(data["response"]["status"], "success");
     let orderid = data["response"]["orderid"].as_str().unwrap().to_string();
     // The order exists for the user, and carries its usual order_event.
-    assert_eq!(order_ids(&server, &key).await, vec![orderid.clone()]);
+    assert_eq!(server.order_ids(&key).await.unwrap(), vec![orderid.clone()]);
     assert!(records.iter().any(|record| {
         let value = record.json();
         value["event_type"] == "order_event" && value["data"]["orderid"] == orderid.as_str()
@@ -251,8 +201,8 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
         !results_for(records, "cmd-2").is_empty()
     });
     assert_eq!(results_for(&records, "cmd-1").len(), 1);
-    assert_eq!(order_ids(&server, &key).await.len(), 2);
-    let text = metrics(&server).await;
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 2);
+    let text = server.metrics().await.unwrap();
     assert!(
         text.contains("oa_esb_records_total{outcome=\"duplicate\"} 1"),
         "{text}"
@@ -268,9 +218,9 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
     assert_eq!(results_for(&records, "cmd-1").len(), 1);
     assert_eq!(results_for(&records, "cmd-2").len(), 1);
     assert_eq!(results_for(&records, "cmd-3").len(), 1);
-    assert_eq!(order_ids(&server, &key).await.len(), 3);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 3);
     // Resumed at the stored offset: nothing before cmd-3 was even read again.
-    let text = metrics(&server).await;
+    let text = server.metrics().await.unwrap();
     assert!(
         text.contains("oa_esb_records_total{outcome=\"executed\"} 1"),
         "{text}"
@@ -283,7 +233,7 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
     let broker = Tansu::start(Storage::Memory).unwrap();
     let server = start_server(&broker);
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
 
     let not_json = "this is not json".to_string();
     let unknown_type = command("bad-1", "buy_everything", USER, json!({}));
@@ -344,7 +294,7 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
     });
     let good = &results_for(&records, "good-1")[0];
     assert_eq!(good["data"]["status"], "success", "{good}");
-    assert_eq!(order_ids(&server, &key).await.len(), 1);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
     // A readable command of a real user also gets its validation error as a result.
     let invalid = &results_for(&records, "bad-3")[0];
     assert_eq!(invalid["data"]["status"], "error");
@@ -363,7 +313,7 @@ async fn with_latest_reset_a_command_sent_while_oa_is_down_is_not_skipped() {
     let broker = Tansu::start(Storage::Memory).unwrap();
     let mut server = start_server_with_reset(&broker, "latest");
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
     // Every partition consumer has resolved (and stored) its start position.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while server
@@ -389,7 +339,7 @@ async fn with_latest_reset_a_command_sent_while_oa_is_down_is_not_skipped() {
         results_for(&records, "while-down")[0]["data"]["status"],
         "success"
     );
-    assert_eq!(order_ids(&server, &key).await.len(), 1);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
 }
 
 /// The dead letter of the command `id`.
@@ -408,7 +358,7 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
     let quiet_key = server.create_user("quiet").unwrap();
     esb_user(&server, "gone");
     server.apikey(&["revoke", "--user", "gone"]).unwrap();
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
 
     let now = chrono::Utc::now();
     let hour_ago = now - chrono::Duration::seconds(3600);
@@ -525,8 +475,8 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
         "success"
     );
     assert_eq!(stored_orders(&server), 1);
-    assert_eq!(order_ids(&server, &key).await.len(), 1);
-    assert!(order_ids(&server, &quiet_key).await.is_empty());
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
+    assert!(server.order_ids(&quiet_key).await.unwrap().is_empty());
     // Unauthenticated commands get no result; an authenticated stale one is answered.
     for id in [
         "unsigned",
@@ -563,7 +513,7 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
         results_for(&records, "quiet-1")[0]["data"]["status"],
         "success"
     );
-    assert_eq!(order_ids(&server, &quiet_key).await.len(), 1);
+    assert_eq!(server.order_ids(&quiet_key).await.unwrap().len(), 1);
     server.admin(&["esb", "deny", "--user", "quiet"]).unwrap();
     produce(&broker, &[place_order_for("quiet-2", "quiet")]);
     let dlq = read_topic(&broker, &dlq_topic, |records| {
@@ -573,7 +523,7 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
         letter(&dlq, "quiet-2").headers["oa_dlq_code"],
         "unauthenticated"
     );
-    assert_eq!(order_ids(&server, &quiet_key).await.len(), 1);
+    assert_eq!(server.order_ids(&quiet_key).await.unwrap().len(), 1);
     let status = server.admin(&["esb", "status"]).unwrap();
     assert!(
         status
@@ -598,8 +548,8 @@ async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
         &[("KAFKA_ESB_SIGNING_KEYS", &keys(&[K1, K2]))],
     );
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
-    let body = health(&server).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let body = server.health().await.unwrap();
     assert_eq!(body["esb"]["consumer"], "running", "{body}");
     assert_eq!(body["esb"]["authentication"], "hmac-sha256");
     assert_eq!(body["esb"]["signing_key_ids"], json!(["k1", "k2"]));
@@ -652,9 +602,9 @@ async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
         old.headers["oa_dlq_reason"].contains("\"k1\" is not one of"),
         "{old:#?}"
     );
-    assert_eq!(order_ids(&server, &key).await.len(), 3);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 3);
     assert_eq!(
-        health(&server).await["esb"]["signing_key_ids"],
+        server.health().await.unwrap()["esb"]["signing_key_ids"],
         json!(["k2"])
     );
 }
@@ -671,14 +621,14 @@ async fn trusted_unsigned_commands_run_with_a_loud_warning_and_the_rest_rate_lim
         ],
     );
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
     let log = server.log();
     assert!(
         log.contains("KAFKA_ESB_TRUST_UNSIGNED=true: the ESB consumer executes UNSIGNED commands"),
         "{log}"
     );
     assert_eq!(
-        health(&server).await["esb"]["authentication"],
+        server.health().await.unwrap()["esb"]["authentication"],
         "trust-unsigned"
     );
 
@@ -702,7 +652,7 @@ async fn trusted_unsigned_commands_run_with_a_loud_warning_and_the_rest_rate_lim
         !records.is_empty()
     });
     assert_eq!(letter(&dlq, "u-2").headers["oa_dlq_code"], "rate_limited");
-    assert_eq!(order_ids(&server, &key).await.len(), 1);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -710,8 +660,8 @@ async fn without_keys_or_the_trust_flag_the_consumer_stays_off_and_says_why() {
     let broker = Tansu::start(Storage::Memory).unwrap();
     let server = start_server_with(&broker, "earliest", &[]);
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
-    let body = health(&server).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let body = server.health().await.unwrap();
     assert_eq!(body["esb"]["consumer"], "disabled", "{body}");
     assert!(
         body["esb"]["disabled_reason"]
@@ -765,7 +715,7 @@ async fn a_stored_offset_beyond_the_partition_resumes_from_the_earliest_retained
     let broker = Tansu::start(Storage::Memory).unwrap();
     let mut server = start_server(&broker);
     let key = esb_user(&server, USER);
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
     produce(&broker, &[place_order("before")]);
     read_topic(&broker, EVENTS_TOPIC, |records| {
         !results_for(records, "before").is_empty()
@@ -796,9 +746,9 @@ async fn a_stored_offset_beyond_the_partition_resumes_from_the_earliest_retained
     );
     // "before" was read again from the earliest offset and recognised by its id.
     assert_eq!(results_for(&records, "before").len(), 1);
-    assert_eq!(order_ids(&server, &key).await.len(), 2);
+    assert_eq!(server.order_ids(&key).await.unwrap().len(), 2);
     wait_for_log(&server, "out of the partition's range", 1).await;
-    let text = metrics(&server).await;
+    let text = server.metrics().await.unwrap();
     assert!(
         text.contains("oa_esb_records_total{outcome=\"duplicate\"} 1"),
         "{text}"

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use oa_e2e::kafka_topic::KafkaRecord as Record;
+use oa_e2e::kafka_topic::{KafkaRecord as Record, order_ids};
 use oa_e2e::tansu::{Storage, Tansu};
 use oa_e2e::{PeerProcess, TestServer};
 use serde_json::{Value, json};
@@ -36,36 +36,6 @@ fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record>
     oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), TOPIC, enough)
 }
 
-fn order_ids_of(records: &[Record], event_type: &str) -> HashSet<String> {
-    records
-        .iter()
-        .filter(|record| record.value["event_type"] == event_type)
-        .map(|record| {
-            record.value["data"]["orderid"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect()
-}
-
-async fn wait_for_price(server: &TestServer) {
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
 async fn place(server: &TestServer, key: &str, extra: Value) -> String {
     let mut body = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
         "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"});
@@ -83,7 +53,10 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
     let server = start_server(&broker, "KAFKA");
     let admin = server.admin_key.clone();
     let trader = server.create_user("trader7").unwrap();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
 
     let market = place(&server, &admin, json!({})).await;
     let limit = place(
@@ -102,8 +75,8 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
     assert_eq!(status, 200, "{cancelled}");
 
     let records = read_topic(&broker, |records| {
-        order_ids_of(records, "cancel_order_event").contains(&limit)
-            && order_ids_of(records, "order_event").contains(&market)
+        order_ids(records, "cancel_order_event").contains(&limit)
+            && order_ids(records, "order_event").contains(&market)
     });
 
     for record in &records {
@@ -210,7 +183,10 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let mut server = start_server(&broker, "KAFKA");
     let key = server.admin_key.clone();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
 
     // Broker down: orders keep succeeding, their events wait in the outbox.
     broker.kill();
@@ -240,7 +216,7 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     broker.restart().unwrap();
 
     let records = read_topic(&broker, |records| {
-        order_ids_of(records, "order_event").is_superset(&acknowledged)
+        order_ids(records, "order_event").is_superset(&acknowledged)
     });
     // Duplicates may happen, only with the same id and the same content.
     let mut by_id: HashMap<String, &str> = HashMap::new();
@@ -260,20 +236,16 @@ async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
     let broker = Tansu::start(Storage::Memory).unwrap();
     let server = start_server(&broker, "BOTH");
     let key = server.admin_key.clone();
-    wait_for_price(&server).await;
-    let mut client = PeerProcess::python(
-        "e2e_socketio_collect.py",
-        &[
-            ("OA_URL", server.http_url()),
-            ("OA_APIKEY", key.clone()),
-            ("OA_STOP_EVENT", "order_event".to_string()),
-            ("OA_TIMEOUT_S", "60".to_string()),
-        ],
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
+    let mut client = PeerProcess::socketio_events(
+        &server.http_url(),
+        &key,
+        &[("OA_STOP_EVENT", "order_event"), ("OA_TIMEOUT_S", "60")],
     )
     .unwrap();
-    client
-        .wait_for(Duration::from_secs(30), |line| line["type"] == "connect")
-        .unwrap();
     let orderid = place(&server, &key, json!({})).await;
     let socketio_event = client
         .wait_for(Duration::from_secs(30), |line| {
@@ -281,7 +253,7 @@ async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
         })
         .unwrap();
     let records = read_topic(&broker, |records| {
-        order_ids_of(records, "order_event").contains(&orderid)
+        order_ids(records, "order_event").contains(&orderid)
     });
     let record = records
         .iter()
@@ -303,7 +275,10 @@ async fn a_broker_killed_mid_stream_loses_no_event() {
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let server = start_server(&broker, "KAFKA");
     let key = server.admin_key.clone();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
 
     let mut acknowledged = HashSet::new();
     for round in 0..3 {
@@ -318,7 +293,7 @@ async fn a_broker_killed_mid_stream_loses_no_event() {
         }
     }
     let records = read_topic(&broker, |records| {
-        order_ids_of(records, "order_event").is_superset(&acknowledged)
+        order_ids(records, "order_event").is_superset(&acknowledged)
     });
     let mut by_id: HashMap<String, &str> = HashMap::new();
     for record in &records {

@@ -6,12 +6,10 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use oa_e2e::TestServer;
-use oa_e2e::kafka_topic::read_topic;
+use oa_e2e::kafka_topic::{order_ids, read_topic};
 use oa_e2e::tansu::{Storage, Tansu};
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn defaults_deliver_every_order_event_to_a_foreign_consumer() {
@@ -33,50 +31,26 @@ async fn defaults_deliver_every_order_event_to_a_foreign_consumer() {
     ])
     .unwrap();
 
-    let mut price = false;
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            price = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(price, "no SBIN price from the simulated feed");
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
 
     let mut placed = HashSet::new();
     // Fewer than the default ORDER_RATE_LIMIT (10 per second).
     for _ in 0..8 {
-        let (status, response) = server
-            .post(
-                "placeorder",
-                json!({"apikey": server.admin_key, "strategy": "newcomer", "exchange": "NSE",
-                    "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "MIS",
-                    "pricetype": "MARKET"}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{response}");
-        placed.insert(response["orderid"].as_str().unwrap().to_string());
+        placed.insert(
+            server
+                .place_market_order(&server.admin_key, "newcomer")
+                .await
+                .unwrap(),
+        );
     }
 
-    let order_ids = |records: &[oa_e2e::kafka_topic::KafkaRecord]| -> HashSet<String> {
-        records
-            .iter()
-            .filter(|record| record.value["event_type"] == "order_event")
-            .filter_map(|record| record.value["data"]["orderid"].as_str().map(str::to_string))
-            .collect()
-    };
     let records = read_topic(&bootstrap, "from_openalgo_order_events", |records| {
-        order_ids(records).is_superset(&placed)
+        order_ids(records, "order_event").is_superset(&placed)
     });
-    assert_eq!(order_ids(&records), placed);
+    assert_eq!(order_ids(&records, "order_event"), placed);
     assert!(
         records.iter().all(|record| !record.value.is_null()),
         "a record kafka-python could not decode"

@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use oa_e2e::TestServer;
-use oa_e2e::kafka_topic::{KafkaRecord, read_topic_with};
+use oa_e2e::kafka_topic::{order_ids, read_topic_with};
 use oa_e2e::pki::Pki;
 use oa_e2e::tansu::{SecureOptions, Tansu};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TOPIC: &str = "secure_order_events";
 const USER: &str = "oa";
@@ -55,66 +55,30 @@ fn start_server(broker: &Tansu, security: &Env) -> TestServer {
     TestServer::start(&env).unwrap()
 }
 
-async fn wait_for_price(server: &TestServer) {
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
 /// Places `count` market orders over REST; every one must succeed.
 async fn place_orders(server: &TestServer, count: usize) -> HashSet<String> {
-    wait_for_price(server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
     let mut ids = HashSet::new();
     for _ in 0..count {
-        let (status, response) = server
-            .post(
-                "placeorder",
-                json!({"apikey": server.admin_key, "strategy": "secure", "exchange": "NSE",
-                    "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "MIS",
-                    "pricetype": "MARKET"}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{response}");
-        ids.insert(response["orderid"].as_str().unwrap().to_string());
+        ids.insert(
+            server
+                .place_market_order(&server.admin_key, "secure")
+                .await
+                .unwrap(),
+        );
     }
     ids
-}
-
-fn order_ids(records: &[KafkaRecord]) -> HashSet<String> {
-    records
-        .iter()
-        .filter(|record| record.value["event_type"] == "order_event")
-        .filter_map(|record| record.value["data"]["orderid"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// kafka-python, with the same settings as oa, reads every placed order's event.
 fn assert_delivered(broker: &Tansu, security: &Env, placed: &HashSet<String>) {
     let records = read_topic_with(&broker.bootstrap(), TOPIC, security, |records| {
-        order_ids(records).is_superset(placed)
+        order_ids(records, "order_event").is_superset(placed)
     });
-    assert!(order_ids(&records).is_superset(placed));
-}
-
-async fn health(server: &TestServer) -> Value {
-    reqwest::get(format!("{}/health", server.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    assert!(order_ids(&records, "order_event").is_superset(placed));
 }
 
 /// Waits until /health's `kafka.last_error` contains `expected` and the outbox holds at
@@ -122,7 +86,7 @@ async fn health(server: &TestServer) -> Value {
 async fn wait_for_refusal(server: &TestServer, expected: &str, backlog: usize) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let health = health(server).await;
+        let health = server.health().await.unwrap();
         if health["kafka"]["last_error"]
             .as_str()
             .is_some_and(|error| error.contains(expected))
@@ -143,7 +107,7 @@ async fn wait_for_refusal(server: &TestServer, expected: &str, backlog: usize) -
 async fn wait_for_delivery(server: &TestServer, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let health = health(server).await;
+        let health = server.health().await.unwrap();
         if health["kafka"]["delivered"].as_u64().unwrap_or(0) >= count as u64 {
             return;
         }
@@ -164,7 +128,7 @@ async fn tls_and_scram_sha512_deliver_every_event_to_kafka_python() {
     let placed = place_orders(&server, 5).await;
     assert_delivered(&broker, &security, &placed);
 
-    let health = health(&server).await;
+    let health = server.health().await.unwrap();
     assert_eq!(health["kafka"]["connected"], true, "{health}");
     assert!(!health.to_string().contains(PASSWORD), "{health}");
     assert!(

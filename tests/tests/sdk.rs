@@ -28,18 +28,12 @@ async fn rest_client_runs_unmodified() {
     let server = start_server();
     let route = server.events.clone();
     let mut socketio = route.socketio().then(|| {
-        let mut peer = PeerProcess::python(
-            "e2e_socketio_collect.py",
-            &[
-                ("OA_URL", server.http_url()),
-                ("OA_APIKEY", server.admin_key.clone()),
-                ("OA_TIMEOUT_S", "120".to_string()),
-            ],
+        PeerProcess::socketio_events(
+            &server.http_url(),
+            &server.admin_key,
+            &[("OA_TIMEOUT_S", "120")],
         )
-        .unwrap();
-        peer.wait_for(WAIT, |line| line["type"] == "connect")
-            .unwrap();
-        peer
+        .unwrap()
     });
     let output = run_python_script(
         "rest_sdk.py",

@@ -38,38 +38,16 @@ fn start_socketio_server() -> TestServer {
 }
 
 fn collector(server: &TestServer, key: &str, transports: &str, stop: &str) -> PeerProcess {
-    let mut peer = PeerProcess::python(
-        "e2e_socketio_collect.py",
+    PeerProcess::socketio_events(
+        &server.http_url(),
+        key,
         &[
-            ("OA_URL", server.http_url()),
-            ("OA_APIKEY", key.to_string()),
-            ("OA_TRANSPORTS", transports.to_string()),
-            ("OA_STOP_EVENT", stop.to_string()),
-            ("OA_TIMEOUT_S", "60".to_string()),
+            ("OA_TRANSPORTS", transports),
+            ("OA_STOP_EVENT", stop),
+            ("OA_TIMEOUT_S", "60"),
         ],
     )
-    .unwrap();
-    peer.wait_for(WAIT, |line| line["type"] == "connect")
-        .unwrap();
-    peer
-}
-
-/// Waits until the simulated feed has priced SBIN, so market orders fill.
-async fn wait_for_price(server: &TestServer, key: &str) {
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
+    .unwrap()
 }
 
 /// The order ids and responses of one live session, which every channel must report.
@@ -310,7 +288,7 @@ async fn run_live_session(transports: &str) {
     let route = server.events.clone();
     let key = server.admin_key.clone();
     let other_key = server.create_user(STRANGER).unwrap();
-    wait_for_price(&server, &key).await;
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
     let (mut client, mut stranger) = if route.socketio() {
         (
             Some(collector(&server, &key, transports, "never")),
