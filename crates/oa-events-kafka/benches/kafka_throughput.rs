@@ -10,7 +10,9 @@
 //!
 //! Run: `cargo xtask kafka bench [--secure]` (or `cargo bench -p oa-events-kafka --bench
 //! kafka_throughput` once `cargo xtask kafka up` installed tansu; `OA_KAFKA_BENCH_SECURE=1`
-//! for TLS + SASL SCRAM-SHA-512, against a tansu with sqlite storage behind a TLS proxy).
+//! for TLS + SASL SCRAM-SHA-512, against a tansu with sqlite storage behind a TLS proxy;
+//! `OA_KAFKA_BENCH_STORAGE=sqlite` gives a plaintext run the same broker storage, so that the
+//! two differ only in TLS + SASL).
 //! Each scenario stops after 60 s and reports what it reached.
 
 use std::sync::Arc;
@@ -238,7 +240,12 @@ fn main() -> anyhow::Result<()> {
             Storage::Sqlite,
         )
     } else {
-        (Tansu::start(Storage::Memory)?, Storage::Memory)
+        let storage = match std::env::var("OA_KAFKA_BENCH_STORAGE").as_deref() {
+            Ok("sqlite") => Storage::Sqlite,
+            Ok("memory") | Err(_) => Storage::Memory,
+            Ok(other) => anyhow::bail!("OA_KAFKA_BENCH_STORAGE={other}: expected memory or sqlite"),
+        };
+        (Tansu::start(storage)?, storage)
     };
     let security_env: Vec<(&'static str, String)> = match broker.pki() {
         Some(pki) => vec![

@@ -101,6 +101,10 @@ pub enum Action {
         /// Over TLS + SASL SCRAM-SHA-512 (a secure broker with sqlite storage, as `up --secure`).
         #[arg(long)]
         secure: bool,
+        /// The broker's storage for a plaintext run (`--secure` always uses sqlite); `sqlite`
+        /// makes a plaintext run comparable with a `--secure` one.
+        #[arg(long, value_enum, default_value_t = Storage::Memory, conflicts_with = "secure")]
+        storage: Storage,
     },
     /// Install tansu if missing, build the release oa-server, then measure order placed ->
     /// `order_event` at a Kafka consumer at 1,000 orders/s (its own memory-storage broker
@@ -137,7 +141,7 @@ pub fn run(action: Action) -> anyhow::Result<()> {
         } => secure::run_proxy(listen, upstream, &cert, &key),
         Action::Down { port } => down(port),
         Action::Status { port } => status(port),
-        Action::Bench { secure } => bench(secure),
+        Action::Bench { secure, storage } => bench(secure, storage),
         Action::BenchLatency {
             fetch_wait_ms,
             secure,
@@ -145,7 +149,7 @@ pub fn run(action: Action) -> anyhow::Result<()> {
     }
 }
 
-fn bench(secure: bool) -> anyhow::Result<()> {
+fn bench(secure: bool, storage: Storage) -> anyhow::Result<()> {
     let binary = install()?;
     println!(
         "running the Kafka sink benchmark{} (bounded to a few minutes)",
@@ -167,6 +171,14 @@ fn bench(secure: bool) -> anyhow::Result<()> {
             ])
             .env("OA_TANSU_BIN", &binary)
             .env("OA_KAFKA_BENCH_SECURE", if secure { "1" } else { "0" })
+            .env(
+                "OA_KAFKA_BENCH_STORAGE",
+                if storage == Storage::Sqlite {
+                    "sqlite"
+                } else {
+                    "memory"
+                },
+            )
             .current_dir(root()),
     )
 }
