@@ -2,7 +2,7 @@
 //! (docs/esb.md).
 //!
 //! ```text
-//! ESB topic ─▶ one task per partition: fetch (own client, short max-wait)
+//! ESB topic ─▶ TopicConsumer (one task per partition, short max-wait; crate::topic_consumer)
 //!     ─▶ verify the oa_signature header (esb_auth) ── unauthenticated ──▶ <topic>.dlq
 //!     ─▶ parse the envelope, check its timestamp ── invalid / expired ──▶ <topic>.dlq
 //!     └▶ CommandExecutor::execute (user allowed? rate limit; idempotent by id; result +
@@ -11,9 +11,10 @@
 //!   every dead letter is then recorded with CommandExecutor::reject (offset stored)
 //! ```
 //!
-//! rskafka has no consumer groups: offsets live in the executor's store, keyed by
-//! (`KAFKA_CONSUMER_GROUP`, topic, partition), and are written in the same transaction as the
-//! command's result. This crate does not know what a command does: the server implements
+//! The partitions are read by [`TopicConsumer`], like any other topic. rskafka has no
+//! consumer groups: offsets live in the executor's store, keyed by (`KAFKA_CONSUMER_GROUP`,
+//! topic, partition), and are written in the same transaction as the command's result (the
+//! handler answers [`Handled::Committed`]). This crate does not know what a command does: the server implements
 //! [`CommandExecutor`] with its order service.
 //!
 //! A record is dead-lettered before its offset is stored, so a crash never loses a dead
@@ -30,18 +31,21 @@ use futures_util::future::BoxFuture;
 use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, ESB_COMMANDS};
 use oa_events_core::envelope::ENVELOPE_VERSION;
 use rskafka::client::Client;
-use rskafka::client::error::ProtocolError;
-use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::record::{Record, RecordAndOffset};
+use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::record::Record;
 use serde_json::{Map, Value};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use crate::config::{AutoOffsetReset, KafkaConfig};
-use crate::error::{ConfigError, KafkaError, RsKafkaError};
+use crate::config::KafkaConfig;
+use crate::error::{ConfigError, KafkaError};
 use crate::esb_auth::{EsbSecurity, Refusal, SIGNATURE_HEADER};
+use crate::offsets::{OffsetStore, OffsetStoreError};
 use crate::partitioner::partition_for_key;
-use crate::producer::{connect, ensure_topic_with};
+use crate::producer::{TopicInfo, connect, ensure_topic_with};
+use crate::topic_consumer::{
+    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, RecordHandler,
+    StartPosition, StopSignal, TopicConsumer, bounded, request_error, retry_backoff,
+    sleep_unless_stopped,
+};
 
 /// Longest accepted command `id`.
 pub const MAX_ID_LEN: usize = 200;
@@ -336,33 +340,82 @@ pub struct EsbStats {
     pub failures: u64,
 }
 
-struct Shared {
+/// The ESB's [`RecordHandler`]: authenticates, executes or dead-letters each command.
+struct EsbHandler {
     config: KafkaConfig,
     security: EsbSecurity,
-    options: EsbOptions,
     executor: Arc<dyn CommandExecutor>,
     counters: Counters,
+    /// The dead-letter producer of the current session (connected with it).
+    dead_letters: tokio::sync::RwLock<Option<Arc<DeadLetters>>>,
 }
 
-impl Shared {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.config.retry_backoff.max(Duration::from_millis(10));
-        base.saturating_mul(1 << attempt.min(10))
-            .min(self.config.retry_backoff_max.max(base))
+/// The executor's offsets as the topic consumer's [`OffsetStore`], under
+/// `KAFKA_CONSUMER_GROUP`. The consumer only reads and resets them: each command's offset is
+/// written by [`CommandExecutor::execute`] or [`CommandExecutor::reject`], in the
+/// transaction of its result.
+struct ExecutorOffsets {
+    executor: Arc<dyn CommandExecutor>,
+    group: String,
+}
+
+fn store_error(error: ExecutorError) -> OffsetStoreError {
+    OffsetStoreError::new(error)
+}
+
+impl OffsetStore for ExecutorOffsets {
+    fn load<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>> {
+        Box::pin(async move {
+            self.executor
+                .stored_offset(&self.group, topic, partition)
+                .await
+                .map_err(store_error)
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        next_offset: i64,
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+        Box::pin(async move {
+            self.executor
+                .reset_offset(&self.group, topic, partition, next_offset)
+                .await
+                .map_err(store_error)
+        })
+    }
+
+    fn save_start<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+        Box::pin(async move {
+            self.executor
+                .store_start_offset(&self.group, topic, partition, offset)
+                .await
+                .map_err(store_error)
+        })
     }
 }
 
 /// The running consumer; stop it with [`EsbConsumer::shutdown`].
 pub struct EsbConsumer {
-    shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    handler: Arc<EsbHandler>,
+    consumer: ConsumerHandle,
 }
 
 impl std::fmt::Debug for EsbConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EsbConsumer")
-            .field("topic", &self.shared.config.esb_events_topic)
+            .field("topic", &self.handler.config.esb_events_topic)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -387,16 +440,29 @@ impl EsbConsumer {
                 reason.to_string(),
             ));
         }
-        let shared = Arc::new(Shared {
+        let offsets = Arc::new(ExecutorOffsets {
+            executor: Arc::clone(&executor),
+            group: config.consumer_group.clone(),
+        });
+        let topic = TopicConsumer::new(config.clone(), config.esb_events_topic.clone(), offsets)
+            .start_at(StartPosition::Stored {
+                otherwise: config.auto_offset_reset,
+            })
+            .with_options(ConsumerOptions {
+                name: "ESB".to_string(),
+                fetch_max_wait: options.fetch_max_wait,
+                fetch_max_bytes: options.fetch_max_bytes,
+                ..ConsumerOptions::default()
+            });
+        let handler = Arc::new(EsbHandler {
             config,
             security,
-            options,
             executor,
             counters: Counters::default(),
+            dead_letters: tokio::sync::RwLock::new(None),
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(Arc::clone(&shared), stopped));
-        Ok(EsbConsumer { shared, stop, task })
+        let consumer = topic.spawn(Arc::clone(&handler) as Arc<dyn RecordHandler>)?;
+        Ok(EsbConsumer { handler, consumer })
     }
 
     /// The counters so far.
@@ -407,26 +473,23 @@ impl EsbConsumer {
     /// A handle that reads the counters after the consumer is moved (for `/health`).
     pub fn monitor(&self) -> EsbMonitor {
         EsbMonitor {
-            shared: Arc::clone(&self.shared),
+            handler: Arc::clone(&self.handler),
+            consumer: self.consumer.monitor(),
         }
     }
 
     /// Stops fetching; a command being executed finishes first (up to `timeout`, then it is
     /// abandoned: its id is marked started, so it is reported, never run again).
     pub async fn shutdown(self, timeout: Duration) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(timeout, &mut task).await.is_err() {
-            tracing::warn!("ESB consumer did not stop within {timeout:?}; aborting it");
-            task.abort();
-        }
+        self.consumer.shutdown(timeout).await;
     }
 }
 
 /// Reads a running consumer's counters.
 #[derive(Clone)]
 pub struct EsbMonitor {
-    shared: Arc<Shared>,
+    handler: Arc<EsbHandler>,
+    consumer: ConsumerMonitor,
 }
 
 impl std::fmt::Debug for EsbMonitor {
@@ -440,280 +503,76 @@ impl std::fmt::Debug for EsbMonitor {
 impl EsbMonitor {
     /// The counters so far.
     pub fn stats(&self) -> EsbStats {
-        let counters = &self.shared.counters;
+        let counters = &self.handler.counters;
         EsbStats {
             executed: counters.executed.load(Ordering::Relaxed),
             duplicates: counters.duplicates.load(Ordering::Relaxed),
             dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-            failures: counters.failures.load(Ordering::Relaxed),
+            failures: counters.failures.load(Ordering::Relaxed) + self.consumer.stats().failures,
         }
     }
 }
 
-/// Connects, starts one task per partition, and starts over after any broker failure.
-async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut attempt = 0u32;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let error = match run_once(&shared, stop.clone()).await {
-            Ok(()) => return,
-            Err(error) => error,
-        };
-        shared.counters.failures.fetch_add(1, Ordering::Relaxed);
-        let wait = shared.backoff(attempt);
-        attempt = attempt.saturating_add(1);
-        tracing::error!(%error, retry_in = ?wait, topic = %shared.config.esb_events_topic, "ESB consumer failed; reconnecting");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// One connected session: returns `Ok` when stopped, the first error otherwise.
-async fn run_once(shared: &Arc<Shared>, stop: watch::Receiver<bool>) -> Result<(), KafkaError> {
-    let config = &shared.config;
-    let topic = config.esb_events_topic.clone();
-    // Two clients: fetches long-poll, so they never share a client with produce.
-    let fetch_client = connect(config).await?;
-    let info = ensure_topic_with(&fetch_client, config, &topic).await?;
-    let dlq = Arc::new(DeadLetters::connect(config, &dlq_topic(&topic)).await?);
-    tracing::info!(topic, partitions = info.partitions, dlq = %dlq.topic, "ESB consumer connected");
-    // A partition that fails stops its siblings gracefully (each finishes the record in
-    // hand: aborting one mid-command would leave its outcome unknown), then all reconnect.
-    let (session_stop, session) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    for partition in 0..info.partitions {
-        let client = fetch_client
-            .partition_client(topic.clone(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| {
-                request_error(config, "metadata (partition leader)", &topic, source)
+impl RecordHandler for EsbHandler {
+    fn handle<'a>(
+        &'a self,
+        record: &'a ConsumedRecord,
+        stop: &'a mut StopSignal,
+    ) -> BoxFuture<'a, Result<Handled, KafkaError>> {
+        Box::pin(async move {
+            let dlq = self.dead_letters.read().await.clone().ok_or_else(|| {
+                KafkaError::Internal("the ESB dead-letter producer is not connected".to_string())
             })?;
-        tasks.spawn(consume_partition(
-            Arc::clone(shared),
-            client,
-            Arc::clone(&dlq),
-            session.clone(),
-        ));
-    }
-    let mut stop = stop;
-    let mut first_error = None;
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => {
-                let error = match joined {
-                    None => break,
-                    Some(Ok(Ok(()))) => continue,
-                    Some(Ok(Err(error))) => error,
-                    Some(Err(error)) => KafkaError::Internal(error.to_string()),
-                };
-                first_error.get_or_insert(error);
-                let _ = session_stop.send(true);
-            }
-            _ = stop.wait_for(|stop| *stop), if !*session_stop.borrow() => {
-                let _ = session_stop.send(true);
-            }
-        }
-    }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(()),
-    }
-}
-
-fn request_error(
-    config: &KafkaConfig,
-    what: &'static str,
-    topic: &str,
-    source: RsKafkaError,
-) -> KafkaError {
-    KafkaError::Request {
-        what,
-        topic: topic.to_string(),
-        brokers: config.bootstrap_list(),
-        source,
-    }
-}
-
-async fn bounded<T>(
-    config: &KafkaConfig,
-    extra: Duration,
-    what: &'static str,
-    future: impl std::future::Future<Output = Result<T, KafkaError>>,
-) -> Result<T, KafkaError> {
-    let after = config.request_timeout + extra;
-    match tokio::time::timeout(after, future).await {
-        Ok(result) => result,
-        Err(_) => Err(KafkaError::Timeout {
-            brokers: config.bootstrap_list(),
-            what,
-            after,
-        }),
-    }
-}
-
-/// The start position of a partition without a stored offset
-/// (`KAFKA_CONSUMER_AUTO_OFFSET_RESET`).
-async fn reset_offset(config: &KafkaConfig, client: &PartitionClient) -> Result<i64, KafkaError> {
-    let at = match config.auto_offset_reset {
-        AutoOffsetReset::Earliest => OffsetAt::Earliest,
-        AutoOffsetReset::Latest => OffsetAt::Latest,
-    };
-    list_offset(config, client, at).await
-}
-
-async fn list_offset(
-    config: &KafkaConfig,
-    client: &PartitionClient,
-    at: OffsetAt,
-) -> Result<i64, KafkaError> {
-    bounded(config, Duration::ZERO, "list offsets", async {
-        client
-            .get_offset(at)
-            .await
-            .map_err(|source| request_error(config, "list offsets", client.topic(), source))
-    })
-    .await
-}
-
-/// Reads one partition from its stored offset (or the reset position) until stopped.
-async fn consume_partition(
-    shared: Arc<Shared>,
-    client: PartitionClient,
-    dlq: Arc<DeadLetters>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), KafkaError> {
-    let config = &shared.config;
-    let topic = client.topic().to_string();
-    let partition = client.partition();
-    let group = config.consumer_group.clone();
-    let mut next = {
-        let mut attempt = 0;
-        loop {
-            match shared
-                .executor
-                .stored_offset(&group, &topic, partition)
-                .await
-            {
-                Ok(Some(offset)) => break offset,
-                Ok(None) => {
-                    let offset = reset_offset(config, &client).await?;
-                    shared
-                        .executor
-                        .store_start_offset(&group, &topic, partition, offset)
-                        .await
-                        .map_err(|error| {
-                            KafkaError::Internal(format!(
-                                "storing the ESB start offset of {topic}/{partition}: {error}"
-                            ))
-                        })?;
-                    break offset;
-                }
-                Err(error) => {
-                    if pause(&shared, &mut stop, &mut attempt, &error).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    };
-    tracing::debug!(topic, partition, next, "ESB partition consumer started");
-    let max_wait_ms = i32::try_from(shared.options.fetch_max_wait.as_millis()).unwrap_or(100);
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let fetched = tokio::select! {
-            fetched = bounded(config, shared.options.fetch_max_wait, "fetch", async {
-                client
-                    .fetch_records(next, 1..shared.options.fetch_max_bytes, max_wait_ms)
-                    .await
-                    .map_err(|source| request_error(config, "fetch", &topic, source))
-            }) => fetched,
-            _ = stop.wait_for(|stop| *stop) => return Ok(()),
-        };
-        // A stored offset the partition does not have (records removed by retention, or
-        // the topic deleted and recreated) restarts the partition at its earliest retained
-        // record: re-reading processed commands is harmless (their ids are known), skipping
-        // unprocessed ones is not. Kafka answers OffsetOutOfRange; brokers such as tansu
-        // answer nothing and report a high watermark below the offset.
-        let out_of_range = match &fetched {
-            Ok((records, high_watermark)) => records.is_empty() && next > *high_watermark,
-            Err(KafkaError::Request {
-                source:
-                    RsKafkaError::ServerError {
-                        protocol_error: ProtocolError::OffsetOutOfRange,
-                        ..
-                    },
-                ..
-            }) => true,
-            Err(_) => false,
-        };
-        if out_of_range {
-            let earliest = list_offset(config, &client, OffsetAt::Earliest).await?;
-            tracing::error!(
-                topic,
-                partition,
-                stored = next,
-                earliest,
-                "ESB stored offset is out of the partition's range (retention or a recreated topic); resuming from the earliest retained offset: already processed commands are recognised by id and not executed again"
-            );
-            let mut attempt = 0;
-            loop {
-                match shared
-                    .executor
-                    .reset_offset(&group, &topic, partition, earliest)
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(error) => {
-                        if pause(&shared, &mut stop, &mut attempt, &error).await {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            next = earliest;
-            continue;
-        }
-        let mut records = fetched?.0;
-        records.sort_by_key(|record| record.offset);
-        for record in records {
-            if record.offset < next {
-                continue; // a compressed batch starts before the requested offset
-            }
             let position = EsbPosition {
-                group: group.clone(),
-                topic: topic.clone(),
-                partition,
+                group: self.config.consumer_group.clone(),
+                topic: record.topic.to_string(),
+                partition: record.partition,
                 offset: record.offset,
             };
-            if !handle_record(&shared, &dlq, &record, &position, &mut stop).await? {
-                return Ok(());
-            }
-            next = position.next_offset();
-        }
+            // Every finished record has its offset stored by the executor, in the
+            // transaction of its result.
+            Ok(
+                if handle_record(self, &dlq, record, &position, stop).await? {
+                    Handled::Committed
+                } else {
+                    Handled::Stopped
+                },
+            )
+        })
+    }
+
+    fn connected<'a>(&'a self, topic: &'a TopicInfo) -> BoxFuture<'a, Result<(), KafkaError>> {
+        Box::pin(async move {
+            // Its own client: fetches long-poll, so they never share a client with produce.
+            let dlq = DeadLetters::connect(&self.config, &dlq_topic(&topic.name)).await?;
+            tracing::info!(topic = %topic.name, partitions = topic.partitions, dlq = %dlq.topic, "ESB consumer connected");
+            *self.dead_letters.write().await = Some(Arc::new(dlq));
+            Ok(())
+        })
+    }
+
+    fn partition_started(&self, partition: i32, next_offset: i64) {
+        tracing::debug!(
+            topic = %self.config.esb_events_topic,
+            partition,
+            next = next_offset,
+            "ESB partition consumer started"
+        );
     }
 }
 
-/// Sleeps the back-off for a store failure; true when stopped meanwhile.
+/// Sleeps the back-off for an executor failure; true when stopped meanwhile.
 async fn pause(
-    shared: &Shared,
-    stop: &mut watch::Receiver<bool>,
+    handler: &EsbHandler,
+    stop: &mut StopSignal,
     attempt: &mut u32,
     error: &ExecutorError,
 ) -> bool {
-    shared.counters.failures.fetch_add(1, Ordering::Relaxed);
-    let wait = shared.backoff(*attempt);
+    handler.counters.failures.fetch_add(1, Ordering::Relaxed);
+    let wait = retry_backoff(&handler.config, *attempt);
     *attempt = attempt.saturating_add(1);
     tracing::error!(%error, retry_in = ?wait, "ESB executor failed; retrying the same record");
-    tokio::select! {
-        () = tokio::time::sleep(wait) => false,
-        _ = stop.wait_for(|stop| *stop) => true,
-    }
+    sleep_unless_stopped(wait, stop).await
 }
 
 /// A record refused before execution, with what could be read of it.
@@ -768,13 +627,13 @@ fn screen(security: &EsbSecurity, record: &Record) -> Result<EsbMessage, Box<Scr
 /// Processes one record until it is executed, a duplicate, or dead-lettered and recorded.
 /// Returns false when stopped before it was done (it is read again after a restart).
 async fn handle_record(
-    shared: &Shared,
+    handler: &EsbHandler,
     dlq: &DeadLetters,
-    record: &RecordAndOffset,
+    record: &ConsumedRecord,
     position: &EsbPosition,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut StopSignal,
 ) -> Result<bool, KafkaError> {
-    let screened = screen(&shared.security, &record.record);
+    let screened = screen(&handler.security, &record.record);
     let mut attempt = 0;
     let (code, reason, message) = loop {
         let message = match &screened {
@@ -787,9 +646,9 @@ async fn handle_record(
             }
             Ok(message) => message,
         };
-        match shared.executor.execute(message, position).await {
+        match handler.executor.execute(message, position).await {
             Ok(Execution::Executed { status }) => {
-                shared.counters.executed.fetch_add(1, Ordering::Relaxed);
+                handler.counters.executed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("oa_esb_records_total", "outcome" => "executed").increment(1);
                 tracing::info!(
                     id = message.id,
@@ -803,7 +662,7 @@ async fn handle_record(
                 return Ok(true);
             }
             Ok(Execution::Duplicate) => {
-                shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                handler.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("oa_esb_records_total", "outcome" => "duplicate").increment(1);
                 tracing::info!(
                     id = message.id,
@@ -817,14 +676,14 @@ async fn handle_record(
                 break (code, reason, answerable.then_some(message));
             }
             Err(error) => {
-                if pause(shared, stop, &mut attempt, &error).await {
+                if pause(handler, stop, &mut attempt, &error).await {
                     return Ok(false);
                 }
             }
         }
     };
     dlq.send(&record.record, code, &reason, position).await?;
-    shared
+    handler
         .counters
         .dead_lettered
         .fetch_add(1, Ordering::Relaxed);
@@ -838,14 +697,14 @@ async fn handle_record(
         "ESB record dead-lettered"
     );
     loop {
-        match shared
+        match handler
             .executor
             .reject(message, code, &reason, position)
             .await
         {
             Ok(()) => return Ok(true),
             Err(error) => {
-                if pause(shared, stop, &mut attempt, &error).await {
+                if pause(handler, stop, &mut attempt, &error).await {
                     return Ok(false);
                 }
             }

@@ -22,6 +22,14 @@
 //!   `<topic>.dlq` (docs/esb.md). [`esb_auth`] authenticates each command (HMAC-SHA256
 //!   signatures, `KAFKA_ESB_SIGNING_KEYS`) and gives producers [`esb_auth::sign`].
 //!
+//! - [`TopicConsumer`]: reads every partition of one topic (rskafka's stream consumer) into
+//!   a [`RecordHandler`], with offsets in an [`OffsetStore`] ([`FileOffsetStore`],
+//!   [`MemoryOffsetStore`], `SqliteOffsetStore` with the `sqlite` feature) and a start
+//!   position the caller chooses ([`StartPosition`]); the ESB consumer runs on it.
+//! - [`OrderEventConsumer`]: oa's events topic read back as typed envelopes, for other
+//!   services (a risk engine; `examples/risk_service.rs`). Undecodable records come back as
+//!   [`UndecodableRecord`] errors.
+//!
 //! Delivery promise: at least once, per-user order kept (one key -> one partition, one
 //! in-flight batch per partition), duplicates only with the same envelope `id`.
 //! See docs/kafka.md for the wire contract and operations.
@@ -31,11 +39,14 @@ pub mod dead_letter;
 pub mod error;
 pub mod esb;
 pub mod esb_auth;
+pub mod offsets;
+pub mod order_events;
 pub mod outbox;
 pub mod partitioner;
 pub mod producer;
 pub mod relay;
 pub mod security;
+pub mod topic_consumer;
 
 pub use config::{Acks, AutoOffsetReset, Compression, KafkaConfig, TopicCreation};
 pub use error::{ConfigError, KafkaError};
@@ -44,6 +55,10 @@ pub use esb::{
     EsbStats, Execution, ExecutorError,
 };
 pub use esb_auth::{EsbAuth, EsbSecurity, SigningKeys};
+#[cfg(feature = "sqlite")]
+pub use offsets::SqliteOffsetStore;
+pub use offsets::{FileOffsetStore, MemoryOffsetStore, OffsetStore, OffsetStoreError};
+pub use order_events::{ConsumedEvent, OrderEventConsumer, UndecodableRecord, decode_event};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
@@ -54,6 +69,10 @@ pub use relay::{KafkaRelay, KafkaSink, OUTBOX_SINK_NAME, RELAY_SINK_LABEL, Relay
 pub use security::{
     EndpointIdentification, SaslLogin, SaslMechanism, Secret, SecurityConfig, SecurityProtocol,
     TlsSettings, client_builder,
+};
+pub use topic_consumer::{
+    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, ConsumerStats, Handled,
+    RecordHandler, StartPosition, StopSignal, TopicConsumer,
 };
 
 /// The rskafka version this crate is built on, re-exported for callers that need its types

@@ -1,0 +1,71 @@
+//! Where a [`TopicConsumer`](crate::TopicConsumer) keeps its position: the next offset to read
+//! per (topic, partition).
+//!
+//! rskafka has no consumer groups, so a consumer stores its own offsets. Three stores ship
+//! with this crate: [`MemoryOffsetStore`] (forgotten on exit), [`FileOffsetStore`] (a JSON
+//! file, replaced atomically on each save) and, with the `sqlite` feature,
+//! [`SqliteOffsetStore`] (a table in a SQLite database, which a service can also write inside
+//! its own transactions). oa's ESB consumer stores its offsets in the server's database, in
+//! the same transaction as each command's effects, through its own implementation of
+//! [`OffsetStore`].
+
+mod file;
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use futures_util::future::BoxFuture;
+
+pub use file::FileOffsetStore;
+pub use memory::MemoryOffsetStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteOffsetStore;
+
+/// An offset store failed (a file or database error); the consumer logs it and retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("offset store: {0}")]
+pub struct OffsetStoreError(pub String);
+
+impl OffsetStoreError {
+    /// An error with the store's explanation.
+    pub fn new(reason: impl std::fmt::Display) -> Self {
+        OffsetStoreError(reason.to_string())
+    }
+}
+
+/// Keeps the next offset to read per (topic, partition).
+///
+/// Offsets are "next to read": after processing the record at offset `n` a consumer saves
+/// `n + 1`. A store must make a completed [`OffsetStore::save`] survive as long as the
+/// consumer's own state does (a file or database for a service with durable effects).
+pub trait OffsetStore: Send + Sync + 'static {
+    /// The stored next offset of `partition` of `topic`, `None` when nothing is stored.
+    fn load<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>>;
+
+    /// Stores `next_offset` for `partition` of `topic`, replacing what is stored (even with
+    /// a smaller offset: the consumer does so after the broker reported the stored one out
+    /// of range and it restarted from the earliest retained record).
+    fn save<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        next_offset: i64,
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>>;
+
+    /// Stores the start offset the consumer resolved for a partition that had none
+    /// ([`StartPosition::Stored`](crate::StartPosition::Stored)'s fallback), so that records
+    /// produced while the consumer is down before its first record are not skipped by a later
+    /// `latest` start. The default calls [`OffsetStore::save`].
+    fn save_start<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+        self.save(topic, partition, offset)
+    }
+}

@@ -1,0 +1,356 @@
+//! [`OrderEventConsumer`] and [`TopicConsumer`] against a real Kafka-protocol broker (tansu,
+//! one per test on a free port): typed events from every partition, undecodable records
+//! reported in place, offsets kept in a file or SQLite across restarts, explicit start
+//! offsets, and stored offsets the partition no longer holds. The broker stores on SQLite:
+//! tansu 0.6's memory storage cannot serve a fetch that starts inside a batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use oa_e2e::tansu::{Storage, Tansu};
+use oa_events_core::catalog::OrderUpdate;
+use oa_events_core::{Envelope, Event};
+use oa_events_kafka::config::AutoOffsetReset;
+use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownTopicHandling};
+use oa_events_kafka::rskafka::record::Record;
+use oa_events_kafka::{
+    Compression, ConsumedEvent, FileOffsetStore, KafkaConfig, KafkaProducer, MemoryOffsetStore,
+    OffsetStore, OrderEventConsumer, SqliteOffsetStore, StartPosition, TopicCreation,
+    UndecodableRecord, connect, partition_for_key,
+};
+use uuid::Uuid;
+
+fn config(bootstrap: &str, topic: &str, partitions: i32) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers: vec![bootstrap.to_string()],
+        order_events_topic: topic.to_string(),
+        compression: Compression::Lz4,
+        linger: Duration::from_millis(1),
+        topic_creation: TopicCreation {
+            create_missing: true,
+            partitions,
+            replication_factor: 1,
+        },
+        request_timeout: Duration::from_secs(5),
+        retry_backoff: Duration::from_millis(50),
+        retry_backoff_max: Duration::from_millis(500),
+        ..KafkaConfig::default()
+    }
+}
+
+fn order_update(user: &str, index: usize) -> Event {
+    let value = serde_json::json!({
+        "mode": "live", "broker": "simulator", "orderid": format!("{user}-{index}"),
+        "symbol": "SBIN", "exchange": "NSE", "action": "BUY", "quantity": index + 1,
+        "price": 0, "trigger_price": 0, "pricetype": "MARKET", "product": "MIS",
+        "order_status": "complete", "filled_quantity": index + 1, "pending_quantity": 0,
+        "average_price": 812.5, "rejection_reason": ""
+    });
+    let update: OrderUpdate =
+        serde_json::from_value(value).unwrap_or_else(|error| panic!("order_update: {error}"));
+    Event::for_user(user, update)
+}
+
+/// Publishes `count` order updates spread over five users, as oa's relay does.
+async fn publish(
+    config: &KafkaConfig,
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Vec<Envelope>> {
+    let envelopes: Vec<Arc<Envelope>> = (first..first + count)
+        .map(|index| {
+            Arc::new(Envelope::new(order_update(
+                &format!("user{}", index % 5),
+                index,
+            )))
+        })
+        .collect();
+    let mut producer = KafkaProducer::connect(config).await?;
+    producer.send(&envelopes).await?;
+    Ok(envelopes
+        .iter()
+        .map(|envelope| (**envelope).clone())
+        .collect())
+}
+
+/// Writes a raw record to one partition.
+async fn produce_raw(config: &KafkaConfig, partition: i32, value: &[u8]) -> anyhow::Result<i64> {
+    let client = connect(config).await?;
+    let partition_client = client
+        .partition_client(
+            config.order_events_topic.clone(),
+            partition,
+            UnknownTopicHandling::Retry,
+        )
+        .await?;
+    let offsets = partition_client
+        .produce(
+            vec![Record {
+                key: Some(b"somebody".to_vec()),
+                value: Some(value.to_vec()),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }],
+            Codec::NoCompression,
+        )
+        .await?;
+    offsets
+        .first()
+        .copied()
+        .context("no offset for the raw record")
+}
+
+type Item = Result<ConsumedEvent, UndecodableRecord>;
+
+/// Reads items until `enough` holds (30 s at most).
+async fn read_until(
+    consumer: &mut OrderEventConsumer,
+    enough: impl Fn(&[Item]) -> bool,
+) -> anyhow::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !enough(&items) {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => bail!("the consumer stopped after {} items", items.len()),
+            Err(_) => bail!("only {} items within 30 s: {items:?}", items.len()),
+        }
+    }
+    Ok(items)
+}
+
+fn ids(items: &[Item]) -> HashSet<Uuid> {
+    items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .map(|event| event.envelope.id)
+        .collect()
+}
+
+fn unique_topic(name: &str) -> String {
+    format!("{name}_{}", Uuid::now_v7().simple())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_come_back_typed_from_every_partition_and_bad_records_are_reported_in_place()
+-> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("typed"), 3);
+    let published = publish(&config, 0, 30).await?;
+    let garbage_offset = produce_raw(&config, 1, b"not json at all").await?;
+    let mut unknown = serde_json::to_value(&published[0])?;
+    unknown["event_type"] = "no_such_event".into();
+    let unknown_offset = produce_raw(&config, 2, unknown.to_string().as_bytes()).await?;
+    let after_bad = publish(&config, 30, 5).await?;
+
+    let mut consumer = OrderEventConsumer::start(
+        config.clone(),
+        Arc::new(MemoryOffsetStore::new()),
+        StartPosition::Earliest,
+    )?;
+    let items = read_until(&mut consumer, |items| items.len() >= 37).await?;
+    consumer.shutdown(Duration::from_secs(5)).await;
+
+    let expected: HashSet<Uuid> = published.iter().chain(&after_bad).map(|e| e.id).collect();
+    ensure!(
+        ids(&items) == expected,
+        "not every published event came back"
+    );
+    let mut last_offset: HashMap<i32, i64> = HashMap::new();
+    let mut by_user: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for item in &items {
+        let (partition, offset) = match item {
+            Ok(event) => (event.partition, event.offset),
+            Err(bad) => (bad.partition, bad.offset),
+        };
+        if let Some(previous) = last_offset.insert(partition, offset) {
+            ensure!(
+                offset > previous,
+                "partition {partition}: {offset} after {previous}"
+            );
+        }
+        if let Ok(event) = item {
+            let user = &event.envelope.user_id;
+            ensure!(
+                event.partition == partition_for_key(user.as_bytes(), 3),
+                "{user}'s event on partition {}",
+                event.partition
+            );
+            let original = published
+                .iter()
+                .chain(&after_bad)
+                .find(|envelope| envelope.id == event.envelope.id)
+                .context("an event nobody published")?;
+            ensure!(event.envelope.data == original.data, "payload changed");
+            by_user
+                .entry(user.clone())
+                .or_default()
+                .push(event.envelope.id);
+        }
+    }
+    ensure!(last_offset.len() == 3, "partitions read: {last_offset:?}");
+    for (user, order) in &by_user {
+        let published_order: Vec<Uuid> = published
+            .iter()
+            .chain(&after_bad)
+            .filter(|envelope| &envelope.user_id == user)
+            .map(|envelope| envelope.id)
+            .collect();
+        ensure!(order == &published_order, "{user}'s events out of order");
+    }
+
+    let errors: Vec<&UndecodableRecord> = items
+        .iter()
+        .filter_map(|item| item.as_ref().err())
+        .collect();
+    ensure!(errors.len() == 2, "{errors:?}");
+    let garbage = errors
+        .iter()
+        .find(|error| error.partition == 1)
+        .context("no error for partition 1")?;
+    ensure!(garbage.offset == garbage_offset, "{garbage:?}");
+    ensure!(garbage.value.as_deref() == Some(&b"not json at all"[..]));
+    let message = garbage.to_string();
+    ensure!(
+        message.contains(&format!(
+            "offset {garbage_offset} of {}/1",
+            config.order_events_topic
+        )) && message.contains("not an oa event envelope"),
+        "{message}"
+    );
+    let unknown = errors
+        .iter()
+        .find(|error| error.partition == 2)
+        .context("no error for partition 2")?;
+    ensure!(unknown.offset == unknown_offset, "{unknown:?}");
+    ensure!(
+        unknown.reason.contains("no_such_event"),
+        "{}",
+        unknown.reason
+    );
+    Ok(())
+}
+
+/// Runs one store through a restart: everything from the earliest offset first, then only
+/// what was published while the consumer was away.
+async fn resumes_after_restart(
+    config: &KafkaConfig,
+    open: impl Fn() -> anyhow::Result<Arc<dyn OffsetStore>>,
+) -> anyhow::Result<()> {
+    let start = StartPosition::Stored {
+        otherwise: AutoOffsetReset::Earliest,
+    };
+    let first = publish(config, 0, 6).await?;
+    let mut consumer = OrderEventConsumer::start(config.clone(), open()?, start.clone())?;
+    let items = read_until(&mut consumer, |items| items.len() >= 6).await?;
+    ensure!(ids(&items) == first.iter().map(|e| e.id).collect::<HashSet<_>>());
+    consumer.shutdown(Duration::from_secs(5)).await;
+
+    let store = open()?;
+    let mut stored = 0;
+    for partition in 0..3 {
+        stored += store
+            .load(&config.order_events_topic, partition)
+            .await?
+            .unwrap_or(0);
+    }
+    ensure!(stored == 6, "stored offsets add up to {stored}, expected 6");
+
+    let second = publish(config, 6, 3).await?;
+    let expected: HashSet<Uuid> = second.iter().map(|e| e.id).collect();
+    let mut consumer = OrderEventConsumer::start(config.clone(), store, start)?;
+    let items = read_until(&mut consumer, |items| ids(items).is_superset(&expected)).await?;
+    consumer.shutdown(Duration::from_secs(5)).await;
+    ensure!(
+        items.len() == 3 && ids(&items) == expected,
+        "after the restart: {items:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_and_sqlite_stores_resume_where_the_last_run_stopped() -> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let dir = tempfile::tempdir()?;
+
+    let file = dir.path().join("offsets.json");
+    let file_config = config(&broker.bootstrap(), &unique_topic("file"), 3);
+    let open_file = |path: &Path| -> anyhow::Result<Arc<dyn OffsetStore>> {
+        Ok(Arc::new(FileOffsetStore::open(path)?))
+    };
+    resumes_after_restart(&file_config, || open_file(&file)).await?;
+
+    let database = dir.path().join("offsets.db");
+    let sqlite_config = config(&broker.bootstrap(), &unique_topic("sqlite"), 3);
+    resumes_after_restart(&sqlite_config, || {
+        Ok(Arc::new(SqliteOffsetStore::open(&database, "risk")?) as Arc<dyn OffsetStore>)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_offsets_start_exactly_there() -> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("explicit"), 1);
+    let published = publish(&config, 0, 5).await?;
+    let mut consumer = OrderEventConsumer::start(
+        config.clone(),
+        Arc::new(MemoryOffsetStore::new()),
+        StartPosition::Offsets {
+            offsets: BTreeMap::from([(0, 2)]),
+            otherwise: AutoOffsetReset::Latest,
+        },
+    )?;
+    let items = read_until(&mut consumer, |items| items.len() >= 3).await?;
+    consumer.shutdown(Duration::from_secs(5)).await;
+    let offsets: Vec<i64> = items
+        .iter()
+        .map(|item| item.as_ref().map_or(-1, |event| event.offset))
+        .collect();
+    ensure!(offsets == [2, 3, 4], "{offsets:?}");
+    ensure!(ids(&items) == published[2..].iter().map(|e| e.id).collect::<HashSet<_>>());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -> anyhow::Result<()>
+{
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("range"), 3);
+    let published = publish(&config, 0, 8).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("offsets.json");
+    let store = FileOffsetStore::open(&path)?;
+    for partition in 0..3 {
+        // As if the topic had been recreated (or trimmed) since these were stored.
+        store
+            .save(&config.order_events_topic, partition, 1000)
+            .await?;
+    }
+    let mut consumer = OrderEventConsumer::start(
+        config.clone(),
+        Arc::new(store),
+        StartPosition::Stored {
+            otherwise: AutoOffsetReset::Latest,
+        },
+    )?;
+    let expected: HashSet<Uuid> = published.iter().map(|e| e.id).collect();
+    let items = read_until(&mut consumer, |items| ids(items).is_superset(&expected)).await?;
+    ensure!(items.len() == 8, "{items:?}");
+    let stats = consumer.monitor().stats();
+    consumer.shutdown(Duration::from_secs(5)).await;
+    ensure!(stats.resumed_from_earliest == 3, "{stats:?}");
+    let reopened = FileOffsetStore::open(&path)?;
+    let mut stored = 0;
+    for partition in 0..3 {
+        stored += reopened
+            .load(&config.order_events_topic, partition)
+            .await?
+            .unwrap_or(0);
+    }
+    ensure!(stored == 8, "stored offsets add up to {stored}, expected 8");
+    Ok(())
+}
