@@ -15,7 +15,7 @@ pub mod tansu;
 pub mod tls_proxy;
 pub use events::suite_event_mode;
 pub use peer::PeerProcess;
-pub use server::{TestServer, run_to_exit, server_binary};
+pub use server::{TestServer, example_binary, run_to_exit, server_binary};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{python, workspace_root};
+use crate::{python, server::example_binary, workspace_root};
 
 /// A running peer process. Killed when dropped.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct PeerProcess {
     lines: mpsc::Receiver<String>,
     /// Every line read so far.
     pub seen: Vec<serde_json::Value>,
+    /// Every line read so far by [`PeerProcess::wait_for_text`].
+    pub text: Vec<String>,
 }
 
 impl PeerProcess {
@@ -49,6 +51,21 @@ impl PeerProcess {
         Ok(peer)
     }
 
+    /// Starts the example `example` of workspace crate `package` (built first, see
+    /// [`example_binary`]) with only `PATH`, `HOME` and the given environment.
+    pub fn example(
+        package: &str,
+        example: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<PeerProcess> {
+        let mut command = Command::new(example_binary(package, example)?);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default());
+        PeerProcess::spawn(command, env)
+    }
+
     fn spawn(mut command: Command, env: &[(&str, String)]) -> anyhow::Result<PeerProcess> {
         let mut child = command
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -71,7 +88,29 @@ impl PeerProcess {
             child,
             lines,
             seen: Vec::new(),
+            text: Vec::new(),
         })
+    }
+
+    /// Reads plain-text lines until `enough` holds for all lines read so far (kept in
+    /// [`PeerProcess::text`]), failing after `timeout` with everything seen.
+    pub fn wait_for_text(
+        &mut self,
+        timeout: Duration,
+        enough: impl Fn(&[String]) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !enough(&self.text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.text.push(line),
+                Err(_) => bail!(
+                    "peer did not print the expected lines within {timeout:?}; seen:\n{}",
+                    self.text.join("\n")
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Reads lines until one satisfies `predicate` (returned), failing after `timeout` with
