@@ -52,14 +52,16 @@ impl PeerProcess {
     }
 
     /// Starts the example `example` of workspace crate `package` (built first, see
-    /// [`example_binary`]) with only `PATH`, `HOME` and the given environment.
+    /// [`example_binary`]) with `args`, and only `PATH`, `HOME` and the given environment.
     pub fn example(
         package: &str,
         example: &str,
+        args: &[&str],
         env: &[(&str, String)],
     ) -> anyhow::Result<PeerProcess> {
         let mut command = Command::new(example_binary(package, example)?);
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::var_os("HOME").unwrap_or_default());

@@ -112,6 +112,7 @@ async fn the_risk_service_example_prints_each_users_exposure_as_orders_fill() {
     let mut risk = PeerProcess::example(
         "oa-events-kafka",
         "risk_service",
+        &[],
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
             ("KAFKA_ORDER_EVENTS_TOPIC", TOPIC.to_string()),
