@@ -3,17 +3,20 @@
 //! mode and a private tansu broker (memory storage), all on loopback.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
-use oa_events_kafka::rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
-use oa_events_kafka::{KafkaConfig, SecurityConfig};
+use oa_events_kafka::{
+    ConsumedRecord, ConsumerOptions, Handled, KafkaConfig, KafkaError, MemoryOffsetStore,
+    RecordHandler, SecurityConfig, StartPosition, StopSignal, TopicConsumer,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -401,27 +404,20 @@ async fn load(
         "consuming {TOPIC} ({} partitions) with fetch max-wait {fetch_wait_ms} ms",
         partitions.len()
     );
-    let stop = Arc::new(AtomicBool::new(false));
     let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel::<Arrival>();
-    let mut consumers = Vec::new();
-    for partition in partitions {
-        // One client (one connection) per partition: a fetch holds its connection for
-        // the whole max-wait on tansu.
-        let client = oa_events_kafka::connect(&config)
-            .await
-            .context("connecting the consumer")?;
-        let partition_client = client
-            .partition_client(TOPIC, partition, UnknownTopicHandling::Retry)
-            .await
-            .with_context(|| format!("partition client for {TOPIC}/{partition}"))?;
-        consumers.push(tokio::spawn(consume(
-            partition_client,
-            arrivals_tx.clone(),
-            stop.clone(),
-            fetch_wait_ms,
-        )));
-    }
-    drop(arrivals_tx);
+    // oa's own topic consumer: one partition client (one connection) per partition, so a
+    // fetch that tansu holds for its whole max-wait delays no other partition.
+    let consumer = TopicConsumer::new(config, TOPIC, Arc::new(MemoryOffsetStore::new()))
+        .start_at(StartPosition::Earliest)
+        .with_options(ConsumerOptions {
+            name: "latency bench".to_string(),
+            fetch_max_wait: Duration::from_millis(u64::try_from(fetch_wait_ms).unwrap_or(0)),
+            ..ConsumerOptions::default()
+        })
+        .spawn(Arc::new(ArrivalClock {
+            arrivals: arrivals_tx,
+        }))
+        .context("starting the consumer")?;
 
     let body = serde_json::to_vec(&json!({"apikey": server.admin_key, "strategy": "bench",
         "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1",
@@ -461,12 +457,11 @@ async fn load(
         arrived.insert(arrival.orderid.clone(), arrival);
     }
     let delivery = delivery_quantiles(&http, server).await;
-    stop.store(true, Ordering::Relaxed);
-    for consumer in consumers {
-        if let Err(error) = consumer.await? {
-            println!("warning: a consumer stopped with an error: {error:#}");
-        }
+    let failures = consumer.monitor().stats().failures;
+    if failures > 0 {
+        println!("warning: the consumer retried after {failures} broker failure(s)");
     }
+    consumer.shutdown(Duration::from_secs(5)).await;
 
     let pairs: Vec<(&Sent, &Arrival)> = wanted
         .iter()
@@ -560,56 +555,37 @@ async fn topic_partitions(config: &KafkaConfig) -> anyhow::Result<Vec<i32>> {
     }
 }
 
-/// Reads one partition from its earliest record until `stop`, sending the arrival time of
-/// every `order_event` by its `data.orderid`.
-async fn consume(
-    client: oa_events_kafka::rskafka::client::partition::PartitionClient,
+/// Stamps the arrival of every `order_event` record, by its `data.orderid`.
+struct ArrivalClock {
     arrivals: mpsc::UnboundedSender<Arrival>,
-    stop: Arc<AtomicBool>,
-    fetch_wait_ms: i32,
-) -> anyhow::Result<()> {
-    let mut next = client
-        .get_offset(OffsetAt::Earliest)
-        .await
-        .context("earliest offset")?;
-    while !stop.load(Ordering::Relaxed) {
-        let (records, _high_watermark) = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.fetch_records(next, 1..1_000_000, fetch_wait_ms),
-        )
-        .await
-        .context("fetch timed out")?
-        .context("fetch")?;
+}
+
+impl RecordHandler for ArrivalClock {
+    fn handle<'a>(
+        &'a self,
+        record: &'a ConsumedRecord,
+        _stop: &'a mut StopSignal,
+    ) -> Pin<Box<dyn Future<Output = Result<Handled, KafkaError>> + Send + 'a>> {
         let now = Instant::now();
         let wall = Utc::now();
-        for record in records {
-            if record.offset < next {
-                continue; // a compressed batch can start before the requested offset
-            }
-            next = record.offset + 1;
-            let Some(value) = record.record.value else {
-                continue;
-            };
-            let Ok(envelope) = serde_json::from_slice::<Value>(&value) else {
-                continue;
-            };
-            if envelope["event_type"] == "order_event"
-                && let Some(orderid) = envelope["data"]["orderid"].as_str()
-            {
-                let stamped = envelope["timestamp"]
-                    .as_str()
-                    .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                    .map(|time| time.with_timezone(&Utc));
-                let _ = arrivals.send(Arrival {
-                    orderid: orderid.to_string(),
-                    at: now,
-                    wall,
-                    stamped,
-                });
-            }
+        if let Some(value) = &record.record.value
+            && let Ok(envelope) = serde_json::from_slice::<Value>(value)
+            && envelope["event_type"] == "order_event"
+            && let Some(orderid) = envelope["data"]["orderid"].as_str()
+        {
+            let stamped = envelope["timestamp"]
+                .as_str()
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.with_timezone(&Utc));
+            let _ = self.arrivals.send(Arrival {
+                orderid: orderid.to_string(),
+                at: now,
+                wall,
+                stamped,
+            });
         }
+        Box::pin(async { Ok(Handled::Processed) })
     }
-    Ok(())
 }
 
 /// Sends `RATE` orders per second for `duration`, open loop (each request on its own task
