@@ -1,7 +1,8 @@
 //! [`OrderEventConsumer`] and [`TopicConsumer`] against a real Kafka-protocol broker (tansu,
 //! one per test on a free port): typed events from every partition, undecodable records
 //! reported in place, offsets kept in a file or SQLite across restarts, explicit start
-//! offsets, and stored offsets the partition no longer holds. The broker stores on SQLite:
+//! offsets, stored offsets the partition no longer holds, TLS with a SCRAM login, and a
+//! handler that commits its offsets in the transaction of its effects. The broker stores on SQLite:
 //! tansu 0.6's memory storage cannot serve a fetch that starts inside a batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use oa_e2e::tansu::{Storage, Tansu};
+use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
 use oa_events_core::catalog::OrderUpdate;
 use oa_events_core::{Envelope, Event};
 use oa_events_kafka::config::AutoOffsetReset;
 use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownTopicHandling};
 use oa_events_kafka::rskafka::record::Record;
 use oa_events_kafka::{
-    Compression, ConsumedEvent, FileOffsetStore, KafkaConfig, KafkaProducer, MemoryOffsetStore,
-    OffsetStore, OrderEventConsumer, SqliteOffsetStore, StartPosition, TopicCreation,
+    Compression, ConsumedEvent, ConsumedRecord, FileOffsetStore, Handled, KafkaConfig, KafkaError,
+    KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer, RecordHandler,
+    SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, TopicCreation,
     UndecodableRecord, connect, partition_for_key,
 };
 use uuid::Uuid;
@@ -352,5 +354,158 @@ async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -
             .unwrap_or(0);
     }
     ensure!(stored == 8, "stored offsets add up to {stored}, expected 8");
+    Ok(())
+}
+
+/// `config` with SASL_SSL (SCRAM-SHA-512) to `broker`, logging in with `password`.
+fn secure(config: &KafkaConfig, broker: &Tansu, password: &str) -> anyhow::Result<KafkaConfig> {
+    let ca = broker
+        .pki()
+        .context("a secure broker has a PKI")?
+        .ca
+        .clone();
+    let security = SecurityConfig::from_lookup(|name| {
+        Some(
+            match name {
+                "KAFKA_SECURITY_PROTOCOL" => "SASL_SSL",
+                "KAFKA_SASL_MECHANISM" => "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME" => "risk",
+                "KAFKA_SASL_PASSWORD" => password,
+                "KAFKA_SSL_CA_LOCATION" => return Some(ca.display().to_string()),
+                _ => return None,
+            }
+            .to_string(),
+        )
+    })
+    .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
+    Ok(KafkaConfig {
+        security,
+        ..config.clone()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_read_over_tls_with_a_scram_login() -> anyhow::Result<()> {
+    let password = "risk-service-password-0123";
+    let broker = Tansu::start_secure(&SecureOptions::tls_and_sasl("risk", password))?;
+    let plain = config(&broker.bootstrap(), &unique_topic("secure"), 3);
+    let config = secure(&plain, &broker, password)?;
+    let published = publish(&config, 0, 6).await?;
+
+    let mut consumer = OrderEventConsumer::start(
+        config.clone(),
+        Arc::new(MemoryOffsetStore::new()),
+        StartPosition::Earliest,
+    )?;
+    let items = read_until(&mut consumer, |items| items.len() >= 6).await?;
+    consumer.shutdown(Duration::from_secs(5)).await;
+    ensure!(ids(&items) == published.iter().map(|e| e.id).collect::<HashSet<_>>());
+
+    // The same consumer with a wrong password reads nothing and counts its failures.
+    let refused = secure(&plain, &broker, "not-the-password-0123456")?;
+    let mut consumer = OrderEventConsumer::start(
+        refused,
+        Arc::new(MemoryOffsetStore::new()),
+        StartPosition::Earliest,
+    )?;
+    let nothing = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
+    ensure!(nothing.is_err(), "read {nothing:?} with a wrong password");
+    let stats = consumer.monitor().stats();
+    consumer.shutdown(Duration::from_secs(5)).await;
+    ensure!(stats.failures >= 1, "{stats:?}");
+    Ok(())
+}
+
+/// A handler whose effects and offsets share one SQLite transaction: each record's value is
+/// inserted and the next offset stored atomically (`Handled::Committed`).
+struct Ledger {
+    database: std::path::PathBuf,
+}
+
+impl RecordHandler for Ledger {
+    fn handle<'a>(
+        &'a self,
+        record: &'a ConsumedRecord,
+        _stop: &'a mut StopSignal,
+    ) -> futures_util::future::BoxFuture<'a, Result<Handled, KafkaError>> {
+        Box::pin(async move {
+            let failed = |error: rusqlite::Error| KafkaError::Internal(error.to_string());
+            let mut connection = rusqlite::Connection::open(&self.database).map_err(failed)?;
+            let transaction = connection.transaction().map_err(failed)?;
+            let value = String::from_utf8_lossy(record.record.value.as_deref().unwrap_or_default())
+                .into_owned();
+            transaction
+                .execute("INSERT INTO ledger (value) VALUES (?1)", [value])
+                .map_err(failed)?;
+            SqliteOffsetStore::save_in(
+                &transaction,
+                "ledger",
+                &record.topic,
+                record.partition,
+                record.next_offset(),
+            )
+            .map_err(failed)?;
+            transaction.commit().map_err(failed)?;
+            Ok(Handled::Committed)
+        })
+    }
+}
+
+async fn ledger_rows(database: &Path, at_least: usize) -> anyhow::Result<usize> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: usize = rusqlite::Connection::open(database)?.query_row(
+            "SELECT COUNT(*) FROM ledger",
+            [],
+            |row| row.get(0),
+        )?;
+        if rows >= at_least || tokio::time::Instant::now() > deadline {
+            return Ok(rows);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_can_commit_its_offsets_with_its_effects() -> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("ledger"), 3);
+    let dir = tempfile::tempdir()?;
+    let database = dir.path().join("ledger.db");
+    {
+        let connection = rusqlite::Connection::open(&database)?;
+        connection.execute_batch("CREATE TABLE ledger (value TEXT NOT NULL)")?;
+        SqliteOffsetStore::create_table(&connection)?;
+    }
+    let run = || -> anyhow::Result<oa_events_kafka::ConsumerHandle> {
+        let store = Arc::new(SqliteOffsetStore::open(&database, "ledger")?);
+        Ok(
+            TopicConsumer::new(config.clone(), config.order_events_topic.clone(), store)
+                .start_at(StartPosition::Stored {
+                    otherwise: AutoOffsetReset::Earliest,
+                })
+                .spawn(Arc::new(Ledger {
+                    database: database.clone(),
+                }))?,
+        )
+    };
+    publish(&config, 0, 5).await?;
+    let consumer = run()?;
+    ensure!(ledger_rows(&database, 5).await? == 5);
+    consumer.shutdown(Duration::from_secs(5)).await;
+
+    // A restart resumes from the offsets written with the rows: nothing is applied twice.
+    publish(&config, 5, 4).await?;
+    let consumer = run()?;
+    let rows = ledger_rows(&database, 9).await?;
+    // Give a re-delivery the time to show up before counting for good.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = consumer.monitor().stats();
+    consumer.shutdown(Duration::from_secs(5)).await;
+    ensure!(
+        rows == 9 && ledger_rows(&database, 0).await? == 9,
+        "{rows} rows"
+    );
+    ensure!(stats.records == 4, "{stats:?}");
     Ok(())
 }
