@@ -545,7 +545,7 @@ impl RecordHandler for EsbHandler {
         Box::pin(async move {
             // Its own client: fetches long-poll, so they never share a client with produce.
             let dlq = DeadLetters::connect(&self.config, &dlq_topic(&topic.name)).await?;
-            tracing::info!(topic = %topic.name, partitions = topic.partitions, dlq = %dlq.topic, "ESB consumer connected");
+            tracing::info!(topic = %topic.name, dlq = %dlq.topic, "ESB dead-letter producer connected");
             *self.dead_letters.write().await = Some(Arc::new(dlq));
             Ok(())
         })
