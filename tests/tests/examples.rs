@@ -60,23 +60,15 @@ fn the_custom_sink_example_writes_every_published_event_as_a_json_line() {
 }
 
 fn collector(url: &str, key: &str) -> PeerProcess {
-    let mut client = PeerProcess::python(
-        "e2e_socketio_collect.py",
+    PeerProcess::socketio_events(
+        url,
+        key,
         &[
-            ("OA_URL", url.to_string()),
-            ("OA_APIKEY", key.to_string()),
-            ("OA_STOP_EVENT", "order_notification".to_string()),
-            ("OA_TIMEOUT_S", "30".to_string()),
+            ("OA_STOP_EVENT", "order_notification"),
+            ("OA_TIMEOUT_S", "30"),
         ],
     )
-    .unwrap();
-    let connected = client
-        .wait_for(Duration::from_secs(30), |line| {
-            line["type"] == "connect" || line["type"] == "connect_error"
-        })
-        .unwrap();
-    assert_eq!(connected["type"], "connect", "{connected}");
-    client
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

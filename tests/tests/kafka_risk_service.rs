@@ -13,23 +13,6 @@ use serde_json::{Value, json};
 
 const TOPIC: &str = "e2e_risk_order_events";
 
-async fn wait_for_price(server: &TestServer) {
-    for _ in 0..200 {
-        let (status, body) = server
-            .post(
-                "quotes",
-                json!({"apikey": server.admin_key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        if status == 200 && body["data"]["ltp"].as_f64().unwrap_or(0.0) > 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no SBIN price from the simulated feed");
-}
-
 async fn place(
     server: &TestServer,
     key: &str,
@@ -107,7 +90,10 @@ async fn the_risk_service_example_prints_each_users_exposure_as_orders_fill() {
     .unwrap();
     let alice = server.create_user("alice").unwrap();
     let bob = server.create_user("bob").unwrap();
-    wait_for_price(&server).await;
+    server
+        .wait_for_price(&server.admin_key, "NSE", "SBIN")
+        .await
+        .unwrap();
 
     let mut risk = PeerProcess::example(
         "oa-events-kafka",
