@@ -46,7 +46,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oa_events_core::{ApiKeyVerifier, EventPublisher};
-use oa_marketdata_zmq::{PriceCache, SymbolMaster};
+use oa_marketdata_core::{PriceCache, SymbolMaster};
 
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
 pub use config::{ApiConfig, ConfigError, Leverage, SimulatorConfig};

@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::feed::SubscriptionHint;
-use crate::symbols::{SymbolMaster, is_known_exchange};
-use crate::tick::{ALL_MODES, Mode, Tick, now_ms};
 use crate::ws::outbox::{ConflationKey, Outbox, OutboxStats, Outgoing, Pushed};
 use crate::ws::protocol::{self, ErrorCode, ProtocolError, Request, SymbolRef};
+use oa_marketdata_core::symbols::{SymbolMaster, is_known_exchange};
+use oa_marketdata_core::tick::{ALL_MODES, Mode, Tick, now_ms};
 
 /// Limits and names the hub applies.
 #[derive(Debug, Clone)]
@@ -469,7 +469,7 @@ impl Hub {
                 ErrorCode::InvalidParameters,
                 format!(
                     "Unknown exchange {exchange:?}; expected one of {}",
-                    crate::symbols::EXCHANGES.join(", ")
+                    oa_marketdata_core::symbols::EXCHANGES.join(", ")
                 ),
             ));
         }

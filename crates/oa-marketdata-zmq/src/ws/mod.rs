@@ -35,9 +35,9 @@ pub use hub::{ClientStats, ProxyStats};
 pub use outbox::OutboxStats;
 
 use crate::feed::SubscriptionHint;
-use crate::symbols::SymbolMaster;
-use crate::tick::Tick;
 use hub::{Hub, HubConfig};
+use oa_marketdata_core::symbols::SymbolMaster;
+use oa_marketdata_core::tick::Tick;
 
 /// Settings of the WebSocket proxy.
 #[derive(Debug, Clone)]

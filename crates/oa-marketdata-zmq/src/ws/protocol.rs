@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::tick::{InvalidMode, Mode, Tick, TickPayload};
+use oa_marketdata_core::tick::{InvalidMode, Mode, Tick, TickPayload};
 
 /// Error codes sent as `{"status":"error","code":...,"message":...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
