@@ -97,3 +97,35 @@ pub fn run_python_script_with_status(
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }
+
+/// Builds the example `example` of the workspace package `package` (a no-op when it is up to
+/// date) and returns the path of its executable, next to the test executables' profile.
+pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
+    // Test executables live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("unexpected test executable location")?;
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(["build", "-p", package, "--example", example])
+        .current_dir(workspace_root());
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("building example {example} of {package}"))?;
+    if !status.success() {
+        bail!("cargo build -p {package} --example {example} failed");
+    }
+    let binary = profile_dir.join("examples").join(example);
+    if !binary.exists() {
+        bail!("{} missing after building it", binary.display());
+    }
+    Ok(binary)
+}
