@@ -8,7 +8,7 @@
 //! - `outbox`: each client's bounded, conflating outbox;
 //! - `connection`: one socket's reader loop and writer task.
 //!
-//! Served by [`oa_net::serve`]: TCP_NODELAY (without it p99 latency grows from 0.5 ms to
+//! Served by [`oa_net::serve()`]: TCP_NODELAY (without it p99 latency grows from 0.5 ms to
 //! 20 ms), a header-read timeout, and connection caps. Each upgraded socket holds a slot of the
 //! proxy's own global and per-IP caps; a refused upgrade gets `503` with a protocol error body.
 //! Client frames and messages are limited to `max_message_bytes` (a larger frame is refused
