@@ -98,8 +98,10 @@ pub fn run_python_script_with_status(
     })
 }
 
-/// Builds the example `example` of the workspace package `package` (a no-op when it is up to
-/// date) and returns the path of its executable, next to the test executables' profile.
+/// The executable of the example `example` of the workspace package `package` (in
+/// `crates/<package>/examples`), next to the test executables' profile. Built (with
+/// `--workspace` features, as `cargo test --workspace` resolves them) when missing or older
+/// than its source; `cargo xtask test` builds every example before the tests.
 pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
     // Test executables live in target/<profile>/deps; examples in target/<profile>/examples.
     let exe = std::env::current_exe().context("locating the test executable")?;
@@ -107,9 +109,23 @@ pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
         .parent()
         .and_then(|deps| deps.parent())
         .context("unexpected test executable location")?;
+    let binary = profile_dir.join("examples").join(example);
+    let source = workspace_root()
+        .join("crates")
+        .join(package)
+        .join("examples")
+        .join(format!("{example}.rs"));
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let fresh = match (modified(&binary), modified(&source)) {
+        (Some(built), Some(written)) => built >= written,
+        _ => false,
+    };
+    if fresh {
+        return Ok(binary);
+    }
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
-        .args(["build", "-p", package, "--example", example])
+        .args(["build", "--workspace", "--example", example])
         .current_dir(workspace_root());
     if profile_dir
         .file_name()
@@ -121,9 +137,8 @@ pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
         .status()
         .with_context(|| format!("building example {example} of {package}"))?;
     if !status.success() {
-        bail!("cargo build -p {package} --example {example} failed");
+        bail!("cargo build --workspace --example {example} ({package}) failed");
     }
-    let binary = profile_dir.join("examples").join(example);
     if !binary.exists() {
         bail!("{} missing after building it", binary.display());
     }

@@ -80,6 +80,10 @@ fn test_both_modes() -> anyhow::Result<()> {
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
     })?;
+    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
+    util::step("build examples", || {
+        util::cargo(&["build", "--workspace", "--examples"])
+    })?;
     let plain = BOTH_MODES_KAFKA_PORT;
     let secure = BOTH_MODES_SECURE_KAFKA_PORT;
     let plain_started_here = !kafka::is_running(plain);
@@ -257,6 +261,10 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
     util::step("setup test peers", setup::run)?;
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
+    })?;
+    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
+    util::step("build examples", || {
+        util::cargo(&["build", "--workspace", "--examples"])
     })?;
     record(
         "cargo test",
