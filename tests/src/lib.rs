@@ -15,7 +15,7 @@ pub mod tansu;
 pub mod tls_proxy;
 pub use events::suite_event_mode;
 pub use peer::PeerProcess;
-pub use server::{TestServer, example_binary, run_to_exit, server_binary};
+pub use server::{TestServer, run_to_exit, server_binary};
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {
@@ -96,4 +96,51 @@ pub fn run_python_script_with_status(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
+}
+
+/// The executable of the example `example` of the workspace package `package` (in
+/// `crates/<package>/examples`), next to the test executables' profile. Built (with
+/// `--workspace` features, as `cargo test --workspace` resolves them) when missing or older
+/// than its source; `cargo xtask test` builds every example before the tests.
+pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
+    // Test executables live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("unexpected test executable location")?;
+    let binary = profile_dir.join("examples").join(example);
+    let source = workspace_root()
+        .join("crates")
+        .join(package)
+        .join("examples")
+        .join(format!("{example}.rs"));
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let fresh = match (modified(&binary), modified(&source)) {
+        (Some(built), Some(written)) => built >= written,
+        _ => false,
+    };
+    if fresh {
+        return Ok(binary);
+    }
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(["build", "--workspace", "--example", example])
+        .current_dir(workspace_root());
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("building example {example} of {package}"))?;
+    if !status.success() {
+        bail!("cargo build --workspace --example {example} ({package}) failed");
+    }
+    if !binary.exists() {
+        bail!("{} missing after building it", binary.display());
+    }
+    Ok(binary)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{python, server::example_binary, workspace_root};
+use crate::{example_binary, python, workspace_root};
 
 /// A running peer process. Killed when dropped.
 #[derive(Debug)]

@@ -36,26 +36,6 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// Path of the example `example` of workspace crate `package`, built (or found up to date)
-/// with `cargo build -p <package> --example <example>` first, so a test never runs a stale
-/// example.
-pub fn example_binary(package: &str, example: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("unexpected test executable location")?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", package, "--example", example])
-        .current_dir(workspace_root())
-        .status()
-        .with_context(|| format!("building the example {example} of {package}"))?;
-    if !status.success() {
-        bail!("cargo build -p {package} --example {example} failed");
-    }
-    Ok(profile_dir.join("examples").join(example))
-}
-
 /// A running `oa-server` with its own data directory and ephemeral ports.
 #[derive(Debug)]
 pub struct TestServer {

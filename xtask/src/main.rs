@@ -4,7 +4,8 @@
 //!   the event catalog; `--check` fails when the checked-in files differ.
 //! - `setup`: installs the real test peers (Python venv from tests/python/requirements.txt,
 //!   npm packages of tests/node). Idempotent; skipped when nothing changed.
-//! - `test`: everything CI runs: fmt check, clippy -D warnings, codegen check, setup, all tests.
+//! - `test`: everything CI runs: fmt check, clippy -D warnings, cargo doc -D warnings, dependency
+//!   boundaries (`cargo tree`), codegen check, setup, all tests.
 
 mod codegen;
 mod kafka;
@@ -38,9 +39,10 @@ enum Command {
     /// Run the end-to-end suite once per event mode (SOCKETIO, KAFKA, BOTH) against a local
     /// broker it starts (and stops again, also on failure).
     TestBothModes,
-    /// Run everything CI runs: fmt, clippy, codegen check, setup, all tests, test-both-modes.
+    /// Run everything CI runs: fmt, clippy, doc, dependency boundaries, codegen check, setup,
+    /// all tests, test-both-modes.
     Test {
-        /// Skip fmt and clippy (for a quick local run).
+        /// Skip fmt, clippy, doc and dependency boundaries (for a quick local run).
         #[arg(long)]
         no_lint: bool,
     },
@@ -77,6 +79,10 @@ fn test_both_modes() -> anyhow::Result<()> {
     // The suite runs the binary as it is on disk: build it from the current sources first.
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
+    })?;
+    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
+    util::step("build examples", || {
+        util::cargo(&["build", "--workspace", "--examples"])
     })?;
     let plain = BOTH_MODES_KAFKA_PORT;
     let secure = BOTH_MODES_SECURE_KAFKA_PORT;
@@ -150,6 +156,57 @@ fn test_both_modes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Crates (with their feature flags) that must not pull in a dependency: a feed process does
+/// not build the WebSocket stack, users of the event core and the REST layer do not build
+/// libzmq.
+const DEPENDENCY_BOUNDARIES: &[(&[&str], &[&str])] = &[
+    (
+        &["-p", "oa-marketdata-zmq", "--no-default-features"],
+        &["axum", "hyper"],
+    ),
+    (&["-p", "oa-marketdata-core"], &["zmq", "axum", "hyper"]),
+    (&["-p", "oa-events-core"], &["zmq", "axum", "hyper"]),
+    (&["-p", "oa-api"], &["zmq"]),
+];
+
+/// Checks [`DEPENDENCY_BOUNDARIES`] with `cargo tree -e normal`, and that the feed-process
+/// build of oa-marketdata-zmq compiles.
+fn dependency_boundaries() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut crossed = Vec::new();
+    for (package, forbidden) in DEPENDENCY_BOUNDARIES {
+        let output = std::process::Command::new(&cargo)
+            .arg("tree")
+            .args(*package)
+            .args(["-e", "normal", "--prefix", "none"])
+            .current_dir(util::root())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "cargo tree {} failed: {}",
+            package.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tree = String::from_utf8_lossy(&output.stdout);
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if forbidden.contains(&name) {
+                crossed.push(format!("{} depends on {name}", package.join(" ")));
+            }
+        }
+    }
+    crossed.sort();
+    crossed.dedup();
+    anyhow::ensure!(crossed.is_empty(), "{}", crossed.join("; "));
+    util::cargo(&[
+        "check",
+        "-p",
+        "oa-marketdata-zmq",
+        "--no-default-features",
+        "--lib",
+    ])
+}
+
 fn test(no_lint: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // Every step runs even after a failure, so one run reports every problem; the tests
@@ -180,6 +237,22 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
                 ])
             }),
         );
+        record(
+            "cargo doc",
+            util::step("cargo doc -D warnings", || {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+                util::run(
+                    std::process::Command::new(cargo)
+                        .args(["doc", "--workspace", "--no-deps"])
+                        .env("RUSTDOCFLAGS", "-D warnings")
+                        .current_dir(util::root()),
+                )
+            }),
+        );
+        record(
+            "dependency boundaries",
+            util::step("dependency boundaries", dependency_boundaries),
+        );
     }
     record(
         "codegen --check",
@@ -188,6 +261,10 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
     util::step("setup test peers", setup::run)?;
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
+    })?;
+    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
+    util::step("build examples", || {
+        util::cargo(&["build", "--workspace", "--examples"])
     })?;
     record(
         "cargo test",

@@ -22,7 +22,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use oa_api::{ApiConfig, StoreSync};
 use oa_events_core::EventPublisher;
-use oa_marketdata_zmq::{Depth, DepthLevel, PriceCache, SymbolMaster, Tick};
+use oa_marketdata_core::{Depth, DepthLevel, PriceCache, SymbolMaster, Tick};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,23 +1,9 @@
-//! # oa-api
-//!
-//! oa's REST API v1 (docs/rest-api.md): routes, API-key auth, rate limits, the order
-//! service, the `sandbox` and `simulator` brokers sharing one matching engine, and the
-//! SQLite store.
+#![doc = include_str!("../README.md")]
 //!
 //! ```text
 //! HTTP ─▶ rate limit (per IP) ─▶ JSON body ─▶ fields (400) ─▶ API key (403, cached)
 //!      ─▶ OrderService ─▶ Broker (sandbox in analyzer mode, simulator live)
 //!      ─▶ engine worker thread: engine + SQLite transaction (+ outbox) ─▶ publish events
-//! ```
-//!
-//! Serve the router with client addresses, or every client shares one rate-limit bucket:
-//!
-//! ```no_run
-//! # async fn serve(api: oa_api::Api) -> std::io::Result<()> {
-//! use std::net::SocketAddr;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-//! axum::serve(listener, api.router().into_make_service_with_connect_info::<SocketAddr>()).await
-//! # }
 //! ```
 
 pub mod broker;
@@ -46,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oa_events_core::{ApiKeyVerifier, EventPublisher};
-use oa_marketdata_zmq::{PriceCache, SymbolMaster};
+use oa_marketdata_core::{PriceCache, SymbolMaster};
 
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
 pub use config::{ApiConfig, ConfigError, Leverage, SimulatorConfig};

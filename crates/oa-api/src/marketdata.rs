@@ -1,9 +1,9 @@
-//! Adapters to the market-data crate: [`PriceSource`] for `oa_marketdata_zmq::PriceCache`
-//! and [`SymbolDirectory`] for `oa_marketdata_zmq::SymbolMaster`.
+//! Adapters to the market-data crate: [`PriceSource`] for `oa_marketdata_core::PriceCache`
+//! and [`SymbolDirectory`] for `oa_marketdata_core::SymbolMaster`.
 
 use std::sync::Arc;
 
-use oa_marketdata_zmq::{PriceCache, PriceSnapshot, SymbolMaster};
+use oa_marketdata_core::{PriceCache, PriceSnapshot, SymbolMaster};
 
 use crate::price::{
     DepthLevel, MarketData, PriceEvent, PriceSource, PriceStream, Quote, stream_from_broadcast,
@@ -31,7 +31,7 @@ impl PriceSource for PriceCache {
 
     fn market_data(&self, exchange: &str, symbol: &str) -> Option<MarketData> {
         let s = self.snapshot(exchange, symbol)?;
-        let levels = |levels: &[oa_marketdata_zmq::DepthLevel]| {
+        let levels = |levels: &[oa_marketdata_core::DepthLevel]| {
             levels
                 .iter()
                 .map(|level| DepthLevel {

@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Exchanges accepted in requests (docs/rest-api.md), in documentation order: the
 /// market-data layer's list, so a symbol master and the REST layer never disagree.
-pub use oa_marketdata_zmq::EXCHANGES;
+pub use oa_marketdata_core::EXCHANGES;
 
 /// A validated exchange code (one of [`EXCHANGES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

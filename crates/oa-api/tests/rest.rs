@@ -870,12 +870,12 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
     config.durable_outbox = true;
     let (orderid, key, published) = {
         let publisher = oa_events_core::EventPublisher::builder().build();
-        let prices = oa_marketdata_zmq::PriceCache::new();
+        let prices = oa_marketdata_core::PriceCache::new();
         let api = oa_api::build(
             config.clone(),
             publisher.clone(),
             prices.clone(),
-            std::sync::Arc::new(oa_marketdata_zmq::SymbolMaster::bundled()),
+            std::sync::Arc::new(oa_marketdata_core::SymbolMaster::bundled()),
         )
         .await
         .unwrap();
@@ -938,8 +938,8 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
     let api = oa_api::build(
         config,
         publisher,
-        oa_marketdata_zmq::PriceCache::new(),
-        std::sync::Arc::new(oa_marketdata_zmq::SymbolMaster::bundled()),
+        oa_marketdata_core::PriceCache::new(),
+        std::sync::Arc::new(oa_marketdata_core::SymbolMaster::bundled()),
     )
     .await
     .unwrap();

@@ -1,6 +1,6 @@
-//! # oa-events-core
+#![doc = include_str!("../README.md")]
 //!
-//! The transport-independent heart of oa's event layer:
+//! Modules:
 //!
 //! - [`catalog`]: one typed struct per order event or notification, with the exact payload
 //!   keys OpenAlgo clients expect, and [`EventPayload`], the closed set of them;
@@ -12,23 +12,6 @@
 //! - [`mode`]: [`EventMode`] (`ORDER_EVENT_MODE` = SOCKETIO | KAFKA | BOTH);
 //! - [`auth`]: [`ApiKeyVerifier`], the small trait through which transports that accept
 //!   clients (WebSocket, Socket.IO) check API keys without depending on the REST layer.
-//!
-//! This crate performs no network I/O.
-//!
-//! ```
-//! use oa_events_core::{catalog::OrderNotification, Event, EventPublisher};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let publisher = EventPublisher::builder().build();
-//! let mut tap = publisher.subscribe();
-//! publisher.publish(Event::for_user(
-//!     "user123",
-//!     OrderNotification::info("SBIN", "Positions Already Matched. No Action needed."),
-//! ));
-//! let envelope = tap.recv().await.unwrap();
-//! assert_eq!(envelope.event_type(), "order_notification");
-//! # }
-//! ```
 
 pub mod auth;
 pub mod catalog;

@@ -1,4 +1,4 @@
-//! # oa-events-socketio
+#![doc = include_str!("../README.md")]
 //!
 //! The Socket.IO sink of oa's event layer (mode SOCKETIO, the default, and BOTH): a
 //! socketioxide layer mounted on the HTTP server at `/socket.io/` (Socket.IO v5 over
@@ -22,23 +22,6 @@
 //! - **Bounds**: websocket frames and polling bodies up to `max_payload`; Engine.IO sessions
 //!   capped in total and per client IP ([`mount`]); handshakes rate-limited per client IP; the
 //!   replay buffer bounded in events and bytes; `password_change` ends the user's sessions.
-//!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use oa_events_core::{ApiKeyVerifier, EventPublisher, SinkOptions};
-//! # use oa_events_socketio::{SocketIoConfig, SocketIoSink};
-//! # async fn serve(verifier: Arc<dyn ApiKeyVerifier>) -> Result<(), Box<dyn std::error::Error>> {
-//! let (layer, sink) = SocketIoSink::new(SocketIoConfig::default(), verifier)?;
-//! let publisher = EventPublisher::builder().sink(sink.clone(), SinkOptions::default()).build();
-//! let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
-//! // The layer behind its connection caps, served with timeouts, TCP_NODELAY and client IPs.
-//! let app = oa_events_socketio::mount(app, layer, &sink);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-//! oa_net::serve(listener, app, oa_net::ServeOptions::new("http"), std::future::pending()).await?;
-//! # drop(publisher); Ok(()) }
-//! ```
-//!
-//! See `docs/socketio.md` for the wire protocol.
 
 mod config;
 mod guard;

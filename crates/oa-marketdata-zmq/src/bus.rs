@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::tick::Tick;
-use crate::topic::{Topic, TopicError};
+use oa_marketdata_core::tick::Tick;
+use oa_marketdata_core::topic::{Topic, TopicError};
 
 /// Default SUB bind endpoint.
 pub const DEFAULT_ENDPOINT: &str = "tcp://127.0.0.1:5555";
@@ -620,7 +620,7 @@ impl Publisher {
 
     /// Publishes a tick under its topic `{EXCHANGE}_{SYMBOL}_{MODE}`.
     pub fn publish(&mut self, tick: &Tick) -> Result<(), BusError> {
-        let topic = crate::topic::encode(&tick.exchange, &tick.symbol, tick.mode);
+        let topic = oa_marketdata_core::topic::encode(&tick.exchange, &tick.symbol, tick.mode);
         self.buffer.clear();
         // Serialising numbers and strings into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buffer, tick);
@@ -649,7 +649,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::Mode;
+    use oa_marketdata_core::tick::Mode;
 
     #[test]
     fn decode_message_accepts_good_ticks_and_names_every_reason() {

@@ -22,10 +22,10 @@ use crate::config::{FeedKind, MarketDataConfig};
 use crate::feed::replay::{ReplayConfig, ReplayFeed};
 use crate::feed::simulated::{SimulatedConfig, SimulatedFeed};
 use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
-use crate::price_cache::{CacheUpdate, PriceCache};
-use crate::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
-use crate::tick::{Mode, Tick};
 use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
+use oa_marketdata_core::price_cache::{CacheUpdate, PriceCache};
+use oa_marketdata_core::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
+use oa_marketdata_core::tick::{Mode, Tick};
 
 /// Why the market-data layer could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,11 @@
-//! Network guards shared by every oa listener (HTTP, WebSocket proxy, Socket.IO):
+#![doc = include_str!("../README.md")]
+//!
+//! Modules:
 //!
 //! - [`rate`]: rates in flask-limiter syntax (`"10 per second"`);
 //! - [`connections`]: a global and a per-IP cap on open connections, counted in /metrics;
 //! - [`login`]: a per-IP rate limit on login attempts (API-key checks);
-//! - [`serve`]: HTTP serving with a header-read timeout, an idle keep-alive timeout, connection
+//! - [`serve`](mod@serve): HTTP serving with a header-read timeout, an idle keep-alive timeout, connection
 //!   caps and TCP_NODELAY.
 
 pub mod connections;

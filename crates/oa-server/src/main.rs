@@ -5,6 +5,9 @@
 mod admin;
 mod app;
 mod cli;
+// The flags' doc comments are clap help texts ending with the default in brackets ("[300]"),
+// which rustdoc would otherwise read as intra-doc links.
+#[allow(rustdoc::broken_intra_doc_links)]
 mod config;
 mod esb;
 mod http;

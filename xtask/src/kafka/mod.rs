@@ -54,7 +54,7 @@ pub enum Storage {
 /// What to do with the local broker.
 #[derive(Debug, Subcommand)]
 pub enum Action {
-    /// Install tansu if missing, start it on 127.0.0.1:<port>, create oa's topics.
+    /// Install tansu if missing, start it on 127.0.0.1:PORT, create oa's topics.
     Up {
         /// Port of the listener (and advertised listener) on 127.0.0.1.
         #[arg(long, default_value_t = 9092)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oa_api::{Api, ApiConfig};
 use oa_events_core::{Envelope, EventPublisher};
-use oa_marketdata_zmq::{Depth, DepthLevel, Mode, PriceCache, Quote, SymbolMaster, Tick};
+use oa_marketdata_core::{Depth, DepthLevel, Mode, PriceCache, Quote, SymbolMaster, Tick};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 

@@ -1,7 +1,7 @@
 //! Feed adapters: producers of ticks that publish onto the bus like any external process.
 //!
 //! A feed adapter connects a [`crate::bus::Publisher`] to the bus endpoint and publishes
-//! [`crate::tick::Tick`]s. The proxy tells it which instruments clients currently want
+//! [`oa_marketdata_core::tick::Tick`]s. The proxy tells it which instruments clients currently want
 //! through [`FeedAdapter::subscription_changed`] (hints: an adapter may ignore them and
 //! publish everything, as the simulated market does, or use them to subscribe upstream, as a
 //! real broker adapter would).
@@ -19,7 +19,7 @@ pub mod simulated;
 use std::path::PathBuf;
 
 use crate::bus::BusError;
-use crate::tick::Mode;
+use oa_marketdata_core::tick::Mode;
 
 /// Which instruments clients currently want, sent to the adapter when it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError};
-use crate::tick::{Mode, Quote, Tick, now_ms};
+use oa_marketdata_core::tick::{Mode, Quote, Tick, now_ms};
 
 /// Settings of a replay.
 #[derive(Debug, Clone, PartialEq)]

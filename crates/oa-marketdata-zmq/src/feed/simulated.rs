@@ -15,8 +15,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError};
-use crate::symbols::Instrument;
-use crate::tick::{Depth, DepthLevel, Mode, Quote, Tick, now_ms};
+use oa_marketdata_core::symbols::Instrument;
+use oa_marketdata_core::tick::{Depth, DepthLevel, Mode, Quote, Tick, now_ms};
 
 /// Settings of the simulated market.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct SimulatedConfig {
 impl Default for SimulatedConfig {
     fn default() -> Self {
         SimulatedConfig {
-            instruments: crate::symbols::SymbolMaster::bundled()
+            instruments: oa_marketdata_core::symbols::SymbolMaster::bundled()
                 .iter()
                 .cloned()
                 .collect(),
@@ -345,7 +345,7 @@ impl Drop for SimulatedFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::symbols::SymbolMaster;
+    use oa_marketdata_core::symbols::SymbolMaster;
 
     fn instruments() -> Vec<Instrument> {
         SymbolMaster::bundled().iter().cloned().collect()

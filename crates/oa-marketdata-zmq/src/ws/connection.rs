@@ -10,10 +10,11 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use oa_net::ConnectionPermit;
 
-use crate::tick::now_ms;
-use crate::ws::hub::{Client, Hub};
+use crate::ws::hub::Hub;
 use crate::ws::outbox::Outgoing;
 use crate::ws::protocol::{ErrorCode, ProtocolError};
+use crate::ws::registry::Client;
+use oa_marketdata_core::tick::now_ms;
 
 /// Close code sent when a client did not authenticate within the grace period.
 pub const CLOSE_AUTH_TIMEOUT: u16 = 4401;

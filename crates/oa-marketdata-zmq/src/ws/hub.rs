@@ -1,34 +1,30 @@
-//! The hub: connected clients, their sessions, the subscription index and fan-out.
+//! The hub: what a client's requests do. It owns the [`Registry`] (clients and users), the
+//! [`SubscriptionIndex`] and the [`FanOut`], and answers every request with a reply built in
+//! [`protocol`].
 //!
-//! ```text
-//! tick ──▶ index[(exchange, symbol)] ──▶ [(client, modes)] ──▶ render once per mode ──▶ outboxes
-//! ```
-//!
-//! A tick of mode M reaches every subscription of its instrument at mode M or lower, each
-//! message carrying the subscription's own mode (a client subscribed to LTP and Depth of one
-//! symbol receives both views). The dispatcher takes the index's read lock per tick; subscription changes take the write
-//! lock briefly. Each tick is serialised at most once per mode (1-3 times) and the resulting
-//! [`Utf8Bytes`] is shared by every subscriber (a reference-count increment per client).
+//! The dispatcher takes the index's read lock per tick; subscription changes take the write
+//! lock briefly.
 //!
 //! Lock order: session, then users, then index.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::extract::ws::Utf8Bytes;
 use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Envelope};
+use oa_marketdata_core::symbols::{EXCHANGES, SymbolMaster, is_known_exchange};
+use oa_marketdata_core::tick::{Mode, Tick, now_ms};
 use oa_net::LoginLimiter;
-use parking_lot::{Mutex, RwLock};
-use serde_json::{Value, json};
+use parking_lot::RwLock;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::feed::SubscriptionHint;
-use crate::symbols::{SymbolMaster, is_known_exchange};
-use crate::tick::{ALL_MODES, Mode, Tick, now_ms};
-use crate::ws::outbox::{ConflationKey, Outbox, OutboxStats, Outgoing, Pushed};
+use crate::ws::fanout::FanOut;
+use crate::ws::outbox::Outgoing;
 use crate::ws::protocol::{self, ErrorCode, ProtocolError, Request, SymbolRef};
+use crate::ws::registry::{Client, ClientStats, Registry, Session, UserState};
+use crate::ws::subscriptions::{InstrumentKey, ModeSet, SubscriptionIndex};
 
 /// Limits and names the hub applies.
 #[derive(Debug, Clone)]
@@ -48,116 +44,6 @@ impl HubConfig {
         self.max_symbols_per_websocket
             .saturating_mul(self.max_websocket_connections)
     }
-}
-
-type InstrumentKey = (String, String);
-
-fn mode_bit(mode: Mode) -> u8 {
-    1 << (mode.code() - 1)
-}
-
-/// The highest mode in `mask` that is at most `limit`.
-fn best_mode(mask: u8, limit: Mode) -> Option<Mode> {
-    ALL_MODES
-        .iter()
-        .rev()
-        .find(|mode| **mode <= limit && mask & mode_bit(**mode) != 0)
-        .copied()
-}
-
-fn highest_mode(mask: u8) -> Option<Mode> {
-    best_mode(mask, Mode::Depth)
-}
-
-/// What a client is, as seen by the hub.
-#[derive(Debug)]
-pub(crate) struct Client {
-    pub id: u64,
-    /// The peer's address (login rate limit).
-    pub ip: IpAddr,
-    pub outbox: Outbox,
-    session: Mutex<Session>,
-    /// Last inbound frame, epoch ms (keepalive).
-    pub last_seen_ms: AtomicI64,
-    /// When the current login succeeded, epoch ms (0 before): a key revoked after it ends
-    /// the session.
-    authenticated_at_ms: AtomicI64,
-}
-
-#[derive(Debug, Default)]
-struct Session {
-    user: Option<AuthenticatedUser>,
-    /// Subscribed modes per instrument, as a bit mask.
-    subscriptions: HashMap<InstrumentKey, u8>,
-    orders: bool,
-}
-
-impl Client {
-    /// True once authenticated.
-    pub fn is_authenticated(&self) -> bool {
-        self.session.lock().user.is_some()
-    }
-
-    /// Marks the client alive now.
-    pub fn touch(&self) {
-        self.last_seen_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    fn send_text(&self, text: String) {
-        self.outbox
-            .push_control(Outgoing::Text(Utf8Bytes::from(text)));
-    }
-
-    fn send_error(&self, error: &ProtocolError) {
-        self.send_text(error.to_json());
-    }
-}
-
-#[derive(Debug)]
-struct Subscriber {
-    client: Arc<Client>,
-    mask: u8,
-}
-
-#[derive(Debug)]
-struct InstrumentSubs {
-    number: u32,
-    subscribers: Vec<Subscriber>,
-}
-
-impl InstrumentSubs {
-    fn max_mode(&self) -> Option<Mode> {
-        highest_mode(self.subscribers.iter().fold(0, |mask, s| mask | s.mask))
-    }
-}
-
-#[derive(Debug, Default)]
-struct UserState {
-    /// Instruments subscribed by any of the user's connections, with the number of them.
-    instruments: HashMap<InstrumentKey, usize>,
-    /// The user's connections that asked for order updates.
-    order_clients: HashMap<u64, Arc<Client>>,
-    /// The user's authenticated connections (at most `MAX_WEBSOCKET_CONNECTIONS`).
-    sessions: HashMap<u64, Arc<Client>>,
-}
-
-impl UserState {
-    fn is_unused(&self) -> bool {
-        self.instruments.is_empty() && self.order_clients.is_empty() && self.sessions.is_empty()
-    }
-}
-
-/// Counters of one client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientStats {
-    /// Connection id.
-    pub id: u64,
-    /// The authenticated user, if any.
-    pub user_id: Option<String>,
-    /// Subscriptions (instrument x mode).
-    pub subscriptions: usize,
-    /// Outbox counters.
-    pub outbox: OutboxStats,
 }
 
 /// Counters of the whole proxy.
@@ -182,20 +68,10 @@ pub(crate) struct Hub {
     config: HubConfig,
     symbols: Arc<SymbolMaster>,
     verifier: Arc<dyn ApiKeyVerifier>,
-    clients: Mutex<HashMap<u64, Arc<Client>>>,
-    users: Mutex<HashMap<String, UserState>>,
-    index: RwLock<HashMap<String, HashMap<String, InstrumentSubs>>>,
+    registry: Registry,
+    index: RwLock<SubscriptionIndex>,
+    fanout: FanOut,
     hints: Option<mpsc::Sender<SubscriptionHint>>,
-    next_client: AtomicU64,
-    next_instrument: AtomicU32,
-    subscriptions: AtomicI64,
-    ticks_dispatched: AtomicU64,
-    fanned_out: AtomicU64,
-    conflated: AtomicU64,
-    dropped: AtomicU64,
-    fanned_out_counter: metrics::Counter,
-    conflated_counter: metrics::Counter,
-    dropped_counter: metrics::Counter,
 }
 
 impl std::fmt::Debug for Hub {
@@ -206,6 +82,10 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// What one subscription change did to the feed adapter's view, collected while the locks are
+/// held and sent after.
+type Hints = Vec<SubscriptionHint>;
+
 impl Hub {
     pub(crate) fn new(
         config: HubConfig,
@@ -214,67 +94,25 @@ impl Hub {
         hints: Option<mpsc::Sender<SubscriptionHint>>,
     ) -> Self {
         Hub {
+            registry: Registry::new(config.max_queue, config.control_limit),
+            fanout: FanOut::new(config.broker.clone()),
             config,
             symbols,
             verifier,
-            clients: Mutex::new(HashMap::new()),
-            users: Mutex::new(HashMap::new()),
-            index: RwLock::new(HashMap::new()),
+            index: RwLock::new(SubscriptionIndex::default()),
             hints,
-            next_client: AtomicU64::new(1),
-            next_instrument: AtomicU32::new(1),
-            subscriptions: AtomicI64::new(0),
-            ticks_dispatched: AtomicU64::new(0),
-            fanned_out: AtomicU64::new(0),
-            conflated: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            fanned_out_counter: metrics::counter!("oa_ticks_fanned_out_total"),
-            conflated_counter: metrics::counter!("oa_ticks_conflated_total"),
-            dropped_counter: metrics::counter!("oa_ticks_dropped_total", "reason" => "client_outbox_full"),
         }
     }
 
     /// Registers a new connection from `ip`.
     pub(crate) fn register(&self, ip: IpAddr) -> Arc<Client> {
-        let client = Arc::new(Client {
-            id: self.next_client.fetch_add(1, Ordering::Relaxed),
-            ip,
-            outbox: Outbox::new(self.config.max_queue, self.config.control_limit),
-            session: Mutex::new(Session::default()),
-            last_seen_ms: AtomicI64::new(now_ms()),
-            authenticated_at_ms: AtomicI64::new(0),
-        });
-        let count = {
-            let mut clients = self.clients.lock();
-            clients.insert(client.id, Arc::clone(&client));
-            clients.len()
-        };
-        metrics::gauge!("oa_ws_clients").set(count as f64);
-        client
+        self.registry.register(ip)
     }
 
     /// Forgets a connection and all its subscriptions.
     pub(crate) fn unregister(&self, client: &Arc<Client>) {
         self.unsubscribe_all(client);
-        {
-            let session = client.session.lock();
-            if let Some(user) = &session.user {
-                let mut users = self.users.lock();
-                if let Some(state) = users.get_mut(&user.user_id) {
-                    state.order_clients.remove(&client.id);
-                    state.sessions.remove(&client.id);
-                    if state.is_unused() {
-                        users.remove(&user.user_id);
-                    }
-                }
-            }
-        }
-        let count = {
-            let mut clients = self.clients.lock();
-            clients.remove(&client.id);
-            clients.len()
-        };
-        metrics::gauge!("oa_ws_clients").set(count as f64);
+        self.registry.remove(client);
         let stats = client.outbox.stats();
         tracing::debug!(
             client = client.id,
@@ -287,8 +125,7 @@ impl Hub {
 
     /// Queues a close frame for every client (shutdown).
     pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
-        let clients: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
-        for client in clients {
+        for client in self.registry.clients() {
             client.outbox.push_control(Outgoing::Close(code, reason));
         }
     }
@@ -308,7 +145,7 @@ impl Hub {
                 client.send_text(protocol::pong(now_ms(), &timestamp, &ping_id));
             }
             other => {
-                let user = client.session.lock().user.clone();
+                let user = client.session().user.clone();
                 let Some(user) = user else {
                     client.send_error(&ProtocolError::new(
                         ErrorCode::NotAuthenticated,
@@ -328,45 +165,46 @@ impl Hub {
                         request_id,
                     } => self.unsubscribe(client, &user, symbols, request_id),
                     Request::UnsubscribeAll { request_id } => {
-                        let removed = self.unsubscribe_all(client);
-                        let successful: Vec<Value> = removed
+                        let successful = self
+                            .unsubscribe_all(client)
                             .iter()
-                            .map(|((exchange, symbol), mode)| {
-                                json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "success", "broker": user.broker})
+                            .map(|(key, mode)| {
+                                protocol::unsubscribed(
+                                    &key.exchange,
+                                    &key.symbol,
+                                    *mode,
+                                    &user.broker,
+                                )
                             })
                             .collect();
-                        client.send_text(protocol::with_request_id(
-                            json!({
-                                "type": "unsubscribe",
-                                "status": "success",
-                                "message": "Unsubscription processing complete",
-                                "successful": successful,
-                                "failed": [],
-                                "broker": user.broker,
-                            }),
+                        client.send_text(protocol::unsubscribe_reply(
+                            successful,
+                            Vec::new(),
+                            &user.broker,
                             &request_id,
                         ));
                     }
                     Request::SubscribeOrders { request_id } => {
-                        client.session.lock().orders = true;
-                        self.users
-                            .lock()
+                        client.session().orders = true;
+                        self.registry
+                            .users()
                             .entry(user.user_id.clone())
                             .or_default()
                             .order_clients
                             .insert(client.id, Arc::clone(client));
-                        client.send_text(protocol::with_request_id(
-                            json!({"type": "subscribe_orders", "status": "success", "message": "Subscribed to order updates", "user_id": user.user_id, "broker": user.broker}),
+                        client.send_text(protocol::subscribe_orders_reply(
+                            &user.user_id,
+                            &user.broker,
                             &request_id,
                         ));
                     }
                     Request::UnsubscribeOrders { request_id } => {
-                        client.session.lock().orders = false;
-                        if let Some(state) = self.users.lock().get_mut(&user.user_id) {
+                        client.session().orders = false;
+                        if let Some(state) = self.registry.users().get_mut(&user.user_id) {
                             state.order_clients.remove(&client.id);
                         }
-                        client.send_text(protocol::with_request_id(
-                            json!({"type": "unsubscribe_orders", "status": "success", "message": "Unsubscribed from order updates", "broker": user.broker}),
+                        client.send_text(protocol::unsubscribe_orders_reply(
+                            &user.broker,
                             &request_id,
                         ));
                     }
@@ -393,21 +231,20 @@ impl Hub {
         }
         match self.verifier.verify(&api_key).await {
             Ok(Some(user)) => {
-                let previous = client.session.lock().user.clone();
+                let previous = client.session().user.clone();
                 if let Some(previous) = previous
                     && previous.user_id != user.user_id
                 {
                     // Switching users: nothing of the previous user may leak.
                     self.unsubscribe_all(client);
-                    if let Some(state) = self.users.lock().get_mut(&previous.user_id) {
-                        state.order_clients.remove(&client.id);
-                        state.sessions.remove(&client.id);
+                    if let Some(state) = self.registry.users().get_mut(&previous.user_id) {
+                        state.forget(client.id);
                     }
-                    client.session.lock().orders = false;
-                    client.session.lock().user = None;
+                    client.session().orders = false;
+                    client.session().user = None;
                 }
                 {
-                    let mut users = self.users.lock();
+                    let mut users = self.registry.users();
                     let state = users.entry(user.user_id.clone()).or_default();
                     let limit = self.config.max_websocket_connections;
                     if !state.sessions.contains_key(&client.id) && state.sessions.len() >= limit {
@@ -427,7 +264,7 @@ impl Hub {
                     .authenticated_at_ms
                     .store(now_ms(), Ordering::Relaxed);
                 client.send_text(protocol::auth_success(&user.broker, &user.user_id));
-                client.session.lock().user = Some(user);
+                client.session().user = Some(user);
             }
             Ok(None) => {
                 metrics::counter!("oa_logins_refused_total", "listener" => "websocket", "reason" => "invalid_apikey").increment(1);
@@ -446,16 +283,6 @@ impl Hub {
         }
     }
 
-    fn failed_entry(
-        symbol: &Option<String>,
-        exchange: &Option<String>,
-        code: ErrorCode,
-        message: String,
-        broker: &str,
-    ) -> Value {
-        json!({"symbol": symbol, "exchange": exchange, "status": "error", "code": code.as_str(), "message": message, "broker": broker})
-    }
-
     /// Validates a requested instrument against the symbol master.
     fn validate(&self, entry: &SymbolRef) -> Result<InstrumentKey, (ErrorCode, String)> {
         let (Some(symbol), Some(exchange)) = (&entry.symbol, &entry.exchange) else {
@@ -469,7 +296,7 @@ impl Hub {
                 ErrorCode::InvalidParameters,
                 format!(
                     "Unknown exchange {exchange:?}; expected one of {}",
-                    crate::symbols::EXCHANGES.join(", ")
+                    EXCHANGES.join(", ")
                 ),
             ));
         }
@@ -479,7 +306,10 @@ impl Hub {
                 format!("Symbol {exchange}:{symbol} not found in the master contract"),
             ));
         }
-        Ok((exchange.clone(), symbol.clone()))
+        Ok(InstrumentKey {
+            exchange: exchange.clone(),
+            symbol: symbol.clone(),
+        })
     }
 
     fn subscribe(
@@ -495,10 +325,10 @@ impl Hub {
         let mut results = Vec::with_capacity(symbols.len());
         let mut failed = false;
         let mut capacity_hit = false;
-        let mut hints = Vec::new();
+        let mut hints = Hints::new();
         {
-            let mut session = client.session.lock();
-            let mut users = self.users.lock();
+            let mut session = client.session();
+            let mut users = self.registry.users();
             let user_state = users.entry(user.user_id.clone()).or_default();
             let mut index = self.index.write();
             for entry in &symbols {
@@ -506,30 +336,30 @@ impl Hub {
                     Ok(key) => key,
                     Err((code, message)) => {
                         failed = true;
-                        results.push(Self::failed_entry(
+                        results.push(protocol::symbol_failed(
                             &entry.symbol,
                             &entry.exchange,
                             code,
-                            message,
+                            &message,
                             &user.broker,
                         ));
                         continue;
                     }
                 };
-                let mask = session.subscriptions.get(&key).copied().unwrap_or(0);
-                if mask & mode_bit(mode) == 0 {
-                    if mask == 0 {
+                let modes = session.subscriptions.get(&key).copied().unwrap_or_default();
+                if !modes.contains(mode) {
+                    if modes.is_empty() {
                         // A new instrument for this connection: check the user's capacity.
                         if !user_state.instruments.contains_key(&key)
                             && user_state.instruments.len() >= capacity
                         {
                             failed = true;
                             capacity_hit = true;
-                            results.push(Self::failed_entry(
+                            results.push(protocol::symbol_failed(
                                 &entry.symbol,
                                 &entry.exchange,
                                 ErrorCode::MaxCapacityReached,
-                                format!(
+                                &format!(
                                     "Maximum capacity reached ({capacity} symbols = MAX_SYMBOLS_PER_WEBSOCKET {} x MAX_WEBSOCKET_CONNECTIONS {})",
                                     self.config.max_symbols_per_websocket,
                                     self.config.max_websocket_connections
@@ -540,91 +370,55 @@ impl Hub {
                         }
                         *user_state.instruments.entry(key.clone()).or_insert(0) += 1;
                     }
-                    session
-                        .subscriptions
-                        .insert(key.clone(), mask | mode_bit(mode));
-                    let subs = index
-                        .entry(key.0.clone())
-                        .or_default()
-                        .entry(key.1.clone())
-                        .or_insert_with(|| InstrumentSubs {
-                            number: self.next_instrument.fetch_add(1, Ordering::Relaxed),
-                            subscribers: Vec::new(),
-                        });
-                    let before = subs.max_mode();
-                    match subs
-                        .subscribers
-                        .iter_mut()
-                        .find(|s| s.client.id == client.id)
-                    {
-                        Some(subscriber) => subscriber.mask |= mode_bit(mode),
-                        None => subs.subscribers.push(Subscriber {
-                            client: Arc::clone(client),
-                            mask: mode_bit(mode),
-                        }),
-                    }
-                    let after = subs.max_mode();
-                    if after != before {
-                        hints.push(SubscriptionHint {
-                            exchange: key.0.clone(),
-                            symbol: key.1.clone(),
-                            mode: after,
-                        });
-                    }
-                    let total = self.subscriptions.fetch_add(1, Ordering::Relaxed) + 1;
-                    metrics::gauge!("oa_ws_subscriptions").set(total as f64);
+                    session.subscriptions.insert(key.clone(), modes.with(mode));
+                    hints.extend(index.add(&key, client, mode));
                 }
-                results.push(json!({
-                    "symbol": key.1,
-                    "exchange": key.0,
-                    "status": "success",
-                    "mode": mode.label(),
-                    "depth": depth,
-                    "broker": user.broker,
-                }));
+                results.push(protocol::subscribed(
+                    &key.exchange,
+                    &key.symbol,
+                    mode,
+                    depth,
+                    &user.broker,
+                ));
             }
         }
         self.send_hints(hints);
         if capacity_hit {
-            let mut error = ProtocolError::new(
-                ErrorCode::MaxCapacityReached,
-                format!(
-                    "Maximum capacity reached ({capacity} symbols per user); some symbols were not subscribed"
-                ),
+            client.send_error(
+                &ProtocolError::new(
+                    ErrorCode::MaxCapacityReached,
+                    format!(
+                        "Maximum capacity reached ({capacity} symbols per user); some symbols were not subscribed"
+                    ),
+                )
+                .with_request_id(&request_id),
             );
-            error.request_id.clone_from(&request_id);
-            client.send_error(&error);
         }
-        client.send_text(protocol::with_request_id(
-            json!({
-                "type": "subscribe",
-                "status": if failed { "partial" } else { "success" },
-                "subscriptions": results,
-                "message": "Subscription processing complete",
-                "broker": user.broker,
-            }),
+        client.send_text(protocol::subscribe_reply(
+            results,
+            failed,
+            &user.broker,
             &request_id,
         ));
     }
 
     /// Removes one (instrument, mode) of a client. Caller holds session, users and index.
     fn remove_subscription(
-        &self,
         client_id: u64,
         session: &mut Session,
         user_state: Option<&mut UserState>,
-        index: &mut HashMap<String, HashMap<String, InstrumentSubs>>,
+        index: &mut SubscriptionIndex,
         (key, mode): (&InstrumentKey, Mode),
-        hints: &mut Vec<SubscriptionHint>,
+        hints: &mut Hints,
     ) -> bool {
-        let Some(mask) = session.subscriptions.get(key).copied() else {
+        let Some(modes) = session.subscriptions.get(key).copied() else {
             return false;
         };
-        if mask & mode_bit(mode) == 0 {
+        if !modes.contains(mode) {
             return false;
         }
-        let remaining = mask & !mode_bit(mode);
-        if remaining == 0 {
+        let remaining = modes.without(mode);
+        if remaining.is_empty() {
             session.subscriptions.remove(key);
             if let Some(user_state) = user_state
                 && let Some(count) = user_state.instruments.get_mut(key)
@@ -637,36 +431,7 @@ impl Hub {
         } else {
             session.subscriptions.insert(key.clone(), remaining);
         }
-        if let Some(by_symbol) = index.get_mut(&key.0) {
-            if let Some(subs) = by_symbol.get_mut(&key.1) {
-                let before = subs.max_mode();
-                if remaining == 0 {
-                    subs.subscribers.retain(|s| s.client.id != client_id);
-                } else if let Some(s) = subs
-                    .subscribers
-                    .iter_mut()
-                    .find(|s| s.client.id == client_id)
-                {
-                    s.mask = remaining;
-                }
-                let after = subs.max_mode();
-                if after != before {
-                    hints.push(SubscriptionHint {
-                        exchange: key.0.clone(),
-                        symbol: key.1.clone(),
-                        mode: after,
-                    });
-                }
-                if subs.subscribers.is_empty() {
-                    by_symbol.remove(&key.1);
-                }
-            }
-            if by_symbol.is_empty() {
-                index.remove(&key.0);
-            }
-        }
-        let total = self.subscriptions.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!("oa_ws_subscriptions").set(total as f64);
+        hints.extend(index.remove(key, client_id, remaining));
         true
     }
 
@@ -679,37 +444,40 @@ impl Hub {
     ) {
         let mut successful = Vec::new();
         let mut failed = Vec::new();
-        let mut hints = Vec::new();
+        let mut hints = Hints::new();
         {
-            let mut session = client.session.lock();
-            let mut users = self.users.lock();
+            let mut session = client.session();
+            let mut users = self.registry.users();
             let mut index = self.index.write();
             for entry in symbols {
                 let mode = match entry.mode {
                     Ok(mode) => mode,
                     Err(error) => {
-                        failed.push(Self::failed_entry(
+                        failed.push(protocol::symbol_failed(
                             &entry.symbol,
                             &entry.exchange,
                             ErrorCode::InvalidMode,
-                            error.to_string(),
+                            &error.to_string(),
                             &user.broker,
                         ));
                         continue;
                     }
                 };
                 let (Some(symbol), Some(exchange)) = (&entry.symbol, &entry.exchange) else {
-                    failed.push(Self::failed_entry(
+                    failed.push(protocol::symbol_failed(
                         &entry.symbol,
                         &entry.exchange,
                         ErrorCode::InvalidParameters,
-                        "each symbol needs \"symbol\" and \"exchange\"".to_string(),
+                        "each symbol needs \"symbol\" and \"exchange\"",
                         &user.broker,
                     ));
                     continue;
                 };
-                let key = (exchange.clone(), symbol.clone());
-                let removed = self.remove_subscription(
+                let key = InstrumentKey {
+                    exchange: exchange.clone(),
+                    symbol: symbol.clone(),
+                };
+                let removed = Self::remove_subscription(
                     client.id,
                     &mut session,
                     users.get_mut(&user.user_id),
@@ -718,27 +486,22 @@ impl Hub {
                     &mut hints,
                 );
                 if removed {
-                    successful.push(json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "success", "broker": user.broker}));
+                    successful.push(protocol::unsubscribed(exchange, symbol, mode, &user.broker));
                 } else {
-                    failed.push(json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "error", "code": ErrorCode::InvalidParameters.as_str(), "message": format!("Not subscribed to {exchange}:{symbol} in mode {}", mode.label()), "broker": user.broker}));
+                    failed.push(protocol::not_subscribed(
+                        exchange,
+                        symbol,
+                        mode,
+                        &user.broker,
+                    ));
                 }
             }
         }
         self.send_hints(hints);
-        let status = match (successful.is_empty(), failed.is_empty()) {
-            (_, true) => "success",
-            (false, false) => "partial",
-            (true, false) => "error",
-        };
-        client.send_text(protocol::with_request_id(
-            json!({
-                "type": "unsubscribe",
-                "status": status,
-                "message": "Unsubscription processing complete",
-                "successful": successful,
-                "failed": failed,
-                "broker": user.broker,
-            }),
+        client.send_text(protocol::unsubscribe_reply(
+            successful,
+            failed,
+            &user.broker,
             &request_id,
         ));
     }
@@ -746,31 +509,29 @@ impl Hub {
     /// Removes every subscription of a client; returns what was removed.
     fn unsubscribe_all(&self, client: &Arc<Client>) -> Vec<(InstrumentKey, Mode)> {
         let mut removed = Vec::new();
-        let mut hints = Vec::new();
+        let mut hints = Hints::new();
         {
-            let mut session = client.session.lock();
+            let mut session = client.session();
             let user_id = session.user.as_ref().map(|user| user.user_id.clone());
-            let mut users = self.users.lock();
+            let mut users = self.registry.users();
             let mut index = self.index.write();
-            let all: Vec<(InstrumentKey, u8)> = session
+            let all: Vec<(InstrumentKey, ModeSet)> = session
                 .subscriptions
                 .iter()
-                .map(|(key, mask)| (key.clone(), *mask))
+                .map(|(key, modes)| (key.clone(), *modes))
                 .collect();
-            for (key, mask) in all {
-                for mode in ALL_MODES {
-                    if mask & mode_bit(mode) != 0 {
-                        let user_state = user_id.as_ref().and_then(|id| users.get_mut(id));
-                        if self.remove_subscription(
-                            client.id,
-                            &mut session,
-                            user_state,
-                            &mut index,
-                            (&key, mode),
-                            &mut hints,
-                        ) {
-                            removed.push((key.clone(), mode));
-                        }
+            for (key, modes) in all {
+                for mode in modes.iter() {
+                    let user_state = user_id.as_ref().and_then(|id| users.get_mut(id));
+                    if Self::remove_subscription(
+                        client.id,
+                        &mut session,
+                        user_state,
+                        &mut index,
+                        (&key, mode),
+                        &mut hints,
+                    ) {
+                        removed.push((key.clone(), mode));
                     }
                 }
             }
@@ -779,7 +540,7 @@ impl Hub {
         removed
     }
 
-    fn send_hints(&self, hints: Vec<SubscriptionHint>) {
+    fn send_hints(&self, hints: Hints) {
         if let Some(sender) = &self.hints {
             for hint in hints {
                 // Hints are advisory: when the feed does not keep up (or stopped), they are
@@ -794,71 +555,15 @@ impl Hub {
 
     /// Fans a tick out to every subscriber of its instrument at the tick's mode or lower.
     pub(crate) fn dispatch(&self, tick: &Tick) {
-        self.ticks_dispatched.fetch_add(1, Ordering::Relaxed);
-        let index = self.index.read();
-        let Some(subs) = index
-            .get(&tick.exchange)
-            .and_then(|by_symbol| by_symbol.get(&tick.symbol))
-        else {
-            return;
-        };
-        let mut rendered: [Option<Utf8Bytes>; 3] = [None, None, None];
-        let mut fanned = 0u64;
-        let mut conflated = 0u64;
-        let mut dropped = 0u64;
-        for subscriber in &subs.subscribers {
-            // One message per subscribed mode at or below the tick's: a client subscribed to
-            // LTP and Depth of one symbol gets both views of a depth tick.
-            for mode in ALL_MODES {
-                if mode > tick.mode || subscriber.mask & mode_bit(mode) == 0 {
-                    continue;
-                }
-                let slot = &mut rendered[usize::from(mode.code() - 1)];
-                let message = slot
-                    .get_or_insert_with(|| {
-                        Utf8Bytes::from(protocol::market_data(tick, mode, &self.config.broker))
-                    })
-                    .clone();
-                let key: ConflationKey = (u64::from(subs.number) << 2) | u64::from(mode.code());
-                match subscriber.client.outbox.push_data(key, message) {
-                    Pushed::Queued => fanned += 1,
-                    Pushed::Conflated => {
-                        fanned += 1;
-                        conflated += 1;
-                    }
-                    Pushed::EvictedOldest => {
-                        fanned += 1;
-                        dropped += 1;
-                    }
-                    Pushed::Closed => {}
-                }
-            }
-        }
-        drop(index);
-        if fanned > 0 {
-            self.fanned_out.fetch_add(fanned, Ordering::Relaxed);
-            self.fanned_out_counter.increment(fanned);
-        }
-        if conflated > 0 {
-            self.conflated.fetch_add(conflated, Ordering::Relaxed);
-            self.conflated_counter.increment(conflated);
-        }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-            self.dropped_counter.increment(dropped);
-        }
+        self.fanout.tick(&self.index.read(), tick);
     }
 
     /// Ends the sessions of `user_id` that logged in at or before `revoked_at_ms` (the key they
     /// used was rotated or revoked then): an `API_KEY_REVOKED` error, then close code
     /// [`CLOSE_KEY_REVOKED`](crate::ws::CLOSE_KEY_REVOKED). Returns how many were ended.
     pub(crate) fn revoke(&self, user_id: &str, revoked_at_ms: i64) -> usize {
-        let sessions: Vec<Arc<Client>> = match self.users.lock().get(user_id) {
-            Some(state) => state.sessions.values().cloned().collect(),
-            None => return 0,
-        };
         let mut ended = 0;
-        for client in sessions {
+        for client in self.registry.sessions_of(user_id) {
             if client.authenticated_at_ms.load(Ordering::Relaxed) > revoked_at_ms {
                 continue;
             }
@@ -894,71 +599,36 @@ impl Hub {
         if envelope.event_type() != "order_update" {
             return;
         }
-        let targets: Vec<Arc<Client>> = match self.users.lock().get(&envelope.user_id) {
-            Some(state) => state.order_clients.values().cloned().collect(),
-            None => return,
-        };
+        let targets = self.registry.order_clients_of(&envelope.user_id);
         if targets.is_empty() {
             return;
         }
-        let mut object = serde_json::Map::new();
-        object.insert("type".into(), "order_update".into());
-        if let Ok(Value::Object(fields)) = serde_json::to_value(&envelope.data) {
-            object.extend(fields);
-        }
-        object.insert("user_id".into(), envelope.user_id.clone().into());
-        let message = Utf8Bytes::from(Value::Object(object).to_string());
-        for client in targets {
-            client.outbox.push_control(Outgoing::Text(message.clone()));
-        }
+        self.fanout
+            .control(&targets, protocol::order_update(envelope));
     }
 
     /// Proxy-wide counters.
     pub(crate) fn stats(&self) -> ProxyStats {
+        let counts = self.fanout.counts();
         ProxyStats {
-            clients: self.clients.lock().len() as u64,
-            subscriptions: self.subscriptions.load(Ordering::Relaxed).max(0) as u64,
-            ticks_dispatched: self.ticks_dispatched.load(Ordering::Relaxed),
-            fanned_out: self.fanned_out.load(Ordering::Relaxed),
-            conflated: self.conflated.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            clients: self.registry.len() as u64,
+            subscriptions: self.index.read().len(),
+            ticks_dispatched: counts.ticks_dispatched,
+            fanned_out: counts.fanned_out,
+            conflated: counts.conflated,
+            dropped: counts.dropped,
         }
     }
 
-    /// Per-client counters.
+    /// Per-client counters, by connection id.
     pub(crate) fn client_stats(&self) -> Vec<ClientStats> {
-        let clients: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
-        let mut stats: Vec<ClientStats> = clients
+        let mut stats: Vec<ClientStats> = self
+            .registry
+            .clients()
             .iter()
-            .map(|client| {
-                let session = client.session.lock();
-                ClientStats {
-                    id: client.id,
-                    user_id: session.user.as_ref().map(|user| user.user_id.clone()),
-                    subscriptions: session
-                        .subscriptions
-                        .values()
-                        .map(|mask| mask.count_ones() as usize)
-                        .sum(),
-                    outbox: client.outbox.stats(),
-                }
-            })
+            .map(|client| client.stats())
             .collect();
         stats.sort_by_key(|s| s.id);
         stats
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn best_mode_follows_the_hierarchy() {
-        let ltp_and_depth = mode_bit(Mode::Ltp) | mode_bit(Mode::Depth);
-        assert_eq!(best_mode(ltp_and_depth, Mode::Depth), Some(Mode::Depth));
-        assert_eq!(best_mode(ltp_and_depth, Mode::Quote), Some(Mode::Ltp));
-        assert_eq!(best_mode(mode_bit(Mode::Depth), Mode::Quote), None);
-        assert_eq!(best_mode(0, Mode::Depth), None);
     }
 }

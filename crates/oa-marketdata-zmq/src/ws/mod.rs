@@ -1,20 +1,26 @@
 //! The WebSocket market-data proxy (docs/marketdata.md, "WebSocket protocol") on axum 0.8.
 //!
-//! - [`protocol`]: requests and messages (sans-I/O);
+//! - [`protocol`]: requests, replies and messages (sans-I/O): every message sent is built there;
+//! - `registry`: connected clients, their sessions, and per user the sessions and instruments;
+//! - `subscriptions`: the subscription index (instrument to subscribers and modes);
+//! - `fanout`: a tick to its instrument's subscribers, an order update to its user's clients;
+//! - `hub`: what each request does, over the registry, the index and the fan-out;
 //! - `outbox`: each client's bounded, conflating outbox;
-//! - `hub`: clients, sessions, the subscription index and fan-out;
 //! - `connection`: one socket's reader loop and writer task.
 //!
-//! Served by [`oa_net::serve`]: TCP_NODELAY (without it p99 latency grows from 0.5 ms to
+//! Served by [`oa_net::serve()`]: TCP_NODELAY (without it p99 latency grows from 0.5 ms to
 //! 20 ms), a header-read timeout, and connection caps. Each upgraded socket holds a slot of the
 //! proxy's own global and per-IP caps; a refused upgrade gets `503` with a protocol error body.
 //! Client frames and messages are limited to `max_message_bytes` (a larger frame is refused
 //! from its header, before its payload is read).
 
 mod connection;
+mod fanout;
 mod hub;
 mod outbox;
 pub mod protocol;
+mod registry;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,13 +37,14 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use connection::{CLOSE_AUTH_TIMEOUT, CLOSE_KEY_REVOKED, CLOSE_PING_TIMEOUT};
-pub use hub::{ClientStats, ProxyStats};
+pub use hub::ProxyStats;
 pub use outbox::OutboxStats;
+pub use registry::ClientStats;
 
 use crate::feed::SubscriptionHint;
-use crate::symbols::SymbolMaster;
-use crate::tick::Tick;
 use hub::{Hub, HubConfig};
+use oa_marketdata_core::symbols::SymbolMaster;
+use oa_marketdata_core::tick::Tick;
 
 /// Settings of the WebSocket proxy.
 #[derive(Debug, Clone)]

@@ -1,10 +1,11 @@
 //! The WebSocket market-data protocol (docs/marketdata.md, "WebSocket protocol"): client requests and server
 //! messages, as JSON. Sans-I/O: this module only parses and renders.
 
+use oa_events_core::Envelope;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::tick::{InvalidMode, Mode, Tick, TickPayload};
+use oa_marketdata_core::tick::{InvalidMode, Mode, Tick, TickPayload};
 
 /// Error codes sent as `{"status":"error","code":...,"message":...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,8 @@ impl ProtocolError {
         }
     }
 
-    fn with_request_id(mut self, request_id: &Option<Value>) -> Self {
+    /// The error echoing the request's `request_id` (when it had one).
+    pub fn with_request_id(mut self, request_id: &Option<Value>) -> Self {
         self.request_id.clone_from(request_id);
         self
     }
@@ -348,11 +350,118 @@ pub fn pong(
 }
 
 /// Adds `request_id` to a response object when the request had one.
-pub fn with_request_id(mut response: Value, request_id: &Option<Value>) -> String {
+fn with_request_id(mut response: Value, request_id: &Option<Value>) -> String {
     if let (Some(request_id), Value::Object(object)) = (request_id, &mut response) {
         object.insert("request_id".into(), request_id.clone());
     }
     response.to_string()
+}
+
+/// A per-symbol result of `subscribe`: subscribed.
+pub fn subscribed(exchange: &str, symbol: &str, mode: Mode, depth: u64, broker: &str) -> Value {
+    json!({
+        "symbol": symbol,
+        "exchange": exchange,
+        "status": "success",
+        "mode": mode.label(),
+        "depth": depth,
+        "broker": broker,
+    })
+}
+
+/// A per-symbol result of `subscribe` or `unsubscribe`: refused, with the symbol and
+/// exchange as received (null when missing).
+pub fn symbol_failed(
+    symbol: &Option<String>,
+    exchange: &Option<String>,
+    code: ErrorCode,
+    message: &str,
+    broker: &str,
+) -> Value {
+    json!({"symbol": symbol, "exchange": exchange, "status": "error", "code": code.as_str(), "message": message, "broker": broker})
+}
+
+/// A per-symbol result of `unsubscribe` / `unsubscribe_all`: unsubscribed.
+pub fn unsubscribed(exchange: &str, symbol: &str, mode: Mode, broker: &str) -> Value {
+    json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "success", "broker": broker})
+}
+
+/// A per-symbol result of `unsubscribe`: the client was not subscribed at that mode.
+pub fn not_subscribed(exchange: &str, symbol: &str, mode: Mode, broker: &str) -> Value {
+    json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "error", "code": ErrorCode::InvalidParameters.as_str(), "message": format!("Not subscribed to {exchange}:{symbol} in mode {}", mode.label()), "broker": broker})
+}
+
+/// The reply to `subscribe`: `partial` when any symbol failed.
+pub fn subscribe_reply(
+    results: Vec<Value>,
+    any_failed: bool,
+    broker: &str,
+    request_id: &Option<Value>,
+) -> String {
+    with_request_id(
+        json!({
+            "type": "subscribe",
+            "status": if any_failed { "partial" } else { "success" },
+            "subscriptions": results,
+            "message": "Subscription processing complete",
+            "broker": broker,
+        }),
+        request_id,
+    )
+}
+
+/// The reply to `unsubscribe` and `unsubscribe_all`: `success` when nothing failed, `error`
+/// when nothing succeeded, `partial` otherwise.
+pub fn unsubscribe_reply(
+    successful: Vec<Value>,
+    failed: Vec<Value>,
+    broker: &str,
+    request_id: &Option<Value>,
+) -> String {
+    let status = match (successful.is_empty(), failed.is_empty()) {
+        (_, true) => "success",
+        (false, false) => "partial",
+        (true, false) => "error",
+    };
+    with_request_id(
+        json!({
+            "type": "unsubscribe",
+            "status": status,
+            "message": "Unsubscription processing complete",
+            "successful": successful,
+            "failed": failed,
+            "broker": broker,
+        }),
+        request_id,
+    )
+}
+
+/// The reply to `subscribe_orders`.
+pub fn subscribe_orders_reply(user_id: &str, broker: &str, request_id: &Option<Value>) -> String {
+    with_request_id(
+        json!({"type": "subscribe_orders", "status": "success", "message": "Subscribed to order updates", "user_id": user_id, "broker": broker}),
+        request_id,
+    )
+}
+
+/// The reply to `unsubscribe_orders`.
+pub fn unsubscribe_orders_reply(broker: &str, request_id: &Option<Value>) -> String {
+    with_request_id(
+        json!({"type": "unsubscribe_orders", "status": "success", "message": "Unsubscribed from order updates", "broker": broker}),
+        request_id,
+    )
+}
+
+/// `{"type":"order_update", ...the event's fields..., "user_id":...}` for an `order_update`
+/// envelope.
+pub fn order_update(envelope: &Envelope) -> String {
+    let mut object = Map::new();
+    object.insert("type".into(), "order_update".into());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(&envelope.data) {
+        object.extend(fields);
+    }
+    object.insert("user_id".into(), envelope.user_id.clone().into());
+    Value::Object(object).to_string()
 }
 
 /// The `market_data` message, borrowed from the tick.
