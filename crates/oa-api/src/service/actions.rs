@@ -1,131 +1,32 @@
-//! The order service: routes each action to the user's broker (sandbox in analyzer mode,
-//! the live broker otherwise), builds the response bodies, and journals each action with
-//! the events of docs/events.md (live event names in live mode, `analyzer_update`
-//! in analyzer mode).
+//! The order-changing commands: each runs on the user's broker and journals its log row and
+//! events in the transaction that stores its outcome.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use chrono::{FixedOffset, TimeZone};
 use oa_events_core::Event;
 use oa_events_core::catalog::{
     AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, ModifyOrderEvent, OrderEvent,
     OrderNotification,
 };
 use oa_events_core::number::Quantity;
-use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
-use crate::broker::{BatchOutcome, Broker, BrokerError};
-use crate::engine::worker::EngineHandle;
-use crate::engine::{CancelAllOutcome, EngineError, ModifyOrder, NewOrder, Order, PlaceOutcome};
+use super::{ActionLog, OrderService, Result, broker_error, with_mode};
+use crate::broker::{BatchOutcome, BrokerError};
+use crate::engine::{CancelAllOutcome, ModifyOrder, NewOrder, PlaceOutcome};
 use crate::error::HttpError;
-use crate::idempotency::{Claim, Stored};
+use crate::idempotency::Claim;
 use crate::journal::{Journal, LogEntry, Record};
-use crate::price::PriceSource;
 use crate::requests::{
     BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
 };
-use crate::store::{self, StoreError};
-use crate::symbols::SymbolDirectory;
-use crate::types::{Action, Exchange, Mode, OrderStatus, Product};
+use crate::types::{Action, Mode, OrderStatus};
 
 /// The message of a smart order whose position already matches.
 pub const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
 /// The message of closeposition.
 pub const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
-/// The name of the per-user analyzer setting.
-pub const ANALYZE_MODE_SETTING: &str = "analyze_mode";
-
-type Result<T> = std::result::Result<T, HttpError>;
-
-/// Routes actions to brokers and journals them.
-pub struct OrderService {
-    sandbox: Arc<dyn Broker>,
-    live: Arc<dyn Broker>,
-    engine: EngineHandle,
-    prices: Arc<dyn PriceSource>,
-    symbols: Arc<dyn SymbolDirectory>,
-    modes: RwLock<HashMap<String, Mode>>,
-    /// One lock per user: smart orders of a user run one at a time, so duplicate signals
-    /// read the position the previous one produced instead of both placing an order.
-    smart_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    default_mode: Mode,
-}
-
-impl std::fmt::Debug for OrderService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderService")
-            .field("sandbox", &self.sandbox.name())
-            .field("live", &self.live.name())
-            .field("default_mode", &self.default_mode)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Formats epoch ms as OpenAlgo's `DD-MMM-YYYY HH:MM:SS`, Indian time (UTC+05:30).
-pub fn format_timestamp(epoch_ms: i64) -> String {
-    FixedOffset::east_opt(5 * 3600 + 1800)
-        .and_then(|ist| ist.timestamp_millis_opt(epoch_ms).single())
-        .map(|time| time.format("%d-%b-%Y %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
-fn with_mode(mut body: Value, mode: Mode) -> Value {
-    if mode == Mode::Analyze
-        && let Value::Object(map) = &mut body
-    {
-        map.insert("mode".to_string(), Value::from("analyze"));
-    }
-    body
-}
-
-/// Maps a broker error to its HTTP error.
-pub fn broker_error(error: &BrokerError) -> HttpError {
-    match error {
-        BrokerError::Refused(EngineError::OrderNotFound(_)) => {
-            HttpError::not_found(error.to_string())
-        }
-        BrokerError::Refused(_) => HttpError::bad_request(error.to_string()),
-        BrokerError::Unavailable(_) => HttpError::internal(error),
-        BrokerError::WritesStopped(reason) => writes_stopped(reason),
-    }
-}
-
-/// The 503 of an order-changing request while the engine does not take writes.
-pub fn writes_stopped(reason: &str) -> HttpError {
-    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
-}
-
-/// Maps a store error to its HTTP error (503 while writes are stopped, else 500).
-pub fn store_error(error: StoreError) -> HttpError {
-    match error {
-        StoreError::WritesStopped(reason) => writes_stopped(&reason),
-        error => HttpError::internal(&error),
-    }
-}
-
-/// What an order action records about its request: the body without `apikey` (order log,
-/// `analyzer_update`) and, with an `Idempotency-Key`, the claim whose response is stored
-/// with the action. A plain body converts into one without a claim.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ActionLog {
-    /// The request body without `apikey`.
-    pub body: Map<String, Value>,
-    /// The idempotent request this action answers, if any.
-    pub claim: Option<Claim>,
-}
-
-impl From<Map<String, Value>> for ActionLog {
-    fn from(body: Map<String, Value>) -> Self {
-        ActionLog { body, claim: None }
-    }
-}
 
 /// The status and body of a handler result, as the client receives them.
 fn status_and_body(result: &Result<Value>) -> (StatusCode, Value) {
@@ -230,54 +131,6 @@ impl ActionJournal {
 }
 
 impl OrderService {
-    /// A service over the two brokers. `modes` holds stored analyzer switches.
-    pub fn new(
-        sandbox: Arc<dyn Broker>,
-        live: Arc<dyn Broker>,
-        engine: EngineHandle,
-        prices: Arc<dyn PriceSource>,
-        symbols: Arc<dyn SymbolDirectory>,
-        modes: HashMap<String, Mode>,
-        default_mode: Mode,
-    ) -> Self {
-        OrderService {
-            sandbox,
-            live,
-            engine,
-            prices,
-            symbols,
-            modes: RwLock::new(modes),
-            smart_locks: parking_lot::Mutex::new(HashMap::new()),
-            default_mode,
-        }
-    }
-
-    /// The engine worker: runs jobs in the store's transactions.
-    pub fn engine(&self) -> &EngineHandle {
-        &self.engine
-    }
-
-    /// The user's current mode.
-    pub fn mode(&self, user_id: &str) -> Mode {
-        self.modes
-            .read()
-            .get(user_id)
-            .copied()
-            .unwrap_or(self.default_mode)
-    }
-
-    fn broker(&self, mode: Mode) -> &Arc<dyn Broker> {
-        match mode {
-            Mode::Live => &self.live,
-            Mode::Analyze => &self.sandbox,
-        }
-    }
-
-    /// The live broker's name.
-    pub fn live_broker_name(&self) -> &'static str {
-        self.live.name()
-    }
-
     fn action(&self, user_id: &str, api_type: &'static str, log: ActionLog) -> ActionJournal {
         ActionJournal {
             user_id: user_id.to_string(),
@@ -287,72 +140,6 @@ impl OrderService {
             claim: log.claim,
         }
     }
-
-    /// What the store holds for an idempotent request (a read: it also answers while writes
-    /// are stopped).
-    pub async fn stored_response(&self, claim: &Claim) -> Result<Stored> {
-        let (user, key) = (claim.user_id.clone(), claim.key.as_str().to_string());
-        let row = self
-            .engine
-            .read(move |ctx| {
-                let since = ctx.now_ms - crate::engine::worker::IDEMPOTENCY_RETENTION_MS;
-                store::find_idempotency(ctx.tx(), &user, &key, since)
-            })
-            .await
-            .map_err(store_error)?
-            .map_err(store_error)?;
-        Ok(Stored::of(row, claim))
-    }
-
-    /// Refuses unknown symbols and quantities that are not whole lots.
-    fn check_symbol(
-        &self,
-        prefix: &str,
-        exchange: Exchange,
-        symbol: &str,
-        quantity: Option<f64>,
-    ) -> Result<()> {
-        let Some(lot) = self.symbols.lot_size(exchange.as_str(), symbol) else {
-            return Err(HttpError::bad_request(format!(
-                "{prefix}symbol: {symbol} is not a known symbol on exchange {exchange}"
-            )));
-        };
-        if let Some(quantity) = quantity
-            && lot > 1.0
-            && (quantity / lot).fract().abs() > 1e-9
-        {
-            return Err(HttpError::bad_request(format!(
-                "{prefix}quantity: expected a multiple of the lot size {lot} of {symbol}, got {quantity}"
-            )));
-        }
-        Ok(())
-    }
-
-    fn new_order(user_id: &str, strategy: &str, order: &OrderFields) -> NewOrder {
-        NewOrder {
-            user_id: user_id.to_string(),
-            strategy: strategy.to_string(),
-            exchange: order.exchange,
-            symbol: order.symbol.clone(),
-            action: order.action,
-            quantity: order.quantity,
-            pricetype: order.pricetype,
-            product: order.product,
-            price: order.price,
-            trigger_price: order.trigger_price,
-            disclosed_quantity: order.disclosed_quantity,
-        }
-    }
-
-    /// Records an action that changed nothing (log row and events) and publishes it.
-    async fn record_only(&self, record: Record) -> Result<()> {
-        self.engine
-            .run(move |ctx| ctx.record(record))
-            .await
-            .map_err(store_error)
-    }
-
-    // ------------------------------------------------------------ order actions
 
     /// placeorder.
     pub async fn place_order(
@@ -688,297 +475,6 @@ impl OrderService {
             Err(error) => Err(broker_error(&error).with_mode(mode)),
         }
     }
-
-    // ------------------------------------------------------------ reads
-
-    async fn open_quantity(
-        &self,
-        user_id: &str,
-        mode: Mode,
-        exchange: Exchange,
-        symbol: &str,
-        product: Product,
-    ) -> Result<f64> {
-        let positions = self
-            .broker(mode)
-            .position_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        Ok(positions
-            .iter()
-            .find(|p| p.exchange == exchange && p.symbol == symbol && p.product == product)
-            .map_or(0.0, |p| p.quantity))
-    }
-
-    /// openposition.
-    pub async fn open_position(
-        &self,
-        user_id: &str,
-        exchange: Exchange,
-        symbol: &str,
-        product: Product,
-    ) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let quantity = self
-            .open_quantity(user_id, mode, exchange, symbol, product)
-            .await?;
-        Ok(with_mode(
-            json!({"status": "success", "quantity": Quantity(quantity)}),
-            mode,
-        ))
-    }
-
-    /// orderstatus.
-    pub async fn order_status(&self, user_id: &str, orderid: &str) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let order = self
-            .broker(mode)
-            .order_status(user_id, orderid)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        let mut data = json!({
-            "action": order.action.as_str(),
-            "average_price": order.average_price,
-            "exchange": order.exchange.as_str(),
-            "order_status": order.status.as_str(),
-            "orderid": order.orderid,
-            "price": order.price,
-            "pricetype": order.pricetype.as_str(),
-            "product": order.product.as_str(),
-            "quantity": Quantity(order.quantity),
-            "symbol": order.symbol,
-            "timestamp": format_timestamp(order.updated_ms),
-            "trigger_price": order.trigger_price,
-        });
-        if !order.rejection_reason.is_empty() {
-            data["rejection_reason"] = order.rejection_reason.clone().into();
-        }
-        Ok(with_mode(json!({"status": "success", "data": data}), mode))
-    }
-
-    /// orderbook.
-    pub async fn order_book(&self, user_id: &str) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let orders = self
-            .broker(mode)
-            .order_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        let count = |keep: &dyn Fn(&Order) -> bool| orders.iter().filter(|o| keep(o)).count();
-        let statistics = json!({
-            "total_buy_orders": count(&|o| o.action == Action::Buy),
-            "total_sell_orders": count(&|o| o.action == Action::Sell),
-            "total_completed_orders": count(&|o| o.status == OrderStatus::Complete),
-            "total_open_orders": count(&|o| o.status.is_active()),
-            "total_rejected_orders": count(&|o| o.status == OrderStatus::Rejected),
-        });
-        let rows: Vec<Value> = orders
-            .iter()
-            .rev()
-            .map(|order| {
-                json!({
-                    "action": order.action.as_str(),
-                    "symbol": order.symbol,
-                    "exchange": order.exchange.as_str(),
-                    "orderid": order.orderid,
-                    "product": order.product.as_str(),
-                    "quantity": Quantity(order.quantity),
-                    "price": order.price,
-                    "pricetype": order.pricetype.as_str(),
-                    "order_status": order.status.as_str(),
-                    "trigger_price": order.trigger_price,
-                    "average_price": order.average_price,
-                    "timestamp": format_timestamp(order.updated_ms),
-                })
-            })
-            .collect();
-        Ok(with_mode(
-            json!({"status": "success", "data": {"orders": rows, "statistics": statistics}}),
-            mode,
-        ))
-    }
-
-    /// tradebook.
-    pub async fn trade_book(&self, user_id: &str) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let trades = self
-            .broker(mode)
-            .trade_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        let rows: Vec<Value> = trades
-            .iter()
-            .rev()
-            .map(|trade| {
-                json!({
-                    "action": trade.action.as_str(),
-                    "symbol": trade.symbol,
-                    "exchange": trade.exchange.as_str(),
-                    "orderid": trade.orderid,
-                    "product": trade.product.as_str(),
-                    "quantity": Quantity(trade.quantity),
-                    "average_price": trade.price,
-                    "trade_value": round2(trade.price * trade.quantity),
-                    "timestamp": format_timestamp(trade.created_ms),
-                })
-            })
-            .collect();
-        Ok(with_mode(json!({"status": "success", "data": rows}), mode))
-    }
-
-    /// positionbook.
-    pub async fn position_book(&self, user_id: &str) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let positions = self
-            .broker(mode)
-            .position_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        let rows: Vec<Value> = positions
-            .iter()
-            .map(|p| {
-                json!({
-                    "symbol": p.symbol,
-                    "exchange": p.exchange.as_str(),
-                    "product": p.product.as_str(),
-                    "quantity": Quantity(p.quantity),
-                    "average_price": format!("{:.2}", p.average_price),
-                    "ltp": round2(p.ltp),
-                    "pnl": round2(p.pnl),
-                })
-            })
-            .collect();
-        Ok(with_mode(json!({"status": "success", "data": rows}), mode))
-    }
-
-    /// funds: amounts as strings with two decimals.
-    pub async fn funds(&self, user_id: &str) -> Result<Value> {
-        let mode = self.mode(user_id);
-        let funds = self
-            .broker(mode)
-            .funds(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        Ok(with_mode(
-            json!({"status": "success", "data": {
-                "availablecash": format!("{:.2}", funds.availablecash),
-                "collateral": format!("{:.2}", funds.collateral),
-                "m2mrealized": format!("{:.2}", funds.m2mrealized),
-                "m2munrealized": format!("{:.2}", funds.m2munrealized),
-                "utiliseddebits": format!("{:.2}", funds.utiliseddebits),
-            }}),
-            mode,
-        ))
-    }
-
-    /// quotes.
-    pub fn quotes(&self, exchange: Exchange, symbol: &str) -> Result<Value> {
-        self.check_symbol("", exchange, symbol, None)?;
-        let data = self
-            .prices
-            .market_data(exchange.as_str(), symbol)
-            .ok_or_else(|| no_quote(exchange, symbol))?;
-        Ok(json!({"status": "success", "data": {
-            "open": data.open,
-            "high": data.high,
-            "low": data.low,
-            "ltp": data.ltp,
-            "ask": data.ask,
-            "bid": data.bid,
-            "prev_close": data.prev_close,
-            "volume": data.volume,
-            "oi": data.oi,
-        }}))
-    }
-
-    /// depth: five levels a side, padded with zeros.
-    pub fn depth(&self, exchange: Exchange, symbol: &str) -> Result<Value> {
-        self.check_symbol("", exchange, symbol, None)?;
-        let data = self
-            .prices
-            .market_data(exchange.as_str(), symbol)
-            .ok_or_else(|| no_quote(exchange, symbol))?;
-        let levels = |levels: &[crate::price::DepthLevel]| -> Vec<Value> {
-            (0..5)
-                .map(|index| {
-                    let level = levels.get(index).copied().unwrap_or_default();
-                    json!({"price": level.price, "quantity": Quantity(level.quantity)})
-                })
-                .collect()
-        };
-        Ok(json!({"status": "success", "data": {
-            "open": data.open,
-            "high": data.high,
-            "low": data.low,
-            "ltp": data.ltp,
-            "ltq": Quantity(data.ltq),
-            "prev_close": data.prev_close,
-            "volume": data.volume,
-            "oi": data.oi,
-            "totalbuyqty": Quantity(data.total_buy_quantity),
-            "totalsellqty": Quantity(data.total_sell_quantity),
-            "asks": levels(&data.asks),
-            "bids": levels(&data.bids),
-        }}))
-    }
-
-    // ------------------------------------------------------------ analyzer
-
-    fn analyzer_data(&self, user_id: &str) -> Value {
-        let mode = self.mode(user_id);
-        json!({
-            "mode": mode.as_str(),
-            "analyze_mode": mode == Mode::Analyze,
-            "total_logs": self.engine.analyzer_log_count(user_id),
-        })
-    }
-
-    /// analyzer.
-    pub fn analyzer_status(&self, user_id: &str) -> Value {
-        json!({"status": "success", "data": self.analyzer_data(user_id)})
-    }
-
-    /// analyzer/toggle: persists the switch (and, with an `Idempotency-Key`, the response in
-    /// the same transaction), then answers with the new status.
-    pub async fn analyzer_toggle(
-        &self,
-        user_id: &str,
-        analyze: bool,
-        claim: Option<Claim>,
-    ) -> Result<Value> {
-        let mode = Mode::from_analyze_flag(analyze);
-        let user = user_id.to_string();
-        let response = json!({"status": "success", "data": {
-            "mode": mode.as_str(),
-            "analyze_mode": mode == Mode::Analyze,
-            "total_logs": self.engine.analyzer_log_count(user_id),
-            "message": format!("Analyzer mode switched to {}", mode.as_str()),
-        }});
-        let replay = claim.map(|claim| claim.entry(StatusCode::OK, &response));
-        self.engine
-            .run(move |ctx| -> std::result::Result<(), StoreError> {
-                ctx.set_setting(
-                    &user,
-                    ANALYZE_MODE_SETTING,
-                    if analyze { "true" } else { "false" },
-                )?;
-                if let Some(replay) = replay {
-                    store::save_idempotency(
-                        ctx.tx(),
-                        &replay.user_id,
-                        &replay.key,
-                        &replay.row,
-                        ctx.now_ms,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(store_error)?
-            .map_err(store_error)?;
-        self.modes.write().insert(user_id.to_string(), mode);
-        Ok(response)
-    }
 }
 
 /// The journal of one order of a basket or split: its live `order_event`.
@@ -1022,13 +518,6 @@ fn batch_item(result: &std::result::Result<PlaceOutcome, BrokerError>, mut item:
         }
     }
     item
-}
-
-fn no_quote(exchange: Exchange, symbol: &str) -> HttpError {
-    HttpError::new(
-        StatusCode::NOT_FOUND,
-        format!("No quote available for {symbol} on {exchange} yet"),
-    )
 }
 
 fn id_response(result: &std::result::Result<String, BrokerError>, mode: Mode) -> Result<Value> {

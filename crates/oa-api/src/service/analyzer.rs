@@ -1,0 +1,71 @@
+//! Analyzer mode: the per-user switch between the live broker and the sandbox, stored in
+//! the settings table.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{OrderService, Result, store_error};
+use crate::idempotency::Claim;
+use crate::store::{self, StoreError};
+use crate::types::Mode;
+
+/// The name of the per-user analyzer setting.
+pub const ANALYZE_MODE_SETTING: &str = "analyze_mode";
+
+impl OrderService {
+    fn analyzer_data(&self, user_id: &str) -> Value {
+        let mode = self.mode(user_id);
+        json!({
+            "mode": mode.as_str(),
+            "analyze_mode": mode == Mode::Analyze,
+            "total_logs": self.engine.analyzer_log_count(user_id),
+        })
+    }
+
+    /// analyzer.
+    pub fn analyzer_status(&self, user_id: &str) -> Value {
+        json!({"status": "success", "data": self.analyzer_data(user_id)})
+    }
+
+    /// analyzer/toggle: persists the switch (and, with an `Idempotency-Key`, the response in
+    /// the same transaction), then answers with the new status.
+    pub async fn analyzer_toggle(
+        &self,
+        user_id: &str,
+        analyze: bool,
+        claim: Option<Claim>,
+    ) -> Result<Value> {
+        let mode = Mode::from_analyze_flag(analyze);
+        let user = user_id.to_string();
+        let response = json!({"status": "success", "data": {
+            "mode": mode.as_str(),
+            "analyze_mode": mode == Mode::Analyze,
+            "total_logs": self.engine.analyzer_log_count(user_id),
+            "message": format!("Analyzer mode switched to {}", mode.as_str()),
+        }});
+        let replay = claim.map(|claim| claim.entry(StatusCode::OK, &response));
+        self.engine
+            .run(move |ctx| -> std::result::Result<(), StoreError> {
+                ctx.set_setting(
+                    &user,
+                    ANALYZE_MODE_SETTING,
+                    if analyze { "true" } else { "false" },
+                )?;
+                if let Some(replay) = replay {
+                    store::save_idempotency(
+                        ctx.tx(),
+                        &replay.user_id,
+                        &replay.key,
+                        &replay.row,
+                        ctx.now_ms,
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(store_error)?
+            .map_err(store_error)?;
+        self.modes.write().insert(user_id.to_string(), mode);
+        Ok(response)
+    }
+}
