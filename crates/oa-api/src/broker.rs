@@ -395,13 +395,13 @@ impl Broker for EngineBroker {
                         .map(|(key, position)| {
                             let ltp = ctx
                                 .prices
-                                .quote(key.2.as_str(), &key.3)
+                                .quote(key.exchange.as_str(), &key.symbol)
                                 .map_or(0.0, |quote| quote.ltp);
                             let unrealized = position.unrealized_pnl(ltp);
                             PositionView {
-                                exchange: key.2,
-                                symbol: key.3.clone(),
-                                product: key.4,
+                                exchange: key.exchange,
+                                symbol: key.symbol.clone(),
+                                product: key.product,
                                 quantity: position.quantity,
                                 average_price: position.average_price,
                                 ltp,

@@ -388,11 +388,11 @@ pub fn save_position(
          average_price = ?7, realized_pnl = ?8, margin = ?9",
     )?
     .execute(params![
-        key.0.as_str(),
-        key.1,
-        key.2.as_str(),
-        key.3,
-        key.4.as_str(),
+        key.book.as_str(),
+        key.user_id,
+        key.exchange.as_str(),
+        key.symbol,
+        key.product.as_str(),
         position.quantity,
         position.average_price,
         position.realized_pnl,
@@ -414,8 +414,8 @@ pub fn save_account(
          position_margin = ?6, realized_pnl = ?7",
     )?
     .execute(params![
-        key.0.as_str(),
-        key.1,
+        key.book.as_str(),
+        key.user_id,
         account.starting,
         account.cash,
         account.order_margin,
@@ -823,13 +823,13 @@ pub fn load_positions(conn: &Connection) -> Result<Vec<(PositionKey, Position)>,
     while let Some(row) = rows.next()? {
         let text =
             |index: usize| -> Result<String, StoreError> { Ok(row.get::<_, String>(index)?) };
-        let key = (
-            parse_book(T, &text(0)?)?,
-            text(1)?,
-            parse_exchange(T, &text(2)?)?,
-            text(3)?,
-            parse_choice::<Product>(T, &text(4)?)?,
-        );
+        let key = PositionKey {
+            book: parse_book(T, &text(0)?)?,
+            user_id: text(1)?,
+            exchange: parse_exchange(T, &text(2)?)?,
+            symbol: text(3)?,
+            product: parse_choice::<Product>(T, &text(4)?)?,
+        };
         positions.push((
             key,
             Position {
@@ -855,7 +855,10 @@ pub fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, St
     while let Some(row) = rows.next()? {
         let book = parse_book(T, &row.get::<_, String>(0)?)?;
         accounts.push((
-            (book, row.get(1)?),
+            AccountKey {
+                book,
+                user_id: row.get(1)?,
+            },
             Account {
                 starting: row.get(2)?,
                 cash: row.get(3)?,

@@ -682,7 +682,7 @@ impl Ledger {
                 .collect();
             prop_assert_eq!(positions.len(), ledger_positions.len());
             for (key, position) in positions {
-                let id = (user.to_string(), key.3.clone(), key.4);
+                let id = (user.to_string(), key.symbol.clone(), key.product);
                 let expected = self.positions.get(&id);
                 prop_assert!(expected.is_some(), "unexpected position {key:?}");
                 let expected = expected.unwrap();
@@ -847,7 +847,14 @@ impl Run {
                     .iter()
                     .flat_map(|user| self.engine.positions(Book::Sandbox, user))
                     .filter(|(_, position)| position.quantity != 0.0)
-                    .map(|(key, position)| (key.1.clone(), key.3.clone(), key.4, position.quantity))
+                    .map(|(key, position)| {
+                        (
+                            key.user_id.clone(),
+                            key.symbol.clone(),
+                            key.product,
+                            position.quantity,
+                        )
+                    })
                     .collect();
                 let Some((user, symbol, product, held)) =
                     open.get(pick % open.len().max(1)).cloned()

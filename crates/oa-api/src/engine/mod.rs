@@ -130,6 +130,24 @@ pub struct Order {
     pub updated_ms: i64,
 }
 
+impl Order {
+    /// The account the order belongs to.
+    pub fn account_key(&self) -> AccountKey {
+        AccountKey::new(self.book, &self.user_id)
+    }
+
+    /// The position the order trades.
+    pub fn position_key(&self) -> PositionKey {
+        PositionKey {
+            book: self.book,
+            user_id: self.user_id.clone(),
+            exchange: self.exchange,
+            symbol: self.symbol.clone(),
+            product: self.product,
+        }
+    }
+}
+
 /// A fill.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trade {
@@ -157,10 +175,47 @@ pub struct Trade {
     pub created_ms: i64,
 }
 
-/// Identifies a position.
-pub type PositionKey = (Book, String, Exchange, String, Product);
-/// Identifies an account.
-pub type AccountKey = (Book, String);
+/// Identifies an account: a user's book.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountKey {
+    /// The book.
+    pub book: Book,
+    /// The user.
+    pub user_id: String,
+}
+
+impl AccountKey {
+    /// The account of `user_id` in `book`.
+    pub fn new(book: Book, user_id: &str) -> Self {
+        AccountKey {
+            book,
+            user_id: user_id.to_string(),
+        }
+    }
+}
+
+/// Identifies a position: an account's holding of one symbol under one product. Ordered by
+/// book, user, exchange, symbol, product (the order of the position book).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PositionKey {
+    /// The book.
+    pub book: Book,
+    /// The user.
+    pub user_id: String,
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// Product.
+    pub product: Product,
+}
+
+impl PositionKey {
+    /// The account holding this position.
+    pub fn account(&self) -> AccountKey {
+        AccountKey::new(self.book, &self.user_id)
+    }
+}
 
 /// A net position.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -367,7 +422,7 @@ impl Engine {
             if let Ok(id) = order.orderid.parse::<u64>() {
                 engine.next_order_id = engine.next_order_id.max(id + 1);
             }
-            let account = (order.book, order.user_id.clone());
+            let account = order.account_key();
             engine
                 .user_orders
                 .entry(account)
@@ -386,7 +441,7 @@ impl Engine {
             engine.next_trade_id = engine.next_trade_id.max(trade.tradeid + 1);
             engine
                 .trades
-                .entry((trade.book, trade.user_id.clone()))
+                .entry(AccountKey::new(trade.book, &trade.user_id))
                 .or_default()
                 .push(trade);
         }
@@ -438,7 +493,7 @@ impl Engine {
     /// An account's orders, oldest first.
     pub fn orders(&self, book: Book, user_id: &str) -> Vec<&Order> {
         self.user_orders
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).collect())
             .unwrap_or_default()
     }
@@ -446,7 +501,7 @@ impl Engine {
     /// An account's trades, oldest first.
     pub fn trades(&self, book: Book, user_id: &str) -> &[Trade] {
         self.trades
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
@@ -455,7 +510,7 @@ impl Engine {
     pub fn positions(&self, book: Book, user_id: &str) -> Vec<(&PositionKey, &Position)> {
         self.positions
             .iter()
-            .filter(|(key, _)| key.0 == book && key.1 == user_id)
+            .filter(|(key, _)| key.book == book && key.user_id == user_id)
             .collect()
     }
 
@@ -467,7 +522,7 @@ impl Engine {
     /// An account's funds (a fresh account when it has never traded).
     pub fn account(&self, book: Book, user_id: &str) -> Account {
         self.accounts
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .copied()
             .unwrap_or_else(|| Account::new(self.config.starting_funds))
     }
@@ -477,7 +532,7 @@ impl Engine {
         self.positions(book, user_id)
             .into_iter()
             .filter_map(|(key, position)| {
-                let quote = prices.quote(key.2.as_str(), &key.3)?;
+                let quote = prices.quote(key.exchange.as_str(), &key.symbol)?;
                 Some(position.unrealized_pnl(quote.ltp))
             })
             .sum()
@@ -507,7 +562,7 @@ impl Engine {
     ) -> PlaceOutcome {
         let orderid = self.next_order_id.to_string();
         self.next_order_id += 1;
-        let account_key = (book, new.user_id.clone());
+        let account_key = AccountKey::new(book, &new.user_id);
         let mut order = Order {
             orderid: orderid.clone(),
             book,
@@ -656,7 +711,7 @@ impl Engine {
         });
         let margin = self.required_margin(&updated, &reference);
         let old_margin = order.blocked_margin;
-        let account_key = (book, user_id.to_string());
+        let account_key = AccountKey::new(book, user_id);
         let account = self.account_mut(&account_key);
         if margin > EPSILON && margin > account.cash + old_margin + EPSILON {
             return Err(EngineError::InsufficientFunds {
@@ -741,9 +796,16 @@ impl Engine {
             .map(|(key, position)| (key.clone(), position.quantity))
             .collect();
         open.into_iter()
-            .map(|((book, user, exchange, symbol, product), quantity)| {
+            .map(|(key, quantity)| {
+                let PositionKey {
+                    book,
+                    user_id,
+                    exchange,
+                    symbol,
+                    product,
+                } = key;
                 let order = NewOrder {
-                    user_id: user,
+                    user_id,
                     strategy: strategy.to_string(),
                     exchange,
                     symbol,
@@ -795,14 +857,9 @@ impl Engine {
 
     /// Signed net quantity of the order's position.
     fn net_quantity(&self, order: &Order) -> f64 {
-        let key = (
-            order.book,
-            order.user_id.clone(),
-            order.exchange,
-            order.symbol.clone(),
-            order.product,
-        );
-        self.positions.get(&key).map_or(0.0, |p| p.quantity)
+        self.positions
+            .get(&order.position_key())
+            .map_or(0.0, |p| p.quantity)
     }
 
     /// Margin to block for an order: only its position-opening part.
@@ -824,7 +881,7 @@ impl Engine {
             return;
         };
         let margin = std::mem::take(&mut order.blocked_margin);
-        let key = (order.book, order.user_id.clone());
+        let key = order.account_key();
         let account = self.account_mut(&key);
         account.cash += margin;
         account.order_margin -= margin;
@@ -920,14 +977,8 @@ impl Engine {
             return;
         };
         let quantity = order.quantity - order.filled_quantity;
-        let position_key = (
-            order.book,
-            order.user_id.clone(),
-            order.exchange,
-            order.symbol.clone(),
-            order.product,
-        );
-        let account_key = (order.book, order.user_id.clone());
+        let position_key = order.position_key();
+        let account_key = order.account_key();
         let settlement = margin::Settlement::compute(
             &self
                 .positions
@@ -1114,13 +1165,13 @@ mod tests {
         assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
         assert_eq!(account.position_margin, 1100.0);
         assert!(account.imbalance().abs() < 1e-9, "{account:?}");
-        let key = (
-            Book::Sandbox,
-            "u".to_string(),
-            Exchange::parse("NSE").unwrap(),
-            "SBIN".to_string(),
-            Product::Cnc,
-        );
+        let key = PositionKey {
+            book: Book::Sandbox,
+            user_id: "u".to_string(),
+            exchange: Exchange::parse("NSE").unwrap(),
+            symbol: "SBIN".to_string(),
+            product: Product::Cnc,
+        };
         assert_eq!(engine.position(&key).unwrap().quantity, -10.0);
         assert_eq!(engine.watched_symbols().count(), 0);
     }

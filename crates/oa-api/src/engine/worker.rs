@@ -324,10 +324,8 @@ async fn forward_prices(
                 if !watched.read().contains(&key) {
                     continue;
                 }
-                Message::Price {
-                    exchange: key.0,
-                    symbol: key.1,
-                }
+                let (exchange, symbol) = key;
+                Message::Price { exchange, symbol }
             }
             PriceEvent::Resync => Message::Resync,
         };
@@ -621,7 +619,7 @@ impl Worker {
             }
         }
         for key in outputs.dirty_accounts.drain() {
-            store::save_account(tx, &key, &self.engine.account(key.0, &key.1))?;
+            store::save_account(tx, &key, &self.engine.account(key.book, &key.user_id))?;
         }
         Ok(())
     }
