@@ -64,8 +64,8 @@ impl HttpError {
     }
 
     /// Adds `"mode":"analyze"` in analyzer mode.
-    pub fn with_mode(self, mode: crate::types::Mode) -> Self {
-        if mode == crate::types::Mode::Analyze {
+    pub fn with_mode(self, mode: crate::types::AccountMode) -> Self {
+        if mode == crate::types::AccountMode::Analyze {
             self.with("mode", "analyze")
         } else {
             self

@@ -9,7 +9,7 @@ use oa_events_core::Event;
 use serde_json::Value;
 
 use crate::broker::BrokerError;
-use crate::types::Mode;
+use crate::types::AccountMode;
 
 /// One order-log row: the API request (without `apikey`) and the response body returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct LogEntry {
     /// The user.
     pub user_id: String,
     /// The mode the action ran in.
-    pub mode: Mode,
+    pub mode: AccountMode,
     /// The endpoint ("placeorder", ...).
     pub api_type: &'static str,
     /// The request body without `apikey`.

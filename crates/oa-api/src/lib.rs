@@ -56,7 +56,7 @@ pub use price::{PriceSource, Quote, StaticPrices};
 pub use service::OrderService;
 pub use store::{StoreError, StoreSync, UserKeyInfo};
 pub use symbols::{StaticSymbols, SymbolDirectory};
-pub use types::Mode;
+pub use types::AccountMode;
 
 use crate::engine::EngineConfig;
 pub use crate::engine::worker::EngineHandle;
@@ -169,10 +169,10 @@ pub async fn build_with_broker(
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
             let conn = store::open_with_sync(&path, config.store_sync)?;
-            let modes: HashMap<String, Mode> =
+            let modes: HashMap<String, AccountMode> =
                 store::load_setting(&conn, service::ANALYZE_MODE_SETTING)?
                     .into_iter()
-                    .map(|(user, value)| (user, Mode::from_analyze_flag(value == "true")))
+                    .map(|(user, value)| (user, AccountMode::from_analyze_flag(value == "true")))
                     .collect();
             let engine = EngineHandle::start(conn, worker_config, prices, publisher)?;
             Ok((engine, modes))
@@ -206,7 +206,7 @@ pub async fn build_with_broker(
         prices,
         symbols,
         modes,
-        Mode::from_analyze_flag(config.default_analyze_mode),
+        AccountMode::from_analyze_flag(config.default_analyze_mode),
     ));
     let limiters = Limiters::new(limits);
     limiters.spawn_cleanup();

@@ -35,7 +35,7 @@ use super::{AccountKey, Changes, Engine, EngineConfig, Order, PositionKey};
 use crate::journal::Record;
 use crate::price::{PriceEvent, PriceSource};
 use crate::store::{self, StoreError};
-use crate::types::{Exchange, Mode};
+use crate::types::{AccountMode, Exchange};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -207,7 +207,7 @@ impl EngineHandle {
     ) -> Result<EngineHandle, StoreError> {
         let engine = load_engine(&conn, config.engine)?;
         let log_counts: LogCounts = Arc::new(Mutex::new(
-            store::load_log_counts(&conn, Mode::Analyze.as_str())?
+            store::load_log_counts(&conn, AccountMode::Analyze.as_str())?
                 .into_iter()
                 .collect(),
         ));
@@ -647,7 +647,7 @@ impl Worker {
                 if let Some(replay) = &log.replay {
                     store::save_idempotency(tx, &replay.user_id, &replay.key, &replay.row, now)?;
                 }
-                if log.mode == Mode::Analyze {
+                if log.mode == AccountMode::Analyze {
                     outputs.analyzer_logs.push(log.user_id);
                 }
             }

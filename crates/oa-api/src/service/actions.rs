@@ -21,7 +21,7 @@ use crate::journal::{Journal, LogEntry, Record};
 use crate::requests::{
     BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
 };
-use crate::types::{Action, Mode, OrderStatus};
+use crate::types::{AccountMode, Action, OrderStatus};
 
 /// The message of a smart order whose position already matches.
 pub const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
@@ -39,7 +39,7 @@ fn status_and_body(result: &Result<Value>) -> (StatusCode, Value) {
 /// The response of placing one order.
 fn place_response(
     result: &std::result::Result<PlaceOutcome, BrokerError>,
-    mode: Mode,
+    mode: AccountMode,
 ) -> Result<Value> {
     match result {
         Ok(outcome) if outcome.status == OrderStatus::Rejected => Err(HttpError::bad_request(
@@ -72,7 +72,7 @@ fn order_event(order: &OrderFields, orderid: &str, batch: Option<bool>) -> Order
 /// Who did what: builds the order-log row and events of one action.
 struct ActionJournal {
     user_id: String,
-    mode: Mode,
+    mode: AccountMode,
     api_type: &'static str,
     request: Map<String, Value>,
     claim: Option<Claim>,
@@ -95,8 +95,8 @@ impl ActionJournal {
     /// `analyzer_update`; in live mode the given events.
     fn record(&self, status: StatusCode, response: Value, live_events: Vec<Event>) -> Record {
         let events = match self.mode {
-            Mode::Live => live_events,
-            Mode::Analyze => vec![self.analyzer_update(&response)],
+            AccountMode::Live => live_events,
+            AccountMode::Analyze => vec![self.analyzer_update(&response)],
         };
         let replay = self
             .claim
@@ -119,7 +119,7 @@ impl ActionJournal {
     /// `live`.
     fn journal<T: 'static>(
         self,
-        respond: fn(&std::result::Result<T, BrokerError>, Mode) -> Result<Value>,
+        respond: fn(&std::result::Result<T, BrokerError>, AccountMode) -> Result<Value>,
         live: impl FnOnce(&std::result::Result<T, BrokerError>) -> Vec<Event> + Send + 'static,
     ) -> Journal<T> {
         Box::new(move |result| {
@@ -380,7 +380,7 @@ impl OrderService {
         }
         let action = self.action(user_id, "basketorder", log.into());
         let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
-        let respond = move |outcomes: &BatchOutcome, mode: Mode| {
+        let respond = move |outcomes: &BatchOutcome, mode: AccountMode| {
             let results: Vec<Value> = outcomes
                 .iter()
                 .zip(&symbols)
@@ -415,7 +415,7 @@ impl OrderService {
         }
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
         let (split_size, total) = (request.splitsize, order.quantity);
-        let respond = move |outcomes: &BatchOutcome, mode: Mode| {
+        let respond = move |outcomes: &BatchOutcome, mode: AccountMode| {
             let results: Vec<Value> = outcomes
                 .iter()
                 .zip(&quantities)
@@ -450,7 +450,7 @@ impl OrderService {
         strategy: &str,
         orders: Vec<OrderFields>,
         action: ActionJournal,
-        respond: impl Fn(&BatchOutcome, Mode) -> Value + Send + Sync + 'static,
+        respond: impl Fn(&BatchOutcome, AccountMode) -> Value + Send + Sync + 'static,
     ) -> Result<Value> {
         let mode = action.mode;
         let count = orders.len();
@@ -480,7 +480,7 @@ impl OrderService {
 /// The journal of one order of a basket or split: its live `order_event`.
 fn child_journal(
     user_id: &str,
-    mode: Mode,
+    mode: AccountMode,
     order: &OrderFields,
     is_last: bool,
 ) -> Journal<PlaceOutcome> {
@@ -488,7 +488,7 @@ fn child_journal(
     let user = user_id.to_string();
     Box::new(move |result| {
         let events = match (mode, result) {
-            (Mode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
+            (AccountMode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
                 vec![Event::for_user(
                     user,
                     order_event(&fields, &outcome.orderid, Some(is_last)),
@@ -520,7 +520,10 @@ fn batch_item(result: &std::result::Result<PlaceOutcome, BrokerError>, mut item:
     item
 }
 
-fn id_response(result: &std::result::Result<String, BrokerError>, mode: Mode) -> Result<Value> {
+fn id_response(
+    result: &std::result::Result<String, BrokerError>,
+    mode: AccountMode,
+) -> Result<Value> {
     match result {
         Ok(orderid) => Ok(with_mode(
             json!({"status": "success", "orderid": orderid}),
@@ -532,7 +535,7 @@ fn id_response(result: &std::result::Result<String, BrokerError>, mode: Mode) ->
 
 fn cancel_all_response(
     result: &std::result::Result<CancelAllOutcome, BrokerError>,
-    mode: Mode,
+    mode: AccountMode,
 ) -> Result<Value> {
     match result {
         Ok(outcome) => {
@@ -561,7 +564,7 @@ fn cancel_all_response(
 
 fn close_response(
     result: &std::result::Result<Vec<PlaceOutcome>, BrokerError>,
-    mode: Mode,
+    mode: AccountMode,
 ) -> Result<Value> {
     match result {
         Ok(outcomes) => {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{OrderService, Result, store_error};
 use crate::idempotency::Claim;
 use crate::store::{self, StoreError};
-use crate::types::Mode;
+use crate::types::AccountMode;
 
 /// The name of the per-user analyzer setting.
 pub const ANALYZE_MODE_SETTING: &str = "analyze_mode";
@@ -17,7 +17,7 @@ impl OrderService {
         let mode = self.mode(user_id);
         json!({
             "mode": mode.as_str(),
-            "analyze_mode": mode == Mode::Analyze,
+            "analyze_mode": mode == AccountMode::Analyze,
             "total_logs": self.engine.analyzer_log_count(user_id),
         })
     }
@@ -35,11 +35,11 @@ impl OrderService {
         analyze: bool,
         claim: Option<Claim>,
     ) -> Result<Value> {
-        let mode = Mode::from_analyze_flag(analyze);
+        let mode = AccountMode::from_analyze_flag(analyze);
         let user = user_id.to_string();
         let response = json!({"status": "success", "data": {
             "mode": mode.as_str(),
-            "analyze_mode": mode == Mode::Analyze,
+            "analyze_mode": mode == AccountMode::Analyze,
             "total_logs": self.engine.analyzer_log_count(user_id),
             "message": format!("Analyzer mode switched to {}", mode.as_str()),
         }});

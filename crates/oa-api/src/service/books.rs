@@ -6,13 +6,13 @@ use serde_json::{Value, json};
 
 use super::{OrderService, Result, broker_error, format_timestamp, round2, with_mode};
 use crate::engine::Order;
-use crate::types::{Action, Exchange, Mode, OrderStatus, Product};
+use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
 
 impl OrderService {
     pub(super) async fn open_quantity(
         &self,
         user_id: &str,
-        mode: Mode,
+        mode: AccountMode,
         exchange: Exchange,
         symbol: &str,
         product: Product,

@@ -32,7 +32,7 @@ use crate::price::PriceSource;
 use crate::requests::OrderFields;
 use crate::store::{self, StoreError};
 use crate::symbols::SymbolDirectory;
-use crate::types::{Exchange, Mode};
+use crate::types::{AccountMode, Exchange};
 
 pub use actions::{POSITIONS_CLOSED, POSITIONS_MATCHED};
 pub use analyzer::ANALYZE_MODE_SETTING;
@@ -46,11 +46,11 @@ pub struct OrderService {
     engine: EngineHandle,
     prices: Arc<dyn PriceSource>,
     symbols: Arc<dyn SymbolDirectory>,
-    modes: RwLock<HashMap<String, Mode>>,
+    modes: RwLock<HashMap<String, AccountMode>>,
     /// One lock per user: smart orders of a user run one at a time, so duplicate signals
     /// read the position the previous one produced instead of both placing an order.
     smart_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    default_mode: Mode,
+    default_mode: AccountMode,
 }
 
 impl std::fmt::Debug for OrderService {
@@ -75,8 +75,8 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn with_mode(mut body: Value, mode: Mode) -> Value {
-    if mode == Mode::Analyze
+fn with_mode(mut body: Value, mode: AccountMode) -> Value {
+    if mode == AccountMode::Analyze
         && let Value::Object(map) = &mut body
     {
         map.insert("mode".to_string(), Value::from("analyze"));
@@ -134,8 +134,8 @@ impl OrderService {
         engine: EngineHandle,
         prices: Arc<dyn PriceSource>,
         symbols: Arc<dyn SymbolDirectory>,
-        modes: HashMap<String, Mode>,
-        default_mode: Mode,
+        modes: HashMap<String, AccountMode>,
+        default_mode: AccountMode,
     ) -> Self {
         OrderService {
             sandbox,
@@ -155,7 +155,7 @@ impl OrderService {
     }
 
     /// The user's current mode.
-    pub fn mode(&self, user_id: &str) -> Mode {
+    pub fn mode(&self, user_id: &str) -> AccountMode {
         self.modes
             .read()
             .get(user_id)
@@ -163,10 +163,10 @@ impl OrderService {
             .unwrap_or(self.default_mode)
     }
 
-    fn broker(&self, mode: Mode) -> &Arc<dyn Broker> {
+    fn broker(&self, mode: AccountMode) -> &Arc<dyn Broker> {
         match mode {
-            Mode::Live => &self.live,
-            Mode::Analyze => &self.sandbox,
+            AccountMode::Live => &self.live,
+            AccountMode::Analyze => &self.sandbox,
         }
     }
 
