@@ -35,6 +35,7 @@ pub mod outbox;
 pub mod price;
 pub mod ratelimit;
 pub mod requests;
+pub mod responses;
 pub mod revocation;
 pub mod routes;
 pub mod service;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::ConfigError;
+use crate::error::HttpError;
 
 /// The exact 429 body OpenAlgo returns.
 pub const RATE_LIMIT_BODY: &str = r#"{"status":"error","message":"Rate limit exceeded. Please slow down your requests.","retry_after":60}"#;
@@ -98,12 +98,7 @@ pub fn client_ip(request: &Request) -> IpAddr {
 
 /// The 429 response.
 pub fn too_many_requests() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        RATE_LIMIT_BODY,
-    )
-        .into_response()
+    HttpError::rate_limited().into_response()
 }
 
 /// Middleware: rejects the request with 429 when its client IP is over the limit.

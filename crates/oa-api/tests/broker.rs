@@ -191,5 +191,5 @@ async fn a_panicking_job_fails_alone_and_the_engine_keeps_serving() {
         .place_order("admin", order, fields.without_apikey())
         .await
         .unwrap();
-    assert_eq!(placed["status"], "success");
+    assert!(!placed.body().orderid.is_empty(), "{placed:?}");
 }

@@ -80,7 +80,7 @@ fn at(partition: i32, offset: i64) -> EsbPosition {
 
 async fn orders(api: &Api) -> usize {
     let book = api.service().order_book("admin").await.unwrap();
-    book["data"]["orders"].as_array().unwrap().len()
+    book.body().data.orders.len()
 }
 
 fn row(dir: &tempfile::TempDir, id: &str) -> Option<(String, String)> {

@@ -1014,7 +1014,12 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
     let results = futures_util::future::join_all(calls).await;
     let placed = results
         .iter()
-        .filter(|result| result.as_ref().unwrap().get("orderid").is_some())
+        .filter(|result| {
+            matches!(
+                result.as_ref().unwrap().body(),
+                oa_api::responses::CommandBody::OrderId(_)
+            )
+        })
         .count();
     assert_eq!(placed, 1, "{results:?}");
     let position = server

@@ -10,9 +10,10 @@ use oa_events_core::catalog::{
     OrderNotification,
 };
 use oa_events_core::number::Quantity;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::{ActionLog, OrderService, Result, broker_error, with_mode};
+use super::{ActionLog, OrderService, Result, broker_error};
 use crate::broker::{BatchOutcome, BrokerError};
 use crate::engine::{CancelAllOutcome, ModifyOrder, NewOrder, PlaceOutcome};
 use crate::error::HttpError;
@@ -21,6 +22,10 @@ use crate::journal::{Journal, LogEntry, Record};
 use crate::requests::{
     BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
 };
+use crate::responses::{
+    Basket, BasketResult, CancelAll, CommandBody, FailedCancellation, ItemOutcome, Message,
+    OrderId, Reply, Split, SplitResult,
+};
 use crate::types::{AccountMode, Action, OrderStatus};
 
 /// The message of a smart order whose position already matches.
@@ -28,27 +33,29 @@ pub const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed
 /// The message of closeposition.
 pub const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
 
+/// What a broker call returned.
+type Outcome<T> = std::result::Result<T, BrokerError>;
+
 /// The status and body of a handler result, as the client receives them.
-fn status_and_body(result: &Result<Value>) -> (StatusCode, Value) {
+fn status_and_body<B: Serialize>(result: &Result<Reply<B>>) -> (StatusCode, Value) {
     match result {
-        Ok(body) => (StatusCode::OK, body.clone()),
+        Ok(reply) => (StatusCode::OK, reply.to_value()),
         Err(error) => (error.status, error.body()),
     }
 }
 
 /// The response of placing one order.
-fn place_response(
-    result: &std::result::Result<PlaceOutcome, BrokerError>,
-    mode: AccountMode,
-) -> Result<Value> {
+fn place_response(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> Result<Reply<OrderId>> {
     match result {
         Ok(outcome) if outcome.status == OrderStatus::Rejected => Err(HttpError::bad_request(
             format!("Order rejected: {}", outcome.rejection_reason),
         )
         .with("orderid", outcome.orderid.clone())
         .with_mode(mode)),
-        Ok(outcome) => Ok(with_mode(
-            json!({"status": "success", "orderid": outcome.orderid}),
+        Ok(outcome) => Ok(Reply::in_mode(
+            OrderId {
+                orderid: outcome.orderid.clone(),
+            },
             mode,
         )),
         Err(error) => Err(broker_error(error).with_mode(mode)),
@@ -117,10 +124,10 @@ impl ActionJournal {
 
     /// A journal: the response is computed from the outcome by `respond`; live events by
     /// `live`.
-    fn journal<T: 'static>(
+    fn journal<T: 'static, B: Serialize + 'static>(
         self,
-        respond: fn(&std::result::Result<T, BrokerError>, AccountMode) -> Result<Value>,
-        live: impl FnOnce(&std::result::Result<T, BrokerError>) -> Vec<Event> + Send + 'static,
+        respond: fn(&Outcome<T>, AccountMode) -> Result<Reply<B>>,
+        live: impl FnOnce(&Outcome<T>) -> Vec<Event> + Send + 'static,
     ) -> Journal<T> {
         Box::new(move |result| {
             let (status, response) = status_and_body(&respond(result, self.mode));
@@ -141,42 +148,52 @@ impl OrderService {
         }
     }
 
+    /// Places one order and journals it (`order_event` in live mode unless rejected).
+    async fn place_one(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        order: OrderFields,
+        action: ActionJournal,
+    ) -> Result<Reply<OrderId>> {
+        let mode = action.mode;
+        let new = Self::new_order(user_id, strategy, &order);
+        let user = user_id.to_string();
+        let journal = action.journal(place_response, move |result| match result {
+            Ok(outcome) if outcome.status != OrderStatus::Rejected => {
+                vec![Event::for_user(
+                    user,
+                    order_event(&order, &outcome.orderid, None),
+                )]
+            }
+            _ => Vec::new(),
+        });
+        let result = self.broker(mode).place_order(new, journal).await;
+        place_response(&result, mode)
+    }
+
     /// placeorder.
     pub async fn place_order(
         &self,
         user_id: &str,
         request: PlaceOrder,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<OrderId>> {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "placeorder", log.into());
-        let mode = action.mode;
-        let fields = order.clone();
-        let user = user_id.to_string();
-        let journal = action.journal(place_response, move |result| match result {
-            Ok(outcome) if outcome.status != OrderStatus::Rejected => {
-                vec![Event::for_user(
-                    user,
-                    order_event(&fields, &outcome.orderid, None),
-                )]
-            }
-            _ => Vec::new(),
-        });
-        let result = self
-            .broker(mode)
-            .place_order(Self::new_order(user_id, &request.strategy, &order), journal)
-            .await;
-        place_response(&result, mode)
+        self.place_one(user_id, &request.strategy, order, action)
+            .await
     }
 
-    /// placesmartorder.
+    /// placesmartorder: the order that brings the position to `position_size`, or nothing
+    /// when it is there already.
     pub async fn place_smart_order(
         &self,
         user_id: &str,
         request: SmartOrder,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<CommandBody>> {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, None)?;
         let lock = Arc::clone(
@@ -193,17 +210,23 @@ impl OrderService {
         let difference = request.position_size - current;
         let action = self.action(user_id, "placesmartorder", log.into());
         if difference.abs() < 1e-9 {
-            let response = with_mode(
-                json!({"status": "success", "message": POSITIONS_MATCHED}),
+            let response = Reply::in_mode(
+                Message {
+                    message: POSITIONS_MATCHED.to_string(),
+                },
                 mode,
             );
             let notification = Event::for_user(
                 user_id.to_string(),
                 OrderNotification::info(order.symbol.clone(), POSITIONS_MATCHED),
             );
-            self.record_only(action.record(StatusCode::OK, response.clone(), vec![notification]))
-                .await?;
-            return Ok(response);
+            self.record_only(action.record(
+                StatusCode::OK,
+                response.to_value(),
+                vec![notification],
+            ))
+            .await?;
+            return Ok(response.map(CommandBody::Message));
         }
         let order = OrderFields {
             action: if difference > 0.0 {
@@ -215,22 +238,10 @@ impl OrderService {
             ..order
         };
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
-        let fields = order.clone();
-        let user = user_id.to_string();
-        let journal = action.journal(place_response, move |result| match result {
-            Ok(outcome) if outcome.status != OrderStatus::Rejected => {
-                vec![Event::for_user(
-                    user,
-                    order_event(&fields, &outcome.orderid, None),
-                )]
-            }
-            _ => Vec::new(),
-        });
-        let result = self
-            .broker(mode)
-            .place_order(Self::new_order(user_id, &request.strategy, &order), journal)
-            .await;
-        place_response(&result, mode)
+        let placed = self
+            .place_one(user_id, &request.strategy, order, action)
+            .await?;
+        Ok(placed.map(CommandBody::OrderId))
     }
 
     /// modifyorder.
@@ -239,7 +250,7 @@ impl OrderService {
         user_id: &str,
         request: ModifyRequest,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<OrderId>> {
         let order = &request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "modifyorder", log.into());
@@ -281,7 +292,7 @@ impl OrderService {
         user_id: &str,
         orderid: &str,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<OrderId>> {
         let action = self.action(user_id, "cancelorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
@@ -312,7 +323,7 @@ impl OrderService {
         &self,
         user_id: &str,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<CancelAll>> {
         let action = self.action(user_id, "cancelallorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
@@ -341,7 +352,7 @@ impl OrderService {
         user_id: &str,
         strategy: &str,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<Message>> {
         let action = self.action(user_id, "closeposition", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
@@ -369,7 +380,7 @@ impl OrderService {
         user_id: &str,
         request: BasketOrder,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<Basket>> {
         for (index, order) in request.orders.iter().enumerate() {
             self.check_symbol(
                 &format!("orders[{index}]."),
@@ -380,13 +391,15 @@ impl OrderService {
         }
         let action = self.action(user_id, "basketorder", log.into());
         let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
-        let respond = move |outcomes: &BatchOutcome, mode: AccountMode| {
-            let results: Vec<Value> = outcomes
+        let respond = move |outcomes: &BatchOutcome| Basket {
+            results: outcomes
                 .iter()
                 .zip(&symbols)
-                .map(|(result, symbol)| batch_item(result, json!({"symbol": symbol})))
-                .collect();
-            with_mode(json!({"status": "success", "results": results}), mode)
+                .map(|(result, symbol)| BasketResult {
+                    symbol: symbol.clone(),
+                    outcome: item_outcome(result),
+                })
+                .collect(),
         };
         self.place_batch(user_id, &request.strategy, request.orders, action, respond)
             .await
@@ -399,7 +412,7 @@ impl OrderService {
         user_id: &str,
         request: SplitOrder,
         log: impl Into<ActionLog>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<Split>> {
         let order = &request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "splitorder", log.into());
@@ -415,27 +428,19 @@ impl OrderService {
         }
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
         let (split_size, total) = (request.splitsize, order.quantity);
-        let respond = move |outcomes: &BatchOutcome, mode: AccountMode| {
-            let results: Vec<Value> = outcomes
+        let respond = move |outcomes: &BatchOutcome| Split {
+            split_size: Quantity(split_size),
+            total_quantity: Quantity(total),
+            results: outcomes
                 .iter()
                 .zip(&quantities)
                 .enumerate()
-                .map(|(index, (result, quantity))| {
-                    batch_item(
-                        result,
-                        json!({"order_num": index + 1, "quantity": Quantity(*quantity)}),
-                    )
+                .map(|(index, (result, quantity))| SplitResult {
+                    order_num: index + 1,
+                    quantity: Quantity(*quantity),
+                    outcome: item_outcome(result),
                 })
-                .collect();
-            with_mode(
-                json!({
-                    "status": "success",
-                    "split_size": Quantity(split_size),
-                    "total_quantity": Quantity(total),
-                    "results": results,
-                }),
-                mode,
-            )
+                .collect(),
         };
         self.place_batch(user_id, &request.strategy, children, action, respond)
             .await
@@ -444,14 +449,14 @@ impl OrderService {
     /// Places a basket or split through the broker's batch placement: each child's events
     /// (`batch_order`, `is_last_order` on the last), then the batch's log row, idempotency
     /// record and response, built by `respond` from every child's outcome.
-    async fn place_batch(
+    async fn place_batch<B: Serialize + Send + 'static>(
         &self,
         user_id: &str,
         strategy: &str,
         orders: Vec<OrderFields>,
         action: ActionJournal,
-        respond: impl Fn(&BatchOutcome, AccountMode) -> Value + Send + Sync + 'static,
-    ) -> Result<Value> {
+        respond: impl Fn(&BatchOutcome) -> B + Send + Sync + 'static,
+    ) -> Result<Reply<B>> {
         let mode = action.mode;
         let count = orders.len();
         let children: Vec<(NewOrder, Journal<PlaceOutcome>)> = orders
@@ -466,12 +471,15 @@ impl OrderService {
         let journal: Journal<BatchOutcome> = {
             let respond = Arc::clone(&respond);
             Box::new(move |result| match result {
-                Ok(outcomes) => action.record(StatusCode::OK, respond(outcomes, mode), Vec::new()),
+                Ok(outcomes) => {
+                    let response = Reply::in_mode(respond(outcomes), mode).to_value();
+                    action.record(StatusCode::OK, response, Vec::new())
+                }
                 Err(_) => Record::none(),
             })
         };
         match self.broker(mode).place_orders(children, journal).await {
-            Ok(outcomes) => Ok(respond(&outcomes, mode)),
+            Ok(outcomes) => Ok(Reply::in_mode(respond(&outcomes), mode)),
             Err(error) => Err(broker_error(&error).with_mode(mode)),
         }
     }
@@ -500,33 +508,33 @@ fn child_journal(
     })
 }
 
-/// One entry of a basket's or split's `results`: `item` plus the outcome.
-fn batch_item(result: &std::result::Result<PlaceOutcome, BrokerError>, mut item: Value) -> Value {
+/// The outcome of one order of a basket or split.
+fn item_outcome(result: &Outcome<PlaceOutcome>) -> ItemOutcome {
     match result {
-        Ok(outcome) if outcome.status != OrderStatus::Rejected => {
-            item["status"] = "success".into();
-            item["orderid"] = outcome.orderid.clone().into();
-        }
-        Ok(outcome) => {
-            item["status"] = "error".into();
-            item["orderid"] = outcome.orderid.clone().into();
-            item["message"] = format!("Order rejected: {}", outcome.rejection_reason).into();
-        }
-        Err(error) => {
-            item["status"] = "error".into();
-            item["message"] = error.to_string().into();
-        }
+        Ok(outcome) if outcome.status != OrderStatus::Rejected => ItemOutcome {
+            status: "success",
+            orderid: Some(outcome.orderid.clone()),
+            message: None,
+        },
+        Ok(outcome) => ItemOutcome {
+            status: "error",
+            orderid: Some(outcome.orderid.clone()),
+            message: Some(format!("Order rejected: {}", outcome.rejection_reason)),
+        },
+        Err(error) => ItemOutcome {
+            status: "error",
+            orderid: None,
+            message: Some(error.to_string()),
+        },
     }
-    item
 }
 
-fn id_response(
-    result: &std::result::Result<String, BrokerError>,
-    mode: AccountMode,
-) -> Result<Value> {
+fn id_response(result: &Outcome<String>, mode: AccountMode) -> Result<Reply<OrderId>> {
     match result {
-        Ok(orderid) => Ok(with_mode(
-            json!({"status": "success", "orderid": orderid}),
+        Ok(orderid) => Ok(Reply::in_mode(
+            OrderId {
+                orderid: orderid.clone(),
+            },
             mode,
         )),
         Err(error) => Err(broker_error(error).with_mode(mode)),
@@ -534,38 +542,37 @@ fn id_response(
 }
 
 fn cancel_all_response(
-    result: &std::result::Result<CancelAllOutcome, BrokerError>,
+    result: &Outcome<CancelAllOutcome>,
     mode: AccountMode,
-) -> Result<Value> {
+) -> Result<Reply<CancelAll>> {
     match result {
-        Ok(outcome) => {
-            let failed: Vec<Value> = outcome
-                .failed
-                .iter()
-                .map(|(orderid, message)| json!({"orderid": orderid, "message": message}))
-                .collect();
-            Ok(with_mode(
-                json!({
-                    "status": "success",
-                    "canceled_orders": outcome.canceled,
-                    "failed_cancellations": failed,
-                    "message": format!(
-                        "Canceled {} orders. Failed to cancel {} orders.",
-                        outcome.canceled.len(),
-                        outcome.failed.len()
-                    ),
-                }),
-                mode,
-            ))
-        }
+        Ok(outcome) => Ok(Reply::in_mode(
+            CancelAll {
+                canceled_orders: outcome.canceled.clone(),
+                failed_cancellations: outcome
+                    .failed
+                    .iter()
+                    .map(|(orderid, message)| FailedCancellation {
+                        orderid: orderid.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+                message: format!(
+                    "Canceled {} orders. Failed to cancel {} orders.",
+                    outcome.canceled.len(),
+                    outcome.failed.len()
+                ),
+            },
+            mode,
+        )),
         Err(error) => Err(broker_error(error).with_mode(mode)),
     }
 }
 
 fn close_response(
-    result: &std::result::Result<Vec<PlaceOutcome>, BrokerError>,
+    result: &Outcome<Vec<PlaceOutcome>>,
     mode: AccountMode,
-) -> Result<Value> {
+) -> Result<Reply<Message>> {
     match result {
         Ok(outcomes) => {
             let rejected: Vec<&PlaceOutcome> = outcomes
@@ -573,8 +580,10 @@ fn close_response(
                 .filter(|o| o.status == OrderStatus::Rejected)
                 .collect();
             if rejected.is_empty() {
-                Ok(with_mode(
-                    json!({"status": "success", "message": POSITIONS_CLOSED}),
+                Ok(Reply::in_mode(
+                    Message {
+                        message: POSITIONS_CLOSED.to_string(),
+                    },
                     mode,
                 ))
             } else {

@@ -2,10 +2,10 @@
 //! the settings table.
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 
 use super::{OrderService, Result, store_error};
 use crate::idempotency::Claim;
+use crate::responses::{AnalyzerData, Data, Reply};
 use crate::store::{self, StoreError};
 use crate::types::AccountMode;
 
@@ -13,18 +13,20 @@ use crate::types::AccountMode;
 pub const ANALYZE_MODE_SETTING: &str = "analyze_mode";
 
 impl OrderService {
-    fn analyzer_data(&self, user_id: &str) -> Value {
-        let mode = self.mode(user_id);
-        json!({
-            "mode": mode.as_str(),
-            "analyze_mode": mode == AccountMode::Analyze,
-            "total_logs": self.engine.analyzer_log_count(user_id),
-        })
+    fn analyzer_data(&self, user_id: &str, mode: AccountMode) -> AnalyzerData {
+        AnalyzerData {
+            mode: mode.as_str(),
+            analyze_mode: mode == AccountMode::Analyze,
+            total_logs: self.engine.analyzer_log_count(user_id),
+            message: None,
+        }
     }
 
     /// analyzer.
-    pub fn analyzer_status(&self, user_id: &str) -> Value {
-        json!({"status": "success", "data": self.analyzer_data(user_id)})
+    pub fn analyzer_status(&self, user_id: &str) -> Reply<Data<AnalyzerData>> {
+        Reply::new(Data {
+            data: self.analyzer_data(user_id, self.mode(user_id)),
+        })
     }
 
     /// analyzer/toggle: persists the switch (and, with an `Idempotency-Key`, the response in
@@ -34,16 +36,16 @@ impl OrderService {
         user_id: &str,
         analyze: bool,
         claim: Option<Claim>,
-    ) -> Result<Value> {
+    ) -> Result<Reply<Data<AnalyzerData>>> {
         let mode = AccountMode::from_analyze_flag(analyze);
         let user = user_id.to_string();
-        let response = json!({"status": "success", "data": {
-            "mode": mode.as_str(),
-            "analyze_mode": mode == AccountMode::Analyze,
-            "total_logs": self.engine.analyzer_log_count(user_id),
-            "message": format!("Analyzer mode switched to {}", mode.as_str()),
-        }});
-        let replay = claim.map(|claim| claim.entry(StatusCode::OK, &response));
+        let response = Reply::new(Data {
+            data: AnalyzerData {
+                message: Some(format!("Analyzer mode switched to {}", mode.as_str())),
+                ..self.analyzer_data(user_id, mode)
+            },
+        });
+        let replay = claim.map(|claim| claim.entry(StatusCode::OK, &response.to_value()));
         self.engine
             .run(move |ctx| -> std::result::Result<(), StoreError> {
                 ctx.set_setting(

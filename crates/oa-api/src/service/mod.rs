@@ -75,15 +75,6 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn with_mode(mut body: Value, mode: AccountMode) -> Value {
-    if mode == AccountMode::Analyze
-        && let Value::Object(map) = &mut body
-    {
-        map.insert("mode".to_string(), Value::from("analyze"));
-    }
-    body
-}
-
 /// Maps a broker error to its HTTP error.
 pub fn broker_error(error: &BrokerError) -> HttpError {
     match error {
