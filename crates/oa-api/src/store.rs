@@ -16,7 +16,7 @@ use std::path::Path;
 use oa_events_core::Envelope;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, Book, Choice, Exchange, OrderStatus, PriceType, Product};
 
 /// A store failure.
@@ -331,17 +331,17 @@ pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError>
     .execute(params![
         order.orderid,
         order.book.as_str(),
-        order.user_id,
-        order.strategy,
-        order.exchange.as_str(),
-        order.symbol,
-        order.action.as_str(),
-        order.quantity,
-        order.pricetype.as_str(),
-        order.product.as_str(),
-        order.price,
-        order.trigger_price,
-        order.disclosed_quantity,
+        order.terms.user_id,
+        order.terms.strategy,
+        order.terms.exchange.as_str(),
+        order.terms.symbol,
+        order.terms.action.as_str(),
+        order.terms.quantity,
+        order.terms.pricetype.as_str(),
+        order.terms.product.as_str(),
+        order.terms.price,
+        order.terms.trigger_price,
+        order.terms.disclosed_quantity,
         order.status.as_str(),
         order.filled_quantity,
         order.average_price,
@@ -746,17 +746,19 @@ pub fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, Store
         orders.push(Order {
             orderid: text(0)?,
             book: parse_book(T, &text(1)?)?,
-            user_id: text(2)?,
-            strategy: text(3)?,
-            exchange: parse_exchange(T, &text(4)?)?,
-            symbol: text(5)?,
-            action: parse_choice::<Action>(T, &text(6)?)?,
-            quantity: row.get(7)?,
-            pricetype: parse_choice::<PriceType>(T, &text(8)?)?,
-            product: parse_choice::<Product>(T, &text(9)?)?,
-            price: row.get(10)?,
-            trigger_price: row.get(11)?,
-            disclosed_quantity: row.get(12)?,
+            terms: NewOrder {
+                user_id: text(2)?,
+                strategy: text(3)?,
+                exchange: parse_exchange(T, &text(4)?)?,
+                symbol: text(5)?,
+                action: parse_choice::<Action>(T, &text(6)?)?,
+                quantity: row.get(7)?,
+                pricetype: parse_choice::<PriceType>(T, &text(8)?)?,
+                product: parse_choice::<Product>(T, &text(9)?)?,
+                price: row.get(10)?,
+                trigger_price: row.get(11)?,
+                disclosed_quantity: row.get(12)?,
+            },
             status: parse_choice::<OrderStatus>(T, &text(13)?)?,
             filled_quantity: row.get(14)?,
             average_price: row.get(15)?,

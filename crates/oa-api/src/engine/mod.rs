@@ -92,28 +92,9 @@ pub struct Order {
     pub orderid: String,
     /// Account.
     pub book: Book,
-    /// Owner.
-    pub user_id: String,
-    /// Strategy tag.
-    pub strategy: String,
-    /// Exchange.
-    pub exchange: Exchange,
-    /// Symbol.
-    pub symbol: String,
-    /// BUY or SELL.
-    pub action: Action,
-    /// Ordered quantity.
-    pub quantity: f64,
-    /// Price type.
-    pub pricetype: PriceType,
-    /// Product.
-    pub product: Product,
-    /// Limit price.
-    pub price: f64,
-    /// Trigger price.
-    pub trigger_price: f64,
-    /// Disclosed quantity.
-    pub disclosed_quantity: f64,
+    /// What the order asks for: owner, strategy, symbol, side, quantity, prices (as placed,
+    /// then as last modified).
+    pub terms: NewOrder,
     /// Status.
     pub status: OrderStatus,
     /// Filled quantity.
@@ -133,17 +114,17 @@ pub struct Order {
 impl Order {
     /// The account the order belongs to.
     pub fn account_key(&self) -> AccountKey {
-        AccountKey::new(self.book, &self.user_id)
+        AccountKey::new(self.book, &self.terms.user_id)
     }
 
     /// The position the order trades.
     pub fn position_key(&self) -> PositionKey {
         PositionKey {
             book: self.book,
-            user_id: self.user_id.clone(),
-            exchange: self.exchange,
-            symbol: self.symbol.clone(),
-            product: self.product,
+            user_id: self.terms.user_id.clone(),
+            exchange: self.terms.exchange,
+            symbol: self.terms.symbol.clone(),
+            product: self.terms.product,
         }
     }
 }
@@ -431,7 +412,7 @@ impl Engine {
             if order.status.is_active() {
                 engine
                     .resting
-                    .entry((order.exchange, order.symbol.clone()))
+                    .entry((order.terms.exchange, order.terms.symbol.clone()))
                     .or_default()
                     .push(order.orderid.clone());
             }
@@ -487,7 +468,7 @@ impl Engine {
     pub fn order(&self, book: Book, user_id: &str, orderid: &str) -> Option<&Order> {
         self.orders
             .get(orderid)
-            .filter(|order| order.book == book && order.user_id == user_id)
+            .filter(|order| order.book == book && order.terms.user_id == user_id)
     }
 
     /// An account's orders, oldest first.
@@ -566,17 +547,7 @@ impl Engine {
         let mut order = Order {
             orderid: orderid.clone(),
             book,
-            user_id: new.user_id,
-            strategy: new.strategy,
-            exchange: new.exchange,
-            symbol: new.symbol,
-            action: new.action,
-            quantity: new.quantity,
-            pricetype: new.pricetype,
-            product: new.product,
-            price: new.price,
-            trigger_price: new.trigger_price,
-            disclosed_quantity: new.disclosed_quantity,
+            terms: new,
             status: OrderStatus::Open,
             filled_quantity: 0.0,
             average_price: 0.0,
@@ -590,7 +561,7 @@ impl Engine {
             .or_default()
             .push(orderid.clone());
 
-        let quote = prices.quote(order.exchange.as_str(), &order.symbol);
+        let quote = prices.quote(order.terms.exchange.as_str(), &order.terms.symbol);
         let rejection = if let Some(reason) = forced_rejection {
             Some(reason)
         } else if let Some(quote) = quote {
@@ -614,7 +585,7 @@ impl Engine {
         } else {
             Some(format!(
                 "No price available for {} on {}: the symbol has no quote yet",
-                order.symbol, order.exchange
+                order.terms.symbol, order.terms.exchange
             ))
         };
 
@@ -629,12 +600,12 @@ impl Engine {
         }
         self.changes.accounts.push(account_key);
 
-        if matches!(order.pricetype, PriceType::Sl | PriceType::SlM) {
+        if matches!(order.terms.pricetype, PriceType::Sl | PriceType::SlM) {
             order.status = OrderStatus::TriggerPending;
         }
         self.changes.updates.push(order.clone());
         self.changes.orders.push(orderid.clone());
-        let key = (order.exchange, order.symbol.clone());
+        let key = (order.terms.exchange, order.terms.symbol.clone());
         self.orders.insert(orderid.clone(), order);
         let resting = self.resting.entry(key).or_default();
         self.changes.watched_changed |= resting.is_empty();
@@ -673,39 +644,39 @@ impl Engine {
                 got,
             })
         };
-        if order.symbol != change.symbol {
-            return mismatch("symbol", order.symbol.clone(), change.symbol.clone());
+        if order.terms.symbol != change.symbol {
+            return mismatch("symbol", order.terms.symbol.clone(), change.symbol.clone());
         }
-        if order.exchange != change.exchange {
+        if order.terms.exchange != change.exchange {
             return mismatch(
                 "exchange",
-                order.exchange.to_string(),
+                order.terms.exchange.to_string(),
                 change.exchange.to_string(),
             );
         }
-        if order.action != change.action {
+        if order.terms.action != change.action {
             return mismatch(
                 "action",
-                order.action.to_string(),
+                order.terms.action.to_string(),
                 change.action.to_string(),
             );
         }
         let mut updated = order.clone();
-        updated.product = change.product;
-        updated.pricetype = change.pricetype;
-        updated.price = change.price;
-        updated.quantity = change.quantity;
-        updated.disclosed_quantity = change.disclosed_quantity;
-        updated.trigger_price = change.trigger_price;
+        updated.terms.product = change.product;
+        updated.terms.pricetype = change.pricetype;
+        updated.terms.price = change.price;
+        updated.terms.quantity = change.quantity;
+        updated.terms.disclosed_quantity = change.disclosed_quantity;
+        updated.terms.trigger_price = change.trigger_price;
         updated.status = if matches!(change.pricetype, PriceType::Sl | PriceType::SlM) {
             OrderStatus::TriggerPending
         } else {
             OrderStatus::Open
         };
         updated.updated_ms = now_ms;
-        let quote = prices.quote(updated.exchange.as_str(), &updated.symbol);
+        let quote = prices.quote(updated.terms.exchange.as_str(), &updated.terms.symbol);
         let reference = quote.unwrap_or(Quote {
-            ltp: updated.price.max(updated.trigger_price),
+            ltp: updated.terms.price.max(updated.terms.trigger_price),
             bid: None,
             ask: None,
         });
@@ -864,16 +835,19 @@ impl Engine {
 
     /// Margin to block for an order: only its position-opening part.
     fn required_margin(&self, order: &Order, quote: &Quote) -> f64 {
-        let opening =
-            margin::opening_quantity(self.net_quantity(order), order.action, order.quantity);
+        let opening = margin::opening_quantity(
+            self.net_quantity(order),
+            order.terms.action,
+            order.terms.quantity,
+        );
         let price = margin::placement_price(
-            order.pricetype,
-            order.action,
-            order.price,
-            order.trigger_price,
+            order.terms.pricetype,
+            order.terms.action,
+            order.terms.price,
+            order.terms.trigger_price,
             quote,
         );
-        opening * price / self.config.leverage.of(order.product)
+        opening * price / self.config.leverage.of(order.terms.product)
     }
 
     fn release_order_margin(&mut self, orderid: &str) {
@@ -895,7 +869,7 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let key = (order.exchange, order.symbol.clone());
+        let key = (order.terms.exchange, order.terms.symbol.clone());
         if let Some(ids) = self.resting.get_mut(&key) {
             ids.retain(|id| id != orderid);
             if ids.is_empty() {
@@ -912,7 +886,7 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let market = match order.action {
+        let market = match order.terms.action {
             Action::Buy => quote.buy_price(),
             Action::Sell => quote.sell_price(),
         };
@@ -921,14 +895,14 @@ impl Engine {
         }
         let mut taker = taker;
         if order.status == OrderStatus::TriggerPending {
-            let triggered = match order.action {
-                Action::Buy => quote.ltp >= order.trigger_price && quote.ltp > 0.0,
-                Action::Sell => quote.ltp <= order.trigger_price && quote.ltp > 0.0,
+            let triggered = match order.terms.action {
+                Action::Buy => quote.ltp >= order.terms.trigger_price && quote.ltp > 0.0,
+                Action::Sell => quote.ltp <= order.terms.trigger_price && quote.ltp > 0.0,
             };
             if !triggered {
                 return;
             }
-            if order.pricetype == PriceType::SlM {
+            if order.terms.pricetype == PriceType::SlM {
                 self.fill(orderid, market, now_ms);
                 return;
             }
@@ -947,10 +921,10 @@ impl Engine {
         if order.status != OrderStatus::Open {
             return;
         }
-        match order.pricetype {
+        match order.terms.pricetype {
             PriceType::Market | PriceType::SlM => self.fill(orderid, market, now_ms),
             PriceType::Limit | PriceType::Sl => {
-                let limit = order.price;
+                let limit = order.terms.price;
                 // A new (taker) order compares the executable side of the book; a resting
                 // order fills when the last traded price reaches its limit.
                 let reference = if taker || quote.ltp <= 0.0 {
@@ -958,7 +932,7 @@ impl Engine {
                 } else {
                     quote.ltp
                 };
-                let crosses = match order.action {
+                let crosses = match order.terms.action {
                     Action::Buy => reference <= limit + EPSILON,
                     Action::Sell => reference + EPSILON >= limit,
                 };
@@ -976,7 +950,7 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let quantity = order.quantity - order.filled_quantity;
+        let quantity = order.terms.quantity - order.filled_quantity;
         let position_key = order.position_key();
         let account_key = order.account_key();
         let settlement = margin::Settlement::compute(
@@ -985,12 +959,12 @@ impl Engine {
                 .get(&position_key)
                 .cloned()
                 .unwrap_or_default(),
-            order.action,
+            order.terms.action,
             quantity,
             price,
-            self.config.leverage.of(order.product),
+            self.config.leverage.of(order.terms.product),
         );
-        let cash = self.account(order.book, &order.user_id).cash;
+        let cash = self.account(order.book, &order.terms.user_id).cash;
         if let Some(shortfall) = settlement.shortfall(cash, order.blocked_margin) {
             self.reject_active(orderid, shortfall.reason(price), now_ms);
             return;
@@ -1001,7 +975,7 @@ impl Engine {
         let Some(order) = self.orders.get_mut(orderid) else {
             return;
         };
-        order.filled_quantity = order.quantity;
+        order.filled_quantity = order.terms.quantity;
         order.average_price = price;
         order.status = OrderStatus::Complete;
         order.updated_ms = now_ms;
@@ -1013,11 +987,11 @@ impl Engine {
             tradeid: self.next_trade_id,
             orderid: orderid.to_string(),
             book: order.book,
-            user_id: order.user_id.clone(),
-            exchange: order.exchange,
-            symbol: order.symbol.clone(),
-            action: order.action,
-            product: order.product,
+            user_id: order.terms.user_id.clone(),
+            exchange: order.terms.exchange,
+            symbol: order.terms.symbol.clone(),
+            action: order.terms.action,
+            product: order.terms.product,
             quantity,
             price,
             created_ms: now_ms,
@@ -1066,8 +1040,8 @@ fn outcome_of(order: &Order) -> PlaceOutcome {
         orderid: order.orderid.clone(),
         status: order.status,
         rejection_reason: order.rejection_reason.clone(),
-        symbol: order.symbol.clone(),
-        quantity: order.quantity,
+        symbol: order.terms.symbol.clone(),
+        quantity: order.terms.quantity,
     }
 }
 

@@ -675,7 +675,10 @@ impl Worker {
                     "status" => order.status.as_str()
                 )
                 .increment(1);
-                events.push(Event::for_user(order.user_id.clone(), order_update(order)));
+                events.push(Event::for_user(
+                    order.terms.user_id.clone(),
+                    order_update(order),
+                ));
             }
         }
         for event in events {
@@ -701,7 +704,7 @@ impl Worker {
 /// The `order_update` payload of an order's current state.
 pub fn order_update(order: &Order) -> OrderUpdate {
     let pending = if order.status.is_active() {
-        order.quantity - order.filled_quantity
+        order.terms.quantity - order.filled_quantity
     } else {
         0.0
     };
@@ -709,14 +712,14 @@ pub fn order_update(order: &Order) -> OrderUpdate {
         mode: order.book.mode().as_str().to_string(),
         broker: order.book.as_str().to_string(),
         orderid: order.orderid.clone(),
-        symbol: order.symbol.clone(),
-        exchange: order.exchange.as_str().to_string(),
-        action: order.action.as_str().to_string(),
-        quantity: Quantity(order.quantity),
-        price: order.price,
-        trigger_price: order.trigger_price,
-        pricetype: order.pricetype.as_str().to_string(),
-        product: order.product.as_str().to_string(),
+        symbol: order.terms.symbol.clone(),
+        exchange: order.terms.exchange.as_str().to_string(),
+        action: order.terms.action.as_str().to_string(),
+        quantity: Quantity(order.terms.quantity),
+        price: order.terms.price,
+        trigger_price: order.terms.trigger_price,
+        pricetype: order.terms.pricetype.as_str().to_string(),
+        product: order.terms.product.as_str().to_string(),
         order_status: order.status.as_str().to_string(),
         filled_quantity: Quantity(order.filled_quantity),
         pending_quantity: Quantity(pending),

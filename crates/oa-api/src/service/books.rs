@@ -65,18 +65,18 @@ impl OrderService {
             .await
             .map_err(|e| broker_error(&e))?;
         let data = OrderStatusData {
-            action: order.action.as_str(),
+            action: order.terms.action.as_str(),
             average_price: order.average_price,
-            exchange: order.exchange.as_str(),
+            exchange: order.terms.exchange.as_str(),
             order_status: order.status.as_str(),
             orderid: order.orderid.clone(),
-            price: order.price,
-            pricetype: order.pricetype.as_str(),
-            product: order.product.as_str(),
-            quantity: Quantity(order.quantity),
-            symbol: order.symbol.clone(),
+            price: order.terms.price,
+            pricetype: order.terms.pricetype.as_str(),
+            product: order.terms.product.as_str(),
+            quantity: Quantity(order.terms.quantity),
+            symbol: order.terms.symbol.clone(),
             timestamp: format_timestamp(order.updated_ms),
-            trigger_price: order.trigger_price,
+            trigger_price: order.terms.trigger_price,
             rejection_reason: (!order.rejection_reason.is_empty())
                 .then(|| order.rejection_reason.clone()),
         };
@@ -93,8 +93,8 @@ impl OrderService {
             .map_err(|e| broker_error(&e))?;
         let count = |keep: &dyn Fn(&Order) -> bool| orders.iter().filter(|o| keep(o)).count();
         let statistics = OrderStatistics {
-            total_buy_orders: count(&|o| o.action == Action::Buy),
-            total_sell_orders: count(&|o| o.action == Action::Sell),
+            total_buy_orders: count(&|o| o.terms.action == Action::Buy),
+            total_sell_orders: count(&|o| o.terms.action == Action::Sell),
             total_completed_orders: count(&|o| o.status == OrderStatus::Complete),
             total_open_orders: count(&|o| o.status.is_active()),
             total_rejected_orders: count(&|o| o.status == OrderStatus::Rejected),
@@ -103,16 +103,16 @@ impl OrderService {
             .iter()
             .rev()
             .map(|order| OrderRow {
-                action: order.action.as_str(),
-                symbol: order.symbol.clone(),
-                exchange: order.exchange.as_str(),
+                action: order.terms.action.as_str(),
+                symbol: order.terms.symbol.clone(),
+                exchange: order.terms.exchange.as_str(),
                 orderid: order.orderid.clone(),
-                product: order.product.as_str(),
-                quantity: Quantity(order.quantity),
-                price: order.price,
-                pricetype: order.pricetype.as_str(),
+                product: order.terms.product.as_str(),
+                quantity: Quantity(order.terms.quantity),
+                price: order.terms.price,
+                pricetype: order.terms.pricetype.as_str(),
                 order_status: order.status.as_str(),
-                trigger_price: order.trigger_price,
+                trigger_price: order.terms.trigger_price,
                 average_price: order.average_price,
                 timestamp: format_timestamp(order.updated_ms),
             })
