@@ -42,7 +42,7 @@ use crate::types::{Exchange, Product};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The order service.
     pub service: Arc<OrderService>,
     /// The key store.
@@ -55,7 +55,7 @@ pub struct AppState {
 
 /// A JSON object body, read with JSON errors.
 #[derive(Debug)]
-pub struct ApiBody(pub Map<String, Value>);
+pub(crate) struct ApiBody(pub Map<String, Value>);
 
 impl FromRequest<AppState> for ApiBody {
     type Rejection = HttpError;
@@ -422,7 +422,7 @@ async fn method_not_allowed(request: Request) -> Response {
 
 /// The limiters of the three route groups.
 #[derive(Debug, Clone)]
-pub struct Limiters {
+pub(crate) struct Limiters {
     /// Order endpoints.
     pub order: IpRateLimiter,
     /// placesmartorder.
@@ -433,7 +433,7 @@ pub struct Limiters {
 
 impl Limiters {
     /// Limiters for the configured rates.
-    pub fn new(limits: RateLimits) -> Self {
+    pub(crate) fn new(limits: RateLimits) -> Self {
         Limiters {
             order: IpRateLimiter::new(limits.order),
             smart_order: IpRateLimiter::new(limits.smart_order),
@@ -442,7 +442,7 @@ impl Limiters {
     }
 
     /// Forgets idle clients every minute, for as long as the runtime runs.
-    pub fn spawn_cleanup(&self) {
+    pub(crate) fn spawn_cleanup(&self) {
         let limiters = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -457,7 +457,7 @@ impl Limiters {
 }
 
 /// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path.
-pub fn router(state: AppState, limiters: &Limiters) -> Router {
+pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
     let body_limit = state.body_limit;
     let orders = Router::new()
         .route("/placeorder", post(placeorder))

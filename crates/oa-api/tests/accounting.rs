@@ -21,10 +21,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use oa_api::config::Leverage;
+use oa_api::Leverage;
 use oa_api::engine::{Changes, Engine, EngineConfig, EngineError, ModifyOrder, NewOrder, Order};
-use oa_api::price::{Quote, StaticPrices};
 use oa_api::types::{Action, Book, Exchange, OrderStatus, PriceType, Product};
+use oa_api::{Quote, StaticPrices};
 use proptest::prelude::*;
 
 const SYMBOLS: [&str; 2] = ["SBIN", "INFY"];

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use oa_api::Journal;
 use oa_api::broker::{Broker, BrokerFuture, EngineBroker, FundsView, PositionView};
 use oa_api::engine::{CancelAllOutcome, ModifyOrder, NewOrder, Order, PlaceOutcome, Trade};
-use oa_api::journal::Journal;
 use oa_api::{ApiConfig, PriceSource, StaticPrices, StaticSymbols};
 use oa_events_core::EventPublisher;
 use serde_json::{Value, json};
@@ -183,8 +183,7 @@ async fn a_panicking_job_fails_alone_and_the_engine_keeps_serving() {
         ("action".to_string(), json!("BUY")),
         ("quantity".to_string(), json!(1)),
     ]);
-    let fields =
-        oa_api::fields::Fields::new(request, oa_api::requests::PLACE_ORDER_FIELDS).unwrap();
+    let fields = oa_api::Fields::new(request, oa_api::requests::PLACE_ORDER_FIELDS).unwrap();
     let order = oa_api::requests::PlaceOrder::read(&fields).unwrap();
     let placed = api
         .service()

@@ -336,7 +336,7 @@ async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_bod
         .unwrap();
     let (status, response) = row(&dir, "r3").unwrap();
     assert_eq!(status, "rejected");
-    assert_eq!(response, oa_api::ratelimit::RATE_LIMIT_BODY);
+    assert_eq!(response, oa_api::RATE_LIMIT_BODY);
     assert_eq!(orders(&api).await, 2);
     // A replayed id is a duplicate, not another count against the limit.
     assert_eq!(

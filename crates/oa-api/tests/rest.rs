@@ -1006,7 +1006,7 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
     let serde_json::Value::Object(map) = smart else {
         unreachable!()
     };
-    let fields = oa_api::fields::Fields::new(map, oa_api::requests::SMART_ORDER_FIELDS).unwrap();
+    let fields = oa_api::Fields::new(map, oa_api::requests::SMART_ORDER_FIELDS).unwrap();
     let request = oa_api::requests::SmartOrder::read(&fields).unwrap();
     let service = server.api.service();
     let calls = (0..16)

@@ -21,8 +21,8 @@
 //!
 //! The rules themselves are in [`margin`].
 
-pub mod margin;
-pub mod worker;
+pub(crate) mod margin;
+pub(crate) mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 

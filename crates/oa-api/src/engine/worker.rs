@@ -41,10 +41,10 @@ use crate::types::{AccountMode, Exchange};
 const MAX_BATCH: usize = 512;
 
 /// How often a worker that stopped taking writes tries to reload its state.
-pub const RELOAD_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(5);
 
 /// How long an `Idempotency-Key` record answers retries.
-pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
+pub(crate) const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// How often expired idempotency records are pruned, and most rows deleted per prune.
 const PRUNE_INTERVAL_MS: i64 = 60_000;
@@ -127,7 +127,7 @@ enum Message {
 type StopReason = Arc<RwLock<Option<String>>>;
 
 /// Analyzer-mode order-log entries per user (the `total_logs` of `analyzer`).
-pub type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
+pub(crate) type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
 
 /// A handle to the worker; cheap to clone.
 #[derive(Clone)]
@@ -145,7 +145,7 @@ impl std::fmt::Debug for EngineHandle {
 
 /// Settings of the worker.
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// Engine settings.
     pub engine: EngineConfig,
     /// Write envelopes to the outbox table in the action's transaction.
@@ -172,7 +172,7 @@ fn first_order_id_today() -> u64 {
 }
 
 /// Start of the current trading day (midnight, Indian time) in epoch ms.
-pub fn session_start_ms(now_ms: i64) -> i64 {
+pub(crate) fn session_start_ms(now_ms: i64) -> i64 {
     const IST_OFFSET_MS: i64 = 19_800_000;
     const DAY_MS: i64 = 86_400_000;
     let local = now_ms + IST_OFFSET_MS;
@@ -199,7 +199,7 @@ fn load_engine(conn: &Connection, config: EngineConfig) -> Result<Engine, StoreE
 impl EngineHandle {
     /// Loads the engine from `conn` and starts the worker thread and the price forwarder.
     /// Must be called inside a Tokio runtime.
-    pub fn start(
+    pub(crate) fn start(
         conn: Connection,
         config: WorkerConfig,
         prices: Arc<dyn PriceSource>,
@@ -702,7 +702,7 @@ impl Worker {
 }
 
 /// The `order_update` payload of an order's current state.
-pub fn order_update(order: &Order) -> OrderUpdate {
+pub(crate) fn order_update(order: &Order) -> OrderUpdate {
     let pending = if order.status.is_active() {
         order.terms.quantity - order.filled_quantity
     } else {

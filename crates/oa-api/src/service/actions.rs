@@ -29,9 +29,9 @@ use crate::responses::{
 use crate::types::{AccountMode, Action, OrderStatus};
 
 /// The message of a smart order whose position already matches.
-pub const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
+pub(crate) const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
 /// The message of closeposition.
-pub const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
+pub(crate) const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
 
 /// What a broker call returned.
 type Outcome<T> = std::result::Result<T, BrokerError>;

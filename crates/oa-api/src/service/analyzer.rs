@@ -10,7 +10,7 @@ use crate::store::{self, StoreError};
 use crate::types::AccountMode;
 
 /// The name of the per-user analyzer setting.
-pub const ANALYZE_MODE_SETTING: &str = "analyze_mode";
+pub(crate) const ANALYZE_MODE_SETTING: &str = "analyze_mode";
 
 impl OrderService {
     fn analyzer_data(&self, user_id: &str, mode: AccountMode) -> AnalyzerData {

@@ -34,8 +34,7 @@ use crate::store::{self, StoreError};
 use crate::symbols::SymbolDirectory;
 use crate::types::{AccountMode, Exchange};
 
-pub use actions::{POSITIONS_CLOSED, POSITIONS_MATCHED};
-pub use analyzer::ANALYZE_MODE_SETTING;
+pub(crate) use analyzer::ANALYZE_MODE_SETTING;
 
 type Result<T> = std::result::Result<T, HttpError>;
 
@@ -64,7 +63,7 @@ impl std::fmt::Debug for OrderService {
 }
 
 /// Formats epoch ms as OpenAlgo's `DD-MMM-YYYY HH:MM:SS`, Indian time (UTC+05:30).
-pub fn format_timestamp(epoch_ms: i64) -> String {
+pub(crate) fn format_timestamp(epoch_ms: i64) -> String {
     FixedOffset::east_opt(5 * 3600 + 1800)
         .and_then(|ist| ist.timestamp_millis_opt(epoch_ms).single())
         .map(|time| time.format("%d-%b-%Y %H:%M:%S").to_string())
@@ -76,7 +75,7 @@ fn round2(value: f64) -> f64 {
 }
 
 /// Maps a broker error to its HTTP error.
-pub fn broker_error(error: &BrokerError) -> HttpError {
+pub(crate) fn broker_error(error: &BrokerError) -> HttpError {
     match error {
         BrokerError::Refused(EngineError::OrderNotFound(_)) => {
             HttpError::not_found(error.to_string())
@@ -88,12 +87,12 @@ pub fn broker_error(error: &BrokerError) -> HttpError {
 }
 
 /// The 503 of an order-changing request while the engine does not take writes.
-pub fn writes_stopped(reason: &str) -> HttpError {
+pub(crate) fn writes_stopped(reason: &str) -> HttpError {
     HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason)
 }
 
 /// Maps a store error to its HTTP error (503 while writes are stopped, else 500).
-pub fn store_error(error: StoreError) -> HttpError {
+pub(crate) fn store_error(error: StoreError) -> HttpError {
     match error {
         StoreError::WritesStopped(reason) => writes_stopped(&reason),
         error => HttpError::internal(&error),
@@ -106,9 +105,9 @@ pub fn store_error(error: StoreError) -> HttpError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActionLog {
     /// The request body without `apikey`.
-    pub body: Map<String, Value>,
+    pub(crate) body: Map<String, Value>,
     /// The idempotent request this action answers, if any.
-    pub claim: Option<Claim>,
+    pub(crate) claim: Option<Claim>,
 }
 
 impl From<Map<String, Value>> for ActionLog {
@@ -168,7 +167,7 @@ impl OrderService {
 
     /// What the store holds for an idempotent request (a read: it also answers while writes
     /// are stopped).
-    pub async fn stored_response(&self, claim: &Claim) -> Result<Stored> {
+    pub(crate) async fn stored_response(&self, claim: &Claim) -> Result<Stored> {
         let (user, key) = (claim.user_id.clone(), claim.key.as_str().to_string());
         let row = self
             .engine
