@@ -483,14 +483,10 @@ impl EsbCommands {
         partition: i32,
         next_offset: i64,
     ) -> Result<(), StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
-        self.service
-            .engine()
-            .run(move |ctx| {
-                store::esb_reset_offset(ctx.tx(), &group, &topic, partition, next_offset)
-            })
-            .await?
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_reset_offset(tx, group, topic, partition, next_offset)
+        })
+        .await
     }
 
     /// Stores the next offset of (group, topic, partition) without a command (the start
@@ -502,14 +498,10 @@ impl EsbCommands {
         partition: i32,
         next_offset: i64,
     ) -> Result<(), StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
-        self.service
-            .engine()
-            .run(move |ctx| {
-                store::esb_store_offset(ctx.tx(), &group, &topic, partition, next_offset)
-            })
-            .await?
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_store_offset(tx, group, topic, partition, next_offset)
+        })
+        .await
     }
 
     /// The stored next offset of (group, topic, partition).
@@ -519,11 +511,22 @@ impl EsbCommands {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_stored_offset(tx, group, topic, partition)
+        })
+        .await
+    }
+
+    /// Runs `job` on the stored offsets of (group, topic) in a transaction of the worker.
+    async fn on_offsets<T, F>(&self, group: &str, topic: &str, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &str, &str) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (group, topic) = (group.to_string(), topic.to_string());
         self.service
             .engine()
-            .run(move |ctx| store::esb_stored_offset(ctx.tx(), &group, &topic, partition))
+            .run(move |ctx| job(ctx.tx(), &group, &topic))
             .await?
     }
 }

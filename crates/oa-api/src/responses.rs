@@ -239,9 +239,9 @@ pub struct OrderBook {
     pub statistics: OrderStatistics,
 }
 
-/// One row of orderbook.
+/// The keys a row of orderbook and of tradebook start with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OrderRow {
+pub struct RowHead {
     /// BUY or SELL.
     pub action: &'static str,
     /// Symbol.
@@ -252,8 +252,30 @@ pub struct OrderRow {
     pub orderid: String,
     /// Product.
     pub product: &'static str,
-    /// Quantity.
+    /// Quantity (ordered, or filled for a trade).
     pub quantity: Quantity,
+}
+
+impl RowHead {
+    /// The head of an orderbook row.
+    pub(crate) fn new(orderid: &str, terms: &crate::engine::NewOrder, quantity: f64) -> Self {
+        RowHead {
+            action: terms.action.as_str(),
+            symbol: terms.symbol.clone(),
+            exchange: terms.exchange.as_str(),
+            orderid: orderid.to_string(),
+            product: terms.product.as_str(),
+            quantity: Quantity(quantity),
+        }
+    }
+}
+
+/// One row of orderbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRow {
+    /// Action, symbol, exchange, orderid, product, quantity.
+    #[serde(flatten)]
+    pub head: RowHead,
     /// Limit price.
     pub price: f64,
     /// Price type.
@@ -286,18 +308,9 @@ pub struct OrderStatistics {
 /// One row of tradebook.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TradeRow {
-    /// BUY or SELL.
-    pub action: &'static str,
-    /// Symbol.
-    pub symbol: String,
-    /// Exchange.
-    pub exchange: &'static str,
-    /// The order filled.
-    pub orderid: String,
-    /// Product.
-    pub product: &'static str,
-    /// Quantity filled.
-    pub quantity: Quantity,
+    /// Action, symbol, exchange, the order filled, product, quantity filled.
+    #[serde(flatten)]
+    pub head: RowHead,
     /// Fill price.
     pub average_price: f64,
     /// Price x quantity, rounded to two decimals.

@@ -130,13 +130,14 @@ impl AppState {
         })
     }
 
-    /// Runs an order-changing request. Without a key: `run`. With one: the stored response of
+    /// Reads (see [`AppState::prepare`]) and runs an order-changing request. Without a key: `run`. With one: the stored response of
     /// an earlier request with that key (422 if it asked something else), or `run` with the
     /// claim that stores its response; 409 while another request with the key runs.
     async fn keyed<R, B, F, Fut>(
         &self,
         endpoint: &'static str,
-        prepared: Prepared<R>,
+        headers: &HeaderMap,
+        read: impl FnOnce() -> Result<(R, Fields), HttpError>,
         run: F,
     ) -> Result<Response, HttpError>
     where
@@ -150,7 +151,7 @@ impl AppState {
             request,
             user,
             body,
-        } = prepared;
+        } = self.prepare(headers, read).await?;
         let service = Arc::clone(&self.service);
         let Some(key) = key else {
             return Ok(run(service, user, request, ActionLog::from(body))
@@ -222,12 +223,11 @@ macro_rules! command {
             headers: HeaderMap,
             ApiBody(body): ApiBody,
         ) -> Result<Response, HttpError> {
-            let prepared = app
-                .prepare(&headers, || read_command($kind, body, true))
-                .await?;
+            let read = || read_command($kind, body, true);
             app.keyed(
                 $kind.rest_name(),
-                prepared,
+                &headers,
+                read,
                 |service, user, command, log| async move {
                     run_command(&service, &user, command, log).await
                 },
@@ -322,17 +322,11 @@ async fn basketorder(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, HttpError> {
-    let prepared = app
-        .prepare(&headers, || read_body(body, BASKET, BasketOrder::read))
-        .await?;
-    app.keyed(
-        "basketorder",
-        prepared,
-        |service, user, request, log| async move {
-            service.basket_order(&user, request, log).await
-        },
-    )
-    .await
+    let read = || read_body(body, BASKET, BasketOrder::read);
+    let run = |service: Arc<OrderService>, user: String, request, log| async move {
+        service.basket_order(&user, request, log).await
+    };
+    app.keyed("basketorder", &headers, read, run).await
 }
 
 async fn splitorder(
@@ -340,17 +334,11 @@ async fn splitorder(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, HttpError> {
-    let prepared = app
-        .prepare(&headers, || {
-            read_body(body, SPLIT_ORDER_FIELDS, SplitOrder::read)
-        })
-        .await?;
-    app.keyed(
-        "splitorder",
-        prepared,
-        |service, user, request, log| async move { service.split_order(&user, request, log).await },
-    )
-    .await
+    let read = || read_body(body, SPLIT_ORDER_FIELDS, SplitOrder::read);
+    let run = |service: Arc<OrderService>, user: String, request, log| async move {
+        service.split_order(&user, request, log).await
+    };
+    app.keyed("splitorder", &headers, read, run).await
 }
 
 async fn analyzer(
@@ -367,19 +355,11 @@ async fn analyzer_toggle(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, HttpError> {
-    let prepared = app
-        .prepare(&headers, || {
-            read_body(body, TOGGLE, |fields| fields.boolean("mode"))
-        })
-        .await?;
-    app.keyed(
-        "analyzer/toggle",
-        prepared,
-        |service, user, analyze, log| async move {
-            service.analyzer_toggle(&user, analyze, log.claim).await
-        },
-    )
-    .await
+    let read = || read_body(body, TOGGLE, |fields| fields.boolean("mode"));
+    let run = |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
+        service.analyzer_toggle(&user, analyze, log.claim).await
+    };
+    app.keyed("analyzer/toggle", &headers, read, run).await
 }
 
 async fn ping(

@@ -33,15 +33,7 @@ impl Transcript {
     /// Posts `body` (with the key) and records `path status body`; returns the parsed body.
     async fn call(&mut self, server: &Server, path: &str, mut body: Value) -> Value {
         body["apikey"] = Value::from(server.key.clone());
-        let response = server
-            .client
-            .post(format!("{}/api/v1/{path}", server.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        let (status, text) = server.post_text(path, &body).await;
         let value: Value = serde_json::from_str(&text).unwrap();
         self.collect(&value);
         self.lines.push(format!("{path} {status} {text}"));
@@ -162,51 +154,24 @@ async fn session(server: &Server, transcript: &mut Transcript) {
         .await;
     let resting = t.call(server, "placeorder", limit("5", "700.5")).await;
     t.call(server, "placeorder", limit("2", "701")).await;
-    t.call(
-        server,
-        "orderstatus",
-        json!({"strategy": "golden", "orderid": filled["orderid"]}),
-    )
-    .await;
-    t.call(
-        server,
-        "orderstatus",
-        json!({"strategy": "golden", "orderid": "1"}),
-    )
-    .await;
-    t.call(
-        server,
-        "modifyorder",
-        json!({"strategy": "golden", "exchange": "NSE",
-        "symbol": "SBIN", "orderid": resting["orderid"], "action": "BUY", "product": "MIS",
-        "pricetype": "LIMIT", "price": "705.25", "quantity": "6", "disclosed_quantity": "0",
-        "trigger_price": "0"}),
-    )
-    .await;
-    t.call(
-        server,
-        "orderstatus",
-        json!({"strategy": "golden", "orderid": resting["orderid"]}),
-    )
-    .await;
-    t.call(
-        server,
-        "cancelorder",
-        json!({"strategy": "golden", "orderid": resting["orderid"]}),
-    )
-    .await;
-    t.call(
-        server,
-        "cancelorder",
-        json!({"strategy": "golden", "orderid": resting["orderid"]}),
-    )
-    .await;
-    t.call(
-        server,
-        "cancelorder",
-        json!({"strategy": "golden", "orderid": "999"}),
-    )
-    .await;
+    let by_id = |orderid: &Value| json!({"strategy": "golden", "orderid": orderid});
+    t.call(server, "orderstatus", by_id(&filled["orderid"]))
+        .await;
+    t.call(server, "orderstatus", by_id(&json!("1"))).await;
+    let mut modify = limit("6", "705.25");
+    modify["orderid"] = resting["orderid"].clone();
+    modify["disclosed_quantity"] = "0".into();
+    modify["trigger_price"] = "0".into();
+    t.call(server, "modifyorder", modify).await;
+    let resting = &resting["orderid"];
+    for (path, orderid) in [
+        ("orderstatus", resting),
+        ("cancelorder", resting),
+        ("cancelorder", resting),
+        ("cancelorder", &json!("999")),
+    ] {
+        t.call(server, path, by_id(orderid)).await;
+    }
     t.call(server, "cancelallorder", json!({"strategy": "golden"}))
         .await;
     t.call(server, "cancelallorder", json!({"strategy": "golden"}))
@@ -294,35 +259,16 @@ async fn analyzer_mode_bodies_are_byte_identical_to_the_recorded_ones() {
 /// shape, byte for byte.
 #[tokio::test]
 async fn esb_results_are_byte_identical_to_the_recorded_ones() {
-    use std::sync::Arc;
-
+    use oa_api::StaticSymbols;
     use oa_api::esb::{EsbPosition, EsbRequest};
-    use oa_api::{ApiConfig, PriceSource, StaticPrices, StaticSymbols};
     use oa_events_core::EventPublisher;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = ApiConfig {
-        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
-        api_key_pepper: "p".repeat(40),
-        ..ApiConfig::default()
-    };
-    let prices = StaticPrices::new();
-    prices.set("NSE", "SBIN", 800.0, Some(799.0), Some(801.0));
-    let prices: Arc<dyn PriceSource> = Arc::new(prices);
     let publisher = EventPublisher::builder().build();
-    let api = oa_api::build_with_sources(
-        config,
-        publisher.clone(),
-        prices,
-        Arc::new(
-            StaticSymbols::new()
-                .with("NSE", "SBIN", 1.0)
-                .with("NSE", "INFY", 1.0),
-        ),
-    )
-    .await
-    .unwrap();
-    api.ensure_default_user().await.unwrap();
+    let symbols = StaticSymbols::new()
+        .with("NSE", "SBIN", 1.0)
+        .with("NSE", "INFY", 1.0);
+    let api = common::static_api(common::store_config(&dir), publisher.clone(), symbols).await;
     api.keys().set_esb_allowed("admin", true).await.unwrap();
     let esb = api.esb_commands();
     let mut tap = publisher.subscribe();

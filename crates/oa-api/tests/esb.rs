@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
-use std::sync::Arc;
+mod common;
 
 use oa_api::esb::{
     EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN, RejectKind,
 };
-use oa_api::{Api, ApiConfig, PriceSource, StaticPrices, StaticSymbols};
+use oa_api::{Api, ApiConfig, StaticSymbols};
 use oa_events_core::EventPublisher;
 use serde_json::{Map, Value, json};
 
@@ -22,23 +22,14 @@ async fn api(dir: &tempfile::TempDir) -> Api {
 
 /// An API on a fresh store whose default user `admin` allowed ESB control.
 async fn api_with(dir: &tempfile::TempDir, config: ApiConfig) -> Api {
+    let store = common::store_config(dir);
     let config = ApiConfig {
-        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
-        api_key_pepper: "p".repeat(40),
+        database_url: store.database_url,
+        api_key_pepper: store.api_key_pepper,
         ..config
     };
-    let prices = StaticPrices::new();
-    prices.set("NSE", "SBIN", 800.0, Some(799.0), Some(801.0));
-    let prices: Arc<dyn PriceSource> = Arc::new(prices);
-    let api = oa_api::build_with_sources(
-        config,
-        EventPublisher::builder().build(),
-        prices,
-        Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
-    )
-    .await
-    .unwrap();
-    api.ensure_default_user().await.unwrap();
+    let symbols = StaticSymbols::new().with("NSE", "SBIN", 1.0);
+    let api = common::static_api(config, EventPublisher::builder().build(), symbols).await;
     api.keys().set_esb_allowed("admin", true).await.unwrap();
     api
 }
@@ -232,7 +223,7 @@ async fn an_acknowledgment_is_recorded_without_order_effect() {
 fn operator(dir: &tempfile::TempDir) -> oa_api::KeyStore {
     oa_api::KeyStore::open(
         &dir.path().join("oa.db"),
-        &"p".repeat(40),
+        common::PEPPER,
         "simulator",
         4,
         std::time::Duration::from_secs(1),

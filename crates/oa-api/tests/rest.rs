@@ -944,17 +944,7 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
     .await
     .unwrap();
     assert!(api.ensure_default_user().await.unwrap().is_none());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = api.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let url = common::serve(api.router()).await;
     let client = reqwest::Client::new();
     let status: Value = client
         .post(format!("{url}/api/v1/orderstatus"))

@@ -3,11 +3,11 @@
 
 use oa_events_core::number::Quantity;
 
-use super::{OrderService, Result, broker_error, format_timestamp, round2};
+use super::{OrderService, Result, format_timestamp, round2};
 use crate::engine::Order;
 use crate::responses::{
     Data, Funds, OpenPosition, OrderBook, OrderRow, OrderStatistics, OrderStatusData, PositionRow,
-    Reply, TradeRow,
+    Reply, RowHead, TradeRow,
 };
 use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
 
@@ -21,11 +21,7 @@ impl OrderService {
         symbol: &str,
         product: Product,
     ) -> Result<f64> {
-        let positions = self
-            .broker(mode)
-            .position_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let positions = self.broker(mode).position_book(user_id).await?;
         Ok(positions
             .iter()
             .find(|p| p.exchange == exchange && p.symbol == symbol && p.product == product)
@@ -59,11 +55,7 @@ impl OrderService {
         orderid: &str,
     ) -> Result<Reply<Data<OrderStatusData>>> {
         let mode = self.mode(user_id);
-        let order = self
-            .broker(mode)
-            .order_status(user_id, orderid)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let order = self.broker(mode).order_status(user_id, orderid).await?;
         let data = OrderStatusData {
             action: order.terms.action.as_str(),
             average_price: order.average_price,
@@ -86,11 +78,7 @@ impl OrderService {
     /// orderbook: newest first, with counts.
     pub async fn order_book(&self, user_id: &str) -> Result<Reply<Data<OrderBook>>> {
         let mode = self.mode(user_id);
-        let orders = self
-            .broker(mode)
-            .order_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let orders = self.broker(mode).order_book(user_id).await?;
         let count = |keep: &dyn Fn(&Order) -> bool| orders.iter().filter(|o| keep(o)).count();
         let statistics = OrderStatistics {
             total_buy_orders: count(&|o| o.terms.action == Action::Buy),
@@ -103,12 +91,7 @@ impl OrderService {
             .iter()
             .rev()
             .map(|order| OrderRow {
-                action: order.terms.action.as_str(),
-                symbol: order.terms.symbol.clone(),
-                exchange: order.terms.exchange.as_str(),
-                orderid: order.orderid.clone(),
-                product: order.terms.product.as_str(),
-                quantity: Quantity(order.terms.quantity),
+                head: RowHead::new(&order.orderid, &order.terms, order.terms.quantity),
                 price: order.terms.price,
                 pricetype: order.terms.pricetype.as_str(),
                 order_status: order.status.as_str(),
@@ -131,21 +114,19 @@ impl OrderService {
     /// tradebook: newest first.
     pub async fn trade_book(&self, user_id: &str) -> Result<Reply<Data<Vec<TradeRow>>>> {
         let mode = self.mode(user_id);
-        let trades = self
-            .broker(mode)
-            .trade_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let trades = self.broker(mode).trade_book(user_id).await?;
         let data = trades
             .iter()
             .rev()
             .map(|trade| TradeRow {
-                action: trade.action.as_str(),
-                symbol: trade.symbol.clone(),
-                exchange: trade.exchange.as_str(),
-                orderid: trade.orderid.clone(),
-                product: trade.product.as_str(),
-                quantity: Quantity(trade.quantity),
+                head: RowHead {
+                    action: trade.action.as_str(),
+                    symbol: trade.symbol.clone(),
+                    exchange: trade.exchange.as_str(),
+                    orderid: trade.orderid.clone(),
+                    product: trade.product.as_str(),
+                    quantity: Quantity(trade.quantity),
+                },
                 average_price: trade.price,
                 trade_value: round2(trade.price * trade.quantity),
                 timestamp: format_timestamp(trade.created_ms),
@@ -157,11 +138,7 @@ impl OrderService {
     /// positionbook.
     pub async fn position_book(&self, user_id: &str) -> Result<Reply<Data<Vec<PositionRow>>>> {
         let mode = self.mode(user_id);
-        let positions = self
-            .broker(mode)
-            .position_book(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let positions = self.broker(mode).position_book(user_id).await?;
         let data = positions
             .iter()
             .map(|p| PositionRow {
@@ -180,11 +157,7 @@ impl OrderService {
     /// funds: amounts as strings with two decimals.
     pub async fn funds(&self, user_id: &str) -> Result<Reply<Data<Funds>>> {
         let mode = self.mode(user_id);
-        let funds = self
-            .broker(mode)
-            .funds(user_id)
-            .await
-            .map_err(|e| broker_error(&e))?;
+        let funds = self.broker(mode).funds(user_id).await?;
         let data = Funds {
             availablecash: format!("{:.2}", funds.availablecash),
             collateral: format!("{:.2}", funds.collateral),

@@ -74,6 +74,12 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+impl From<BrokerError> for HttpError {
+    fn from(error: BrokerError) -> Self {
+        broker_error(&error)
+    }
+}
+
 /// Maps a broker error to its HTTP error.
 pub(crate) fn broker_error(error: &BrokerError) -> HttpError {
     match error {
