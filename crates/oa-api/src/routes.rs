@@ -317,29 +317,37 @@ async fn depth(
     app.service.depth(exchange, &symbol)
 }
 
-async fn basketorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response, HttpError> {
-    let read = || read_body(body, BASKET, BasketOrder::read);
-    let run = |service: Arc<OrderService>, user: String, request, log| async move {
-        service.basket_order(&user, request, log).await
+/// A basket or split over REST: read, key checked, placed once per idempotency key.
+macro_rules! batch {
+    ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
+        async fn $name(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            ApiBody(body): ApiBody,
+        ) -> Result<Response, HttpError> {
+            let read = || read_body(body, $fields, <$request>::read);
+            let run = |service: Arc<OrderService>, user: String, request, log| async move {
+                service.$method(&user, request, log).await
+            };
+            app.keyed($endpoint, &headers, read, run).await
+        }
     };
-    app.keyed("basketorder", &headers, read, run).await
 }
 
-async fn splitorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response, HttpError> {
-    let read = || read_body(body, SPLIT_ORDER_FIELDS, SplitOrder::read);
-    let run = |service: Arc<OrderService>, user: String, request, log| async move {
-        service.split_order(&user, request, log).await
-    };
-    app.keyed("splitorder", &headers, read, run).await
-}
+batch!(
+    basketorder,
+    "basketorder",
+    BASKET,
+    BasketOrder,
+    basket_order
+);
+batch!(
+    splitorder,
+    "splitorder",
+    SPLIT_ORDER_FIELDS,
+    SplitOrder,
+    split_order
+);
 
 async fn analyzer(
     State(app): State<AppState>,
