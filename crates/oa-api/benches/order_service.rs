@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oa_api::fields::Fields;
+use oa_api::Fields;
 use oa_api::requests::{PLACE_ORDER_FIELDS, PlaceOrder};
 use oa_api::{ApiConfig, PriceSource, StaticPrices, StaticSymbols};
 use oa_events_core::EventPublisher;

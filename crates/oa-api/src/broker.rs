@@ -340,19 +340,12 @@ impl Broker for EngineBroker {
     }
 
     fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
-        let user_id = user_id.to_string();
-        let book = self.book;
-        Box::pin(async move {
-            Ok(self
-                .engine
-                .read(move |ctx| {
-                    ctx.engine
-                        .orders(book, &user_id)
-                        .into_iter()
-                        .cloned()
-                        .collect()
-                })
-                .await?)
+        self.read_account(user_id, |ctx, book, user_id| {
+            ctx.engine
+                .orders(book, user_id)
+                .into_iter()
+                .cloned()
+                .collect()
         })
     }
 
@@ -372,65 +365,64 @@ impl Broker for EngineBroker {
     }
 
     fn trade_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Trade>> {
-        let user_id = user_id.to_string();
-        let book = self.book;
-        Box::pin(async move {
-            Ok(self
-                .engine
-                .read(move |ctx| ctx.engine.trades(book, &user_id).to_vec())
-                .await?)
+        self.read_account(user_id, |ctx, book, user_id| {
+            ctx.engine.trades(book, user_id).to_vec()
         })
     }
 
     fn position_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<PositionView>> {
-        let user_id = user_id.to_string();
-        let book = self.book;
-        Box::pin(async move {
-            Ok(self
-                .engine
-                .read(move |ctx| {
-                    ctx.engine
-                        .positions(book, &user_id)
-                        .into_iter()
-                        .map(|(key, position)| {
-                            let ltp = ctx
-                                .prices
-                                .quote(key.2.as_str(), &key.3)
-                                .map_or(0.0, |quote| quote.ltp);
-                            let unrealized = position.unrealized_pnl(ltp);
-                            PositionView {
-                                exchange: key.2,
-                                symbol: key.3.clone(),
-                                product: key.4,
-                                quantity: position.quantity,
-                                average_price: position.average_price,
-                                ltp,
-                                pnl: position.realized_pnl + unrealized,
-                            }
-                        })
-                        .collect()
+        self.read_account(user_id, |ctx, book, user_id| {
+            ctx.engine
+                .positions(book, user_id)
+                .into_iter()
+                .map(|(key, position)| {
+                    let ltp = ctx
+                        .prices
+                        .quote(key.exchange.as_str(), &key.symbol)
+                        .map_or(0.0, |quote| quote.ltp);
+                    let unrealized = position.unrealized_pnl(ltp);
+                    PositionView {
+                        exchange: key.exchange,
+                        symbol: key.symbol.clone(),
+                        product: key.product,
+                        quantity: position.quantity,
+                        average_price: position.average_price,
+                        ltp,
+                        pnl: position.realized_pnl + unrealized,
+                    }
                 })
-                .await?)
+                .collect()
         })
     }
 
     fn funds(&self, user_id: &str) -> BrokerFuture<'_, FundsView> {
+        self.read_account(user_id, |ctx, book, user_id| {
+            let account = ctx.engine.account(book, user_id);
+            let unrealized = ctx.engine.unrealized_pnl(book, user_id, ctx.prices);
+            FundsView {
+                availablecash: account.cash,
+                collateral: 0.0,
+                m2mrealized: account.realized_pnl,
+                m2munrealized: unrealized,
+                utiliseddebits: account.order_margin + account.position_margin,
+            }
+        })
+    }
+}
+
+impl EngineBroker {
+    /// Reads the account of `user_id` in this broker's book on the engine worker.
+    fn read_account<T, F>(&self, user_id: &str, read: F) -> BrokerFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&JobCtx<'_>, Book, &str) -> T + Send + 'static,
+    {
         let user_id = user_id.to_string();
         let book = self.book;
         Box::pin(async move {
             Ok(self
                 .engine
-                .read(move |ctx| {
-                    let account = ctx.engine.account(book, &user_id);
-                    let unrealized = ctx.engine.unrealized_pnl(book, &user_id, ctx.prices);
-                    FundsView {
-                        availablecash: account.cash,
-                        collateral: 0.0,
-                        m2mrealized: account.realized_pnl,
-                        m2munrealized: unrealized,
-                        utiliseddebits: account.order_margin + account.position_margin,
-                    }
-                })
+                .read(move |ctx| read(ctx, book, &user_id))
                 .await?)
         })
     }

@@ -13,6 +13,7 @@ use crate::requests::{
     MODIFY_ORDER_FIELDS, ModifyRequest, PLACE_ORDER_FIELDS, PlaceOrder, SMART_ORDER_FIELDS,
     SmartOrder,
 };
+use crate::responses::{CommandBody, OrderId, Reply};
 use crate::service::{ActionLog, OrderService};
 
 type Result<T> = std::result::Result<T, HttpError>;
@@ -156,21 +157,37 @@ pub fn read_command(
 
 /// Runs a command for `user_id`; `log` is the body without `apikey` (order log and
 /// `analyzer_update`), with the idempotency claim of a keyed REST request. Returns the REST
-/// response body.
+/// response body (the ESB result's `response`).
 pub async fn run_command(
     service: &OrderService,
     user_id: &str,
     command: OrderCommand,
     log: impl Into<ActionLog>,
-) -> Result<Value> {
+) -> Result<Reply<CommandBody>> {
     let log = log.into();
+    let order_id = |reply: Reply<OrderId>| reply.map(CommandBody::OrderId);
     match command {
-        OrderCommand::Place(request) => service.place_order(user_id, request, log).await,
+        OrderCommand::Place(request) => service
+            .place_order(user_id, request, log)
+            .await
+            .map(order_id),
         OrderCommand::Smart(request) => service.place_smart_order(user_id, request, log).await,
-        OrderCommand::Modify(request) => service.modify_order(user_id, request, log).await,
-        OrderCommand::Cancel { orderid } => service.cancel_order(user_id, &orderid, log).await,
-        OrderCommand::CancelAll => service.cancel_all_orders(user_id, log).await,
-        OrderCommand::Close { strategy } => service.close_positions(user_id, &strategy, log).await,
+        OrderCommand::Modify(request) => service
+            .modify_order(user_id, request, log)
+            .await
+            .map(order_id),
+        OrderCommand::Cancel { orderid } => service
+            .cancel_order(user_id, &orderid, log)
+            .await
+            .map(order_id),
+        OrderCommand::CancelAll => service
+            .cancel_all_orders(user_id, log)
+            .await
+            .map(|reply| reply.map(CommandBody::CancelAll)),
+        OrderCommand::Close { strategy } => service
+            .close_positions(user_id, &strategy, log)
+            .await
+            .map(|reply| reply.map(CommandBody::Message)),
     }
 }
 

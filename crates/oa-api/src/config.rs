@@ -10,7 +10,7 @@ use crate::ratelimit::RateSpec;
 use crate::types::Product;
 
 /// Shortest accepted `API_KEY_PEPPER`, as in OpenAlgo.
-pub const MIN_PEPPER_LEN: usize = 32;
+pub(crate) const MIN_PEPPER_LEN: usize = 32;
 
 /// Margin leverage per product: blocked margin = quantity x price / leverage.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use oa_events_core::Event;
 use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, EsbCommandResult};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::commands::{CommandKind, read_command, run_command};
 use crate::config::RateLimits;
+use crate::error::HttpError;
 use crate::journal::Record;
-use crate::ratelimit::{RATE_LIMIT_BODY, UserRateLimiter};
+use crate::ratelimit::UserRateLimiter;
 use crate::service::OrderService;
 use crate::store::{self, EsbAccess, StoreError};
 
@@ -153,17 +154,16 @@ fn refusal(user_id: &str, access: EsbAccess) -> String {
     }
 }
 
-fn rate_limited_body() -> Value {
-    serde_json::from_str(RATE_LIMIT_BODY)
-        .unwrap_or_else(|_| json!({"status": "error", "message": "Rate limit exceeded"}))
-}
+/// The `status` of a result: "success" or "error".
+type ResultStatus = &'static str;
 
-fn result_event(id: &str, user_id: &str, command: &str, response: &Value) -> Event {
-    let status = if response["status"] == "success" {
-        "success"
-    } else {
-        "error"
-    };
+fn result_event(
+    id: &str,
+    user_id: &str,
+    command: &str,
+    status: ResultStatus,
+    response: &Value,
+) -> Event {
     Event::for_user(
         user_id,
         EsbCommandResult {
@@ -319,9 +319,16 @@ impl EsbCommands {
                 user_id,
                 event_type,
             } => {
-                let response = json!({"status": "error", "message": OUTCOME_UNKNOWN});
-                self.finish(&request.id, &user_id, &event_type, response, position)
-                    .await?;
+                let response = HttpError::bad_request(OUTCOME_UNKNOWN).body();
+                self.finish(
+                    &request.id,
+                    &user_id,
+                    &event_type,
+                    "error",
+                    response,
+                    position,
+                )
+                .await?;
                 return Ok(EsbOutcome::Executed {
                     status: "unknown".to_string(),
                 });
@@ -336,7 +343,7 @@ impl EsbCommands {
                 }
             },
         };
-        let response = match run_command(
+        let (status, response) = match run_command(
             &self.service,
             &request.user_id,
             command,
@@ -344,18 +351,14 @@ impl EsbCommands {
         )
         .await
         {
-            Ok(body) => body,
-            Err(error) => error.body(),
-        };
-        let status = if response["status"] == "success" {
-            "success"
-        } else {
-            "error"
+            Ok(reply) => ("success", reply.to_value()),
+            Err(error) => ("error", error.body()),
         };
         self.finish(
             &request.id,
             &request.user_id,
             &request.event_type,
+            status,
             response,
             position,
         )
@@ -371,6 +374,7 @@ impl EsbCommands {
         id: &str,
         user_id: &str,
         event_type: &str,
+        status: ResultStatus,
         response: Value,
         position: &EsbPosition,
     ) -> Result<(), StoreError> {
@@ -381,11 +385,6 @@ impl EsbCommands {
         self.service
             .engine()
             .run(move |ctx| -> Result<(), StoreError> {
-                let status = if response["status"] == "success" {
-                    "success"
-                } else {
-                    "error"
-                };
                 let tx = ctx.tx();
                 store::esb_finish_command(tx, &id, status, &response.to_string())?;
                 store::esb_store_offset(
@@ -397,7 +396,7 @@ impl EsbCommands {
                 )?;
                 ctx.record(Record {
                     log: None,
-                    events: vec![result_event(&id, &user_id, &event_type, &response)],
+                    events: vec![result_event(&id, &user_id, &event_type, status, &response)],
                 });
                 Ok(())
             })
@@ -421,9 +420,10 @@ impl EsbCommands {
             .filter(|_| kind != RejectKind::Unauthenticated)
             .cloned();
         let response = match kind {
-            RejectKind::RateLimited => rate_limited_body(),
-            _ => json!({"status": "error", "message": reason}),
-        };
+            RejectKind::RateLimited => HttpError::rate_limited(),
+            _ => HttpError::bad_request(reason),
+        }
+        .body();
         let position = position.clone();
         self.service
             .engine()
@@ -450,6 +450,7 @@ impl EsbCommands {
                                 &request.id,
                                 &request.user_id,
                                 &request.event_type,
+                                "error",
                                 &response,
                             ));
                         }
@@ -482,14 +483,10 @@ impl EsbCommands {
         partition: i32,
         next_offset: i64,
     ) -> Result<(), StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
-        self.service
-            .engine()
-            .run(move |ctx| {
-                store::esb_reset_offset(ctx.tx(), &group, &topic, partition, next_offset)
-            })
-            .await?
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_reset_offset(tx, group, topic, partition, next_offset)
+        })
+        .await
     }
 
     /// Stores the next offset of (group, topic, partition) without a command (the start
@@ -501,14 +498,10 @@ impl EsbCommands {
         partition: i32,
         next_offset: i64,
     ) -> Result<(), StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
-        self.service
-            .engine()
-            .run(move |ctx| {
-                store::esb_store_offset(ctx.tx(), &group, &topic, partition, next_offset)
-            })
-            .await?
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_store_offset(tx, group, topic, partition, next_offset)
+        })
+        .await
     }
 
     /// The stored next offset of (group, topic, partition).
@@ -518,11 +511,22 @@ impl EsbCommands {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, StoreError> {
-        let group = group.to_string();
-        let topic = topic.to_string();
+        self.on_offsets(group, topic, move |tx, group, topic| {
+            store::esb_stored_offset(tx, group, topic, partition)
+        })
+        .await
+    }
+
+    /// Runs `job` on the stored offsets of (group, topic) in a transaction of the worker.
+    async fn on_offsets<T, F>(&self, group: &str, topic: &str, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &str, &str) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (group, topic) = (group.to_string(), topic.to_string());
         self.service
             .engine()
-            .run(move |ctx| store::esb_stored_offset(ctx.tx(), &group, &topic, partition))
+            .run(move |ctx| job(ctx.tx(), &group, &topic))
             .await?
     }
 }

@@ -17,7 +17,7 @@ type Result<T> = std::result::Result<T, HttpError>;
 /// (`restx_api/schemas.py`: `strategy = fields.Str(required=True)`) set no limit; its sandbox
 /// tables declare `String(100)` and its strategy book `String(120)`. 255 accepts every tag
 /// those hold while bounding what a client can make the store keep per order.
-pub const MAX_STRATEGY_CHARS: usize = 255;
+pub(crate) const MAX_STRATEGY_CHARS: usize = 255;
 
 /// A request body being read.
 #[derive(Debug, Clone)]

@@ -27,11 +27,11 @@ use crate::journal::IdempotencyEntry;
 use crate::store::IdempotencyRow;
 
 /// The request header.
-pub const HEADER: &str = "idempotency-key";
+pub(crate) const HEADER: &str = "idempotency-key";
 /// The response header set on a replayed response.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+pub(crate) const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Longest accepted key, in characters.
-pub const MAX_KEY_CHARS: usize = 255;
+pub(crate) const MAX_KEY_CHARS: usize = 255;
 
 /// A validated `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ fn unescape(quoted: &str) -> Result<String, HttpError> {
 
 /// The fingerprint of a request: SHA-256 of the endpoint and the body without `apikey`, with
 /// object keys sorted (so key order and whitespace do not matter; values do).
-pub fn fingerprint(endpoint: &str, body: &Map<String, Value>) -> String {
+pub(crate) fn fingerprint(endpoint: &str, body: &Map<String, Value>) -> String {
     fn canonical(value: &Value) -> Value {
         match value {
             Value::Object(map) => {
@@ -173,7 +173,7 @@ impl Claim {
 
 /// What a stored record says about a request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Stored {
+pub(crate) enum Stored {
     /// No live record: run the request.
     None,
     /// The same request ran before: its status and body.
@@ -184,7 +184,7 @@ pub enum Stored {
 
 impl Stored {
     /// Reads a stored record against `claim`.
-    pub fn of(row: Option<IdempotencyRow>, claim: &Claim) -> Stored {
+    pub(crate) fn of(row: Option<IdempotencyRow>, claim: &Claim) -> Stored {
         let Some(row) = row else {
             return Stored::None;
         };
@@ -198,7 +198,7 @@ impl Stored {
 }
 
 /// The 422 of a key reused with another request.
-pub fn mismatch_error() -> HttpError {
+pub(crate) fn mismatch_error() -> HttpError {
     HttpError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "Idempotency-Key: this key was already used with a different request (endpoint or body); use a new key for a new request",
@@ -206,7 +206,7 @@ pub fn mismatch_error() -> HttpError {
 }
 
 /// The 409 of a key whose first request is still running.
-pub fn in_progress_error() -> HttpError {
+pub(crate) fn in_progress_error() -> HttpError {
     HttpError::new(
         StatusCode::CONFLICT,
         "Idempotency-Key: a request with this key is still being processed; retry after it completes",
@@ -215,11 +215,11 @@ pub fn in_progress_error() -> HttpError {
 
 /// The keys of requests running now, per user.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashSet<(String, String)>>>);
+pub(crate) struct InFlight(Arc<Mutex<HashSet<(String, String)>>>);
 
 impl InFlight {
     /// Marks `(user, key)` running, or `None` when it already is.
-    pub fn claim(&self, user_id: &str, key: &IdempotencyKey) -> Option<InFlightGuard> {
+    pub(crate) fn claim(&self, user_id: &str, key: &IdempotencyKey) -> Option<InFlightGuard> {
         let entry = (user_id.to_string(), key.as_str().to_string());
         if !self.0.lock().insert(entry.clone()) {
             return None;
@@ -233,7 +233,7 @@ impl InFlight {
 
 /// Running until dropped.
 #[derive(Debug)]
-pub struct InFlightGuard {
+pub(crate) struct InFlightGuard {
     set: Arc<Mutex<HashSet<(String, String)>>>,
     entry: (String, String),
 }

@@ -9,7 +9,7 @@ use oa_events_core::Event;
 use serde_json::Value;
 
 use crate::broker::BrokerError;
-use crate::types::Mode;
+use crate::types::AccountMode;
 
 /// One order-log row: the API request (without `apikey`) and the response body returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct LogEntry {
     /// The user.
     pub user_id: String,
     /// The mode the action ran in.
-    pub mode: Mode,
+    pub mode: AccountMode,
     /// The endpoint ("placeorder", ...).
     pub api_type: &'static str,
     /// The request body without `apikey`.
@@ -26,7 +26,7 @@ pub struct LogEntry {
     pub response: Value,
     /// When the request carried an `Idempotency-Key`: the record that answers its retries,
     /// written with the log row.
-    pub replay: Option<IdempotencyEntry>,
+    pub(crate) replay: Option<IdempotencyEntry>,
 }
 
 /// The first response to a request with an `Idempotency-Key`, as stored for its retries.
@@ -58,8 +58,3 @@ impl Record {
 
 /// The hook a broker calls with an action's outcome, inside the transaction that stores it.
 pub type Journal<T> = Box<dyn FnOnce(&Result<T, BrokerError>) -> Record + Send>;
-
-/// A journal that records nothing.
-pub fn silent<T>() -> Journal<T> {
-    Box::new(|_| Record::none())
-}

@@ -117,7 +117,7 @@ impl KeyCache {
 }
 
 /// Most key verifications running at once (each on a blocking thread).
-pub const VERIFY_CONCURRENCY: usize = 16;
+pub(crate) const VERIFY_CONCURRENCY: usize = 16;
 
 #[derive(Debug)]
 struct Inner {

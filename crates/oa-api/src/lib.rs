@@ -6,26 +6,29 @@
 //!      ─▶ engine worker thread: engine + SQLite transaction (+ outbox) ─▶ publish events
 //! ```
 
+#![warn(unreachable_pub)]
+
 pub mod broker;
-pub mod commands;
-pub mod config;
+mod commands;
+mod config;
 pub mod engine;
-pub mod error;
+mod error;
 pub mod esb;
-pub mod fields;
-pub mod idempotency;
-pub mod journal;
-pub mod keys;
-pub mod marketdata;
+mod fields;
+mod idempotency;
+mod journal;
+mod keys;
+mod marketdata;
 pub mod outbox;
-pub mod price;
-pub mod ratelimit;
+mod price;
+mod ratelimit;
 pub mod requests;
-pub mod revocation;
-pub mod routes;
-pub mod service;
-pub mod store;
-pub mod symbols;
+pub mod responses;
+mod revocation;
+mod routes;
+mod service;
+mod store;
+mod symbols;
 pub mod types;
 
 use std::collections::HashMap;
@@ -35,17 +38,26 @@ use oa_events_core::{ApiKeyVerifier, EventPublisher};
 use oa_marketdata_core::{PriceCache, SymbolMaster};
 
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
-pub use config::{ApiConfig, ConfigError, Leverage, SimulatorConfig};
+pub use commands::{CommandKind, OrderCommand, read_command, run_command};
+pub use config::{
+    ApiConfig, ConfigError, Leverage, RateLimits, SimulatorConfig, parse_database_url,
+};
+pub use engine::worker::{EngineHandle, JobCtx};
 pub use error::{ApiError, HttpError};
+pub use fields::Fields;
+pub use journal::{Journal, LogEntry, Record};
 pub use keys::{KeyError, KeyStore};
-pub use price::{PriceSource, Quote, StaticPrices};
-pub use service::OrderService;
+pub use price::{
+    DepthLevel, MarketData, PriceEvent, PriceSource, PriceStream, Quote, StaticPrices,
+    stream_from_broadcast,
+};
+pub use ratelimit::{RATE_LIMIT_BODY, parse_setting as parse_rate_limit};
+pub use service::{ActionLog, OrderService};
 pub use store::{StoreError, StoreSync, UserKeyInfo};
 pub use symbols::{StaticSymbols, SymbolDirectory};
-pub use types::Mode;
+pub use types::AccountMode;
 
 use crate::engine::EngineConfig;
-pub use crate::engine::worker::EngineHandle;
 use crate::engine::worker::WorkerConfig;
 use crate::routes::{AppState, Limiters};
 
@@ -155,10 +167,10 @@ pub async fn build_with_broker(
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
             let conn = store::open_with_sync(&path, config.store_sync)?;
-            let modes: HashMap<String, Mode> =
+            let modes: HashMap<String, AccountMode> =
                 store::load_setting(&conn, service::ANALYZE_MODE_SETTING)?
                     .into_iter()
-                    .map(|(user, value)| (user, Mode::from_analyze_flag(value == "true")))
+                    .map(|(user, value)| (user, AccountMode::from_analyze_flag(value == "true")))
                     .collect();
             let engine = EngineHandle::start(conn, worker_config, prices, publisher)?;
             Ok((engine, modes))
@@ -192,7 +204,7 @@ pub async fn build_with_broker(
         prices,
         symbols,
         modes,
-        Mode::from_analyze_flag(config.default_analyze_mode),
+        AccountMode::from_analyze_flag(config.default_analyze_mode),
     ));
     let limiters = Limiters::new(limits);
     limiters.spawn_cleanup();

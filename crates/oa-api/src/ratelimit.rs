@@ -10,17 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use crate::config::ConfigError;
+use crate::error::HttpError;
 
 /// The exact 429 body OpenAlgo returns.
 pub const RATE_LIMIT_BODY: &str = r#"{"status":"error","message":"Rate limit exceeded. Please slow down your requests.","retry_after":60}"#;
 
-pub use oa_net::RateSpec;
+pub(crate) use oa_net::RateSpec;
 
 /// Parses a rate setting, naming it in the error.
 pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, ConfigError> {
@@ -33,25 +33,25 @@ pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, Con
 
 /// One rate limit keyed by client IP.
 #[derive(Debug, Clone)]
-pub struct IpRateLimiter {
+pub(crate) struct IpRateLimiter {
     inner: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl IpRateLimiter {
     /// A limiter allowing `spec` per client IP.
-    pub fn new(spec: RateSpec) -> Self {
+    pub(crate) fn new(spec: RateSpec) -> Self {
         IpRateLimiter {
             inner: Arc::new(RateLimiter::keyed(spec.quota())),
         }
     }
 
     /// True when the request from `ip` is allowed.
-    pub fn check(&self, ip: IpAddr) -> bool {
+    pub(crate) fn check(&self, ip: IpAddr) -> bool {
         self.inner.check_key(&ip).is_ok()
     }
 
     /// Forgets clients whose buckets are full again (bounds memory).
-    pub fn retain_recent(&self) {
+    pub(crate) fn retain_recent(&self) {
         self.inner.retain_recent();
     }
 }
@@ -59,20 +59,20 @@ impl IpRateLimiter {
 /// One rate limit keyed by user id, for callers that are not HTTP clients (the ESB
 /// consumer). Only authenticated users reach it, so its size is bounded by the user count.
 #[derive(Debug, Clone)]
-pub struct UserRateLimiter {
+pub(crate) struct UserRateLimiter {
     inner: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl UserRateLimiter {
     /// A limiter allowing `spec` per user.
-    pub fn new(spec: RateSpec) -> Self {
+    pub(crate) fn new(spec: RateSpec) -> Self {
         UserRateLimiter {
             inner: Arc::new(RateLimiter::keyed(spec.quota())),
         }
     }
 
     /// True when one more request of `user_id` is allowed (and counts it).
-    pub fn check(&self, user_id: &str) -> bool {
+    pub(crate) fn check(&self, user_id: &str) -> bool {
         self.inner.check_key(&user_id.to_string()).is_ok()
     }
 }
@@ -81,7 +81,7 @@ static MISSING_CONNECT_INFO: AtomicBool = AtomicBool::new(false);
 
 /// The client's IP from `ConnectInfo`, or 0.0.0.0 when the server was not served with
 /// connect info.
-pub fn client_ip(request: &Request) -> IpAddr {
+pub(crate) fn client_ip(request: &Request) -> IpAddr {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(address)) => address.ip(),
         None => {
@@ -97,17 +97,16 @@ pub fn client_ip(request: &Request) -> IpAddr {
 }
 
 /// The 429 response.
-pub fn too_many_requests() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        RATE_LIMIT_BODY,
-    )
-        .into_response()
+pub(crate) fn too_many_requests() -> Response {
+    HttpError::rate_limited().into_response()
 }
 
 /// Middleware: rejects the request with 429 when its client IP is over the limit.
-pub async fn limit(State(limiter): State<IpRateLimiter>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit(
+    State(limiter): State<IpRateLimiter>,
+    request: Request,
+    next: Next,
+) -> Response {
     if limiter.check(client_ip(&request)) {
         next.run(request).await
     } else {

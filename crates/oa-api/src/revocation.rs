@@ -19,7 +19,7 @@ use crate::keys::KeyStore;
 use crate::store;
 
 /// How often the watcher polls `key_events`.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Most events read per poll (more are read at the next poll).
 const BATCH: usize = 256;

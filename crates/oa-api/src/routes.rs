@@ -19,7 +19,8 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::commands::{CommandKind, read_command, run_command};
 use crate::config::RateLimits;
@@ -32,12 +33,16 @@ use crate::idempotency::{
 use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
+use crate::responses::{
+    AnalyzerData, Data, DepthData, Funds, OpenPosition, OrderBook, OrderStatusData, Pong,
+    PositionRow, QuoteData, Reply, TradeRow,
+};
 use crate::service::{ActionLog, OrderService};
-use crate::types::Product;
+use crate::types::{Exchange, Product};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The order service.
     pub service: Arc<OrderService>,
     /// The key store.
@@ -48,15 +53,9 @@ pub struct AppState {
     pub in_flight: InFlight,
 }
 
-/// What a keyed request answers: a fresh result or the stored first response.
-enum Keyed {
-    Fresh(Result<Value, HttpError>),
-    Replay(StatusCode, Value),
-}
-
 /// A JSON object body, read with JSON errors.
 #[derive(Debug)]
-pub struct ApiBody(pub Map<String, Value>);
+pub(crate) struct ApiBody(pub Map<String, Value>);
 
 impl FromRequest<AppState> for ApiBody {
     type Rejection = HttpError;
@@ -112,60 +111,55 @@ impl AppState {
             Err(error) => Err(HttpError::internal(&error)),
         }
     }
-}
 
-impl AppState {
-    /// An order command over REST: the body is read exactly as the ESB reads it (plus
-    /// `apikey`), then the key is checked, then the command runs (once per idempotency key).
-    async fn command(
+    /// Reads an order-changing request: the `Idempotency-Key` header, then the body by `read`,
+    /// then the API key (in that order, so each error is the one a client sees first).
+    async fn prepare<R>(
         &self,
-        kind: CommandKind,
         headers: &HeaderMap,
-        body: Map<String, Value>,
-    ) -> Response {
-        let prepared = async {
-            let key = IdempotencyKey::from_headers(headers)?;
-            let (command, fields) = read_command(kind, body, true)?;
-            let user = self.authenticate(&fields).await?;
-            Ok::<_, HttpError>((key, command, user, fields.without_apikey()))
-        };
-        let (key, command, user, body) = match prepared.await {
-            Ok(prepared) => prepared,
-            Err(error) => return error.into_response(),
-        };
-        self.keyed(
-            kind.rest_name(),
-            user,
+        read: impl FnOnce() -> Result<(R, Fields), HttpError>,
+    ) -> Result<Prepared<R>, HttpError> {
+        let key = IdempotencyKey::from_headers(headers)?;
+        let (request, fields) = read()?;
+        let user = self.authenticate(&fields).await?;
+        Ok(Prepared {
             key,
-            body,
-            move |service, user, log| async move {
-                run_command(&service, &user, command, log).await
-            },
-        )
-        .await
+            request,
+            user,
+            body: fields.without_apikey(),
+        })
     }
 
-    /// Runs an order-changing request. Without a key: `run`. With one: the stored response of
+    /// Reads (see [`AppState::prepare`]) and runs an order-changing request. Without a key: `run`. With one: the stored response of
     /// an earlier request with that key (422 if it asked something else), or `run` with the
     /// claim that stores its response; 409 while another request with the key runs.
-    async fn keyed<F, Fut>(
+    async fn keyed<R, B, F, Fut>(
         &self,
         endpoint: &'static str,
-        user: String,
-        key: Option<IdempotencyKey>,
-        body: Map<String, Value>,
+        headers: &HeaderMap,
+        read: impl FnOnce() -> Result<(R, Fields), HttpError>,
         run: F,
-    ) -> Response
+    ) -> Result<Response, HttpError>
     where
-        F: FnOnce(Arc<OrderService>, String, ActionLog) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Value, HttpError>> + Send + 'static,
+        R: Send + 'static,
+        B: Serialize + Send + 'static,
+        F: FnOnce(Arc<OrderService>, String, R, ActionLog) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Reply<B>, HttpError>> + Send + 'static,
     {
+        let Prepared {
+            key,
+            request,
+            user,
+            body,
+        } = self.prepare(headers, read).await?;
         let service = Arc::clone(&self.service);
         let Some(key) = key else {
-            return reply(run(service, user, ActionLog::from(body)).await);
+            return Ok(run(service, user, request, ActionLog::from(body))
+                .await?
+                .into_response());
         };
         let Some(running) = self.in_flight.claim(&user, &key) else {
-            return in_progress_error().into_response();
+            return Err(in_progress_error());
         };
         let claim = Claim {
             user_id: user.clone(),
@@ -176,34 +170,41 @@ impl AppState {
         // is stored) even when the client disconnects: a retry then finds the stored response.
         let task = tokio::spawn(async move {
             let _running = running;
-            match service.stored_response(&claim).await {
-                Err(error) => Keyed::Fresh(Err(error)),
-                Ok(Stored::Replay(status, body)) => Keyed::Replay(status, body),
-                Ok(Stored::Mismatch) => Keyed::Fresh(Err(mismatch_error())),
-                Ok(Stored::None) => {
+            match service.stored_response(&claim).await? {
+                Stored::Replay(status, body) => {
+                    Ok((status, [(REPLAYED_HEADER, "true")], Json(body)).into_response())
+                }
+                Stored::Mismatch => Err(mismatch_error()),
+                Stored::None => {
                     let log = ActionLog {
                         body,
                         claim: Some(claim),
                     };
-                    Keyed::Fresh(run(service, user, log).await)
+                    Ok(run(service, user, request, log).await?.into_response())
                 }
             }
         });
-        match task.await {
-            Ok(Keyed::Fresh(result)) => reply(result),
-            Ok(Keyed::Replay(status, body)) => {
-                (status, [(REPLAYED_HEADER, "true")], Json(body)).into_response()
-            }
-            Err(error) => HttpError::internal(&error).into_response(),
-        }
+        task.await.map_err(|error| HttpError::internal(&error))?
     }
 }
 
-fn reply(result: Result<Value, HttpError>) -> Response {
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(error) => error.into_response(),
-    }
+/// An order-changing request, read and authenticated.
+struct Prepared<R> {
+    key: Option<IdempotencyKey>,
+    request: R,
+    user: String,
+    /// The body without `apikey` (order log, fingerprint).
+    body: Map<String, Value>,
+}
+
+/// Reads `body` with the fields `allowed` by `read`.
+fn read_body<R>(
+    body: Map<String, Value>,
+    allowed: &[&str],
+    read: fn(&Fields) -> Result<R, HttpError>,
+) -> Result<(R, Fields), HttpError> {
+    let fields = Fields::new(body, allowed)?;
+    Ok((read(&fields)?, fields))
 }
 
 const ORDER_ID: &[&str] = &["apikey", "strategy", "orderid"];
@@ -213,236 +214,174 @@ const OPEN_POSITION: &[&str] = &["apikey", "strategy", "symbol", "exchange", "pr
 const BASKET: &[&str] = &["apikey", "strategy", "orders"];
 const TOGGLE: &[&str] = &["apikey", "mode"];
 
-async fn placeorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::PlaceOrder, &headers, body).await
-}
-
-async fn placesmartorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::PlaceSmartOrder, &headers, body)
-        .await
-}
-
-async fn modifyorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::ModifyOrder, &headers, body).await
-}
-
-async fn cancelorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::CancelOrder, &headers, body).await
-}
-
-async fn cancelallorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::CancelAllOrders, &headers, body)
-        .await
-}
-
-async fn closeposition(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    app.command(CommandKind::ClosePosition, &headers, body)
-        .await
-}
-
-async fn orderstatus(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, ORDER_ID)?;
-            fields.strategy()?;
-            let orderid = fields.required_string("orderid")?;
-            let user = app.authenticate(&fields).await?;
-            app.service.order_status(&user, &orderid).await
-        }
-        .await,
-    )
-}
-
-async fn openposition(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, OPEN_POSITION)?;
-            fields.strategy()?;
-            let exchange = fields.exchange("exchange")?;
-            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
-            let product = fields.choice::<Product>("product")?;
-            let user = app.authenticate(&fields).await?;
-            app.service
-                .open_position(&user, exchange, &symbol, product)
-                .await
-        }
-        .await,
-    )
-}
-
-macro_rules! apikey_only {
-    ($name:ident, $method:ident) => {
-        async fn $name(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-            reply(
-                async {
-                    let fields = Fields::new(body, APIKEY_ONLY)?;
-                    let user = app.authenticate(&fields).await?;
-                    app.service.$method(&user).await
-                }
-                .await,
+/// An order command over REST: the body is read exactly as the ESB reads it (plus `apikey`),
+/// then the key is checked, then the command runs (once per idempotency key).
+macro_rules! command {
+    ($name:ident, $kind:expr) => {
+        async fn $name(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            ApiBody(body): ApiBody,
+        ) -> Result<Response, HttpError> {
+            let read = || read_command($kind, body, true);
+            app.keyed(
+                $kind.rest_name(),
+                &headers,
+                read,
+                |service, user, command, log| async move {
+                    run_command(&service, &user, command, log).await
+                },
             )
+            .await
         }
     };
 }
 
-apikey_only!(orderbook, order_book);
-apikey_only!(tradebook, trade_book);
-apikey_only!(positionbook, position_book);
-apikey_only!(funds, funds);
+command!(placeorder, CommandKind::PlaceOrder);
+command!(placesmartorder, CommandKind::PlaceSmartOrder);
+command!(modifyorder, CommandKind::ModifyOrder);
+command!(cancelorder, CommandKind::CancelOrder);
+command!(cancelallorder, CommandKind::CancelAllOrders);
+command!(closeposition, CommandKind::ClosePosition);
 
-async fn quotes(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, SYMBOL_EXCHANGE)?;
-            let exchange = fields.exchange("exchange")?;
-            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
-            app.authenticate(&fields).await?;
-            app.service.quotes(exchange, &symbol)
-        }
-        .await,
-    )
-}
-
-async fn depth(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, SYMBOL_EXCHANGE)?;
-            let exchange = fields.exchange("exchange")?;
-            let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
-            app.authenticate(&fields).await?;
-            app.service.depth(exchange, &symbol)
-        }
-        .await,
-    )
-}
-
-async fn basketorder(
+async fn orderstatus(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiBody(body): ApiBody,
-) -> Response {
-    let prepared = async {
-        let key = IdempotencyKey::from_headers(&headers)?;
-        let fields = Fields::new(body, BASKET)?;
-        let request = BasketOrder::read(&fields)?;
-        let user = app.authenticate(&fields).await?;
-        Ok::<_, HttpError>((key, request, user, fields.without_apikey()))
-    };
-    let (key, request, user, body) = match prepared.await {
-        Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
-    };
-    app.keyed(
-        "basketorder",
-        user,
-        key,
-        body,
-        |service, user, log| async move { service.basket_order(&user, request, log).await },
-    )
-    .await
+) -> Result<Reply<Data<OrderStatusData>>, HttpError> {
+    let fields = Fields::new(body, ORDER_ID)?;
+    fields.strategy()?;
+    let orderid = fields.required_string("orderid")?;
+    let user = app.authenticate(&fields).await?;
+    app.service.order_status(&user, &orderid).await
 }
 
-async fn splitorder(
+async fn openposition(
     State(app): State<AppState>,
-    headers: HeaderMap,
     ApiBody(body): ApiBody,
-) -> Response {
-    let prepared = async {
-        let key = IdempotencyKey::from_headers(&headers)?;
-        let fields = Fields::new(body, SPLIT_ORDER_FIELDS)?;
-        let request = SplitOrder::read(&fields)?;
-        let user = app.authenticate(&fields).await?;
-        Ok::<_, HttpError>((key, request, user, fields.without_apikey()))
-    };
-    let (key, request, user, body) = match prepared.await {
-        Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
-    };
-    app.keyed(
-        "splitorder",
-        user,
-        key,
-        body,
-        |service, user, log| async move { service.split_order(&user, request, log).await },
-    )
-    .await
+) -> Result<Reply<OpenPosition>, HttpError> {
+    let fields = Fields::new(body, OPEN_POSITION)?;
+    fields.strategy()?;
+    let exchange = fields.exchange("exchange")?;
+    let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
+    let product = fields.choice::<Product>("product")?;
+    let user = app.authenticate(&fields).await?;
+    app.service
+        .open_position(&user, exchange, &symbol, product)
+        .await
 }
 
-async fn analyzer(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
+/// A read whose body has only `apikey`: the service's read of the key's user.
+macro_rules! apikey_only {
+    ($name:ident, $method:ident, $body:ty) => {
+        async fn $name(
+            State(app): State<AppState>,
+            ApiBody(body): ApiBody,
+        ) -> Result<Reply<Data<$body>>, HttpError> {
             let fields = Fields::new(body, APIKEY_ONLY)?;
             let user = app.authenticate(&fields).await?;
-            Ok(app.service.analyzer_status(&user))
+            app.service.$method(&user).await
         }
-        .await,
-    )
+    };
+}
+
+apikey_only!(orderbook, order_book, OrderBook);
+apikey_only!(tradebook, trade_book, Vec<TradeRow>);
+apikey_only!(positionbook, position_book, Vec<PositionRow>);
+apikey_only!(funds, funds, Funds);
+
+/// The exchange and symbol of a market-data request, once its key is checked.
+async fn market_request(
+    app: &AppState,
+    body: Map<String, Value>,
+) -> Result<(Exchange, String), HttpError> {
+    let fields = Fields::new(body, SYMBOL_EXCHANGE)?;
+    let exchange = fields.exchange("exchange")?;
+    let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
+    app.authenticate(&fields).await?;
+    Ok((exchange, symbol))
+}
+
+async fn quotes(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<QuoteData>>, HttpError> {
+    let (exchange, symbol) = market_request(&app, body).await?;
+    app.service.quotes(exchange, &symbol)
+}
+
+async fn depth(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<DepthData>>, HttpError> {
+    let (exchange, symbol) = market_request(&app, body).await?;
+    app.service.depth(exchange, &symbol)
+}
+
+/// A basket or split over REST: read, key checked, placed once per idempotency key.
+macro_rules! batch {
+    ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
+        async fn $name(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            ApiBody(body): ApiBody,
+        ) -> Result<Response, HttpError> {
+            let read = || read_body(body, $fields, <$request>::read);
+            let run = |service: Arc<OrderService>, user: String, request, log| async move {
+                service.$method(&user, request, log).await
+            };
+            app.keyed($endpoint, &headers, read, run).await
+        }
+    };
+}
+
+batch!(
+    basketorder,
+    "basketorder",
+    BASKET,
+    BasketOrder,
+    basket_order
+);
+batch!(
+    splitorder,
+    "splitorder",
+    SPLIT_ORDER_FIELDS,
+    SplitOrder,
+    split_order
+);
+
+async fn analyzer(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<AnalyzerData>>, HttpError> {
+    let fields = Fields::new(body, APIKEY_ONLY)?;
+    let user = app.authenticate(&fields).await?;
+    Ok(app.service.analyzer_status(&user))
 }
 
 async fn analyzer_toggle(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
-) -> Response {
-    let prepared = async {
-        let key = IdempotencyKey::from_headers(&headers)?;
-        let fields = Fields::new(body, TOGGLE)?;
-        let analyze = fields.boolean("mode")?;
-        let user = app.authenticate(&fields).await?;
-        Ok::<_, HttpError>((key, analyze, user, fields.without_apikey()))
+) -> Result<Response, HttpError> {
+    let read = || read_body(body, TOGGLE, |fields| fields.boolean("mode"));
+    let run = |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
+        service.analyzer_toggle(&user, analyze, log.claim).await
     };
-    let (key, analyze, user, body) = match prepared.await {
-        Ok(prepared) => prepared,
-        Err(error) => return error.into_response(),
-    };
-    app.keyed(
-        "analyzer/toggle",
-        user,
-        key,
-        body,
-        move |service, user, log| async move {
-            service.analyzer_toggle(&user, analyze, log.claim).await
-        },
-    )
-    .await
+    app.keyed("analyzer/toggle", &headers, read, run).await
 }
 
-async fn ping(State(app): State<AppState>, ApiBody(body): ApiBody) -> Response {
-    reply(
-        async {
-            let fields = Fields::new(body, APIKEY_ONLY)?;
-            app.authenticate(&fields).await?;
-            Ok(json!({"status": "success", "data": {
-                "message": "pong",
-                "broker": app.service.live_broker_name(),
-            }}))
-        }
-        .await,
-    )
+async fn ping(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<Pong>>, HttpError> {
+    let fields = Fields::new(body, APIKEY_ONLY)?;
+    app.authenticate(&fields).await?;
+    Ok(Reply::new(Data {
+        data: Pong {
+            message: "pong",
+            broker: app.service.live_broker_name(),
+        },
+    }))
 }
 
 /// The path as the client sent it (nesting strips prefixes from `uri()`).
@@ -471,7 +410,7 @@ async fn method_not_allowed(request: Request) -> Response {
 
 /// The limiters of the three route groups.
 #[derive(Debug, Clone)]
-pub struct Limiters {
+pub(crate) struct Limiters {
     /// Order endpoints.
     pub order: IpRateLimiter,
     /// placesmartorder.
@@ -482,7 +421,7 @@ pub struct Limiters {
 
 impl Limiters {
     /// Limiters for the configured rates.
-    pub fn new(limits: RateLimits) -> Self {
+    pub(crate) fn new(limits: RateLimits) -> Self {
         Limiters {
             order: IpRateLimiter::new(limits.order),
             smart_order: IpRateLimiter::new(limits.smart_order),
@@ -491,7 +430,7 @@ impl Limiters {
     }
 
     /// Forgets idle clients every minute, for as long as the runtime runs.
-    pub fn spawn_cleanup(&self) {
+    pub(crate) fn spawn_cleanup(&self) {
         let limiters = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -506,7 +445,7 @@ impl Limiters {
 }
 
 /// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path.
-pub fn router(state: AppState, limiters: &Limiters) -> Router {
+pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
     let body_limit = state.body_limit;
     let orders = Router::new()
         .route("/placeorder", post(placeorder))

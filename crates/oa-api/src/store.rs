@@ -16,7 +16,7 @@ use std::path::Path;
 use oa_events_core::Envelope;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, Book, Choice, Exchange, OrderStatus, PriceType, Product};
 
 /// A store failure.
@@ -243,12 +243,12 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ms);
 
 /// Opens (creating if needed) the database file with `synchronous=FULL`, sets WAL and
 /// applies pending migrations.
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     open_with_sync(path, StoreSync::Full)
 }
 
 /// [`open`] with the given commit synchronisation.
-pub fn open_with_sync(path: &Path, sync: StoreSync) -> Result<Connection, StoreError> {
+pub(crate) fn open_with_sync(path: &Path, sync: StoreSync) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
             path: path.display().to_string(),
@@ -274,7 +274,7 @@ pub fn open_with_sync(path: &Path, sync: StoreSync) -> Result<Connection, StoreE
 
 /// Copies committed WAL frames into the database file without blocking writers
 /// (`PRAGMA wal_checkpoint(PASSIVE)`). Returns (WAL frames, frames checkpointed).
-pub fn checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
+pub(crate) fn checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
     Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get(1)?, row.get(2)?))
     })?)
@@ -294,7 +294,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// The current time as RFC 3339 text (for `created_at` columns).
-pub fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
@@ -317,7 +317,7 @@ fn parse_exchange(table: &'static str, value: &str) -> Result<Exchange, StoreErr
 // ------------------------------------------------------------------ engine rows
 
 /// Writes an order row (insert or replace).
-pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError> {
+pub(crate) fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO orders (orderid, book, user_id, strategy, exchange, symbol, action,
          quantity, pricetype, product, price, trigger_price, disclosed_quantity, status,
@@ -331,17 +331,17 @@ pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError>
     .execute(params![
         order.orderid,
         order.book.as_str(),
-        order.user_id,
-        order.strategy,
-        order.exchange.as_str(),
-        order.symbol,
-        order.action.as_str(),
-        order.quantity,
-        order.pricetype.as_str(),
-        order.product.as_str(),
-        order.price,
-        order.trigger_price,
-        order.disclosed_quantity,
+        order.terms.user_id,
+        order.terms.strategy,
+        order.terms.exchange.as_str(),
+        order.terms.symbol,
+        order.terms.action.as_str(),
+        order.terms.quantity,
+        order.terms.pricetype.as_str(),
+        order.terms.product.as_str(),
+        order.terms.price,
+        order.terms.trigger_price,
+        order.terms.disclosed_quantity,
         order.status.as_str(),
         order.filled_quantity,
         order.average_price,
@@ -354,7 +354,7 @@ pub fn save_order(tx: &Transaction<'_>, order: &Order) -> Result<(), StoreError>
 }
 
 /// Inserts a trade.
-pub fn insert_trade(tx: &Transaction<'_>, trade: &Trade) -> Result<(), StoreError> {
+pub(crate) fn insert_trade(tx: &Transaction<'_>, trade: &Trade) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO trades (tradeid, orderid, book, user_id, exchange, symbol, action, product,
          quantity, price, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
@@ -376,7 +376,7 @@ pub fn insert_trade(tx: &Transaction<'_>, trade: &Trade) -> Result<(), StoreErro
 }
 
 /// Writes a position row.
-pub fn save_position(
+pub(crate) fn save_position(
     tx: &Transaction<'_>,
     key: &PositionKey,
     position: &Position,
@@ -388,11 +388,11 @@ pub fn save_position(
          average_price = ?7, realized_pnl = ?8, margin = ?9",
     )?
     .execute(params![
-        key.0.as_str(),
-        key.1,
-        key.2.as_str(),
-        key.3,
-        key.4.as_str(),
+        key.book.as_str(),
+        key.user_id,
+        key.exchange.as_str(),
+        key.symbol,
+        key.product.as_str(),
         position.quantity,
         position.average_price,
         position.realized_pnl,
@@ -402,7 +402,7 @@ pub fn save_position(
 }
 
 /// Writes an account's funds row.
-pub fn save_account(
+pub(crate) fn save_account(
     tx: &Transaction<'_>,
     key: &AccountKey,
     account: &Account,
@@ -414,8 +414,8 @@ pub fn save_account(
          position_margin = ?6, realized_pnl = ?7",
     )?
     .execute(params![
-        key.0.as_str(),
-        key.1,
+        key.book.as_str(),
+        key.user_id,
         account.starting,
         account.cash,
         account.order_margin,
@@ -426,7 +426,7 @@ pub fn save_account(
 }
 
 /// Appends a request/response pair to the order log.
-pub fn insert_log(
+pub(crate) fn insert_log(
     tx: &Transaction<'_>,
     user_id: &str,
     mode: &str,
@@ -444,7 +444,7 @@ pub fn insert_log(
 }
 
 /// Appends an envelope to the outbox (same transaction as its cause).
-pub fn insert_outbox(tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), StoreError> {
+pub(crate) fn insert_outbox(tx: &Transaction<'_>, envelope: &Envelope) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES (?1,?2,?3,?4,?5)",
     )?
@@ -472,7 +472,7 @@ pub struct IdempotencyRow {
 }
 
 /// The live record of `(user_id, key)`: one created at or after `since_ms`.
-pub fn find_idempotency(
+pub(crate) fn find_idempotency(
     tx: &Transaction<'_>,
     user_id: &str,
     key: &str,
@@ -494,7 +494,7 @@ pub fn find_idempotency(
 }
 
 /// Stores the first response to `(user_id, key)`, replacing an expired record of the key.
-pub fn save_idempotency(
+pub(crate) fn save_idempotency(
     tx: &Transaction<'_>,
     user_id: &str,
     key: &str,
@@ -518,7 +518,7 @@ pub fn save_idempotency(
 }
 
 /// Deletes up to `limit` records created before `before_ms`; returns how many.
-pub fn prune_idempotency(
+pub(crate) fn prune_idempotency(
     tx: &Transaction<'_>,
     before_ms: i64,
     limit: usize,
@@ -534,7 +534,10 @@ pub fn prune_idempotency(
 // ------------------------------------------------------------------ ESB consumer
 
 /// The status of a processed ESB command id, if it was seen before.
-pub fn esb_command_status(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn esb_command_status(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(tx
         .prepare_cached("SELECT status FROM esb_commands WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
@@ -543,7 +546,7 @@ pub fn esb_command_status(tx: &Transaction<'_>, id: &str) -> Result<Option<Strin
 
 /// Records an ESB command id (first sighting wins: a later insert of the same id is ignored).
 #[allow(clippy::too_many_arguments)]
-pub fn esb_insert_command(
+pub(crate) fn esb_insert_command(
     tx: &Transaction<'_>,
     id: &str,
     user_id: &str,
@@ -574,7 +577,7 @@ pub fn esb_insert_command(
 }
 
 /// Sets the final status and response of an ESB command.
-pub fn esb_finish_command(
+pub(crate) fn esb_finish_command(
     tx: &Transaction<'_>,
     id: &str,
     status: &str,
@@ -588,7 +591,7 @@ pub fn esb_finish_command(
 }
 
 /// Stores the next offset of (group, topic, partition); it never moves backwards.
-pub fn esb_store_offset(
+pub(crate) fn esb_store_offset(
     tx: &Transaction<'_>,
     group: &str,
     topic: &str,
@@ -606,7 +609,7 @@ pub fn esb_store_offset(
 }
 
 /// The stored next offset of (group, topic, partition).
-pub fn esb_stored_offset(
+pub(crate) fn esb_stored_offset(
     conn: &Connection,
     group: &str,
     topic: &str,
@@ -623,7 +626,7 @@ pub fn esb_stored_offset(
 
 /// Stores the next offset of (group, topic, partition) even when it is smaller than the
 /// stored one (a partition restarted from its earliest retained record).
-pub fn esb_reset_offset(
+pub(crate) fn esb_reset_offset(
     tx: &Transaction<'_>,
     group: &str,
     topic: &str,
@@ -642,7 +645,7 @@ pub fn esb_reset_offset(
 
 /// Whether ESB commands may act for a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EsbAccess {
+pub(crate) enum EsbAccess {
     /// No such user.
     NoSuchUser,
     /// The user has no active API key (revoked, or never issued): disabled everywhere.
@@ -655,7 +658,7 @@ pub enum EsbAccess {
 
 /// The user's [`EsbAccess`], read in the caller's transaction (so a change made by another
 /// process, such as `oa-server esb deny`, is seen by the next command).
-pub fn esb_access(conn: &Connection, user_id: &str) -> Result<EsbAccess, StoreError> {
+pub(crate) fn esb_access(conn: &Connection, user_id: &str) -> Result<EsbAccess, StoreError> {
     let row: Option<(bool, bool)> = conn
         .prepare_cached(
             "SELECT u.esb_allowed != 0,
@@ -674,7 +677,7 @@ pub fn esb_access(conn: &Connection, user_id: &str) -> Result<EsbAccess, StoreEr
 }
 
 /// Sets a user's ESB consent; false when the user does not exist.
-pub fn set_esb_allowed(
+pub(crate) fn set_esb_allowed(
     tx: &Transaction<'_>,
     user_id: &str,
     allowed: bool,
@@ -685,17 +688,8 @@ pub fn set_esb_allowed(
     )? == 1)
 }
 
-/// True when the user exists.
-pub fn user_exists(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?
-        .query_row([user_id], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// Writes a per-user setting.
-pub fn set_setting(
+pub(crate) fn set_setting(
     tx: &Transaction<'_>,
     user_id: &str,
     name: &str,
@@ -707,7 +701,10 @@ pub fn set_setting(
 }
 
 /// Every user's value of one setting.
-pub fn load_setting(conn: &Connection, name: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn load_setting(
+    conn: &Connection,
+    name: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut statement = conn.prepare("SELECT user_id, value FROM settings WHERE name = ?1")?;
     let rows = statement
         .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -716,7 +713,10 @@ pub fn load_setting(conn: &Connection, name: &str) -> Result<Vec<(String, String
 }
 
 /// Counts of order-log entries per user for one mode.
-pub fn load_log_counts(conn: &Connection, mode: &str) -> Result<Vec<(String, u64)>, StoreError> {
+pub(crate) fn load_log_counts(
+    conn: &Connection,
+    mode: &str,
+) -> Result<Vec<(String, u64)>, StoreError> {
     let mut statement =
         conn.prepare("SELECT user_id, COUNT(*) FROM order_log WHERE mode = ?1 GROUP BY user_id")?;
     let rows = statement
@@ -729,7 +729,7 @@ pub fn load_log_counts(conn: &Connection, mode: &str) -> Result<Vec<(String, u64
 
 /// The orders of the current session: active ones and those changed at or after
 /// `since_ms`, oldest first. Older orders stay in the table.
-pub fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, StoreError> {
+pub(crate) fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, StoreError> {
     const T: &str = "orders";
     let mut statement = conn.prepare(
         "SELECT orderid, book, user_id, strategy, exchange, symbol, action, quantity, pricetype,
@@ -746,17 +746,19 @@ pub fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, Store
         orders.push(Order {
             orderid: text(0)?,
             book: parse_book(T, &text(1)?)?,
-            user_id: text(2)?,
-            strategy: text(3)?,
-            exchange: parse_exchange(T, &text(4)?)?,
-            symbol: text(5)?,
-            action: parse_choice::<Action>(T, &text(6)?)?,
-            quantity: row.get(7)?,
-            pricetype: parse_choice::<PriceType>(T, &text(8)?)?,
-            product: parse_choice::<Product>(T, &text(9)?)?,
-            price: row.get(10)?,
-            trigger_price: row.get(11)?,
-            disclosed_quantity: row.get(12)?,
+            terms: NewOrder {
+                user_id: text(2)?,
+                strategy: text(3)?,
+                exchange: parse_exchange(T, &text(4)?)?,
+                symbol: text(5)?,
+                action: parse_choice::<Action>(T, &text(6)?)?,
+                quantity: row.get(7)?,
+                pricetype: parse_choice::<PriceType>(T, &text(8)?)?,
+                product: parse_choice::<Product>(T, &text(9)?)?,
+                price: row.get(10)?,
+                trigger_price: row.get(11)?,
+                disclosed_quantity: row.get(12)?,
+            },
             status: parse_choice::<OrderStatus>(T, &text(13)?)?,
             filled_quantity: row.get(14)?,
             average_price: row.get(15)?,
@@ -770,7 +772,7 @@ pub fn load_orders(conn: &Connection, since_ms: i64) -> Result<Vec<Order>, Store
 }
 
 /// The trades made at or after `since_ms`, oldest first.
-pub fn load_trades(conn: &Connection, since_ms: i64) -> Result<Vec<Trade>, StoreError> {
+pub(crate) fn load_trades(conn: &Connection, since_ms: i64) -> Result<Vec<Trade>, StoreError> {
     const T: &str = "trades";
     let mut statement = conn.prepare(
         "SELECT tradeid, orderid, book, user_id, exchange, symbol, action, product, quantity,
@@ -799,7 +801,7 @@ pub fn load_trades(conn: &Connection, since_ms: i64) -> Result<Vec<Trade>, Store
 }
 
 /// The highest order id and trade id ever stored (ids stay unique across sessions).
-pub fn max_ids(conn: &Connection) -> Result<(u64, u64), StoreError> {
+pub(crate) fn max_ids(conn: &Connection) -> Result<(u64, u64), StoreError> {
     let order: i64 = conn.query_row(
         "SELECT COALESCE(MAX(CAST(orderid AS INTEGER)), 0) FROM orders",
         [],
@@ -812,7 +814,9 @@ pub fn max_ids(conn: &Connection) -> Result<(u64, u64), StoreError> {
 }
 
 /// Every stored position.
-pub fn load_positions(conn: &Connection) -> Result<Vec<(PositionKey, Position)>, StoreError> {
+pub(crate) fn load_positions(
+    conn: &Connection,
+) -> Result<Vec<(PositionKey, Position)>, StoreError> {
     const T: &str = "positions";
     let mut statement = conn.prepare(
         "SELECT book, user_id, exchange, symbol, product, quantity, average_price, realized_pnl,
@@ -823,13 +827,13 @@ pub fn load_positions(conn: &Connection) -> Result<Vec<(PositionKey, Position)>,
     while let Some(row) = rows.next()? {
         let text =
             |index: usize| -> Result<String, StoreError> { Ok(row.get::<_, String>(index)?) };
-        let key = (
-            parse_book(T, &text(0)?)?,
-            text(1)?,
-            parse_exchange(T, &text(2)?)?,
-            text(3)?,
-            parse_choice::<Product>(T, &text(4)?)?,
-        );
+        let key = PositionKey {
+            book: parse_book(T, &text(0)?)?,
+            user_id: text(1)?,
+            exchange: parse_exchange(T, &text(2)?)?,
+            symbol: text(3)?,
+            product: parse_choice::<Product>(T, &text(4)?)?,
+        };
         positions.push((
             key,
             Position {
@@ -844,7 +848,7 @@ pub fn load_positions(conn: &Connection) -> Result<Vec<(PositionKey, Position)>,
 }
 
 /// Every stored account.
-pub fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, StoreError> {
+pub(crate) fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, StoreError> {
     const T: &str = "funds";
     let mut statement = conn.prepare(
         "SELECT book, user_id, starting, cash, order_margin, position_margin, realized_pnl
@@ -855,7 +859,10 @@ pub fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, St
     while let Some(row) = rows.next()? {
         let book = parse_book(T, &row.get::<_, String>(0)?)?;
         accounts.push((
-            (book, row.get(1)?),
+            AccountKey {
+                book,
+                user_id: row.get(1)?,
+            },
             Account {
                 starting: row.get(2)?,
                 cash: row.get(3)?,
@@ -872,7 +879,7 @@ pub fn load_accounts(conn: &Connection) -> Result<Vec<(AccountKey, Account)>, St
 
 /// A stored API key row (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRow {
+pub(crate) struct KeyRow {
     /// Owner.
     pub user_id: String,
     /// Argon2 PHC string of key + pepper.
@@ -880,7 +887,7 @@ pub struct KeyRow {
 }
 
 /// Creates a user if missing.
-pub fn ensure_user(tx: &Transaction<'_>, user_id: &str) -> Result<(), StoreError> {
+pub(crate) fn ensure_user(tx: &Transaction<'_>, user_id: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT OR IGNORE INTO users (user_id, created_at) VALUES (?1, ?2)",
         params![user_id, now_text()],
@@ -889,12 +896,12 @@ pub fn ensure_user(tx: &Transaction<'_>, user_id: &str) -> Result<(), StoreError
 }
 
 /// Number of users.
-pub fn count_users(conn: &Connection) -> Result<u64, StoreError> {
+pub(crate) fn count_users(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM users", [], |row| row.get::<_, i64>(0))? as u64)
 }
 
 /// True when the user has an active (not revoked) key.
-pub fn has_active_key(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
+pub(crate) fn has_active_key(conn: &Connection, user_id: &str) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL LIMIT 1",
@@ -906,7 +913,7 @@ pub fn has_active_key(conn: &Connection, user_id: &str) -> Result<bool, StoreErr
 }
 
 /// Revokes the user's active keys; returns how many.
-pub fn revoke_keys(tx: &Transaction<'_>, user_id: &str) -> Result<usize, StoreError> {
+pub(crate) fn revoke_keys(tx: &Transaction<'_>, user_id: &str) -> Result<usize, StoreError> {
     Ok(tx.execute(
         "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         params![user_id, now_text()],
@@ -914,7 +921,7 @@ pub fn revoke_keys(tx: &Transaction<'_>, user_id: &str) -> Result<usize, StoreEr
 }
 
 /// Stores a new key's identifier and hash.
-pub fn insert_key(
+pub(crate) fn insert_key(
     tx: &Transaction<'_>,
     user_id: &str,
     key_id: &str,
@@ -928,7 +935,7 @@ pub fn insert_key(
 }
 
 /// The active key row with this identifier.
-pub fn find_key(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
+pub(crate) fn find_key(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT user_id, key_hash FROM api_keys WHERE key_id = ?1 AND revoked_at IS NULL",
@@ -944,7 +951,7 @@ pub fn find_key(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, Store
 
 /// A key rotation or revocation recorded in `key_events`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyEvent {
+pub(crate) struct KeyEvent {
     /// Position in the log (grows with every event).
     pub seq: i64,
     /// Whose key changed.
@@ -954,7 +961,7 @@ pub struct KeyEvent {
 }
 
 /// Records a key rotation or revocation; returns its `seq`.
-pub fn insert_key_event(
+pub(crate) fn insert_key_event(
     tx: &Transaction<'_>,
     user_id: &str,
     action: &str,
@@ -967,7 +974,7 @@ pub fn insert_key_event(
 }
 
 /// The newest key event's `seq` (0 when there is none).
-pub fn last_key_event(conn: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn last_key_event(conn: &Connection) -> Result<i64, StoreError> {
     Ok(
         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM key_events", [], |row| {
             row.get(0)
@@ -976,7 +983,7 @@ pub fn last_key_event(conn: &Connection) -> Result<i64, StoreError> {
 }
 
 /// Key events after `seq`, oldest first, at most `limit`.
-pub fn key_events_after(
+pub(crate) fn key_events_after(
     conn: &Connection,
     seq: i64,
     limit: usize,
@@ -1012,7 +1019,7 @@ pub struct UserKeyInfo {
 }
 
 /// Every user with key metadata (never keys or hashes).
-pub fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
+pub(crate) fn list_users(conn: &Connection) -> Result<Vec<UserKeyInfo>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT u.user_id, u.created_at,
            (SELECT created_at FROM api_keys k WHERE k.user_id = u.user_id AND k.revoked_at IS NULL

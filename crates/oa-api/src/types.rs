@@ -1,4 +1,5 @@
-//! The vocabulary of orders: exchanges, actions, price types, products, statuses and modes.
+//! The vocabulary of orders: exchanges, actions, price types, products, statuses and the
+//! account mode.
 //!
 //! Every enum parses the spellings clients send (case-insensitively) and prints the one
 //! OpenAlgo prints. `ALLOWED` lists the accepted values for error messages.
@@ -151,9 +152,11 @@ impl OrderStatus {
     }
 }
 
-/// Whether a user's actions go to the sandbox (analyzer mode) or the live broker.
+/// The account mode: whether a user's actions go to the sandbox (analyzer mode) or the live
+/// broker. Not to be confused with the market-data tick mode (LTP/Quote/Depth) or the event
+/// delivery mode (`ORDER_EVENT_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Mode {
+pub enum AccountMode {
     /// Orders go to the live broker (here: the simulator).
     #[default]
     Live,
@@ -161,18 +164,22 @@ pub enum Mode {
     Analyze,
 }
 
-impl Mode {
+impl AccountMode {
     /// "live" or "analyze".
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Live => "live",
-            Mode::Analyze => "analyze",
+            AccountMode::Live => "live",
+            AccountMode::Analyze => "analyze",
         }
     }
 
     /// The mode stored under `analyze_mode`.
-    pub fn from_analyze_flag(analyze: bool) -> Mode {
-        if analyze { Mode::Analyze } else { Mode::Live }
+    pub fn from_analyze_flag(analyze: bool) -> AccountMode {
+        if analyze {
+            AccountMode::Analyze
+        } else {
+            AccountMode::Live
+        }
     }
 }
 
@@ -205,10 +212,10 @@ impl Book {
     }
 
     /// The mode whose actions this book serves.
-    pub fn mode(self) -> Mode {
+    pub fn mode(self) -> AccountMode {
         match self {
-            Book::Sandbox => Mode::Analyze,
-            Book::Simulator => Mode::Live,
+            Book::Sandbox => AccountMode::Analyze,
+            Book::Simulator => AccountMode::Live,
         }
     }
 }

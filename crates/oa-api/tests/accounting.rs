@@ -21,10 +21,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use oa_api::config::Leverage;
+use oa_api::Leverage;
 use oa_api::engine::{Changes, Engine, EngineConfig, EngineError, ModifyOrder, NewOrder, Order};
-use oa_api::price::{Quote, StaticPrices};
 use oa_api::types::{Action, Book, Exchange, OrderStatus, PriceType, Product};
+use oa_api::{Quote, StaticPrices};
 use proptest::prelude::*;
 
 const SYMBOLS: [&str; 2] = ["SBIN", "INFY"];
@@ -468,14 +468,14 @@ impl Ledger {
     /// A new order: checks its placement against the ledger's funds.
     fn placed(&mut self, snapshot: &Order) -> Result<(), TestCaseError> {
         let mut order = LedgerOrder {
-            user: snapshot.user_id.clone(),
-            symbol: snapshot.symbol.clone(),
-            action: snapshot.action,
-            quantity: snapshot.quantity,
-            pricetype: snapshot.pricetype,
-            product: snapshot.product,
-            price: snapshot.price,
-            trigger: snapshot.trigger_price,
+            user: snapshot.terms.user_id.clone(),
+            symbol: snapshot.terms.symbol.clone(),
+            action: snapshot.terms.action,
+            quantity: snapshot.terms.quantity,
+            pricetype: snapshot.terms.pricetype,
+            product: snapshot.terms.product,
+            price: snapshot.terms.price,
+            trigger: snapshot.terms.trigger_price,
             status: snapshot.status,
             block: 0.0,
         };
@@ -518,11 +518,11 @@ impl Ledger {
     /// A modification: the block moves to the changed order's.
     fn modified(&mut self, known: &LedgerOrder, snapshot: &Order) -> Result<(), TestCaseError> {
         let mut changed = known.clone();
-        changed.quantity = snapshot.quantity;
-        changed.price = snapshot.price;
-        changed.trigger = snapshot.trigger_price;
-        changed.pricetype = snapshot.pricetype;
-        changed.product = snapshot.product;
+        changed.quantity = snapshot.terms.quantity;
+        changed.price = snapshot.terms.price;
+        changed.trigger = snapshot.terms.trigger_price;
+        changed.pricetype = snapshot.terms.pricetype;
+        changed.product = snapshot.terms.product;
         changed.status = snapshot.status;
         let expected_status = match changed.pricetype {
             PriceType::Sl | PriceType::SlM => OrderStatus::TriggerPending,
@@ -682,7 +682,7 @@ impl Ledger {
                 .collect();
             prop_assert_eq!(positions.len(), ledger_positions.len());
             for (key, position) in positions {
-                let id = (user.to_string(), key.3.clone(), key.4);
+                let id = (user.to_string(), key.symbol.clone(), key.product);
                 let expected = self.positions.get(&id);
                 prop_assert!(expected.is_some(), "unexpected position {key:?}");
                 let expected = expected.unwrap();
@@ -797,18 +797,19 @@ impl Run {
                 let Some(order) = active.get(pick % active.len().max(1)).cloned() else {
                     return Ok(());
                 };
-                let level = (order.price.max(order.trigger_price) + f64::from(offset)).max(1.0);
+                let level =
+                    (order.terms.price.max(order.terms.trigger_price) + f64::from(offset)).max(1.0);
                 let change = ModifyOrder {
                     orderid: order.orderid.clone(),
-                    exchange: order.exchange,
-                    symbol: order.symbol.clone(),
-                    action: order.action,
-                    product: order.product,
-                    pricetype: order.pricetype,
-                    price: if order.price > 0.0 { level } else { 0.0 },
+                    exchange: order.terms.exchange,
+                    symbol: order.terms.symbol.clone(),
+                    action: order.terms.action,
+                    product: order.terms.product,
+                    pricetype: order.terms.pricetype,
+                    price: if order.terms.price > 0.0 { level } else { 0.0 },
                     quantity: f64::from(quantity),
                     disclosed_quantity: 0.0,
-                    trigger_price: if order.trigger_price > 0.0 {
+                    trigger_price: if order.terms.trigger_price > 0.0 {
                         level
                     } else {
                         0.0
@@ -816,7 +817,7 @@ impl Run {
                 };
                 let result = self.engine.modify(
                     Book::Sandbox,
-                    &order.user_id,
+                    &order.terms.user_id,
                     change.clone(),
                     &self.prices,
                     now,
@@ -833,7 +834,7 @@ impl Run {
                 };
                 let cancelled =
                     self.engine
-                        .cancel(Book::Sandbox, &order.user_id, &order.orderid, now);
+                        .cancel(Book::Sandbox, &order.terms.user_id, &order.orderid, now);
                 prop_assert!(cancelled.is_ok(), "{cancelled:?}");
                 Step::Cancel
             }
@@ -847,7 +848,14 @@ impl Run {
                     .iter()
                     .flat_map(|user| self.engine.positions(Book::Sandbox, user))
                     .filter(|(_, position)| position.quantity != 0.0)
-                    .map(|(key, position)| (key.1.clone(), key.3.clone(), key.4, position.quantity))
+                    .map(|(key, position)| {
+                        (
+                            key.user_id.clone(),
+                            key.symbol.clone(),
+                            key.product,
+                            position.quantity,
+                        )
+                    })
                     .collect();
                 let Some((user, symbol, product, held)) =
                     open.get(pick % open.len().max(1)).cloned()

@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
-use std::sync::Arc;
+mod common;
 
 use oa_api::esb::{
     EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN, RejectKind,
 };
-use oa_api::{Api, ApiConfig, PriceSource, StaticPrices, StaticSymbols};
+use oa_api::{Api, ApiConfig, StaticSymbols};
 use oa_events_core::EventPublisher;
 use serde_json::{Map, Value, json};
 
@@ -22,23 +22,14 @@ async fn api(dir: &tempfile::TempDir) -> Api {
 
 /// An API on a fresh store whose default user `admin` allowed ESB control.
 async fn api_with(dir: &tempfile::TempDir, config: ApiConfig) -> Api {
+    let store = common::store_config(dir);
     let config = ApiConfig {
-        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
-        api_key_pepper: "p".repeat(40),
+        database_url: store.database_url,
+        api_key_pepper: store.api_key_pepper,
         ..config
     };
-    let prices = StaticPrices::new();
-    prices.set("NSE", "SBIN", 800.0, Some(799.0), Some(801.0));
-    let prices: Arc<dyn PriceSource> = Arc::new(prices);
-    let api = oa_api::build_with_sources(
-        config,
-        EventPublisher::builder().build(),
-        prices,
-        Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
-    )
-    .await
-    .unwrap();
-    api.ensure_default_user().await.unwrap();
+    let symbols = StaticSymbols::new().with("NSE", "SBIN", 1.0);
+    let api = common::static_api(config, EventPublisher::builder().build(), symbols).await;
     api.keys().set_esb_allowed("admin", true).await.unwrap();
     api
 }
@@ -80,7 +71,7 @@ fn at(partition: i32, offset: i64) -> EsbPosition {
 
 async fn orders(api: &Api) -> usize {
     let book = api.service().order_book("admin").await.unwrap();
-    book["data"]["orders"].as_array().unwrap().len()
+    book.body().data.orders.len()
 }
 
 fn row(dir: &tempfile::TempDir, id: &str) -> Option<(String, String)> {
@@ -232,7 +223,7 @@ async fn an_acknowledgment_is_recorded_without_order_effect() {
 fn operator(dir: &tempfile::TempDir) -> oa_api::KeyStore {
     oa_api::KeyStore::open(
         &dir.path().join("oa.db"),
-        &"p".repeat(40),
+        common::PEPPER,
         "simulator",
         4,
         std::time::Duration::from_secs(1),
@@ -336,7 +327,7 @@ async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_bod
         .unwrap();
     let (status, response) = row(&dir, "r3").unwrap();
     assert_eq!(status, "rejected");
-    assert_eq!(response, oa_api::ratelimit::RATE_LIMIT_BODY);
+    assert_eq!(response, oa_api::RATE_LIMIT_BODY);
     assert_eq!(orders(&api).await, 2);
     // A replayed id is a duplicate, not another count against the limit.
     assert_eq!(

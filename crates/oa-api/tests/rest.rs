@@ -944,17 +944,7 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
     .await
     .unwrap();
     assert!(api.ensure_default_user().await.unwrap().is_none());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = api.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let url = common::serve(api.router()).await;
     let client = reqwest::Client::new();
     let status: Value = client
         .post(format!("{url}/api/v1/orderstatus"))
@@ -1006,7 +996,7 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
     let serde_json::Value::Object(map) = smart else {
         unreachable!()
     };
-    let fields = oa_api::fields::Fields::new(map, oa_api::requests::SMART_ORDER_FIELDS).unwrap();
+    let fields = oa_api::Fields::new(map, oa_api::requests::SMART_ORDER_FIELDS).unwrap();
     let request = oa_api::requests::SmartOrder::read(&fields).unwrap();
     let service = server.api.service();
     let calls = (0..16)
@@ -1014,7 +1004,12 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
     let results = futures_util::future::join_all(calls).await;
     let placed = results
         .iter()
-        .filter(|result| result.as_ref().unwrap().get("orderid").is_some())
+        .filter(|result| {
+            matches!(
+                result.as_ref().unwrap().body(),
+                oa_api::responses::CommandBody::OrderId(_)
+            )
+        })
         .count();
     assert_eq!(placed, 1, "{results:?}");
     let position = server

@@ -12,7 +12,7 @@ use crate::config::Settings;
 
 /// Opens the key store of `settings` (creating the database folder if needed).
 fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
-    let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
+    let path = oa_api::parse_database_url(&settings.api.database_url)?;
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())

@@ -64,7 +64,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "Kafka settings"
         );
         check_kafka_topic(kafka).await?;
-        let path = oa_api::config::parse_database_url(&settings.api.database_url)?;
+        let path = oa_api::parse_database_url(&settings.api.database_url)?;
         let table = OutboxTable::open(&path).context("opening the outbox table")?;
         let outbox = StoreOutbox::new(table);
         outbox_maintenance = Some(outbox.spawn_maintenance(settings.outbox));

@@ -23,7 +23,7 @@ use crate::types::{Action, PriceType};
 
 /// The part of `quantity` that opens exposure when `action` meets a position of signed
 /// quantity `net` (the rest reduces the opposite position).
-pub fn opening_quantity(net: f64, action: Action, quantity: f64) -> f64 {
+pub(crate) fn opening_quantity(net: f64, action: Action, quantity: f64) -> f64 {
     let reducible = match action {
         Action::Buy if net < 0.0 => -net,
         Action::Sell if net > 0.0 => net,
@@ -33,7 +33,7 @@ pub fn opening_quantity(net: f64, action: Action, quantity: f64) -> f64 {
 }
 
 /// The price an order's placement margin is computed at.
-pub fn placement_price(
+pub(crate) fn placement_price(
     pricetype: PriceType,
     action: Action,
     price: f64,
@@ -52,7 +52,7 @@ pub fn placement_price(
 
 /// What one fill does to its position and account.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settlement {
+pub(crate) struct Settlement {
     /// The position after the fill.
     pub position: Position,
     /// P&L realized by the closing part.
@@ -65,7 +65,7 @@ pub struct Settlement {
 
 impl Settlement {
     /// Computes the fill of `quantity` (> 0) at `price` against `position`.
-    pub fn compute(
+    pub(crate) fn compute(
         position: &Position,
         action: Action,
         quantity: f64,
@@ -115,7 +115,7 @@ impl Settlement {
 
     /// How much the opening part lacks when the account has `cash` free and the order held
     /// `blocked`; `None` when the fill is funded or opens nothing.
-    pub fn shortfall(&self, cash: f64, blocked: f64) -> Option<Shortfall> {
+    pub(crate) fn shortfall(&self, cash: f64, blocked: f64) -> Option<Shortfall> {
         let available = cash + blocked + self.released + self.realized;
         (self.opened_margin > EPSILON && self.opened_margin > available + EPSILON).then_some(
             Shortfall {
@@ -128,7 +128,7 @@ impl Settlement {
 
 /// An unfunded fill: the margin its opening part needs and the cash there was.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Shortfall {
+pub(crate) struct Shortfall {
     /// Margin the opening part needs at the fill price.
     pub required: f64,
     /// Cash available to the fill (free cash, the order's block, released margin, P&L).
@@ -137,7 +137,7 @@ pub struct Shortfall {
 
 impl Shortfall {
     /// The `rejection_reason` of an order rejected at fill.
-    pub fn reason(&self, price: f64) -> String {
+    pub(crate) fn reason(&self, price: f64) -> String {
         format!(
             "Insufficient funds at fill: margin required {:.2} at fill price {price:.2}, available {:.2}",
             self.required, self.available

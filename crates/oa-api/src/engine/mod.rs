@@ -21,8 +21,8 @@
 //!
 //! The rules themselves are in [`margin`].
 
-pub mod margin;
-pub mod worker;
+pub(crate) mod margin;
+pub(crate) mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -92,28 +92,9 @@ pub struct Order {
     pub orderid: String,
     /// Account.
     pub book: Book,
-    /// Owner.
-    pub user_id: String,
-    /// Strategy tag.
-    pub strategy: String,
-    /// Exchange.
-    pub exchange: Exchange,
-    /// Symbol.
-    pub symbol: String,
-    /// BUY or SELL.
-    pub action: Action,
-    /// Ordered quantity.
-    pub quantity: f64,
-    /// Price type.
-    pub pricetype: PriceType,
-    /// Product.
-    pub product: Product,
-    /// Limit price.
-    pub price: f64,
-    /// Trigger price.
-    pub trigger_price: f64,
-    /// Disclosed quantity.
-    pub disclosed_quantity: f64,
+    /// What the order asks for: owner, strategy, symbol, side, quantity, prices (as placed,
+    /// then as last modified).
+    pub terms: NewOrder,
     /// Status.
     pub status: OrderStatus,
     /// Filled quantity.
@@ -128,6 +109,24 @@ pub struct Order {
     pub created_ms: i64,
     /// Last change, epoch ms.
     pub updated_ms: i64,
+}
+
+impl Order {
+    /// The account the order belongs to.
+    pub fn account_key(&self) -> AccountKey {
+        AccountKey::new(self.book, &self.terms.user_id)
+    }
+
+    /// The position the order trades.
+    pub fn position_key(&self) -> PositionKey {
+        PositionKey {
+            book: self.book,
+            user_id: self.terms.user_id.clone(),
+            exchange: self.terms.exchange,
+            symbol: self.terms.symbol.clone(),
+            product: self.terms.product,
+        }
+    }
 }
 
 /// A fill.
@@ -157,10 +156,47 @@ pub struct Trade {
     pub created_ms: i64,
 }
 
-/// Identifies a position.
-pub type PositionKey = (Book, String, Exchange, String, Product);
-/// Identifies an account.
-pub type AccountKey = (Book, String);
+/// Identifies an account: a user's book.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountKey {
+    /// The book.
+    pub book: Book,
+    /// The user.
+    pub user_id: String,
+}
+
+impl AccountKey {
+    /// The account of `user_id` in `book`.
+    pub fn new(book: Book, user_id: &str) -> Self {
+        AccountKey {
+            book,
+            user_id: user_id.to_string(),
+        }
+    }
+}
+
+/// Identifies a position: an account's holding of one symbol under one product. Ordered by
+/// book, user, exchange, symbol, product (the order of the position book).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PositionKey {
+    /// The book.
+    pub book: Book,
+    /// The user.
+    pub user_id: String,
+    /// Exchange.
+    pub exchange: Exchange,
+    /// Symbol.
+    pub symbol: String,
+    /// Product.
+    pub product: Product,
+}
+
+impl PositionKey {
+    /// The account holding this position.
+    pub fn account(&self) -> AccountKey {
+        AccountKey::new(self.book, &self.user_id)
+    }
+}
 
 /// A net position.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -367,7 +403,7 @@ impl Engine {
             if let Ok(id) = order.orderid.parse::<u64>() {
                 engine.next_order_id = engine.next_order_id.max(id + 1);
             }
-            let account = (order.book, order.user_id.clone());
+            let account = order.account_key();
             engine
                 .user_orders
                 .entry(account)
@@ -376,7 +412,7 @@ impl Engine {
             if order.status.is_active() {
                 engine
                     .resting
-                    .entry((order.exchange, order.symbol.clone()))
+                    .entry((order.terms.exchange, order.terms.symbol.clone()))
                     .or_default()
                     .push(order.orderid.clone());
             }
@@ -386,7 +422,7 @@ impl Engine {
             engine.next_trade_id = engine.next_trade_id.max(trade.tradeid + 1);
             engine
                 .trades
-                .entry((trade.book, trade.user_id.clone()))
+                .entry(AccountKey::new(trade.book, &trade.user_id))
                 .or_default()
                 .push(trade);
         }
@@ -432,13 +468,13 @@ impl Engine {
     pub fn order(&self, book: Book, user_id: &str, orderid: &str) -> Option<&Order> {
         self.orders
             .get(orderid)
-            .filter(|order| order.book == book && order.user_id == user_id)
+            .filter(|order| order.book == book && order.terms.user_id == user_id)
     }
 
     /// An account's orders, oldest first.
     pub fn orders(&self, book: Book, user_id: &str) -> Vec<&Order> {
         self.user_orders
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).collect())
             .unwrap_or_default()
     }
@@ -446,7 +482,7 @@ impl Engine {
     /// An account's trades, oldest first.
     pub fn trades(&self, book: Book, user_id: &str) -> &[Trade] {
         self.trades
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
@@ -455,7 +491,7 @@ impl Engine {
     pub fn positions(&self, book: Book, user_id: &str) -> Vec<(&PositionKey, &Position)> {
         self.positions
             .iter()
-            .filter(|(key, _)| key.0 == book && key.1 == user_id)
+            .filter(|(key, _)| key.book == book && key.user_id == user_id)
             .collect()
     }
 
@@ -467,7 +503,7 @@ impl Engine {
     /// An account's funds (a fresh account when it has never traded).
     pub fn account(&self, book: Book, user_id: &str) -> Account {
         self.accounts
-            .get(&(book, user_id.to_string()))
+            .get(&AccountKey::new(book, user_id))
             .copied()
             .unwrap_or_else(|| Account::new(self.config.starting_funds))
     }
@@ -477,7 +513,7 @@ impl Engine {
         self.positions(book, user_id)
             .into_iter()
             .filter_map(|(key, position)| {
-                let quote = prices.quote(key.2.as_str(), &key.3)?;
+                let quote = prices.quote(key.exchange.as_str(), &key.symbol)?;
                 Some(position.unrealized_pnl(quote.ltp))
             })
             .sum()
@@ -507,21 +543,11 @@ impl Engine {
     ) -> PlaceOutcome {
         let orderid = self.next_order_id.to_string();
         self.next_order_id += 1;
-        let account_key = (book, new.user_id.clone());
+        let account_key = AccountKey::new(book, &new.user_id);
         let mut order = Order {
             orderid: orderid.clone(),
             book,
-            user_id: new.user_id,
-            strategy: new.strategy,
-            exchange: new.exchange,
-            symbol: new.symbol,
-            action: new.action,
-            quantity: new.quantity,
-            pricetype: new.pricetype,
-            product: new.product,
-            price: new.price,
-            trigger_price: new.trigger_price,
-            disclosed_quantity: new.disclosed_quantity,
+            terms: new,
             status: OrderStatus::Open,
             filled_quantity: 0.0,
             average_price: 0.0,
@@ -535,7 +561,7 @@ impl Engine {
             .or_default()
             .push(orderid.clone());
 
-        let quote = prices.quote(order.exchange.as_str(), &order.symbol);
+        let quote = prices.quote(order.terms.exchange.as_str(), &order.terms.symbol);
         let rejection = if let Some(reason) = forced_rejection {
             Some(reason)
         } else if let Some(quote) = quote {
@@ -559,7 +585,7 @@ impl Engine {
         } else {
             Some(format!(
                 "No price available for {} on {}: the symbol has no quote yet",
-                order.symbol, order.exchange
+                order.terms.symbol, order.terms.exchange
             ))
         };
 
@@ -574,12 +600,12 @@ impl Engine {
         }
         self.changes.accounts.push(account_key);
 
-        if matches!(order.pricetype, PriceType::Sl | PriceType::SlM) {
+        if matches!(order.terms.pricetype, PriceType::Sl | PriceType::SlM) {
             order.status = OrderStatus::TriggerPending;
         }
         self.changes.updates.push(order.clone());
         self.changes.orders.push(orderid.clone());
-        let key = (order.exchange, order.symbol.clone());
+        let key = (order.terms.exchange, order.terms.symbol.clone());
         self.orders.insert(orderid.clone(), order);
         let resting = self.resting.entry(key).or_default();
         self.changes.watched_changed |= resting.is_empty();
@@ -618,45 +644,45 @@ impl Engine {
                 got,
             })
         };
-        if order.symbol != change.symbol {
-            return mismatch("symbol", order.symbol.clone(), change.symbol.clone());
+        if order.terms.symbol != change.symbol {
+            return mismatch("symbol", order.terms.symbol.clone(), change.symbol.clone());
         }
-        if order.exchange != change.exchange {
+        if order.terms.exchange != change.exchange {
             return mismatch(
                 "exchange",
-                order.exchange.to_string(),
+                order.terms.exchange.to_string(),
                 change.exchange.to_string(),
             );
         }
-        if order.action != change.action {
+        if order.terms.action != change.action {
             return mismatch(
                 "action",
-                order.action.to_string(),
+                order.terms.action.to_string(),
                 change.action.to_string(),
             );
         }
         let mut updated = order.clone();
-        updated.product = change.product;
-        updated.pricetype = change.pricetype;
-        updated.price = change.price;
-        updated.quantity = change.quantity;
-        updated.disclosed_quantity = change.disclosed_quantity;
-        updated.trigger_price = change.trigger_price;
+        updated.terms.product = change.product;
+        updated.terms.pricetype = change.pricetype;
+        updated.terms.price = change.price;
+        updated.terms.quantity = change.quantity;
+        updated.terms.disclosed_quantity = change.disclosed_quantity;
+        updated.terms.trigger_price = change.trigger_price;
         updated.status = if matches!(change.pricetype, PriceType::Sl | PriceType::SlM) {
             OrderStatus::TriggerPending
         } else {
             OrderStatus::Open
         };
         updated.updated_ms = now_ms;
-        let quote = prices.quote(updated.exchange.as_str(), &updated.symbol);
+        let quote = prices.quote(updated.terms.exchange.as_str(), &updated.terms.symbol);
         let reference = quote.unwrap_or(Quote {
-            ltp: updated.price.max(updated.trigger_price),
+            ltp: updated.terms.price.max(updated.terms.trigger_price),
             bid: None,
             ask: None,
         });
         let margin = self.required_margin(&updated, &reference);
         let old_margin = order.blocked_margin;
-        let account_key = (book, user_id.to_string());
+        let account_key = AccountKey::new(book, user_id);
         let account = self.account_mut(&account_key);
         if margin > EPSILON && margin > account.cash + old_margin + EPSILON {
             return Err(EngineError::InsufficientFunds {
@@ -741,9 +767,16 @@ impl Engine {
             .map(|(key, position)| (key.clone(), position.quantity))
             .collect();
         open.into_iter()
-            .map(|((book, user, exchange, symbol, product), quantity)| {
+            .map(|(key, quantity)| {
+                let PositionKey {
+                    book,
+                    user_id,
+                    exchange,
+                    symbol,
+                    product,
+                } = key;
                 let order = NewOrder {
-                    user_id: user,
+                    user_id,
                     strategy: strategy.to_string(),
                     exchange,
                     symbol,
@@ -795,28 +828,26 @@ impl Engine {
 
     /// Signed net quantity of the order's position.
     fn net_quantity(&self, order: &Order) -> f64 {
-        let key = (
-            order.book,
-            order.user_id.clone(),
-            order.exchange,
-            order.symbol.clone(),
-            order.product,
-        );
-        self.positions.get(&key).map_or(0.0, |p| p.quantity)
+        self.positions
+            .get(&order.position_key())
+            .map_or(0.0, |p| p.quantity)
     }
 
     /// Margin to block for an order: only its position-opening part.
     fn required_margin(&self, order: &Order, quote: &Quote) -> f64 {
-        let opening =
-            margin::opening_quantity(self.net_quantity(order), order.action, order.quantity);
+        let opening = margin::opening_quantity(
+            self.net_quantity(order),
+            order.terms.action,
+            order.terms.quantity,
+        );
         let price = margin::placement_price(
-            order.pricetype,
-            order.action,
-            order.price,
-            order.trigger_price,
+            order.terms.pricetype,
+            order.terms.action,
+            order.terms.price,
+            order.terms.trigger_price,
             quote,
         );
-        opening * price / self.config.leverage.of(order.product)
+        opening * price / self.config.leverage.of(order.terms.product)
     }
 
     fn release_order_margin(&mut self, orderid: &str) {
@@ -824,7 +855,7 @@ impl Engine {
             return;
         };
         let margin = std::mem::take(&mut order.blocked_margin);
-        let key = (order.book, order.user_id.clone());
+        let key = order.account_key();
         let account = self.account_mut(&key);
         account.cash += margin;
         account.order_margin -= margin;
@@ -838,7 +869,7 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let key = (order.exchange, order.symbol.clone());
+        let key = (order.terms.exchange, order.terms.symbol.clone());
         if let Some(ids) = self.resting.get_mut(&key) {
             ids.retain(|id| id != orderid);
             if ids.is_empty() {
@@ -855,7 +886,7 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let market = match order.action {
+        let market = match order.terms.action {
             Action::Buy => quote.buy_price(),
             Action::Sell => quote.sell_price(),
         };
@@ -864,14 +895,14 @@ impl Engine {
         }
         let mut taker = taker;
         if order.status == OrderStatus::TriggerPending {
-            let triggered = match order.action {
-                Action::Buy => quote.ltp >= order.trigger_price && quote.ltp > 0.0,
-                Action::Sell => quote.ltp <= order.trigger_price && quote.ltp > 0.0,
+            let triggered = match order.terms.action {
+                Action::Buy => quote.ltp >= order.terms.trigger_price && quote.ltp > 0.0,
+                Action::Sell => quote.ltp <= order.terms.trigger_price && quote.ltp > 0.0,
             };
             if !triggered {
                 return;
             }
-            if order.pricetype == PriceType::SlM {
+            if order.terms.pricetype == PriceType::SlM {
                 self.fill(orderid, market, now_ms);
                 return;
             }
@@ -890,10 +921,10 @@ impl Engine {
         if order.status != OrderStatus::Open {
             return;
         }
-        match order.pricetype {
+        match order.terms.pricetype {
             PriceType::Market | PriceType::SlM => self.fill(orderid, market, now_ms),
             PriceType::Limit | PriceType::Sl => {
-                let limit = order.price;
+                let limit = order.terms.price;
                 // A new (taker) order compares the executable side of the book; a resting
                 // order fills when the last traded price reaches its limit.
                 let reference = if taker || quote.ltp <= 0.0 {
@@ -901,7 +932,7 @@ impl Engine {
                 } else {
                     quote.ltp
                 };
-                let crosses = match order.action {
+                let crosses = match order.terms.action {
                     Action::Buy => reference <= limit + EPSILON,
                     Action::Sell => reference + EPSILON >= limit,
                 };
@@ -919,27 +950,21 @@ impl Engine {
         let Some(order) = self.orders.get(orderid) else {
             return;
         };
-        let quantity = order.quantity - order.filled_quantity;
-        let position_key = (
-            order.book,
-            order.user_id.clone(),
-            order.exchange,
-            order.symbol.clone(),
-            order.product,
-        );
-        let account_key = (order.book, order.user_id.clone());
+        let quantity = order.terms.quantity - order.filled_quantity;
+        let position_key = order.position_key();
+        let account_key = order.account_key();
         let settlement = margin::Settlement::compute(
             &self
                 .positions
                 .get(&position_key)
                 .cloned()
                 .unwrap_or_default(),
-            order.action,
+            order.terms.action,
             quantity,
             price,
-            self.config.leverage.of(order.product),
+            self.config.leverage.of(order.terms.product),
         );
-        let cash = self.account(order.book, &order.user_id).cash;
+        let cash = self.account(order.book, &order.terms.user_id).cash;
         if let Some(shortfall) = settlement.shortfall(cash, order.blocked_margin) {
             self.reject_active(orderid, shortfall.reason(price), now_ms);
             return;
@@ -950,7 +975,7 @@ impl Engine {
         let Some(order) = self.orders.get_mut(orderid) else {
             return;
         };
-        order.filled_quantity = order.quantity;
+        order.filled_quantity = order.terms.quantity;
         order.average_price = price;
         order.status = OrderStatus::Complete;
         order.updated_ms = now_ms;
@@ -962,11 +987,11 @@ impl Engine {
             tradeid: self.next_trade_id,
             orderid: orderid.to_string(),
             book: order.book,
-            user_id: order.user_id.clone(),
-            exchange: order.exchange,
-            symbol: order.symbol.clone(),
-            action: order.action,
-            product: order.product,
+            user_id: order.terms.user_id.clone(),
+            exchange: order.terms.exchange,
+            symbol: order.terms.symbol.clone(),
+            action: order.terms.action,
+            product: order.terms.product,
             quantity,
             price,
             created_ms: now_ms,
@@ -1015,8 +1040,8 @@ fn outcome_of(order: &Order) -> PlaceOutcome {
         orderid: order.orderid.clone(),
         status: order.status,
         rejection_reason: order.rejection_reason.clone(),
-        symbol: order.symbol.clone(),
-        quantity: order.quantity,
+        symbol: order.terms.symbol.clone(),
+        quantity: order.terms.quantity,
     }
 }
 
@@ -1114,13 +1139,13 @@ mod tests {
         assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
         assert_eq!(account.position_margin, 1100.0);
         assert!(account.imbalance().abs() < 1e-9, "{account:?}");
-        let key = (
-            Book::Sandbox,
-            "u".to_string(),
-            Exchange::parse("NSE").unwrap(),
-            "SBIN".to_string(),
-            Product::Cnc,
-        );
+        let key = PositionKey {
+            book: Book::Sandbox,
+            user_id: "u".to_string(),
+            exchange: Exchange::parse("NSE").unwrap(),
+            symbol: "SBIN".to_string(),
+            product: Product::Cnc,
+        };
         assert_eq!(engine.position(&key).unwrap().quantity, -10.0);
         assert_eq!(engine.watched_symbols().count(), 0);
     }

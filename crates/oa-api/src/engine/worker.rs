@@ -35,16 +35,16 @@ use super::{AccountKey, Changes, Engine, EngineConfig, Order, PositionKey};
 use crate::journal::Record;
 use crate::price::{PriceEvent, PriceSource};
 use crate::store::{self, StoreError};
-use crate::types::{Exchange, Mode};
+use crate::types::{AccountMode, Exchange};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
 
 /// How often a worker that stopped taking writes tries to reload its state.
-pub const RELOAD_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(5);
 
 /// How long an `Idempotency-Key` record answers retries.
-pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
+pub(crate) const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// How often expired idempotency records are pruned, and most rows deleted per prune.
 const PRUNE_INTERVAL_MS: i64 = 60_000;
@@ -127,7 +127,7 @@ enum Message {
 type StopReason = Arc<RwLock<Option<String>>>;
 
 /// Analyzer-mode order-log entries per user (the `total_logs` of `analyzer`).
-pub type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
+pub(crate) type LogCounts = Arc<Mutex<HashMap<String, u64>>>;
 
 /// A handle to the worker; cheap to clone.
 #[derive(Clone)]
@@ -145,7 +145,7 @@ impl std::fmt::Debug for EngineHandle {
 
 /// Settings of the worker.
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// Engine settings.
     pub engine: EngineConfig,
     /// Write envelopes to the outbox table in the action's transaction.
@@ -172,7 +172,7 @@ fn first_order_id_today() -> u64 {
 }
 
 /// Start of the current trading day (midnight, Indian time) in epoch ms.
-pub fn session_start_ms(now_ms: i64) -> i64 {
+pub(crate) fn session_start_ms(now_ms: i64) -> i64 {
     const IST_OFFSET_MS: i64 = 19_800_000;
     const DAY_MS: i64 = 86_400_000;
     let local = now_ms + IST_OFFSET_MS;
@@ -199,7 +199,7 @@ fn load_engine(conn: &Connection, config: EngineConfig) -> Result<Engine, StoreE
 impl EngineHandle {
     /// Loads the engine from `conn` and starts the worker thread and the price forwarder.
     /// Must be called inside a Tokio runtime.
-    pub fn start(
+    pub(crate) fn start(
         conn: Connection,
         config: WorkerConfig,
         prices: Arc<dyn PriceSource>,
@@ -207,7 +207,7 @@ impl EngineHandle {
     ) -> Result<EngineHandle, StoreError> {
         let engine = load_engine(&conn, config.engine)?;
         let log_counts: LogCounts = Arc::new(Mutex::new(
-            store::load_log_counts(&conn, Mode::Analyze.as_str())?
+            store::load_log_counts(&conn, AccountMode::Analyze.as_str())?
                 .into_iter()
                 .collect(),
         ));
@@ -324,10 +324,8 @@ async fn forward_prices(
                 if !watched.read().contains(&key) {
                     continue;
                 }
-                Message::Price {
-                    exchange: key.0,
-                    symbol: key.1,
-                }
+                let (exchange, symbol) = key;
+                Message::Price { exchange, symbol }
             }
             PriceEvent::Resync => Message::Resync,
         };
@@ -621,7 +619,7 @@ impl Worker {
             }
         }
         for key in outputs.dirty_accounts.drain() {
-            store::save_account(tx, &key, &self.engine.account(key.0, &key.1))?;
+            store::save_account(tx, &key, &self.engine.account(key.book, &key.user_id))?;
         }
         Ok(())
     }
@@ -649,7 +647,7 @@ impl Worker {
                 if let Some(replay) = &log.replay {
                     store::save_idempotency(tx, &replay.user_id, &replay.key, &replay.row, now)?;
                 }
-                if log.mode == Mode::Analyze {
+                if log.mode == AccountMode::Analyze {
                     outputs.analyzer_logs.push(log.user_id);
                 }
             }
@@ -677,7 +675,10 @@ impl Worker {
                     "status" => order.status.as_str()
                 )
                 .increment(1);
-                events.push(Event::for_user(order.user_id.clone(), order_update(order)));
+                events.push(Event::for_user(
+                    order.terms.user_id.clone(),
+                    order_update(order),
+                ));
             }
         }
         for event in events {
@@ -701,9 +702,9 @@ impl Worker {
 }
 
 /// The `order_update` payload of an order's current state.
-pub fn order_update(order: &Order) -> OrderUpdate {
+pub(crate) fn order_update(order: &Order) -> OrderUpdate {
     let pending = if order.status.is_active() {
-        order.quantity - order.filled_quantity
+        order.terms.quantity - order.filled_quantity
     } else {
         0.0
     };
@@ -711,14 +712,14 @@ pub fn order_update(order: &Order) -> OrderUpdate {
         mode: order.book.mode().as_str().to_string(),
         broker: order.book.as_str().to_string(),
         orderid: order.orderid.clone(),
-        symbol: order.symbol.clone(),
-        exchange: order.exchange.as_str().to_string(),
-        action: order.action.as_str().to_string(),
-        quantity: Quantity(order.quantity),
-        price: order.price,
-        trigger_price: order.trigger_price,
-        pricetype: order.pricetype.as_str().to_string(),
-        product: order.product.as_str().to_string(),
+        symbol: order.terms.symbol.clone(),
+        exchange: order.terms.exchange.as_str().to_string(),
+        action: order.terms.action.as_str().to_string(),
+        quantity: Quantity(order.terms.quantity),
+        price: order.terms.price,
+        trigger_price: order.terms.trigger_price,
+        pricetype: order.terms.pricetype.as_str().to_string(),
+        product: order.terms.product.as_str().to_string(),
         order_status: order.status.as_str().to_string(),
         filled_quantity: Quantity(order.filled_quantity),
         pending_quantity: Quantity(pending),

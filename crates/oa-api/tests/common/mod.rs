@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oa_api::{Api, ApiConfig};
+use oa_api::{Api, ApiConfig, PriceSource, StaticPrices, StaticSymbols};
 use oa_events_core::{Envelope, EventPublisher};
 use oa_marketdata_core::{Depth, DepthLevel, Mode, PriceCache, Quote, SymbolMaster, Tick};
 use serde_json::{Value, json};
@@ -25,14 +25,63 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
-pub fn config(dir: &tempfile::TempDir) -> ApiConfig {
+/// A configuration on a store in `dir`, with default limits.
+pub fn store_config(dir: &tempfile::TempDir) -> ApiConfig {
     ApiConfig {
         database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
         api_key_pepper: PEPPER.to_string(),
+        ..ApiConfig::default()
+    }
+}
+
+/// Static prices with SBIN at 800 (bid 799, ask 801), for tests without a market-data feed.
+pub fn sbin_prices() -> Arc<dyn PriceSource> {
+    let prices = StaticPrices::new();
+    prices.set("NSE", "SBIN", 800.0, Some(799.0), Some(801.0));
+    Arc::new(prices)
+}
+
+/// The API over [`sbin_prices`] and `symbols`, its default user created.
+pub async fn static_api(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    symbols: StaticSymbols,
+) -> Api {
+    let api = oa_api::build_with_sources(config, publisher, sbin_prices(), Arc::new(symbols))
+        .await
+        .unwrap();
+    api.ensure_default_user().await.unwrap();
+    api
+}
+
+/// Serves `router` (with client addresses) on a free port; returns `http://host:port`.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{address}")
+}
+
+/// Posts `body` to `url`; returns the status and the raw body.
+pub async fn post_text(client: &reqwest::Client, url: &str, body: &Value) -> (u16, String) {
+    let response = client.post(url).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+pub fn config(dir: &tempfile::TempDir) -> ApiConfig {
+    ApiConfig {
         order_rate_limit: "1000 per second".to_string(),
         smart_order_rate_limit: "1000 per second".to_string(),
         api_rate_limit: "1000 per second".to_string(),
-        ..ApiConfig::default()
+        ..store_config(dir)
     }
 }
 
@@ -67,19 +116,9 @@ async fn launch(dir: tempfile::TempDir, config: ApiConfig, key: Option<String>) 
         Some(key) => key,
         None => created.expect("fresh store has no users"),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = api.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let url = serve(api.router()).await;
     Server {
-        url: format!("http://{address}"),
+        url,
         key,
         api,
         prices,
@@ -121,18 +160,15 @@ pub fn depth_tick(exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) ->
 
 impl Server {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        let (status, text) = self.post_text(path, &body).await;
         let value = serde_json::from_str(&text)
             .unwrap_or_else(|error| panic!("{path}: non-JSON body {text:?}: {error}"));
         (status, value)
+    }
+
+    /// Posts to `/api/v1/{path}`; returns the status and the raw body.
+    pub async fn post_text(&self, path: &str, body: &Value) -> (u16, String) {
+        post_text(&self.client, &format!("{}/api/v1/{path}", self.url), body).await
     }
 
     /// Posts with `apikey` added.

@@ -53,11 +53,11 @@ impl RawApiConfig {
             ("SMART_ORDER_RATE_LIMIT", &self.smart_order_rate_limit),
             ("API_RATE_LIMIT", &self.api_rate_limit),
         ] {
-            if let Err(error) = oa_api::ratelimit::parse_setting(setting, value) {
+            if let Err(error) = oa_api::parse_rate_limit(setting, value) {
                 check.problems.push(error.to_string());
             }
         }
-        if let Err(error) = oa_api::config::parse_database_url(database_url) {
+        if let Err(error) = oa_api::parse_database_url(database_url) {
             check.problems.push(error.to_string());
         }
         let starting_funds = check

@@ -1,0 +1,438 @@
+//! The response bodies of the REST API (docs/rest-api.md), shared by the routes and the ESB
+//! results: each a `Serialize` struct whose field order is the key order on the wire.
+//!
+//! A success body is a [`Reply`]: `"status":"success"`, the endpoint's keys, and
+//! `"mode":"analyze"` last for an action or read that ran in analyzer mode. Error bodies are
+//! [`HttpError`](crate::HttpError)s.
+
+use axum::response::{IntoResponse, Response};
+use oa_events_core::number::Quantity;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::types::AccountMode;
+
+/// Serializes as the string `"success"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Success;
+
+impl Serialize for Success {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("success")
+    }
+}
+
+/// A success body: `{"status":"success", <body's keys>, "mode":"analyze"?}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply<T> {
+    status: Success,
+    #[serde(flatten)]
+    body: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
+}
+
+impl<T> Reply<T> {
+    /// A body without the `mode` key (market data, analyzer status, ping).
+    pub fn new(body: T) -> Self {
+        Reply {
+            status: Success,
+            body,
+            mode: None,
+        }
+    }
+
+    /// A body of an action or read that ran in `mode`: `"mode":"analyze"` in analyzer mode.
+    pub fn in_mode(body: T, mode: AccountMode) -> Self {
+        Reply {
+            status: Success,
+            body,
+            mode: (mode == AccountMode::Analyze).then_some("analyze"),
+        }
+    }
+
+    /// The endpoint's part of the body.
+    pub fn body(&self) -> &T {
+        &self.body
+    }
+
+    /// Converts the endpoint's part.
+    pub fn map<U>(self, convert: impl FnOnce(T) -> U) -> Reply<U> {
+        Reply {
+            status: self.status,
+            body: convert(self.body),
+            mode: self.mode,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self).into_response()
+    }
+}
+
+impl<T: Serialize> Reply<T> {
+    /// The body as a JSON value (for the order log, `analyzer_update` and ESB results).
+    pub fn to_value(&self) -> Value {
+        to_value(self)
+    }
+}
+
+/// A body as a JSON value; these bodies have string keys only, so this cannot fail (a failure
+/// would give `null`).
+pub(crate) fn to_value(body: &impl Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
+
+/// `{"orderid": ...}`: placeorder, modifyorder, cancelorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderId {
+    /// The order.
+    pub orderid: String,
+}
+
+/// `{"message": ...}`: a smart order whose position matches, closeposition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// The message.
+    pub message: String,
+}
+
+/// The body of cancelallorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CancelAll {
+    /// The orders cancelled.
+    pub canceled_orders: Vec<String>,
+    /// The orders that could not be cancelled, with why.
+    pub failed_cancellations: Vec<FailedCancellation>,
+    /// `Canceled N orders. Failed to cancel M orders.`
+    pub message: String,
+}
+
+/// One order cancelallorder could not cancel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedCancellation {
+    /// The order.
+    pub orderid: String,
+    /// Why.
+    pub message: String,
+}
+
+/// The body of an order command (the six that REST and the ESB share).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CommandBody {
+    /// placeorder, modifyorder, cancelorder, and a smart order that placed one.
+    OrderId(OrderId),
+    /// A smart order whose position matches; closeposition.
+    Message(Message),
+    /// cancelallorder.
+    CancelAll(CancelAll),
+}
+
+/// The outcome of one order of a basket or split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemOutcome {
+    /// "success" or "error".
+    pub status: &'static str,
+    /// The order's id (absent when no order was created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orderid: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The body of basketorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Basket {
+    /// One entry per order, in request order.
+    pub results: Vec<BasketResult>,
+}
+
+/// One order of a basket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BasketResult {
+    /// The order's symbol.
+    pub symbol: String,
+    /// Its outcome.
+    #[serde(flatten)]
+    pub outcome: ItemOutcome,
+}
+
+/// The body of splitorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Split {
+    /// The size of each child.
+    pub split_size: Quantity,
+    /// The quantity split.
+    pub total_quantity: Quantity,
+    /// One entry per child.
+    pub results: Vec<SplitResult>,
+}
+
+/// One child of a split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitResult {
+    /// 1-based position.
+    pub order_num: usize,
+    /// The child's quantity.
+    pub quantity: Quantity,
+    /// Its outcome.
+    #[serde(flatten)]
+    pub outcome: ItemOutcome,
+}
+
+/// `{"data": ...}`: the reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Data<T> {
+    /// The payload.
+    pub data: T,
+}
+
+/// The body of openposition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenPosition {
+    /// Signed net quantity.
+    pub quantity: Quantity,
+}
+
+/// The data of orderstatus (keys in OpenAlgo's alphabetical order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderStatusData {
+    /// BUY or SELL.
+    pub action: &'static str,
+    /// Average fill price.
+    pub average_price: f64,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// Status.
+    pub order_status: &'static str,
+    /// The order.
+    pub orderid: String,
+    /// Limit price.
+    pub price: f64,
+    /// Price type.
+    pub pricetype: &'static str,
+    /// Product.
+    pub product: &'static str,
+    /// Quantity.
+    pub quantity: Quantity,
+    /// Symbol.
+    pub symbol: String,
+    /// Last change, `DD-MMM-YYYY HH:MM:SS` IST.
+    pub timestamp: String,
+    /// Trigger price.
+    pub trigger_price: f64,
+    /// Why it was rejected (only for rejected orders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+}
+
+/// The data of orderbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderBook {
+    /// Newest first.
+    pub orders: Vec<OrderRow>,
+    /// Counts over every order.
+    pub statistics: OrderStatistics,
+}
+
+/// The keys a row of orderbook and of tradebook start with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowHead {
+    /// BUY or SELL.
+    pub action: &'static str,
+    /// Symbol.
+    pub symbol: String,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// The order.
+    pub orderid: String,
+    /// Product.
+    pub product: &'static str,
+    /// Quantity (ordered, or filled for a trade).
+    pub quantity: Quantity,
+}
+
+impl RowHead {
+    /// The head of an orderbook row.
+    pub(crate) fn new(orderid: &str, terms: &crate::engine::NewOrder, quantity: f64) -> Self {
+        RowHead {
+            action: terms.action.as_str(),
+            symbol: terms.symbol.clone(),
+            exchange: terms.exchange.as_str(),
+            orderid: orderid.to_string(),
+            product: terms.product.as_str(),
+            quantity: Quantity(quantity),
+        }
+    }
+}
+
+/// One row of orderbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRow {
+    /// Action, symbol, exchange, orderid, product, quantity.
+    #[serde(flatten)]
+    pub head: RowHead,
+    /// Limit price.
+    pub price: f64,
+    /// Price type.
+    pub pricetype: &'static str,
+    /// Status.
+    pub order_status: &'static str,
+    /// Trigger price.
+    pub trigger_price: f64,
+    /// Average fill price.
+    pub average_price: f64,
+    /// Last change.
+    pub timestamp: String,
+}
+
+/// The statistics of orderbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderStatistics {
+    /// BUY orders.
+    pub total_buy_orders: usize,
+    /// SELL orders.
+    pub total_sell_orders: usize,
+    /// Filled orders.
+    pub total_completed_orders: usize,
+    /// Orders that can still fill.
+    pub total_open_orders: usize,
+    /// Rejected orders.
+    pub total_rejected_orders: usize,
+}
+
+/// One row of tradebook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TradeRow {
+    /// Action, symbol, exchange, the order filled, product, quantity filled.
+    #[serde(flatten)]
+    pub head: RowHead,
+    /// Fill price.
+    pub average_price: f64,
+    /// Price x quantity, rounded to two decimals.
+    pub trade_value: f64,
+    /// Time of the fill.
+    pub timestamp: String,
+}
+
+/// One row of positionbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// Product.
+    pub product: &'static str,
+    /// Signed net quantity.
+    pub quantity: Quantity,
+    /// Average entry price, two decimals, as a string.
+    pub average_price: String,
+    /// Last price, rounded to two decimals.
+    pub ltp: f64,
+    /// P&L, rounded to two decimals.
+    pub pnl: f64,
+}
+
+/// The data of funds: amounts as strings with two decimals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Funds {
+    /// Cash available for new orders.
+    pub availablecash: String,
+    /// Collateral.
+    pub collateral: String,
+    /// Realized P&L.
+    pub m2mrealized: String,
+    /// Unrealized P&L.
+    pub m2munrealized: String,
+    /// Margin in use.
+    pub utiliseddebits: String,
+}
+
+/// The data of quotes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuoteData {
+    /// Open.
+    pub open: f64,
+    /// High.
+    pub high: f64,
+    /// Low.
+    pub low: f64,
+    /// Last traded price.
+    pub ltp: f64,
+    /// Best ask.
+    pub ask: f64,
+    /// Best bid.
+    pub bid: f64,
+    /// Previous close.
+    pub prev_close: f64,
+    /// Volume.
+    pub volume: f64,
+    /// Open interest.
+    pub oi: f64,
+}
+
+/// The data of depth.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepthData {
+    /// Open.
+    pub open: f64,
+    /// High.
+    pub high: f64,
+    /// Low.
+    pub low: f64,
+    /// Last traded price.
+    pub ltp: f64,
+    /// Last traded quantity.
+    pub ltq: Quantity,
+    /// Previous close.
+    pub prev_close: f64,
+    /// Volume.
+    pub volume: f64,
+    /// Open interest.
+    pub oi: f64,
+    /// Total quantity bid.
+    pub totalbuyqty: Quantity,
+    /// Total quantity offered.
+    pub totalsellqty: Quantity,
+    /// Five ask levels, padded with zeros.
+    pub asks: Vec<DepthLevel>,
+    /// Five bid levels, padded with zeros.
+    pub bids: Vec<DepthLevel>,
+}
+
+/// One level of depth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DepthLevel {
+    /// Price.
+    pub price: f64,
+    /// Quantity.
+    pub quantity: Quantity,
+}
+
+/// The data of analyzer and analyzer/toggle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnalyzerData {
+    /// "live" or "analyze".
+    pub mode: &'static str,
+    /// True in analyzer mode.
+    pub analyze_mode: bool,
+    /// Actions logged in analyzer mode.
+    pub total_logs: u64,
+    /// analyzer/toggle only: what was switched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The data of ping.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pong {
+    /// "pong".
+    pub message: &'static str,
+    /// The live broker's name.
+    pub broker: &'static str,
+}

@@ -1,0 +1,604 @@
+//! The order-changing commands: each runs on the user's broker and journals its log row and
+//! events in the transaction that stores its outcome.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use oa_events_core::Event;
+use oa_events_core::catalog::{
+    AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, ModifyOrderEvent, OrderEvent,
+    OrderNotification,
+};
+use oa_events_core::number::Quantity;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{ActionLog, OrderService, Result, broker_error};
+use crate::broker::{BatchOutcome, BrokerError};
+use crate::engine::{CancelAllOutcome, ModifyOrder, NewOrder, PlaceOutcome};
+use crate::error::HttpError;
+use crate::idempotency::Claim;
+use crate::journal::{Journal, LogEntry, Record};
+use crate::requests::{
+    BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
+};
+use crate::responses::{
+    Basket, BasketResult, CancelAll, CommandBody, FailedCancellation, ItemOutcome, Message,
+    OrderId, Reply, Split, SplitResult,
+};
+use crate::types::{AccountMode, Action, OrderStatus};
+
+/// The message of a smart order whose position already matches.
+pub(crate) const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
+/// The message of closeposition.
+pub(crate) const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
+
+/// What a broker call returned.
+type Outcome<T> = std::result::Result<T, BrokerError>;
+
+/// The status and body of a handler result, as the client receives them.
+fn status_and_body<B: Serialize>(result: &Result<Reply<B>>) -> (StatusCode, Value) {
+    match result {
+        Ok(reply) => (StatusCode::OK, reply.to_value()),
+        Err(error) => (error.status, error.body()),
+    }
+}
+
+/// The response of placing one order.
+fn place_response(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> Result<Reply<OrderId>> {
+    match result {
+        Ok(outcome) if outcome.status == OrderStatus::Rejected => Err(HttpError::bad_request(
+            format!("Order rejected: {}", outcome.rejection_reason),
+        )
+        .with("orderid", outcome.orderid.clone())
+        .with_mode(mode)),
+        Ok(outcome) => Ok(Reply::in_mode(
+            OrderId {
+                orderid: outcome.orderid.clone(),
+            },
+            mode,
+        )),
+        Err(error) => Err(broker_error(error).with_mode(mode)),
+    }
+}
+
+fn order_event(order: &OrderFields, orderid: &str, batch: Option<bool>) -> OrderEvent {
+    OrderEvent {
+        symbol: order.symbol.clone(),
+        action: order.action.as_str().to_string(),
+        orderid: orderid.to_string(),
+        exchange: order.exchange.as_str().to_string(),
+        price_type: order.pricetype.as_str().to_string(),
+        product_type: order.product.as_str().to_string(),
+        mode: "live".to_string(),
+        batch_order: batch.map(|_| true),
+        is_last_order: batch,
+    }
+}
+
+/// Who did what: builds the order-log row and events of one action.
+struct ActionJournal {
+    user_id: String,
+    mode: AccountMode,
+    api_type: &'static str,
+    request: Map<String, Value>,
+    claim: Option<Claim>,
+}
+
+impl ActionJournal {
+    fn analyzer_update(&self, response: &Value) -> Event {
+        let mut request = self.request.clone();
+        request.insert("api_type".to_string(), Value::from(self.api_type));
+        Event::for_user(
+            self.user_id.clone(),
+            AnalyzerUpdate {
+                request: Value::Object(request),
+                response: response.clone(),
+            },
+        )
+    }
+
+    /// A record with the log row (and idempotency record) and, in analyzer mode,
+    /// `analyzer_update`; in live mode the given events.
+    fn record(&self, status: StatusCode, response: Value, live_events: Vec<Event>) -> Record {
+        let events = match self.mode {
+            AccountMode::Live => live_events,
+            AccountMode::Analyze => vec![self.analyzer_update(&response)],
+        };
+        let replay = self
+            .claim
+            .as_ref()
+            .map(|claim| claim.entry(status, &response));
+        Record {
+            log: Some(LogEntry {
+                user_id: self.user_id.clone(),
+                mode: self.mode,
+                api_type: self.api_type,
+                request: Value::Object(self.request.clone()),
+                response,
+                replay,
+            }),
+            events,
+        }
+    }
+
+    /// A journal: the response is computed from the outcome by `respond`; live events by
+    /// `live`.
+    fn journal<T: 'static, B: Serialize + 'static>(
+        self,
+        respond: fn(&Outcome<T>, AccountMode) -> Result<Reply<B>>,
+        live: impl FnOnce(&Outcome<T>) -> Vec<Event> + Send + 'static,
+    ) -> Journal<T> {
+        Box::new(move |result| {
+            let (status, response) = status_and_body(&respond(result, self.mode));
+            let events = live(result);
+            self.record(status, response, events)
+        })
+    }
+}
+
+impl OrderService {
+    fn action(&self, user_id: &str, api_type: &'static str, log: ActionLog) -> ActionJournal {
+        ActionJournal {
+            user_id: user_id.to_string(),
+            mode: self.mode(user_id),
+            api_type,
+            request: log.body,
+            claim: log.claim,
+        }
+    }
+
+    /// Places one order and journals it (`order_event` in live mode unless rejected).
+    async fn place_one(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        order: OrderFields,
+        action: ActionJournal,
+    ) -> Result<Reply<OrderId>> {
+        let mode = action.mode;
+        let new = Self::new_order(user_id, strategy, &order);
+        let user = user_id.to_string();
+        let journal = action.journal(place_response, move |result| match result {
+            Ok(outcome) if outcome.status != OrderStatus::Rejected => {
+                vec![Event::for_user(
+                    user,
+                    order_event(&order, &outcome.orderid, None),
+                )]
+            }
+            _ => Vec::new(),
+        });
+        let result = self.broker(mode).place_order(new, journal).await;
+        place_response(&result, mode)
+    }
+
+    /// placeorder.
+    pub async fn place_order(
+        &self,
+        user_id: &str,
+        request: PlaceOrder,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<OrderId>> {
+        let order = request.order;
+        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        let action = self.action(user_id, "placeorder", log.into());
+        self.place_one(user_id, &request.strategy, order, action)
+            .await
+    }
+
+    /// placesmartorder: the order that brings the position to `position_size`, or nothing
+    /// when it is there already.
+    pub async fn place_smart_order(
+        &self,
+        user_id: &str,
+        request: SmartOrder,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<CommandBody>> {
+        let order = request.order;
+        self.check_symbol("", order.exchange, &order.symbol, None)?;
+        let lock = Arc::clone(
+            self.smart_locks
+                .lock()
+                .entry(user_id.to_string())
+                .or_default(),
+        );
+        let _serialised = lock.lock().await;
+        let mode = self.mode(user_id);
+        let current = self
+            .open_quantity(user_id, mode, order.exchange, &order.symbol, order.product)
+            .await?;
+        let difference = request.position_size - current;
+        let action = self.action(user_id, "placesmartorder", log.into());
+        if difference.abs() < 1e-9 {
+            let response = Reply::in_mode(
+                Message {
+                    message: POSITIONS_MATCHED.to_string(),
+                },
+                mode,
+            );
+            let notification = Event::for_user(
+                user_id.to_string(),
+                OrderNotification::info(order.symbol.clone(), POSITIONS_MATCHED),
+            );
+            self.record_only(action.record(
+                StatusCode::OK,
+                response.to_value(),
+                vec![notification],
+            ))
+            .await?;
+            return Ok(response.map(CommandBody::Message));
+        }
+        let order = OrderFields {
+            action: if difference > 0.0 {
+                Action::Buy
+            } else {
+                Action::Sell
+            },
+            quantity: difference.abs(),
+            ..order
+        };
+        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        let placed = self
+            .place_one(user_id, &request.strategy, order, action)
+            .await?;
+        Ok(placed.map(CommandBody::OrderId))
+    }
+
+    /// modifyorder.
+    pub async fn modify_order(
+        &self,
+        user_id: &str,
+        request: ModifyRequest,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<OrderId>> {
+        let order = &request.order;
+        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        let action = self.action(user_id, "modifyorder", log.into());
+        let mode = action.mode;
+        let user = user_id.to_string();
+        let journal = action.journal(id_response, move |result| match result {
+            Ok(orderid) => vec![Event::for_user(
+                user,
+                ModifyOrderEvent {
+                    status: "success".to_string(),
+                    orderid: orderid.clone(),
+                    mode: "live".to_string(),
+                },
+            )],
+            Err(_) => Vec::new(),
+        });
+        let change = ModifyOrder {
+            orderid: request.orderid.clone(),
+            exchange: order.exchange,
+            symbol: order.symbol.clone(),
+            action: order.action,
+            product: order.product,
+            pricetype: order.pricetype,
+            price: order.price,
+            quantity: order.quantity,
+            disclosed_quantity: order.disclosed_quantity,
+            trigger_price: order.trigger_price,
+        };
+        let result = self
+            .broker(mode)
+            .modify_order(user_id, change, journal)
+            .await;
+        id_response(&result, mode)
+    }
+
+    /// cancelorder.
+    pub async fn cancel_order(
+        &self,
+        user_id: &str,
+        orderid: &str,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<OrderId>> {
+        let action = self.action(user_id, "cancelorder", log.into());
+        let mode = action.mode;
+        let user = user_id.to_string();
+        let journal = action.journal(id_response, move |result| match result {
+            Ok(orderid) => vec![Event::for_user(
+                user,
+                CancelOrderEvent {
+                    status: "success".to_string(),
+                    orderid: orderid.clone(),
+                    mode: "live".to_string(),
+                    batch_order: None,
+                    is_last_order: None,
+                    canceled_count: None,
+                    failed_count: None,
+                },
+            )],
+            Err(_) => Vec::new(),
+        });
+        let result = self
+            .broker(mode)
+            .cancel_order(user_id, orderid, journal)
+            .await;
+        id_response(&result, mode)
+    }
+
+    /// cancelallorder.
+    pub async fn cancel_all_orders(
+        &self,
+        user_id: &str,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<CancelAll>> {
+        let action = self.action(user_id, "cancelallorder", log.into());
+        let mode = action.mode;
+        let user = user_id.to_string();
+        let journal = action.journal(cancel_all_response, move |result| match result {
+            Ok(outcome) => vec![Event::for_user(
+                user,
+                CancelOrderEvent {
+                    status: "success".to_string(),
+                    orderid: format!("{} orders canceled", outcome.canceled.len()),
+                    mode: "live".to_string(),
+                    batch_order: Some(true),
+                    is_last_order: Some(true),
+                    canceled_count: Some(outcome.canceled.len() as u64),
+                    failed_count: Some(outcome.failed.len() as u64),
+                },
+            )],
+            Err(_) => Vec::new(),
+        });
+        let result = self.broker(mode).cancel_all_orders(user_id, journal).await;
+        cancel_all_response(&result, mode)
+    }
+
+    /// closeposition.
+    pub async fn close_positions(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<Message>> {
+        let action = self.action(user_id, "closeposition", log.into());
+        let mode = action.mode;
+        let user = user_id.to_string();
+        let journal = action.journal(close_response, move |result| match result {
+            Ok(_) => vec![Event::for_user(
+                user,
+                ClosePositionEvent {
+                    status: "success".to_string(),
+                    message: POSITIONS_CLOSED.to_string(),
+                    mode: "live".to_string(),
+                },
+            )],
+            Err(_) => Vec::new(),
+        });
+        let result = self
+            .broker(mode)
+            .close_positions(user_id, strategy, journal)
+            .await;
+        close_response(&result, mode)
+    }
+
+    /// basketorder: the orders placed in turn, in one transaction; results per order.
+    pub async fn basket_order(
+        &self,
+        user_id: &str,
+        request: BasketOrder,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<Basket>> {
+        for (index, order) in request.orders.iter().enumerate() {
+            self.check_symbol(
+                &format!("orders[{index}]."),
+                order.exchange,
+                &order.symbol,
+                Some(order.quantity),
+            )?;
+        }
+        let action = self.action(user_id, "basketorder", log.into());
+        let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
+        let respond = move |outcomes: &BatchOutcome| Basket {
+            results: outcomes
+                .iter()
+                .zip(&symbols)
+                .map(|(result, symbol)| BasketResult {
+                    symbol: symbol.clone(),
+                    outcome: item_outcome(result),
+                })
+                .collect(),
+        };
+        self.place_batch(user_id, &request.strategy, request.orders, action, respond)
+            .await
+    }
+
+    /// splitorder: the quantity in children of `splitsize` (the last takes the rest), placed
+    /// in one transaction.
+    pub async fn split_order(
+        &self,
+        user_id: &str,
+        request: SplitOrder,
+        log: impl Into<ActionLog>,
+    ) -> Result<Reply<Split>> {
+        let order = &request.order;
+        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        let action = self.action(user_id, "splitorder", log.into());
+        let mut children = Vec::new();
+        let mut remaining = order.quantity;
+        while remaining > 1e-9 {
+            let quantity = remaining.min(request.splitsize);
+            children.push(OrderFields {
+                quantity,
+                ..order.clone()
+            });
+            remaining -= quantity;
+        }
+        let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
+        let (split_size, total) = (request.splitsize, order.quantity);
+        let respond = move |outcomes: &BatchOutcome| Split {
+            split_size: Quantity(split_size),
+            total_quantity: Quantity(total),
+            results: outcomes
+                .iter()
+                .zip(&quantities)
+                .enumerate()
+                .map(|(index, (result, quantity))| SplitResult {
+                    order_num: index + 1,
+                    quantity: Quantity(*quantity),
+                    outcome: item_outcome(result),
+                })
+                .collect(),
+        };
+        self.place_batch(user_id, &request.strategy, children, action, respond)
+            .await
+    }
+
+    /// Places a basket or split through the broker's batch placement: each child's events
+    /// (`batch_order`, `is_last_order` on the last), then the batch's log row, idempotency
+    /// record and response, built by `respond` from every child's outcome.
+    async fn place_batch<B: Serialize + Send + 'static>(
+        &self,
+        user_id: &str,
+        strategy: &str,
+        orders: Vec<OrderFields>,
+        action: ActionJournal,
+        respond: impl Fn(&BatchOutcome) -> B + Send + Sync + 'static,
+    ) -> Result<Reply<B>> {
+        let mode = action.mode;
+        let count = orders.len();
+        let children: Vec<(NewOrder, Journal<PlaceOutcome>)> = orders
+            .iter()
+            .enumerate()
+            .map(|(index, order)| {
+                let new = Self::new_order(user_id, strategy, order);
+                (new, child_journal(user_id, mode, order, index + 1 == count))
+            })
+            .collect();
+        let respond = Arc::new(respond);
+        let journal: Journal<BatchOutcome> = {
+            let respond = Arc::clone(&respond);
+            Box::new(move |result| match result {
+                Ok(outcomes) => {
+                    let response = Reply::in_mode(respond(outcomes), mode).to_value();
+                    action.record(StatusCode::OK, response, Vec::new())
+                }
+                Err(_) => Record::none(),
+            })
+        };
+        match self.broker(mode).place_orders(children, journal).await {
+            Ok(outcomes) => Ok(Reply::in_mode(respond(&outcomes), mode)),
+            Err(error) => Err(broker_error(&error).with_mode(mode)),
+        }
+    }
+}
+
+/// The journal of one order of a basket or split: its live `order_event`.
+fn child_journal(
+    user_id: &str,
+    mode: AccountMode,
+    order: &OrderFields,
+    is_last: bool,
+) -> Journal<PlaceOutcome> {
+    let fields = order.clone();
+    let user = user_id.to_string();
+    Box::new(move |result| {
+        let events = match (mode, result) {
+            (AccountMode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
+                vec![Event::for_user(
+                    user,
+                    order_event(&fields, &outcome.orderid, Some(is_last)),
+                )]
+            }
+            _ => Vec::new(),
+        };
+        Record { log: None, events }
+    })
+}
+
+/// The outcome of one order of a basket or split.
+fn item_outcome(result: &Outcome<PlaceOutcome>) -> ItemOutcome {
+    match result {
+        Ok(outcome) if outcome.status != OrderStatus::Rejected => ItemOutcome {
+            status: "success",
+            orderid: Some(outcome.orderid.clone()),
+            message: None,
+        },
+        Ok(outcome) => ItemOutcome {
+            status: "error",
+            orderid: Some(outcome.orderid.clone()),
+            message: Some(format!("Order rejected: {}", outcome.rejection_reason)),
+        },
+        Err(error) => ItemOutcome {
+            status: "error",
+            orderid: None,
+            message: Some(error.to_string()),
+        },
+    }
+}
+
+fn id_response(result: &Outcome<String>, mode: AccountMode) -> Result<Reply<OrderId>> {
+    match result {
+        Ok(orderid) => Ok(Reply::in_mode(
+            OrderId {
+                orderid: orderid.clone(),
+            },
+            mode,
+        )),
+        Err(error) => Err(broker_error(error).with_mode(mode)),
+    }
+}
+
+fn cancel_all_response(
+    result: &Outcome<CancelAllOutcome>,
+    mode: AccountMode,
+) -> Result<Reply<CancelAll>> {
+    match result {
+        Ok(outcome) => Ok(Reply::in_mode(
+            CancelAll {
+                canceled_orders: outcome.canceled.clone(),
+                failed_cancellations: outcome
+                    .failed
+                    .iter()
+                    .map(|(orderid, message)| FailedCancellation {
+                        orderid: orderid.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+                message: format!(
+                    "Canceled {} orders. Failed to cancel {} orders.",
+                    outcome.canceled.len(),
+                    outcome.failed.len()
+                ),
+            },
+            mode,
+        )),
+        Err(error) => Err(broker_error(error).with_mode(mode)),
+    }
+}
+
+fn close_response(
+    result: &Outcome<Vec<PlaceOutcome>>,
+    mode: AccountMode,
+) -> Result<Reply<Message>> {
+    match result {
+        Ok(outcomes) => {
+            let rejected: Vec<&PlaceOutcome> = outcomes
+                .iter()
+                .filter(|o| o.status == OrderStatus::Rejected)
+                .collect();
+            if rejected.is_empty() {
+                Ok(Reply::in_mode(
+                    Message {
+                        message: POSITIONS_CLOSED.to_string(),
+                    },
+                    mode,
+                ))
+            } else {
+                let reasons: Vec<String> = rejected
+                    .iter()
+                    .map(|o| format!("{}: {}", o.symbol, o.rejection_reason))
+                    .collect();
+                Err(HttpError::bad_request(format!(
+                    "Failed to close {} position(s): {}",
+                    rejected.len(),
+                    reasons.join("; ")
+                ))
+                .with_mode(mode))
+            }
+        }
+        Err(error) => Err(broker_error(error).with_mode(mode)),
+    }
+}
