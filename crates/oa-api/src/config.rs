@@ -129,7 +129,7 @@ impl Default for ApiConfig {
 /// A setting that cannot be used. The message names the setting and what is expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
-    /// The pepper is shorter than [`MIN_PEPPER_LEN`].
+    /// The pepper is shorter than `MIN_PEPPER_LEN`.
     #[error("API_KEY_PEPPER must be at least {MIN_PEPPER_LEN} characters (got {0})")]
     PepperTooShort(usize),
     /// `DATABASE_URL` is not a supported SQLite URL.

@@ -140,7 +140,7 @@ impl Fields {
         self.string(name)
     }
 
-    /// The required `strategy` tag: a non-empty string of at most [`MAX_STRATEGY_CHARS`]
+    /// The required `strategy` tag: a non-empty string of at most `MAX_STRATEGY_CHARS`
     /// characters.
     pub fn strategy(&self) -> Result<String> {
         let strategy = self.required_string("strategy")?;

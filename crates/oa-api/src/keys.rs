@@ -11,7 +11,7 @@
 //! cache entries at once. Keys are never logged.
 //!
 //! Verification never runs SQLite or Argon2 on an async worker: both run on the blocking
-//! pool, at most [`VERIFY_CONCURRENCY`] at a time (a flood of logins waits for a slot instead
+//! pool, at most `VERIFY_CONCURRENCY` at a time (a flood of logins waits for a slot instead
 //! of occupying every blocking thread and ~19 MiB of Argon2 memory each).
 //!
 //! Every rotation and revocation is also appended to the store's `key_events` log, which
@@ -380,7 +380,7 @@ impl KeyStore {
     }
 
     /// Checks a key: `Ok(Some(user))` when valid. Cached; the store lookup and Argon2 run on
-    /// the blocking pool, at most [`VERIFY_CONCURRENCY`] at once.
+    /// the blocking pool, at most `VERIFY_CONCURRENCY` at once.
     pub async fn verify_key(&self, key: &str) -> Result<Option<AuthenticatedUser>, KeyError> {
         if key.is_empty() || key.len() > 256 {
             return Ok(None);

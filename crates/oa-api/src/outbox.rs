@@ -1,7 +1,7 @@
 //! [`OutboxTable`]: the store's side of the transactional outbox, for the Kafka relay.
 //!
 //! With `durable_outbox` on, the engine writes each order action's envelopes into the
-//! `outbox` table in the same transaction as the order change (see [`crate::store`]). This
+//! `outbox` table in the same transaction as the order change (see the `store` module). This
 //! type reads that table from its own connection: the oldest undelivered rows, marking rows
 //! delivered, the backlog, pruning, and appending envelopes published outside an order
 //! transaction (idempotent by envelope id). `oa-server` adapts it to the relay's `Outbox`

@@ -1,6 +1,6 @@
-//! # oa-events-kafka
+#![doc = include_str!("../README.md")]
 //!
-//! The Kafka side of oa's event layer (mode KAFKA and BOTH), on rskafka (pure Rust):
+//! Modules and main types:
 //!
 //! - [`KafkaConfig`]: every `KAFKA_*` setting, plus topic creation and retry settings, with
 //!   clear errors for bad values;

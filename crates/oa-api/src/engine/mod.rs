@@ -1,7 +1,7 @@
 //! The matching engine shared by the `sandbox` and `simulator` brokers.
 //!
 //! Pure state: orders, trades, positions and accounts in memory, mutated by commands and
-//! price updates, with every change recorded in [`Changes`] so the [`worker`] can persist it
+//! price updates, with every change recorded in [`Changes`] so the `worker` can persist it
 //! and publish `order_update` events. No I/O and no clock: callers pass `now_ms` and a
 //! [`PriceSource`], which keeps the engine deterministic for property tests.
 //!
@@ -19,7 +19,7 @@
 //!   part needs more than the cash there is at that moment, the order is rejected at fill;
 //! - cancelling, modifying and rejecting release the block.
 //!
-//! The rules themselves are in [`margin`].
+//! The rules themselves are in `margin`.
 
 pub(crate) mod margin;
 pub(crate) mod worker;
