@@ -524,7 +524,7 @@ async fn proxy(
     let delivered_burst = delivered.load(Ordering::Relaxed) - delivered_before;
     let after = md.stats();
     let burst_notes = format!(
-        "burst: published {count}, bus received {}, ingested {dispatched} (of which coalesced by the dispatcher {}), dropped before dispatch {}, queued to clients {}, conflated in outboxes {}, evicted {}, read by clients {delivered_burst}",
+        "burst: published {count}, bus received {}, ingested {dispatched} (of which coalesced by the dispatcher {}), dropped before dispatch {}, queued to clients {}, conflated in send queues {}, evicted {}, read by clients {delivered_burst}",
         after.bus.received - before.bus.received,
         after.coalesced - before.coalesced,
         after.bus.dropped_channel_full - before.bus.dropped_channel_full,

@@ -60,7 +60,7 @@ pub struct MarketDataConfig {
     pub websocket_port: u16,
     /// `WS_AUTH_GRACE_SECONDS` (15): unauthenticated connections are closed with 4401.
     pub ws_auth_grace: Duration,
-    /// `WS_MAX_QUEUE` (1024): ticks per client outbox before conflation.
+    /// `WS_MAX_QUEUE` (1024): ticks per client send queue before conflation.
     pub ws_max_queue: usize,
     /// `WS_PING_INTERVAL` (20 s): protocol-level keepalive pings.
     pub ws_ping_interval: Duration,

@@ -3,7 +3,7 @@
 //! ```text
 //! feed adapter ──PUB connect──▶ [SUB bind: bus thread] ──▶ dispatcher ──┬▶ price cache
 //!  (simulated, replay, any                                               └▶ WebSocket proxy
-//!   external ZeroMQ PUB)                                                     └▶ client outboxes
+//!   external ZeroMQ PUB)                                                     └▶ client send queues
 //! ```
 //!
 //! Modules:

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! feed ─▶ bus thread ─▶ dispatcher thread ─┬▶ price cache
-//!                                        └▶ hub ─▶ client outboxes ─▶ writer tasks
+//!                                        └▶ hub ─▶ client send queues ─▶ writer tasks
 //! ```
 
 use std::collections::HashMap;
@@ -166,7 +166,7 @@ fn build_feed(
 /// clients' tasks on the runtime's workers.
 ///
 /// Ticks are drained in batches. A batch holds more than one tick only when the dispatcher
-/// is behind the bus; then, like a slow client's outbox, only the newest tick of each
+/// is behind the bus; then, like a slow client's send queue, only the newest tick of each
 /// (instrument, mode) in the batch is fanned out (the older ones are counted as conflated).
 fn run_dispatcher(
     mut ticks: mpsc::Receiver<Tick>,

@@ -132,16 +132,16 @@ async fn a_slow_client_is_conflated_while_others_keep_receiving() {
         .unwrap();
     assert!(fast_received >= symbols.len() as u64);
 
-    // The slow client's outbox stayed bounded: it was conflated or evicted, never grown.
+    // The slow client's send queue stayed bounded: it was conflated or evicted, never grown.
     let total = (rounds * symbols.len()) as u64;
     let slow_stats =
         h.md.client_stats()
             .into_iter()
             .find(|c| c.user_id.as_deref() == Some("bob"))
             .unwrap();
-    let outbox = slow_stats.outbox;
-    assert!(outbox.conflated + outbox.dropped > 0, "{outbox:?}");
-    assert!(outbox.sent < total, "{outbox:?}");
+    let queue = slow_stats.queue;
+    assert!(queue.conflated + queue.dropped > 0, "{queue:?}");
+    assert!(queue.sent < total, "{queue:?}");
     assert!(h.md.stats().proxy.conflated > 0);
 
     // When the slow client finally reads, the latest price of every symbol is there.

@@ -1,5 +1,5 @@
 //! One WebSocket connection: a reader loop (requests, auth grace timer) and a writer task
-//! (drains the outbox, sends keepalive pings, enforces the ping timeout).
+//! (drains the send queue, sends keepalive pings, enforces the ping timeout).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,9 +11,9 @@ use futures_util::{SinkExt, StreamExt};
 use oa_net::ConnectionPermit;
 
 use crate::ws::hub::Hub;
-use crate::ws::outbox::Outgoing;
 use crate::ws::protocol::{ErrorCode, ProtocolError};
 use crate::ws::registry::Client;
+use crate::ws::send_queue::Outgoing;
 use oa_marketdata_core::tick::now_ms;
 
 /// Close code sent when a client did not authenticate within the grace period.
@@ -59,7 +59,7 @@ pub(crate) async fn serve(
                 match frame {
                     Some(Ok(Message::Text(text))) => hub.handle_text(&client, text.as_str()).await,
                     Some(Ok(Message::Binary(_))) => {
-                        client.outbox.push_control(Outgoing::Text(Utf8Bytes::from(
+                        client.queue.push_control(Outgoing::Text(Utf8Bytes::from(
                             ProtocolError::new(ErrorCode::InvalidJson, "Invalid JSON message: binary frames are not supported").to_json(),
                         )));
                     }
@@ -83,7 +83,7 @@ pub(crate) async fn serve(
                 grace_pending = false;
                 if !client.is_authenticated() {
                     tracing::debug!(client = client.id, "closing unauthenticated websocket after the grace period");
-                    client.outbox.push_control(Outgoing::Close(CLOSE_AUTH_TIMEOUT, "Authentication timeout"));
+                    client.queue.push_control(Outgoing::Close(CLOSE_AUTH_TIMEOUT, "Authentication timeout"));
                 }
             }
             _ = &mut writer => {
@@ -103,7 +103,7 @@ pub(crate) async fn serve(
         }
     }
     hub.unregister(&client);
-    client.outbox.close();
+    client.queue.close();
     let _ = writer.await;
 }
 
@@ -116,7 +116,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, client: Arc<Client>
         i64::try_from((timing.ping_interval + timing.ping_timeout).as_millis()).unwrap_or(i64::MAX);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let finished = client.outbox.take(&mut batch, WRITE_BATCH);
+        let finished = client.queue.take(&mut batch, WRITE_BATCH);
         let mut written = 0u64;
         for message in batch.drain(..) {
             let result = match message {
@@ -128,22 +128,22 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, client: Arc<Client>
                     };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     let _ = sink.close().await;
-                    client.outbox.close();
+                    client.queue.close();
                     return;
                 }
             };
             if result.is_err() {
-                client.outbox.close();
+                client.queue.close();
                 return;
             }
             written += 1;
         }
         if written > 0 {
             if sink.flush().await.is_err() {
-                client.outbox.close();
+                client.queue.close();
                 return;
             }
-            client.outbox.record_sent(written);
+            client.queue.record_sent(written);
         }
         if finished {
             let _ = sink.close().await;
@@ -154,14 +154,14 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, client: Arc<Client>
             continue;
         }
         tokio::select! {
-            () = client.outbox.notified() => {}
+            () = client.queue.notified() => {}
             _ = ping.tick() => {
                 let silent_ms = now_ms() - client.last_seen_ms.load(std::sync::atomic::Ordering::Relaxed);
                 if silent_ms > dead_after_ms {
                     tracing::debug!(client = client.id, silent_ms, "websocket keepalive timed out");
-                    client.outbox.push_control(Outgoing::Close(CLOSE_PING_TIMEOUT, "keepalive ping timeout"));
+                    client.queue.push_control(Outgoing::Close(CLOSE_PING_TIMEOUT, "keepalive ping timeout"));
                 } else if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    client.outbox.close();
+                    client.queue.close();
                     return;
                 }
             }

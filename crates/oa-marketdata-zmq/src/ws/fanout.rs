@@ -2,14 +2,14 @@
 //! clients.
 //!
 //! ```text
-//! tick ──▶ index[(exchange, symbol)] ──▶ [(client, modes)] ──▶ render once per mode ──▶ outboxes
+//! tick ──▶ index[(exchange, symbol)] ──▶ [(client, modes)] ──▶ render once per mode ──▶ send queues
 //! ```
 //!
 //! A tick of mode M reaches every subscription of its instrument at mode M or lower, each
 //! message carrying the subscription's own mode (a client subscribed to LTP and Depth of one
 //! symbol receives both views). Each tick is serialised at most once per mode (1-3 times) and
 //! the resulting [`Utf8Bytes`] is shared by every subscriber (a reference-count increment per
-//! client). Pushing to an outbox never waits.
+//! client). Pushing to a send queue never waits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::ws::Utf8Bytes;
 use oa_marketdata_core::tick::{ALL_MODES, Tick};
 
-use crate::ws::outbox::{ConflationKey, Outgoing, Pushed};
 use crate::ws::protocol;
 use crate::ws::registry::Client;
+use crate::ws::send_queue::{ConflationKey, Outgoing, Pushed};
 use crate::ws::subscriptions::SubscriptionIndex;
 
 /// Delivers ticks and order updates, and counts what it delivered.
@@ -84,7 +84,7 @@ impl FanOut {
                     })
                     .clone();
                 let key: ConflationKey = (u64::from(subs.number) << 2) | u64::from(mode.code());
-                match subscriber.client.outbox.push_data(key, message) {
+                match subscriber.client.queue.push_data(key, message) {
                     Pushed::Queued => fanned += 1,
                     Pushed::Conflated => {
                         fanned += 1;
@@ -116,7 +116,7 @@ impl FanOut {
     pub fn control(&self, targets: &[Arc<Client>], message: String) {
         let message = Utf8Bytes::from(message);
         for client in targets {
-            client.outbox.push_control(Outgoing::Text(message.clone()));
+            client.queue.push_control(Outgoing::Text(message.clone()));
         }
     }
 

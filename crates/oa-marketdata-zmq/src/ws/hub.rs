@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::feed::SubscriptionHint;
 use crate::ws::fanout::FanOut;
-use crate::ws::outbox::Outgoing;
 use crate::ws::protocol::{self, ErrorCode, ProtocolError, Request, SymbolRef};
 use crate::ws::registry::{Client, ClientStats, Registry, Session, UserState};
+use crate::ws::send_queue::Outgoing;
 use crate::ws::subscriptions::{InstrumentKey, ModeSet, SubscriptionIndex};
 
 /// Limits and names the hub applies.
@@ -57,9 +57,9 @@ pub struct ProxyStats {
     pub ticks_dispatched: u64,
     /// Messages queued to clients.
     pub fanned_out: u64,
-    /// Ticks replaced in outboxes by newer ones.
+    /// Ticks replaced in send queues by newer ones.
     pub conflated: u64,
-    /// Ticks evicted from full outboxes.
+    /// Ticks evicted from full send queues.
     pub dropped: u64,
 }
 
@@ -113,7 +113,7 @@ impl Hub {
     pub(crate) fn unregister(&self, client: &Arc<Client>) {
         self.unsubscribe_all(client);
         self.registry.remove(client);
-        let stats = client.outbox.stats();
+        let stats = client.queue.stats();
         tracing::debug!(
             client = client.id,
             sent = stats.sent,
@@ -126,7 +126,7 @@ impl Hub {
     /// Queues a close frame for every client (shutdown).
     pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
         for client in self.registry.clients() {
-            client.outbox.push_control(Outgoing::Close(code, reason));
+            client.queue.push_control(Outgoing::Close(code, reason));
         }
     }
 
@@ -571,7 +571,7 @@ impl Hub {
                 ErrorCode::KeyRevoked,
                 "The API key of this session was rotated or revoked",
             ));
-            client.outbox.push_control(Outgoing::Close(
+            client.queue.push_control(Outgoing::Close(
                 crate::ws::CLOSE_KEY_REVOKED,
                 "API key revoked",
             ));

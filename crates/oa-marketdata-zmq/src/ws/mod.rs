@@ -5,7 +5,7 @@
 //! - `subscriptions`: the subscription index (instrument to subscribers and modes);
 //! - `fanout`: a tick to its instrument's subscribers, an order update to its user's clients;
 //! - `hub`: what each request does, over the registry, the index and the fan-out;
-//! - `outbox`: each client's bounded, conflating outbox;
+//! - `send_queue`: each client's bounded, conflating send queue;
 //! - `connection`: one socket's reader loop and writer task.
 //!
 //! Served by [`oa_net::serve()`]: TCP_NODELAY (without it p99 latency grows from 0.5 ms to
@@ -17,9 +17,9 @@
 mod connection;
 mod fanout;
 mod hub;
-mod outbox;
 pub mod protocol;
 mod registry;
+mod send_queue;
 mod subscriptions;
 
 use std::net::SocketAddr;
@@ -38,8 +38,8 @@ use tokio::task::JoinHandle;
 
 pub use connection::{CLOSE_AUTH_TIMEOUT, CLOSE_KEY_REVOKED, CLOSE_PING_TIMEOUT};
 pub use hub::ProxyStats;
-pub use outbox::OutboxStats;
 pub use registry::ClientStats;
+pub use send_queue::SendQueueStats;
 
 use crate::feed::SubscriptionHint;
 use hub::{Hub, HubConfig};
@@ -53,7 +53,7 @@ pub struct WsConfig {
     pub bind: SocketAddr,
     /// Close unauthenticated connections (code 4401) after this long.
     pub auth_grace: Duration,
-    /// Ticks each client's outbox holds before conflating.
+    /// Ticks each client's send queue holds before conflating.
     pub max_queue: usize,
     /// Keepalive ping interval.
     pub ping_interval: Duration,

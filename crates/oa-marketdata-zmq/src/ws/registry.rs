@@ -11,8 +11,8 @@ use oa_events_core::AuthenticatedUser;
 use oa_marketdata_core::tick::now_ms;
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::ws::outbox::{Outbox, OutboxStats, Outgoing};
 use crate::ws::protocol::ProtocolError;
+use crate::ws::send_queue::{Outgoing, SendQueue, SendQueueStats};
 use crate::ws::subscriptions::{InstrumentKey, ModeSet};
 
 /// What a client is, as seen by the hub.
@@ -21,7 +21,7 @@ pub(crate) struct Client {
     pub id: u64,
     /// The peer's address (login rate limit).
     pub ip: IpAddr,
-    pub outbox: Outbox,
+    pub queue: SendQueue,
     session: Mutex<Session>,
     /// Last inbound frame, epoch ms (keepalive).
     pub last_seen_ms: AtomicI64,
@@ -57,7 +57,7 @@ impl Client {
 
     /// Queues a reply (control queue: never conflated).
     pub fn send_text(&self, text: String) {
-        self.outbox
+        self.queue
             .push_control(Outgoing::Text(Utf8Bytes::from(text)));
     }
 
@@ -77,7 +77,7 @@ impl Client {
                 .values()
                 .map(|modes| modes.len())
                 .sum(),
-            outbox: self.outbox.stats(),
+            queue: self.queue.stats(),
         }
     }
 }
@@ -91,8 +91,8 @@ pub struct ClientStats {
     pub user_id: Option<String>,
     /// Subscriptions (instrument x mode).
     pub subscriptions: usize,
-    /// Outbox counters.
-    pub outbox: OutboxStats,
+    /// SendQueue counters.
+    pub queue: SendQueueStats,
 }
 
 /// One user's connections and instruments.
@@ -125,14 +125,14 @@ pub(crate) struct Registry {
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     users: Mutex<HashMap<String, UserState>>,
     next_client: AtomicU64,
-    /// Market-data capacity of each outbox.
+    /// Market-data capacity of each send queue.
     max_queue: usize,
-    /// Control-message capacity of each outbox.
+    /// Control-message capacity of each send queue.
     control_limit: usize,
 }
 
 impl Registry {
-    /// An empty registry whose clients get outboxes of these capacities.
+    /// An empty registry whose clients get send queues of these capacities.
     pub fn new(max_queue: usize, control_limit: usize) -> Self {
         Registry {
             clients: Mutex::new(HashMap::new()),
@@ -148,7 +148,7 @@ impl Registry {
         let client = Arc::new(Client {
             id: self.next_client.fetch_add(1, Ordering::Relaxed),
             ip,
-            outbox: Outbox::new(self.max_queue, self.control_limit),
+            queue: SendQueue::new(self.max_queue, self.control_limit),
             session: Mutex::new(Session::default()),
             last_seen_ms: AtomicI64::new(now_ms()),
             authenticated_at_ms: AtomicI64::new(0),

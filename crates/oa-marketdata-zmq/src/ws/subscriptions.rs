@@ -2,7 +2,7 @@
 //! modes. Read by the fan-out for every tick, changed by subscribe and unsubscribe requests.
 //!
 //! Each instrument gets a number when its first subscriber arrives; the fan-out uses it with
-//! the mode as the outbox conflation key.
+//! the mode as the send queue conflation key.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! A client's bounded outbox with conflation.
+//! A client's bounded send queue with conflation.
 //!
 //! Two queues: control messages (responses, pongs, order updates, close) that are never
 //! conflated and go first, and market data bounded at `capacity`. When the data queue is full,
@@ -26,7 +26,7 @@ pub(crate) enum Outgoing {
     Close(u16, &'static str),
 }
 
-/// What [`Outbox::push_data`] did.
+/// What [`SendQueue::push_data`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
     /// Appended.
@@ -35,7 +35,7 @@ pub(crate) enum Pushed {
     Conflated,
     /// Appended after evicting the oldest queued tick.
     EvictedOldest,
-    /// The outbox is closed.
+    /// The send queue is closed.
     Closed,
 }
 
@@ -56,20 +56,20 @@ struct State {
     closed: bool,
 }
 
-/// Counters of one outbox.
+/// Counters of one send queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OutboxStats {
+pub struct SendQueueStats {
     /// Messages handed to the socket.
     pub sent: u64,
     /// Ticks replaced by a newer tick of the same instrument and mode.
     pub conflated: u64,
-    /// Ticks evicted unsent because the outbox was full.
+    /// Ticks evicted unsent because the send queue was full.
     pub dropped: u64,
 }
 
-/// The outbox shared by the dispatcher (producer) and the client's writer task (consumer).
+/// The send queue shared by the dispatcher (producer) and the client's writer task (consumer).
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub(crate) struct SendQueue {
     state: Mutex<State>,
     wake: Notify,
     capacity: usize,
@@ -79,10 +79,10 @@ pub(crate) struct Outbox {
     dropped: AtomicU64,
 }
 
-impl Outbox {
-    /// An outbox holding at most `capacity` ticks and `control_limit` control messages.
+impl SendQueue {
+    /// An send queue holding at most `capacity` ticks and `control_limit` control messages.
     pub(crate) fn new(capacity: usize, control_limit: usize) -> Self {
-        Outbox {
+        SendQueue {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             capacity: capacity.max(1),
@@ -131,8 +131,8 @@ impl Outbox {
         outcome
     }
 
-    /// Queues a control message. Returns false when the outbox is closed or the control
-    /// queue overflowed (the client is not reading: the outbox closes itself).
+    /// Queues a control message. Returns false when the send queue is closed or the control
+    /// queue overflowed (the client is not reading: the send queue closes itself).
     pub(crate) fn push_control(&self, message: Outgoing) -> bool {
         {
             let mut state = self.state.lock();
@@ -160,7 +160,7 @@ impl Outbox {
     }
 
     /// Takes up to `max` messages, control first. Returns an empty batch when there is
-    /// nothing to send; `true` when the outbox is closed and fully drained (the writer stops).
+    /// nothing to send; `true` when the send queue is closed and fully drained (the writer stops).
     pub(crate) fn take(&self, batch: &mut Vec<Outgoing>, max: usize) -> bool {
         batch.clear();
         let mut state = self.state.lock();
@@ -203,7 +203,7 @@ impl Outbox {
         self.wake.notified().await;
     }
 
-    /// Marks the outbox closed without a close frame (the connection ended).
+    /// Marks the send queue closed without a close frame (the connection ended).
     pub(crate) fn close(&self) {
         self.state.lock().closed = true;
         self.wake.notify_one();
@@ -221,8 +221,8 @@ impl Outbox {
     }
 
     /// Counters.
-    pub(crate) fn stats(&self) -> OutboxStats {
-        OutboxStats {
+    pub(crate) fn stats(&self) -> SendQueueStats {
+        SendQueueStats {
             sent: self.sent.load(Ordering::Relaxed),
             conflated: self.conflated.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -238,9 +238,9 @@ mod tests {
         Utf8Bytes::from(s.to_string())
     }
 
-    fn drain(outbox: &Outbox) -> Vec<String> {
+    fn drain(queue: &SendQueue) -> Vec<String> {
         let mut batch = Vec::new();
-        outbox.take(&mut batch, 100);
+        queue.take(&mut batch, 100);
         batch
             .into_iter()
             .map(|m| match m {
@@ -252,46 +252,46 @@ mod tests {
 
     #[test]
     fn conflates_only_when_full_and_keeps_the_latest() {
-        let outbox = Outbox::new(3, 10);
-        assert_eq!(outbox.push_data(1, text("a1")), Pushed::Queued);
-        assert_eq!(outbox.push_data(1, text("a2")), Pushed::Queued);
-        assert_eq!(outbox.push_data(2, text("b1")), Pushed::Queued);
+        let queue = SendQueue::new(3, 10);
+        assert_eq!(queue.push_data(1, text("a1")), Pushed::Queued);
+        assert_eq!(queue.push_data(1, text("a2")), Pushed::Queued);
+        assert_eq!(queue.push_data(2, text("b1")), Pushed::Queued);
         // Full: a3 replaces a2 (the latest queued tick of key 1) in place.
-        assert_eq!(outbox.push_data(1, text("a3")), Pushed::Conflated);
+        assert_eq!(queue.push_data(1, text("a3")), Pushed::Conflated);
         // Full, key 3 not queued: the oldest (a1) is evicted.
-        assert_eq!(outbox.push_data(3, text("c1")), Pushed::EvictedOldest);
-        assert!(outbox.push_control(Outgoing::Text(text("ctl"))));
-        assert_eq!(drain(&outbox), ["ctl", "a3", "b1", "c1"]);
-        let stats = outbox.stats();
+        assert_eq!(queue.push_data(3, text("c1")), Pushed::EvictedOldest);
+        assert!(queue.push_control(Outgoing::Text(text("ctl"))));
+        assert_eq!(drain(&queue), ["ctl", "a3", "b1", "c1"]);
+        let stats = queue.stats();
         assert_eq!((stats.conflated, stats.dropped), (1, 1));
         // After draining, the index is consistent: new pushes queue normally.
-        assert_eq!(outbox.push_data(1, text("a4")), Pushed::Queued);
-        assert_eq!(drain(&outbox), ["a4"]);
+        assert_eq!(queue.push_data(1, text("a4")), Pushed::Queued);
+        assert_eq!(drain(&queue), ["a4"]);
     }
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_distinct_keys() {
-        let outbox = Outbox::new(8, 10);
+        let queue = SendQueue::new(8, 10);
         for i in 0..10_000u64 {
-            outbox.push_data(i % 100, text(&i.to_string()));
+            queue.push_data(i % 100, text(&i.to_string()));
         }
-        let drained = drain(&outbox);
+        let drained = drain(&queue);
         assert_eq!(drained.len(), 8);
         assert_eq!(drained.last().map(String::as_str), Some("9999"));
     }
 
     #[test]
     fn close_frame_ends_the_stream_and_control_overflow_closes() {
-        let outbox = Outbox::new(4, 2);
-        outbox.push_data(1, text("x"));
-        assert!(outbox.push_control(Outgoing::Close(4401, "Authentication timeout")));
-        assert!(!outbox.push_control(Outgoing::Text(text("late"))));
-        assert_eq!(outbox.push_data(1, text("y")), Pushed::Closed);
+        let queue = SendQueue::new(4, 2);
+        queue.push_data(1, text("x"));
+        assert!(queue.push_control(Outgoing::Close(4401, "Authentication timeout")));
+        assert!(!queue.push_control(Outgoing::Text(text("late"))));
+        assert_eq!(queue.push_data(1, text("y")), Pushed::Closed);
         let mut batch = Vec::new();
-        assert!(outbox.take(&mut batch, 10));
+        assert!(queue.take(&mut batch, 10));
         assert_eq!(batch, [Outgoing::Close(4401, "Authentication timeout")]);
 
-        let flooded = Outbox::new(4, 2);
+        let flooded = SendQueue::new(4, 2);
         assert!(flooded.push_control(Outgoing::Text(text("1"))));
         assert!(flooded.push_control(Outgoing::Text(text("2"))));
         assert!(!flooded.push_control(Outgoing::Text(text("3"))));
