@@ -11,6 +11,13 @@
 //! delivery for everyone if it were retried forever: [`OutboxTable::pending`] moves it aside
 //! instead, into `outbox_quarantine` (with the reason), marks it delivered so the relay goes
 //! on, logs its seq and id and counts it in `oa_kafka_outbox_quarantined_total`.
+//!
+//! Two connections, two commit disciplines. Appends are accepted events: they commit with
+//! `synchronous=FULL`, so an acknowledged append survives a power loss. The relay's own
+//! writes (delivered marks, quarantine moves, pruning) commit with `synchronous=NORMAL`: a
+//! mark lost to a power loss only makes the relay send that row again, with the same envelope
+//! id, which the at-least-once contract already allows. An fsync per delivered batch cost the
+//! order-to-consumer latency hundreds of milliseconds (p50 470 ms against 26 ms).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,18 +27,22 @@ use parking_lot::Mutex;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
 
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, StoreSync};
 
-/// The outbox table, on a connection of its own (WAL: readers never block the engine).
+/// The outbox table, on connections of its own (WAL: readers never block the engine).
 #[derive(Debug, Clone)]
 pub struct OutboxTable {
+    /// Reads and the relay's bookkeeping (`synchronous=NORMAL`).
     conn: Arc<Mutex<Connection>>,
+    /// [`OutboxTable::append_if_absent`] only (`synchronous=FULL`).
+    append_conn: Arc<Mutex<Connection>>,
 }
 
 impl OutboxTable {
     /// Opens the store at `path` (applying migrations if needed).
     pub fn open(path: &Path) -> Result<OutboxTable, StoreError> {
-        let conn = store::open(path)?;
+        let conn = store::open_with_sync(path, StoreSync::Normal)?;
+        let append_conn = store::open_with_sync(path, StoreSync::Full)?;
         // The quarantine belongs to this reader only, so it is created here rather than as a
         // store migration.
         conn.execute_batch(
@@ -48,12 +59,14 @@ impl OutboxTable {
         )?;
         Ok(OutboxTable {
             conn: Arc::new(Mutex::new(conn)),
+            append_conn: Arc::new(Mutex::new(append_conn)),
         })
     }
 
-    /// Appends envelopes not already in the outbox (by id), in the given order.
+    /// Appends envelopes not already in the outbox (by id), in the given order; durable
+    /// (`synchronous=FULL`) when it returns.
     pub fn append_if_absent(&self, envelopes: &[Arc<Envelope>]) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.append_conn.lock();
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -225,6 +238,27 @@ mod tests {
             .unwrap();
         assert_eq!(pruned, 3);
         assert_eq!(table.backlog().unwrap(), 2);
+    }
+
+    fn synchronous(conn: &Mutex<Connection>) -> i64 {
+        conn.lock()
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn appends_commit_with_full_sync_and_the_relays_marks_with_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = OutboxTable::open(&dir.path().join("oa.db")).unwrap();
+        // SQLite's values: 1 = NORMAL, 2 = FULL.
+        assert_eq!(synchronous(&table.append_conn), 2);
+        assert_eq!(synchronous(&table.conn), 1);
+        // Both see the same table: an append is pending for the relay's connection at once.
+        table.append_if_absent(&[envelope(0)]).unwrap();
+        let pending = table.pending(10).unwrap();
+        assert_eq!(pending.len(), 1);
+        table.mark_delivered(&[pending[0].0]).unwrap();
+        assert_eq!(table.backlog().unwrap(), 0);
     }
 
     #[test]
