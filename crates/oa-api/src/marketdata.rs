@@ -8,7 +8,7 @@ use oa_marketdata_core::{PriceCache, PriceSnapshot, SymbolMaster};
 use crate::price::{
     DepthLevel, MarketData, PriceEvent, PriceSource, PriceStream, Quote, stream_from_broadcast,
 };
-use crate::symbols::SymbolDirectory;
+use crate::symbols::{ListedSymbol, SymbolDirectory};
 
 fn positive(value: Option<f64>) -> Option<f64> {
     value.filter(|v| v.is_finite() && *v > 0.0)
@@ -73,10 +73,28 @@ impl SymbolDirectory for SymbolMaster {
         self.lookup(exchange, symbol)
             .map(|instrument| instrument.lot_size)
     }
+
+    fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol> {
+        SymbolMaster::search(self, query, exchange, limit)
+            .into_iter()
+            .map(|instrument| ListedSymbol {
+                exchange: instrument.exchange.clone(),
+                symbol: instrument.symbol.clone(),
+                name: instrument.name.clone(),
+                lot_size: instrument.lot_size,
+                tick_size: instrument.tick_size,
+                instrument_type: instrument.instrument_type.clone(),
+            })
+            .collect()
+    }
 }
 
 impl<T: SymbolDirectory> SymbolDirectory for Arc<T> {
     fn lot_size(&self, exchange: &str, symbol: &str) -> Option<f64> {
         (**self).lot_size(exchange, symbol)
+    }
+
+    fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol> {
+        (**self).search(query, exchange, limit)
     }
 }

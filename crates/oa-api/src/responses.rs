@@ -436,3 +436,43 @@ pub struct Pong {
     /// The live broker's name.
     pub broker: &'static str,
 }
+
+/// The body of search: `message` then the matches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResults {
+    /// "Found N matching symbols" or "No matching symbols found".
+    pub message: String,
+    /// Closest first.
+    pub data: Vec<SymbolMatch>,
+}
+
+/// One search match, with upstream's keys (oa's symbol master has no broker tokens,
+/// expiries or strikes for cash instruments: `brsymbol`/`brexchange` repeat the OpenAlgo
+/// names, `token` is empty, `expiry` empty, `strike` 0, `freeze_qty` 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymbolMatch {
+    /// OpenAlgo symbol.
+    pub symbol: String,
+    /// Broker symbol (the same in oa).
+    pub brsymbol: String,
+    /// Instrument name.
+    pub name: String,
+    /// Exchange code.
+    pub exchange: String,
+    /// Broker exchange (the same in oa).
+    pub brexchange: String,
+    /// Broker token (none in oa).
+    pub token: String,
+    /// Expiry (derivatives only).
+    pub expiry: String,
+    /// Strike (options only).
+    pub strike: f64,
+    /// Lot size.
+    pub lotsize: Quantity,
+    /// EQ, INDEX, FUT, CE, PE, ...
+    pub instrumenttype: String,
+    /// Minimum price step.
+    pub tick_size: f64,
+    /// Exchange freeze quantity (1 where none applies).
+    pub freeze_qty: u64,
+}

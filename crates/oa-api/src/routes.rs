@@ -35,7 +35,7 @@ use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
 use crate::responses::{
     AnalyzerData, Data, DepthData, Funds, OpenPosition, OrderBook, OrderStatusData, Pong,
-    PositionRow, QuoteData, Reply, TradeRow,
+    PositionRow, QuoteData, Reply, SearchResults, TradeRow,
 };
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
@@ -317,6 +317,21 @@ async fn depth(
     app.service.depth(exchange, &symbol)
 }
 
+/// search: symbols of the symbol master matching a query (upstream restx_api/search.py).
+async fn search(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<SearchResults>, HttpError> {
+    let fields = Fields::new(body, &["apikey", "query", "exchange"])?;
+    let query = fields.required_string("query")?;
+    let exchange = match fields.opt_string("exchange")? {
+        Some(_) => Some(fields.exchange("exchange")?),
+        None => None,
+    };
+    app.authenticate(&fields).await?;
+    Ok(app.service.search(&query, exchange))
+}
+
 /// A basket or split over REST: read, key checked, placed once per idempotency key.
 macro_rules! batch {
     ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
@@ -474,6 +489,7 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
         .route("/funds", post(funds))
         .route("/quotes", post(quotes))
         .route("/depth", post(depth))
+        .route("/search", post(search))
         .route("/analyzer", post(analyzer))
         .route("/analyzer/toggle", post(analyzer_toggle))
         .route("/ping", post(ping))

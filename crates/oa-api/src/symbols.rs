@@ -3,10 +3,30 @@
 
 use std::collections::HashMap;
 
-/// Answers "is this symbol tradable here, and in which lot size?".
+/// Answers "is this symbol tradable here, and in which lot size?", and finds symbols.
 pub trait SymbolDirectory: Send + Sync + 'static {
     /// The lot size of (exchange, symbol), or `None` when the symbol is unknown.
     fn lot_size(&self, exchange: &str, symbol: &str) -> Option<f64>;
+
+    /// Up to `limit` instruments matching `query`, closest first (the `search` endpoint).
+    fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol>;
+}
+
+/// An instrument as the search endpoint reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedSymbol {
+    /// Exchange code.
+    pub exchange: String,
+    /// OpenAlgo symbol.
+    pub symbol: String,
+    /// Instrument name.
+    pub name: String,
+    /// Lot size.
+    pub lot_size: f64,
+    /// Minimum price step.
+    pub tick_size: f64,
+    /// EQ, INDEX, FUT, CE, PE, ...
+    pub instrument_type: String,
 }
 
 /// A fixed in-memory directory (embedding and tests).
@@ -34,5 +54,31 @@ impl SymbolDirectory for StaticSymbols {
         self.lots
             .get(&(exchange.to_string(), symbol.to_string()))
             .copied()
+    }
+
+    /// Symbols containing the query (case-insensitive), alphabetical; a static directory
+    /// knows no names or tick sizes.
+    fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol> {
+        let query = query.trim().to_uppercase();
+        let mut found: Vec<ListedSymbol> = self
+            .lots
+            .iter()
+            .filter(|((listed_exchange, symbol), _)| {
+                !query.is_empty()
+                    && symbol.to_uppercase().contains(&query)
+                    && exchange.is_none_or(|exchange| exchange == listed_exchange)
+            })
+            .map(|((exchange, symbol), lot_size)| ListedSymbol {
+                exchange: exchange.clone(),
+                symbol: symbol.clone(),
+                name: symbol.clone(),
+                lot_size: *lot_size,
+                tick_size: 0.05,
+                instrument_type: String::new(),
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.symbol, &a.exchange).cmp(&(&b.symbol, &b.exchange)));
+        found.truncate(limit);
+        found
     }
 }

@@ -1121,3 +1121,61 @@ async fn strategy_is_bounded_with_a_400_naming_the_field() {
     body["strategy"] = json!("é".repeat(255));
     server.ok("placeorder", body).await;
 }
+
+/// search as upstream answers it (openalgo restx_api/search.py, services/search_service.py,
+/// ranking from database/token_db_enhanced.py): message, keys, exchange filter, errors.
+#[tokio::test]
+async fn search_finds_symbols_closest_first_with_upstreams_keys() {
+    let server = start().await;
+    let found = server.ok("search", json!({"query": "nifty"})).await;
+    let symbols: Vec<&str> = found["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["symbol"].as_str().unwrap())
+        .collect();
+    // Exact match first, then symbols starting with the query, shorter first.
+    assert_eq!(symbols[0], "NIFTY", "{found}");
+    assert!(symbols.contains(&"BANKNIFTY") && symbols.contains(&"NIFTYBEES"));
+    assert!(
+        symbols.iter().position(|s| *s == "NIFTYBEES")
+            < symbols.iter().position(|s| *s == "BANKNIFTY")
+    );
+    assert_eq!(
+        found["message"],
+        format!("Found {} matching symbols", symbols.len())
+    );
+    assert_eq!(
+        found["data"][0],
+        json!({"symbol": "NIFTY", "brsymbol": "NIFTY", "name": "NIFTY 50", "exchange": "NSE_INDEX",
+               "brexchange": "NSE_INDEX", "token": "", "expiry": "", "strike": 0.0, "lotsize": 1,
+               "instrumenttype": "INDEX", "tick_size": 0.05, "freeze_qty": 1})
+    );
+
+    let on_nse = server
+        .ok("search", json!({"query": "state bank", "exchange": "NSE"}))
+        .await;
+    assert_eq!(on_nse["data"].as_array().unwrap().len(), 1, "{on_nse}");
+    assert_eq!(on_nse["data"][0]["symbol"], "SBIN");
+
+    let none = server.ok("search", json!({"query": "zzzz"})).await;
+    assert_eq!(
+        (none["message"].as_str(), none["data"].as_array().map(Vec::len)),
+        (Some("No matching symbols found"), Some(0))
+    );
+
+    let (code, body) = server.call("search", json!({"query": "  "})).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = server
+        .call("search", json!({"query": "SBIN", "exchange": "LSE"}))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].to_string().contains("exchange"), "{body}");
+    let (code, body) = server
+        .post("search", json!({"apikey": "wrong", "query": "SBIN"}))
+        .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (403, Some("Invalid openalgo apikey"))
+    );
+}

@@ -286,6 +286,49 @@ impl SymbolMaster {
     pub fn iter(&self) -> impl Iterator<Item = &Instrument> {
         self.instruments.iter()
     }
+
+    /// Instruments matching every whitespace-separated term of `query` (case-insensitive,
+    /// each term a substring of the symbol or the name), optionally on one exchange; at most
+    /// `limit`, closest first, ranked as OpenAlgo ranks them: the symbol equal to the query,
+    /// then symbols starting with it, then symbols containing every term, then name-only
+    /// matches; shorter symbols first within a rank, then alphabetical.
+    pub fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<&Instrument> {
+        let query_upper = query.trim().to_uppercase();
+        let terms: Vec<String> = query_upper.split_whitespace().map(str::to_string).collect();
+        if terms.is_empty() {
+            return Vec::new();
+        }
+        let mut scored: Vec<(u8, usize, &str, &Instrument)> = Vec::new();
+        for instrument in &self.instruments {
+            if exchange.is_some_and(|exchange| exchange != instrument.exchange) {
+                continue;
+            }
+            let symbol = instrument.symbol.to_uppercase();
+            let name = instrument.name.to_uppercase();
+            let every_term_matches = terms
+                .iter()
+                .all(|term| symbol.contains(term.as_str()) || name.contains(term.as_str()));
+            if !every_term_matches {
+                continue;
+            }
+            let rank = if symbol == query_upper {
+                0
+            } else if symbol.starts_with(&query_upper) {
+                1
+            } else if terms.iter().all(|term| symbol.contains(term.as_str())) {
+                2
+            } else {
+                3
+            };
+            scored.push((rank, symbol.len(), instrument.symbol.as_str(), instrument));
+        }
+        scored.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        scored
+            .into_iter()
+            .take(limit)
+            .map(|(_, _, _, instrument)| instrument)
+            .collect()
+    }
 }
 
 fn source_label(source: &SymbolSource) -> String {
@@ -416,5 +459,36 @@ mod tests {
                 .unwrap()
                 .contains("/nonexistent/symbols.csv")
         );
+    }
+
+    /// Ranking as upstream's `SymbolCache.search_symbols` (openalgo
+    /// database/token_db_enhanced.py): exact, prefix, substring, then name-only matches.
+    #[test]
+    fn search_ranks_exact_then_prefix_then_substring_then_name() {
+        let master = SymbolMaster::parse_csv(
+            "exchange,symbol,name,lot_size,tick_size,instrument_type\n\
+             NSE,BANKBARODA,BANK OF BARODA,1,0.05,EQ\n\
+             NSE,SBIN,STATE BANK OF INDIA,1,0.05,EQ\n\
+             NSE_INDEX,BANKNIFTY,NIFTY BANK,1,0.05,INDEX\n\
+             NSE,BANK,A BANK,1,0.05,EQ\n\
+             NSE,AXISBANK,AXIS BANK,1,0.05,EQ\n",
+        )
+        .unwrap();
+        let symbols = |query: &str, exchange: Option<&str>| -> Vec<String> {
+            master
+                .search(query, exchange, 10)
+                .into_iter()
+                .map(|instrument| instrument.symbol.clone())
+                .collect()
+        };
+        assert_eq!(
+            symbols("bank", None),
+            ["BANK", "BANKNIFTY", "BANKBARODA", "AXISBANK", "SBIN"]
+        );
+        assert_eq!(symbols("state bank", None), ["SBIN"]);
+        assert_eq!(symbols("bank", Some("NSE_INDEX")), ["BANKNIFTY"]);
+        assert!(symbols("  ", None).is_empty());
+        assert!(symbols("zzz", None).is_empty());
+        assert_eq!(master.search("bank", None, 2).len(), 2);
     }
 }

@@ -6,11 +6,16 @@ use oa_events_core::number::Quantity;
 use super::{OrderService, Result};
 use crate::error::HttpError;
 use crate::price::MarketData;
-use crate::responses::{Data, DepthData, DepthLevel, QuoteData, Reply};
+use crate::responses::{
+    Data, DepthData, DepthLevel, QuoteData, Reply, SearchResults, SymbolMatch,
+};
 use crate::types::Exchange;
 
 /// Levels of each side of depth.
 const DEPTH_LEVELS: usize = 5;
+
+/// The most matches search returns (upstream's `limit=500`, services/search_service.py).
+const SEARCH_LIMIT: usize = 500;
 
 impl OrderService {
     /// The market data of a known symbol, or 404 while it has no quote.
@@ -69,6 +74,38 @@ impl OrderService {
                 bids: levels(&data.bids),
             },
         }))
+    }
+}
+
+impl OrderService {
+    /// search: the symbol master's closest matches, upstream's message and keys.
+    pub fn search(&self, query: &str, exchange: Option<Exchange>) -> Reply<SearchResults> {
+        let found = self
+            .symbols
+            .search(query, exchange.map(Exchange::as_str), SEARCH_LIMIT);
+        let message = if found.is_empty() {
+            "No matching symbols found".to_string()
+        } else {
+            format!("Found {} matching symbols", found.len())
+        };
+        let data = found
+            .into_iter()
+            .map(|listed| SymbolMatch {
+                brsymbol: listed.symbol.clone(),
+                symbol: listed.symbol,
+                name: listed.name,
+                brexchange: listed.exchange.clone(),
+                exchange: listed.exchange,
+                token: String::new(),
+                expiry: String::new(),
+                strike: 0.0,
+                lotsize: Quantity(listed.lot_size),
+                instrumenttype: listed.instrument_type,
+                tick_size: listed.tick_size,
+                freeze_qty: 1,
+            })
+            .collect();
+        Reply::new(SearchResults { message, data })
     }
 }
 
