@@ -135,8 +135,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
     let in_flight = InFlightRequests::default();
+    let dashboard = crate::dashboard::DashboardInfo {
+        websocket_port: marketdata.ws_addr().port(),
+        websocket_url: None,
+    };
     let mut router = http::ops_router(health, metrics)
         .merge(api.router())
+        .merge(crate::dashboard::router(dashboard))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             in_flight.clone(),

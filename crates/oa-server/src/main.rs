@@ -9,6 +9,7 @@ mod cli;
 // which rustdoc would otherwise read as intra-doc links.
 #[allow(rustdoc::broken_intra_doc_links)]
 mod config;
+mod dashboard;
 mod esb;
 mod http;
 mod late_verifier;
