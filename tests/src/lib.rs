@@ -53,6 +53,28 @@ pub fn node_modules() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The system's Chromium for the browser tests (`OA_CHROMIUM` overrides), installed with
+/// Debian's `chromium` package by `cargo xtask setup`.
+pub fn chromium() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("OA_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask setup` (apt-get install chromium)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A TCP port that was free on 127.0.0.1 a moment ago (for a server that must keep its port
+/// across a restart).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// Runs a Python test script from `tests/python` with the given environment, returning its
 /// standard output; fails with the script's output when it exits non-zero.
 pub fn run_python_script(script: &str, env: &[(&str, String)]) -> anyhow::Result<String> {

@@ -6,13 +6,14 @@
 //! missing the test fails and says to run `cargo xtask kafka up`: it never passes silently.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::free_port;
 use crate::pki::Pki;
 use crate::tls_proxy::TlsProxy;
 
@@ -130,11 +131,6 @@ pub fn create_scram_user(
         }
     }
     Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// True once the broker answers a Kafka ApiVersions request.

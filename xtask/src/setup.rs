@@ -2,8 +2,11 @@
 //!
 //! - `.venv/`: a Python virtual environment with tests/python/requirements.txt (the official
 //!   OpenAlgo SDK, pyzmq, python-socketio, ...).
-//! - `tests/node/node_modules/`: npm packages of tests/node/package.json (socket.io-client).
+//! - `tests/node/node_modules/`: npm packages of tests/node/package.json (socket.io-client,
+//!   playwright-core).
 //! - tansu, the Kafka-protocol broker (`cargo xtask kafka`; cached outside the work tree).
+//! - Chromium, the headless browser of the dashboard tests (Debian's `chromium` package,
+//!   installed with apt-get when `/usr/bin/chromium` is missing).
 //!
 //! Each install is skipped when its input file has not changed since the last one (a stamp
 //! file holds a copy of the input).
@@ -21,6 +24,36 @@ pub fn run() -> anyhow::Result<()> {
     node()?;
     // The Kafka-protocol broker the Kafka tests start (built once, then cached).
     crate::kafka::install()?;
+    system_package("/usr/bin/chromium", "chromium")?;
+    Ok(())
+}
+
+/// Installs a Debian package with apt-get when `binary` is missing (as root, as on CI; other
+/// users get the command to run).
+fn system_package(binary: &str, package: &str) -> anyhow::Result<()> {
+    if Path::new(binary).exists() {
+        println!("{package}: installed ({binary})");
+        return Ok(());
+    }
+    println!("{package}: {binary} is missing; apt-get install {package}");
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0"));
+    anyhow::ensure!(
+        root_user,
+        "{binary} is missing: run `sudo apt-get install -y {package}` and then `cargo xtask setup` again"
+    );
+    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_command(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    anyhow::ensure!(
+        Path::new(binary).exists(),
+        "apt-get installed {package} but {binary} is still missing"
+    );
     Ok(())
 }
 

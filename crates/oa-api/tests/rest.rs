@@ -1160,7 +1160,10 @@ async fn search_finds_symbols_closest_first_with_upstreams_keys() {
 
     let none = server.ok("search", json!({"query": "zzzz"})).await;
     assert_eq!(
-        (none["message"].as_str(), none["data"].as_array().map(Vec::len)),
+        (
+            none["message"].as_str(),
+            none["data"].as_array().map(Vec::len)
+        ),
         (Some("No matching symbols found"), Some(0))
     );
 

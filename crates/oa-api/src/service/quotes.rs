@@ -6,9 +6,7 @@ use oa_events_core::number::Quantity;
 use super::{OrderService, Result};
 use crate::error::HttpError;
 use crate::price::MarketData;
-use crate::responses::{
-    Data, DepthData, DepthLevel, QuoteData, Reply, SearchResults, SymbolMatch,
-};
+use crate::responses::{Data, DepthData, DepthLevel, QuoteData, Reply, SearchResults, SymbolMatch};
 use crate::types::Exchange;
 
 /// Levels of each side of depth.
