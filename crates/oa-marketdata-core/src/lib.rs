@@ -7,6 +7,7 @@
 //! - [`symbols`]: the symbol master (OpenAlgo "master contract");
 //! - [`price_cache`]: the latest LTP / quote / depth per instrument, lock-free reads.
 
+pub mod candles;
 pub mod price_cache;
 pub mod symbols;
 pub mod tick;
