@@ -10,7 +10,10 @@
 //! gives exactly the bars that would have been built from the trades directly (a property
 //! test below checks it).
 
+use std::collections::HashMap;
 use std::fmt;
+
+use crate::price_cache::PriceSnapshot;
 
 /// India Standard Time: UTC+05:30, no daylight saving.
 pub const IST_OFFSET_SECONDS: i64 = 5 * 3600 + 30 * 60;
@@ -178,10 +181,168 @@ pub fn aggregate(bars: &[Bar], interval: Interval) -> Vec<Bar> {
     out
 }
 
+/// Builds 1-minute bars per instrument from price-cache snapshots (ticks), off the tick path:
+/// the caller feeds it from the cache's update stream and stores the bars it completes.
+///
+/// The tick's `volume` is the day's cumulative volume; a bar's volume is the increase over the
+/// previous tick of the instrument (a decrease, a new day, counts the new total).
+#[derive(Debug, Default)]
+pub struct MinuteBarRecorder {
+    open: HashMap<(String, String), OpenBar>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OpenBar {
+    bar: Bar,
+    cumulative_volume: f64,
+}
+
+/// A completed bar of one instrument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstrumentBar {
+    /// Exchange code.
+    pub exchange: String,
+    /// Symbol.
+    pub symbol: String,
+    /// The 1-minute bar.
+    pub bar: Bar,
+}
+
+impl MinuteBarRecorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        MinuteBarRecorder::default()
+    }
+
+    /// Records one tick; returns the instrument's previous bar when this tick starts a new
+    /// minute. Ticks without a usable price, or older than the open bar, are ignored.
+    pub fn record(&mut self, snapshot: &PriceSnapshot) -> Option<InstrumentBar> {
+        if !snapshot.ltp.is_finite() || snapshot.ltp <= 0.0 {
+            return None;
+        }
+        let time = snapshot.updated_at_ms.div_euclid(1000);
+        let minute = Interval::Minutes(1).bucket_start(time);
+        let cumulative = if snapshot.volume.is_finite() {
+            snapshot.volume.max(0.0)
+        } else {
+            0.0
+        };
+        let key = (snapshot.exchange.clone(), snapshot.symbol.clone());
+        let Some(open) = self.open.get_mut(&key) else {
+            let trade = Trade {
+                time,
+                price: snapshot.ltp,
+                quantity: 0.0,
+                oi: snapshot.oi,
+            };
+            self.open.insert(
+                key,
+                OpenBar {
+                    bar: Bar::opened_by(minute, &trade),
+                    cumulative_volume: cumulative,
+                },
+            );
+            return None;
+        };
+        if minute < open.bar.time {
+            return None;
+        }
+        let quantity = if cumulative >= open.cumulative_volume {
+            cumulative - open.cumulative_volume
+        } else {
+            cumulative
+        };
+        open.cumulative_volume = cumulative;
+        let trade = Trade {
+            time,
+            price: snapshot.ltp,
+            quantity,
+            oi: snapshot.oi,
+        };
+        if minute == open.bar.time {
+            open.bar.add(&trade);
+            return None;
+        }
+        let completed = std::mem::replace(&mut open.bar, Bar::opened_by(minute, &trade));
+        Some(InstrumentBar {
+            exchange: key.0,
+            symbol: key.1,
+            bar: completed,
+        })
+    }
+
+    /// The bar still being built for an instrument (the current minute).
+    pub fn open_bar(&self, exchange: &str, symbol: &str) -> Option<Bar> {
+        self.open
+            .get(&(exchange.to_string(), symbol.to_string()))
+            .map(|open| open.bar)
+    }
+
+    /// Every bar still being built (to store them at shutdown).
+    pub fn open_bars(&self) -> Vec<InstrumentBar> {
+        self.open
+            .iter()
+            .map(|((exchange, symbol), open)| InstrumentBar {
+                exchange: exchange.clone(),
+                symbol: symbol.clone(),
+                bar: open.bar,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn snapshot(time_ms: i64, ltp: f64, volume: f64) -> PriceSnapshot {
+        PriceSnapshot {
+            exchange: "NSE".into(),
+            symbol: "SBIN".into(),
+            ltp,
+            volume,
+            oi: 0.0,
+            updated_at_ms: time_ms,
+            ..PriceSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn the_recorder_completes_a_bar_when_a_new_minute_starts() {
+        let mut recorder = MinuteBarRecorder::new();
+        let t = SESSION_OPEN * 1000;
+        assert_eq!(recorder.record(&snapshot(t + 1_000, 100.0, 1_000.0)), None);
+        assert_eq!(recorder.record(&snapshot(t + 30_000, 104.0, 1_010.0)), None);
+        assert_eq!(recorder.record(&snapshot(t + 50_000, 99.0, 1_025.0)), None);
+        // An older tick (out of order) is ignored.
+        assert_eq!(recorder.record(&snapshot(t - 61_000, 1.0, 0.0)), None);
+        let completed = recorder
+            .record(&snapshot(t + 61_000, 101.0, 1_030.0))
+            .unwrap();
+        assert_eq!(
+            (completed.exchange.as_str(), completed.symbol.as_str()),
+            ("NSE", "SBIN")
+        );
+        assert_eq!(
+            completed.bar,
+            Bar {
+                time: SESSION_OPEN,
+                open: 100.0,
+                high: 104.0,
+                low: 99.0,
+                close: 99.0,
+                volume: 25.0,
+                oi: 0.0
+            }
+        );
+        let open = recorder.open_bar("NSE", "SBIN").unwrap();
+        assert_eq!(
+            (open.time, open.open, open.volume),
+            (SESSION_OPEN + 60, 101.0, 5.0)
+        );
+        assert_eq!(recorder.open_bars().len(), 1);
+    }
 
     /// 2026-12-01 09:15:00 IST.
     const SESSION_OPEN: i64 = 1_796_096_700;
