@@ -12,7 +12,7 @@ use common::{Client, KEY_ALICE, KEY_BOB, depth_tick, start, start_default};
 use oa_events_core::Event;
 use oa_events_core::catalog::OrderUpdate;
 use oa_events_core::number::Quantity;
-use oa_marketdata_zmq::{MarketDataConfig, Mode, Tick};
+use oa_marketdata_zmq::{MarketDataConfig, Tick, TickMode};
 use serde_json::{Value, json};
 
 fn is_market_data(symbol: &'static str) -> impl FnMut(&Value) -> bool {
@@ -76,7 +76,7 @@ async fn every_mode_and_the_hierarchy() {
     assert_eq!(m["data"]["depth"]["sell"][0]["orders"], 1);
 
     // A QUOTE tick reaches LTP and Quote subscribers, not Depth ones.
-    let mut quote_tick = depth_tick("NSE", "SBIN", 813.0).view(Mode::Quote);
+    let mut quote_tick = depth_tick("NSE", "SBIN", 813.0).view(TickMode::Quote);
     quote_tick.ltp = 813.0;
     publisher.publish(&quote_tick).unwrap();
     // An LTP tick reaches only LTP subscribers.
