@@ -86,3 +86,83 @@ async fn smart_order_with_position_size_zero_and_no_position_places_the_request(
                "message": "No OpenPosition Found. Not placing Exit order."})
     );
 }
+
+/// Upstream restx_api/schemas.py `OrderSchema`: placeorder accepts `underlying_ltp` (a number
+/// or null); every route in restx_api/*.py is `strict_slashes=False`, so a trailing slash
+/// reaches the endpoint; app.py `not_found_error` answers unknown `/api/` paths with
+/// `{"status":"error","message":"Not found","path":...}`.
+#[tokio::test]
+async fn underlying_ltp_trailing_slashes_and_the_404_body_are_upstreams() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let mut with_ltp = order("SBIN", "BUY", "1");
+    with_ltp["underlying_ltp"] = json!(24850.5);
+    server.ok("placeorder", with_ltp.clone()).await;
+    with_ltp["underlying_ltp"] = Value::Null;
+    server.ok("placeorder", with_ltp.clone()).await;
+    with_ltp["underlying_ltp"] = json!("high");
+    let (status, body) = server.call("placeorder", with_ltp).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("underlying_ltp")),
+        "{body}"
+    );
+
+    for path in [
+        "placeorder/",
+        "funds/",
+        "analyzer/",
+        "analyzer/toggle/",
+        "orderbook/",
+        "closeposition/",
+    ] {
+        let body = match path {
+            "placeorder/" => order("SBIN", "BUY", "1"),
+            "analyzer/toggle/" => json!({"mode": false}),
+            _ => json!({"strategy": "compat"}),
+        };
+        let body = if matches!(path, "funds/" | "analyzer/" | "orderbook/") {
+            json!({})
+        } else {
+            body
+        };
+        server.ok(path, body).await;
+    }
+
+    let (status, body) = server.post("nosuchthing", json!({})).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"status": "error", "message": "Not found", "path": "/api/v1/nosuchthing"})
+    );
+}
+
+/// Upstream restx_api/cancel_all_order.py, close_position.py, basket_order.py and
+/// split_order.py are limited by `API_RATE_LIMIT`; place_order.py, modify_order.py and
+/// cancel_order.py by `ORDER_RATE_LIMIT`.
+#[tokio::test]
+async fn cancelallorder_closeposition_basket_and_split_count_against_the_api_limit() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = common::config(&dir);
+    config.order_rate_limit = "1 per minute".into();
+    config.api_rate_limit = "1000 per minute".into();
+    let server = common::start_with(dir, config).await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.ok("placeorder", order("SBIN", "BUY", "1")).await;
+    let (status, _) = server.call("placeorder", order("SBIN", "BUY", "1")).await;
+    assert_eq!(status, 429, "the order group is spent");
+    server
+        .ok("cancelallorder", json!({"strategy": "compat"}))
+        .await;
+    server
+        .ok("closeposition", json!({"strategy": "compat"}))
+        .await;
+    let basket = json!({"strategy": "compat", "orders": [
+        {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1"}]});
+    server.ok("basketorder", basket).await;
+    let mut split = order("SBIN", "BUY", "2");
+    split["splitsize"] = "1".into();
+    server.ok("splitorder", split).await;
+}
