@@ -126,8 +126,10 @@ async fn run_orders(server: &TestServer, key: &str) -> Session {
         .await
         .unwrap();
     assert_eq!(status, 200, "{smart}");
+    // Quantity 0 with the position matched: upstream's sandbox_place_smart_order message
+    // (services/sandbox_service.py).
     assert_eq!(
-        smart["message"], "Positions Already Matched. No Action needed.",
+        smart["message"], "No OpenPosition Found. Not placing Exit order.",
         "{smart}"
     );
 
@@ -212,7 +214,7 @@ fn check_session(channel: &str, events: &[(String, Value)], session: &Session) {
     assert_eq!(
         find("order_notification", &|_| true),
         json!({"symbol": "SBIN", "status": "info",
-            "message": "Positions Already Matched. No Action needed."}),
+            "message": "No OpenPosition Found. Not placing Exit order."}),
         "{channel}"
     );
     assert_eq!(

@@ -93,6 +93,7 @@ pub const PLACE_ORDER_FIELDS: &[&str] = &[
     "price",
     "trigger_price",
     "disclosed_quantity",
+    "underlying_ltp",
 ];
 
 /// Fields of placesmartorder.
@@ -169,8 +170,10 @@ pub struct PlaceOrder {
 }
 
 impl PlaceOrder {
-    /// Reads placeorder.
+    /// Reads placeorder. `underlying_ltp` (upstream restx_api/schemas.py `OrderSchema`: an
+    /// optional number an options order passes for reference) is checked and not used.
     pub fn read(fields: &Fields) -> Result<PlaceOrder> {
+        fields.opt_price("underlying_ltp")?;
         Ok(PlaceOrder {
             strategy: fields.strategy()?,
             order: OrderFields::read(fields, false)?,

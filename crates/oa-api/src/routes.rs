@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -407,8 +407,11 @@ fn original_path(request: &Request) -> String {
     )
 }
 
+/// upstream app.py `not_found_error`: `{"status":"error","message":"Not found","path":...}`.
 async fn not_found(request: Request) -> Response {
-    HttpError::not_found(format!("Not found: {}", original_path(&request))).into_response()
+    HttpError::not_found("Not found")
+        .with("path", original_path(&request))
+        .into_response()
 }
 
 async fn method_not_allowed(request: Request) -> Response {
@@ -459,44 +462,68 @@ impl Limiters {
     }
 }
 
-/// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path.
+/// Routes `path` and `path/` to `handler`: upstream's routes are `strict_slashes=False`
+/// (restx_api/*.py), so a trailing slash reaches the same endpoint.
+fn route_both(
+    router: Router<AppState>,
+    path: &str,
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
+    router
+        .route(path, handler.clone())
+        .route(&format!("{path}/"), handler)
+}
+
+/// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path. The rate
+/// limit groups are upstream's: `ORDER_RATE_LIMIT` for placeorder, modifyorder and
+/// cancelorder, `SMART_ORDER_RATE_LIMIT` for placesmartorder, `API_RATE_LIMIT` for the rest
+/// (cancelallorder, closeposition, basketorder and splitorder included).
 pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
     let body_limit = state.body_limit;
-    let orders = Router::new()
-        .route("/placeorder", post(placeorder))
-        .route("/modifyorder", post(modifyorder))
-        .route("/cancelorder", post(cancelorder))
-        .route("/cancelallorder", post(cancelallorder))
-        .route("/closeposition", post(closeposition))
-        .route("/basketorder", post(basketorder))
-        .route("/splitorder", post(splitorder))
-        .layer(middleware::from_fn_with_state(
-            limiters.order.clone(),
-            ratelimit::limit,
-        ));
-    let smart = Router::new()
-        .route("/placesmartorder", post(placesmartorder))
-        .layer(middleware::from_fn_with_state(
-            limiters.smart_order.clone(),
-            ratelimit::limit,
-        ));
-    let api = Router::new()
-        .route("/orderstatus", post(orderstatus))
-        .route("/openposition", post(openposition))
-        .route("/orderbook", post(orderbook))
-        .route("/tradebook", post(tradebook))
-        .route("/positionbook", post(positionbook))
-        .route("/funds", post(funds))
-        .route("/quotes", post(quotes))
-        .route("/depth", post(depth))
-        .route("/search", post(search))
-        .route("/analyzer", post(analyzer))
-        .route("/analyzer/toggle", post(analyzer_toggle))
-        .route("/ping", post(ping))
-        .layer(middleware::from_fn_with_state(
-            limiters.api.clone(),
-            ratelimit::limit,
-        ));
+    let group = |routes: &[(&str, MethodRouter<AppState>)], limiter: &IpRateLimiter| {
+        routes
+            .iter()
+            .fold(Router::new(), |router, (path, handler)| {
+                route_both(router, path, handler.clone())
+            })
+            .layer(middleware::from_fn_with_state(
+                limiter.clone(),
+                ratelimit::limit,
+            ))
+    };
+    let orders = group(
+        &[
+            ("/placeorder", post(placeorder)),
+            ("/modifyorder", post(modifyorder)),
+            ("/cancelorder", post(cancelorder)),
+        ],
+        &limiters.order,
+    );
+    let smart = group(
+        &[("/placesmartorder", post(placesmartorder))],
+        &limiters.smart_order,
+    );
+    let api = group(
+        &[
+            ("/cancelallorder", post(cancelallorder)),
+            ("/closeposition", post(closeposition)),
+            ("/basketorder", post(basketorder)),
+            ("/splitorder", post(splitorder)),
+            ("/orderstatus", post(orderstatus)),
+            ("/openposition", post(openposition)),
+            ("/orderbook", post(orderbook)),
+            ("/tradebook", post(tradebook)),
+            ("/positionbook", post(positionbook)),
+            ("/funds", post(funds)),
+            ("/quotes", post(quotes)),
+            ("/depth", post(depth)),
+            ("/search", post(search)),
+            ("/analyzer", post(analyzer)),
+            ("/analyzer/toggle", post(analyzer_toggle)),
+            ("/ping", post(ping)),
+        ],
+        &limiters.api,
+    );
     let v1 = orders
         .merge(smart)
         .merge(api)

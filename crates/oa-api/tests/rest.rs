@@ -589,7 +589,7 @@ async fn validation_errors_name_the_field_and_what_was_expected() {
         ),
         (
             json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "colour": "red"}),
-            "colour: unknown field; allowed fields: apikey, strategy, exchange, symbol, action, quantity, pricetype, product, price, trigger_price, disclosed_quantity",
+            "colour: unknown field; allowed fields: apikey, strategy, exchange, symbol, action, quantity, pricetype, product, price, trigger_price, disclosed_quantity, underlying_ltp",
         ),
         (
             json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "ten"}),
@@ -748,7 +748,7 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"status": "error", "message": "Not found: /api/v2/funds"})
+        json!({"status": "error", "message": "Not found", "path": "/api/v2/funds"})
     );
     let response = server
         .client

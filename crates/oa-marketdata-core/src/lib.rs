@@ -15,5 +15,5 @@ pub mod topic;
 
 pub use price_cache::{CacheUpdate, PriceCache, PriceSnapshot};
 pub use symbols::{EXCHANGES, Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
-pub use tick::{Depth, DepthLevel, InvalidMode, Mode, Quote, Tick};
+pub use tick::{Depth, DepthLevel, InvalidMode, Quote, Tick, TickMode};
 pub use topic::{Topic, TopicError};

@@ -258,11 +258,11 @@ impl PriceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{Depth, Mode, Quote};
+    use crate::tick::{Depth, Quote, TickMode};
 
     fn depth_tick(ltp: f64) -> Tick {
         Tick {
-            mode: Mode::Depth,
+            mode: TickMode::Depth,
             quote: Some(Quote {
                 open: 1.0,
                 high: 2.0,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// carries everything of the modes below M.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
-pub enum Mode {
+pub enum TickMode {
     /// Last traded price and time.
     Ltp = 1,
     /// LTP plus OHLC, volume, average price, totals, last quantity, open interest.
@@ -31,7 +31,7 @@ pub enum Mode {
 }
 
 /// Every mode, lowest first.
-pub const ALL_MODES: [Mode; 3] = [Mode::Ltp, Mode::Quote, Mode::Depth];
+pub const ALL_MODES: [TickMode; 3] = [TickMode::Ltp, TickMode::Quote, TickMode::Depth];
 
 /// A mode that is neither 1/2/3 nor LTP/Quote/Depth.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +41,7 @@ pub struct InvalidMode {
     pub value: String,
 }
 
-impl Mode {
+impl TickMode {
     /// The numeric code (1, 2, 3).
     pub fn code(self) -> u8 {
         self as u8
@@ -50,9 +50,9 @@ impl Mode {
     /// From the numeric code.
     pub fn from_code(code: i64) -> Result<Self, InvalidMode> {
         match code {
-            1 => Ok(Mode::Ltp),
-            2 => Ok(Mode::Quote),
-            3 => Ok(Mode::Depth),
+            1 => Ok(TickMode::Ltp),
+            2 => Ok(TickMode::Quote),
+            3 => Ok(TickMode::Depth),
             other => Err(InvalidMode {
                 value: other.to_string(),
             }),
@@ -62,18 +62,18 @@ impl Mode {
     /// The label clients see in subscription responses: `LTP`, `Quote`, `Depth`.
     pub fn label(self) -> &'static str {
         match self {
-            Mode::Ltp => "LTP",
-            Mode::Quote => "Quote",
-            Mode::Depth => "Depth",
+            TickMode::Ltp => "LTP",
+            TickMode::Quote => "Quote",
+            TickMode::Depth => "Depth",
         }
     }
 
     /// The upper-case name used in bus topics: `LTP`, `QUOTE`, `DEPTH`.
     pub fn topic_name(self) -> &'static str {
         match self {
-            Mode::Ltp => "LTP",
-            Mode::Quote => "QUOTE",
-            Mode::Depth => "DEPTH",
+            TickMode::Ltp => "LTP",
+            TickMode::Quote => "QUOTE",
+            TickMode::Depth => "DEPTH",
         }
     }
 
@@ -81,9 +81,9 @@ impl Mode {
     pub fn from_json(value: &serde_json::Value) -> Result<Self, InvalidMode> {
         match value {
             serde_json::Value::Number(number) => match number.as_i64() {
-                Some(code) => Mode::from_code(code),
+                Some(code) => TickMode::from_code(code),
                 None => match number.as_f64() {
-                    Some(float) if float.fract() == 0.0 => Mode::from_code(float as i64),
+                    Some(float) if float.fract() == 0.0 => TickMode::from_code(float as i64),
                     _ => Err(InvalidMode {
                         value: number.to_string(),
                     }),
@@ -97,17 +97,17 @@ impl Mode {
     }
 }
 
-impl FromStr for Mode {
+impl FromStr for TickMode {
     type Err = InvalidMode;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let trimmed = text.trim();
         if trimmed.eq_ignore_ascii_case("ltp") || trimmed == "1" {
-            Ok(Mode::Ltp)
+            Ok(TickMode::Ltp)
         } else if trimmed.eq_ignore_ascii_case("quote") || trimmed == "2" {
-            Ok(Mode::Quote)
+            Ok(TickMode::Quote)
         } else if trimmed.eq_ignore_ascii_case("depth") || trimmed == "3" {
-            Ok(Mode::Depth)
+            Ok(TickMode::Depth)
         } else {
             Err(InvalidMode {
                 value: text.to_string(),
@@ -116,22 +116,22 @@ impl FromStr for Mode {
     }
 }
 
-impl fmt::Display for Mode {
+impl fmt::Display for TickMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
     }
 }
 
-impl Serialize for Mode {
+impl Serialize for TickMode {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u8(self.code())
     }
 }
 
-impl<'de> Deserialize<'de> for Mode {
+impl<'de> Deserialize<'de> for TickMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
-        Mode::from_json(&value).map_err(serde::de::Error::custom)
+        TickMode::from_json(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -195,7 +195,7 @@ pub struct Tick {
     /// Trading symbol.
     pub symbol: String,
     /// The richest mode this tick carries.
-    pub mode: Mode,
+    pub mode: TickMode,
     /// Last traded price.
     pub ltp: f64,
     /// Exchange time of the last trade, epoch milliseconds.
@@ -215,7 +215,7 @@ impl Tick {
         Tick {
             exchange: exchange.into(),
             symbol: symbol.into(),
-            mode: Mode::Ltp,
+            mode: TickMode::Ltp,
             ltp,
             ltt: now,
             timestamp: now,
@@ -226,7 +226,7 @@ impl Tick {
 
     /// The tick as a subscriber of `mode` sees it: fields above `mode` removed and `mode`
     /// lowered. A `mode` above the tick's own leaves the tick unchanged.
-    pub fn view(&self, mode: Mode) -> Tick {
+    pub fn view(&self, mode: TickMode) -> Tick {
         let mode = mode.min(self.mode);
         Tick {
             exchange: self.exchange.clone(),
@@ -235,12 +235,12 @@ impl Tick {
             ltp: self.ltp,
             ltt: self.ltt,
             timestamp: self.timestamp,
-            quote: if mode >= Mode::Quote {
+            quote: if mode >= TickMode::Quote {
                 self.quote
             } else {
                 None
             },
-            depth: if mode >= Mode::Depth {
+            depth: if mode >= TickMode::Depth {
                 self.depth.clone()
             } else {
                 None
@@ -250,7 +250,7 @@ impl Tick {
 
     /// Writes the payload JSON of this tick as seen at `mode` (see [`Tick::view`]) without
     /// cloning it.
-    pub fn payload_at(&self, mode: Mode) -> TickPayload<'_> {
+    pub fn payload_at(&self, mode: TickMode) -> TickPayload<'_> {
         TickPayload {
             tick: self,
             mode: mode.min(self.mode),
@@ -274,7 +274,7 @@ impl Tick {
         bytes: &[u8],
         exchange: &str,
         symbol: &str,
-        mode: Mode,
+        mode: TickMode,
     ) -> Result<Self, serde_json::Error> {
         let wire: WireTick<'_> = serde_json::from_slice(bytes)?;
         wire.into_tick(Some((exchange, symbol, mode)))
@@ -294,7 +294,7 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Clone, Copy)]
 pub struct TickPayload<'a> {
     tick: &'a Tick,
-    mode: Mode,
+    mode: TickMode,
 }
 
 /// Largest magnitude at which every integer is exactly representable in an f64.
@@ -344,7 +344,7 @@ struct WireTick<'a> {
     #[serde(borrow, default)]
     exchange: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    mode: Option<Mode>,
+    mode: Option<TickMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     open: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -397,13 +397,13 @@ fn ser_opt_number<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S
 }
 
 impl<'a> WireTick<'a> {
-    fn from_tick(tick: &'a Tick, mode: Mode) -> Self {
-        let quote = if mode >= Mode::Quote {
+    fn from_tick(tick: &'a Tick, mode: TickMode) -> Self {
+        let quote = if mode >= TickMode::Quote {
             Some(tick.quote.unwrap_or_default())
         } else {
             None
         };
-        let depth = if mode >= Mode::Depth {
+        let depth = if mode >= TickMode::Depth {
             Some(match &tick.depth {
                 Some(depth) => std::borrow::Cow::Borrowed(depth),
                 None => std::borrow::Cow::Owned(Depth::default()),
@@ -432,7 +432,7 @@ impl<'a> WireTick<'a> {
         }
     }
 
-    fn into_tick(self, defaults: Option<(&str, &str, Mode)>) -> Result<Tick, String> {
+    fn into_tick(self, defaults: Option<(&str, &str, TickMode)>) -> Result<Tick, String> {
         let (exchange, symbol, mode) = match (self.exchange, self.symbol, self.mode, defaults) {
             (Some(exchange), Some(symbol), Some(mode), _) => (exchange, symbol, mode),
             (exchange, symbol, mode, Some((d_exchange, d_symbol, d_mode))) => (
@@ -452,7 +452,7 @@ impl<'a> WireTick<'a> {
             }
         };
         let timestamp = self.timestamp.unwrap_or_else(now_ms);
-        let quote = if mode >= Mode::Quote {
+        let quote = if mode >= TickMode::Quote {
             Some(Quote {
                 open: self.open.unwrap_or(0.0),
                 high: self.high.unwrap_or(0.0),
@@ -468,7 +468,7 @@ impl<'a> WireTick<'a> {
         } else {
             None
         };
-        let depth = if mode >= Mode::Depth {
+        let depth = if mode >= TickMode::Depth {
             Some(self.depth.map(|d| d.into_owned()).unwrap_or_default())
         } else {
             None
@@ -513,7 +513,7 @@ mod tests {
         Tick {
             exchange: "NSE".into(),
             symbol: "SBIN".into(),
-            mode: Mode::Depth,
+            mode: TickMode::Depth,
             ltp: 812.5,
             ltt: 1_769_682_645_123,
             timestamp: 1_769_682_645_130,
@@ -547,32 +547,35 @@ mod tests {
     #[test]
     fn mode_parses_codes_and_names_in_any_case() {
         for (text, mode) in [
-            ("1", Mode::Ltp),
-            ("ltp", Mode::Ltp),
-            ("LTP", Mode::Ltp),
-            ("Quote", Mode::Quote),
-            ("QUOTE", Mode::Quote),
-            ("2", Mode::Quote),
-            ("depth", Mode::Depth),
-            ("3", Mode::Depth),
+            ("1", TickMode::Ltp),
+            ("ltp", TickMode::Ltp),
+            ("LTP", TickMode::Ltp),
+            ("Quote", TickMode::Quote),
+            ("QUOTE", TickMode::Quote),
+            ("2", TickMode::Quote),
+            ("depth", TickMode::Depth),
+            ("3", TickMode::Depth),
         ] {
-            assert_eq!(text.parse::<Mode>().unwrap(), mode, "{text}");
+            assert_eq!(text.parse::<TickMode>().unwrap(), mode, "{text}");
         }
-        assert!("4".parse::<Mode>().is_err());
-        assert!("full".parse::<Mode>().is_err());
-        assert_eq!(Mode::from_json(&serde_json::json!(3)).unwrap(), Mode::Depth);
+        assert!("4".parse::<TickMode>().is_err());
+        assert!("full".parse::<TickMode>().is_err());
         assert_eq!(
-            Mode::from_json(&serde_json::json!(2.0)).unwrap(),
-            Mode::Quote
+            TickMode::from_json(&serde_json::json!(3)).unwrap(),
+            TickMode::Depth
         );
-        assert!(Mode::from_json(&serde_json::json!(0)).is_err());
-        assert!(Mode::from_json(&serde_json::json!(null)).is_err());
-        assert!(Mode::Depth > Mode::Quote && Mode::Quote > Mode::Ltp);
+        assert_eq!(
+            TickMode::from_json(&serde_json::json!(2.0)).unwrap(),
+            TickMode::Quote
+        );
+        assert!(TickMode::from_json(&serde_json::json!(0)).is_err());
+        assert!(TickMode::from_json(&serde_json::json!(null)).is_err());
+        assert!(TickMode::Depth > TickMode::Quote && TickMode::Quote > TickMode::Ltp);
     }
 
     #[test]
     fn ltp_payload_golden() {
-        let tick = depth_tick().view(Mode::Ltp);
+        let tick = depth_tick().view(TickMode::Ltp);
         assert_eq!(
             String::from_utf8(tick.to_json_bytes()).unwrap(),
             r#"{"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":1}"#
@@ -581,7 +584,7 @@ mod tests {
 
     #[test]
     fn quote_payload_golden() {
-        let json = serde_json::to_string(&depth_tick().payload_at(Mode::Quote)).unwrap();
+        let json = serde_json::to_string(&depth_tick().payload_at(TickMode::Quote)).unwrap();
         assert_eq!(
             json,
             r#"{"ltp":812.5,"ltt":1769682645123,"timestamp":1769682645130,"symbol":"SBIN","exchange":"NSE","mode":2,"open":800.0,"high":815.25,"low":798.1,"close":805.0,"volume":1234567,"average_price":808.4,"total_buy_quantity":5000,"total_sell_quantity":4200,"last_quantity":25,"oi":0}"#
@@ -608,7 +611,7 @@ mod tests {
         let tick =
             Tick::from_json_slice(br#"{"ltp":10,"symbol":"X","exchange":"NSE","mode":"quote"}"#)
                 .unwrap();
-        assert_eq!(tick.mode, Mode::Quote);
+        assert_eq!(tick.mode, TickMode::Quote);
         assert_eq!(tick.ltt, tick.timestamp);
         assert_eq!(tick.quote.unwrap().open, 0.0);
         assert!(Tick::from_json_slice(br#"{"symbol":"X","exchange":"NSE","mode":1}"#).is_err());

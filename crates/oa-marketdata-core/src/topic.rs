@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::symbols::EXCHANGES;
-use crate::tick::Mode;
+use crate::tick::TickMode;
 
 /// A decoded topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -20,7 +20,7 @@ pub struct Topic {
     /// Trading symbol (non-empty; may contain underscores).
     pub symbol: String,
     /// The mode the payload carries.
-    pub mode: Mode,
+    pub mode: TickMode,
 }
 
 /// Why a topic could not be decoded.
@@ -62,7 +62,7 @@ fn shown(topic: &str) -> String {
 
 impl Topic {
     /// A topic.
-    pub fn new(exchange: impl Into<String>, symbol: impl Into<String>, mode: Mode) -> Self {
+    pub fn new(exchange: impl Into<String>, symbol: impl Into<String>, mode: TickMode) -> Self {
         Topic {
             exchange: exchange.into(),
             symbol: symbol.into(),
@@ -77,7 +77,7 @@ impl Topic {
 
     /// Decodes a topic; never panics.
     pub fn decode(topic: &str) -> Result<Self, TopicError> {
-        let (rest, mode) = [Mode::Ltp, Mode::Quote, Mode::Depth]
+        let (rest, mode) = [TickMode::Ltp, TickMode::Quote, TickMode::Depth]
             .into_iter()
             .find_map(|mode| {
                 topic
@@ -119,7 +119,7 @@ impl Topic {
 }
 
 /// `{EXCHANGE}_{SYMBOL}_{MODE}` without building a [`Topic`].
-pub fn encode(exchange: &str, symbol: &str, mode: Mode) -> String {
+pub fn encode(exchange: &str, symbol: &str, mode: TickMode) -> String {
     let mut topic = String::with_capacity(exchange.len() + symbol.len() + 8);
     topic.push_str(exchange);
     topic.push('_');
@@ -150,27 +150,27 @@ mod tests {
     fn decodes_the_documented_examples() {
         assert_eq!(
             Topic::decode("NSE_INDEX_NIFTY_QUOTE").unwrap(),
-            Topic::new("NSE_INDEX", "NIFTY", Mode::Quote)
+            Topic::new("NSE_INDEX", "NIFTY", TickMode::Quote)
         );
         assert_eq!(
             Topic::decode("NSE_SBIN_LTP").unwrap(),
-            Topic::new("NSE", "SBIN", Mode::Ltp)
+            Topic::new("NSE", "SBIN", TickMode::Ltp)
         );
         assert_eq!(
             Topic::decode("CRYPTO_SOL_INR_DEPTH").unwrap(),
-            Topic::new("CRYPTO", "SOL_INR", Mode::Depth)
+            Topic::new("CRYPTO", "SOL_INR", TickMode::Depth)
         );
         assert_eq!(
             Topic::decode("GLOBAL_INDEX_DJI_LTP").unwrap(),
-            Topic::new("GLOBAL_INDEX", "DJI", Mode::Ltp)
+            Topic::new("GLOBAL_INDEX", "DJI", TickMode::Ltp)
         );
         // A symbol that itself looks like a mode.
         assert_eq!(
             Topic::decode("NSE_LTP_LTP").unwrap(),
-            Topic::new("NSE", "LTP", Mode::Ltp)
+            Topic::new("NSE", "LTP", TickMode::Ltp)
         );
         assert_eq!(
-            Topic::new("BSE_INDEX", "SENSEX", Mode::Depth).to_string(),
+            Topic::new("BSE_INDEX", "SENSEX", TickMode::Depth).to_string(),
             "BSE_INDEX_SENSEX_DEPTH"
         );
     }
@@ -197,8 +197,12 @@ mod tests {
         assert!(Topic::decode("_LTP").is_err());
     }
 
-    fn mode() -> impl Strategy<Value = Mode> {
-        prop_oneof![Just(Mode::Ltp), Just(Mode::Quote), Just(Mode::Depth)]
+    fn mode() -> impl Strategy<Value = TickMode> {
+        prop_oneof![
+            Just(TickMode::Ltp),
+            Just(TickMode::Quote),
+            Just(TickMode::Depth)
+        ]
     }
 
     proptest! {

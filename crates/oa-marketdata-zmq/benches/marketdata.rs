@@ -4,7 +4,13 @@
 //! Run: `cargo bench -p oa-marketdata-zmq --bench marketdata` (about 30 s).
 //! Knobs (environment): `BENCH_TICKS` (burst size, default 500000), `BENCH_CLIENTS` (100),
 //! `BENCH_FANOUT` (symbols of 100 per client, default 10: each tick reaches 10 clients),
-//! `BENCH_RATE` (paced rate for latency, 10000/s), `BENCH_SECONDS` (paced duration, 5).
+//! `BENCH_RATE` (paced rate for latency, 10000/s), `BENCH_SECONDS` (paced duration, 5),
+//! `BENCH_SDK_MODES` (0; 1: each client subscribes its symbols at LTP, Quote and Depth, as the
+//! official SDK does, and every tick is a Depth tick).
+//!
+//! The notes under the table give the messages queued per tick and per subscribed client:
+//! 1 since the proxy sends one message per client per tick (it was 3 with `BENCH_SDK_MODES=1`
+//! when each subscribed mode got its own message).
 //!
 //! Scenarios:
 //! 1. burst: publish `BENCH_TICKS` pre-serialised LTP ticks as fast as one PUB socket can;
@@ -23,10 +29,15 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use oa_events_core::auth::VerifyFuture;
 use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, EventPublisher};
-use oa_marketdata_zmq::{MarketDataConfig, Publisher, PublisherOptions, Tick};
+use oa_marketdata_zmq::{
+    Depth, DepthLevel, MarketDataConfig, Publisher, PublisherOptions, Quote, Tick, TickMode,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 const SYMBOLS: usize = 100;
+
+/// `BENCH_SDK_MODES`: clients subscribe LTP, Quote and Depth; ticks are Depth ticks.
+static SDK_MODES: AtomicBool = AtomicBool::new(false);
 
 struct AnyKey;
 
@@ -52,12 +63,26 @@ fn symbol(i: usize) -> String {
     format!("BENCH{i:03}")
 }
 
-/// Pre-serialised `[topic, payload]` frames; `ltp` carries the sequence number.
+/// Pre-serialised `[topic, payload]` frames; `ltp` carries the sequence number. A Depth tick
+/// (one level a side) with `BENCH_SDK_MODES`.
 fn frames(sequence: u64) -> (Vec<u8>, Vec<u8>) {
     let index = (sequence as usize) % SYMBOLS;
-    let tick = Tick::ltp("NSE", symbol(index), sequence as f64);
+    let mut tick = Tick::ltp("NSE", symbol(index), sequence as f64);
+    if SDK_MODES.load(Ordering::Relaxed) {
+        let level = |price: f64| DepthLevel {
+            price,
+            quantity: 10.0,
+            orders: 1,
+        };
+        tick.mode = TickMode::Depth;
+        tick.quote = Some(Quote::default());
+        tick.depth = Some(Depth {
+            buy: vec![level(sequence as f64 - 0.05)],
+            sell: vec![level(sequence as f64 + 0.05)],
+        });
+    }
     (
-        format!("NSE_{}_LTP", symbol(index)).into_bytes(),
+        format!("NSE_{}_{}", symbol(index), tick.mode.topic_name()).into_bytes(),
         tick.to_json_bytes(),
     )
 }
@@ -430,18 +455,25 @@ async fn proxy(
                 )
             })
             .collect();
-        ws.send(Message::Text(
-            format!(
-                r#"{{"action":"subscribe","mode":1,"symbols":[{}]}}"#,
-                symbols.join(",")
-            )
-            .into(),
-        ))
-        .await
-        .expect("subscribe");
-        // Wait for both replies.
+        let modes: &[u8] = if SDK_MODES.load(Ordering::Relaxed) {
+            &[1, 2, 3]
+        } else {
+            &[1]
+        };
+        for mode in modes {
+            ws.send(Message::Text(
+                format!(
+                    r#"{{"action":"subscribe","mode":{mode},"symbols":[{}]}}"#,
+                    symbols.join(",")
+                )
+                .into(),
+            ))
+            .await
+            .expect("subscribe");
+        }
+        // Wait for the authentication reply and one reply per subscribe.
         let mut replies = 0;
-        while replies < 2 {
+        while replies < 1 + modes.len() {
             if let Some(Ok(Message::Text(_))) = ws.next().await {
                 replies += 1;
             }
@@ -523,8 +555,14 @@ async fn proxy(
     let delivery_elapsed = started.elapsed().saturating_sub(Duration::from_millis(200));
     let delivered_burst = delivered.load(Ordering::Relaxed) - delivered_before;
     let after = md.stats();
+    let queued = after.proxy.fanned_out - before.proxy.fanned_out;
+    let fanned_ticks = after.proxy.ticks_dispatched - before.proxy.ticks_dispatched;
+    let subscribers_per_tick = (clients * per_client / SYMBOLS).max(1);
+    let per_tick = queued as f64 / fanned_ticks.max(1) as f64;
     let burst_notes = format!(
-        "burst: published {count}, bus received {}, ingested {dispatched} (of which coalesced by the dispatcher {}), dropped before dispatch {}, queued to clients {}, conflated in send queues {}, evicted {}, read by clients {delivered_burst}",
+        "messages per tick: {per_tick:.2} queued ({:.2} per subscribed client; SDK modes: {})\nburst: published {count}, bus received {}, ingested {dispatched} (of which coalesced by the dispatcher {}), dropped before dispatch {}, queued to clients {}, conflated in send queues {}, evicted {}, read by clients {delivered_burst}",
+        per_tick / subscribers_per_tick as f64,
+        SDK_MODES.load(Ordering::Relaxed),
         after.bus.received - before.bus.received,
         after.coalesced - before.coalesced,
         after.bus.dropped_channel_full - before.bus.dropped_channel_full,
@@ -582,6 +620,7 @@ fn main() {
     // Symbols per client (of 100): 10 means every tick fans out to 10 of 100 clients.
     let per_client: usize = env_or::<usize>("BENCH_FANOUT", 10).clamp(1, SYMBOLS);
     let rate: f64 = env_or("BENCH_RATE", 10_000.0);
+    SDK_MODES.store(env_or::<u8>("BENCH_SDK_MODES", 0) == 1, Ordering::Relaxed);
     let seconds: f64 = env_or("BENCH_SECONDS", if quick { 0.3 } else { 5.0 });
     println!(
         "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({per_client} of {SYMBOLS} symbols each, so each tick fans out to {} clients), paced {rate}/s for {seconds}s, loopback",

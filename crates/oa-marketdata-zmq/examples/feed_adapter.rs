@@ -22,7 +22,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oa_marketdata_zmq::{Mode, Publisher, PublisherOptions, Quote, Tick};
+use oa_marketdata_zmq::{Publisher, PublisherOptions, Quote, Tick, TickMode};
 
 /// Price step of the walk (the usual NSE tick size).
 const STEP: f64 = 0.05;
@@ -124,7 +124,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> 
 fn tick(instrument: &Instrument, round: u64) -> Tick {
     let ltp = instrument.base + STEP * ((round - 1) % 100) as f64;
     let mut tick = Tick::ltp(&instrument.exchange, &instrument.symbol, ltp);
-    tick.mode = Mode::Quote;
+    tick.mode = TickMode::Quote;
     tick.quote = Some(Quote {
         open: instrument.base,
         high: instrument.base + STEP * 99.0,

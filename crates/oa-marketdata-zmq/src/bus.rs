@@ -649,7 +649,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oa_marketdata_core::tick::Mode;
+    use oa_marketdata_core::tick::TickMode;
 
     #[test]
     fn decode_message_accepts_good_ticks_and_names_every_reason() {
@@ -674,7 +674,7 @@ mod tests {
             decode_message(b"NSE_INDEX_NIFTY_QUOTE", br#"{"ltp":24350.5}"#, 1024).unwrap();
         assert_eq!(minimal.exchange, "NSE_INDEX");
         assert_eq!(minimal.symbol, "NIFTY");
-        assert_eq!(minimal.mode, Mode::Quote);
+        assert_eq!(minimal.mode, TickMode::Quote);
     }
 
     #[test]

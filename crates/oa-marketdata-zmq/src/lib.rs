@@ -35,8 +35,8 @@ pub use bus::{Bus, BusConfig, BusError, Publisher, PublisherOptions};
 pub use config::{ENV_VARS, FeedKind, MarketDataConfig};
 pub use feed::{FeedAdapter, FeedError, SubscriptionHint};
 pub use oa_marketdata_core::{
-    CacheUpdate, Depth, DepthLevel, EXCHANGES, Instrument, InvalidMode, Mode, PriceCache,
-    PriceSnapshot, Quote, SymbolMaster, SymbolMasterError, SymbolSource, Tick, Topic, TopicError,
+    CacheUpdate, Depth, DepthLevel, EXCHANGES, Instrument, InvalidMode, PriceCache, PriceSnapshot,
+    Quote, SymbolMaster, SymbolMasterError, SymbolSource, Tick, TickMode, Topic, TopicError,
 };
 #[cfg(feature = "ws")]
 pub use service::{MarketData, MarketDataError, MarketDataStats, start};

@@ -25,7 +25,7 @@ use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
 use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
 use oa_marketdata_core::price_cache::{CacheUpdate, PriceCache};
 use oa_marketdata_core::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
-use oa_marketdata_core::tick::{Mode, Tick};
+use oa_marketdata_core::tick::{Tick, TickMode};
 
 /// Why the market-data layer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +214,7 @@ fn run_dispatcher(
             continue;
         }
         let keep = {
-            let mut newest: HashMap<(&str, &str, Mode), usize> =
+            let mut newest: HashMap<(&str, &str, TickMode), usize> =
                 HashMap::with_capacity(batch.len());
             for (position, tick) in batch.iter().enumerate() {
                 newest.insert((&tick.exchange, &tick.symbol, tick.mode), position);
@@ -445,7 +445,7 @@ mod tests {
             sender.blocking_send(Tick::ltp("NSE", "SBIN", ltp)).unwrap();
         }
         let mut depth = Tick::ltp("NSE", "SBIN", 4.0);
-        depth.mode = Mode::Depth;
+        depth.mode = TickMode::Depth;
         sender.blocking_send(depth).unwrap();
         sender.blocking_send(Tick::ltp("NSE", "INFY", 5.0)).unwrap();
         drop(sender);
@@ -462,9 +462,9 @@ mod tests {
         assert_eq!(
             *dispatched.lock(),
             [
-                ("SBIN".to_string(), Mode::Ltp, 3.0),
-                ("SBIN".to_string(), Mode::Depth, 4.0),
-                ("INFY".to_string(), Mode::Ltp, 5.0),
+                ("SBIN".to_string(), TickMode::Ltp, 3.0),
+                ("SBIN".to_string(), TickMode::Depth, 4.0),
+                ("INFY".to_string(), TickMode::Ltp, 5.0),
             ]
         );
         assert_eq!(coalesced.load(Ordering::Relaxed), 2);

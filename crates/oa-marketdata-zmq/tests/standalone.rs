@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use common::{Client, KEY_ALICE, KEY_BOB, depth_tick};
 use oa_marketdata_zmq::{
-    Bus, BusConfig, Mode, Publisher, PublisherOptions, SubscriptionHint, SymbolMaster, Tick,
+    Bus, BusConfig, Publisher, PublisherOptions, SubscriptionHint, SymbolMaster, Tick, TickMode,
     WsConfig, WsProxy,
 };
 use serde_json::json;
 
-fn hint(symbol: &str, mode: Option<Mode>) -> SubscriptionHint {
+fn hint(symbol: &str, mode: Option<TickMode>) -> SubscriptionHint {
     SubscriptionHint {
         exchange: "NSE".into(),
         symbol: symbol.into(),
@@ -44,9 +44,15 @@ async fn a_proxy_fed_directly_reports_subscription_hints() {
     let mut bob = Client::authenticated(&url, KEY_BOB).await;
 
     alice.subscribe("NSE", "SBIN", json!(1)).await;
-    assert_eq!(hint_rx.recv().await, Some(hint("SBIN", Some(Mode::Ltp))));
+    assert_eq!(
+        hint_rx.recv().await,
+        Some(hint("SBIN", Some(TickMode::Ltp)))
+    );
     bob.subscribe("NSE", "SBIN", json!(3)).await;
-    assert_eq!(hint_rx.recv().await, Some(hint("SBIN", Some(Mode::Depth))));
+    assert_eq!(
+        hint_rx.recv().await,
+        Some(hint("SBIN", Some(TickMode::Depth)))
+    );
     // A lower mode on top changes nothing for the feed.
     alice.subscribe("NSE", "SBIN", json!(2)).await;
 
@@ -60,7 +66,10 @@ async fn a_proxy_fed_directly_reports_subscription_hints() {
     bob.send(json!({"action": "unsubscribe", "symbol": "SBIN", "exchange": "NSE", "mode": 3}))
         .await;
     assert_eq!(bob.recv().await["status"], "success");
-    assert_eq!(hint_rx.recv().await, Some(hint("SBIN", Some(Mode::Quote))));
+    assert_eq!(
+        hint_rx.recv().await,
+        Some(hint("SBIN", Some(TickMode::Quote)))
+    );
     // The last client leaving (connection closed) releases the instrument.
     drop(alice);
     assert_eq!(

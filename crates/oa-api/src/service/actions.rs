@@ -30,6 +30,9 @@ use crate::types::{AccountMode, Action, OrderStatus};
 
 /// The message of a smart order whose position already matches.
 pub(crate) const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
+/// The message of a smart order with quantity 0 whose position already matches (upstream's
+/// sandbox and most broker plugins answer this even when the matched position is not flat).
+pub(crate) const NO_OPEN_POSITION: &str = "No OpenPosition Found. Not placing Exit order.";
 /// The message of closeposition.
 pub(crate) const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
 
@@ -62,10 +65,17 @@ fn place_response(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> Result<R
     }
 }
 
-fn order_event(order: &OrderFields, orderid: &str, batch: Option<bool>) -> OrderEvent {
+/// The `order_event` of one placed order; `action` is the one the request named (a smart
+/// order reports the request's action even when it placed the opposite side, as upstream).
+fn order_event(
+    order: &OrderFields,
+    action: Action,
+    orderid: &str,
+    batch: Option<bool>,
+) -> OrderEvent {
     OrderEvent {
         symbol: order.symbol.clone(),
-        action: order.action.as_str().to_string(),
+        action: action.as_str().to_string(),
         orderid: orderid.to_string(),
         exchange: order.exchange.as_str().to_string(),
         price_type: order.pricetype.as_str().to_string(),
@@ -148,12 +158,14 @@ impl OrderService {
         }
     }
 
-    /// Places one order and journals it (`order_event` in live mode unless rejected).
+    /// Places one order and journals it (`order_event` in live mode unless rejected, naming
+    /// `requested` as its action).
     async fn place_one(
         &self,
         user_id: &str,
         strategy: &str,
         order: OrderFields,
+        requested: Action,
         action: ActionJournal,
     ) -> Result<Reply<OrderId>> {
         let mode = action.mode;
@@ -163,7 +175,7 @@ impl OrderService {
             Ok(outcome) if outcome.status != OrderStatus::Rejected => {
                 vec![Event::for_user(
                     user,
-                    order_event(&order, &outcome.orderid, None),
+                    order_event(&order, requested, &outcome.orderid, None),
                 )]
             }
             _ => Vec::new(),
@@ -182,12 +194,15 @@ impl OrderService {
         let order = request.order;
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "placeorder", log.into());
-        self.place_one(user_id, &request.strategy, order, action)
+        let requested = order.action;
+        self.place_one(user_id, &request.strategy, order, requested, action)
             .await
     }
 
     /// placesmartorder: the order that brings the position to `position_size`, or nothing
-    /// when it is there already.
+    /// when it is there already. With `position_size` 0, no open position and a non-zero
+    /// `quantity`, a plain order of the request's action and quantity (upstream
+    /// services/sandbox_service.py `sandbox_place_smart_order`).
     pub async fn place_smart_order(
         &self,
         user_id: &str,
@@ -207,41 +222,64 @@ impl OrderService {
         let current = self
             .open_quantity(user_id, mode, order.exchange, &order.symbol, order.product)
             .await?;
-        let difference = request.position_size - current;
+        let requested = order.action;
         let action = self.action(user_id, "placesmartorder", log.into());
-        if difference.abs() < 1e-9 {
-            let response = Reply::in_mode(
-                Message {
-                    message: POSITIONS_MATCHED.to_string(),
+        let flat = current.abs() < 1e-9;
+        let fresh_trade = request.position_size.abs() < 1e-9 && flat && order.quantity > 1e-9;
+        let order = if fresh_trade {
+            order
+        } else {
+            let difference = request.position_size - current;
+            if difference.abs() < 1e-9 {
+                let message = if order.quantity.abs() < 1e-9 {
+                    NO_OPEN_POSITION
+                } else {
+                    POSITIONS_MATCHED
+                };
+                return self
+                    .smart_no_action(user_id, mode, &order.symbol, message, action)
+                    .await;
+            }
+            OrderFields {
+                action: if difference > 0.0 {
+                    Action::Buy
+                } else {
+                    Action::Sell
                 },
-                mode,
-            );
-            let notification = Event::for_user(
-                user_id.to_string(),
-                OrderNotification::info(order.symbol.clone(), POSITIONS_MATCHED),
-            );
-            self.record_only(action.record(
-                StatusCode::OK,
-                response.to_value(),
-                vec![notification],
-            ))
-            .await?;
-            return Ok(response.map(CommandBody::Message));
-        }
-        let order = OrderFields {
-            action: if difference > 0.0 {
-                Action::Buy
-            } else {
-                Action::Sell
-            },
-            quantity: difference.abs(),
-            ..order
+                quantity: difference.abs(),
+                ..order
+            }
         };
         self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let placed = self
-            .place_one(user_id, &request.strategy, order, action)
+            .place_one(user_id, &request.strategy, order, requested, action)
             .await?;
         Ok(placed.map(CommandBody::OrderId))
+    }
+
+    /// Journals a smart order that placed nothing: its log row and, in live mode,
+    /// `order_notification` with `message`.
+    async fn smart_no_action(
+        &self,
+        user_id: &str,
+        mode: AccountMode,
+        symbol: &str,
+        message: &str,
+        action: ActionJournal,
+    ) -> Result<Reply<CommandBody>> {
+        let response = Reply::in_mode(
+            Message {
+                message: message.to_string(),
+            },
+            mode,
+        );
+        let notification = Event::for_user(
+            user_id.to_string(),
+            OrderNotification::info(symbol.to_string(), message),
+        );
+        self.record_only(action.record(StatusCode::OK, response.to_value(), vec![notification]))
+            .await?;
+        Ok(response.map(CommandBody::Message))
     }
 
     /// modifyorder.
@@ -499,7 +537,7 @@ fn child_journal(
             (AccountMode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
                 vec![Event::for_user(
                     user,
-                    order_event(&fields, &outcome.orderid, Some(is_last)),
+                    order_event(&fields, fields.action, &outcome.orderid, Some(is_last)),
                 )]
             }
             _ => Vec::new(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oa_api::{Api, ApiConfig, PriceSource, StaticPrices, StaticSymbols};
 use oa_events_core::{Envelope, EventPublisher};
-use oa_marketdata_core::{Depth, DepthLevel, Mode, PriceCache, Quote, SymbolMaster, Tick};
+use oa_marketdata_core::{Depth, DepthLevel, PriceCache, Quote, SymbolMaster, Tick, TickMode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -131,7 +131,7 @@ async fn launch(dir: tempfile::TempDir, config: ApiConfig, key: Option<String>) 
 /// A tick with last price and a one-level book.
 pub fn depth_tick(exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) -> Tick {
     let mut tick = Tick::ltp(exchange, symbol, ltp);
-    tick.mode = Mode::Depth;
+    tick.mode = TickMode::Depth;
     tick.quote = Some(Quote {
         open: ltp - 5.0,
         high: ltp + 10.0,

@@ -19,7 +19,7 @@ pub mod simulated;
 use std::path::PathBuf;
 
 use crate::bus::BusError;
-use oa_marketdata_core::tick::Mode;
+use oa_marketdata_core::tick::TickMode;
 
 /// Which instruments clients currently want, sent to the adapter when it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct SubscriptionHint {
     /// Trading symbol.
     pub symbol: String,
     /// The richest mode any client wants; `None` when no client wants the instrument anymore.
-    pub mode: Option<Mode>,
+    pub mode: Option<TickMode>,
 }
 
 /// Why a feed adapter failed.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError};
-use oa_marketdata_core::tick::{Mode, Quote, Tick, now_ms};
+use oa_marketdata_core::tick::{Quote, Tick, TickMode, now_ms};
 
 /// Settings of a replay.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,10 +171,10 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Tick>, FeedError> {
             .to_string();
         let mode = match get(mode_col) {
             Some(text) => text
-                .parse::<Mode>()
+                .parse::<TickMode>()
                 .map_err(|error| line_error(path, number, error.to_string()))?,
-            None if has_quote => Mode::Quote,
-            None => Mode::Ltp,
+            None if has_quote => TickMode::Quote,
+            None => TickMode::Ltp,
         };
         let mut values = [0.0; 10];
         for (slot, (name, col)) in values.iter_mut().zip(QUOTE_COLUMNS.iter().zip(&quote_cols)) {
@@ -188,7 +188,7 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Tick>, FeedError> {
             ltp,
             ltt,
             timestamp,
-            quote: (mode >= Mode::Quote).then_some(Quote {
+            quote: (mode >= TickMode::Quote).then_some(Quote {
                 open: values[0],
                 high: values[1],
                 low: values[2],
@@ -200,7 +200,7 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Tick>, FeedError> {
                 last_quantity: values[8],
                 oi: values[9],
             }),
-            depth: (mode >= Mode::Depth).then(Default::default),
+            depth: (mode >= TickMode::Depth).then(Default::default),
         });
     }
     Ok(ticks)
@@ -359,7 +359,7 @@ mod tests {
         let ticks = load_ticks(&csv).unwrap();
         assert_eq!(ticks.len(), 2);
         assert_eq!(ticks[0].exchange, "NSE");
-        assert_eq!(ticks[0].mode, Mode::Quote);
+        assert_eq!(ticks[0].mode, TickMode::Quote);
         assert_eq!(ticks[0].quote.unwrap().volume, 100.0);
         assert_eq!(ticks[1].ltt, 1200);
 

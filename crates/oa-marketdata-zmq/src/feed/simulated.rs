@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError};
 use oa_marketdata_core::symbols::Instrument;
-use oa_marketdata_core::tick::{Depth, DepthLevel, Mode, Quote, Tick, now_ms};
+use oa_marketdata_core::tick::{Depth, DepthLevel, Quote, Tick, TickMode, now_ms};
 
 /// Settings of the simulated market.
 #[derive(Debug, Clone)]
@@ -206,7 +206,7 @@ impl SimulatedMarket {
         Some(Tick {
             exchange: state.instrument.exchange.clone(),
             symbol: state.instrument.symbol.clone(),
-            mode: Mode::Depth,
+            mode: TickMode::Depth,
             ltp: state.ltp,
             ltt: now_ms,
             timestamp: now_ms,

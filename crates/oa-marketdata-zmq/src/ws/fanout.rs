@@ -5,17 +5,18 @@
 //! tick ──▶ index[(exchange, symbol)] ──▶ [(client, modes)] ──▶ render once per mode ──▶ send queues
 //! ```
 //!
-//! A tick of mode M reaches every subscription of its instrument at mode M or lower, each
-//! message carrying the subscription's own mode (a client subscribed to LTP and Depth of one
-//! symbol receives both views). Each tick is serialised at most once per mode (1-3 times) and
-//! the resulting [`Utf8Bytes`] is shared by every subscriber (a reference-count increment per
-//! client). Pushing to a send queue never waits.
+//! A tick of mode M reaches every client subscribed to its instrument at mode M or lower as
+//! one message, tagged with the highest mode the client subscribed at or below M (upstream
+//! websocket_proxy/server.py `zmq_listener`): a client subscribed to LTP, Quote and Depth of
+//! one symbol receives one Depth message per depth tick, not three. Each tick is serialised
+//! at most once per mode (1-3 times) and the resulting [`Utf8Bytes`] is shared by every
+//! subscriber (a reference-count increment per client). Pushing to a send queue never waits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
-use oa_marketdata_core::tick::{ALL_MODES, Tick};
+use oa_marketdata_core::tick::Tick;
 
 use crate::ws::protocol;
 use crate::ws::registry::Client;
@@ -60,7 +61,8 @@ impl FanOut {
         }
     }
 
-    /// Fans a tick out to every subscriber of its instrument at the tick's mode or lower.
+    /// Fans a tick out to every subscriber of its instrument at the tick's mode or lower: one
+    /// message per client, at the client's highest subscribed mode up to the tick's.
     pub fn tick(&self, index: &SubscriptionIndex, tick: &Tick) {
         self.ticks_dispatched.fetch_add(1, Ordering::Relaxed);
         let Some(subs) = index.get(&tick.exchange, &tick.symbol) else {
@@ -71,31 +73,29 @@ impl FanOut {
         let mut conflated = 0u64;
         let mut dropped = 0u64;
         for subscriber in &subs.subscribers {
-            // One message per subscribed mode at or below the tick's: a client subscribed to
-            // LTP and Depth of one symbol gets both views of a depth tick.
-            for mode in ALL_MODES {
-                if mode > tick.mode || !subscriber.modes.contains(mode) {
-                    continue;
+            let Some(mode) = subscriber.modes.best(tick.mode) else {
+                continue;
+            };
+            let slot = &mut rendered[usize::from(mode.code() - 1)];
+            let message = slot
+                .get_or_insert_with(|| {
+                    Utf8Bytes::from(protocol::market_data(tick, mode, &self.broker))
+                })
+                .clone();
+            // Conflated per (instrument, mode): a newer LTP message never replaces a queued
+            // Depth one, whose book the client would otherwise miss.
+            let key: ConflationKey = (u64::from(subs.number) << 2) | u64::from(mode.code());
+            match subscriber.client.queue.push_data(key, message) {
+                Pushed::Queued => fanned += 1,
+                Pushed::Conflated => {
+                    fanned += 1;
+                    conflated += 1;
                 }
-                let slot = &mut rendered[usize::from(mode.code() - 1)];
-                let message = slot
-                    .get_or_insert_with(|| {
-                        Utf8Bytes::from(protocol::market_data(tick, mode, &self.broker))
-                    })
-                    .clone();
-                let key: ConflationKey = (u64::from(subs.number) << 2) | u64::from(mode.code());
-                match subscriber.client.queue.push_data(key, message) {
-                    Pushed::Queued => fanned += 1,
-                    Pushed::Conflated => {
-                        fanned += 1;
-                        conflated += 1;
-                    }
-                    Pushed::EvictedOldest => {
-                        fanned += 1;
-                        dropped += 1;
-                    }
-                    Pushed::Closed => {}
+                Pushed::EvictedOldest => {
+                    fanned += 1;
+                    dropped += 1;
                 }
+                Pushed::Closed => {}
             }
         }
         if fanned > 0 {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Envelope};
 use oa_marketdata_core::symbols::{EXCHANGES, SymbolMaster, is_known_exchange};
-use oa_marketdata_core::tick::{Mode, Tick, now_ms};
+use oa_marketdata_core::tick::{Tick, TickMode, now_ms};
 use oa_net::LoginLimiter;
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -24,7 +24,7 @@ use crate::ws::fanout::FanOut;
 use crate::ws::protocol::{self, ErrorCode, ProtocolError, Request, SymbolRef};
 use crate::ws::registry::{Client, ClientStats, Registry, Session, UserState};
 use crate::ws::send_queue::Outgoing;
-use crate::ws::subscriptions::{InstrumentKey, ModeSet, SubscriptionIndex};
+use crate::ws::subscriptions::{InstrumentKey, SubscriptionIndex, TickModeSet};
 
 /// Limits and names the hub applies.
 #[derive(Debug, Clone)]
@@ -317,7 +317,7 @@ impl Hub {
         client: &Arc<Client>,
         user: &AuthenticatedUser,
         symbols: Vec<SymbolRef>,
-        mode: Mode,
+        mode: TickMode,
         depth: u64,
         request_id: Option<Value>,
     ) {
@@ -408,7 +408,7 @@ impl Hub {
         session: &mut Session,
         user_state: Option<&mut UserState>,
         index: &mut SubscriptionIndex,
-        (key, mode): (&InstrumentKey, Mode),
+        (key, mode): (&InstrumentKey, TickMode),
         hints: &mut Hints,
     ) -> bool {
         let Some(modes) = session.subscriptions.get(key).copied() else {
@@ -507,7 +507,7 @@ impl Hub {
     }
 
     /// Removes every subscription of a client; returns what was removed.
-    fn unsubscribe_all(&self, client: &Arc<Client>) -> Vec<(InstrumentKey, Mode)> {
+    fn unsubscribe_all(&self, client: &Arc<Client>) -> Vec<(InstrumentKey, TickMode)> {
         let mut removed = Vec::new();
         let mut hints = Hints::new();
         {
@@ -515,7 +515,7 @@ impl Hub {
             let user_id = session.user.as_ref().map(|user| user.user_id.clone());
             let mut users = self.registry.users();
             let mut index = self.index.write();
-            let all: Vec<(InstrumentKey, ModeSet)> = session
+            let all: Vec<(InstrumentKey, TickModeSet)> = session
                 .subscriptions
                 .iter()
                 .map(|(key, modes)| (key.clone(), *modes))

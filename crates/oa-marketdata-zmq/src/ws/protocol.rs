@@ -5,7 +5,7 @@ use oa_events_core::Envelope;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use oa_marketdata_core::tick::{InvalidMode, Mode, Tick, TickPayload};
+use oa_marketdata_core::tick::{InvalidMode, Tick, TickMode, TickPayload};
 
 /// Error codes sent as `{"status":"error","code":...,"message":...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub struct SymbolRef {
     /// `exchange`, trimmed and upper-cased.
     pub exchange: Option<String>,
     /// Per-symbol `mode` (unsubscribe only; missing means Quote).
-    pub mode: Result<Mode, InvalidMode>,
+    pub mode: Result<TickMode, InvalidMode>,
 }
 
 /// A parsed client request.
@@ -120,7 +120,7 @@ pub enum Request {
         /// The instruments.
         symbols: Vec<SymbolRef>,
         /// The mode (default Quote).
-        mode: Mode,
+        mode: TickMode,
         /// Requested depth levels (default 5), echoed.
         depth: u64,
         /// Echoed.
@@ -168,13 +168,13 @@ fn text_field(object: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-fn symbol_ref(object: &Map<String, Value>, default_mode: Mode) -> SymbolRef {
+fn symbol_ref(object: &Map<String, Value>, default_mode: TickMode) -> SymbolRef {
     SymbolRef {
         symbol: text_field(object, "symbol"),
         exchange: text_field(object, "exchange").map(|e| e.to_ascii_uppercase()),
         mode: match object.get("mode") {
             None | Some(Value::Null) => Ok(default_mode),
-            Some(value) => Mode::from_json(value),
+            Some(value) => TickMode::from_json(value),
         },
     }
 }
@@ -182,7 +182,7 @@ fn symbol_ref(object: &Map<String, Value>, default_mode: Mode) -> SymbolRef {
 /// `symbols` as a list, or the single top-level `symbol`/`exchange` form.
 fn symbol_refs(
     object: &Map<String, Value>,
-    default_mode: Mode,
+    default_mode: TickMode,
     request_id: &Option<Value>,
 ) -> Result<Vec<SymbolRef>, ProtocolError> {
     match object.get("symbols") {
@@ -246,8 +246,8 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
         }),
         "subscribe" => {
             let mode = match object.get("mode") {
-                None | Some(Value::Null) => Mode::Quote,
-                Some(value) => Mode::from_json(value).map_err(|error| {
+                None | Some(Value::Null) => TickMode::Quote,
+                Some(value) => TickMode::from_json(value).map_err(|error| {
                     ProtocolError::new(ErrorCode::InvalidMode, error.to_string())
                         .with_request_id(&request_id)
                 })?,
@@ -283,8 +283,8 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
         "unsubscribe" => {
             // Missing mode means Quote (2), per symbol and in the single form.
             let default_mode = match object.get("mode") {
-                None | Some(Value::Null) => Mode::Quote,
-                Some(value) => Mode::from_json(value).map_err(|error| {
+                None | Some(Value::Null) => TickMode::Quote,
+                Some(value) => TickMode::from_json(value).map_err(|error| {
                     ProtocolError::new(ErrorCode::InvalidMode, error.to_string())
                         .with_request_id(&request_id)
                 })?,
@@ -358,7 +358,7 @@ fn with_request_id(mut response: Value, request_id: &Option<Value>) -> String {
 }
 
 /// A per-symbol result of `subscribe`: subscribed.
-pub fn subscribed(exchange: &str, symbol: &str, mode: Mode, depth: u64, broker: &str) -> Value {
+pub fn subscribed(exchange: &str, symbol: &str, mode: TickMode, depth: u64, broker: &str) -> Value {
     json!({
         "symbol": symbol,
         "exchange": exchange,
@@ -382,12 +382,12 @@ pub fn symbol_failed(
 }
 
 /// A per-symbol result of `unsubscribe` / `unsubscribe_all`: unsubscribed.
-pub fn unsubscribed(exchange: &str, symbol: &str, mode: Mode, broker: &str) -> Value {
+pub fn unsubscribed(exchange: &str, symbol: &str, mode: TickMode, broker: &str) -> Value {
     json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "success", "broker": broker})
 }
 
 /// A per-symbol result of `unsubscribe`: the client was not subscribed at that mode.
-pub fn not_subscribed(exchange: &str, symbol: &str, mode: Mode, broker: &str) -> Value {
+pub fn not_subscribed(exchange: &str, symbol: &str, mode: TickMode, broker: &str) -> Value {
     json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "error", "code": ErrorCode::InvalidParameters.as_str(), "message": format!("Not subscribed to {exchange}:{symbol} in mode {}", mode.label()), "broker": broker})
 }
 
@@ -478,7 +478,7 @@ struct MarketData<'a> {
 
 /// `{"type":"market_data","symbol":...,"exchange":...,"mode":m,"data":{...},"broker":...}`
 /// with the tick rendered at `mode` (fields above it left out, `mode` rewritten).
-pub fn market_data(tick: &Tick, mode: Mode, broker: &str) -> String {
+pub fn market_data(tick: &Tick, mode: TickMode, broker: &str) -> String {
     let mode = mode.min(tick.mode);
     // Serialising strings and numbers cannot fail.
     serde_json::to_string(&MarketData {
@@ -522,7 +522,7 @@ mod tests {
         else {
             panic!("not a subscribe")
         };
-        assert_eq!(mode, Mode::Depth);
+        assert_eq!(mode, TickMode::Depth);
         assert_eq!(depth, 5);
         assert_eq!(request_id, Some(json!(7)));
         assert_eq!(symbols[0].exchange.as_deref(), Some("NSE"));
@@ -532,7 +532,7 @@ mod tests {
         .unwrap() else {
             panic!("not a subscribe")
         };
-        assert_eq!((symbols.len(), mode), (1, Mode::Ltp));
+        assert_eq!((symbols.len(), mode), (1, TickMode::Ltp));
         let Request::Unsubscribe { symbols, .. } = parse_request(
             r#"{"action":"unsubscribe","symbols":[{"symbol":"A","exchange":"NSE"},{"symbol":"B","exchange":"NSE","mode":"LTP"}]}"#,
         )
@@ -540,8 +540,8 @@ mod tests {
         else {
             panic!("not an unsubscribe")
         };
-        assert_eq!(symbols[0].mode, Ok(Mode::Quote));
-        assert_eq!(symbols[1].mode, Ok(Mode::Ltp));
+        assert_eq!(symbols[0].mode, Ok(TickMode::Quote));
+        assert_eq!(symbols[1].mode, Ok(TickMode::Ltp));
         assert!(matches!(
             parse_request(r#"{"action":"unsubscribe_all"}"#).unwrap(),
             Request::UnsubscribeAll { .. }
@@ -587,17 +587,18 @@ mod tests {
     #[test]
     fn market_data_rewrites_mode_and_trims_fields() {
         let mut tick = Tick::ltp("NSE", "SBIN", 812.5);
-        tick.mode = Mode::Depth;
+        tick.mode = TickMode::Depth;
         tick.quote = Some(Default::default());
         tick.depth = Some(Default::default());
-        let ltp: Value = serde_json::from_str(&market_data(&tick, Mode::Ltp, "sim")).unwrap();
+        let ltp: Value = serde_json::from_str(&market_data(&tick, TickMode::Ltp, "sim")).unwrap();
         assert_eq!(ltp["type"], "market_data");
         assert_eq!(ltp["mode"], 1);
         assert_eq!(ltp["data"]["mode"], 1);
         assert_eq!(ltp["data"]["ltp"], 812.5);
         assert!(ltp["data"].get("open").is_none());
         assert_eq!(ltp["broker"], "sim");
-        let depth: Value = serde_json::from_str(&market_data(&tick, Mode::Depth, "sim")).unwrap();
+        let depth: Value =
+            serde_json::from_str(&market_data(&tick, TickMode::Depth, "sim")).unwrap();
         assert_eq!(depth["mode"], 3);
         assert!(depth["data"]["depth"]["buy"].is_array());
     }

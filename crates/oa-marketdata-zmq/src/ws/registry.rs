@@ -13,7 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::ws::protocol::ProtocolError;
 use crate::ws::send_queue::{Outgoing, SendQueue, SendQueueStats};
-use crate::ws::subscriptions::{InstrumentKey, ModeSet};
+use crate::ws::subscriptions::{InstrumentKey, TickModeSet};
 
 /// What a client is, as seen by the hub.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub(crate) struct Client {
 pub(crate) struct Session {
     pub user: Option<AuthenticatedUser>,
     /// Subscribed modes per instrument.
-    pub subscriptions: HashMap<InstrumentKey, ModeSet>,
+    pub subscriptions: HashMap<InstrumentKey, TickModeSet>,
     pub orders: bool,
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use oa_marketdata_core::tick::{ALL_MODES, Mode};
+use oa_marketdata_core::tick::{ALL_MODES, TickMode};
 
 use crate::feed::SubscriptionHint;
 use crate::ws::registry::Client;
@@ -21,10 +21,10 @@ pub(crate) struct InstrumentKey {
 
 /// A set of modes, as a bit mask (bit `code - 1` for each mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct ModeSet(u8);
+pub(crate) struct TickModeSet(u8);
 
-impl ModeSet {
-    fn bit(mode: Mode) -> u8 {
+impl TickModeSet {
+    fn bit(mode: TickMode) -> u8 {
         1 << (mode.code() - 1)
     }
 
@@ -34,18 +34,18 @@ impl ModeSet {
     }
 
     /// True when `mode` is in the set.
-    pub fn contains(self, mode: Mode) -> bool {
+    pub fn contains(self, mode: TickMode) -> bool {
         self.0 & Self::bit(mode) != 0
     }
 
     /// The set with `mode` added.
-    pub fn with(self, mode: Mode) -> ModeSet {
-        ModeSet(self.0 | Self::bit(mode))
+    pub fn with(self, mode: TickMode) -> TickModeSet {
+        TickModeSet(self.0 | Self::bit(mode))
     }
 
     /// The set with `mode` removed.
-    pub fn without(self, mode: Mode) -> ModeSet {
-        ModeSet(self.0 & !Self::bit(mode))
+    pub fn without(self, mode: TickMode) -> TickModeSet {
+        TickModeSet(self.0 & !Self::bit(mode))
     }
 
     /// How many modes are in the set.
@@ -54,14 +54,14 @@ impl ModeSet {
     }
 
     /// The modes in the set, lowest first.
-    pub fn iter(self) -> impl Iterator<Item = Mode> {
+    pub fn iter(self) -> impl Iterator<Item = TickMode> {
         ALL_MODES
             .into_iter()
             .filter(move |mode| self.contains(*mode))
     }
 
     /// The highest mode in the set that is at most `limit`.
-    pub fn best(self, limit: Mode) -> Option<Mode> {
+    pub fn best(self, limit: TickMode) -> Option<TickMode> {
         ALL_MODES
             .iter()
             .rev()
@@ -70,8 +70,8 @@ impl ModeSet {
     }
 
     /// The highest mode in the set.
-    pub fn highest(self) -> Option<Mode> {
-        self.best(Mode::Depth)
+    pub fn highest(self) -> Option<TickMode> {
+        self.best(TickMode::Depth)
     }
 }
 
@@ -79,7 +79,7 @@ impl ModeSet {
 #[derive(Debug)]
 pub(crate) struct Subscriber {
     pub client: Arc<Client>,
-    pub modes: ModeSet,
+    pub modes: TickModeSet,
 }
 
 /// The subscribers of one instrument.
@@ -92,10 +92,12 @@ pub(crate) struct InstrumentSubscribers {
 
 impl InstrumentSubscribers {
     /// The highest mode any subscriber wants: what the feed adapter must deliver.
-    fn max_mode(&self) -> Option<Mode> {
+    fn max_mode(&self) -> Option<TickMode> {
         self.subscribers
             .iter()
-            .fold(ModeSet::default(), |all, s| ModeSet(all.0 | s.modes.0))
+            .fold(TickModeSet::default(), |all, s| {
+                TickModeSet(all.0 | s.modes.0)
+            })
             .highest()
     }
 }
@@ -138,7 +140,7 @@ impl SubscriptionIndex {
         &mut self,
         key: &InstrumentKey,
         client: &Arc<Client>,
-        mode: Mode,
+        mode: TickMode,
     ) -> Option<SubscriptionHint> {
         let subs = self
             .by_exchange
@@ -162,7 +164,7 @@ impl SubscriptionIndex {
             Some(subscriber) => subscriber.modes = subscriber.modes.with(mode),
             None => subs.subscribers.push(Subscriber {
                 client: Arc::clone(client),
-                modes: ModeSet::default().with(mode),
+                modes: TickModeSet::default().with(mode),
             }),
         }
         let after = subs.max_mode();
@@ -178,7 +180,7 @@ impl SubscriptionIndex {
         &mut self,
         key: &InstrumentKey,
         client_id: u64,
-        remaining: ModeSet,
+        remaining: TickModeSet,
     ) -> Option<SubscriptionHint> {
         let mut changed = None;
         if let Some(by_symbol) = self.by_exchange.get_mut(&key.exchange) {
@@ -211,7 +213,7 @@ impl SubscriptionIndex {
     }
 }
 
-fn hint(key: &InstrumentKey, mode: Option<Mode>) -> SubscriptionHint {
+fn hint(key: &InstrumentKey, mode: Option<TickMode>) -> SubscriptionHint {
     SubscriptionHint {
         exchange: key.exchange.clone(),
         symbol: key.symbol.clone(),
@@ -225,15 +227,22 @@ mod tests {
 
     #[test]
     fn best_mode_follows_the_hierarchy() {
-        let ltp_and_depth = ModeSet::default().with(Mode::Ltp).with(Mode::Depth);
-        assert_eq!(ltp_and_depth.best(Mode::Depth), Some(Mode::Depth));
-        assert_eq!(ltp_and_depth.best(Mode::Quote), Some(Mode::Ltp));
-        assert_eq!(ModeSet::default().with(Mode::Depth).best(Mode::Quote), None);
-        assert_eq!(ModeSet::default().best(Mode::Depth), None);
+        let ltp_and_depth = TickModeSet::default()
+            .with(TickMode::Ltp)
+            .with(TickMode::Depth);
+        assert_eq!(ltp_and_depth.best(TickMode::Depth), Some(TickMode::Depth));
+        assert_eq!(ltp_and_depth.best(TickMode::Quote), Some(TickMode::Ltp));
+        assert_eq!(
+            TickModeSet::default()
+                .with(TickMode::Depth)
+                .best(TickMode::Quote),
+            None
+        );
+        assert_eq!(TickModeSet::default().best(TickMode::Depth), None);
         assert_eq!(
             ltp_and_depth.iter().collect::<Vec<_>>(),
-            [Mode::Ltp, Mode::Depth]
+            [TickMode::Ltp, TickMode::Depth]
         );
-        assert_eq!(ltp_and_depth.without(Mode::Ltp).len(), 1);
+        assert_eq!(ltp_and_depth.without(TickMode::Ltp).len(), 1);
     }
 }

@@ -232,9 +232,9 @@ impl Client {
 
 /// A depth tick with recognisable numbers.
 pub fn depth_tick(exchange: &str, symbol: &str, ltp: f64) -> Tick {
-    use oa_marketdata_zmq::{Depth, DepthLevel, Mode, Quote};
+    use oa_marketdata_zmq::{Depth, DepthLevel, Quote, TickMode};
     Tick {
-        mode: Mode::Depth,
+        mode: TickMode::Depth,
         quote: Some(Quote {
             open: 100.0,
             high: 110.0,
