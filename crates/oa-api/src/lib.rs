@@ -40,7 +40,8 @@ use oa_marketdata_core::{PriceCache, SymbolMaster};
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
 pub use commands::{CommandKind, OrderCommand, read_command, run_command};
 pub use config::{
-    ApiConfig, ConfigError, Leverage, RateLimits, SimulatorConfig, parse_database_url,
+    ApiConfig, ConfigError, DEFAULT_DATABASE_URL, ENV_VARS, Leverage, RateLimits, SimulatorConfig,
+    parse_database_url,
 };
 pub use engine::worker::{EngineHandle, JobCtx};
 pub use error::{ApiError, HttpError};
