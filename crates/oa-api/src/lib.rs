@@ -17,6 +17,8 @@ pub mod esb;
 mod fields;
 mod idempotency;
 mod journal;
+#[cfg(feature = "kafka")]
+pub mod kafka_outbox;
 mod keys;
 mod marketdata;
 pub mod outbox;
