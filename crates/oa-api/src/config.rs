@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use oa_events_core::EnvVar;
+
 use crate::ratelimit::RateSpec;
 use crate::types::Product;
 
@@ -44,6 +46,69 @@ impl Leverage {
     }
 }
 
+/// Every environment variable of the REST layer, with its default and help. `oa-server`
+/// builds its flags from this table and parses them into an [`ApiConfig`]; its tests check
+/// that these defaults give `ApiConfig::default()`.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::secret(
+        "API_KEY_PEPPER",
+        "server-side secret mixed into API-key hashes (at least 32 characters)",
+    ),
+    EnvVar::new(
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        "where the store lives: sqlite:///relative/path.db or sqlite:////absolute/path.db",
+    ),
+    EnvVar::new(
+        "ORDER_RATE_LIMIT",
+        "10 per second",
+        "rate limit of order endpoints per client IP (\"10 per second\", \"600 per minute\", \"5/second\")",
+    ),
+    EnvVar::new(
+        "SMART_ORDER_RATE_LIMIT",
+        "10 per second",
+        "rate limit of placesmartorder per client IP",
+    ),
+    EnvVar::new(
+        "API_RATE_LIMIT",
+        "50 per second",
+        "rate limit of every other endpoint per client IP",
+    ),
+    EnvVar::new(
+        "OA_SANDBOX_STARTING_FUNDS",
+        "10000000",
+        "virtual funds of each sandbox and simulator account",
+    ),
+    EnvVar::new(
+        "OA_SIMULATOR_ACK_LATENCY_MS",
+        "0",
+        "simulator broker: delay before acknowledging an order action, in milliseconds",
+    ),
+    EnvVar::new(
+        "OA_SIMULATOR_REJECTION_RATE",
+        "0",
+        "simulator broker: fraction of new orders rejected (0 to 1), for fault tests",
+    ),
+    EnvVar::new(
+        "OA_DEFAULT_USER",
+        "admin",
+        "user created on first start when the store has none; its key is printed once",
+    ),
+    EnvVar::new(
+        "OA_DEFAULT_ANALYZE_MODE",
+        "false",
+        "whether new users start in analyzer (sandbox) mode: true or false",
+    ),
+    EnvVar::new(
+        "OA_STORE_SYNC",
+        "full",
+        "store commit durability: full (an acknowledged order survives a power loss) or normal (survives a process crash only; faster on slow disks)",
+    ),
+];
+
+/// Default of `DATABASE_URL`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:///db/oa.db";
+
 /// Fault injection for the `simulator` broker (the live-mode stand-in).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimulatorConfig {
@@ -64,10 +129,10 @@ impl Default for SimulatorConfig {
 
 /// Every setting of the REST layer. `ApiConfig::default()` is OpenAlgo's defaults except the
 /// pepper, which has none and must be set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// `DATABASE_URL`: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`
-    /// (default `sqlite:///db/openalgo.db`).
+    /// (default [`DEFAULT_DATABASE_URL`]).
     pub database_url: String,
     /// `API_KEY_PEPPER`: secret mixed into every API-key hash; at least 32 characters.
     pub api_key_pepper: String,
@@ -106,7 +171,7 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            database_url: "sqlite:///db/openalgo.db".to_string(),
+            database_url: DEFAULT_DATABASE_URL.to_string(),
             api_key_pepper: String::new(),
             order_rate_limit: "10 per second".to_string(),
             smart_order_rate_limit: "10 per second".to_string(),

@@ -17,6 +17,8 @@ pub mod esb;
 mod fields;
 mod idempotency;
 mod journal;
+#[cfg(feature = "kafka")]
+pub mod kafka_outbox;
 mod keys;
 mod marketdata;
 pub mod outbox;
@@ -40,7 +42,8 @@ use oa_marketdata_core::{PriceCache, SymbolMaster};
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
 pub use commands::{CommandKind, OrderCommand, read_command, run_command};
 pub use config::{
-    ApiConfig, ConfigError, Leverage, RateLimits, SimulatorConfig, parse_database_url,
+    ApiConfig, ConfigError, DEFAULT_DATABASE_URL, ENV_VARS, Leverage, RateLimits, SimulatorConfig,
+    parse_database_url,
 };
 pub use engine::worker::{EngineHandle, JobCtx};
 pub use error::{ApiError, HttpError};

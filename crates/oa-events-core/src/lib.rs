@@ -11,10 +11,13 @@
 //!   sink's own task, and to in-process subscribers;
 //! - [`mode`]: [`EventMode`] (`ORDER_EVENT_MODE` = SOCKETIO | KAFKA | BOTH);
 //! - [`auth`]: [`ApiKeyVerifier`], the small trait through which transports that accept
-//!   clients (WebSocket, Socket.IO) check API keys without depending on the REST layer.
+//!   clients (WebSocket, Socket.IO) check API keys without depending on the REST layer;
+//! - [`env_var`]: [`EnvVar`], an entry of the `ENV_VARS` table in which each layer lists its
+//!   environment variables, defaults and help texts.
 
 pub mod auth;
 pub mod catalog;
+pub mod env_var;
 pub mod envelope;
 pub mod mode;
 pub mod number;
@@ -24,6 +27,7 @@ pub mod sink;
 
 pub use auth::{ApiKeyVerifier, AuthenticatedUser, VerifierError};
 pub use catalog::{Audience, CatalogEvent, EventPayload};
+pub use env_var::EnvVar;
 pub use envelope::{Envelope, EnvelopeError, Event};
 pub use mode::{EventMode, InvalidEventMode};
 pub use publisher::{EventPublisher, PublisherBuilder, SinkOptions, SinkStats};

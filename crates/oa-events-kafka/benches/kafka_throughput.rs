@@ -5,7 +5,7 @@
 //! only the sends whose result it checked as acknowledged.
 //!
 //! oa's main row goes through the SQLite outbox table as the server does (`oa_api`'s
-//! `OutboxTable`: an insert per event, the relay's read, the delivered mark); the
+//! `OutboxTable` through `oa_api::kafka_outbox::StoreOutbox`, the server's adapter: an insert per event, the relay's read, the delivered mark); the
 //! `MemoryOutbox` row is an extra, showing the cost of the durable store.
 //!
 //! Run: `cargo xtask kafka bench [--secure]` (or `cargo bench -p oa-events-kafka --bench
@@ -19,69 +19,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::future::BoxFuture;
+use oa_api::kafka_outbox::StoreOutbox;
 use oa_api::outbox::OutboxTable;
 use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
 use oa_events_core::catalog::OrderEvent;
-use oa_events_core::{Envelope, Event, EventPublisher, SinkOptions};
+use oa_events_core::{Event, EventPublisher, SinkOptions};
 use oa_events_kafka::{
-    Compression, KafkaConfig, KafkaRelay, MemoryOutbox, Outbox, OutboxError, OutboxRecord,
-    SecurityConfig, TopicCreation, ensure_topic,
+    Compression, KafkaConfig, KafkaRelay, MemoryOutbox, Outbox, SecurityConfig, TopicCreation,
+    ensure_topic,
 };
 
 const USERS: usize = 100;
 const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
 const USER: &str = "oa";
 const PASSWORD: &str = "oa-bench-throughput";
-
-/// The server's SQLite outbox table as the relay's `Outbox` (what `oa-server` does in
-/// `src/outbox.rs`): every call on the blocking pool.
-struct SqliteOutbox(OutboxTable);
-
-impl SqliteOutbox {
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&OutboxTable) -> Result<T, oa_api::StoreError> + Send + 'static,
-    ) -> Result<T, OutboxError> {
-        let table = self.0.clone();
-        match tokio::task::spawn_blocking(move || work(&table)).await {
-            Ok(result) => result.map_err(OutboxError::storage),
-            Err(error) => Err(OutboxError::storage(error)),
-        }
-    }
-}
-
-impl Outbox for SqliteOutbox {
-    fn append<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-    ) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let envelopes = envelopes.to_vec();
-        Box::pin(self.blocking(move |table| table.append_if_absent(&envelopes)))
-    }
-
-    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxRecord>, OutboxError>> {
-        Box::pin(async move {
-            let rows = self.blocking(move |table| table.pending(limit)).await?;
-            Ok(rows
-                .into_iter()
-                .map(|(seq, envelope)| OutboxRecord {
-                    seq,
-                    envelope: Arc::new(envelope),
-                })
-                .collect())
-        })
-    }
-
-    fn mark_delivered<'a>(&'a self, seqs: &'a [i64]) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let seqs = seqs.to_vec();
-        Box::pin(self.blocking(move |table| table.mark_delivered(&seqs)))
-    }
-
-    fn backlog(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
-        Box::pin(self.blocking(|table| table.backlog()))
-    }
-}
 
 /// Which outbox oa's row uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -149,7 +100,7 @@ async fn oa_sink(
     ensure_topic(&config, &config.order_events_topic).await?;
     let outbox: Arc<dyn Outbox> = match kind {
         OutboxKind::Memory => Arc::new(MemoryOutbox::new(events + 1)),
-        OutboxKind::Sqlite => Arc::new(SqliteOutbox(
+        OutboxKind::Sqlite => Arc::new(StoreOutbox::new(
             OutboxTable::open(&store_dir.join(format!("{}.db", config.order_events_topic)))
                 .context("opening the SQLite outbox")?,
         )),

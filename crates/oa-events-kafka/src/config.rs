@@ -7,6 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use oa_events_core::EnvVar;
+
 use crate::error::ConfigError;
 use crate::security::SecurityConfig;
 
@@ -254,26 +256,96 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Every variable [`KafkaConfig::from_lookup`] reads, for `.sample.env` and help texts.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
-    ("KAFKA_ORDER_EVENTS_TOPIC", DEFAULT_ORDER_EVENTS_TOPIC),
-    ("KAFKA_ESB_EVENTS_TOPIC", DEFAULT_ESB_EVENTS_TOPIC),
-    ("KAFKA_PRODUCER_COMPRESSION", Compression::DEFAULT_NAME),
-    ("KAFKA_PRODUCER_BATCH_SIZE", "16384"),
-    ("KAFKA_PRODUCER_LINGER_MS", "10"),
-    ("KAFKA_PRODUCER_ACKS", "all"),
-    ("KAFKA_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
-    ("KAFKA_CONSUMER_AUTO_OFFSET_RESET", "latest"),
-    ("KAFKA_CLIENT_ID", "oa"),
-    ("KAFKA_CREATE_TOPICS", "false"),
-    ("KAFKA_TOPIC_PARTITIONS", "3"),
-    ("KAFKA_TOPIC_REPLICATION_FACTOR", "1"),
-    ("KAFKA_REQUEST_TIMEOUT_MS", "30000"),
-    ("KAFKA_RETRY_BACKOFF_MS", "100"),
-    ("KAFKA_RETRY_BACKOFF_MAX_MS", "5000"),
-    ("KAFKA_RELAY_MAX_ROWS", "10000"),
-    ("KAFKA_RELAY_POLL_MS", "1000"),
+/// Every general variable [`KafkaConfig::from_lookup`] reads, with its default and help (the
+/// security ones are [`crate::security::ENV_VARS`]). `KafkaConfig::default()` is what these
+/// defaults parse to (a test checks it); `oa-server` builds its flags from this table.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::new(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        DEFAULT_BOOTSTRAP_SERVERS,
+        "Kafka brokers, comma separated host:port (oa-server requires it in KAFKA and BOTH modes)",
+    ),
+    EnvVar::new(
+        "KAFKA_ORDER_EVENTS_TOPIC",
+        DEFAULT_ORDER_EVENTS_TOPIC,
+        "outbound topic of order events",
+    ),
+    EnvVar::new(
+        "KAFKA_ESB_EVENTS_TOPIC",
+        DEFAULT_ESB_EVENTS_TOPIC,
+        "inbound topic of ESB commands",
+    ),
+    EnvVar::new(
+        "KAFKA_PRODUCER_COMPRESSION",
+        Compression::DEFAULT_NAME,
+        "producer compression: none, gzip, snappy, lz4, zstd",
+    ),
+    EnvVar::new(
+        "KAFKA_PRODUCER_BATCH_SIZE",
+        "16384",
+        "producer batch size in bytes",
+    ),
+    EnvVar::new(
+        "KAFKA_PRODUCER_LINGER_MS",
+        "10",
+        "milliseconds the producer waits to fill a batch",
+    ),
+    EnvVar::new(
+        "KAFKA_PRODUCER_ACKS",
+        "all",
+        "producer acknowledgements: all (-1); weaker acks could lose events",
+    ),
+    EnvVar::new(
+        "KAFKA_CONSUMER_GROUP",
+        DEFAULT_CONSUMER_GROUP,
+        "consumer group name of the ESB consumer",
+    ),
+    EnvVar::new(
+        "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+        "latest",
+        "where a consumer starts without a stored offset: earliest, latest",
+    ),
+    EnvVar::new("KAFKA_CLIENT_ID", "oa", "client id sent to the brokers"),
+    EnvVar::new(
+        "KAFKA_CREATE_TOPICS",
+        "false",
+        "create missing topics at start-up: true or false",
+    ),
+    EnvVar::new(
+        "KAFKA_TOPIC_PARTITIONS",
+        "3",
+        "partitions of topics oa creates",
+    ),
+    EnvVar::new(
+        "KAFKA_TOPIC_REPLICATION_FACTOR",
+        "1",
+        "replication factor of topics oa creates",
+    ),
+    EnvVar::new(
+        "KAFKA_REQUEST_TIMEOUT_MS",
+        "30000",
+        "timeout of one Kafka request, milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_RETRY_BACKOFF_MS",
+        "100",
+        "first retry delay after a failed send, milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_RETRY_BACKOFF_MAX_MS",
+        "5000",
+        "longest retry delay, milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_RELAY_MAX_ROWS",
+        "10000",
+        "outbox rows the relay sends per round",
+    ),
+    EnvVar::new(
+        "KAFKA_RELAY_POLL_MS",
+        "1000",
+        "how often the relay looks at the outbox when not woken, milliseconds",
+    ),
 ];
 
 impl KafkaConfig {
@@ -513,6 +585,29 @@ fn check_server(server: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_defaults_are_what_the_env_var_tables_say() {
+        let table_default = |name: &str| {
+            ENV_VARS
+                .iter()
+                .chain(crate::security::ENV_VARS)
+                .find(|var| var.name == name)
+                .and_then(|var| var.default_value())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            KafkaConfig::from_lookup(table_default).unwrap(),
+            KafkaConfig::default()
+        );
+        let esb_default = |name: &str| {
+            oa_events_core::env_var::default_of(crate::esb_auth::ENV_VARS, name).map(str::to_string)
+        };
+        assert_eq!(
+            crate::EsbSecurity::from_lookup(esb_default).unwrap(),
+            crate::EsbSecurity::default()
+        );
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<KafkaConfig, ConfigError> {
         let map: HashMap<String, String> = vars

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use oa_events_core::EnvVar;
 use sha2::Sha256;
 
 /// The record header that carries a command's signature.
@@ -33,11 +34,22 @@ pub const MAX_MAX_AGE: Duration = Duration::from_secs(86_400);
 /// How far a command's `timestamp` may be ahead of oa's clock (clock skew between hosts).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(60);
 
-/// Every variable [`EsbSecurity::from_lookup`] reads, with its default, for help texts.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("KAFKA_ESB_SIGNING_KEYS", ""),
-    ("KAFKA_ESB_TRUST_UNSIGNED", "false"),
-    ("KAFKA_ESB_MAX_AGE_SECONDS", "300"),
+/// Every variable [`EsbSecurity::from_lookup`] reads, with its default and help.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::secret(
+        "KAFKA_ESB_SIGNING_KEYS",
+        "signing keys of ESB commands: id1:secret1,id2:secret2 (each secret at least 32 bytes; several at once to rotate keys); prefer the environment: flags show in ps",
+    ),
+    EnvVar::new(
+        "KAFKA_ESB_TRUST_UNSIGNED",
+        "false",
+        "execute UNSIGNED ESB commands (anyone who can write to the ESB topic can trade for every user who allowed ESB control): true or false",
+    ),
+    EnvVar::new(
+        "KAFKA_ESB_MAX_AGE_SECONDS",
+        "300",
+        "oldest accepted ESB command timestamp, in seconds (1 to 86400)",
+    ),
 ];
 
 type HmacSha256 = Hmac<Sha256>;

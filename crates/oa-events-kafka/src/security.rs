@@ -24,6 +24,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use oa_events_core::EnvVar;
+
 use crate::error::ConfigError;
 
 /// `KAFKA_SECURITY_PROTOCOL`: how connections to the brokers are made.
@@ -290,17 +292,49 @@ pub struct SecurityConfig {
     pub tls: Option<TlsSettings>,
 }
 
-/// The security variables [`SecurityConfig::from_lookup`] reads, with their defaults, for
-/// `.sample.env` and help texts.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-    ("KAFKA_SASL_MECHANISM", ""),
-    ("KAFKA_SASL_USERNAME", ""),
-    ("KAFKA_SASL_PASSWORD", ""),
-    ("KAFKA_SSL_CA_LOCATION", ""),
-    ("KAFKA_SSL_CERTIFICATE_LOCATION", ""),
-    ("KAFKA_SSL_KEY_LOCATION", ""),
-    ("KAFKA_SSL_ENDPOINT_IDENTIFICATION", "https"),
+/// The security variables [`SecurityConfig::from_lookup`] reads, with their defaults and help
+/// (librdkafka's names).
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::new(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+    ),
+    EnvVar::new(
+        "KAFKA_SASL_MECHANISM",
+        "",
+        "SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (required with SASL_*)",
+    ),
+    EnvVar::new(
+        "KAFKA_SASL_USERNAME",
+        "",
+        "SASL user name (required with SASL_*)",
+    ),
+    EnvVar::secret(
+        "KAFKA_SASL_PASSWORD",
+        "SASL password (required with SASL_*; never logged; prefer the environment to the flag)",
+    ),
+    EnvVar::new(
+        "KAFKA_SSL_CA_LOCATION",
+        "",
+        "PEM file of the CA certificates to trust with SSL/SASL_SSL (unset: the system's trust store)",
+    ),
+    EnvVar::new(
+        "KAFKA_SSL_CERTIFICATE_LOCATION",
+        "",
+        "PEM client certificate (chain) for mutual TLS; needs KAFKA_SSL_KEY_LOCATION",
+    ),
+    EnvVar::new(
+        "KAFKA_SSL_KEY_LOCATION",
+        "",
+        "PEM private key (unencrypted) of the client certificate; needs KAFKA_SSL_CERTIFICATE_LOCATION",
+    ),
+    // Unset by default: it is refused without TLS; with TLS, unset means https.
+    EnvVar::new(
+        "KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+        "",
+        "with SSL/SASL_SSL, check that the broker certificate names the broker host: https (when unset) or none",
+    ),
 ];
 
 fn problem(variable: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {

@@ -1,6 +1,6 @@
 //! The relay never stalls on one bad event: an outbox row that cannot be decoded is moved
 //! aside, and an event the broker refuses for good goes to `<events topic>.dlq`; every other
-//! event is still delivered. Real tansu, the server's SQLite outbox table, and kafka-python
+//! event is still delivered. Real tansu, the server's SQLite outbox table (through its adapter `StoreOutbox`), and kafka-python
 //! reading the topics back.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
@@ -9,64 +9,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
+use oa_api::kafka_outbox::StoreOutbox;
 use oa_api::outbox::OutboxTable;
 use oa_e2e::kafka_topic::read_topic;
 use oa_e2e::tansu::{Storage, Tansu};
 use oa_events_core::catalog::OrderNotification;
 use oa_events_core::{Envelope, Event};
-use oa_events_kafka::{
-    KafkaConfig, KafkaRelay, MemoryOutbox, Outbox, OutboxError, OutboxRecord, TopicCreation,
-    ensure_topic,
-};
-
-/// The server's outbox table as the relay's `Outbox`, as `oa-server` adapts it.
-struct SqliteOutbox(OutboxTable);
-
-impl SqliteOutbox {
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&OutboxTable) -> Result<T, oa_api::StoreError> + Send + 'static,
-    ) -> Result<T, OutboxError> {
-        let table = self.0.clone();
-        match tokio::task::spawn_blocking(move || work(&table)).await {
-            Ok(result) => result.map_err(OutboxError::storage),
-            Err(error) => Err(OutboxError::storage(error)),
-        }
-    }
-}
-
-impl Outbox for SqliteOutbox {
-    fn append<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-    ) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let envelopes = envelopes.to_vec();
-        Box::pin(self.blocking(move |table| table.append_if_absent(&envelopes)))
-    }
-
-    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxRecord>, OutboxError>> {
-        Box::pin(async move {
-            let rows = self.blocking(move |table| table.pending(limit)).await?;
-            Ok(rows
-                .into_iter()
-                .map(|(seq, envelope)| OutboxRecord {
-                    seq,
-                    envelope: Arc::new(envelope),
-                })
-                .collect())
-        })
-    }
-
-    fn mark_delivered<'a>(&'a self, seqs: &'a [i64]) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let seqs = seqs.to_vec();
-        Box::pin(self.blocking(move |table| table.mark_delivered(&seqs)))
-    }
-
-    fn backlog(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
-        Box::pin(self.blocking(|table| table.backlog()))
-    }
-}
+use oa_events_kafka::{KafkaConfig, KafkaRelay, MemoryOutbox, TopicCreation, ensure_topic};
 
 fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
     KafkaConfig {
@@ -137,7 +86,8 @@ async fn an_undecodable_outbox_row_is_moved_aside_and_delivery_goes_on() {
         .append_if_absent(std::slice::from_ref(&second))
         .unwrap();
 
-    let relay = KafkaRelay::spawn(config.clone(), Arc::new(SqliteOutbox(table.clone()))).unwrap();
+    let relay =
+        KafkaRelay::spawn(config.clone(), Arc::new(StoreOutbox::new(table.clone()))).unwrap();
     wait_until(
         "delivery of both good events",
         Duration::from_secs(30),

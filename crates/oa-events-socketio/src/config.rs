@@ -1,9 +1,47 @@
 //! [`SocketIoConfig`]: the layer's settings, a plain struct the server fills from its own
-//! configuration (no CLI or environment parsing here).
+//! configuration; [`ENV_VARS`] names its environment variables (the parsing is the server's).
 
 use std::time::Duration;
 
+use oa_events_core::EnvVar;
 use oa_net::{ConnectionLimits, RateSpec};
+
+/// Every environment variable of the Socket.IO layer, with its default and help. `oa-server`
+/// builds its flags from this table and parses them into a [`SocketIoConfig`] (whose
+/// `login_rate` is `OA_LOGIN_RATE_LIMIT`, shared with the WebSocket proxy); its tests check
+/// that these defaults give `SocketIoConfig::default()`.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::new(
+        "OA_SOCKETIO_REPLAY_BUFFER",
+        "1024",
+        "events kept per user for replay after a reconnect",
+    ),
+    EnvVar::new(
+        "OA_SOCKETIO_REPLAY_MAX_AGE_SECONDS",
+        "300",
+        "oldest event kept for replay, in seconds",
+    ),
+    EnvVar::new(
+        "OA_SOCKETIO_SOCKET_BUFFER",
+        "256",
+        "packets buffered per connected socket before a slow client is skipped",
+    ),
+    EnvVar::new(
+        "OA_SOCKETIO_REPLAY_BUFFER_BYTES",
+        "1048576",
+        "event bytes kept per user for replay (the newest event is always kept)",
+    ),
+    EnvVar::new(
+        "OA_SOCKETIO_MAX_CONNECTIONS",
+        "10000",
+        "Socket.IO sessions in total (logged in or not); more are refused with 503",
+    ),
+    EnvVar::new(
+        "OA_SOCKETIO_MAX_CONNECTIONS_PER_IP",
+        "100",
+        "Socket.IO sessions from one client IP; more are refused with 503",
+    ),
+];
 
 /// Settings of the Socket.IO layer and sink. [`Default`] gives production values.
 #[derive(Debug, Clone, PartialEq, Eq)]

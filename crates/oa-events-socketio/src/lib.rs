@@ -29,7 +29,7 @@ mod handshake;
 mod sink;
 mod stream;
 
-pub use config::{ConfigError, SocketIoConfig};
+pub use config::{ConfigError, ENV_VARS, SocketIoConfig};
 pub use guard::mount;
 pub use handshake::{ConnectRefused, Handshake};
 pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};

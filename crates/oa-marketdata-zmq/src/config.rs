@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use oa_events_core::EnvVar;
+
 /// Which feed adapter the server starts (`OA_FEED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FeedKind {
@@ -158,126 +160,127 @@ impl MarketDataConfig {
     }
 }
 
-/// Every environment variable [`MarketDataConfig::from_lookup`] reads: (name, default, meaning),
-/// for `.sample.env` and `--help` texts.
-pub const ENV_VARS: &[(&str, &str, &str)] = &[
-    (
+/// Every environment variable [`MarketDataConfig::from_lookup`] reads, with its default and
+/// help: `MarketDataConfig::default()` is what these defaults parse to (a test checks it), and
+/// `oa-server` builds its flags from this table.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::new(
         "ZMQ_HOST",
         "127.0.0.1",
         "market-data bus (ZeroMQ SUB) bind host",
     ),
-    (
+    EnvVar::new(
         "ZMQ_PORT",
         "5555",
         "market-data bus bind port (0 = a free port)",
     ),
-    (
+    EnvVar::new(
         "OA_ZMQ_HWM",
         "100000",
         "ZeroMQ high-water mark of the bus and the bundled feeds",
     ),
-    (
+    EnvVar::new(
         "OA_ZMQ_MAX_FRAME_BYTES",
         "65536",
         "larger bus frames are dropped as oversized",
     ),
-    (
+    EnvVar::new(
         "OA_ZMQ_CHANNEL_CAPACITY",
         "65536",
         "ticks buffered between the bus thread and the dispatcher",
     ),
-    (
+    EnvVar::new(
         "WEBSOCKET_HOST",
         "127.0.0.1",
         "WebSocket market-data listen IP",
     ),
-    (
+    EnvVar::new(
         "WEBSOCKET_PORT",
         "8765",
         "WebSocket market-data port (0 = a free port)",
     ),
-    (
+    EnvVar::new(
         "WS_AUTH_GRACE_SECONDS",
         "15",
         "close unauthenticated WebSocket clients (4401) after this",
     ),
-    (
+    EnvVar::new(
         "WS_MAX_QUEUE",
         "1024",
         "ticks per WebSocket client before conflation",
     ),
-    (
+    EnvVar::new(
         "WS_PING_INTERVAL",
         "20",
         "seconds between WebSocket keepalive pings",
     ),
-    (
+    EnvVar::new(
         "WS_PING_TIMEOUT",
         "20",
         "seconds of silence after a due ping before closing",
     ),
-    (
+    EnvVar::new(
         "MAX_SYMBOLS_PER_WEBSOCKET",
         "1000",
         "with MAX_WEBSOCKET_CONNECTIONS: a user's instrument capacity",
     ),
-    (
+    EnvVar::new(
         "MAX_WEBSOCKET_CONNECTIONS",
         "3",
         "authenticated WebSocket connections per user (times MAX_SYMBOLS_PER_WEBSOCKET: the user's instrument capacity)",
     ),
-    (
+    EnvVar::new(
         "OA_WS_MAX_MESSAGE_BYTES",
         "65536",
         "largest WebSocket frame and message accepted from a client",
     ),
-    (
+    EnvVar::new(
         "OA_WS_MAX_CONNECTIONS",
         "10000",
         "WebSocket connections in total; more are refused with 503",
     ),
-    (
+    EnvVar::new(
         "OA_WS_MAX_CONNECTIONS_PER_IP",
         "100",
         "WebSocket connections from one client IP; more are refused with 503",
     ),
-    (
+    EnvVar::new(
         "OA_LOGIN_RATE_LIMIT",
         "10 per second",
         "WebSocket and Socket.IO login attempts per client IP",
     ),
-    (
+    EnvVar::new(
         "OA_FEED",
         "simulated",
         "bundled feed: simulated, replay or none",
     ),
-    (
+    EnvVar::new(
         "OA_FEED_SYMBOLS",
         "",
         "EXCHANGE:SYMBOL list for the simulated feed (empty = symbol master)",
     ),
-    (
+    EnvVar::new(
         "OA_FEED_TICKS_PER_SECOND",
         "50",
         "simulated ticks per second, all symbols together",
     ),
-    (
+    EnvVar::new(
         "OA_FEED_SEED",
         "42",
         "simulated market seed (same seed, same prices)",
     ),
-    (
+    EnvVar::new(
         "OA_REPLAY_FILE",
         "",
         "tick file for OA_FEED=replay (JSON lines, or .csv)",
     ),
-    (
+    EnvVar::new(
         "OA_REPLAY_SPEED",
-        "1.0",
+        "1",
         "replay speed factor (0 = as fast as possible)",
     ),
-    ("OA_REPLAY_REPEAT", "false", "replay the file in a loop"),
-    (
+    EnvVar::new("OA_REPLAY_REPEAT", "false", "replay the file in a loop"),
+    EnvVar::new(
         "OA_SYMBOL_MASTER_CSV",
         "",
         "symbol master CSV (empty = the bundled universe)",
@@ -513,6 +516,16 @@ mod tests {
             assert!(error.contains(name), "{error}");
         }
         assert_eq!(ENV_VARS.len(), 25);
+    }
+
+    #[test]
+    fn the_defaults_are_what_env_vars_says() {
+        let table_default =
+            |name: &str| oa_events_core::env_var::default_of(ENV_VARS, name).map(str::to_string);
+        assert_eq!(
+            MarketDataConfig::from_lookup(table_default).unwrap(),
+            MarketDataConfig::default()
+        );
     }
 
     #[test]

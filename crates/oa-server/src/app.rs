@@ -18,9 +18,9 @@ use crate::config::Settings;
 use crate::esb::StoreExecutor;
 use crate::http;
 use crate::late_verifier::LateVerifier;
-use crate::outbox::StoreOutbox;
 use crate::shutdown::{Deadline, InFlightRequests};
 use crate::telemetry;
+use oa_api::kafka_outbox::StoreOutbox;
 
 /// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
 const BROKER_NAME: &str = "simulator";
@@ -67,7 +67,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let path = oa_api::parse_database_url(&settings.api.database_url)?;
         let table = OutboxTable::open(&path).context("opening the outbox table")?;
         let outbox = StoreOutbox::new(table);
-        outbox_maintenance = Some(outbox.spawn_maintenance(settings.outbox));
+        outbox_maintenance = Some(settings.outbox.spawn(&outbox));
         let relay = Arc::new(
             KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
                 .context("starting the Kafka relay")?,

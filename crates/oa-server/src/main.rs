@@ -5,9 +5,6 @@
 mod admin;
 mod app;
 mod cli;
-// The flags' doc comments are clap help texts ending with the default in brackets ("[300]"),
-// which rustdoc would otherwise read as intra-doc links.
-#[allow(rustdoc::broken_intra_doc_links)]
 mod config;
 mod dashboard;
 mod esb;
@@ -42,7 +39,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Esb { action, config }) => (config, Some(Admin::Esb(action))),
         None => (cli.serve, None),
     };
-    telemetry::init_logging(&raw.log_format);
+    telemetry::init_logging(raw.text("OA_LOG_FORMAT"));
     if let Some(error) = env_file_error {
         tracing::error!("{error}");
         return std::process::ExitCode::FAILURE;

@@ -1,70 +1,8 @@
-//! The store's outbox table, adapted to the Kafka relay's [`Outbox`] trait.
-//!
-//! Neither library depends on the other (`oa-api` owns the table, `oa-events-kafka` the
-//! relay), so the binary joins them. SQLite calls run on the blocking pool.
+//! Housekeeping of the store's outbox table (the relay's [`StoreOutbox`], from `oa-api`)
+//! while the server runs.
 
-use std::sync::Arc;
-
-use futures_util::future::BoxFuture;
-use oa_api::outbox::OutboxTable;
-use oa_events_core::Envelope;
-use oa_events_kafka::{Outbox, OutboxError, OutboxRecord};
-
-/// [`OutboxTable`] as the relay's [`Outbox`].
-#[derive(Debug, Clone)]
-pub struct StoreOutbox {
-    table: OutboxTable,
-}
-
-impl StoreOutbox {
-    /// Wraps the store's outbox table.
-    pub fn new(table: OutboxTable) -> Self {
-        StoreOutbox { table }
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&OutboxTable) -> Result<T, oa_api::StoreError> + Send + 'static,
-    ) -> Result<T, OutboxError> {
-        let table = self.table.clone();
-        match tokio::task::spawn_blocking(move || work(&table)).await {
-            Ok(result) => result.map_err(OutboxError::storage),
-            Err(error) => Err(OutboxError::storage(error)),
-        }
-    }
-}
-
-impl Outbox for StoreOutbox {
-    fn append<'a>(
-        &'a self,
-        envelopes: &'a [Arc<Envelope>],
-    ) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let envelopes = envelopes.to_vec();
-        Box::pin(self.blocking(move |table| table.append_if_absent(&envelopes)))
-    }
-
-    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxRecord>, OutboxError>> {
-        Box::pin(async move {
-            let rows = self.blocking(move |table| table.pending(limit)).await?;
-            Ok(rows
-                .into_iter()
-                .map(|(seq, envelope)| OutboxRecord {
-                    seq,
-                    envelope: Arc::new(envelope),
-                })
-                .collect())
-        })
-    }
-
-    fn mark_delivered<'a>(&'a self, seqs: &'a [i64]) -> BoxFuture<'a, Result<(), OutboxError>> {
-        let seqs = seqs.to_vec();
-        Box::pin(self.blocking(move |table| table.mark_delivered(&seqs)))
-    }
-
-    fn backlog(&self) -> BoxFuture<'_, Result<u64, OutboxError>> {
-        Box::pin(self.blocking(|table| table.backlog()))
-    }
-}
+use oa_api::kafka_outbox::StoreOutbox;
+use oa_events_kafka::Outbox;
 
 /// Housekeeping of the outbox table while the server runs: prunes delivered rows older than
 /// the retention and warns while the undelivered backlog is above its threshold (the relay
@@ -79,10 +17,10 @@ pub struct Maintenance {
     pub interval: std::time::Duration,
 }
 
-impl StoreOutbox {
-    /// Runs [`Maintenance`] until the task is aborted.
-    pub fn spawn_maintenance(&self, maintenance: Maintenance) -> tokio::task::JoinHandle<()> {
-        let outbox = self.clone();
+impl Maintenance {
+    /// Runs the checks on `outbox` until the task is aborted.
+    pub fn spawn(self, outbox: &StoreOutbox) -> tokio::task::JoinHandle<()> {
+        let (outbox, maintenance) = (outbox.clone(), self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(maintenance.interval);
             loop {
@@ -91,10 +29,7 @@ impl StoreOutbox {
                     .unwrap_or(chrono::Duration::MAX);
                 let cutoff = (chrono::Utc::now() - retention)
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-                match outbox
-                    .blocking(move |table| table.prune_delivered_before(&cutoff))
-                    .await
-                {
+                match outbox.prune_delivered_before(cutoff).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, "pruned delivered outbox rows"),
                     Err(error) => tracing::warn!(%error, "cannot prune the outbox"),

@@ -1,120 +1,222 @@
 //! Configuration: flags, environment variables and `.env`, validated as a whole.
 //!
-//! Every setting is read as text by clap (so a bad value never dies inside clap with a
-//! message that hides the variable's name) and then checked by [`RawConfig::validate`], which
-//! reports every bad variable at once, by name, with what was expected.
+//! Every layer lists its variables (name, default, help) in one `ENV_VARS` table in its own
+//! crate; [`ENV_VAR_TABLES`] gathers them and every entry becomes a flag, so `--help`, the
+//! defaults and `.sample.env` (checked by a test) come from one place. Each setting is read as
+//! text (so a bad value never dies inside clap with a message that hides the variable's name)
+//! and then checked by [`RawConfig::validate`], which reports every bad variable at once, by
+//! name, with what was expected.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches};
 use oa_api::ApiConfig;
-use oa_events_core::EventMode;
+use oa_events_core::{EnvVar, EventMode};
 use oa_events_kafka::KafkaConfig;
 use oa_events_socketio::SocketIoConfig;
 use oa_marketdata_zmq::MarketDataConfig;
 
 mod api;
-mod esb;
 mod kafka;
-mod kafka_security;
 mod marketdata;
 mod socketio;
-
-pub use api::RawApiConfig;
-pub use esb::RawEsbConfig;
-pub use kafka::RawKafkaConfig;
-pub use marketdata::RawMarketDataConfig;
-pub use socketio::RawSocketIoConfig;
 
 /// The pepper used when `API_KEY_PEPPER` is not set: fine for a laptop, logged as a warning.
 pub const DEVELOPMENT_PEPPER: &str = "oa-development-pepper-change-me-in-production-0001";
 /// Minimum pepper length, as OpenAlgo requires.
 pub const MIN_PEPPER_LEN: usize = 32;
 
-/// Settings as given (flags > environment > `.env` > defaults), not yet validated.
-/// `.sample.env` documents each one.
-#[derive(Debug, Clone, Args)]
+/// The server's own variables: its listeners, the event pipeline, shutdown, logs.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar::new(
+        "FLASK_HOST_IP",
+        "127.0.0.1",
+        "address the HTTP server (REST, Socket.IO, /health, /metrics) listens on",
+    ),
+    EnvVar::new(
+        "FLASK_PORT",
+        "5000",
+        "port of the HTTP server; 0 picks a free one",
+    ),
+    EnvVar::new(
+        "ORDER_EVENT_MODE",
+        "SOCKETIO",
+        "where order events go: SOCKETIO, KAFKA or BOTH",
+    ),
+    EnvVar::new(
+        "OA_EVENT_QUEUE_CAPACITY",
+        "65536",
+        "events each sink queues before dropping (Socket.IO drops the oldest)",
+    ),
+    EnvVar::new(
+        "OA_EVENT_QUEUE_MAX_BYTES",
+        "67108864",
+        "bytes of events each sink queues before dropping, whatever their number",
+    ),
+    EnvVar::new(
+        "OA_HTTP_MAX_CONNECTIONS",
+        "4096",
+        "open HTTP connections in total (REST, Socket.IO polling, /health); more get 503",
+    ),
+    EnvVar::new(
+        "OA_HTTP_MAX_CONNECTIONS_PER_IP",
+        "256",
+        "open HTTP connections from one client IP; more get 503",
+    ),
+    EnvVar::new(
+        "OA_HTTP_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "seconds a client has to send a request head (also the wait for the next request)",
+    ),
+    EnvVar::new(
+        "OA_HTTP_IDLE_TIMEOUT_SECONDS",
+        "60",
+        "seconds a kept-alive HTTP connection may stay idle before it is closed",
+    ),
+    EnvVar::new(
+        "OA_SHUTDOWN_TIMEOUT_SECONDS",
+        "10",
+        "seconds shutdown may take in all (HTTP drain, order engine, market data, event sinks, Kafka relay); whatever still runs then is cut off and logged",
+    ),
+    EnvVar::new(
+        "OA_OUTBOX_RETENTION_HOURS",
+        "168",
+        "hours delivered Kafka outbox rows are kept before they are pruned",
+    ),
+    EnvVar::new(
+        "OA_OUTBOX_WARN_BACKLOG",
+        "100000",
+        "undelivered Kafka outbox rows above which a warning is logged",
+    ),
+    EnvVar::new(
+        "OA_LOG_FORMAT",
+        "text",
+        "log format: text or json (filter with RUST_LOG)",
+    ),
+    EnvVar::new(
+        "OA_READY_FILE",
+        "",
+        "when set, the server writes its bound addresses there as JSON once it is ready",
+    ),
+];
+
+/// Every layer's variables, in the order `--help` lists them.
+pub const ENV_VAR_TABLES: &[&[EnvVar]] = &[
+    ENV_VARS,
+    oa_api::ENV_VARS,
+    oa_events_socketio::ENV_VARS,
+    oa_marketdata_zmq::ENV_VARS,
+    oa_events_kafka::config::ENV_VARS,
+    oa_events_kafka::esb_auth::ENV_VARS,
+    oa_events_kafka::security::ENV_VARS,
+];
+
+/// Variables whose library default is not the server's: `KAFKA_BOOTSTRAP_SERVERS` defaults to
+/// localhost for a standalone consumer, but the server requires it in KAFKA and BOTH modes so
+/// a forgotten setting never silently points at localhost.
+const NO_SERVER_DEFAULT: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS"];
+
+/// Flags whose name is not the variable's (lower case, `-` for `_`, without `OA_`); kept as
+/// they were when each was declared by hand.
+const FLAG_NAMES: &[(&str, &str)] = &[
+    ("FLASK_HOST_IP", "http-host"),
+    ("FLASK_PORT", "http-port"),
+    ("OA_SANDBOX_STARTING_FUNDS", "starting-funds"),
+];
+
+/// Every variable of every layer.
+fn all_env_vars() -> impl Iterator<Item = &'static EnvVar> {
+    ENV_VAR_TABLES.iter().flat_map(|table| table.iter())
+}
+
+/// The flag of the variable `name`: `OA_WS_MAX_QUEUE` is `--ws-max-queue`,
+/// `OA_SOCKETIO_REPLAY_BUFFER` is `--replay-buffer`, `KAFKA_CLIENT_ID` is `--kafka-client-id`.
+fn flag_name(name: &str) -> String {
+    if let Some((_, flag)) = FLAG_NAMES.iter().find(|(var, _)| *var == name) {
+        return (*flag).to_string();
+    }
+    let short = name
+        .strip_prefix("OA_SOCKETIO_")
+        .or_else(|| name.strip_prefix("OA_"))
+        .unwrap_or(name);
+    short.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The clap argument of one variable: a flag, the environment variable, its default and help.
+fn argument(var: &'static EnvVar) -> Arg {
+    let mut arg = Arg::new(var.name)
+        .long(flag_name(var.name))
+        .env(var.name)
+        .action(ArgAction::Set)
+        .help(var.help)
+        .hide_env_values(var.secret);
+    if let Some(default) = var.default_value()
+        && !NO_SERVER_DEFAULT.contains(&var.name)
+    {
+        arg = arg.default_value(default);
+    }
+    arg
+}
+
+/// Settings as given (flags > environment > `.env` > defaults), by variable name, not yet
+/// validated. `.sample.env` documents each one.
+#[derive(Clone, Default)]
 pub struct RawConfig {
-    /// Address the HTTP server (REST, Socket.IO, /health, /metrics) listens on.
-    #[arg(long, env = "FLASK_HOST_IP", default_value = "127.0.0.1")]
-    pub http_host: String,
-    /// Port of the HTTP server; 0 picks a free one.
-    #[arg(long, env = "FLASK_PORT", default_value = "5000")]
-    pub http_port: String,
-    /// Address of the WebSocket market-data server.
-    #[arg(long, env = "WEBSOCKET_HOST", default_value = "127.0.0.1")]
-    pub websocket_host: String,
-    /// Port of the WebSocket market-data server; 0 picks a free one.
-    #[arg(long, env = "WEBSOCKET_PORT", default_value = "8765")]
-    pub websocket_port: String,
-    /// Address the ZeroMQ market-data bus binds.
-    #[arg(long, env = "ZMQ_HOST", default_value = "127.0.0.1")]
-    pub zmq_host: String,
-    /// Port the ZeroMQ market-data bus binds; 0 picks a free one.
-    #[arg(long, env = "ZMQ_PORT", default_value = "5555")]
-    pub zmq_port: String,
-    /// Server-side secret mixed into API-key hashes (at least 32 characters).
-    #[arg(long, env = "API_KEY_PEPPER", hide_env_values = true)]
-    pub api_key_pepper: Option<String>,
-    /// Where the store lives: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:///db/oa.db")]
-    pub database_url: String,
+    values: BTreeMap<&'static str, String>,
+}
 
-    /// Where order events go: SOCKETIO, KAFKA or BOTH.
-    #[arg(long, env = "ORDER_EVENT_MODE", default_value = "SOCKETIO")]
-    pub order_event_mode: String,
-    /// Events each sink queues before dropping (Socket.IO drops the oldest).
-    #[arg(long, env = "OA_EVENT_QUEUE_CAPACITY", default_value = "65536")]
-    pub event_queue_capacity: String,
-    /// Bytes of events each sink queues before dropping, whatever their number.
-    #[arg(long, env = "OA_EVENT_QUEUE_MAX_BYTES", default_value = "67108864")]
-    pub event_queue_max_bytes: String,
-    /// Open HTTP connections in total (REST, Socket.IO polling, /health); more get 503.
-    #[arg(long, env = "OA_HTTP_MAX_CONNECTIONS", default_value = "4096")]
-    pub http_max_connections: String,
-    /// Open HTTP connections from one client IP; more get 503.
-    #[arg(long, env = "OA_HTTP_MAX_CONNECTIONS_PER_IP", default_value = "256")]
-    pub http_max_connections_per_ip: String,
-    /// Seconds a client has to send a request head (also the wait for the next request).
-    #[arg(long, env = "OA_HTTP_HEADER_TIMEOUT_SECONDS", default_value = "10")]
-    pub http_header_timeout_seconds: String,
-    /// Seconds a kept-alive HTTP connection may stay idle before it is closed.
-    #[arg(long, env = "OA_HTTP_IDLE_TIMEOUT_SECONDS", default_value = "60")]
-    pub http_idle_timeout_seconds: String,
-    /// Seconds shutdown may take in all (HTTP drain, order engine, market data, event sinks,
-    /// Kafka relay); whatever still runs then is cut off and logged.
-    #[arg(long, env = "OA_SHUTDOWN_TIMEOUT_SECONDS", default_value = "10")]
-    pub shutdown_timeout_seconds: String,
-    /// Log format: text or json (filter with RUST_LOG).
-    #[arg(long, env = "OA_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
-    /// When set, the server writes its bound addresses there as JSON once it is ready.
-    #[arg(long, env = "OA_READY_FILE")]
-    pub ready_file: Option<String>,
+impl RawConfig {
+    /// The value of the variable `name` (given or its default); `None` when unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned()
+    }
 
-    #[command(flatten)]
-    pub api: RawApiConfig,
+    /// The value of the variable `name`, or "" when unset.
+    pub fn text(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+}
 
-    #[command(flatten)]
-    pub socketio: RawSocketIoConfig,
+impl fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |name: &str| all_env_vars().any(|var| var.name == name && var.secret);
+        f.debug_map()
+            .entries(self.values.iter().map(|(name, value)| {
+                let shown = if secret(name) { "<redacted>" } else { value };
+                (name, shown)
+            }))
+            .finish()
+    }
+}
 
-    #[command(flatten)]
-    pub marketdata: RawMarketDataConfig,
+impl Args for RawConfig {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        all_env_vars().fold(cmd, |cmd, var| cmd.arg(argument(var)))
+    }
 
-    #[command(flatten)]
-    pub kafka: RawKafkaConfig,
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
-    #[command(flatten)]
-    pub esb: RawEsbConfig,
+impl FromArgMatches for RawConfig {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let values = all_env_vars()
+            .filter_map(|var| {
+                let value = matches.try_get_one::<String>(var.name).ok().flatten()?;
+                Some((var.name, value.clone()))
+            })
+            .collect();
+        Ok(RawConfig { values })
+    }
 
-    /// Hours delivered Kafka outbox rows are kept before they are pruned.
-    #[arg(long, env = "OA_OUTBOX_RETENTION_HOURS", default_value = "168")]
-    pub outbox_retention_hours: String,
-    /// Undelivered Kafka outbox rows above which a warning is logged.
-    #[arg(long, env = "OA_OUTBOX_WARN_BACKLOG", default_value = "100000")]
-    pub outbox_warn_backlog: String,
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 /// Validated settings the server runs with.
@@ -161,19 +263,15 @@ impl fmt::Display for ConfigProblems {
     }
 }
 
-/// Collects problems while parsing each setting.
-#[derive(Default)]
-struct Checker {
+/// Parses settings by variable name, collecting every problem.
+struct Checker<'a> {
+    raw: &'a RawConfig,
     problems: Vec<String>,
 }
 
-impl Checker {
-    fn number<T: std::str::FromStr>(
-        &mut self,
-        var: &str,
-        value: &str,
-        expected: &str,
-    ) -> Option<T> {
+impl Checker<'_> {
+    fn number<T: std::str::FromStr>(&mut self, var: &str, expected: &str) -> Option<T> {
+        let value = self.raw.text(var);
         match value.trim().parse::<T>() {
             Ok(number) => Some(number),
             Err(_) => {
@@ -184,13 +282,8 @@ impl Checker {
         }
     }
 
-    fn address(
-        &mut self,
-        host_var: &str,
-        host: &str,
-        port_var: &str,
-        port: &str,
-    ) -> Option<SocketAddr> {
+    fn address(&mut self, host_var: &str, port_var: &str) -> Option<SocketAddr> {
+        let host = self.raw.text(host_var);
         let ip = match host.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) if host.trim() == "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
@@ -201,12 +294,12 @@ impl Checker {
                 None
             }
         };
-        let port = self.number::<u16>(port_var, port, "a port number from 0 to 65535");
+        let port = self.number::<u16>(port_var, "a port number from 0 to 65535");
         Some(SocketAddr::new(ip?, port?))
     }
 
-    fn positive(&mut self, var: &str, value: &str) -> Option<usize> {
-        let number = self.number::<usize>(var, value, "a positive whole number")?;
+    fn positive(&mut self, var: &str) -> Option<usize> {
+        let number = self.number::<usize>(var, "a positive whole number")?;
         if number == 0 {
             self.problems.push(format!(
                 "{var}=0 is not valid: expected a positive whole number"
@@ -216,7 +309,13 @@ impl Checker {
         Some(number)
     }
 
-    fn boolean(&mut self, var: &str, value: &str) -> Option<bool> {
+    fn seconds(&mut self, var: &str) -> Option<Duration> {
+        self.positive(var)
+            .map(|seconds| Duration::from_secs(seconds as u64))
+    }
+
+    fn boolean(&mut self, var: &str) -> Option<bool> {
+        let value = self.raw.text(var);
         match value.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Some(true),
             "false" | "0" | "no" | "off" => Some(false),
@@ -229,7 +328,8 @@ impl Checker {
         }
     }
 
-    fn one_of(&mut self, var: &str, value: &str, allowed: &[&str]) -> Option<String> {
+    fn one_of(&mut self, var: &str, allowed: &[&str]) -> Option<String> {
+        let value = self.raw.text(var);
         let lower = value.trim().to_ascii_lowercase();
         if allowed.contains(&lower.as_str()) {
             Some(lower)
@@ -246,22 +346,15 @@ impl Checker {
 impl RawConfig {
     /// Checks every setting and returns the validated [`Settings`], or every problem found.
     pub fn validate(&self) -> Result<Settings, ConfigProblems> {
-        let mut check = Checker::default();
-        let http_addr = check.address(
-            "FLASK_HOST_IP",
-            &self.http_host,
-            "FLASK_PORT",
-            &self.http_port,
-        );
-        let websocket_addr = check.address(
-            "WEBSOCKET_HOST",
-            &self.websocket_host,
-            "WEBSOCKET_PORT",
-            &self.websocket_port,
-        );
-        let zmq_addr = check.address("ZMQ_HOST", &self.zmq_host, "ZMQ_PORT", &self.zmq_port);
+        let mut check = Checker {
+            raw: self,
+            problems: Vec::new(),
+        };
+        let http_addr = check.address("FLASK_HOST_IP", "FLASK_PORT");
+        let websocket_addr = check.address("WEBSOCKET_HOST", "WEBSOCKET_PORT");
+        let zmq_addr = check.address("ZMQ_HOST", "ZMQ_PORT");
 
-        let (api_key_pepper, pepper_is_default) = match &self.api_key_pepper {
+        let (api_key_pepper, pepper_is_default) = match self.get("API_KEY_PEPPER") {
             Some(pepper) if pepper.chars().count() < MIN_PEPPER_LEN => {
                 check.problems.push(format!(
                     "API_KEY_PEPPER is too short ({} characters): it must have at least {MIN_PEPPER_LEN}",
@@ -269,75 +362,41 @@ impl RawConfig {
                 ));
                 (String::new(), false)
             }
-            Some(pepper) => (pepper.clone(), false),
+            Some(pepper) => (pepper, false),
             None => (DEVELOPMENT_PEPPER.to_string(), true),
         };
+        let database_url = self.text("DATABASE_URL").to_string();
 
-        let api = self
-            .api
-            .validate(&mut check, &self.database_url, &api_key_pepper);
-        let marketdata = self
-            .marketdata
-            .validate(&mut check, websocket_addr, zmq_addr);
-        let login_rate = match &self.marketdata.login_rate_limit {
-            None => Some(oa_marketdata_zmq::MarketDataConfig::default().login_rate_limit),
-            Some(value) => oa_net::RateSpec::parse(value).ok(),
-        };
-        let socketio = self.socketio.validate(&mut check, login_rate);
+        let api = api::validate(&mut check, &database_url, &api_key_pepper);
+        let marketdata = marketdata::validate(&mut check, websocket_addr, zmq_addr);
+        let login_rate = oa_net::RateSpec::parse(self.text("OA_LOGIN_RATE_LIMIT")).ok();
+        let socketio = socketio::validate(&mut check, login_rate);
 
-        let event_mode = match self.order_event_mode.parse::<EventMode>() {
+        let event_mode = match self.text("ORDER_EVENT_MODE").parse::<EventMode>() {
             Ok(mode) => Some(mode),
             Err(error) => {
                 check.problems.push(error.to_string());
                 None
             }
         };
-        let kafka = event_mode.and_then(|mode| self.kafka.validate(&mut check, mode));
-        let esb = event_mode.and_then(|mode| self.esb.validate(&mut check, mode));
+        let kafka = event_mode.and_then(|mode| kafka::validate(&mut check, mode));
+        let esb = event_mode.and_then(|mode| kafka::validate_esb(&mut check, mode));
 
-        let event_queue_capacity = check.number::<usize>(
-            "OA_EVENT_QUEUE_CAPACITY",
-            &self.event_queue_capacity,
-            "a positive whole number",
-        );
-        if event_queue_capacity == Some(0) {
-            check.problems.push(
-                "OA_EVENT_QUEUE_CAPACITY=0 is not valid: expected a positive whole number".into(),
-            );
-        }
-        let event_queue_max_bytes =
-            check.positive("OA_EVENT_QUEUE_MAX_BYTES", &self.event_queue_max_bytes);
-        let http_max_connections =
-            check.positive("OA_HTTP_MAX_CONNECTIONS", &self.http_max_connections);
-        let http_max_connections_per_ip = check.positive(
-            "OA_HTTP_MAX_CONNECTIONS_PER_IP",
-            &self.http_max_connections_per_ip,
-        );
-        let http_header_timeout = check
-            .positive(
-                "OA_HTTP_HEADER_TIMEOUT_SECONDS",
-                &self.http_header_timeout_seconds,
-            )
-            .map(|seconds| Duration::from_secs(seconds as u64));
-        let http_idle_timeout = check
-            .positive(
-                "OA_HTTP_IDLE_TIMEOUT_SECONDS",
-                &self.http_idle_timeout_seconds,
-            )
-            .map(|seconds| Duration::from_secs(seconds as u64));
+        let event_queue_capacity = check.positive("OA_EVENT_QUEUE_CAPACITY");
+        let event_queue_max_bytes = check.positive("OA_EVENT_QUEUE_MAX_BYTES");
+        let http_max_connections = check.positive("OA_HTTP_MAX_CONNECTIONS");
+        let http_max_connections_per_ip = check.positive("OA_HTTP_MAX_CONNECTIONS_PER_IP");
+        let http_header_timeout = check.seconds("OA_HTTP_HEADER_TIMEOUT_SECONDS");
+        let http_idle_timeout = check.seconds("OA_HTTP_IDLE_TIMEOUT_SECONDS");
         let shutdown_timeout = check
-            .number::<u64>(
-                "OA_SHUTDOWN_TIMEOUT_SECONDS",
-                &self.shutdown_timeout_seconds,
-                "whole seconds",
-            )
+            .number::<u64>("OA_SHUTDOWN_TIMEOUT_SECONDS", "whole seconds")
             .map(Duration::from_secs);
-        check.one_of("OA_LOG_FORMAT", &self.log_format, &["text", "json"]);
+        check.one_of("OA_LOG_FORMAT", &["text", "json"]);
         let outbox_retention = check
-            .positive("OA_OUTBOX_RETENTION_HOURS", &self.outbox_retention_hours)
+            .positive("OA_OUTBOX_RETENTION_HOURS")
             .map(|hours| Duration::from_secs(hours as u64 * 3600));
         let outbox_warn_backlog = check
-            .positive("OA_OUTBOX_WARN_BACKLOG", &self.outbox_warn_backlog)
+            .positive("OA_OUTBOX_WARN_BACKLOG")
             .map(|rows| rows as u64);
 
         let (
@@ -386,7 +445,7 @@ impl RawConfig {
             zmq_addr,
             api_key_pepper,
             pepper_is_default,
-            database_url: self.database_url.clone(),
+            database_url,
             event_mode,
             kafka,
             esb,
@@ -408,7 +467,7 @@ impl RawConfig {
                 drain_timeout: shutdown_timeout,
             },
             shutdown_timeout,
-            ready_file: self.ready_file.clone(),
+            ready_file: self.get("OA_READY_FILE"),
             api,
             socketio,
             marketdata,
@@ -431,6 +490,129 @@ mod tests {
         let mut argv = vec!["oa-server"];
         argv.extend_from_slice(args);
         Harness::try_parse_from(argv).unwrap().config
+    }
+
+    /// The variables of `.sample.env`: (name, value, commented out), in file order.
+    fn sample_env() -> Vec<(String, String, bool)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.sample.env");
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .filter_map(|line| {
+                let (line, commented) = match line.strip_prefix("# ") {
+                    Some(rest) => (rest, true),
+                    None => (line, false),
+                };
+                let (name, value) = line.split_once('=')?;
+                let is_name = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                is_name.then(|| {
+                    (
+                        name.to_string(),
+                        value.trim_matches('"').to_string(),
+                        commented,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Read by a library, not by oa's settings: the log filter of `tracing`.
+    const READ_ELSEWHERE: &[&str] = &["RUST_LOG"];
+
+    #[test]
+    fn the_sample_env_lists_every_table_entry_with_its_default() {
+        let sample = sample_env();
+        for var in all_env_vars() {
+            let Some((_, value, commented)) = sample.iter().find(|(name, ..)| name == var.name)
+            else {
+                panic!("{} is in a table but not in .sample.env", var.name);
+            };
+            // A commented-out line shows the variable unset (its value, if any, an example).
+            if !commented {
+                assert_eq!(
+                    value, var.default,
+                    "{}: .sample.env and its ENV_VARS table disagree",
+                    var.name
+                );
+            } else {
+                assert!(
+                    var.default.is_empty() || NO_SERVER_DEFAULT.contains(&var.name),
+                    "{} has a default ({}) but .sample.env leaves it unset",
+                    var.name,
+                    var.default
+                );
+            }
+        }
+        for (name, ..) in &sample {
+            assert!(
+                all_env_vars().any(|var| var.name == name)
+                    || READ_ELSEWHERE.contains(&name.as_str()),
+                "{name} is in .sample.env but in no ENV_VARS table"
+            );
+        }
+    }
+
+    #[test]
+    fn every_variable_has_one_flag_and_secrets_stay_hidden() {
+        let command = <Harness as clap::CommandFactory>::command();
+        command.clone().debug_assert();
+        let mut names: Vec<&str> = all_env_vars().map(|var| var.name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a variable is in two tables");
+        for var in all_env_vars() {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == var.name)
+                .unwrap_or_else(|| panic!("{} has no flag", var.name));
+            assert_eq!(arg.get_long(), Some(flag_name(var.name).as_str()));
+        }
+        assert_eq!(flag_name("FLASK_PORT"), "http-port");
+        assert_eq!(flag_name("OA_SOCKETIO_REPLAY_BUFFER"), "replay-buffer");
+        assert_eq!(
+            flag_name("KAFKA_ESB_MAX_AGE_SECONDS"),
+            "kafka-esb-max-age-seconds"
+        );
+        let raw = parse(&[
+            "--api-key-pepper",
+            "hunter2-hunter2-hunter2-hunter2-hunter2",
+            "--kafka-sasl-password",
+            "hunter3",
+            "--kafka-esb-signing-keys",
+            "k1:a-secret-of-at-least-32-bytes-0000",
+        ]);
+        let debug = format!("{raw:?}");
+        for secret in ["hunter2", "hunter3", "a-secret"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn the_table_defaults_give_each_layer_its_library_defaults() {
+        let settings = parse(&[]).validate().unwrap();
+        assert_eq!(
+            settings.api,
+            ApiConfig {
+                api_key_pepper: DEVELOPMENT_PEPPER.to_string(),
+                ..ApiConfig::default()
+            }
+        );
+        assert_eq!(settings.socketio, SocketIoConfig::default());
+        assert_eq!(settings.marketdata, MarketDataConfig::default());
+        let settings = parse(&[
+            "--order-event-mode",
+            "KAFKA",
+            "--kafka-bootstrap-servers",
+            oa_events_kafka::config::DEFAULT_BOOTSTRAP_SERVERS,
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(settings.kafka, Some(KafkaConfig::default()));
+        assert_eq!(settings.esb, Some(oa_events_kafka::EsbSecurity::default()));
     }
 
     #[test]
