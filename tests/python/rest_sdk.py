@@ -142,6 +142,18 @@ def main():
     check("closeposition analyze", client.closeposition(strategy="sdk"), mode="analyze")
     check("analyzertoggle back", client.analyzertoggle(mode=False), **{"data.mode": "live"})
 
+    # Symbol master and market data (openalgo data.py: search, symbol, multiquotes, intervals).
+    check("search", client.search(query="SBIN"), "data.0.symbol", "data.0.lotsize",
+                  "data.0.instrumenttype", **{"data.0.symbol": "SBIN"})
+    check("search exchange", client.search(query="nifty", exchange="NSE_INDEX"),
+          **{"data.0.symbol": "NIFTY", "data.0.exchange": "NSE_INDEX"})
+    check("symbol", client.symbol(symbol="SBIN", exchange="NSE"), "data.id", "data.name",
+          "data.tick_size", **{"data.symbol": "SBIN", "data.lotsize": 1})
+    check("multiquotes", client.multiquotes(symbols=[{"symbol": "SBIN", "exchange": "NSE"},
+                                                      {"symbol": "NOSUCH", "exchange": "NSE"}]),
+          "results.1.data.ltp", "results.0.error", **{"results.1.symbol": "SBIN"})
+    check("intervals", client.intervals(), "data.minutes", **{"data.days": ["D"]})
+
     if failures:
         print(f"{len(failures)} check(s) failed: {failures}")
         sys.exit(1)

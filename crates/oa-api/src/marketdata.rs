@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use oa_marketdata_core::{PriceCache, PriceSnapshot, SymbolMaster};
+use oa_marketdata_core::{Instrument, PriceCache, PriceSnapshot, SymbolMaster};
 
 use crate::price::{
     DepthLevel, MarketData, PriceEvent, PriceSource, PriceStream, Quote, stream_from_broadcast,
@@ -77,15 +77,27 @@ impl SymbolDirectory for SymbolMaster {
     fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol> {
         SymbolMaster::search(self, query, exchange, limit)
             .into_iter()
-            .map(|instrument| ListedSymbol {
-                exchange: instrument.exchange.clone(),
-                symbol: instrument.symbol.clone(),
-                name: instrument.name.clone(),
-                lot_size: instrument.lot_size,
-                tick_size: instrument.tick_size,
-                instrument_type: instrument.instrument_type.clone(),
-            })
+            .map(|instrument| listed(self, instrument))
             .collect()
+    }
+
+    fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol> {
+        self.lookup(exchange, symbol)
+            .map(|instrument| listed(self, instrument))
+    }
+}
+
+fn listed(master: &SymbolMaster, instrument: &Instrument) -> ListedSymbol {
+    ListedSymbol {
+        id: master
+            .position(&instrument.exchange, &instrument.symbol)
+            .map_or(0, |index| index as u64 + 1),
+        exchange: instrument.exchange.clone(),
+        symbol: instrument.symbol.clone(),
+        name: instrument.name.clone(),
+        lot_size: instrument.lot_size,
+        tick_size: instrument.tick_size,
+        instrument_type: instrument.instrument_type.clone(),
     }
 }
 
@@ -96,5 +108,9 @@ impl<T: SymbolDirectory> SymbolDirectory for Arc<T> {
 
     fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol> {
         (**self).search(query, exchange, limit)
+    }
+
+    fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol> {
+        (**self).describe(exchange, symbol)
     }
 }

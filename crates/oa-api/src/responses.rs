@@ -476,3 +476,52 @@ pub struct SymbolMatch {
     /// Exchange freeze quantity (1 where none applies).
     pub freeze_qty: u64,
 }
+
+/// The data of symbol: upstream's row `id`, then the keys of a search match.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymbolInfo {
+    /// 1-based position in the symbol master.
+    pub id: u64,
+    /// The instrument.
+    #[serde(flatten)]
+    pub listing: SymbolMatch,
+}
+
+/// The body of multiquotes: one result per requested symbol, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MultiQuotes {
+    /// Quotes, or the reason a symbol has none.
+    pub results: Vec<MultiQuote>,
+}
+
+/// One symbol of multiquotes: `data` with its quote, or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MultiQuote {
+    /// Symbol as requested.
+    pub symbol: String,
+    /// Exchange as requested.
+    pub exchange: String,
+    /// The quote (keys as in quotes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<QuoteData>,
+    /// Why there is no quote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The data of intervals: the history intervals served, grouped as upstream groups them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalGroups {
+    /// `Ns` intervals (none here).
+    pub seconds: Vec<&'static str>,
+    /// `Nm` intervals.
+    pub minutes: Vec<&'static str>,
+    /// `Nh` intervals.
+    pub hours: Vec<&'static str>,
+    /// `D`.
+    pub days: Vec<&'static str>,
+    /// `W` (none here).
+    pub weeks: Vec<&'static str>,
+    /// `M` (none here).
+    pub months: Vec<&'static str>,
+}

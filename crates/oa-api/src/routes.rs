@@ -34,8 +34,8 @@ use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
 use crate::responses::{
-    AnalyzerData, Data, DepthData, Funds, OpenPosition, OrderBook, OrderStatusData, Pong,
-    PositionRow, QuoteData, Reply, SearchResults, TradeRow,
+    AnalyzerData, Data, DepthData, Funds, IntervalGroups, MultiQuotes, OpenPosition, OrderBook,
+    OrderStatusData, Pong, PositionRow, QuoteData, Reply, SearchResults, SymbolInfo, TradeRow,
 };
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
@@ -332,6 +332,55 @@ async fn search(
     Ok(app.service.search(&query, exchange))
 }
 
+/// symbol: one instrument of the symbol master (upstream restx_api/symbol.py).
+async fn symbol(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<SymbolInfo>>, HttpError> {
+    let (exchange, symbol) = market_request(&app, body).await?;
+    app.service.symbol(exchange, &symbol)
+}
+
+/// The most symbols one multiquotes request may name.
+const MAX_MULTIQUOTES_SYMBOLS: usize = 500;
+
+/// multiquotes: quotes of several symbols (upstream restx_api/multiquotes.py).
+async fn multiquotes(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<MultiQuotes>, HttpError> {
+    let fields = Fields::new(body, &["apikey", "symbols"])?;
+    let items = fields.array("symbols")?;
+    if items.len() > MAX_MULTIQUOTES_SYMBOLS {
+        return Err(fields.error(
+            "symbols",
+            &format!(
+                "at most {MAX_MULTIQUOTES_SYMBOLS} symbols per request, got {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut requested = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let item = Fields::nested(item, &format!("symbols[{index}]"), &["symbol", "exchange"])?;
+        let exchange = item.exchange("exchange")?;
+        let symbol = item.required_string("symbol")?.to_ascii_uppercase();
+        requested.push((exchange, symbol));
+    }
+    app.authenticate(&fields).await?;
+    app.service.multiquotes(&requested)
+}
+
+/// intervals: the candle intervals history serves (upstream restx_api/intervals.py).
+async fn intervals(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<Data<IntervalGroups>>, HttpError> {
+    let fields = Fields::new(body, &["apikey"])?;
+    app.authenticate(&fields).await?;
+    Ok(app.service.intervals())
+}
+
 /// A basket or split over REST: read, key checked, placed once per idempotency key.
 macro_rules! batch {
     ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
@@ -518,6 +567,9 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
             ("/quotes", post(quotes)),
             ("/depth", post(depth)),
             ("/search", post(search)),
+            ("/symbol", post(symbol)),
+            ("/multiquotes", post(multiquotes)),
+            ("/intervals", post(intervals)),
             ("/analyzer", post(analyzer)),
             ("/analyzer/toggle", post(analyzer_toggle)),
             ("/ping", post(ping)),

@@ -10,11 +10,16 @@ pub trait SymbolDirectory: Send + Sync + 'static {
 
     /// Up to `limit` instruments matching `query`, closest first (the `search` endpoint).
     fn search(&self, query: &str, exchange: Option<&str>, limit: usize) -> Vec<ListedSymbol>;
+
+    /// One instrument (the `symbol` endpoint), `None` when it is not listed.
+    fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol>;
 }
 
-/// An instrument as the search endpoint reports it.
+/// An instrument as the search and symbol endpoints report it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedSymbol {
+    /// Its 1-based position in the directory (upstream's row `id`).
+    pub id: u64,
     /// Exchange code.
     pub exchange: String,
     /// OpenAlgo symbol.
@@ -69,6 +74,7 @@ impl SymbolDirectory for StaticSymbols {
                     && exchange.is_none_or(|exchange| exchange == listed_exchange)
             })
             .map(|((exchange, symbol), lot_size)| ListedSymbol {
+                id: 0,
                 exchange: exchange.clone(),
                 symbol: symbol.clone(),
                 name: symbol.clone(),
@@ -80,5 +86,18 @@ impl SymbolDirectory for StaticSymbols {
         found.sort_by(|a, b| (&a.symbol, &a.exchange).cmp(&(&b.symbol, &b.exchange)));
         found.truncate(limit);
         found
+    }
+
+    fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol> {
+        let lot_size = self.lot_size(exchange, symbol)?;
+        Some(ListedSymbol {
+            id: 0,
+            exchange: exchange.to_string(),
+            symbol: symbol.to_string(),
+            name: symbol.to_string(),
+            lot_size,
+            tick_size: 0.05,
+            instrument_type: String::new(),
+        })
     }
 }

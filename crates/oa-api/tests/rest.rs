@@ -1182,3 +1182,84 @@ async fn search_finds_symbols_closest_first_with_upstreams_keys() {
         (403, Some("Invalid openalgo apikey"))
     );
 }
+
+/// symbol, multiquotes and intervals as upstream answers them (openalgo
+/// services/symbol_service.py, services/quotes_service.py `get_multiquotes`,
+/// services/intervals_service.py).
+#[tokio::test]
+async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
+    let server = start().await;
+    let symbol = server
+        .ok("symbol", json!({"symbol": "sbin", "exchange": "NSE"}))
+        .await;
+    assert_eq!(symbol["data"]["symbol"], "SBIN", "{symbol}");
+    assert_eq!(symbol["data"]["name"], "STATE BANK OF INDIA");
+    assert!(symbol["data"]["id"].as_u64().unwrap() >= 1);
+    assert_eq!(symbol["data"]["lotsize"], 1);
+    let (code, body) = server
+        .call("symbol", json!({"symbol": "NOSUCH", "exchange": "NSE"}))
+        .await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (404, Some("Symbol NOSUCH not found in exchange NSE"))
+    );
+
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let quotes = server
+        .ok(
+            "multiquotes",
+            json!({"symbols": [{"symbol": "SBIN", "exchange": "NSE"},
+                               {"symbol": "INFY", "exchange": "NSE"},
+                               {"symbol": "NOSUCH", "exchange": "NSE"}]}),
+        )
+        .await;
+    let results = quotes["results"].as_array().unwrap();
+    // Unknown symbols first, then the known ones in request order.
+    assert_eq!(results.len(), 3, "{quotes}");
+    assert_eq!(results[0]["symbol"], "NOSUCH");
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Symbol 'NOSUCH' not found for exchange 'NSE'")
+    );
+    assert_eq!(results[1]["data"]["ltp"], 812.5);
+    assert_eq!(results[1]["data"]["bid"], 812.4);
+    assert!(results[1].get("error").is_none());
+    assert_eq!(
+        results[2]["error"], "No quote available for INFY on NSE yet",
+        "a listed symbol without a price yet"
+    );
+
+    let (code, body) = server
+        .call(
+            "multiquotes",
+            json!({"symbols": [{"symbol": "NOSUCH", "exchange": "NSE"}]}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["invalid_symbols"][0]["symbol"], "NOSUCH");
+    let (code, body) = server
+        .call(
+            "multiquotes",
+            json!({"symbols": [{"symbol": "SBIN", "exchange": "LSE"}]}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("symbols[0].exchange"),
+        "{body}"
+    );
+    let (code, _) = server.call("multiquotes", json!({"symbols": []})).await;
+    assert_eq!(code, 400);
+
+    let intervals = server.ok("intervals", json!({})).await;
+    assert_eq!(
+        intervals["data"],
+        json!({"seconds": [], "minutes": ["1m", "3m", "5m", "10m", "15m", "30m", "60m"],
+               "hours": ["1h"], "days": ["D"], "weeks": [], "months": []})
+    );
+}

@@ -267,6 +267,11 @@ impl SymbolMaster {
         self.instruments.get(position)
     }
 
+    /// The instrument's 0-based position in load order, if listed.
+    pub fn position(&self, exchange: &str, symbol: &str) -> Option<usize> {
+        self.index.get(exchange)?.get(symbol).copied()
+    }
+
     /// True when the instrument is listed.
     pub fn contains(&self, exchange: &str, symbol: &str) -> bool {
         self.lookup(exchange, symbol).is_some()
