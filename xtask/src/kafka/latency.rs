@@ -88,7 +88,16 @@ pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The release `oa-server`: `OA_SERVER_BIN` when set (a binary built before, for a run on a
+/// quiet machine without a build first), else built now.
 fn build_server() -> anyhow::Result<PathBuf> {
+    if let Some(binary) = std::env::var_os("OA_SERVER_BIN").map(PathBuf::from) {
+        if !binary.exists() {
+            bail!("OA_SERVER_BIN={} does not exist", binary.display());
+        }
+        println!("using OA_SERVER_BIN={} (not built now)", binary.display());
+        return Ok(binary);
+    }
     println!("building oa-server (cargo build --release -p oa-server; cargo prints progress)");
     let started = Instant::now();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
