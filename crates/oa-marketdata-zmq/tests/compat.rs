@@ -55,3 +55,47 @@ async fn one_message_per_client_per_tick_at_the_highest_subscribed_mode() {
     assert!(extra.as_ref().is_none_or(|m| !is_sbin_data(m)), "{extra:?}");
     h.md.shutdown().await;
 }
+
+/// Upstream websocket_proxy/server.py `unsubscribe_client`: an instrument the client is not
+/// subscribed to is listed under `successful` and the status is `success`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribing_what_is_not_subscribed_succeeds() {
+    let h = start_default().await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client
+        .send(json!({"action": "unsubscribe", "symbol": "TCS", "exchange": "NSE", "mode": 1}))
+        .await;
+    let m = client.recv_until(|m| m["type"] == "unsubscribe").await;
+    assert_eq!(m["status"], "success", "{m}");
+    assert_eq!(m["message"], "Unsubscription processing complete");
+    assert_eq!(m["failed"], json!([]));
+    assert_eq!(m["successful"][0]["symbol"], "TCS");
+    assert_eq!(m["successful"][0]["status"], "success");
+    h.md.shutdown().await;
+}
+
+/// Upstream websocket_proxy/server.py `get_broker_info` (authenticated) and
+/// `get_supported_brokers` (no authentication needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_broker_info_and_get_supported_brokers() {
+    let h = start_default().await;
+    let mut anonymous = Client::connect(&h.ws_url()).await;
+    anonymous
+        .send(json!({"action": "get_supported_brokers"}))
+        .await;
+    assert_eq!(
+        anonymous.recv().await,
+        json!({"type": "supported_brokers", "status": "success", "brokers": ["simulator"], "count": 1})
+    );
+    anonymous.send(json!({"action": "get_broker_info"})).await;
+    let m = anonymous.recv().await;
+    assert_eq!(m["code"], "NOT_AUTHENTICATED", "{m}");
+
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.send(json!({"action": "get_broker_info"})).await;
+    let m = client.recv_until(|m| m["type"] == "broker_info").await;
+    assert_eq!(m["status"], "success");
+    assert_eq!(m["adapter_status"], "connected");
+    assert!(m["broker"].is_string() && m["user_id"].is_string(), "{m}");
+    h.md.shutdown().await;
+}
