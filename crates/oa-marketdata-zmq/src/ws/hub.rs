@@ -608,6 +608,15 @@ impl Hub {
             .control(&targets, protocol::order_update(envelope));
     }
 
+    /// Sends an order update relayed from the bus (already the client-facing message) to the
+    /// user's clients that subscribed to orders.
+    pub(crate) fn relay_order_update(&self, user_id: &str, message: String) {
+        let targets = self.registry.order_clients_of(user_id);
+        if !targets.is_empty() {
+            self.fanout.control(&targets, message);
+        }
+    }
+
     /// Proxy-wide counters.
     pub(crate) fn stats(&self) -> ProxyStats {
         let counts = self.fanout.counts();
