@@ -247,3 +247,28 @@ async fn close_position_event_is_emitted_when_closing_fails() {
         [json!({"status": "success", "message": message, "mode": "live"})]
     );
 }
+
+/// Upstream services/place_order_service.py emits `analyzer_update.request` from the
+/// schema-loaded body (restx_api/schemas.py `OrderSchema` defaults applied) plus `api_type`.
+#[tokio::test]
+async fn analyzer_update_request_carries_the_defaults() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.set_analyze(true).await;
+    let mut tap = server.publisher.subscribe();
+    let bare = json!({"strategy": "compat", "exchange": "NSE", "symbol": "SBIN",
+                      "action": "BUY", "quantity": "1"});
+    server.ok("placeorder", bare).await;
+    let update = drain(&mut tap)
+        .iter()
+        .find(|e| e.event_type() == "analyzer_update")
+        .map(|e| data(e))
+        .expect("an analyzer_update");
+    assert_eq!(
+        update["request"],
+        json!({"strategy": "compat", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
+               "quantity": "1", "pricetype": "MARKET", "product": "MIS", "price": 0.0,
+               "trigger_price": 0.0, "disclosed_quantity": 0, "underlying_ltp": null,
+               "api_type": "placeorder"})
+    );
+}

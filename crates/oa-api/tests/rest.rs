@@ -97,7 +97,9 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
     assert_eq!(names, ["analyzer_update", "order_update"]);
     let expected = json!({"request": {"strategy": "test", "exchange": "NSE", "symbol": "INFY",
                                       "action": "SELL", "quantity": "2", "pricetype": "MARKET",
-                                      "product": "MIS", "api_type": "placeorder"},
+                                      "product": "MIS", "price": 0.0, "trigger_price": 0.0,
+                                      "disclosed_quantity": 0, "underlying_ltp": null,
+                                      "api_type": "placeorder"},
                           "response": {"status": "success", "orderid": orderid, "mode": "analyze"}});
     // Compare the serialised text: key order included.
     assert_eq!(data(&events[0]).to_string(), expected.to_string());

@@ -81,6 +81,27 @@ fn order_event(order: &OrderFields, action: Action, orderid: &str) -> OrderEvent
     }
 }
 
+/// Adds upstream's schema defaults of an order that the request left out (restx_api/schemas.py
+/// `OrderSchema`: pricetype MARKET, product MIS, price 0.0, trigger_price 0.0,
+/// disclosed_quantity 0); values the request gave stay as given.
+fn with_order_defaults(order: &mut Map<String, Value>) {
+    let defaults = [
+        ("pricetype", Value::from("MARKET")),
+        ("product", Value::from("MIS")),
+        ("price", Value::from(0.0)),
+        ("trigger_price", Value::from(0.0)),
+        ("disclosed_quantity", Value::from(0)),
+    ];
+    for (field, default) in defaults {
+        match order.get(field) {
+            None | Some(Value::Null) => {
+                order.insert(field.to_string(), default);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// Who did what: builds the order-log row and events of one action.
 struct ActionJournal {
     user_id: String,
@@ -91,8 +112,27 @@ struct ActionJournal {
 }
 
 impl ActionJournal {
+    /// `analyzer_update` with the request after defaults, as upstream emits the schema-loaded
+    /// body (restx_api/schemas.py `missing=` values) plus `api_type`.
     fn analyzer_update(&self, response: &Value) -> Event {
         let mut request = self.request.clone();
+        match self.api_type {
+            "placeorder" => {
+                with_order_defaults(&mut request);
+                request.entry("underlying_ltp").or_insert(Value::Null);
+            }
+            "placesmartorder" | "splitorder" => with_order_defaults(&mut request),
+            "basketorder" => {
+                if let Some(Value::Array(orders)) = request.get_mut("orders") {
+                    for order in orders {
+                        if let Value::Object(order) = order {
+                            with_order_defaults(order);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
         request.insert("api_type".to_string(), Value::from(self.api_type));
         Event::for_user(
             self.user_id.clone(),
