@@ -166,3 +166,109 @@ async fn cancelallorder_closeposition_basket_and_split_count_against_the_api_lim
     split["splitsize"] = "1".into();
     server.ok("splitorder", split).await;
 }
+
+/// Upstream subscribers/socketio_subscriber.py `on_basket_completed` and
+/// `on_split_completed` (from services/basket_order_service.py and
+/// services/split_order_service.py): one summary `order_event` per batch, not one per order.
+#[tokio::test]
+async fn basket_and_split_emit_one_summary_order_event() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.price("NSE", "INFY", 1500.0, 1499.9, 1500.1);
+    let mut tap = server.publisher.subscribe();
+    server
+        .ok(
+            "basketorder",
+            json!({"strategy": "rebalance", "orders": [
+                {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1"},
+                {"exchange": "NSE", "symbol": "INFY", "action": "SELL", "quantity": "1"},
+                {"exchange": "NSE", "symbol": "TCS", "action": "BUY", "quantity": "1"}]}),
+        )
+        .await;
+    let order_events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|e| e.event_type() == "order_event")
+        .map(|e| data(e))
+        .collect();
+    // TCS has no price: rejected, so 2 of 3 succeeded.
+    assert_eq!(
+        order_events,
+        [
+            json!({"symbol": "rebalance", "action": "2/3 orders", "orderid": "basket_2",
+                "exchange": "MULTI", "price_type": "BASKET", "product_type": "BASKET",
+                "mode": "live", "batch_order": true, "is_last_order": true})
+        ]
+    );
+
+    let mut split = order("SBIN", "sell", "5");
+    split["splitsize"] = "2".into();
+    server.ok("splitorder", split).await;
+    let order_events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|e| e.event_type() == "order_event")
+        .map(|e| data(e))
+        .collect();
+    assert_eq!(
+        order_events,
+        [
+            json!({"symbol": "SBIN", "action": "SELL", "orderid": "3/3 orders",
+                "exchange": "NSE", "price_type": "MARKET", "product_type": "MIS",
+                "mode": "live", "batch_order": true, "is_last_order": true})
+        ]
+    );
+}
+
+/// Upstream services/close_position_service.py publishes PositionClosedEvent on failure too
+/// (with the error message), and subscribers/socketio_subscriber.py `on_position_closed`
+/// emits it as `close_position_event` with status "success".
+#[tokio::test]
+async fn close_position_event_is_emitted_when_closing_fails() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = common::config(&dir);
+    let server = common::start_with(dir, config.clone()).await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.ok("placeorder", order("SBIN", "BUY", "2")).await;
+    // A restart forgets prices: the closing order has no price and is rejected.
+    let common::Server { dir, key, .. } = server;
+    let server = common::restart(dir, config, key).await;
+    let mut tap = server.publisher.subscribe();
+    let (status, body) = server
+        .call("closeposition", json!({"strategy": "compat"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("a message").to_string();
+    let events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|e| e.event_type() == "close_position_event")
+        .map(|e| data(e))
+        .collect();
+    assert_eq!(
+        events,
+        [json!({"status": "success", "message": message, "mode": "live"})]
+    );
+}
+
+/// Upstream services/place_order_service.py emits `analyzer_update.request` from the
+/// schema-loaded body (restx_api/schemas.py `OrderSchema` defaults applied) plus `api_type`.
+#[tokio::test]
+async fn analyzer_update_request_carries_the_defaults() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.set_analyze(true).await;
+    let mut tap = server.publisher.subscribe();
+    let bare = json!({"strategy": "compat", "exchange": "NSE", "symbol": "SBIN",
+                      "action": "BUY", "quantity": "1"});
+    server.ok("placeorder", bare).await;
+    let update = drain(&mut tap)
+        .iter()
+        .find(|e| e.event_type() == "analyzer_update")
+        .map(|e| data(e))
+        .expect("an analyzer_update");
+    assert_eq!(
+        update["request"],
+        json!({"strategy": "compat", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
+               "quantity": "1", "pricetype": "MARKET", "product": "MIS", "price": 0.0,
+               "trigger_price": 0.0, "disclosed_quantity": 0, "underlying_ltp": null,
+               "api_type": "placeorder"})
+    );
+}

@@ -75,15 +75,17 @@ impl Topic {
         encode(&self.exchange, &self.symbol, self.mode)
     }
 
-    /// Decodes a topic; never panics.
+    /// Decodes a topic (the mode suffix in any case); never panics.
     pub fn decode(topic: &str) -> Result<Self, TopicError> {
-        let (rest, mode) = [TickMode::Ltp, TickMode::Quote, TickMode::Depth]
-            .into_iter()
-            .find_map(|mode| {
-                topic
-                    .strip_suffix(mode.topic_name())
-                    .and_then(|rest| rest.strip_suffix('_'))
-                    .map(|rest| (rest, mode))
+        // The mode suffix in any case (`LTP`, `Quote`, `depth`), as upstream's
+        // websocket_proxy/mode_utils.py `normalize_mode` reads it.
+        let (rest, mode) = topic
+            .rsplit_once('_')
+            .and_then(|(rest, suffix)| {
+                [TickMode::Ltp, TickMode::Quote, TickMode::Depth]
+                    .into_iter()
+                    .find(|mode| suffix.eq_ignore_ascii_case(mode.topic_name()))
+                    .map(|mode| (rest, mode))
             })
             .ok_or_else(|| TopicError::Mode {
                 topic: shown(topic),
@@ -172,6 +174,21 @@ mod tests {
         assert_eq!(
             Topic::new("BSE_INDEX", "SENSEX", TickMode::Depth).to_string(),
             "BSE_INDEX_SENSEX_DEPTH"
+        );
+    }
+
+    #[test]
+    fn reads_the_mode_suffix_in_any_case() {
+        for (topic, mode) in [
+            ("NSE_SBIN_ltp", TickMode::Ltp),
+            ("NSE_SBIN_Quote", TickMode::Quote),
+            ("NSE_INDEX_NIFTY_depth", TickMode::Depth),
+        ] {
+            assert_eq!(Topic::decode(topic).unwrap().mode, mode, "{topic}");
+        }
+        assert_eq!(
+            Topic::decode("NSE_INDEX_NIFTY_depth").unwrap().symbol,
+            "NIFTY"
         );
     }
 

@@ -21,6 +21,12 @@
 //!
 //! Ticks the consumer is too slow to take are dropped and counted as
 //! `oa_ticks_dropped_total{reason="bus_channel_full"}`.
+//!
+//! Other topics upstream's bus carries are handled as upstream's websocket_proxy/server.py
+//! `zmq_listener` does: `{BROKER}_{USER}_orders` payloads (an `order_update` message with a
+//! `user_id`) are relayed to that user's `subscribe_orders` clients ([`OrderRelay`]);
+//! `CACHE_INVALIDATE_*`, `*_positions` and `*_margins` are ignored (counted as `ignored`, not
+//! malformed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -190,6 +196,67 @@ impl Malformed {
 /// The metric labels of [`Malformed::reason`], in a fixed order.
 pub const MALFORMED_REASONS: [&str; 5] = ["frame_count", "oversized", "topic", "json", "mismatch"];
 
+/// An order update to relay: upstream's `{BROKER}_{USER}_orders` message, whose payload is
+/// the client-facing `{"type":"order_update",...,"user_id":...}` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRelay {
+    /// The payload's `user_id`.
+    pub user_id: String,
+    /// The payload as received (a JSON object).
+    pub message: String,
+}
+
+/// What a bus message is, by its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusMessage {
+    /// A market-data tick.
+    Tick(Tick),
+    /// An order update to relay to the user's `subscribe_orders` clients.
+    OrderUpdate(OrderRelay),
+    /// A topic upstream's proxy skips: `CACHE_INVALIDATE_*`, `*_positions`, `*_margins`.
+    Ignored,
+}
+
+/// Decodes one two-frame message by its topic: order updates and the topics upstream skips
+/// first, then a tick ([`decode_message`]).
+pub fn decode_bus_message(
+    topic: &[u8],
+    payload: &[u8],
+    max_frame_bytes: usize,
+) -> Result<BusMessage, Malformed> {
+    if topic.starts_with(b"CACHE_INVALIDATE")
+        || topic.ends_with(b"_positions")
+        || topic.ends_with(b"_margins")
+    {
+        return Ok(BusMessage::Ignored);
+    }
+    if !topic.ends_with(b"_orders") {
+        return decode_message(topic, payload, max_frame_bytes).map(BusMessage::Tick);
+    }
+    let topic_text = String::from_utf8_lossy(topic).into_owned();
+    if payload.len() > max_frame_bytes {
+        return Err(Malformed::Oversized {
+            size: payload.len(),
+            limit: max_frame_bytes,
+        });
+    }
+    let invalid = |reason: &str| Malformed::Json {
+        topic: topic_text.clone(),
+        reason: reason.to_string(),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|error| invalid(&error.to_string()))?;
+    let user_id = value
+        .get("user_id")
+        .and_then(|user| user.as_str())
+        .filter(|user| !user.is_empty())
+        .ok_or_else(|| invalid("an order update needs a non-empty string user_id"))?;
+    Ok(BusMessage::OrderUpdate(OrderRelay {
+        user_id: user_id.to_string(),
+        message: value.to_string(),
+    }))
+}
+
 /// Decodes one two-frame message into a tick.
 pub fn decode_message(
     topic: &[u8],
@@ -242,6 +309,8 @@ pub struct BusStats {
     forwarded: AtomicU64,
     dropped_channel_full: AtomicU64,
     malformed: [AtomicU64; 5],
+    ignored: AtomicU64,
+    orders_relayed: AtomicU64,
 }
 
 /// A copy of the bus counters.
@@ -255,6 +324,10 @@ pub struct BusStatsSnapshot {
     pub dropped_channel_full: u64,
     /// Malformed messages, indexed like [`MALFORMED_REASONS`].
     pub malformed: [u64; 5],
+    /// Messages of topics upstream's proxy skips (`CACHE_INVALIDATE_*`, ...).
+    pub ignored: u64,
+    /// Order updates handed to the relay.
+    pub orders_relayed: u64,
 }
 
 impl BusStatsSnapshot {
@@ -281,6 +354,8 @@ impl BusStats {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             dropped_channel_full: self.dropped_channel_full.load(Ordering::Relaxed),
             malformed: std::array::from_fn(|i| self.malformed[i].load(Ordering::Relaxed)),
+            ignored: self.ignored.load(Ordering::Relaxed),
+            orders_relayed: self.orders_relayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -296,8 +371,17 @@ pub struct Bus {
 
 impl Bus {
     /// Binds the SUB socket, subscribes to everything and starts the bus thread. Returns the
-    /// bus and the stream of decoded ticks.
+    /// bus and the stream of decoded ticks. Order updates on the bus are counted and dropped.
     pub fn bind(config: &BusConfig) -> Result<(Bus, mpsc::Receiver<Tick>), BusError> {
+        Self::bind_relaying_orders(config, None)
+    }
+
+    /// As [`Bus::bind`], also handing `{BROKER}_{USER}_orders` messages to `orders` (a full
+    /// channel drops the update, counted as `bus_channel_full`).
+    pub fn bind_relaying_orders(
+        config: &BusConfig,
+        orders: Option<mpsc::Sender<OrderRelay>>,
+    ) -> Result<(Bus, mpsc::Receiver<Tick>), BusError> {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::SUB).map_err(setup("create SUB"))?;
         socket.set_rcvhwm(config.rcvhwm).map_err(setup("RCVHWM"))?;
@@ -327,6 +411,7 @@ impl Bus {
             socket,
             _context: context,
             sender,
+            orders,
             stats: Arc::clone(&stats),
             stop: Arc::clone(&stop),
             max_frame_bytes: config.max_frame_bytes,
@@ -396,6 +481,7 @@ struct BusWorker {
     // Keeps the context alive as long as the socket.
     _context: zmq::Context,
     sender: mpsc::Sender<Tick>,
+    orders: Option<mpsc::Sender<OrderRelay>>,
     stats: Arc<BusStats>,
     stop: Arc<AtomicBool>,
     max_frame_bytes: usize,
@@ -441,12 +527,29 @@ impl BusWorker {
                 }
             }
             let result = if frames == 2 {
-                decode_message(&topic[..], &payload[..], self.max_frame_bytes)
+                decode_bus_message(&topic[..], &payload[..], self.max_frame_bytes)
             } else {
                 Err(Malformed::FrameCount(frames))
             };
             match result {
-                Ok(tick) => {
+                Ok(BusMessage::Ignored) => {
+                    self.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(BusMessage::OrderUpdate(relay)) => {
+                    let sent = self
+                        .orders
+                        .as_ref()
+                        .is_some_and(|orders| orders.try_send(relay).is_ok());
+                    if sent {
+                        self.stats.orders_relayed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats
+                            .dropped_channel_full
+                            .fetch_add(1, Ordering::Relaxed);
+                        dropped_full.increment(1);
+                    }
+                }
+                Ok(BusMessage::Tick(tick)) => {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
                     received_total.increment(1);
                     match self.sender.try_send(tick) {

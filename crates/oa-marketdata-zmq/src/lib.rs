@@ -30,7 +30,7 @@ pub mod service;
 #[cfg(feature = "ws")]
 pub mod ws;
 
-pub use bus::{Bus, BusConfig, BusError, Publisher, PublisherOptions};
+pub use bus::{Bus, BusConfig, BusError, OrderRelay, Publisher, PublisherOptions};
 #[cfg(feature = "ws")]
 pub use config::{ENV_VARS, FeedKind, MarketDataConfig};
 pub use feed::{FeedAdapter, FeedError, SubscriptionHint};

@@ -262,13 +262,17 @@ pub async fn start(
     )?);
     let feed = build_feed(&config, &symbols)?;
 
-    let (bus, ticks) = Bus::bind(&BusConfig {
-        endpoint: config.zmq_endpoint(),
-        rcvhwm: config.zmq_hwm,
-        max_frame_bytes: config.zmq_max_frame_bytes,
-        channel_capacity: config.bus_channel_capacity,
-        poll_interval: Duration::from_millis(100),
-    })?;
+    let (order_relay, relayed_orders) = mpsc::channel(4096);
+    let (bus, ticks) = Bus::bind_relaying_orders(
+        &BusConfig {
+            endpoint: config.zmq_endpoint(),
+            rcvhwm: config.zmq_hwm,
+            max_frame_bytes: config.zmq_max_frame_bytes,
+            channel_capacity: config.bus_channel_capacity,
+            poll_interval: Duration::from_millis(100),
+        },
+        Some(order_relay),
+    )?;
     let zmq_endpoint = bus.endpoint().to_string();
 
     let (hint_sender, mut hint_receiver) = mpsc::channel::<SubscriptionHint>(4096);
@@ -296,6 +300,8 @@ pub async fn start(
         Some(hint_sender),
     )
     .await?;
+
+    ws.relay_orders(relayed_orders);
 
     let price_cache = PriceCache::for_instruments(
         symbols

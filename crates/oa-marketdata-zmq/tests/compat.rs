@@ -29,29 +29,124 @@ async fn one_message_per_client_per_tick_at_the_highest_subscribed_mode() {
     let mut publisher = h.publisher().await;
     let mut quote_tick = depth_tick("NSE", "SBIN", 813.0).view(TickMode::Quote);
     quote_tick.ltp = 813.0;
-    publisher
-        .publish(&depth_tick("NSE", "SBIN", 812.5))
-        .unwrap();
-    publisher.publish(&quote_tick).unwrap();
-    publisher.publish(&Tick::ltp("NSE", "SBIN", 814.0)).unwrap();
-    publisher
-        .publish(&depth_tick("NSE", "SBIN", 815.0))
-        .unwrap();
-
-    let mut seen = Vec::new();
-    loop {
+    let ticks = [
+        (depth_tick("NSE", "SBIN", 812.5), 3),
+        (quote_tick, 2),
+        (Tick::ltp("NSE", "SBIN", 814.0), 1),
+        (depth_tick("NSE", "SBIN", 815.0), 3),
+    ];
+    // One tick at a time (the dispatcher may coalesce ticks queued together).
+    for (tick, mode) in ticks {
+        publisher.publish(&tick).unwrap();
         let m = client.recv_until(is_sbin_data).await;
-        let ltp = m["data"]["ltp"].as_f64().unwrap();
-        seen.push((m["mode"].as_u64().unwrap(), ltp));
-        if ltp == 815.0 {
-            break;
-        }
+        assert_eq!(
+            (m["mode"].as_u64(), m["data"]["ltp"].as_f64()),
+            (Some(mode), Some(tick.ltp)),
+            "{m}"
+        );
+        // Exactly one message for this tick.
+        let extra = client
+            .recv_within(std::time::Duration::from_millis(200))
+            .await;
+        assert!(extra.as_ref().is_none_or(|m| !is_sbin_data(m)), "{extra:?}");
     }
-    assert_eq!(seen, [(3, 812.5), (2, 813.0), (1, 814.0), (3, 815.0)]);
-    // Nothing else is queued for this client: the last tick produced one message.
-    let extra = client
-        .recv_within(std::time::Duration::from_millis(300))
+    h.md.shutdown().await;
+}
+
+/// Upstream websocket_proxy/server.py `unsubscribe_client`: an instrument the client is not
+/// subscribed to is listed under `successful` and the status is `success`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribing_what_is_not_subscribed_succeeds() {
+    let h = start_default().await;
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client
+        .send(json!({"action": "unsubscribe", "symbol": "TCS", "exchange": "NSE", "mode": 1}))
         .await;
-    assert!(extra.as_ref().is_none_or(|m| !is_sbin_data(m)), "{extra:?}");
+    let m = client.recv_until(|m| m["type"] == "unsubscribe").await;
+    assert_eq!(m["status"], "success", "{m}");
+    assert_eq!(m["message"], "Unsubscription processing complete");
+    assert_eq!(m["failed"], json!([]));
+    assert_eq!(m["successful"][0]["symbol"], "TCS");
+    assert_eq!(m["successful"][0]["status"], "success");
+    h.md.shutdown().await;
+}
+
+/// Upstream websocket_proxy/server.py `get_broker_info` (authenticated) and
+/// `get_supported_brokers` (no authentication needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_broker_info_and_get_supported_brokers() {
+    let h = start_default().await;
+    let mut anonymous = Client::connect(&h.ws_url()).await;
+    anonymous
+        .send(json!({"action": "get_supported_brokers"}))
+        .await;
+    assert_eq!(
+        anonymous.recv().await,
+        json!({"type": "supported_brokers", "status": "success", "brokers": ["simulator"], "count": 1})
+    );
+    anonymous.send(json!({"action": "get_broker_info"})).await;
+    let m = anonymous.recv().await;
+    assert_eq!(m["code"], "NOT_AUTHENTICATED", "{m}");
+
+    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    client.send(json!({"action": "get_broker_info"})).await;
+    let m = client.recv_until(|m| m["type"] == "broker_info").await;
+    assert_eq!(m["status"], "success");
+    assert_eq!(m["adapter_status"], "connected");
+    assert!(m["broker"].is_string() && m["user_id"].is_string(), "{m}");
+    h.md.shutdown().await;
+}
+
+/// Upstream websocket_proxy/server.py `zmq_listener`: topic modes in any case
+/// (websocket_proxy/mode_utils.py `normalize_mode`), `CACHE_INVALIDATE_*` skipped (not a
+/// malformed tick), and `{BROKER}_{USER}_orders` payloads (subscribers/wsproxy_subscriber.py)
+/// relayed to the user's `subscribe_orders` clients only (`_handle_order_update`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
+    let h = start_default().await;
+    let mut alice = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut bob = Client::authenticated(&h.ws_url(), common::KEY_BOB).await;
+    alice.subscribe("NSE", "SBIN", json!(2)).await;
+    for client in [&mut alice, &mut bob] {
+        client.send(json!({"action": "subscribe_orders"})).await;
+        client.recv_until(|m| m["type"] == "subscribe_orders").await;
+    }
+    let publisher = h.publisher().await;
+    let before = h.md.stats().bus;
+
+    let quote = depth_tick("NSE", "SBIN", 901.0).view(TickMode::Quote);
+    publisher
+        .publish_frames(&[b"NSE_SBIN_quote", &quote.to_json_bytes()])
+        .unwrap();
+    let m = alice.recv_until(is_sbin_data).await;
+    assert_eq!(
+        (m["mode"].as_u64(), m["data"]["ltp"].as_f64()),
+        (Some(2), Some(901.0))
+    );
+
+    publisher
+        .publish_frames(&[b"CACHE_INVALIDATE_AUTH_alice", br#"{"user_id":"alice"}"#])
+        .unwrap();
+    let update = json!({"type": "order_update", "user_id": "alice", "mode": "live",
+        "broker": "zerodha", "orderid": "250101000001", "symbol": "SBIN", "exchange": "NSE",
+        "action": "BUY", "quantity": 1, "order_status": "complete"});
+    publisher
+        .publish_frames(&[b"ZERODHA_alice_orders", update.to_string().as_bytes()])
+        .unwrap();
+    let relayed = alice.recv_until(|m| m["type"] == "order_update").await;
+    assert_eq!(relayed, update);
+    // The bus thread counts a relay just after handing it over: wait for the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.md.stats().bus.orders_relayed == before.orders_relayed
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let after = h.md.stats().bus;
+    assert_eq!(after.malformed_total(), before.malformed_total());
+    assert_eq!(after.ignored - before.ignored, 1);
+    assert_eq!(after.orders_relayed - before.orders_relayed, 1);
+    let other = bob.recv_within(std::time::Duration::from_millis(300)).await;
+    assert!(other.is_none(), "bob got {other:?}");
     h.md.shutdown().await;
 }

@@ -67,12 +67,7 @@ fn place_response(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> Result<R
 
 /// The `order_event` of one placed order; `action` is the one the request named (a smart
 /// order reports the request's action even when it placed the opposite side, as upstream).
-fn order_event(
-    order: &OrderFields,
-    action: Action,
-    orderid: &str,
-    batch: Option<bool>,
-) -> OrderEvent {
+fn order_event(order: &OrderFields, action: Action, orderid: &str) -> OrderEvent {
     OrderEvent {
         symbol: order.symbol.clone(),
         action: action.as_str().to_string(),
@@ -81,8 +76,29 @@ fn order_event(
         price_type: order.pricetype.as_str().to_string(),
         product_type: order.product.as_str().to_string(),
         mode: "live".to_string(),
-        batch_order: batch.map(|_| true),
-        is_last_order: batch,
+        batch_order: None,
+        is_last_order: None,
+    }
+}
+
+/// Adds upstream's schema defaults of an order that the request left out (restx_api/schemas.py
+/// `OrderSchema`: pricetype MARKET, product MIS, price 0.0, trigger_price 0.0,
+/// disclosed_quantity 0); values the request gave stay as given.
+fn with_order_defaults(order: &mut Map<String, Value>) {
+    let defaults = [
+        ("pricetype", Value::from("MARKET")),
+        ("product", Value::from("MIS")),
+        ("price", Value::from(0.0)),
+        ("trigger_price", Value::from(0.0)),
+        ("disclosed_quantity", Value::from(0)),
+    ];
+    for (field, default) in defaults {
+        match order.get(field) {
+            None | Some(Value::Null) => {
+                order.insert(field.to_string(), default);
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -96,8 +112,27 @@ struct ActionJournal {
 }
 
 impl ActionJournal {
+    /// `analyzer_update` with the request after defaults, as upstream emits the schema-loaded
+    /// body (restx_api/schemas.py `missing=` values) plus `api_type`.
     fn analyzer_update(&self, response: &Value) -> Event {
         let mut request = self.request.clone();
+        match self.api_type {
+            "placeorder" => {
+                with_order_defaults(&mut request);
+                request.entry("underlying_ltp").or_insert(Value::Null);
+            }
+            "placesmartorder" | "splitorder" => with_order_defaults(&mut request),
+            "basketorder" => {
+                if let Some(Value::Array(orders)) = request.get_mut("orders") {
+                    for order in orders {
+                        if let Value::Object(order) = order {
+                            with_order_defaults(order);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
         request.insert("api_type".to_string(), Value::from(self.api_type));
         Event::for_user(
             self.user_id.clone(),
@@ -175,7 +210,7 @@ impl OrderService {
             Ok(outcome) if outcome.status != OrderStatus::Rejected => {
                 vec![Event::for_user(
                     user,
-                    order_event(&order, requested, &outcome.orderid, None),
+                    order_event(&order, requested, &outcome.orderid),
                 )]
             }
             _ => Vec::new(),
@@ -394,16 +429,23 @@ impl OrderService {
         let action = self.action(user_id, "closeposition", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
-        let journal = action.journal(close_response, move |result| match result {
-            Ok(_) => vec![Event::for_user(
+        // Also on failure, with the error's message and status "success", as upstream's
+        // services/close_position_service.py publishes PositionClosedEvent and
+        // subscribers/socketio_subscriber.py `on_position_closed` emits it.
+        let journal = action.journal(close_response, move |result| {
+            let (_, body) = status_and_body(&close_response(result, AccountMode::Live));
+            let message = body["message"]
+                .as_str()
+                .unwrap_or(POSITIONS_CLOSED)
+                .to_string();
+            vec![Event::for_user(
                 user,
                 ClosePositionEvent {
                     status: "success".to_string(),
-                    message: POSITIONS_CLOSED.to_string(),
+                    message,
                     mode: "live".to_string(),
                 },
-            )],
-            Err(_) => Vec::new(),
+            )]
         });
         let result = self
             .broker(mode)
@@ -428,6 +470,26 @@ impl OrderService {
             )?;
         }
         let action = self.action(user_id, "basketorder", log.into());
+        let strategy = request.strategy.clone();
+        // upstream subscribers/socketio_subscriber.py `on_basket_completed`.
+        let summary = move |outcomes: &BatchOutcome| {
+            let (successful, total) = successes(outcomes);
+            OrderEvent {
+                symbol: if strategy.is_empty() {
+                    "Basket".to_string()
+                } else {
+                    strategy.clone()
+                },
+                action: format!("{successful}/{total} orders"),
+                orderid: format!("basket_{successful}"),
+                exchange: "MULTI".to_string(),
+                price_type: "BASKET".to_string(),
+                product_type: "BASKET".to_string(),
+                mode: "live".to_string(),
+                batch_order: Some(true),
+                is_last_order: Some(true),
+            }
+        };
         let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
         let respond = move |outcomes: &BatchOutcome| Basket {
             results: outcomes
@@ -439,8 +501,15 @@ impl OrderService {
                 })
                 .collect(),
         };
-        self.place_batch(user_id, &request.strategy, request.orders, action, respond)
-            .await
+        self.place_batch(
+            user_id,
+            &request.strategy,
+            request.orders,
+            action,
+            respond,
+            summary,
+        )
+        .await
     }
 
     /// splitorder: the quantity in children of `splitsize` (the last takes the rest), placed
@@ -464,6 +533,28 @@ impl OrderService {
             });
             remaining -= quantity;
         }
+        let (symbol, side, exchange, pricetype, product) = (
+            order.symbol.clone(),
+            order.action,
+            order.exchange,
+            order.pricetype,
+            order.product,
+        );
+        // upstream subscribers/socketio_subscriber.py `on_split_completed`.
+        let summary = move |outcomes: &BatchOutcome| {
+            let (successful, total) = successes(outcomes);
+            OrderEvent {
+                symbol: symbol.clone(),
+                action: side.as_str().to_string(),
+                orderid: format!("{successful}/{total} orders"),
+                exchange: exchange.as_str().to_string(),
+                price_type: pricetype.as_str().to_string(),
+                product_type: product.as_str().to_string(),
+                mode: "live".to_string(),
+                batch_order: Some(true),
+                is_last_order: Some(true),
+            }
+        };
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
         let (split_size, total) = (request.splitsize, order.quantity);
         let respond = move |outcomes: &BatchOutcome| Split {
@@ -480,13 +571,21 @@ impl OrderService {
                 })
                 .collect(),
         };
-        self.place_batch(user_id, &request.strategy, children, action, respond)
-            .await
+        self.place_batch(
+            user_id,
+            &request.strategy,
+            children,
+            action,
+            respond,
+            summary,
+        )
+        .await
     }
 
-    /// Places a basket or split through the broker's batch placement: each child's events
-    /// (`batch_order`, `is_last_order` on the last), then the batch's log row, idempotency
-    /// record and response, built by `respond` from every child's outcome.
+    /// Places a basket or split through the broker's batch placement, then journals the
+    /// batch: its log row, idempotency record and response (built by `respond` from every
+    /// child's outcome) and, in live mode, one summary `order_event` built by `summary` (as
+    /// upstream emits one per batch, not one per child order).
     async fn place_batch<B: Serialize + Send + 'static>(
         &self,
         user_id: &str,
@@ -494,24 +593,25 @@ impl OrderService {
         orders: Vec<OrderFields>,
         action: ActionJournal,
         respond: impl Fn(&BatchOutcome) -> B + Send + Sync + 'static,
+        summary: impl Fn(&BatchOutcome) -> OrderEvent + Send + 'static,
     ) -> Result<Reply<B>> {
         let mode = action.mode;
-        let count = orders.len();
         let children: Vec<(NewOrder, Journal<PlaceOutcome>)> = orders
             .iter()
-            .enumerate()
-            .map(|(index, order)| {
-                let new = Self::new_order(user_id, strategy, order);
-                (new, child_journal(user_id, mode, order, index + 1 == count))
+            .map(|order| {
+                let journal: Journal<PlaceOutcome> = Box::new(|_| Record::none());
+                (Self::new_order(user_id, strategy, order), journal)
             })
             .collect();
         let respond = Arc::new(respond);
+        let user = user_id.to_string();
         let journal: Journal<BatchOutcome> = {
             let respond = Arc::clone(&respond);
             Box::new(move |result| match result {
                 Ok(outcomes) => {
                     let response = Reply::in_mode(respond(outcomes), mode).to_value();
-                    action.record(StatusCode::OK, response, Vec::new())
+                    let event = Event::for_user(user, summary(outcomes));
+                    action.record(StatusCode::OK, response, vec![event])
                 }
                 Err(_) => Record::none(),
             })
@@ -523,27 +623,13 @@ impl OrderService {
     }
 }
 
-/// The journal of one order of a basket or split: its live `order_event`.
-fn child_journal(
-    user_id: &str,
-    mode: AccountMode,
-    order: &OrderFields,
-    is_last: bool,
-) -> Journal<PlaceOutcome> {
-    let fields = order.clone();
-    let user = user_id.to_string();
-    Box::new(move |result| {
-        let events = match (mode, result) {
-            (AccountMode::Live, Ok(outcome)) if outcome.status != OrderStatus::Rejected => {
-                vec![Event::for_user(
-                    user,
-                    order_event(&fields, fields.action, &outcome.orderid, Some(is_last)),
-                )]
-            }
-            _ => Vec::new(),
-        };
-        Record { log: None, events }
-    })
+/// How many orders of a batch succeeded, and how many there were.
+fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
+    let successful = outcomes
+        .iter()
+        .filter(|result| item_outcome(result).status == "success")
+        .count();
+    (successful, outcomes.len())
 }
 
 /// The outcome of one order of a basket or split.

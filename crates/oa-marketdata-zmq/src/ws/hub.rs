@@ -144,6 +144,9 @@ impl Hub {
             Request::Ping { timestamp, ping_id } => {
                 client.send_text(protocol::pong(now_ms(), &timestamp, &ping_id));
             }
+            Request::GetSupportedBrokers => {
+                client.send_text(protocol::supported_brokers(&[self.config.broker.as_str()]));
+            }
             other => {
                 let user = client.session().user.clone();
                 let Some(user) = user else {
@@ -208,7 +211,12 @@ impl Hub {
                             &request_id,
                         ));
                     }
-                    Request::Authenticate { .. } | Request::Ping { .. } => {}
+                    Request::GetBrokerInfo => {
+                        client.send_text(protocol::broker_info(&user.broker, &user.user_id));
+                    }
+                    Request::Authenticate { .. }
+                    | Request::Ping { .. }
+                    | Request::GetSupportedBrokers => {}
                 }
             }
         }
@@ -477,7 +485,9 @@ impl Hub {
                     exchange: exchange.clone(),
                     symbol: symbol.clone(),
                 };
-                let removed = Self::remove_subscription(
+                // Whether it was subscribed or not, success, as upstream's unsubscribe_client
+                // answers.
+                Self::remove_subscription(
                     client.id,
                     &mut session,
                     users.get_mut(&user.user_id),
@@ -485,16 +495,7 @@ impl Hub {
                     (&key, mode),
                     &mut hints,
                 );
-                if removed {
-                    successful.push(protocol::unsubscribed(exchange, symbol, mode, &user.broker));
-                } else {
-                    failed.push(protocol::not_subscribed(
-                        exchange,
-                        symbol,
-                        mode,
-                        &user.broker,
-                    ));
-                }
+                successful.push(protocol::unsubscribed(exchange, symbol, mode, &user.broker));
             }
         }
         self.send_hints(hints);
@@ -605,6 +606,15 @@ impl Hub {
         }
         self.fanout
             .control(&targets, protocol::order_update(envelope));
+    }
+
+    /// Sends an order update relayed from the bus (already the client-facing message) to the
+    /// user's clients that subscribed to orders.
+    pub(crate) fn relay_order_update(&self, user_id: &str, message: String) {
+        let targets = self.registry.order_clients_of(user_id);
+        if !targets.is_empty() {
+            self.fanout.control(&targets, message);
+        }
     }
 
     /// Proxy-wide counters.

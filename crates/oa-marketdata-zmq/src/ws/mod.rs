@@ -267,6 +267,17 @@ impl WsProxy {
         move |tick| hub.dispatch(tick)
     }
 
+    /// Relays bus order updates (upstream's `{BROKER}_{USER}_orders` topics) to their
+    /// users' `subscribe_orders` clients until `orders` closes.
+    pub fn relay_orders(&self, mut orders: tokio::sync::mpsc::Receiver<crate::bus::OrderRelay>) {
+        let hub = Arc::clone(&self.hub);
+        tokio::spawn(async move {
+            while let Some(relay) = orders.recv().await {
+                hub.relay_order_update(&relay.user_id, relay.message);
+            }
+        });
+    }
+
     /// Proxy-wide counters.
     pub fn stats(&self) -> ProxyStats {
         self.hub.stats()

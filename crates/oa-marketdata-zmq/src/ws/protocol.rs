@@ -148,6 +148,10 @@ pub enum Request {
         /// Echoed.
         request_id: Option<Value>,
     },
+    /// `get_broker_info`: the authenticated user's broker.
+    GetBrokerInfo,
+    /// `get_supported_brokers` (no authentication needed, as upstream).
+    GetSupportedBrokers,
     /// `ping`.
     Ping {
         /// `timestamp`, echoed as `client_timestamp`.
@@ -158,7 +162,7 @@ pub enum Request {
 }
 
 /// The actions this server understands, for error messages.
-pub const ACTIONS: &str = "authenticate, subscribe, unsubscribe, unsubscribe_all, subscribe_orders, unsubscribe_orders, ping";
+pub const ACTIONS: &str = "authenticate, subscribe, unsubscribe, unsubscribe_all, subscribe_orders, unsubscribe_orders, get_broker_info, get_supported_brokers, ping";
 
 fn text_field(object: &Map<String, Value>, key: &str) -> Option<String> {
     match object.get(key) {
@@ -305,6 +309,8 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
         "unsubscribe_all" => Ok(Request::UnsubscribeAll { request_id }),
         "subscribe_orders" => Ok(Request::SubscribeOrders { request_id }),
         "unsubscribe_orders" => Ok(Request::UnsubscribeOrders { request_id }),
+        "get_broker_info" => Ok(Request::GetBrokerInfo),
+        "get_supported_brokers" => Ok(Request::GetSupportedBrokers),
         "ping" => Ok(Request::Ping {
             timestamp: object.get("timestamp").cloned(),
             ping_id: object.get("_pingId").cloned(),
@@ -326,6 +332,31 @@ pub fn auth_success(broker: &str, user_id: &str) -> String {
         "broker": broker,
         "user_id": user_id,
         "supported_features": {"ltp": true, "quote": true, "depth": true},
+    })
+    .to_string()
+}
+
+/// The reply to `get_broker_info` (upstream websocket_proxy/server.py `get_broker_info`):
+/// the feed is in-process, so its adapter is always `connected`.
+pub fn broker_info(broker: &str, user_id: &str) -> String {
+    json!({
+        "type": "broker_info",
+        "status": "success",
+        "broker": broker,
+        "adapter_status": "connected",
+        "user_id": user_id,
+    })
+    .to_string()
+}
+
+/// The reply to `get_supported_brokers` (upstream `get_supported_brokers`, which lists
+/// `VALID_BROKERS`): the brokers this server serves.
+pub fn supported_brokers(brokers: &[&str]) -> String {
+    json!({
+        "type": "supported_brokers",
+        "status": "success",
+        "brokers": brokers,
+        "count": brokers.len(),
     })
     .to_string()
 }
@@ -381,14 +412,10 @@ pub fn symbol_failed(
     json!({"symbol": symbol, "exchange": exchange, "status": "error", "code": code.as_str(), "message": message, "broker": broker})
 }
 
-/// A per-symbol result of `unsubscribe` / `unsubscribe_all`: unsubscribed.
+/// A per-symbol result of `unsubscribe` / `unsubscribe_all`: unsubscribed (also when it was
+/// not subscribed, as upstream's `unsubscribe_client` answers).
 pub fn unsubscribed(exchange: &str, symbol: &str, mode: TickMode, broker: &str) -> Value {
     json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "success", "broker": broker})
-}
-
-/// A per-symbol result of `unsubscribe`: the client was not subscribed at that mode.
-pub fn not_subscribed(exchange: &str, symbol: &str, mode: TickMode, broker: &str) -> Value {
-    json!({"symbol": symbol, "exchange": exchange, "mode": mode.label(), "status": "error", "code": ErrorCode::InvalidParameters.as_str(), "message": format!("Not subscribed to {exchange}:{symbol} in mode {}", mode.label()), "broker": broker})
 }
 
 /// The reply to `subscribe`: `partial` when any symbol failed.
