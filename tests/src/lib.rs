@@ -8,14 +8,65 @@ use anyhow::{Context, bail};
 
 pub mod events;
 pub mod kafka_topic;
+pub mod net;
 mod peer;
 pub mod pki;
 mod server;
 pub mod tansu;
 pub mod tls_proxy;
 pub use events::suite_event_mode;
-pub use peer::PeerProcess;
+pub use peer::{PeerProcess, peer_events};
 pub use server::{TestServer, run_to_exit, server_binary};
+
+/// Calls `attempt` every `interval` until it succeeds and returns its value; after `timeout`
+/// the last error is returned, prefixed with `what` (for example "slots were not freed").
+pub async fn retry_until_ok<T, E, F, Fut>(
+    timeout: std::time::Duration,
+    interval: std::time::Duration,
+    what: &str,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(interval).await,
+            Err(error) => bail!("{what}: {error}"),
+        }
+    }
+}
+
+/// POSTs `body` to `url` with the `Idempotency-Key` header `key`; returns the HTTP status,
+/// the `Idempotent-Replayed` header (if any) and the JSON body.
+pub async fn post_with_idempotency_key(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, Option<String>, serde_json::Value)> {
+    let response = client
+        .post(url)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let replayed = match response.headers().get("idempotent-replayed") {
+        Some(value) => Some(value.to_str().context("Idempotent-Replayed")?.to_string()),
+        None => None,
+    };
+    let body = response
+        .json()
+        .await
+        .with_context(|| format!("POST {url}: response is not JSON"))?;
+    Ok((status, replayed, body))
+}
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {

@@ -144,17 +144,23 @@ impl PeerProcess {
 
     /// Events (`{"type":"event","name","data"}` lines) seen so far, as (name, data).
     pub fn events(&self) -> Vec<(String, serde_json::Value)> {
-        self.seen
-            .iter()
-            .filter(|line| line["type"] == "event")
-            .map(|line| {
-                (
-                    line["name"].as_str().unwrap_or_default().to_string(),
-                    line["data"].clone(),
-                )
-            })
-            .collect()
+        peer_events(&self.seen)
     }
+}
+
+/// The `(name, data)` of every event line (`{"type":"event","name","data"}`) of a peer's
+/// output.
+pub fn peer_events(lines: &[serde_json::Value]) -> Vec<(String, serde_json::Value)> {
+    lines
+        .iter()
+        .filter(|line| line["type"] == "event")
+        .map(|line| {
+            (
+                line["name"].as_str().unwrap_or_default().to_string(),
+                line["data"].clone(),
+            )
+        })
+        .collect()
 }
 
 impl Drop for PeerProcess {

@@ -176,6 +176,19 @@ impl TestServer {
         Ok((status, body))
     }
 
+    /// POSTs `{"apikey", "strategy", "orderid"}` to an order endpoint (`orderstatus`,
+    /// `cancelorder`) and returns (HTTP status, JSON body).
+    pub async fn post_order_id(
+        &self,
+        endpoint: &str,
+        key: &str,
+        strategy: &str,
+        orderid: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let body = serde_json::json!({"apikey": key, "strategy": strategy, "orderid": orderid});
+        self.post(endpoint, body).await
+    }
+
     /// Waits (up to 20 s) until the server quotes `exchange:symbol` with a positive LTP, so
     /// that market orders fill. `key` is any active API key.
     pub async fn wait_for_price(
@@ -202,14 +215,25 @@ impl TestServer {
     /// Places a 1-share MIS market BUY of NSE:SBIN for the user of `key`, tagged `strategy`,
     /// and returns its order id; anything but a 200 with an `orderid` is an error.
     pub async fn place_market_order(&self, key: &str, strategy: &str) -> anyhow::Result<String> {
-        let (status, response) = self
-            .post(
-                "placeorder",
-                serde_json::json!({"apikey": key, "strategy": strategy, "exchange": "NSE",
-                    "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "MIS",
-                    "pricetype": "MARKET"}),
-            )
-            .await?;
+        self.place_order(key, strategy, serde_json::json!({})).await
+    }
+
+    /// Places the order of [`TestServer::place_market_order`] with the fields of `changes`
+    /// replacing its own (e.g. `{"action": "SELL", "pricetype": "LIMIT", "price": "1.0"}`),
+    /// and returns its order id; anything but a 200 with an `orderid` is an error.
+    pub async fn place_order(
+        &self,
+        key: &str,
+        strategy: &str,
+        changes: serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let mut body = serde_json::json!({"apikey": key, "strategy": strategy, "exchange": "NSE",
+            "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "MIS",
+            "pricetype": "MARKET"});
+        if let (Some(body), Some(changes)) = (body.as_object_mut(), changes.as_object()) {
+            body.extend(changes.clone());
+        }
+        let (status, response) = self.post("placeorder", body).await?;
         anyhow::ensure!(status == 200, "placeorder answered {status}: {response}");
         response["orderid"]
             .as_str()

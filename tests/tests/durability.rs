@@ -83,10 +83,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     assert!(lost.is_empty(), "acknowledged orders lost: {lost:?}");
     for orderid in acknowledged.iter().take(5) {
         let (status, body) = server
-            .post(
-                "orderstatus",
-                json!({"apikey": key, "strategy": "e2e", "orderid": orderid}),
-            )
+            .post_order_id("orderstatus", &key, "e2e", orderid)
             .await
             .unwrap();
         assert_eq!(status, 200, "{body}");
@@ -108,19 +105,11 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
 }
 
 async fn keyed(server: &TestServer, idempotency_key: &str) -> (u16, Option<String>, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/placeorder", server.http_url()))
-        .header("Idempotency-Key", idempotency_key)
-        .json(&order(&server.admin_key))
-        .send()
+    let url = format!("{}/api/v1/placeorder", server.http_url());
+    let body = order(&server.admin_key);
+    oa_e2e::post_with_idempotency_key(&reqwest::Client::new(), &url, idempotency_key, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let replayed = response
-        .headers()
-        .get("idempotent-replayed")
-        .map(|value| value.to_str().unwrap().to_string());
-    (status, replayed, response.json().await.unwrap())
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

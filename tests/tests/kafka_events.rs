@@ -37,14 +37,7 @@ fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record>
 }
 
 async fn place(server: &TestServer, key: &str, extra: Value) -> String {
-    let mut body = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
-        "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (status, response) = server.post("placeorder", body).await.unwrap();
-    assert_eq!(status, 200, "{response}");
-    response["orderid"].as_str().unwrap().to_string()
+    server.place_order(key, "e2e", extra).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,10 +59,7 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
     )
     .await;
     let (status, cancelled) = server
-        .post(
-            "cancelorder",
-            json!({"apikey": trader, "strategy": "e2e", "orderid": limit}),
-        )
+        .post_order_id("cancelorder", &trader, "e2e", &limit)
         .await
         .unwrap();
     assert_eq!(status, 200, "{cancelled}");

@@ -20,25 +20,18 @@ async fn place(
     quantity: u32,
     extra: Value,
 ) -> String {
-    let mut body = json!({"apikey": key, "strategy": "risk", "exchange": "NSE", "symbol": "SBIN",
-        "action": action, "quantity": quantity.to_string(), "product": "MIS",
-        "pricetype": "MARKET"});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (status, response) = server.post("placeorder", body).await.unwrap();
-    assert_eq!(status, 200, "{response}");
-    response["orderid"].as_str().unwrap().to_string()
+    let mut fields = json!({"action": action, "quantity": quantity.to_string()});
+    if let (Some(fields), Some(extra)) = (fields.as_object_mut(), extra.as_object()) {
+        fields.extend(extra.clone());
+    }
+    server.place_order(key, "risk", fields).await.unwrap()
 }
 
 /// The order's average fill price once it is complete (10 s at most).
 async fn fill_price(server: &TestServer, key: &str, orderid: &str) -> f64 {
     for _ in 0..200 {
         let (status, body) = server
-            .post(
-                "orderstatus",
-                json!({"apikey": key, "strategy": "risk", "orderid": orderid}),
-            )
+            .post_order_id("orderstatus", key, "risk", orderid)
             .await
             .unwrap();
         if status == 200 && body["data"]["order_status"] == "complete" {

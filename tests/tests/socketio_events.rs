@@ -110,10 +110,7 @@ async fn run_orders(server: &TestServer, key: &str) -> Session {
     assert_eq!(status, 200, "{modified}");
 
     let (status, cancelled) = server
-        .post(
-            "cancelorder",
-            json!({"apikey": key, "strategy": "e2e", "orderid": limit_id}),
-        )
+        .post_order_id("cancelorder", key, "e2e", &limit_id)
         .await
         .unwrap();
     assert_eq!(status, 200, "{cancelled}");

@@ -24,21 +24,10 @@ async fn keyed(
     mut body: Value,
 ) -> (u16, Option<String>, Value) {
     body["apikey"] = Value::from(server.key.clone());
-    let response = server
-        .client
-        .post(format!("{}/api/v1/{path}", server.url))
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
+    let url = format!("{}/api/v1/{path}", server.url);
+    oa_e2e::post_with_idempotency_key(&server.client, &url, key, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let replayed = response
-        .headers()
-        .get("idempotent-replayed")
-        .map(|value| value.to_str().unwrap().to_string());
-    let body: Value = response.json().await.unwrap();
-    (status, replayed, body)
+        .unwrap()
 }
 
 async fn order_count(server: &Server) -> usize {

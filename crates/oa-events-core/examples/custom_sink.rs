@@ -72,20 +72,7 @@ impl EventSink for JsonLinesSink {
 
 fn sample_events() -> Vec<Event> {
     vec![
-        Event::for_user(
-            "alice",
-            OrderEvent {
-                symbol: "SBIN".into(),
-                action: "BUY".into(),
-                orderid: "25120100000001".into(),
-                exchange: "NSE".into(),
-                price_type: "MARKET".into(),
-                product_type: "MIS".into(),
-                mode: "live".into(),
-                batch_order: None,
-                is_last_order: None,
-            },
-        ),
+        Event::for_user("alice", OrderEvent::sbin_market("BUY", "25120100000001")),
         Event::for_user(
             "bob",
             OrderNotification::info("INFY", "Positions Already Matched. No Action needed."),

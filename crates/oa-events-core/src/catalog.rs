@@ -49,6 +49,24 @@ pub struct OrderEvent {
     pub is_last_order: Option<bool>,
 }
 
+impl OrderEvent {
+    /// A live 1-lot MIS market order of NSE:SBIN: the sample event of the examples, tests and
+    /// benchmarks. `action` is BUY or SELL.
+    pub fn sbin_market(action: impl Into<String>, orderid: impl Into<String>) -> OrderEvent {
+        OrderEvent {
+            symbol: "SBIN".into(),
+            action: action.into(),
+            orderid: orderid.into(),
+            exchange: "NSE".into(),
+            price_type: "MARKET".into(),
+            product_type: "MIS".into(),
+            mode: "live".into(),
+            batch_order: None,
+            is_last_order: None,
+        }
+    }
+}
+
 /// `modify_order_event`: an order was modified in live mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModifyOrderEvent {

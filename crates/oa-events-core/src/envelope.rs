@@ -215,18 +215,7 @@ mod tests {
             timestamp: Utc.with_ymd_and_hms(2026, 1, 29, 10, 30, 45).unwrap()
                 + chrono::Duration::microseconds(123_456),
             user_id: "user123".into(),
-            data: OrderEvent {
-                symbol: "SBIN".into(),
-                action: "BUY".into(),
-                orderid: "1".into(),
-                exchange: "NSE".into(),
-                price_type: "MARKET".into(),
-                product_type: "MIS".into(),
-                mode: "live".into(),
-                batch_order: None,
-                is_last_order: None,
-            }
-            .into(),
+            data: OrderEvent::sbin_market("BUY", "1").into(),
         }
     }
 

@@ -44,17 +44,7 @@ enum OutboxKind {
 fn order_event(index: usize) -> Event {
     Event::for_user(
         format!("user{}", index % USERS),
-        OrderEvent {
-            symbol: "SBIN".into(),
-            action: "BUY".into(),
-            orderid: index.to_string(),
-            exchange: "NSE".into(),
-            price_type: "MARKET".into(),
-            product_type: "MIS".into(),
-            mode: "live".into(),
-            batch_order: None,
-            is_last_order: None,
-        },
+        OrderEvent::sbin_market("BUY", index.to_string()),
     )
 }
 

@@ -31,10 +31,27 @@
 //! save come again (the envelope `id` identifies a duplicate). A record that is not an oa
 //! envelope is returned as an [`UndecodableRecord`] with its partition, offset and the
 //! reason; it is never skipped silently and never stops the consumer.
+//!
+//! The consumer is also a [`Stream`](futures_util::Stream) of the same items, for stream
+//! combinators:
+//!
+//! ```no_run
+//! # async fn run(events: oa_events_kafka::OrderEventConsumer) {
+//! use futures_util::StreamExt;
+//! let users = events.filter_map(|item| async move { item.ok() });
+//! let mut users = std::pin::pin!(users.map(|event| event.envelope.user_id));
+//! while let Some(user) = users.next().await {
+//!     println!("an event of {user}");
+//! }
+//! # }
+//! ```
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use oa_events_core::Envelope;
 use tokio::sync::{mpsc, oneshot};
@@ -154,6 +171,28 @@ pub struct OrderEventConsumer {
     handle: ConsumerHandle,
 }
 
+/// The consumer as a [`Stream`] of events: the same items, order and acknowledgement as
+/// [`OrderEventConsumer::next`] (polling for the next item marks the one returned before as
+/// processed), so stream combinators (`filter_map`, `take`, `chunks`, ...) apply.
+impl Stream for OrderEventConsumer {
+    type Item = Result<ConsumedEvent, UndecodableRecord>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(processed) = this.returned.take() {
+            let _ = processed.send(());
+        }
+        match this.deliveries.poll_recv(cx) {
+            Poll::Ready(Some(delivery)) => {
+                this.returned = Some(delivery.processed);
+                Poll::Ready(Some(delivery.item))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
@@ -200,12 +239,7 @@ impl OrderEventConsumer {
     /// the event returned before as processed (its offset is saved soon after). `None` only
     /// once the consumer has stopped.
     pub async fn next(&mut self) -> Option<Result<ConsumedEvent, UndecodableRecord>> {
-        if let Some(processed) = self.returned.take() {
-            let _ = processed.send(());
-        }
-        let delivery = self.deliveries.recv().await?;
-        self.returned = Some(delivery.processed);
-        Some(delivery.item)
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// The consumer's counters (records, failures, partitions resumed from the earliest

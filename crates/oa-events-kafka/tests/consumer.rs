@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use futures_util::StreamExt;
 use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
 use oa_events_core::catalog::OrderUpdate;
 use oa_events_core::{Envelope, Event};
@@ -315,6 +316,48 @@ async fn explicit_offsets_start_exactly_there() -> anyhow::Result<()> {
     ensure!(offsets == [2, 3, 4], "{offsets:?}");
     ensure!(ids(&items) == published[2..].iter().map(|e| e.id).collect::<HashSet<_>>());
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consumer_is_a_stream_that_saves_what_it_yielded() -> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("stream"), 1);
+    let published = publish(&config, 0, 6).await?;
+    let store: Arc<dyn OffsetStore> = Arc::new(MemoryOffsetStore::new());
+    let earliest = StartPosition::Stored {
+        otherwise: AutoOffsetReset::Earliest,
+    };
+    let mut consumer = OrderEventConsumer::start(config.clone(), store.clone(), earliest.clone())?;
+    // Stream combinators: the first four events, as typed envelopes.
+    let first: Vec<Envelope> = tokio::time::timeout(
+        Duration::from_secs(30),
+        consumer
+            .by_ref()
+            .filter_map(|item| async move { item.ok() })
+            .map(|event| event.envelope)
+            .take(4)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .context("four events within 30 s")?;
+    let ids: Vec<Uuid> = first.iter().map(|envelope| envelope.id).collect();
+    let expected: Vec<Uuid> = published[..4].iter().map(|envelope| envelope.id).collect();
+    ensure!(ids == expected, "{ids:?} != {expected:?}");
+    consumer.shutdown(Duration::from_secs(5)).await;
+    // The four yielded events count as processed: a new consumer starts at the fifth.
+    let mut again = OrderEventConsumer::start(config, store, earliest)?;
+    let rest = read_until(&mut again, |items| items.len() >= 2).await?;
+    again.shutdown(Duration::from_secs(5)).await;
+    ensure!(ids_in_order(&rest) == published[4..].iter().map(|e| e.id).collect::<Vec<_>>());
+    Ok(())
+}
+
+fn ids_in_order(items: &[Item]) -> Vec<Uuid> {
+    items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .map(|event| event.envelope.id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

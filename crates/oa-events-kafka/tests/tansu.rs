@@ -112,22 +112,14 @@ fn event(index: usize) -> Event {
     match index % 6 {
         0 => Event::for_user(
             user,
-            OrderEvent {
-                symbol: "SBIN".into(),
-                action: if index.is_multiple_of(2) {
+            OrderEvent::sbin_market(
+                if index.is_multiple_of(2) {
                     "BUY"
                 } else {
                     "SELL"
-                }
-                .into(),
-                orderid: format!("{index}"),
-                exchange: "NSE".into(),
-                price_type: "MARKET".into(),
-                product_type: "MIS".into(),
-                mode: "live".into(),
-                batch_order: None,
-                is_last_order: None,
-            },
+                },
+                index.to_string(),
+            ),
         ),
         1 => Event::for_user(
             user,

@@ -14,41 +14,24 @@ use std::time::{Duration, Instant};
 
 use common::{RustClient, TestServer, test_config};
 use futures_util::{SinkExt, StreamExt};
+use oa_e2e::net::{PlainWebSocket, announce_a_16_mib_frame, websocket_from};
 use oa_events_core::Event;
 use oa_events_core::catalog::PasswordChange;
 use oa_events_socketio::SocketIoConfig;
 use rust_socketio::TransportType;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn tcp_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).unwrap();
-    socket.connect(server).await.unwrap()
-}
+type Ws = PlainWebSocket;
 
 /// Opens an Engine.IO session straight on websocket from `source`; returns it after the open
 /// packet, or the HTTP status and body of the refusal.
 async fn engine_session(source: Ipv4Addr, server: SocketAddr) -> Result<Ws, String> {
-    let stream = tcp_from(source, server).await;
     let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-        .await
-        .map_err(|error| match error {
-            tokio_tungstenite::tungstenite::Error::Http(response) => format!(
-                "{} {}",
-                response.status(),
-                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
-            ),
-            other => other.to_string(),
-        })?;
+    let mut ws = websocket_from(source, server, &url).await?;
     let open = next_text(&mut ws).await;
     assert!(open.starts_with('0'), "Engine.IO open packet: {open}");
     Ok(ws)
@@ -84,22 +67,9 @@ async fn login(ws: &mut Ws, auth: serde_json::Value) -> String {
 #[tokio::test]
 async fn a_16_mib_websocket_frame_is_refused_from_its_header_before_login() {
     let server = TestServer::start(test_config()).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(
-        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = [0u8; 1024];
-    let read = tcp.read(&mut head).await.unwrap();
-    assert!(head[..read].starts_with(b"HTTP/1.1 101"));
-    let mut frame = vec![0x81, 0x80 | 127];
-    frame.extend_from_slice(&(16u64 * 1024 * 1024).to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    frame.extend_from_slice(&[b'x'; 4096]);
-    tcp.write_all(&frame).await.unwrap();
+    let mut tcp = announce_a_16_mib_frame(server.addr, "/socket.io/?EIO=4&transport=websocket")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
     assert!(
@@ -155,17 +125,14 @@ async fn engine_sessions_are_capped_per_ip_with_503_and_other_addresses_are_serv
     for mut ws in held {
         let _ = ws.close(None).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match engine_session(ATTACKER, server.addr).await {
-            Ok(_) => break,
-            Err(error) if Instant::now() < deadline => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("slots were not freed: {error}"),
-        }
-    }
+    oa_e2e::retry_until_ok(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        "slots were not freed",
+        || engine_session(ATTACKER, server.addr),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    PeerKind, TestServer, catalog_samples, numbers_as_f64, peer_events, spawn_peer, test_config,
-    with_extras,
+    PeerKind, TestServer, catalog_samples, numbers_as_f64, publish_samples, spawn_peer, test_config,
 };
+use oa_e2e::peer_events;
 use oa_events_core::Event;
 use oa_events_core::catalog::OrderNotification;
 use oa_events_socketio::SocketIoConfig;
@@ -43,16 +43,7 @@ async fn catalog_exact(kind: PeerKind, transports: &str) {
         // Let the client finish its upgrade to websocket first.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let first_seq = server.sink.latest_seq("alice").unwrap() + 1;
-    let mut expected = Vec::new();
-    for (offset, (event, payload)) in samples.into_iter().enumerate() {
-        let name = event.payload.name().to_string();
-        let envelope = server.publisher.publish(event);
-        expected.push((
-            name,
-            with_extras(&payload, &envelope.id, first_seq + offset as u64),
-        ));
-    }
+    let expected = publish_samples(&server, samples);
     let lines = peer.await.unwrap();
     let connect = lines
         .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     Connected, RustClient, TestServer, assert_samples_cover_catalog, catalog_samples, connect_rust,
-    test_config, with_extras,
+    publish_samples, test_config,
 };
 use oa_events_core::Event;
 use oa_events_core::catalog::OrderNotification;
@@ -39,18 +39,9 @@ async fn every_catalog_event_arrives_exactly(transport: TransportType) {
     .await;
     let mut bob = RustClient::connect(&server.url(), json!({"apikey": "key-bob"}), transport).await;
     server.wait_clients(2).await;
-    let first_seq = server.sink.latest_seq("alice").unwrap() + 1;
     let samples = catalog_samples("alice");
     assert_samples_cover_catalog(&samples);
-    let mut expected = Vec::new();
-    for (offset, (event, payload)) in samples.into_iter().enumerate() {
-        let name = event.payload.name().to_string();
-        let envelope = server.publisher.publish(event);
-        expected.push((
-            name,
-            with_extras(&payload, &envelope.id, first_seq + offset as u64),
-        ));
-    }
+    let expected = publish_samples(&server, samples);
     let received = alice.take(expected.len()).await;
     for (got, want) in received.iter().zip(&expected) {
         assert_eq!(got, want);
@@ -206,17 +197,7 @@ async fn reconnect_with_offset_replays_exactly_the_missed_events_in_order() {
 async fn reconnecting_during_a_stream_of_events_loses_and_duplicates_nothing() {
     let server = TestServer::start(test_config()).await;
     let url = server.url();
-    let mut alice = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
-    server.wait_clients(1).await;
-    server.publisher.publish(note("alice", 0));
-    let last = seq(&alice.take(1).await[0].1);
-    alice.close().await;
-    wait_no_clients(&server).await;
+    let last = first_session(&server, &url).await;
     // Publish continuously (slower than the buffer turns over) while the client reconnects.
     let running = Arc::new(AtomicBool::new(true));
     let publisher = server.publisher.clone();
@@ -257,17 +238,7 @@ async fn reconnecting_during_a_stream_of_events_loses_and_duplicates_nothing() {
 async fn offset_older_than_the_buffer_yields_replay_gap_then_the_buffer() {
     let server = TestServer::start(test_config()).await; // buffer: 64 events per user
     let url = server.url();
-    let mut alice = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
-    server.wait_clients(1).await;
-    server.publisher.publish(note("alice", 0));
-    let last = seq(&alice.take(1).await[0].1);
-    alice.close().await;
-    wait_no_clients(&server).await;
+    let last = first_session(&server, &url).await;
     for n in 1..=100 {
         server.publisher.publish(note("alice", n));
     }
@@ -305,6 +276,22 @@ async fn offset_older_than_the_buffer_yields_replay_gap_then_the_buffer() {
     odd.close().await;
 }
 
+/// Alice's first session: connects, receives one event, disconnects; returns its `seq`.
+async fn first_session(server: &TestServer, url: &str) -> u64 {
+    let mut alice = RustClient::connect(
+        url,
+        json!({"apikey": "key-alice"}),
+        TransportType::Websocket,
+    )
+    .await;
+    server.wait_clients(1).await;
+    server.publisher.publish(note("alice", 0));
+    let last = seq(&alice.take(1).await[0].1);
+    alice.close().await;
+    wait_no_clients(server).await;
+    last
+}
+
 async fn wait_no_clients(server: &TestServer) {
     for _ in 0..500 {
         if server.sink.stats().clients == 0 {
@@ -334,17 +321,7 @@ async fn aged_out_events_yield_replay_gap_and_idle_users_are_forgotten() {
     })
     .await;
     let url = server.url();
-    let mut alice = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
-    server.wait_clients(1).await;
-    server.publisher.publish(note("alice", 0));
-    let last = seq(&alice.take(1).await[0].1);
-    alice.close().await;
-    wait_no_clients(&server).await;
+    let last = first_session(&server, &url).await;
     server.publisher.publish(note("alice", 1));
     wait_latest(&server, "alice", last + 1).await;
     // Older than replay_max_age: swept, and the user, now idle, forgotten.

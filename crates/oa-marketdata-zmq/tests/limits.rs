@@ -9,63 +9,33 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{Client, KEY_ALICE, KEY_BOB, start};
 use futures_util::StreamExt;
+use oa_e2e::net::{announce_a_16_mib_frame, websocket_from};
 use oa_events_core::Event;
 use oa_events_core::catalog::PasswordChange;
 use oa_marketdata_zmq::{CLOSE_KEY_REVOKED, MarketDataConfig};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::MaybeTlsStream;
+use tokio::io::AsyncReadExt;
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-async fn tcp_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(IpAddr::V4(source), 0))
-        .expect("bind a loopback source address");
-    socket.connect(server).await.expect("tcp connects")
-}
-
 async fn client_from(source: Ipv4Addr, server: SocketAddr) -> Result<Client, String> {
-    let stream = tcp_from(source, server).await;
-    tokio_tungstenite::client_async(format!("ws://{server}"), MaybeTlsStream::Plain(stream))
+    websocket_from(source, server, &format!("ws://{server}"))
         .await
-        .map(|(ws, _)| Client { ws })
-        .map_err(|error| match error {
-            tokio_tungstenite::tungstenite::Error::Http(response) => format!(
-                "{} {}",
-                response.status(),
-                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
-            ),
-            other => other.to_string(),
-        })
+        .map(|ws| Client { ws })
 }
 
 #[tokio::test]
 async fn a_16_mib_frame_is_refused_from_its_header_before_login() {
     let harness = start(MarketDataConfig::ephemeral()).await;
-    let mut tcp = TcpStream::connect(harness.md.ws_addr()).await.unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = [0u8; 1024];
-    let read = tcp.read(&mut head).await.unwrap();
-    assert!(head[..read].starts_with(b"HTTP/1.1 101"));
     // A masked text frame announcing 16 MiB, then only 4 KiB of it.
-    let mut frame = vec![0x81, 0x80 | 127];
-    frame.extend_from_slice(&(16u64 * 1024 * 1024).to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    frame.extend_from_slice(&[b'x'; 4096]);
-    tcp.write_all(&frame).await.unwrap();
+    let mut tcp = announce_a_16_mib_frame(harness.md.ws_addr(), "/")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
@@ -101,17 +71,14 @@ async fn the_per_ip_cap_refuses_with_503_and_spares_other_addresses() {
     assert_eq!(good.recv().await["status"], "success");
 
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match client_from(ATTACKER, addr).await {
-            Ok(_) => break,
-            Err(error) if Instant::now() < deadline => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("slots were not freed: {error}"),
-        }
-    }
+    oa_e2e::retry_until_ok(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        "slots were not freed",
+        || client_from(ATTACKER, addr),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

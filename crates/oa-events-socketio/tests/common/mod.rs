@@ -152,20 +152,7 @@ pub fn test_config() -> SocketIoConfig {
 pub fn catalog_samples(user: &str) -> Vec<(Event, Value)> {
     vec![
         (
-            Event::for_user(
-                user,
-                OrderEvent {
-                    symbol: "SBIN".into(),
-                    action: "BUY".into(),
-                    orderid: "25012900000001".into(),
-                    exchange: "NSE".into(),
-                    price_type: "MARKET".into(),
-                    product_type: "MIS".into(),
-                    mode: "live".into(),
-                    batch_order: None,
-                    is_last_order: None,
-                },
-            ),
+            Event::for_user(user, OrderEvent::sbin_market("BUY", "25012900000001")),
             json!({"symbol":"SBIN","action":"BUY","orderid":"25012900000001","exchange":"NSE","price_type":"MARKET","product_type":"MIS","mode":"live"}),
         ),
         (
@@ -309,6 +296,22 @@ pub fn assert_samples_cover_catalog(samples: &[(Event, Value)]) {
             "no sample for {name}"
         );
     }
+}
+
+/// Publishes alice's `samples` and returns the (event name, payload with our `event_id` and
+/// `seq`) she must receive, in order.
+pub fn publish_samples(server: &TestServer, samples: Vec<(Event, Value)>) -> Vec<(String, Value)> {
+    let first_seq = server.sink.latest_seq("alice").unwrap() + 1;
+    let mut expected = Vec::new();
+    for (offset, (event, payload)) in samples.into_iter().enumerate() {
+        let name = event.payload.name().to_string();
+        let envelope = server.publisher.publish(event);
+        expected.push((
+            name,
+            with_extras(&payload, &envelope.id, first_seq + offset as u64),
+        ));
+    }
+    expected
 }
 
 /// The expected payload of `event` with our extra keys.
@@ -510,18 +513,4 @@ pub fn run_node_script(script: &str, env: &[(&str, String)]) -> anyhow::Result<S
         );
     }
     Ok(stdout)
-}
-
-/// The `(name, data)` of every event line of a peer's output.
-pub fn peer_events(lines: &[Value]) -> Vec<(String, Value)> {
-    lines
-        .iter()
-        .filter(|line| line["type"] == "event")
-        .map(|line| {
-            (
-                line["name"].as_str().unwrap_or_default().to_string(),
-                line["data"].clone(),
-            )
-        })
-        .collect()
 }

@@ -17,6 +17,9 @@ pub mod replay;
 pub mod simulated;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 
 use crate::bus::BusError;
 use oa_marketdata_core::tick::TickMode;
@@ -91,4 +94,60 @@ pub trait FeedAdapter: Send {
 
     /// Ticks published so far.
     fn published(&self) -> u64;
+}
+
+/// The thread of a bundled feed and what it shares with it: a stop request and the count of
+/// ticks published. Stops and joins the thread when dropped.
+#[derive(Debug)]
+pub(crate) struct FeedThread {
+    /// Set to ask the thread to return.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Ticks the thread published.
+    pub(crate) published: Arc<AtomicU64>,
+    /// Named in the log when the thread panicked.
+    name: &'static str,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FeedThread {
+    /// No thread yet; `name` (e.g. "replay") is used in log lines.
+    pub(crate) fn new(name: &'static str) -> Self {
+        FeedThread {
+            stop: Arc::new(AtomicBool::new(false)),
+            published: Arc::new(AtomicU64::new(0)),
+            name,
+            thread: None,
+        }
+    }
+
+    /// True once a thread was started (and not stopped).
+    pub(crate) fn is_started(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Records the started thread.
+    pub(crate) fn started(&mut self, thread: JoinHandle<()>) {
+        self.thread = Some(thread);
+    }
+
+    /// Asks the thread to stop and waits for it.
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("{} thread panicked", self.name);
+        }
+    }
+
+    /// Ticks published so far.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FeedThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

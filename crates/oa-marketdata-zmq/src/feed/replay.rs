@@ -18,12 +18,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bus::{Publisher, PublisherOptions};
-use crate::feed::{FeedAdapter, FeedError};
+use crate::feed::{FeedAdapter, FeedError, FeedThread};
 use oa_marketdata_core::tick::{Quote, Tick, TickMode, now_ms};
 
 /// Settings of a replay.
@@ -210,10 +209,8 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Tick>, FeedError> {
 #[derive(Debug)]
 pub struct ReplayFeed {
     config: ReplayConfig,
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
     finished: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: FeedThread,
 }
 
 impl ReplayFeed {
@@ -221,10 +218,8 @@ impl ReplayFeed {
     pub fn new(config: ReplayConfig) -> Self {
         ReplayFeed {
             config,
-            stop: Arc::new(AtomicBool::new(false)),
-            published: Arc::new(AtomicU64::new(0)),
             finished: Arc::new(AtomicBool::new(false)),
-            thread: None,
+            thread: FeedThread::new("replay"),
         }
     }
 
@@ -240,7 +235,7 @@ impl FeedAdapter for ReplayFeed {
     }
 
     fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
-        if self.thread.is_some() {
+        if self.thread.is_started() {
             return Err(FeedError::AlreadyStarted("replay"));
         }
         let ticks = load_ticks(&self.config.path)?;
@@ -261,8 +256,8 @@ impl FeedAdapter for ReplayFeed {
                 Err(error) => return Err(error.into()),
             };
         let config = self.config.clone();
-        let stop = Arc::clone(&self.stop);
-        let published = Arc::clone(&self.published);
+        let stop = Arc::clone(&self.thread.stop);
+        let published = Arc::clone(&self.thread.published);
         let finished = Arc::clone(&self.finished);
         let count = ticks.len();
         let thread = std::thread::Builder::new()
@@ -309,27 +304,16 @@ impl FeedAdapter for ReplayFeed {
             })
             .map_err(FeedError::Thread)?;
         tracing::info!(path = %self.config.path.display(), ticks = count, speed = self.config.speed, "replay started");
-        self.thread = Some(thread);
+        self.thread.started(thread);
         Ok(())
     }
 
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("replay thread panicked");
-        }
+        self.thread.stop();
     }
 
     fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for ReplayFeed {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.published()
     }
 }
 

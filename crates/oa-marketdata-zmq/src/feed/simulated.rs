@@ -6,15 +6,14 @@
 //! the bus, so subscribers of every mode are served from one tick.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::bus::{Publisher, PublisherOptions};
-use crate::feed::{FeedAdapter, FeedError};
+use crate::feed::{FeedAdapter, FeedError, FeedThread};
 use oa_marketdata_core::symbols::Instrument;
 use oa_marketdata_core::tick::{Depth, DepthLevel, Quote, Tick, TickMode, now_ms};
 
@@ -231,9 +230,7 @@ impl SimulatedMarket {
 #[derive(Debug)]
 pub struct SimulatedFeed {
     config: SimulatedConfig,
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+    thread: FeedThread,
 }
 
 impl SimulatedFeed {
@@ -241,9 +238,7 @@ impl SimulatedFeed {
     pub fn new(config: SimulatedConfig) -> Self {
         SimulatedFeed {
             config,
-            stop: Arc::new(AtomicBool::new(false)),
-            published: Arc::new(AtomicU64::new(0)),
-            thread: None,
+            thread: FeedThread::new("simulated feed"),
         }
     }
 }
@@ -254,7 +249,7 @@ impl FeedAdapter for SimulatedFeed {
     }
 
     fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
-        if self.thread.is_some() {
+        if self.thread.is_started() {
             return Err(FeedError::AlreadyStarted("simulated"));
         }
         if self.config.instruments.is_empty() {
@@ -278,8 +273,8 @@ impl FeedAdapter for SimulatedFeed {
         } else {
             1.0
         };
-        let stop = Arc::clone(&self.stop);
-        let published = Arc::clone(&self.published);
+        let stop = Arc::clone(&self.thread.stop);
+        let published = Arc::clone(&self.thread.published);
         let thread = std::thread::Builder::new()
             .name("oa-feed-simulated".to_string())
             .spawn(move || {
@@ -318,27 +313,16 @@ impl FeedAdapter for SimulatedFeed {
             seed = self.config.seed,
             "simulated feed started"
         );
-        self.thread = Some(thread);
+        self.thread.started(thread);
         Ok(())
     }
 
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("simulated feed thread panicked");
-        }
+        self.thread.stop();
     }
 
     fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for SimulatedFeed {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.published()
     }
 }
 
