@@ -8,6 +8,7 @@
 //! - [`price_cache`]: the latest LTP / quote / depth per instrument, lock-free reads.
 
 pub mod candles;
+pub mod option_universe;
 pub mod options;
 pub mod price_cache;
 pub mod symbols;

@@ -37,7 +37,10 @@ pub const EXCHANGES: &[&str] = &[
     "CRYPTO",
 ];
 
-/// The bundled default universe (`data/symbols.csv` in this crate).
+pub use crate::option_universe::Contract;
+
+/// The bundled cash and index universe (`data/symbols.csv` in this crate); loading
+/// [`SymbolSource::Bundled`] adds the generated NFO futures and options to it.
 pub const BUNDLED_CSV: &str = include_str!("../data/symbols.csv");
 
 /// True when `exchange` is one of [`EXCHANGES`].
@@ -62,6 +65,9 @@ pub struct Instrument {
     pub instrument_type: String,
     /// Reference price; where the simulated feed starts.
     pub base_price: f64,
+    /// For futures and options: the underlying, expiry and strike (`None` for cash
+    /// instruments and for CSV rows).
+    pub contract: Option<Contract>,
 }
 
 /// Why a symbol master could not be loaded.
@@ -137,7 +143,11 @@ impl SymbolMaster {
     /// Loads from a source.
     pub fn load(source: &SymbolSource) -> Result<Self, SymbolMasterError> {
         match source {
-            SymbolSource::Bundled => Self::parse_csv(BUNDLED_CSV),
+            SymbolSource::Bundled => {
+                let mut master = Self::parse_csv(BUNDLED_CSV)?;
+                master.add_option_universe(crate::option_universe::today_in_india());
+                Ok(master)
+            }
             SymbolSource::Csv(path) => Self::load_csv(path),
         }
     }
@@ -243,6 +253,7 @@ impl SymbolMaster {
                 base_price: number("base_price", base_col, 100.0)?,
                 exchange,
                 symbol,
+                contract: None,
             };
             master.insert(instrument);
         }
@@ -265,6 +276,21 @@ impl SymbolMaster {
     pub fn lookup(&self, exchange: &str, symbol: &str) -> Option<&Instrument> {
         let position = *self.index.get(exchange)?.get(symbol)?;
         self.instruments.get(position)
+    }
+
+    /// Adds the bundled NIFTY and BANKNIFTY futures and options for `today`, strikes around
+    /// each index's reference price (see [`crate::option_universe`]). Series whose index is
+    /// not listed are skipped.
+    pub fn add_option_universe(&mut self, today: crate::option_universe::NaiveDate) {
+        for series in crate::option_universe::BUNDLED_SERIES {
+            let Some(index) = self.lookup(series.underlying_exchange, series.underlying) else {
+                continue;
+            };
+            let spot = index.base_price;
+            for instrument in crate::option_universe::instruments(series, spot, today) {
+                self.insert(instrument);
+            }
+        }
     }
 
     /// The instrument's 0-based position in load order, if listed.

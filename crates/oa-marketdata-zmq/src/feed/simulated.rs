@@ -1,6 +1,11 @@
 //! The simulated market: a seeded random walk per instrument with day OHLC, volume, VWAP,
 //! open interest for derivatives and a 5-level book around the last price.
 //!
+//! Futures and options with a listed underlying (the bundled NFO universe) are not walked:
+//! they are priced from their underlying's last price at each tick, futures at the index
+//! (no carry) and options with Black-76 on a volatility smile (rate 0), so an option chain
+//! reads as a consistent market. A third of the ticks go to them, round-robin.
+//!
 //! [`SimulatedMarket`] is the pure generator (the same seed gives the same prices);
 //! [`SimulatedFeed`] runs it on a thread at a fixed total rate and publishes DEPTH ticks on
 //! the bus, so subscribers of every mode are served from one tick.
@@ -14,6 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError, FeedThread};
+use oa_marketdata_core::options::{OptionInputs, smile_volatility};
 use oa_marketdata_core::symbols::Instrument;
 use oa_marketdata_core::tick::{Depth, DepthLevel, Quote, Tick, TickMode, now_ms};
 
@@ -66,8 +72,57 @@ struct State {
 pub struct SimulatedMarket {
     rng: StdRng,
     states: Vec<State>,
-    cursor: usize,
+    /// Instruments that random-walk, round-robin.
+    walking: Vec<usize>,
+    /// Instruments priced from their underlying (index into `states` of the underlying).
+    derived: Vec<(usize, usize)>,
+    walking_cursor: usize,
+    derived_cursor: usize,
+    ticks: u64,
     depth_levels: usize,
+}
+
+/// Skew and curvature of the simulated smile (index options: puts dearer than calls).
+const SMILE_SKEW: f64 = -1.2;
+const SMILE_CURVATURE: f64 = 6.0;
+/// Contracts expire at 15:30 IST, 10:00 UTC.
+const EXPIRY_SECONDS_UTC: i64 = 10 * 3600;
+
+/// The model price of a derived instrument for its underlying at `underlying_price`.
+fn derived_price(instrument: &Instrument, underlying_price: f64, now_ms: i64) -> f64 {
+    let Some(contract) = &instrument.contract else {
+        return underlying_price;
+    };
+    let Some(kind) = contract.kind else {
+        return round_to(underlying_price, instrument.tick_size);
+    };
+    let expiry_ms = (contract
+        .expiry
+        .and_hms_opt(0, 0, 0)
+        .map_or(0, |t| t.and_utc().timestamp())
+        + EXPIRY_SECONDS_UTC)
+        * 1000;
+    let years = (expiry_ms - now_ms) as f64 / (365.0 * 86_400_000.0);
+    let option = OptionInputs {
+        kind,
+        forward: underlying_price,
+        strike: contract.strike,
+        years,
+        rate: 0.0,
+        volatility: smile_volatility(
+            underlying_price,
+            contract.strike,
+            contract.atm_volatility,
+            SMILE_SKEW,
+            SMILE_CURVATURE,
+        ),
+    };
+    let price = if years > 0.0 {
+        option.price()
+    } else {
+        option.intrinsic()
+    };
+    round_to(price.max(instrument.tick_size), instrument.tick_size)
 }
 
 fn round_to(price: f64, tick_size: f64) -> f64 {
@@ -85,7 +140,7 @@ impl SimulatedMarket {
     /// A market over `instruments`, seeded.
     pub fn new(instruments: &[Instrument], seed: u64, depth_levels: usize) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let states = instruments
+        let states: Vec<State> = instruments
             .iter()
             .map(|instrument| {
                 let base = if instrument.base_price > 0.0 {
@@ -120,10 +175,48 @@ impl SimulatedMarket {
                 }
             })
             .collect();
+        let position: std::collections::HashMap<(&str, &str), usize> = instruments
+            .iter()
+            .enumerate()
+            .map(|(index, instrument)| {
+                (
+                    (instrument.exchange.as_str(), instrument.symbol.as_str()),
+                    index,
+                )
+            })
+            .collect();
+        let mut walking = Vec::new();
+        let mut derived = Vec::new();
+        for (index, instrument) in instruments.iter().enumerate() {
+            let underlying = instrument.contract.as_ref().and_then(|contract| {
+                position
+                    .get(&(
+                        contract.underlying_exchange.as_str(),
+                        contract.underlying.as_str(),
+                    ))
+                    .copied()
+            });
+            match underlying {
+                Some(underlying) => derived.push((index, underlying)),
+                None => walking.push(index),
+            }
+        }
+        let mut states = states;
+        let now = now_ms();
+        for (index, underlying) in &derived {
+            let price = derived_price(&states[*index].instrument, states[*underlying].ltp, now);
+            let state = &mut states[*index];
+            (state.ltp, state.open, state.high, state.low, state.close) =
+                (price, price, price, price, price);
+        }
         SimulatedMarket {
             rng,
             states,
-            cursor: 0,
+            walking,
+            derived,
+            walking_cursor: 0,
+            derived_cursor: 0,
+            ticks: 0,
             depth_levels,
         }
     }
@@ -138,14 +231,37 @@ impl SimulatedMarket {
         self.states.is_empty()
     }
 
-    /// Moves the next instrument (round-robin) one step and returns its DEPTH tick.
+    /// How many [`SimulatedMarket::next_tick`] calls tick every instrument at least once.
+    pub fn ticks_to_reach_every_instrument(&self) -> usize {
+        if self.derived.is_empty() {
+            self.walking.len()
+        } else if self.walking.is_empty() {
+            self.derived.len()
+        } else {
+            // Two walking ticks for each derived one.
+            (self.derived.len() * 3).max(self.walking.len() * 3 / 2 + 1)
+        }
+    }
+
+    /// Moves the next instrument one step and returns its DEPTH tick: walking instruments
+    /// round-robin, and every third tick the next derived one (priced from its underlying).
     /// `None` without instruments.
     pub fn next_tick(&mut self, now_ms: i64) -> Option<Tick> {
         if self.states.is_empty() {
             return None;
         }
-        let index = self.cursor % self.states.len();
-        self.cursor = self.cursor.wrapping_add(1);
+        self.ticks = self.ticks.wrapping_add(1);
+        let derived_turn =
+            !self.derived.is_empty() && (self.walking.is_empty() || self.ticks % 3 == 0);
+        let (index, underlying_price) = if derived_turn {
+            let (index, underlying) = self.derived[self.derived_cursor % self.derived.len()];
+            self.derived_cursor = self.derived_cursor.wrapping_add(1);
+            (index, Some(self.states[underlying].ltp))
+        } else {
+            let index = self.walking[self.walking_cursor % self.walking.len()];
+            self.walking_cursor = self.walking_cursor.wrapping_add(1);
+            (index, None)
+        };
         let depth_levels = self.depth_levels;
         let rng = &mut self.rng;
         let state = &mut self.states[index];
@@ -155,9 +271,14 @@ impl SimulatedMarket {
         } else {
             1.0
         };
-        // A random walk of about 5 basis points per step, kept above one tick.
-        let step = state.ltp * 0.0005 * rng.random_range(-1.0..1.0);
-        state.ltp = round_to((state.ltp + step).max(tick_size), tick_size);
+        state.ltp = match underlying_price {
+            Some(price) => derived_price(&state.instrument, price, now_ms),
+            None => {
+                // A random walk of about 5 basis points per step, kept above one tick.
+                let step = state.ltp * 0.0005 * rng.random_range(-1.0..1.0);
+                round_to((state.ltp + step).max(tick_size), tick_size)
+            }
+        };
         state.high = state.high.max(state.ltp);
         state.low = state.low.min(state.ltp);
         let last_quantity = if state.is_index {
@@ -278,6 +399,18 @@ impl FeedAdapter for SimulatedFeed {
         let thread = std::thread::Builder::new()
             .name("oa-feed-simulated".to_string())
             .spawn(move || {
+                // Every instrument gets a price at once, before the paced ticks begin (with
+                // the option universe, paced ticks alone would take minutes to reach each).
+                for _ in 0..market.ticks_to_reach_every_instrument() {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if let Some(tick) = market.next_tick(now_ms())
+                        && publisher.publish(&tick).is_ok()
+                    {
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let started = Instant::now();
                 let mut sent: u64 = 0;
                 let mut errors: u64 = 0;
@@ -379,5 +512,66 @@ mod tests {
         assert_eq!(round_to(24350.050000000003, 0.05), 24350.05);
         assert_eq!(round_to(84.61249, 0.0025), 84.6125);
         assert_eq!(round_to(101.3, 1.0), 101.0);
+    }
+
+    #[test]
+    fn options_and_futures_are_priced_from_their_underlying() {
+        let mut master = SymbolMaster::bundled();
+        let today =
+            oa_marketdata_core::option_universe::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        master.add_option_universe(today);
+        let instruments: Vec<Instrument> = master.iter().cloned().collect();
+        let mut market = SimulatedMarket::new(&instruments, 3, 5);
+        // 2 December 2026 12:00 IST.
+        let now = 1_796_108_400_000;
+        let nifty = market
+            .states
+            .iter()
+            .position(|state| {
+                state.instrument.symbol == "NIFTY" && state.instrument.exchange == "NSE_INDEX"
+            })
+            .unwrap();
+        let mut derived_ticks = 0;
+        for _ in 0..6_000 {
+            let tick = market.next_tick(now).unwrap();
+            let instrument = master.lookup(&tick.exchange, &tick.symbol).unwrap();
+            let on_nifty = instrument
+                .contract
+                .as_ref()
+                .is_some_and(|contract| contract.underlying == "NIFTY");
+            if !on_nifty {
+                continue;
+            }
+            derived_ticks += 1;
+            let expected = derived_price(instrument, market.states[nifty].ltp, now);
+            assert_eq!(tick.ltp, expected, "{}", tick.symbol);
+        }
+        assert!(derived_ticks > 1_000, "{derived_ticks} derived ticks");
+
+        // A consistent chain: put-call parity within rounding, calls cheaper as strikes rise.
+        let spot = 24_000.0;
+        let price = |symbol: &str| derived_price(master.lookup("NFO", symbol).unwrap(), spot, now);
+        let (call, put) = (price("NIFTY29DEC2624000CE"), price("NIFTY29DEC2624000PE"));
+        assert!((call - put).abs() <= 0.1, "{call} vs {put} at the money");
+        assert!(price("NIFTY29DEC2624500CE") < call);
+        assert!(price("NIFTY29DEC2623500PE") < put);
+        assert!(call > 100.0 && call < 1_000.0, "{call}");
+        assert_eq!(price("NIFTY29DEC26FUT"), spot);
+    }
+
+    #[test]
+    fn the_priming_ticks_reach_every_instrument() {
+        let mut master = SymbolMaster::bundled();
+        master.add_option_universe(
+            oa_marketdata_core::option_universe::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        );
+        let instruments: Vec<Instrument> = master.iter().cloned().collect();
+        let mut market = SimulatedMarket::new(&instruments, 5, 5);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..market.ticks_to_reach_every_instrument() {
+            let tick = market.next_tick(1).unwrap();
+            seen.insert((tick.exchange, tick.symbol));
+        }
+        assert_eq!(seen.len(), instruments.len());
     }
 }
