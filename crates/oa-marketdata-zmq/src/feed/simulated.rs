@@ -252,7 +252,7 @@ impl SimulatedMarket {
         }
         self.ticks = self.ticks.wrapping_add(1);
         let derived_turn =
-            !self.derived.is_empty() && (self.walking.is_empty() || self.ticks % 3 == 0);
+            !self.derived.is_empty() && (self.walking.is_empty() || self.ticks.is_multiple_of(3));
         let (index, underlying_price) = if derived_turn {
             let (index, underlying) = self.derived[self.derived_cursor % self.derived.len()];
             self.derived_cursor = self.derived_cursor.wrapping_add(1);
