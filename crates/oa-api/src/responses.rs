@@ -156,6 +156,12 @@ pub struct Basket {
 pub struct BasketResult {
     /// The order's symbol.
     pub symbol: String,
+    /// The order's exchange, on success (as upstream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    /// The order's product, on success (as upstream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
     /// Its outcome.
     #[serde(flatten)]
     pub outcome: ItemOutcome,

@@ -272,3 +272,40 @@ async fn analyzer_update_request_carries_the_defaults() {
                "api_type": "placeorder"})
     );
 }
+
+/// Upstream services/basket_order_service.py places BUY legs before SELL legs (both modes)
+/// and its success items (`place_single_order`) carry `exchange` and `product`.
+#[tokio::test]
+async fn basket_places_buys_first_and_names_exchange_and_product() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.price("NSE", "INFY", 1500.0, 1499.9, 1500.1);
+    let basket = server
+        .ok(
+            "basketorder",
+            json!({"strategy": "compat", "orders": [
+                {"exchange": "NSE", "symbol": "INFY", "action": "SELL", "quantity": "1"},
+                {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1",
+                 "product": "CNC"}]}),
+        )
+        .await;
+    let results = basket["results"].as_array().expect("results");
+    let orderid = |i: usize| {
+        results[i]["orderid"]
+            .as_str()
+            .expect("an orderid")
+            .to_string()
+    };
+    assert_eq!(
+        basket,
+        json!({"status": "success", "results": [
+            {"symbol": "SBIN", "exchange": "NSE", "product": "CNC", "status": "success",
+             "orderid": orderid(0)},
+            {"symbol": "INFY", "exchange": "NSE", "product": "MIS", "status": "success",
+             "orderid": orderid(1)}]})
+    );
+    assert!(
+        orderid(0) < orderid(1),
+        "the BUY leg was placed first: {basket}"
+    );
+}

@@ -26,7 +26,7 @@ use crate::responses::{
     Basket, BasketResult, CancelAll, CommandBody, FailedCancellation, ItemOutcome, Message,
     OrderId, Reply, Split, SplitResult,
 };
-use crate::types::{AccountMode, Action, OrderStatus};
+use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
 
 /// The message of a smart order whose position already matches.
 pub(crate) const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action needed.";
@@ -454,11 +454,13 @@ impl OrderService {
         close_response(&result, mode)
     }
 
-    /// basketorder: the orders placed in turn, in one transaction; results per order.
+    /// basketorder: the orders placed in turn, BUY legs before SELL legs (upstream
+    /// services/basket_order_service.py), in one transaction; results per order, in placing
+    /// order, successes naming `exchange` and `product`.
     pub async fn basket_order(
         &self,
         user_id: &str,
-        request: BasketOrder,
+        mut request: BasketOrder,
         log: impl Into<ActionLog>,
     ) -> Result<Reply<Basket>> {
         for (index, order) in request.orders.iter().enumerate() {
@@ -469,6 +471,10 @@ impl OrderService {
                 Some(order.quantity),
             )?;
         }
+        // Stable: within each side the request's order stays.
+        request
+            .orders
+            .sort_by_key(|order| order.action != Action::Buy);
         let action = self.action(user_id, "basketorder", log.into());
         let strategy = request.strategy.clone();
         // upstream subscribers/socketio_subscriber.py `on_basket_completed`.
@@ -490,14 +496,24 @@ impl OrderService {
                 is_last_order: Some(true),
             }
         };
-        let symbols: Vec<String> = request.orders.iter().map(|o| o.symbol.clone()).collect();
+        let legs: Vec<(String, Exchange, Product)> = request
+            .orders
+            .iter()
+            .map(|o| (o.symbol.clone(), o.exchange, o.product))
+            .collect();
         let respond = move |outcomes: &BatchOutcome| Basket {
             results: outcomes
                 .iter()
-                .zip(&symbols)
-                .map(|(result, symbol)| BasketResult {
-                    symbol: symbol.clone(),
-                    outcome: item_outcome(result),
+                .zip(&legs)
+                .map(|(result, (symbol, exchange, product))| {
+                    let outcome = item_outcome(result);
+                    let placed = outcome.status == "success";
+                    BasketResult {
+                        symbol: symbol.clone(),
+                        exchange: placed.then(|| exchange.as_str().to_string()),
+                        product: placed.then(|| product.as_str().to_string()),
+                        outcome,
+                    }
                 })
                 .collect(),
         };
