@@ -10,8 +10,9 @@ use anyhow::{Context, bail};
 use crate::events::EventRoute;
 use crate::workspace_root;
 
-/// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides). Builds it when missing, so a
-/// plain `cargo test` works; `cargo xtask test` builds it first.
+/// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides). The first call in a test
+/// process runs `cargo build -p oa-server` (a no-op when it is up to date), so a plain
+/// `cargo test` never runs a stale binary; `cargo xtask test` builds it first.
 pub fn server_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("OA_SERVER_BIN") {
         return Ok(PathBuf::from(path));
@@ -23,15 +24,21 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
         .and_then(|deps| deps.parent())
         .context("unexpected test executable location")?;
     let binary = profile_dir.join("oa-server");
-    if !binary.exists() {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "-p", "oa-server"])
             .current_dir(workspace_root())
             .status()
-            .context("building oa-server")?;
-        if !status.success() {
-            bail!("cargo build -p oa-server failed");
+            .map_err(|error| format!("running cargo build -p oa-server: {error}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build -p oa-server failed ({status})"))
         }
+    });
+    if let Err(reason) = built {
+        bail!("{reason}");
     }
     Ok(binary)
 }
