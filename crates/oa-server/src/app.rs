@@ -137,7 +137,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let in_flight = InFlightRequests::default();
     let dashboard = crate::dashboard::DashboardInfo {
         websocket_port: marketdata.ws_addr().port(),
-        websocket_url: None,
+        websocket_url: settings.dashboard_websocket_url.clone(),
     };
     let mut router = http::ops_router(health, metrics)
         .merge(api.router())

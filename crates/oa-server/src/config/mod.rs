@@ -101,6 +101,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         "",
         "when set, the server writes its bound addresses there as JSON once it is ready",
     ),
+    EnvVar::new(
+        "OA_DASHBOARD_WEBSOCKET_URL",
+        "",
+        "market-data WebSocket URL the dashboard page connects to (ws:// or wss://; behind a reverse proxy); unset: ws://<the page's host>:WEBSOCKET_PORT",
+    ),
 ];
 
 /// Every layer's variables, in the order `--help` lists them.
@@ -240,6 +245,8 @@ pub struct Settings {
     pub http: oa_net::ServeOptions,
     pub shutdown_timeout: Duration,
     pub ready_file: Option<String>,
+    /// The market-data WebSocket URL the dashboard uses, when not the page's host and port.
+    pub dashboard_websocket_url: Option<String>,
     pub api: ApiConfig,
     pub socketio: SocketIoConfig,
     pub marketdata: MarketDataConfig,
@@ -328,6 +335,25 @@ impl Checker<'_> {
         }
     }
 
+    /// An optional `ws://` or `wss://` URL (unset or empty: `None`).
+    fn websocket_url(&mut self, var: &str) -> Option<String> {
+        let value = self.raw.text(var);
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        if (value.starts_with("ws://") || value.starts_with("wss://"))
+            && !value.contains(char::is_whitespace)
+        {
+            Some(value.to_string())
+        } else {
+            self.problems.push(format!(
+                "{var}={value:?} is not valid: expected a ws:// or wss:// URL such as wss://example.com/oa-ws"
+            ));
+            None
+        }
+    }
+
     fn one_of(&mut self, var: &str, allowed: &[&str]) -> Option<String> {
         let value = self.raw.text(var);
         let lower = value.trim().to_ascii_lowercase();
@@ -392,6 +418,7 @@ impl RawConfig {
             .number::<u64>("OA_SHUTDOWN_TIMEOUT_SECONDS", "whole seconds")
             .map(Duration::from_secs);
         check.one_of("OA_LOG_FORMAT", &["text", "json"]);
+        let dashboard_websocket_url = check.websocket_url("OA_DASHBOARD_WEBSOCKET_URL");
         let outbox_retention = check
             .positive("OA_OUTBOX_RETENTION_HOURS")
             .map(|hours| Duration::from_secs(hours as u64 * 3600));
@@ -468,6 +495,7 @@ impl RawConfig {
             },
             shutdown_timeout,
             ready_file: self.get("OA_READY_FILE"),
+            dashboard_websocket_url,
             api,
             socketio,
             marketdata,
@@ -641,6 +669,25 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(settings.shutdown_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_dashboard_websocket_url_must_be_a_websocket_url() {
+        let settings = parse(&["--dashboard-websocket-url", "wss://example.com/oa-ws"])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.dashboard_websocket_url.as_deref(),
+            Some("wss://example.com/oa-ws")
+        );
+        assert_eq!(parse(&[]).validate().unwrap().dashboard_websocket_url, None);
+        let problems = parse(&["--dashboard-websocket-url", "https://example.com/ws"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            problems.to_string().contains("OA_DASHBOARD_WEBSOCKET_URL"),
+            "{problems}"
+        );
     }
 
     #[test]
