@@ -3,12 +3,14 @@
 //! - `codegen [--check]`: writes docs/schema/events.schema.json and docs/asyncapi.yaml from
 //!   the event catalog; `--check` fails when the checked-in files differ.
 //! - `setup`: installs the real test peers (Python venv from tests/python/requirements.txt,
-//!   npm packages of tests/node). Idempotent; skipped when nothing changed.
+//!   npm packages of tests/node), tansu and PostgreSQL. Idempotent; skipped when nothing changed.
+//! - `kafka up|down|status|...`: a local tansu broker; `pg up|down|status`: a local PostgreSQL.
 //! - `test`: everything CI runs: fmt check, clippy -D warnings, cargo doc -D warnings, dependency
 //!   boundaries (`cargo tree`), codegen check, setup, all tests.
 
 mod codegen;
 mod kafka;
+mod pg;
 mod setup;
 mod util;
 
@@ -36,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         action: kafka::Action,
     },
+    /// Local PostgreSQL server (Debian's package) for development and tests: up, down, status.
+    Pg {
+        #[command(subcommand)]
+        action: pg::Action,
+    },
     /// Run the end-to-end suite once per event mode (SOCKETIO, KAFKA, BOTH) against a local
     /// broker it starts (and stops again, also on failure).
     TestBothModes,
@@ -54,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::Codegen { check } => codegen::run(check),
         Command::Setup => setup::run(),
         Command::Kafka { action } => kafka::run(action),
+        Command::Pg { action } => pg::run(action),
         Command::Test { no_lint } => test(no_lint),
         Command::TestBothModes => test_both_modes(),
     }
