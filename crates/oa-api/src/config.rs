@@ -244,7 +244,7 @@ pub struct RateLimits {
 
 impl ApiConfig {
     /// Checks every setting, returning the parsed rate limits and database path.
-    pub fn validate(&self) -> Result<(RateLimits, PathBuf), ConfigError> {
+    pub fn validate(&self) -> Result<(RateLimits, crate::store::StoreLocation), ConfigError> {
         let pepper_len = self.api_key_pepper.chars().count();
         if pepper_len < MIN_PEPPER_LEN {
             return Err(ConfigError::PepperTooShort(pepper_len));
@@ -292,14 +292,14 @@ impl ApiConfig {
                 expected: "at least 1024 bytes",
             });
         }
-        let path = parse_database_url(&self.database_url)?;
-        Ok((limits, path))
+        let location = parse_database_url(&self.database_url)?;
+        Ok((limits, location))
     }
 }
 
 /// Parses OpenAlgo's `DATABASE_URL`: `sqlite:///db/openalgo.db` is the relative path
 /// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`.
-pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
+pub fn parse_database_url(url: &str) -> Result<crate::store::StoreLocation, ConfigError> {
     let error = |reason: &str| ConfigError::DatabaseUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -323,7 +323,7 @@ pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
             "a file path is required (in-memory databases are not supported)",
         ));
     }
-    Ok(PathBuf::from(path))
+    Ok(crate::store::StoreLocation::Sqlite(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -334,11 +334,11 @@ mod tests {
     fn database_urls_follow_sqlalchemy() {
         assert_eq!(
             parse_database_url("sqlite:///db/openalgo.db").unwrap(),
-            PathBuf::from("db/openalgo.db")
+            crate::store::StoreLocation::Sqlite(PathBuf::from("db/openalgo.db"))
         );
         assert_eq!(
             parse_database_url("sqlite:////var/lib/oa.db").unwrap(),
-            PathBuf::from("/var/lib/oa.db")
+            crate::store::StoreLocation::Sqlite(PathBuf::from("/var/lib/oa.db"))
         );
         let error = parse_database_url("postgresql://localhost/oa")
             .unwrap_err()

@@ -222,7 +222,7 @@ async fn an_acknowledgment_is_recorded_without_order_effect() {
 /// separate key store with its own connection.
 fn operator(dir: &tempfile::TempDir) -> oa_api::KeyStore {
     oa_api::KeyStore::open(
-        &dir.path().join("oa.db"),
+        dir.path().join("oa.db"),
         common::PEPPER,
         "simulator",
         4,
