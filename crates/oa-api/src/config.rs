@@ -57,7 +57,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar::new(
         "DATABASE_URL",
         DEFAULT_DATABASE_URL,
-        "where the store lives: sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        "where the store lives: sqlite:///relative/path.db, sqlite:////absolute/path.db, or PostgreSQL postgres://user:password@host:port/database",
     ),
     EnvVar::new(
         "ORDER_RATE_LIMIT",
@@ -132,7 +132,8 @@ impl Default for SimulatorConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// `DATABASE_URL`: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`
-    /// (default [`DEFAULT_DATABASE_URL`]).
+    /// (default [`DEFAULT_DATABASE_URL`]), or `postgres://user:password@host:port/database`
+    /// (`postgresql://` too) for the PostgreSQL store.
     pub database_url: String,
     /// `API_KEY_PEPPER`: secret mixed into every API-key hash; at least 32 characters.
     pub api_key_pepper: String,
@@ -199,7 +200,7 @@ pub enum ConfigError {
     PepperTooShort(usize),
     /// `DATABASE_URL` is not a supported SQLite URL.
     #[error(
-        "DATABASE_URL {url:?} is not supported: {reason}; expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        "DATABASE_URL {url:?} is not supported: {reason}; expected sqlite:///relative/path.db, sqlite:////absolute/path.db or postgres://user:password@host:port/database"
     )]
     DatabaseUrl {
         /// The URL given.
@@ -298,7 +299,8 @@ impl ApiConfig {
 }
 
 /// Parses OpenAlgo's `DATABASE_URL`: `sqlite:///db/openalgo.db` is the relative path
-/// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`.
+/// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`;
+/// `postgres://...` (or `postgresql://...`, libpq's URL form) is a PostgreSQL database.
 pub fn parse_database_url(url: &str) -> Result<crate::store::StoreLocation, ConfigError> {
     let error = |reason: &str| ConfigError::DatabaseUrl {
         url: url.to_string(),
@@ -307,9 +309,15 @@ pub fn parse_database_url(url: &str) -> Result<crate::store::StoreLocation, Conf
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(error("missing scheme"));
     };
+    if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql") {
+        if rest.is_empty() || rest.starts_with('/') && rest.len() == 1 {
+            return Err(error("a PostgreSQL URL needs a host or a database"));
+        }
+        return Ok(crate::store::StoreLocation::Postgres(url.to_string()));
+    }
     if !scheme.eq_ignore_ascii_case("sqlite") {
         return Err(error(&format!(
-            "scheme {scheme:?} is not supported (only sqlite)"
+            "scheme {scheme:?} is not supported (only sqlite and postgres)"
         )));
     }
     // SQLAlchemy form: sqlite:// + "/" + path, where the path is absolute when it starts
@@ -340,11 +348,22 @@ mod tests {
             parse_database_url("sqlite:////var/lib/oa.db").unwrap(),
             crate::store::StoreLocation::Sqlite(PathBuf::from("/var/lib/oa.db"))
         );
-        let error = parse_database_url("postgresql://localhost/oa")
+        assert_eq!(
+            parse_database_url("postgresql://localhost/oa").unwrap(),
+            crate::store::StoreLocation::Postgres("postgresql://localhost/oa".to_string())
+        );
+        assert!(matches!(
+            parse_database_url("postgres://oa:pw@db:5432/oa?sslmode=disable").unwrap(),
+            crate::store::StoreLocation::Postgres(_)
+        ));
+        assert!(parse_database_url("postgres://").is_err());
+        let error = parse_database_url("mysql://localhost/oa")
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("postgresql") && error.contains("sqlite:///"),
+            error.contains("mysql")
+                && error.contains("sqlite:///")
+                && error.contains("postgres://"),
             "{error}"
         );
         assert!(parse_database_url("db/openalgo.db").is_err());

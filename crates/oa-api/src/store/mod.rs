@@ -1,5 +1,6 @@
-//! The store: one interface ([`Queries`], [`Database`]) over the SQLite backend
-//! ([`sqlite`], the default: one file, WAL).
+//! The store: one interface ([`Queries`], [`Database`]) over two backends, chosen by
+//! `DATABASE_URL`: SQLite ([`sqlite`], the default: one file, WAL) and PostgreSQL
+//! ([`postgres`], `postgres://`: a server several oa processes can share).
 //!
 //! Every query oa makes is a method of [`Queries`]; a backend implements it on a connection
 //! outside a transaction and inside one. [`Database`] owns a connection and runs work in a
@@ -22,6 +23,7 @@ use oa_events_core::Envelope;
 use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 /// A store failure.
@@ -30,7 +32,9 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-
+    /// PostgreSQL reported an error (or the connection failed).
+    #[error("database error: {}", postgres_message(.0))]
+    Postgres(#[from] ::postgres::Error),
     /// The database file or its folder could not be created.
     #[error("cannot open database {path}: {reason}")]
     Open {
@@ -60,6 +64,17 @@ pub enum StoreError {
     /// store after a failed commit or a panicked job.
     #[error("{0}")]
     WritesStopped(String),
+}
+
+/// A PostgreSQL error with the server's message (the driver's own text is only "db error").
+fn postgres_message(error: &::postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string();
+    }
+    match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
 }
 
 /// How hard a commit waits for the disk (SQLite `PRAGMA synchronous` in WAL mode).
@@ -99,12 +114,15 @@ impl StoreSync {
 pub enum StoreLocation {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: its `postgres://` URL (libpq's URL form).
+    Postgres(String),
 }
 
 impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(url) => write!(f, "{}", postgres::redact(url)),
         }
     }
 }
@@ -214,6 +232,8 @@ pub(crate) fn open(
 ) -> Result<Box<dyn Database>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteDatabase::open(path, sync)?)),
+        // PostgreSQL commits are durable by its own `synchronous_commit` setting.
+        StoreLocation::Postgres(url) => Ok(Box::new(postgres::PostgresDatabase::open(url)?)),
     }
 }
 
