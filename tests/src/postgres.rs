@@ -347,6 +347,11 @@ impl Postgres {
         url(self.port, DATABASE)
     }
 
+    /// The URL of the `postgres` database (for creating and dropping others).
+    pub fn admin_url(&self) -> String {
+        url(self.port, "postgres")
+    }
+
     /// Creates another database; returns its URL.
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         psql(

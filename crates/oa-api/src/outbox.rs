@@ -128,6 +128,24 @@ mod tests {
     use oa_events_core::Event;
     use oa_events_core::catalog::OrderNotification;
 
+    /// A fresh store on the backend `OA_TEST_DATABASE` names: (folder, PostgreSQL database
+    /// if any, location).
+    fn fresh_store() -> (
+        tempfile::TempDir,
+        Option<oa_e2e::postgres::TestDatabase>,
+        StoreLocation,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        if oa_e2e::postgres::test_backend_is_postgres() {
+            let database = oa_e2e::postgres::TestDatabase::create().unwrap();
+            let location = StoreLocation::Postgres(database.url().to_string());
+            (dir, Some(database), location)
+        } else {
+            let location = StoreLocation::Sqlite(dir.path().join("oa.db"));
+            (dir, None, location)
+        }
+    }
+
     fn envelope(n: usize) -> Arc<Envelope> {
         Arc::new(Envelope::new(Event::for_user(
             "u1",
@@ -137,8 +155,8 @@ mod tests {
 
     #[test]
     fn rows_flow_from_append_to_delivered_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let table = OutboxTable::open(dir.path().join("oa.db")).unwrap();
+        let (_dir, _database, location) = fresh_store();
+        let table = OutboxTable::open(&location).unwrap();
         let envelopes: Vec<_> = (0..5).map(envelope).collect();
         table.append_if_absent(&envelopes).unwrap();
         // Idempotent by id.
@@ -190,18 +208,26 @@ mod tests {
 
     #[test]
     fn an_undecodable_row_is_quarantined_and_the_others_still_flow() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("oa.db");
-        let table = OutboxTable::open(&path).unwrap();
+        let (_dir, database, location) = fresh_store();
+        let table = OutboxTable::open(&location).unwrap();
         let envelopes: Vec<_> = (0..2).map(envelope).collect();
         table.append_if_absent(&envelopes[..1]).unwrap();
-        store::sqlite::open(&path)
-            .unwrap()
-            .execute(
-                "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES ('poison','u','order_event',x'7b','now')",
-                [],
-            )
-            .unwrap();
+        // A payload that is not JSON, written from outside.
+        let poison = "INSERT INTO outbox (id, user_id, event_type, payload, created_at) VALUES ('poison','u','order_event',{payload},'now')";
+        match (&database, &location) {
+            (Some(database), _) => {
+                let bin = oa_e2e::postgres::bin_dir().unwrap();
+                let sql = poison.replace("{payload}", r"'\x7b'::bytea");
+                oa_e2e::postgres::psql(&bin, database.url(), &sql).unwrap();
+            }
+            (None, StoreLocation::Sqlite(path)) => {
+                store::sqlite::open(path)
+                    .unwrap()
+                    .execute(&poison.replace("{payload}", "x'7b'"), [])
+                    .unwrap();
+            }
+            (None, other) => panic!("unexpected store {other}"),
+        }
         table.append_if_absent(&envelopes[1..]).unwrap();
 
         let pending = table.pending(10).unwrap();
