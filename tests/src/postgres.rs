@@ -312,6 +312,11 @@ pub struct Postgres {
 impl Postgres {
     /// `initdb` into a temporary folder and start the server on a free port (no fsync).
     pub fn start() -> anyhow::Result<Postgres> {
+        Postgres::start_with(Durability::ThrowAway)
+    }
+
+    /// [`Postgres::start`] with the given durability (benchmarks compare a durable server).
+    pub fn start_with(durability: Durability) -> anyhow::Result<Postgres> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("oa-pg-test-")
@@ -319,10 +324,10 @@ impl Postgres {
             .context("creating a temporary folder")?;
         prepare_run_dir(dir.path())?;
         let data = dir.path().join("data");
-        init_data_dir(&bin, &data, Durability::ThrowAway)?;
+        init_data_dir(&bin, &data, durability)?;
         let port = free_port()?;
         let log = dir.path().join("postgres.log");
-        let mut child = spawn_server(&bin, &data, port, &log, Durability::ThrowAway)?;
+        let mut child = spawn_server(&bin, &data, port, &log, durability)?;
         if let Err(error) = wait_ready(&bin, &mut child, port, &log) {
             stop_child(&mut child);
             return Err(error);
