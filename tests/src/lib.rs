@@ -11,6 +11,7 @@ pub mod kafka_topic;
 pub mod net;
 mod peer;
 pub mod pki;
+pub mod postgres;
 mod server;
 pub mod tansu;
 pub mod tls_proxy;

@@ -3,12 +3,15 @@
 //! - `codegen [--check]`: writes docs/schema/events.schema.json and docs/asyncapi.yaml from
 //!   the event catalog; `--check` fails when the checked-in files differ.
 //! - `setup`: installs the real test peers (Python venv from tests/python/requirements.txt,
-//!   npm packages of tests/node). Idempotent; skipped when nothing changed.
+//!   npm packages of tests/node), tansu and PostgreSQL. Idempotent; skipped when nothing changed.
+//! - `kafka up|down|status|...`: a local tansu broker; `pg up|down|status`: a local PostgreSQL.
 //! - `test`: everything CI runs: fmt check, clippy -D warnings, cargo doc -D warnings, dependency
-//!   boundaries (`cargo tree`), codegen check, setup, all tests.
+//!   boundaries (`cargo tree`), codegen check, setup, all tests, the oa-api store suites again
+//!   on PostgreSQL, test-both-modes.
 
 mod codegen;
 mod kafka;
+mod pg;
 mod setup;
 mod util;
 
@@ -36,11 +39,16 @@ enum Command {
         #[command(subcommand)]
         action: kafka::Action,
     },
+    /// Local PostgreSQL server (Debian's package) for development and tests: up, down, status.
+    Pg {
+        #[command(subcommand)]
+        action: pg::Action,
+    },
     /// Run the end-to-end suite once per event mode (SOCKETIO, KAFKA, BOTH) against a local
     /// broker it starts (and stops again, also on failure).
     TestBothModes,
     /// Run everything CI runs: fmt, clippy, doc, dependency boundaries, codegen check, setup,
-    /// all tests, test-both-modes.
+    /// all tests, the oa-api store suites on PostgreSQL, test-both-modes.
     Test {
         /// Skip fmt, clippy, doc and dependency boundaries (for a quick local run).
         #[arg(long)]
@@ -54,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Codegen { check } => codegen::run(check),
         Command::Setup => setup::run(),
         Command::Kafka { action } => kafka::run(action),
+        Command::Pg { action } => pg::run(action),
         Command::Test { no_lint } => test(no_lint),
         Command::TestBothModes => test_both_modes(),
     }
@@ -154,6 +163,25 @@ fn test_both_modes() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The store suites of oa-api (REST, engine, outbox, ESB, key store, idempotency) again, on
+/// PostgreSQL: a throw-away server (Debian's package, installed by setup) for this pass, one
+/// database per test (`OA_TEST_DATABASE=postgres`, `OA_TEST_POSTGRES_URL`).
+fn test_on_postgres() -> anyhow::Result<()> {
+    let server = oa_e2e::postgres::Postgres::start()?;
+    println!(
+        "PostgreSQL for the pass: 127.0.0.1:{} (stopped afterwards)",
+        server.port()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    util::run(
+        std::process::Command::new(cargo)
+            .args(["test", "-p", "oa-api", "--no-fail-fast"])
+            .env("OA_TEST_DATABASE", "postgres")
+            .env("OA_TEST_POSTGRES_URL", server.admin_url())
+            .current_dir(util::root()),
+    )
 }
 
 /// Crates (with their feature flags) that must not pull in a dependency: a feed process does
@@ -271,6 +299,13 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
         util::step("cargo test --workspace", || {
             util::cargo(&["test", "--workspace", "--no-fail-fast"])
         }),
+    );
+    record(
+        "cargo test on PostgreSQL",
+        util::step(
+            "cargo test -p oa-api on the PostgreSQL store",
+            test_on_postgres,
+        ),
     );
     record(
         "test-both-modes",

@@ -7,6 +7,8 @@
 //! - tansu, the Kafka-protocol broker (`cargo xtask kafka`; cached outside the work tree).
 //! - Chromium, the headless browser of the dashboard tests (Debian's `chromium` package,
 //!   installed with apt-get when `/usr/bin/chromium` is missing).
+//! - PostgreSQL (Debian's `postgresql` package, with apt-get when `initdb` is missing), for
+//!   the PostgreSQL store's tests (`cargo xtask pg`).
 //!
 //! Each install is skipped when its input file has not changed since the last one (a stamp
 //! file holds a copy of the input).
@@ -25,6 +27,7 @@ pub fn run() -> anyhow::Result<()> {
     // The Kafka-protocol broker the Kafka tests start (built once, then cached).
     crate::kafka::install()?;
     system_package("/usr/bin/chromium", "chromium")?;
+    crate::pg::install()?;
     Ok(())
 }
 

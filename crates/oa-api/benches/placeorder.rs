@@ -1,7 +1,10 @@
 //! placeorder through HTTP in sandbox (analyzer) mode at a fixed concurrency, side by side
 //! with a baseline axum handler that parses the same body and returns the same JSON. oa runs
-//! twice: with the store's default `OA_STORE_SYNC=full` (every commit flushed to disk) and
-//! with `normal` (flushed at checkpoints), each on its own database.
+//! three times: on SQLite with the store's default `OA_STORE_SYNC=full` (every commit flushed
+//! to disk) and with `normal` (flushed at checkpoints), and on PostgreSQL (a local server
+//! from Debian's package on a free port, with its durable defaults: fsync and
+//! `synchronous_commit=on`), each on its own database. The CPU column counts this process
+//! only, so it leaves out the PostgreSQL server's own CPU.
 //!
 //! ```text
 //! cargo bench -p oa-api --bench placeorder            # 32 connections, 10 s per target (3)
@@ -59,14 +62,19 @@ async fn baseline() -> SocketAddr {
     serve(Router::new().route("/api/v1/placeorder", post(handler))).await
 }
 
-async fn oa(dir: &tempfile::TempDir, store_sync: StoreSync) -> (SocketAddr, String) {
+/// The SQLite `DATABASE_URL` of the run with `store_sync`.
+fn sqlite_url(dir: &tempfile::TempDir, store_sync: StoreSync) -> String {
+    format!(
+        "sqlite:///{}",
+        dir.path()
+            .join(format!("bench-{}.db", store_sync.as_str()))
+            .display()
+    )
+}
+
+async fn oa(database_url: String, store_sync: StoreSync) -> (SocketAddr, String) {
     let config = ApiConfig {
-        database_url: format!(
-            "sqlite:///{}",
-            dir.path()
-                .join(format!("bench-{}.db", store_sync.as_str()))
-                .display()
-        ),
+        database_url,
         store_sync,
         api_key_pepper: "bench-pepper-bench-pepper-bench-pepper".to_string(),
         order_rate_limit: "10000000 per second".to_string(),
@@ -246,7 +254,7 @@ async fn run(
 
 fn main() {
     let connections = env_number("OA_BENCH_CONNECTIONS", 32);
-    // Three targets of (1 s warm-up + seconds) each: at most 78 s in all.
+    // Four targets of (1 s warm-up + seconds) each: at most 104 s in all.
     let seconds = env_number("OA_BENCH_SECS", 10).clamp(1, 25);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -254,19 +262,35 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (full_address, full_key) = oa(&dir, StoreSync::Full).await;
-        let (normal_address, normal_key) = oa(&dir, StoreSync::Normal).await;
+        let (full_address, full_key) = oa(sqlite_url(&dir, StoreSync::Full), StoreSync::Full).await;
+        let (normal_address, normal_key) =
+            oa(sqlite_url(&dir, StoreSync::Normal), StoreSync::Normal).await;
+        let postgres = match oa_e2e::postgres::Postgres::start_with(
+            oa_e2e::postgres::Durability::Durable,
+        ) {
+            Ok(server) => {
+                let target = oa(server.url(), StoreSync::Full).await;
+                Some((server, target))
+            }
+            Err(error) => {
+                eprintln!("the PostgreSQL row is left out: {error:#}");
+                None
+            }
+        };
         let baseline_address = baseline().await;
         let body = |key: &str| json!({"apikey": key, "strategy": "bench", "exchange": "NSE", "symbol": "SBIN",
                           "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS",
                           "price": "0", "trigger_price": "0", "disclosed_quantity": "0"});
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!("placeorder over HTTP, {connections} keep-alive connections, {seconds} s per target (+1 s warm-up), {cores} cores, client in-process");
-        let rows = [
+        let mut rows = vec![
             run("baseline axum handler (same JSON in/out)", baseline_address, &body(&full_key), connections, seconds).await,
-            run("oa-api placeorder, OA_STORE_SYNC=full (default)", full_address, &body(&full_key), connections, seconds).await,
-            run("oa-api placeorder, OA_STORE_SYNC=normal", normal_address, &body(&normal_key), connections, seconds).await,
+            run("oa-api placeorder, SQLite, OA_STORE_SYNC=full (default)", full_address, &body(&full_key), connections, seconds).await,
+            run("oa-api placeorder, SQLite, OA_STORE_SYNC=normal", normal_address, &body(&normal_key), connections, seconds).await,
         ];
+        if let Some((_server, (address, key))) = &postgres {
+            rows.push(run("oa-api placeorder, PostgreSQL (local, synchronous_commit=on)", *address, &body(key), connections, seconds).await);
+        }
         println!();
         println!("| target | req/s | p50 ms | p99 ms | p99.9 ms | CPU us/req (server+client) | errors |");
         println!("|---|---:|---:|---:|---:|---:|---:|");

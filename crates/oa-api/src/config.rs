@@ -57,7 +57,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar::new(
         "DATABASE_URL",
         DEFAULT_DATABASE_URL,
-        "where the store lives: sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        "where the store lives: sqlite:///relative/path.db, sqlite:////absolute/path.db, or PostgreSQL postgres://user:password@host:port/database",
     ),
     EnvVar::new(
         "ORDER_RATE_LIMIT",
@@ -132,7 +132,8 @@ impl Default for SimulatorConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// `DATABASE_URL`: `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`
-    /// (default [`DEFAULT_DATABASE_URL`]).
+    /// (default [`DEFAULT_DATABASE_URL`]), or `postgres://user:password@host:port/database`
+    /// (`postgresql://` too) for the PostgreSQL store.
     pub database_url: String,
     /// `API_KEY_PEPPER`: secret mixed into every API-key hash; at least 32 characters.
     pub api_key_pepper: String,
@@ -199,7 +200,7 @@ pub enum ConfigError {
     PepperTooShort(usize),
     /// `DATABASE_URL` is not a supported SQLite URL.
     #[error(
-        "DATABASE_URL {url:?} is not supported: {reason}; expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        "DATABASE_URL {url:?} is not supported: {reason}; expected sqlite:///relative/path.db, sqlite:////absolute/path.db or postgres://user:password@host:port/database"
     )]
     DatabaseUrl {
         /// The URL given.
@@ -244,7 +245,7 @@ pub struct RateLimits {
 
 impl ApiConfig {
     /// Checks every setting, returning the parsed rate limits and database path.
-    pub fn validate(&self) -> Result<(RateLimits, PathBuf), ConfigError> {
+    pub fn validate(&self) -> Result<(RateLimits, crate::store::StoreLocation), ConfigError> {
         let pepper_len = self.api_key_pepper.chars().count();
         if pepper_len < MIN_PEPPER_LEN {
             return Err(ConfigError::PepperTooShort(pepper_len));
@@ -292,14 +293,15 @@ impl ApiConfig {
                 expected: "at least 1024 bytes",
             });
         }
-        let path = parse_database_url(&self.database_url)?;
-        Ok((limits, path))
+        let location = parse_database_url(&self.database_url)?;
+        Ok((limits, location))
     }
 }
 
 /// Parses OpenAlgo's `DATABASE_URL`: `sqlite:///db/openalgo.db` is the relative path
-/// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`.
-pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
+/// `db/openalgo.db`; `sqlite:////abs/path.db` is the absolute path `/abs/path.db`;
+/// `postgres://...` (or `postgresql://...`, libpq's URL form) is a PostgreSQL database.
+pub fn parse_database_url(url: &str) -> Result<crate::store::StoreLocation, ConfigError> {
     let error = |reason: &str| ConfigError::DatabaseUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -307,9 +309,15 @@ pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(error("missing scheme"));
     };
+    if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql") {
+        if rest.is_empty() || rest.starts_with('/') && rest.len() == 1 {
+            return Err(error("a PostgreSQL URL needs a host or a database"));
+        }
+        return Ok(crate::store::StoreLocation::Postgres(url.to_string()));
+    }
     if !scheme.eq_ignore_ascii_case("sqlite") {
         return Err(error(&format!(
-            "scheme {scheme:?} is not supported (only sqlite)"
+            "scheme {scheme:?} is not supported (only sqlite and postgres)"
         )));
     }
     // SQLAlchemy form: sqlite:// + "/" + path, where the path is absolute when it starts
@@ -323,7 +331,7 @@ pub fn parse_database_url(url: &str) -> Result<PathBuf, ConfigError> {
             "a file path is required (in-memory databases are not supported)",
         ));
     }
-    Ok(PathBuf::from(path))
+    Ok(crate::store::StoreLocation::Sqlite(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -334,17 +342,28 @@ mod tests {
     fn database_urls_follow_sqlalchemy() {
         assert_eq!(
             parse_database_url("sqlite:///db/openalgo.db").unwrap(),
-            PathBuf::from("db/openalgo.db")
+            crate::store::StoreLocation::Sqlite(PathBuf::from("db/openalgo.db"))
         );
         assert_eq!(
             parse_database_url("sqlite:////var/lib/oa.db").unwrap(),
-            PathBuf::from("/var/lib/oa.db")
+            crate::store::StoreLocation::Sqlite(PathBuf::from("/var/lib/oa.db"))
         );
-        let error = parse_database_url("postgresql://localhost/oa")
+        assert_eq!(
+            parse_database_url("postgresql://localhost/oa").unwrap(),
+            crate::store::StoreLocation::Postgres("postgresql://localhost/oa".to_string())
+        );
+        assert!(matches!(
+            parse_database_url("postgres://oa:pw@db:5432/oa?sslmode=disable").unwrap(),
+            crate::store::StoreLocation::Postgres(_)
+        ));
+        assert!(parse_database_url("postgres://").is_err());
+        let error = parse_database_url("mysql://localhost/oa")
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("postgresql") && error.contains("sqlite:///"),
+            error.contains("mysql")
+                && error.contains("sqlite:///")
+                && error.contains("postgres://"),
             "{error}"
         );
         assert!(parse_database_url("db/openalgo.db").is_err());

@@ -29,7 +29,7 @@ use crate::error::HttpError;
 use crate::journal::Record;
 use crate::ratelimit::UserRateLimiter;
 use crate::service::OrderService;
-use crate::store::{self, EsbAccess, StoreError};
+use crate::store::{EsbAccess, Queries, StoreError};
 
 /// Status of an id being executed.
 const STARTED: &str = "started";
@@ -230,15 +230,14 @@ impl EsbCommands {
                 .engine()
                 .run(move |ctx| -> Result<Claim, StoreError> {
                     let tx = ctx.tx();
-                    if let Some(status) = store::esb_command_status(tx, &request.id)? {
+                    if let Some(status) = tx.esb_command_status(&request.id)? {
                         if status == STARTED {
                             return Ok(Claim::Unknown {
                                 user_id: request.user_id,
                                 event_type: request.event_type,
                             });
                         }
-                        store::esb_store_offset(
-                            tx,
+                        tx.esb_store_offset(
                             &position.group,
                             &position.topic,
                             position.partition,
@@ -246,7 +245,7 @@ impl EsbCommands {
                         )?;
                         return Ok(Claim::Duplicate);
                     }
-                    let access = store::esb_access(tx, &request.user_id)?;
+                    let access = tx.esb_access(&request.user_id)?;
                     if access != EsbAccess::Allowed {
                         return Ok(Claim::Refused(access));
                     }
@@ -261,8 +260,7 @@ impl EsbCommands {
                     } else {
                         (STARTED, Value::Null)
                     };
-                    store::esb_insert_command(
-                        tx,
+                    tx.esb_insert_command(
                         &request.id,
                         &request.user_id,
                         &request.event_type,
@@ -273,8 +271,7 @@ impl EsbCommands {
                         position.offset,
                     )?;
                     if is_ack {
-                        store::esb_store_offset(
-                            tx,
+                        tx.esb_store_offset(
                             &position.group,
                             &position.topic,
                             position.partition,
@@ -386,9 +383,8 @@ impl EsbCommands {
             .engine()
             .run(move |ctx| -> Result<(), StoreError> {
                 let tx = ctx.tx();
-                store::esb_finish_command(tx, &id, status, &response.to_string())?;
-                store::esb_store_offset(
-                    tx,
+                tx.esb_finish_command(&id, status, &response.to_string())?;
+                tx.esb_store_offset(
                     &position.group,
                     &position.topic,
                     position.partition,
@@ -431,11 +427,10 @@ impl EsbCommands {
                 let mut event = None;
                 if let Some(request) = &request {
                     let tx = ctx.tx();
-                    if store::esb_access(tx, &request.user_id)? == EsbAccess::Allowed
-                        && store::esb_command_status(tx, &request.id)?.is_none()
+                    if tx.esb_access(&request.user_id)? == EsbAccess::Allowed
+                        && tx.esb_command_status(&request.id)?.is_none()
                     {
-                        store::esb_insert_command(
-                            tx,
+                        tx.esb_insert_command(
                             &request.id,
                             &request.user_id,
                             &request.event_type,
@@ -456,8 +451,7 @@ impl EsbCommands {
                         }
                     }
                 }
-                store::esb_store_offset(
-                    ctx.tx(),
+                ctx.tx().esb_store_offset(
                     &position.group,
                     &position.topic,
                     position.partition,
@@ -484,7 +478,7 @@ impl EsbCommands {
         next_offset: i64,
     ) -> Result<(), StoreError> {
         self.on_offsets(group, topic, move |tx, group, topic| {
-            store::esb_reset_offset(tx, group, topic, partition, next_offset)
+            tx.esb_reset_offset(group, topic, partition, next_offset)
         })
         .await
     }
@@ -499,7 +493,7 @@ impl EsbCommands {
         next_offset: i64,
     ) -> Result<(), StoreError> {
         self.on_offsets(group, topic, move |tx, group, topic| {
-            store::esb_store_offset(tx, group, topic, partition, next_offset)
+            tx.esb_store_offset(group, topic, partition, next_offset)
         })
         .await
     }
@@ -512,7 +506,7 @@ impl EsbCommands {
         partition: i32,
     ) -> Result<Option<i64>, StoreError> {
         self.on_offsets(group, topic, move |tx, group, topic| {
-            store::esb_stored_offset(tx, group, topic, partition)
+            tx.esb_stored_offset(group, topic, partition)
         })
         .await
     }
@@ -521,7 +515,7 @@ impl EsbCommands {
     async fn on_offsets<T, F>(&self, group: &str, topic: &str, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>, &str, &str) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&dyn Queries, &str, &str) -> Result<T, StoreError> + Send + 'static,
     {
         let (group, topic) = (group.to_string(), topic.to_string());
         self.service

@@ -19,7 +19,6 @@
 //! server's sessions.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +29,11 @@ use oa_events_core::catalog::PasswordChange;
 use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Event, EventPublisher, VerifierError};
 use parking_lot::Mutex;
 use rand::RngCore;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use crate::store::{self, StoreError, UserKeyInfo};
+use crate::store::{
+    self, Database, Queries, StoreError, StoreLocation, StoreSync, TxKind, UserKeyInfo,
+};
 
 /// Why a key-management call failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ pub(crate) const VERIFY_CONCURRENCY: usize = 16;
 
 #[derive(Debug)]
 struct Inner {
-    conn: Mutex<Connection>,
+    conn: Mutex<Box<dyn Database>>,
     pepper: String,
     broker: String,
     cache: Mutex<KeyCache>,
@@ -149,17 +149,18 @@ fn valid_user(user_id: &str) -> Result<(), KeyError> {
 }
 
 impl KeyStore {
-    /// Opens the key store on the database at `path` (migrating it if needed).
-    /// `broker` is the name reported to authenticated clients.
+    /// Opens the key store on the database at `location` (a SQLite path or a
+    /// [`StoreLocation`]; migrating it if needed). `broker` is the name reported to
+    /// authenticated clients. Blocking.
     pub fn open(
-        path: &Path,
+        location: impl Into<StoreLocation>,
         pepper: &str,
         broker: &str,
         cache_capacity: usize,
         cache_ttl: Duration,
         publisher: EventPublisher,
     ) -> Result<KeyStore, StoreError> {
-        let conn = store::open(path)?;
+        let conn = store::open(&location.into(), StoreSync::Full)?;
         Ok(KeyStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -183,9 +184,9 @@ impl KeyStore {
         config: &crate::config::ApiConfig,
         publisher: EventPublisher,
     ) -> Result<KeyStore, crate::error::ApiError> {
-        let (_, path) = config.validate()?;
+        let (_, location) = config.validate()?;
         Ok(KeyStore::open(
-            &path,
+            &location,
             &config.api_key_pepper,
             crate::types::Book::Simulator.as_str(),
             config.key_cache_capacity,
@@ -247,13 +248,12 @@ impl KeyStore {
         let user = user_id.to_string();
         self.blocking(move |this| {
             let mut conn = this.inner.conn.lock();
-            let tx = conn.transaction().map_err(StoreError::from)?;
-            let revoked = store::revoke_keys(&tx, &user)?;
-            if revoked == 0 {
-                return Err(KeyError::NoActiveKey(user));
-            }
-            let seq = store::insert_key_event(&tx, &user, "revoked")?;
-            this.commit_key_event(tx, seq)?;
+            this.write_keys(conn.as_mut(), |tx| {
+                if tx.revoke_keys(&user)? == 0 {
+                    return Err(KeyError::NoActiveKey(user.clone()));
+                }
+                Ok(((), Some(tx.insert_key_event(&user, "revoked")?)))
+            })?;
             this.inner.cache.lock().forget_user(&user);
             Ok(())
         })
@@ -269,19 +269,19 @@ impl KeyStore {
         let user = user_id.to_string();
         self.blocking(move |this| {
             let mut conn = this.inner.conn.lock();
-            let tx = conn.transaction().map_err(StoreError::from)?;
-            if !store::set_esb_allowed(&tx, &user, allowed)? {
-                return Err(KeyError::NoSuchUser(user));
-            }
-            tx.commit().map_err(StoreError::from)?;
-            Ok(())
+            conn.in_transaction(TxKind::Write, |tx| {
+                if !tx.set_esb_allowed(&user, allowed)? {
+                    return Err(KeyError::NoSuchUser(user.clone()));
+                }
+                Ok(())
+            })
         })
         .await
     }
 
     /// Every user with key metadata (never keys or hashes).
     pub async fn list_users(&self) -> Result<Vec<UserKeyInfo>, KeyError> {
-        self.blocking(|this| Ok(store::list_users(&this.inner.conn.lock())?))
+        self.blocking(|this| Ok(this.inner.conn.lock().queries().list_users()?))
             .await
     }
 
@@ -291,7 +291,7 @@ impl KeyStore {
         valid_user(user_id)?;
         let user = user_id.to_string();
         self.blocking(move |this| {
-            if store::count_users(&this.inner.conn.lock())? > 0 {
+            if this.inner.conn.lock().queries().count_users()? > 0 {
                 return Ok(None);
             }
             this.issue(&user, false).map(Some)
@@ -307,37 +307,54 @@ impl KeyStore {
         let hash = self.hash(&key)?;
         let key_id = self.key_id(&key);
         let mut conn = self.inner.conn.lock();
-        let tx = conn.transaction().map_err(StoreError::from)?;
-        store::ensure_user(&tx, user_id)?;
-        let active = store::has_active_key(&tx, user_id)?;
-        if replace {
-            if !active {
-                return Err(KeyError::NoActiveKey(user_id.to_string()));
+        self.write_keys(conn.as_mut(), |tx| {
+            tx.ensure_user(user_id)?;
+            let active = tx.has_active_key(user_id)?;
+            if replace {
+                if !active {
+                    return Err(KeyError::NoActiveKey(user_id.to_string()));
+                }
+                tx.revoke_keys(user_id)?;
+            } else if active {
+                return Err(KeyError::AlreadyHasKey(user_id.to_string()));
             }
-            store::revoke_keys(&tx, user_id)?;
-        } else if active {
-            return Err(KeyError::AlreadyHasKey(user_id.to_string()));
-        }
-        store::insert_key(&tx, user_id, &key_id, &hash)?;
-        if replace {
-            let seq = store::insert_key_event(&tx, user_id, "rotated")?;
-            self.commit_key_event(tx, seq)?;
-        } else {
-            tx.commit().map_err(StoreError::from)?;
-        }
+            tx.insert_key(user_id, &key_id, &hash)?;
+            let event = if replace {
+                Some(tx.insert_key_event(user_id, "rotated")?)
+            } else {
+                None
+            };
+            Ok(((), event))
+        })?;
         self.inner.cache.lock().forget_user(user_id);
         Ok(key)
     }
 
-    /// Commits a transaction that wrote key event `seq`, marking it as this process's own
-    /// before the commit (the caller holds the connection, so the watcher cannot read it
-    /// sooner).
-    fn commit_key_event(&self, tx: rusqlite::Transaction<'_>, seq: i64) -> Result<(), KeyError> {
-        self.inner.own_key_events.lock().insert(seq);
-        tx.commit().map_err(|error| {
-            self.inner.own_key_events.lock().remove(&seq);
-            KeyError::Store(StoreError::from(error))
-        })
+    /// Runs `work` in a write transaction on `db` (the key store's connection, held by the
+    /// caller). The key event `work` returns is marked as this process's own before the
+    /// commit (the caller holds the connection, so the watcher cannot read it sooner) and
+    /// unmarked when the commit fails.
+    fn write_keys<T>(
+        &self,
+        db: &mut dyn Database,
+        work: impl FnOnce(&dyn Queries) -> Result<(T, Option<i64>), KeyError>,
+    ) -> Result<T, KeyError> {
+        let own = &self.inner.own_key_events;
+        let mut marked = None;
+        let result = db.in_transaction(TxKind::Write, |tx| {
+            let (value, event) = work(tx)?;
+            if let Some(seq) = event {
+                own.lock().insert(seq);
+                marked = Some(seq);
+            }
+            Ok(value)
+        });
+        if result.is_err()
+            && let Some(seq) = marked
+        {
+            own.lock().remove(&seq);
+        }
+        result
     }
 
     /// Forgets `seq` as one of ours; true when it was (so it was already announced).
@@ -349,9 +366,9 @@ impl KeyStore {
     pub(crate) async fn with_connection<T, F>(&self, work: F) -> Result<T, KeyError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&dyn Queries) -> Result<T, StoreError> + Send + 'static,
     {
-        self.blocking(move |this| Ok(work(&this.inner.conn.lock())?))
+        self.blocking(move |this| Ok(work(this.inner.conn.lock().queries())?))
             .await
     }
 
@@ -400,7 +417,12 @@ impl KeyStore {
             let key_id = self.key_id(key);
             return self
                 .blocking(move |this| {
-                    let active = store::find_key(&this.inner.conn.lock(), &key_id)?
+                    let active = this
+                        .inner
+                        .conn
+                        .lock()
+                        .queries()
+                        .find_key(&key_id)?
                         .is_some_and(|row| row.user_id == user.user_id);
                     if active {
                         return Ok(Some(user));
@@ -413,7 +435,7 @@ impl KeyStore {
         let key = key.to_string();
         self.blocking(move |this| {
             let key_id = this.key_id(&key);
-            let Some(row) = store::find_key(&this.inner.conn.lock(), &key_id)? else {
+            let Some(row) = this.inner.conn.lock().queries().find_key(&key_id)? else {
                 return Ok(None);
             };
             let secret = format!("{key}{}", this.inner.pepper);
@@ -434,7 +456,7 @@ impl KeyStore {
             // Revocation clears the cache while holding the connection lock; re-checking
             // and caching under that lock means a revoked key is never cached.
             let conn = this.inner.conn.lock();
-            if store::find_key(&conn, &key_id)?.is_none() {
+            if conn.queries().find_key(&key_id)?.is_none() {
                 return Ok(None);
             }
             this.inner.cache.lock().insert(digest, user.clone());

@@ -56,7 +56,7 @@ pub use price::{
 };
 pub use ratelimit::{RATE_LIMIT_BODY, parse_setting as parse_rate_limit};
 pub use service::{ActionLog, OrderService};
-pub use store::{StoreError, StoreSync, UserKeyInfo};
+pub use store::{StoreError, StoreLocation, StoreSync, UserKeyInfo};
 pub use symbols::{StaticSymbols, SymbolDirectory};
 pub use types::AccountMode;
 
@@ -151,7 +151,7 @@ pub async fn build_with_broker(
     symbols: Arc<dyn SymbolDirectory>,
     live_broker: LiveBrokerFactory,
 ) -> Result<Api, ApiError> {
-    let (limits, path) = config.validate()?;
+    let (limits, location) = config.validate()?;
     let worker_config = WorkerConfig {
         engine: EngineConfig {
             starting_funds: config.starting_funds,
@@ -166,15 +166,16 @@ pub async fn build_with_broker(
     let (engine, modes) = {
         let publisher = publisher.clone();
         let prices = Arc::clone(&prices);
-        let path = path.clone();
+        let location = location.clone();
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
-            let conn = store::open_with_sync(&path, config.store_sync)?;
-            let modes: HashMap<String, AccountMode> =
-                store::load_setting(&conn, service::ANALYZE_MODE_SETTING)?
-                    .into_iter()
-                    .map(|(user, value)| (user, AccountMode::from_analyze_flag(value == "true")))
-                    .collect();
+            let conn = store::open(&location, config.store_sync)?;
+            let modes: HashMap<String, AccountMode> = conn
+                .queries()
+                .load_setting(service::ANALYZE_MODE_SETTING)?
+                .into_iter()
+                .map(|(user, value)| (user, AccountMode::from_analyze_flag(value == "true")))
+                .collect();
             let engine = EngineHandle::start(conn, worker_config, prices, publisher)?;
             Ok((engine, modes))
         })
@@ -189,7 +190,7 @@ pub async fn build_with_broker(
         let broker = live.name();
         tokio::task::spawn_blocking(move || {
             KeyStore::open(
-                &path,
+                &location,
                 &config.api_key_pepper,
                 broker,
                 config.key_cache_capacity,

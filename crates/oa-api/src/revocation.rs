@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::keys::KeyStore;
-use crate::store;
 
 /// How often the watcher polls `key_events`.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -34,7 +33,7 @@ impl KeyStore {
 async fn watch(keys: KeyStore, interval: Duration) {
     // Changes made before this start ended no session of this process: begin at the end.
     let mut last = loop {
-        match keys.with_connection(store::last_key_event).await {
+        match keys.with_connection(|db| db.last_key_event()).await {
             Ok(seq) => break seq,
             Err(error) => {
                 tracing::error!(%error, "revocation watcher cannot read key_events; retrying");
@@ -49,7 +48,7 @@ async fn watch(keys: KeyStore, interval: Duration) {
         tick.tick().await;
         let after = last;
         let events = match keys
-            .with_connection(move |conn| store::key_events_after(conn, after, BATCH))
+            .with_connection(move |db| db.key_events_after(after, BATCH))
             .await
         {
             Ok(events) => {

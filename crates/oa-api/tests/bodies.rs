@@ -263,7 +263,7 @@ async fn esb_results_are_byte_identical_to_the_recorded_ones() {
     use oa_api::esb::{EsbPosition, EsbRequest};
     use oa_events_core::EventPublisher;
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let publisher = EventPublisher::builder().build();
     let symbols = StaticSymbols::new()
         .with("NSE", "SBIN", 1.0)
@@ -314,14 +314,12 @@ async fn esb_results_are_byte_identical_to_the_recorded_ones() {
                 transcript.lines.push(format!("{event_type} event {text}"));
             }
         }
-        let conn = rusqlite::Connection::open(dir.path().join("oa.db")).unwrap();
-        let stored: String = conn
-            .query_row(
-                "SELECT response FROM esb_commands WHERE id = ?1",
-                [&request.id],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let stored = dir
+            .query_rows(&format!(
+                "SELECT response FROM esb_commands WHERE id = '{}'",
+                request.id
+            ))
+            .remove(0);
         transcript
             .lines
             .push(format!("{event_type} stored {stored}"));

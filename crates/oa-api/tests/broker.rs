@@ -81,7 +81,7 @@ impl Broker for Paper {
 
 #[tokio::test]
 async fn a_custom_live_broker_serves_live_mode() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let config = common::store_config(&dir);
     let prices = common::sbin_prices();
     let placed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -137,7 +137,7 @@ async fn a_custom_live_broker_serves_live_mode() {
 
 #[tokio::test]
 async fn a_panicking_job_fails_alone_and_the_engine_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let config = common::store_config(&dir);
     let prices = StaticPrices::new();
     prices.set("NSE", "SBIN", 800.0, None, None);

@@ -144,7 +144,7 @@ async fn underlying_ltp_trailing_slashes_and_the_404_body_are_upstreams() {
 /// cancel_order.py by `ORDER_RATE_LIMIT`.
 #[tokio::test]
 async fn cancelallorder_closeposition_basket_and_split_count_against_the_api_limit() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.order_rate_limit = "1 per minute".into();
     config.api_rate_limit = "1000 per minute".into();
@@ -223,7 +223,7 @@ async fn basket_and_split_emit_one_summary_order_event() {
 /// emits it as `close_position_event` with status "success".
 #[tokio::test]
 async fn close_position_event_is_emitted_when_closing_fails() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = common::store_dir();
     let config = common::config(&dir);
     let server = common::start_with(dir, config.clone()).await;
     server.price("NSE", "SBIN", 800.0, 799.9, 800.1);

@@ -16,12 +16,12 @@ use serde_json::{Map, Value, json};
 const GROUP: &str = "g";
 const TOPIC: &str = "esb";
 
-async fn api(dir: &tempfile::TempDir) -> Api {
+async fn api(dir: &common::StoreDir) -> Api {
     api_with(dir, ApiConfig::default()).await
 }
 
 /// An API on a fresh store whose default user `admin` allowed ESB control.
-async fn api_with(dir: &tempfile::TempDir, config: ApiConfig) -> Api {
+async fn api_with(dir: &common::StoreDir, config: ApiConfig) -> Api {
     let store = common::store_config(dir);
     let config = ApiConfig {
         database_url: store.database_url,
@@ -74,19 +74,19 @@ async fn orders(api: &Api) -> usize {
     book.body().data.orders.len()
 }
 
-fn row(dir: &tempfile::TempDir, id: &str) -> Option<(String, String)> {
-    let conn = rusqlite::Connection::open(dir.path().join("oa.db")).unwrap();
-    conn.query_row(
-        "SELECT status, response FROM esb_commands WHERE id = ?1",
-        [id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
-    .ok()
+fn row(dir: &common::StoreDir, id: &str) -> Option<(String, String)> {
+    let column = |name: &str| {
+        dir.query_rows(&format!(
+            "SELECT {name} FROM esb_commands WHERE id = '{id}'"
+        ))
+        .pop()
+    };
+    Some((column("status")?, column("response")?))
 }
 
 #[tokio::test]
 async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
     assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), None);
@@ -120,7 +120,7 @@ async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
 
 #[tokio::test]
 async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
 
@@ -163,19 +163,14 @@ async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() 
 
 #[tokio::test]
 async fn a_command_interrupted_by_a_crash_is_reported_as_unknown_and_never_rerun() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
     // What a crash between the claim and the result leaves behind.
-    {
-        let conn = rusqlite::Connection::open(dir.path().join("oa.db")).unwrap();
-        conn.execute(
-            "INSERT INTO esb_commands (id, user_id, event_type, status, response, topic, partition, offset, created_at)
-             VALUES ('c9', 'admin', 'place_order', 'started', 'null', 'esb', 0, 4, 'now')",
-            [],
-        )
-        .unwrap();
-    }
+    dir.execute(
+        r#"INSERT INTO esb_commands (id, user_id, event_type, status, response, topic, partition, "offset", created_at)
+           VALUES ('c9', 'admin', 'place_order', 'started', 'null', 'esb', 0, 4, 'now')"#,
+    );
     let outcome = esb.execute(&place("c9"), &at(0, 4)).await.unwrap();
     assert_eq!(
         outcome,
@@ -193,7 +188,7 @@ async fn a_command_interrupted_by_a_crash_is_reported_as_unknown_and_never_rerun
 
 #[tokio::test]
 async fn an_acknowledgment_is_recorded_without_order_effect() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
     let ack = request(
@@ -220,9 +215,9 @@ async fn an_acknowledgment_is_recorded_without_order_effect() {
 
 /// Opens the same store file the way `oa-server esb allow|deny` and `apikey revoke` do: a
 /// separate key store with its own connection.
-fn operator(dir: &tempfile::TempDir) -> oa_api::KeyStore {
+fn operator(dir: &common::StoreDir) -> oa_api::KeyStore {
     oa_api::KeyStore::open(
-        &dir.path().join("oa.db"),
+        dir.location(),
         common::PEPPER,
         "simulator",
         4,
@@ -234,7 +229,7 @@ fn operator(dir: &tempfile::TempDir) -> oa_api::KeyStore {
 
 #[tokio::test]
 async fn users_who_did_not_allow_esb_or_are_disabled_are_refused_and_nothing_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
     let operator = operator(&dir);
@@ -297,7 +292,7 @@ async fn users_who_did_not_allow_esb_or_are_disabled_are_refused_and_nothing_is_
 
 #[tokio::test]
 async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_body() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api_with(
         &dir,
         ApiConfig {
@@ -338,7 +333,7 @@ async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_bod
 
 #[tokio::test]
 async fn an_oversized_acknowledgment_is_rejected_and_a_reset_offset_may_move_backwards() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
     let big = request(

@@ -1,8 +1,9 @@
 //! Fail closed: when a commit fails and the engine cannot reload its state from the store, it
 //! stops taking writes (503 naming the cause) while reads keep answering; once the store can
-//! be read again, writes resume. The fault is real: another SQLite connection moves the
-//! `orders` table away under the running server (as a bad manual migration or a partial
-//! restore would), so the commit and the reload both fail inside SQLite.
+//! be read again, writes resume. The fault is real: another connection moves the `orders`
+//! table away under the running server (as a bad manual migration or a partial restore
+//! would), so the commit and the reload both fail inside the database (SQLite or
+//! PostgreSQL).
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,6 +19,12 @@ fn order(quantity: &str) -> Value {
            "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
 }
 
+/// The store's own words for the missing `orders` table (SQLite, PostgreSQL).
+fn names_the_missing_table(reason: &str) -> bool {
+    reason.contains("no such table: orders")
+        || reason.contains(r#"relation "orders" does not exist"#)
+}
+
 #[tokio::test]
 async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_readable() {
     let server = start().await;
@@ -26,17 +33,15 @@ async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_re
     let engine = server.api.service().engine().clone();
     assert_eq!(engine.writes_stopped(), None);
 
-    let path = server.dir.path().join("oa.db");
-    let outside = rusqlite::Connection::open(&path).unwrap();
-    outside
-        .execute_batch("ALTER TABLE orders RENAME TO orders_moved_away")
-        .unwrap();
+    server
+        .dir
+        .execute("ALTER TABLE orders RENAME TO orders_moved_away");
 
     // The commit fails (500: the outcome is known, nothing was stored), and so does the reload.
     let (status, body) = server.call("placeorder", order("2")).await;
     assert_eq!(status, 500, "{body}");
     let reason = engine.writes_stopped().expect("writes stop");
-    assert!(reason.contains("no such table: orders"), "{reason}");
+    assert!(names_the_missing_table(&reason), "{reason}");
 
     // Every order-changing endpoint now answers 503 with the reason.
     let basket = json!({"strategy": "test", "orders": [{"exchange": "NSE", "symbol": "SBIN",
@@ -74,9 +79,9 @@ async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_re
     server.ok("positionbook", json!({})).await;
 
     // Repaired: the next request after the retry interval reloads and writes resume.
-    outside
-        .execute_batch("ALTER TABLE orders_moved_away RENAME TO orders")
-        .unwrap();
+    server
+        .dir
+        .execute("ALTER TABLE orders_moved_away RENAME TO orders");
     let deadline = Instant::now() + Duration::from_secs(20);
     let resumed = loop {
         let (status, body) = server.call("placeorder", order("5")).await;
@@ -110,10 +115,9 @@ async fn a_panicked_job_with_a_failed_reload_stops_writes_until_the_store_is_rea
     server.ok("placeorder", order("1")).await;
     let engine = server.api.service().engine().clone();
 
-    let outside = rusqlite::Connection::open(server.dir.path().join("oa.db")).unwrap();
-    outside
-        .execute_batch("ALTER TABLE orders RENAME TO orders_moved_away")
-        .unwrap();
+    server
+        .dir
+        .execute("ALTER TABLE orders RENAME TO orders_moved_away");
     let panicked = engine.run(|_| -> u32 { panic!("a bug in a job") }).await;
     assert!(panicked.is_err(), "the panicked job's caller gets an error");
 
@@ -130,14 +134,14 @@ async fn a_panicked_job_with_a_failed_reload_stops_writes_until_the_store_is_rea
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(reason.contains("after a job panicked"), "{reason}");
-    assert!(reason.contains("no such table: orders"), "{reason}");
+    assert!(names_the_missing_table(&reason), "{reason}");
     let (status, body) = server.call("placeorder", order("2")).await;
     assert_eq!(status, 503, "{body}");
     server.ok("funds", json!({})).await;
 
-    outside
-        .execute_batch("ALTER TABLE orders_moved_away RENAME TO orders")
-        .unwrap();
+    server
+        .dir
+        .execute("ALTER TABLE orders_moved_away RENAME TO orders");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = server.call("placeorder", order("3")).await;

@@ -131,7 +131,7 @@ async fn errors_decided_by_the_broker_are_replayed_with_their_status() {
 
 #[tokio::test]
 async fn a_concurrent_retry_gets_409_while_the_first_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.simulator.ack_latency = Duration::from_millis(400);
     let server = start_with(dir, config).await;
@@ -159,7 +159,7 @@ async fn a_concurrent_retry_gets_409_while_the_first_runs() {
 
 #[tokio::test]
 async fn a_client_that_gives_up_still_gets_its_order_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.simulator.ack_latency = Duration::from_millis(1500);
     let server = start_with(dir, config).await;
@@ -233,7 +233,7 @@ async fn baskets_splits_and_the_analyzer_toggle_are_idempotent() {
 
 #[tokio::test]
 async fn records_survive_a_restart_and_expire_after_24_hours() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let config = common::config(&dir);
     let server = start_with(dir, config.clone()).await;
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
@@ -241,17 +241,11 @@ async fn records_survive_a_restart_and_expire_after_24_hours() {
     let Server { dir, key, .. } = server;
 
     // Age another record past 24 hours, as if written yesterday.
-    let path = dir.path().join("oa.db");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let day_ago = chrono::Utc::now().timestamp_millis() - 25 * 3_600_000;
-        conn.execute(
-            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, status, response, created_ms)
-             VALUES ('admin', 'old', 'x', 200, '{}', ?1)",
-            [day_ago],
-        )
-        .unwrap();
-    }
+    let day_ago = chrono::Utc::now().timestamp_millis() - 25 * 3_600_000;
+    dir.execute(&format!(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, status, response, created_ms)
+         VALUES ('admin', 'old', 'x', 200, '{{}}', {day_ago})"
+    ));
     let server = common::restart(dir, config.clone(), key).await;
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
     let (status, replayed, again) = keyed(&server, "placeorder", "kept", order("SBIN", "1")).await;
@@ -261,33 +255,20 @@ async fn records_survive_a_restart_and_expire_after_24_hours() {
     // the old one.
     let (status, replayed, _) = keyed(&server, "placeorder", "old", order("SBIN", "2")).await;
     assert_eq!((status, replayed), (200, None));
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let fingerprint: String = conn
-        .query_row(
-            "SELECT fingerprint FROM idempotency_keys WHERE idem_key = 'old'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_ne!(fingerprint, "x");
+    let fingerprint = server
+        .dir
+        .query_rows("SELECT fingerprint FROM idempotency_keys WHERE idem_key = 'old'");
+    assert_ne!(fingerprint, ["x"]);
     // Expired rows are pruned in the background.
-    conn.execute(
-        "UPDATE idempotency_keys SET created_ms = 0 WHERE idem_key = 'old'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    server
+        .dir
+        .execute("UPDATE idempotency_keys SET created_ms = 0 WHERE idem_key = 'old'");
     let Server { dir, key, .. } = server;
     let server = common::restart(dir, config, key).await;
     server.ok("orderbook", json!({})).await;
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let left: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM idempotency_keys WHERE idem_key = 'old'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let left = server
+        .dir
+        .query_i64("SELECT COUNT(*) FROM idempotency_keys WHERE idem_key = 'old'");
     assert_eq!(left, 0, "pruned at the first batch after start");
     drop(server);
 }

@@ -1,16 +1,19 @@
-//! The revocation watcher against a real SQLite file: key changes made by another process are
-//! announced (as `password_change`) once.
+//! The revocation watcher against a real store (SQLite file, or PostgreSQL with
+//! `OA_TEST_DATABASE=postgres`): key changes made by another process are announced (as
+//! `password_change`) once.
 
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::time::Duration;
 
 use oa_api::KeyStore;
 use oa_events_core::EventPublisher;
 
-fn open(path: &std::path::Path, publisher: EventPublisher) -> KeyStore {
+fn open(dir: &common::StoreDir, publisher: EventPublisher) -> KeyStore {
     KeyStore::open(
-        path,
+        dir.location(),
         "a-test-pepper-of-at-least-32-characters!!",
         "simulator",
         100,
@@ -25,18 +28,17 @@ fn open(path: &std::path::Path, publisher: EventPublisher) -> KeyStore {
 /// second; the watcher's own process's changes are not announced twice.
 #[tokio::test]
 async fn the_watcher_announces_changes_made_by_another_process_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oa.db");
+    let dir = common::store_dir();
     let publisher = EventPublisher::builder().build();
     let mut events = publisher.subscribe();
-    let server_keys = open(&path, publisher.clone());
+    let server_keys = open(&dir, publisher.clone());
     server_keys.create_user_key("alice").await.unwrap();
     server_keys.create_user_key("bob").await.unwrap();
     let watcher = server_keys.spawn_revocation_watcher();
     // Let the watcher read its starting point.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let cli = open(&path, EventPublisher::builder().build());
+    let cli = open(&dir, EventPublisher::builder().build());
     // The 2 s of the revocation contract count from the committed change (the rotation's
     // Argon2 hashing before it is not the watcher's to bound).
     cli.rotate_user_key("alice").await.unwrap();
@@ -64,15 +66,14 @@ async fn the_watcher_announces_changes_made_by_another_process_once() {
 /// keys are verified so that one scheduling accident cannot decide the outcome.
 #[tokio::test(flavor = "current_thread")]
 async fn verifying_a_key_leaves_the_async_worker_free_for_other_tasks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oa.db");
-    let issuer = open(&path, EventPublisher::builder().build());
+    let dir = common::store_dir();
+    let issuer = open(&dir, EventPublisher::builder().build());
     let mut keys_of = Vec::new();
     for user in ["alice", "bob", "carol"] {
         keys_of.push((user, issuer.create_user_key(user).await.unwrap()));
     }
     // A fresh store: nothing cached, so each verification reads the store and runs Argon2.
-    let keys = open(&path, EventPublisher::builder().build());
+    let keys = open(&dir, EventPublisher::builder().build());
 
     let mut turns_while_verifying = 0u64;
     for (user, key) in &keys_of {

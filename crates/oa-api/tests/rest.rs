@@ -177,7 +177,7 @@ async fn stop_loss_market_order_waits_for_its_trigger() {
 /// open an unfunded short is rejected at fill, with the same `order_update` a rejection emits.
 #[tokio::test]
 async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.starting_funds = 1500.0;
     let server = start_with(dir, config).await;
@@ -775,7 +775,7 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
 
 #[tokio::test]
 async fn rate_limits_return_openalgo_429_body() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.order_rate_limit = "3 per minute".into();
     config.api_rate_limit = "5/minute".into();
@@ -850,14 +850,9 @@ async fn rotating_or_revoking_a_key_takes_effect_at_once_and_emits_password_chan
     );
     assert!(server.api.ensure_default_user().await.unwrap().is_none());
     // Nothing stored is the key itself.
-    let conn = rusqlite::Connection::open(server.dir.path().join("oa.db")).unwrap();
-    let hashes: Vec<String> = conn
-        .prepare("SELECT key_hash || key_id FROM api_keys")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let hashes = server
+        .dir
+        .query_rows("SELECT key_hash || key_id FROM api_keys");
     assert!(
         hashes
             .iter()
@@ -867,7 +862,7 @@ async fn rotating_or_revoking_a_key_takes_effect_at_once_and_emits_password_chan
 
 #[tokio::test]
 async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.durable_outbox = true;
     let (orderid, key, published) = {
@@ -925,14 +920,7 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
         )
     };
     assert_eq!(published.len(), 2);
-    let conn = rusqlite::Connection::open(dir.path().join("oa.db")).unwrap();
-    let ids: Vec<String> = conn
-        .prepare("SELECT id FROM outbox ORDER BY seq")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let ids = dir.query_rows("SELECT id FROM outbox ORDER BY seq");
     assert_eq!(ids, published);
 
     // A second instance on the same file sees the order, the position and the mode.
@@ -967,7 +955,7 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
 
 #[tokio::test]
 async fn the_simulator_injects_latency_and_rejections() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::store_dir();
     let mut config = common::config(&dir);
     config.simulator.ack_latency = std::time::Duration::from_millis(150);
     config.simulator.rejection_rate = 1.0;

@@ -91,7 +91,7 @@ async fn oa_sink(
     let outbox: Arc<dyn Outbox> = match kind {
         OutboxKind::Memory => Arc::new(MemoryOutbox::new(events + 1)),
         OutboxKind::Sqlite => Arc::new(StoreOutbox::new(
-            OutboxTable::open(&store_dir.join(format!("{}.db", config.order_events_topic)))
+            OutboxTable::open(store_dir.join(format!("{}.db", config.order_events_topic)))
                 .context("opening the SQLite outbox")?,
         )),
     };

@@ -12,10 +12,11 @@ use crate::config::Settings;
 
 /// Opens the key store of `settings` (creating the database folder if needed).
 fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
-    let path = oa_api::parse_database_url(&settings.api.database_url)?;
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
+    let location = oa_api::parse_database_url(&settings.api.database_url)?;
+    if let oa_api::StoreLocation::Sqlite(path) = &location
+        && let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
     {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("DATABASE_URL: cannot create {}", parent.display()))?;
@@ -24,14 +25,14 @@ fn open_keys(settings: &Settings) -> anyhow::Result<KeyStore> {
     // command has no sinks, so they are only logged.
     let publisher = EventPublisher::builder().build();
     let keys = KeyStore::open(
-        &path,
+        &location,
         &settings.api_key_pepper,
         "simulator",
         16,
         Duration::from_secs(1),
         publisher,
     )
-    .with_context(|| format!("opening the store at {}", path.display()))?;
+    .with_context(|| format!("opening the store at {location}"))?;
     Ok(keys)
 }
 

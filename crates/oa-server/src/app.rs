@@ -64,8 +64,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "Kafka settings"
         );
         check_kafka_topic(kafka).await?;
-        let path = oa_api::parse_database_url(&settings.api.database_url)?;
-        let table = OutboxTable::open(&path).context("opening the outbox table")?;
+        let location = oa_api::parse_database_url(&settings.api.database_url)?;
+        let table = OutboxTable::open(&location).context("opening the outbox table")?;
         let outbox = StoreOutbox::new(table);
         outbox_maintenance = Some(settings.outbox.spawn(&outbox));
         let relay = Arc::new(

@@ -28,13 +28,12 @@ use oa_events_core::catalog::OrderUpdate;
 use oa_events_core::number::Quantity;
 use oa_events_core::{Envelope, Event, EventPublisher};
 use parking_lot::{Mutex, RwLock};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AccountKey, Changes, Engine, EngineConfig, Order, PositionKey};
 use crate::journal::Record;
 use crate::price::{PriceEvent, PriceSource};
-use crate::store::{self, StoreError};
+use crate::store::{self, Database, Queries, StoreError, TxKind};
 use crate::types::{AccountMode, Exchange};
 
 /// Most jobs committed in one transaction.
@@ -58,7 +57,7 @@ pub struct JobCtx<'a> {
     pub prices: &'a dyn PriceSource,
     /// The batch's clock, epoch ms.
     pub now_ms: i64,
-    tx: &'a Transaction<'a>,
+    tx: &'a dyn Queries,
     records: Vec<Record>,
 }
 
@@ -77,13 +76,13 @@ impl JobCtx<'_> {
     }
 
     /// This job's transaction, for store writes that must commit with the job's effects.
-    pub(crate) fn tx(&self) -> &Transaction<'_> {
+    pub(crate) fn tx(&self) -> &dyn Queries {
         self.tx
     }
 
     /// Writes a per-user setting in this job's transaction.
     pub fn set_setting(&self, user_id: &str, name: &str, value: &str) -> Result<(), StoreError> {
-        store::set_setting(self.tx, user_id, name, value)
+        self.tx.set_setting(user_id, name, value)
     }
 }
 
@@ -181,41 +180,43 @@ pub(crate) fn session_start_ms(now_ms: i64) -> i64 {
 
 /// Loads the current session: active orders, today's orders and trades, all positions and
 /// funds. Earlier orders and trades stay in the store but not in memory.
-fn load_engine(conn: &Connection, config: EngineConfig) -> Result<Engine, StoreError> {
+fn load_engine(db: &dyn Queries, config: EngineConfig) -> Result<Engine, StoreError> {
     let since = session_start_ms(now_ms());
-    let (max_order, max_trade) = store::max_ids(conn)?;
+    let (max_order, max_trade) = db.max_ids()?;
     let mut engine = Engine::restore(
         config,
         first_order_id_today().max(max_order + 1),
-        store::load_orders(conn, since)?,
-        store::load_trades(conn, since)?,
-        store::load_positions(conn)?,
-        store::load_accounts(conn)?,
+        db.load_orders(since)?,
+        db.load_trades(since)?,
+        db.load_positions()?,
+        db.load_accounts()?,
     );
     engine.reserve_trade_ids(max_trade + 1);
     Ok(engine)
 }
 
 impl EngineHandle {
-    /// Loads the engine from `conn` and starts the worker thread and the price forwarder.
+    /// Loads the engine from `db` and starts the worker thread and the price forwarder.
     /// Must be called inside a Tokio runtime.
     pub(crate) fn start(
-        conn: Connection,
+        db: Box<dyn Database>,
         config: WorkerConfig,
         prices: Arc<dyn PriceSource>,
         publisher: EventPublisher,
     ) -> Result<EngineHandle, StoreError> {
-        let engine = load_engine(&conn, config.engine)?;
+        let engine = load_engine(db.queries(), config.engine)?;
         let log_counts: LogCounts = Arc::new(Mutex::new(
-            store::load_log_counts(&conn, AccountMode::Analyze.as_str())?
+            db.queries()
+                .load_log_counts(AccountMode::Analyze.as_str())?
                 .into_iter()
                 .collect(),
         ));
         let watched: Arc<RwLock<HashSet<(String, String)>>> = Arc::default();
         let stopped: StopReason = Arc::default();
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(16));
+        let sqlite_path = db.sqlite_path();
         let worker = Worker {
-            conn,
+            db,
             engine,
             config,
             prices: Arc::clone(&prices),
@@ -229,8 +230,8 @@ impl EngineHandle {
             last_prune_ms: 0,
         };
         worker.publish_watched();
-        if let Some(path) = worker.conn.path().filter(|p| !p.is_empty()) {
-            spawn_checkpointer(PathBuf::from(path), Arc::downgrade(&worker.alive))?;
+        if let Some(path) = sqlite_path {
+            spawn_checkpointer(path, Arc::downgrade(&worker.alive))?;
         }
         std::thread::Builder::new()
             .name("oa-order-engine".to_string())
@@ -336,7 +337,7 @@ async fn forward_prices(
 }
 
 struct Worker {
-    conn: Connection,
+    db: Box<dyn Database>,
     engine: Engine,
     config: WorkerConfig,
     prices: Arc<dyn PriceSource>,
@@ -359,14 +360,14 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Checkpoints the WAL from its own thread and connection until the worker stops.
 fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) -> Result<(), StoreError> {
-    let conn = store::open(&path)?;
+    let conn = store::sqlite::open(&path)?;
     std::thread::Builder::new()
         .name("oa-store-checkpoint".to_string())
         .spawn(move || {
             let mut failures = 0u64;
             while alive.upgrade().is_some() {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                match store::checkpoint(&conn) {
+                match store::sqlite::checkpoint(&conn) {
                     Ok(_) => failures = 0,
                     Err(error) => {
                         failures += 1;
@@ -376,7 +377,7 @@ fn spawn_checkpointer(path: PathBuf, alive: Weak<()>) -> Result<(), StoreError> 
                     }
                 }
             }
-            let _ = store::checkpoint(&conn);
+            let _ = store::sqlite::checkpoint(&conn);
         })
         .map(|_| ())
         .map_err(|error| StoreError::Open {
@@ -430,7 +431,7 @@ impl Worker {
     /// later reload succeeds.
     fn reload(&mut self, cause: &str) {
         self.last_reload = Instant::now();
-        match load_engine(&self.conn, self.config.engine) {
+        match load_engine(self.db.queries(), self.config.engine) {
             Ok(engine) => {
                 self.engine = engine;
                 self.publish_watched();
@@ -453,28 +454,38 @@ impl Worker {
     /// price updates are ignored (a fill would be a write).
     fn serve_stopped(&mut self, batch: &mut Vec<Message>, reason: &str) {
         let now = now_ms();
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred);
+        let mut reads = Vec::new();
         for message in batch.drain(..) {
             let Message::Job(job, access) = message else {
                 continue;
             };
-            let failure = Failure::WritesStopped(reason.to_string());
-            match (&tx, access) {
-                (Ok(tx), Access::Read) => {
-                    let mut ctx = JobCtx {
-                        engine: &mut self.engine,
-                        prices: self.prices.as_ref(),
-                        now_ms: now,
-                        tx,
-                        records: Vec::new(),
-                    };
-                    let completion = job(Some(&mut ctx));
-                    completion(Ok(()));
-                }
-                (Err(error), Access::Read) => {
-                    job(None)(Err(Failure::Transaction(error.to_string())));
-                }
-                (_, Access::Write) => job(None)(Err(failure)),
+            match access {
+                Access::Read => reads.push(job),
+                Access::Write => job(None)(Err(Failure::WritesStopped(reason.to_string()))),
+            }
+        }
+        let Worker {
+            db, engine, prices, ..
+        } = self;
+        let mut pending = reads.into_iter();
+        let result = db.transaction(TxKind::Read, &mut |tx| {
+            for job in pending.by_ref() {
+                let mut ctx = JobCtx {
+                    engine: &mut *engine,
+                    prices: prices.as_ref(),
+                    now_ms: now,
+                    tx,
+                    records: Vec::new(),
+                };
+                let completion = job(Some(&mut ctx));
+                completion(Ok(()));
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
+            // The read transaction could not begin: the jobs it did not run get the error.
+            for job in pending {
+                job(None)(Err(Failure::Transaction(error.to_string())));
             }
         }
         let discarded = self.engine.take_changes();
@@ -545,150 +556,73 @@ impl Worker {
         now: i64,
         outputs: &mut Outputs,
     ) -> Result<(), StoreError> {
-        // IMMEDIATE takes the write lock up front (waiting on the busy timeout if the key
-        // store holds it) instead of failing a read-to-write upgrade.
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let mut failure = None;
-        for message in batch.drain(..) {
-            if failure.is_some() {
-                // Still answer the remaining jobs (with the error) after a failure.
-                if let Message::Job(job, _) = message {
-                    outputs.completions.push(job(None));
-                }
-                continue;
-            }
-            let records = match message {
-                Message::Job(job, _) => {
-                    let mut ctx = JobCtx {
-                        engine: &mut self.engine,
-                        prices: self.prices.as_ref(),
-                        now_ms: now,
-                        tx: &tx,
-                        records: Vec::new(),
-                    };
-                    outputs.completions.push(job(Some(&mut ctx)));
-                    ctx.records
-                }
-                Message::Price { exchange, symbol } => {
-                    if let (Some(code), Some(quote)) = (
-                        Exchange::parse(&exchange),
-                        self.prices.quote(&exchange, &symbol),
-                    ) {
-                        self.engine.on_price(code, &symbol, &quote, now);
+        let Worker {
+            db,
+            engine,
+            prices,
+            config,
+            last_prune_ms,
+            ..
+        } = self;
+        let durable_outbox = config.durable_outbox;
+        // A write transaction takes the write lock up front (SQLite: waiting on the busy
+        // timeout if the key store holds it) instead of failing a read-to-write upgrade.
+        db.transaction(TxKind::Write, &mut |tx| {
+            let mut failure = None;
+            for message in batch.drain(..) {
+                if failure.is_some() {
+                    // Still answer the remaining jobs (with the error) after a failure.
+                    if let Message::Job(job, _) = message {
+                        outputs.completions.push(job(None));
                     }
-                    Vec::new()
+                    continue;
                 }
-                Message::Resync => {
-                    self.engine.resync(self.prices.as_ref(), now);
-                    Vec::new()
-                }
-            };
-            let changes = self.engine.take_changes();
-            outputs.resting_changed |= changes.watched_changed;
-            if let Err(error) = self.persist(&tx, records, changes, now, outputs) {
-                failure = Some(error);
-            }
-        }
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        self.write_dirty(&tx, outputs)?;
-        if now - self.last_prune_ms >= PRUNE_INTERVAL_MS {
-            // A failed DELETE rolls back only itself: the batch still commits.
-            match store::prune_idempotency(&tx, now - IDEMPOTENCY_RETENTION_MS, PRUNE_LIMIT) {
-                Ok(0) => {}
-                Ok(pruned) => tracing::debug!(pruned, "expired idempotency keys pruned"),
-                Err(error) => tracing::warn!(%error, "pruning expired idempotency keys failed"),
-            }
-            self.last_prune_ms = now;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Writes the latest state of every order, position and account the batch touched.
-    fn write_dirty(&self, tx: &Transaction<'_>, outputs: &mut Outputs) -> Result<(), StoreError> {
-        for orderid in outputs.dirty_orders.drain() {
-            if let Some(order) = self.engine.order_by_id(&orderid) {
-                store::save_order(tx, order)?;
-            }
-        }
-        for key in outputs.dirty_positions.drain() {
-            if let Some(position) = self.engine.position(&key) {
-                store::save_position(tx, &key, position)?;
-            }
-        }
-        for key in outputs.dirty_accounts.drain() {
-            store::save_account(tx, &key, &self.engine.account(key.book, &key.user_id))?;
-        }
-        Ok(())
-    }
-
-    fn persist(
-        &self,
-        tx: &Transaction<'_>,
-        records: Vec<Record>,
-        changes: Changes,
-        now: i64,
-        outputs: &mut Outputs,
-    ) -> Result<(), StoreError> {
-        let mut events: Vec<Event> = Vec::new();
-        for record in records {
-            if let Some(log) = record.log {
-                store::insert_log(
-                    tx,
-                    &log.user_id,
-                    log.mode.as_str(),
-                    log.api_type,
-                    &log.request.to_string(),
-                    &log.response.to_string(),
-                    now,
-                )?;
-                if let Some(replay) = &log.replay {
-                    store::save_idempotency(tx, &replay.user_id, &replay.key, &replay.row, now)?;
-                }
-                if log.mode == AccountMode::Analyze {
-                    outputs.analyzer_logs.push(log.user_id);
+                let records = match message {
+                    Message::Job(job, _) => {
+                        let mut ctx = JobCtx {
+                            engine: &mut *engine,
+                            prices: prices.as_ref(),
+                            now_ms: now,
+                            tx,
+                            records: Vec::new(),
+                        };
+                        outputs.completions.push(job(Some(&mut ctx)));
+                        ctx.records
+                    }
+                    Message::Price { exchange, symbol } => {
+                        if let (Some(code), Some(quote)) =
+                            (Exchange::parse(&exchange), prices.quote(&exchange, &symbol))
+                        {
+                            engine.on_price(code, &symbol, &quote, now);
+                        }
+                        Vec::new()
+                    }
+                    Message::Resync => {
+                        engine.resync(prices.as_ref(), now);
+                        Vec::new()
+                    }
+                };
+                let changes = engine.take_changes();
+                outputs.resting_changed |= changes.watched_changed;
+                if let Err(error) = persist(tx, durable_outbox, records, changes, now, outputs) {
+                    failure = Some(error);
                 }
             }
-            events.extend(record.events);
-        }
-        if changes.is_empty() && events.is_empty() {
-            return Ok(());
-        }
-        outputs.dirty_orders.extend(changes.orders);
-        for trade in &changes.trades {
-            store::insert_trade(tx, trade)?;
-        }
-        outputs.dirty_positions.extend(changes.positions);
-        outputs.dirty_accounts.extend(changes.accounts);
-        // One order_update per order and job: its last state.
-        let updates = &changes.updates;
-        for (index, order) in updates.iter().enumerate() {
-            let superseded = updates[index + 1..]
-                .iter()
-                .any(|later| later.orderid == order.orderid);
-            if !superseded {
-                metrics::counter!(
-                    "oa_order_updates_total",
-                    "broker" => order.book.as_str(),
-                    "status" => order.status.as_str()
-                )
-                .increment(1);
-                events.push(Event::for_user(
-                    order.terms.user_id.clone(),
-                    order_update(order),
-                ));
+            if let Some(error) = failure {
+                return Err(error);
             }
-        }
-        for event in events {
-            let envelope = Arc::new(Envelope::new(event));
-            if self.config.durable_outbox {
-                store::insert_outbox(tx, &envelope)?;
+            write_dirty(tx, engine, outputs)?;
+            if now - *last_prune_ms >= PRUNE_INTERVAL_MS {
+                // A failed DELETE undoes only itself: the batch still commits.
+                match tx.prune_idempotency(now - IDEMPOTENCY_RETENTION_MS, PRUNE_LIMIT) {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "expired idempotency keys pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning expired idempotency keys failed"),
+                }
+                *last_prune_ms = now;
             }
-            outputs.envelopes.push(envelope);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn publish_watched(&self) {
@@ -699,6 +633,92 @@ impl Worker {
             .collect();
         *self.watched.write() = symbols;
     }
+}
+
+/// Writes the latest state of every order, position and account the batch touched.
+fn write_dirty(tx: &dyn Queries, engine: &Engine, outputs: &mut Outputs) -> Result<(), StoreError> {
+    for orderid in outputs.dirty_orders.drain() {
+        if let Some(order) = engine.order_by_id(&orderid) {
+            tx.save_order(order)?;
+        }
+    }
+    for key in outputs.dirty_positions.drain() {
+        if let Some(position) = engine.position(&key) {
+            tx.save_position(&key, position)?;
+        }
+    }
+    for key in outputs.dirty_accounts.drain() {
+        tx.save_account(&key, &engine.account(key.book, &key.user_id))?;
+    }
+    Ok(())
+}
+
+/// Writes a job's log rows, idempotency records, trades and (when `durable_outbox`) outbox
+/// envelopes in the batch's transaction; marks the rows it changed dirty.
+fn persist(
+    tx: &dyn Queries,
+    durable_outbox: bool,
+    records: Vec<Record>,
+    changes: Changes,
+    now: i64,
+    outputs: &mut Outputs,
+) -> Result<(), StoreError> {
+    let mut events: Vec<Event> = Vec::new();
+    for record in records {
+        if let Some(log) = record.log {
+            tx.insert_log(
+                &log.user_id,
+                log.mode.as_str(),
+                log.api_type,
+                &log.request.to_string(),
+                &log.response.to_string(),
+                now,
+            )?;
+            if let Some(replay) = &log.replay {
+                tx.save_idempotency(&replay.user_id, &replay.key, &replay.row, now)?;
+            }
+            if log.mode == AccountMode::Analyze {
+                outputs.analyzer_logs.push(log.user_id);
+            }
+        }
+        events.extend(record.events);
+    }
+    if changes.is_empty() && events.is_empty() {
+        return Ok(());
+    }
+    outputs.dirty_orders.extend(changes.orders);
+    for trade in &changes.trades {
+        tx.insert_trade(trade)?;
+    }
+    outputs.dirty_positions.extend(changes.positions);
+    outputs.dirty_accounts.extend(changes.accounts);
+    // One order_update per order and job: its last state.
+    let updates = &changes.updates;
+    for (index, order) in updates.iter().enumerate() {
+        let superseded = updates[index + 1..]
+            .iter()
+            .any(|later| later.orderid == order.orderid);
+        if !superseded {
+            metrics::counter!(
+                "oa_order_updates_total",
+                "broker" => order.book.as_str(),
+                "status" => order.status.as_str()
+            )
+            .increment(1);
+            events.push(Event::for_user(
+                order.terms.user_id.clone(),
+                order_update(order),
+            ));
+        }
+    }
+    for event in events {
+        let envelope = Arc::new(Envelope::new(event));
+        if durable_outbox {
+            tx.insert_outbox(&envelope)?;
+        }
+        outputs.envelopes.push(envelope);
+    }
+    Ok(())
 }
 
 /// The `order_update` payload of an order's current state.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use super::{OrderService, Result, store_error};
 use crate::idempotency::Claim;
 use crate::responses::{AnalyzerData, Data, Reply};
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 use crate::types::AccountMode;
 
 /// The name of the per-user analyzer setting.
@@ -54,8 +54,7 @@ impl OrderService {
                     if analyze { "true" } else { "false" },
                 )?;
                 if let Some(replay) = replay {
-                    store::save_idempotency(
-                        ctx.tx(),
+                    ctx.tx().save_idempotency(
                         &replay.user_id,
                         &replay.key,
                         &replay.row,

@@ -30,7 +30,7 @@ use crate::idempotency::{Claim, Stored};
 use crate::journal::Record;
 use crate::price::PriceSource;
 use crate::requests::OrderFields;
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 use crate::symbols::SymbolDirectory;
 use crate::types::{AccountMode, Exchange};
 
@@ -179,7 +179,7 @@ impl OrderService {
             .engine
             .read(move |ctx| {
                 let since = ctx.now_ms - crate::engine::worker::IDEMPOTENCY_RETENTION_MS;
-                store::find_idempotency(ctx.tx(), &user, &key, since)
+                ctx.tx().find_idempotency(&user, &key, since)
             })
             .await
             .map_err(store_error)?

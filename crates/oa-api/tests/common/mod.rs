@@ -1,9 +1,15 @@
-//! Test harness: the real router on 127.0.0.1:0 over a real SQLite file in a tempdir, the
-//! real price cache and the bundled symbol master.
+//! Test harness: the real router on 127.0.0.1:0 over a real store, the real price cache and
+//! the bundled symbol master.
+//!
+//! The store is a SQLite file in a tempdir, or with `OA_TEST_DATABASE=postgres` a PostgreSQL
+//! database of the test's own ([`oa_e2e::postgres::TestDatabase`]: on the server of
+//! `OA_TEST_POSTGRES_URL`, else a throw-away server); `cargo xtask test` runs the suites both
+//! ways.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,13 +28,107 @@ pub struct Server {
     pub prices: PriceCache,
     pub publisher: EventPublisher,
     pub client: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    pub dir: StoreDir,
 }
 
-/// A configuration on a store in `dir`, with default limits.
-pub fn store_config(dir: &tempfile::TempDir) -> ApiConfig {
+/// A test's folder and store: SQLite `oa.db` in the folder, or its own PostgreSQL database.
+pub struct StoreDir {
+    dir: tempfile::TempDir,
+    database: Option<oa_e2e::postgres::TestDatabase>,
+}
+
+/// A fresh [`StoreDir`] on the backend `OA_TEST_DATABASE` names (SQLite by default).
+pub fn store_dir() -> StoreDir {
+    StoreDir {
+        dir: tempfile::tempdir().unwrap(),
+        database: oa_e2e::postgres::test_backend_is_postgres()
+            .then(|| oa_e2e::postgres::TestDatabase::create().unwrap()),
+    }
+}
+
+impl StoreDir {
+    /// The folder (files other than the store go here).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// True on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.is_some()
+    }
+
+    /// The store's `DATABASE_URL`.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(database) => database.url().to_string(),
+            None => format!("sqlite:///{}", self.dir.path().join("oa.db").display()),
+        }
+    }
+
+    /// The store's location (for `KeyStore::open`, `OutboxTable::open`).
+    pub fn location(&self) -> oa_api::StoreLocation {
+        oa_api::parse_database_url(&self.database_url()).unwrap()
+    }
+
+    /// Runs a statement (SQL both backends accept) from outside the server, as another
+    /// process would.
+    pub fn execute(&self, sql: &str) {
+        match &self.database {
+            Some(database) => {
+                let bin = oa_e2e::postgres::bin_dir().unwrap();
+                oa_e2e::postgres::psql(&bin, database.url(), sql).unwrap();
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.dir.path().join("oa.db")).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+        }
+    }
+
+    /// The first column of every row `sql` (SQL both backends accept) returns, as text,
+    /// read from outside.
+    pub fn query_rows(&self, sql: &str) -> Vec<String> {
+        match &self.database {
+            Some(database) => {
+                let bin = oa_e2e::postgres::bin_dir().unwrap();
+                let text = oa_e2e::postgres::psql(&bin, database.url(), sql).unwrap();
+                text.lines().map(str::to_string).collect()
+            }
+            None => {
+                use rusqlite::types::Value as Sql;
+                let conn = rusqlite::Connection::open(self.dir.path().join("oa.db")).unwrap();
+                let mut statement = conn.prepare(sql).unwrap();
+                statement
+                    .query_map([], |row| {
+                        Ok(match row.get::<_, Sql>(0)? {
+                            Sql::Null => String::new(),
+                            Sql::Integer(number) => number.to_string(),
+                            Sql::Real(number) => number.to_string(),
+                            Sql::Text(text) => text,
+                            Sql::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        })
+                    })
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// The one integer `sql` returns (see [`StoreDir::query_rows`]).
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let rows = self.query_rows(sql);
+        let first = rows.first().unwrap_or_else(|| panic!("{sql}: no row"));
+        first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{sql}: {first:?}"))
+    }
+}
+
+pub fn store_config(dir: &StoreDir) -> ApiConfig {
     ApiConfig {
-        database_url: format!("sqlite:///{}", dir.path().join("oa.db").display()),
+        database_url: dir.database_url(),
         api_key_pepper: PEPPER.to_string(),
         ..ApiConfig::default()
     }
@@ -76,7 +176,7 @@ pub async fn post_text(client: &reqwest::Client, url: &str, body: &Value) -> (u1
     (status, response.text().await.unwrap())
 }
 
-pub fn config(dir: &tempfile::TempDir) -> ApiConfig {
+pub fn config(dir: &StoreDir) -> ApiConfig {
     ApiConfig {
         order_rate_limit: "1000 per second".to_string(),
         smart_order_rate_limit: "1000 per second".to_string(),
@@ -86,21 +186,21 @@ pub fn config(dir: &tempfile::TempDir) -> ApiConfig {
 }
 
 pub async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = store_dir();
     let config = config(&dir);
     start_with(dir, config).await
 }
 
-pub async fn start_with(dir: tempfile::TempDir, config: ApiConfig) -> Server {
+pub async fn start_with(dir: StoreDir, config: ApiConfig) -> Server {
     launch(dir, config, None).await
 }
 
 /// Starts a server again on the store of an earlier one (whose users and key stay).
-pub async fn restart(dir: tempfile::TempDir, config: ApiConfig, key: String) -> Server {
+pub async fn restart(dir: StoreDir, config: ApiConfig, key: String) -> Server {
     launch(dir, config, Some(key)).await
 }
 
-async fn launch(dir: tempfile::TempDir, config: ApiConfig, key: Option<String>) -> Server {
+async fn launch(dir: StoreDir, config: ApiConfig, key: Option<String>) -> Server {
     let publisher = EventPublisher::builder().build();
     let prices = PriceCache::new();
     let api = oa_api::build(

@@ -817,7 +817,7 @@ mod tests {
 
     #[test]
     fn unsupported_database_url_is_rejected() {
-        let text = parse(&["--database-url", "postgres://x"])
+        let text = parse(&["--database-url", "mysql://x"])
             .validate()
             .unwrap_err()
             .to_string();

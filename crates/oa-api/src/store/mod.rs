@@ -1,0 +1,487 @@
+//! The store: one interface ([`Queries`], [`Database`]) over two backends, chosen by
+//! `DATABASE_URL`: SQLite ([`sqlite`], the default: one file, WAL) and PostgreSQL
+//! ([`postgres`], `postgres://`: a server several oa processes can share).
+//!
+//! Every query oa makes is a method of [`Queries`]; a backend implements it on a connection
+//! outside a transaction and inside one. [`Database`] owns a connection and runs work in a
+//! transaction that commits when the work succeeds and rolls back when it fails (or panics).
+//! All calls are blocking and must run off the async executor (the engine's worker thread or
+//! `spawn_blocking`). Three connections are used: the order engine's worker thread owns one
+//! (orders, trades, positions, funds, order log, outbox, settings, idempotency records, ESB
+//! offsets and commands), the key store owns another (users, API keys), the outbox relay a
+//! third.
+//!
+//! Same-transaction guarantees (every backend): an order change, its order-log row, its
+//! idempotency record and (when `durable_outbox` is on) its outbox envelopes commit in one
+//! transaction; an ESB command's record, the events it produces and the consumer's next
+//! offset commit together; a key change and its `key_events` row commit together.
+
+use std::path::{Path, PathBuf};
+
+use oa_events_core::Envelope;
+
+use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::types::{Book, Choice, Exchange};
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error (or the connection failed).
+    #[error("database error: {}", postgres_message(.0))]
+    Postgres(#[from] ::postgres::Error),
+    /// The database file or its folder could not be created.
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored row holds a value this build cannot read.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store's worker is gone (shutting down).
+    #[error("the store is shut down")]
+    Closed,
+    /// A transaction failed and was rolled back.
+    #[error("the transaction failed and was rolled back: {0}")]
+    Transaction(String),
+    /// A blocking task failed.
+    #[error("store task failed: {0}")]
+    Task(String),
+    /// The order engine stopped taking writes: it could not reload its state from the
+    /// store after a failed commit or a panicked job.
+    #[error("{0}")]
+    WritesStopped(String),
+}
+
+/// A PostgreSQL error with the server's message (the driver's own text is only "db error").
+fn postgres_message(error: &::postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string();
+    }
+    match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
+}
+
+/// How hard a commit waits for the disk (SQLite `PRAGMA synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreSync {
+    /// `FULL` (default): the WAL is flushed to disk at every commit, so an acknowledged
+    /// order survives a power loss. The engine's group commit shares one flush between
+    /// all the orders of a batch.
+    #[default]
+    Full,
+    /// `NORMAL`: commits reach the OS but are flushed only at checkpoints. Survives a
+    /// process crash, not a power loss or kernel panic; faster on slow disks.
+    Normal,
+}
+
+impl StoreSync {
+    /// The pragma value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreSync::Full => "FULL",
+            StoreSync::Normal => "NORMAL",
+        }
+    }
+
+    /// Reads `full` or `normal` (any case).
+    pub fn parse(value: &str) -> Option<StoreSync> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "full" => Some(StoreSync::Full),
+            "normal" => Some(StoreSync::Normal),
+            _ => None,
+        }
+    }
+}
+
+/// Where the store is: what `DATABASE_URL` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: its `postgres://` URL (libpq's URL form).
+    Postgres(String),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(url) => write!(f, "{}", postgres::redact(url)),
+        }
+    }
+}
+
+impl From<&Path> for StoreLocation {
+    fn from(path: &Path) -> Self {
+        StoreLocation::Sqlite(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for StoreLocation {
+    fn from(path: &PathBuf) -> Self {
+        StoreLocation::Sqlite(path.clone())
+    }
+}
+
+impl From<PathBuf> for StoreLocation {
+    fn from(path: PathBuf) -> Self {
+        StoreLocation::Sqlite(path)
+    }
+}
+
+impl From<&StoreLocation> for StoreLocation {
+    fn from(location: &StoreLocation) -> Self {
+        location.clone()
+    }
+}
+
+/// How a transaction starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxKind {
+    /// Will write: takes the write lock up front where the backend has one (SQLite
+    /// `BEGIN IMMEDIATE`), instead of failing a read-to-write upgrade later.
+    Write,
+    /// Only reads.
+    Read,
+}
+
+/// A store connection: runs [`Queries`] outside a transaction or inside one.
+pub(crate) trait Database: Send + std::fmt::Debug {
+    /// The queries, outside a transaction (each statement commits on its own).
+    fn queries(&self) -> &dyn Queries;
+
+    /// Runs `work` in a transaction: committed when it returns `Ok`, rolled back when it
+    /// returns `Err` or panics.
+    fn transaction(
+        &mut self,
+        kind: TxKind,
+        work: &mut dyn FnMut(&dyn Queries) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// The SQLite file, for the WAL checkpointer (`None` on other backends).
+    fn sqlite_path(&self) -> Option<PathBuf> {
+        self.sqlite_connection()?
+            .path()
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// The SQLite connection, for SQLite-only settings (`None` on other backends).
+    fn sqlite_connection(&self) -> Option<&rusqlite::Connection>;
+}
+
+impl dyn Database + '_ {
+    /// [`Database::transaction`] with a value and the caller's error type: `work`'s error
+    /// rolls back and is returned as is; a failed begin or commit is a [`StoreError`].
+    pub(crate) fn in_transaction<T, E, F>(&mut self, kind: TxKind, work: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&dyn Queries) -> Result<T, E>,
+    {
+        let mut work = Some(work);
+        let mut outcome: Option<Result<T, E>> = None;
+        let result = self.transaction(kind, &mut |queries| {
+            let Some(work) = work.take() else {
+                return Err(StoreError::Transaction(
+                    "a transaction's work ran twice".to_string(),
+                ));
+            };
+            match work(queries) {
+                Ok(value) => {
+                    outcome = Some(Ok(value));
+                    Ok(())
+                }
+                Err(error) => {
+                    outcome = Some(Err(error));
+                    Err(StoreError::Transaction("rolled back".to_string()))
+                }
+            }
+        });
+        match (result, outcome) {
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (_, Some(Err(error))) => Err(error),
+            (Err(error), _) => Err(error.into()),
+            (Ok(()), None) => Err(StoreError::Transaction(
+                "the transaction's work did not run".to_string(),
+            )
+            .into()),
+        }
+    }
+}
+
+/// Opens (creating and migrating if needed) the store at `location`.
+pub(crate) fn open(
+    location: &StoreLocation,
+    sync: StoreSync,
+) -> Result<Box<dyn Database>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteDatabase::open(path, sync)?)),
+        // PostgreSQL commits are durable by its own `synchronous_commit` setting.
+        StoreLocation::Postgres(url) => Ok(Box::new(postgres::PostgresDatabase::open(url)?)),
+    }
+}
+
+/// A stored first response to a request with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    /// Hash of the endpoint and the request body (without `apikey`).
+    pub fingerprint: String,
+    /// The HTTP status of the first response.
+    pub status: u16,
+    /// The first response body (JSON text).
+    pub response: String,
+}
+
+/// Whether ESB commands may act for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EsbAccess {
+    /// No such user.
+    NoSuchUser,
+    /// The user has no active API key (revoked, or never issued): disabled everywhere.
+    Disabled,
+    /// The user has not allowed ESB control (`oa-server esb allow --user ...`).
+    NotAllowed,
+    /// The user exists, has an active key and allows ESB control.
+    Allowed,
+}
+
+/// A stored API key row (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRow {
+    /// Owner.
+    pub user_id: String,
+    /// Argon2 PHC string of key + pepper.
+    pub key_hash: String,
+}
+
+/// A key rotation or revocation recorded in `key_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyEvent {
+    /// Position in the log (grows with every event).
+    pub seq: i64,
+    /// Whose key changed.
+    pub user_id: String,
+    /// `rotated` or `revoked`.
+    pub action: String,
+}
+
+/// One line of `apikey list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKeyInfo {
+    /// The user.
+    pub user_id: String,
+    /// When the user was created (RFC 3339).
+    pub user_created_at: String,
+    /// When the active key was created, if the user has one.
+    pub key_created_at: Option<String>,
+    /// How many keys were revoked so far.
+    pub revoked_keys: u64,
+    /// Whether ESB commands may act for the user (`oa-server esb allow`).
+    pub esb_allowed: bool,
+}
+
+/// An undelivered outbox row as stored: its payload, or why it is not bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxRow {
+    /// Position in the outbox.
+    pub seq: i64,
+    /// The envelope id (as text).
+    pub id: String,
+    /// The JSON payload, or why the stored value is not one.
+    pub payload: Result<Vec<u8>, String>,
+}
+
+/// Every query of the store. Implemented by each backend on a connection and inside a
+/// transaction; see the module documentation for what commits together.
+pub(crate) trait Queries {
+    // -------------------------------------------------------------- engine rows
+
+    /// Writes an order row (insert or replace).
+    fn save_order(&self, order: &Order) -> Result<(), StoreError>;
+    /// Inserts a trade.
+    fn insert_trade(&self, trade: &Trade) -> Result<(), StoreError>;
+    /// Writes a position row.
+    fn save_position(&self, key: &PositionKey, position: &Position) -> Result<(), StoreError>;
+    /// Writes an account's funds row.
+    fn save_account(&self, key: &AccountKey, account: &Account) -> Result<(), StoreError>;
+    /// Appends a request/response pair to the order log.
+    fn insert_log(
+        &self,
+        user_id: &str,
+        mode: &str,
+        api_type: &str,
+        request: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Appends an envelope to the outbox (same transaction as its cause).
+    fn insert_outbox(&self, envelope: &Envelope) -> Result<(), StoreError>;
+    /// Writes a per-user setting.
+    fn set_setting(&self, user_id: &str, name: &str, value: &str) -> Result<(), StoreError>;
+    /// Every user's value of one setting.
+    fn load_setting(&self, name: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Counts of order-log entries per user for one mode.
+    fn load_log_counts(&self, mode: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The orders of the current session: active ones and those changed at or after
+    /// `since_ms`, oldest first. Older orders stay in the table.
+    fn load_orders(&self, since_ms: i64) -> Result<Vec<Order>, StoreError>;
+    /// The trades made at or after `since_ms`, oldest first.
+    fn load_trades(&self, since_ms: i64) -> Result<Vec<Trade>, StoreError>;
+    /// The highest order id and trade id ever stored (ids stay unique across sessions).
+    fn max_ids(&self) -> Result<(u64, u64), StoreError>;
+    /// Every stored position.
+    fn load_positions(&self) -> Result<Vec<(PositionKey, Position)>, StoreError>;
+    /// Every stored account.
+    fn load_accounts(&self) -> Result<Vec<(AccountKey, Account)>, StoreError>;
+
+    // -------------------------------------------------------------- idempotency keys
+
+    /// The live record of `(user_id, key)`: one created at or after `since_ms`.
+    fn find_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        since_ms: i64,
+    ) -> Result<Option<IdempotencyRow>, StoreError>;
+    /// Stores the first response to `(user_id, key)`, replacing an expired record of the key.
+    fn save_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        row: &IdempotencyRow,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes up to `limit` records created before `before_ms`; returns how many. A failure
+    /// undoes only this statement, never the surrounding transaction.
+    fn prune_idempotency(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError>;
+
+    // -------------------------------------------------------------- ESB consumer
+
+    /// The status of a processed ESB command id, if it was seen before.
+    fn esb_command_status(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Records an ESB command id (first sighting wins: a later insert of the same id is
+    /// ignored).
+    #[allow(clippy::too_many_arguments)]
+    fn esb_insert_command(
+        &self,
+        id: &str,
+        user_id: &str,
+        event_type: &str,
+        status: &str,
+        response: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), StoreError>;
+    /// Sets the final status and response of an ESB command.
+    fn esb_finish_command(&self, id: &str, status: &str, response: &str) -> Result<(), StoreError>;
+    /// Stores the next offset of (group, topic, partition); it never moves backwards.
+    fn esb_store_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError>;
+    /// The stored next offset of (group, topic, partition).
+    fn esb_stored_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Stores the next offset of (group, topic, partition) even when it is smaller than the
+    /// stored one (a partition restarted from its earliest retained record).
+    fn esb_reset_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError>;
+    /// The user's [`EsbAccess`] (read in the caller's transaction, so a change made by
+    /// another process, such as `oa-server esb deny`, is seen by the next command).
+    fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError>;
+    /// Sets a user's ESB consent; false when the user does not exist.
+    fn set_esb_allowed(&self, user_id: &str, allowed: bool) -> Result<bool, StoreError>;
+
+    // -------------------------------------------------------------- users and keys
+
+    /// Creates a user if missing.
+    fn ensure_user(&self, user_id: &str) -> Result<(), StoreError>;
+    /// Number of users.
+    fn count_users(&self) -> Result<u64, StoreError>;
+    /// True when the user has an active (not revoked) key.
+    fn has_active_key(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Revokes the user's active keys; returns how many.
+    fn revoke_keys(&self, user_id: &str) -> Result<usize, StoreError>;
+    /// Stores a new key's identifier and hash.
+    fn insert_key(&self, user_id: &str, key_id: &str, key_hash: &str) -> Result<(), StoreError>;
+    /// The active key row with this identifier.
+    fn find_key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError>;
+    /// Records a key rotation or revocation; returns its `seq`.
+    fn insert_key_event(&self, user_id: &str, action: &str) -> Result<i64, StoreError>;
+    /// The newest key event's `seq` (0 when there is none).
+    fn last_key_event(&self) -> Result<i64, StoreError>;
+    /// Key events after `seq`, oldest first, at most `limit`.
+    fn key_events_after(&self, seq: i64, limit: usize) -> Result<Vec<KeyEvent>, StoreError>;
+    /// Every user with key metadata (never keys or hashes).
+    fn list_users(&self) -> Result<Vec<UserKeyInfo>, StoreError>;
+
+    // -------------------------------------------------------------- outbox relay
+
+    /// Creates what the relay's reader needs beyond the migrations (SQLite: the quarantine
+    /// table, which belongs to the reader only).
+    fn outbox_prepare(&self) -> Result<(), StoreError>;
+    /// Appends envelopes not already in the outbox (by id), in the given order.
+    fn outbox_append_if_absent(&self, envelopes: &[&Envelope]) -> Result<(), StoreError>;
+    /// Up to `limit` undelivered rows, oldest first.
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Copies rows to `outbox_quarantine` with their reasons and marks them delivered.
+    fn outbox_quarantine(&self, rows: &[(i64, String, String)]) -> Result<(), StoreError>;
+    /// Rows moved to `outbox_quarantine`, as (seq, id, reason), oldest first.
+    fn outbox_quarantined(&self) -> Result<Vec<(i64, String, String)>, StoreError>;
+    /// Marks rows delivered (unknown or already delivered rows are ignored).
+    fn outbox_mark_delivered(&self, seqs: &[i64]) -> Result<(), StoreError>;
+    /// How many rows are undelivered.
+    fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// Deletes delivered rows created before `cutoff` (RFC 3339); returns how many.
+    fn outbox_prune_delivered_before(&self, cutoff: &str) -> Result<usize, StoreError>;
+}
+
+/// The current time as RFC 3339 text (for `created_at` columns).
+pub(crate) fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn corrupt(table: &'static str, reason: String) -> StoreError {
+    StoreError::Corrupt { table, reason }
+}
+
+fn parse_choice<T: Choice>(table: &'static str, value: &str) -> Result<T, StoreError> {
+    T::parse(value).ok_or_else(|| corrupt(table, format!("unknown value {value:?}")))
+}
+
+fn parse_book(table: &'static str, value: &str) -> Result<Book, StoreError> {
+    Book::parse(value).ok_or_else(|| corrupt(table, format!("unknown book {value:?}")))
+}
+
+fn parse_exchange(table: &'static str, value: &str) -> Result<Exchange, StoreError> {
+    Exchange::parse(value).ok_or_else(|| corrupt(table, format!("unknown exchange {value:?}")))
+}
