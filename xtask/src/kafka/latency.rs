@@ -175,6 +175,12 @@ impl Server {
             .env("ORDER_RATE_LIMIT", "100000 per second")
             .env("API_RATE_LIMIT", "100000 per second")
             .env("OA_FEED_TICKS_PER_SECOND", "500")
+            // The store's commit discipline may be compared (OA_STORE_SYNC=normal|full).
+            .envs(
+                std::env::var("OA_STORE_SYNC")
+                    .ok()
+                    .map(|sync| ("OA_STORE_SYNC", sync)),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
