@@ -140,6 +140,7 @@ fn test_both_modes() -> anyhow::Result<()> {
             util::run(
                 std::process::Command::new(cargo)
                     .args(["test", "-p", "oa-e2e", "--no-fail-fast"])
+                    .env("OA_SERVER_BIN", util::debug_binary("oa-server"))
                     .env("OA_E2E_EVENT_MODE", pass.mode)
                     .env("OA_E2E_KAFKA_BOOTSTRAP", &pass.bootstrap)
                     .env("OA_E2E_KAFKA_ENV", &pass.client_env)
@@ -297,7 +298,15 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
     record(
         "cargo test",
         util::step("cargo test --workspace", || {
-            util::cargo(&["test", "--workspace", "--no-fail-fast"])
+            // The binary built above: the tests must not build it again with their own
+            // environment (a nested cargo build would rebuild with other fingerprints).
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            util::run(
+                std::process::Command::new(cargo)
+                    .args(["test", "--workspace", "--no-fail-fast"])
+                    .env("OA_SERVER_BIN", util::debug_binary("oa-server"))
+                    .current_dir(util::root()),
+            )
         }),
     );
     record(

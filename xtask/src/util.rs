@@ -32,6 +32,16 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     run(Command::new(cargo).args(args).current_dir(root()))
 }
 
+/// Where `cargo build -p <name>` puts a binary of this workspace (`CARGO_TARGET_DIR` or
+/// `target/`, debug profile).
+pub fn debug_binary(name: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("debug")
+        .join(name)
+}
+
 /// Runs a command, inheriting output; fails when it exits non-zero.
 pub fn run(command: &mut Command) -> anyhow::Result<()> {
     let description = format!("{command:?}");

@@ -206,6 +206,27 @@ mod tests {
         assert_eq!(table.backlog().unwrap(), 0);
     }
 
+    /// The relay's append of envelopes the order's transaction already wrote must not wait
+    /// for the write lock, which the engine holds through each commit's fsync.
+    #[test]
+    fn appending_envelopes_already_stored_takes_no_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oa.db");
+        let table = OutboxTable::open(&StoreLocation::Sqlite(path.clone())).unwrap();
+        let envelopes: Vec<_> = (0..3).map(envelope).collect();
+        table.append_if_absent(&envelopes).unwrap();
+        // Another writer holds the write lock (as the engine does while it commits).
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Waiting for the lock would fail after the store's 5 s busy timeout
+        // ("database is locked").
+        table
+            .append_if_absent(&envelopes)
+            .expect("an append of stored envelopes needs no write lock");
+        writer.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(table.backlog().unwrap(), 3);
+    }
+
     #[test]
     fn an_undecodable_row_is_quarantined_and_the_others_still_flow() {
         let (_dir, database, location) = fresh_store();

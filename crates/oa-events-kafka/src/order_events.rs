@@ -32,7 +32,7 @@
 //! envelope is returned as an [`UndecodableRecord`] with its partition, offset and the
 //! reason; it is never skipped silently and never stops the consumer.
 //!
-//! The consumer is also a [`Stream`](futures_util::Stream) of the same items, for stream
+//! The consumer is also a [`Stream`] of the same items, for stream
 //! combinators:
 //!
 //! ```no_run

@@ -899,13 +899,30 @@ impl Queries for Connection {
     }
 
     fn outbox_append_if_absent(&self, envelopes: &[&Envelope]) -> Result<(), StoreError> {
+        // Most envelopes are already there (the order's transaction wrote them): find the
+        // missing ones with a read, so that the usual call takes no write lock. Waiting for
+        // the write lock behind the engine's commits (SQLite's busy handler sleeps in steps
+        // of milliseconds) would hold up every event behind this one.
+        let missing: Vec<&Envelope> = {
+            let mut exists = self.prepare_cached("SELECT 1 FROM outbox WHERE id = ?1")?;
+            let mut missing = Vec::new();
+            for envelope in envelopes {
+                if !exists.exists([envelope.id.to_string()])? {
+                    missing.push(*envelope);
+                }
+            }
+            missing
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
         let tx = Transaction::new_unchecked(self, TransactionBehavior::Deferred)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outbox (id, user_id, event_type, payload, created_at)
                  VALUES (?1,?2,?3,?4,?5)",
             )?;
-            for envelope in envelopes {
+            for envelope in missing {
                 insert.execute(params![
                     envelope.id.to_string(),
                     envelope.user_id,
