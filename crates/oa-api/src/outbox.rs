@@ -212,7 +212,7 @@ mod tests {
     fn appending_envelopes_already_stored_takes_no_write_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("oa.db");
-        let table = OutboxTable::open(&StoreLocation::Sqlite(path.clone())).unwrap();
+        let table = OutboxTable::open(StoreLocation::Sqlite(path.clone())).unwrap();
         let envelopes: Vec<_> = (0..3).map(envelope).collect();
         table.append_if_absent(&envelopes).unwrap();
         // Another writer holds the write lock (as the engine does while it commits).
