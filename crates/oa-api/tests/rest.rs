@@ -1253,3 +1253,23 @@ async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
                "hours": ["1h"], "days": ["D"], "weeks": [], "months": []})
     );
 }
+
+/// multiquotes is bounded: more than 500 symbols in one request is refused, naming the field.
+#[tokio::test]
+async fn multiquotes_refuses_more_than_500_symbols() {
+    let server = start().await;
+    let symbols: Vec<_> = (0..501)
+        .map(|_| json!({"symbol": "SBIN", "exchange": "NSE"}))
+        .collect();
+    let (code, body) = server
+        .call("multiquotes", json!({"symbols": symbols}))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("symbols: at most 500 symbols per request, got 501"),
+        "{body}"
+    );
+}

@@ -188,7 +188,8 @@ pub fn aggregate(bars: &[Bar], interval: Interval) -> Vec<Bar> {
 /// previous tick of the instrument (a decrease, a new day, counts the new total).
 #[derive(Debug, Default)]
 pub struct MinuteBarRecorder {
-    open: HashMap<(String, String), OpenBar>,
+    /// Exchange -> symbol -> the bar being built (looked up by `&str`: no allocation per tick).
+    open: HashMap<String, HashMap<String, OpenBar>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -227,21 +228,27 @@ impl MinuteBarRecorder {
         } else {
             0.0
         };
-        let key = (snapshot.exchange.clone(), snapshot.symbol.clone());
-        let Some(open) = self.open.get_mut(&key) else {
+        let existing = self
+            .open
+            .get_mut(snapshot.exchange.as_str())
+            .and_then(|symbols| symbols.get_mut(snapshot.symbol.as_str()));
+        let Some(open) = existing else {
             let trade = Trade {
                 time,
                 price: snapshot.ltp,
                 quantity: 0.0,
                 oi: snapshot.oi,
             };
-            self.open.insert(
-                key,
-                OpenBar {
-                    bar: Bar::opened_by(minute, &trade),
-                    cumulative_volume: cumulative,
-                },
-            );
+            self.open
+                .entry(snapshot.exchange.clone())
+                .or_default()
+                .insert(
+                    snapshot.symbol.clone(),
+                    OpenBar {
+                        bar: Bar::opened_by(minute, &trade),
+                        cumulative_volume: cumulative,
+                    },
+                );
             return None;
         };
         if minute < open.bar.time {
@@ -265,8 +272,8 @@ impl MinuteBarRecorder {
         }
         let completed = std::mem::replace(&mut open.bar, Bar::opened_by(minute, &trade));
         Some(InstrumentBar {
-            exchange: key.0,
-            symbol: key.1,
+            exchange: snapshot.exchange.clone(),
+            symbol: snapshot.symbol.clone(),
             bar: completed,
         })
     }
@@ -274,7 +281,8 @@ impl MinuteBarRecorder {
     /// The bar still being built for an instrument (the current minute).
     pub fn open_bar(&self, exchange: &str, symbol: &str) -> Option<Bar> {
         self.open
-            .get(&(exchange.to_string(), symbol.to_string()))
+            .get(exchange)
+            .and_then(|symbols| symbols.get(symbol))
             .map(|open| open.bar)
     }
 
@@ -282,10 +290,12 @@ impl MinuteBarRecorder {
     pub fn open_bars(&self) -> Vec<InstrumentBar> {
         self.open
             .iter()
-            .map(|((exchange, symbol), open)| InstrumentBar {
-                exchange: exchange.clone(),
-                symbol: symbol.clone(),
-                bar: open.bar,
+            .flat_map(|(exchange, symbols)| {
+                symbols.iter().map(move |(symbol, open)| InstrumentBar {
+                    exchange: exchange.clone(),
+                    symbol: symbol.clone(),
+                    bar: open.bar,
+                })
             })
             .collect()
     }
