@@ -18,7 +18,9 @@
 //! mark lost to a power loss only makes the relay send that row again, with the same envelope
 //! id, which the at-least-once contract already allows. An fsync per delivered batch cost the
 //! order-to-consumer latency hundreds of milliseconds (p50 470 ms against 26 ms). (SQLite
-//! settings; on PostgreSQL both connections commit as the server is configured.)
+//! settings; on PostgreSQL both connections commit as the server is configured.) The server
+//! goes further and has the order engine write the marks in its own group commits
+//! (`kafka_outbox::StoreOutbox::mark_through_engine`), so they never wait for the write lock.
 
 use std::sync::Arc;
 

@@ -154,3 +154,54 @@ async fn a_panicked_job_with_a_failed_reload_stops_writes_until_the_store_is_rea
     }
     assert_eq!(engine.writes_stopped(), None);
 }
+
+/// The Kafka relay's delivered marks are written by the engine (in its group commit, not on a
+/// connection of their own that waits for SQLite's write lock behind every order commit), so
+/// an engine that stopped taking writes marks nothing either: the rows stay pending and are
+/// sent again once writes resume (same envelope ids), never dropped.
+#[cfg(feature = "kafka")]
+#[tokio::test]
+async fn relay_marks_go_through_the_engine_and_stop_with_its_writes() {
+    use oa_api::kafka_outbox::StoreOutbox;
+    use oa_api::outbox::OutboxTable;
+    use oa_events_kafka::Outbox;
+
+    let server = start().await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    server.ok("placeorder", order("1")).await;
+    let engine = server.api.service().engine().clone();
+    let outbox = StoreOutbox::new(OutboxTable::open(server.dir.location()).unwrap());
+    outbox.mark_through_engine(engine.clone());
+    let envelope = |message: &str| {
+        std::sync::Arc::new(oa_events_core::Envelope::new(
+            oa_events_core::Event::for_user(
+                "u1",
+                oa_events_core::catalog::OrderNotification::info("SBIN", message.to_string()),
+            ),
+        ))
+    };
+    outbox
+        .append(&[envelope("first"), envelope("second")])
+        .await
+        .unwrap();
+    let pending = outbox.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    outbox.mark_delivered(&[pending[0].seq]).await.unwrap();
+    assert_eq!(outbox.backlog().await.unwrap(), 1);
+
+    // The engine stops taking writes (see the tests above); the relay's mark is refused with
+    // the engine's reason and the row stays pending.
+    server
+        .dir
+        .execute("ALTER TABLE orders RENAME TO orders_moved_away");
+    let (status, body) = server.call("placeorder", order("2")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(engine.writes_stopped().is_some());
+    let refused = outbox.mark_delivered(&[pending[1].seq]).await;
+    assert!(
+        refused.is_err(),
+        "a mark while writes are stopped: {refused:?}"
+    );
+    assert_eq!(outbox.backlog().await.unwrap(), 1);
+    assert_eq!(outbox.pending(10).await.unwrap()[0].seq, pending[1].seq);
+}

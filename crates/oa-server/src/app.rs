@@ -56,6 +56,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         publisher_builder = publisher_builder.sink(sink, sink_options);
     }
     let mut kafka_relay = None;
+    let mut relay_outbox = None;
     let mut outbox_maintenance = None;
     if let Some(kafka) = &settings.kafka {
         tracing::info!(
@@ -68,6 +69,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let table = OutboxTable::open(&location).context("opening the outbox table")?;
         let outbox = StoreOutbox::new(table);
         outbox_maintenance = Some(settings.outbox.spawn(&outbox));
+        relay_outbox = Some(outbox.clone());
         let relay = Arc::new(
             KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
                 .context("starting the Kafka relay")?,
@@ -103,6 +105,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .await
     .context("starting the REST layer")?;
     verifier.set(api.verifier());
+    // The relay's delivered marks join the engine's group commits from here on, instead of
+    // waiting for SQLite's write lock behind them.
+    if let Some(outbox) = &relay_outbox {
+        outbox.mark_through_engine(api.service().engine().clone());
+    }
     // Keys rotated or revoked by another process (`oa-server apikey ...`) end their sessions.
     let revocation_watcher = api.keys().spawn_revocation_watcher();
     if let Some(key) = api.ensure_default_user().await? {

@@ -986,17 +986,28 @@ impl Queries for Connection {
     }
 
     fn outbox_mark_delivered(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        let tx = Transaction::new_unchecked(self, TransactionBehavior::Deferred)?;
+        // Inside the engine's batch transaction the marks join it; on a connection of their
+        // own they get one transaction for the whole list.
+        let own_transaction = if self.is_autocommit() {
+            Some(Transaction::new_unchecked(
+                self,
+                TransactionBehavior::Deferred,
+            )?)
+        } else {
+            None
+        };
         {
             let now = now_text();
-            let mut update = tx.prepare_cached(
+            let mut update = self.prepare_cached(
                 "UPDATE outbox SET delivered_at = ?2 WHERE seq = ?1 AND delivered_at IS NULL",
             )?;
             for seq in seqs {
                 update.execute(params![seq, now])?;
             }
         }
-        tx.commit()?;
+        if let Some(transaction) = own_transaction {
+            transaction.commit()?;
+        }
         Ok(())
     }
 
