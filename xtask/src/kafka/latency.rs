@@ -1,6 +1,6 @@
 //! `cargo xtask kafka bench-latency`: order placed over HTTP -> its `order_event` record at a
-//! Kafka consumer, at a paced 1,000 orders/s, through the real release `oa-server` in KAFKA
-//! mode and a private tansu broker (memory storage), all on loopback.
+//! Kafka consumer, at a paced rate (1,000 orders/s by default), through the real release `oa-server` in KAFKA
+//! mode and a private tansu broker (memory storage unless told), all on loopback.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,8 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::util::{root, run as run_command};
 
-/// Orders per second, warm-up and measured duration.
-const RATE: u64 = 1_000;
+/// Warm-up and measured duration (the rate is `--rate`, 1,000 orders/s by default).
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURED: Duration = Duration::from_secs(10);
 /// How long to wait for the last events after the last order.
@@ -37,7 +36,7 @@ const TOPIC: &str = "from_openalgo_order_events";
 const USER: &str = "oa";
 const PASSWORD: &str = "oa-bench-latency";
 
-pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
+pub fn run(rate: u64, fetch_wait_ms: i32, secure: bool, storage: Storage) -> anyhow::Result<()> {
     let tansu = super::install()?;
     let server_binary = build_server()?;
     let load_before = load_average();
@@ -46,8 +45,11 @@ pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
         println!("starting tansu (sqlite storage, SASL SCRAM, behind TLS) on a free loopback port");
         Tansu::start_secure(&SecureOptions::tls_and_sasl(USER, PASSWORD))
     } else {
-        println!("starting tansu (memory storage) on a free loopback port");
-        Tansu::start(Storage::Memory)
+        println!(
+            "starting tansu ({} storage) on a free loopback port",
+            storage.name()
+        );
+        Tansu::start(storage)
     };
     let broker = started.with_context(|| {
         format!(
@@ -72,7 +74,7 @@ pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         match tokio::time::timeout(
             RUN_BOUND,
-            measure(&server_binary, &broker, fetch_wait_ms, &security),
+            measure(&server_binary, &broker, rate, fetch_wait_ms, &security),
         )
         .await
         {
@@ -84,7 +86,7 @@ pub fn run(fetch_wait_ms: i32, secure: bool) -> anyhow::Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(broker);
     let report = result?;
-    report.print(&load_before, &load_average(), secure);
+    report.print(&load_before, &load_average(), secure, storage);
     Ok(())
 }
 
@@ -275,6 +277,7 @@ struct Report {
     sent: usize,
     failed: usize,
     send_span: Duration,
+    rate: u64,
     fetch_wait_ms: i32,
     event_latency: Vec<Duration>,
     response_time: Vec<Duration>,
@@ -297,7 +300,7 @@ fn percentile(sorted: &[Duration], q: f64) -> String {
 }
 
 impl Report {
-    fn print(mut self, load_before: &str, load_after: &str, secure: bool) {
+    fn print(mut self, load_before: &str, load_after: &str, secure: bool, storage: Storage) {
         self.event_latency.sort();
         self.response_time.sort();
         self.to_stamp.sort();
@@ -307,12 +310,13 @@ impl Report {
         println!();
         println!(
             "order placed -> order_event at an rskafka consumer (fetch max-wait {} ms), \
-             MARKET orders at {RATE}/s for {MEASURED:?} after a {WARM_UP:?} warm-up, {}",
+             MARKET orders at {}/s for {MEASURED:?} after a {WARM_UP:?} warm-up, {}",
             self.fetch_wait_ms,
+            self.rate,
             if secure {
-                "TLS + SASL SCRAM-SHA-512 (tansu sqlite storage behind a rustls proxy)"
+                "TLS + SASL SCRAM-SHA-512 (tansu sqlite storage behind a rustls proxy)".to_string()
             } else {
-                "plaintext (tansu memory storage)"
+                format!("plaintext (tansu {} storage)", storage.name())
             }
         );
         println!(
@@ -369,6 +373,7 @@ impl Report {
 async fn measure(
     server_binary: &Path,
     broker: &Tansu,
+    rate: u64,
     fetch_wait_ms: i32,
     security: &[(String, String)],
 ) -> anyhow::Result<Report> {
@@ -382,7 +387,7 @@ async fn measure(
     })
     .await??;
     // Stops the server on every path out of here (Drop).
-    let result = load(&server, &bootstrap, fetch_wait_ms, security).await;
+    let result = load(&server, &bootstrap, rate, fetch_wait_ms, security).await;
     tokio::task::spawn_blocking(move || drop(server)).await?;
     result
 }
@@ -390,6 +395,7 @@ async fn measure(
 async fn load(
     server: &Server,
     bootstrap: &str,
+    rate: u64,
     fetch_wait_ms: i32,
     security: &[(String, String)],
 ) -> anyhow::Result<Report> {
@@ -438,11 +444,11 @@ async fn load(
         "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1",
         "product": "MIS", "pricetype": "MARKET"}))?;
     let url = format!("{}/api/v1/placeorder", server.http);
-    println!("warm-up: {RATE}/s for {WARM_UP:?}");
-    let _ = paced(&http, &url, &body, WARM_UP).await;
-    println!("measuring: {RATE}/s for {MEASURED:?}");
+    println!("warm-up: {rate}/s for {WARM_UP:?}");
+    let _ = paced(&http, &url, &body, rate, WARM_UP).await;
+    println!("measuring: {rate}/s for {MEASURED:?}");
     let started = Instant::now();
-    let mut requests = paced(&http, &url, &body, MEASURED).await;
+    let mut requests = paced(&http, &url, &body, rate, MEASURED).await;
     let send_span = started.elapsed();
     let mut sent = Vec::with_capacity(requests.len());
     for request in requests.drain(..) {
@@ -502,6 +508,7 @@ async fn load(
             .filter(|request| request.orderid.is_none())
             .count(),
         send_span,
+        rate,
         fetch_wait_ms,
         event_latency,
         response_time: sent.iter().map(|request| request.response_time).collect(),
@@ -603,21 +610,22 @@ impl RecordHandler for ArrivalClock {
     }
 }
 
-/// Sends `RATE` orders per second for `duration`, open loop (each request on its own task
+/// Sends `rate` orders per second for `duration`, open loop (each request on its own task
 /// over the keep-alive pool, so a slow response never delays the next send).
 async fn paced(
     http: &reqwest::Client,
     url: &str,
     body: &[u8],
+    rate: u64,
     duration: Duration,
 ) -> Vec<tokio::task::JoinHandle<Sent>> {
-    let total = duration.as_millis() as u64 * RATE / 1_000;
-    let interval = Duration::from_secs(1) / RATE as u32;
+    let total = duration.as_millis() as u64 * rate / 1_000;
+    let interval = Duration::from_secs(1) / u32::try_from(rate).unwrap_or(u32::MAX);
     let started = tokio::time::Instant::now();
     let mut requests = Vec::with_capacity(total as usize);
     let mut sent = 0;
     while sent < total {
-        let due = ((started.elapsed().as_secs_f64() * RATE as f64) as u64 + 1).min(total);
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
         while sent < due {
             let request = http
                 .post(url)

@@ -51,6 +51,15 @@ pub enum Storage {
     Memory,
 }
 
+impl From<Storage> for oa_e2e::tansu::Storage {
+    fn from(storage: Storage) -> Self {
+        match storage {
+            Storage::Sqlite => oa_e2e::tansu::Storage::Sqlite,
+            Storage::Memory => oa_e2e::tansu::Storage::Memory,
+        }
+    }
+}
+
 /// What to do with the local broker.
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -107,16 +116,24 @@ pub enum Action {
         storage: Storage,
     },
     /// Install tansu if missing, build the release oa-server, then measure order placed ->
-    /// `order_event` at a Kafka consumer at 1,000 orders/s (its own memory-storage broker
+    /// `order_event` at a Kafka consumer at a paced rate (its own memory-storage broker
     /// and server on free loopback ports; about 30 s after the build).
     BenchLatency {
         /// The consumer's fetch max-wait in milliseconds, 1-10 (tansu waits all of it on
         /// every fetch, so it adds up to this much to each event).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=10))]
         fetch_wait_ms: i32,
+        /// Orders per second, 1-5000 (a broker that cannot keep up with the default, such as
+        /// tansu on sqlite storage, gets its events late or not within the drain window).
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=5_000))]
+        rate: u64,
         /// Over TLS + SASL SCRAM-SHA-512 (server, broker and consumer).
         #[arg(long)]
         secure: bool,
+        /// The broker's storage for a plaintext run (`--secure` always uses sqlite); `sqlite`
+        /// makes a plaintext run comparable with a `--secure` one.
+        #[arg(long, value_enum, default_value_t = Storage::Memory, conflicts_with = "secure")]
+        storage: Storage,
     },
 }
 
@@ -143,9 +160,11 @@ pub fn run(action: Action) -> anyhow::Result<()> {
         Action::Status { port } => status(port),
         Action::Bench { secure, storage } => bench(secure, storage),
         Action::BenchLatency {
+            rate,
             fetch_wait_ms,
             secure,
-        } => latency::run(fetch_wait_ms, secure),
+            storage,
+        } => latency::run(rate, fetch_wait_ms, secure, storage.into()),
     }
 }
 
