@@ -74,15 +74,7 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
         let keys: Vec<&str> = envelope.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            [
-                "id",
-                "event_type",
-                "timestamp",
-                "user_id",
-                "source",
-                "version",
-                "data"
-            ],
+            oa_events_core::schema::ENVELOPE_KEYS,
             "{}",
             record.raw_value
         );

@@ -161,6 +161,32 @@ pub struct OrderUpdate {
     pub rejection_reason: String,
 }
 
+impl OrderUpdate {
+    /// A sandbox MARKET BUY of 10 SBIN on NSE (MIS), complete at 812.5, order id "1": a
+    /// starting point for documentation, examples and tests, which change what they need with
+    /// struct update syntax (`OrderUpdate { orderid: "7".into(), ..OrderUpdate::example() }`).
+    pub fn example() -> Self {
+        OrderUpdate {
+            mode: "analyze".into(),
+            broker: "sandbox".into(),
+            orderid: "1".into(),
+            symbol: "SBIN".into(),
+            exchange: "NSE".into(),
+            action: "BUY".into(),
+            quantity: Quantity(10.0),
+            price: 0.0,
+            trigger_price: 0.0,
+            pricetype: "MARKET".into(),
+            product: "MIS".into(),
+            order_status: "complete".into(),
+            filled_quantity: Quantity(10.0),
+            pending_quantity: Quantity(0.0),
+            average_price: 812.5,
+            rejection_reason: String::new(),
+        }
+    }
+}
+
 /// `master_contract_download`: the symbol master finished loading (system-wide).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MasterContractDownload {
@@ -422,22 +448,11 @@ mod tests {
     #[test]
     fn order_update_golden() {
         let event = OrderUpdate {
-            mode: "analyze".into(),
-            broker: "sandbox".into(),
             orderid: "7".into(),
             symbol: "INFY".into(),
-            exchange: "NSE".into(),
             action: "SELL".into(),
-            quantity: Quantity(10.0),
-            price: 0.0,
-            trigger_price: 0.0,
-            pricetype: "MARKET".into(),
-            product: "MIS".into(),
-            order_status: "complete".into(),
-            filled_quantity: Quantity(10.0),
-            pending_quantity: Quantity(0.0),
             average_price: 1500.5,
-            rejection_reason: "".into(),
+            ..OrderUpdate::example()
         };
         assert_eq!(
             to_json(&event),

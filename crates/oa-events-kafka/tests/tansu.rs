@@ -213,15 +213,7 @@ fn check_record(seen: &Seen, envelope: &Envelope) -> anyhow::Result<()> {
     );
     // The JSON itself carries the contract's keys.
     let json: Value = serde_json::from_str(&seen.value)?;
-    for key in [
-        "id",
-        "event_type",
-        "timestamp",
-        "user_id",
-        "source",
-        "version",
-        "data",
-    ] {
+    for key in oa_events_core::schema::ENVELOPE_KEYS {
         ensure!(json.get(key).is_some(), "envelope without {key}: {json}");
     }
     ensure!(json["source"] == "openalgo" && json["version"] == "1.0");

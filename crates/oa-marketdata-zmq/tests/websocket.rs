@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{Client, KEY_ALICE, KEY_BOB, depth_tick, start, start_default};
 use oa_events_core::Event;
 use oa_events_core::catalog::OrderUpdate;
-use oa_events_core::number::Quantity;
 use oa_marketdata_zmq::{MarketDataConfig, Tick, TickMode};
 use serde_json::{Value, json};
 
@@ -390,22 +389,8 @@ async fn unsubscribe_semantics() {
 
 fn order_update(orderid: &str) -> OrderUpdate {
     OrderUpdate {
-        mode: "analyze".into(),
-        broker: "sandbox".into(),
         orderid: orderid.into(),
-        symbol: "SBIN".into(),
-        exchange: "NSE".into(),
-        action: "BUY".into(),
-        quantity: Quantity(10.0),
-        price: 0.0,
-        trigger_price: 0.0,
-        pricetype: "MARKET".into(),
-        product: "MIS".into(),
-        order_status: "complete".into(),
-        filled_quantity: Quantity(10.0),
-        pending_quantity: Quantity(0.0),
-        average_price: 812.5,
-        rejection_reason: String::new(),
+        ..OrderUpdate::example()
     }
 }
 

@@ -14,7 +14,6 @@ use oa_events_core::catalog::{
     AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, EsbCommandResult, MasterContractDownload,
     ModifyOrderEvent, OrderEvent, OrderNotification, OrderUpdate, PasswordChange,
 };
-use oa_events_core::number::Quantity;
 use oa_events_core::{
     ApiKeyVerifier, AuthenticatedUser, Event, EventPayload, EventPublisher, SinkOptions,
 };
@@ -228,22 +227,9 @@ pub fn catalog_samples(user: &str) -> Vec<(Event, Value)> {
             Event::for_user(
                 user,
                 OrderUpdate {
-                    mode: "analyze".into(),
-                    broker: "sandbox".into(),
                     orderid: "SB-1".into(),
-                    symbol: "SBIN".into(),
-                    exchange: "NSE".into(),
-                    action: "BUY".into(),
-                    quantity: Quantity(10.0),
-                    price: 0.0,
-                    trigger_price: 0.0,
-                    pricetype: "MARKET".into(),
-                    product: "MIS".into(),
-                    order_status: "complete".into(),
-                    filled_quantity: Quantity(10.0),
-                    pending_quantity: Quantity(0.0),
                     average_price: 812.35,
-                    rejection_reason: "".into(),
+                    ..OrderUpdate::example()
                 },
             ),
             json!({"mode":"analyze","broker":"sandbox","orderid":"SB-1","symbol":"SBIN","exchange":"NSE","action":"BUY","quantity":10,"price":0.0,"trigger_price":0.0,"pricetype":"MARKET","product":"MIS","order_status":"complete","filled_quantity":10,"pending_quantity":0,"average_price":812.35,"rejection_reason":""}),
