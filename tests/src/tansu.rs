@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,49 @@ use anyhow::{Context, bail};
 use crate::free_port;
 use crate::pki::Pki;
 use crate::tls_proxy::TlsProxy;
+
+/// What [`create_topic`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicCreated {
+    /// The topic was created.
+    Created,
+    /// It was there already.
+    AlreadyExisted,
+}
+
+/// Creates a topic on the plaintext broker at `broker` (a `tcp://host:port` URL) with tansu's
+/// own tool (`binary`), with `--config` entries such as `retention.ms=604800000`.
+pub fn create_topic(
+    binary: &Path,
+    broker: &str,
+    topic: &str,
+    partitions: u32,
+    configs: &[String],
+) -> anyhow::Result<TopicCreated> {
+    let mut command = Command::new(binary);
+    command
+        .args(["topic", "create", topic, "--broker", broker])
+        .args(["--partitions", &partitions.to_string()]);
+    for config in configs {
+        command.args(["--config", config]);
+    }
+    let output = command.output().context("running tansu topic create")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && !text.contains("Error") {
+        Ok(TopicCreated::Created)
+    } else if text.contains("TopicAlreadyExists") {
+        Ok(TopicCreated::AlreadyExisted)
+    } else {
+        bail!(
+            "tansu topic create {topic} failed ({}): {text}",
+            output.status
+        )
+    }
+}
 
 /// Where tansu keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,24 +290,8 @@ impl Tansu {
     /// Creates a topic with tansu's own tool, as `cargo xtask kafka up` does (plaintext
     /// brokers only).
     pub fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
-        let output = Command::new(&self.binary)
-            .args(["topic", "create", topic])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", &partitions.to_string()])
-            .output()
-            .context("running tansu topic create")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if !output.status.success() || text.contains("Error") {
-            bail!(
-                "tansu topic create {topic} failed ({}): {text}",
-                output.status
-            );
-        }
-        Ok(())
+        let broker = format!("tcp://127.0.0.1:{}", self.port);
+        create_topic(&self.binary, &broker, topic, partitions, &[]).map(|_| ())
     }
 
     /// The test PKI of a broker from [`Tansu::start_secure`].

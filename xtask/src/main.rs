@@ -82,17 +82,21 @@ struct Pass {
     client_env: String,
 }
 
-/// Runs the end-to-end suite once per mode against a plain local broker, then KAFKA mode
-/// again against a secure one (TLS + SCRAM), and reports every failing pass.
-fn test_both_modes() -> anyhow::Result<()> {
-    // The suite runs the binary as it is on disk: build it from the current sources first.
+/// Builds oa-server and every example from the current sources: the end-to-end tests run
+/// the binaries as they are on disk (`OA_SERVER_BIN`, `oa_e2e::example_binary`).
+fn build_server_and_examples() -> anyhow::Result<()> {
     util::step("build oa-server", || {
         util::cargo(&["build", "-p", "oa-server"])
     })?;
-    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
     util::step("build examples", || {
         util::cargo(&["build", "--workspace", "--examples"])
-    })?;
+    })
+}
+
+/// Runs the end-to-end suite once per mode against a plain local broker, then KAFKA mode
+/// again against a secure one (TLS + SCRAM), and reports every failing pass.
+fn test_both_modes() -> anyhow::Result<()> {
+    build_server_and_examples()?;
     let plain = BOTH_MODES_KAFKA_PORT;
     let secure = BOTH_MODES_SECURE_KAFKA_PORT;
     let plain_started_here = !kafka::is_running(plain);
@@ -288,13 +292,7 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
         util::step("codegen --check", || codegen::run(true)),
     );
     util::step("setup test peers", setup::run)?;
-    util::step("build oa-server", || {
-        util::cargo(&["build", "-p", "oa-server"])
-    })?;
-    // The end-to-end tests run examples (oa_e2e::example_binary): built fresh here.
-    util::step("build examples", || {
-        util::cargo(&["build", "--workspace", "--examples"])
-    })?;
+    build_server_and_examples()?;
     record(
         "cargo test",
         util::step("cargo test --workspace", || {

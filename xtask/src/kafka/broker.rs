@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use oa_e2e::tansu::TopicCreated;
 pub(crate) use oa_e2e::tansu::answers_kafka;
 
 use super::{RETENTION_MS, Storage, TANSU_VERSION, TOPICS, secure};
@@ -246,26 +247,12 @@ pub(crate) fn create_topics(binary: &Path, port: u16) -> anyhow::Result<()> {
             println!("topic {topic}: exists");
             continue;
         }
-        let output = Command::new(binary)
-            .args(["topic", "create", topic, "--broker", &broker])
-            .args(["--partitions", &partitions.to_string()])
-            .args(["--config", &format!("retention.ms={RETENTION_MS}")])
-            .output()
-            .context("running tansu topic create")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() && !text.contains("Error") {
-            println!("topic {topic}: created ({partitions} partitions, 7-day retention)");
-        } else if text.contains("TopicAlreadyExists") {
-            println!("topic {topic}: exists");
-        } else {
-            bail!(
-                "tansu topic create {topic} failed ({}): {text}",
-                output.status
-            );
+        let retention = format!("retention.ms={RETENTION_MS}");
+        match oa_e2e::tansu::create_topic(binary, &broker, topic, *partitions, &[retention])? {
+            TopicCreated::Created => {
+                println!("topic {topic}: created ({partitions} partitions, 7-day retention)");
+            }
+            TopicCreated::AlreadyExisted => println!("topic {topic}: exists"),
         }
     }
     Ok(())
