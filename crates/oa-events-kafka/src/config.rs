@@ -349,6 +349,27 @@ pub const ENV_VARS: &[EnvVar] = &[
 ];
 
 impl KafkaConfig {
+    /// Settings for one local development broker (such as `cargo xtask kafka up`'s) and its
+    /// `topic`: the topic is created with `partitions` when missing (replication 1), batches
+    /// wait 1 ms, and failures are retried quickly (5 s requests, 50-500 ms backoff). For
+    /// tests, benchmarks and examples; a deployment reads [`KafkaConfig::from_lookup`].
+    pub fn for_local_broker(bootstrap: &str, topic: &str, partitions: i32) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: vec![bootstrap.to_string()],
+            order_events_topic: topic.to_string(),
+            linger: Duration::from_millis(1),
+            topic_creation: TopicCreation {
+                create_missing: true,
+                partitions,
+                replication_factor: 1,
+            },
+            request_timeout: Duration::from_secs(5),
+            retry_backoff: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_millis(500),
+            ..KafkaConfig::default()
+        }
+    }
+
     /// Reads the settings from the process environment (see [`KafkaConfig::from_lookup`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

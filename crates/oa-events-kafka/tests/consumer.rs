@@ -19,29 +19,15 @@ use oa_events_kafka::config::AutoOffsetReset;
 use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownTopicHandling};
 use oa_events_kafka::rskafka::record::Record;
 use oa_events_kafka::{
-    Compression, ConsumedEvent, ConsumedRecord, FileOffsetStore, Handled, KafkaConfig, KafkaError,
+    ConsumedEvent, ConsumedRecord, FileOffsetStore, Handled, KafkaConfig, KafkaError,
     KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer, RecordHandler,
-    SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, TopicCreation,
-    UndecodableRecord, connect, partition_for_key,
+    SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, UndecodableRecord,
+    connect, partition_for_key,
 };
 use uuid::Uuid;
 
 fn config(bootstrap: &str, topic: &str, partitions: i32) -> KafkaConfig {
-    KafkaConfig {
-        bootstrap_servers: vec![bootstrap.to_string()],
-        order_events_topic: topic.to_string(),
-        compression: Compression::Lz4,
-        linger: Duration::from_millis(1),
-        topic_creation: TopicCreation {
-            create_missing: true,
-            partitions,
-            replication_factor: 1,
-        },
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(50),
-        retry_backoff_max: Duration::from_millis(500),
-        ..KafkaConfig::default()
-    }
+    KafkaConfig::for_local_broker(bootstrap, topic, partitions)
 }
 
 fn order_update(user: &str, index: usize) -> Event {

@@ -15,23 +15,12 @@ use oa_e2e::kafka_topic::read_topic;
 use oa_e2e::tansu::{Storage, Tansu};
 use oa_events_core::catalog::OrderNotification;
 use oa_events_core::{Envelope, Event};
-use oa_events_kafka::{KafkaConfig, KafkaRelay, MemoryOutbox, TopicCreation, ensure_topic};
+use oa_events_kafka::{KafkaConfig, KafkaRelay, MemoryOutbox, ensure_topic};
 
 fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
     KafkaConfig {
-        bootstrap_servers: vec![bootstrap.to_string()],
-        order_events_topic: topic.to_string(),
-        linger: Duration::from_millis(1),
-        topic_creation: TopicCreation {
-            create_missing: true,
-            partitions: 1,
-            replication_factor: 1,
-        },
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(50),
-        retry_backoff_max: Duration::from_millis(500),
         relay_poll_interval: Duration::from_millis(100),
-        ..KafkaConfig::default()
+        ..KafkaConfig::for_local_broker(bootstrap, topic, 1)
     }
 }
 

@@ -14,7 +14,7 @@ use oa_events_core::catalog::{
 };
 use oa_events_core::{Envelope, Event, EventPublisher, SinkOptions};
 use oa_events_kafka::{
-    Compression, KafkaConfig, KafkaError, KafkaRelay, MemoryOutbox, TopicCreation, ensure_topic,
+    Compression, KafkaConfig, KafkaError, KafkaRelay, MemoryOutbox, ensure_topic,
 };
 use serde_json::Value;
 
@@ -89,20 +89,8 @@ fn consume(bootstrap: &str, topic: &str, expect: Option<usize>) -> anyhow::Resul
 /// records and has no snappy encoder); snappy is checked on the broker's storage instead.
 fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
     KafkaConfig {
-        bootstrap_servers: vec![bootstrap.to_string()],
-        order_events_topic: topic.to_string(),
-        compression: Compression::Lz4,
-        linger: Duration::from_millis(1),
-        topic_creation: TopicCreation {
-            create_missing: true,
-            partitions: 3,
-            replication_factor: 1,
-        },
-        request_timeout: Duration::from_secs(5),
-        retry_backoff: Duration::from_millis(50),
-        retry_backoff_max: Duration::from_millis(500),
         relay_poll_interval: Duration::from_millis(200),
-        ..KafkaConfig::default()
+        ..KafkaConfig::for_local_broker(bootstrap, topic, 3)
     }
 }
 
