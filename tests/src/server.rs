@@ -219,6 +219,12 @@ impl TestServer {
         anyhow::bail!("no {exchange}:{symbol} price within 20 s (is the simulated feed on?)")
     }
 
+    /// [`TestServer::wait_for_price`] of NSE:SBIN (the symbol the helpers here trade), asked
+    /// with the admin key.
+    pub async fn wait_for_sbin(&self) -> anyhow::Result<()> {
+        self.wait_for_price(&self.admin_key, "NSE", "SBIN").await
+    }
+
     /// Places a 1-share MIS market BUY of NSE:SBIN for the user of `key`, tagged `strategy`,
     /// and returns its order id; anything but a 200 with an `orderid` is an error.
     pub async fn place_market_order(&self, key: &str, strategy: &str) -> anyhow::Result<String> {

@@ -61,9 +61,7 @@ async fn a_person_signs_in_trades_and_watches_prices_in_a_real_browser() -> anyh
         // Only SBIN moves on its own: INFY's prices in this test are the ticks it publishes.
         ("OA_FEED_SYMBOLS", "NSE:SBIN"),
     ])?;
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await?;
+    server.wait_for_sbin().await?;
     let other_key = server.create_user("second-user")?;
     let screenshots = workspace_root().join("target/dashboard-screenshots");
     std::fs::create_dir_all(&screenshots)?;
@@ -132,9 +130,7 @@ async fn a_person_signs_in_trades_and_watches_prices_in_a_real_browser() -> anyh
                 ["restart-and-order"] => {
                     server.signal("TERM", Duration::from_secs(20))?;
                     server.start_again()?;
-                    server
-                        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-                        .await?;
+                    server.wait_for_sbin().await?;
                     server
                         .place_market_order(&server.admin_key, "while-away")
                         .await?

@@ -28,10 +28,7 @@ fn order(key: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     let mut server = TestServer::start(&settings()).unwrap();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     let url = format!("{}/api/v1/placeorder", server.http_url());
     let key = server.admin_key.clone();
     let client = reqwest::Client::builder()
@@ -89,10 +86,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
         assert_eq!(status, 200, "{body}");
     }
 
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     for _ in 0..20 {
         let (status, body) = server.post("placeorder", order(&key)).await.unwrap();
         assert_eq!(status, 200, "{body}");
@@ -115,10 +109,7 @@ async fn keyed(server: &TestServer, idempotency_key: &str) -> (u16, Option<Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_a_crash_gets_the_first_response_and_places_nothing() {
     let mut server = TestServer::start(&settings()).unwrap();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     let (status, replayed, first) = keyed(&server, "\"e2e-retry-1\"").await;
     assert_eq!((status, replayed), (200, None), "{first}");
 
@@ -149,10 +140,7 @@ async fn a_retry_after_a_crash_gets_the_first_response_and_places_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_is_degraded_and_writes_refused_when_the_engine_cannot_reload() {
     let server = TestServer::start(&settings()).unwrap();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     let key = server.admin_key.clone();
     let (status, _) = server.post("placeorder", order(&key)).await.unwrap();
     assert_eq!(status, 200);

@@ -36,6 +36,20 @@ fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record>
     oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), TOPIC, enough)
 }
 
+/// At-least-once: a record may come twice, but only with the same id and the same content.
+fn assert_duplicates_are_identical(records: &[Record]) {
+    let mut by_id: HashMap<String, &str> = HashMap::new();
+    for record in records {
+        let id = record.value["id"].as_str().unwrap().to_string();
+        if let Some(previous) = by_id.insert(id, &record.raw_value) {
+            assert_eq!(
+                previous, record.raw_value,
+                "a duplicate id with other content"
+            );
+        }
+    }
+}
+
 async fn place(server: &TestServer, key: &str, extra: Value) -> String {
     server.place_order(key, "e2e", extra).await.unwrap()
 }
@@ -46,10 +60,7 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
     let server = start_server(&broker, "KAFKA");
     let admin = server.admin_key.clone();
     let trader = server.create_user("trader7").unwrap();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
 
     let market = place(&server, &admin, json!({})).await;
     let limit = place(
@@ -165,10 +176,7 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let mut server = start_server(&broker, "KAFKA");
     let key = server.admin_key.clone();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
 
     // Broker down: orders keep succeeding, their events wait in the outbox.
     broker.kill();
@@ -200,17 +208,7 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     let records = read_topic(&broker, |records| {
         order_ids(records, "order_event").is_superset(&acknowledged)
     });
-    // Duplicates may happen, only with the same id and the same content.
-    let mut by_id: HashMap<String, &str> = HashMap::new();
-    for record in &records {
-        let id = record.value["id"].as_str().unwrap().to_string();
-        if let Some(previous) = by_id.insert(id, &record.raw_value) {
-            assert_eq!(
-                previous, record.raw_value,
-                "a duplicate id with other content"
-            );
-        }
-    }
+    assert_duplicates_are_identical(&records);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,10 +216,7 @@ async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
     let broker = Tansu::start(Storage::Memory).unwrap();
     let server = start_server(&broker, "BOTH");
     let key = server.admin_key.clone();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     let mut client = PeerProcess::socketio_events(
         &server.http_url(),
         &key,
@@ -257,10 +252,7 @@ async fn a_broker_killed_mid_stream_loses_no_event() {
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let server = start_server(&broker, "KAFKA");
     let key = server.admin_key.clone();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
 
     let mut acknowledged = HashSet::new();
     for round in 0..3 {
@@ -277,14 +269,5 @@ async fn a_broker_killed_mid_stream_loses_no_event() {
     let records = read_topic(&broker, |records| {
         order_ids(records, "order_event").is_superset(&acknowledged)
     });
-    let mut by_id: HashMap<String, &str> = HashMap::new();
-    for record in &records {
-        let id = record.value["id"].as_str().unwrap().to_string();
-        if let Some(previous) = by_id.insert(id, &record.raw_value) {
-            assert_eq!(
-                previous, record.raw_value,
-                "a duplicate id with other content"
-            );
-        }
-    }
+    assert_duplicates_are_identical(&records);
 }

@@ -31,10 +31,7 @@ async fn defaults_deliver_every_order_event_to_a_foreign_consumer() {
     ])
     .unwrap();
 
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
 
     let mut placed = HashSet::new();
     // Fewer than the default ORDER_RATE_LIMIT (10 per second).

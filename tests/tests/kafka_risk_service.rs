@@ -83,10 +83,7 @@ async fn the_risk_service_example_prints_each_users_exposure_as_orders_fill() {
     .unwrap();
     let alice = server.create_user("alice").unwrap();
     let bob = server.create_user("bob").unwrap();
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
 
     let mut risk = PeerProcess::example(
         "oa-events-kafka",

@@ -57,10 +57,7 @@ fn start_server(broker: &Tansu, security: &Env) -> TestServer {
 
 /// Places `count` market orders over REST; every one must succeed.
 async fn place_orders(server: &TestServer, count: usize) -> HashSet<String> {
-    server
-        .wait_for_price(&server.admin_key, "NSE", "SBIN")
-        .await
-        .unwrap();
+    server.wait_for_sbin().await.unwrap();
     let mut ids = HashSet::new();
     for _ in 0..count {
         ids.insert(
