@@ -386,13 +386,7 @@ impl KeyStore {
     fn password_changed(&self, user_id: &str, message: &str) {
         self.inner.publisher.publish(Event::for_user(
             user_id,
-            PasswordChange {
-                user: user_id.to_string(),
-                status: "success".to_string(),
-                message: message.to_string(),
-                ip_address: None,
-                user_agent: None,
-            },
+            PasswordChange::success(user_id, message),
         ));
     }
 

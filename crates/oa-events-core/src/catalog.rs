@@ -212,6 +212,20 @@ pub struct PasswordChange {
     pub user_agent: Option<String>,
 }
 
+impl PasswordChange {
+    /// A successful change of `user`'s credentials described by `message` (such as "API key
+    /// revoked"), with no client address or agent.
+    pub fn success(user: impl Into<String>, message: impl Into<String>) -> Self {
+        PasswordChange {
+            user: user.into(),
+            status: "success".to_string(),
+            message: message.into(),
+            ip_address: None,
+            user_agent: None,
+        }
+    }
+}
+
 /// The commands an external system may send on the inbound ESB topic (the envelope's
 /// `event_type`); each one's `data` is the body of the REST endpoint of the same action
 /// without `apikey`.

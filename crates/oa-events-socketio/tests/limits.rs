@@ -178,13 +178,7 @@ async fn password_change_is_delivered_then_the_users_sessions_end() {
     let started = Instant::now();
     server.publisher.publish(Event::for_user(
         "alice",
-        PasswordChange {
-            user: "alice".into(),
-            status: "success".into(),
-            message: "API key revoked".into(),
-            ip_address: None,
-            user_agent: None,
-        },
+        PasswordChange::success("alice", "API key revoked"),
     ));
     let (name, data) = alice
         .next(Duration::from_secs(2))

@@ -243,15 +243,7 @@ async fn offset_older_than_the_buffer_yields_replay_gap_then_the_buffer() {
         server.publisher.publish(note("alice", n));
     }
     wait_latest(&server, "alice", last + 100).await;
-    let mut again = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice", "offset": last}),
-        TransportType::Websocket,
-    )
-    .await;
-    let (name, gap) = again.take(1).await.remove(0);
-    assert_eq!(name, "replay_gap");
-    assert_eq!(gap["from_seq"], json!(last + 1));
+    let (mut again, gap) = reconnect_expecting_a_gap(&url, last).await;
     assert_eq!(gap["to_seq"], json!(last + 36));
     assert_eq!(gap["latest_seq"], json!(last + 100));
     assert_eq!(gap["reason"], "expired");
@@ -277,6 +269,21 @@ async fn offset_older_than_the_buffer_yields_replay_gap_then_the_buffer() {
 }
 
 /// Alice's first session: connects, receives one event, disconnects; returns its `seq`.
+/// Reconnects alice over WebSocket from `last` and takes the first event, which must be a
+/// `replay_gap` starting right after `last`; returns the client and the gap.
+async fn reconnect_expecting_a_gap(url: &str, last: u64) -> (RustClient, Value) {
+    let mut again = RustClient::connect(
+        url,
+        json!({"apikey": "key-alice", "offset": last}),
+        TransportType::Websocket,
+    )
+    .await;
+    let (name, gap) = again.take(1).await.remove(0);
+    assert_eq!(name, "replay_gap");
+    assert_eq!(gap["from_seq"], json!(last + 1));
+    (again, gap)
+}
+
 async fn first_session(server: &TestServer, url: &str) -> u64 {
     let mut alice = RustClient::connect(
         url,
@@ -332,15 +339,7 @@ async fn aged_out_events_yield_replay_gap_and_idle_users_are_forgotten() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.sink.users(), 0);
-    let mut again = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice", "offset": last}),
-        TransportType::Websocket,
-    )
-    .await;
-    let (name, gap) = again.take(1).await.remove(0);
-    assert_eq!(name, "replay_gap");
-    assert_eq!(gap["from_seq"], json!(last + 1));
+    let (mut again, gap) = reconnect_expecting_a_gap(&url, last).await;
     assert_eq!(gap["reason"], "expired");
     // The new stream continues above everything issued before.
     server.publisher.publish(note("alice", 2));

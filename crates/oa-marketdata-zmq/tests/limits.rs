@@ -153,13 +153,7 @@ async fn password_change_ends_the_users_older_sessions() {
     let mut bob = Client::authenticated(&url, KEY_BOB).await;
     harness.events.publish(Event::for_user(
         "alice",
-        PasswordChange {
-            user: "alice".into(),
-            status: "success".into(),
-            message: "API key revoked".into(),
-            ip_address: None,
-            user_agent: None,
-        },
+        PasswordChange::success("alice", "API key revoked"),
     ));
     let started = Instant::now();
     let notice = alice.recv().await;
