@@ -104,7 +104,44 @@ pub const ENV_VARS: &[EnvVar] = &[
         "full",
         "store commit durability: full (an acknowledged order survives a power loss) or normal (survives a process crash only; faster on slow disks)",
     ),
+    EnvVar::new(
+        "OA_HISTORY_RECORDING",
+        "true",
+        "record 1-minute bars from every tick into the store (served by history): true or false",
+    ),
+    EnvVar::new(
+        "OA_HISTORY_RETENTION_DAYS",
+        "30",
+        "days of 1-minute bars kept; older bars are deleted every hour (0 keeps them forever)",
+    ),
+    EnvVar::new(
+        "OA_HISTORY_BACKFILL_DAYS",
+        "5",
+        "with the simulated feed: trading days of 1-minute bars generated at start for instruments without history (0: none)",
+    ),
 ];
+
+/// Settings of the candle history (`history`, `ticker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Record 1-minute bars from every tick (`OA_HISTORY_RECORDING`).
+    pub recording: bool,
+    /// Days of bars kept, 0 for ever (`OA_HISTORY_RETENTION_DAYS`).
+    pub retention_days: u32,
+    /// Trading days the simulated feed backfills at start (`OA_HISTORY_BACKFILL_DAYS`); the
+    /// server acts on it, the library only carries it.
+    pub backfill_days: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            recording: true,
+            retention_days: 30,
+            backfill_days: 5,
+        }
+    }
+}
 
 /// Default of `DATABASE_URL`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:///db/oa.db";
@@ -167,6 +204,8 @@ pub struct ApiConfig {
     /// `OA_STORE_SYNC`: how hard a commit waits for the disk (default `full`: an
     /// acknowledged order survives a power loss; `normal` survives a process crash only).
     pub store_sync: crate::store::StoreSync,
+    /// Candle history: recording, retention, backfill.
+    pub history: HistoryConfig,
 }
 
 impl Default for ApiConfig {
@@ -188,6 +227,7 @@ impl Default for ApiConfig {
             default_analyze_mode: false,
             engine_queue_capacity: 8192,
             store_sync: crate::store::StoreSync::Full,
+            history: HistoryConfig::default(),
         }
     }
 }

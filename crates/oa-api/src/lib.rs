@@ -11,10 +11,12 @@
 pub mod broker;
 mod commands;
 mod config;
+mod contracts;
 pub mod engine;
 mod error;
 pub mod esb;
 mod fields;
+mod history;
 mod idempotency;
 mod journal;
 #[cfg(feature = "kafka")]
@@ -42,8 +44,8 @@ use oa_marketdata_core::{PriceCache, SymbolMaster};
 pub use broker::{Broker, BrokerError, BrokerFuture, EngineBroker, FundsView, PositionView};
 pub use commands::{CommandKind, OrderCommand, read_command, run_command};
 pub use config::{
-    ApiConfig, ConfigError, DEFAULT_DATABASE_URL, ENV_VARS, Leverage, RateLimits, SimulatorConfig,
-    parse_database_url,
+    ApiConfig, ConfigError, DEFAULT_DATABASE_URL, ENV_VARS, HistoryConfig, Leverage, RateLimits,
+    SimulatorConfig, parse_database_url,
 };
 pub use engine::worker::{EngineHandle, JobCtx};
 pub use error::{ApiError, HttpError};
@@ -70,6 +72,7 @@ pub struct Api {
     router: axum::Router,
     keys: KeyStore,
     service: Arc<OrderService>,
+    history: Arc<history::History>,
     default_user: String,
     limits: config::RateLimits,
 }
@@ -100,6 +103,33 @@ impl Api {
     /// per user.
     pub fn esb_commands(&self) -> esb::EsbCommands {
         esb::EsbCommands::new(Arc::clone(&self.service), self.limits)
+    }
+
+    /// Stores 1-minute bars made outside the tick stream (the simulated feed's backfill),
+    /// keeping any bar already stored for the same instrument and minute; returns how many
+    /// were written.
+    pub async fn backfill_bars(
+        &self,
+        bars: Vec<oa_marketdata_core::candles::InstrumentBar>,
+    ) -> Result<usize, ApiError> {
+        Ok(self.history.backfill(bars).await?)
+    }
+
+    /// True while 1-minute bars are being recorded from the price source's ticks.
+    pub fn is_recording_bars(&self) -> bool {
+        self.history.is_recording()
+    }
+
+    /// Stops recording bars and stores the ones not stored yet (the current minute's
+    /// included), for a clean shutdown; returns how many that was.
+    pub async fn stop_recording_bars(&self) -> Result<usize, ApiError> {
+        Ok(self.history.stop().await?)
+    }
+
+    /// Deletes stored bars that start before `before` (epoch seconds), as retention does
+    /// every hour; returns how many.
+    pub async fn prune_bars_before(&self, before: i64) -> Result<usize, ApiError> {
+        Ok(self.history.prune_before(before).await?)
     }
 
     /// On first start (no users), creates the default user and returns its key once.
@@ -151,6 +181,40 @@ pub async fn build_with_broker(
     symbols: Arc<dyn SymbolDirectory>,
     live_broker: LiveBrokerFactory,
 ) -> Result<Api, ApiError> {
+    let snapshots = prices.snapshots();
+    assemble(config, publisher, prices, symbols, live_broker, snapshots).await
+}
+
+/// [`build`], recording 1-minute bars from `ticks`: the price cache's updates subscribed
+/// before the feed started (`MarketData::take_updates_since_start`), so that no tick of a
+/// replay is missed while the REST layer starts.
+pub async fn build_recording(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    prices: PriceCache,
+    symbols: Arc<SymbolMaster>,
+    ticks: tokio::sync::broadcast::Receiver<Arc<oa_marketdata_core::PriceSnapshot>>,
+) -> Result<Api, ApiError> {
+    let faults = config.simulator;
+    assemble(
+        config,
+        publisher,
+        Arc::new(prices),
+        Arc::new(symbols),
+        Box::new(move |engine| Arc::new(EngineBroker::simulator(engine, faults))),
+        Some(ticks),
+    )
+    .await
+}
+
+async fn assemble(
+    config: ApiConfig,
+    publisher: EventPublisher,
+    prices: Arc<dyn PriceSource>,
+    symbols: Arc<dyn SymbolDirectory>,
+    live_broker: LiveBrokerFactory,
+    snapshots: Option<tokio::sync::broadcast::Receiver<Arc<oa_marketdata_core::PriceSnapshot>>>,
+) -> Result<Api, ApiError> {
     let (limits, location) = config.validate()?;
     let worker_config = WorkerConfig {
         engine: EngineConfig {
@@ -163,13 +227,16 @@ pub async fn build_with_broker(
     let runtime = tokio::runtime::Handle::current();
     let blocking_error =
         |error: tokio::task::JoinError| ApiError::Store(StoreError::Task(error.to_string()));
-    let (engine, modes) = {
+    let (engine, modes, history) = {
         let publisher = publisher.clone();
         let prices = Arc::clone(&prices);
         let location = location.clone();
+        let history_config = config.history;
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let _guard = runtime.enter();
             let conn = store::open(&location, config.store_sync)?;
+            // The bar store's own connection (opened after the engine's, which migrates).
+            let bars = store::open(&location, config.store_sync)?;
             let modes: HashMap<String, AccountMode> = conn
                 .queries()
                 .load_setting(service::ANALYZE_MODE_SETTING)?
@@ -177,7 +244,8 @@ pub async fn build_with_broker(
                 .map(|(user, value)| (user, AccountMode::from_analyze_flag(value == "true")))
                 .collect();
             let engine = EngineHandle::start(conn, worker_config, prices, publisher)?;
-            Ok((engine, modes))
+            let history = history::History::start(bars, snapshots, &history_config)?;
+            Ok((engine, modes, history))
         })
         .await
         .map_err(blocking_error)??
@@ -212,8 +280,10 @@ pub async fn build_with_broker(
     ));
     let limiters = Limiters::new(limits);
     limiters.spawn_cleanup();
+    let history = Arc::new(history);
     let state = AppState {
         service: Arc::clone(&service),
+        history: Arc::clone(&history),
         keys: keys.clone(),
         body_limit: config.body_limit_bytes,
         in_flight: idempotency::InFlight::default(),
@@ -222,6 +292,7 @@ pub async fn build_with_broker(
         router: routes::router(state, &limiters),
         keys,
         service,
+        history,
         default_user: config.default_user,
         limits,
     })

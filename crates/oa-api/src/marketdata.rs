@@ -66,6 +66,10 @@ impl PriceSource for PriceCache {
             }
         })
     }
+
+    fn snapshots(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<PriceSnapshot>>> {
+        Some(self.subscribe())
+    }
 }
 
 impl SymbolDirectory for SymbolMaster {
@@ -85,6 +89,13 @@ impl SymbolDirectory for SymbolMaster {
         self.lookup(exchange, symbol)
             .map(|instrument| listed(self, instrument))
     }
+
+    fn list(&self, exchange: Option<&str>) -> Vec<ListedSymbol> {
+        self.iter()
+            .filter(|instrument| exchange.is_none_or(|exchange| instrument.exchange == exchange))
+            .map(|instrument| listed(self, instrument))
+            .collect()
+    }
 }
 
 fn listed(master: &SymbolMaster, instrument: &Instrument) -> ListedSymbol {
@@ -98,6 +109,15 @@ fn listed(master: &SymbolMaster, instrument: &Instrument) -> ListedSymbol {
         lot_size: instrument.lot_size,
         tick_size: instrument.tick_size,
         instrument_type: instrument.instrument_type.clone(),
+        expiry: instrument
+            .contract
+            .as_ref()
+            .map(|contract| oa_marketdata_core::option_universe::expiry_label(contract.expiry))
+            .unwrap_or_default(),
+        strike: instrument
+            .contract
+            .as_ref()
+            .map_or(0.0, |contract| contract.strike),
     }
 }
 
@@ -112,5 +132,9 @@ impl<T: SymbolDirectory> SymbolDirectory for Arc<T> {
 
     fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol> {
         (**self).describe(exchange, symbol)
+    }
+
+    fn list(&self, exchange: Option<&str>) -> Vec<ListedSymbol> {
+        (**self).list(exchange)
     }
 }

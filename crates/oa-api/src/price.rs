@@ -108,6 +108,11 @@ pub trait PriceSource: Send + Sync + 'static {
     fn market_data(&self, exchange: &str, symbol: &str) -> Option<MarketData>;
     /// A stream of price events.
     fn updates(&self) -> PriceStream;
+    /// Every update as a full snapshot (the market-data price cache's stream), from which
+    /// the candle history records 1-minute bars. `None` (the default): nothing is recorded.
+    fn snapshots(&self) -> Option<broadcast::Receiver<Arc<oa_marketdata_core::PriceSnapshot>>> {
+        None
+    }
 }
 
 /// Turns a broadcast receiver into a [`PriceStream`], mapping lag to [`PriceEvent::Resync`].

@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -51,6 +51,8 @@ pub(crate) struct AppState {
     pub body_limit: usize,
     /// Idempotency keys whose first request is running.
     pub in_flight: InFlight,
+    /// Candle history (`history`, `ticker`).
+    pub history: Arc<crate::history::History>,
 }
 
 /// A JSON object body, read with JSON errors.
@@ -103,7 +105,7 @@ impl FromRequest<AppState> for ApiBody {
 
 impl AppState {
     /// The user of the body's `apikey`, or 403.
-    async fn authenticate(&self, fields: &Fields) -> Result<String, HttpError> {
+    pub(crate) async fn authenticate(&self, fields: &Fields) -> Result<String, HttpError> {
         let key = fields.string("apikey")?;
         match self.keys.verify_key(&key).await {
             Ok(Some(user)) => Ok(user.user_id),
@@ -570,6 +572,10 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
             ("/symbol", post(symbol)),
             ("/multiquotes", post(multiquotes)),
             ("/intervals", post(intervals)),
+            ("/history", post(crate::history::routes::history)),
+            ("/ticker/{symbol}", get(crate::history::routes::ticker)),
+            ("/expiry", post(crate::contracts::expiry)),
+            ("/instruments", get(crate::contracts::instruments)),
             ("/analyzer", post(analyzer)),
             ("/analyzer/toggle", post(analyzer_toggle)),
             ("/ping", post(ping)),

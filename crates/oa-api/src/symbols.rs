@@ -13,6 +13,13 @@ pub trait SymbolDirectory: Send + Sync + 'static {
 
     /// One instrument (the `symbol` endpoint), `None` when it is not listed.
     fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol>;
+
+    /// Every instrument, of one exchange or of all, in listing order (the `instruments` and
+    /// `expiry` endpoints). Default: none.
+    fn list(&self, exchange: Option<&str>) -> Vec<ListedSymbol> {
+        let _ = exchange;
+        Vec::new()
+    }
 }
 
 /// An instrument as the search and symbol endpoints report it.
@@ -32,6 +39,10 @@ pub struct ListedSymbol {
     pub tick_size: f64,
     /// EQ, INDEX, FUT, CE, PE, ...
     pub instrument_type: String,
+    /// Expiry of a future or option, `DD-MMM-YY` (`30-DEC-25`); empty otherwise.
+    pub expiry: String,
+    /// Strike of an option; 0 otherwise.
+    pub strike: f64,
 }
 
 /// A fixed in-memory directory (embedding and tests).
@@ -81,6 +92,8 @@ impl SymbolDirectory for StaticSymbols {
                 lot_size: *lot_size,
                 tick_size: 0.05,
                 instrument_type: String::new(),
+                expiry: String::new(),
+                strike: 0.0,
             })
             .collect();
         found.sort_by(|a, b| (&a.symbol, &a.exchange).cmp(&(&b.symbol, &b.exchange)));
@@ -98,6 +111,8 @@ impl SymbolDirectory for StaticSymbols {
             lot_size,
             tick_size: 0.05,
             instrument_type: String::new(),
+            expiry: String::new(),
+            strike: 0.0,
         })
     }
 }

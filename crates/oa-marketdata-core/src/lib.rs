@@ -7,6 +7,7 @@
 //! - [`symbols`]: the symbol master (OpenAlgo "master contract");
 //! - [`price_cache`]: the latest LTP / quote / depth per instrument, lock-free reads.
 
+pub mod backfill;
 pub mod candles;
 pub mod option_universe;
 pub mod options;

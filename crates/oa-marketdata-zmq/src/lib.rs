@@ -39,6 +39,6 @@ pub use oa_marketdata_core::{
     Quote, SymbolMaster, SymbolMasterError, SymbolSource, Tick, TickMode, Topic, TopicError,
 };
 #[cfg(feature = "ws")]
-pub use service::{MarketData, MarketDataError, MarketDataStats, start};
+pub use service::{MarketData, MarketDataError, MarketDataStats, feed_instruments, start};
 #[cfg(feature = "ws")]
 pub use ws::{CLOSE_AUTH_TIMEOUT, CLOSE_KEY_REVOKED, CLOSE_PING_TIMEOUT, WsConfig, WsProxy};

@@ -23,7 +23,7 @@ use crate::feed::replay::{ReplayConfig, ReplayFeed};
 use crate::feed::simulated::{SimulatedConfig, SimulatedFeed};
 use crate::feed::{FeedAdapter, FeedError, SubscriptionHint};
 use crate::ws::{ClientStats, ProxyStats, WsConfig, WsError, WsProxy};
-use oa_marketdata_core::price_cache::{CacheUpdate, PriceCache};
+use oa_marketdata_core::price_cache::{CacheUpdate, PriceCache, PriceSnapshot};
 use oa_marketdata_core::symbols::{Instrument, SymbolMaster, SymbolMasterError, SymbolSource};
 use oa_marketdata_core::tick::{Tick, TickMode};
 
@@ -83,6 +83,8 @@ pub struct MarketData {
     hint_task: JoinHandle<()>,
     feed: Option<SharedFeed>,
     coalesced: Arc<AtomicU64>,
+    /// The price cache's updates from before the feed started, until taken.
+    early_updates: Mutex<Option<tokio::sync::broadcast::Receiver<Arc<PriceSnapshot>>>>,
 }
 
 impl std::fmt::Debug for dyn FeedAdapter {
@@ -91,8 +93,9 @@ impl std::fmt::Debug for dyn FeedAdapter {
     }
 }
 
-/// Picks the feed's instruments from `EXCHANGE:SYMBOL` names (all of the master when empty).
-fn feed_instruments(
+/// Picks the feed's instruments from `EXCHANGE:SYMBOL` names (all of the master when empty):
+/// the instruments the simulated feed publishes (`OA_FEED_SYMBOLS`).
+pub fn feed_instruments(
     symbols: &SymbolMaster,
     names: &[String],
 ) -> Result<Vec<Instrument>, MarketDataError> {
@@ -308,6 +311,8 @@ pub async fn start(
             .iter()
             .map(|instrument| (instrument.exchange.as_str(), instrument.symbol.as_str())),
     );
+    // Subscribed before any tick can arrive, for a consumer that must not miss the first ones.
+    let early_updates = Mutex::new(Some(price_cache.subscribe()));
     let coalesced = Arc::new(AtomicU64::new(0));
     let dispatcher = {
         let cache = price_cache.clone();
@@ -376,6 +381,7 @@ pub async fn start(
         hint_task,
         feed,
         coalesced,
+        early_updates,
     })
 }
 
@@ -383,6 +389,15 @@ impl MarketData {
     /// The price cache (a clone sharing the same data).
     pub fn price_cache(&self) -> PriceCache {
         self.price_cache.clone()
+    }
+
+    /// Every price-cache update since the cache was created, before the feed published its
+    /// first tick (the bar recorder records a replay from its first tick). Taken once;
+    /// `None` afterwards. The receiver holds the cache's last 4,096 updates until it is read.
+    pub fn take_updates_since_start(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<PriceSnapshot>>> {
+        self.early_updates.lock().take()
     }
 
     /// The symbol master.

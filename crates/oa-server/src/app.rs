@@ -96,13 +96,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         durable_outbox: kafka_relay.is_some(),
         ..settings.api.clone()
     };
-    let api = oa_api::build(
-        api_config,
-        publisher.clone(),
-        marketdata.price_cache(),
-        marketdata.symbols(),
-    )
-    .await
+    // Bars are recorded from the price cache's first update on, so a replay is recorded
+    // from its first tick even though the feed started before the REST layer.
+    let api = match marketdata.take_updates_since_start() {
+        Some(ticks) => {
+            oa_api::build_recording(
+                api_config,
+                publisher.clone(),
+                marketdata.price_cache(),
+                marketdata.symbols(),
+                ticks,
+            )
+            .await
+        }
+        None => {
+            oa_api::build(
+                api_config,
+                publisher.clone(),
+                marketdata.price_cache(),
+                marketdata.symbols(),
+            )
+            .await
+        }
+    }
     .context("starting the REST layer")?;
     verifier.set(api.verifier());
     // The relay's delivered marks join the engine's group commits from here on, instead of
@@ -110,6 +126,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(outbox) = &relay_outbox {
         outbox.mark_through_engine(api.service().engine().clone());
     }
+    // A new user's strategy finds history to compute indicators on (simulated feed only).
+    let backfill = (settings.marketdata.feed == oa_marketdata_zmq::FeedKind::Simulated
+        && settings.api.history.backfill_days > 0)
+        .then(|| {
+            oa_marketdata_zmq::feed_instruments(
+                &marketdata.symbols(),
+                &settings.marketdata.feed_symbols,
+            )
+            .map(|instruments| {
+                crate::backfill::spawn(
+                    &api,
+                    instruments,
+                    marketdata.price_cache(),
+                    settings.api.history.backfill_days,
+                    settings.marketdata.feed_seed,
+                )
+            })
+        })
+        .transpose()
+        .context("choosing the instruments to backfill")?;
     // Keys rotated or revoked by another process (`oa-server apikey ...`) end their sessions.
     let revocation_watcher = api.keys().spawn_revocation_watcher();
     if let Some(key) = api.ensure_default_user().await? {
@@ -227,6 +263,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(
             "shutdown deadline (OA_SHUTDOWN_TIMEOUT_SECONDS={budget}) reached: cut off the order engine's queued jobs (none of them was acknowledged)"
         );
+    }
+    if let Some(task) = backfill {
+        task.abort();
+    }
+    // The bars of the current minute (and any batch not yet written) reach the store.
+    match deadline.run(api.stop_recording_bars()).await {
+        Some(Ok(_)) => {}
+        Some(Err(error)) => tracing::warn!(%error, "could not store the last recorded bars"),
+        None => tracing::warn!(
+            "shutdown deadline (OA_SHUTDOWN_TIMEOUT_SECONDS={budget}) reached: cut off storing the last recorded bars"
+        ),
     }
     if deadline.run(marketdata.shutdown()).await.is_none() {
         tracing::warn!(

@@ -4,6 +4,7 @@
 
 mod admin;
 mod app;
+mod backfill;
 mod cli;
 mod config;
 mod dashboard;

@@ -187,6 +187,16 @@ impl OrderService {
         Ok(Stored::of(row, claim))
     }
 
+    /// The symbol directory (the symbol master).
+    pub(crate) fn symbol_directory(&self) -> &Arc<dyn SymbolDirectory> {
+        &self.symbols
+    }
+
+    /// True when the symbol master lists the symbol on the exchange.
+    pub(crate) fn is_listed(&self, exchange: Exchange, symbol: &str) -> bool {
+        self.symbols.lot_size(exchange.as_str(), symbol).is_some()
+    }
+
     /// Refuses unknown symbols and quantities that are not whole lots.
     fn check_symbol(
         &self,

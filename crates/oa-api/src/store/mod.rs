@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use oa_events_core::Envelope;
+use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
@@ -463,6 +464,23 @@ pub(crate) trait Queries {
     fn outbox_backlog(&self) -> Result<u64, StoreError>;
     /// Deletes delivered rows created before `cutoff` (RFC 3339); returns how many.
     fn outbox_prune_delivered_before(&self, cutoff: &str) -> Result<usize, StoreError>;
+
+    // -------------------------------------------------------------- 1-minute bars
+
+    /// Writes 1-minute bars; an existing bar of the same instrument and minute is replaced
+    /// when `overwrite` (recorded bars), kept otherwise (backfilled bars). Returns the rows
+    /// written.
+    fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError>;
+    /// The instrument's bars with `from <= time < until` (epoch seconds), oldest first.
+    fn load_bars(
+        &self,
+        exchange: &str,
+        symbol: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Bar>, StoreError>;
+    /// Deletes every bar that starts before `before` (epoch seconds); returns how many.
+    fn prune_bars(&self, before: i64) -> Result<usize, StoreError>;
 }
 
 /// The current time as RFC 3339 text (for `created_at` columns).

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oa_events_core::Envelope;
+use oa_marketdata_core::candles::{Bar, InstrumentBar};
 use parking_lot::Mutex;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
@@ -28,7 +29,8 @@ use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey,
 use crate::types::{Action, OrderStatus, PriceType, Product};
 
 /// Schema migrations, applied in order; `oa_schema_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     user_id     TEXT PRIMARY KEY,
     created_at  TEXT NOT NULL,
@@ -175,7 +177,25 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (user_id, idem_key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ms);
-"#];
+"#,
+    // 1-minute bars recorded from ticks (and backfilled by the simulated feed), served by
+    // `history`; `time` is the bar's start in epoch seconds. Pruned by retention.
+    r#"
+CREATE TABLE bars (
+    exchange    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    time        BIGINT NOT NULL,
+    open        DOUBLE PRECISION NOT NULL,
+    high        DOUBLE PRECISION NOT NULL,
+    low         DOUBLE PRECISION NOT NULL,
+    close       DOUBLE PRECISION NOT NULL,
+    volume      DOUBLE PRECISION NOT NULL,
+    oi          DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (exchange, symbol, time)
+);
+CREATE INDEX bars_time ON bars(time);
+"#,
+];
 
 /// The advisory lock key under which migrations run ("oa" schema lock).
 const MIGRATION_LOCK: i64 = 0x6f61_0001;
@@ -959,6 +979,77 @@ impl<C: GenericClient> Queries for PgQueries<C> {
             "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND created_at < $1",
             &[&cutoff],
         )? as usize)
+    }
+
+    fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError> {
+        // One statement per batch: the columns as arrays, unnested into rows.
+        let mut exchanges = Vec::with_capacity(bars.len());
+        let mut symbols = Vec::with_capacity(bars.len());
+        let mut times = Vec::with_capacity(bars.len());
+        let mut columns: [Vec<f64>; 6] = Default::default();
+        for item in bars {
+            exchanges.push(item.exchange.as_str());
+            symbols.push(item.symbol.as_str());
+            times.push(item.bar.time);
+            let bar = &item.bar;
+            for (column, value) in columns
+                .iter_mut()
+                .zip([bar.open, bar.high, bar.low, bar.close, bar.volume, bar.oi])
+            {
+                column.push(value);
+            }
+        }
+        let sql = if overwrite {
+            "INSERT INTO bars (exchange, symbol, time, open, high, low, close, volume, oi)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[],
+                 $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
+             ON CONFLICT (exchange, symbol, time) DO UPDATE SET open = EXCLUDED.open,
+             high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+             volume = EXCLUDED.volume, oi = EXCLUDED.oi"
+        } else {
+            "INSERT INTO bars (exchange, symbol, time, open, high, low, close, volume, oi)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::float8[],
+                 $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
+             ON CONFLICT (exchange, symbol, time) DO NOTHING"
+        };
+        let [open, high, low, close, volume, oi] = &columns;
+        Ok(self.execute(
+            sql,
+            &[
+                &exchanges, &symbols, &times, open, high, low, close, volume, oi,
+            ],
+        )? as usize)
+    }
+
+    fn load_bars(
+        &self,
+        exchange: &str,
+        symbol: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Bar>, StoreError> {
+        self.query(
+            "SELECT time, open, high, low, close, volume, oi FROM bars
+             WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4 ORDER BY time",
+            &[&exchange, &symbol, &from, &until],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(Bar {
+                time: row.try_get(0)?,
+                open: row.try_get(1)?,
+                high: row.try_get(2)?,
+                low: row.try_get(3)?,
+                close: row.try_get(4)?,
+                volume: row.try_get(5)?,
+                oi: row.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+
+    fn prune_bars(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self.execute("DELETE FROM bars WHERE time < $1", &[&before])? as usize)
     }
 }
 

@@ -9,6 +9,8 @@ use oa_events_core::Envelope;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use oa_marketdata_core::candles::{Bar, InstrumentBar};
+
 use super::{
     Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries, StoreError,
     StoreSync, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
@@ -166,6 +168,23 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (user_id, idem_key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created_ms);
+"#,
+    // 1-minute bars recorded from ticks (and backfilled by the simulated feed), served by
+    // `history`; `time` is the bar's start in epoch seconds. Pruned by retention.
+    r#"
+CREATE TABLE bars (
+    exchange    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    time        INTEGER NOT NULL,
+    open        REAL NOT NULL,
+    high        REAL NOT NULL,
+    low         REAL NOT NULL,
+    close       REAL NOT NULL,
+    volume      REAL NOT NULL,
+    oi          REAL NOT NULL,
+    PRIMARY KEY (exchange, symbol, time)
+) WITHOUT ROWID;
+CREATE INDEX bars_time ON bars(time);
 "#,
 ];
 
@@ -1024,6 +1043,66 @@ impl Queries for Connection {
                 "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND created_at < ?1",
             )?
             .execute([cutoff])?)
+    }
+
+    fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError> {
+        let sql = if overwrite {
+            "INSERT INTO bars (exchange, symbol, time, open, high, low, close, volume, oi)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)
+             ON CONFLICT(exchange, symbol, time) DO UPDATE SET open = ?4, high = ?5, low = ?6,
+             close = ?7, volume = ?8, oi = ?9"
+        } else {
+            "INSERT INTO bars (exchange, symbol, time, open, high, low, close, volume, oi)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(exchange, symbol, time) DO NOTHING"
+        };
+        let mut statement = self.prepare_cached(sql)?;
+        let mut written = 0;
+        for item in bars {
+            let bar = &item.bar;
+            written += statement.execute(params![
+                item.exchange,
+                item.symbol,
+                bar.time,
+                bar.open,
+                bar.high,
+                bar.low,
+                bar.close,
+                bar.volume,
+                bar.oi,
+            ])?;
+        }
+        Ok(written)
+    }
+
+    fn load_bars(
+        &self,
+        exchange: &str,
+        symbol: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Bar>, StoreError> {
+        let mut statement = self.prepare_cached(
+            "SELECT time, open, high, low, close, volume, oi FROM bars
+             WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4 ORDER BY time",
+        )?;
+        let rows = statement.query_map(params![exchange, symbol, from, until], |row| {
+            Ok(Bar {
+                time: row.get(0)?,
+                open: row.get(1)?,
+                high: row.get(2)?,
+                low: row.get(3)?,
+                close: row.get(4)?,
+                volume: row.get(5)?,
+                oi: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn prune_bars(&self, before: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .prepare_cached("DELETE FROM bars WHERE time < ?1")?
+            .execute([before])?)
     }
 }
 

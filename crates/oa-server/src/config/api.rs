@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use oa_api::{ApiConfig, SimulatorConfig, StoreSync};
+use oa_api::{ApiConfig, HistoryConfig, SimulatorConfig, StoreSync};
 
 use super::Checker;
 
@@ -53,6 +53,13 @@ pub(super) fn validate(check: &mut Checker, database_url: &str, pepper: &str) ->
     let store_sync = check
         .one_of("OA_STORE_SYNC", &["full", "normal"])
         .and_then(|value| StoreSync::parse(&value));
+    let history_recording = check.boolean("OA_HISTORY_RECORDING");
+    let history_retention_days = check.number::<u32>(
+        "OA_HISTORY_RETENTION_DAYS",
+        "a whole number of days (0 keeps bars forever)",
+    );
+    let history_backfill_days =
+        check.number::<u32>("OA_HISTORY_BACKFILL_DAYS", "a whole number of trading days");
     let default_user = raw.text("OA_DEFAULT_USER").trim();
     if default_user.is_empty() {
         check
@@ -73,6 +80,11 @@ pub(super) fn validate(check: &mut Checker, database_url: &str, pepper: &str) ->
         default_user: default_user.to_string(),
         default_analyze_mode: default_analyze_mode?,
         store_sync: store_sync?,
+        history: HistoryConfig {
+            recording: history_recording?,
+            retention_days: history_retention_days?,
+            backfill_days: history_backfill_days?,
+        },
         ..ApiConfig::default()
     })
 }

@@ -1,0 +1,397 @@
+//! Candle history: 1-minute bars recorded from ticks into the store (both backends with
+//! `OA_TEST_DATABASE=postgres`), retention, the recording switch, and the `history` and
+//! `ticker` endpoints as upstream serves them (restx_api/history.py, restx_api/ticker.py,
+//! services/history_service.py), including through the official SDK.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+use oa_api::{ApiConfig, HistoryConfig};
+use oa_marketdata_core::candles::{Bar, Interval, Trade, bars_from_trades};
+use oa_marketdata_core::{Quote, Tick};
+use serde_json::{Value, json};
+
+/// 2026-11-30 09:15:00 IST (a Monday).
+const SESSION_OPEN: i64 = 1_796_010_300;
+const DAY: &str = "2026-11-30";
+
+/// A trade tick: last price, the day's cumulative volume, at `time` (epoch seconds).
+fn trade_tick(symbol: &str, time: i64, ltp: f64, volume: f64) -> Tick {
+    let mut tick = Tick::ltp("NSE", symbol, ltp);
+    tick.timestamp = time * 1000;
+    tick.ltt = time * 1000;
+    tick.mode = oa_marketdata_core::TickMode::Quote;
+    tick.quote = Some(Quote {
+        volume,
+        open: ltp,
+        high: ltp,
+        low: ltp,
+        close: ltp,
+        ..Quote::default()
+    });
+    tick
+}
+
+/// Ticks over seven minutes from the session open: (seconds after the open, price, volume).
+const TICKS: &[(i64, f64, f64)] = &[
+    (5, 800.0, 1_000.0),
+    (20, 804.5, 1_010.0),
+    (50, 799.0, 1_025.0),
+    (61, 801.0, 1_030.0),
+    (130, 802.0, 1_040.0),
+    (170, 806.0, 1_060.0),
+    (200, 803.5, 1_061.0),
+    (290, 798.0, 1_100.0),
+    (310, 797.5, 1_150.0),
+    (420, 799.5, 1_160.0),
+];
+
+fn publish(server: &common::Server, symbol: &str) {
+    for (offset, price, volume) in TICKS {
+        server
+            .prices
+            .update(&trade_tick(symbol, SESSION_OPEN + offset, *price, *volume));
+    }
+}
+
+/// The bars the ticks make, computed directly from them (the first tick's volume is the
+/// day's volume before it, so it trades 0).
+fn expected_bars(interval: Interval) -> Vec<Bar> {
+    let mut previous = TICKS[0].2;
+    let trades: Vec<Trade> = TICKS
+        .iter()
+        .map(|(offset, price, volume)| {
+            let quantity = volume - previous;
+            previous = *volume;
+            Trade {
+                time: SESSION_OPEN + offset,
+                price: *price,
+                quantity,
+                oi: 0.0,
+            }
+        })
+        .collect();
+    bars_from_trades(&trades, interval)
+}
+
+/// Polls `sql`'s rows until there are `count` (10 s at most).
+async fn rows_eventually(dir: &common::StoreDir, sql: &str, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = dir.query_rows(sql);
+        if rows.len() >= count || tokio::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const STORED_BARS: &str = "SELECT time || ' ' || open || ' ' || high || ' ' || low || ' ' || close || ' ' || volume FROM bars WHERE symbol = 'SBIN' ORDER BY time";
+
+fn row(bar: &Bar) -> Vec<f64> {
+    vec![
+        bar.time as f64,
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+    ]
+}
+
+fn parse_row(text: &str) -> Vec<f64> {
+    text.split_whitespace()
+        .map(|field| field.trim().parse::<f64>().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_become_stored_minute_bars_in_batches() {
+    let server = common::start().await;
+    assert!(server.api.is_recording_bars());
+    publish(&server, "SBIN");
+    let expected = expected_bars(Interval::Minutes(1));
+    // Every minute but the last one is complete and reaches the store within a flush.
+    let rows = rows_eventually(&server.dir, STORED_BARS, expected.len() - 1).await;
+    let stored: Vec<Vec<f64>> = rows.iter().map(|text| parse_row(text)).collect();
+    let complete: Vec<Vec<f64>> = expected[..expected.len() - 1].iter().map(row).collect();
+    assert_eq!(stored, complete);
+    // Stopping stores the bar of the current minute too.
+    assert_eq!(server.api.stop_recording_bars().await.unwrap(), 1);
+    let stored: Vec<Vec<f64>> = server
+        .dir
+        .query_rows(STORED_BARS)
+        .iter()
+        .map(|text| parse_row(text))
+        .collect();
+    assert_eq!(stored, expected.iter().map(row).collect::<Vec<_>>());
+}
+
+fn with_history(dir: &common::StoreDir, history: HistoryConfig) -> ApiConfig {
+    ApiConfig {
+        history,
+        ..common::config(dir)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_older_than_the_retention_are_pruned() {
+    let first = common::start().await;
+    let now = chrono::Utc::now().timestamp();
+    let old = now - 3 * 86_400;
+    let recent = now - 3_600;
+    for time in [old, recent] {
+        first.dir.execute(&format!(
+            "INSERT INTO bars (exchange, symbol, time, open, high, low, close, volume, oi) VALUES ('NSE', 'INFY', {time}, 1, 1, 1, 1, 0, 0)"
+        ));
+    }
+    let count = "SELECT time FROM bars WHERE symbol = 'INFY' ORDER BY time";
+    assert_eq!(first.dir.query_rows(count).len(), 2);
+    let Server { dir, key, .. } = first;
+    // A retention of 2 days prunes at start and then every hour.
+    let config = with_history(
+        &dir,
+        HistoryConfig {
+            retention_days: 2,
+            ..HistoryConfig::default()
+        },
+    );
+    let second = common::restart(dir, config, key).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while second.dir.query_rows(count).len() > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(second.dir.query_rows(count), vec![recent.to_string()]);
+    // The same deletion on demand.
+    assert_eq!(second.api.prune_bars_before(now).await.unwrap(), 1);
+    assert!(second.dir.query_rows(count).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_can_be_switched_off() {
+    let dir = common::store_dir();
+    let config = with_history(
+        &dir,
+        HistoryConfig {
+            recording: false,
+            ..HistoryConfig::default()
+        },
+    );
+    let server = common::start_with(dir, config).await;
+    assert!(!server.api.is_recording_bars());
+    publish(&server, "SBIN");
+    assert_eq!(server.api.stop_recording_bars().await.unwrap(), 0);
+    assert!(server.dir.query_rows(STORED_BARS).is_empty());
+    let body = server
+        .ok(
+            "history",
+            json!({"symbol": "SBIN", "exchange": "NSE", "interval": "1m",
+                   "start_date": DAY, "end_date": DAY}),
+        )
+        .await;
+    assert_eq!(body["data"], json!([]));
+}
+
+fn candle_json(bar: &Bar) -> Value {
+    json!({
+        "close": bar.close, "high": bar.high, "low": bar.low, "oi": 0,
+        "open": bar.open, "timestamp": bar.time, "volume": bar.volume as i64,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_aggregates_the_recorded_bars_to_every_interval() {
+    let server = common::start().await;
+    publish(&server, "SBIN");
+    for (name, interval) in Interval::ALL {
+        let (status, body) = server
+            .call(
+                "history",
+                json!({"symbol": "sbin", "exchange": "NSE", "interval": name,
+                       "start_date": DAY, "end_date": DAY, "source": "api"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let expected: Vec<Value> = expected_bars(*interval).iter().map(candle_json).collect();
+        assert_eq!(
+            body,
+            json!({"status": "success", "data": expected}),
+            "{name}"
+        );
+    }
+    // Upstream's keys in upstream's (alphabetical) order.
+    let (_, text) = server
+        .post_text(
+            "history",
+            &json!({"apikey": server.key, "symbol": "SBIN", "exchange": "NSE",
+                    "interval": "D", "start_date": DAY, "end_date": DAY}),
+        )
+        .await;
+    assert!(
+        text.starts_with(r#"{"status":"success","data":[{"close":799.5,"high":806.0,"low":797.5,"oi":0,"open":800.0,"timestamp":1795996800,"volume":160}"#),
+        "{text}"
+    );
+    // The day before holds nothing.
+    let body = server
+        .ok(
+            "history",
+            json!({"symbol": "SBIN", "exchange": "NSE", "interval": "5m",
+                   "start_date": "2026-11-29", "end_date": "2026-11-29"}),
+        )
+        .await;
+    assert_eq!(body["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_names_the_field_of_a_bad_request() {
+    let server = common::start().await;
+    let request = |changes: Value| {
+        let mut body = json!({"symbol": "SBIN", "exchange": "NSE", "interval": "5m",
+                              "start_date": DAY, "end_date": DAY});
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                body.as_object_mut().unwrap().remove(name);
+            } else {
+                body[name] = value.clone();
+            }
+        }
+        body
+    };
+    let cases = [
+        (
+            json!({"interval": "7m"}),
+            400,
+            "interval: expected one of 1m, 3m, 5m, 10m, 15m, 30m, 60m, 1h, D, got \"7m\"",
+        ),
+        (
+            json!({"start_date": "30-11-2026"}),
+            400,
+            "start_date: expected a date YYYY-MM-DD, got \"30-11-2026\"",
+        ),
+        (
+            json!({"end_date": "2026-11-01"}),
+            400,
+            "end_date: expected a date on or after start_date 2026-11-30, got 2026-11-01",
+        ),
+        (
+            json!({"end_date": null}),
+            400,
+            "end_date: missing required field (expected a non-empty string)",
+        ),
+        (
+            json!({"source": "broker"}),
+            400,
+            "source: expected one of api, db, got \"broker\"",
+        ),
+        (json!({"exchange": "NASDAQ"}), 400, "exchange: "),
+        (json!({"colour": "red"}), 400, "colour: unknown field"),
+        (
+            json!({"symbol": "NOSUCH"}),
+            400,
+            "Symbol 'NOSUCH' not found for exchange 'NSE'. Please verify the symbol name and ensure master contracts are downloaded.",
+        ),
+    ];
+    for (changes, status, message) in cases {
+        let (got, body) = server.call("history", request(changes.clone())).await;
+        assert_eq!(got, status, "{changes}: {body}");
+        let text = body["message"].as_str().unwrap();
+        assert!(text.starts_with(message), "{changes}: {text}");
+    }
+    let mut body = request(json!({}));
+    body["apikey"] = json!("not-a-key");
+    let (status, body) = server.post("history", body).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"status": "error", "message": "Invalid openalgo apikey"})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticker_serves_json_and_text_candles() {
+    let server = common::start().await;
+    publish(&server, "SBIN");
+    let get = |query: String| {
+        let url = format!(
+            "{}/api/v1/ticker/NSE:SBIN?apikey={}&{query}",
+            server.url, server.key
+        );
+        let client = server.client.clone();
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .map(|value| value.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, kind, response.text().await.unwrap())
+        }
+    };
+    let (status, _, text) = get(format!("interval=5m&from={DAY}&to={DAY}")).await;
+    assert_eq!(status, 200, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let expected: Vec<Value> = expected_bars(Interval::Minutes(5))
+        .iter()
+        .map(candle_json)
+        .collect();
+    assert_eq!(body, json!({"status": "success", "data": expected}));
+    // Text: EXCHANGE:SYMBOL,date,time,open,high,low,close,volume (Indian time).
+    let (status, kind, text) = get(format!("interval=5m&from={DAY}&to={DAY}&format=txt")).await;
+    assert_eq!((status, kind.as_str()), (200, "text/plain"));
+    assert_eq!(
+        text.lines().next(),
+        Some("NSE:SBIN,2026-11-30,09:15:00,800.0,806.0,798.0,798.0,100")
+    );
+    // Daily candles: the date only; the interval defaults to D.
+    let (_, _, text) = get(format!("from={DAY}&to={DAY}&format=txt")).await;
+    assert_eq!(text, "NSE:SBIN,2026-11-30,800.0,806.0,797.5,799.5,160");
+    let (status, _, text) = get(format!("interval=2w&from={DAY}&to={DAY}")).await;
+    assert_eq!(status, 400, "{text}");
+    let (status, _, text) = get("interval=D&from=2026-11-30".to_string()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("end_date: missing"), "{text}");
+}
+
+/// The official SDK's `client.history(...)` returns a DataFrame with upstream's columns and
+/// the candles of the ticks this test published (tests/python/history_sdk.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_gets_a_dataframe_of_the_published_ticks() {
+    let server = common::start().await;
+    publish(&server, "SBIN");
+    let mut intervals = serde_json::Map::new();
+    for (name, interval) in [
+        ("1m", Interval::Minutes(1)),
+        ("5m", Interval::Minutes(5)),
+        ("15m", Interval::Minutes(15)),
+        ("D", Interval::Day),
+    ] {
+        let rows: Vec<Value> = expected_bars(interval)
+            .iter()
+            .map(|bar| json!([bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume]))
+            .collect();
+        intervals.insert(name.to_string(), Value::from(rows));
+    }
+    let expected =
+        json!({"symbol": "SBIN", "exchange": "NSE", "date": DAY, "intervals": intervals});
+    let env = [
+        ("OA_HOST", server.url.clone()),
+        ("OA_APIKEY", server.key.clone()),
+        ("OA_HISTORY_EXPECTED", expected.to_string()),
+    ];
+    let output =
+        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("history_sdk.py", &env))
+            .await
+            .unwrap();
+    match output {
+        Ok(stdout) => assert!(stdout.contains("all history SDK checks passed"), "{stdout}"),
+        Err(error) => panic!("{error:#}"),
+    }
+}
