@@ -1,0 +1,205 @@
+//! Candle history: `history` over HTTP for one symbol with a year of 1-minute bars in the
+//! store, and the tick path (`PriceCache::update`) with bar recording on and off.
+//!
+//! ```text
+//! cargo bench -p oa-api --bench history   # OA_BENCH_DATABASE_URL (a temporary SQLite file)
+//! ```
+//!
+//! Prints a table: per query, the bars read, the candles returned and p50/p99 latency; per
+//! recording setting, p50/p99/p99.9 of one tick's cache update.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oa_api::{ApiConfig, HistoryConfig};
+use oa_events_core::EventPublisher;
+use oa_marketdata_core::backfill::{session_minutes, simulated_minute_bars};
+use oa_marketdata_core::candles::InstrumentBar;
+use oa_marketdata_core::{PriceCache, Quote, SymbolMaster, Tick};
+use serde_json::json;
+
+const PEPPER: &str = "bench-pepper-bench-pepper-bench-pepper";
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{address}")
+}
+
+async fn api(database_url: String, recording: bool, prices: PriceCache) -> oa_api::Api {
+    let config = ApiConfig {
+        database_url,
+        api_key_pepper: PEPPER.to_string(),
+        api_rate_limit: "100000 per second".to_string(),
+        history: HistoryConfig {
+            recording,
+            retention_days: 0,
+            backfill_days: 0,
+        },
+        ..ApiConfig::default()
+    };
+    oa_api::build(
+        config,
+        EventPublisher::builder().build(),
+        prices,
+        Arc::new(SymbolMaster::bundled()),
+    )
+    .await
+    .unwrap()
+}
+
+/// A year of bars for NSE:SBIN: 250 sessions of 375 minutes, or every minute of 365 days.
+fn year_of_bars(every_minute: bool) -> Vec<InstrumentBar> {
+    let master = SymbolMaster::bundled();
+    let sbin = master.lookup("NSE", "SBIN").unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let minutes: Vec<i64> = if every_minute {
+        let start = now / 60 * 60 - 365 * 86_400;
+        (0..365 * 1440).map(|minute| start + minute * 60).collect()
+    } else {
+        session_minutes(250, now)
+    };
+    simulated_minute_bars(sbin, 812.5, &minutes, 7)
+}
+
+async fn history_latency(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    interval: &str,
+    days: i64,
+) -> (usize, f64, f64) {
+    let today = chrono::Utc::now().date_naive();
+    let body = json!({"apikey": key, "symbol": "SBIN", "exchange": "NSE", "interval": interval,
+                      "start_date": (today - chrono::Duration::days(days)).to_string(),
+                      "end_date": today.to_string()});
+    let mut samples = Vec::new();
+    let mut candles = 0;
+    for round in 0..23 {
+        let started = Instant::now();
+        let response = client
+            .post(format!("{url}/api/v1/history"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let bytes = response.bytes().await.unwrap();
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        candles = value["data"].as_array().map_or(0, Vec::len);
+        if round >= 3 {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    (
+        candles,
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+    )
+}
+
+/// Latency of `PriceCache::update` for ticks of 40 instruments at about `rate` per second.
+fn tick_path(prices: &PriceCache, seconds: f64, rate: f64) -> Vec<f64> {
+    let symbols: Vec<String> = (0..40).map(|index| format!("SYM{index}")).collect();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut sent = 0u64;
+    let mut price = 100.0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let symbol = &symbols[(sent % 40) as usize];
+            price += if sent.is_multiple_of(3) { 0.05 } else { -0.04 };
+            let mut tick = Tick::ltp("NSE", symbol.as_str(), price);
+            tick.quote = Some(Quote {
+                volume: sent as f64,
+                ..Quote::default()
+            });
+            let begin = Instant::now();
+            prices.update(&tick);
+            samples.push(begin.elapsed().as_secs_f64() * 1e6);
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        println!("| query (one symbol, SQLite) | 1-minute bars stored | candles returned | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|---:|");
+        for (label, every_minute) in [("a year of sessions", false), ("365 x 24 h", true)] {
+            let file = dir.path().join(format!("history-{every_minute}.db"));
+            let url = std::env::var("OA_BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| format!("sqlite:///{}", file.display()));
+            let api = api(url, false, PriceCache::new()).await;
+            let key = api.ensure_default_user().await.unwrap().unwrap();
+            let bars = year_of_bars(every_minute);
+            let stored = bars.len();
+            for chunk in bars.chunks(50_000) {
+                api.backfill_bars(chunk.to_vec()).await.unwrap();
+            }
+            let url = serve(api.router()).await;
+            let client = reqwest::Client::new();
+            for (interval, days) in [("D", 366), ("1h", 366), ("1m", 366), ("5m", 30), ("1m", 5)] {
+                let (candles, p50, p99) =
+                    history_latency(&client, &url, &key, interval, days).await;
+                println!(
+                    "| {label}: {interval} over {days} days | {stored} | {candles} | {p50:.1} | {p99:.1} |"
+                );
+            }
+        }
+        println!();
+        println!("| tick path (PriceCache::update, 2,000 ticks/s, 40 symbols) | ticks | p50 us | p99 us | p99.9 us |");
+        println!("|---|---:|---:|---:|---:|");
+        for recording in [false, true] {
+            let file = dir.path().join(format!("ticks-{recording}.db"));
+            let prices = PriceCache::new();
+            let api = api(
+                format!("sqlite:///{}", file.display()),
+                recording,
+                prices.clone(),
+            )
+            .await;
+            let samples = tokio::task::spawn_blocking({
+                let prices = prices.clone();
+                move || tick_path(&prices, 10.0, 2_000.0)
+            })
+            .await
+            .unwrap();
+            println!(
+                "| recording {} | {} | {:.2} | {:.2} | {:.2} |",
+                if recording { "on" } else { "off" },
+                samples.len(),
+                percentile(&samples, 0.5),
+                percentile(&samples, 0.99),
+                percentile(&samples, 0.999)
+            );
+            api.stop_recording_bars().await.unwrap();
+        }
+    });
+}
