@@ -167,6 +167,9 @@ pub struct ApiConfig {
     /// `OA_STORE_SYNC`: how hard a commit waits for the disk (default `full`: an
     /// acknowledged order survives a power loss; `normal` survives a process crash only).
     pub store_sync: crate::store::StoreSync,
+    /// Start the order engine as a standby `core`: writes are refused until it leads
+    /// ([`crate::leadership`]). Default false.
+    pub standby: bool,
 }
 
 impl Default for ApiConfig {
@@ -188,6 +191,7 @@ impl Default for ApiConfig {
             default_analyze_mode: false,
             engine_queue_capacity: 8192,
             store_sync: crate::store::StoreSync::Full,
+            standby: false,
         }
     }
 }

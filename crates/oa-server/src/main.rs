@@ -10,6 +10,7 @@ mod dashboard;
 mod esb;
 mod http;
 mod late_verifier;
+mod leader;
 mod outbox;
 mod shutdown;
 mod telemetry;
