@@ -65,15 +65,31 @@ impl TestServer {
     /// Starts the server with ports 0 and the given extra environment, and waits until it
     /// reports ready (up to 60 s).
     pub fn start(env: &[(&str, &str)]) -> anyhow::Result<TestServer> {
+        TestServer::start_inner(env, String::new())
+    }
+
+    /// Starts another server on the store an earlier one created (its `DATABASE_URL` in
+    /// `env`, PostgreSQL): no first-start key is printed, `admin_key` is the earlier one's.
+    pub fn start_sharing(env: &[(&str, &str)], admin_key: &str) -> anyhow::Result<TestServer> {
+        TestServer::start_inner(env, admin_key.to_string())
+    }
+
+    fn start_inner(env: &[(&str, &str)], admin_key: String) -> anyhow::Result<TestServer> {
         let data_dir = tempfile::tempdir().context("creating a data directory")?;
         let log_path = data_dir.path().join("server.log");
-        let database = format!("sqlite:///{}", data_dir.path().join("oa.db").display());
+        let database = env
+            .iter()
+            .find(|(name, _)| *name == "DATABASE_URL")
+            .map_or_else(
+                || format!("sqlite:///{}", data_dir.path().join("oa.db").display()),
+                |(_, url)| url.to_string(),
+            );
         let events = EventRoute::for_server(env);
         let mut server = TestServer {
             child: None,
             data_dir,
             addresses: HashMap::new(),
-            admin_key: String::new(),
+            admin_key,
             events,
             log_path,
             database_url: database,
@@ -390,6 +406,20 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the running process without waiting for anything.
+    pub fn send_signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("the server is not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
     }
 
     /// The server process's id, while it runs.

@@ -40,7 +40,9 @@ pub enum BrokerError {
 impl From<StoreError> for BrokerError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::WritesStopped(reason) => BrokerError::WritesStopped(reason),
+            StoreError::WritesStopped(reason) | StoreError::Fenced(reason) => {
+                BrokerError::WritesStopped(reason)
+            }
             error => BrokerError::Unavailable(error.to_string()),
         }
     }

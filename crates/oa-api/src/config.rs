@@ -206,6 +206,9 @@ pub struct ApiConfig {
     pub store_sync: crate::store::StoreSync,
     /// Candle history: recording, retention, backfill.
     pub history: HistoryConfig,
+    /// Start the order engine as a standby `core`: writes are refused until it leads
+    /// ([`crate::leadership`]). Default false.
+    pub standby: bool,
 }
 
 impl Default for ApiConfig {
@@ -228,6 +231,7 @@ impl Default for ApiConfig {
             engine_queue_capacity: 8192,
             store_sync: crate::store::StoreSync::Full,
             history: HistoryConfig::default(),
+            standby: false,
         }
     }
 }

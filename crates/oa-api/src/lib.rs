@@ -22,6 +22,7 @@ mod journal;
 #[cfg(feature = "kafka")]
 pub mod kafka_outbox;
 mod keys;
+pub mod leadership;
 mod marketdata;
 pub mod outbox;
 mod price;
@@ -223,6 +224,7 @@ async fn assemble(
         },
         durable_outbox: config.durable_outbox,
         queue_capacity: config.engine_queue_capacity,
+        standby: config.standby,
     };
     let runtime = tokio::runtime::Handle::current();
     let blocking_error =

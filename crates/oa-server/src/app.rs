@@ -6,21 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use oa_api::outbox::OutboxTable;
+use oa_api::leadership::Leadership;
 use oa_events_core::{EventPublisher, SinkOptions};
-use oa_events_kafka::{
-    EsbAuth, EsbConsumer, EsbOptions, EsbSecurity, KafkaConfig, KafkaError, KafkaRelay,
-};
+use oa_events_kafka::{EsbAuth, EsbConsumer, EsbOptions, EsbSecurity, KafkaConfig, KafkaError};
 use oa_events_socketio::SocketIoSink;
 use serde_json::json;
 
-use crate::config::Settings;
+use crate::config::{Role, Settings};
 use crate::esb::StoreExecutor;
 use crate::http;
 use crate::late_verifier::LateVerifier;
+use crate::leader::LeaderServices;
 use crate::shutdown::{Deadline, InFlightRequests};
 use crate::telemetry;
-use oa_api::kafka_outbox::StoreOutbox;
 
 /// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
 const BROKER_NAME: &str = "simulator";
@@ -28,6 +26,11 @@ const BROKER_NAME: &str = "simulator";
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
+    if settings.role == Role::Edge {
+        bail!(
+            "OA_ROLE=edge is not available in this build yet: run edges as OA_ROLE=all processes for now (docs/scaling.md)"
+        );
+    }
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     if settings.pepper_is_default {
         tracing::warn!(
@@ -55,9 +58,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         socketio_layer = Some((layer, sink.clone()));
         publisher_builder = publisher_builder.sink(sink, sink_options);
     }
-    let mut kafka_relay = None;
-    let mut relay_outbox = None;
-    let mut outbox_maintenance = None;
+    // The relay and the ESB consumer run in one process at a time: at once in an `all`
+    // process, once it leads in a `core`.
+    let leader_services = Arc::new(LeaderServices::default());
     if let Some(kafka) = &settings.kafka {
         tracing::info!(
             brokers = %kafka.bootstrap_list(),
@@ -65,17 +68,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "Kafka settings"
         );
         check_kafka_topic(kafka).await?;
-        let location = oa_api::parse_database_url(&settings.api.database_url)?;
-        let table = OutboxTable::open(&location).context("opening the outbox table")?;
-        let outbox = StoreOutbox::new(table);
-        outbox_maintenance = Some(settings.outbox.spawn(&outbox));
-        relay_outbox = Some(outbox.clone());
-        let relay = Arc::new(
-            KafkaRelay::spawn(kafka.clone(), Arc::new(outbox))
-                .context("starting the Kafka relay")?,
-        );
-        publisher_builder = publisher_builder.sink(relay.sink(), sink_options);
-        kafka_relay = Some(relay);
+        if settings.role == Role::All {
+            leader_services.start_relay(&settings)?;
+        }
+        publisher_builder = publisher_builder.sink(leader_services.sink(), sink_options);
     }
     let publisher = publisher_builder.build();
 
@@ -93,7 +89,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // With Kafka, an order's events are written to the outbox in the order's own
     // transaction: an acknowledged order's events survive a broker outage or a crash.
     let api_config = oa_api::ApiConfig {
-        durable_outbox: kafka_relay.is_some(),
+        durable_outbox: settings.kafka.is_some(),
+        standby: settings.role == Role::Core,
         ..settings.api.clone()
     };
     // Bars are recorded from the price cache's first update on, so a replay is recorded
@@ -123,9 +120,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     verifier.set(api.verifier());
     // The relay's delivered marks join the engine's group commits from here on, instead of
     // waiting for SQLite's write lock behind them.
-    if let Some(outbox) = &relay_outbox {
-        outbox.mark_through_engine(api.service().engine().clone());
-    }
+    leader_services.mark_through_engine(api.service().engine().clone());
     // A new user's strategy finds history to compute indicators on (simulated feed only).
     let backfill = (settings.marketdata.feed == oa_marketdata_zmq::FeedKind::Simulated
         && settings.api.history.backfill_days > 0)
@@ -157,23 +152,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // The ESB consumer runs commands from external systems through the same order service,
     // only when they are authenticated (signing keys) or explicitly trusted.
-    let (esb_consumer, esb_health) = match (&settings.kafka, &settings.esb) {
-        (Some(kafka), Some(security)) => start_esb(kafka, security, &api)?,
-        _ => (None, None),
+    // A core campaigns for the lead (docs/scaling.md); it starts them when it leads.
+    let leadership = match settings.role {
+        Role::All => {
+            leader_services.start_esb(&settings, &api)?;
+            None
+        }
+        Role::Core | Role::Edge => Some(campaign(&settings, http_addr, &api, &leader_services)?),
     };
 
     let health = http::HealthInfo {
         started,
+        role: settings.role,
         event_mode: settings.event_mode,
         publisher: publisher.clone(),
         layers: vec![
             ("rest", true),
             ("socketio", socketio_layer.is_some()),
-            ("kafka", kafka_relay.is_some()),
+            ("kafka", settings.kafka.is_some()),
             ("marketdata", true),
         ],
-        kafka_relay: kafka_relay.clone(),
-        esb: esb_health,
+        leader_services: Arc::clone(&leader_services),
         engine: api.service().engine().clone(),
     };
     // One tracing span per HTTP request (RUST_LOG=tower_http=debug shows them).
@@ -197,10 +196,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown_budget = settings.shutdown_timeout;
     let (deadline_sender, deadline) = Deadline::new(shutdown_budget);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = deadline_sender.send(Some(tokio::time::Instant::now() + shutdown_budget));
-    });
+    // A core that lost the lead shuts down as on SIGTERM (its engine already refuses
+    // writes) and exits with an error, for its supervisor to start it again as a standby.
+    let lost_lead: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
+    {
+        let mut leadership = leadership.clone();
+        let lost_lead = Arc::clone(&lost_lead);
+        tokio::spawn(async move {
+            match leadership.as_mut() {
+                Some(leadership) => tokio::select! {
+                    () = wait_for_signal() => {}
+                    reason = leadership.lost() => *lost_lead.lock() = Some(reason),
+                },
+                None => wait_for_signal().await,
+            }
+            let _ = deadline_sender.send(Some(tokio::time::Instant::now() + shutdown_budget));
+        });
+    }
     // Long-lived Socket.IO connections would hold the graceful HTTP shutdown open: close
     // them first (clients see a normal disconnect and reconnect with their offset).
     let http_shutdown = {
@@ -253,9 +265,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         "shutting down: stopping the ESB consumer, finishing the order engine's queue, stopping market data, then draining event sinks"
     );
-    if let Some(consumer) = esb_consumer {
-        consumer.shutdown(deadline.remaining()).await;
-    }
+    leader_services.stop_esb(deadline.remaining()).await;
     // Every job queued before this one has committed (or failed) once it answers; nothing
     // is acknowledged before its commit, so cutting this off loses no acknowledged order.
     let engine = api.service().engine().clone();
@@ -284,20 +294,59 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if left > 0 {
         tracing::warn!(left, "events still queued at shutdown were not delivered");
     }
-    if let Some(task) = outbox_maintenance {
-        task.abort();
-    }
-    if let Some(relay) = kafka_relay {
-        // Undelivered rows stay in the outbox and are sent after the next start.
-        relay.shutdown(deadline.remaining()).await;
+    // Undelivered rows stay in the outbox and are sent after the next start.
+    leader_services.stop_relay(deadline.remaining()).await;
+    // The lock session ends with the process at the latest; a standby takes over.
+    drop(leadership);
+    if let Some(reason) = lost_lead.lock().take() {
+        bail!("{reason}");
     }
     tracing::info!("oa-server stopped");
     Ok(())
 }
 
+/// Campaigns for the lead of a `core` (its engine was started as a standby); once it leads,
+/// starts the Kafka relay and the ESB consumer.
+fn campaign(
+    settings: &Settings,
+    http_addr: std::net::SocketAddr,
+    api: &oa_api::Api,
+    services: &Arc<LeaderServices>,
+) -> anyhow::Result<Leadership> {
+    let location = oa_api::parse_database_url(&settings.api.database_url)?;
+    let holder = format!("oa-server pid {} (http {http_addr})", std::process::id());
+    let leadership = Leadership::campaign(&location, holder, api.service().engine().clone())
+        .context("OA_ROLE=core")?;
+    tracing::info!("OA_ROLE=core: standing by until this core takes the lead");
+    let mut waiting = leadership.clone();
+    let (settings, api, services) = (settings.clone(), api.clone(), Arc::clone(services));
+    tokio::spawn(async move {
+        let epoch = match waiting.leading().await {
+            Ok(epoch) => epoch,
+            Err(reason) => {
+                tracing::error!(%reason, "this core will not lead");
+                return;
+            }
+        };
+        tracing::info!(
+            epoch,
+            "this core leads: state reloaded; starting the Kafka relay and the ESB consumer"
+        );
+        let started = services
+            .start_relay(&settings)
+            .and_then(|()| services.start_esb(&settings, &api));
+        if let Err(error) = started {
+            tracing::error!(
+                "this core leads but cannot start the relay or the ESB consumer: {error:#}"
+            );
+        }
+    });
+    Ok(leadership)
+}
+
 /// Starts the ESB consumer when its security settings allow, logging once (loudly) when
 /// unsigned commands are trusted and when the consumer stays off.
-fn start_esb(
+pub(crate) fn start_esb(
     kafka: &KafkaConfig,
     security: &EsbSecurity,
     api: &oa_api::Api,

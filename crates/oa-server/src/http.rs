@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oa_events_core::{EventMode, EventPublisher};
-use oa_events_kafka::{EsbMonitor, EsbSecurity, KafkaRelay};
+use oa_events_kafka::{EsbMonitor, EsbSecurity};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -21,14 +21,15 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone)]
 pub struct HealthInfo {
     pub started: Instant,
+    /// `OA_ROLE`.
+    pub role: crate::config::Role,
     pub event_mode: EventMode,
     pub publisher: EventPublisher,
     /// Layers running in this process (name, running).
     pub layers: Vec<(&'static str, bool)>,
-    /// The Kafka relay, in KAFKA and BOTH modes.
-    pub kafka_relay: Option<Arc<KafkaRelay>>,
-    /// The ESB consumer's state, in KAFKA and BOTH modes.
-    pub esb: Option<EsbHealth>,
+    /// The Kafka relay and the ESB consumer, once started (KAFKA and BOTH modes; a core
+    /// starts them when it leads).
+    pub leader_services: Arc<crate::leader::LeaderServices>,
     /// The order engine (writes stop when its state cannot be reloaded).
     pub engine: oa_api::EngineHandle,
 }
@@ -105,7 +106,9 @@ pub fn ops_router(health: HealthInfo, metrics: PrometheusHandle) -> Router {
 }
 
 /// `/health`: 200 with `"status": "ok"`, or 503 with `"status": "degraded"` and the reason
-/// while the order engine does not take writes (reads still work).
+/// while the order engine does not take writes (reads still work), or 503 with
+/// `"status": "standby"` on a core that does not lead (`role`: `all`, `leader`, `standby`),
+/// so that a load balancer's health check sends traffic to the leader only.
 async fn health_handler(State(state): State<OpsState>) -> Response {
     let info = &state.health;
     let layers: serde_json::Map<String, serde_json::Value> = info
@@ -126,7 +129,7 @@ async fn health_handler(State(state): State<OpsState>) -> Response {
             })
         })
         .collect();
-    let kafka = info.kafka_relay.as_ref().map(|relay| {
+    let kafka = info.leader_services.relay().map(|relay| {
         let stats = relay.stats();
         json!({
             "connected": stats.connected,
@@ -137,9 +140,16 @@ async fn health_handler(State(state): State<OpsState>) -> Response {
         })
     });
     let stopped = info.engine.writes_stopped();
-    let (code, status) = match stopped {
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
-        None => (StatusCode::OK, "ok"),
+    let standby = info.engine.is_standby();
+    let (code, status) = match (&stopped, standby) {
+        (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "standby"),
+        (Some(_), false) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        (None, false) => (StatusCode::OK, "ok"),
+    };
+    let role = match (info.role, standby) {
+        (crate::config::Role::All, _) => "all",
+        (_, true) => "standby",
+        (_, false) => "leader",
     };
     let engine = json!({
         "writes": if stopped.is_some() { "stopped" } else { "accepted" },
@@ -147,6 +157,7 @@ async fn health_handler(State(state): State<OpsState>) -> Response {
     });
     let body = Json(json!({
         "status": status,
+        "role": role,
         "engine": engine,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": info.started.elapsed().as_secs(),
@@ -154,7 +165,7 @@ async fn health_handler(State(state): State<OpsState>) -> Response {
         "layers": layers,
         "event_sinks": sinks,
         "kafka": kafka,
-        "esb": info.esb.as_ref().map(EsbHealth::to_json),
+        "esb": info.leader_services.esb_health().map(EsbHealth::to_json),
     }));
     (code, body).into_response()
 }

@@ -11,6 +11,7 @@ mod dashboard;
 mod esb;
 mod http;
 mod late_verifier;
+mod leader;
 mod outbox;
 mod shutdown;
 mod telemetry;

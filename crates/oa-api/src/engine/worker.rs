@@ -17,9 +17,16 @@
 //! are refused with [`StoreError::WritesStopped`], price updates are ignored, and read jobs
 //! ([`EngineHandle::read`]) still answer from memory. The reload is retried every
 //! [`RELOAD_RETRY`] while messages arrive; once it succeeds, writes resume.
+//!
+//! Standby (`OA_ROLE=core`, see [`crate::leadership`]): a core that does not lead refuses
+//! writes the same way (no reload is tried) until [`EngineHandle`]'s `lead` hands it a
+//! leadership epoch: it then reloads its whole state from the store and checks that epoch in
+//! every write transaction. A transaction refused by that check (another core took over)
+//! puts the engine back in standby.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -118,9 +125,19 @@ enum Access {
 
 enum Message {
     Job(Job, Access),
-    Price { exchange: String, symbol: String },
+    Price {
+        exchange: String,
+        symbol: String,
+    },
     Resync,
+    /// Take the lead in this leadership epoch: reload from the store, then take writes.
+    Lead(i64, oneshot::Sender<Result<(), StoreError>>),
+    /// Stop taking writes: another core leads (or may).
+    StandBy(String),
 }
+
+/// Why a standby core refuses writes.
+pub(crate) const STANDBY_REASON: &str = "This oa core is a standby: another core leads and takes the writes (send requests to the leader; /health answers 200 there)";
 
 /// Why the worker stopped taking writes, if it did (shared with every handle).
 type StopReason = Arc<RwLock<Option<String>>>;
@@ -134,6 +151,7 @@ pub struct EngineHandle {
     sender: mpsc::Sender<Message>,
     log_counts: LogCounts,
     stopped: StopReason,
+    standby: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -151,6 +169,8 @@ pub(crate) struct WorkerConfig {
     pub durable_outbox: bool,
     /// Queue capacity.
     pub queue_capacity: usize,
+    /// Start as a standby: refuse writes until `EngineHandle::lead`.
+    pub standby: bool,
 }
 
 fn now_ms() -> i64 {
@@ -212,7 +232,9 @@ impl EngineHandle {
                 .collect(),
         ));
         let watched: Arc<RwLock<HashSet<(String, String)>>> = Arc::default();
-        let stopped: StopReason = Arc::default();
+        let standby = config.standby;
+        let stopped: StopReason =
+            Arc::new(RwLock::new(standby.then(|| STANDBY_REASON.to_string())));
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(16));
         let sqlite_path = db.sqlite_path();
         let worker = Worker {
@@ -226,6 +248,7 @@ impl EngineHandle {
             session_start: session_start_ms(now_ms()),
             alive: Arc::new(()),
             stopped: Arc::clone(&stopped),
+            standby: Arc::new(AtomicBool::new(standby)),
             last_reload: Instant::now(),
             last_prune_ms: 0,
         };
@@ -233,6 +256,7 @@ impl EngineHandle {
         if let Some(path) = sqlite_path {
             spawn_checkpointer(path, Arc::downgrade(&worker.alive))?;
         }
+        let standby = Arc::clone(&worker.standby);
         std::thread::Builder::new()
             .name("oa-order-engine".to_string())
             .spawn(move || worker.run(receiver))
@@ -245,7 +269,31 @@ impl EngineHandle {
             sender,
             log_counts,
             stopped,
+            standby,
         })
+    }
+
+    /// Takes the lead in leadership `epoch` (from a blocking thread): the worker reloads its
+    /// state from the store and takes writes, each checked against `epoch`. Returns once
+    /// it does, or why it cannot.
+    pub(crate) fn lead_blocking(&self, epoch: i64) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .blocking_send(Message::Lead(epoch, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops taking writes at once (leadership lost), with `reason` as the refusal.
+    pub(crate) fn stand_by_blocking(&self, reason: String) {
+        self.standby.store(true, Ordering::SeqCst);
+        *self.stopped.write() = Some(reason.clone());
+        let _ = self.sender.blocking_send(Message::StandBy(reason));
+    }
+
+    /// True while this engine is a standby core's (writes refused until it leads).
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::SeqCst)
     }
 
     /// Runs `job` on the worker inside a transaction and returns its value once committed.
@@ -349,6 +397,8 @@ struct Worker {
     alive: Arc<()>,
     /// Set while writes are refused (see the module documentation).
     stopped: StopReason,
+    /// True while this is a standby core's engine: writes refused, no reload tried.
+    standby: Arc<AtomicBool>,
     /// When the engine was last reloaded or a reload last tried.
     last_reload: Instant,
     /// When expired idempotency records were last pruned (epoch ms).
@@ -494,7 +544,60 @@ impl Worker {
         }
     }
 
+    /// Applies the batch's leadership messages, in order, before its other messages.
+    fn apply_leadership(&mut self, batch: &mut Vec<Message>) {
+        if !batch
+            .iter()
+            .any(|message| matches!(message, Message::Lead(..) | Message::StandBy(_)))
+        {
+            return;
+        }
+        let mut others = Vec::with_capacity(batch.len());
+        for message in batch.drain(..) {
+            match message {
+                Message::Lead(epoch, reply) => {
+                    self.db.set_fence(Some(epoch));
+                    self.reload("taking the lead");
+                    let outcome = match self.stopped.read().clone() {
+                        Some(reason) => Err(StoreError::WritesStopped(reason)),
+                        None => {
+                            // Only now: until here /health said standby, not degraded.
+                            self.standby.store(false, Ordering::SeqCst);
+                            tracing::info!(
+                                epoch,
+                                "order engine leads: state reloaded from the store"
+                            );
+                            Ok(())
+                        }
+                    };
+                    let _ = reply.send(outcome);
+                }
+                Message::StandBy(reason) => self.stand_by(reason),
+                other => others.push(other),
+            }
+        }
+        *batch = others;
+    }
+
+    /// Refuses writes from now on, with `reason`, until the next `Lead`.
+    fn stand_by(&mut self, reason: String) {
+        if !self.standby.swap(true, Ordering::SeqCst) {
+            tracing::warn!(%reason, "order engine stands by: writes refused");
+        }
+        *self.stopped.write() = Some(reason);
+    }
+
     fn process(&mut self, batch: &mut Vec<Message>) {
+        self.apply_leadership(batch);
+        if self.standby.load(Ordering::SeqCst) {
+            let reason = self
+                .stopped
+                .read()
+                .clone()
+                .unwrap_or_else(|| STANDBY_REASON.to_string());
+            self.serve_stopped(batch, &reason);
+            return;
+        }
         let stopped = self.stopped.read().clone();
         if let Some(reason) = stopped {
             if self.last_reload.elapsed() >= RELOAD_RETRY {
@@ -519,6 +622,15 @@ impl Worker {
         }
         let mut outputs = Outputs::default();
         let result = self.apply(batch, now, &mut outputs);
+        // A transaction that failed before its work ran (its BEGIN, or the leadership fence)
+        // left the batch untouched: its jobs get the error too.
+        if result.is_err() {
+            for message in batch.drain(..) {
+                if let Message::Job(job, _) = message {
+                    outputs.completions.push(job(None));
+                }
+            }
+        }
         match result {
             Ok(()) => {
                 for envelope in outputs.envelopes {
@@ -535,6 +647,15 @@ impl Worker {
                 }
                 for completion in outputs.completions {
                     completion(Ok(()));
+                }
+            }
+            Err(StoreError::Fenced(reason)) => {
+                // Another core leads: nothing of the batch committed, and nothing more will.
+                tracing::error!(%reason, "order engine deposed: its write transaction was fenced");
+                metrics::counter!("oa_engine_fenced_writes_total").increment(1);
+                self.stand_by(reason.clone());
+                for completion in outputs.completions {
+                    completion(Err(Failure::WritesStopped(reason.clone())));
                 }
             }
             Err(error) => {
@@ -601,6 +722,8 @@ impl Worker {
                         engine.resync(prices.as_ref(), now);
                         Vec::new()
                     }
+                    // Taken out of the batch by `apply_leadership` before it runs.
+                    Message::Lead(..) | Message::StandBy(_) => Vec::new(),
                 };
                 let changes = engine.take_changes();
                 outputs.resting_changed |= changes.watched_changed;

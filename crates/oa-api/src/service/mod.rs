@@ -100,7 +100,7 @@ pub(crate) fn writes_stopped(reason: &str) -> HttpError {
 /// Maps a store error to its HTTP error (503 while writes are stopped, else 500).
 pub(crate) fn store_error(error: StoreError) -> HttpError {
     match error {
-        StoreError::WritesStopped(reason) => writes_stopped(&reason),
+        StoreError::WritesStopped(reason) | StoreError::Fenced(reason) => writes_stopped(&reason),
         error => HttpError::internal(&error),
     }
 }

@@ -25,6 +25,7 @@ use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
 
 pub(crate) mod postgres;
+pub(crate) use postgres::connect as connect_postgres;
 pub(crate) mod sqlite;
 
 /// A store failure.
@@ -62,9 +63,13 @@ pub enum StoreError {
     #[error("store task failed: {0}")]
     Task(String),
     /// The order engine stopped taking writes: it could not reload its state from the
-    /// store after a failed commit or a panicked job.
+    /// store after a failed commit or a panicked job, or this `core` is a standby.
     #[error("{0}")]
     WritesStopped(String),
+    /// A write transaction of a deposed leader: another `core` took over since (see
+    /// [`crate::leadership`]). Nothing of the transaction was committed.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// A PostgreSQL error with the server's message (the driver's own text is only "db error").
@@ -185,6 +190,11 @@ pub(crate) trait Database: Send + std::fmt::Debug {
 
     /// The SQLite connection, for SQLite-only settings (`None` on other backends).
     fn sqlite_connection(&self) -> Option<&rusqlite::Connection>;
+
+    /// From now on, every write transaction first checks that the leadership epoch is still
+    /// `epoch` and fails with [`StoreError::Fenced`] otherwise (PostgreSQL; `None`: no
+    /// check). SQLite has no leadership: one process owns the file.
+    fn set_fence(&mut self, _epoch: Option<i64>) {}
 }
 
 impl dyn Database + '_ {

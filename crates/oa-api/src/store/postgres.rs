@@ -195,6 +195,17 @@ CREATE TABLE bars (
 );
 CREATE INDEX bars_time ON bars(time);
 "#,
+    // The leading `core`'s epoch: bumped on every takeover and checked by every engine write
+    // transaction, which fences a deposed leader (see `leadership`).
+    r#"
+CREATE TABLE oa_leadership (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch   BIGINT NOT NULL,
+    holder  TEXT NOT NULL,
+    since   TEXT NOT NULL
+);
+INSERT INTO oa_leadership (id, epoch, holder, since) VALUES (1, 0, '', '');
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("oa" schema lock).
@@ -1057,6 +1068,9 @@ impl<C: GenericClient> Queries for PgQueries<C> {
 pub(crate) struct PostgresDatabase {
     url: String,
     connection: PgQueries<Client>,
+    /// The leadership epoch every write transaction must still see (a `core` leader's
+    /// engine connection; `None`: no check).
+    fence: Option<i64>,
 }
 
 impl std::fmt::Debug for PostgresDatabase {
@@ -1067,7 +1081,7 @@ impl std::fmt::Debug for PostgresDatabase {
 
 /// Connects to `url` and applies `then` (on a thread of its own: the blocking client runs a
 /// runtime of its own, which must not be driven from a thread that runs async tasks).
-fn connect(
+pub(crate) fn connect(
     url: &str,
     then: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send,
 ) -> Result<Client, StoreError> {
@@ -1109,6 +1123,7 @@ impl PostgresDatabase {
         Ok(PostgresDatabase {
             url: url.to_string(),
             connection: PgQueries::new(client, StatementCache::default(), false),
+            fence: None,
         })
     }
 
@@ -1153,10 +1168,13 @@ impl Database for PostgresDatabase {
             .get_mut()
             .as_mut()
             .ok_or(StoreError::Closed)?;
-        let tx = match kind {
+        let mut tx = match kind {
             TxKind::Write => client.transaction()?,
             TxKind::Read => client.build_transaction().read_only(true).start()?,
         };
+        if let (TxKind::Write, Some(epoch)) = (kind, self.fence) {
+            check_fence(&mut tx, epoch)?;
+        }
         let queries = PgQueries::new(tx, statements, true);
         work(&queries)?;
         queries.commit()
@@ -1165,6 +1183,35 @@ impl Database for PostgresDatabase {
     fn sqlite_connection(&self) -> Option<&rusqlite::Connection> {
         None
     }
+
+    fn set_fence(&mut self, epoch: Option<i64>) {
+        self.fence = epoch;
+    }
+}
+
+/// Fails the transaction unless the leadership epoch is still `epoch`.
+///
+/// `FOR SHARE` makes this exact: a takeover bumps the epoch with an `UPDATE` of the same row,
+/// which waits for every transaction holding the share lock to end. So a write transaction
+/// either commits before the bump (and the new leader, which reloads its state after the
+/// bump, sees it) or reads the bumped epoch (READ COMMITTED re-reads a locked row's newest
+/// version) and fails here: a deposed leader's write never commits after the takeover.
+fn check_fence(tx: &mut postgres::Transaction<'_>, epoch: i64) -> Result<(), StoreError> {
+    // A leader paused inside this transaction must not hold the share lock (and so the
+    // takeover) for ever: the server ends a transaction idle for SESSION_TIMEOUT.
+    let row = tx.query_one(
+        "SELECT epoch, holder, set_config('idle_in_transaction_session_timeout', $1, true) \
+         FROM oa_leadership WHERE id = 1 FOR SHARE",
+        &[&crate::leadership::SESSION_TIMEOUT.as_millis().to_string()],
+    )?;
+    let current: i64 = row.try_get(0)?;
+    if current == epoch {
+        return Ok(());
+    }
+    let holder: String = row.try_get(1)?;
+    Err(StoreError::Fenced(format!(
+        "this core led in leadership epoch {epoch}, but {holder:?} took over in epoch {current}: its write was refused"
+    )))
 }
 
 impl Drop for PostgresDatabase {

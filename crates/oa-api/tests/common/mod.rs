@@ -46,6 +46,15 @@ pub fn store_dir() -> StoreDir {
     }
 }
 
+/// A fresh [`StoreDir`] on PostgreSQL, whatever `OA_TEST_DATABASE` says (for what only
+/// PostgreSQL has: several processes on one store).
+pub fn postgres_store_dir() -> StoreDir {
+    StoreDir {
+        dir: tempfile::tempdir().unwrap(),
+        database: Some(oa_e2e::postgres::TestDatabase::create().unwrap()),
+    }
+}
+
 impl StoreDir {
     /// The folder (files other than the store go here).
     pub fn path(&self) -> &Path {

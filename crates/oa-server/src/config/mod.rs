@@ -32,6 +32,11 @@ pub const MIN_PEPPER_LEN: usize = 32;
 /// The server's own variables: its listeners, the event pipeline, shutdown, logs.
 pub const ENV_VARS: &[EnvVar] = &[
     EnvVar::new(
+        "OA_ROLE",
+        "all",
+        "what this process runs: all (one process, the default), core (REST, orders, Kafka relay, ESB; one leader among several, the others stand by) or edge; core and edge need a postgres:// DATABASE_URL and ORDER_EVENT_MODE=KAFKA",
+    ),
+    EnvVar::new(
         "FLASK_HOST_IP",
         "127.0.0.1",
         "address the HTTP server (REST, Socket.IO, /health, /metrics) listens on",
@@ -224,11 +229,36 @@ impl FromArgMatches for RawConfig {
     }
 }
 
+/// What one `oa-server` process runs (`OA_ROLE`, docs/scaling.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process (the default).
+    All,
+    /// REST, the order engine, the outbox relay and the ESB consumer; several may run on one
+    /// PostgreSQL store, one leads (a PostgreSQL advisory lock) and the others stand by.
+    Core,
+    /// Socket.IO and the WebSocket market-data proxy, fed from the order-events topic.
+    Edge,
+}
+
+impl Role {
+    /// The `OA_ROLE` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Core => "core",
+            Role::Edge => "edge",
+        }
+    }
+}
+
 /// Validated settings the server runs with.
 // Layer settings are read as each layer is wired in.
 #[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `OA_ROLE`.
+    pub role: Role,
     pub http_addr: SocketAddr,
     pub websocket_addr: SocketAddr,
     pub zmq_addr: SocketAddr,
@@ -369,6 +399,43 @@ impl Checker<'_> {
     }
 }
 
+/// Reads `OA_ROLE`; `core` and `edge` share state through PostgreSQL and Kafka only, so
+/// they need both (one problem line for each one missing).
+fn check_role(
+    check: &mut Checker,
+    database_url: &str,
+    event_mode: Option<EventMode>,
+) -> Option<Role> {
+    let role = match check.one_of("OA_ROLE", &["all", "core", "edge"])?.as_str() {
+        "core" => Role::Core,
+        "edge" => Role::Edge,
+        _ => Role::All,
+    };
+    if role == Role::All {
+        return Some(role);
+    }
+    let name = role.as_str();
+    let postgres = matches!(
+        oa_api::parse_database_url(database_url),
+        Ok(oa_api::StoreLocation::Postgres(_))
+    );
+    let mut fine = true;
+    if !postgres {
+        check.problems.push(format!(
+            "OA_ROLE={name} needs DATABASE_URL=postgres://... (the store every core and edge shares), not {database_url:?}"
+        ));
+        fine = false;
+    }
+    if event_mode.is_some_and(|mode| mode != EventMode::Kafka) {
+        check.problems.push(format!(
+            "OA_ROLE={name} needs ORDER_EVENT_MODE=KAFKA (order events reach edges through the order-events topic), not {:?}",
+            check.raw.text("ORDER_EVENT_MODE")
+        ));
+        fine = false;
+    }
+    fine.then_some(role)
+}
+
 impl RawConfig {
     /// Checks every setting and returns the validated [`Settings`], or every problem found.
     pub fn validate(&self) -> Result<Settings, ConfigProblems> {
@@ -425,8 +492,10 @@ impl RawConfig {
         let outbox_warn_backlog = check
             .positive("OA_OUTBOX_WARN_BACKLOG")
             .map(|rows| rows as u64);
+        let role = check_role(&mut check, &database_url, event_mode);
 
         let (
+            Some(role),
             Some(http_addr),
             Some(websocket_addr),
             Some(zmq_addr),
@@ -445,6 +514,7 @@ impl RawConfig {
             Some(http_idle_timeout),
             true,
         ) = (
+            role,
             http_addr,
             websocket_addr,
             zmq_addr,
@@ -467,6 +537,7 @@ impl RawConfig {
             return Err(ConfigProblems(check.problems));
         };
         Ok(Settings {
+            role,
             http_addr,
             websocket_addr,
             zmq_addr,
@@ -813,6 +884,54 @@ mod tests {
             .validate()
             .unwrap();
         assert!(settings.kafka.is_none());
+    }
+
+    #[test]
+    fn core_and_edge_roles_need_postgres_and_kafka_with_one_line_per_problem() {
+        assert_eq!(parse(&[]).validate().unwrap().role, Role::All);
+        for role in ["core", "edge"] {
+            let problems = parse(&["--role", role]).validate().unwrap_err();
+            assert_eq!(problems.0.len(), 2, "{problems}");
+            assert!(
+                problems.0[0].contains(&format!("OA_ROLE={role} needs DATABASE_URL=postgres://")),
+                "{problems}"
+            );
+            assert!(
+                problems.0[1].contains(&format!("OA_ROLE={role} needs ORDER_EVENT_MODE=KAFKA")),
+                "{problems}"
+            );
+            let settings = parse(&[
+                "--role",
+                role,
+                "--database-url",
+                "postgres://oa@127.0.0.1:5433/oa",
+                "--order-event-mode",
+                "KAFKA",
+                "--kafka-bootstrap-servers",
+                "127.0.0.1:9092",
+            ])
+            .validate()
+            .unwrap();
+            assert_eq!(settings.role.as_str(), role);
+            let problems = parse(&[
+                "--role",
+                role,
+                "--database-url",
+                "postgres://oa@127.0.0.1:5433/oa",
+                "--order-event-mode",
+                "BOTH",
+                "--kafka-bootstrap-servers",
+                "127.0.0.1:9092",
+            ])
+            .validate()
+            .unwrap_err();
+            assert_eq!(problems.0.len(), 1, "{problems}");
+        }
+        let problems = parse(&["--role", "leader"]).validate().unwrap_err();
+        assert_eq!(
+            problems.0,
+            ["OA_ROLE=\"leader\" is not valid; allowed values: all, core, edge"]
+        );
     }
 
     #[test]
