@@ -267,7 +267,7 @@ async fn openposition(
     let product = fields.choice::<Product>("product")?;
     let user = app.authenticate(&fields).await?;
     app.service
-        .open_position(&user, exchange, &symbol, product)
+        .open_position(&user, exchange, &symbol, product, fields.without_apikey())
         .await
 }
 

@@ -726,3 +726,72 @@ async fn analyzer_rejections_carry_no_orderid() {
     assert_eq!(code, 400, "{rejected}");
     assert!(rejected["orderid"].is_string(), "{rejected}");
 }
+
+/// `analyzer_update` for every analyzer-mode action upstream reports: openposition
+/// (services/openposition_service.py logs it and emits the request and response), a refusal
+/// of the service's own checks (the sandbox's "Symbol ... not found" goes out through
+/// services/place_order_service.py's `OrderPlacedEvent` and
+/// subscribers/socketio_subscriber.py `on_order_placed`), and each sandbox fill, a resting
+/// order's included (sandbox/execution_engine.py `_publish_fill_event` ->
+/// `on_sandbox_order_filled`, whose `request` and `response` are empty; oa names the cause
+/// in `request.api_type`). Live mode emits none of these.
+#[tokio::test]
+async fn analyzer_update_reports_openposition_refusals_and_sandbox_fills() {
+    let server = start().await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.set_analyze(true).await;
+    let mut tap = server.publisher.subscribe();
+    let analyzer_updates = |tap: &mut tokio::sync::broadcast::Receiver<_>| -> Vec<Value> {
+        drain(tap)
+            .iter()
+            .filter(|e| e.event_type() == "analyzer_update")
+            .map(|e| data(e))
+            .collect()
+    };
+
+    let position = json!({"strategy": "compat", "symbol": "SBIN", "exchange": "NSE",
+                          "product": "MIS"});
+    let open = server.ok("openposition", position.clone()).await;
+    let mut request = position.clone();
+    request["api_type"] = "openposition".into();
+    assert_eq!(
+        analyzer_updates(&mut tap),
+        [json!({"request": request, "response": open})]
+    );
+
+    let (code, refused) = server
+        .call("placeorder", order("NOSUCHSYMBOL", "BUY", "1"))
+        .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(refused["mode"], "analyze", "{refused}");
+    let updates = analyzer_updates(&mut tap);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["request"]["api_type"], "placeorder");
+    assert_eq!(updates[0]["request"]["symbol"], "NOSUCHSYMBOL");
+    assert_eq!(updates[0]["response"], refused);
+
+    let resting = server
+        .ok("placeorder", limit("SBIN", "BUY", "1", "790"))
+        .await;
+    let updates = analyzer_updates(&mut tap);
+    assert_eq!(updates.len(), 1, "placing a resting order: {updates:?}");
+    assert_eq!(updates[0]["response"], resting);
+    // A tick through the limit fills it: the UI's refresh signal.
+    server.price("NSE", "SBIN", 789.0, 788.9, 789.1);
+    let fill = common::next_events(&mut tap, 2).await;
+    let names: Vec<&str> = fill.iter().map(|e| e.event_type()).collect();
+    assert_eq!(names, ["order_update", "analyzer_update"]);
+    assert_eq!(data(&fill[0])["order_status"], "complete");
+    assert_eq!(
+        data(&fill[1]),
+        json!({"request": {"api_type": "sandbox.fill"}, "response": {}})
+    );
+
+    server.set_analyze(false).await;
+    server.ok("openposition", position).await;
+    let (code, _) = server
+        .call("placeorder", order("NOSUCHSYMBOL", "BUY", "1"))
+        .await;
+    assert_eq!(code, 400);
+    assert!(analyzer_updates(&mut tap).is_empty());
+}

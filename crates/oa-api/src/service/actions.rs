@@ -210,6 +210,25 @@ impl OrderService {
         }
     }
 
+    /// Answers an action the service's own checks refused (unknown symbol, quantity not a
+    /// whole number of lots). In analyzer mode the refusal carries `"mode":"analyze"`, is
+    /// logged and emits `analyzer_update`, as upstream publishes the sandbox's refusals
+    /// (services/place_order_service.py `OrderPlacedEvent` with the sandbox's error response,
+    /// subscribers/socketio_subscriber.py); live mode answers it alone.
+    async fn refuse(&self, action: ActionJournal, error: HttpError) -> HttpError {
+        if action.mode == AccountMode::Live {
+            return error;
+        }
+        let error = error.with_mode(AccountMode::Analyze);
+        match self
+            .record_only(action.record(error.status, error.body(), Vec::new()))
+            .await
+        {
+            Ok(()) => error,
+            Err(store) => store,
+        }
+    }
+
     /// Places one order and journals it (`order_event` in live mode unless rejected, naming
     /// `requested` as its action).
     async fn place_one(
@@ -245,7 +264,11 @@ impl OrderService {
     ) -> Result<Reply<OrderId>> {
         let order = request.order;
         let action = self.action(user_id, "placeorder", log.into());
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let requested = order.action;
         self.place_one(user_id, &request.strategy, order, requested, action)
             .await
@@ -263,7 +286,9 @@ impl OrderService {
     ) -> Result<Reply<CommandBody>> {
         let order = request.order;
         let action = self.action(user_id, "placesmartorder", log.into());
-        self.check_symbol("", order.exchange, &order.symbol, None)?;
+        if let Err(error) = self.check_symbol("", order.exchange, &order.symbol, None) {
+            return Err(self.refuse(action, error).await);
+        }
         let lock = Arc::clone(
             self.smart_locks
                 .lock()
@@ -302,7 +327,11 @@ impl OrderService {
                 ..order
             }
         };
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let placed = self
             .place_one(user_id, &request.strategy, order, requested, action)
             .await?;
@@ -343,7 +372,11 @@ impl OrderService {
     ) -> Result<Reply<OrderId>> {
         let order = &request.order;
         let action = self.action(user_id, "modifyorder", log.into());
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let mode = action.mode;
         let user = user_id.to_string();
         let journal = action.journal(modified_response, move |result| match result {
@@ -482,12 +515,14 @@ impl OrderService {
     ) -> Result<Reply<Basket>> {
         let action = self.action(user_id, "basketorder", log.into());
         for (index, order) in request.orders.iter().enumerate() {
-            self.check_symbol(
+            if let Err(error) = self.check_symbol(
                 &format!("orders[{index}]."),
                 order.exchange,
                 &order.symbol,
                 Some(order.quantity),
-            )?;
+            ) {
+                return Err(self.refuse(action, error).await);
+            }
         }
         // Stable: within each side the request's order stays.
         request
@@ -562,7 +597,11 @@ impl OrderService {
     ) -> Result<Reply<Split>> {
         let order = &request.order;
         let action = self.action(user_id, "splitorder", log.into());
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let mut children = Vec::new();
         let mut remaining = order.quantity;
         while remaining > 1e-9 {

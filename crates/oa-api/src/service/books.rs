@@ -3,7 +3,9 @@
 
 use oa_events_core::number::Quantity;
 
-use super::{OrderService, Result, format_sandbox_timestamp, format_timestamp, round2};
+use axum::http::StatusCode;
+
+use super::{ActionLog, OrderService, Result, format_sandbox_timestamp, format_timestamp, round2};
 use crate::broker::{FundsView, PositionView};
 use crate::engine::Order;
 use crate::responses::{
@@ -30,24 +32,32 @@ impl OrderService {
             .map_or(0.0, |p| p.quantity))
     }
 
-    /// openposition.
+    /// openposition. In analyzer mode it is logged and emits `analyzer_update`, as upstream
+    /// services/openposition_service.py does.
     pub async fn open_position(
         &self,
         user_id: &str,
         exchange: Exchange,
         symbol: &str,
         product: Product,
+        log: impl Into<ActionLog>,
     ) -> Result<Reply<OpenPosition>> {
         let mode = self.mode(user_id);
         let quantity = self
             .open_quantity(user_id, mode, exchange, symbol, product)
             .await?;
-        Ok(Reply::in_mode(
+        let response = Reply::in_mode(
             OpenPosition {
                 quantity: Quantity(quantity),
             },
             mode,
-        ))
+        );
+        if mode == AccountMode::Analyze {
+            let action = self.action(user_id, "openposition", log.into());
+            self.record_only(action.record(StatusCode::OK, response.to_value(), Vec::new()))
+                .await?;
+        }
+        Ok(response)
     }
 
     /// orderstatus: the live shape, or in analyzer mode the sandbox's (upstream
