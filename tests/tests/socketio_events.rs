@@ -434,3 +434,149 @@ async fn sigterm_with_connected_clients_shuts_down_promptly() {
     let status = server.signal("TERM", Duration::from_secs(15)).unwrap();
     assert!(status.success(), "exit {status}:\n{}", server.log());
 }
+
+/// `analyzer_update` for every analyzer-mode action upstream reports, over a real
+/// python-socketio client: openposition (upstream services/openposition_service.py), a
+/// refusal of the service's own checks (the sandbox's "Symbol ... not found" reaches
+/// subscribers/socketio_subscriber.py `on_order_placed` as an analyze-mode event), and a
+/// resting sandbox order's fill (sandbox/execution_engine.py `_publish_fill_event` ->
+/// `on_sandbox_order_filled`), so OpenAlgo's web UI refreshes its books when it fills.
+#[tokio::test(flavor = "multi_thread")]
+async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
+    let server = TestServer::start(&[
+        ("ORDER_EVENT_MODE", "SOCKETIO"),
+        ("OA_FEED_SYMBOLS", "NSE:SBIN"),
+        ("OA_FEED_TICKS_PER_SECOND", "50"),
+    ])
+    .unwrap();
+    let key = server.admin_key.clone();
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let mut client = collector(&server, &key, "websocket", "never");
+    let (status, toggled) = server
+        .post("analyzer/toggle", json!({"apikey": key, "mode": true}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{toggled}");
+
+    let position = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE",
+                          "symbol": "SBIN", "product": "MIS"});
+    let (status, open) = server.post("openposition", position).await.unwrap();
+    assert_eq!(status, 200, "{open}");
+    let update = client
+        .wait_for(WAIT, |line| {
+            line["name"] == "analyzer_update"
+                && line["data"]["request"]["api_type"] == "openposition"
+        })
+        .unwrap();
+    assert_eq!(
+        update["data"]["request"],
+        json!({"strategy": "e2e", "exchange": "NSE", "symbol": "SBIN", "product": "MIS",
+               "api_type": "openposition"})
+    );
+    assert_eq!(
+        update["data"]["response"],
+        json!({"status": "success", "quantity": 0, "mode": "analyze"})
+    );
+
+    let order = |symbol: &str, action: &str, extra: Value| {
+        let mut body = json!({"apikey": key, "strategy": "e2e", "exchange": "NSE",
+            "symbol": symbol, "action": action, "quantity": "1", "product": "MIS"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, refused) = server
+        .post("placeorder", order("NOSUCHSYMBOL", "BUY", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["mode"], "analyze", "{refused}");
+    let update = client
+        .wait_for(WAIT, |line| {
+            line["name"] == "analyzer_update" && line["data"]["response"]["status"] == "error"
+        })
+        .unwrap();
+    assert_eq!(
+        update["data"]["request"]["api_type"], "placeorder",
+        "{update}"
+    );
+    assert_eq!(
+        update["data"]["request"]["symbol"], "NOSUCHSYMBOL",
+        "{update}"
+    );
+    assert_eq!(update["data"]["response"], refused);
+    assert!(
+        update["data"]["request"].get("apikey").is_none(),
+        "{update}"
+    );
+
+    // A BUY and a SELL limit at the last price: neither crosses the one-tick spread when
+    // placed, and the next tick's price is at or below one limit or at or above the other.
+    // Retried while the price moves between the quote and the placements.
+    let mut ids = Vec::new();
+    for _attempt in 0..10 {
+        let (status, quote) = server
+            .post(
+                "quotes",
+                json!({"apikey": key, "exchange": "NSE", "symbol": "SBIN"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{quote}");
+        let ltp = quote["data"]["ltp"].as_f64().unwrap().to_string();
+        ids.clear();
+        for action in ["BUY", "SELL"] {
+            let (status, placed) = server
+                .post(
+                    "placeorder",
+                    order("SBIN", action, json!({"pricetype": "LIMIT", "price": ltp})),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{placed}");
+            ids.push(placed["orderid"].as_str().unwrap().to_string());
+        }
+        let mut resting = true;
+        for id in &ids {
+            let (_, status) = server
+                .post_order_id("orderstatus", &key, "e2e", id)
+                .await
+                .unwrap();
+            resting &= status["data"]["order_status"] == "open";
+        }
+        if resting {
+            break;
+        }
+        let (status, cancelled) = server
+            .post("cancelallorder", json!({"apikey": key, "strategy": "e2e"}))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{cancelled}");
+        ids.clear();
+    }
+    assert_eq!(
+        ids.len(),
+        2,
+        "the price never held still for two placements"
+    );
+    let filled = client
+        .wait_for(WAIT, |line| {
+            line["name"] == "order_update"
+                && line["data"]["order_status"] == "complete"
+                && ids.iter().any(|id| line["data"]["orderid"] == *id)
+        })
+        .unwrap();
+    // The tick's fill also emits analyzer_update, after the order_update of that batch.
+    let fill = client
+        .wait_for(WAIT, |line| {
+            line["name"] == "analyzer_update"
+                && line["data"]["request"]["api_type"] == "sandbox.fill"
+        })
+        .unwrap();
+    assert_eq!(
+        upstream_keys(fill["data"].clone()),
+        json!({"request": {"api_type": "sandbox.fill"}, "response": {}}),
+        "after {filled}"
+    );
+}

@@ -71,6 +71,10 @@ pub struct PositionView {
     pub ltp: f64,
     /// Realized + unrealized P&L.
     pub pnl: f64,
+    /// P&L realized on the position.
+    pub realized_pnl: f64,
+    /// P&L of the open quantity at `ltp`.
+    pub unrealized_pnl: f64,
 }
 
 /// An account's funds as `funds` reports them.
@@ -391,6 +395,8 @@ impl Broker for EngineBroker {
                         average_price: position.average_price,
                         ltp,
                         pnl: position.realized_pnl + unrealized,
+                        realized_pnl: position.realized_pnl,
+                        unrealized_pnl: unrealized,
                     }
                 })
                 .collect()

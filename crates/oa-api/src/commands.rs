@@ -187,7 +187,7 @@ pub async fn run_command(
         OrderCommand::Close { strategy } => service
             .close_positions(user_id, &strategy, log)
             .await
-            .map(|reply| reply.map(CommandBody::Message)),
+            .map(|reply| reply.map(CommandBody::Closed)),
     }
 }
 

@@ -90,6 +90,45 @@ pub(crate) fn to_value(body: &impl Serialize) -> Value {
 pub struct OrderId {
     /// The order.
     pub orderid: String,
+    /// What was done (the sandbox's modify and cancel answers: "Order modified
+    /// successfully", "Order cancelled successfully").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl OrderId {
+    /// `{"orderid": ...}` alone.
+    pub fn new(orderid: impl Into<String>) -> Self {
+        OrderId {
+            orderid: orderid.into(),
+            message: None,
+        }
+    }
+}
+
+/// A body whose shape depends on the account's mode: the live broker's shape, or the
+/// sandbox's in analyzer mode (OpenAlgo's `sandbox/` answers its reads with other keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ByMode<L, A> {
+    /// Live mode.
+    Live(L),
+    /// Analyzer mode.
+    Analyze(A),
+}
+
+/// The body of closeposition: the message and, in analyzer mode, the counts of the
+/// sandbox (`Closed N positions`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Closed {
+    /// What was done.
+    pub message: String,
+    /// Positions squared off (analyzer mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_positions: Option<usize>,
+    /// Positions whose square-off order was rejected (analyzer mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_closures: Option<usize>,
 }
 
 /// `{"message": ...}`: a smart order whose position matches, closeposition.
@@ -125,8 +164,10 @@ pub struct FailedCancellation {
 pub enum CommandBody {
     /// placeorder, modifyorder, cancelorder, and a smart order that placed one.
     OrderId(OrderId),
-    /// A smart order whose position matches; closeposition.
+    /// A smart order whose position matches.
     Message(Message),
+    /// closeposition.
+    Closed(Closed),
     /// cancelallorder.
     CancelAll(CancelAll),
 }
@@ -165,6 +206,12 @@ pub struct BasketResult {
     /// Its outcome.
     #[serde(flatten)]
     pub outcome: ItemOutcome,
+    /// True on a success in analyzer mode (upstream's sandbox basket items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_order: Option<bool>,
+    /// On a success in analyzer mode: whether it is the basket's last order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_last_order: Option<bool>,
 }
 
 /// The body of splitorder.
@@ -236,11 +283,85 @@ pub struct OrderStatusData {
     pub rejection_reason: Option<String>,
 }
 
+/// The data of orderstatus in analyzer mode (upstream sandbox/order_manager.py
+/// `get_order_status`: `price_type`, fill quantities, creation time, strategy).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxOrderStatus {
+    /// The order.
+    pub orderid: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// BUY or SELL.
+    pub action: &'static str,
+    /// Quantity.
+    pub quantity: Quantity,
+    /// Limit price.
+    pub price: f64,
+    /// Trigger price.
+    pub trigger_price: f64,
+    /// Price type (upstream's sandbox spells it `price_type` here).
+    pub price_type: &'static str,
+    /// Product.
+    pub product: &'static str,
+    /// Status.
+    pub order_status: &'static str,
+    /// Average fill price.
+    pub average_price: f64,
+    /// Filled quantity.
+    pub filled_quantity: Quantity,
+    /// Quantity still to fill (0 once rejected).
+    pub pending_quantity: Quantity,
+    /// Creation, `YYYY-MM-DD HH:MM:SS` IST.
+    pub timestamp: String,
+    /// Strategy tag.
+    pub strategy: String,
+}
+
+/// One row of orderbook in analyzer mode (upstream sandbox/order_manager.py
+/// `get_orderbook`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxOrderRow {
+    /// The order.
+    pub orderid: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// BUY or SELL.
+    pub action: &'static str,
+    /// Quantity.
+    pub quantity: Quantity,
+    /// Limit price.
+    pub price: f64,
+    /// Trigger price.
+    pub trigger_price: f64,
+    /// Price type.
+    pub pricetype: &'static str,
+    /// Product.
+    pub product: &'static str,
+    /// Status.
+    pub order_status: &'static str,
+    /// Average fill price.
+    pub average_price: f64,
+    /// Filled quantity.
+    pub filled_quantity: Quantity,
+    /// Quantity still to fill (0 once rejected).
+    pub pending_quantity: Quantity,
+    /// Why it was rejected ("" otherwise).
+    pub rejection_reason: String,
+    /// Creation, `YYYY-MM-DD HH:MM:SS` IST.
+    pub timestamp: String,
+    /// Strategy tag.
+    pub strategy: String,
+}
+
 /// The data of orderbook.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderBook {
     /// Newest first.
-    pub orders: Vec<OrderRow>,
+    pub orders: Vec<ByMode<OrderRow, SandboxOrderRow>>,
     /// Counts over every order.
     pub statistics: OrderStatistics,
 }
@@ -305,10 +426,13 @@ pub struct OrderStatistics {
     pub total_sell_orders: usize,
     /// Filled orders.
     pub total_completed_orders: usize,
-    /// Orders that can still fill.
+    /// Orders with status `open` (not `trigger pending`, as upstream counts).
     pub total_open_orders: usize,
     /// Rejected orders.
     pub total_rejected_orders: usize,
+    /// Orders with status `trigger pending` (analyzer mode, as upstream's sandbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_trigger_pending_orders: Option<usize>,
 }
 
 /// One row of tradebook.
@@ -342,6 +466,83 @@ pub struct PositionRow {
     pub ltp: f64,
     /// P&L, rounded to two decimals.
     pub pnl: f64,
+}
+
+/// One row of positionbook in analyzer mode (upstream sandbox/position_manager.py
+/// `get_open_positions`): numbers, P&L split into its parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxPositionRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Exchange.
+    pub exchange: &'static str,
+    /// Product.
+    pub product: &'static str,
+    /// Signed net quantity.
+    pub quantity: Quantity,
+    /// Average entry price (0 for a flat position).
+    pub average_price: f64,
+    /// Last price.
+    pub ltp: f64,
+    /// Realized + unrealized P&L.
+    pub pnl: f64,
+    /// `pnl` as a percentage of the open quantity's value (0 when flat).
+    pub pnlpercent: f64,
+    /// Unrealized P&L of the open quantity.
+    pub unrealized_pnl: f64,
+    /// Realized P&L.
+    pub today_realized_pnl: f64,
+    /// Realized + unrealized P&L.
+    pub total_pnl_today: f64,
+    /// Contract value multiplier (1 for every instrument oa lists).
+    pub lot_size: f64,
+}
+
+/// The body of positionbook: the rows and, in analyzer mode, the sandbox's totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionBook {
+    /// The rows.
+    pub data: ByMode<Vec<PositionRow>, Vec<SandboxPositionRow>>,
+    /// Totals (analyzer mode).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<PositionTotals>,
+}
+
+/// The totals of the sandbox's positionbook.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PositionTotals {
+    /// Sum of `pnl`.
+    pub total_pnl: f64,
+    /// Sum of `unrealized_pnl`.
+    pub total_unrealized_pnl: f64,
+    /// Sum of `today_realized_pnl`.
+    pub total_today_realized_pnl: f64,
+    /// Sum of `total_pnl_today`.
+    pub total_pnl_today: f64,
+}
+
+/// The data of funds in analyzer mode (upstream sandbox/fund_manager.py `get_funds`):
+/// numbers, not strings, with the sandbox's extra keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxFunds {
+    /// Cash available for new orders.
+    pub availablecash: f64,
+    /// Collateral (none in the sandbox).
+    pub collateral: f64,
+    /// Unrealized P&L.
+    pub m2munrealized: f64,
+    /// Realized P&L.
+    pub m2mrealized: f64,
+    /// Realized P&L (oa keeps one figure; upstream's all-time one).
+    pub total_realized_pnl: f64,
+    /// Realized P&L.
+    pub today_realized_pnl: f64,
+    /// Margin in use.
+    pub utiliseddebits: f64,
+    /// Margin in use.
+    pub grossexposure: f64,
+    /// Realized + unrealized P&L.
+    pub totalpnl: f64,
 }
 
 /// The data of funds: amounts as strings with two decimals.

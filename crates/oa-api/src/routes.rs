@@ -34,8 +34,9 @@ use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
 use crate::responses::{
-    AnalyzerData, Data, DepthData, Funds, IntervalGroups, MultiQuotes, OpenPosition, OrderBook,
-    OrderStatusData, Pong, PositionRow, QuoteData, Reply, SearchResults, SymbolInfo, TradeRow,
+    AnalyzerData, ByMode, Data, DepthData, Funds, IntervalGroups, MultiQuotes, OpenPosition,
+    OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds,
+    SandboxOrderStatus, SearchResults, SymbolInfo, TradeRow,
 };
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
@@ -249,7 +250,7 @@ command!(closeposition, CommandKind::ClosePosition);
 async fn orderstatus(
     State(app): State<AppState>,
     ApiBody(body): ApiBody,
-) -> Result<Reply<Data<OrderStatusData>>, HttpError> {
+) -> Result<Reply<Data<ByMode<OrderStatusData, SandboxOrderStatus>>>, HttpError> {
     let fields = Fields::new(body, ORDER_ID)?;
     fields.strategy()?;
     let orderid = fields.required_string("orderid")?;
@@ -268,7 +269,7 @@ async fn openposition(
     let product = fields.choice::<Product>("product")?;
     let user = app.authenticate(&fields).await?;
     app.service
-        .open_position(&user, exchange, &symbol, product)
+        .open_position(&user, exchange, &symbol, product, fields.without_apikey())
         .await
 }
 
@@ -288,8 +289,16 @@ macro_rules! apikey_only {
 
 apikey_only!(orderbook, order_book, OrderBook);
 apikey_only!(tradebook, trade_book, Vec<TradeRow>);
-apikey_only!(positionbook, position_book, Vec<PositionRow>);
-apikey_only!(funds, funds, Funds);
+apikey_only!(funds, funds, ByMode<Funds, SandboxFunds>);
+
+async fn positionbook(
+    State(app): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<Reply<PositionBook>, HttpError> {
+    let fields = Fields::new(body, APIKEY_ONLY)?;
+    let user = app.authenticate(&fields).await?;
+    app.service.position_book(&user).await
+}
 
 /// The exchange and symbol of a market-data request, once its key is checked.
 async fn market_request(

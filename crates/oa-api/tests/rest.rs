@@ -94,7 +94,16 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
     );
     let events = drain(&mut tap);
     let names: Vec<&str> = events.iter().map(|e| e.event_type()).collect();
-    assert_eq!(names, ["analyzer_update", "order_update"]);
+    // The MARKET order fills at placement: the fill's own analyzer_update follows (upstream
+    // sandbox/execution_engine.py publishes SandboxOrderFilledEvent for it too).
+    assert_eq!(
+        names,
+        ["analyzer_update", "order_update", "analyzer_update"]
+    );
+    assert_eq!(
+        data(&events[2]),
+        json!({"request": {"api_type": "sandbox.fill"}, "response": {}})
+    );
     let expected = json!({"request": {"strategy": "test", "exchange": "NSE", "symbol": "INFY",
                                       "action": "SELL", "quantity": "2", "pricetype": "MARKET",
                                       "product": "MIS", "price": 0.0, "trigger_price": 0.0,
@@ -919,7 +928,8 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
             published,
         )
     };
-    assert_eq!(published.len(), 2);
+    // analyzer_update, order_update and the fill's analyzer_update.
+    assert_eq!(published.len(), 3);
     let ids = dir.query_rows("SELECT id FROM outbox ORDER BY seq");
     assert_eq!(ids, published);
 
@@ -1075,12 +1085,14 @@ async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events
             "cancelallorder",
             "placesmartorder",
             "closeposition",
+            // closeposition's square-off filled
+            "sandbox.fill",
             "cancelorder"
         ]
     );
     let responses: Vec<Value> = analyzer.iter().map(|a| a["response"].clone()).collect();
     assert_eq!(responses[..5], [modified, cancelled, all, matched, closed]);
-    assert_eq!(responses[5], missing);
+    assert_eq!(responses[6], missing);
     assert!(
         analyzer
             .iter()

@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use oa_events_core::catalog::OrderUpdate;
+use oa_events_core::catalog::{AnalyzerUpdate, OrderUpdate};
 use oa_events_core::number::Quantity;
 use oa_events_core::{Envelope, Event, EventPublisher};
 use parking_lot::{Mutex, RwLock};
@@ -41,7 +41,7 @@ use super::{AccountKey, Changes, Engine, EngineConfig, Order, PositionKey};
 use crate::journal::Record;
 use crate::price::{PriceEvent, PriceSource};
 use crate::store::{self, Database, Queries, StoreError, TxKind};
-use crate::types::{AccountMode, Exchange};
+use crate::types::{AccountMode, Book, Exchange};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -834,6 +834,23 @@ fn persist(
             ));
         }
     }
+    // Each sandbox fill also emits `analyzer_update`, so a UI that refreshes its books on it
+    // (OpenAlgo's web UI) refreshes when a resting sandbox order fills: upstream
+    // sandbox/execution_engine.py `_publish_fill_event` publishes SandboxOrderFilledEvent
+    // (fills at placement included) and subscribers/socketio_subscriber.py
+    // `on_sandbox_order_filled` emits its empty `request`/`response`. oa names the cause in
+    // `request.api_type`; no `orderid` or `symbol`, which would make that UI announce a
+    // placed order.
+    for trade in changes
+        .trades
+        .iter()
+        .filter(|trade| trade.book == Book::Sandbox)
+    {
+        events.push(Event::for_user(
+            trade.user_id.clone(),
+            sandbox_fill_update(),
+        ));
+    }
     for event in events {
         let envelope = Arc::new(Envelope::new(event));
         if durable_outbox {
@@ -842,6 +859,14 @@ fn persist(
         outputs.envelopes.push(envelope);
     }
     Ok(())
+}
+
+/// The `analyzer_update` of a sandbox fill.
+fn sandbox_fill_update() -> AnalyzerUpdate {
+    AnalyzerUpdate {
+        request: serde_json::json!({"api_type": "sandbox.fill"}),
+        response: serde_json::Value::Object(serde_json::Map::new()),
+    }
 }
 
 /// The `order_update` payload of an order's current state.

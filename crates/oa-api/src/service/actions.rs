@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::{ActionLog, OrderService, Result, broker_error};
 use crate::broker::{BatchOutcome, BrokerError};
-use crate::engine::{CancelAllOutcome, ModifyOrder, NewOrder, PlaceOutcome};
+use crate::engine::{CancelAllOutcome, EngineError, ModifyOrder, NewOrder, PlaceOutcome};
 use crate::error::HttpError;
 use crate::idempotency::Claim;
 use crate::journal::{Journal, LogEntry, Record};
@@ -23,7 +23,7 @@ use crate::requests::{
     BasketOrder, ModifyRequest, OrderFields, PlaceOrder, SmartOrder, SplitOrder,
 };
 use crate::responses::{
-    Basket, BasketResult, CancelAll, CommandBody, FailedCancellation, ItemOutcome, Message,
+    Basket, BasketResult, CancelAll, Closed, CommandBody, FailedCancellation, ItemOutcome, Message,
     OrderId, Reply, Split, SplitResult,
 };
 use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
@@ -35,6 +35,12 @@ pub(crate) const POSITIONS_MATCHED: &str = "Positions Already Matched. No Action
 pub(crate) const NO_OPEN_POSITION: &str = "No OpenPosition Found. Not placing Exit order.";
 /// The message of closeposition.
 pub(crate) const POSITIONS_CLOSED: &str = "All Open Positions Squared Off";
+/// The message of closeposition in analyzer mode with nothing open (upstream
+/// services/sandbox_service.py `sandbox_close_position`).
+pub(crate) const NO_POSITIONS_TO_CLOSE: &str = "No open positions to close";
+/// The message of cancelallorder in analyzer mode with nothing active (upstream
+/// services/sandbox_service.py `sandbox_cancel_all_orders`).
+pub(crate) const NO_ORDERS_TO_CANCEL: &str = "No open orders to cancel";
 
 /// What a broker call returned.
 type Outcome<T> = std::result::Result<T, BrokerError>;
@@ -47,20 +53,21 @@ fn status_and_body<B: Serialize>(result: &Result<Reply<B>>) -> (StatusCode, Valu
     }
 }
 
-/// The response of placing one order.
+/// The response of placing one order. A rejection names the rejected order's id in live
+/// mode; in analyzer mode it does not, as upstream's sandbox refuses such orders without one
+/// (sandbox/order_manager.py `place_order`).
 fn place_response(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> Result<Reply<OrderId>> {
     match result {
-        Ok(outcome) if outcome.status == OrderStatus::Rejected => Err(HttpError::bad_request(
-            format!("Order rejected: {}", outcome.rejection_reason),
-        )
-        .with("orderid", outcome.orderid.clone())
-        .with_mode(mode)),
-        Ok(outcome) => Ok(Reply::in_mode(
-            OrderId {
-                orderid: outcome.orderid.clone(),
-            },
-            mode,
-        )),
+        Ok(outcome) if outcome.status == OrderStatus::Rejected => {
+            let error =
+                HttpError::bad_request(format!("Order rejected: {}", outcome.rejection_reason));
+            let error = match mode {
+                AccountMode::Live => error.with("orderid", outcome.orderid.clone()),
+                AccountMode::Analyze => error,
+            };
+            Err(error.with_mode(mode))
+        }
+        Ok(outcome) => Ok(Reply::in_mode(OrderId::new(&outcome.orderid), mode)),
         Err(error) => Err(broker_error(error).with_mode(mode)),
     }
 }
@@ -103,7 +110,7 @@ fn with_order_defaults(order: &mut Map<String, Value>) {
 }
 
 /// Who did what: builds the order-log row and events of one action.
-struct ActionJournal {
+pub(super) struct ActionJournal {
     user_id: String,
     mode: AccountMode,
     api_type: &'static str,
@@ -145,7 +152,12 @@ impl ActionJournal {
 
     /// A record with the log row (and idempotency record) and, in analyzer mode,
     /// `analyzer_update`; in live mode the given events.
-    fn record(&self, status: StatusCode, response: Value, live_events: Vec<Event>) -> Record {
+    pub(super) fn record(
+        &self,
+        status: StatusCode,
+        response: Value,
+        live_events: Vec<Event>,
+    ) -> Record {
         let events = match self.mode {
             AccountMode::Live => live_events,
             AccountMode::Analyze => vec![self.analyzer_update(&response)],
@@ -183,13 +195,37 @@ impl ActionJournal {
 }
 
 impl OrderService {
-    fn action(&self, user_id: &str, api_type: &'static str, log: ActionLog) -> ActionJournal {
+    pub(super) fn action(
+        &self,
+        user_id: &str,
+        api_type: &'static str,
+        log: ActionLog,
+    ) -> ActionJournal {
         ActionJournal {
             user_id: user_id.to_string(),
             mode: self.mode(user_id),
             api_type,
             request: log.body,
             claim: log.claim,
+        }
+    }
+
+    /// Answers an action the service's own checks refused (unknown symbol, quantity not a
+    /// whole number of lots). In analyzer mode the refusal carries `"mode":"analyze"`, is
+    /// logged and emits `analyzer_update`, as upstream publishes the sandbox's refusals
+    /// (services/place_order_service.py `OrderPlacedEvent` with the sandbox's error response,
+    /// subscribers/socketio_subscriber.py); live mode answers it alone.
+    async fn refuse(&self, action: ActionJournal, error: HttpError) -> HttpError {
+        if action.mode == AccountMode::Live {
+            return error;
+        }
+        let error = error.with_mode(AccountMode::Analyze);
+        match self
+            .record_only(action.record(error.status, error.body(), Vec::new()))
+            .await
+        {
+            Ok(()) => error,
+            Err(store) => store,
         }
     }
 
@@ -227,8 +263,12 @@ impl OrderService {
         log: impl Into<ActionLog>,
     ) -> Result<Reply<OrderId>> {
         let order = request.order;
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "placeorder", log.into());
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let requested = order.action;
         self.place_one(user_id, &request.strategy, order, requested, action)
             .await
@@ -245,7 +285,10 @@ impl OrderService {
         log: impl Into<ActionLog>,
     ) -> Result<Reply<CommandBody>> {
         let order = request.order;
-        self.check_symbol("", order.exchange, &order.symbol, None)?;
+        let action = self.action(user_id, "placesmartorder", log.into());
+        if let Err(error) = self.check_symbol("", order.exchange, &order.symbol, None) {
+            return Err(self.refuse(action, error).await);
+        }
         let lock = Arc::clone(
             self.smart_locks
                 .lock()
@@ -258,7 +301,6 @@ impl OrderService {
             .open_quantity(user_id, mode, order.exchange, &order.symbol, order.product)
             .await?;
         let requested = order.action;
-        let action = self.action(user_id, "placesmartorder", log.into());
         let flat = current.abs() < 1e-9;
         let fresh_trade = request.position_size.abs() < 1e-9 && flat && order.quantity > 1e-9;
         let order = if fresh_trade {
@@ -285,7 +327,11 @@ impl OrderService {
                 ..order
             }
         };
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let placed = self
             .place_one(user_id, &request.strategy, order, requested, action)
             .await?;
@@ -325,11 +371,15 @@ impl OrderService {
         log: impl Into<ActionLog>,
     ) -> Result<Reply<OrderId>> {
         let order = &request.order;
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "modifyorder", log.into());
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let mode = action.mode;
         let user = user_id.to_string();
-        let journal = action.journal(id_response, move |result| match result {
+        let journal = action.journal(modified_response, move |result| match result {
             Ok(orderid) => vec![Event::for_user(
                 user,
                 ModifyOrderEvent {
@@ -356,7 +406,7 @@ impl OrderService {
             .broker(mode)
             .modify_order(user_id, change, journal)
             .await;
-        id_response(&result, mode)
+        modified_response(&result, mode)
     }
 
     /// cancelorder.
@@ -369,7 +419,7 @@ impl OrderService {
         let action = self.action(user_id, "cancelorder", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
-        let journal = action.journal(id_response, move |result| match result {
+        let journal = action.journal(cancelled_response, move |result| match result {
             Ok(orderid) => vec![Event::for_user(
                 user,
                 CancelOrderEvent {
@@ -388,7 +438,7 @@ impl OrderService {
             .broker(mode)
             .cancel_order(user_id, orderid, journal)
             .await;
-        id_response(&result, mode)
+        cancelled_response(&result, mode)
     }
 
     /// cancelallorder.
@@ -425,7 +475,7 @@ impl OrderService {
         user_id: &str,
         strategy: &str,
         log: impl Into<ActionLog>,
-    ) -> Result<Reply<Message>> {
+    ) -> Result<Reply<Closed>> {
         let action = self.action(user_id, "closeposition", log.into());
         let mode = action.mode;
         let user = user_id.to_string();
@@ -463,19 +513,21 @@ impl OrderService {
         mut request: BasketOrder,
         log: impl Into<ActionLog>,
     ) -> Result<Reply<Basket>> {
+        let action = self.action(user_id, "basketorder", log.into());
         for (index, order) in request.orders.iter().enumerate() {
-            self.check_symbol(
+            if let Err(error) = self.check_symbol(
                 &format!("orders[{index}]."),
                 order.exchange,
                 &order.symbol,
                 Some(order.quantity),
-            )?;
+            ) {
+                return Err(self.refuse(action, error).await);
+            }
         }
         // Stable: within each side the request's order stays.
         request
             .orders
             .sort_by_key(|order| order.action != Action::Buy);
-        let action = self.action(user_id, "basketorder", log.into());
         let strategy = request.strategy.clone();
         // upstream subscribers/socketio_subscriber.py `on_basket_completed`.
         let summary = move |outcomes: &BatchOutcome| {
@@ -501,18 +553,25 @@ impl OrderService {
             .iter()
             .map(|o| (o.symbol.clone(), o.exchange, o.product))
             .collect();
+        let mode = action.mode;
+        // In analyzer mode a success also carries `batch_order` and `is_last_order`
+        // (upstream services/basket_order_service.py, sandbox branch).
         let respond = move |outcomes: &BatchOutcome| Basket {
             results: outcomes
                 .iter()
                 .zip(&legs)
-                .map(|(result, (symbol, exchange, product))| {
-                    let outcome = item_outcome(result);
+                .enumerate()
+                .map(|(index, (result, (symbol, exchange, product)))| {
+                    let outcome = item_outcome(result, mode);
                     let placed = outcome.status == "success";
+                    let sandbox = placed && mode == AccountMode::Analyze;
                     BasketResult {
                         symbol: symbol.clone(),
                         exchange: placed.then(|| exchange.as_str().to_string()),
                         product: placed.then(|| product.as_str().to_string()),
                         outcome,
+                        batch_order: sandbox.then_some(true),
+                        is_last_order: sandbox.then_some(index + 1 == outcomes.len()),
                     }
                 })
                 .collect(),
@@ -537,8 +596,12 @@ impl OrderService {
         log: impl Into<ActionLog>,
     ) -> Result<Reply<Split>> {
         let order = &request.order;
-        self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))?;
         let action = self.action(user_id, "splitorder", log.into());
+        if let Err(error) =
+            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
+        {
+            return Err(self.refuse(action, error).await);
+        }
         let mut children = Vec::new();
         let mut remaining = order.quantity;
         while remaining > 1e-9 {
@@ -573,6 +636,7 @@ impl OrderService {
         };
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
         let (split_size, total) = (request.splitsize, order.quantity);
+        let mode = action.mode;
         let respond = move |outcomes: &BatchOutcome| Split {
             split_size: Quantity(split_size),
             total_quantity: Quantity(total),
@@ -583,7 +647,7 @@ impl OrderService {
                 .map(|(index, (result, quantity))| SplitResult {
                     order_num: index + 1,
                     quantity: Quantity(*quantity),
-                    outcome: item_outcome(result),
+                    outcome: item_outcome(result, mode),
                 })
                 .collect(),
         };
@@ -643,13 +707,14 @@ impl OrderService {
 fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
     let successful = outcomes
         .iter()
-        .filter(|result| item_outcome(result).status == "success")
+        .filter(|result| matches!(result, Ok(outcome) if outcome.status != OrderStatus::Rejected))
         .count();
     (successful, outcomes.len())
 }
 
-/// The outcome of one order of a basket or split.
-fn item_outcome(result: &Outcome<PlaceOutcome>) -> ItemOutcome {
+/// The outcome of one order of a basket or split; a rejected one names its id in live mode
+/// only (upstream's sandbox refuses it without one).
+fn item_outcome(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> ItemOutcome {
     match result {
         Ok(outcome) if outcome.status != OrderStatus::Rejected => ItemOutcome {
             status: "success",
@@ -658,7 +723,7 @@ fn item_outcome(result: &Outcome<PlaceOutcome>) -> ItemOutcome {
         },
         Ok(outcome) => ItemOutcome {
             status: "error",
-            orderid: Some(outcome.orderid.clone()),
+            orderid: (mode == AccountMode::Live).then(|| outcome.orderid.clone()),
             message: Some(format!("Order rejected: {}", outcome.rejection_reason)),
         },
         Err(error) => ItemOutcome {
@@ -669,15 +734,41 @@ fn item_outcome(result: &Outcome<PlaceOutcome>) -> ItemOutcome {
     }
 }
 
-fn id_response(result: &Outcome<String>, mode: AccountMode) -> Result<Reply<OrderId>> {
-    match result {
-        Ok(orderid) => Ok(Reply::in_mode(
+/// The response of modifyorder; in analyzer mode with the sandbox's message
+/// (sandbox/order_manager.py `modify_order`).
+fn modified_response(result: &Outcome<String>, mode: AccountMode) -> Result<Reply<OrderId>> {
+    id_response(result, mode, "Order modified successfully", "modify")
+}
+
+/// The response of cancelorder; in analyzer mode with the sandbox's message
+/// (sandbox/order_manager.py `cancel_order`).
+fn cancelled_response(result: &Outcome<String>, mode: AccountMode) -> Result<Reply<OrderId>> {
+    id_response(result, mode, "Order cancelled successfully", "cancel")
+}
+
+fn id_response(
+    result: &Outcome<String>,
+    mode: AccountMode,
+    sandbox_message: &str,
+    verb: &str,
+) -> Result<Reply<OrderId>> {
+    match (result, mode) {
+        (Ok(orderid), AccountMode::Live) => Ok(Reply::in_mode(OrderId::new(orderid), mode)),
+        (Ok(orderid), AccountMode::Analyze) => Ok(Reply::in_mode(
             OrderId {
                 orderid: orderid.clone(),
+                message: Some(sandbox_message.to_string()),
             },
             mode,
         )),
-        Err(error) => Err(broker_error(error).with_mode(mode)),
+        (
+            Err(BrokerError::Refused(EngineError::NotActive { status, .. })),
+            AccountMode::Analyze,
+        ) => Err(
+            HttpError::bad_request(format!("Cannot {verb} order in {status} status"))
+                .with_mode(mode),
+        ),
+        (Err(error), _) => Err(broker_error(error).with_mode(mode)),
     }
 }
 
@@ -686,59 +777,131 @@ fn cancel_all_response(
     mode: AccountMode,
 ) -> Result<Reply<CancelAll>> {
     match result {
-        Ok(outcome) => Ok(Reply::in_mode(
-            CancelAll {
-                canceled_orders: outcome.canceled.clone(),
-                failed_cancellations: outcome
-                    .failed
-                    .iter()
-                    .map(|(orderid, message)| FailedCancellation {
-                        orderid: orderid.clone(),
-                        message: message.clone(),
-                    })
-                    .collect(),
-                message: format!(
+        Ok(outcome) => {
+            let nothing_active = outcome.canceled.is_empty() && outcome.failed.is_empty();
+            let message = if mode == AccountMode::Analyze && nothing_active {
+                NO_ORDERS_TO_CANCEL.to_string()
+            } else {
+                format!(
                     "Canceled {} orders. Failed to cancel {} orders.",
                     outcome.canceled.len(),
                     outcome.failed.len()
-                ),
-            },
-            mode,
-        )),
+                )
+            };
+            Ok(Reply::in_mode(
+                CancelAll {
+                    canceled_orders: outcome.canceled.clone(),
+                    failed_cancellations: outcome
+                        .failed
+                        .iter()
+                        .map(|(orderid, message)| FailedCancellation {
+                            orderid: orderid.clone(),
+                            message: message.clone(),
+                        })
+                        .collect(),
+                    message,
+                },
+                mode,
+            ))
+        }
         Err(error) => Err(broker_error(error).with_mode(mode)),
     }
 }
 
-fn close_response(
-    result: &Outcome<Vec<PlaceOutcome>>,
-    mode: AccountMode,
-) -> Result<Reply<Message>> {
-    match result {
-        Ok(outcomes) => {
-            let rejected: Vec<&PlaceOutcome> = outcomes
-                .iter()
-                .filter(|o| o.status == OrderStatus::Rejected)
-                .collect();
-            if rejected.is_empty() {
-                Ok(Reply::in_mode(
-                    Message {
-                        message: POSITIONS_CLOSED.to_string(),
-                    },
-                    mode,
-                ))
-            } else {
-                let reasons: Vec<String> = rejected
-                    .iter()
-                    .map(|o| format!("{}: {}", o.symbol, o.rejection_reason))
-                    .collect();
-                Err(HttpError::bad_request(format!(
-                    "Failed to close {} position(s): {}",
-                    rejected.len(),
-                    reasons.join("; ")
-                ))
-                .with_mode(mode))
-            }
+/// The response of closeposition. Live: "All Open Positions Squared Off", or a 400 naming
+/// the rejected square-offs. Analyzer mode, as upstream's sandbox
+/// (services/sandbox_service.py `sandbox_close_position`): 200 "No open positions to close",
+/// or 200 "Closed N positions" (plus " (Failed to close M positions)") with the counts.
+fn close_response(result: &Outcome<Vec<PlaceOutcome>>, mode: AccountMode) -> Result<Reply<Closed>> {
+    let outcomes = match result {
+        Ok(outcomes) => outcomes,
+        Err(error) => return Err(broker_error(error).with_mode(mode)),
+    };
+    let rejected: Vec<&PlaceOutcome> = outcomes
+        .iter()
+        .filter(|o| o.status == OrderStatus::Rejected)
+        .collect();
+    let closed = |message: String, counts: Option<(usize, usize)>| {
+        Ok(Reply::in_mode(
+            Closed {
+                message,
+                closed_positions: counts.map(|(closed, _)| closed),
+                failed_closures: counts.map(|(_, failed)| failed),
+            },
+            mode,
+        ))
+    };
+    match mode {
+        AccountMode::Analyze if outcomes.is_empty() => {
+            closed(NO_POSITIONS_TO_CLOSE.to_string(), None)
         }
-        Err(error) => Err(broker_error(error).with_mode(mode)),
+        AccountMode::Analyze => {
+            let (closed_count, failed) = (outcomes.len() - rejected.len(), rejected.len());
+            let mut message = format!("Closed {closed_count} positions");
+            if failed > 0 {
+                message.push_str(&format!(" (Failed to close {failed} positions)"));
+            }
+            closed(message, Some((closed_count, failed)))
+        }
+        AccountMode::Live if rejected.is_empty() => closed(POSITIONS_CLOSED.to_string(), None),
+        AccountMode::Live => {
+            let reasons: Vec<String> = rejected
+                .iter()
+                .map(|o| format!("{}: {}", o.symbol, o.rejection_reason))
+                .collect();
+            Err(HttpError::bad_request(format!(
+                "Failed to close {} position(s): {}",
+                rejected.len(),
+                reasons.join("; ")
+            ))
+            .with_mode(mode))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn outcome(symbol: &str, status: OrderStatus) -> PlaceOutcome {
+        PlaceOutcome {
+            orderid: "1".to_string(),
+            status,
+            rejection_reason: if status == OrderStatus::Rejected {
+                "No price available".to_string()
+            } else {
+                String::new()
+            },
+            symbol: symbol.to_string(),
+            quantity: 1.0,
+        }
+    }
+
+    /// Upstream services/sandbox_service.py `sandbox_close_position`: a square-off that
+    /// fails still answers 200, counting it in the message and `failed_closures`; live mode
+    /// answers 400 naming it.
+    #[test]
+    fn a_partly_failed_close_is_a_200_in_analyzer_mode_only() {
+        let outcomes = Ok(vec![
+            outcome("SBIN", OrderStatus::Complete),
+            outcome("INFY", OrderStatus::Rejected),
+        ]);
+        let analyzed = close_response(&outcomes, AccountMode::Analyze).map(|r| r.to_value());
+        assert_eq!(
+            analyzed.ok(),
+            Some(json!({"status": "success",
+                "message": "Closed 1 positions (Failed to close 1 positions)",
+                "closed_positions": 1, "failed_closures": 1, "mode": "analyze"}))
+        );
+        let live = close_response(&outcomes, AccountMode::Live).map(|r| r.to_value());
+        let error = live.err().map(|e| (e.status.as_u16(), e.message));
+        assert_eq!(
+            error,
+            Some((
+                400,
+                "Failed to close 1 position(s): INFY: No price available".to_string()
+            ))
+        );
     }
 }

@@ -70,6 +70,14 @@ pub(crate) fn format_timestamp(epoch_ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Formats epoch ms as upstream's sandbox does (`YYYY-MM-DD HH:MM:SS`, Indian time).
+pub(crate) fn format_sandbox_timestamp(epoch_ms: i64) -> String {
+    FixedOffset::east_opt(5 * 3600 + 1800)
+        .and_then(|ist| ist.timestamp_millis_opt(epoch_ms).single())
+        .map(|time| time.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
