@@ -446,7 +446,9 @@ async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
     let server = TestServer::start(&[
         ("ORDER_EVENT_MODE", "SOCKETIO"),
         ("OA_FEED_SYMBOLS", "NSE:SBIN"),
-        ("OA_FEED_TICKS_PER_SECOND", "50"),
+        // Two ticks a second: the quote and the two placements below fit between two
+        // ticks even on a loaded machine (at 50 a second they did not, under load 5).
+        ("OA_FEED_TICKS_PER_SECOND", "2"),
     ])
     .unwrap();
     let key = server.admin_key.clone();
