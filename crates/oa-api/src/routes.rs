@@ -474,13 +474,23 @@ async fn not_found(request: Request) -> Response {
         .into_response()
 }
 
+/// 405 for the POST routes (all but `ticker` and `instruments`).
 async fn method_not_allowed(request: Request) -> Response {
+    wrong_method(&request, "POST")
+}
+
+/// 405 for the GET routes (`ticker`, `instruments`).
+async fn method_not_allowed_use_get(request: Request) -> Response {
+    wrong_method(&request, "GET")
+}
+
+fn wrong_method(request: &Request, allowed: &str) -> Response {
     HttpError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "Method {} is not allowed on {}; use POST",
+            "Method {} is not allowed on {}; use {allowed}",
             request.method(),
-            original_path(&request)
+            original_path(request)
         ),
     )
     .into_response()
@@ -582,9 +592,15 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
             ("/multiquotes", post(multiquotes)),
             ("/intervals", post(intervals)),
             ("/history", post(crate::history::routes::history)),
-            ("/ticker/{symbol}", get(crate::history::routes::ticker)),
+            (
+                "/ticker/{symbol}",
+                get(crate::history::routes::ticker).fallback(method_not_allowed_use_get),
+            ),
             ("/expiry", post(crate::contracts::expiry)),
-            ("/instruments", get(crate::contracts::instruments)),
+            (
+                "/instruments",
+                get(crate::contracts::instruments).fallback(method_not_allowed_use_get),
+            ),
             ("/analyzer", post(analyzer)),
             ("/analyzer/toggle", post(analyzer_toggle)),
             ("/ping", post(ping)),

@@ -770,6 +770,23 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
     assert_eq!(response.status().as_u16(), 405);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "error");
+    assert_eq!(
+        body["message"],
+        "Method GET is not allowed on /api/v1/funds; use POST"
+    );
+    // The GET routes name GET.
+    let response = server
+        .client
+        .post(format!("{}/api/v1/instruments", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "Method POST is not allowed on /api/v1/instruments; use GET"
+    );
 
     let big = json!({"apikey": server.key, "strategy": "x".repeat(70 * 1024)});
     let (code, body) = server.post("closeposition", big).await;
