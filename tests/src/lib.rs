@@ -120,6 +120,19 @@ pub fn chromium() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The 1, 5 and 15 minute load averages from `/proc/loadavg` ("unknown" elsewhere), for
+/// benchmarks to print beside their figures.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// A TCP port that was free on 127.0.0.1 a moment ago (for a server that must keep its port
 /// across a restart).
 pub fn free_port() -> anyhow::Result<u16> {

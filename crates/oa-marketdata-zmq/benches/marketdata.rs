@@ -191,17 +191,6 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "unknown".to_string())
-}
-
 struct Row {
     name: String,
     /// Process CPU seconds (all threads: publisher, bus, proxy and clients) in the scenario.
@@ -626,7 +615,7 @@ fn main() {
         "market-data benchmark: burst of {count} ticks, {clients} WebSocket clients ({per_client} of {SYMBOLS} symbols each, so each tick fans out to {} clients), paced {rate}/s for {seconds}s, loopback",
         clients * per_client / SYMBOLS
     );
-    println!("load average before: {}", load_average());
+    println!("load average before: {}", oa_e2e::load_average());
     let (decode_only, decode_cache) = in_process(count);
     let (baseline_burst, baseline_paced) = baseline(count, rate, seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -644,5 +633,5 @@ fn main() {
     ]);
     println!();
     println!("{notes}");
-    println!("load average after: {}", load_average());
+    println!("load average after: {}", oa_e2e::load_average());
 }

@@ -39,7 +39,7 @@ const PASSWORD: &str = "oa-bench-latency";
 pub fn run(rate: u64, fetch_wait_ms: i32, secure: bool, storage: Storage) -> anyhow::Result<()> {
     let tansu = super::install()?;
     let server_binary = build_server()?;
-    let load_before = load_average();
+    let load_before = oa_e2e::load_average();
     // Tansu::start looks in the same tools folder install() used, unless told otherwise.
     let started = if secure {
         println!("starting tansu (sqlite storage, SASL SCRAM, behind TLS) on a free loopback port");
@@ -86,7 +86,7 @@ pub fn run(rate: u64, fetch_wait_ms: i32, secure: bool, storage: Storage) -> any
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(broker);
     let report = result?;
-    report.print(&load_before, &load_average(), secure, storage);
+    report.print(&load_before, &oa_e2e::load_average(), secure, storage);
     Ok(())
 }
 
@@ -117,17 +117,6 @@ fn build_server() -> anyhow::Result<PathBuf> {
     }
     println!("oa-server built in {:.0?}", started.elapsed());
     Ok(binary)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "?".to_string())
 }
 
 /// The real server, started with ports 0 in its own folder; killed and removed on drop.
