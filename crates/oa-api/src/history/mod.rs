@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::config::HistoryConfig;
-use crate::store::{Database, StoreError};
+use crate::store::{BarRange, Database, StoreError};
 use recorder::Recording;
 use worker::BarWorker;
 
@@ -81,14 +81,8 @@ impl History {
     /// The 1-minute bars of one instrument with `from <= time < until` (epoch seconds),
     /// oldest first: the stored ones, the completed ones not yet stored and the bar of the
     /// current minute.
-    pub(crate) async fn minute_bars(
-        &self,
-        exchange: &str,
-        symbol: &str,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<Bar>, StoreError> {
-        let in_range = |bar: &Bar| bar.time >= from && bar.time < until;
+    pub(crate) async fn minute_bars(&self, range: BarRange) -> Result<Vec<Bar>, StoreError> {
+        let (exchange, symbol) = (range.exchange.as_str(), range.symbol.as_str());
         let mut recent: Vec<Bar> = match &self.recording {
             Some(recording) => {
                 let recorded = recording.shared.lock();
@@ -98,12 +92,12 @@ impl History {
                     .filter(|item| item.exchange == exchange && item.symbol == symbol)
                     .map(|item| item.bar)
                     .chain(recorded.recorder.open_bar(exchange, symbol))
-                    .filter(in_range)
+                    .filter(|bar| range.holds(bar))
                     .collect()
             }
             None => Vec::new(),
         };
-        let mut bars = self.worker.load(exchange, symbol, from, until).await?;
+        let mut bars = self.worker.load(range.clone()).await?;
         recent.sort_by_key(|bar| bar.time);
         for bar in recent {
             // The recorder's copy is the newest: it replaces a stored bar of its minute.

@@ -18,6 +18,7 @@ use crate::fields::Fields;
 use crate::responses::{Data, Reply};
 use crate::routes::{ApiBody, AppState};
 use crate::service::store_error;
+use crate::store::BarRange;
 use crate::types::Exchange;
 
 /// The fields of a `history` request.
@@ -151,11 +152,13 @@ impl AppState {
             )));
         }
         let (from, until) = request.range();
-        let minutes = self
-            .history
-            .minute_bars(exchange.as_str(), symbol, from, until)
-            .await
-            .map_err(store_error)?;
+        let range = BarRange {
+            exchange: exchange.as_str().to_string(),
+            symbol: symbol.to_string(),
+            from,
+            until,
+        };
+        let minutes = self.history.minute_bars(range).await.map_err(store_error)?;
         Ok(candles::aggregate(&minutes, request.interval)
             .iter()
             .map(Candle::from)

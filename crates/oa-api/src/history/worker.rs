@@ -6,7 +6,7 @@
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Database, StoreError, TxKind};
+use crate::store::{BarRange, Database, StoreError, TxKind};
 
 /// Jobs queued before the worker refuses recorded batches.
 const QUEUE_CAPACITY: usize = 256;
@@ -19,10 +19,7 @@ enum Job {
         done: Option<oneshot::Sender<Result<usize, StoreError>>>,
     },
     Load {
-        exchange: String,
-        symbol: String,
-        from: i64,
-        until: i64,
+        range: BarRange,
         reply: oneshot::Sender<Result<Vec<Bar>, StoreError>>,
     },
     Prune {
@@ -100,22 +97,9 @@ impl BarWorker {
 
     /// The stored bars of one instrument with `from <= time < until`, oldest first. Runs
     /// after every batch queued before it.
-    pub(crate) async fn load(
-        &self,
-        exchange: &str,
-        symbol: &str,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<Bar>, StoreError> {
+    pub(crate) async fn load(&self, range: BarRange) -> Result<Vec<Bar>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Load {
-            exchange: exchange.to_string(),
-            symbol: symbol.to_string(),
-            from,
-            until,
-            reply,
-        })
-        .await?;
+        self.send(Job::Load { range, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -153,16 +137,8 @@ fn run(mut database: Box<dyn Database>, mut jobs: mpsc::Receiver<Job>) {
                     }
                 }
             }
-            Job::Load {
-                exchange,
-                symbol,
-                from,
-                until,
-                reply,
-            } => {
-                let result = database
-                    .queries()
-                    .load_bars(&exchange, &symbol, from, until);
+            Job::Load { range, reply } => {
+                let result = database.queries().load_bars(&range);
                 let _ = reply.send(result);
             }
             Job::Prune { before, reply } => {

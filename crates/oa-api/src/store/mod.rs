@@ -24,6 +24,26 @@ use oa_marketdata_core::candles::{Bar, InstrumentBar};
 use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
 
+/// One instrument's 1-minute bars with `from <= time < until` (bar starts, epoch seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BarRange {
+    /// Exchange.
+    pub exchange: String,
+    /// Symbol.
+    pub symbol: String,
+    /// First bar start included.
+    pub from: i64,
+    /// First bar start no longer included.
+    pub until: i64,
+}
+
+impl BarRange {
+    /// Whether `bar` belongs to this range (its instrument is the caller's to check).
+    pub(crate) fn holds(&self, bar: &Bar) -> bool {
+        bar.time >= self.from && bar.time < self.until
+    }
+}
+
 pub(crate) mod postgres;
 pub(crate) use postgres::connect as connect_postgres;
 pub(crate) mod sqlite;
@@ -481,14 +501,8 @@ pub(crate) trait Queries {
     /// when `overwrite` (recorded bars), kept otherwise (backfilled bars). Returns the rows
     /// written.
     fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError>;
-    /// The instrument's bars with `from <= time < until` (epoch seconds), oldest first.
-    fn load_bars(
-        &self,
-        exchange: &str,
-        symbol: &str,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<Bar>, StoreError>;
+    /// The bars in `range`, oldest first.
+    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError>;
     /// Deletes every bar that starts before `before` (epoch seconds); returns how many.
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError>;
 }

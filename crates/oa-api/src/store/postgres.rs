@@ -22,8 +22,8 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
-    Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries, StoreError, TxKind,
-    UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
+    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries,
+    StoreError, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
@@ -1032,17 +1032,11 @@ impl<C: GenericClient> Queries for PgQueries<C> {
         )? as usize)
     }
 
-    fn load_bars(
-        &self,
-        exchange: &str,
-        symbol: &str,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<Bar>, StoreError> {
+    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError> {
         self.query(
             "SELECT time, open, high, low, close, volume, oi FROM bars
              WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4 ORDER BY time",
-            &[&exchange, &symbol, &from, &until],
+            &[&range.exchange, &range.symbol, &range.from, &range.until],
         )?
         .iter()
         .map(|row| {

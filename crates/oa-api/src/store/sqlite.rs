@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use super::{
-    Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries, StoreError,
-    StoreSync, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
+    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries,
+    StoreError, StoreSync, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
@@ -1074,28 +1074,25 @@ impl Queries for Connection {
         Ok(written)
     }
 
-    fn load_bars(
-        &self,
-        exchange: &str,
-        symbol: &str,
-        from: i64,
-        until: i64,
-    ) -> Result<Vec<Bar>, StoreError> {
+    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError> {
         let mut statement = self.prepare_cached(
             "SELECT time, open, high, low, close, volume, oi FROM bars
              WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4 ORDER BY time",
         )?;
-        let rows = statement.query_map(params![exchange, symbol, from, until], |row| {
-            Ok(Bar {
-                time: row.get(0)?,
-                open: row.get(1)?,
-                high: row.get(2)?,
-                low: row.get(3)?,
-                close: row.get(4)?,
-                volume: row.get(5)?,
-                oi: row.get(6)?,
-            })
-        })?;
+        let rows = statement.query_map(
+            params![range.exchange, range.symbol, range.from, range.until],
+            |row| {
+                Ok(Bar {
+                    time: row.get(0)?,
+                    open: row.get(1)?,
+                    high: row.get(2)?,
+                    low: row.get(3)?,
+                    close: row.get(4)?,
+                    volume: row.get(5)?,
+                    oi: row.get(6)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
