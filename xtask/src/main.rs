@@ -298,13 +298,7 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
         util::step("cargo test --workspace", || {
             // The binary built above: the tests must not build it again with their own
             // environment (a nested cargo build would rebuild with other fingerprints).
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            util::run(
-                std::process::Command::new(cargo)
-                    .args(["test", "--workspace", "--no-fail-fast"])
-                    .env("OA_SERVER_BIN", util::debug_binary("oa-server"))
-                    .current_dir(util::root()),
-            )
+            util::cargo_with_server(&["test", "--workspace", "--no-fail-fast"])
         }),
     );
     record(
@@ -313,6 +307,20 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
             "cargo test -p oa-api on the PostgreSQL store",
             test_on_postgres,
         ),
+    );
+    record(
+        "core failover",
+        util::step("core failover end to end (once)", || {
+            util::cargo_with_server(&[
+                "test",
+                "-p",
+                "oa-e2e",
+                "--test",
+                "cluster",
+                "--",
+                "--ignored",
+            ])
+        }),
     );
     record(
         "test-both-modes",

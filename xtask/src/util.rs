@@ -32,6 +32,17 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     run(Command::new(cargo).args(args).current_dir(root()))
 }
 
+/// Runs cargo in the workspace root with `OA_SERVER_BIN` set to the debug `oa-server` built
+/// before, so that tests run that binary instead of building it again from inside the test
+/// process (a nested build has other fingerprints and rebuilds).
+pub fn cargo_with_server(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    run(Command::new(cargo)
+        .args(args)
+        .env("OA_SERVER_BIN", debug_binary("oa-server"))
+        .current_dir(root()))
+}
+
 /// Where `cargo build -p <name>` puts a binary of this workspace (`CARGO_TARGET_DIR` or
 /// `target/`, debug profile).
 pub fn debug_binary(name: &str) -> std::path::PathBuf {
