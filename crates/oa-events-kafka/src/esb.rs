@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use crate::config::KafkaConfig;
 use crate::error::{ConfigError, KafkaError};
 use crate::esb_auth::{EsbSecurity, Refusal, SIGNATURE_HEADER};
-use crate::offsets::{OffsetStore, OffsetStoreError};
+use crate::offsets::OffsetStore;
 use crate::partitioner::partition_for_key;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
 use crate::topic_consumer::{
@@ -244,7 +244,14 @@ pub enum Execution {
 pub struct ExecutorError(pub String);
 
 /// Runs commands and keeps the consumer's offsets, in the server's store.
-pub trait CommandExecutor: Send + Sync + 'static {
+///
+/// As the consumer's [`OffsetStore`] it keeps the offsets of `KAFKA_CONSUMER_GROUP`; the
+/// consumer only reads and resets them there, because each command's offset is written by
+/// [`CommandExecutor::execute`] or [`CommandExecutor::reject`] in the transaction of its
+/// result. Its [`OffsetStore::save_start`] must never move a stored offset backwards
+/// (commands produced while oa is down before its first command are not skipped by a later
+/// `latest` reset).
+pub trait CommandExecutor: OffsetStore {
     /// Executes `message` at most once per id and stores, atomically with its result, the
     /// offset after `position`. Must store nothing when it returns
     /// [`Execution::Rejected`].
@@ -265,37 +272,6 @@ pub trait CommandExecutor: Send + Sync + 'static {
         code: DeadLetterCode,
         reason: &'a str,
         position: &'a EsbPosition,
-    ) -> BoxFuture<'a, Result<(), ExecutorError>>;
-
-    /// The stored next offset of (group, topic, partition), if any.
-    fn stored_offset<'a>(
-        &'a self,
-        group: &'a str,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, ExecutorError>>;
-
-    /// Replaces the stored offset of a partition, even with a smaller one: after the broker
-    /// reported the stored offset out of range (retention, a recreated topic) and the
-    /// consumer restarted the partition from its earliest retained record.
-    fn reset_offset<'a>(
-        &'a self,
-        group: &'a str,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> BoxFuture<'a, Result<(), ExecutorError>>;
-
-    /// Stores the starting offset of a partition that had none (resolved through
-    /// `KAFKA_CONSUMER_AUTO_OFFSET_RESET`), so that commands produced while oa is down
-    /// before its first command are not skipped by a later `latest` reset. Never moves a
-    /// stored offset backwards.
-    fn store_start_offset<'a>(
-        &'a self,
-        group: &'a str,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
     ) -> BoxFuture<'a, Result<(), ExecutorError>>;
 }
 
@@ -350,62 +326,6 @@ struct EsbHandler {
     dead_letters: tokio::sync::RwLock<Option<Arc<DeadLetters>>>,
 }
 
-/// The executor's offsets as the topic consumer's [`OffsetStore`], under
-/// `KAFKA_CONSUMER_GROUP`. The consumer only reads and resets them: each command's offset is
-/// written by [`CommandExecutor::execute`] or [`CommandExecutor::reject`], in the
-/// transaction of its result.
-struct ExecutorOffsets {
-    executor: Arc<dyn CommandExecutor>,
-    group: String,
-}
-
-fn store_error(error: ExecutorError) -> OffsetStoreError {
-    OffsetStoreError::new(error)
-}
-
-impl OffsetStore for ExecutorOffsets {
-    fn load<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>> {
-        Box::pin(async move {
-            self.executor
-                .stored_offset(&self.group, topic, partition)
-                .await
-                .map_err(store_error)
-        })
-    }
-
-    fn save<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        next_offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
-        Box::pin(async move {
-            self.executor
-                .reset_offset(&self.group, topic, partition, next_offset)
-                .await
-                .map_err(store_error)
-        })
-    }
-
-    fn save_start<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
-        Box::pin(async move {
-            self.executor
-                .store_start_offset(&self.group, topic, partition, offset)
-                .await
-                .map_err(store_error)
-        })
-    }
-}
-
 /// The running consumer; stop it with [`EsbConsumer::shutdown`].
 pub struct EsbConsumer {
     handler: Arc<EsbHandler>,
@@ -440,10 +360,7 @@ impl EsbConsumer {
                 reason.to_string(),
             ));
         }
-        let offsets = Arc::new(ExecutorOffsets {
-            executor: Arc::clone(&executor),
-            group: config.consumer_group.clone(),
-        });
+        let offsets: Arc<dyn OffsetStore> = executor.clone();
         let topic = TopicConsumer::new(config.clone(), config.esb_events_topic.clone(), offsets)
             .start_at(StartPosition::Stored {
                 otherwise: config.auto_offset_reset,

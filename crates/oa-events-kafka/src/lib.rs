@@ -57,7 +57,9 @@ pub use esb::{
 pub use esb_auth::{EsbAuth, EsbSecurity, SigningKeys};
 #[cfg(feature = "sqlite")]
 pub use offsets::SqliteOffsetStore;
-pub use offsets::{FileOffsetStore, MemoryOffsetStore, OffsetStore, OffsetStoreError};
+pub use offsets::{
+    FileOffsetStore, MemoryOffsetStore, OffsetFuture, OffsetStore, OffsetStoreError,
+};
 pub use order_events::{ConsumedEvent, OrderEventConsumer, UndecodableRecord, decode_event};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
 pub use partitioner::{murmur2, partition_for_key};

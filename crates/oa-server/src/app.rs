@@ -375,7 +375,7 @@ pub(crate) fn start_esb(
             "ESB commands must be signed (HMAC-SHA256, header oa_signature)"
         );
     }
-    let executor = StoreExecutor::new(api.esb_commands());
+    let executor = StoreExecutor::new(api.esb_commands(), kafka.consumer_group.clone());
     let consumer = EsbConsumer::spawn(
         kafka.clone(),
         security.clone(),

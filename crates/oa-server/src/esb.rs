@@ -6,18 +6,23 @@
 use futures_util::future::BoxFuture;
 use oa_api::esb::{EsbCommands, EsbOutcome, EsbPosition, EsbRequest, RejectKind};
 use oa_events_kafka::esb as kafka;
-use oa_events_kafka::{CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError};
+use oa_events_kafka::{
+    CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError, OffsetFuture,
+    OffsetStore, OffsetStoreError,
+};
 
 /// [`EsbCommands`] as the consumer's [`CommandExecutor`].
 #[derive(Debug, Clone)]
 pub struct StoreExecutor {
     commands: EsbCommands,
+    /// `KAFKA_CONSUMER_GROUP`: whose offsets the consumer reads and resets.
+    group: String,
 }
 
 impl StoreExecutor {
-    /// Wraps the API's command runner.
-    pub fn new(commands: EsbCommands) -> Self {
-        StoreExecutor { commands }
+    /// Wraps the API's command runner; the consumer's offsets are kept under `group`.
+    pub fn new(commands: EsbCommands, group: String) -> Self {
+        StoreExecutor { commands, group }
     }
 }
 
@@ -101,48 +106,38 @@ impl CommandExecutor for StoreExecutor {
                 .map_err(failed)
         })
     }
+}
 
-    fn stored_offset<'a>(
-        &'a self,
-        group: &'a str,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, ExecutorError>> {
+/// The ESB consumer's offsets, kept under the executor's consumer group in the server's store.
+impl OffsetStore for StoreExecutor {
+    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
-            self.commands
-                .stored_offset(group, topic, partition)
-                .await
-                .map_err(failed)
+            let stored = self.commands.stored_offset(&self.group, topic, partition);
+            stored.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn reset_offset<'a>(
-        &'a self,
-        group: &'a str,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+    fn save<'a>(&'a self, topic: &'a str, partition: i32, offset: i64) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
-            self.commands
-                .reset_offset(group, topic, partition, offset)
-                .await
-                .map_err(failed)
+            let reset = self
+                .commands
+                .reset_offset(&self.group, topic, partition, offset);
+            reset.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn store_start_offset<'a>(
+    /// Never moves a stored offset backwards.
+    fn save_start<'a>(
         &'a self,
-        group: &'a str,
         topic: &'a str,
         partition: i32,
         offset: i64,
-    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+    ) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
-            self.commands
-                .store_offset(group, topic, partition, offset)
-                .await
-                .map_err(failed)
+            let stored = self
+                .commands
+                .store_offset(&self.group, topic, partition, offset);
+            stored.await.map_err(OffsetStoreError::new)
         })
     }
 }

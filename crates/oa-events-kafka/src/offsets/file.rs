@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::{OffsetStore, OffsetStoreError};
+use super::{OffsetFuture, OffsetStore, OffsetStoreError};
 
 /// Offsets in a JSON file, `{"<topic>": {"<partition>": <next offset>, ...}, ...}`.
 ///
@@ -118,11 +117,7 @@ fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl OffsetStore for FileOffsetStore {
-    fn load<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>> {
+    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
             let offsets = self.offsets.lock().await;
             Ok(offsets
@@ -137,7 +132,7 @@ impl OffsetStore for FileOffsetStore {
         topic: &'a str,
         partition: i32,
         next_offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+    ) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
             // Held across the write: saves of different partitions never interleave.
             let mut offsets = self.offsets.lock().await;

@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
-use super::{OffsetStore, OffsetStoreError};
+use super::{OffsetFuture, OffsetStore};
 
 /// Offsets kept in memory: forgotten when the process exits. For a consumer that rebuilds
 /// its state from the topic on every start (it starts at
@@ -31,11 +30,7 @@ impl MemoryOffsetStore {
 }
 
 impl OffsetStore for MemoryOffsetStore {
-    fn load<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>> {
+    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move { Ok(self.get(topic, partition)) })
     }
 
@@ -44,7 +39,7 @@ impl OffsetStore for MemoryOffsetStore {
         topic: &'a str,
         partition: i32,
         next_offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+    ) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
             self.offsets
                 .lock()

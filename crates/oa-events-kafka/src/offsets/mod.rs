@@ -33,6 +33,9 @@ impl OffsetStoreError {
     }
 }
 
+/// What [`OffsetStore`]'s methods return.
+pub type OffsetFuture<'a, T> = BoxFuture<'a, Result<T, OffsetStoreError>>;
+
 /// Keeps the next offset to read per (topic, partition).
 ///
 /// Offsets are "next to read": after processing the record at offset `n` a consumer saves
@@ -40,21 +43,13 @@ impl OffsetStoreError {
 /// consumer's own state does (a file or database for a service with durable effects).
 pub trait OffsetStore: Send + Sync + 'static {
     /// The stored next offset of `partition` of `topic`, `None` when nothing is stored.
-    fn load<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>>;
+    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>>;
 
     /// Stores `next_offset` for `partition` of `topic`, replacing what is stored (even with
     /// a smaller offset: the consumer does so after the broker reported the stored one out
     /// of range and it restarted from the earliest retained record).
-    fn save<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        next_offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>>;
+    fn save<'a>(&'a self, topic: &'a str, partition: i32, next_offset: i64)
+    -> OffsetFuture<'a, ()>;
 
     /// Stores the start offset the consumer resolved for a partition that had none
     /// ([`StartPosition::Stored`](crate::StartPosition::Stored)'s fallback), so that records
@@ -65,7 +60,7 @@ pub trait OffsetStore: Send + Sync + 'static {
         topic: &'a str,
         partition: i32,
         offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+    ) -> OffsetFuture<'a, ()> {
         self.save(topic, partition, offset)
     }
 }

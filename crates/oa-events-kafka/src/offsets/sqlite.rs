@@ -3,11 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{OffsetStore, OffsetStoreError};
+use super::{OffsetFuture, OffsetStore, OffsetStoreError};
 
 /// The table's definition: one row per (consumer, topic, partition).
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kafka_consumer_offsets (
@@ -105,11 +104,7 @@ impl SqliteOffsetStore {
 }
 
 impl OffsetStore for SqliteOffsetStore {
-    fn load<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-    ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>> {
+    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
         let topic = topic.to_string();
         Box::pin(self.blocking(move |connection, consumer| {
             connection
@@ -128,7 +123,7 @@ impl OffsetStore for SqliteOffsetStore {
         topic: &'a str,
         partition: i32,
         next_offset: i64,
-    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+    ) -> OffsetFuture<'a, ()> {
         let topic = topic.to_string();
         Box::pin(self.blocking(move |connection, consumer| {
             SqliteOffsetStore::save_in(connection, consumer, &topic, partition, next_offset)
