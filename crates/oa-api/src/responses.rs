@@ -283,10 +283,12 @@ pub struct OrderStatusData {
     pub rejection_reason: Option<String>,
 }
 
-/// The data of orderstatus in analyzer mode (upstream sandbox/order_manager.py
-/// `get_order_status`: `price_type`, fill quantities, creation time, strategy).
+/// An order in analyzer mode as upstream's sandbox reports it (sandbox/order_manager.py):
+/// the data of orderstatus (`get_order_status`) and each orderbook row (`get_orderbook`).
+/// The two differ in two keys: orderstatus spells the price type `price_type` and has no
+/// `rejection_reason`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SandboxOrderStatus {
+pub struct SandboxOrder {
     /// The order.
     pub orderid: String,
     /// Symbol.
@@ -301,8 +303,12 @@ pub struct SandboxOrderStatus {
     pub price: f64,
     /// Trigger price.
     pub trigger_price: f64,
-    /// Price type (upstream's sandbox spells it `price_type` here).
-    pub price_type: &'static str,
+    /// Price type, in an orderbook row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricetype: Option<&'static str>,
+    /// Price type, in orderstatus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_type: Option<&'static str>,
     /// Product.
     pub product: &'static str,
     /// Status.
@@ -313,44 +319,9 @@ pub struct SandboxOrderStatus {
     pub filled_quantity: Quantity,
     /// Quantity still to fill (0 once rejected).
     pub pending_quantity: Quantity,
-    /// Creation, `YYYY-MM-DD HH:MM:SS` IST.
-    pub timestamp: String,
-    /// Strategy tag.
-    pub strategy: String,
-}
-
-/// One row of orderbook in analyzer mode (upstream sandbox/order_manager.py
-/// `get_orderbook`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SandboxOrderRow {
-    /// The order.
-    pub orderid: String,
-    /// Symbol.
-    pub symbol: String,
-    /// Exchange.
-    pub exchange: &'static str,
-    /// BUY or SELL.
-    pub action: &'static str,
-    /// Quantity.
-    pub quantity: Quantity,
-    /// Limit price.
-    pub price: f64,
-    /// Trigger price.
-    pub trigger_price: f64,
-    /// Price type.
-    pub pricetype: &'static str,
-    /// Product.
-    pub product: &'static str,
-    /// Status.
-    pub order_status: &'static str,
-    /// Average fill price.
-    pub average_price: f64,
-    /// Filled quantity.
-    pub filled_quantity: Quantity,
-    /// Quantity still to fill (0 once rejected).
-    pub pending_quantity: Quantity,
-    /// Why it was rejected ("" otherwise).
-    pub rejection_reason: String,
+    /// Why it was rejected ("" otherwise), in an orderbook row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
     /// Creation, `YYYY-MM-DD HH:MM:SS` IST.
     pub timestamp: String,
     /// Strategy tag.
@@ -361,7 +332,7 @@ pub struct SandboxOrderRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderBook {
     /// Newest first.
-    pub orders: Vec<ByMode<OrderRow, SandboxOrderRow>>,
+    pub orders: Vec<ByMode<OrderRow, SandboxOrder>>,
     /// Counts over every order.
     pub statistics: OrderStatistics,
 }

@@ -35,8 +35,8 @@ use crate::ratelimit::{self, IpRateLimiter};
 use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
 use crate::responses::{
     AnalyzerData, ByMode, Data, DepthData, Funds, IntervalGroups, MultiQuotes, OpenPosition,
-    OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds,
-    SandboxOrderStatus, SearchResults, SymbolInfo, TradeRow,
+    OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds, SandboxOrder,
+    SearchResults, SymbolInfo, TradeRow,
 };
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
@@ -250,7 +250,7 @@ command!(closeposition, CommandKind::ClosePosition);
 async fn orderstatus(
     State(app): State<AppState>,
     ApiBody(body): ApiBody,
-) -> Result<Reply<Data<ByMode<OrderStatusData, SandboxOrderStatus>>>, HttpError> {
+) -> Result<Reply<Data<ByMode<OrderStatusData, SandboxOrder>>>, HttpError> {
     let fields = Fields::new(body, ORDER_ID)?;
     fields.strategy()?;
     let orderid = fields.required_string("orderid")?;

@@ -10,8 +10,8 @@ use crate::broker::{FundsView, PositionView};
 use crate::engine::Order;
 use crate::responses::{
     ByMode, Data, Funds, OpenPosition, OrderBook, OrderRow, OrderStatistics, OrderStatusData,
-    PositionBook, PositionRow, PositionTotals, Reply, RowHead, SandboxFunds, SandboxOrderRow,
-    SandboxOrderStatus, SandboxPositionRow, TradeRow,
+    PositionBook, PositionRow, PositionTotals, Reply, RowHead, SandboxFunds, SandboxOrder,
+    SandboxPositionRow, TradeRow,
 };
 use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
 
@@ -66,7 +66,7 @@ impl OrderService {
         &self,
         user_id: &str,
         orderid: &str,
-    ) -> Result<Reply<Data<ByMode<OrderStatusData, SandboxOrderStatus>>>> {
+    ) -> Result<Reply<Data<ByMode<OrderStatusData, SandboxOrder>>>> {
         let mode = self.mode(user_id);
         let order = self
             .broker(mode)
@@ -90,22 +90,11 @@ impl OrderService {
                 rejection_reason: (!order.rejection_reason.is_empty())
                     .then(|| order.rejection_reason.clone()),
             }),
-            AccountMode::Analyze => ByMode::Analyze(SandboxOrderStatus {
-                orderid: order.orderid.clone(),
-                symbol: order.terms.symbol.clone(),
-                exchange: order.terms.exchange.as_str(),
-                action: order.terms.action.as_str(),
-                quantity: Quantity(order.terms.quantity),
-                price: order.terms.price,
-                trigger_price: order.terms.trigger_price,
-                price_type: order.terms.pricetype.as_str(),
-                product: order.terms.product.as_str(),
-                order_status: order.status.as_str(),
-                average_price: order.average_price,
-                filled_quantity: Quantity(order.filled_quantity),
-                pending_quantity: Quantity(pending_quantity(&order)),
-                timestamp: format_sandbox_timestamp(order.created_ms),
-                strategy: order.terms.strategy.clone(),
+            AccountMode::Analyze => ByMode::Analyze(SandboxOrder {
+                pricetype: None,
+                price_type: Some(order.terms.pricetype.as_str()),
+                rejection_reason: None,
+                ..sandbox_order_row(&order)
             }),
         };
         Ok(Reply::in_mode(Data { data }, mode))
@@ -248,8 +237,8 @@ fn pending_quantity(order: &Order) -> f64 {
     }
 }
 
-fn sandbox_order_row(order: &Order) -> SandboxOrderRow {
-    SandboxOrderRow {
+fn sandbox_order_row(order: &Order) -> SandboxOrder {
+    SandboxOrder {
         orderid: order.orderid.clone(),
         symbol: order.terms.symbol.clone(),
         exchange: order.terms.exchange.as_str(),
@@ -257,13 +246,14 @@ fn sandbox_order_row(order: &Order) -> SandboxOrderRow {
         quantity: Quantity(order.terms.quantity),
         price: order.terms.price,
         trigger_price: order.terms.trigger_price,
-        pricetype: order.terms.pricetype.as_str(),
+        pricetype: Some(order.terms.pricetype.as_str()),
+        price_type: None,
         product: order.terms.product.as_str(),
         order_status: order.status.as_str(),
         average_price: order.average_price,
         filled_quantity: Quantity(order.filled_quantity),
         pending_quantity: Quantity(pending_quantity(order)),
-        rejection_reason: order.rejection_reason.clone(),
+        rejection_reason: Some(order.rejection_reason.clone()),
         timestamp: format_sandbox_timestamp(order.created_ms),
         strategy: order.terms.strategy.clone(),
     }
