@@ -30,6 +30,7 @@ use crate::journal::Record;
 use crate::ratelimit::UserRateLimiter;
 use crate::service::OrderService;
 use crate::store::{EsbAccess, Queries, StoreError};
+pub use crate::store::{OffsetKey, OffsetWrite};
 
 /// Status of an id being executed.
 const STARTED: &str = "started";
@@ -68,6 +69,22 @@ pub struct EsbPosition {
     pub partition: i32,
     /// The record's offset; the stored next offset is this plus one.
     pub offset: i64,
+}
+
+impl EsbPosition {
+    /// The key of this partition's stored offset.
+    pub fn key(&self) -> OffsetKey<'_> {
+        OffsetKey {
+            group: &self.group,
+            topic: &self.topic,
+            partition: self.partition,
+        }
+    }
+
+    /// Stores the offset after this record (never moving it backwards), in `tx`.
+    fn advance(&self, tx: &dyn Queries) -> Result<(), StoreError> {
+        tx.esb_save_offset(self.key(), self.offset + 1, OffsetWrite::Advance)
+    }
 }
 
 /// An inbound command (or acknowledgment), already read from its envelope.
@@ -237,12 +254,7 @@ impl EsbCommands {
                                 event_type: request.event_type,
                             });
                         }
-                        tx.esb_store_offset(
-                            &position.group,
-                            &position.topic,
-                            position.partition,
-                            position.offset + 1,
-                        )?;
+                        position.advance(tx)?;
                         return Ok(Claim::Duplicate);
                     }
                     let access = tx.esb_access(&request.user_id)?;
@@ -271,12 +283,7 @@ impl EsbCommands {
                         position.offset,
                     )?;
                     if is_ack {
-                        tx.esb_store_offset(
-                            &position.group,
-                            &position.topic,
-                            position.partition,
-                            position.offset + 1,
-                        )?;
+                        position.advance(tx)?;
                         return Ok(Claim::Acknowledged);
                     }
                     Ok(Claim::Claimed)
@@ -384,12 +391,7 @@ impl EsbCommands {
             .run(move |ctx| -> Result<(), StoreError> {
                 let tx = ctx.tx();
                 tx.esb_finish_command(&id, status, &response.to_string())?;
-                tx.esb_store_offset(
-                    &position.group,
-                    &position.topic,
-                    position.partition,
-                    position.offset + 1,
-                )?;
+                position.advance(tx)?;
                 ctx.record(Record {
                     log: None,
                     events: vec![result_event(&id, &user_id, &event_type, status, &response)],
@@ -451,12 +453,7 @@ impl EsbCommands {
                         }
                     }
                 }
-                ctx.tx().esb_store_offset(
-                    &position.group,
-                    &position.topic,
-                    position.partition,
-                    position.offset + 1,
-                )?;
+                position.advance(ctx.tx())?;
                 if let Some(event) = event {
                     ctx.record(Record {
                         log: None,
@@ -468,59 +465,44 @@ impl EsbCommands {
             .await?
     }
 
-    /// Replaces the stored next offset of (group, topic, partition), also with a smaller one
-    /// (the consumer restarted the partition from its earliest retained record).
-    pub async fn reset_offset(
+    /// Stores the next offset of a consumer group's partition as `write` says: a consumer's
+    /// start position ([`OffsetWrite::Advance`]), or a partition restarted from its earliest
+    /// retained record ([`OffsetWrite::Replace`]).
+    pub async fn save_offset(
         &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
+        key: OffsetKey<'_>,
         next_offset: i64,
+        write: OffsetWrite,
     ) -> Result<(), StoreError> {
-        self.on_offsets(group, topic, move |tx, group, topic| {
-            tx.esb_reset_offset(group, topic, partition, next_offset)
+        self.on_offsets(key, move |tx, key| {
+            tx.esb_save_offset(key, next_offset, write)
         })
         .await
     }
 
-    /// Stores the next offset of (group, topic, partition) without a command (the start
-    /// position of a partition that had none); never moves it backwards.
-    pub async fn store_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), StoreError> {
-        self.on_offsets(group, topic, move |tx, group, topic| {
-            tx.esb_store_offset(group, topic, partition, next_offset)
-        })
-        .await
+    /// The stored next offset of a consumer group's partition.
+    pub async fn stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError> {
+        self.on_offsets(key, |tx, key| tx.esb_stored_offset(key))
+            .await
     }
 
-    /// The stored next offset of (group, topic, partition).
-    pub async fn stored_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
-        self.on_offsets(group, topic, move |tx, group, topic| {
-            tx.esb_stored_offset(group, topic, partition)
-        })
-        .await
-    }
-
-    /// Runs `job` on the stored offsets of (group, topic) in a transaction of the worker.
-    async fn on_offsets<T, F>(&self, group: &str, topic: &str, job: F) -> Result<T, StoreError>
+    /// Runs `job` on a stored offset in a transaction of the worker.
+    async fn on_offsets<T, F>(&self, key: OffsetKey<'_>, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Queries, &str, &str) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&dyn Queries, OffsetKey<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (group, topic) = (group.to_string(), topic.to_string());
+        let (group, topic, partition) = (key.group.to_owned(), key.topic.to_owned(), key.partition);
         self.service
             .engine()
-            .run(move |ctx| job(ctx.tx(), &group, &topic))
+            .run(move |ctx| {
+                let key = OffsetKey {
+                    group: &group,
+                    topic: &topic,
+                    partition,
+                };
+                job(ctx.tx(), key)
+            })
             .await?
     }
 }

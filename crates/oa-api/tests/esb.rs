@@ -7,7 +7,8 @@
 mod common;
 
 use oa_api::esb::{
-    EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN, RejectKind,
+    EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN, OffsetKey,
+    OffsetWrite, RejectKind,
 };
 use oa_api::{Api, ApiConfig, StaticSymbols};
 use oa_events_core::EventPublisher;
@@ -60,6 +61,15 @@ fn place(id: &str) -> EsbRequest {
     )
 }
 
+/// The stored offset's key of `partition` of the test topic.
+fn key(partition: i32) -> OffsetKey<'static> {
+    OffsetKey {
+        group: GROUP,
+        topic: TOPIC,
+        partition,
+    }
+}
+
 fn at(partition: i32, offset: i64) -> EsbPosition {
     EsbPosition {
         group: GROUP.to_string(),
@@ -89,7 +99,7 @@ async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
     let dir = common::store_dir();
     let api = api(&dir).await;
     let esb = api.esb_commands();
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), None);
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), None);
 
     let outcome = esb.execute(&place("c1"), &at(0, 5)).await.unwrap();
     assert_eq!(
@@ -99,7 +109,7 @@ async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
         }
     );
     assert_eq!(orders(&api).await, 1);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(6));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(6));
     let (status, response) = row(&dir, "c1").unwrap();
     assert_eq!(status, "success");
     let response: Value = serde_json::from_str(&response).unwrap();
@@ -109,13 +119,13 @@ async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
     let replay = esb.execute(&place("c1"), &at(0, 9)).await.unwrap();
     assert_eq!(replay, EsbOutcome::Duplicate);
     assert_eq!(orders(&api).await, 1);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(10));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(10));
     // Offsets are per partition and never move backwards.
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 1).await.unwrap(), None);
+    assert_eq!(esb.stored_offset(key(1)).await.unwrap(), None);
     esb.reject(None, RejectKind::Invalid, "late", &at(0, 3))
         .await
         .unwrap();
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(10));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(10));
 }
 
 #[tokio::test]
@@ -146,13 +156,13 @@ async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() 
     assert_eq!(kind, RejectKind::Invalid);
     assert!(reason.starts_with("apikey: unknown field"), "{reason}");
     assert_eq!(row(&dir, "bad"), None);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), None);
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), None);
 
     // Once dead-lettered, the consumer records it: the id is done, the offset moves.
     esb.reject(Some(&invalid), kind, &reason, &at(0, 1))
         .await
         .unwrap();
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(2));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(2));
     assert_eq!(row(&dir, "bad").unwrap().0, "rejected");
     assert_eq!(
         esb.execute(&invalid, &at(0, 2)).await.unwrap(),
@@ -183,7 +193,7 @@ async fn a_command_interrupted_by_a_crash_is_reported_as_unknown_and_never_rerun
     assert_eq!(status, "error");
     let response: Value = serde_json::from_str(&response).unwrap();
     assert_eq!(response["message"], OUTCOME_UNKNOWN);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(5));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(5));
 }
 
 #[tokio::test]
@@ -210,7 +220,7 @@ async fn an_acknowledgment_is_recorded_without_order_effect() {
         "booked"
     );
     assert_eq!(orders(&api).await, 0);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 2).await.unwrap(), Some(1));
+    assert_eq!(esb.stored_offset(key(2)).await.unwrap(), Some(1));
 }
 
 /// Opens the same store file the way `oa-server esb allow|deny` and `apikey revoke` do: a
@@ -251,7 +261,7 @@ async fn users_who_did_not_allow_esb_or_are_disabled_are_refused_and_nothing_is_
         .await
         .unwrap();
     assert_eq!(row(&dir, "q1"), None);
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(1));
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(1));
 
     // Allowed from "another process": the next command sees it.
     operator.set_esb_allowed("quiet", true).await.unwrap();
@@ -361,12 +371,15 @@ async fn an_oversized_acknowledgment_is_rejected_and_a_reset_offset_may_move_bac
         }
     );
 
-    esb.store_offset(GROUP, TOPIC, 0, 1000).await.unwrap();
-    esb.store_offset(GROUP, TOPIC, 0, 3).await.unwrap();
-    assert_eq!(
-        esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(),
-        Some(1000)
-    );
-    esb.reset_offset(GROUP, TOPIC, 0, 0).await.unwrap();
-    assert_eq!(esb.stored_offset(GROUP, TOPIC, 0).await.unwrap(), Some(0));
+    esb.save_offset(key(0), 1000, OffsetWrite::Advance)
+        .await
+        .unwrap();
+    esb.save_offset(key(0), 3, OffsetWrite::Advance)
+        .await
+        .unwrap();
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(1000));
+    esb.save_offset(key(0), 0, OffsetWrite::Replace)
+        .await
+        .unwrap();
+    assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(0));
 }

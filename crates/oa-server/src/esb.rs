@@ -4,7 +4,9 @@
 //! service and the store; the binary joins them.
 
 use futures_util::future::BoxFuture;
-use oa_api::esb::{EsbCommands, EsbOutcome, EsbPosition, EsbRequest, RejectKind};
+use oa_api::esb::{
+    EsbCommands, EsbOutcome, EsbPosition, EsbRequest, OffsetKey, OffsetWrite, RejectKind,
+};
 use oa_events_kafka::esb as kafka;
 use oa_events_kafka::{
     CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError, OffsetFuture,
@@ -23,6 +25,29 @@ impl StoreExecutor {
     /// Wraps the API's command runner; the consumer's offsets are kept under `group`.
     pub fn new(commands: EsbCommands, group: String) -> Self {
         StoreExecutor { commands, group }
+    }
+
+    fn write_offset<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        write: OffsetWrite,
+    ) -> OffsetFuture<'a, ()> {
+        Box::pin(async move {
+            let saved = self
+                .commands
+                .save_offset(self.key(topic, partition), offset, write);
+            saved.await.map_err(OffsetStoreError::new)
+        })
+    }
+
+    fn key<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetKey<'a> {
+        OffsetKey {
+            group: &self.group,
+            topic,
+            partition,
+        }
     }
 }
 
@@ -112,18 +137,13 @@ impl CommandExecutor for StoreExecutor {
 impl OffsetStore for StoreExecutor {
     fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
-            let stored = self.commands.stored_offset(&self.group, topic, partition);
+            let stored = self.commands.stored_offset(self.key(topic, partition));
             stored.await.map_err(OffsetStoreError::new)
         })
     }
 
     fn save<'a>(&'a self, topic: &'a str, partition: i32, offset: i64) -> OffsetFuture<'a, ()> {
-        Box::pin(async move {
-            let reset = self
-                .commands
-                .reset_offset(&self.group, topic, partition, offset);
-            reset.await.map_err(OffsetStoreError::new)
-        })
+        self.write_offset(topic, partition, offset, OffsetWrite::Replace)
     }
 
     /// Never moves a stored offset backwards.
@@ -133,11 +153,6 @@ impl OffsetStore for StoreExecutor {
         partition: i32,
         offset: i64,
     ) -> OffsetFuture<'a, ()> {
-        Box::pin(async move {
-            let stored = self
-                .commands
-                .store_offset(&self.group, topic, partition, offset);
-            stored.await.map_err(OffsetStoreError::new)
-        })
+        self.write_offset(topic, partition, offset, OffsetWrite::Advance)
     }
 }

@@ -338,6 +338,27 @@ pub(crate) struct OutboxRow {
     pub payload: Result<Vec<u8>, String>,
 }
 
+/// The key of a stored ESB offset: a consumer group's position in one partition of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetKey<'a> {
+    /// `KAFKA_CONSUMER_GROUP`.
+    pub group: &'a str,
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+}
+
+/// How a stored ESB offset is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetWrite {
+    /// Never moves it backwards (the offset after a processed command, a start position).
+    Advance,
+    /// Replaces it, also with a smaller one (a partition restarted from its earliest
+    /// retained record).
+    Replace,
+}
+
 /// Every query of the store. Implemented by each backend on a connection and inside a
 /// transaction; see the module documentation for what commits together.
 pub(crate) trait Queries {
@@ -422,30 +443,15 @@ pub(crate) trait Queries {
     ) -> Result<(), StoreError>;
     /// Sets the final status and response of an ESB command.
     fn esb_finish_command(&self, id: &str, status: &str, response: &str) -> Result<(), StoreError>;
-    /// Stores the next offset of (group, topic, partition); it never moves backwards.
-    fn esb_store_offset(
+    /// Stores the next offset of a consumer group's partition, as `write` says.
+    fn esb_save_offset(
         &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
+        key: OffsetKey<'_>,
         next_offset: i64,
+        write: OffsetWrite,
     ) -> Result<(), StoreError>;
-    /// The stored next offset of (group, topic, partition).
-    fn esb_stored_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError>;
-    /// Stores the next offset of (group, topic, partition) even when it is smaller than the
-    /// stored one (a partition restarted from its earliest retained record).
-    fn esb_reset_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), StoreError>;
+    /// The stored next offset of a consumer group's partition.
+    fn esb_stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError>;
     /// The user's [`EsbAccess`] (read in the caller's transaction, so a change made by
     /// another process, such as `oa-server esb deny`, is seen by the next command).
     fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError>;

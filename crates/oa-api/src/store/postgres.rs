@@ -22,8 +22,9 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
-    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries,
-    StoreError, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
+    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey, OffsetWrite,
+    OutboxRow, Queries, StoreError, TxKind, UserKeyInfo, now_text, parse_book, parse_choice,
+    parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
@@ -716,30 +717,37 @@ impl<C: GenericClient> Queries for PgQueries<C> {
         Ok(())
     }
 
-    fn esb_store_offset(
+    fn esb_save_offset(
         &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
+        key: OffsetKey<'_>,
         next_offset: i64,
+        write: OffsetWrite,
     ) -> Result<(), StoreError> {
+        let sql = match write {
+            OffsetWrite::Advance => {
+                "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+                 VALUES ($1,$2,$3,$4,$5)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+                 SET next_offset = GREATEST(esb_offsets.next_offset, excluded.next_offset),
+                     updated_at = excluded.updated_at"
+            }
+            OffsetWrite::Replace => {
+                "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+                 VALUES ($1,$2,$3,$4,$5)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+                 SET next_offset = excluded.next_offset, updated_at = excluded.updated_at"
+            }
+        };
+        let (group, topic, partition) = (key.group, key.topic, key.partition);
         self.execute(
-            "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
-             VALUES ($1,$2,$3,$4,$5)
-             ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-             SET next_offset = GREATEST(esb_offsets.next_offset, excluded.next_offset),
-                 updated_at = excluded.updated_at",
+            sql,
             &[&group, &topic, &partition, &next_offset, &now_text()],
         )?;
         Ok(())
     }
 
-    fn esb_stored_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
+    fn esb_stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError> {
+        let (group, topic, partition) = (key.group, key.topic, key.partition);
         self.query_opt(
             "SELECT next_offset FROM esb_offsets
              WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
@@ -748,24 +756,6 @@ impl<C: GenericClient> Queries for PgQueries<C> {
         .map(|row| Ok(row.try_get(0)?))
         .transpose()
     }
-
-    fn esb_reset_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
-             VALUES ($1,$2,$3,$4,$5)
-             ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-             SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
-            &[&group, &topic, &partition, &next_offset, &now_text()],
-        )?;
-        Ok(())
-    }
-
     fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError> {
         let row = self.query_opt(
             "SELECT u.esb_allowed,

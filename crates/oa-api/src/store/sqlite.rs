@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use super::{
-    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OutboxRow, Queries,
-    StoreError, StoreSync, TxKind, UserKeyInfo, now_text, parse_book, parse_choice, parse_exchange,
+    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey, OffsetWrite,
+    OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, now_text, parse_book,
+    parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
@@ -497,34 +498,40 @@ impl Queries for Connection {
         Ok(())
     }
 
-    /// Stores the next offset of (group, topic, partition); it never moves backwards.
-    fn esb_store_offset(
+    fn esb_save_offset(
         &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
+        key: OffsetKey<'_>,
         next_offset: i64,
+        write: OffsetWrite,
     ) -> Result<(), StoreError> {
-        let tx = self;
-        tx.prepare_cached(
-            "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
-             VALUES (?1,?2,?3,?4,?5)
-             ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-             SET next_offset = MAX(next_offset, excluded.next_offset), updated_at = excluded.updated_at",
-        )?
-        .execute(params![group, topic, partition, next_offset, now_text()])?;
+        let sql = match write {
+            OffsetWrite::Advance => {
+                "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+                 VALUES (?1,?2,?3,?4,?5)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+                 SET next_offset = MAX(next_offset, excluded.next_offset), updated_at = excluded.updated_at"
+            }
+            OffsetWrite::Replace => {
+                "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
+                 VALUES (?1,?2,?3,?4,?5)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+                 SET next_offset = excluded.next_offset, updated_at = excluded.updated_at"
+            }
+        };
+        let (group, topic, partition) = (key.group, key.topic, key.partition);
+        self.prepare_cached(sql)?.execute(params![
+            group,
+            topic,
+            partition,
+            next_offset,
+            now_text()
+        ])?;
         Ok(())
     }
 
-    /// The stored next offset of (group, topic, partition).
-    fn esb_stored_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
-        let conn = self;
-        Ok(conn
+    fn esb_stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError> {
+        let (group, topic, partition) = (key.group, key.topic, key.partition);
+        Ok(self
             .prepare_cached(
                 "SELECT next_offset FROM esb_offsets
                  WHERE consumer_group = ?1 AND topic = ?2 AND partition = ?3",
@@ -532,27 +539,6 @@ impl Queries for Connection {
             .query_row(params![group, topic, partition], |row| row.get(0))
             .optional()?)
     }
-
-    /// Stores the next offset of (group, topic, partition) even when it is smaller than the
-    /// stored one (a partition restarted from its earliest retained record).
-    fn esb_reset_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), StoreError> {
-        let tx = self;
-        tx.prepare_cached(
-            "INSERT INTO esb_offsets (consumer_group, topic, partition, next_offset, updated_at)
-             VALUES (?1,?2,?3,?4,?5)
-             ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-             SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
-        )?
-        .execute(params![group, topic, partition, next_offset, now_text()])?;
-        Ok(())
-    }
-
     /// The user's [`EsbAccess`], read in the caller's transaction (so a change made by another
     /// process, such as `oa-server esb deny`, is seen by the next command).
     fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError> {
