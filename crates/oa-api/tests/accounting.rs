@@ -967,79 +967,39 @@ proptest! {
 #[test]
 fn a_crossing_sequence_fills_and_rejects_what_it_cannot_fund() {
     let mut run = Run::new(20_000.0);
+    // Codes of Op::Place: kind indexes MARKET, LIMIT, SL, SL-M; product MIS, NRML, CNC.
+    const ALICE: usize = 0;
+    let (sbin, infy) = (0, 1);
+    let (market, limit, sl_m) = (0, 1, 3);
+    let (mis, cnc) = (0, 2);
+    let place = |symbol, buy, quantity, kind, offset, product| Op::Place {
+        user: ALICE,
+        symbol,
+        buy,
+        quantity,
+        kind,
+        offset,
+        product,
+    };
+    let price = |symbol, ltp, spread| Op::Price {
+        symbol,
+        ltp,
+        spread,
+    };
+    let exit_at_110 = place(sbin, false, 150, limit, 10, cnc);
     let script = [
         // alice buys 150 SBIN at the ask 100.5 (CNC, 1x): 15,075 of margin.
-        Op::Place {
-            user: 0,
-            symbol: 0,
-            buy: true,
-            quantity: 150,
-            kind: 0,
-            offset: 0,
-            product: 2,
-        },
+        place(sbin, true, 150, market, 0, cnc),
         // Three resting exits of the whole position at 110 (no margin at placement).
-        Op::Place {
-            user: 0,
-            symbol: 0,
-            buy: false,
-            quantity: 150,
-            kind: 1,
-            offset: 10,
-            product: 2,
-        },
-        Op::Place {
-            user: 0,
-            symbol: 0,
-            buy: false,
-            quantity: 150,
-            kind: 1,
-            offset: 10,
-            product: 2,
-        },
-        Op::Place {
-            user: 0,
-            symbol: 0,
-            buy: false,
-            quantity: 150,
-            kind: 1,
-            offset: 10,
-            product: 2,
-        },
+        exit_at_110.clone(),
+        exit_at_110.clone(),
+        exit_at_110,
         // A resting buy of 20 at 95 (1,900) and a stop-market buy of 40 INFY at 105 (MIS, 840).
-        Op::Place {
-            user: 0,
-            symbol: 0,
-            buy: true,
-            quantity: 20,
-            kind: 1,
-            offset: -5,
-            product: 2,
-        },
-        Op::Place {
-            user: 0,
-            symbol: 1,
-            buy: true,
-            quantity: 40,
-            kind: 3,
-            offset: 5,
-            product: 0,
-        },
-        Op::Price {
-            symbol: 0,
-            ltp: 94,
-            spread: 0,
-        },
-        Op::Price {
-            symbol: 1,
-            ltp: 120,
-            spread: 2,
-        },
-        Op::Price {
-            symbol: 0,
-            ltp: 111,
-            spread: 0,
-        },
+        place(sbin, true, 20, limit, -5, cnc),
+        place(infy, true, 40, sl_m, 5, mis),
+        price(sbin, 94, 0),
+        price(infy, 120, 2),
+        price(sbin, 111, 0),
     ];
     for op in script {
         if let Err(error) = run.step(op.clone()) {
