@@ -109,28 +109,16 @@ async fn a_custom_live_broker_serves_live_mode() {
 
     let url = format!("{}/api/v1", common::serve(api.router()).await);
     let client = reqwest::Client::new();
-    let ping: Value = client
-        .post(format!("{url}/ping"))
-        .json(&json!({"apikey": key}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ping: Value =
+        common::post_json(&client, &format!("{url}/ping"), &json!({"apikey": key})).await;
     assert_eq!(ping["data"]["broker"], "paper");
-    let placed_body: Value = client
-        .post(format!("{url}/placeorder"))
-        .json(
-            &json!({"apikey": key, "strategy": "s", "exchange": "NSE", "symbol": "SBIN",
+    let placed_body: Value = common::post_json(
+        &client,
+        &format!("{url}/placeorder"),
+        &json!({"apikey": key, "strategy": "s", "exchange": "NSE", "symbol": "SBIN",
                       "action": "BUY", "quantity": 1}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(placed_body["status"], "success", "{placed_body}");
     assert_eq!(placed.load(std::sync::atomic::Ordering::Relaxed), 1);
 }

@@ -917,27 +917,17 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
         prices.update(&common::depth_tick("NSE", "SBIN", 812.5, 812.4, 812.6));
         let mut tap = publisher.subscribe();
         let client = reqwest::Client::new();
-        let toggle: Value = client
-            .post(format!("{url}/api/v1/analyzer/toggle"))
-            .json(&json!({"apikey": key, "mode": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let toggle: Value = common::post_json(
+            &client,
+            &format!("{url}/api/v1/analyzer/toggle"),
+            &json!({"apikey": key, "mode": true}),
+        )
+        .await;
         assert_eq!(toggle["data"]["analyze_mode"], true);
         let mut body = order("SBIN", "BUY", "3");
         body["apikey"] = key.clone().into();
-        let placed: Value = client
-            .post(format!("{url}/api/v1/placeorder"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let placed: Value =
+            common::post_json(&client, &format!("{url}/api/v1/placeorder"), &body).await;
         let published: Vec<String> = drain(&mut tap).iter().map(|e| e.id.to_string()).collect();
         (
             placed["orderid"].as_str().unwrap().to_string(),
@@ -963,20 +953,15 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
     assert!(api.ensure_default_user().await.unwrap().is_none());
     let url = common::serve(api.router()).await;
     let client = reqwest::Client::new();
-    let status: Value = client
-        .post(format!("{url}/api/v1/orderstatus"))
-        .json(&json!({"apikey": key, "strategy": "t", "orderid": orderid}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = common::post_json(
+        &client,
+        &format!("{url}/api/v1/orderstatus"),
+        &json!({"apikey": key, "strategy": "t", "orderid": orderid}),
+    )
+    .await;
     assert_eq!(status["data"]["order_status"], "complete");
     assert_eq!(status["mode"], "analyze");
-    let position: Value = client.post(format!("{url}/api/v1/openposition"))
-        .json(&json!({"apikey": key, "strategy": "t", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"}))
-        .send().await.unwrap().json().await.unwrap();
+    let position: Value = common::post_json(&client, &format!("{url}/api/v1/openposition"), &json!({"apikey": key, "strategy": "t", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"})).await;
     assert_eq!(position["quantity"], 3);
 }
 

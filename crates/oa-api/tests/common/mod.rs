@@ -185,6 +185,19 @@ pub async fn post_text(client: &reqwest::Client, url: &str, body: &Value) -> (u1
     (status, response.text().await.unwrap())
 }
 
+/// Posts `body` to `url`; returns the JSON body (any status).
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub fn config(dir: &StoreDir) -> ApiConfig {
     ApiConfig {
         order_rate_limit: "1000 per second".to_string(),
