@@ -10,58 +10,36 @@ mod common;
 use std::sync::Arc;
 
 use oa_marketdata_core::option_universe::{BUNDLED_SERIES, expiries, expiry_label, today_in_india};
-use oa_marketdata_core::{PriceCache, SymbolMaster, SymbolSource};
+use oa_marketdata_core::{SymbolMaster, SymbolSource};
 use serde_json::{Value, json};
 
 /// A server over the bundled universe with its generated futures and options.
 async fn start() -> (common::Server, Arc<SymbolMaster>) {
-    let dir = common::store_dir();
-    let config = common::config(&dir);
     let symbols = Arc::new(SymbolMaster::load(&SymbolSource::Bundled).unwrap());
-    let publisher = oa_events_core::EventPublisher::builder().build();
-    let prices = PriceCache::new();
-    let api = oa_api::build(
-        config,
-        publisher.clone(),
-        prices.clone(),
-        Arc::clone(&symbols),
+    (
+        common::start_with_symbols(Arc::clone(&symbols)).await,
+        symbols,
     )
-    .await
-    .unwrap();
-    let key = api.ensure_default_user().await.unwrap().unwrap();
-    let url = common::serve(api.router()).await;
-    let server = common::Server {
-        url,
-        key,
-        api,
-        prices,
-        publisher,
-        client: reqwest::Client::new(),
-        dir,
-    };
-    (server, symbols)
 }
 
 /// The NFO expiries of a bundled series, as `DD-MMM-YY`, earliest first.
 fn series_expiries(name: &str) -> Vec<String> {
-    let series = BUNDLED_SERIES
-        .iter()
-        .find(|series| series.name == name)
-        .unwrap();
-    expiries(series, today_in_india())
-        .into_iter()
-        .map(|(date, _)| expiry_label(date))
-        .collect()
+    expiries_of(name, false)
 }
 
+/// The monthly NFO expiries of a bundled series, as `DD-MMM-YY`, earliest first.
 fn monthly_expiries(name: &str) -> Vec<String> {
+    expiries_of(name, true)
+}
+
+fn expiries_of(name: &str, monthly_only: bool) -> Vec<String> {
     let series = BUNDLED_SERIES
         .iter()
         .find(|series| series.name == name)
         .unwrap();
     expiries(series, today_in_india())
         .into_iter()
-        .filter(|(_, monthly)| *monthly)
+        .filter(|(_, monthly)| *monthly || !monthly_only)
         .map(|(date, _)| expiry_label(date))
         .collect()
 }

@@ -214,25 +214,32 @@ pub async fn start() -> Server {
 }
 
 pub async fn start_with(dir: StoreDir, config: ApiConfig) -> Server {
-    launch(dir, config, None).await
+    launch(dir, config, None, Arc::new(SymbolMaster::bundled())).await
+}
+
+/// Starts a server with the default configuration over `symbols`.
+pub async fn start_with_symbols(symbols: Arc<SymbolMaster>) -> Server {
+    let dir = store_dir();
+    let config = config(&dir);
+    launch(dir, config, None, symbols).await
 }
 
 /// Starts a server again on the store of an earlier one (whose users and key stay).
 pub async fn restart(dir: StoreDir, config: ApiConfig, key: String) -> Server {
-    launch(dir, config, Some(key)).await
+    launch(dir, config, Some(key), Arc::new(SymbolMaster::bundled())).await
 }
 
-async fn launch(dir: StoreDir, config: ApiConfig, key: Option<String>) -> Server {
+async fn launch(
+    dir: StoreDir,
+    config: ApiConfig,
+    key: Option<String>,
+    symbols: Arc<SymbolMaster>,
+) -> Server {
     let publisher = EventPublisher::builder().build();
     let prices = PriceCache::new();
-    let api = oa_api::build(
-        config,
-        publisher.clone(),
-        prices.clone(),
-        Arc::new(SymbolMaster::bundled()),
-    )
-    .await
-    .unwrap();
+    let api = oa_api::build(config, publisher.clone(), prices.clone(), symbols)
+        .await
+        .unwrap();
     let created = api.ensure_default_user().await.unwrap();
     let key = match key {
         Some(key) => key,
