@@ -10,12 +10,7 @@ use oa_e2e::{TestServer, run_to_exit};
 #[tokio::test]
 async fn health_reports_the_layers_and_mode() {
     let server = TestServer::start(&[]).unwrap();
-    let health: serde_json::Value = reqwest::get(format!("{}/health", server.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = server.health().await.unwrap();
     let route = &server.events;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["order_event_mode"], route.mode, "{health}");
@@ -204,12 +199,7 @@ async fn the_sample_env_file_loads_unchanged_as_dot_env() {
     let dot_env = copy.path().join(".env");
     std::fs::copy(&sample, &dot_env).unwrap();
     let server = TestServer::start(&[("OA_ENV_FILE", dot_env.to_str().unwrap())]).unwrap();
-    let health: serde_json::Value = reqwest::get(format!("{}/health", server.http_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = server.health().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     // An unreadable line stops start-up ("cannot read .env"), so reaching here is the proof;
     // the log must not show it either.

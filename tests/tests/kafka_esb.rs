@@ -674,19 +674,11 @@ async fn without_keys_or_the_trust_flag_the_consumer_stays_off_and_says_why() {
     let log = server.log();
     assert!(log.contains("ESB consumer disabled"), "{log}");
     // Kafka mode itself works: a REST order's event reaches the topic.
-    let (status, placed) = server
-        .post(
-            "placeorder",
-            json!({"apikey": key, "strategy": "s", "exchange": "NSE", "symbol": "SBIN",
-                "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{placed}");
+    let placed = server.place_market_order(&key, "s").await.unwrap();
     read_topic(&broker, EVENTS_TOPIC, |records| {
         records
             .iter()
-            .any(|record| record.json()["data"]["orderid"] == placed["orderid"])
+            .any(|record| record.json()["data"]["orderid"] == placed.as_str())
     });
     let log = server.log();
     assert!(!log.contains("ESB consumer connected"), "{log}");

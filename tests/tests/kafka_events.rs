@@ -187,12 +187,7 @@ async fn acknowledged_orders_survive_a_broker_outage_and_a_server_sigkill() {
     // The backlog is visible to operators while the broker is away.
     let mut backlog = 0;
     for _ in 0..100 {
-        let health: Value = reqwest::get(format!("{}/health", server.http_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = server.health().await.unwrap();
         backlog = health["kafka"]["outbox_backlog"].as_u64().unwrap_or(0);
         if backlog >= acknowledged.len() as u64 {
             assert_eq!(health["kafka"]["connected"], false, "{health}");

@@ -63,16 +63,7 @@ const OWNER: &str = "admin";
 const STRANGER: &str = "someone-else";
 
 async fn place_market(server: &TestServer, key: &str) -> String {
-    let (status, body) = server
-        .post(
-            "placeorder",
-            json!({"apikey": key, "strategy": "e2e", "exchange": "NSE", "symbol": "SBIN",
-                "action": "BUY", "quantity": "1", "product": "MIS", "pricetype": "MARKET"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    body["orderid"].as_str().unwrap().to_string()
+    server.place_market_order(key, "e2e").await.unwrap()
 }
 
 /// Places, modifies, cancels, smart-orders, closes, then one analyzer-mode order, then (back
