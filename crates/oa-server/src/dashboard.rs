@@ -21,38 +21,32 @@ struct Asset {
 
 const INDEX_HTML: &[u8] = include_bytes!("../web/index.html");
 
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The [`Asset`] of the file `web/<path>`, served at `/dashboard/<path>`.
+macro_rules! asset {
+    ($path:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../web/", $path)),
+        }
+    };
+}
+
 /// Everything under `/dashboard/` (paths relative to it).
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/app.js"),
-    },
-    Asset {
-        path: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/style.css"),
-    },
-    Asset {
-        path: "vendor/socket.io.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/vendor/socket.io.min.js"),
-    },
-    Asset {
-        path: "vendor/lightweight-charts.standalone.production.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/vendor/lightweight-charts.standalone.production.js"),
-    },
-    Asset {
-        path: "vendor/socket.io-client.LICENSE",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../web/vendor/socket.io-client.LICENSE"),
-    },
-    Asset {
-        path: "vendor/lightweight-charts.LICENSE",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../web/vendor/lightweight-charts.LICENSE"),
-    },
+    asset!("app.js", JAVASCRIPT),
+    asset!("style.css", CSS),
+    asset!("vendor/socket.io.min.js", JAVASCRIPT),
+    asset!(
+        "vendor/lightweight-charts.standalone.production.js",
+        JAVASCRIPT
+    ),
+    asset!("vendor/socket.io-client.LICENSE", TEXT),
+    asset!("vendor/lightweight-charts.LICENSE", TEXT),
 ];
 
 /// Scripts, styles and connections only from oa itself; the page is never framed. Styles
