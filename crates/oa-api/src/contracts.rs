@@ -20,7 +20,8 @@ use crate::routes::{ApiBody, AppState};
 use crate::symbols::ListedSymbol;
 
 /// Exchanges that list derivatives (upstream data_schemas.py `F_AND_O_EXCHANGES`).
-const F_AND_O_EXCHANGES: &[&str] = &["NFO", "BFO", "MCX", "CDS", "NCO", "BCD", "NCDEX", "CRYPTO"];
+pub(crate) const F_AND_O_EXCHANGES: &[&str] =
+    &["NFO", "BFO", "MCX", "CDS", "NCO", "BCD", "NCDEX", "CRYPTO"];
 
 /// `expiry`'s instrument types.
 const INSTRUMENT_TYPES: &[&str] = &["futures", "options"];

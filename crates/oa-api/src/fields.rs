@@ -281,6 +281,14 @@ impl Fields {
         }
     }
 
+    /// An optional boolean (`true`/`false`, also as strings); `None` when absent.
+    pub fn opt_boolean(&self, name: &str) -> Result<Option<bool>> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(_) => self.boolean(name).map(Some),
+        }
+    }
+
     /// A required non-empty array.
     pub fn array(&self, name: &str) -> Result<&Vec<Value>> {
         let expected = "a non-empty array of objects";

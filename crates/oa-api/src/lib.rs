@@ -24,6 +24,7 @@ pub mod kafka_outbox;
 mod keys;
 pub mod leadership;
 mod marketdata;
+mod options;
 pub mod outbox;
 mod price;
 mod ratelimit;

@@ -31,7 +31,7 @@ pub struct OrderFields {
 }
 
 /// Checks the prices a price type needs.
-fn check_prices(
+pub(crate) fn check_prices(
     fields: &Fields,
     pricetype: PriceType,
     price: f64,

@@ -545,8 +545,8 @@ fn route_both(
 }
 
 /// The router: `/api/v1/...` plus JSON fallbacks for every other `/api/...` path. The rate
-/// limit groups are upstream's: `ORDER_RATE_LIMIT` for placeorder, modifyorder and
-/// cancelorder, `SMART_ORDER_RATE_LIMIT` for placesmartorder, `API_RATE_LIMIT` for the rest
+/// limit groups are upstream's: `ORDER_RATE_LIMIT` for placeorder, modifyorder,
+/// cancelorder, optionsorder and optionsmultiorder, `SMART_ORDER_RATE_LIMIT` for placesmartorder, `API_RATE_LIMIT` for the rest
 /// (cancelallorder, closeposition, basketorder and splitorder included).
 pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
     let body_limit = state.body_limit;
@@ -566,6 +566,11 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
             ("/placeorder", post(placeorder)),
             ("/modifyorder", post(modifyorder)),
             ("/cancelorder", post(cancelorder)),
+            ("/optionsorder", post(crate::options::orders::optionsorder)),
+            (
+                "/optionsmultiorder",
+                post(crate::options::orders::optionsmultiorder),
+            ),
         ],
         &limiters.order,
     );
@@ -597,6 +602,17 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
                 get(crate::history::routes::ticker).fallback(method_not_allowed_use_get),
             ),
             ("/expiry", post(crate::contracts::expiry)),
+            ("/optionsymbol", post(crate::options::chain::optionsymbol)),
+            ("/optionchain", post(crate::options::chain::optionchain)),
+            (
+                "/syntheticfuture",
+                post(crate::options::chain::syntheticfuture),
+            ),
+            ("/optiongreeks", post(crate::options::greeks::optiongreeks)),
+            (
+                "/multioptiongreeks",
+                post(crate::options::greeks::multioptiongreeks),
+            ),
             (
                 "/instruments",
                 get(crate::contracts::instruments).fallback(method_not_allowed_use_get),

@@ -43,7 +43,7 @@ pub(crate) const NO_POSITIONS_TO_CLOSE: &str = "No open positions to close";
 pub(crate) const NO_ORDERS_TO_CANCEL: &str = "No open orders to cancel";
 
 /// What a broker call returned.
-type Outcome<T> = std::result::Result<T, BrokerError>;
+pub(super) type Outcome<T> = std::result::Result<T, BrokerError>;
 
 /// The status and body of a handler result, as the client receives them.
 fn status_and_body<B: Serialize>(result: &Result<Reply<B>>) -> (StatusCode, Value) {
@@ -215,7 +215,7 @@ impl OrderService {
     /// logged and emits `analyzer_update`, as upstream publishes the sandbox's refusals
     /// (services/place_order_service.py `OrderPlacedEvent` with the sandbox's error response,
     /// subscribers/socketio_subscriber.py); live mode answers it alone.
-    async fn refuse(&self, action: ActionJournal, error: HttpError) -> HttpError {
+    pub(super) async fn refuse(&self, action: ActionJournal, error: HttpError) -> HttpError {
         if action.mode == AccountMode::Live {
             return error;
         }
@@ -666,7 +666,7 @@ impl OrderService {
     /// batch: its log row, idempotency record and response (built by `respond` from every
     /// child's outcome) and, in live mode, one summary `order_event` built by `summary` (as
     /// upstream emits one per batch, not one per child order).
-    async fn place_batch<B: Serialize + Send + 'static>(
+    pub(super) async fn place_batch<B: Serialize + Send + 'static>(
         &self,
         user_id: &str,
         strategy: &str,
@@ -704,7 +704,7 @@ impl OrderService {
 }
 
 /// How many orders of a batch succeeded, and how many there were.
-fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
+pub(super) fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
     let successful = outcomes
         .iter()
         .filter(|result| matches!(result, Ok(outcome) if outcome.status != OrderStatus::Rejected))
@@ -714,7 +714,7 @@ fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
 
 /// The outcome of one order of a basket or split; a rejected one names its id in live mode
 /// only (upstream's sandbox refuses it without one).
-fn item_outcome(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> ItemOutcome {
+pub(super) fn item_outcome(result: &Outcome<PlaceOutcome>, mode: AccountMode) -> ItemOutcome {
     match result {
         Ok(outcome) if outcome.status != OrderStatus::Rejected => ItemOutcome {
             status: "success",

@@ -23,7 +23,7 @@ const SEARCH_LIMIT: usize = 500;
 
 impl OrderService {
     /// The market data of a known symbol, or 404 while it has no quote.
-    fn market_data(&self, exchange: Exchange, symbol: &str) -> Result<MarketData> {
+    pub(crate) fn market_data(&self, exchange: Exchange, symbol: &str) -> Result<MarketData> {
         self.check_symbol("", exchange, symbol, None)?;
         self.prices
             .market_data(exchange.as_str(), symbol)

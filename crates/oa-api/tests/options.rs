@@ -1,0 +1,770 @@
+//! The option calls over the bundled NFO universe, priced as the simulated feed prices it
+//! (Black-76 on the index with the feed's volatility smile): `optionsymbol`, `optionchain`,
+//! `syntheticfuture`, `optiongreeks`, `multioptiongreeks`, `optionsorder` and
+//! `optionsmultiorder`, over HTTP and through the official SDK. Each test names the upstream
+//! file whose behaviour it pins.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use common::{Server, data, drain};
+use oa_marketdata_core::option_universe::{BUNDLED_SERIES, OptionSeries, expiries, today_in_india};
+use oa_marketdata_core::options::{OptionInputs, OptionKind, smile_volatility};
+use oa_marketdata_core::{PriceCache, SymbolMaster, SymbolSource};
+use serde_json::{Value, json};
+
+/// The simulated feed's smile (oa-marketdata-zmq feed/simulated.rs).
+const SMILE_SKEW: f64 = -1.2;
+const SMILE_CURVATURE: f64 = 6.0;
+
+/// A server over the bundled universe with its generated futures and options.
+async fn start() -> (Server, Arc<SymbolMaster>) {
+    let dir = common::store_dir();
+    let config = common::config(&dir);
+    let symbols = Arc::new(SymbolMaster::load(&SymbolSource::Bundled).unwrap());
+    let publisher = oa_events_core::EventPublisher::builder().build();
+    let prices = PriceCache::new();
+    let api = oa_api::build(
+        config,
+        publisher.clone(),
+        prices.clone(),
+        Arc::clone(&symbols),
+    )
+    .await
+    .unwrap();
+    let key = api.ensure_default_user().await.unwrap().unwrap();
+    let url = common::serve(api.router()).await;
+    let server = Server {
+        url,
+        key,
+        api,
+        prices,
+        publisher,
+        client: reqwest::Client::new(),
+        dir,
+    };
+    (server, symbols)
+}
+
+fn nifty() -> &'static OptionSeries {
+    BUNDLED_SERIES
+        .iter()
+        .find(|series| series.name == "NIFTY")
+        .unwrap()
+}
+
+/// A NIFTY market: the index at `spot`, the options of one expiry priced from it.
+struct Market {
+    /// `DDMMMYY`.
+    expiry: String,
+    expiry_date: NaiveDate,
+    /// The listed strike nearest the spot.
+    atm: f64,
+    spot: f64,
+}
+
+impl Market {
+    fn symbol(&self, strike: f64, kind: OptionKind) -> String {
+        format!("NIFTY{}{strike:.0}{}", self.expiry, kind.code())
+    }
+
+    /// The model price of an option as the simulated feed computes it, to the tick.
+    fn model(&self, strike: f64, kind: OptionKind) -> (f64, f64) {
+        let expiry = Utc
+            .from_utc_datetime(&self.expiry_date.and_hms_opt(10, 0, 0).unwrap())
+            .timestamp_millis();
+        let years = (expiry - Utc::now().timestamp_millis()) as f64 / (365.0 * 86_400_000.0);
+        let volatility = smile_volatility(
+            self.spot,
+            strike,
+            nifty().atm_volatility,
+            SMILE_SKEW,
+            SMILE_CURVATURE,
+        );
+        let price = OptionInputs {
+            kind,
+            forward: self.spot,
+            strike,
+            years,
+            rate: 0.0,
+            volatility,
+        }
+        .price();
+        // To the tick, without binary noise (as the feed's `round_to`).
+        let ticked = ((price / 0.05).round() * 0.05 * 100.0).round() / 100.0;
+        (ticked.max(0.05), volatility)
+    }
+}
+
+/// Prices NIFTY a little above a listed strike and every option of its first expiry after
+/// today, with a one-level book around each price.
+fn price_market(server: &Server, symbols: &SymbolMaster) -> Market {
+    let base = symbols.lookup("NSE_INDEX", "NIFTY").unwrap().base_price;
+    let step = nifty().strike_step;
+    let atm = (base / step).round() * step;
+    let spot = atm + 12.0;
+    let today = today_in_india();
+    let (expiry_date, _) = expiries(nifty(), today)
+        .into_iter()
+        .find(|(date, _)| *date > today)
+        .unwrap();
+    let market = Market {
+        expiry: expiry_date
+            .format("%d%b%y")
+            .to_string()
+            .to_ascii_uppercase(),
+        expiry_date,
+        atm,
+        spot,
+    };
+    server.price("NSE_INDEX", "NIFTY", spot, spot - 0.5, spot + 0.5);
+    for instrument in symbols.iter() {
+        let Some(contract) = &instrument.contract else {
+            continue;
+        };
+        let Some(kind) = contract.kind else { continue };
+        if instrument.name != "NIFTY" || contract.expiry != expiry_date {
+            continue;
+        }
+        let (price, _) = market.model(contract.strike, kind);
+        server.price("NFO", &instrument.symbol, price, price - 0.05, price + 0.05);
+    }
+    market
+}
+
+/// Upstream services/option_symbol_service.py `get_option_symbol`: the ATM strike is the
+/// listed strike nearest the underlying's price; ITM calls and OTM puts are lower strikes;
+/// `strike_int` computes the grid instead; restx_api/option_symbol.py's answer keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optionsymbol_resolves_offsets_from_the_underlyings_price() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let resolve = |offset: &str, kind: &str| {
+        server.call(
+            "optionsymbol",
+            json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+                   "expiry_date": market.expiry, "offset": offset, "option_type": kind}),
+        )
+    };
+    let (status, body) = resolve("ATM", "CE").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "symbol": market.symbol(market.atm, OptionKind::Call),
+               "exchange": "NFO", "lotsize": 75, "tick_size": 0.05, "freeze_qty": 1,
+               "underlying_ltp": market.spot})
+    );
+    for (offset, kind, strike) in [
+        ("ITM2", "CE", market.atm - 100.0),
+        ("otm2", "ce", market.atm + 100.0),
+        ("ITM2", "PE", market.atm + 100.0),
+        ("OTM3", "PE", market.atm - 150.0),
+    ] {
+        let (_, body) = resolve(offset, kind).await;
+        let kind = OptionKind::parse(kind).unwrap();
+        assert_eq!(
+            body["symbol"],
+            market.symbol(strike, kind),
+            "{offset} {kind:?}"
+        );
+    }
+    // The expiry embedded in a future's symbol; an NFO request quotes the index.
+    let (_, body) = server
+        .call(
+            "optionsymbol",
+            json!({"underlying": format!("NIFTY{}FUT", market.expiry), "exchange": "NFO",
+                   "offset": "ATM", "option_type": "PE"}),
+        )
+        .await;
+    assert_eq!(
+        body["symbol"],
+        market.symbol(market.atm, OptionKind::Put),
+        "{body}"
+    );
+    // The legacy grid: round(ltp / 100) * 100, then 1 grid point up for OTM1 CE.
+    let (_, body) = server
+        .call(
+            "optionsymbol",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry,
+                   "strike_int": "100", "offset": "OTM1", "option_type": "CE"}),
+        )
+        .await;
+    let grid = (market.spot / 100.0).round() * 100.0 + 100.0;
+    assert_eq!(
+        body["symbol"],
+        market.symbol(grid, OptionKind::Call),
+        "{body}"
+    );
+    // Upstream's errors and statuses.
+    let (status, body) = resolve("OTM50", "CE").await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "Offset OTM50 is out of range for available strikes. Please use a smaller offset."
+        )
+    );
+    let (status, body) = server
+        .call(
+            "optionsymbol",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "offset": "ATM", "option_type": "CE"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "Expiry date required. Provide via expiry_date parameter or embed in underlying (e.g., NIFTY28OCT25FUT)."
+        )
+    );
+    let (status, body) = server
+        .call(
+            "optionsymbol",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": "01JAN20",
+                   "offset": "ATM", "option_type": "CE"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            404,
+            "No strikes found for NIFTY expiring 01JAN20. Please check expiry date or update master contract."
+        )
+    );
+    // Field errors name the field.
+    let (status, body) = resolve("ITM51", "CE").await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "offset: expected ATM, ITM1-ITM50 or OTM1-OTM50, got \"ITM51\""
+        )
+    );
+    let (status, body) = resolve("ATM", "XX").await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (400, "option_type: expected one of CE, PE, got \"XX\"")
+    );
+}
+
+/// Upstream services/option_chain_service.py `get_option_chain` and
+/// `get_strikes_with_labels` (labels per side, `strike_count` strikes each side of the
+/// money), `_forward_from_chain` and `calculate_chain_greeks` (with_greeks);
+/// services/synthetic_future_service.py (ATM strike + call - put).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let chain = server
+        .ok(
+            "optionchain",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry,
+                   "strike_count": 2}),
+        )
+        .await;
+    assert_eq!(chain["underlying"], "NIFTY");
+    assert_eq!(chain["underlying_symbol"], "NIFTY");
+    assert_eq!(chain["underlying_exchange"], "NSE_INDEX");
+    assert_eq!(chain["underlying_ltp"], json!(market.spot));
+    assert_eq!(chain["expiry_date"], json!(market.expiry));
+    assert_eq!(chain["atm_strike"], json!(market.atm));
+    assert_eq!(chain["greeks_included"], false);
+    assert_eq!(chain["forward_price"], Value::Null);
+    let expiry_ts = Utc
+        .from_utc_datetime(&market.expiry_date.and_hms_opt(10, 0, 0).unwrap())
+        .timestamp();
+    assert_eq!(chain["expiry_ts"], json!(expiry_ts));
+    let rows = chain["chain"].as_array().unwrap();
+    let strikes: Vec<f64> = rows
+        .iter()
+        .map(|row| row["strike"].as_f64().unwrap())
+        .collect();
+    let expected: Vec<f64> = (-2..=2).map(|i| market.atm + 50.0 * f64::from(i)).collect();
+    assert_eq!(strikes, expected);
+    let labels: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row["ce"]["label"].as_str().unwrap(),
+                row["pe"]["label"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("ITM2", "OTM2"),
+            ("ITM1", "OTM1"),
+            ("ATM", "ATM"),
+            ("OTM1", "ITM1"),
+            ("OTM2", "ITM2")
+        ]
+    );
+    let atm_row = &rows[2];
+    let (call_price, _) = market.model(market.atm, OptionKind::Call);
+    let (put_price, _) = market.model(market.atm, OptionKind::Put);
+    let ce = atm_row["ce"].as_object().unwrap();
+    let keys: Vec<&str> = ce.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "symbol",
+            "label",
+            "ltp",
+            "bid",
+            "ask",
+            "bid_qty",
+            "ask_qty",
+            "open",
+            "high",
+            "low",
+            "prev_close",
+            "volume",
+            "oi",
+            "lotsize",
+            "tick_size"
+        ]
+    );
+    assert_eq!(
+        ce["symbol"],
+        json!(market.symbol(market.atm, OptionKind::Call))
+    );
+    assert!((ce["ltp"].as_f64().unwrap() - call_price).abs() < 1e-6);
+    assert_eq!(ce["bid_qty"], 100);
+    assert_eq!(ce["lotsize"], 75);
+
+    // With greeks: the forward from the ATM legs, each leg's IV the smile's volatility.
+    let chain = server
+        .ok(
+            "optionchain",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry,
+                   "strike_count": 1, "with_greeks": true}),
+        )
+        .await;
+    assert_eq!(chain["greeks_included"], true);
+    let forward = chain["forward_price"].as_f64().unwrap();
+    assert!(
+        (forward - (market.atm + call_price - put_price)).abs() < 1e-6,
+        "{forward}"
+    );
+    for row in chain["chain"].as_array().unwrap() {
+        let strike = row["strike"].as_f64().unwrap();
+        for (side, kind) in [("ce", OptionKind::Call), ("pe", OptionKind::Put)] {
+            let (_, volatility) = market.model(strike, kind);
+            let iv = row[side]["implied_volatility"].as_f64().unwrap();
+            // Prices are rounded to the tick: the implied volatility is the smile's within
+            // a few hundredths of a point.
+            assert!(
+                (iv - volatility * 100.0).abs() < 0.3,
+                "{side} {strike}: {iv} vs {volatility}"
+            );
+            let delta = row[side]["delta"].as_f64().unwrap();
+            assert!(if kind == OptionKind::Call {
+                delta > 0.0
+            } else {
+                delta < 0.0
+            });
+        }
+    }
+
+    let synthetic = server
+        .ok(
+            "syntheticfuture",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry}),
+        )
+        .await;
+    let price = ((market.atm + call_price - put_price) * 100.0).round() / 100.0;
+    assert_eq!(
+        synthetic,
+        json!({"status": "success", "underlying": "NIFTY", "underlying_ltp": market.spot,
+               "expiry": market.expiry, "atm_strike": market.atm, "synthetic_future_price": price})
+    );
+    let (status, body) = server
+        .call(
+            "optionchain",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strike_count": 1}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("expiry_date: "),
+        "{body}"
+    );
+}
+
+/// Upstream services/option_greeks_service.py `get_option_greeks` (forward = the expiry's
+/// synthetic future, Black-76 on the option's last price; upstream's keys and rounding) and
+/// `get_multi_option_greeks` (`partial` with a summary when some fail), restx_api's 401 for
+/// a bad key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optiongreeks_implies_the_smiles_volatility() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let strike = market.atm + 100.0;
+    let symbol = market.symbol(strike, OptionKind::Call);
+    let greeks = server
+        .ok("optiongreeks", json!({"symbol": symbol, "exchange": "NFO"}))
+        .await;
+    let keys: Vec<&str> = greeks
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "status",
+            "symbol",
+            "exchange",
+            "underlying",
+            "strike",
+            "option_type",
+            "expiry_date",
+            "days_to_expiry",
+            "spot_price",
+            "option_price",
+            "interest_rate",
+            "implied_volatility",
+            "greeks"
+        ]
+    );
+    let (price, volatility) = market.model(strike, OptionKind::Call);
+    assert_eq!(greeks["option_price"], json!(price));
+    assert_eq!(greeks["underlying"], "NIFTY");
+    assert_eq!(greeks["option_type"], "CE");
+    assert_eq!(
+        greeks["expiry_date"],
+        market.expiry_date.format("%d-%b-%Y").to_string()
+    );
+    let iv = greeks["implied_volatility"].as_f64().unwrap();
+    assert!(
+        (iv - volatility * 100.0).abs() < 0.3,
+        "{iv} vs {volatility}"
+    );
+    let delta = greeks["greeks"]["delta"].as_f64().unwrap();
+    assert!((0.0..0.5).contains(&delta), "an OTM call: {delta}");
+    // A forward given by the caller is used as is.
+    let custom = server
+        .ok(
+            "optiongreeks",
+            json!({"symbol": symbol, "exchange": "NFO", "forward_price": market.spot + 200.0,
+                   "interest_rate": 6.5}),
+        )
+        .await;
+    assert_eq!(custom["spot_price"], json!(market.spot + 200.0));
+    assert_eq!(custom["interest_rate"], json!(6.5));
+
+    let unpriced = format!("NIFTY{}FUT", market.expiry);
+    let (status, multi) = server
+        .call(
+            "multioptiongreeks",
+            json!({"symbols": [
+                {"symbol": symbol, "exchange": "NFO"},
+                {"symbol": market.symbol(market.atm, OptionKind::Put), "exchange": "NFO"},
+                {"symbol": unpriced, "exchange": "NFO"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{multi}");
+    assert_eq!(multi["status"], "partial");
+    assert_eq!(
+        multi["summary"],
+        json!({"total": 3, "success": 2, "failed": 1})
+    );
+    assert_eq!(
+        multi["data"][0]["implied_volatility"],
+        greeks["implied_volatility"]
+    );
+    assert_eq!(multi["data"][1]["option_type"], "PE");
+    let failure = format!(
+        "Failed to parse option symbol {unpriced}: Invalid option symbol format: {unpriced}"
+    );
+    assert_eq!(
+        multi["data"][2],
+        json!({"status": "error", "symbol": unpriced, "exchange": "NFO", "message": failure})
+    );
+    assert_eq!(
+        multi["message"],
+        json!(format!("1 option Greeks calculation(s) failed: {failure}"))
+    );
+    let (status, body) = server
+        .post(
+            "optiongreeks",
+            json!({"apikey": "wrong", "symbol": symbol, "exchange": "NFO"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (401, "Invalid openalgo apikey")
+    );
+    let (status, body) = server
+        .call("optiongreeks", json!({"symbol": symbol, "exchange": "NSE"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("exchange: expected one of NFO"),
+        "{body}"
+    );
+}
+
+/// Upstream services/place_options_order_service.py: the resolved order is a `placeorder`
+/// (its `order_event` names the option; in analyzer mode `analyzer_update` with api_type
+/// `placeorder` and the underlying's price), answered with the option's details; a split
+/// order is one batch with one summary event (subscribers/socketio_subscriber.py
+/// `on_options_completed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optionsorder_places_the_resolved_contract_with_its_events() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let atm_call = market.symbol(market.atm, OptionKind::Call);
+    let mut tap = server.publisher.subscribe();
+    let order = |extra: Value| {
+        let mut body = json!({"strategy": "opt", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+            "expiry_date": market.expiry, "offset": "ATM", "option_type": "ce",
+            "action": "BUY", "quantity": "75", "pricetype": "MARKET", "product": "NRML"});
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        server.call("optionsorder", body)
+    };
+    let (status, placed) = order(json!({})).await;
+    assert_eq!(status, 200, "{placed}");
+    let orderid = placed["orderid"].as_str().unwrap().to_string();
+    assert_eq!(
+        placed,
+        json!({"status": "success", "orderid": orderid, "symbol": atm_call, "exchange": "NFO",
+               "underlying": "NIFTY", "underlying_ltp": market.spot, "offset": "ATM",
+               "option_type": "CE"})
+    );
+    let events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == "order_event")
+        .map(|envelope| data(envelope))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!({"symbol": atm_call, "action": "BUY", "orderid": orderid, "exchange": "NFO",
+                "price_type": "MARKET", "product_type": "NRML", "mode": "live"})
+        ]
+    );
+    let book = server
+        .ok(
+            "openposition",
+            json!({"strategy": "opt", "symbol": atm_call, "exchange": "NFO", "product": "NRML"}),
+        )
+        .await;
+    assert_eq!(book["quantity"], 75, "{book}");
+
+    // Split: three children, one summary order_event.
+    let (status, split) = order(
+        json!({"offset": "OTM1", "option_type": "PE", "quantity": 225,
+                                       "splitsize": 75}),
+    )
+    .await;
+    assert_eq!(status, 200, "{split}");
+    let otm_put = market.symbol(market.atm - 50.0, OptionKind::Put);
+    assert_eq!(split["symbol"], json!(otm_put));
+    assert_eq!(split["total_quantity"], 225);
+    assert_eq!(split["split_size"], 75);
+    let results = split["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(
+        results.iter().all(|result| result["status"] == "success"),
+        "{split}"
+    );
+    let events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == "order_event")
+        .map(|envelope| data(envelope))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!({"symbol": otm_put, "action": "BUY", "orderid": "3/3 orders", "exchange": "NFO",
+                "price_type": "MARKET", "product_type": "NRML", "mode": "live",
+                "batch_order": true, "is_last_order": true})
+        ]
+    );
+
+    // Analyzer mode: the sandbox places it; analyzer_update logs the resolved placeorder.
+    server.set_analyze(true).await;
+    drain(&mut tap);
+    let (status, placed) = order(json!({"offset": "ITM1"})).await;
+    assert_eq!(status, 200, "{placed}");
+    assert_eq!(placed["mode"], "analyze");
+    let itm_call = market.symbol(market.atm - 50.0, OptionKind::Call);
+    assert_eq!(placed["symbol"], json!(itm_call));
+    let update = drain(&mut tap)
+        .iter()
+        .find(|envelope| envelope.event_type() == "analyzer_update")
+        .map(|envelope| data(envelope))
+        .unwrap();
+    assert_eq!(update["request"]["api_type"], "placeorder");
+    assert_eq!(update["request"]["symbol"], json!(itm_call));
+    assert_eq!(update["request"]["underlying_ltp"], json!(market.spot));
+    assert_eq!(update["response"]["orderid"], placed["orderid"]);
+
+    // Errors: upstream's resolution message; a quantity that is not whole lots.
+    let (status, body) = order(json!({"offset": "OTM50"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "Offset OTM50 is out of range for available strikes. Please use a smaller offset."
+    );
+    let (status, body) = order(json!({"quantity": "10"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("quantity: expected a multiple of the lot size 75"),
+        "{body}"
+    );
+    let (status, body) = order(json!({"product": "CNC"})).await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (400, "product: expected one of MIS, NRML, got \"CNC\"")
+    );
+}
+
+/// Upstream services/options_multiorder_service.py: legs resolved against one read of the
+/// underlying, BUY legs placed first, results in leg order (an unresolvable leg is an error
+/// result), one summary event (subscribers/socketio_subscriber.py `on_multiorder_completed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let mut tap = server.publisher.subscribe();
+    let (status, body) = server
+        .call(
+            "optionsmultiorder",
+            json!({"strategy": "condor", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+                   "expiry_date": market.expiry, "legs": [
+                {"offset": "OTM2", "option_type": "CE", "action": "SELL", "quantity": 75},
+                {"offset": "OTM4", "option_type": "CE", "action": "BUY", "quantity": 75},
+                {"offset": "OTM45", "option_type": "PE", "action": "BUY", "quantity": 75},
+                {"offset": "ATM", "option_type": "PE", "action": "SELL", "quantity": 150,
+                 "splitsize": 75, "product": "NRML"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["underlying"], "NIFTY");
+    assert_eq!(body["underlying_ltp"], json!(market.spot));
+    let results = body["results"].as_array().unwrap();
+    let legs: Vec<i64> = results.iter().map(|r| r["leg"].as_i64().unwrap()).collect();
+    assert_eq!(legs, [1, 2, 3, 4]);
+    let first = results[0].as_object().unwrap();
+    let keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "leg",
+            "symbol",
+            "exchange",
+            "product",
+            "offset",
+            "option_type",
+            "action",
+            "status",
+            "orderid",
+            "mode"
+        ]
+    );
+    assert_eq!(
+        results[0]["symbol"],
+        json!(market.symbol(market.atm + 100.0, OptionKind::Call))
+    );
+    assert_eq!(
+        results[1]["symbol"],
+        json!(market.symbol(market.atm + 200.0, OptionKind::Call))
+    );
+    assert_eq!(
+        results[2],
+        json!({"leg": 3, "offset": "OTM45", "option_type": "PE", "action": "BUY",
+               "status": "error",
+               "message": "Offset OTM45 is out of range for available strikes. Please use a smaller offset."})
+    );
+    assert_eq!(results[3]["status"], "success");
+    assert_eq!(results[3]["total_quantity"], 150);
+    assert_eq!(results[3]["split_results"].as_array().unwrap().len(), 2);
+    // The BUY leg was placed first: its order id is the lower one.
+    let id = |index: usize| results[index]["orderid"].as_str().unwrap().to_string();
+    assert!(id(1) < id(0), "{} {}", id(1), id(0));
+    let events: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == "order_event")
+        .map(|envelope| data(envelope))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!({"symbol": "NIFTY", "action": "condor", "orderid": "3/4 legs",
+                "exchange": "NSE_INDEX", "price_type": "MULTI", "product_type": "OPTIONS",
+                "mode": "live", "batch_order": true, "is_last_order": true})
+        ]
+    );
+    let (status, body) = server
+        .call(
+            "optionsmultiorder",
+            json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+                   "expiry_date": market.expiry,
+                   "legs": [{"offset": "ATM", "option_type": "CE", "action": "HOLD", "quantity": 75}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "legs[0].action: expected one of BUY, SELL, got \"HOLD\""
+    );
+}
+
+/// The official SDK (openalgo 1.0.47, options.py and data.py) calls each option function
+/// against the real server and reads upstream's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_calls_the_option_functions() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let (_, volatility) = market.model(market.atm, OptionKind::Call);
+    let expected = json!({
+        "expiry": market.expiry,
+        "atm_strike": market.atm,
+        "spot": market.spot,
+        "atm_ce": market.symbol(market.atm, OptionKind::Call),
+        "itm2_ce": market.symbol(market.atm - 100.0, OptionKind::Call),
+        "otm2_ce": market.symbol(market.atm + 100.0, OptionKind::Call),
+        "otm4_ce": market.symbol(market.atm + 200.0, OptionKind::Call),
+        "atm_iv": volatility * 100.0,
+    });
+    let mut tap = server.publisher.subscribe();
+    let env = [
+        ("OA_HOST", server.url.clone()),
+        ("OA_APIKEY", server.key.clone()),
+        ("OA_OPTIONS_EXPECTED", expected.to_string()),
+    ];
+    let output =
+        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("options_sdk.py", &env))
+            .await
+            .unwrap();
+    match output {
+        Ok(stdout) => assert!(stdout.contains("all options SDK checks passed"), "{stdout}"),
+        Err(error) => panic!("{error:#}"),
+    }
+    // The SDK's optionsorder placed the ATM call: its order_event names it.
+    let symbols_placed: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == "order_event")
+        .map(|envelope| data(envelope)["symbol"].clone())
+        .collect();
+    assert_eq!(symbols_placed, [json!(expected["atm_ce"]), json!("NIFTY")]);
+}
