@@ -115,6 +115,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         "days of 1-minute bars kept; older bars are deleted every hour (0 keeps them forever)",
     ),
     EnvVar::new(
+        "OA_MARKET_CALENDAR",
+        "",
+        "exchange calendar file (JSON) for market/holidays and market/timings; empty: the bundled calendar",
+    ),
+    EnvVar::new(
         "OA_HISTORY_BACKFILL_DAYS",
         "5",
         "with the simulated feed: trading days of 1-minute bars generated at start for instruments without history (0: none)",
@@ -206,6 +211,9 @@ pub struct ApiConfig {
     pub store_sync: crate::store::StoreSync,
     /// Candle history: recording, retention, backfill.
     pub history: HistoryConfig,
+    /// `OA_MARKET_CALENDAR`: the exchange calendar file of `market/holidays` and
+    /// `market/timings`; `None` (default): the bundled calendar.
+    pub market_calendar: Option<PathBuf>,
     /// Start the order engine as a standby `core`: writes are refused until it leads
     /// ([`crate::leadership`]). Default false.
     pub standby: bool,
@@ -231,6 +239,7 @@ impl Default for ApiConfig {
             engine_queue_capacity: 8192,
             store_sync: crate::store::StoreSync::Full,
             history: HistoryConfig::default(),
+            market_calendar: None,
             standby: false,
         }
     }
@@ -264,6 +273,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `OA_MARKET_CALENDAR` names a file that cannot be read or is not a calendar.
+    #[error("OA_MARKET_CALENDAR: {0}")]
+    MarketCalendar(String),
     /// A numeric setting is out of range.
     #[error("{setting} = {value} is out of range: {expected}")]
     OutOfRange {

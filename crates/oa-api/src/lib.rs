@@ -8,6 +8,7 @@
 
 #![warn(unreachable_pub)]
 
+mod account;
 pub mod broker;
 mod commands;
 mod config;
@@ -218,6 +219,8 @@ async fn assemble(
     snapshots: Option<tokio::sync::broadcast::Receiver<Arc<oa_marketdata_core::PriceSnapshot>>>,
 ) -> Result<Api, ApiError> {
     let (limits, location) = config.validate()?;
+    let calendar = account::calendar::MarketCalendar::load(config.market_calendar.as_deref())
+        .map_err(|error| ConfigError::MarketCalendar(error.0))?;
     let worker_config = WorkerConfig {
         engine: EngineConfig {
             starting_funds: config.starting_funds,
@@ -290,6 +293,10 @@ async fn assemble(
         keys: keys.clone(),
         body_limit: config.body_limit_bytes,
         in_flight: idempotency::InFlight::default(),
+        account: Arc::new(account::AccountSettings {
+            calendar,
+            leverage: config.leverage,
+        }),
     };
     Ok(Api {
         router: routes::router(state, &limiters),

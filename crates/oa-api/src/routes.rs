@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub in_flight: InFlight,
     /// Candle history (`history`, `ticker`).
     pub history: Arc<crate::history::History>,
+    /// The exchange calendar and sandbox leverage (`market/*`, `margin`).
+    pub account: Arc<crate::account::AccountSettings>,
 }
 
 /// A JSON object body, read with JSON errors.
@@ -617,6 +619,10 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
                 "/instruments",
                 get(crate::contracts::instruments).fallback(method_not_allowed_use_get),
             ),
+            ("/holdings", post(crate::account::holdings)),
+            ("/margin", post(crate::account::margin)),
+            ("/market/holidays", post(crate::account::holidays)),
+            ("/market/timings", post(crate::account::timings)),
             ("/analyzer", post(analyzer)),
             ("/analyzer/toggle", post(analyzer_toggle)),
             ("/ping", post(ping)),

@@ -12,6 +12,7 @@
 mod actions;
 mod analyzer;
 mod books;
+pub(crate) mod holdings;
 pub(crate) mod options;
 mod quotes;
 

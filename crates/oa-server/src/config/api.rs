@@ -60,6 +60,10 @@ pub(super) fn validate(check: &mut Checker, database_url: &str, pepper: &str) ->
     );
     let history_backfill_days =
         check.number::<u32>("OA_HISTORY_BACKFILL_DAYS", "a whole number of trading days");
+    let market_calendar = match raw.text("OA_MARKET_CALENDAR").trim() {
+        "" => None,
+        path => Some(std::path::PathBuf::from(path)),
+    };
     let default_user = raw.text("OA_DEFAULT_USER").trim();
     if default_user.is_empty() {
         check
@@ -85,6 +89,7 @@ pub(super) fn validate(check: &mut Checker, database_url: &str, pepper: &str) ->
             retention_days: history_retention_days?,
             backfill_days: history_backfill_days?,
         },
+        market_calendar,
         ..ApiConfig::default()
     })
 }
