@@ -14,7 +14,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use common::{Server, data, drain};
 use oa_marketdata_core::option_universe::{BUNDLED_SERIES, OptionSeries, expiries, today_in_india};
 use oa_marketdata_core::options::{OptionInputs, OptionKind, smile_volatility};
-use oa_marketdata_core::{PriceCache, SymbolMaster, SymbolSource};
+use oa_marketdata_core::{SymbolMaster, SymbolSource};
 use serde_json::{Value, json};
 
 /// The simulated feed's smile (oa-marketdata-zmq feed/simulated.rs).
@@ -23,31 +23,11 @@ const SMILE_CURVATURE: f64 = 6.0;
 
 /// A server over the bundled universe with its generated futures and options.
 async fn start() -> (Server, Arc<SymbolMaster>) {
-    let dir = common::store_dir();
-    let config = common::config(&dir);
     let symbols = Arc::new(SymbolMaster::load(&SymbolSource::Bundled).unwrap());
-    let publisher = oa_events_core::EventPublisher::builder().build();
-    let prices = PriceCache::new();
-    let api = oa_api::build(
-        config,
-        publisher.clone(),
-        prices.clone(),
-        Arc::clone(&symbols),
+    (
+        common::start_with_symbols(Arc::clone(&symbols)).await,
+        symbols,
     )
-    .await
-    .unwrap();
-    let key = api.ensure_default_user().await.unwrap().unwrap();
-    let url = common::serve(api.router()).await;
-    let server = Server {
-        url,
-        key,
-        api,
-        prices,
-        publisher,
-        client: reqwest::Client::new(),
-        dir,
-    };
-    (server, symbols)
 }
 
 fn nifty() -> &'static OptionSeries {
