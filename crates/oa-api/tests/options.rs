@@ -691,7 +691,8 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
         [
             json!({"symbol": "NIFTY", "action": "condor", "orderid": "3/4 legs",
                 "exchange": "NSE_INDEX", "price_type": "MULTI", "product_type": "OPTIONS",
-                "mode": "live", "batch_order": true, "is_last_order": true})
+                "mode": "live", "batch_order": true, "is_last_order": true,
+                "multiorder_summary": true, "successful_legs": 3, "failed_legs": 1})
         ]
     );
     let (status, body) = server
@@ -707,6 +708,29 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
         body["message"],
         "legs[0].action: expected one of BUY, SELL, got \"HOLD\""
     );
+
+    // Analyzer mode: the sandbox places the legs; one analyzer_update (api_type
+    // optionsmultiorder) carries the request and the answer.
+    server.set_analyze(true).await;
+    drain(&mut tap);
+    let request = json!({"strategy": "straddle", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+        "expiry_date": market.expiry, "legs": [
+            {"offset": "ATM", "option_type": "CE", "action": "BUY", "quantity": 75},
+            {"offset": "ATM", "option_type": "PE", "action": "BUY", "quantity": 75}]});
+    let answer = server.ok("optionsmultiorder", request).await;
+    assert_eq!(answer["mode"], "analyze");
+    assert_eq!(answer["results"][1]["mode"], "analyze");
+    let updates: Vec<Value> = drain(&mut tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == "analyzer_update")
+        .map(|envelope| data(envelope))
+        // Sandbox fills have their own analyzer_update (api_type sandbox.fill).
+        .filter(|update| update["request"]["api_type"] != "sandbox.fill")
+        .collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["request"]["api_type"], "optionsmultiorder");
+    assert_eq!(updates[0]["request"]["strategy"], "straddle");
+    assert_eq!(updates[0]["response"], answer);
 }
 
 /// The official SDK (openalgo 1.0.47, options.py and data.py) calls each option function

@@ -47,6 +47,15 @@ pub struct OrderEvent {
     /// Present on the summary event of a basket or split order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_last_order: Option<bool>,
+    /// `true` on the summary event of an options multi-order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiorder_summary: Option<bool>,
+    /// Legs placed, on the summary event of an options multi-order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_legs: Option<u64>,
+    /// Legs that failed, on the summary event of an options multi-order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_legs: Option<u64>,
 }
 
 impl OrderEvent {
@@ -63,6 +72,9 @@ impl OrderEvent {
             mode: "live".into(),
             batch_order: None,
             is_last_order: None,
+            multiorder_summary: None,
+            successful_legs: None,
+            failed_legs: None,
         }
     }
 }
@@ -367,6 +379,9 @@ mod tests {
             mode: "live".into(),
             batch_order: None,
             is_last_order: None,
+            multiorder_summary: None,
+            successful_legs: None,
+            failed_legs: None,
         };
         assert_eq!(
             to_json(&event),
@@ -375,11 +390,23 @@ mod tests {
         let batch = OrderEvent {
             batch_order: Some(true),
             is_last_order: Some(true),
-            ..event
+            ..event.clone()
         };
         assert!(
             to_json(&batch).ends_with(r#""mode":"live","batch_order":true,"is_last_order":true}"#)
         );
+        // upstream subscribers/socketio_subscriber.py `on_multiorder_completed`.
+        let multi = OrderEvent {
+            batch_order: Some(true),
+            is_last_order: Some(true),
+            multiorder_summary: Some(true),
+            successful_legs: Some(3),
+            failed_legs: Some(1),
+            ..event
+        };
+        assert!(to_json(&multi).ends_with(
+            r#""batch_order":true,"is_last_order":true,"multiorder_summary":true,"successful_legs":3,"failed_legs":1}"#
+        ));
     }
 
     #[test]

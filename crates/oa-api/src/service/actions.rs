@@ -85,6 +85,9 @@ fn order_event(order: &OrderFields, action: Action, orderid: &str) -> OrderEvent
         mode: "live".to_string(),
         batch_order: None,
         is_last_order: None,
+        multiorder_summary: None,
+        successful_legs: None,
+        failed_legs: None,
     }
 }
 
@@ -546,6 +549,9 @@ impl OrderService {
                 mode: "live".to_string(),
                 batch_order: Some(true),
                 is_last_order: Some(true),
+                multiorder_summary: None,
+                successful_legs: None,
+                failed_legs: None,
             }
         };
         let legs: Vec<(String, Exchange, Product)> = request
@@ -632,6 +638,9 @@ impl OrderService {
                 mode: "live".to_string(),
                 batch_order: Some(true),
                 is_last_order: Some(true),
+                multiorder_summary: None,
+                successful_legs: None,
+                failed_legs: None,
             }
         };
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();

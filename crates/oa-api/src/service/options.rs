@@ -207,6 +207,9 @@ impl OrderService {
                 mode: "live".to_string(),
                 batch_order: Some(true),
                 is_last_order: Some(true),
+                multiorder_summary: None,
+                successful_legs: None,
+                failed_legs: None,
             }
         };
         let (symbol, exchange, total) = (
@@ -335,6 +338,9 @@ impl OrderService {
                 mode: "live".to_string(),
                 batch_order: Some(true),
                 is_last_order: Some(true),
+                multiorder_summary: Some(true),
+                successful_legs: Some(successful as u64),
+                failed_legs: Some((leg_count - successful) as u64),
             }
         };
         if orders.is_empty() {
