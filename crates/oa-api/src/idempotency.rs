@@ -154,18 +154,37 @@ pub struct Claim {
     pub key: IdempotencyKey,
     /// [`fingerprint`] of the request.
     pub fingerprint: String,
+    /// Keys a stored success answer gains before its `mode` (an `optionsorder` runs a
+    /// `placeorder`; its stored answer is the options answer). Usually empty.
+    pub answer_extra: serde_json::Map<String, Value>,
 }
 
 impl Claim {
     /// The record of the first response, stored with the action's log row.
     pub fn entry(&self, status: StatusCode, body: &Value) -> IdempotencyEntry {
+        let response = match body {
+            Value::Object(answer) if status == StatusCode::OK && !self.answer_extra.is_empty() => {
+                let mut merged = serde_json::Map::new();
+                for (name, value) in answer.iter().filter(|(name, _)| *name != "mode") {
+                    merged.insert(name.clone(), value.clone());
+                }
+                for (name, value) in &self.answer_extra {
+                    merged.entry(name.clone()).or_insert_with(|| value.clone());
+                }
+                if let Some(mode) = answer.get("mode") {
+                    merged.insert("mode".to_string(), mode.clone());
+                }
+                Value::Object(merged).to_string()
+            }
+            _ => body.to_string(),
+        };
         IdempotencyEntry {
             user_id: self.user_id.clone(),
             key: self.key.as_str().to_string(),
             row: IdempotencyRow {
                 fingerprint: self.fingerprint.clone(),
                 status: status.as_u16(),
-                response: body.to_string(),
+                response,
             },
         }
     }

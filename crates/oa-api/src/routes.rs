@@ -138,7 +138,7 @@ impl AppState {
     /// Reads (see [`AppState::prepare`]) and runs an order-changing request. Without a key: `run`. With one: the stored response of
     /// an earlier request with that key (422 if it asked something else), or `run` with the
     /// claim that stores its response; 409 while another request with the key runs.
-    async fn keyed<R, B, F, Fut>(
+    pub(crate) async fn keyed<R, B, F, Fut>(
         &self,
         endpoint: &'static str,
         headers: &HeaderMap,
@@ -170,6 +170,7 @@ impl AppState {
             user_id: user.clone(),
             fingerprint: fingerprint(endpoint, &body),
             key,
+            answer_extra: Map::new(),
         };
         // A task, so the request runs to its end (and keeps its key claimed until the outcome
         // is stored) even when the client disconnects: a retry then finds the stored response.

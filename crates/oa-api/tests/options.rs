@@ -595,6 +595,42 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
     assert_eq!(update["request"]["underlying_ltp"], json!(market.spot));
     assert_eq!(update["response"]["orderid"], placed["orderid"]);
 
+    // An Idempotency-Key: a retry gets the stored options answer and places nothing.
+    let keyed = || {
+        let mut body = json!({"apikey": server.key, "strategy": "opt", "underlying": "NIFTY",
+            "exchange": "NSE_INDEX", "expiry_date": market.expiry, "offset": "OTM2",
+            "option_type": "CE", "action": "BUY", "quantity": 75});
+        body["product"] = json!("NRML");
+        server
+            .client
+            .post(format!("{}/api/v1/optionsorder", server.url))
+            .header("Idempotency-Key", "\"options-retry-1\"")
+            .json(&body)
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        first["symbol"],
+        json!(market.symbol(market.atm + 100.0, OptionKind::Call))
+    );
+    let retry = keyed().await.unwrap();
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+    let keys =
+        |answer: &Value| -> Vec<String> { answer.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&retry), keys(&first));
+    let book = server.ok("orderbook", json!({})).await;
+    let placed = book["data"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|order| order["orderid"] == first["orderid"])
+        .count();
+    assert_eq!(placed, 1, "{book}");
+
     // Errors: upstream's resolution message; a quantity that is not whole lots.
     let (status, body) = order(json!({"offset": "OTM50"})).await;
     assert_eq!(status, 400, "{body}");

@@ -5,22 +5,25 @@
 //! `placeorder` of the resolved symbol (its log row, `order_event` or `analyzer_update`);
 //! a split one and a multi-leg order are one batch with one summary event.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::resolve::{self, OptionQuery, Underlying, read_expiry, read_kind, read_offset};
 use crate::error::HttpError;
 use crate::fields::Fields;
-use crate::idempotency::IdempotencyKey;
 use crate::requests::{OrderFields, PlaceOrder, check_prices};
+use crate::responses::{Reply, to_value};
 use crate::routes::{ApiBody, AppState};
-use crate::service::ActionLog;
 use crate::service::options::{
-    MAX_SPLIT_ORDERS, MultiOrderHead, OptionsSplitHead, PlannedLeg, ResolvedLeg, child_count,
+    MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsSplit, OptionsSplitHead, PlannedLeg,
+    ResolvedLeg, child_count,
 };
+use crate::service::{ActionLog, OrderService};
 use crate::types::{Action, Exchange, PriceType, Product};
 
 type Result<T> = std::result::Result<T, HttpError>;
@@ -115,17 +118,6 @@ fn placed_order_log(
     body
 }
 
-/// Option orders do not take an `Idempotency-Key` yet: a request that sends one is refused
-/// rather than run without the guarantee it asks for.
-fn refuse_idempotency_key(headers: &HeaderMap, endpoint: &str) -> Result<()> {
-    match IdempotencyKey::from_headers(headers)? {
-        Some(_) => Err(HttpError::bad_request(format!(
-            "Idempotency-Key: not supported on {endpoint}; send the request without it"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// The body of a whole optionsorder.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct OptionsOrderPlaced {
@@ -138,47 +130,93 @@ struct OptionsOrderPlaced {
     option_type: &'static str,
 }
 
-/// optionsorder: resolves the option, then places it (whole, or split by `splitsize`).
+/// An optionsorder, read.
+struct OptionsOrderRequest {
+    strategy: String,
+    query: OptionQuery,
+    leg: LegFields,
+    offset_sent: String,
+    underlying_sent: String,
+}
+
+const OPTIONS_ORDER_FIELDS: &[&str] = &[
+    "apikey",
+    "strategy",
+    "underlying",
+    "exchange",
+    "expiry_date",
+    "strike_int",
+    "offset",
+    "option_type",
+    "action",
+    "quantity",
+    "splitsize",
+    "pricetype",
+    "product",
+    "price",
+    "trigger_price",
+    "disclosed_quantity",
+];
+
+impl OptionsOrderRequest {
+    fn read(fields: &Fields) -> Result<OptionsOrderRequest> {
+        let strategy = fields.strategy()?;
+        let query = OptionQuery::read(fields)?;
+        let leg = LegFields::read(fields, query.exchange)?;
+        if leg.splitsize > 0 && child_count(leg.quantity, leg.splitsize) > MAX_SPLIT_ORDERS {
+            return Err(HttpError::bad_request(format!(
+                "Total number of orders would exceed maximum limit of {MAX_SPLIT_ORDERS}"
+            )));
+        }
+        Ok(OptionsOrderRequest {
+            strategy,
+            query,
+            leg,
+            offset_sent: fields.required_string("offset")?,
+            underlying_sent: fields.required_string("underlying")?,
+        })
+    }
+}
+
+/// The answer of optionsorder: one order, or a split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum OptionsOrderAnswer {
+    Placed(OptionsOrderPlaced),
+    Split(OptionsSplit),
+}
+
+/// optionsorder: resolves the option, then places it (whole, or split by `splitsize`), once
+/// per `Idempotency-Key`.
 pub(crate) async fn optionsorder(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
-    refuse_idempotency_key(&headers, "optionsorder")?;
-    let fields = Fields::new(
-        body,
-        &[
-            "apikey",
-            "strategy",
-            "underlying",
-            "exchange",
-            "expiry_date",
-            "strike_int",
-            "offset",
-            "option_type",
-            "action",
-            "quantity",
-            "splitsize",
-            "pricetype",
-            "product",
-            "price",
-            "trigger_price",
-            "disclosed_quantity",
-        ],
-    )?;
-    let strategy = fields.strategy()?;
-    let query = OptionQuery::read(&fields)?;
-    let leg = LegFields::read(&fields, query.exchange)?;
-    let offset_sent = fields.required_string("offset")?;
-    let underlying_sent = fields.required_string("underlying")?;
-    let user = app.authenticate(&fields).await?;
-    if leg.splitsize > 0 && child_count(leg.quantity, leg.splitsize) > MAX_SPLIT_ORDERS {
-        return Err(HttpError::bad_request(format!(
-            "Total number of orders would exceed maximum limit of {MAX_SPLIT_ORDERS}"
-        )));
-    }
-    let service = &app.service;
-    let resolved = resolve::resolve(service, &query, None)?;
+    let read = || {
+        let fields = Fields::new(body, OPTIONS_ORDER_FIELDS)?;
+        Ok((OptionsOrderRequest::read(&fields)?, fields))
+    };
+    let run = |service: Arc<OrderService>, user: String, request, log| {
+        place_options_order(service, user, request, log)
+    };
+    app.keyed("optionsorder", &headers, read, run).await
+}
+
+async fn place_options_order(
+    service: Arc<OrderService>,
+    user: String,
+    request: OptionsOrderRequest,
+    mut log: ActionLog,
+) -> Result<Reply<OptionsOrderAnswer>> {
+    let OptionsOrderRequest {
+        strategy,
+        query,
+        leg,
+        offset_sent,
+        underlying_sent,
+    } = request;
+    let resolved = resolve::resolve(&service, &query, None)?;
     let exchange = Exchange::parse(&resolved.exchange).ok_or_else(|| {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,112 +231,154 @@ pub(crate) async fn optionsorder(
             offset: offset_sent,
             option_type: query.kind.code(),
         };
-        let reply = service
-            .options_split_order(
-                &user,
-                &strategy,
-                ResolvedLeg {
-                    order,
-                    splitsize: leg.splitsize,
-                },
-                head,
-                ActionLog::from(fields.without_apikey()),
-            )
-            .await?;
-        return Ok(reply.into_response());
+        let resolved_leg = ResolvedLeg {
+            order,
+            splitsize: leg.splitsize,
+        };
+        return Ok(service
+            .options_split_order(&user, &strategy, resolved_leg, head, log)
+            .await?
+            .map(OptionsOrderAnswer::Split));
     }
-    let log = placed_order_log(&strategy, &order, resolved.underlying_ltp);
+    let details = OptionsOrderPlaced {
+        orderid: String::new(),
+        symbol: resolved.symbol.clone(),
+        exchange: resolved.exchange.clone(),
+        underlying: underlying_sent,
+        underlying_ltp: resolved.underlying_ltp,
+        offset: offset_sent,
+        option_type: query.kind.code(),
+    };
+    // The placeorder's stored answer (Idempotency-Key) is the options answer.
+    if let (Some(claim), Value::Object(mut extra)) = (log.claim.as_mut(), to_value(&details)) {
+        extra.shift_remove("orderid");
+        claim.answer_extra = extra;
+    }
+    let placed_log = ActionLog {
+        body: placed_order_log(&strategy, &order, resolved.underlying_ltp),
+        claim: log.claim,
+    };
     let reply = service
-        .place_order(&user, PlaceOrder { strategy, order }, log)
+        .place_order(&user, PlaceOrder { strategy, order }, placed_log)
         .await?;
-    Ok(reply
-        .map(|placed| OptionsOrderPlaced {
+    Ok(reply.map(|placed| {
+        OptionsOrderAnswer::Placed(OptionsOrderPlaced {
             orderid: placed.orderid,
-            symbol: resolved.symbol.clone(),
-            exchange: resolved.exchange.clone(),
-            underlying: underlying_sent,
-            underlying_ltp: resolved.underlying_ltp,
-            offset: offset_sent,
-            option_type: query.kind.code(),
+            ..details
         })
-        .into_response())
+    }))
 }
 
+/// An optionsmultiorder, read.
+struct MultiOrderRequest {
+    strategy: String,
+    underlying_sent: String,
+    exchange: Exchange,
+    legs: Vec<(OptionQuery, LegFields, String)>,
+}
+
+impl MultiOrderRequest {
+    fn read(fields: &Fields) -> Result<MultiOrderRequest> {
+        let strategy = fields.strategy()?;
+        let underlying_sent = fields.required_string("underlying")?;
+        let exchange = fields.exchange("exchange")?;
+        let expiry_date = read_expiry(fields, "expiry_date")?;
+        let strike_int = resolve::read_strike_int(fields)?;
+        let items = fields.array("legs")?;
+        if items.len() > MAX_LEGS {
+            return Err(fields.error(
+                "legs",
+                &format!("expected 1 to {MAX_LEGS} legs, got {}", items.len()),
+            ));
+        }
+        let mut legs = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let item = Fields::nested(item, &format!("legs[{index}]"), LEG_FIELDS)?;
+            let query = OptionQuery {
+                underlying: underlying_sent.to_ascii_uppercase(),
+                exchange,
+                expiry_date: read_expiry(&item, "expiry_date")?.or_else(|| expiry_date.clone()),
+                strike_int,
+                offset: read_offset(&item, "offset")?,
+                kind: read_kind(&item, "option_type")?,
+            };
+            let offset_sent = item.required_string("offset")?;
+            legs.push((query, LegFields::read(&item, exchange)?, offset_sent));
+        }
+        Ok(MultiOrderRequest {
+            strategy,
+            underlying_sent,
+            exchange,
+            legs,
+        })
+    }
+}
+
+const LEG_FIELDS: &[&str] = &[
+    "offset",
+    "option_type",
+    "action",
+    "quantity",
+    "splitsize",
+    "expiry_date",
+    "pricetype",
+    "product",
+    "price",
+    "trigger_price",
+    "disclosed_quantity",
+];
+
 /// optionsmultiorder: resolves every leg against one read of the underlying's price, then
-/// places the resolved legs (BUY legs first) as one batch.
+/// places the resolved legs (BUY legs first) as one batch, once per `Idempotency-Key`.
 pub(crate) async fn optionsmultiorder(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
-    refuse_idempotency_key(&headers, "optionsmultiorder")?;
-    let fields = Fields::new(
-        body,
-        &[
-            "apikey",
-            "strategy",
-            "underlying",
-            "exchange",
-            "expiry_date",
-            "strike_int",
-            "legs",
-        ],
-    )?;
-    let strategy = fields.strategy()?;
-    let underlying_sent = fields.required_string("underlying")?;
-    let exchange = fields.exchange("exchange")?;
-    let expiry_date = read_expiry(&fields, "expiry_date")?;
-    let strike_int = resolve::read_strike_int(&fields)?;
-    let items = fields.array("legs")?;
-    if items.len() > MAX_LEGS {
-        return Err(fields.error(
-            "legs",
-            &format!("expected 1 to {MAX_LEGS} legs, got {}", items.len()),
-        ));
-    }
-    let mut legs = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let item = Fields::nested(
-            item,
-            &format!("legs[{index}]"),
+    let read = || {
+        let fields = Fields::new(
+            body,
             &[
-                "offset",
-                "option_type",
-                "action",
-                "quantity",
-                "splitsize",
+                "apikey",
+                "strategy",
+                "underlying",
+                "exchange",
                 "expiry_date",
-                "pricetype",
-                "product",
-                "price",
-                "trigger_price",
-                "disclosed_quantity",
+                "strike_int",
+                "legs",
             ],
         )?;
-        let query = OptionQuery {
-            underlying: underlying_sent.to_ascii_uppercase(),
-            exchange,
-            expiry_date: read_expiry(&item, "expiry_date")?.or_else(|| expiry_date.clone()),
-            strike_int,
-            offset: read_offset(&item, "offset")?,
-            kind: read_kind(&item, "option_type")?,
-        };
-        let offset_sent = item.required_string("offset")?;
-        legs.push((query, LegFields::read(&item, exchange)?, offset_sent));
-    }
-    let user = app.authenticate(&fields).await?;
-    let service = &app.service;
+        Ok((MultiOrderRequest::read(&fields)?, fields))
+    };
+    let run = |service: Arc<OrderService>, user: String, request, log| {
+        place_multi_order(service, user, request, log)
+    };
+    app.keyed("optionsmultiorder", &headers, read, run).await
+}
+
+async fn place_multi_order(
+    service: Arc<OrderService>,
+    user: String,
+    request: MultiOrderRequest,
+    log: ActionLog,
+) -> Result<Reply<MultiOrder>> {
+    let MultiOrderRequest {
+        strategy,
+        underlying_sent,
+        exchange,
+        legs,
+    } = request;
     // The underlying's price, read once for every leg (upstream `get_underlying_ltp`); when
     // it cannot be read each leg tries (and reports) on its own.
     let underlying_ltp = Underlying::of(&underlying_sent, exchange)
-        .market_data(service)
+        .market_data(&service)
         .ok()
         .map(|data| data.ltp);
     let planned: Vec<PlannedLeg> = legs
         .into_iter()
         .enumerate()
         .map(|(index, (query, leg, offset))| {
-            let target = resolve::resolve(service, &query, underlying_ltp)
+            let target = resolve::resolve(&service, &query, underlying_ltp)
                 .map_err(|error| error.message)
                 .and_then(|resolved| {
                     if leg.splitsize > 0
@@ -329,14 +409,7 @@ pub(crate) async fn optionsmultiorder(
         exchange: exchange.as_str().to_string(),
         underlying_ltp,
     };
-    let reply = service
-        .options_multi_order(
-            &user,
-            &strategy,
-            head,
-            planned,
-            ActionLog::from(fields.without_apikey()),
-        )
-        .await?;
-    Ok(reply.into_response())
+    service
+        .options_multi_order(&user, &strategy, head, planned, log)
+        .await
 }
