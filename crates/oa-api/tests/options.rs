@@ -377,6 +377,20 @@ async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks()
             .starts_with("expiry_date: "),
         "{body}"
     );
+    let (status, body) = server
+        .call(
+            "optionchain",
+            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry,
+                   "with_greeks": true, "interest_rate": 101}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "interest_rate: expected a percentage from 0 to 100, got 101"
+        )
+    );
 }
 
 /// Upstream services/option_greeks_service.py `get_option_greeks` (forward = the expiry's

@@ -9,7 +9,7 @@ use oa_events_core::number::Quantity;
 use oa_marketdata_core::options::OptionKind;
 use serde::Serialize;
 
-use super::greeks::{ChainGreeks, chain_leg_greeks};
+use super::greeks::{ChainGreeks, chain_leg_greeks, read_interest_rate};
 use super::resolve::{
     self, Offset, OptionQuery, ResolvedOption, Underlying, nearest_strike, no_strikes,
     option_symbol, read_expiry,
@@ -209,7 +209,7 @@ pub(crate) async fn optionchain(
         }
     };
     let with_greeks = fields.opt_boolean("with_greeks")?.unwrap_or(false);
-    let interest_rate = fields.opt_price("interest_rate")?.unwrap_or(0.0);
+    let interest_rate = read_interest_rate(&fields)?.unwrap_or(0.0);
     app.authenticate(&fields).await?;
     let service = &app.service;
     let underlying = Underlying::of(&underlying_text, exchange);

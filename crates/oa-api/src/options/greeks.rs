@@ -141,7 +141,7 @@ fn read_expiry_time(fields: &Fields) -> Result<Option<(u32, u32)>> {
 }
 
 /// Reads `interest_rate` (an annual percentage, 0 to 100).
-fn read_interest_rate(fields: &Fields) -> Result<Option<f64>> {
+pub(crate) fn read_interest_rate(fields: &Fields) -> Result<Option<f64>> {
     match fields.opt_price("interest_rate")? {
         Some(rate) if rate > 100.0 => Err(fields.error(
             "interest_rate",
