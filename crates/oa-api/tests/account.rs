@@ -264,16 +264,7 @@ const END_2027_01_04: i64 = 1_799_051_400_000;
 async fn the_official_sdk_reads_holdings_margin_and_the_calendar() {
     let server = common::start().await;
     server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
-    let env = [
-        ("OA_HOST", server.url.clone()),
-        ("OA_APIKEY", server.key.clone()),
-    ];
-    let output =
-        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("account_sdk.py", &env))
-            .await
-            .unwrap();
-    match output {
-        Ok(stdout) => assert!(stdout.contains("all account SDK checks passed"), "{stdout}"),
-        Err(error) => panic!("{error:#}"),
-    }
+    server
+        .run_sdk_script("account_sdk.py", &[], "all account SDK checks passed")
+        .await;
 }

@@ -228,20 +228,11 @@ async fn the_official_sdk_reads_expiries_and_instruments() {
         "nfo_count": count("NFO"),
         "all_count": all_count,
     });
-    let env = [
-        ("OA_HOST", server.url.clone()),
-        ("OA_APIKEY", server.key.clone()),
-        ("OA_CONTRACTS_EXPECTED", expected.to_string()),
-    ];
-    let output =
-        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("contracts_sdk.py", &env))
-            .await
-            .unwrap();
-    match output {
-        Ok(stdout) => assert!(
-            stdout.contains("all contracts SDK checks passed"),
-            "{stdout}"
-        ),
-        Err(error) => panic!("{error:#}"),
-    }
+    server
+        .run_sdk_script(
+            "contracts_sdk.py",
+            &[("OA_CONTRACTS_EXPECTED", expected.to_string())],
+            "all contracts SDK checks passed",
+        )
+        .await;
 }

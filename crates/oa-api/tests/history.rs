@@ -381,17 +381,11 @@ async fn the_official_sdk_gets_a_dataframe_of_the_published_ticks() {
     }
     let expected =
         json!({"symbol": "SBIN", "exchange": "NSE", "date": DAY, "intervals": intervals});
-    let env = [
-        ("OA_HOST", server.url.clone()),
-        ("OA_APIKEY", server.key.clone()),
-        ("OA_HISTORY_EXPECTED", expected.to_string()),
-    ];
-    let output =
-        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("history_sdk.py", &env))
-            .await
-            .unwrap();
-    match output {
-        Ok(stdout) => assert!(stdout.contains("all history SDK checks passed"), "{stdout}"),
-        Err(error) => panic!("{error:#}"),
-    }
+    server
+        .run_sdk_script(
+            "history_sdk.py",
+            &[("OA_HISTORY_EXPECTED", expected.to_string())],
+            "all history SDK checks passed",
+        )
+        .await;
 }

@@ -801,19 +801,13 @@ async fn the_official_sdk_calls_the_option_functions() {
         "atm_iv": volatility * 100.0,
     });
     let mut tap = server.publisher.subscribe();
-    let env = [
-        ("OA_HOST", server.url.clone()),
-        ("OA_APIKEY", server.key.clone()),
-        ("OA_OPTIONS_EXPECTED", expected.to_string()),
-    ];
-    let output =
-        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("options_sdk.py", &env))
-            .await
-            .unwrap();
-    match output {
-        Ok(stdout) => assert!(stdout.contains("all options SDK checks passed"), "{stdout}"),
-        Err(error) => panic!("{error:#}"),
-    }
+    server
+        .run_sdk_script(
+            "options_sdk.py",
+            &[("OA_OPTIONS_EXPECTED", expected.to_string())],
+            "all options SDK checks passed",
+        )
+        .await;
     // The SDK's optionsorder placed the ATM call: its order_event names it.
     let symbols_placed: Vec<Value> = drain(&mut tap)
         .iter()

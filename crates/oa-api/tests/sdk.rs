@@ -7,16 +7,7 @@ mod common;
 async fn official_python_sdk_runs_unmodified() {
     let server = common::start().await;
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    let env = [
-        ("OA_HOST", server.url.clone()),
-        ("OA_APIKEY", server.key.clone()),
-    ];
-    let output =
-        tokio::task::spawn_blocking(move || oa_e2e::run_python_script("rest_sdk.py", &env))
-            .await
-            .unwrap();
-    match output {
-        Ok(stdout) => assert!(stdout.contains("all SDK checks passed"), "{stdout}"),
-        Err(error) => panic!("{error:#}"),
-    }
+    server
+        .run_sdk_script("rest_sdk.py", &[], "all SDK checks passed")
+        .await;
 }

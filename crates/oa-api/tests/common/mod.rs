@@ -313,6 +313,38 @@ impl Server {
         value
     }
 
+    /// Runs `tests/python/<script>` (the official SDK) against this server with `OA_HOST`,
+    /// `OA_APIKEY` and `extra_env`; fails the test unless its output says `passed`.
+    pub async fn run_sdk_script(
+        &self,
+        script: &'static str,
+        extra_env: &[(&str, String)],
+        passed: &str,
+    ) {
+        let mut env = vec![
+            ("OA_HOST".to_string(), self.url.clone()),
+            ("OA_APIKEY".to_string(), self.key.clone()),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone())),
+        );
+        let output = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, String)> = env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone()))
+                .collect();
+            oa_e2e::run_python_script(script, &env)
+        })
+        .await
+        .unwrap();
+        match output {
+            Ok(stdout) => assert!(stdout.contains(passed), "{stdout}"),
+            Err(error) => panic!("{error:#}"),
+        }
+    }
+
     pub fn price(&self, exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) {
         self.prices
             .update(&depth_tick(exchange, symbol, ltp, bid, ask));
