@@ -151,6 +151,8 @@ pub(crate) fn instrument_spans(bars: &[InstrumentBar]) -> Vec<(&str, &str, i64, 
         .collect()
 }
 
+#[macro_use]
+pub(crate) mod rollups;
 pub(crate) mod postgres;
 pub(crate) use postgres::connect as connect_postgres;
 pub(crate) mod sqlite;

@@ -29,82 +29,19 @@ use super::{
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
 
-/// The `time` of the hourly row a minute belongs to (`Interval::Minutes(60)`, anchored at
-/// 09:15 IST = 13,500 s after a UTC midnight); integer division floors positive times.
-macro_rules! HOUR_BUCKET {
-    () => {
-        "(13500 + ((time - 13500) / 3600) * 3600)"
-    };
-}
-
-/// The `time` of the daily row a minute belongs to (`Interval::Day`: the Indian date at
-/// 00:00 UTC; IST is 19,800 s ahead of UTC).
-macro_rules! DAY_BUCKET {
-    () => {
-        "(((time + 19800) / 86400) * 86400)"
-    };
-}
-
-/// `INSERT INTO table ... SELECT` the rollup rows of the 1-minute bars matching `filter`
-/// (first open, highest high, lowest low, last close, summed volume, last open interest).
-macro_rules! rollup_insert {
-    ($table:literal, $bucket:ident, $filter:literal) => {
-        concat!(
-            "INSERT INTO ",
-            $table,
-            " (exchange, symbol, time, open, high, low, close, volume, oi)
-             SELECT exchange, symbol, bucket, min(first_open), max(high), min(low),
-                 min(last_close), sum(volume), min(last_oi)
-             FROM (SELECT exchange, symbol, high, low, volume, ",
-            $bucket!(),
-            " AS bucket,
-                 first_value(open) OVER w AS first_open, last_value(close) OVER w AS last_close,
-                 last_value(oi) OVER w AS last_oi
-                 FROM bars ",
-            $filter,
-            " WINDOW w AS (PARTITION BY exchange, symbol, ",
-            $bucket!(),
-            " ORDER BY time ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS minutes
-             GROUP BY exchange, symbol, bucket"
-        )
-    };
-}
-
-/// The statements that rebuild one rollup table's rows: the deletes take the rows' `time`
-/// range (stamps), the inserts the range of the 1-minute bars they are made of; for one
-/// instrument ($1 exchange, $2 symbol, $3 from, $4 until) or for all ($1 from, $2 until).
-struct RollupSql {
-    delete_instrument: &'static str,
-    insert_instrument: &'static str,
-    delete_all: &'static str,
-    insert_all: &'static str,
-}
-
-macro_rules! rollup_sql {
-    ($table:literal, $bucket:ident) => {
-        RollupSql {
-            delete_instrument: concat!(
-                "DELETE FROM ",
-                $table,
-                " WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4"
-            ),
-            insert_instrument: rollup_insert!(
-                $table,
-                $bucket,
-                "WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4"
-            ),
-            delete_all: concat!("DELETE FROM ", $table, " WHERE time >= $1 AND time < $2"),
-            insert_all: rollup_insert!($table, $bucket, "WHERE time >= $1 AND time < $2"),
-        }
-    };
-}
-
 /// The rebuild statements of `bars_hour` and `bars_day`.
-fn rollup_statements(table: BarTable) -> Option<RollupSql> {
+fn rollup_statements(table: BarTable) -> Option<super::rollups::RollupSql> {
     match table {
         BarTable::Minutes => None,
-        BarTable::Hours => Some(rollup_sql!("bars_hour", HOUR_BUCKET)),
-        BarTable::Days => Some(rollup_sql!("bars_day", DAY_BUCKET)),
+        BarTable::Hours => Some(rollup_sql!(
+            "bars_hour",
+            HOUR_BUCKET,
+            "$1",
+            "$2",
+            "$3",
+            "$4"
+        )),
+        BarTable::Days => Some(rollup_sql!("bars_day", DAY_BUCKET, "$1", "$2", "$3", "$4")),
     }
 }
 
