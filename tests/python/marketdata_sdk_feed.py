@@ -90,6 +90,15 @@ def main() -> int:
     check(quote.get("low", 0) <= quote.get("ltp", -1) <= quote.get("high", 0), f"low <= ltp <= high: {quote}")
     check(quote.get("open", 0) > 0 and quote.get("close", 0) > 0, f"open and close > 0: {quote}")
     check(quote.get("volume", 0) > 0, f"volume > 0: {quote}")
+    # The simulated feed fills the fields the SDK reads beyond oa's tick model, and the proxy
+    # passes them through (they read 0 when missing).
+    check(quote.get("last_trade_quantity", 0) > 0, f"last_trade_quantity > 0: {quote}")
+    check(quote.get("avg_trade_price", 0) > 0, f"avg_trade_price > 0: {quote}")
+    change = quote.get("ltp", 0) - quote.get("close", 0)
+    check(abs(quote.get("change", 1e9) - change) < 0.011, f"change = ltp - close: {quote}")
+    percent = change / quote["close"] * 100 if quote.get("close") else 0
+    check(abs(quote.get("change_percent", 1e9) - percent) < 0.011,
+          f"change_percent = change / close: {quote}")
 
     depth = client.get_depth().get("depth", {}).get("NSE", {}).get("SBIN", {})
     check(depth.get("ltp", 0) > 0, f"get_depth ltp > 0: {depth}")

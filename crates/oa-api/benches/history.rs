@@ -84,13 +84,13 @@ async fn history_latency(
     key: &str,
     interval: &str,
     days: i64,
-) -> (usize, f64, f64) {
+) -> (String, f64, f64) {
     let today = chrono::Utc::now().date_naive();
     let body = json!({"apikey": key, "symbol": "SBIN", "exchange": "NSE", "interval": interval,
                       "start_date": (today - chrono::Duration::days(days)).to_string(),
                       "end_date": today.to_string()});
     let mut samples = Vec::new();
-    let mut candles = 0;
+    let mut candles = String::new();
     for round in 0..23 {
         let started = Instant::now();
         let response = client
@@ -102,7 +102,19 @@ async fn history_latency(
         let bytes = response.bytes().await.unwrap();
         let elapsed = started.elapsed().as_secs_f64() * 1e3;
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        candles = value["data"].as_array().map_or(0, Vec::len);
+        // A refused range (more rows than one request reads) shows as its status.
+        candles = match value["data"].as_array() {
+            Some(data) => data.len().to_string(),
+            None => format!(
+                "400: {}",
+                value["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .next()
+                    .unwrap_or_default()
+            ),
+        };
         if round >= 3 {
             samples.push(elapsed);
         }

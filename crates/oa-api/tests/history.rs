@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::Server;
 
 use oa_api::{ApiConfig, HistoryConfig};
-use oa_marketdata_core::candles::{Bar, Interval, Trade, bars_from_trades};
+use oa_marketdata_core::candles::{
+    Bar, InstrumentBar, Interval, Trade, aggregate, bars_from_trades,
+};
 use oa_marketdata_core::{Quote, Tick};
 use serde_json::{Value, json};
 
@@ -388,4 +390,196 @@ async fn the_official_sdk_gets_a_dataframe_of_the_published_ticks() {
             "all history SDK checks passed",
         )
         .await;
+}
+
+/// Minute bars of `symbol` every `step` minutes from `first` (epoch seconds) for `count`
+/// bars, around the clock, with whole-number volumes (sums are exact in any order).
+fn minute_bars(symbol: &str, first: i64, step: i64, count: i64) -> Vec<InstrumentBar> {
+    (0..count)
+        .map(|index| {
+            let price = 500.0 + ((index * 37) % 101) as f64 * 0.5;
+            InstrumentBar {
+                exchange: "NSE".into(),
+                symbol: symbol.into(),
+                bar: Bar {
+                    time: first + index * step * 60,
+                    open: price,
+                    high: price + 1.5,
+                    low: price - 2.0,
+                    close: price + 0.5,
+                    volume: (10 + index % 7) as f64,
+                    oi: (index % 3) as f64,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The rows of a rollup table for `symbol`, as (time, open, high, low, close, volume, oi).
+fn rollup_rows(dir: &common::StoreDir, table: &str, symbol: &str) -> Vec<Vec<f64>> {
+    dir.query_rows(&format!(
+        "SELECT time || ' ' || open || ' ' || high || ' ' || low || ' ' || close || ' ' || volume || ' ' || oi FROM {table} WHERE symbol = '{symbol}' ORDER BY time"
+    ))
+    .iter()
+    .map(|text| parse_row(text))
+    .collect()
+}
+
+fn full_row(bar: &Bar) -> Vec<f64> {
+    let mut row = row(bar);
+    row.push(bar.oi);
+    row
+}
+
+fn aggregated_rows(bars: &[InstrumentBar], interval: Interval) -> Vec<Vec<f64>> {
+    let minutes: Vec<Bar> = bars.iter().map(|item| item.bar).collect();
+    aggregate(&minutes, interval).iter().map(full_row).collect()
+}
+
+/// The hourly and daily rollups always equal the 1-minute bars aggregated to `60m` and `D`:
+/// after a backfill (across IST midnights and hours), after recorded bars replace stored
+/// minutes, and after pruning cuts through an hour and a day; and `history` over several
+/// days (rollup rows for whole buckets, minutes for partial ones) answers what aggregating
+/// the minutes answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_follow_the_minutes_through_backfill_recording_and_pruning() {
+    let server = common::start().await;
+    // 2026-11-26 23:02 IST to 2026-11-30 02:55 IST, one bar every 7 minutes.
+    let first = SESSION_OPEN - 3 * 86_400 - 10 * 3600 - 13 * 60;
+    let infy = minute_bars("INFY", first, 7, 650);
+    server.api.backfill_bars(infy.clone()).await.unwrap();
+    for (table, interval) in [
+        ("bars_hour", Interval::Minutes(60)),
+        ("bars_day", Interval::Day),
+    ] {
+        assert_eq!(
+            rollup_rows(&server.dir, table, "INFY"),
+            aggregated_rows(&infy, interval),
+            "{table}"
+        );
+    }
+    // history reads the rollups for whole buckets and the minutes around them.
+    let minutes: Vec<Bar> = infy.iter().map(|item| item.bar).collect();
+    for (name, interval) in [("D", Interval::Day), ("1h", Interval::Minutes(60))] {
+        for (start, end) in [("2026-11-27", "2026-11-28"), ("2026-11-20", "2026-12-01")] {
+            let (from, until) = (
+                chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").unwrap(),
+                chrono::NaiveDate::parse_from_str(end, "%Y-%m-%d").unwrap(),
+            );
+            let ist = |date: chrono::NaiveDate| {
+                date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() - 19_800
+            };
+            let inside: Vec<Bar> = minutes
+                .iter()
+                .filter(|bar| bar.time >= ist(from) && bar.time < ist(until) + 86_400)
+                .copied()
+                .collect();
+            let expected: Vec<Value> = aggregate(&inside, interval)
+                .iter()
+                .map(|bar| {
+                    let mut candle = candle_json(bar);
+                    candle["oi"] = json!(bar.oi as i64);
+                    candle
+                })
+                .collect();
+            let body = server
+                .ok(
+                    "history",
+                    json!({"symbol": "INFY", "exchange": "NSE", "interval": name,
+                           "start_date": start, "end_date": end}),
+                )
+                .await;
+            assert_eq!(body["data"], json!(expected), "{name} {start}..{end}");
+        }
+    }
+
+    // Recorded bars replace backfilled minutes of SBIN; the rollups follow.
+    let stale: Vec<InstrumentBar> = expected_bars(Interval::Minutes(1))
+        .iter()
+        .map(|bar| InstrumentBar {
+            exchange: "NSE".into(),
+            symbol: "SBIN".into(),
+            bar: Bar {
+                high: 9_999.0,
+                volume: 12_345.0,
+                ..*bar
+            },
+        })
+        .collect();
+    server.api.backfill_bars(stale).await.unwrap();
+    publish(&server, "SBIN");
+    let recorded = expected_bars(Interval::Minutes(1));
+    // The completed minutes reach the store within a flush; stopping stores the last one.
+    let complete: Vec<Vec<f64>> = recorded[..recorded.len() - 1].iter().map(row).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored: Vec<Vec<f64>> = server
+            .dir
+            .query_rows(STORED_BARS)
+            .iter()
+            .map(|text| parse_row(text))
+            .collect();
+        if stored[..complete.len()] == complete[..] || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.api.stop_recording_bars().await.unwrap();
+    for (table, interval) in [
+        ("bars_hour", Interval::Minutes(60)),
+        ("bars_day", Interval::Day),
+    ] {
+        let expected: Vec<Vec<f64>> = aggregate(&recorded, interval)
+            .iter()
+            .map(full_row)
+            .collect();
+        assert_eq!(rollup_rows(&server.dir, table, "SBIN"), expected, "{table}");
+    }
+
+    // Pruning in the middle of an hour and a day keeps rollups of the minutes left.
+    let before = first + 2 * 86_400 + 25 * 60;
+    server.api.prune_bars_before(before).await.unwrap();
+    let kept: Vec<InstrumentBar> = infy
+        .iter()
+        .filter(|item| item.bar.time >= before)
+        .cloned()
+        .collect();
+    for (table, interval) in [
+        ("bars_hour", Interval::Minutes(60)),
+        ("bars_day", Interval::Day),
+    ] {
+        assert_eq!(
+            rollup_rows(&server.dir, table, "INFY"),
+            aggregated_rows(&kept, interval),
+            "{table} after pruning"
+        );
+    }
+}
+
+/// `history` reads at most 100,000 stored rows per request and names the field and the
+/// bound when a range holds more (upstream has no bound: its brokers split long ranges); a
+/// `D` or `1h` request over the same range reads the rollups and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_refuses_a_range_holding_more_rows_than_it_reads() {
+    let server = common::start().await;
+    // 100,001 consecutive minutes from 2026-09-01 00:00 IST.
+    let first = 1_788_201_000;
+    let bars = minute_bars("TCS", first, 1, 100_001);
+    for chunk in bars.chunks(50_000) {
+        server.api.backfill_bars(chunk.to_vec()).await.unwrap();
+    }
+    let request = |interval: &str| {
+        json!({"symbol": "TCS", "exchange": "NSE", "interval": interval,
+               "start_date": "2026-09-01", "end_date": "2026-11-10"})
+    };
+    let (status, body) = server.call("history", request("1m")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "start_date: 2026-09-01 to 2026-11-10 holds more than 100000 stored bars of NSE:TCS at interval 1m, the most one request reads; ask for a shorter range or a longer interval (1h and D read one row per candle)"
+    );
+    let body = server.ok("history", request("D")).await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(70));
+    let body = server.ok("history", request("1h")).await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1_668));
 }

@@ -11,11 +11,20 @@
 //! `mode` is written as the number 1, 2 or 3 and read from a number or a case-insensitive
 //! name. Integral quantities are written without a fraction (`100`, not `100.0`), as Python
 //! publishers write them.
+//!
+//! Keys an adapter sends that the model does not have (`last_trade_quantity`,
+//! `avg_trade_price`, `change`, `change_percent`, ...) are kept as sent in [`Tick::extra`]
+//! and written back after the modelled keys, as OpenAlgo's proxy forwards the adapter's
+//! payload whole.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// How much of a tick a subscriber wants. Ordered: `Depth > Quote > Ltp`; a tick of mode M
 /// carries everything of the modes below M.
@@ -206,6 +215,11 @@ pub struct Tick {
     pub quote: Option<Quote>,
     /// Order book (mode Depth).
     pub depth: Option<Depth>,
+    /// The adapter's keys the model does not have, as JSON object members without braces
+    /// (`"change":1.5,"change_percent":0.19`), written after the modelled keys. They belong
+    /// to the tick's own mode, or to Quote for a Depth tick: an LTP view of a Quote or
+    /// Depth tick leaves them out.
+    pub extra: Option<Arc<str>>,
 }
 
 impl Tick {
@@ -221,6 +235,31 @@ impl Tick {
             timestamp: now,
             quote: None,
             depth: None,
+            extra: None,
+        }
+    }
+
+    /// The adapter's extra keys (see [`Tick::extra`]) as they apply to a view at `mode`.
+    fn extra_at(&self, mode: TickMode) -> Option<&str> {
+        let applies = mode >= self.mode.min(TickMode::Quote);
+        self.extra
+            .as_deref()
+            .filter(|extra| applies && !extra.is_empty())
+    }
+
+    /// Writes the payload JSON of this tick at `mode` (see [`Tick::view`]), extra keys
+    /// included, to `out`.
+    pub fn write_payload(&self, out: &mut Vec<u8>, mode: TickMode) {
+        let mode = mode.min(self.mode);
+        // Writing numbers and strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &WireTick::from_tick(self, mode));
+        if let Some(extra) = self.extra_at(mode)
+            && out.last() == Some(&b'}')
+        {
+            out.pop();
+            out.push(b',');
+            out.extend_from_slice(extra.as_bytes());
+            out.push(b'}');
         }
     }
 
@@ -245,11 +284,12 @@ impl Tick {
             } else {
                 None
             },
+            extra: self.extra_at(mode).and(self.extra.clone()),
         }
     }
 
-    /// Writes the payload JSON of this tick as seen at `mode` (see [`Tick::view`]) without
-    /// cloning it.
+    /// The modelled keys of this tick as seen at `mode` (see [`Tick::view`]), serialisable
+    /// without cloning it; [`Tick::write_payload`] also writes [`Tick::extra`].
     pub fn payload_at(&self, mode: TickMode) -> TickPayload<'_> {
         TickPayload {
             tick: self,
@@ -257,13 +297,15 @@ impl Tick {
         }
     }
 
-    /// The payload JSON bytes.
+    /// The payload JSON bytes, extra keys included.
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        // Serialising numbers and strings into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        self.write_payload(&mut out, self.mode);
+        out
     }
 
-    /// Reads a payload; missing `ltt`/`timestamp` default to now, missing quote fields to 0.
+    /// Reads a payload; missing `ltt`/`timestamp` default to now, missing quote fields to 0;
+    /// keys the model does not have go to [`Tick::extra`].
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
@@ -331,19 +373,15 @@ fn de_epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D
     }
 }
 
-/// The payload as written on the wire, every optional key skipped when absent.
-#[derive(Serialize, Deserialize)]
+/// The payload as written on the wire, every optional key skipped when absent. Read by
+/// [`WireVisitor`], which also keeps the keys it does not know in `extra`.
+#[derive(Serialize, Default)]
 struct WireTick<'a> {
     ltp: f64,
-    #[serde(default, deserialize_with = "de_epoch")]
     ltt: Option<i64>,
-    #[serde(default, deserialize_with = "de_epoch")]
     timestamp: Option<i64>,
-    #[serde(borrow, default)]
-    symbol: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    exchange: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
+    symbol: Option<Cow<'a, str>>,
+    exchange: Option<Cow<'a, str>>,
     mode: Option<TickMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     open: Option<f64>,
@@ -386,7 +424,103 @@ struct WireTick<'a> {
     )]
     oi: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    depth: Option<std::borrow::Cow<'a, Depth>>,
+    depth: Option<Cow<'a, Depth>>,
+    #[serde(skip)]
+    extra: Option<Vec<u8>>,
+}
+
+/// A string borrowed from the payload when it has no escapes, owned otherwise.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+/// Epoch milliseconds, from any finite number (or null).
+struct Epoch(Option<i64>);
+
+impl<'de> Deserialize<'de> for Epoch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        de_epoch(deserializer).map(Epoch)
+    }
+}
+
+/// Reads a payload object field by field, the modelled keys into [`WireTick`] and every
+/// other key, as sent, into `extra` (allocated only when there is one).
+struct WireVisitor;
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = WireTick<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tick payload object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut wire = WireTick::default();
+        let mut ltp = None;
+        while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
+            match key.as_ref() {
+                "ltp" => ltp = Some(map.next_value::<f64>()?),
+                "ltt" => wire.ltt = map.next_value::<Epoch>()?.0,
+                "timestamp" => wire.timestamp = map.next_value::<Epoch>()?.0,
+                "symbol" => wire.symbol = map.next_value::<Option<CowStr<'de>>>()?.map(|s| s.0),
+                "exchange" => wire.exchange = map.next_value::<Option<CowStr<'de>>>()?.map(|s| s.0),
+                "mode" => wire.mode = map.next_value()?,
+                "open" => wire.open = map.next_value()?,
+                "high" => wire.high = map.next_value()?,
+                "low" => wire.low = map.next_value()?,
+                "close" => wire.close = map.next_value()?,
+                "volume" => wire.volume = map.next_value()?,
+                "average_price" => wire.average_price = map.next_value()?,
+                "total_buy_quantity" => wire.total_buy_quantity = map.next_value()?,
+                "total_sell_quantity" => wire.total_sell_quantity = map.next_value()?,
+                "last_quantity" => wire.last_quantity = map.next_value()?,
+                "oi" => wire.oi = map.next_value()?,
+                "depth" => wire.depth = map.next_value::<Option<Depth>>()?.map(Cow::Owned),
+                other => {
+                    let value: &'de RawValue = map.next_value()?;
+                    let extra = wire.extra.get_or_insert_with(|| Vec::with_capacity(128));
+                    if !extra.is_empty() {
+                        extra.push(b',');
+                    }
+                    // Writing a string into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *extra, other);
+                    extra.push(b':');
+                    extra.extend_from_slice(value.get().as_bytes());
+                }
+            }
+        }
+        wire.ltp = ltp.ok_or_else(|| serde::de::Error::missing_field("ltp"))?;
+        Ok(wire)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireTick<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(WireVisitor)
+    }
 }
 
 fn ser_opt_number<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -429,6 +563,7 @@ impl<'a> WireTick<'a> {
             last_quantity: quote.map(|q| q.last_quantity),
             oi: quote.map(|q| q.oi),
             depth,
+            extra: None,
         }
     }
 
@@ -482,6 +617,11 @@ impl<'a> WireTick<'a> {
             timestamp,
             quote,
             depth,
+            // Raw JSON members are valid UTF-8.
+            extra: self
+                .extra
+                .and_then(|extra| String::from_utf8(extra).ok())
+                .map(Arc::from),
         })
     }
 }
@@ -492,6 +632,8 @@ impl Serialize for TickPayload<'_> {
     }
 }
 
+/// The modelled keys only; [`Tick::write_payload`] and [`Tick::to_json_bytes`] also write
+/// [`Tick::extra`].
 impl Serialize for Tick {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         WireTick::from_tick(self, self.mode).serialize(serializer)
@@ -541,6 +683,7 @@ mod tests {
                     orders: 1,
                 }],
             }),
+            extra: None,
         }
     }
 
@@ -604,6 +747,47 @@ mod tests {
             let view = tick.view(mode);
             assert_eq!(Tick::from_json_slice(&view.to_json_bytes()).unwrap(), view);
         }
+    }
+
+    #[test]
+    fn keys_the_model_lacks_pass_through_as_sent() {
+        let payload = br#"{"ltp":10,"symbol":"X","exchange":"NSE","mode":2,"change":0.5,"change_percent":5.26,"upper_circuit":{"v":[1,"a"]},"last_trade_quantity":3}"#;
+        let tick = Tick::from_json_slice(payload).unwrap();
+        assert_eq!(
+            tick.extra.as_deref(),
+            Some(
+                r#""change":0.5,"change_percent":5.26,"upper_circuit":{"v":[1,"a"]},"last_trade_quantity":3"#
+            )
+        );
+        let written: serde_json::Value = serde_json::from_slice(&tick.to_json_bytes()).unwrap();
+        assert_eq!(written["change_percent"], 5.26);
+        assert_eq!(written["upper_circuit"], serde_json::json!({"v": [1, "a"]}));
+        assert_eq!(written["open"], 0.0);
+        assert_eq!(Tick::from_json_slice(&tick.to_json_bytes()).unwrap(), tick);
+        // An LTP view of a Quote tick leaves the extra keys out; the Quote view keeps them.
+        let mut ltp = Vec::new();
+        tick.write_payload(&mut ltp, TickMode::Ltp);
+        let ltp: serde_json::Value = serde_json::from_slice(&ltp).unwrap();
+        assert!(ltp.get("change").is_none(), "{ltp}");
+        assert!(tick.view(TickMode::Ltp).extra.is_none());
+        assert!(tick.view(TickMode::Depth).extra.is_some());
+        // An LTP tick's extra keys belong to LTP.
+        let ltp_tick =
+            Tick::from_json_slice(br#"{"ltp":10,"symbol":"X","exchange":"NSE","mode":1,"cp":9.5}"#)
+                .unwrap();
+        assert_eq!(ltp_tick.extra.as_deref(), Some(r#""cp":9.5"#));
+        assert!(
+            String::from_utf8(ltp_tick.to_json_bytes())
+                .unwrap()
+                .ends_with(r#","cp":9.5}"#)
+        );
+        // Escaped strings are read too.
+        let escaped = Tick::from_json_slice(
+            br#"{"ltp":1,"symbol":"A\u0026B","exchange":"NSE","mode":1,"n\"k":"v"}"#,
+        )
+        .unwrap();
+        assert_eq!(escaped.symbol, "A&B");
+        assert_eq!(escaped.extra.as_deref(), Some(r#""n\"k":"v""#));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `BENCH_FANOUT` (symbols of 100 per client, default 10: each tick reaches 10 clients),
 //! `BENCH_RATE` (paced rate for latency, 10000/s), `BENCH_SECONDS` (paced duration, 5),
 //! `BENCH_SDK_MODES` (0; 1: each client subscribes its symbols at LTP, Quote and Depth, as the
-//! official SDK does, and every tick is a Depth tick).
+//! official SDK does, and every tick is a Depth tick), `BENCH_SDK_RATE` (scenario 3, 1000/s).
 //!
 //! The notes under the table give the messages queued per tick and per subscribed client:
 //! 1 since the proxy sends one message per client per tick (it was 3 with `BENCH_SDK_MODES=1`
@@ -19,6 +19,12 @@
 //!    symbols; each client subscribes to 10 of them, so every tick fans out to 10 clients.
 //! 2. paced: `BENCH_RATE` ticks/s for `BENCH_SECONDS`; tick -> client latency percentiles
 //!    (publish call to the client having read and parsed the frame).
+//! 3. SDK client: one more client subscribes LTP, Quote and Depth of a symbol no other client
+//!    watches (as the official SDK does on one connection); Depth ticks of that symbol are
+//!    published at `BENCH_SDK_RATE` (1000/s) for `BENCH_SECONDS`. The row gives the messages
+//!    that client read per tick fanned out (published minus those the dispatcher coalesced
+//!    when it fell behind): 1 since the proxy sends one message per client per tick, 3 when
+//!    each subscribed mode got its own message; and its deliveries/s and latency.
 //!
 //! Baseline: the same two scenarios with a raw SUB socket and no proxy (receive only).
 
@@ -35,6 +41,9 @@ use oa_marketdata_zmq::{
 use tokio_tungstenite::tungstenite::Message;
 
 const SYMBOLS: usize = 100;
+
+/// The symbol of the SDK-client scenario, watched by that client only.
+const SDK_SYMBOL: &str = "BENCHSDK";
 
 /// `BENCH_SDK_MODES`: clients subscribe LTP, Quote and Depth; ticks are Depth ticks.
 static SDK_MODES: AtomicBool = AtomicBool::new(false);
@@ -66,23 +75,33 @@ fn symbol(i: usize) -> String {
 /// Pre-serialised `[topic, payload]` frames; `ltp` carries the sequence number. A Depth tick
 /// (one level a side) with `BENCH_SDK_MODES`.
 fn frames(sequence: u64) -> (Vec<u8>, Vec<u8>) {
-    let index = (sequence as usize) % SYMBOLS;
-    let mut tick = Tick::ltp("NSE", symbol(index), sequence as f64);
+    let symbol = symbol((sequence as usize) % SYMBOLS);
     if SDK_MODES.load(Ordering::Relaxed) {
-        let level = |price: f64| DepthLevel {
-            price,
-            quantity: 10.0,
-            orders: 1,
-        };
-        tick.mode = TickMode::Depth;
-        tick.quote = Some(Quote::default());
-        tick.depth = Some(Depth {
-            buy: vec![level(sequence as f64 - 0.05)],
-            sell: vec![level(sequence as f64 + 0.05)],
-        });
+        return depth_frames(&symbol, sequence);
     }
+    let tick = Tick::ltp("NSE", symbol.as_str(), sequence as f64);
     (
-        format!("NSE_{}_{}", symbol(index), tick.mode.topic_name()).into_bytes(),
+        format!("NSE_{symbol}_LTP").into_bytes(),
+        tick.to_json_bytes(),
+    )
+}
+
+/// The frames of a Depth tick (one level a side) of `symbol` whose `ltp` is `sequence`.
+fn depth_frames(symbol: &str, sequence: u64) -> (Vec<u8>, Vec<u8>) {
+    let level = |price: f64| DepthLevel {
+        price,
+        quantity: 10.0,
+        orders: 1,
+    };
+    let mut tick = Tick::ltp("NSE", symbol, sequence as f64);
+    tick.mode = TickMode::Depth;
+    tick.quote = Some(Quote::default());
+    tick.depth = Some(Depth {
+        buy: vec![level(sequence as f64 - 0.05)],
+        sell: vec![level(sequence as f64 + 0.05)],
+    });
+    (
+        format!("NSE_{symbol}_DEPTH").into_bytes(),
         tick.to_json_bytes(),
     )
 }
@@ -197,16 +216,19 @@ struct Row {
     cpu: f64,
     ingest: Option<f64>,
     deliveries: Option<f64>,
+    /// Messages one client read per tick fanned out (the SDK-client row only).
+    per_client_tick: Option<f64>,
     latency: Option<Percentiles>,
 }
 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "| {:<38} | {:>12} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6} |",
+        "| {:<44} | {:>12} | {:>12} | {:>11} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6} |",
         "scenario",
         "ticks/s in",
         "deliveries/s",
+        "msgs/client",
         "samples",
         "p50 us",
         "p99 us",
@@ -214,7 +236,7 @@ fn print_table(rows: &[Row]) {
         "max us",
         "CPU s"
     );
-    println!("|{}|", "-".repeat(142));
+    println!("|{}|", "-".repeat(162));
     for row in rows {
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         let (samples, p50, p99, p999, max) = match &row.latency {
@@ -228,10 +250,12 @@ fn print_table(rows: &[Row]) {
             None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {:<38} | {:>12} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6.2} |",
+            "| {:<44} | {:>12} | {:>12} | {:>11} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6.2} |",
             row.name,
             fmt(row.ingest),
             fmt(row.deliveries),
+            row.per_client_tick
+                .map_or("-".to_string(), |v| format!("{v:.2}/tick")),
             samples,
             p50,
             p99,
@@ -273,6 +297,7 @@ fn in_process(count: u64) -> (Row, Row) {
             cpu: decode_cpu,
             ingest: Some(decode_rate),
             deliveries: None,
+            per_client_tick: None,
             latency: None,
         },
         Row {
@@ -280,6 +305,7 @@ fn in_process(count: u64) -> (Row, Row) {
             cpu: cache_cpu,
             ingest: Some(cache_rate),
             deliveries: None,
+            per_client_tick: None,
             latency: None,
         },
     )
@@ -327,6 +353,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(received as f64 / elapsed.as_secs_f64().max(1e-9)),
         deliveries: None,
+        per_client_tick: None,
         latency: None,
     };
 
@@ -360,6 +387,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(rate),
         deliveries: None,
+        per_client_tick: None,
         latency: Some(percentiles(samples)),
     };
     (burst, paced)
@@ -387,20 +415,24 @@ mod parking_lot_free {
 async fn proxy(
     count: u64,
     rate: f64,
+    sdk_rate: f64,
     seconds: f64,
     clients: usize,
     per_client: usize,
-) -> (Row, Row, String) {
+) -> (Row, Row, Row, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("symbols.csv");
     let mut text = String::from("exchange,symbol,lot_size,tick_size\n");
     for i in 0..SYMBOLS {
         text.push_str(&format!("NSE,{},1,0.05\n", symbol(i)));
     }
+    text.push_str(&format!("NSE,{SDK_SYMBOL},1,0.05\n"));
     std::fs::write(&csv, text).expect("write symbols");
     let md = oa_marketdata_zmq::start(
         MarketDataConfig {
             symbol_master_csv: Some(csv),
+            // The clients and the SDK client all connect from 127.0.0.1.
+            ws_max_connections_per_ip: clients + 1,
             ..MarketDataConfig::ephemeral()
         },
         Arc::new(AnyKey),
@@ -564,6 +596,7 @@ async fn proxy(
         cpu: process_cpu_seconds() - cpu,
         ingest: Some(dispatched as f64 / ingest_elapsed.as_secs_f64()),
         deliveries: Some(delivered_burst as f64 / delivery_elapsed.as_secs_f64()),
+        per_client_tick: None,
         latency: None,
     };
 
@@ -585,6 +618,19 @@ async fn proxy(
     recording.store(false, Ordering::Relaxed);
     let delivered_paced = delivered.load(Ordering::Relaxed) - delivered_before;
     let paced_cpu = process_cpu_seconds() - cpu;
+    let before = md.stats();
+    let (mut sdk, published, read) = sdk_client(&url, md.zmq_endpoint(), sdk_rate, seconds).await;
+    let after = md.stats();
+    // Ticks the dispatcher coalesced (a newer tick of the symbol was already waiting) are
+    // fanned out to nobody: messages per tick counts the ticks it fanned out.
+    let coalesced = after.coalesced - before.coalesced;
+    let fanned = published.saturating_sub(coalesced).max(1);
+    sdk.per_client_tick = Some(read as f64 / fanned as f64);
+    let sdk_notes = format!(
+        "1 client LTP+Quote+Depth: {sdk_rate} Depth ticks/s for {seconds} s; published {published}, coalesced by the dispatcher {coalesced}, fanned out {fanned}, read by the client {read}; conflated in send queues {}, evicted {}",
+        after.proxy.conflated - before.proxy.conflated,
+        after.proxy.dropped - before.proxy.dropped,
+    );
     md.shutdown().await;
     for reader in readers {
         let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
@@ -595,9 +641,98 @@ async fn proxy(
         cpu: paced_cpu,
         ingest: Some(rate),
         deliveries: Some(delivered_paced as f64 / paced_elapsed.as_secs_f64()),
+        per_client_tick: None,
         latency: Some(percentiles(all)),
     };
-    (burst, paced, burst_notes)
+    (burst, paced, sdk, format!("{burst_notes}\n{sdk_notes}"))
+}
+
+/// Scenario 3: one client subscribed to LTP, Quote and Depth of [`SDK_SYMBOL`] (which no
+/// other client watches) reads the Depth ticks published at `rate` for `seconds`.
+async fn sdk_client(url: &str, endpoint: &str, rate: f64, seconds: f64) -> (Row, u64, u64) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::Text(
+        r#"{"action":"authenticate","api_key":"sdk"}"#.into(),
+    ))
+    .await
+    .expect("auth");
+    for mode in [1, 2, 3] {
+        ws.send(Message::Text(
+            format!(
+                r#"{{"action":"subscribe","mode":{mode},"symbols":[{{"symbol":"{SDK_SYMBOL}","exchange":"NSE"}}]}}"#
+            )
+            .into(),
+        ))
+        .await
+        .expect("subscribe");
+    }
+    let mut replies = 0;
+    while replies < 4 {
+        if let Some(Ok(Message::Text(_))) = ws.next().await {
+            replies += 1;
+        }
+    }
+    let count = (rate * seconds) as u64;
+    let origin = Instant::now();
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let cpu = process_cpu_seconds();
+    let started = Instant::now();
+    let publisher = {
+        let endpoint = endpoint.to_string();
+        let sent_at = Arc::clone(&sent_at);
+        std::thread::spawn(move || {
+            let publisher = Publisher::connect_and_wait(
+                &endpoint,
+                PublisherOptions::default(),
+                Duration::from_secs(5),
+            )
+            .expect("benchmark publisher connects");
+            for sequence in 0..count {
+                let due = Duration::from_secs_f64(sequence as f64 / rate);
+                let left = due.saturating_sub(started.elapsed());
+                if left > Duration::from_millis(1) {
+                    std::thread::sleep(left);
+                }
+                let (topic, payload) = depth_frames(SDK_SYMBOL, sequence);
+                if let Some(slot) = sent_at.get(sequence as usize) {
+                    slot.store(micros(origin), Ordering::Relaxed);
+                }
+                publisher
+                    .publish_frames(&[&topic, &payload])
+                    .expect("publish");
+            }
+        })
+    };
+    let mut read = 0u64;
+    let mut samples = Vec::with_capacity(count as usize);
+    let deadline = started + Duration::from_secs_f64(seconds) + Duration::from_millis(500);
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), ws.next()).await
+    {
+        if let Message::Text(text) = frame {
+            read += 1;
+            let now = micros(origin);
+            if let Some(slot) = sequence_of(text.as_str()).and_then(|s| sent_at.get(s as usize)) {
+                let sent = slot.load(Ordering::Relaxed);
+                if sent > 0 {
+                    samples.push(now.saturating_sub(sent) * 1000);
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    let row = Row {
+        name: "oa proxy: 1 client LTP+Quote+Depth, paced".to_string(),
+        cpu: process_cpu_seconds() - cpu,
+        ingest: Some(rate),
+        deliveries: Some(read as f64 / elapsed.as_secs_f64()),
+        per_client_tick: None,
+        latency: Some(percentiles(samples)),
+    };
+    (row, count, read)
 }
 
 fn main() {
@@ -609,6 +744,7 @@ fn main() {
     // Symbols per client (of 100): 10 means every tick fans out to 10 of 100 clients.
     let per_client: usize = env_or::<usize>("BENCH_FANOUT", 10).clamp(1, SYMBOLS);
     let rate: f64 = env_or("BENCH_RATE", 10_000.0);
+    let sdk_rate: f64 = env_or("BENCH_SDK_RATE", 1_000.0);
     SDK_MODES.store(env_or::<u8>("BENCH_SDK_MODES", 0) == 1, Ordering::Relaxed);
     let seconds: f64 = env_or("BENCH_SECONDS", if quick { 0.3 } else { 5.0 });
     println!(
@@ -622,7 +758,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (burst, paced, notes) = runtime.block_on(proxy(count, rate, seconds, clients, per_client));
+    let (burst, paced, sdk, notes) =
+        runtime.block_on(proxy(count, rate, sdk_rate, seconds, clients, per_client));
     print_table(&[
         decode_only,
         decode_cache,
@@ -630,6 +767,7 @@ fn main() {
         burst,
         baseline_paced,
         paced,
+        sdk,
     ]);
     println!();
     println!("{notes}");

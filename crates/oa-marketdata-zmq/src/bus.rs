@@ -725,8 +725,7 @@ impl Publisher {
     pub fn publish(&mut self, tick: &Tick) -> Result<(), BusError> {
         let topic = oa_marketdata_core::topic::encode(&tick.exchange, &tick.symbol, tick.mode);
         self.buffer.clear();
-        // Serialising numbers and strings into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.buffer, tick);
+        tick.write_payload(&mut self.buffer, tick.mode);
         self.socket
             .send(topic.as_bytes(), zmq::SNDMORE)
             .map_err(BusError::Send)?;

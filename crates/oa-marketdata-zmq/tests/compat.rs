@@ -150,3 +150,77 @@ async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
     assert!(other.is_none(), "bob got {other:?}");
     h.md.shutdown().await;
 }
+
+/// Upstream websocket_proxy/server.py `zmq_listener` forwards the adapter's payload whole as
+/// `data`, so keys oa's tick model lacks reach clients: broker/angel/streaming/angel_adapter.py
+/// `_normalize_market_data` sends `last_trade_quantity` in Quote mode and `upper_circuit` /
+/// `lower_circuit` in Depth mode; broker/zerodha/streaming/zerodha_adapter.py sends
+/// `price_change`, `price_change_percent`, `open_interest` and `exchange_timestamp`. oa
+/// passes them through untouched at the tick's mode (Quote and Depth for a Depth tick); an
+/// LTP-tagged message leaves them out with the other Quote fields (docs/compatibility.md). A
+/// Depth subscriber gets Depth ticks only, as upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
+    let h = start_default().await;
+    let mut quote = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    quote.subscribe("NSE", "SBIN", json!(2)).await;
+    let mut ltp = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    ltp.subscribe("NSE", "SBIN", json!(1)).await;
+    let mut depth = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    depth.subscribe("NSE", "SBIN", json!(3)).await;
+    let publisher = h.publisher().await;
+
+    let zerodha_quote = json!({"symbol": "SBIN", "exchange": "NSE", "mode": "quote",
+        "ltp": 812.5, "ltt": 1_769_682_645_000_i64, "timestamp": 1_769_682_645_100_i64,
+        "volume": 1000, "last_quantity": 5, "average_price": 810.25, "total_buy_quantity": 10,
+        "total_sell_quantity": 20, "open": 800.0, "high": 815.0, "low": 799.0, "close": 805.0,
+        "price_change": 7.5, "price_change_percent": 0.93, "open_interest": 0,
+        "exchange_timestamp": 1_769_682_645_000_i64, "last_trade_quantity": 5,
+        "nested": {"list": [1, "two", null], "text": "a \"quoted\" \u{e9}"}});
+    publisher
+        .publish_frames(&[b"NSE_SBIN_QUOTE", zerodha_quote.to_string().as_bytes()])
+        .unwrap();
+    let m = quote.recv_until(is_sbin_data).await;
+    assert_eq!(m["mode"], 2, "{m}");
+    for key in [
+        "price_change",
+        "price_change_percent",
+        "open_interest",
+        "exchange_timestamp",
+        "last_trade_quantity",
+        "nested",
+    ] {
+        assert_eq!(m["data"][key], zerodha_quote[key], "{key}: {m}");
+    }
+    assert_eq!(m["data"]["average_price"], 810.25);
+    let m = ltp.recv_until(is_sbin_data).await;
+    assert_eq!(m["mode"], 1, "{m}");
+    assert!(m["data"].get("price_change").is_none(), "{m}");
+    assert!(m["data"].get("open").is_none(), "{m}");
+
+    let angel_depth = json!({"ltp": 813.0, "ltt": 1_769_682_646_000_i64, "volume": 1001,
+        "open": 800.0, "high": 815.0, "low": 799.0, "close": 805.0, "last_quantity": 1,
+        "oi": 0, "upper_circuit": 893.5, "lower_circuit": 731.1,
+        "depth": {"buy": [{"price": 812.95, "quantity": 10, "orders": 2}],
+                  "sell": [{"price": 813.05, "quantity": 4, "orders": 1}]},
+        "symbol": "SBIN", "exchange": "NSE", "mode": 3, "timestamp": 1_769_682_646_100_i64});
+    publisher
+        .publish_frames(&[b"NSE_SBIN_DEPTH", angel_depth.to_string().as_bytes()])
+        .unwrap();
+    let m = depth.recv_until(is_sbin_data).await;
+    assert_eq!(m["mode"], 3, "{m}");
+    assert_eq!(m["data"]["upper_circuit"], 893.5, "{m}");
+    assert_eq!(m["data"]["lower_circuit"], 731.1, "{m}");
+    assert_eq!(m["data"]["depth"], angel_depth["depth"], "{m}");
+    let m = quote.recv_until(is_sbin_data).await;
+    assert_eq!(
+        (m["mode"].as_u64(), &m["data"]["upper_circuit"]),
+        (Some(2), &json!(893.5))
+    );
+    assert!(m["data"].get("depth").is_none(), "{m}");
+    let m = ltp.recv_until(is_sbin_data).await;
+    assert!(m["data"].get("upper_circuit").is_none(), "{m}");
+    // Nothing above counted as malformed.
+    assert_eq!(h.md.stats().bus.malformed_total(), 0);
+    h.md.shutdown().await;
+}

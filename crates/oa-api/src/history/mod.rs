@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oa_marketdata_core::PriceSnapshot;
-use oa_marketdata_core::candles::{Bar, InstrumentBar};
+use oa_marketdata_core::candles::{Bar, InstrumentBar, Interval, aggregate};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::config::HistoryConfig;
-use crate::store::{BarRange, Database, StoreError};
+use crate::store::{BarRange, BarTable, Database, StoreError};
 use recorder::Recording;
 use worker::BarWorker;
 
@@ -78,35 +78,88 @@ impl History {
         self.recording.is_some()
     }
 
-    /// The 1-minute bars of one instrument with `from <= time < until` (epoch seconds),
-    /// oldest first: the stored ones, the completed ones not yet stored and the bar of the
-    /// current minute.
-    pub(crate) async fn minute_bars(&self, range: BarRange) -> Result<Vec<Bar>, StoreError> {
-        let (exchange, symbol) = (range.exchange.as_str(), range.symbol.as_str());
-        let mut recent: Vec<Bar> = match &self.recording {
-            Some(recording) => {
-                let recorded = recording.shared.lock();
-                recorded
-                    .pending
-                    .iter()
-                    .filter(|item| item.exchange == exchange && item.symbol == symbol)
-                    .map(|item| item.bar)
-                    .chain(recorded.recorder.open_bar(exchange, symbol))
-                    .filter(|bar| range.holds(bar))
-                    .collect()
-            }
-            None => Vec::new(),
+    /// The candles of `interval` for one instrument from its 1-minute bars with
+    /// `from <= time < until` (epoch seconds), oldest first, or `None` when they would take
+    /// reading more than `limit` stored rows.
+    ///
+    /// `60m` and `D` read the store's hourly and daily rollups for the whole buckets inside
+    /// the range, and 1-minute bars for the partial buckets at its ends and from the bucket of
+    /// the oldest bar not yet stored on; other intervals aggregate the 1-minute bars. Bars not
+    /// yet stored (the completed ones waiting for the next batch and the current minute's)
+    /// are the recorder's, which replace stored bars of the same minute.
+    pub(crate) async fn candles(
+        &self,
+        range: BarRange,
+        interval: Interval,
+        limit: usize,
+    ) -> Result<Option<Vec<Bar>>, StoreError> {
+        let recent = self.unstored_bars(&range);
+        let table = BarTable::for_interval(interval);
+        // Whole rollup rows from the first bucket starting in the range up to the bucket of
+        // the oldest unstored bar (or the range's end).
+        let oldest_unstored = recent.first().map_or(range.until, |bar| bar.time);
+        let mut rollups_from = table.bucket_first_minute(range.from);
+        if rollups_from < range.from {
+            rollups_from += table.bucket_seconds();
+        }
+        let rollups_until = table.bucket_first_minute(oldest_unstored.min(range.until));
+        let reads = if table != BarTable::Minutes && rollups_from < rollups_until {
+            vec![
+                (
+                    BarTable::Minutes,
+                    range.with_times(range.from, rollups_from),
+                ),
+                (
+                    table,
+                    range.with_times(table.stamp(rollups_from), table.stamp(rollups_until)),
+                ),
+                (
+                    BarTable::Minutes,
+                    range.with_times(rollups_until, range.until),
+                ),
+            ]
+        } else {
+            vec![(BarTable::Minutes, range.clone())]
         };
-        let mut bars = self.worker.load(range.clone()).await?;
-        recent.sort_by_key(|bar| bar.time);
+        let Some(mut loaded) = self.worker.load(reads, limit).await? else {
+            return Ok(None);
+        };
+        // The last read holds the newest minutes: the recorder's bars go there.
+        let mut minutes = loaded.pop().unwrap_or_default();
         for bar in recent {
-            // The recorder's copy is the newest: it replaces a stored bar of its minute.
-            match bars.binary_search_by_key(&bar.time, |stored| stored.time) {
-                Ok(index) => bars[index] = bar,
-                Err(index) => bars.insert(index, bar),
+            match minutes.binary_search_by_key(&bar.time, |stored| stored.time) {
+                Ok(index) => minutes[index] = bar,
+                Err(index) => minutes.insert(index, bar),
             }
         }
-        Ok(bars)
+        let mut candles = Vec::new();
+        let mut pieces = loaded.into_iter();
+        if let (Some(head), Some(rollups)) = (pieces.next(), pieces.next()) {
+            candles.extend(aggregate(&head, interval));
+            candles.extend(rollups);
+        }
+        candles.extend(aggregate(&minutes, interval));
+        Ok(Some(candles))
+    }
+
+    /// The recorder's bars of `range`'s instrument inside it that are not stored yet (the
+    /// completed ones waiting for the next batch and the current minute's), oldest first.
+    fn unstored_bars(&self, range: &BarRange) -> Vec<Bar> {
+        let (exchange, symbol) = (range.exchange.as_str(), range.symbol.as_str());
+        let Some(recording) = &self.recording else {
+            return Vec::new();
+        };
+        let recorded = recording.shared.lock();
+        let mut recent: Vec<Bar> = recorded
+            .pending
+            .iter()
+            .filter(|item| item.exchange == exchange && item.symbol == symbol)
+            .map(|item| item.bar)
+            .chain(recorded.recorder.open_bar(exchange, symbol))
+            .filter(|bar| range.holds(bar))
+            .collect();
+        recent.sort_by_key(|bar| bar.time);
+        recent
     }
 
     /// Stores bars made elsewhere (the simulated feed's backfill), keeping any bar already

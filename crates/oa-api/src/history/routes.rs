@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use oa_events_core::number::Quantity;
-use oa_marketdata_core::candles::{self, Bar, IST_OFFSET_SECONDS, Interval};
+use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, Interval};
 use serde::Serialize;
 
 use super::SECONDS_PER_DAY;
@@ -41,6 +41,12 @@ const SOURCES: &[&str] = &["api", "db"];
 const TICKER_INTRADAY_DAYS: i64 = 30;
 /// ... and for daily candles.
 const TICKER_DAILY_DAYS: i64 = 10 * 365;
+
+/// The most stored rows one `history` or `ticker` request reads: 1-minute bars, or for `1h`,
+/// `60m` and `D` the hourly or daily rollups (plus the 1-minute bars of partial buckets).
+/// A year of Indian sessions of 1-minute bars (about 94,000) fits; upstream has no bound of
+/// its own (its brokers split long ranges into several calls).
+pub(crate) const MAX_ROWS_PER_REQUEST: usize = 100_000;
 
 /// One candle, with OpenAlgo's keys in its (alphabetical) order.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -158,11 +164,18 @@ impl AppState {
             from,
             until,
         };
-        let minutes = self.history.minute_bars(range).await.map_err(store_error)?;
-        Ok(candles::aggregate(&minutes, request.interval)
-            .iter()
-            .map(Candle::from)
-            .collect())
+        let candles = self
+            .history
+            .candles(range, request.interval, MAX_ROWS_PER_REQUEST)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                HttpError::bad_request(format!(
+                    "start_date: {} to {} holds more than {MAX_ROWS_PER_REQUEST} stored bars of {exchange}:{symbol} at interval {}, the most one request reads; ask for a shorter range or a longer interval (1h and D read one row per candle)",
+                    request.start, request.end, request.interval
+                ))
+            })?;
+        Ok(candles.iter().map(Candle::from).collect())
     }
 }
 

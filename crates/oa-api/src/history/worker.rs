@@ -6,7 +6,7 @@
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{BarRange, Database, StoreError, TxKind};
+use crate::store::{BarRange, BarTable, Database, StoreError, TxKind};
 
 /// Jobs queued before the worker refuses recorded batches.
 const QUEUE_CAPACITY: usize = 256;
@@ -19,8 +19,9 @@ enum Job {
         done: Option<oneshot::Sender<Result<usize, StoreError>>>,
     },
     Load {
-        range: BarRange,
-        reply: oneshot::Sender<Result<Vec<Bar>, StoreError>>,
+        reads: Vec<(BarTable, BarRange)>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Option<Vec<Vec<Bar>>>, StoreError>>,
     },
     Prune {
         before: i64,
@@ -95,11 +96,21 @@ impl BarWorker {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The stored bars of one instrument with `from <= time < until`, oldest first. Runs
-    /// after every batch queued before it.
-    pub(crate) async fn load(&self, range: BarRange) -> Result<Vec<Bar>, StoreError> {
+    /// The rows of each `(table, range)`, oldest first, read one after the other (after
+    /// every batch queued before them, with no write in between); `None` when together they
+    /// hold more than `limit` rows.
+    pub(crate) async fn load(
+        &self,
+        reads: Vec<(BarTable, BarRange)>,
+        limit: usize,
+    ) -> Result<Option<Vec<Vec<Bar>>>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Load { range, reply }).await?;
+        self.send(Job::Load {
+            reads,
+            limit,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -137,9 +148,12 @@ fn run(mut database: Box<dyn Database>, mut jobs: mpsc::Receiver<Job>) {
                     }
                 }
             }
-            Job::Load { range, reply } => {
-                let result = database.queries().load_bars(&range);
-                let _ = reply.send(result);
+            Job::Load {
+                reads,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(load_within(database.as_ref(), &reads, limit));
             }
             Job::Prune { before, reply } => {
                 let result = database.queries().prune_bars(before);
@@ -147,4 +161,25 @@ fn run(mut database: Box<dyn Database>, mut jobs: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+/// The rows of each read, or `None` as soon as they exceed `limit` together.
+fn load_within(
+    database: &dyn Database,
+    reads: &[(BarTable, BarRange)],
+    limit: usize,
+) -> Result<Option<Vec<Vec<Bar>>>, StoreError> {
+    let mut left = limit;
+    let mut loaded = Vec::with_capacity(reads.len());
+    for (table, range) in reads {
+        let rows = database
+            .queries()
+            .load_bars(*table, range, left.saturating_add(1))?;
+        if rows.len() > left {
+            return Ok(None);
+        }
+        left -= rows.len();
+        loaded.push(rows);
+    }
+    Ok(Some(loaded))
 }

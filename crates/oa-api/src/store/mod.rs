@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use oa_events_core::Envelope;
-use oa_marketdata_core::candles::{Bar, InstrumentBar};
+use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, InstrumentBar, Interval};
 
 use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
@@ -42,8 +42,117 @@ impl BarRange {
     pub(crate) fn holds(&self, bar: &Bar) -> bool {
         bar.time >= self.from && bar.time < self.until
     }
+
+    /// The same instrument over `from <= time < until`.
+    pub(crate) fn with_times(&self, from: i64, until: i64) -> BarRange {
+        BarRange {
+            exchange: self.exchange.clone(),
+            symbol: self.symbol.clone(),
+            from,
+            until,
+        }
+    }
 }
 
+/// A table of stored bars: the 1-minute bars, or one of their rollups (`bars_hour`,
+/// `bars_day`), which the store keeps equal to the 1-minute bars aggregated to `60m` and `D`
+/// (rebuilt for the buckets every write and every prune touches, in the same transaction),
+/// so that `history` over long ranges reads one row per candle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BarTable {
+    /// `bars`: one row per instrument and minute.
+    Minutes,
+    /// `bars_hour`: [`Interval::Minutes`]`(60)` candles (aligned to 09:15 IST).
+    Hours,
+    /// `bars_day`: [`Interval::Day`] candles (stamped with their Indian date at 00:00 UTC).
+    Days,
+}
+
+impl BarTable {
+    /// The rollups, which every write and prune of 1-minute bars keeps up to date.
+    pub(crate) const ROLLUPS: [BarTable; 2] = [BarTable::Hours, BarTable::Days];
+
+    /// The table `history` reads for `interval`.
+    pub(crate) fn for_interval(interval: Interval) -> BarTable {
+        match interval {
+            Interval::Minutes(60) => BarTable::Hours,
+            Interval::Day => BarTable::Days,
+            Interval::Minutes(_) => BarTable::Minutes,
+        }
+    }
+
+    /// The interval of one row.
+    fn interval(self) -> Interval {
+        match self {
+            BarTable::Minutes => Interval::Minutes(1),
+            BarTable::Hours => Interval::Minutes(60),
+            BarTable::Days => Interval::Day,
+        }
+    }
+
+    /// Seconds of 1-minute bars one row covers.
+    pub(crate) fn bucket_seconds(self) -> i64 {
+        match self {
+            BarTable::Minutes => 60,
+            BarTable::Hours => 3_600,
+            BarTable::Days => 86_400,
+        }
+    }
+
+    /// The first minute (epoch seconds) of the row that the minute at `time` belongs to.
+    pub(crate) fn bucket_first_minute(self, time: i64) -> i64 {
+        self.stamp_to_minute(self.interval().bucket_start(time))
+    }
+
+    /// The `time` a row holds for the bucket whose first minute is `minute` (a daily row is
+    /// stamped with its Indian date at 00:00 UTC, 05:30 after its first minute).
+    pub(crate) fn stamp(self, minute: i64) -> i64 {
+        match self {
+            BarTable::Days => minute + IST_OFFSET_SECONDS,
+            BarTable::Minutes | BarTable::Hours => minute,
+        }
+    }
+
+    fn stamp_to_minute(self, stamp: i64) -> i64 {
+        match self {
+            BarTable::Days => stamp - IST_OFFSET_SECONDS,
+            BarTable::Minutes | BarTable::Hours => stamp,
+        }
+    }
+
+    /// The minutes `[first, end)` of whole rows of this table that cover the minutes
+    /// `first_minute..=last_minute`.
+    pub(crate) fn covering(self, first_minute: i64, last_minute: i64) -> (i64, i64) {
+        (
+            self.bucket_first_minute(first_minute),
+            self.bucket_first_minute(last_minute) + self.bucket_seconds(),
+        )
+    }
+}
+
+/// Per instrument in `bars`, its first and last minute: the spans whose rollup rows a write
+/// of `bars` changes.
+pub(crate) fn instrument_spans(bars: &[InstrumentBar]) -> Vec<(&str, &str, i64, i64)> {
+    let mut spans: std::collections::HashMap<(&str, &str), (i64, i64)> =
+        std::collections::HashMap::new();
+    for item in bars {
+        let time = item.bar.time;
+        spans
+            .entry((item.exchange.as_str(), item.symbol.as_str()))
+            .and_modify(|(first, last)| {
+                *first = (*first).min(time);
+                *last = (*last).max(time);
+            })
+            .or_insert((time, time));
+    }
+    spans
+        .into_iter()
+        .map(|((exchange, symbol), (first, last))| (exchange, symbol, first, last))
+        .collect()
+}
+
+#[macro_use]
+pub(crate) mod rollups;
 pub(crate) mod postgres;
 pub(crate) use postgres::connect as connect_postgres;
 pub(crate) mod sqlite;
@@ -507,9 +616,16 @@ pub(crate) trait Queries {
     /// when `overwrite` (recorded bars), kept otherwise (backfilled bars). Returns the rows
     /// written.
     fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError>;
-    /// The bars in `range`, oldest first.
-    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError>;
-    /// Deletes every bar that starts before `before` (epoch seconds); returns how many.
+    /// The rows of `table` whose `time` is in `range`, oldest first, at most `limit`.
+    fn load_bars(
+        &self,
+        table: BarTable,
+        range: &BarRange,
+        limit: usize,
+    ) -> Result<Vec<Bar>, StoreError>;
+    /// Deletes every 1-minute bar that starts before `before` (epoch seconds) and the rollup
+    /// rows made of them only; rebuilds the rollup rows that keep some minutes. Returns how
+    /// many 1-minute bars were deleted.
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError>;
 }
 

@@ -22,12 +22,28 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
-    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey, OffsetWrite,
-    OutboxRow, Queries, StoreError, TxKind, UserKeyInfo, now_text, parse_book, parse_choice,
-    parse_exchange,
+    BarRange, BarTable, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey,
+    OffsetWrite, OutboxRow, Queries, StoreError, TxKind, UserKeyInfo, instrument_spans, now_text,
+    parse_book, parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
+
+/// The rebuild statements of `bars_hour` and `bars_day`.
+fn rollup_statements(table: BarTable) -> Option<super::rollups::RollupSql> {
+    match table {
+        BarTable::Minutes => None,
+        BarTable::Hours => Some(rollup_sql!(
+            "bars_hour",
+            HOUR_BUCKET,
+            "$1",
+            "$2",
+            "$3",
+            "$4"
+        )),
+        BarTable::Days => Some(rollup_sql!("bars_day", DAY_BUCKET, "$1", "$2", "$3", "$4")),
+    }
+}
 
 /// Schema migrations, applied in order; `oa_schema_migrations` records which ran.
 const MIGRATIONS: &[&str] = &[
@@ -207,6 +223,26 @@ CREATE TABLE oa_leadership (
 );
 INSERT INTO oa_leadership (id, epoch, holder, since) VALUES (1, 0, '', '');
 "#,
+    // Hourly and daily rollups of `bars` (see `BarTable`), filled from the bars stored so far.
+    concat!(
+        "CREATE TABLE bars_hour (exchange TEXT NOT NULL, symbol TEXT NOT NULL,
+            time BIGINT NOT NULL, open DOUBLE PRECISION NOT NULL,
+            high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL,
+            close DOUBLE PRECISION NOT NULL, volume DOUBLE PRECISION NOT NULL,
+            oi DOUBLE PRECISION NOT NULL, PRIMARY KEY (exchange, symbol, time));
+        CREATE INDEX bars_hour_time ON bars_hour(time);
+        CREATE TABLE bars_day (exchange TEXT NOT NULL, symbol TEXT NOT NULL,
+            time BIGINT NOT NULL, open DOUBLE PRECISION NOT NULL,
+            high DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION NOT NULL,
+            close DOUBLE PRECISION NOT NULL, volume DOUBLE PRECISION NOT NULL,
+            oi DOUBLE PRECISION NOT NULL, PRIMARY KEY (exchange, symbol, time));
+        CREATE INDEX bars_day_time ON bars_day(time);
+        ",
+        rollup_insert!("bars_hour", HOUR_BUCKET, ""),
+        ";",
+        rollup_insert!("bars_day", DAY_BUCKET, ""),
+        ";"
+    ),
 ];
 
 /// The advisory lock key under which migrations run ("oa" schema lock).
@@ -1014,19 +1050,61 @@ impl<C: GenericClient> Queries for PgQueries<C> {
              ON CONFLICT (exchange, symbol, time) DO NOTHING"
         };
         let [open, high, low, close, volume, oi] = &columns;
-        Ok(self.execute(
+        let written = self.execute(
             sql,
             &[
                 &exchanges, &symbols, &times, open, high, low, close, volume, oi,
             ],
-        )? as usize)
+        )? as usize;
+        for (exchange, symbol, first, last) in instrument_spans(bars) {
+            for table in BarTable::ROLLUPS {
+                let Some(sql) = rollup_statements(table) else {
+                    continue;
+                };
+                let (from, until) = table.covering(first, last);
+                self.execute(
+                    sql.delete_instrument,
+                    &[&exchange, &symbol, &table.stamp(from), &table.stamp(until)],
+                )?;
+                self.execute(sql.insert_instrument, &[&exchange, &symbol, &from, &until])?;
+            }
+        }
+        Ok(written)
     }
 
-    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError> {
+    fn load_bars(
+        &self,
+        table: BarTable,
+        range: &BarRange,
+        limit: usize,
+    ) -> Result<Vec<Bar>, StoreError> {
+        let sql = match table {
+            BarTable::Minutes => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars
+                 WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4
+                 ORDER BY time LIMIT $5"
+            }
+            BarTable::Hours => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars_hour
+                 WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4
+                 ORDER BY time LIMIT $5"
+            }
+            BarTable::Days => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars_day
+                 WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4
+                 ORDER BY time LIMIT $5"
+            }
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
-            "SELECT time, open, high, low, close, volume, oi FROM bars
-             WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4 ORDER BY time",
-            &[&range.exchange, &range.symbol, &range.from, &range.until],
+            sql,
+            &[
+                &range.exchange,
+                &range.symbol,
+                &range.from,
+                &range.until,
+                &limit,
+            ],
         )?
         .iter()
         .map(|row| {
@@ -1044,7 +1122,19 @@ impl<C: GenericClient> Queries for PgQueries<C> {
     }
 
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError> {
-        Ok(self.execute("DELETE FROM bars WHERE time < $1", &[&before])? as usize)
+        let deleted = self.execute("DELETE FROM bars WHERE time < $1", &[&before])? as usize;
+        for table in BarTable::ROLLUPS {
+            let Some(sql) = rollup_statements(table) else {
+                continue;
+            };
+            // Rows made only of pruned minutes go; the row `before` falls in is rebuilt from
+            // the minutes it keeps.
+            let straddling = table.bucket_first_minute(before);
+            let end = straddling + table.bucket_seconds();
+            self.execute(sql.delete_all, &[&(i64::MIN / 2), &table.stamp(end)])?;
+            self.execute(sql.insert_all, &[&straddling, &end])?;
+        }
+        Ok(deleted)
     }
 }
 

@@ -12,12 +12,28 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use super::{
-    BarRange, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey, OffsetWrite,
-    OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, now_text, parse_book,
-    parse_choice, parse_exchange,
+    BarRange, BarTable, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey,
+    OffsetWrite, OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, instrument_spans,
+    now_text, parse_book, parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
+
+/// The rebuild statements of `bars_hour` and `bars_day`.
+fn rollup_statements(table: BarTable) -> Option<super::rollups::RollupSql> {
+    match table {
+        BarTable::Minutes => None,
+        BarTable::Hours => Some(rollup_sql!(
+            "bars_hour",
+            HOUR_BUCKET,
+            "?1",
+            "?2",
+            "?3",
+            "?4"
+        )),
+        BarTable::Days => Some(rollup_sql!("bars_day", DAY_BUCKET, "?1", "?2", "?3", "?4")),
+    }
+}
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -187,6 +203,24 @@ CREATE TABLE bars (
 ) WITHOUT ROWID;
 CREATE INDEX bars_time ON bars(time);
 "#,
+    // Hourly and daily rollups of `bars` (see `BarTable`), filled from the bars stored so far.
+    concat!(
+        "CREATE TABLE bars_hour (exchange TEXT NOT NULL, symbol TEXT NOT NULL,
+            time INTEGER NOT NULL, open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL,
+            close REAL NOT NULL, volume REAL NOT NULL, oi REAL NOT NULL,
+            PRIMARY KEY (exchange, symbol, time)) WITHOUT ROWID;
+        CREATE INDEX bars_hour_time ON bars_hour(time);
+        CREATE TABLE bars_day (exchange TEXT NOT NULL, symbol TEXT NOT NULL,
+            time INTEGER NOT NULL, open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL,
+            close REAL NOT NULL, volume REAL NOT NULL, oi REAL NOT NULL,
+            PRIMARY KEY (exchange, symbol, time)) WITHOUT ROWID;
+        CREATE INDEX bars_day_time ON bars_day(time);
+        ",
+        rollup_insert!("bars_hour", HOUR_BUCKET, ""),
+        ";",
+        rollup_insert!("bars_day", DAY_BUCKET, ""),
+        ";"
+    ),
 ];
 
 /// Opens (creating if needed) the database file with `synchronous=FULL`, sets WAL and
@@ -1057,16 +1091,53 @@ impl Queries for Connection {
                 bar.oi,
             ])?;
         }
+        for (exchange, symbol, first, last) in instrument_spans(bars) {
+            for table in BarTable::ROLLUPS {
+                let Some(sql) = rollup_statements(table) else {
+                    continue;
+                };
+                let (from, until) = table.covering(first, last);
+                self.prepare_cached(sql.delete_instrument)?
+                    .execute(params![
+                        exchange,
+                        symbol,
+                        table.stamp(from),
+                        table.stamp(until)
+                    ])?;
+                self.prepare_cached(sql.insert_instrument)?
+                    .execute(params![exchange, symbol, from, until])?;
+            }
+        }
         Ok(written)
     }
 
-    fn load_bars(&self, range: &BarRange) -> Result<Vec<Bar>, StoreError> {
-        let mut statement = self.prepare_cached(
-            "SELECT time, open, high, low, close, volume, oi FROM bars
-             WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4 ORDER BY time",
-        )?;
+    fn load_bars(
+        &self,
+        table: BarTable,
+        range: &BarRange,
+        limit: usize,
+    ) -> Result<Vec<Bar>, StoreError> {
+        let sql = match table {
+            BarTable::Minutes => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars
+                 WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4
+                 ORDER BY time LIMIT ?5"
+            }
+            BarTable::Hours => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars_hour
+                 WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4
+                 ORDER BY time LIMIT ?5"
+            }
+            BarTable::Days => {
+                "SELECT time, open, high, low, close, volume, oi FROM bars_day
+                 WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4
+                 ORDER BY time LIMIT ?5"
+            }
+        };
+        let mut statement = self.prepare_cached(sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = statement.query_map(
-            params![range.exchange, range.symbol, range.from, range.until],
+            params![range.exchange, range.symbol, range.from, range.until, limit],
             |row| {
                 Ok(Bar {
                     time: row.get(0)?,
@@ -1083,9 +1154,23 @@ impl Queries for Connection {
     }
 
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError> {
-        Ok(self
+        let deleted = self
             .prepare_cached("DELETE FROM bars WHERE time < ?1")?
-            .execute([before])?)
+            .execute([before])?;
+        for table in BarTable::ROLLUPS {
+            let Some(sql) = rollup_statements(table) else {
+                continue;
+            };
+            // Rows made only of pruned minutes go; the row `before` falls in is rebuilt from
+            // the minutes it keeps.
+            let straddling = table.bucket_first_minute(before);
+            let end = straddling + table.bucket_seconds();
+            self.prepare_cached(sql.delete_all)?
+                .execute(params![i64::MIN / 2, table.stamp(end)])?;
+            self.prepare_cached(sql.insert_all)?
+                .execute(params![straddling, end])?;
+        }
+        Ok(deleted)
     }
 }
 

@@ -200,6 +200,7 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<Tick>, FeedError> {
                 oi: values[9],
             }),
             depth: (mode >= TickMode::Depth).then(Default::default),
+            extra: None,
         });
     }
     Ok(ticks)

@@ -323,6 +323,21 @@ impl SimulatedMarket {
             total_buy = round_to(total_buy * 4.0, lot.min(1.0));
             total_sell = round_to(total_sell * 4.0, lot.min(1.0));
         }
+        // The keys OpenAlgo adapters send beyond oa's tick model that the official SDK's
+        // quote stream reads (openalgo feed.py `get_quotes`): without them it reads 0.
+        let change = round_to(state.ltp - state.close, tick_size);
+        let change_percent = if state.close > 0.0 {
+            round_to(change / state.close * 100.0, 0.01)
+        } else {
+            0.0
+        };
+        let extra = format!(
+            r#""last_trade_quantity":{},"avg_trade_price":{},"change":{},"change_percent":{}"#,
+            finite(last_quantity),
+            finite(average_price),
+            finite(change),
+            finite(change_percent)
+        );
         Some(Tick {
             exchange: state.instrument.exchange.clone(),
             symbol: state.instrument.symbol.clone(),
@@ -343,8 +358,14 @@ impl SimulatedMarket {
                 oi: state.oi,
             }),
             depth: Some(depth),
+            extra: Some(Arc::from(extra)),
         })
     }
+}
+
+/// The number, or 0 when it is not finite (f64's `Display` of a finite number is JSON).
+fn finite(value: f64) -> f64 {
+    if value.is_finite() { value } else { 0.0 }
 }
 
 /// The simulated market as a feed adapter.

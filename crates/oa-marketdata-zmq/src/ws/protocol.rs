@@ -2,10 +2,9 @@
 //! messages, as JSON. Sans-I/O: this module only parses and renders.
 
 use oa_events_core::Envelope;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use oa_marketdata_core::tick::{InvalidMode, Tick, TickMode, TickPayload};
+use oa_marketdata_core::tick::{InvalidMode, Tick, TickMode};
 
 /// Error codes sent as `{"status":"error","code":...,"message":...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,32 +490,27 @@ pub fn order_update(envelope: &Envelope) -> String {
     Value::Object(object).to_string()
 }
 
-/// The `market_data` message, borrowed from the tick.
-#[derive(Serialize)]
-struct MarketData<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    symbol: &'a str,
-    exchange: &'a str,
-    mode: u8,
-    data: TickPayload<'a>,
-    broker: &'a str,
-}
-
 /// `{"type":"market_data","symbol":...,"exchange":...,"mode":m,"data":{...},"broker":...}`
-/// with the tick rendered at `mode` (fields above it left out, `mode` rewritten).
+/// with the tick rendered at `mode` (fields above it left out, `mode` rewritten) and the
+/// adapter's keys the tick model lacks passed through in `data` ([`Tick::extra`]). Written
+/// into one buffer that becomes the message without a copy.
 pub fn market_data(tick: &Tick, mode: TickMode, broker: &str) -> String {
     let mode = mode.min(tick.mode);
-    // Serialising strings and numbers cannot fail.
-    serde_json::to_string(&MarketData {
-        kind: "market_data",
-        symbol: &tick.symbol,
-        exchange: &tick.exchange,
-        mode: mode.code(),
-        data: tick.payload_at(mode),
-        broker,
-    })
-    .unwrap_or_default()
+    let mut out = Vec::with_capacity(320);
+    // Writing strings and numbers into a Vec cannot fail.
+    out.extend_from_slice(br#"{"type":"market_data","symbol":"#);
+    let _ = serde_json::to_writer(&mut out, &tick.symbol);
+    out.extend_from_slice(br#","exchange":"#);
+    let _ = serde_json::to_writer(&mut out, &tick.exchange);
+    out.extend_from_slice(br#","mode":"#);
+    out.push(b'0' + mode.code());
+    out.extend_from_slice(br#","data":"#);
+    tick.write_payload(&mut out, mode);
+    out.extend_from_slice(br#","broker":"#);
+    let _ = serde_json::to_writer(&mut out, broker);
+    out.push(b'}');
+    // Only JSON text was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,101 @@
+//! The SQL that keeps the hourly and daily rollups (`bars_hour`, `bars_day`) equal to the
+//! 1-minute bars aggregated ([`super::BarTable`]), shared by both backends: each passes its
+//! own placeholders (`?1` or `$1`).
+
+/// The `time` of the hourly row a minute belongs to (`Interval::Minutes(60)`, anchored at
+/// 09:15 IST = 13,500 s after a UTC midnight); integer division floors positive times.
+macro_rules! HOUR_BUCKET {
+    () => {
+        "(13500 + ((time - 13500) / 3600) * 3600)"
+    };
+}
+
+/// The `time` of the daily row a minute belongs to (`Interval::Day`: the Indian date at
+/// 00:00 UTC; IST is 19,800 s ahead of UTC).
+macro_rules! DAY_BUCKET {
+    () => {
+        "(((time + 19800) / 86400) * 86400)"
+    };
+}
+
+/// `INSERT INTO table ... SELECT` the rollup rows of the 1-minute bars matching `filter`
+/// (first open, highest high, lowest low, last close, summed volume, last open interest).
+macro_rules! rollup_insert {
+    ($table:literal, $bucket:ident, $filter:expr) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (exchange, symbol, time, open, high, low, close, volume, oi)
+             SELECT exchange, symbol, bucket, min(first_open), max(high), min(low),
+                 min(last_close), sum(volume), min(last_oi)
+             FROM (SELECT exchange, symbol, high, low, volume, ",
+            $bucket!(),
+            " AS bucket,
+                 first_value(open) OVER w AS first_open, last_value(close) OVER w AS last_close,
+                 last_value(oi) OVER w AS last_oi
+                 FROM bars ",
+            $filter,
+            " WINDOW w AS (PARTITION BY exchange, symbol, ",
+            $bucket!(),
+            " ORDER BY time ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS minutes
+             GROUP BY exchange, symbol, bucket"
+        )
+    };
+}
+
+/// The [`RollupSql`] of one table with the backend's placeholders `$p1..$p4`.
+macro_rules! rollup_sql {
+    ($table:literal, $bucket:ident, $p1:literal, $p2:literal, $p3:literal, $p4:literal) => {
+        $crate::store::rollups::RollupSql {
+            delete_instrument: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE exchange = ",
+                $p1,
+                " AND symbol = ",
+                $p2,
+                " AND time >= ",
+                $p3,
+                " AND time < ",
+                $p4
+            ),
+            insert_instrument: rollup_insert!(
+                $table,
+                $bucket,
+                concat!(
+                    "WHERE exchange = ",
+                    $p1,
+                    " AND symbol = ",
+                    $p2,
+                    " AND time >= ",
+                    $p3,
+                    " AND time < ",
+                    $p4
+                )
+            ),
+            delete_all: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE time >= ",
+                $p1,
+                " AND time < ",
+                $p2
+            ),
+            insert_all: rollup_insert!(
+                $table,
+                $bucket,
+                concat!("WHERE time >= ", $p1, " AND time < ", $p2)
+            ),
+        }
+    };
+}
+
+/// The statements that rebuild one rollup table's rows: the deletes take the rows' `time`
+/// range (stamps), the inserts the range of the 1-minute bars they are made of; for one
+/// instrument (exchange, symbol, from, until) or for all (from, until).
+pub(crate) struct RollupSql {
+    pub(crate) delete_instrument: &'static str,
+    pub(crate) insert_instrument: &'static str,
+    pub(crate) delete_all: &'static str,
+    pub(crate) insert_all: &'static str,
+}
