@@ -310,15 +310,19 @@ impl Tick {
         serde_json::from_slice(bytes)
     }
 
-    /// Reads a payload received under a topic: `exchange`, `symbol` and `mode` missing from
-    /// the payload are taken from the topic. The caller checks that present ones match.
+    /// Reads a payload received under a topic: `exchange` and `symbol` missing from the
+    /// payload are taken from the topic (the caller checks that present ones match), and the
+    /// topic's `mode` is the tick's mode whatever the payload says, as upstream's proxy takes
+    /// it (websocket_proxy/server.py): some adapters (Angel's) put the subscription's mode in
+    /// the payload, not the message's.
     pub fn from_json_slice_with_defaults(
         bytes: &[u8],
         exchange: &str,
         symbol: &str,
         mode: TickMode,
     ) -> Result<Self, serde_json::Error> {
-        let wire: WireTick<'_> = serde_json::from_slice(bytes)?;
+        let mut wire: WireTick<'_> = serde_json::from_slice(bytes)?;
+        wire.mode = None;
         wire.into_tick(Some((exchange, symbol, mode)))
             .map_err(serde::de::Error::custom)
     }

@@ -17,7 +17,7 @@
 //! | `oversized` | a frame above `max_frame_bytes` |
 //! | `topic` | topic not UTF-8 or not `{EXCHANGE}_{SYMBOL}_{MODE}` |
 //! | `json` | payload not a valid tick |
-//! | `mismatch` | payload exchange/symbol/mode differ from the topic |
+//! | `mismatch` | payload exchange/symbol differ from the topic (the topic's mode wins) |
 //!
 //! Ticks the consumer is too slow to take are dropped and counted as
 //! `oa_ticks_dropped_total{reason="bus_channel_full"}`.
@@ -289,9 +289,6 @@ pub fn decode_message(
     }
     if tick.symbol != topic.symbol {
         return Err(mismatch("symbol", tick.symbol));
-    }
-    if tick.mode != topic.mode {
-        return Err(mismatch("mode", tick.mode.label().to_string()));
     }
     if !tick.ltp.is_finite() {
         return Err(Malformed::Json {
@@ -770,7 +767,12 @@ mod tests {
         assert_eq!(reason(b"NSE_SBIN_LTP", &vec![b' '; 2048]), "oversized");
         assert_eq!(reason(b"NSE_INFY_LTP", &payload), "mismatch");
         assert_eq!(reason(b"BSE_SBIN_LTP", &payload), "mismatch");
-        assert_eq!(reason(b"NSE_SBIN_QUOTE", &payload), "mismatch");
+        // The topic's mode wins over the payload's, as upstream's proxy reads it
+        // (websocket_proxy/server.py: `mode_str = parts[-1]`); Angel's adapter
+        // (broker/angel/streaming/angel_adapter.py) puts the subscription mode in the payload.
+        let on_quote_topic = decode_message(b"NSE_SBIN_QUOTE", &payload, 1024).unwrap();
+        assert_eq!(on_quote_topic.mode, TickMode::Quote);
+        assert_eq!(on_quote_topic.ltp, 812.5);
         // Missing identity fields are taken from the topic.
         let minimal =
             decode_message(b"NSE_INDEX_NIFTY_QUOTE", br#"{"ltp":24350.5}"#, 1024).unwrap();

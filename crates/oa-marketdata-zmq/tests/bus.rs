@@ -39,7 +39,7 @@ async fn malformed_frames_are_counted_and_good_ticks_keep_flowing() {
             "mismatch",
         ),
         (
-            vec![b"NSE_SBIN_QUOTE", br#"{"ltp":1,"mode":1}"#],
+            vec![b"NSE_SBIN_LTP", br#"{"ltp":1,"exchange":"BSE"}"#],
             "mismatch",
         ),
     ];

@@ -224,3 +224,27 @@ async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
     assert_eq!(h.md.stats().bus.malformed_total(), 0);
     h.md.shutdown().await;
 }
+
+/// The topic's mode is the tick's mode, whatever the payload's `mode` says: upstream's proxy
+/// reads the mode from the topic only (websocket_proxy/server.py, `mode_str = parts[-1]`),
+/// and Angel's adapter (broker/angel/streaming/angel_adapter.py) publishes a quote message of
+/// a depth subscription on a `_QUOTE` topic with the subscription's `"mode": 3` in its
+/// payload. oa used to drop such a message as a mismatch.
+#[tokio::test]
+async fn the_topic_mode_wins_over_an_adapters_payload_mode() {
+    let h = start_default().await;
+    let mut quote = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    quote.subscribe("NSE", "SBIN", json!(2)).await;
+    let publisher = h.publisher().await;
+    let angel_quote = json!({"ltp": 814.0, "volume": 1002, "open": 800.0, "high": 815.0,
+        "low": 799.0, "close": 805.0, "symbol": "SBIN", "exchange": "NSE", "mode": 3,
+        "timestamp": 1_769_682_647_100_i64});
+    publisher
+        .publish_frames(&[b"NSE_SBIN_QUOTE", angel_quote.to_string().as_bytes()])
+        .unwrap();
+    let m = quote.recv_until(is_sbin_data).await;
+    assert_eq!(m["mode"], 2, "{m}");
+    assert_eq!(m["data"]["ltp"], 814.0, "{m}");
+    assert_eq!(m["data"]["open"], 800.0, "{m}");
+    assert_eq!(h.md.stats().bus.malformed_total(), 0);
+}
