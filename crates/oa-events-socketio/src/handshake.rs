@@ -34,6 +34,10 @@ pub enum ConnectRefused {
     /// Too many handshakes from the client's address (`OA_LOGIN_RATE_LIMIT`).
     #[error("Too many login attempts from your address; retry later")]
     RateLimited,
+    /// The events after the client's offset could not be read back from the event log
+    /// (an edge whose broker does not answer).
+    #[error("the events after your offset cannot be read back right now, retry later")]
+    ReplayUnavailable,
 }
 
 impl ConnectRefused {
@@ -45,6 +49,7 @@ impl ConnectRefused {
             ConnectRefused::InvalidOffset(_) => "invalid_offset",
             ConnectRefused::VerifierUnavailable => "verifier_unavailable",
             ConnectRefused::RateLimited => "rate_limited",
+            ConnectRefused::ReplayUnavailable => "replay_unavailable",
         }
     }
 }

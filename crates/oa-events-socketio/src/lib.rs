@@ -22,16 +22,22 @@
 //! - **Bounds**: websocket frames and polling bodies up to `max_payload`; Engine.IO sessions
 //!   capped in total and per client IP ([`mount`]); handshakes rate-limited per client IP; the
 //!   replay buffer bounded in events and bytes; `password_change` ends the user's sessions.
+//! - **Edges** ([`SocketIoSink::fed_by_log`]): fed from a partitioned log (the order-events
+//!   topic) instead of a publisher, each event's `seq` is its log position
+//!   ([`LogPosition`]: increasing per user, not +1), so a client can resume on any edge;
+//!   what it missed beyond the edge's buffer is read back from the log ([`EventLog`]).
 
 mod config;
 mod guard;
 mod handshake;
+mod log;
 mod sink;
 mod stream;
 
 pub use config::{ConfigError, ENV_VARS, SocketIoConfig};
 pub use guard::mount;
 pub use handshake::{ConnectRefused, Handshake};
+pub use log::{EventLog, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS};
 pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};
 pub use socketioxide::SocketIo;
 pub use socketioxide::layer::SocketIoLayer;

@@ -19,9 +19,10 @@ use socketioxide::{SendError, SocketError, SocketIo};
 
 use crate::config::{ConfigError, SocketIoConfig};
 use crate::handshake::{ConnectRefused, Handshake};
+use crate::log::{EventLog, LogError, LogPosition};
 use crate::stream::{
-    EmitError, EncodedEvent, Limits, Outlet, Pace, PumpReport, REPLAY_GAP_EVENT, ReplayGap,
-    UserStream,
+    Backlog, EmitError, EncodedEvent, Limits, Outlet, Pace, PumpReport, REPLAY_GAP_EVENT,
+    ReplayGap, Replayed, UserStream,
 };
 
 /// The sink's name in metrics and logs.
@@ -103,6 +104,8 @@ struct Pending {
     since: Instant,
     /// When its key was accepted (epoch ms).
     authenticated_at_ms: i64,
+    /// What was read back from the log for it (edges).
+    backlog: Backlog,
 }
 
 /// An attached socket, for ending it when its key is revoked.
@@ -124,6 +127,37 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An edge's feed: the log its events come from, and per partition the `seq` of the last
+/// event delivered (every event of a partition up to it has been appended to the streams).
+struct LogFeed {
+    log: Arc<dyn EventLog>,
+    heads: Mutex<HashMap<i32, u64>>,
+}
+
+impl LogFeed {
+    /// The `seq` of the last event delivered from `partition`.
+    fn head(&self, partition: i32) -> u64 {
+        self.heads
+            .lock()
+            .get(&partition)
+            .copied()
+            .unwrap_or_else(|| {
+                LogPosition {
+                    partition,
+                    offset: -1,
+                }
+                .to_seq()
+                .unwrap_or(0)
+            })
+    }
+
+    fn advance(&self, partition: i32, seq: u64) {
+        let mut heads = self.heads.lock();
+        let head = heads.entry(partition).or_insert(seq);
+        *head = (*head).max(seq);
+    }
+}
+
 /// State shared by the connect handlers, the sink and the background catch-up task.
 struct Shared {
     config: SocketIoConfig,
@@ -139,6 +173,8 @@ struct Shared {
     clients: AtomicI64,
     counters: Counters,
     background_started: AtomicBool,
+    /// Set on an edge: seqs are log positions and replays are read back from the log.
+    feed: Option<LogFeed>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -184,6 +220,15 @@ impl Shared {
         now.max(self.seq_floor.load(Ordering::Relaxed) + 1)
     }
 
+    /// A stream for a user seen for the first time: numbered from the clock, or on an edge
+    /// holding the user's events after the last one delivered from its partition.
+    fn new_stream(&self, user_id: &str) -> UserStream<SocketRef> {
+        match &self.feed {
+            Some(feed) => UserStream::after(feed.head(feed.log.partition_of(user_id))),
+            None => UserStream::new(self.stream_base()),
+        }
+    }
+
     /// Runs `f` on the user's stream, creating it when missing. Lock order: map, then stream;
     /// the stream is locked before the map lock is released, so the sweeper cannot forget a
     /// stream between our lookup and our use of it.
@@ -197,11 +242,10 @@ impl Shared {
             }
         }
         let mut streams = self.streams.write();
-        let base = self.stream_base();
         let stream = Arc::clone(
             streams
                 .entry(Arc::from(user_id))
-                .or_insert_with(|| Arc::new(Mutex::new(UserStream::new(base)))),
+                .or_insert_with(|| Arc::new(Mutex::new(self.new_stream(user_id)))),
         );
         let mut guard = stream.lock();
         drop(streams);
@@ -309,10 +353,32 @@ impl Shared {
         let user_id: Arc<str> = Arc::from(user.user_id.as_str());
         // A client without an offset gets everything published from now on, including events
         // published between this handshake and its attach.
-        let offset = self.with_stream(&user_id, |stream| {
+        let (offset, read_back_through) = self.with_stream(&user_id, |stream| {
             stream.connecting += 1;
-            handshake.offset.unwrap_or_else(|| stream.latest())
+            match handshake.offset {
+                None => (stream.latest(), None),
+                // An edge reads back from the log what its buffer no longer holds.
+                Some(offset) if self.feed.is_some() && offset < stream.floor() => {
+                    (offset, Some(stream.floor()))
+                }
+                Some(offset) => (offset, None),
+            }
         });
+        let backlog = match (&self.feed, read_back_through) {
+            (Some(feed), Some(through)) => {
+                match self.read_back(feed, &user_id, offset, through).await {
+                    Ok(backlog) => backlog,
+                    Err(error) => {
+                        self.with_stream(&user_id, |stream| {
+                            stream.connecting = stream.connecting.saturating_sub(1);
+                        });
+                        tracing::warn!(%error, user_id = %user_id, offset, "Socket.IO handshake: cannot read back the missed events");
+                        return Err(ConnectRefused::ReplayUnavailable);
+                    }
+                }
+            }
+            _ => Backlog::default(),
+        };
         self.pending.lock().insert(
             sid,
             Pending {
@@ -320,9 +386,82 @@ impl Shared {
                 offset,
                 since: Instant::now(),
                 authenticated_at_ms: now_ms(),
+                backlog,
             },
         );
         Ok(())
+    }
+
+    /// Reads back from the log the user's events after `offset` up to `through` (the floor
+    /// of the user's stream: the edge's buffer holds everything after it).
+    async fn read_back(
+        &self,
+        feed: &LogFeed,
+        user_id: &str,
+        offset: u64,
+        through: u64,
+    ) -> Result<Backlog, LogError> {
+        let partition = feed.log.partition_of(user_id);
+        let mut backlog = Backlog {
+            through,
+            ..Backlog::default()
+        };
+        let asked = LogPosition::from_seq(offset);
+        let from = if asked.partition == partition {
+            asked.offset + 1
+        } else if offset == 0 {
+            0
+        } else {
+            // Not a position of the user's partition: not one a server of this log issued.
+            backlog.gap = Some(ReplayGap::unknown_offset(through));
+            return Ok(backlog);
+        };
+        let until = LogPosition::from_seq(through).offset + 1;
+        if from >= until {
+            return Ok(backlog);
+        }
+        let read = feed
+            .log
+            .read(
+                user_id,
+                partition,
+                from,
+                until,
+                self.config.replay_buffer_size.max(1),
+            )
+            .await?;
+        let seq_of = |offset: i64| LogPosition { partition, offset }.to_seq().unwrap_or(0);
+        if from < read.earliest {
+            let last_gone = read.earliest.min(until) - 1;
+            backlog.gap = Some(ReplayGap::expired(seq_of(from), seq_of(last_gone)));
+            backlog.missed = u64::try_from(last_gone - from + 1).unwrap_or(0);
+        }
+        if let Some(left_out_through) = read.left_out_through {
+            let gap = ReplayGap::expired(seq_of(from), seq_of(left_out_through));
+            match &mut backlog.gap {
+                Some(pending) => pending.merge(gap),
+                None => backlog.gap = Some(gap),
+            }
+            backlog.missed += read.left_out;
+        }
+        for (offset, envelope) in read.events {
+            let seq = seq_of(offset);
+            let payload = EncodedEvent::new(envelope.event_type(), envelope.id, &envelope.data)
+                .ok()
+                .and_then(|encoded| encoded.with_seq(seq).ok());
+            let Some(payload) = payload else {
+                self.counters
+                    .dropped_encode_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            backlog.events.push(Replayed {
+                event: envelope.event_type(),
+                payload: Arc::from(payload),
+            });
+        }
+        metrics::counter!("oa_socketio_read_back_total").increment(backlog.events.len() as u64);
+        Ok(backlog)
     }
 
     /// Connect handler: replays what the socket missed and registers it for live delivery, in
@@ -355,7 +494,7 @@ impl Shared {
         metrics::gauge!("oa_socketio_clients").set(clients as f64);
         let (attach, report, behind) = self.with_stream(&user_id, |stream| {
             stream.connecting = stream.connecting.saturating_sub(1);
-            let attach = stream.attach(socket, pending.offset);
+            let attach = stream.attach(socket, pending.offset, pending.backlog);
             let report = stream.pump(self.pace(), Instant::now());
             (attach, report, stream.is_behind())
         });
@@ -412,8 +551,26 @@ impl Shared {
         ended
     }
 
-    /// Delivers one envelope to its audience.
-    fn deliver_one(&self, envelope: &Envelope) {
+    /// Delivers one envelope to its audience; `position` is where it is in the log an edge
+    /// is fed from (its `seq`).
+    fn deliver_one(&self, envelope: &Envelope, position: Option<LogPosition>) {
+        let logged = match (&self.feed, position) {
+            (Some(feed), Some(position)) => {
+                let Some(seq) = position.to_seq() else {
+                    self.counters
+                        .dropped_encode_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(event_id = %envelope.id, ?position, "Socket.IO: the event's log position cannot be written as a seq (partition >= {} or offset >= 2^40)", crate::log::MAX_LOG_PARTITIONS);
+                    return;
+                };
+                // Read again after the log consumer reconnected: already delivered.
+                if feed.head(position.partition) >= seq {
+                    return;
+                }
+                Some((feed, position.partition, seq))
+            }
+            _ => None,
+        };
         let encoded = match EncodedEvent::new(envelope.event_type(), envelope.id, &envelope.data) {
             Ok(encoded) => encoded,
             Err(reason) => {
@@ -432,7 +589,17 @@ impl Shared {
             Audience::User(user_id) => {
                 let (report, behind) = self.with_stream(user_id, |stream| {
                     let mut report = PumpReport::default();
-                    if stream.append(&encoded, limits, now).is_err() {
+                    let appended = match logged {
+                        Some((feed, partition, seq)) => {
+                            let appended = stream.append_at(&encoded, seq, limits, now);
+                            // Under the stream's lock: a stream created from now on starts
+                            // after this event.
+                            feed.advance(partition, seq);
+                            appended
+                        }
+                        None => stream.append(&encoded, limits, now),
+                    };
+                    if appended.is_err() {
                         report.encode_failed += 1;
                     }
                     report.add(stream.pump(self.pace(), Instant::now()));
@@ -458,13 +625,25 @@ impl Shared {
                     let (report, behind) = {
                         let mut stream = stream.lock();
                         let mut report = PumpReport::default();
-                        if stream.append(&encoded, limits, now).is_err() {
+                        // On an edge it keeps the user's latest seq: the user's positions
+                        // are on another partition.
+                        let appended = match logged {
+                            Some(_) => {
+                                let latest = stream.latest();
+                                stream.append_at(&encoded, latest, limits, now)
+                            }
+                            None => stream.append(&encoded, limits, now),
+                        };
+                        if appended.is_err() {
                             report.encode_failed += 1;
                         }
                         report.add(stream.pump(self.pace(), Instant::now()));
                         (report, stream.is_behind())
                     };
                     self.record(&user_id, report, behind);
+                }
+                if let Some((feed, partition, seq)) = logged {
+                    feed.advance(partition, seq);
                 }
             }
         }
@@ -607,6 +786,42 @@ impl SocketIoSink {
         config: SocketIoConfig,
         verifier: Arc<dyn ApiKeyVerifier>,
     ) -> Result<(SocketIoLayer, SocketIoSink), ConfigError> {
+        Self::build(config, verifier, None)
+    }
+
+    /// Builds the layer and sink of an edge: events come from `log` through
+    /// [`SocketIoSink::deliver_logged`] (not from a publisher), each event's `seq` is its
+    /// [`LogPosition`], and a client reconnecting with an offset older than this edge's
+    /// buffer gets the rest read back from `log` (or `replay_gap` for what the log no
+    /// longer holds). `next_offsets` gives, per partition, the offset of the first event
+    /// this edge will deliver.
+    pub fn fed_by_log(
+        config: SocketIoConfig,
+        verifier: Arc<dyn ApiKeyVerifier>,
+        log: Arc<dyn EventLog>,
+        next_offsets: impl IntoIterator<Item = (i32, i64)>,
+    ) -> Result<(SocketIoLayer, SocketIoSink), ConfigError> {
+        let feed = LogFeed {
+            log,
+            heads: Mutex::default(),
+        };
+        for (partition, next_offset) in next_offsets {
+            let last = LogPosition {
+                partition,
+                offset: next_offset - 1,
+            };
+            if let Some(seq) = last.to_seq() {
+                feed.advance(partition, seq);
+            }
+        }
+        Self::build(config, verifier, Some(feed))
+    }
+
+    fn build(
+        config: SocketIoConfig,
+        verifier: Arc<dyn ApiKeyVerifier>,
+        feed: Option<LogFeed>,
+    ) -> Result<(SocketIoLayer, SocketIoSink), ConfigError> {
         config.validate()?;
         let (layer, io) = SocketIo::builder()
             .req_path("/socket.io")
@@ -633,6 +848,7 @@ impl SocketIoSink {
             clients: AtomicI64::new(0),
             counters: Counters::default(),
             background_started: AtomicBool::new(false),
+            feed,
         });
         let on_connect = {
             let shared = Arc::clone(&shared);
@@ -662,6 +878,14 @@ impl SocketIoSink {
     /// ([`SocketIo::close`]) or inspecting sockets.
     pub fn io(&self) -> &SocketIo {
         &self.io
+    }
+
+    /// Delivers an event read from the log at `position` to its user's sockets (an edge
+    /// built with [`SocketIoSink::fed_by_log`]; call in log order per partition). An event
+    /// at or before the last one delivered from its partition is a duplicate and skipped.
+    /// On a sink not fed by a log, the position is ignored.
+    pub fn deliver_logged(&self, envelope: &Envelope, position: LogPosition) {
+        self.shared.deliver_one(envelope, Some(position));
     }
 
     /// Current counters.
@@ -704,7 +928,7 @@ impl EventSink for SocketIoSink {
 
     async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {
         for envelope in batch {
-            self.shared.deliver_one(envelope);
+            self.shared.deliver_one(envelope, None);
         }
         Ok(())
     }

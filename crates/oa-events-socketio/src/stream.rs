@@ -34,7 +34,7 @@ pub struct ReplayGap {
 }
 
 impl ReplayGap {
-    fn expired(from_seq: u64, to_seq: u64) -> Self {
+    pub(crate) fn expired(from_seq: u64, to_seq: u64) -> Self {
         ReplayGap {
             from_seq,
             to_seq,
@@ -44,7 +44,7 @@ impl ReplayGap {
         }
     }
 
-    fn unknown_offset(to_seq: u64) -> Self {
+    pub(crate) fn unknown_offset(to_seq: u64) -> Self {
         ReplayGap {
             from_seq: 0,
             to_seq,
@@ -55,7 +55,7 @@ impl ReplayGap {
     }
 
     /// Widens this gap to also cover `other`.
-    fn merge(&mut self, other: ReplayGap) {
+    pub(crate) fn merge(&mut self, other: ReplayGap) {
         self.from_seq = self.from_seq.min(other.from_seq);
         self.to_seq = self.to_seq.max(other.to_seq);
         if other.reason == "unknown_offset" {
@@ -149,20 +149,55 @@ impl EncodedEvent {
 /// One buffered event.
 #[derive(Debug)]
 struct Buffered {
+    /// Position in this stream: +1 per appended event, whatever its `seq`.
+    ordinal: u64,
     seq: u64,
     at: Instant,
     event: &'static str,
     payload: Arc<RawValue>,
 }
 
+/// An event read back from the durable log for one connecting socket (an edge's replay),
+/// with its `seq` already in the payload.
+#[derive(Debug, Clone)]
+pub(crate) struct Replayed {
+    pub event: &'static str,
+    pub payload: Arc<RawValue>,
+}
+
+/// What a socket is sent before the shared ring: a replay read back from the log.
+#[derive(Debug)]
+enum Queued {
+    Gap(ReplayGap),
+    Event(Replayed),
+}
+
+/// What a connecting socket brings besides its offset: the events between its offset and
+/// `through` read back from the log, and the gap announcing what the log no longer holds.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    /// The `seq` up to which the log was read (the ring takes over after it).
+    pub through: u64,
+    /// Sent first, when part of the range is gone from the log.
+    pub gap: Option<ReplayGap>,
+    /// The user's events in the range, in order.
+    pub events: Vec<Replayed>,
+    /// Events (at most) the log no longer held.
+    pub missed: u64,
+}
+
 /// A connected socket of the user and how far it got.
 #[derive(Debug)]
 struct Attached<O> {
     outlet: O,
-    /// The `seq` of the last event handed to this socket (or skipped by a gap).
+    /// The ordinal of the last ring event handed to this socket (or skipped by a gap).
     cursor: u64,
+    /// The `seq` of that event (what a gap starting after it reports).
+    cursor_seq: u64,
     /// A gap still to announce before anything else.
     pending_gap: Option<ReplayGap>,
+    /// A replay read back from the log, sent before the ring.
+    queue: VecDeque<Queued>,
     /// Long-polling pacing: start of the current window and packets sent in it.
     window: (Instant, usize),
 }
@@ -233,10 +268,23 @@ pub(crate) struct AttachReport {
     pub replayable: u64,
 }
 
+/// A point of the stream: an event's ordinal and `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    ordinal: u64,
+    seq: u64,
+}
+
 /// One user's stream.
+///
+/// Events get increasing `seq`s: +1 each on a server that numbers them itself, or their
+/// position in a durable log on an edge (increasing, not contiguous). Every event of the
+/// user with a `seq` above the floor (the last one evicted) is in the ring.
 #[derive(Debug)]
 pub(crate) struct UserStream<O> {
-    next_seq: u64,
+    next_ordinal: u64,
+    latest_seq: u64,
+    floor: Mark,
     ring: VecDeque<Buffered>,
     /// Payload bytes in `ring`.
     ring_bytes: usize,
@@ -245,11 +293,39 @@ pub(crate) struct UserStream<O> {
     pub connecting: u32,
 }
 
+/// What [`UserStream::pump`] does with a socket after an emit.
+enum Next {
+    Go,
+    /// Stop here for now; keep the socket.
+    Wait,
+    /// The socket is gone.
+    Drop,
+}
+
 impl<O: Outlet> UserStream<O> {
-    /// A stream whose first event gets `base` (> 0).
+    /// A stream that numbers its events itself, the first one `base` (> 0).
     pub fn new(base: u64) -> Self {
+        let next_ordinal = base.max(1);
+        Self::with_floor(
+            next_ordinal,
+            Mark {
+                ordinal: next_ordinal - 1,
+                seq: next_ordinal - 1,
+            },
+        )
+    }
+
+    /// A stream whose events carry their own `seq`s (log positions), holding every event of
+    /// the user after `seq`.
+    pub fn after(seq: u64) -> Self {
+        Self::with_floor(1, Mark { ordinal: 0, seq })
+    }
+
+    fn with_floor(next_ordinal: u64, floor: Mark) -> Self {
         UserStream {
-            next_seq: base.max(1),
+            next_ordinal,
+            latest_seq: floor.seq,
+            floor,
             ring: VecDeque::new(),
             ring_bytes: 0,
             sockets: Vec::new(),
@@ -259,13 +335,16 @@ impl<O: Outlet> UserStream<O> {
 
     /// The newest `seq` issued (the one before the first when none was).
     pub fn latest(&self) -> u64 {
-        self.next_seq - 1
+        self.latest_seq
     }
 
-    fn oldest(&self) -> u64 {
-        self.ring
-            .front()
-            .map_or(self.next_seq, |buffered| buffered.seq)
+    /// The `seq` after which every event of the user is in the ring.
+    pub fn floor(&self) -> u64 {
+        self.floor.seq
+    }
+
+    fn latest_ordinal(&self) -> u64 {
+        self.next_ordinal - 1
     }
 
     /// Connected sockets.
@@ -281,10 +360,10 @@ impl<O: Outlet> UserStream<O> {
 
     /// True when some socket has not received everything yet.
     pub fn is_behind(&self) -> bool {
-        let latest = self.latest();
-        self.sockets
-            .iter()
-            .any(|socket| socket.cursor < latest || socket.pending_gap.is_some())
+        let latest = self.latest_ordinal();
+        self.sockets.iter().any(|socket| {
+            socket.cursor < latest || socket.pending_gap.is_some() || !socket.queue.is_empty()
+        })
     }
 
     /// Drops buffered events older than the age limit.
@@ -301,6 +380,10 @@ impl<O: Outlet> UserStream<O> {
     fn pop_oldest(&mut self) {
         if let Some(evicted) = self.ring.pop_front() {
             self.ring_bytes -= evicted.payload.get().len();
+            self.floor = Mark {
+                ordinal: evicted.ordinal,
+                seq: evicted.seq,
+            };
         }
     }
 
@@ -318,9 +401,23 @@ impl<O: Outlet> UserStream<O> {
         limits: Limits,
         now: Instant,
     ) -> Result<u64, EmitError> {
-        let seq = self.next_seq;
+        self.append_at(event, self.latest_seq + 1, limits, now)
+    }
+
+    /// Appends an event with the given `seq` (raised to the latest one when below it, so
+    /// the ring stays in order); evicts the oldest beyond the limits.
+    pub fn append_at(
+        &mut self,
+        event: &EncodedEvent,
+        seq: u64,
+        limits: Limits,
+        now: Instant,
+    ) -> Result<u64, EmitError> {
+        let seq = seq.max(self.latest_seq);
         let payload: Arc<RawValue> = Arc::from(event.with_seq(seq)?);
-        self.next_seq += 1;
+        let ordinal = self.next_ordinal;
+        self.next_ordinal += 1;
+        self.latest_seq = seq;
         self.expire(limits, now);
         let size = payload.get().len();
         while !self.ring.is_empty()
@@ -331,6 +428,7 @@ impl<O: Outlet> UserStream<O> {
         }
         self.ring_bytes += size;
         self.ring.push_back(Buffered {
+            ordinal,
             seq,
             at: now,
             event: event.name,
@@ -341,25 +439,61 @@ impl<O: Outlet> UserStream<O> {
 
     /// Adds a socket. `offset` is the last `seq` it has seen: everything after it that is still
     /// buffered will be replayed by the next [`UserStream::pump`]; a part no longer buffered is
-    /// announced with a [`ReplayGap`] first.
-    pub fn attach(&mut self, outlet: O, offset: u64) -> AttachReport {
-        let latest = self.latest();
-        let oldest = self.oldest();
-        let mut report = AttachReport::default();
-        let (cursor, pending_gap) = if offset > latest {
-            report.missed = 0;
-            (latest, Some(ReplayGap::unknown_offset(latest)))
-        } else if offset.saturating_add(1) < oldest {
-            report.missed = oldest - 1 - offset;
-            (oldest - 1, Some(ReplayGap::expired(offset + 1, oldest - 1)))
-        } else {
-            (offset, None)
+    /// announced with a [`ReplayGap`] first. A `backlog` read back from the log is sent
+    /// before the ring, which takes over after `backlog.through`.
+    pub fn attach(&mut self, outlet: O, offset: u64, backlog: Backlog) -> AttachReport {
+        let latest = self.latest_seq;
+        let resume = offset.max(backlog.through);
+        let mut report = AttachReport {
+            missed: backlog.missed,
+            replayable: backlog.events.len() as u64,
         };
-        report.replayable = latest - cursor;
+        let mut queue: VecDeque<Queued> = backlog.gap.into_iter().map(Queued::Gap).collect();
+        queue.extend(backlog.events.into_iter().map(Queued::Event));
+        let (cursor, pending_gap) = if resume > latest {
+            (
+                Mark {
+                    ordinal: self.latest_ordinal(),
+                    seq: latest,
+                },
+                Some(ReplayGap::unknown_offset(latest)),
+            )
+        } else if resume < self.floor.seq {
+            report.missed += self.floor.seq - resume;
+            (
+                self.floor,
+                Some(ReplayGap::expired(resume + 1, self.floor.seq)),
+            )
+        } else {
+            // The last buffered event the socket has seen (seqs are increasing).
+            let seen = self.ring.partition_point(|buffered| buffered.seq <= resume);
+            let ordinal = match seen.checked_sub(1).and_then(|index| self.ring.get(index)) {
+                Some(buffered) => buffered.ordinal,
+                None => self.floor.ordinal,
+            };
+            (
+                Mark {
+                    ordinal,
+                    seq: resume,
+                },
+                None,
+            )
+        };
+        // After a replay, a gap in the ring comes after it.
+        let pending_gap = match pending_gap {
+            Some(gap) if !queue.is_empty() => {
+                queue.push_back(Queued::Gap(gap));
+                None
+            }
+            gap => gap,
+        };
+        report.replayable += self.latest_ordinal() - cursor.ordinal;
         self.sockets.push(Attached {
             outlet,
-            cursor,
+            cursor: cursor.ordinal,
+            cursor_seq: cursor.seq,
             pending_gap,
+            queue,
             window: (Instant::now(), 0),
         });
         report
@@ -383,78 +517,119 @@ impl<O: Outlet> UserStream<O> {
     /// A socket on long-polling gets at most `pace.burst` packets per `pace.window`.
     pub fn pump(&mut self, pace: Pace, now: Instant) -> PumpReport {
         let mut report = PumpReport::default();
-        let latest = self.latest();
-        let oldest = self.oldest();
+        let latest = self.latest_seq;
+        let oldest = self.ring.front().map_or(self.next_ordinal, |b| b.ordinal);
+        let floor = self.floor;
         let ring = &self.ring;
         self.sockets.retain_mut(|socket| {
-            let polling = socket.outlet.is_polling();
-            if polling && now.saturating_duration_since(socket.window.0) >= pace.window {
-                socket.window = (now, 0);
-            }
-            let mut budget = if polling {
-                pace.burst.max(1).saturating_sub(socket.window.1)
+            let mut budget = if socket.outlet.is_polling() {
+                if now.saturating_duration_since(socket.window.0) >= pace.window {
+                    socket.window = (now, 0);
+                }
+                pace.burst.saturating_sub(socket.window.1)
             } else {
                 usize::MAX
             };
-            // Events evicted before this socket could take them: lost for it; say so.
-            if socket.cursor.saturating_add(1) < oldest {
-                report.lost += oldest - 1 - socket.cursor;
-                let gap = ReplayGap::expired(socket.cursor + 1, oldest - 1);
-                match &mut socket.pending_gap {
-                    Some(pending) => pending.merge(gap),
-                    None => socket.pending_gap = Some(gap),
-                }
-                socket.cursor = oldest - 1;
-            }
-            if let Some(gap) = &mut socket.pending_gap {
-                gap.latest_seq = latest;
+            // Hands one packet to the socket within its budget.
+            let mut send = |socket: &mut Attached<O>,
+                            report: &mut PumpReport,
+                            emit: &dyn Fn(&O) -> Result<(), EmitError>|
+             -> (Next, Result<(), EmitError>) {
                 if budget == 0 {
                     report.paced += 1;
-                    return true;
+                    return (Next::Wait, Err(EmitError::Full));
                 }
                 budget -= 1;
                 socket.window.1 += 1;
-                match socket.outlet.emit_gap(gap) {
-                    Ok(()) => {
-                        report.gaps_sent += 1;
-                        socket.pending_gap = None;
-                    }
+                match emit(&socket.outlet) {
+                    Ok(()) => (Next::Go, Ok(())),
                     Err(EmitError::Full) => {
                         report.deferred += 1;
-                        return true;
+                        (Next::Wait, Err(EmitError::Full))
                     }
                     Err(EmitError::Closed) => {
                         report.closed += 1;
-                        return false;
+                        (Next::Drop, Err(EmitError::Closed))
                     }
                     Err(EmitError::Encode) => {
                         report.encode_failed += 1;
-                        socket.pending_gap = None;
+                        (Next::Go, Err(EmitError::Encode))
                     }
+                }
+            };
+            loop {
+                // Events evicted before this socket could take them: lost for it; say so
+                // (after a replay read back from the log, which comes first).
+                if socket.queue.is_empty() && socket.cursor < floor.ordinal {
+                    report.lost += floor.ordinal - socket.cursor;
+                    let gap = ReplayGap::expired(socket.cursor_seq + 1, floor.seq);
+                    match &mut socket.pending_gap {
+                        Some(pending) => pending.merge(gap),
+                        None => socket.pending_gap = Some(gap),
+                    }
+                    socket.cursor = floor.ordinal;
+                    socket.cursor_seq = floor.seq;
+                }
+                if let Some(mut gap) = socket.pending_gap.take() {
+                    gap.latest_seq = latest;
+                    let (next, result) = send(socket, &mut report, &|outlet| outlet.emit_gap(&gap));
+                    match result {
+                        Ok(()) => report.gaps_sent += 1,
+                        Err(EmitError::Full) => socket.pending_gap = Some(gap),
+                        Err(_) => {}
+                    }
+                    match next {
+                        Next::Go => {}
+                        Next::Wait => return true,
+                        Next::Drop => return false,
+                    }
+                }
+                let Some(front) = socket.queue.front_mut() else {
+                    break;
+                };
+                let (next, result) = match front {
+                    Queued::Gap(gap) => {
+                        gap.latest_seq = latest;
+                        let gap = gap.clone();
+                        send(socket, &mut report, &|outlet| outlet.emit_gap(&gap))
+                    }
+                    Queued::Event(event) => {
+                        let event = event.clone();
+                        send(socket, &mut report, &|outlet| {
+                            outlet.emit_raw(event.event, &event.payload)
+                        })
+                    }
+                };
+                match (&result, socket.queue.front()) {
+                    (Ok(()), Some(Queued::Gap(_))) => report.gaps_sent += 1,
+                    (Ok(()), Some(Queued::Event(_))) => report.delivered += 1,
+                    _ => {}
+                }
+                if !matches!(result, Err(EmitError::Full)) {
+                    socket.queue.pop_front();
+                }
+                match next {
+                    Next::Go => {}
+                    Next::Wait => return true,
+                    Next::Drop => return false,
                 }
             }
-            // Contiguous seqs: the ring index of the next event is a subtraction away.
+            // Ordinals are contiguous: the ring index of the next event is a subtraction away.
             let start = usize::try_from(socket.cursor + 1 - oldest).unwrap_or(usize::MAX);
             for buffered in ring.range(start.min(ring.len())..) {
-                if budget == 0 {
-                    report.paced += 1;
-                    return true;
+                let (next, result) = send(socket, &mut report, &|outlet| {
+                    outlet.emit_raw(buffered.event, &buffered.payload)
+                });
+                match next {
+                    Next::Go => {}
+                    Next::Wait => return true,
+                    Next::Drop => return false,
                 }
-                budget -= 1;
-                socket.window.1 += 1;
-                match socket.outlet.emit_raw(buffered.event, &buffered.payload) {
-                    Ok(()) => report.delivered += 1,
-                    Err(EmitError::Full) => {
-                        report.deferred += 1;
-                        return true;
-                    }
-                    Err(EmitError::Closed) => {
-                        report.closed += 1;
-                        return false;
-                    }
-                    Err(EmitError::Encode) => report.encode_failed += 1,
+                if result.is_ok() {
+                    report.delivered += 1;
                 }
-                socket.cursor = buffered.seq;
+                socket.cursor = buffered.ordinal;
+                socket.cursor_seq = buffered.seq;
             }
             true
         });
@@ -620,7 +795,7 @@ mod tests {
         let now = Instant::now();
         stream.append(&event(0), LIMITS, now).unwrap();
         let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), stream.latest());
+        let report = stream.attach(socket.clone(), stream.latest(), Backlog::default());
         assert_eq!(report, AttachReport::default());
         for n in 1..=3 {
             stream.append(&event(n), LIMITS, now).unwrap();
@@ -638,7 +813,7 @@ mod tests {
             stream.append(&event(n), LIMITS, now).unwrap();
         }
         let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), 2);
+        let report = stream.attach(socket.clone(), 2, Backlog::default());
         assert_eq!(report.missed, 0);
         assert_eq!(report.replayable, 2);
         stream.pump(Pace::NONE, Instant::now());
@@ -658,7 +833,7 @@ mod tests {
         }
         // Buffer holds 8..=12.
         let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), 3);
+        let report = stream.attach(socket.clone(), 3, Backlog::default());
         assert_eq!(report.missed, 4);
         stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
@@ -679,7 +854,7 @@ mod tests {
     fn offset_ahead_of_the_stream_is_unknown() {
         let mut stream: UserStream<TestOutlet> = UserStream::new(50);
         let socket = TestOutlet::new(1, 100);
-        stream.attach(socket.clone(), 999);
+        stream.attach(socket.clone(), 999, Backlog::default());
         stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
         assert_eq!(gaps[0]["reason"], "unknown_offset");
@@ -696,7 +871,7 @@ mod tests {
         assert!(stream.ring.is_empty());
         assert_eq!(stream.latest(), 1);
         let socket = TestOutlet::new(1, 100);
-        assert_eq!(stream.attach(socket, 0).missed, 1);
+        assert_eq!(stream.attach(socket, 0, Backlog::default()).missed, 1);
     }
 
     #[test]
@@ -705,8 +880,8 @@ mod tests {
         let now = Instant::now();
         let slow = TestOutlet::new(1, 2);
         let fast = TestOutlet::new(2, 1000);
-        stream.attach(slow.clone(), 0);
-        stream.attach(fast.clone(), 0);
+        stream.attach(slow.clone(), 0, Backlog::default());
+        stream.attach(fast.clone(), 0, Backlog::default());
         let mut deferred = 0;
         for n in 0..4 {
             stream.append(&event(n), LIMITS, now).unwrap();
@@ -728,7 +903,7 @@ mod tests {
         let mut stream = UserStream::new(1);
         let now = Instant::now();
         let slow = TestOutlet::new(1, 1);
-        stream.attach(slow.clone(), 0);
+        stream.attach(slow.clone(), 0, Backlog::default());
         let mut lost = 0;
         for n in 0..20 {
             stream.append(&event(n), LIMITS, now).unwrap();
@@ -771,7 +946,7 @@ mod tests {
         }
         let mut stream = UserStream::new(1);
         let socket = TestOutlet::new(1, 1000);
-        stream.attach(Polling(socket.clone()), 0);
+        stream.attach(Polling(socket.clone()), 0, Backlog::default());
         let now = Instant::now();
         for n in 0..30 {
             stream.append(&event(n), LIMITS_BIG, now).unwrap();
@@ -802,15 +977,189 @@ mod tests {
     fn closed_sockets_are_removed() {
         let mut stream = UserStream::new(1);
         let socket = TestOutlet::new(1, 10);
-        stream.attach(socket.clone(), 0);
+        stream.attach(socket.clone(), 0, Backlog::default());
         *socket.closed.borrow_mut() = true;
         stream.append(&event(0), LIMITS, Instant::now()).unwrap();
         assert_eq!(stream.pump(Pace::NONE, Instant::now()).closed, 1);
         assert_eq!(stream.socket_count(), 0);
         assert!(!stream.is_idle(), "the ring still holds an event");
         let other = TestOutlet::new(2, 10);
-        stream.attach(other, 1);
+        stream.attach(other, 1, Backlog::default());
         assert!(stream.detach(2));
         assert!(!stream.detach(2));
+    }
+
+    fn replayed(seq: u64) -> Replayed {
+        Replayed {
+            event: "order_notification",
+            payload: Arc::from(event(0).with_seq(seq).unwrap()),
+        }
+    }
+
+    #[test]
+    fn log_positions_as_seqs_increase_without_being_contiguous() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(100);
+        let now = Instant::now();
+        for seq in [105, 110, 120] {
+            assert_eq!(stream.append_at(&event(0), seq, LIMITS, now), Ok(seq));
+        }
+        assert_eq!(stream.latest(), 120);
+        let exact = TestOutlet::new(1, 100);
+        assert_eq!(
+            stream.attach(exact.clone(), 105, Backlog::default()),
+            AttachReport {
+                missed: 0,
+                replayable: 2
+            }
+        );
+        // An offset between two of the user's positions (another user's event there).
+        let between = TestOutlet::new(2, 100);
+        stream.attach(between.clone(), 107, Backlog::default());
+        stream.pump(Pace::NONE, now);
+        assert_eq!(exact.seqs(), vec![110, 120]);
+        assert_eq!(between.seqs(), vec![110, 120]);
+        stream.append_at(&event(1), 130, LIMITS, now).unwrap();
+        stream.pump(Pace::NONE, now);
+        assert_eq!(exact.seqs(), vec![110, 120, 130]);
+        assert!(exact.gaps().is_empty() && between.gaps().is_empty());
+    }
+
+    #[test]
+    fn a_seq_below_the_latest_is_raised_so_the_ring_stays_in_order() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(10);
+        let now = Instant::now();
+        stream.append_at(&event(0), 20, LIMITS, now).unwrap();
+        // A system-wide event on an edge keeps the user's latest position.
+        assert_eq!(stream.append_at(&event(1), 0, LIMITS, now), Ok(20));
+        let caught_up = TestOutlet::new(1, 100);
+        stream.attach(caught_up.clone(), 20, Backlog::default());
+        stream.pump(Pace::NONE, now);
+        assert!(caught_up.sent.borrow().is_empty(), "nothing after 20");
+        let behind = TestOutlet::new(2, 100);
+        stream.attach(behind.clone(), 10, Backlog::default());
+        stream.pump(Pace::NONE, now);
+        assert_eq!(behind.seqs(), vec![20, 20]);
+    }
+
+    #[test]
+    fn evicted_log_positions_give_a_gap_between_positions() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(0);
+        let now = Instant::now();
+        for n in 1..=10 {
+            stream
+                .append_at(&event(n), n as u64 * 10, LIMITS, now)
+                .unwrap();
+        }
+        // The ring holds 60..=100; the floor is 50.
+        assert_eq!(stream.floor(), 50);
+        let socket = TestOutlet::new(1, 100);
+        let report = stream.attach(socket.clone(), 20, Backlog::default());
+        assert_eq!(report.missed, 30, "positions, an upper bound of the events");
+        stream.pump(Pace::NONE, now);
+        let gaps = socket.gaps();
+        assert_eq!(
+            (gaps[0]["from_seq"].as_u64(), gaps[0]["to_seq"].as_u64()),
+            (Some(21), Some(50))
+        );
+        assert_eq!(socket.seqs(), vec![60, 70, 80, 90, 100]);
+    }
+
+    #[test]
+    fn a_backlog_read_from_the_log_comes_first_then_the_ring_after_it() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(50);
+        let now = Instant::now();
+        stream.append_at(&event(0), 60, LIMITS, now).unwrap();
+        stream.append_at(&event(1), 70, LIMITS, now).unwrap();
+        let socket = TestOutlet::new(1, 100);
+        let backlog = Backlog {
+            through: 50,
+            gap: Some(ReplayGap::expired(11, 19)),
+            events: vec![replayed(20), replayed(40)],
+            missed: 9,
+        };
+        let report = stream.attach(socket.clone(), 10, backlog);
+        assert_eq!(
+            report,
+            AttachReport {
+                missed: 9,
+                replayable: 4
+            }
+        );
+        assert!(stream.is_behind());
+        stream.pump(Pace::NONE, now);
+        let sent: Vec<(String, u64)> = socket
+            .sent
+            .borrow()
+            .iter()
+            .map(|(name, json)| {
+                let seq = json.get("seq").or_else(|| json.get("from_seq"));
+                (name.clone(), seq.and_then(|v| v.as_u64()).unwrap_or(0))
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                (REPLAY_GAP_EVENT.to_string(), 11),
+                ("order_notification".to_string(), 20),
+                ("order_notification".to_string(), 40),
+                ("order_notification".to_string(), 60),
+                ("order_notification".to_string(), 70),
+            ]
+        );
+        assert_eq!(socket.gaps()[0]["latest_seq"], 70);
+        assert!(!stream.is_behind());
+    }
+
+    #[test]
+    fn a_full_socket_resumes_its_backlog_where_it_stopped() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(50);
+        let now = Instant::now();
+        stream.append_at(&event(0), 60, LIMITS, now).unwrap();
+        let socket = TestOutlet::new(1, 2);
+        let backlog = Backlog {
+            through: 50,
+            events: vec![replayed(20), replayed(30), replayed(40)],
+            ..Backlog::default()
+        };
+        stream.attach(socket.clone(), 10, backlog);
+        assert_eq!(stream.pump(Pace::NONE, now).deferred, 1);
+        assert_eq!(socket.seqs(), vec![20, 30]);
+        socket.drain();
+        stream.pump(Pace::NONE, now);
+        assert_eq!(socket.seqs(), vec![20, 30, 40, 60]);
+    }
+
+    #[test]
+    fn ring_evictions_during_a_backlog_are_announced_after_it() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(100);
+        let now = Instant::now();
+        let socket = TestOutlet::new(1, 1000);
+        let backlog = Backlog {
+            through: 100,
+            events: vec![replayed(90)],
+            ..Backlog::default()
+        };
+        // The ring moved on past the backlog's end before the socket attached.
+        for n in 1..=7 {
+            stream
+                .append_at(&event(n), 100 + n as u64, LIMITS, now)
+                .unwrap();
+        }
+        stream.attach(socket.clone(), 80, backlog);
+        stream.pump(Pace::NONE, now);
+        let names: Vec<String> = socket
+            .sent
+            .borrow()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(names[0], "order_notification");
+        assert_eq!(names[1], REPLAY_GAP_EVENT);
+        let gaps = socket.gaps();
+        assert_eq!(
+            (gaps[0]["from_seq"].as_u64(), gaps[0]["to_seq"].as_u64()),
+            (Some(101), Some(102))
+        );
+        assert_eq!(socket.seqs(), vec![90, 103, 104, 105, 106, 107]);
     }
 }
