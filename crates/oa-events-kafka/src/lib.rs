@@ -29,6 +29,8 @@
 //! - [`OrderEventConsumer`]: oa's events topic read back as typed envelopes, for other
 //!   services (a risk engine; `examples/risk_service.rs`). Undecodable records come back as
 //!   [`UndecodableRecord`] errors.
+//! - [`PartitionReader`]: reads a range of one partition on demand (an oa edge reading back
+//!   what a reconnecting client missed).
 //!
 //! Delivery promise: at least once, per-user order kept (one key -> one partition, one
 //! in-flight batch per partition), duplicates only with the same envelope `id`.
@@ -42,6 +44,7 @@ pub mod esb_auth;
 pub mod offsets;
 pub mod order_events;
 pub mod outbox;
+pub mod partition_reader;
 pub mod partitioner;
 pub mod producer;
 pub mod relay;
@@ -62,6 +65,7 @@ pub use offsets::{
 };
 pub use order_events::{ConsumedEvent, OrderEventConsumer, UndecodableRecord, decode_event};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};
+pub use partition_reader::{PartitionBounds, PartitionReader};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     KafkaProducer, SendOutcome, TopicInfo, connect, ensure_topic, ensure_topic_with,
