@@ -161,7 +161,44 @@ impl KeyStore {
         publisher: EventPublisher,
     ) -> Result<KeyStore, StoreError> {
         let conn = store::open(&location.into(), StoreSync::Full)?;
-        Ok(KeyStore {
+        Ok(Self::with_connection_to(
+            conn,
+            pepper,
+            broker,
+            cache_capacity,
+            cache_ttl,
+            publisher,
+        ))
+    }
+
+    /// Opens the key store described by `config` for verifying keys only (an edge): the
+    /// shared PostgreSQL store, not migrated, in a session that cannot write (the server
+    /// refuses it). Key management calls on it fail. Blocking.
+    pub fn open_read_only(
+        config: &crate::config::ApiConfig,
+        publisher: EventPublisher,
+    ) -> Result<KeyStore, crate::error::ApiError> {
+        let (_, location) = config.validate()?;
+        let conn = store::open_read_only(&location)?;
+        Ok(Self::with_connection_to(
+            conn,
+            &config.api_key_pepper,
+            crate::types::Book::Simulator.as_str(),
+            config.key_cache_capacity,
+            config.key_cache_ttl,
+            publisher,
+        ))
+    }
+
+    fn with_connection_to(
+        conn: Box<dyn Database>,
+        pepper: &str,
+        broker: &str,
+        cache_capacity: usize,
+        cache_ttl: Duration,
+        publisher: EventPublisher,
+    ) -> KeyStore {
+        KeyStore {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 pepper: pepper.to_string(),
@@ -175,7 +212,7 @@ impl KeyStore {
                 own_key_events: Mutex::default(),
                 verify_slots: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
             }),
-        })
+        }
     }
 
     /// Opens the key store described by `config` (database URL, pepper, cache settings),

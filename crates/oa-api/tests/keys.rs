@@ -100,3 +100,56 @@ async fn verifying_a_key_leaves_the_async_worker_free_for_other_tasks() {
         "the other task never ran while three keys were verified"
     );
 }
+
+/// An edge's key store (`KeyStore::open_read_only`) verifies the keys a core manages on the
+/// shared PostgreSQL store, sees a revocation at the next check even for a cached key,
+/// cannot write (PostgreSQL refuses it in its read-only session), and refuses a store no
+/// core has migrated yet, or a SQLite file.
+#[tokio::test]
+async fn an_edge_verifies_keys_read_only_and_sees_revocations_at_once() {
+    let unmigrated = common::postgres_store_dir();
+    let config = |dir: &common::StoreDir| oa_api::ApiConfig {
+        api_key_pepper: "a-test-pepper-of-at-least-32-characters!!".to_string(),
+        ..common::store_config(dir)
+    };
+    let refused = KeyStore::open_read_only(&config(&unmigrated), EventPublisher::builder().build())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no oa schema yet"), "{refused}");
+    let sqlite = KeyStore::open_read_only(
+        &oa_api::ApiConfig {
+            database_url: format!("sqlite:///{}", unmigrated.path().join("oa.db").display()),
+            ..config(&unmigrated)
+        },
+        EventPublisher::builder().build(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(sqlite.contains("PostgreSQL"), "{sqlite}");
+
+    let dir = common::postgres_store_dir();
+    let core = open(&dir, EventPublisher::builder().build());
+    let alice = core.create_user_key("alice").await.unwrap();
+    let edge = KeyStore::open_read_only(&config(&dir), EventPublisher::builder().build()).unwrap();
+    let user = edge.verify_key(&alice).await.unwrap().unwrap();
+    assert_eq!(user.user_id, "alice");
+    // Cached now; the revocation on the core still bites at the next check.
+    assert!(edge.verify_key(&alice).await.unwrap().is_some());
+    assert!(edge.verify_key("not-a-key").await.unwrap().is_none());
+    let written = edge
+        .create_user_key("mallory")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(written.contains("read-only"), "{written}");
+    core.revoke_user_key("alice").await.unwrap();
+    assert!(edge.verify_key(&alice).await.unwrap().is_none());
+    assert!(
+        core.list_users()
+            .await
+            .unwrap()
+            .iter()
+            .all(|user| user.user_id != "mallory"),
+        "the edge wrote nothing"
+    );
+}

@@ -377,6 +377,22 @@ pub(crate) fn open(
     }
 }
 
+/// Opens the PostgreSQL store at `location` without migrating it, in a session that can only
+/// read (an edge). SQLite stores are refused: they have one process, which owns them.
+pub(crate) fn open_read_only(location: &StoreLocation) -> Result<Box<dyn Database>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            reason:
+                "read-only access is for a shared PostgreSQL store (DATABASE_URL=postgres://...)"
+                    .to_string(),
+        }),
+        StoreLocation::Postgres(url) => {
+            Ok(Box::new(postgres::PostgresDatabase::open_read_only(url)?))
+        }
+    }
+}
+
 /// A stored first response to a request with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRow {

@@ -1145,6 +1145,8 @@ pub(crate) struct PostgresDatabase {
     /// The leadership epoch every write transaction must still see (a `core` leader's
     /// engine connection; `None`: no check).
     fence: Option<i64>,
+    /// Every transaction of the session is read-only (an edge's connection).
+    read_only: bool,
 }
 
 impl std::fmt::Debug for PostgresDatabase {
@@ -1198,6 +1200,23 @@ impl PostgresDatabase {
             url: url.to_string(),
             connection: PgQueries::new(client, StatementCache::default(), false),
             fence: None,
+            read_only: false,
+        })
+    }
+
+    /// Connects without migrating, in a session where every transaction is read-only (the
+    /// server refuses any write): an edge reads the key store that the cores write. Fails
+    /// when the store has no oa schema yet, or an older one than this build's.
+    pub(crate) fn open_read_only(url: &str) -> Result<PostgresDatabase, StoreError> {
+        let client = connect(url, |client| {
+            make_read_only(client)?;
+            check_schema(client, &redact(url))
+        })?;
+        Ok(PostgresDatabase {
+            url: url.to_string(),
+            connection: PgQueries::new(client, StatementCache::default(), false),
+            fence: None,
+            read_only: true,
         })
     }
 
@@ -1212,7 +1231,13 @@ impl PostgresDatabase {
         if !closed {
             return Ok(());
         }
-        let client = connect(&self.url, |_| Ok(()))?;
+        let read_only = self.read_only;
+        let client = connect(&self.url, |client| {
+            if read_only {
+                make_read_only(client)?;
+            }
+            Ok(())
+        })?;
         self.connection.statements.lock().clear();
         *self.connection.client.borrow_mut() = Some(client);
         tracing::warn!("PostgreSQL connection was closed; connected again");
@@ -1301,6 +1326,41 @@ impl Drop for PostgresDatabase {
                 .spawn(move || drop(client));
         }
     }
+}
+
+/// Makes every later transaction of the session read-only.
+fn make_read_only(client: &mut Client) -> Result<(), StoreError> {
+    client.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+    Ok(())
+}
+
+/// Fails unless the store holds every migration of this build (applied by a core).
+fn check_schema(client: &mut Client, redacted_url: &str) -> Result<(), StoreError> {
+    let not_ready = |reason: String| StoreError::Open {
+        path: redacted_url.to_string(),
+        reason,
+    };
+    let table: Option<String> = client
+        .query_one("SELECT to_regclass('oa_schema_migrations')::text", &[])?
+        .try_get(0)?;
+    if table.is_none() {
+        return Err(not_ready(
+            "the store has no oa schema yet: start a core (OA_ROLE=core) on it first".to_string(),
+        ));
+    }
+    let applied: i32 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM oa_schema_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    if usize::try_from(applied).unwrap_or(0) < MIGRATIONS.len() {
+        return Err(not_ready(format!(
+            "the store's schema is at migration {applied}, this build needs {}: start a core of this build on it first",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
