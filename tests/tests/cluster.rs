@@ -8,11 +8,20 @@
 //!   lock session times out; the write that waited for the paused leader is refused when it
 //!   resumes (SIGCONT), and the deposed leader exits;
 //! - every acknowledged order's events are on the topic.
+//!
+//! Edges (`OA_ROLE=edge`) beside a core, with python-socketio clients:
+//! - an order placed on the leader reaches its owner's clients on both edges, and never
+//!   another user's (whose own order reaches them);
+//! - an edge is SIGKILLed: its client reconnects to the other edge with its last seq and
+//!   gets exactly what it missed; a client that resumes on a freshly started edge gets it
+//!   read back from the topic;
+//! - a key revoked on the core ends its sessions and is refused on both edges.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::time::{Duration, Instant};
 
+use oa_e2e::PeerProcess;
 use oa_e2e::TestServer;
 use oa_e2e::kafka_topic::{order_ids, read_topic};
 use oa_e2e::postgres::Postgres;
@@ -225,5 +234,188 @@ async fn a_standby_core_takes_over_from_a_killed_leader_and_a_paused_leader_is_r
     .unwrap();
     let placed = order_ids(&records, "order_event");
     assert_eq!(placed.len(), 3, "{placed:?}");
+    drop(pg);
+}
+
+const EDGE_TOPIC: &str = "e2e_edge_order_events";
+
+fn edge_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> {
+    [
+        ("OA_ROLE", "edge"),
+        ("DATABASE_URL", database_url),
+        ("ORDER_EVENT_MODE", "KAFKA"),
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA_ORDER_EVENTS_TOPIC", EDGE_TOPIC),
+        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
+        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
+        ("OA_FEED", "none"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, value.to_string()))
+    .collect()
+}
+
+/// A python-socketio client (`tests/python/edge_socketio_client.py`) of `key` that fails
+/// over between `urls` in order, resuming with its last seq; once it has connected.
+fn edge_client(urls: &[String], key: &str, offset: Option<u64>) -> PeerProcess {
+    let mut env = vec![("OA_URLS", urls.join(",")), ("OA_APIKEY", key.to_string())];
+    if let Some(offset) = offset {
+        env.push(("OA_OFFSET", offset.to_string()));
+    }
+    let mut peer = PeerProcess::python("edge_socketio_client.py", &env).unwrap();
+    peer.wait_for(Duration::from_secs(30), |line| line["type"] == "connect")
+        .unwrap();
+    peer
+}
+
+/// The order ids of the `order_event`s a client received, in order (duplicates kept).
+fn placed(peer: &PeerProcess) -> Vec<String> {
+    peer.events()
+        .iter()
+        .filter(|(name, _)| name == "order_event")
+        .filter_map(|(_, data)| data["orderid"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits (up to 30 s) until `peer` received the `order_event` of `orderid`; returns its seq.
+fn wait_for_order(peer: &mut PeerProcess, orderid: &str) -> u64 {
+    let line = peer
+        .wait_for(Duration::from_secs(30), |line| {
+            line["type"] == "event"
+                && line["name"] == "order_event"
+                && line["data"]["orderid"] == orderid
+        })
+        .unwrap();
+    line["data"]["seq"].as_u64().unwrap()
+}
+
+#[ignore = "run once by `cargo xtask test` (its own step): cargo test -p oa-e2e --test cluster -- --ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_keys() {
+    let pg = Postgres::start().unwrap();
+    let broker = Tansu::start(Storage::Memory).unwrap();
+    let mut env = core_env(&pg.url(), &broker.bootstrap());
+    for (name, value) in &mut env {
+        if *name == "KAFKA_ORDER_EVENTS_TOPIC" {
+            *value = EDGE_TOPIC.to_string();
+        }
+    }
+    let env = borrowed(&env);
+    let core = TestServer::start(&env).unwrap();
+    let alice = core.admin_key.clone();
+    wait_for_role(&core, "leader").await;
+    let bob = core.create_user("bob").unwrap();
+
+    let edge_env = edge_env(&pg.url(), &broker.bootstrap());
+    let edge_env = borrowed(&edge_env);
+    let mut edge_a = TestServer::start_sharing(&edge_env, &alice).unwrap();
+    let edge_b = TestServer::start_sharing(&edge_env, &alice).unwrap();
+    let (status, body) = health(&edge_a).await.unwrap();
+    assert_eq!((status, &body["role"]), (200, &json!("edge")), "{body}");
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        &edge_a,
+        "placeorder",
+        order(&alice),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "an edge serves no REST");
+
+    // Alice on edge A (failing over to B) and on edge B; Bob on both.
+    let urls = [edge_a.http_url(), edge_b.http_url()];
+    let mut alice_a = edge_client(&urls, &alice, None);
+    let mut alice_b = edge_client(&urls[1..], &alice, None);
+    let mut bob_a = edge_client(&urls[..1], &bob, None);
+    let mut bob_b = edge_client(&urls[1..], &bob, None);
+
+    core.wait_for_price(&alice, "NSE", "SBIN").await.unwrap();
+    let first = core.place_market_order(&alice, "edge").await.unwrap();
+    let bobs = core.place_market_order(&bob, "edge").await.unwrap();
+    wait_for_order(&mut alice_a, &first);
+    let first_seq = wait_for_order(&mut alice_b, &first);
+    wait_for_order(&mut bob_a, &bobs);
+    wait_for_order(&mut bob_b, &bobs);
+
+    // Edge A dies; while Alice's client fails over, more of her orders are placed.
+    edge_a.signal("KILL", Duration::from_secs(10)).unwrap();
+    let second = core.place_market_order(&alice, "edge").await.unwrap();
+    let third = core.place_market_order(&alice, "edge").await.unwrap();
+    let resumed = alice_a
+        .wait_for(Duration::from_secs(30), |line| {
+            line["type"] == "connect" && line["url"] == urls[1].as_str()
+        })
+        .unwrap();
+    assert!(resumed["offset"].as_u64().is_some(), "{resumed}");
+    wait_for_order(&mut alice_a, &third);
+    assert_eq!(
+        placed(&alice_a),
+        [first.as_str(), second.as_str(), third.as_str()],
+        "exactly what it missed, once, in order"
+    );
+    wait_for_order(&mut alice_b, &third);
+    assert_eq!(
+        placed(&alice_b),
+        [first.as_str(), second.as_str(), third.as_str()]
+    );
+
+    // A fresh edge holds nothing from before its start: a client resuming there from the
+    // first order gets the rest read back from the topic.
+    edge_a.start_again().unwrap();
+    let mut late = edge_client(&[edge_a.http_url()], &alice, Some(first_seq));
+    wait_for_order(&mut late, &third);
+    assert_eq!(placed(&late), [second.as_str(), third.as_str()]);
+    assert!(
+        late.events().iter().all(|(name, _)| name != "replay_gap"),
+        "{:?}",
+        late.events()
+    );
+
+    // Bob never saw Alice's orders, nor Alice Bob's.
+    for peer in [&bob_a, &bob_b] {
+        assert_eq!(placed(peer), [bobs.as_str()]);
+    }
+
+    // Alice's key is revoked on the core: her sessions on both edges end, with
+    // password_change first, and both edges refuse the key from then on.
+    core.apikey(&["revoke", "--user", "admin"]).unwrap();
+    for peer in [&mut alice_b, &mut late] {
+        peer.wait_for(Duration::from_secs(30), |line| {
+            line["type"] == "event" && line["name"] == "password_change"
+        })
+        .unwrap();
+    }
+    let edge_urls = [edge_a.http_url(), edge_b.http_url()];
+    for url in edge_urls {
+        alice_b
+            .wait_for(Duration::from_secs(30), |line| {
+                line["type"] == "connect_error"
+                    && line["message"]
+                        .as_str()
+                        .is_some_and(|message| message.contains("Invalid openalgo apikey"))
+            })
+            .unwrap();
+        let mut refused = PeerProcess::python(
+            "edge_socketio_client.py",
+            &[("OA_URLS", url.clone()), ("OA_APIKEY", alice.clone())],
+        )
+        .unwrap();
+        let line = refused
+            .wait_for(Duration::from_secs(30), |line| {
+                line["type"] == "connect_error" || line["type"] == "connect"
+            })
+            .unwrap();
+        assert_eq!(line["type"], "connect_error", "{url}: {line}");
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .contains("Invalid openalgo apikey"),
+            "{line}"
+        );
+    }
+    // Bob's key still works.
+    let bobs_second = core.place_market_order(&bob, "edge").await.unwrap();
+    wait_for_order(&mut bob_b, &bobs_second);
     drop(pg);
 }

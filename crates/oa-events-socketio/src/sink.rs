@@ -552,8 +552,9 @@ impl Shared {
     }
 
     /// Delivers one envelope to its audience; `position` is where it is in the log an edge
-    /// is fed from (its `seq`).
-    fn deliver_one(&self, envelope: &Envelope, position: Option<LogPosition>) {
+    /// is fed from (its `seq`). False when it was not delivered: a duplicate from the log,
+    /// or an event that cannot be encoded.
+    fn deliver_one(&self, envelope: &Envelope, position: Option<LogPosition>) -> bool {
         let logged = match (&self.feed, position) {
             (Some(feed), Some(position)) => {
                 let Some(seq) = position.to_seq() else {
@@ -561,11 +562,11 @@ impl Shared {
                         .dropped_encode_failed
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(event_id = %envelope.id, ?position, "Socket.IO: the event's log position cannot be written as a seq (partition >= {} or offset >= 2^40)", crate::log::MAX_LOG_PARTITIONS);
-                    return;
+                    return false;
                 };
                 // Read again after the log consumer reconnected: already delivered.
                 if feed.head(position.partition) >= seq {
-                    return;
+                    return false;
                 }
                 Some((feed, position.partition, seq))
             }
@@ -580,7 +581,7 @@ impl Shared {
                 metrics::counter!("oa_events_dropped_total", "sink" => SINK_NAME, "reason" => "encode_failed")
                     .increment(1);
                 tracing::error!(event_id = %envelope.id, reason, "Socket.IO: event payload could not be encoded");
-                return;
+                return false;
             }
         };
         let limits = self.limits();
@@ -647,6 +648,7 @@ impl Shared {
                 }
             }
         }
+        true
     }
 
     /// Starts the catch-up and sweep task once, from inside the runtime.
@@ -883,9 +885,10 @@ impl SocketIoSink {
     /// Delivers an event read from the log at `position` to its user's sockets (an edge
     /// built with [`SocketIoSink::fed_by_log`]; call in log order per partition). An event
     /// at or before the last one delivered from its partition is a duplicate and skipped.
-    /// On a sink not fed by a log, the position is ignored.
-    pub fn deliver_logged(&self, envelope: &Envelope, position: LogPosition) {
-        self.shared.deliver_one(envelope, Some(position));
+    /// On a sink not fed by a log, the position is ignored. Returns false when the event
+    /// was not delivered (a duplicate, or a payload that cannot be encoded).
+    pub fn deliver_logged(&self, envelope: &Envelope, position: LogPosition) -> bool {
+        self.shared.deliver_one(envelope, Some(position))
     }
 
     /// Current counters.

@@ -21,15 +21,13 @@ use crate::shutdown::{Deadline, InFlightRequests};
 use crate::telemetry;
 
 /// The broker name reported to clients (WebSocket `broker`, `master_contract_download`).
-const BROKER_NAME: &str = "simulator";
+pub(crate) const BROKER_NAME: &str = "simulator";
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
     if settings.role == Role::Edge {
-        bail!(
-            "OA_ROLE=edge is not available in this build yet: run edges as OA_ROLE=all processes for now (docs/scaling.md)"
-        );
+        return crate::edge::run(settings, started).await;
     }
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     if settings.pepper_is_default {
@@ -430,7 +428,7 @@ async fn check_kafka_topic(kafka: &KafkaConfig) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
@@ -459,7 +457,10 @@ async fn wait_for_signal() {
 
 /// Writes the bound addresses as JSON to `OA_READY_FILE` (atomically), for tests and
 /// supervisors that start the server on port 0.
-fn write_ready_file(settings: &Settings, addresses: serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn write_ready_file(
+    settings: &Settings,
+    addresses: serde_json::Value,
+) -> anyhow::Result<()> {
     let Some(path) = &settings.ready_file else {
         return Ok(());
     };

@@ -171,12 +171,17 @@ async fn health_handler(State(state): State<OpsState>) -> Response {
 }
 
 async fn metrics_handler(State(state): State<OpsState>) -> Response {
+    metrics_response(&state.metrics)
+}
+
+/// The Prometheus text of every metric of this process.
+pub fn metrics_response(metrics: &PrometheusHandle) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -8,6 +8,7 @@ mod backfill;
 mod cli;
 mod config;
 mod dashboard;
+mod edge;
 mod esb;
 mod http;
 mod late_verifier;
