@@ -75,6 +75,7 @@ async def main() -> int:
         try:
             await asyncio.wait_for(ended.wait(), max(deadline - loop.time(), 0.1))
         except asyncio.TimeoutError:
+            await sio.disconnect()
             break
         out({"type": "disconnect", "url": url})
         await sio.disconnect()

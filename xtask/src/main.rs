@@ -5,10 +5,12 @@
 //! - `setup`: installs the real test peers (Python venv from tests/python/requirements.txt,
 //!   npm packages of tests/node), tansu and PostgreSQL. Idempotent; skipped when nothing changed.
 //! - `kafka up|down|status|...`: a local tansu broker; `pg up|down|status`: a local PostgreSQL.
+//! - `cluster up|down|status`: broker + PostgreSQL + two cores + two edges (docs/scaling.md).
 //! - `test`: everything CI runs: fmt check, clippy -D warnings, cargo doc -D warnings, dependency
 //!   boundaries (`cargo tree`), codegen check, setup, all tests, the oa-api store suites again
 //!   on PostgreSQL, test-both-modes.
 
+mod cluster;
 mod codegen;
 mod kafka;
 mod pg;
@@ -44,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         action: pg::Action,
     },
+    /// Local cluster: broker, PostgreSQL, two cores and two edges (docs/scaling.md): up, down,
+    /// status.
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::Action,
+    },
     /// Run the end-to-end suite once per event mode (SOCKETIO, KAFKA, BOTH) against a local
     /// broker it starts (and stops again, also on failure).
     TestBothModes,
@@ -63,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Kafka { action } => kafka::run(action),
         Command::Pg { action } => pg::run(action),
+        Command::Cluster { action } => cluster::run(action),
         Command::Test { no_lint } => test(no_lint),
         Command::TestBothModes => test_both_modes(),
     }
