@@ -34,7 +34,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar::new(
         "OA_ROLE",
         "all",
-        "what this process runs: all (one process, the default), core (REST, orders, Kafka relay, ESB; one leader among several, the others stand by) or edge; core and edge need a postgres:// DATABASE_URL and ORDER_EVENT_MODE=KAFKA",
+        "what this process runs: all (one process, the default), core (REST, orders, Kafka relay, ESB; one leader among several, the others stand by) or edge (Socket.IO and the WebSocket proxy fed from the order-events topic); core and edge need a postgres:// DATABASE_URL and ORDER_EVENT_MODE=KAFKA",
     ),
     EnvVar::new(
         "FLASK_HOST_IP",
