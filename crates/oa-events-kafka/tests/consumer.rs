@@ -20,9 +20,9 @@ use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownT
 use oa_events_kafka::rskafka::record::Record;
 use oa_events_kafka::{
     ConsumedEvent, ConsumedRecord, FileOffsetStore, Handled, KafkaConfig, KafkaError,
-    KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer, RecordHandler,
-    SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, UndecodableRecord,
-    connect, partition_for_key,
+    KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer, PartitionBounds,
+    PartitionReader, RecordHandler, SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal,
+    TopicConsumer, UndecodableRecord, connect, decode_event, partition_for_key,
 };
 use uuid::Uuid;
 
@@ -536,5 +536,56 @@ async fn a_handler_can_commit_its_offsets_with_its_effects() -> anyhow::Result<(
         "{rows} rows"
     );
     ensure!(stats.records == 4, "{stats:?}");
+    Ok(())
+}
+
+/// `PartitionReader` (an edge's read-back): a partition's bounds, and exactly the records of
+/// a range, from the middle of a producer batch on, in order, with the partition's earliest
+/// offset; a range past the end stops there; a missing topic is an error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_partition_reader_reads_exactly_a_range_and_the_bounds() -> anyhow::Result<()> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic("reader"), 2);
+    // One batch per partition: ranges start inside batches.
+    let published = publish(&config, 0, 20).await?;
+    let reader = PartitionReader::new(config.clone(), config.order_events_topic.clone());
+    ensure!(reader.topic_info().await?.partitions == 2);
+    for partition in 0..2 {
+        let expected: Vec<Uuid> = published
+            .iter()
+            .filter(|envelope| partition_for_key(envelope.user_id.as_bytes(), 2) == partition)
+            .map(|envelope| envelope.id)
+            .collect();
+        let count = i64::try_from(expected.len())?;
+        let bounds = reader.bounds(partition).await?;
+        ensure!(
+            bounds
+                == PartitionBounds {
+                    earliest: 0,
+                    high_watermark: count
+                },
+            "{bounds:?}"
+        );
+        let mut read = Vec::new();
+        let earliest = reader
+            .scan(partition, 1, count - 1, |record| read.push(record))
+            .await?;
+        ensure!(earliest == 0);
+        let offsets: Vec<i64> = read.iter().map(|record| record.offset).collect();
+        ensure!(offsets == (1..count - 1).collect::<Vec<_>>(), "{offsets:?}");
+        let ids: Vec<Uuid> = read
+            .iter()
+            .map(|record| decode_event(record).map(|event| event.envelope.id))
+            .collect::<Result<_, _>>()?;
+        ensure!(ids == expected[1..expected.len() - 1]);
+        let mut past_end = 0;
+        reader
+            .scan(partition, count - 1, count + 100, |_| past_end += 1)
+            .await?;
+        ensure!(past_end == 1, "{past_end}");
+    }
+    let missing = PartitionReader::new(config.clone(), unique_topic("missing"));
+    let error = missing.bounds(0).await.unwrap_err().to_string();
+    ensure!(error.contains("missing_"), "{error}");
     Ok(())
 }
