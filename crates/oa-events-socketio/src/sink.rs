@@ -951,3 +951,165 @@ mod tests {
         assert!(!rate_limited(7, 0));
     }
 }
+
+/// An edge's read-back (`Shared::read_back`) against a log held in memory: tansu 0.6, the
+/// broker of the end-to-end tests, cannot delete records (its storage engines leave
+/// DeleteRecords unimplemented), so retention is set here.
+#[cfg(test)]
+mod read_back_tests {
+    use std::sync::Arc;
+
+    use oa_events_core::catalog::OrderEvent;
+    use oa_events_core::{ApiKeyVerifier, AuthenticatedUser, Envelope, Event};
+
+    use super::SocketIoSink;
+    use crate::config::SocketIoConfig;
+    use crate::log::{EventLog, LogPosition, LogRead, LogReadFuture};
+    use crate::stream::Backlog;
+
+    /// Two partitions; alice's events on partition 1, bob's on partition 0; offsets below
+    /// `earliest` are gone.
+    struct MemoryLog {
+        records: Vec<(i32, i64, Envelope)>,
+        earliest: i64,
+    }
+
+    impl EventLog for MemoryLog {
+        fn partition_of(&self, user_id: &str) -> i32 {
+            i32::from(user_id == "alice")
+        }
+
+        fn read<'a>(
+            &'a self,
+            user_id: &'a str,
+            partition: i32,
+            from: i64,
+            until: i64,
+            limit: usize,
+        ) -> LogReadFuture<'a> {
+            Box::pin(async move {
+                let mut events: Vec<(i64, Envelope)> = self
+                    .records
+                    .iter()
+                    .filter(|(p, offset, envelope)| {
+                        *p == partition
+                            && (from.max(self.earliest)..until).contains(offset)
+                            && envelope.user_id == user_id
+                    })
+                    .map(|(_, offset, envelope)| (*offset, envelope.clone()))
+                    .collect();
+                let extra = events.len().saturating_sub(limit);
+                let left_out_through = extra.checked_sub(1).map(|last| events[last].0);
+                events.drain(..extra);
+                Ok(LogRead {
+                    earliest: self.earliest,
+                    events,
+                    left_out: extra as u64,
+                    left_out_through,
+                })
+            })
+        }
+    }
+
+    struct NoKeys;
+    impl ApiKeyVerifier for NoKeys {
+        fn verify<'a>(&'a self, _key: &'a str) -> oa_events_core::auth::VerifyFuture<'a> {
+            Box::pin(async { Ok(None::<AuthenticatedUser>) })
+        }
+    }
+
+    fn seq(partition: i32, offset: i64) -> u64 {
+        LogPosition { partition, offset }.to_seq().unwrap()
+    }
+
+    /// Alice's orders at offsets 0, 2, 4, ... 18 of partition 1 (bob's in between).
+    fn sink(earliest: i64, replay_buffer_size: usize) -> SocketIoSink {
+        let mut records = Vec::new();
+        for offset in 0..20 {
+            let user = if offset % 2 == 0 { "alice" } else { "bob" };
+            let event = OrderEvent::sbin_market("BUY", format!("{user}-{offset}"));
+            records.push((1, offset, Envelope::new(Event::for_user(user, event))));
+        }
+        let config = SocketIoConfig {
+            replay_buffer_size,
+            ..SocketIoConfig::default()
+        };
+        let log = Arc::new(MemoryLog { records, earliest });
+        let (_, sink) =
+            SocketIoSink::fed_by_log(config, Arc::new(NoKeys), log, [(0, 0), (1, 20)]).unwrap();
+        sink
+    }
+
+    fn orderids(backlog: &Backlog) -> Vec<String> {
+        backlog
+            .events
+            .iter()
+            .map(|event| {
+                let json: serde_json::Value = serde_json::from_str(event.payload.get()).unwrap();
+                format!("{}@{}", json["orderid"].as_str().unwrap(), json["seq"])
+            })
+            .collect()
+    }
+
+    async fn read_back(sink: &SocketIoSink, offset: u64) -> Backlog {
+        let shared = &sink.shared;
+        let feed = shared.feed.as_ref().unwrap();
+        let floor = shared.with_stream("alice", |stream| stream.floor());
+        assert_eq!(
+            floor,
+            seq(1, 19),
+            "a new stream holds what comes after the head"
+        );
+        shared
+            .read_back(feed, "alice", offset, floor)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn exactly_the_users_events_after_the_offset_with_their_positions_as_seq() {
+        let sink = sink(0, 100);
+        let backlog = read_back(&sink, seq(1, 13)).await;
+        assert_eq!(backlog.gap, None);
+        assert_eq!(backlog.through, seq(1, 19));
+        assert_eq!(
+            orderids(&backlog),
+            [
+                format!("alice-14@{}", seq(1, 14)),
+                format!("alice-16@{}", seq(1, 16)),
+                format!("alice-18@{}", seq(1, 18)),
+            ]
+        );
+        // 0 is "from the start of what the log holds".
+        assert_eq!(read_back(&sink, 0).await.events.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn what_the_log_no_longer_holds_is_a_gap_before_the_rest() {
+        let sink = sink(10, 100);
+        let backlog = read_back(&sink, seq(1, 3)).await;
+        let gap = backlog.gap.clone().unwrap();
+        assert_eq!((gap.from_seq, gap.to_seq), (seq(1, 4), seq(1, 9)));
+        assert_eq!(gap.reason, "expired");
+        assert_eq!(backlog.missed, 6, "positions 4..=9");
+        assert_eq!(orderids(&backlog).len(), 5, "alice-10 ..= alice-18");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_replay_limit_the_newest_are_read_back_after_a_gap() {
+        let sink = sink(0, 3);
+        let backlog = read_back(&sink, seq(1, 1)).await;
+        let gap = backlog.gap.clone().unwrap();
+        assert_eq!((gap.from_seq, gap.to_seq), (seq(1, 2), seq(1, 12)));
+        assert_eq!(backlog.missed, 6, "alice-2 ..= alice-12");
+        assert_eq!(orderids(&backlog).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_offset_of_another_partition_was_not_issued_for_this_user() {
+        let sink = sink(0, 100);
+        let backlog = read_back(&sink, seq(0, 5)).await;
+        assert_eq!(backlog.gap.unwrap().reason, "unknown_offset");
+        assert!(backlog.events.is_empty());
+    }
+}
