@@ -268,6 +268,55 @@ fn edge_client(urls: &[String], key: &str, offset: Option<u64>) -> PeerProcess {
     peer
 }
 
+/// A WebSocket client of an edge, authenticated and subscribed to order updates.
+struct OrdersSocket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl OrdersSocket {
+    async fn subscribe(url: &str, key: &str) -> OrdersSocket {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut socket = OrdersSocket(socket);
+        socket
+            .send(json!({"action": "authenticate", "api_key": key}))
+            .await;
+        socket.recv_until(|m| m["type"] == "auth").await;
+        socket.send(json!({"action": "subscribe_orders"})).await;
+        let reply = socket.recv_until(|m| m["type"] == "subscribe_orders").await;
+        assert_eq!(reply["status"], "success", "{reply}");
+        socket
+    }
+
+    async fn send(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        self.0
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                message.to_string(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// The next text message matching `wanted` (30 s at most); every message read is kept.
+    async fn recv_until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.0.next())
+                .await
+                .expect("no matching WebSocket message within 30 s")
+                .expect("the WebSocket closed")
+                .unwrap();
+            if let Ok(text) = message.to_text()
+                && let Ok(value) = serde_json::from_str::<Value>(text)
+                && wanted(&value)
+            {
+                return value;
+            }
+        }
+    }
+}
+
 /// The order ids of the `order_event`s a client received, in order (duplicates kept).
 fn placed(peer: &PeerProcess) -> Vec<String> {
     peer.events()
@@ -328,6 +377,7 @@ async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_ke
     let mut alice_b = edge_client(&urls[1..], &alice, None);
     let mut bob_a = edge_client(&urls[..1], &bob, None);
     let mut bob_b = edge_client(&urls[1..], &bob, None);
+    let mut alice_ws = OrdersSocket::subscribe(&edge_b.ws_url(), &alice).await;
 
     core.wait_for_price(&alice, "NSE", "SBIN").await.unwrap();
     let first = core.place_market_order(&alice, "edge").await.unwrap();
@@ -336,6 +386,13 @@ async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_ke
     let first_seq = wait_for_order(&mut alice_b, &first);
     wait_for_order(&mut bob_a, &bobs);
     wait_for_order(&mut bob_b, &bobs);
+    // subscribe_orders on the edge's WebSocket proxy: Alice's order updates only.
+    let update = alice_ws.recv_until(|m| m["type"] == "order_update").await;
+    assert_eq!(
+        (&update["orderid"], &update["user_id"]),
+        (&json!(first), &json!("admin")),
+        "{update}"
+    );
 
     // Edge A dies; while Alice's client fails over, more of her orders are placed.
     edge_a.signal("KILL", Duration::from_secs(10)).unwrap();

@@ -37,7 +37,9 @@ mod stream;
 pub use config::{ConfigError, ENV_VARS, SocketIoConfig};
 pub use guard::mount;
 pub use handshake::{ConnectRefused, Handshake};
-pub use log::{EventLog, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS};
+pub use log::{
+    EventLog, LogEndFuture, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS,
+};
 pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};
 pub use socketioxide::SocketIo;
 pub use socketioxide::layer::SocketIoLayer;

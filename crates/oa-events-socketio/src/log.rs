@@ -69,6 +69,9 @@ pub struct LogError {
 /// A boxed future returned by [`EventLog::read`].
 pub type LogReadFuture<'a> = Pin<Box<dyn Future<Output = Result<LogRead, LogError>> + Send + 'a>>;
 
+/// A boxed future returned by [`EventLog::end`].
+pub type LogEndFuture<'a> = Pin<Box<dyn Future<Output = Result<i64, LogError>> + Send + 'a>>;
+
 /// The log a Socket.IO layer built with
 /// [`SocketIoSink::fed_by_log`](crate::SocketIoSink::fed_by_log) is fed from.
 pub trait EventLog: Send + Sync + 'static {
@@ -85,6 +88,10 @@ pub trait EventLog: Send + Sync + 'static {
         until: i64,
         limit: usize,
     ) -> LogReadFuture<'a>;
+
+    /// The offset the next record of `partition` gets: a position before it exists even
+    /// when this server has not read it yet.
+    fn end(&self, partition: i32) -> LogEndFuture<'_>;
 }
 
 #[cfg(test)]

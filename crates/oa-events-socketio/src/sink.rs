@@ -353,31 +353,31 @@ impl Shared {
         let user_id: Arc<str> = Arc::from(user.user_id.as_str());
         // A client without an offset gets everything published from now on, including events
         // published between this handshake and its attach.
-        let (offset, read_back_through) = self.with_stream(&user_id, |stream| {
+        let (offset, latest, read_back_through) = self.with_stream(&user_id, |stream| {
             stream.connecting += 1;
             match handshake.offset {
-                None => (stream.latest(), None),
+                None => (stream.latest(), stream.latest(), None),
                 // An edge reads back from the log what its buffer no longer holds.
                 Some(offset) if self.feed.is_some() && offset < stream.floor() => {
-                    (offset, Some(stream.floor()))
+                    (offset, stream.latest(), Some(stream.floor()))
                 }
-                Some(offset) => (offset, None),
+                Some(offset) => (offset, stream.latest(), None),
             }
         });
         let backlog = match (&self.feed, read_back_through) {
-            (Some(feed), Some(through)) => {
-                match self.read_back(feed, &user_id, offset, through).await {
-                    Ok(backlog) => backlog,
-                    Err(error) => {
-                        self.with_stream(&user_id, |stream| {
-                            stream.connecting = stream.connecting.saturating_sub(1);
-                        });
-                        tracing::warn!(%error, user_id = %user_id, offset, "Socket.IO handshake: cannot read back the missed events");
-                        return Err(ConnectRefused::ReplayUnavailable);
-                    }
-                }
+            (Some(feed), _) if offset > latest => self.ahead(feed, &user_id, offset).await,
+            (Some(feed), Some(through)) => self.read_back(feed, &user_id, offset, through).await,
+            _ => Ok(Backlog::default()),
+        };
+        let backlog = match backlog {
+            Ok(backlog) => backlog,
+            Err(error) => {
+                self.with_stream(&user_id, |stream| {
+                    stream.connecting = stream.connecting.saturating_sub(1);
+                });
+                tracing::warn!(%error, user_id = %user_id, offset, "Socket.IO handshake: cannot read back the missed events");
+                return Err(ConnectRefused::ReplayUnavailable);
             }
-            _ => Backlog::default(),
         };
         self.pending.lock().insert(
             sid,
@@ -390,6 +390,19 @@ impl Shared {
             },
         );
         Ok(())
+    }
+
+    /// An offset ahead of everything this edge delivered to the user: a position of the
+    /// user's partition that the log already holds was received from an edge whose consumer
+    /// is further on (skip up to it); anything else was not issued for this user.
+    async fn ahead(&self, feed: &LogFeed, user_id: &str, offset: u64) -> Result<Backlog, LogError> {
+        let partition = feed.log.partition_of(user_id);
+        let asked = LogPosition::from_seq(offset);
+        let ahead = asked.partition == partition && asked.offset < feed.log.end(partition).await?;
+        Ok(Backlog {
+            ahead,
+            ..Backlog::default()
+        })
     }
 
     /// Reads back from the log the user's events after `offset` up to `through` (the floor
@@ -964,7 +977,7 @@ mod read_back_tests {
 
     use super::SocketIoSink;
     use crate::config::SocketIoConfig;
-    use crate::log::{EventLog, LogPosition, LogRead, LogReadFuture};
+    use crate::log::{EventLog, LogEndFuture, LogPosition, LogRead, LogReadFuture};
     use crate::stream::Backlog;
 
     /// Two partitions; alice's events on partition 1, bob's on partition 0; offsets below
@@ -1008,6 +1021,17 @@ mod read_back_tests {
                     left_out_through,
                 })
             })
+        }
+
+        fn end(&self, partition: i32) -> LogEndFuture<'_> {
+            let end = self
+                .records
+                .iter()
+                .filter(|(p, _, _)| *p == partition)
+                .map(|(_, offset, _)| offset + 1)
+                .max()
+                .unwrap_or(0);
+            Box::pin(async move { Ok(end) })
         }
     }
 
@@ -1103,6 +1127,38 @@ mod read_back_tests {
         assert_eq!((gap.from_seq, gap.to_seq), (seq(1, 2), seq(1, 12)));
         assert_eq!(backlog.missed, 6, "alice-2 ..= alice-12");
         assert_eq!(orderids(&backlog).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_offset_ahead_of_this_edge_is_skipped_to_when_the_log_holds_it() {
+        let sink = sink(0, 100);
+        let feed = sink.shared.feed.as_ref().unwrap();
+        // The sink has read nothing of partition 1 past 19 ... as if it were behind.
+        assert!(
+            sink.shared
+                .ahead(feed, "alice", seq(1, 18))
+                .await
+                .unwrap()
+                .ahead
+        );
+        assert!(
+            !sink
+                .shared
+                .ahead(feed, "alice", seq(1, 20))
+                .await
+                .unwrap()
+                .ahead,
+            "past the end"
+        );
+        assert!(
+            !sink
+                .shared
+                .ahead(feed, "alice", seq(0, 5))
+                .await
+                .unwrap()
+                .ahead,
+            "bob's partition"
+        );
     }
 
     #[tokio::test]

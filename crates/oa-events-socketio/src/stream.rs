@@ -184,6 +184,9 @@ pub(crate) struct Backlog {
     pub events: Vec<Replayed>,
     /// Events (at most) the log no longer held.
     pub missed: u64,
+    /// The offset is a log position this server has not read yet (another edge was ahead):
+    /// the socket skips events up to it instead of getting `unknown_offset`.
+    pub ahead: bool,
 }
 
 /// A connected socket of the user and how far it got.
@@ -198,6 +201,9 @@ struct Attached<O> {
     pending_gap: Option<ReplayGap>,
     /// A replay read back from the log, sent before the ring.
     queue: VecDeque<Queued>,
+    /// Ring events up to this `seq` were received elsewhere (an offset ahead of this edge):
+    /// skipped, not sent.
+    skip_through: u64,
     /// Long-polling pacing: start of the current window and packets sent in it.
     window: (Instant, usize),
 }
@@ -450,7 +456,16 @@ impl<O: Outlet> UserStream<O> {
         };
         let mut queue: VecDeque<Queued> = backlog.gap.into_iter().map(Queued::Gap).collect();
         queue.extend(backlog.events.into_iter().map(Queued::Event));
-        let (cursor, pending_gap) = if resume > latest {
+        let ahead = resume > latest && backlog.ahead;
+        let (cursor, pending_gap) = if ahead {
+            (
+                Mark {
+                    ordinal: self.latest_ordinal(),
+                    seq: resume,
+                },
+                None,
+            )
+        } else if resume > latest {
             (
                 Mark {
                     ordinal: self.latest_ordinal(),
@@ -494,6 +509,7 @@ impl<O: Outlet> UserStream<O> {
             cursor_seq: cursor.seq,
             pending_gap,
             queue,
+            skip_through: if ahead { resume } else { 0 },
             window: (Instant::now(), 0),
         });
         report
@@ -617,6 +633,10 @@ impl<O: Outlet> UserStream<O> {
             // Ordinals are contiguous: the ring index of the next event is a subtraction away.
             let start = usize::try_from(socket.cursor + 1 - oldest).unwrap_or(usize::MAX);
             for buffered in ring.range(start.min(ring.len())..) {
+                if buffered.seq <= socket.skip_through {
+                    socket.cursor = buffered.ordinal;
+                    continue;
+                }
                 let (next, result) = send(socket, &mut report, &|outlet| {
                     outlet.emit_raw(buffered.event, &buffered.payload)
                 });
@@ -1076,6 +1096,7 @@ mod tests {
             gap: Some(ReplayGap::expired(11, 19)),
             events: vec![replayed(20), replayed(40)],
             missed: 9,
+            ..Backlog::default()
         };
         let report = stream.attach(socket.clone(), 10, backlog);
         assert_eq!(
@@ -1161,5 +1182,24 @@ mod tests {
             (Some(101), Some(102))
         );
         assert_eq!(socket.seqs(), vec![90, 103, 104, 105, 106, 107]);
+    }
+
+    #[test]
+    fn an_offset_ahead_of_this_edge_skips_what_arrives_up_to_it() {
+        let mut stream: UserStream<TestOutlet> = UserStream::after(100);
+        let now = Instant::now();
+        stream.append_at(&event(0), 110, LIMITS, now).unwrap();
+        // Received 110 and 120 from an edge whose consumer was further on.
+        let socket = TestOutlet::new(1, 100);
+        let backlog = Backlog {
+            ahead: true,
+            ..Backlog::default()
+        };
+        assert_eq!(stream.attach(socket.clone(), 120, backlog).replayable, 0);
+        stream.append_at(&event(1), 120, LIMITS, now).unwrap();
+        stream.append_at(&event(2), 130, LIMITS, now).unwrap();
+        stream.pump(Pace::NONE, now);
+        assert_eq!(socket.seqs(), vec![130], "120 not twice");
+        assert!(socket.gaps().is_empty(), "no unknown_offset");
     }
 }

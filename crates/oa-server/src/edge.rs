@@ -30,7 +30,8 @@ use oa_events_kafka::{
     OrderEventConsumer, PartitionReader, StartPosition, decode_event, partition_for_key,
 };
 use oa_events_socketio::{
-    EventLog, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS, SocketIoSink,
+    EventLog, LogEndFuture, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS,
+    SocketIoSink,
 };
 use serde_json::json;
 
@@ -100,6 +101,18 @@ impl EventLog for KafkaEventLog {
                 left_out,
                 left_out_through,
             })
+        })
+    }
+
+    fn end(&self, partition: i32) -> LogEndFuture<'_> {
+        Box::pin(async move {
+            self.reader
+                .bounds(partition)
+                .await
+                .map(|bounds| bounds.high_watermark)
+                .map_err(|error| LogError {
+                    reason: error.to_string(),
+                })
         })
     }
 }
