@@ -26,8 +26,9 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use oa_events_core::{ApiKeyVerifier, EventPublisher};
 use oa_events_kafka::{
-    AutoOffsetReset, ConsumerMonitor, KafkaConfig, MemoryOffsetStore, OffsetStore,
-    OrderEventConsumer, PartitionReader, StartPosition, decode_event, partition_for_key,
+    AutoOffsetReset, ConsumerMonitor, ConsumerOptions, KafkaConfig, MemoryOffsetStore, OffsetStore,
+    OrderEventConsumer, PartitionReader, StartPosition, TopicConsumer, decode_event,
+    partition_for_key,
 };
 use oa_events_socketio::{
     EventLog, LogEndFuture, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS,
@@ -38,6 +39,11 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::shutdown::Deadline;
 use crate::{http, telemetry};
+
+/// How long one fetch of the edge's consumer waits for new records: brokers such as tansu
+/// wait the whole time, so this bounds the latency the Kafka hop adds when idle (a fetch per
+/// partition every 20 ms is cheap).
+const EDGE_FETCH_MAX_WAIT: Duration = Duration::from_millis(20);
 
 /// How long start-up waits for the order-events topic's partitions and their ends.
 const KAFKA_STARTUP_WAIT: Duration = Duration::from_secs(30);
@@ -290,12 +296,16 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
             .await
             .context("seeding the edge's start offsets")?;
     }
-    let consumer = OrderEventConsumer::start(
-        kafka.clone(),
-        offsets,
-        StartPosition::Stored {
-            otherwise: AutoOffsetReset::Latest,
-        },
+    let consumer = OrderEventConsumer::from_consumer(
+        TopicConsumer::new(kafka.clone(), kafka.order_events_topic.clone(), offsets)
+            .start_at(StartPosition::Stored {
+                otherwise: AutoOffsetReset::Latest,
+            })
+            .with_options(ConsumerOptions {
+                name: "edge order events".to_string(),
+                fetch_max_wait: EDGE_FETCH_MAX_WAIT,
+                ..ConsumerOptions::default()
+            }),
     )
     .context("starting the order-events consumer")?;
     let monitor = consumer.monitor();
