@@ -14,10 +14,12 @@ pub mod pki;
 pub mod postgres;
 mod server;
 pub mod tansu;
+pub mod ticks;
 pub mod tls_proxy;
 pub use events::suite_event_mode;
 pub use peer::{PeerProcess, peer_events};
 pub use server::{TestServer, run_to_exit, server_binary};
+pub use ticks::depth_tick;
 
 /// Calls `attempt` every `interval` until it succeeds and returns its value; after `timeout`
 /// the last error is returned, prefixed with `what` (for example "slots were not freed").

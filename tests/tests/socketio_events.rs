@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use oa_e2e::{PeerProcess, TestServer};
+use oa_e2e::{PeerProcess, TestServer, depth_tick};
+use oa_marketdata_zmq::{Publisher, PublisherOptions};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -434,14 +435,18 @@ async fn sigterm_with_connected_clients_shuts_down_promptly() {
 /// `on_sandbox_order_filled`), so OpenAlgo's web UI refreshes its books when it fills.
 #[tokio::test(flavor = "multi_thread")]
 async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
-    let server = TestServer::start(&[
-        ("ORDER_EVENT_MODE", "SOCKETIO"),
-        ("OA_FEED_SYMBOLS", "NSE:SBIN"),
-        // Two ticks a second: the quote and the two placements below fit between two
-        // ticks even on a loaded machine (at 50 a second they did not, under load 5).
-        ("OA_FEED_TICKS_PER_SECOND", "2"),
-    ])
+    // The test sets every price itself on the bus (no simulated feed), so the resting
+    // order below rests and fills when the test says, however loaded the machine is.
+    let server =
+        TestServer::start(&[("ORDER_EVENT_MODE", "SOCKETIO"), ("OA_FEED", "none")]).unwrap();
+    let mut bus = Publisher::connect_and_wait(
+        &server.addresses["zmq"],
+        PublisherOptions::default(),
+        Duration::from_secs(10),
+    )
     .unwrap();
+    bus.publish(&depth_tick("NSE", "SBIN", 800.0, 799.95, 800.05))
+        .unwrap();
     let key = server.admin_key.clone();
     server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
     let mut client = collector(&server, &key, "websocket", "never");
@@ -504,60 +509,32 @@ async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
         "{update}"
     );
 
-    // A BUY and a SELL limit at the last price: neither crosses the one-tick spread when
-    // placed, and the next tick's price is at or below one limit or at or above the other.
-    // Retried while the price moves between the quote and the placements.
-    let mut ids = Vec::new();
-    for _attempt in 0..10 {
-        let (status, quote) = server
-            .post(
-                "quotes",
-                json!({"apikey": key, "exchange": "NSE", "symbol": "SBIN"}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{quote}");
-        let ltp = quote["data"]["ltp"].as_f64().unwrap().to_string();
-        ids.clear();
-        for action in ["BUY", "SELL"] {
-            let (status, placed) = server
-                .post(
-                    "placeorder",
-                    order("SBIN", action, json!({"pricetype": "LIMIT", "price": ltp})),
-                )
-                .await
-                .unwrap();
-            assert_eq!(status, 200, "{placed}");
-            ids.push(placed["orderid"].as_str().unwrap().to_string());
-        }
-        let mut resting = true;
-        for id in &ids {
-            let (_, status) = server
-                .post_order_id("orderstatus", &key, "e2e", id)
-                .await
-                .unwrap();
-            resting &= status["data"]["order_status"] == "open";
-        }
-        if resting {
-            break;
-        }
-        let (status, cancelled) = server
-            .post("cancelallorder", json!({"apikey": key, "strategy": "e2e"}))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{cancelled}");
-        ids.clear();
-    }
-    assert_eq!(
-        ids.len(),
-        2,
-        "the price never held still for two placements"
-    );
+    // A BUY limit below the ask rests; a tick whose ask reaches it fills it.
+    let (status, placed) = server
+        .post(
+            "placeorder",
+            order(
+                "SBIN",
+                "BUY",
+                json!({"pricetype": "LIMIT", "price": "799.50"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{placed}");
+    let orderid = placed["orderid"].as_str().unwrap().to_string();
+    let (_, resting) = server
+        .post_order_id("orderstatus", &key, "e2e", &orderid)
+        .await
+        .unwrap();
+    assert_eq!(resting["data"]["order_status"], "open", "{resting}");
+    bus.publish(&depth_tick("NSE", "SBIN", 799.4, 799.35, 799.45))
+        .unwrap();
     let filled = client
         .wait_for(WAIT, |line| {
             line["name"] == "order_update"
                 && line["data"]["order_status"] == "complete"
-                && ids.iter().any(|id| line["data"]["orderid"] == *id)
+                && line["data"]["orderid"] == orderid.as_str()
         })
         .unwrap();
     // The tick's fill also emits analyzer_update, after the order_update of that batch.

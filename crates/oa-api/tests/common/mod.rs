@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use oa_api::{Api, ApiConfig, PriceSource, StaticPrices, StaticSymbols};
 use oa_events_core::{Envelope, EventPublisher};
-use oa_marketdata_core::{Depth, DepthLevel, PriceCache, Quote, SymbolMaster, Tick, TickMode};
+use oa_marketdata_core::{PriceCache, SymbolMaster, Tick};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -257,35 +257,7 @@ async fn launch(
     }
 }
 
-/// A tick with last price and a one-level book.
-pub fn depth_tick(exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) -> Tick {
-    let mut tick = Tick::ltp(exchange, symbol, ltp);
-    tick.mode = TickMode::Depth;
-    tick.quote = Some(Quote {
-        open: ltp - 5.0,
-        high: ltp + 10.0,
-        low: ltp - 10.0,
-        close: ltp - 2.0,
-        volume: 1000.0,
-        last_quantity: 5.0,
-        total_buy_quantity: 300.0,
-        total_sell_quantity: 400.0,
-        ..Quote::default()
-    });
-    tick.depth = Some(Depth {
-        buy: vec![DepthLevel {
-            price: bid,
-            quantity: 100.0,
-            orders: 3,
-        }],
-        sell: vec![DepthLevel {
-            price: ask,
-            quantity: 200.0,
-            orders: 4,
-        }],
-    });
-    tick
-}
+pub use oa_e2e::depth_tick;
 
 impl Server {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
