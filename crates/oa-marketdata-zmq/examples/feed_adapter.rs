@@ -14,7 +14,8 @@
 //! cargo run -p oa-marketdata-zmq --example feed_adapter -- --endpoint tcp://127.0.0.1:5555 NSE:SBIN@812.5 NSE:INFY@1500
 //! ```
 //!
-//! Options: `--endpoint` (default `tcp://127.0.0.1:5555`), `--interval-ms` between rounds
+//! Options: `--endpoint` (default `tcp://127.0.0.1:5555`; give it once per bus to feed several,
+//! such as every edge of a cluster, docs/scaling.md), `--interval-ms` between rounds
 //! (default 100), `--count` rounds before exiting (default 0: until killed), then
 //! `EXCHANGE:SYMBOL[@BASE]` instruments (default `NSE:SBIN@812.5`; base price default 100).
 //! Instruments must be in the server's symbol master to reach WebSocket clients.
@@ -40,7 +41,8 @@ struct Instrument {
 /// The command line.
 #[derive(Debug)]
 struct Options {
-    endpoint: String,
+    /// The buses to publish to (every tick goes to each).
+    endpoints: Vec<String>,
     interval: Duration,
     /// Rounds to publish; 0 = until killed.
     count: u64,
@@ -78,7 +80,7 @@ fn parse_instrument(text: &str) -> Result<Instrument, String> {
 
 fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
-        endpoint: "tcp://127.0.0.1:5555".to_string(),
+        endpoints: Vec::new(),
         interval: Duration::from_millis(100),
         count: 0,
         instruments: Vec::new(),
@@ -87,7 +89,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> 
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--endpoint" => options.endpoint = value("--endpoint")?,
+            "--endpoint" => options.endpoints.push(value("--endpoint")?),
             "--interval-ms" => {
                 let text = value("--interval-ms")?;
                 let millis: u64 = text.parse().map_err(|_| {
@@ -110,6 +112,9 @@ fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> 
             }
             instrument => options.instruments.push(parse_instrument(instrument)?),
         }
+    }
+    if options.endpoints.is_empty() {
+        options.endpoints.push("tcp://127.0.0.1:5555".to_string());
     }
     if options.instruments.is_empty() {
         options
@@ -140,15 +145,16 @@ fn tick(instrument: &Instrument, round: u64) -> Tick {
 
 fn run(options: &Options) -> Result<(), oa_marketdata_zmq::BusError> {
     // Waits for the bus's subscription: no tick is lost to ZeroMQ's slow-joiner window.
-    let mut publisher = Publisher::connect_and_wait(
-        &options.endpoint,
+    let endpoints: Vec<&str> = options.endpoints.iter().map(String::as_str).collect();
+    let mut publisher = Publisher::connect_all_and_wait(
+        &endpoints,
         PublisherOptions::default(),
         CONNECT_TIMEOUT,
     )?;
     println!(
         "publishing {} instrument(s) to {} every {:?}",
         options.instruments.len(),
-        options.endpoint,
+        options.endpoints.join(", "),
         options.interval
     );
     let mut round = 0u64;

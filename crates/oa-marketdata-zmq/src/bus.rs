@@ -104,6 +104,9 @@ pub enum BusError {
         /// The ZeroMQ error.
         source: zmq::Error,
     },
+    /// A publisher was given no endpoint to connect to.
+    #[error("a publisher needs at least one bus endpoint (tcp://host:port)")]
+    NoEndpoint,
     /// Connecting a PUB socket failed.
     #[error("cannot connect a publisher to {endpoint}: {source}")]
     Connect {
@@ -617,19 +620,21 @@ impl Default for PublisherOptions {
     }
 }
 
-/// A PUB socket connected to the bus: what a feed adapter (in this process or another) uses
-/// to publish ticks. `Send`, not `Sync`: keep it on one thread.
+/// A PUB socket connected to one bus or several: what a feed adapter (in this process or
+/// another) uses to publish ticks. Connected to several buses (the core's and every edge's
+/// in a cluster, docs/scaling.md), it sends each tick to all of them: ZeroMQ's PUB fans out
+/// to every connected peer. `Send`, not `Sync`: keep it on one thread.
 pub struct Publisher {
     socket: zmq::Socket,
     context: zmq::Context,
-    endpoint: String,
+    endpoints: Vec<String>,
     buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("endpoint", &self.endpoint)
+            .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -639,24 +644,15 @@ impl Publisher {
     /// background: ticks published before the connection completes are lost, see
     /// [`Publisher::connect_and_wait`].
     pub fn connect(endpoint: &str, options: PublisherOptions) -> Result<Self, BusError> {
-        let context = zmq::Context::new();
-        let socket = context.socket(zmq::PUB).map_err(setup("create PUB"))?;
-        socket.set_sndhwm(options.sndhwm).map_err(setup("SNDHWM"))?;
-        socket
-            .set_linger(linger_ms(options.linger))
-            .map_err(setup("LINGER"))?;
-        socket
-            .connect(endpoint)
-            .map_err(|source| BusError::Connect {
-                endpoint: endpoint.to_string(),
-                source,
-            })?;
-        Ok(Publisher {
-            socket,
-            context,
-            endpoint: endpoint.to_string(),
-            buffer: Vec::with_capacity(1024),
-        })
+        Publisher::connect_all(&[endpoint], options)
+    }
+
+    /// [`Publisher::connect`] to every endpoint of `endpoints` (at least one): each tick
+    /// goes to all of them.
+    pub fn connect_all(endpoints: &[&str], options: PublisherOptions) -> Result<Self, BusError> {
+        let (context, socket) = Publisher::socket(zmq::PUB, options)?;
+        Publisher::connect_each(&socket, endpoints)?;
+        Ok(Publisher::new(context, socket, endpoints))
     }
 
     /// Connects and waits until the bus's subscription arrived, so that no tick published
@@ -667,55 +663,92 @@ impl Publisher {
         options: PublisherOptions,
         timeout: Duration,
     ) -> Result<Self, BusError> {
-        let context = zmq::Context::new();
-        // An XPUB is a PUB that also reads its subscribers' subscriptions: seeing the bus's
-        // subscription proves that ticks published from now on are delivered.
-        let socket = context.socket(zmq::XPUB).map_err(setup("create XPUB"))?;
-        socket.set_sndhwm(options.sndhwm).map_err(setup("SNDHWM"))?;
-        socket
-            .set_linger(linger_ms(options.linger))
-            .map_err(setup("LINGER"))?;
+        Publisher::connect_all_and_wait(&[endpoint], options, timeout)
+    }
+
+    /// [`Publisher::connect_and_wait`] to every endpoint of `endpoints` (at least one): waits
+    /// until every bus subscribed.
+    pub fn connect_all_and_wait(
+        endpoints: &[&str],
+        options: PublisherOptions,
+        timeout: Duration,
+    ) -> Result<Self, BusError> {
+        // An XPUB is a PUB that also reads its subscribers' subscriptions: seeing each bus's
+        // subscription proves that ticks published from now on are delivered to it.
+        let (context, socket) = Publisher::socket(zmq::XPUB, options)?;
+        // Pass every subscription up, not only the first of each prefix: each bus subscribes
+        // to everything once, so one subscription arrives per connected bus.
+        socket.set_xpub_verbose(true).map_err(setup("XPUB_VERBOSE"))?;
         let wait_ms = i32::try_from(timeout.as_millis())
             .unwrap_or(i32::MAX)
             .max(1);
         socket.set_rcvtimeo(wait_ms).map_err(setup("RCVTIMEO"))?;
-        socket
-            .connect(endpoint)
-            .map_err(|source| BusError::Connect {
-                endpoint: endpoint.to_string(),
-                source,
-            })?;
+        Publisher::connect_each(&socket, endpoints)?;
+        let timed_out = || BusError::ConnectTimeout {
+            endpoint: endpoints.join(", "),
+            timeout,
+        };
         let deadline = std::time::Instant::now() + timeout;
-        loop {
+        let mut subscribed = 0;
+        while subscribed < endpoints.len() {
             match socket.recv_bytes(0) {
                 // 0x01 + prefix: a subscription (the bus subscribes to everything).
-                Ok(message) if message.first() == Some(&1) => break,
+                Ok(message) if message.first() == Some(&1) => subscribed += 1,
                 Ok(_) => {}
-                Err(_) => {
-                    return Err(BusError::ConnectTimeout {
-                        endpoint: endpoint.to_string(),
-                        timeout,
-                    });
-                }
+                Err(_) => return Err(timed_out()),
             }
-            if std::time::Instant::now() >= deadline {
-                return Err(BusError::ConnectTimeout {
-                    endpoint: endpoint.to_string(),
-                    timeout,
-                });
+            if subscribed < endpoints.len() && std::time::Instant::now() >= deadline {
+                return Err(timed_out());
             }
         }
-        Ok(Publisher {
-            socket,
-            context,
-            endpoint: endpoint.to_string(),
-            buffer: Vec::with_capacity(1024),
-        })
+        Ok(Publisher::new(context, socket, endpoints))
     }
 
-    /// The endpoint this publisher connects to.
+    fn socket(
+        kind: zmq::SocketType,
+        options: PublisherOptions,
+    ) -> Result<(zmq::Context, zmq::Socket), BusError> {
+        let context = zmq::Context::new();
+        let socket = context.socket(kind).map_err(setup("create PUB"))?;
+        socket.set_sndhwm(options.sndhwm).map_err(setup("SNDHWM"))?;
+        socket
+            .set_linger(linger_ms(options.linger))
+            .map_err(setup("LINGER"))?;
+        Ok((context, socket))
+    }
+
+    fn connect_each(socket: &zmq::Socket, endpoints: &[&str]) -> Result<(), BusError> {
+        if endpoints.is_empty() {
+            return Err(BusError::NoEndpoint);
+        }
+        for endpoint in endpoints {
+            socket
+                .connect(endpoint)
+                .map_err(|source| BusError::Connect {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn new(context: zmq::Context, socket: zmq::Socket, endpoints: &[&str]) -> Publisher {
+        Publisher {
+            socket,
+            context,
+            endpoints: endpoints.iter().map(|endpoint| endpoint.to_string()).collect(),
+            buffer: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The (first) endpoint this publisher connects to.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        self.endpoints.first().map_or("", String::as_str)
+    }
+
+    /// Every endpoint this publisher connects to.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 
     /// Publishes a tick under its topic `{EXCHANGE}_{SYMBOL}_{MODE}`.

@@ -293,3 +293,35 @@ async fn a_second_bus_on_the_same_port_fails_with_a_clear_error() {
     assert!(error.to_string().contains(&port.to_string()), "{error}");
     h.md.shutdown().await;
 }
+
+/// A feed adapter feeding several buses (a cluster's edges, docs/scaling.md): one
+/// `Publisher` connected to two market-data services delivers every tick to the clients of
+/// both, and `connect_all_and_wait` returns only once both buses subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_feeds_every_bus_it_connects_to() {
+    let (a, b) = (common::start_default().await, common::start_default().await);
+    let mut on_a = Client::authenticated(&a.ws_url(), KEY_ALICE).await;
+    on_a.subscribe("NSE", "SBIN", json!(1)).await;
+    let mut on_b = Client::authenticated(&b.ws_url(), KEY_ALICE).await;
+    on_b.subscribe("NSE", "SBIN", json!(1)).await;
+    let mut publisher = oa_marketdata_zmq::Publisher::connect_all_and_wait(
+        &[a.md.zmq_endpoint(), b.md.zmq_endpoint()],
+        oa_marketdata_zmq::PublisherOptions::default(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(publisher.endpoints().len(), 2);
+    publisher.publish(&Tick::ltp("NSE", "SBIN", 901.25)).unwrap();
+    for client in [&mut on_a, &mut on_b] {
+        let m = client
+            .recv_until(|m| m["type"] == "market_data" && m["data"]["ltp"] == 901.25)
+            .await;
+        assert_eq!(m["symbol"], "SBIN", "{m}");
+    }
+    let no_bus = oa_marketdata_zmq::Publisher::connect_all(
+        &[],
+        oa_marketdata_zmq::PublisherOptions::default(),
+    )
+    .unwrap_err();
+    assert!(no_bus.to_string().contains("at least one bus endpoint"), "{no_bus}");
+}
