@@ -146,11 +146,8 @@ fn tick(instrument: &Instrument, round: u64) -> Tick {
 fn run(options: &Options) -> Result<(), oa_marketdata_zmq::BusError> {
     // Waits for the bus's subscription: no tick is lost to ZeroMQ's slow-joiner window.
     let endpoints: Vec<&str> = options.endpoints.iter().map(String::as_str).collect();
-    let mut publisher = Publisher::connect_all_and_wait(
-        &endpoints,
-        PublisherOptions::default(),
-        CONNECT_TIMEOUT,
-    )?;
+    let mut publisher =
+        Publisher::connect_all_and_wait(&endpoints, PublisherOptions::default(), CONNECT_TIMEOUT)?;
     println!(
         "publishing {} instrument(s) to {} every {:?}",
         options.instruments.len(),

@@ -678,7 +678,9 @@ impl Publisher {
         let (context, socket) = Publisher::socket(zmq::XPUB, options)?;
         // Pass every subscription up, not only the first of each prefix: each bus subscribes
         // to everything once, so one subscription arrives per connected bus.
-        socket.set_xpub_verbose(true).map_err(setup("XPUB_VERBOSE"))?;
+        socket
+            .set_xpub_verbose(true)
+            .map_err(setup("XPUB_VERBOSE"))?;
         let wait_ms = i32::try_from(timeout.as_millis())
             .unwrap_or(i32::MAX)
             .max(1);
@@ -736,7 +738,10 @@ impl Publisher {
         Publisher {
             socket,
             context,
-            endpoints: endpoints.iter().map(|endpoint| endpoint.to_string()).collect(),
+            endpoints: endpoints
+                .iter()
+                .map(|endpoint| endpoint.to_string())
+                .collect(),
             buffer: Vec::with_capacity(1024),
         }
     }

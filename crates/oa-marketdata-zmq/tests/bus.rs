@@ -311,7 +311,9 @@ async fn one_publisher_feeds_every_bus_it_connects_to() {
     )
     .unwrap();
     assert_eq!(publisher.endpoints().len(), 2);
-    publisher.publish(&Tick::ltp("NSE", "SBIN", 901.25)).unwrap();
+    publisher
+        .publish(&Tick::ltp("NSE", "SBIN", 901.25))
+        .unwrap();
     for client in [&mut on_a, &mut on_b] {
         let m = client
             .recv_until(|m| m["type"] == "market_data" && m["data"]["ltp"] == 901.25)
@@ -323,5 +325,8 @@ async fn one_publisher_feeds_every_bus_it_connects_to() {
         oa_marketdata_zmq::PublisherOptions::default(),
     )
     .unwrap_err();
-    assert!(no_bus.to_string().contains("at least one bus endpoint"), "{no_bus}");
+    assert!(
+        no_bus.to_string().contains("at least one bus endpoint"),
+        "{no_bus}"
+    );
 }
