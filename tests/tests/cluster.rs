@@ -378,6 +378,7 @@ async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_ke
     let mut bob_a = edge_client(&urls[..1], &bob, None);
     let mut bob_b = edge_client(&urls[1..], &bob, None);
     let mut alice_ws = OrdersSocket::subscribe(&edge_b.ws_url(), &alice).await;
+    let mut bob_ws = OrdersSocket::subscribe(&edge_b.ws_url(), &bob).await;
 
     core.wait_for_price(&alice, "NSE", "SBIN").await.unwrap();
     let first = core.place_market_order(&alice, "edge").await.unwrap();
@@ -391,6 +392,13 @@ async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_ke
     assert_eq!(
         (&update["orderid"], &update["user_id"]),
         (&json!(first), &json!("admin")),
+        "{update}"
+    );
+    // The control: Bob's socket on the same edge gets Bob's update.
+    let update = bob_ws.recv_until(|m| m["type"] == "order_update").await;
+    assert_eq!(
+        (&update["orderid"], &update["user_id"]),
+        (&json!(bobs), &json!("bob")),
         "{update}"
     );
 
@@ -411,6 +419,13 @@ async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_ke
         "exactly what it missed, once, in order"
     );
     wait_for_order(&mut alice_b, &third);
+    // Alice's WebSocket saw her later orders and never Bob's (placed before them).
+    alice_ws
+        .recv_until(|m| {
+            assert_ne!(m["orderid"], json!(bobs), "Bob's order reached Alice: {m}");
+            m["type"] == "order_update" && m["orderid"] == json!(third)
+        })
+        .await;
     assert_eq!(
         placed(&alice_b),
         [first.as_str(), second.as_str(), third.as_str()]
