@@ -618,47 +618,16 @@ impl OrderService {
             });
             remaining -= quantity;
         }
-        let (symbol, side, exchange, pricetype, product) = (
-            order.symbol.clone(),
-            order.action,
-            order.exchange,
-            order.pricetype,
-            order.product,
-        );
         // upstream subscribers/socketio_subscriber.py `on_split_completed`.
-        let summary = move |outcomes: &BatchOutcome| {
-            let (successful, total) = successes(outcomes);
-            OrderEvent {
-                symbol: symbol.clone(),
-                action: side.as_str().to_string(),
-                orderid: format!("{successful}/{total} orders"),
-                exchange: exchange.as_str().to_string(),
-                price_type: pricetype.as_str().to_string(),
-                product_type: product.as_str().to_string(),
-                mode: "live".to_string(),
-                batch_order: Some(true),
-                is_last_order: Some(true),
-                multiorder_summary: None,
-                successful_legs: None,
-                failed_legs: None,
-            }
-        };
+        let summary_order = order.clone();
+        let summary = move |outcomes: &BatchOutcome| batch_summary_event(&summary_order, outcomes);
         let quantities: Vec<f64> = children.iter().map(|child| child.quantity).collect();
         let (split_size, total) = (request.splitsize, order.quantity);
         let mode = action.mode;
         let respond = move |outcomes: &BatchOutcome| Split {
             split_size: Quantity(split_size),
             total_quantity: Quantity(total),
-            results: outcomes
-                .iter()
-                .zip(&quantities)
-                .enumerate()
-                .map(|(index, (result, quantity))| SplitResult {
-                    order_num: index + 1,
-                    quantity: Quantity(*quantity),
-                    outcome: item_outcome(result, mode),
-                })
-                .collect(),
+            results: split_results(outcomes, &quantities, mode),
         };
         self.place_batch(
             user_id,
@@ -713,6 +682,44 @@ impl OrderService {
 }
 
 /// How many orders of a batch succeeded, and how many there were.
+/// The summary `order_event` of a split as upstream emits it: the order's fields and
+/// `"<successful>/<total> orders"` as its `orderid`.
+pub(super) fn batch_summary_event(order: &OrderFields, outcomes: &BatchOutcome) -> OrderEvent {
+    let (successful, total) = successes(outcomes);
+    OrderEvent {
+        symbol: order.symbol.clone(),
+        action: order.action.as_str().to_string(),
+        orderid: format!("{successful}/{total} orders"),
+        exchange: order.exchange.as_str().to_string(),
+        price_type: order.pricetype.as_str().to_string(),
+        product_type: order.product.as_str().to_string(),
+        mode: "live".to_string(),
+        batch_order: Some(true),
+        is_last_order: Some(true),
+        multiorder_summary: None,
+        successful_legs: None,
+        failed_legs: None,
+    }
+}
+
+/// Each child of a split: its number (from 1), quantity and outcome.
+pub(super) fn split_results(
+    outcomes: &BatchOutcome,
+    quantities: &[f64],
+    mode: AccountMode,
+) -> Vec<SplitResult> {
+    outcomes
+        .iter()
+        .zip(quantities)
+        .enumerate()
+        .map(|(index, (result, quantity))| SplitResult {
+            order_num: index + 1,
+            quantity: Quantity(*quantity),
+            outcome: item_outcome(result, mode),
+        })
+        .collect()
+}
+
 pub(super) fn successes(outcomes: &BatchOutcome) -> (usize, usize) {
     let successful = outcomes
         .iter()

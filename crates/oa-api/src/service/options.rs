@@ -10,7 +10,7 @@ use oa_events_core::catalog::OrderEvent;
 use oa_events_core::number::Quantity;
 use serde::Serialize;
 
-use super::actions::{item_outcome, successes};
+use super::actions::{batch_summary_event, item_outcome, split_results};
 use super::{ActionLog, OrderService, Result};
 use crate::broker::BatchOutcome;
 use crate::requests::OrderFields;
@@ -195,23 +195,7 @@ impl OrderService {
         let mode = self.mode(user_id);
         let summary_order = order.clone();
         // upstream subscribers/socketio_subscriber.py `on_options_completed`.
-        let summary = move |outcomes: &BatchOutcome| {
-            let (successful, total) = successes(outcomes);
-            OrderEvent {
-                symbol: summary_order.symbol.clone(),
-                action: summary_order.action.as_str().to_string(),
-                orderid: format!("{successful}/{total} orders"),
-                exchange: summary_order.exchange.as_str().to_string(),
-                price_type: summary_order.pricetype.as_str().to_string(),
-                product_type: summary_order.product.as_str().to_string(),
-                mode: "live".to_string(),
-                batch_order: Some(true),
-                is_last_order: Some(true),
-                multiorder_summary: None,
-                successful_legs: None,
-                failed_legs: None,
-            }
-        };
+        let summary = move |outcomes: &BatchOutcome| batch_summary_event(&summary_order, outcomes);
         let (symbol, exchange, total) = (
             order.symbol.clone(),
             order.exchange.as_str().to_string(),
@@ -227,16 +211,7 @@ impl OrderService {
             option_type: head.option_type,
             total_quantity: Quantity(total),
             split_size: splitsize,
-            results: outcomes
-                .iter()
-                .zip(&quantities)
-                .enumerate()
-                .map(|(index, (result, quantity))| SplitResult {
-                    order_num: index + 1,
-                    quantity: Quantity(*quantity),
-                    outcome: item_outcome(result, mode),
-                })
-                .collect(),
+            results: split_results(outcomes, &quantities, mode),
         };
         self.place_batch(user_id, strategy, children, action, respond, summary)
             .await
