@@ -10,12 +10,21 @@ use anyhow::{Context, bail};
 use crate::events::EventRoute;
 use crate::workspace_root;
 
-/// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides). The first call in a test
-/// process runs `cargo build -p oa-server` (a no-op when it is up to date), so a plain
-/// `cargo test` never runs a stale binary; `cargo xtask test` builds it first.
+/// Path of the `oa-server` binary (`OA_SERVER_BIN` overrides; a relative path is read from
+/// the workspace root, where `cargo test` is typed, not from the test's own folder). The
+/// first call in a test process runs `cargo build -p oa-server` (a no-op when it is up to
+/// date), so a plain `cargo test` never runs a stale binary; `cargo xtask test` builds it
+/// first.
 pub fn server_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("OA_SERVER_BIN") {
-        return Ok(PathBuf::from(path));
+        let binary = workspace_root().join(path);
+        anyhow::ensure!(
+            binary.is_file(),
+            "OA_SERVER_BIN={} is not a file (relative paths are read from {})",
+            binary.display(),
+            workspace_root().display()
+        );
+        return Ok(binary);
     }
     // Test executables live in target/<profile>/deps; the binary in target/<profile>.
     let exe = std::env::current_exe().context("locating the test executable")?;
