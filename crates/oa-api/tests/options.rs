@@ -816,3 +816,39 @@ async fn the_official_sdk_calls_the_option_functions() {
         .collect();
     assert_eq!(symbols_placed, [json!(expected["atm_ce"]), json!("NIFTY")]);
 }
+
+/// The list bounds: 51 symbols to multioptiongreeks and 21 legs to optionsmultiorder are
+/// refused with a 400 naming the field and the limit, and no leg is placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_symbol_and_leg_lists_are_refused_by_name() {
+    let (server, symbols) = start().await;
+    let market = price_market(&server, &symbols);
+    let symbol = json!({"symbol": market.symbol(market.atm, OptionKind::Call), "exchange": "NFO"});
+    let (status, body) = server
+        .call("multioptiongreeks", json!({"symbols": vec![symbol; 51]}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("symbols") && message.contains("at most 50"),
+        "{body}"
+    );
+
+    let leg = json!({"offset": "ATM", "option_type": "CE", "action": "BUY", "quantity": 75});
+    let (status, body) = server
+        .call(
+            "optionsmultiorder",
+            json!({"strategy": "flood", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+                   "expiry_date": market.expiry, "legs": vec![leg; 21]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("legs") && message.contains("1 to 20"),
+        "{body}"
+    );
+    let (status, book) = server.call("orderbook", json!({})).await;
+    assert_eq!(status, 200, "{book}");
+    assert_eq!(book["data"]["orders"], json!([]), "nothing placed: {book}");
+}
