@@ -24,6 +24,7 @@ pub mod number;
 pub mod publisher;
 pub mod schema;
 pub mod sink;
+pub mod spelling;
 
 pub use auth::{ApiKeyVerifier, AuthenticatedUser, VerifierError};
 pub use catalog::{Audience, CatalogEvent, EventPayload};

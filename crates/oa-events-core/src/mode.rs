@@ -1,44 +1,36 @@
 //! Which transports carry order events: `ORDER_EVENT_MODE`.
 
-use std::fmt;
 use std::str::FromStr;
 
 /// The environment variable that selects the event mode.
 pub const ORDER_EVENT_MODE_VAR: &str = "ORDER_EVENT_MODE";
 
-/// Where order events and notifications are published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub enum EventMode {
-    /// Socket.IO clients only (OpenAlgo's default).
-    #[default]
-    SocketIo,
-    /// Kafka only (plus the inbound ESB consumer).
-    Kafka,
-    /// Both Socket.IO and Kafka: useful while migrating consumers.
-    Both,
+crate::spelled_enum! {
+    /// Where order events and notifications are published.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+    pub enum EventMode {
+        /// Socket.IO clients only (OpenAlgo's default).
+        #[default]
+        SocketIo = "SOCKETIO",
+        /// Kafka only (plus the inbound ESB consumer).
+        Kafka = "KAFKA",
+        /// Both Socket.IO and Kafka: useful while migrating consumers.
+        Both = "BOTH",
+    }
 }
 
 /// An `ORDER_EVENT_MODE` value that is not one of the allowed ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{ORDER_EVENT_MODE_VAR}={value:?} is not valid; allowed values: SOCKETIO, KAFKA, BOTH")]
+#[error(
+    "{ORDER_EVENT_MODE_VAR}={value:?} is not valid; allowed values: {}",
+    EventMode::ALLOWED
+)]
 pub struct InvalidEventMode {
     /// The rejected value, as given.
     pub value: String,
 }
 
 impl EventMode {
-    /// Every mode, in documentation order.
-    pub const ALL: [EventMode; 3] = [EventMode::SocketIo, EventMode::Kafka, EventMode::Both];
-
-    /// The canonical spelling (`SOCKETIO`, `KAFKA`, `BOTH`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventMode::SocketIo => "SOCKETIO",
-            EventMode::Kafka => "KAFKA",
-            EventMode::Both => "BOTH",
-        }
-    }
-
     /// Whether events go to Socket.IO clients in this mode.
     pub fn uses_socketio(self) -> bool {
         matches!(self, EventMode::SocketIo | EventMode::Both)
@@ -55,20 +47,9 @@ impl FromStr for EventMode {
 
     /// Parses a mode case-insensitively, ignoring surrounding white space.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_uppercase().as_str() {
-            "SOCKETIO" => Ok(EventMode::SocketIo),
-            "KAFKA" => Ok(EventMode::Kafka),
-            "BOTH" => Ok(EventMode::Both),
-            _ => Err(InvalidEventMode {
-                value: value.to_string(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for EventMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        EventMode::from_spelling(value).ok_or_else(|| InvalidEventMode {
+            value: value.to_string(),
+        })
     }
 }
 

@@ -21,40 +21,28 @@ pub const DEFAULT_ESB_EVENTS_TOPIC: &str = "from_esb_order_events";
 /// Default of `KAFKA_CONSUMER_GROUP`.
 pub const DEFAULT_CONSUMER_GROUP: &str = "openalgo-order-consumer";
 
-/// Record-batch compression (`KAFKA_PRODUCER_COMPRESSION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// `none`.
-    None,
-    /// `gzip`.
-    Gzip,
-    /// `snappy` (upstream OpenAlgo's default; tansu 0.6 stores snappy batches it then
-    /// cannot serve, see docs/kafka.md).
-    Snappy,
-    /// `lz4` (the default: fast, and read by every Kafka client and broker oa is tested with).
-    #[default]
-    Lz4,
-    /// `zstd`.
-    Zstd,
+oa_events_core::spelled_enum! {
+    /// Record-batch compression (`KAFKA_PRODUCER_COMPRESSION`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Compression {
+        /// `none`.
+        None = "none",
+        /// `gzip`.
+        Gzip = "gzip",
+        /// `snappy` (upstream OpenAlgo's default; tansu 0.6 stores snappy batches it then
+        /// cannot serve, see docs/kafka.md).
+        Snappy = "snappy",
+        /// `lz4` (the default: fast, and read by every Kafka client and broker oa is tested with).
+        #[default]
+        Lz4 = "lz4",
+        /// `zstd`.
+        Zstd = "zstd",
+    }
 }
 
 impl Compression {
-    /// Every accepted spelling, for error messages.
-    pub const ALLOWED: &'static str = "none, gzip, snappy, lz4, zstd";
-
     /// The default of `KAFKA_PRODUCER_COMPRESSION`, as its setting name.
     pub const DEFAULT_NAME: &'static str = "lz4";
-
-    /// The lower-case name used in settings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
 
     pub(crate) fn to_rskafka(self) -> rskafka::client::partition::Compression {
         use rskafka::client::partition::Compression as C;
@@ -68,24 +56,16 @@ impl Compression {
     }
 }
 
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for Compression {
     type Err = String;
 
+    /// An empty value means `none`.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "none" | "" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            "snappy" => Ok(Compression::Snappy),
-            "lz4" => Ok(Compression::Lz4),
-            "zstd" => Ok(Compression::Zstd),
-            _ => Err(format!("allowed values: {}", Compression::ALLOWED)),
+        if value.trim().is_empty() {
+            return Ok(Compression::None);
         }
+        Compression::from_spelling(value)
+            .ok_or_else(|| format!("allowed values: {}", Compression::ALLOWED))
     }
 }
 
@@ -127,27 +107,15 @@ impl FromStr for Acks {
     }
 }
 
-/// Where a consumer starts when it has no stored offset (`KAFKA_CONSUMER_AUTO_OFFSET_RESET`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AutoOffsetReset {
-    /// The oldest record still kept.
-    Earliest,
-    /// Only records produced from now on (the default, as upstream).
-    #[default]
-    Latest,
-}
-
-impl AutoOffsetReset {
-    /// Every accepted spelling, for error messages.
-    pub const ALLOWED: &'static str = "earliest, latest";
-}
-
-impl fmt::Display for AutoOffsetReset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AutoOffsetReset::Earliest => "earliest",
-            AutoOffsetReset::Latest => "latest",
-        })
+oa_events_core::spelled_enum! {
+    /// Where a consumer starts when it has no stored offset (`KAFKA_CONSUMER_AUTO_OFFSET_RESET`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum AutoOffsetReset {
+        /// The oldest record still kept.
+        Earliest = "earliest",
+        /// Only records produced from now on (the default, as upstream).
+        #[default]
+        Latest = "latest",
     }
 }
 
@@ -155,11 +123,8 @@ impl FromStr for AutoOffsetReset {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "earliest" => Ok(AutoOffsetReset::Earliest),
-            "latest" => Ok(AutoOffsetReset::Latest),
-            _ => Err(format!("allowed values: {}", AutoOffsetReset::ALLOWED)),
-        }
+        AutoOffsetReset::from_spelling(value)
+            .ok_or_else(|| format!("allowed values: {}", AutoOffsetReset::ALLOWED))
     }
 }
 

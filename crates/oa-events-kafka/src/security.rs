@@ -28,24 +28,23 @@ use oa_events_core::EnvVar;
 
 use crate::error::ConfigError;
 
-/// `KAFKA_SECURITY_PROTOCOL`: how connections to the brokers are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SecurityProtocol {
-    /// `PLAINTEXT`: no encryption, no login (the default; local and trusted networks only).
-    #[default]
-    Plaintext,
-    /// `SSL`: TLS, optionally with a client certificate (mutual TLS).
-    Ssl,
-    /// `SASL_PLAINTEXT`: a SASL login over an unencrypted connection.
-    SaslPlaintext,
-    /// `SASL_SSL`: a SASL login over TLS (Confluent Cloud, MSK, Aiven, ...).
-    SaslSsl,
+oa_events_core::spelled_enum! {
+    /// `KAFKA_SECURITY_PROTOCOL`: how connections to the brokers are made.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum SecurityProtocol {
+        /// `PLAINTEXT`: no encryption, no login (the default; local and trusted networks only).
+        #[default]
+        Plaintext = "PLAINTEXT",
+        /// `SSL`: TLS, optionally with a client certificate (mutual TLS).
+        Ssl = "SSL",
+        /// `SASL_PLAINTEXT`: a SASL login over an unencrypted connection.
+        SaslPlaintext = "SASL_PLAINTEXT",
+        /// `SASL_SSL`: a SASL login over TLS (Confluent Cloud, MSK, Aiven, ...).
+        SaslSsl = "SASL_SSL",
+    }
 }
 
 impl SecurityProtocol {
-    /// Every accepted spelling, for error messages.
-    pub const ALLOWED: &'static str = "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL";
-
     /// True for `SSL` and `SASL_SSL`.
     pub fn uses_tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
@@ -58,79 +57,37 @@ impl SecurityProtocol {
             SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
         )
     }
-
-    /// The upper-case name used in settings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-}
-
-impl fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl FromStr for SecurityProtocol {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_uppercase().as_str() {
-            "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
-            "SSL" => Ok(SecurityProtocol::Ssl),
-            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
-            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
-            _ => Err(format!("allowed values: {}", SecurityProtocol::ALLOWED)),
-        }
+        SecurityProtocol::from_spelling(value)
+            .ok_or_else(|| format!("allowed values: {}", SecurityProtocol::ALLOWED))
     }
 }
 
-/// `KAFKA_SASL_MECHANISM`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaslMechanism {
-    /// `PLAIN`: the password travels as is (use it over TLS only).
-    Plain,
-    /// `SCRAM-SHA-256`.
-    ScramSha256,
-    /// `SCRAM-SHA-512`.
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    /// Every accepted spelling, for error messages.
-    pub const ALLOWED: &'static str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512";
-
-    /// The mechanism's name as Kafka spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-}
-
-impl fmt::Display for SaslMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+oa_events_core::spelled_enum! {
+    /// `KAFKA_SASL_MECHANISM`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SaslMechanism {
+        /// `PLAIN`: the password travels as is (use it over TLS only).
+        Plain = "PLAIN",
+        /// `SCRAM-SHA-256`.
+        ScramSha256 = "SCRAM-SHA-256",
+        /// `SCRAM-SHA-512`.
+        ScramSha512 = "SCRAM-SHA-512",
     }
 }
 
 impl FromStr for SaslMechanism {
     type Err = String;
 
+    /// Also accepts `_` for `-` (`SCRAM_SHA_256`), as some clients spell it.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_uppercase().replace('_', "-").as_str() {
-            "PLAIN" => Ok(SaslMechanism::Plain),
-            "SCRAM-SHA-256" => Ok(SaslMechanism::ScramSha256),
-            "SCRAM-SHA-512" => Ok(SaslMechanism::ScramSha512),
-            _ => Err(format!("allowed values: {}", SaslMechanism::ALLOWED)),
-        }
+        SaslMechanism::from_spelling(&value.replace('_', "-"))
+            .ok_or_else(|| format!("allowed values: {}", SaslMechanism::ALLOWED))
     }
 }
 
