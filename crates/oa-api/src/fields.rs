@@ -63,6 +63,12 @@ impl Fields {
         })
     }
 
+    /// Checks that every key is in one of `groups` (lists shared by several endpoints);
+    /// an error lists the allowed fields in group order.
+    pub fn in_groups(map: Map<String, Value>, groups: &[&[&str]]) -> Result<Fields> {
+        Fields::new(map, &groups.concat())
+    }
+
     /// Reads a nested object (an item of an array), checking its keys.
     pub fn nested(value: &Value, path: &str, allowed: &[&str]) -> Result<Fields> {
         match value {

@@ -141,12 +141,8 @@ pub const BASKET_ITEM_FIELDS: &[&str] = &[
     "disclosed_quantity",
 ];
 
-/// Fields of splitorder.
-pub const SPLIT_ORDER_FIELDS: &[&str] = &[
-    "apikey",
-    "strategy",
-    "exchange",
-    "symbol",
+/// The order terms of a split (splitorder, optionsorder), after what names the instrument.
+pub const SPLIT_TERM_FIELDS: &[&str] = &[
     "action",
     "quantity",
     "splitsize",
@@ -156,6 +152,9 @@ pub const SPLIT_ORDER_FIELDS: &[&str] = &[
     "trigger_price",
     "disclosed_quantity",
 ];
+
+/// Fields of splitorder that name the instrument; [`SPLIT_TERM_FIELDS`] follow.
+pub const SPLIT_ORDER_FIELDS: &[&str] = &["apikey", "strategy", "exchange", "symbol"];
 
 /// Most orders one basket or split may create.
 pub const MAX_BATCH_ORDERS: u64 = 100;

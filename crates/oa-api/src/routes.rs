@@ -32,7 +32,7 @@ use crate::idempotency::{
 };
 use crate::keys::KeyStore;
 use crate::ratelimit::{self, IpRateLimiter};
-use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SplitOrder};
+use crate::requests::{BasketOrder, SPLIT_ORDER_FIELDS, SPLIT_TERM_FIELDS, SplitOrder};
 use crate::responses::{
     AnalyzerData, ByMode, Data, DepthData, Funds, IntervalGroups, MultiQuotes, OpenPosition,
     OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds, SandboxOrder,
@@ -203,13 +203,13 @@ struct Prepared<R> {
     body: Map<String, Value>,
 }
 
-/// Reads `body` with the fields `allowed` by `read`.
+/// Reads `body` with the fields allowed by `groups` by `read`.
 fn read_body<R>(
     body: Map<String, Value>,
-    allowed: &[&str],
+    groups: &[&[&str]],
     read: fn(&Fields) -> Result<R, HttpError>,
 ) -> Result<(R, Fields), HttpError> {
-    let fields = Fields::new(body, allowed)?;
+    let fields = Fields::in_groups(body, groups)?;
     Ok((read(&fields)?, fields))
 }
 
@@ -415,14 +415,14 @@ macro_rules! batch {
 batch!(
     basketorder,
     "basketorder",
-    BASKET,
+    &[BASKET],
     BasketOrder,
     basket_order
 );
 batch!(
     splitorder,
     "splitorder",
-    SPLIT_ORDER_FIELDS,
+    &[SPLIT_ORDER_FIELDS, SPLIT_TERM_FIELDS],
     SplitOrder,
     split_order
 );
@@ -441,7 +441,7 @@ async fn analyzer_toggle(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, HttpError> {
-    let read = || read_body(body, TOGGLE, |fields| fields.boolean("mode"));
+    let read = || read_body(body, &[TOGGLE], |fields| fields.boolean("mode"));
     let run = |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
         service.analyzer_toggle(&user, analyze, log.claim).await
     };

@@ -28,24 +28,22 @@ type Result<T> = std::result::Result<T, HttpError>;
 /// Most strikes on each side of the money `strike_count` may ask for (upstream's schema).
 const MAX_STRIKE_COUNT: u64 = 100;
 
+/// The fields that name an underlying and its option grid, first in every option request.
+pub(crate) const OPTION_QUERY_FIELDS: &[&str] = &[
+    "apikey",
+    "strategy",
+    "underlying",
+    "exchange",
+    "expiry_date",
+    "strike_int",
+];
+
 /// optionsymbol: the option an underlying, expiry, offset and type name.
 pub(crate) async fn optionsymbol(
     State(app): State<AppState>,
     ApiBody(body): ApiBody,
 ) -> Result<Reply<ResolvedOption>> {
-    let fields = Fields::new(
-        body,
-        &[
-            "apikey",
-            "strategy",
-            "underlying",
-            "exchange",
-            "expiry_date",
-            "strike_int",
-            "offset",
-            "option_type",
-        ],
-    )?;
+    let fields = Fields::in_groups(body, &[OPTION_QUERY_FIELDS, &["offset", "option_type"]])?;
     let query = OptionQuery::read(&fields)?;
     app.authenticate(&fields).await?;
     resolve::resolve(&app.service, &query, None).map(Reply::new)

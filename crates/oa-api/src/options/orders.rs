@@ -13,10 +13,11 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::chain::OPTION_QUERY_FIELDS;
 use super::resolve::{self, OptionQuery, Underlying, read_expiry, read_kind, read_offset};
 use crate::error::HttpError;
 use crate::fields::Fields;
-use crate::requests::{OrderFields, PlaceOrder, check_prices};
+use crate::requests::{OrderFields, PlaceOrder, SPLIT_TERM_FIELDS, check_prices};
 use crate::responses::{Reply, to_value};
 use crate::routes::{ApiBody, AppState};
 use crate::service::options::{
@@ -139,24 +140,8 @@ struct OptionsOrderRequest {
     underlying_sent: String,
 }
 
-const OPTIONS_ORDER_FIELDS: &[&str] = &[
-    "apikey",
-    "strategy",
-    "underlying",
-    "exchange",
-    "expiry_date",
-    "strike_int",
-    "offset",
-    "option_type",
-    "action",
-    "quantity",
-    "splitsize",
-    "pricetype",
-    "product",
-    "price",
-    "trigger_price",
-    "disclosed_quantity",
-];
+/// What optionsorder adds to the option query before the split terms.
+const OPTIONS_ORDER_FIELDS: &[&str] = &["offset", "option_type"];
 
 impl OptionsOrderRequest {
     fn read(fields: &Fields) -> Result<OptionsOrderRequest> {
@@ -194,7 +179,10 @@ pub(crate) async fn optionsorder(
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
     let read = || {
-        let fields = Fields::new(body, OPTIONS_ORDER_FIELDS)?;
+        let fields = Fields::in_groups(
+            body,
+            &[OPTION_QUERY_FIELDS, OPTIONS_ORDER_FIELDS, SPLIT_TERM_FIELDS],
+        )?;
         Ok((OptionsOrderRequest::read(&fields)?, fields))
     };
     let run = |service: Arc<OrderService>, user: String, request, log| {
@@ -336,18 +324,7 @@ pub(crate) async fn optionsmultiorder(
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
     let read = || {
-        let fields = Fields::new(
-            body,
-            &[
-                "apikey",
-                "strategy",
-                "underlying",
-                "exchange",
-                "expiry_date",
-                "strike_int",
-                "legs",
-            ],
-        )?;
+        let fields = Fields::in_groups(body, &[OPTION_QUERY_FIELDS, &["legs"]])?;
         Ok((MultiOrderRequest::read(&fields)?, fields))
     };
     let run = |service: Arc<OrderService>, user: String, request, log| {
