@@ -204,7 +204,7 @@ struct Prepared<R> {
 }
 
 /// Reads `body` with the fields allowed by `groups` by `read`.
-fn read_body<R>(
+pub(crate) fn read_body<R>(
     body: Map<String, Value>,
     groups: &[&[&str]],
     read: fn(&Fields) -> Result<R, HttpError>,

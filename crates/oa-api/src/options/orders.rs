@@ -19,7 +19,7 @@ use crate::error::HttpError;
 use crate::fields::Fields;
 use crate::requests::{OrderFields, PlaceOrder, SPLIT_TERM_FIELDS, check_prices};
 use crate::responses::{Reply, to_value};
-use crate::routes::{ApiBody, AppState};
+use crate::routes::{ApiBody, AppState, read_body};
 use crate::service::options::{
     MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsSplit, OptionsSplitHead, PlannedLeg,
     ResolvedLeg, child_count,
@@ -178,17 +178,10 @@ pub(crate) async fn optionsorder(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
-    let read = || {
-        let fields = Fields::in_groups(
-            body,
-            &[OPTION_QUERY_FIELDS, OPTIONS_ORDER_FIELDS, SPLIT_TERM_FIELDS],
-        )?;
-        Ok((OptionsOrderRequest::read(&fields)?, fields))
-    };
-    let run = |service: Arc<OrderService>, user: String, request, log| {
-        place_options_order(service, user, request, log)
-    };
-    app.keyed("optionsorder", &headers, read, run).await
+    let groups = [OPTION_QUERY_FIELDS, OPTIONS_ORDER_FIELDS, SPLIT_TERM_FIELDS];
+    let read = || read_body(body, &groups, OptionsOrderRequest::read);
+    app.keyed("optionsorder", &headers, read, place_options_order)
+        .await
 }
 
 async fn place_options_order(
@@ -324,13 +317,14 @@ pub(crate) async fn optionsmultiorder(
     ApiBody(body): ApiBody,
 ) -> Result<Response> {
     let read = || {
-        let fields = Fields::in_groups(body, &[OPTION_QUERY_FIELDS, &["legs"]])?;
-        Ok((MultiOrderRequest::read(&fields)?, fields))
+        read_body(
+            body,
+            &[OPTION_QUERY_FIELDS, &["legs"]],
+            MultiOrderRequest::read,
+        )
     };
-    let run = |service: Arc<OrderService>, user: String, request, log| {
-        place_multi_order(service, user, request, log)
-    };
-    app.keyed("optionsmultiorder", &headers, read, run).await
+    app.keyed("optionsmultiorder", &headers, read, place_multi_order)
+        .await
 }
 
 async fn place_multi_order(
