@@ -111,11 +111,7 @@ impl Member {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log_path = dir.join("server.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
+        let log = util::append_log(&log_path)?;
         let mut child = Command::new(util::debug_binary("oa-server"))
             .current_dir(&dir)
             .env("OA_ENV_FILE", dir.join("absent.env"))

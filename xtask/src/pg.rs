@@ -18,7 +18,7 @@ use clap::Subcommand;
 use oa_e2e::postgres::{self as pg, Durability};
 
 use crate::kafka::{pid_of, stop_pid};
-use crate::util::{root, run as run_command};
+use crate::util::{root, run as run_command, stop_recorded};
 
 /// The port `up`, `down` and `status` use unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5433;
@@ -174,21 +174,14 @@ fn up(port: u16) -> anyhow::Result<()> {
 /// Stops the server started by `up` on `port`.
 pub fn down(port: u16) -> anyhow::Result<()> {
     let dir = run_dir(port);
-    let Some(pid) = running_pid(port) else {
-        let _ = std::fs::remove_file(dir.join("postgres.pid"));
-        println!(
-            "postgres: not running (no live pid recorded in {})",
-            dir.display()
-        );
-        return Ok(());
-    };
-    // SIGTERM is PostgreSQL's "smart" shutdown (waits for every client to leave); SIGINT
-    // ends the sessions and stops at once, cleanly.
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    stop_pid(pid, "postgres");
-    let _ = std::fs::remove_file(dir.join("postgres.pid"));
+    stop_recorded(&dir, "postgres", running_pid(port), |pid| {
+        // SIGTERM is PostgreSQL's "smart" shutdown (waits for every client to leave); SIGINT
+        // ends the sessions and stops at once, cleanly.
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        stop_pid(pid, "postgres");
+    });
     Ok(())
 }
 

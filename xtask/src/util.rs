@@ -64,3 +64,25 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Opens `path` for appending a child process's output, creating it when missing.
+pub fn append_log(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Stops the `name` process `up` recorded in `dir/<name>.pid` with `stop` when `pid` (its
+/// live pid) is known, says that none runs otherwise, and forgets the pid file.
+pub fn stop_recorded(dir: &Path, name: &str, pid: Option<u32>, stop: impl FnOnce(u32)) {
+    match pid {
+        Some(pid) => stop(pid),
+        None => println!(
+            "{name}: not running (no live pid recorded in {})",
+            dir.display()
+        ),
+    }
+    let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+}

@@ -11,7 +11,7 @@ use oa_e2e::tansu::TopicCreated;
 pub(crate) use oa_e2e::tansu::answers_kafka;
 
 use super::{RETENTION_MS, Storage, TANSU_VERSION, TOPICS, secure};
-use crate::util::{root, run as run_command};
+use crate::util::{append_log, root, run as run_command, stop_recorded};
 
 /// The cached tansu binary (what the tests look for too).
 fn tansu_path() -> anyhow::Result<PathBuf> {
@@ -155,11 +155,7 @@ pub(crate) fn start_tansu(
     let url = format!("tcp://127.0.0.1:{listen_port}");
     let advertised = format!("tcp://127.0.0.1:{advertised_port}");
     let log_path = dir.join("tansu.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = append_log(&log_path)?;
     let mut command = Command::new(binary);
     command
         .arg("broker")
@@ -264,16 +260,9 @@ pub(super) fn down(port: u16) -> anyhow::Result<()> {
         stop_pid(pid, "TLS proxy");
     }
     let _ = std::fs::remove_file(dir.join(secure::PROXY_PID_FILE));
-    let Some(pid) = running_pid(port) else {
-        let _ = std::fs::remove_file(dir.join("tansu.pid"));
-        println!(
-            "tansu: not running (no live pid recorded in {})",
-            dir.display()
-        );
-        return Ok(());
-    };
-    stop_pid(pid, "tansu");
-    let _ = std::fs::remove_file(dir.join("tansu.pid"));
+    stop_recorded(&dir, "tansu", running_pid(port), |pid| {
+        stop_pid(pid, "tansu")
+    });
     Ok(())
 }
 
