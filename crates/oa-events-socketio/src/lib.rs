@@ -38,7 +38,8 @@ pub use config::{ConfigError, ENV_VARS, SocketIoConfig};
 pub use guard::mount;
 pub use handshake::{ConnectRefused, Handshake};
 pub use log::{
-    EventLog, LogEndFuture, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS,
+    EventLog, LogEndFuture, LogError, LogPosition, LogQuery, LogRead, LogReadFuture,
+    MAX_LOG_PARTITIONS,
 };
 pub use sink::{SINK_NAME, SocketIoSink, SocketIoStats};
 pub use socketioxide::SocketIo;

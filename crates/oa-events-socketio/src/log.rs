@@ -4,6 +4,7 @@
 //! the log ([`EventLog`]).
 
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 
 use oa_events_core::Envelope;
@@ -45,6 +46,19 @@ impl LogPosition {
     }
 }
 
+/// What [`EventLog::read`] is asked for: one user's events in a range of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery<'a> {
+    /// Whose events.
+    pub user_id: &'a str,
+    /// The user's partition.
+    pub partition: i32,
+    /// The offsets to read (`from..until`).
+    pub offsets: Range<i64>,
+    /// At most this many events, the newest.
+    pub limit: usize,
+}
+
 /// What [`EventLog::read`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogRead {
@@ -78,16 +92,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// The partition that holds `user_id`'s events.
     fn partition_of(&self, user_id: &str) -> i32;
 
-    /// The events of `user_id` at offsets `from..until` of `partition`, at most the `limit`
-    /// newest (the offsets before the partition's earliest are skipped and reported).
-    fn read<'a>(
-        &'a self,
-        user_id: &'a str,
-        partition: i32,
-        from: i64,
-        until: i64,
-        limit: usize,
-    ) -> LogReadFuture<'a>;
+    /// The events the query asks for, at most its `limit` newest (the offsets before the
+    /// partition's earliest are skipped and reported).
+    fn read<'a>(&'a self, query: LogQuery<'a>) -> LogReadFuture<'a>;
 
     /// The offset the next record of `partition` gets: a position before it exists even
     /// when this server has not read it yet.

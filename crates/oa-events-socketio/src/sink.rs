@@ -19,7 +19,7 @@ use socketioxide::{SendError, SocketError, SocketIo};
 
 use crate::config::{ConfigError, SocketIoConfig};
 use crate::handshake::{ConnectRefused, Handshake};
-use crate::log::{EventLog, LogError, LogPosition};
+use crate::log::{EventLog, LogError, LogPosition, LogQuery};
 use crate::stream::{
     Backlog, EmitError, EncodedEvent, Limits, Outlet, Pace, PumpReport, REPLAY_GAP_EVENT,
     ReplayGap, Replayed, UserStream,
@@ -435,13 +435,12 @@ impl Shared {
         }
         let read = feed
             .log
-            .read(
+            .read(LogQuery {
                 user_id,
                 partition,
-                from,
-                until,
-                self.config.replay_buffer_size.max(1),
-            )
+                offsets: from..until,
+                limit: self.config.replay_buffer_size.max(1),
+            })
             .await?;
         let seq_of = |offset: i64| LogPosition { partition, offset }.to_seq().unwrap_or(0);
         if from < read.earliest {
@@ -977,7 +976,7 @@ mod read_back_tests {
 
     use super::SocketIoSink;
     use crate::config::SocketIoConfig;
-    use crate::log::{EventLog, LogEndFuture, LogPosition, LogRead, LogReadFuture};
+    use crate::log::{EventLog, LogEndFuture, LogPosition, LogQuery, LogRead, LogReadFuture};
     use crate::stream::Backlog;
 
     /// Two partitions; alice's events on partition 1, bob's on partition 0; offsets below
@@ -992,21 +991,20 @@ mod read_back_tests {
             i32::from(user_id == "alice")
         }
 
-        fn read<'a>(
-            &'a self,
-            user_id: &'a str,
-            partition: i32,
-            from: i64,
-            until: i64,
-            limit: usize,
-        ) -> LogReadFuture<'a> {
+        fn read<'a>(&'a self, query: LogQuery<'a>) -> LogReadFuture<'a> {
+            let LogQuery {
+                user_id,
+                partition,
+                offsets,
+                limit,
+            } = query;
             Box::pin(async move {
                 let mut events: Vec<(i64, Envelope)> = self
                     .records
                     .iter()
                     .filter(|(p, offset, envelope)| {
                         *p == partition
-                            && (from.max(self.earliest)..until).contains(offset)
+                            && (offsets.start.max(self.earliest)..offsets.end).contains(offset)
                             && envelope.user_id == user_id
                     })
                     .map(|(_, offset, envelope)| (*offset, envelope.clone()))

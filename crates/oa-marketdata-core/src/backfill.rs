@@ -9,7 +9,7 @@
 //! time give the same bars.
 
 use crate::candles::{Bar, IST_OFFSET_SECONDS, InstrumentBar, Interval};
-use crate::symbols::Instrument;
+use crate::symbols::{Instrument, round_to_tick};
 
 /// Minutes in a session (09:15 to 15:30 IST).
 pub const SESSION_MINUTES: i64 = 375;
@@ -83,16 +83,6 @@ pub fn session_minutes(trading_days: u32, now: i64) -> Vec<i64> {
         .collect()
 }
 
-fn round_to(price: f64, tick_size: f64) -> f64 {
-    if tick_size <= 0.0 {
-        return price;
-    }
-    let rounded = (price / tick_size).round() * tick_size;
-    let decimals = (-tick_size.log10().floor()).clamp(0.0, 8.0) as i32 + 1;
-    let factor = 10f64.powi(decimals);
-    (rounded * factor).round() / factor
-}
-
 /// 1-minute bars of `instrument` over `minutes` (from [`session_minutes`]) whose last close
 /// is `end_price`. Indices trade no volume; others a few lots a minute, more at the open
 /// and the close.
@@ -132,12 +122,12 @@ pub fn simulated_minute_bars(
         .iter()
         .zip(&closes)
         .map(|(time, close)| {
-            let open = round_to(previous_close, tick);
-            let close = round_to(*close, tick);
+            let open = round_to_tick(previous_close, tick);
+            let close = round_to_tick(*close, tick);
             previous_close = close;
             let wick = |random: &mut SplitMix| 1.0 + MINUTE_VOLATILITY * 0.5 * random.unit();
-            let high = round_to(open.max(close) * wick(&mut random), tick);
-            let low = round_to(open.min(close) / wick(&mut random), tick).max(tick);
+            let high = round_to_tick(open.max(close) * wick(&mut random), tick);
+            let low = round_to_tick(open.min(close) / wick(&mut random), tick).max(tick);
             let minute_of_session =
                 (time + IST_OFFSET_SECONDS - SESSION_OPEN_SECONDS).rem_euclid(SECONDS_PER_DAY) / 60;
             let edge = !(30..SESSION_MINUTES - 30).contains(&minute_of_session);

@@ -394,6 +394,18 @@ fn split_csv_line(line: &str) -> Vec<String> {
     fields
 }
 
+/// Rounds `price` to the nearest multiple of `tick_size` (unchanged when the tick size is
+/// not positive), trimming binary noise (24350.050000000003) to the tick size's decimals.
+pub fn round_to_tick(price: f64, tick_size: f64) -> f64 {
+    if tick_size <= 0.0 {
+        return price;
+    }
+    let rounded = (price / tick_size).round() * tick_size;
+    let decimals = (-tick_size.log10().floor()).clamp(0.0, 8.0) as i32 + 1;
+    let factor = 10f64.powi(decimals);
+    (rounded * factor).round() / factor
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

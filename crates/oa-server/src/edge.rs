@@ -31,8 +31,8 @@ use oa_events_kafka::{
     partition_for_key,
 };
 use oa_events_socketio::{
-    EventLog, LogEndFuture, LogError, LogPosition, LogRead, LogReadFuture, MAX_LOG_PARTITIONS,
-    SocketIoSink,
+    EventLog, LogEndFuture, LogError, LogPosition, LogQuery, LogRead, LogReadFuture,
+    MAX_LOG_PARTITIONS, SocketIoSink,
 };
 use serde_json::json;
 
@@ -68,21 +68,20 @@ impl EventLog for KafkaEventLog {
         partition_for_key(user_id.as_bytes(), self.partitions)
     }
 
-    fn read<'a>(
-        &'a self,
-        user_id: &'a str,
-        partition: i32,
-        from: i64,
-        until: i64,
-        limit: usize,
-    ) -> LogReadFuture<'a> {
+    fn read<'a>(&'a self, query: LogQuery<'a>) -> LogReadFuture<'a> {
+        let LogQuery {
+            user_id,
+            partition,
+            offsets,
+            limit,
+        } = query;
         Box::pin(async move {
             let mut events = VecDeque::new();
             let mut left_out = 0u64;
             let mut left_out_through = None;
             let earliest = self
                 .reader
-                .scan(partition, from, until, |record| {
+                .scan(partition, offsets.start, offsets.end, |record| {
                     let Ok(event) = decode_event(&record) else {
                         return;
                     };

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use crate::bus::{Publisher, PublisherOptions};
 use crate::feed::{FeedAdapter, FeedError, FeedThread};
 use oa_marketdata_core::options::{OptionInputs, smile_volatility};
-use oa_marketdata_core::symbols::Instrument;
+use oa_marketdata_core::symbols::{Instrument, round_to_tick};
 use oa_marketdata_core::tick::{Depth, DepthLevel, Quote, Tick, TickMode, now_ms};
 
 /// Settings of the simulated market.
@@ -94,7 +94,7 @@ fn derived_price(instrument: &Instrument, underlying_price: f64, now_ms: i64) ->
         return underlying_price;
     };
     let Some(kind) = contract.kind else {
-        return round_to(underlying_price, instrument.tick_size);
+        return round_to_tick(underlying_price, instrument.tick_size);
     };
     let expiry_ms = (contract
         .expiry
@@ -122,18 +122,7 @@ fn derived_price(instrument: &Instrument, underlying_price: f64, now_ms: i64) ->
     } else {
         option.intrinsic()
     };
-    round_to(price.max(instrument.tick_size), instrument.tick_size)
-}
-
-fn round_to(price: f64, tick_size: f64) -> f64 {
-    if tick_size <= 0.0 {
-        return price;
-    }
-    let rounded = (price / tick_size).round() * tick_size;
-    // Trim binary noise (24350.050000000003) to the tick size's decimals.
-    let decimals = (-tick_size.log10().floor()).clamp(0.0, 8.0) as i32 + 1;
-    let factor = 10f64.powi(decimals);
-    (rounded * factor).round() / factor
+    round_to_tick(price.max(instrument.tick_size), instrument.tick_size)
 }
 
 impl SimulatedMarket {
@@ -148,7 +137,7 @@ impl SimulatedMarket {
                 } else {
                     100.0
                 };
-                let close = round_to(
+                let close = round_to_tick(
                     base * (1.0 + rng.random_range(-0.01..0.01)),
                     instrument.tick_size,
                 );
@@ -159,10 +148,10 @@ impl SimulatedMarket {
                 );
                 State {
                     instrument: instrument.clone(),
-                    ltp: round_to(base, instrument.tick_size),
-                    open: round_to(base, instrument.tick_size),
-                    high: round_to(base, instrument.tick_size),
-                    low: round_to(base, instrument.tick_size),
+                    ltp: round_to_tick(base, instrument.tick_size),
+                    open: round_to_tick(base, instrument.tick_size),
+                    high: round_to_tick(base, instrument.tick_size),
+                    low: round_to_tick(base, instrument.tick_size),
                     close,
                     volume: 0.0,
                     turnover: 0.0,
@@ -276,7 +265,7 @@ impl SimulatedMarket {
             None => {
                 // A random walk of about 5 basis points per step, kept above one tick.
                 let step = state.ltp * 0.0005 * rng.random_range(-1.0..1.0);
-                round_to((state.ltp + step).max(tick_size), tick_size)
+                round_to_tick((state.ltp + step).max(tick_size), tick_size)
             }
         };
         state.high = state.high.max(state.ltp);
@@ -284,7 +273,7 @@ impl SimulatedMarket {
         let last_quantity = if state.is_index {
             0.0
         } else {
-            round_to(lot * f64::from(rng.random_range(1u32..=20)), lot.min(1.0))
+            round_to_tick(lot * f64::from(rng.random_range(1u32..=20)), lot.min(1.0))
         };
         state.volume += last_quantity;
         state.turnover += last_quantity * state.ltp;
@@ -292,7 +281,7 @@ impl SimulatedMarket {
             state.oi = (state.oi + lot * f64::from(rng.random_range(-5i32..=5))).max(lot);
         }
         let average_price = if state.volume > 0.0 {
-            round_to(state.turnover / state.volume, 0.01)
+            round_to_tick(state.turnover / state.volume, 0.01)
         } else {
             state.ltp
         };
@@ -303,31 +292,31 @@ impl SimulatedMarket {
             for level in 0..depth_levels {
                 let offset = tick_size * (level as f64 + 1.0);
                 let buy_quantity =
-                    round_to(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
+                    round_to_tick(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
                 let sell_quantity =
-                    round_to(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
+                    round_to_tick(lot * f64::from(rng.random_range(1u32..=200)), lot.min(1.0));
                 total_buy += buy_quantity;
                 total_sell += sell_quantity;
                 depth.buy.push(DepthLevel {
-                    price: round_to(state.ltp - offset, tick_size),
+                    price: round_to_tick(state.ltp - offset, tick_size),
                     quantity: buy_quantity,
                     orders: rng.random_range(1..=25),
                 });
                 depth.sell.push(DepthLevel {
-                    price: round_to(state.ltp + offset, tick_size),
+                    price: round_to_tick(state.ltp + offset, tick_size),
                     quantity: sell_quantity,
                     orders: rng.random_range(1..=25),
                 });
             }
             // Pending quantity beyond the visible book.
-            total_buy = round_to(total_buy * 4.0, lot.min(1.0));
-            total_sell = round_to(total_sell * 4.0, lot.min(1.0));
+            total_buy = round_to_tick(total_buy * 4.0, lot.min(1.0));
+            total_sell = round_to_tick(total_sell * 4.0, lot.min(1.0));
         }
         // The keys OpenAlgo adapters send beyond oa's tick model that the official SDK's
         // quote stream reads (openalgo feed.py `get_quotes`): without them it reads 0.
-        let change = round_to(state.ltp - state.close, tick_size);
+        let change = round_to_tick(state.ltp - state.close, tick_size);
         let change_percent = if state.close > 0.0 {
-            round_to(change / state.close * 100.0, 0.01)
+            round_to_tick(change / state.close * 100.0, 0.01)
         } else {
             0.0
         };
@@ -530,9 +519,9 @@ mod tests {
 
     #[test]
     fn rounding_trims_binary_noise() {
-        assert_eq!(round_to(24350.050000000003, 0.05), 24350.05);
-        assert_eq!(round_to(84.61249, 0.0025), 84.6125);
-        assert_eq!(round_to(101.3, 1.0), 101.0);
+        assert_eq!(round_to_tick(24350.050000000003, 0.05), 24350.05);
+        assert_eq!(round_to_tick(84.61249, 0.0025), 84.6125);
+        assert_eq!(round_to_tick(101.3, 1.0), 101.0);
     }
 
     #[test]
