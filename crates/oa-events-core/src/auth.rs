@@ -35,3 +35,15 @@ pub trait ApiKeyVerifier: Send + Sync + 'static {
     /// `Err` when the check itself failed (for example the store is unreachable).
     fn verify<'a>(&'a self, api_key: &'a str) -> VerifyFuture<'a>;
 }
+
+/// Counts and logs sessions a transport ended because their user's API key was rotated or
+/// revoked (`oa_sessions_revoked_total{listener}`), the same way on every listener.
+pub fn record_revoked_sessions(listener: &'static str, user_id: &str, ended: usize) {
+    metrics::counter!("oa_sessions_revoked_total", "listener" => listener).increment(ended as u64);
+    tracing::info!(
+        listener,
+        user_id,
+        ended,
+        "sessions ended: API key rotated or revoked"
+    );
+}

@@ -110,6 +110,7 @@ mod tests {
         }
         assert_eq!(Single::ALL, [Single::Only]);
         assert_eq!(Single::ALLOWED, "only");
+        assert_eq!(Single::from_spelling("ONLY"), Some(Single::Only));
     }
 
     #[test]

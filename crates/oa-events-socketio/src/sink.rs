@@ -547,13 +547,7 @@ impl Shared {
             return 0;
         }
         let ended = sockets.len();
-        metrics::counter!("oa_sessions_revoked_total", "listener" => "socketio")
-            .increment(ended as u64);
-        tracing::info!(
-            user_id,
-            ended,
-            "Socket.IO sessions ended: API key rotated or revoked"
-        );
+        oa_events_core::auth::record_revoked_sessions("socketio", user_id, ended);
         tokio::spawn(async move {
             tokio::time::sleep(REVOKE_GRACE).await;
             for socket in sockets {

@@ -150,27 +150,25 @@ mod tests {
 
     #[test]
     fn decodes_the_documented_examples() {
-        assert_eq!(
-            Topic::decode("NSE_INDEX_NIFTY_QUOTE").unwrap(),
-            Topic::new("NSE_INDEX", "NIFTY", TickMode::Quote)
-        );
-        assert_eq!(
-            Topic::decode("NSE_SBIN_LTP").unwrap(),
-            Topic::new("NSE", "SBIN", TickMode::Ltp)
-        );
-        assert_eq!(
-            Topic::decode("CRYPTO_SOL_INR_DEPTH").unwrap(),
-            Topic::new("CRYPTO", "SOL_INR", TickMode::Depth)
-        );
-        assert_eq!(
-            Topic::decode("GLOBAL_INDEX_DJI_LTP").unwrap(),
-            Topic::new("GLOBAL_INDEX", "DJI", TickMode::Ltp)
-        );
-        // A symbol that itself looks like a mode.
-        assert_eq!(
-            Topic::decode("NSE_LTP_LTP").unwrap(),
-            Topic::new("NSE", "LTP", TickMode::Ltp)
-        );
+        for (topic, exchange, symbol, mode) in [
+            (
+                "NSE_INDEX_NIFTY_QUOTE",
+                "NSE_INDEX",
+                "NIFTY",
+                TickMode::Quote,
+            ),
+            ("NSE_SBIN_LTP", "NSE", "SBIN", TickMode::Ltp),
+            ("CRYPTO_SOL_INR_DEPTH", "CRYPTO", "SOL_INR", TickMode::Depth),
+            ("GLOBAL_INDEX_DJI_LTP", "GLOBAL_INDEX", "DJI", TickMode::Ltp),
+            // A symbol that itself looks like a mode.
+            ("NSE_LTP_LTP", "NSE", "LTP", TickMode::Ltp),
+        ] {
+            assert_eq!(
+                Topic::decode(topic).unwrap(),
+                Topic::new(exchange, symbol, mode),
+                "{topic}"
+            );
+        }
         assert_eq!(
             Topic::new("BSE_INDEX", "SENSEX", TickMode::Depth).to_string(),
             "BSE_INDEX_SENSEX_DEPTH"

@@ -147,6 +147,28 @@ fn percentiles(mut samples: Vec<u64>) -> Percentiles {
 
 /// Publishes `count` ticks at `rate` per second (0 = as fast as possible) from a thread,
 /// recording each tick's send time (µs since `origin`) in `sent_at`.
+/// A publisher connected to the bus under test (the bench cannot run without one).
+fn connected_publisher(endpoint: &str) -> Publisher {
+    Publisher::connect_and_wait(
+        endpoint,
+        PublisherOptions::default(),
+        Duration::from_secs(5),
+    )
+    .expect("benchmark publisher connects")
+}
+
+/// Sleeps until tick `sequence` of a stream paced at `rate` per second is due. Sleeps, never
+/// spins (it would steal a core from the system under test), and only when the tick is more
+/// than 1 ms away: ticks go out in groups of about rate/1000, each timed individually, so
+/// pacing itself costs little CPU.
+fn wait_until_due(started: Instant, sequence: u64, rate: f64) {
+    let due = Duration::from_secs_f64(sequence as f64 / rate);
+    let left = due.saturating_sub(started.elapsed());
+    if left > Duration::from_millis(1) {
+        std::thread::sleep(left);
+    }
+}
+
 fn spawn_publisher(
     endpoint: String,
     count: u64,
@@ -155,24 +177,12 @@ fn spawn_publisher(
     sent_at: Arc<Vec<AtomicU64>>,
 ) -> std::thread::JoinHandle<Duration> {
     std::thread::spawn(move || {
-        let publisher = Publisher::connect_and_wait(
-            &endpoint,
-            PublisherOptions::default(),
-            Duration::from_secs(5),
-        )
-        .expect("benchmark publisher connects");
+        let publisher = connected_publisher(&endpoint);
         let prepared: Vec<(Vec<u8>, Vec<u8>)> = (0..SYMBOLS as u64 * 4).map(frames).collect();
         let started = Instant::now();
         for sequence in 0..count {
             if rate > 0.0 {
-                let due = Duration::from_secs_f64(sequence as f64 / rate);
-                // Sleep, never spin (it would steal a core from the system under test), and
-                // only when a tick is more than 1 ms away: ticks go out in groups of about
-                // rate/1000, each timed individually, so pacing itself costs little CPU.
-                let left = due.saturating_sub(started.elapsed());
-                if left > Duration::from_millis(1) {
-                    std::thread::sleep(left);
-                }
+                wait_until_due(started, sequence, rate);
             }
             let (topic, payload) = if rate > 0.0 {
                 frames(sequence)
@@ -683,18 +693,9 @@ async fn sdk_client(url: &str, endpoint: &str, rate: f64, seconds: f64) -> (Row,
         let endpoint = endpoint.to_string();
         let sent_at = Arc::clone(&sent_at);
         std::thread::spawn(move || {
-            let publisher = Publisher::connect_and_wait(
-                &endpoint,
-                PublisherOptions::default(),
-                Duration::from_secs(5),
-            )
-            .expect("benchmark publisher connects");
+            let publisher = connected_publisher(&endpoint);
             for sequence in 0..count {
-                let due = Duration::from_secs_f64(sequence as f64 / rate);
-                let left = due.saturating_sub(started.elapsed());
-                if left > Duration::from_millis(1) {
-                    std::thread::sleep(left);
-                }
+                wait_until_due(started, sequence, rate);
                 let (topic, payload) = depth_frames(SDK_SYMBOL, sequence);
                 if let Some(slot) = sent_at.get(sequence as usize) {
                     slot.store(micros(origin), Ordering::Relaxed);

@@ -579,13 +579,7 @@ impl Hub {
             ended += 1;
         }
         if ended > 0 {
-            metrics::counter!("oa_sessions_revoked_total", "listener" => "websocket")
-                .increment(ended as u64);
-            tracing::info!(
-                user_id,
-                ended,
-                "websocket sessions ended: API key rotated or revoked"
-            );
+            oa_events_core::auth::record_revoked_sessions("websocket", user_id, ended);
         }
         ended
     }
