@@ -986,24 +986,19 @@ mod read_back_tests {
         }
 
         fn read<'a>(&'a self, query: LogQuery<'a>) -> LogReadFuture<'a> {
-            let LogQuery {
-                user_id,
-                partition,
-                offsets,
-                limit,
-            } = query;
+            let kept = query.offsets.start.max(self.earliest)..query.offsets.end;
             Box::pin(async move {
                 let mut events: Vec<(i64, Envelope)> = self
                     .records
                     .iter()
-                    .filter(|(p, offset, envelope)| {
-                        *p == partition
-                            && (offsets.start.max(self.earliest)..offsets.end).contains(offset)
-                            && envelope.user_id == user_id
+                    .filter(|(partition, offset, envelope)| {
+                        *partition == query.partition
+                            && kept.contains(offset)
+                            && envelope.user_id == query.user_id
                     })
                     .map(|(_, offset, envelope)| (*offset, envelope.clone()))
                     .collect();
-                let extra = events.len().saturating_sub(limit);
+                let extra = events.len().saturating_sub(query.limit);
                 let left_out_through = extra.checked_sub(1).map(|last| events[last].0);
                 events.drain(..extra);
                 Ok(LogRead {
