@@ -591,6 +591,11 @@ mod tests {
         Harness::try_parse_from(argv).unwrap().config
     }
 
+    /// The start-up error `args` get, as printed.
+    fn refusal(args: &[&str]) -> String {
+        parse(args).validate().unwrap_err().to_string()
+    }
+
     /// The variables of `.sample.env`: (name, value, commented out), in file order.
     fn sample_env() -> Vec<(String, String, bool)> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.sample.env");
@@ -790,10 +795,7 @@ mod tests {
 
     #[test]
     fn kafka_mode_requires_bootstrap_servers() {
-        let text = parse(&["--order-event-mode", "kafka"])
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let text = refusal(&["--order-event-mode", "kafka"]);
         assert!(text.contains("KAFKA_BOOTSTRAP_SERVERS"), "{text}");
         let settings = parse(&[
             "--order-event-mode",
@@ -831,17 +833,14 @@ mod tests {
                 "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
             ),
         ] {
-            let text = parse(&[
+            let text = refusal(&[
                 "--order-event-mode",
                 "KAFKA",
                 "--kafka-bootstrap-servers",
                 "localhost:9092",
                 flag,
                 value,
-            ])
-            .validate()
-            .unwrap_err()
-            .to_string();
+            ]);
             assert!(text.contains(variable), "{variable} missing from:\n{text}");
         }
     }
@@ -936,10 +935,7 @@ mod tests {
 
     #[test]
     fn unsupported_database_url_is_rejected() {
-        let text = parse(&["--database-url", "mysql://x"])
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let text = refusal(&["--database-url", "mysql://x"]);
         assert!(text.contains("DATABASE_URL"), "{text}");
     }
 }
