@@ -86,8 +86,9 @@ async fn holdings_are_cnc_positions_carried_from_an_earlier_session() {
 }
 
 /// The sandbox's margin rule (upstream sandbox/fund_manager.py `calculate_margin_required`:
-/// trade value / leverage; oa's leverage per product, docs/rest-api.md) for upstream's
-/// `margin` request (restx_api/margin.py, MarginCalculatorSchema: 1 to 50 positions).
+/// trade value / leverage, `_get_leverage`: NSE/BSE MIS 5x, CNC and NRML 1x) for upstream's
+/// `margin` request (restx_api/margin.py, MarginCalculatorSchema: 1 to 50 positions), in the
+/// broker margin mappings' keys (`total_margin_required`, `span_margin`, `exposure_margin`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn margin_is_what_the_sandbox_would_block() {
     let server = common::start().await;
@@ -109,7 +110,8 @@ async fn margin_is_what_the_sandbox_would_block() {
         .await;
     assert_eq!(
         margin,
-        json!({"status": "success", "data": {"total_margin_required": 1600.2 + 1610.0 + 790.0}})
+        json!({"status": "success", "data": {"total_margin_required": 1600.2 + 1610.0 + 790.0,
+                                             "span_margin": 0.0, "exposure_margin": 0.0}})
     );
     for (position, message) in [
         (
@@ -132,6 +134,68 @@ async fn margin_is_what_the_sandbox_would_block() {
             .call("margin", json!({"positions": [position]}))
             .await;
         assert_eq!((status, body["message"].as_str().unwrap()), (400, message));
+    }
+}
+
+/// F&O leverage (upstream sandbox/fund_manager.py `_get_leverage` with its defaults): futures
+/// 10x whatever the product, options 1x bought or sold (not the product's: an MIS option
+/// buy blocks its whole premium); futures and sold options are the SPAN part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn margin_leverage_follows_the_instrument_on_fno_exchanges() {
+    let server = common::start().await;
+    let listed = server
+        .ok("search", json!({"query": "NIFTY", "exchange": "NFO"}))
+        .await;
+    let first = |suffix: &str| {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["symbol"].as_str().unwrap().to_string())
+            .find(|symbol| symbol.starts_with("NIFTY") && symbol.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no NIFTY ...{suffix} in {listed}"))
+    };
+    let (future, call) = (first("FUT"), first("CE"));
+    let position = |symbol: &str, action: &str, product: &str, price: &str| {
+        json!({"symbol": symbol, "exchange": "NFO", "action": action, "quantity": "75",
+               "product": product, "pricetype": "LIMIT", "price": price})
+    };
+    for (positions, total, span) in [
+        // 75 x 24,000 / 10, NRML or MIS alike.
+        (
+            vec![position(&future, "BUY", "NRML", "24000")],
+            180_000.0,
+            180_000.0,
+        ),
+        (
+            vec![position(&future, "SELL", "MIS", "24000")],
+            180_000.0,
+            180_000.0,
+        ),
+        // 75 x 100 / 1: an MIS option buy is not 5x; a buy is no SPAN, a sale is.
+        (vec![position(&call, "BUY", "MIS", "100")], 7_500.0, 0.0),
+        (
+            vec![position(&call, "SELL", "NRML", "100")],
+            7_500.0,
+            7_500.0,
+        ),
+        (
+            vec![
+                position(&future, "BUY", "NRML", "24000"),
+                position(&call, "BUY", "NRML", "100"),
+            ],
+            187_500.0,
+            180_000.0,
+        ),
+    ] {
+        let body = server
+            .ok("margin", json!({"positions": positions.clone()}))
+            .await;
+        assert_eq!(
+            body["data"],
+            json!({"total_margin_required": total, "span_margin": span, "exposure_margin": 0.0}),
+            "{positions:?}"
+        );
     }
 }
 
