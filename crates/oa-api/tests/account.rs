@@ -85,6 +85,57 @@ async fn holdings_are_cnc_positions_carried_from_an_earlier_session() {
     );
 }
 
+/// T+1 (upstream sandbox/execution_engine.py `_update_position`: a CNC sell "deliberately
+/// does NOT reduce the holding at fill time"; sandbox/holdings_manager.py
+/// `process_t1_settlement` nets it against the holding at the next session): selling held
+/// shares leaves the holding whole until the next session, which holds what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_of_held_shares_settles_into_holdings_at_the_next_session() {
+    let dir = common::store_dir();
+    let config = common::config(&dir);
+    let server = common::start_with(dir, config.clone()).await;
+    server.set_analyze(true).await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.ok("placeorder", cnc_buy("10")).await;
+    let (dir, key) = age_trades_by_a_day(server);
+    let server = common::restart(dir, config.clone(), key).await;
+    server.price("NSE", "SBIN", 810.0, 809.9, 810.1);
+    let mut sell = cnc_buy("4");
+    sell["action"] = json!("SELL");
+    server.ok("placeorder", sell).await;
+    let held = |body: &Value| {
+        body["data"]["holdings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|holding| {
+                (
+                    holding["quantity"].as_f64().unwrap(),
+                    holding["average_price"].as_f64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let same_session = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&same_session), vec![(10.0, 800.1)], "{same_session}");
+    assert_eq!(
+        same_session["data"]["statistics"]["totalholdingvalue"],
+        json!(8100.0)
+    );
+    let (dir, key) = age_trades_by_a_day(server);
+    let server = common::restart(dir, config, key).await;
+    server.price("NSE", "SBIN", 810.0, 809.9, 810.1);
+    let settled = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&settled), vec![(6.0, 800.1)], "{settled}");
+    // Selling all of it: oa's position is flat and has lost the average, so the holding
+    // goes at once (upstream keeps it until T+1; docs/compatibility.md).
+    let mut rest = cnc_buy("6");
+    rest["action"] = json!("SELL");
+    server.ok("placeorder", rest).await;
+    let flat = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&flat), vec![], "{flat}");
+}
+
 /// The sandbox's margin rule (upstream sandbox/fund_manager.py `calculate_margin_required`:
 /// trade value / leverage, `_get_leverage`: NSE/BSE MIS 5x, CNC and NRML 1x) for upstream's
 /// `margin` request (restx_api/margin.py, MarginCalculatorSchema: 1 to 50 positions), in the
