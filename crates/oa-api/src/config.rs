@@ -9,40 +9,103 @@ use std::time::Duration;
 use oa_events_core::EnvVar;
 
 use crate::ratelimit::RateSpec;
-use crate::types::Product;
+use crate::types::{Action, Exchange, Product};
 
 /// Shortest accepted `API_KEY_PEPPER`, as in OpenAlgo.
 pub(crate) const MIN_PEPPER_LEN: usize = 32;
 
-/// Margin leverage per product: blocked margin = quantity x price / leverage.
+/// Margin leverage, as OpenAlgo's sandbox chooses it (sandbox/fund_manager.py
+/// `_get_leverage`): on the equity exchanges (NSE, BSE) by product (NRML as CNC), on the
+/// F&O exchanges by instrument (futures; options by side), anything else 1x. Blocked margin
+/// = quantity x price / leverage.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Leverage {
-    /// Intraday (default 5x).
-    pub mis: f64,
-    /// Carry-forward derivatives (default 1x).
-    pub nrml: f64,
-    /// Delivery (default 1x).
-    pub cnc: f64,
+    /// NSE and BSE intraday (upstream `equity_mis_leverage`, default 5x).
+    pub equity_mis: f64,
+    /// NSE and BSE delivery and NRML (`equity_cnc_leverage`, default 1x).
+    pub equity_cnc: f64,
+    /// Futures on the F&O exchanges, any product (`futures_leverage`, default 10x).
+    pub futures: f64,
+    /// Options bought (`option_buy_leverage`, default 1x).
+    pub option_buy: f64,
+    /// Options sold (`option_sell_leverage`, default 1x).
+    pub option_sell: f64,
 }
 
 impl Default for Leverage {
     fn default() -> Self {
         Leverage {
-            mis: 5.0,
-            nrml: 1.0,
-            cnc: 1.0,
+            equity_mis: 5.0,
+            equity_cnc: 1.0,
+            futures: 10.0,
+            option_buy: 1.0,
+            option_sell: 1.0,
         }
     }
 }
 
+/// The exchanges whose contracts are futures or options (upstream utils/constants.py
+/// `FNO_EXCHANGES`, CRYPTO included).
+const FNO_EXCHANGES: &[&str] = &["NFO", "BFO", "MCX", "CDS", "BCD", "NCDEX", "NCO", "CRYPTO"];
+
+/// What upstream's `is_option` / `is_future` (utils/symbol_utils.py) make of a symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Instrument {
+    Option,
+    Future,
+    Other,
+}
+
+fn instrument(exchange: Exchange, symbol: &str) -> Instrument {
+    let exchange = exchange.as_str();
+    if !FNO_EXCHANGES.contains(&exchange) {
+        return Instrument::Other;
+    }
+    if symbol.ends_with("CE") || symbol.ends_with("PE") {
+        Instrument::Option
+    } else if exchange == "CRYPTO" || symbol.ends_with("FUT") {
+        // CRYPTO: dated futures and perpetuals alike.
+        Instrument::Future
+    } else {
+        Instrument::Other
+    }
+}
+
 impl Leverage {
-    /// The leverage of `product`.
-    pub fn of(&self, product: Product) -> f64 {
-        match product {
-            Product::Mis => self.mis,
-            Product::Nrml => self.nrml,
-            Product::Cnc => self.cnc,
+    /// The leverage of an order of `product` for `action` on `exchange:symbol`.
+    pub fn of(&self, exchange: Exchange, symbol: &str, product: Product, action: Action) -> f64 {
+        if matches!(exchange.as_str(), "NSE" | "BSE") {
+            return match product {
+                Product::Mis => self.equity_mis,
+                Product::Cnc | Product::Nrml => self.equity_cnc,
+            };
         }
+        match (instrument(exchange, symbol), action) {
+            (Instrument::Future, _) => self.futures,
+            (Instrument::Option, Action::Buy) => self.option_buy,
+            (Instrument::Option, Action::Sell) => self.option_sell,
+            (Instrument::Other, _) => 1.0,
+        }
+    }
+
+    /// True for futures and sold options on the F&O exchanges: the positions a broker's
+    /// margin calculator charges SPAN on.
+    pub(crate) fn charges_span(exchange: Exchange, symbol: &str, action: Action) -> bool {
+        match instrument(exchange, symbol) {
+            Instrument::Future => true,
+            Instrument::Option => action == Action::Sell,
+            Instrument::Other => false,
+        }
+    }
+
+    fn settings(&self) -> [(&'static str, f64); 5] {
+        [
+            ("leverage.equity_mis", self.equity_mis),
+            ("leverage.equity_cnc", self.equity_cnc),
+            ("leverage.futures", self.futures),
+            ("leverage.option_buy", self.option_buy),
+            ("leverage.option_sell", self.option_sell),
+        ]
     }
 }
 
@@ -321,11 +384,7 @@ impl ApiConfig {
                 expected: "a positive amount",
             });
         }
-        for (setting, value) in [
-            ("leverage.mis", self.leverage.mis),
-            ("leverage.nrml", self.leverage.nrml),
-            ("leverage.cnc", self.leverage.cnc),
-        ] {
+        for (setting, value) in self.leverage.settings() {
             if !(value.is_finite() && value >= 1.0) {
                 return Err(ConfigError::OutOfRange {
                     setting,

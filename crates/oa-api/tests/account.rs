@@ -85,9 +85,61 @@ async fn holdings_are_cnc_positions_carried_from_an_earlier_session() {
     );
 }
 
+/// T+1 (upstream sandbox/execution_engine.py `_update_position`: a CNC sell "deliberately
+/// does NOT reduce the holding at fill time"; sandbox/holdings_manager.py
+/// `process_t1_settlement` nets it against the holding at the next session): selling held
+/// shares leaves the holding whole until the next session, which holds what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_of_held_shares_settles_into_holdings_at_the_next_session() {
+    let dir = common::store_dir();
+    let config = common::config(&dir);
+    let server = common::start_with(dir, config.clone()).await;
+    server.set_analyze(true).await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.ok("placeorder", cnc_buy("10")).await;
+    let (dir, key) = age_trades_by_a_day(server);
+    let server = common::restart(dir, config.clone(), key).await;
+    server.price("NSE", "SBIN", 810.0, 809.9, 810.1);
+    let mut sell = cnc_buy("4");
+    sell["action"] = json!("SELL");
+    server.ok("placeorder", sell).await;
+    let held = |body: &Value| {
+        body["data"]["holdings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|holding| {
+                (
+                    holding["quantity"].as_f64().unwrap(),
+                    holding["average_price"].as_f64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let same_session = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&same_session), vec![(10.0, 800.1)], "{same_session}");
+    assert_eq!(
+        same_session["data"]["statistics"]["totalholdingvalue"],
+        json!(8100.0)
+    );
+    let (dir, key) = age_trades_by_a_day(server);
+    let server = common::restart(dir, config, key).await;
+    server.price("NSE", "SBIN", 810.0, 809.9, 810.1);
+    let settled = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&settled), vec![(6.0, 800.1)], "{settled}");
+    // Selling all of it: oa's position is flat and has lost the average, so the holding
+    // goes at once (upstream keeps it until T+1; docs/compatibility.md).
+    let mut rest = cnc_buy("6");
+    rest["action"] = json!("SELL");
+    server.ok("placeorder", rest).await;
+    let flat = server.ok("holdings", json!({})).await;
+    assert_eq!(held(&flat), vec![], "{flat}");
+}
+
 /// The sandbox's margin rule (upstream sandbox/fund_manager.py `calculate_margin_required`:
-/// trade value / leverage; oa's leverage per product, docs/rest-api.md) for upstream's
-/// `margin` request (restx_api/margin.py, MarginCalculatorSchema: 1 to 50 positions).
+/// trade value / leverage, `_get_leverage`: NSE/BSE MIS 5x, CNC and NRML 1x) for upstream's
+/// `margin` request (restx_api/margin.py, MarginCalculatorSchema: 1 to 50 positions), in the
+/// broker margin mappings' keys (`total_margin_required`, `span_margin`, `exposure_margin`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn margin_is_what_the_sandbox_would_block() {
     let server = common::start().await;
@@ -109,7 +161,8 @@ async fn margin_is_what_the_sandbox_would_block() {
         .await;
     assert_eq!(
         margin,
-        json!({"status": "success", "data": {"total_margin_required": 1600.2 + 1610.0 + 790.0}})
+        json!({"status": "success", "data": {"total_margin_required": 1600.2 + 1610.0 + 790.0,
+                                             "span_margin": 0.0, "exposure_margin": 0.0}})
     );
     for (position, message) in [
         (
@@ -132,6 +185,68 @@ async fn margin_is_what_the_sandbox_would_block() {
             .call("margin", json!({"positions": [position]}))
             .await;
         assert_eq!((status, body["message"].as_str().unwrap()), (400, message));
+    }
+}
+
+/// F&O leverage (upstream sandbox/fund_manager.py `_get_leverage` with its defaults): futures
+/// 10x whatever the product, options 1x bought or sold (not the product's: an MIS option
+/// buy blocks its whole premium); futures and sold options are the SPAN part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn margin_leverage_follows_the_instrument_on_fno_exchanges() {
+    let server = common::start().await;
+    let listed = server
+        .ok("search", json!({"query": "NIFTY", "exchange": "NFO"}))
+        .await;
+    let first = |suffix: &str| {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["symbol"].as_str().unwrap().to_string())
+            .find(|symbol| symbol.starts_with("NIFTY") && symbol.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no NIFTY ...{suffix} in {listed}"))
+    };
+    let (future, call) = (first("FUT"), first("CE"));
+    let position = |symbol: &str, action: &str, product: &str, price: &str| {
+        json!({"symbol": symbol, "exchange": "NFO", "action": action, "quantity": "75",
+               "product": product, "pricetype": "LIMIT", "price": price})
+    };
+    for (positions, total, span) in [
+        // 75 x 24,000 / 10, NRML or MIS alike.
+        (
+            vec![position(&future, "BUY", "NRML", "24000")],
+            180_000.0,
+            180_000.0,
+        ),
+        (
+            vec![position(&future, "SELL", "MIS", "24000")],
+            180_000.0,
+            180_000.0,
+        ),
+        // 75 x 100 / 1: an MIS option buy is not 5x; a buy is no SPAN, a sale is.
+        (vec![position(&call, "BUY", "MIS", "100")], 7_500.0, 0.0),
+        (
+            vec![position(&call, "SELL", "NRML", "100")],
+            7_500.0,
+            7_500.0,
+        ),
+        (
+            vec![
+                position(&future, "BUY", "NRML", "24000"),
+                position(&call, "BUY", "NRML", "100"),
+            ],
+            187_500.0,
+            180_000.0,
+        ),
+    ] {
+        let body = server
+            .ok("margin", json!({"positions": positions.clone()}))
+            .await;
+        assert_eq!(
+            body["data"],
+            json!({"total_margin_required": total, "span_margin": span, "exposure_margin": 0.0}),
+            "{positions:?}"
+        );
     }
 }
 

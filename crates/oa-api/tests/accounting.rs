@@ -30,9 +30,11 @@ use proptest::prelude::*;
 const SYMBOLS: [&str; 2] = ["SBIN", "INFY"];
 const USERS: [&str; 2] = ["alice", "bob"];
 const LEVERAGE: Leverage = Leverage {
-    mis: 5.0,
-    nrml: 1.0,
-    cnc: 1.0,
+    equity_mis: 5.0,
+    equity_cnc: 1.0,
+    futures: 10.0,
+    option_buy: 1.0,
+    option_sell: 1.0,
 };
 
 #[derive(Debug, Clone)]
@@ -158,9 +160,9 @@ struct Ledger {
 
 fn leverage(product: Product) -> f64 {
     match product {
-        Product::Mis => LEVERAGE.mis,
-        Product::Nrml => LEVERAGE.nrml,
-        Product::Cnc => LEVERAGE.cnc,
+        // NSE: NRML takes the delivery leverage (upstream sandbox/fund_manager.py).
+        Product::Mis => LEVERAGE.equity_mis,
+        Product::Nrml | Product::Cnc => LEVERAGE.equity_cnc,
     }
 }
 

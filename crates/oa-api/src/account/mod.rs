@@ -50,14 +50,22 @@ pub(crate) async fn holdings(
     app.service.holdings(&user).await
 }
 
-/// The body of margin.
+/// The body of margin, in the keys upstream's broker margin mappings answer with
+/// (broker/*/mapping/margin_data.py: `total_margin_required`, `span_margin`,
+/// `exposure_margin`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct MarginData {
     /// What the basket would block, rupees (2 decimals).
     pub(crate) total_margin_required: f64,
+    /// The part for futures and sold options (the positions a broker charges SPAN on).
+    pub(crate) span_margin: f64,
+    /// Always 0: the sandbox's rule has no exposure margin.
+    pub(crate) exposure_margin: f64,
 }
 
-/// margin: the sum over the positions of `quantity x price / leverage(product)`, each
+/// margin: the sum over the positions of `quantity x price / leverage`, the leverage as
+/// upstream's sandbox chooses it ([`Leverage::of`]: equity by product, futures, options by
+/// side), each
 /// priced as the sandbox prices a new order (MARKET at the current ask or bid, LIMIT and SL
 /// at `price`, SL-M at `trigger_price`), from a flat position.
 pub(crate) async fn margin(
@@ -113,7 +121,7 @@ pub(crate) async fn margin(
         ));
     }
     app.authenticate(&fields).await?;
-    let mut total = 0.0;
+    let (mut total, mut span) = (0.0, 0.0);
     for (path, exchange, symbol, action, quantity, product, pricetype, price, trigger_price) in
         positions
     {
@@ -144,13 +152,23 @@ pub(crate) async fn margin(
                 "{path}.{field}: expected a number > 0 for {pricetype} orders, got {at}"
             )));
         }
-        total += quantity * at / app.account.leverage.of(product);
+        let margin = quantity * at / app.account.leverage.of(exchange, &symbol, product, action);
+        total += margin;
+        if Leverage::charges_span(exchange, &symbol, action) {
+            span += margin;
+        }
     }
     Ok(Reply::new(Data {
         data: MarginData {
-            total_margin_required: (total * 100.0).round() / 100.0,
+            total_margin_required: round2(total),
+            span_margin: round2(span),
+            exposure_margin: 0.0,
         },
     }))
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
 
 /// The body of market/holidays.

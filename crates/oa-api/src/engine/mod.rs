@@ -847,7 +847,13 @@ impl Engine {
             order.terms.trigger_price,
             quote,
         );
-        opening * price / self.config.leverage.of(order.terms.product)
+        opening * price
+            / self.config.leverage.of(
+                order.terms.exchange,
+                &order.terms.symbol,
+                order.terms.product,
+                order.terms.action,
+            )
     }
 
     fn release_order_margin(&mut self, orderid: &str) {
@@ -962,7 +968,12 @@ impl Engine {
             order.terms.action,
             quantity,
             price,
-            self.config.leverage.of(order.terms.product),
+            self.config.leverage.of(
+                order.terms.exchange,
+                &order.terms.symbol,
+                order.terms.product,
+                order.terms.action,
+            ),
         );
         let cash = self.account(order.book, &order.terms.user_id).cash;
         if let Some(shortfall) = settlement.shortfall(cash, order.blocked_margin) {

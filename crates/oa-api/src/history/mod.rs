@@ -4,8 +4,9 @@
 //!
 //! - [`worker`]: the thread that owns the bar store's connection;
 //! - [`recorder`]: the task that turns ticks into bars and hands them to the worker;
-//! - [`routes`]: the `history` and `ticker` endpoints.
+//! - [`routes`]: the `history` and `ticker` endpoints, [`json`]: their JSON body.
 
+mod json;
 mod recorder;
 pub(crate) mod routes;
 mod worker;
@@ -131,6 +132,17 @@ impl History {
                 Ok(index) => minutes[index] = bar,
                 Err(index) => minutes.insert(index, bar),
             }
+        }
+        let one_minute = Interval::Minutes(1);
+        if interval == one_minute
+            && loaded.is_empty()
+            && minutes
+                .iter()
+                .all(|bar| one_minute.bucket_start(bar.time) == bar.time)
+        {
+            // Stored minutes are unique and in order: they are the 1-minute candles (a
+            // year of them is 94,000 bars; copying them again showed in the benchmark).
+            return Ok(Some(minutes));
         }
         let mut candles = Vec::new();
         let mut pieces = loaded.into_iter();

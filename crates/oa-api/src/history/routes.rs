@@ -4,22 +4,19 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use chrono::NaiveDate;
-use oa_events_core::number::Quantity;
-use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, Interval};
-use serde::Serialize;
-
 use super::SECONDS_PER_DAY;
+use super::json::CandlesJson;
 use crate::error::HttpError;
 use crate::fields::Fields;
-use crate::responses::{Data, Reply};
 use crate::routes::{ApiBody, AppState};
 use crate::service::store_error;
 use crate::store::BarRange;
 use crate::types::Exchange;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, Interval};
 
 /// The fields of a `history` request.
 const HISTORY_FIELDS: &[&str] = &[
@@ -47,39 +44,6 @@ const TICKER_DAILY_DAYS: i64 = 10 * 365;
 /// A year of Indian sessions of 1-minute bars (about 94,000) fits; upstream has no bound of
 /// its own (its brokers split long ranges into several calls).
 pub(crate) const MAX_ROWS_PER_REQUEST: usize = 100_000;
-
-/// One candle, with OpenAlgo's keys in its (alphabetical) order.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub(crate) struct Candle {
-    /// Last price of the interval.
-    pub(crate) close: f64,
-    /// Highest price.
-    pub(crate) high: f64,
-    /// Lowest price.
-    pub(crate) low: f64,
-    /// Open interest at the end of the interval.
-    pub(crate) oi: Quantity,
-    /// First price.
-    pub(crate) open: f64,
-    /// Start of the interval, epoch seconds (daily candles: the date at 00:00 UTC).
-    pub(crate) timestamp: i64,
-    /// Quantity traded.
-    pub(crate) volume: Quantity,
-}
-
-impl From<&Bar> for Candle {
-    fn from(bar: &Bar) -> Self {
-        Candle {
-            close: bar.close,
-            high: bar.high,
-            low: bar.low,
-            oi: Quantity(bar.oi),
-            open: bar.open,
-            timestamp: bar.time,
-            volume: Quantity(bar.volume.round()),
-        }
-    }
-}
 
 /// A validated candle request.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +114,7 @@ fn date(fields: &Fields, name: &str) -> Result<NaiveDate, HttpError> {
 impl AppState {
     /// The candles of a validated request (400 for an unlisted symbol, as upstream's
     /// `validate_symbol_exchange`).
-    async fn candles(&self, request: &CandleRequest) -> Result<Vec<Candle>, HttpError> {
+    async fn candles(&self, request: &CandleRequest) -> Result<Vec<Bar>, HttpError> {
         let (exchange, symbol) = (request.exchange, request.symbol.as_str());
         if !self.service.is_listed(exchange, symbol) {
             return Err(HttpError::bad_request(format!(
@@ -175,7 +139,7 @@ impl AppState {
                     request.start, request.end, request.interval
                 ))
             })?;
-        Ok(candles.iter().map(Candle::from).collect())
+        Ok(candles)
     }
 }
 
@@ -183,7 +147,7 @@ impl AppState {
 pub(crate) async fn history(
     State(app): State<AppState>,
     ApiBody(body): ApiBody,
-) -> Result<Reply<Data<Vec<Candle>>>, HttpError> {
+) -> Result<CandlesJson, HttpError> {
     let fields = Fields::new(body, HISTORY_FIELDS)?;
     let request = CandleRequest::read(&fields)?;
     if let Some(source) = fields.opt_string("source")?
@@ -195,8 +159,8 @@ pub(crate) async fn history(
         ));
     }
     app.authenticate(&fields).await?;
-    let data = app.candles(&request).await?;
-    Ok(Reply::new(Data { data }))
+    let candles = app.candles(&request).await?;
+    Ok(CandlesJson::new(&candles))
 }
 
 /// ticker: `GET /api/v1/ticker/<EXCHANGE:SYMBOL>?apikey=..&interval=D&from=..&to=..&format=json|txt`
@@ -215,7 +179,7 @@ pub(crate) async fn ticker(
         Ok((request, candles)) if text => {
             text_response(StatusCode::OK, ticker_lines(&request, &candles))
         }
-        Ok((_, candles)) => Reply::new(Data { data: candles }).into_response(),
+        Ok((_, candles)) => CandlesJson::new(&candles).into_response(),
         Err(error) if text => text_response(error.status, format!("{}\n", error.message)),
         Err(error) => error.into_response(),
     }
@@ -229,7 +193,7 @@ async fn ticker_candles(
     app: &AppState,
     instrument: &str,
     query: &HashMap<String, String>,
-) -> Result<(CandleRequest, Vec<Candle>), HttpError> {
+) -> Result<(CandleRequest, Vec<Bar>), HttpError> {
     // Upstream: `EXCHANGE:SYMBOL`; anything else means NSE:RELIANCE.
     let (exchange, symbol) = instrument.split_once(':').unwrap_or(("NSE", "RELIANCE"));
     let mut body = serde_json::Map::new();
@@ -274,7 +238,7 @@ async fn ticker_candles(
 }
 
 /// The text format of `ticker`: one line per candle, Indian date (and time for intraday).
-fn ticker_lines(request: &CandleRequest, candles: &[Candle]) -> String {
+fn ticker_lines(request: &CandleRequest, candles: &[Bar]) -> String {
     let name = format!("{}:{}", request.exchange, request.symbol);
     let ist = chrono::FixedOffset::east_opt(IST_OFFSET_SECONDS as i32);
     candles
@@ -286,9 +250,9 @@ fn ticker_lines(request: &CandleRequest, candles: &[Candle]) -> String {
                 python_float(candle.high),
                 python_float(candle.low),
                 python_float(candle.close),
-                candle.volume.0 as i64
+                candle.volume.round() as i64
             );
-            let time = chrono::DateTime::from_timestamp(candle.timestamp, 0);
+            let time = chrono::DateTime::from_timestamp(candle.time, 0);
             match (request.interval, time, ist) {
                 (Interval::Day, Some(time), _) => {
                     // Daily candles are stamped with their date at 00:00 UTC.
@@ -302,7 +266,7 @@ fn ticker_lines(request: &CandleRequest, candles: &[Candle]) -> String {
                         local.format("%H:%M:%S")
                     )
                 }
-                _ => format!("{name},{},{prices}", candle.timestamp),
+                _ => format!("{name},{},{prices}", candle.time),
             }
         })
         .collect::<Vec<_>>()

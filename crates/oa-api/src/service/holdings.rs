@@ -1,6 +1,7 @@
 //! `holdings`: delivery (CNC) positions carried over from earlier sessions. The CNC
-//! quantity bought before today's session (the position less today's CNC trades) is a
-//! holding; in analyzer mode with the sandbox's keys (upstream
+//! quantity held when today's session began (the position with today's CNC trades undone)
+//! is a holding, as upstream's T+1 settlement makes it: today's buys join and today's
+//! sales leave the holdings at the next session; in analyzer mode with the sandbox's keys (upstream
 //! sandbox/holdings_manager.py `get_holdings`), in live mode with the broker mappings'
 //! keys (services/holdings_service.py: `symbol, exchange, quantity, product, pnl,
 //! pnlpercent` and the four statistics).
@@ -83,7 +84,8 @@ pub(crate) type HoldingsBody = ByMode<Holdings<LiveHolding>, Holdings<SandboxHol
 
 /// The quantity and average price a position had when the session began: today's trades
 /// undone newest first (a buy leaves the average it changed, a sell never changed it). A
-/// position that was flat at some point today had nothing from earlier sessions: (0, 0).
+/// position that was flat at some point today reports nothing from earlier sessions:
+/// (0, 0).
 fn start_of_session(
     quantity: f64,
     average_price: f64,
@@ -100,7 +102,14 @@ fn start_of_session(
                 average = (average * quantity - trade.quantity * trade.price) / before;
                 quantity = before;
             }
-            Action::Sell => quantity += trade.quantity,
+            Action::Sell => {
+                if quantity <= 1e-9 {
+                    // Flat after this sale: the engine no longer knows the average of what
+                    // was held, so nothing is reported (upstream holds it until T+1).
+                    return (0.0, 0.0);
+                }
+                quantity += trade.quantity;
+            }
         }
     }
     (quantity, average)
@@ -144,7 +153,10 @@ impl OrderService {
                 position.average_price,
                 today.get(&key).map_or(&[][..], Vec::as_slice),
             );
-            let held = start_quantity.min(position.quantity);
+            // Today's sales settle at T+1 (upstream sandbox/execution_engine.py: a CNC sell
+            // does not reduce the holding at fill time; holdings_manager.py nets it at the
+            // next session's settlement): the holding is what was held at the open.
+            let held = start_quantity;
             if held <= 1e-9 {
                 continue;
             }

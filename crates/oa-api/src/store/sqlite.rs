@@ -13,8 +13,8 @@ use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use super::{
     BarRange, BarTable, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey,
-    OffsetWrite, OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, instrument_spans,
-    now_text, parse_book, parse_choice, parse_exchange,
+    OffsetWrite, OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, corrupt,
+    instrument_spans, now_text, parse_book, parse_choice, parse_exchange,
 };
 use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
 use crate::types::{Action, OrderStatus, PriceType, Product};
@@ -1135,22 +1135,29 @@ impl Queries for Connection {
             }
         };
         let mut statement = self.prepare_cached(sql)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(
-            params![range.exchange, range.symbol, range.from, range.until, limit],
-            |row| {
-                Ok(Bar {
-                    time: row.get(0)?,
-                    open: row.get(1)?,
-                    high: row.get(2)?,
-                    low: row.get(3)?,
-                    close: row.get(4)?,
-                    volume: row.get(5)?,
-                    oi: row.get(6)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let bound = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = statement.query(params![
+            range.exchange,
+            range.symbol,
+            range.from,
+            range.until,
+            bound
+        ])?;
+        // A year of 1-minute bars is about 94,000 rows: read each column once, by position,
+        // into a vector that grows from a size that fits a few sessions.
+        let mut bars = Vec::with_capacity(limit.min(4096));
+        while let Some(row) = rows.next()? {
+            bars.push(Bar {
+                time: row.get(0)?,
+                open: real(row, 1)?,
+                high: real(row, 2)?,
+                low: real(row, 3)?,
+                close: real(row, 4)?,
+                volume: real(row, 5)?,
+                oi: real(row, 6)?,
+            });
+        }
+        Ok(bars)
     }
 
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError> {
@@ -1211,6 +1218,18 @@ impl Database for SqliteDatabase {
 
     fn sqlite_connection(&self) -> Option<&Connection> {
         Some(&self.conn)
+    }
+}
+
+/// Column `index` of a bar row as a float (REAL, or an INTEGER SQLite stored it as).
+fn real(row: &rusqlite::Row<'_>, index: usize) -> Result<f64, StoreError> {
+    match row.get_ref(index)? {
+        ValueRef::Real(value) => Ok(value),
+        ValueRef::Integer(value) => Ok(value as f64),
+        other => Err(corrupt(
+            "bars",
+            format!("column {index} holds {:?}, not a number", other.data_type()),
+        )),
     }
 }
 
