@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{data, drain, next_events, start, start_with};
+use common::{data, drain, message, next_events, orderid, start, status_and_message};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn order(symbol: &str, action: &str, quantity: &str) -> Value {
@@ -11,13 +12,46 @@ fn order(symbol: &str, action: &str, quantity: &str) -> Value {
            "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
 }
 
+/// A fresh server with `symbol` on NSE quoted at `ltp` (`bid`, `ask`).
+async fn start_quoting(symbol: &str, ltp: f64, bid: f64, ask: f64) -> common::Server {
+    let server = start().await;
+    server.price("NSE", symbol, ltp, bid, ask);
+    server
+}
+
+/// The keys every orderbook and tradebook row has.
+const ORDER_ROW_KEYS: [&str; 6] = [
+    "action", "symbol", "exchange", "orderid", "product", "quantity",
+];
+
+/// Fails unless `row` (a row of `what`) has every one of `keys`.
+fn assert_has_keys(what: &str, row: &Value, keys: &[&str]) {
+    for key in keys {
+        assert!(row.get(key).is_some(), "{what} lacks {key}: {row}");
+    }
+}
+
+/// A LIMIT [`order`] at `price`.
+fn limit_order(symbol: &str, action: &str, quantity: &str, price: &str) -> Value {
+    let mut limit = order(symbol, action, quantity);
+    limit["pricetype"] = "LIMIT".into();
+    limit["price"] = price.into();
+    limit
+}
+
+/// The `modifyorder` body that makes `orderid` a BUY LIMIT of `quantity` SBIN at `price`.
+fn modify_sbin(orderid: &str, price: &str, quantity: &str) -> Value {
+    json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "orderid": orderid,
+        "action": "BUY", "product": "MIS", "pricetype": "LIMIT", "price": price,
+        "quantity": quantity, "disclosed_quantity": "0", "trigger_price": "0"})
+}
+
 #[tokio::test]
 async fn market_order_is_complete_before_the_response_and_publishes_live_events() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let mut tap = server.publisher.subscribe();
     let body = server.ok("placeorder", order("SBIN", "buy", "10")).await;
-    let orderid = body["orderid"].as_str().unwrap().to_string();
+    let orderid = orderid(&body);
     assert!(orderid.chars().all(|c| c.is_ascii_digit()), "{orderid}");
     assert_eq!(body, json!({"status": "success", "orderid": orderid}));
 
@@ -39,35 +73,30 @@ async fn market_order_is_complete_before_the_response_and_publishes_live_events(
                "average_price": 812.6, "rejection_reason": ""})
     );
 
-    let status = server
-        .ok(
-            "orderstatus",
-            json!({"strategy": "test", "orderid": orderid}),
-        )
-        .await;
-    let data = &status["data"];
+    let data = &server.order_status(&orderid).await;
     assert_eq!(data["order_status"], "complete");
     assert_eq!(data["average_price"], 812.6);
     assert_eq!(data["action"], "BUY");
     assert_eq!(data["quantity"], 10);
-    for key in [
-        "exchange",
-        "orderid",
-        "price",
-        "pricetype",
-        "product",
-        "symbol",
-        "timestamp",
-        "trigger_price",
-    ] {
-        assert!(data.get(key).is_some(), "orderstatus lacks {key}: {status}");
-    }
+    assert_has_keys(
+        "orderstatus",
+        data,
+        &[
+            "exchange",
+            "orderid",
+            "price",
+            "pricetype",
+            "product",
+            "symbol",
+            "timestamp",
+            "trigger_price",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
-    let server = start().await;
-    server.price("NSE", "INFY", 1520.0, 1519.9, 1520.1);
+    let server = start_quoting("INFY", 1520.0, 1519.9, 1520.1).await;
     let status = server.ok("analyzer", json!({})).await;
     assert_eq!(
         status,
@@ -87,7 +116,7 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
     }
     let (code, body) = server.post("placeorder", request).await;
     assert_eq!(code, 200, "{body}");
-    let orderid = body["orderid"].as_str().unwrap().to_string();
+    let orderid = orderid(&body);
     assert_eq!(
         body,
         json!({"status": "success", "orderid": orderid, "mode": "analyze"})
@@ -132,17 +161,9 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
 
 #[tokio::test]
 async fn resting_limit_order_fills_on_the_tick_that_crosses() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    let mut limit = order("SBIN", "BUY", "5");
-    limit["pricetype"] = "LIMIT".into();
-    limit["price"] = "800".into();
-    let body = server.ok("placeorder", limit).await;
-    let orderid = body["orderid"].as_str().unwrap().to_string();
-    let status = server
-        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
-        .await;
-    assert_eq!(status["data"]["order_status"], "open");
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let orderid = server.place(limit_order("SBIN", "BUY", "5", "800")).await;
+    assert_eq!(server.order_status(&orderid).await["order_status"], "open");
 
     let mut tap = server.publisher.subscribe();
     server.ltp("NSE", "SBIN", 805.0);
@@ -153,10 +174,8 @@ async fn resting_limit_order_fills_on_the_tick_that_crosses() {
     assert_eq!(update["orderid"], orderid);
     assert_eq!(update["order_status"], "complete");
     assert_eq!(update["average_price"], 800.0);
-    let status = server
-        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
-        .await;
-    assert_eq!(status["data"]["order_status"], "complete");
+    let status = server.order_status(&orderid).await;
+    assert_eq!(status["order_status"], "complete");
     let trades = server.ok("tradebook", json!({})).await;
     assert_eq!(trades["data"][0]["average_price"], 800.0);
     assert_eq!(trades["data"][0]["trade_value"], 4000.0);
@@ -164,17 +183,13 @@ async fn resting_limit_order_fills_on_the_tick_that_crosses() {
 
 #[tokio::test]
 async fn stop_loss_market_order_waits_for_its_trigger() {
-    let server = start().await;
-    server.price("NSE", "TCS", 3400.0, 3399.0, 3401.0);
+    let server = start_quoting("TCS", 3400.0, 3399.0, 3401.0).await;
     let mut stop = order("TCS", "SELL", "1");
     stop["pricetype"] = "SL-M".into();
     stop["trigger_price"] = 3350.into();
-    let body = server.ok("placeorder", stop).await;
-    let orderid = body["orderid"].as_str().unwrap().to_string();
-    let status = server
-        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
-        .await;
-    assert_eq!(status["data"]["order_status"], "trigger pending");
+    let orderid = server.place(stop).await;
+    let status = server.order_status(&orderid).await;
+    assert_eq!(status["order_status"], "trigger pending");
     let mut tap = server.publisher.subscribe();
     server.price("NSE", "TCS", 3349.0, 3348.0, 3350.0);
     let events = next_events(&mut tap, 1).await;
@@ -186,22 +201,19 @@ async fn stop_loss_market_order_waits_for_its_trigger() {
 /// open an unfunded short is rejected at fill, with the same `order_update` a rejection emits.
 #[tokio::test]
 async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
-    let dir = common::store_dir();
-    let mut config = common::config(&dir);
-    config.starting_funds = 1500.0;
-    let server = start_with(dir, config).await;
+    let server = common::start_configured(|config| {
+        config.starting_funds = 1500.0;
+    })
+    .await;
     server.price("NSE", "SBIN", 100.0, 100.0, 100.0);
     let mut buy = order("SBIN", "BUY", "10");
     buy["product"] = "CNC".into();
     server.ok("placeorder", buy).await;
     let mut exits = Vec::new();
     for _ in 0..3 {
-        let mut exit = order("SBIN", "SELL", "10");
+        let mut exit = limit_order("SBIN", "SELL", "10", "110");
         exit["product"] = "CNC".into();
-        exit["pricetype"] = "LIMIT".into();
-        exit["price"] = "110".into();
-        let body = server.ok("placeorder", exit).await;
-        exits.push(body["orderid"].as_str().unwrap().to_string());
+        exits.push(server.place(exit).await);
     }
     let funds = server.ok("funds", json!({})).await;
     assert_eq!(funds["data"]["availablecash"], "500.00");
@@ -231,11 +243,9 @@ async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
             (exits[2].clone(), "rejected".to_string(), reason.to_string()),
         ]
     );
-    let status = server
-        .ok("orderstatus", json!({"strategy": "t", "orderid": exits[2]}))
-        .await;
-    assert_eq!(status["data"]["order_status"], "rejected");
-    assert_eq!(status["data"]["rejection_reason"], reason);
+    let status = server.order_status(&exits[2]).await;
+    assert_eq!(status["order_status"], "rejected");
+    assert_eq!(status["rejection_reason"], reason);
     // The second exit holds a funded short of 10 x 110; nothing went below zero.
     let funds = server.ok("funds", json!({})).await;
     assert_eq!(funds["data"]["availablecash"], "500.00");
@@ -245,30 +255,17 @@ async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
 
 #[tokio::test]
 async fn modify_cancel_and_cancel_all_with_their_events() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    let mut limit = order("SBIN", "BUY", "5");
-    limit["pricetype"] = "LIMIT".into();
-    limit["price"] = "700".into();
-    let first = server.ok("placeorder", limit.clone()).await["orderid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let second = server.ok("placeorder", limit.clone()).await["orderid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let third = server.ok("placeorder", limit).await["orderid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let limit = limit_order("SBIN", "BUY", "5", "700");
+    let first = server.place(limit.clone()).await;
+    let second = server.place(limit.clone()).await;
+    let third = server.place(limit).await;
 
     let mut tap = server.publisher.subscribe();
-    let modify = json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "orderid": first,
-        "action": "BUY", "product": "MIS", "pricetype": "LIMIT", "price": "710", "quantity": "7",
-        "disclosed_quantity": "0", "trigger_price": "0"});
     assert_eq!(
-        server.ok("modifyorder", modify).await,
+        server
+            .ok("modifyorder", modify_sbin(&first, "710", "7"))
+            .await,
         json!({"status": "success", "orderid": first})
     );
     let events = drain(&mut tap);
@@ -292,34 +289,22 @@ async fn modify_cancel_and_cancel_all_with_their_events() {
     );
     assert_eq!(data(&events[1])["order_status"], "cancelled");
 
-    let (code, body) = server
-        .call("cancelorder", json!({"strategy": "test", "orderid": first}))
-        .await;
-    assert_eq!(code, 400, "{body}");
     assert_eq!(
-        body["message"],
-        format!("Order {first} cannot be cancelled: its status is cancelled")
-    );
-    let (code, body) = server
-        .call("cancelorder", json!({"strategy": "test", "orderid": "999"}))
-        .await;
-    assert_eq!(
-        (code, body),
+        server
+            .refusal("cancelorder", json!({"strategy": "test", "orderid": first}))
+            .await,
         (
-            404,
-            json!({"status": "error", "message": "Order 999 not found"})
+            400,
+            format!("Order {first} cannot be cancelled: its status is cancelled")
         )
     );
-    let (code, body) = server
-        .call("orderstatus", json!({"strategy": "test", "orderid": "999"}))
-        .await;
-    assert_eq!(
-        (code, body),
-        (
-            404,
-            json!({"status": "error", "message": "Order 999 not found"})
-        )
-    );
+    for path in ["cancelorder", "orderstatus"] {
+        let (code, body) = server
+            .call(path, json!({"strategy": "test", "orderid": "999"}))
+            .await;
+        let expected = json!({"status": "error", "message": "Order 999 not found"});
+        assert_eq!((code, body), (404, expected), "{path}");
+    }
 
     let body = server
         .ok("cancelallorder", json!({"strategy": "test"}))
@@ -346,8 +331,7 @@ async fn modify_cancel_and_cancel_all_with_their_events() {
 
 #[tokio::test]
 async fn smart_orders_reach_the_target_position() {
-    let server = start().await;
-    server.price("NSE", "RELIANCE", 1285.0, 1284.9, 1285.1);
+    let server = start_quoting("RELIANCE", 1285.0, 1284.9, 1285.1).await;
     let mut smart = order("RELIANCE", "BUY", "5");
     smart["position_size"] = "5".into();
     let body = server.ok("placesmartorder", smart.clone()).await;
@@ -370,13 +354,12 @@ async fn smart_orders_reach_the_target_position() {
     smart["position_size"] = "-5".into();
     smart["quantity"] = "0".into();
     server.ok("placesmartorder", smart).await;
-    let position = server
-        .ok(
-            "openposition",
-            json!({"strategy": "t", "symbol": "RELIANCE", "exchange": "NSE", "product": "MIS"}),
-        )
-        .await;
-    assert_eq!(position, json!({"status": "success", "quantity": -5}));
+    let position =
+        json!({"strategy": "t", "symbol": "RELIANCE", "exchange": "NSE", "product": "MIS"});
+    assert_eq!(
+        server.ok("openposition", position).await,
+        json!({"status": "success", "quantity": -5})
+    );
     let trades = server.ok("tradebook", json!({})).await;
     assert_eq!(trades["data"][0]["action"], "SELL");
     assert_eq!(trades["data"][0]["quantity"], 10);
@@ -384,8 +367,7 @@ async fn smart_orders_reach_the_target_position() {
 
 #[tokio::test]
 async fn books_funds_and_close_position() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 100.0, 99.0, 101.0);
+    let server = start_quoting("SBIN", 100.0, 99.0, 101.0).await;
     server.ok("placeorder", order("SBIN", "BUY", "10")).await;
     let mut product = order("SBIN", "BUY", "4");
     product["product"] = "CNC".into();
@@ -443,55 +425,32 @@ async fn books_funds_and_close_position() {
                "total_open_orders": 0, "total_rejected_orders": 0})
     );
     let first = &book["data"]["orders"][0];
-    for key in [
-        "action",
-        "symbol",
-        "exchange",
-        "orderid",
-        "product",
-        "quantity",
-        "price",
-        "pricetype",
-        "order_status",
-        "trigger_price",
-        "timestamp",
-    ] {
-        assert!(
-            first.get(key).is_some(),
-            "orderbook row lacks {key}: {first}"
-        );
-    }
+    assert_has_keys("orderbook", first, &ORDER_ROW_KEYS);
+    assert_has_keys(
+        "orderbook",
+        first,
+        &[
+            "price",
+            "pricetype",
+            "order_status",
+            "trigger_price",
+            "timestamp",
+        ],
+    );
     let trades = server.ok("tradebook", json!({})).await;
     let trade = &trades["data"][0];
-    for key in [
-        "action",
-        "symbol",
-        "exchange",
-        "orderid",
-        "product",
-        "quantity",
-        "average_price",
-        "trade_value",
-        "timestamp",
-    ] {
-        assert!(
-            trade.get(key).is_some(),
-            "tradebook row lacks {key}: {trade}"
-        );
-    }
-    let position = server
-        .ok(
-            "openposition",
-            json!({"strategy": "t", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"}),
-        )
-        .await;
-    assert_eq!(position["quantity"], 0);
+    assert_has_keys("tradebook", trade, &ORDER_ROW_KEYS);
+    assert_has_keys(
+        "tradebook",
+        trade,
+        &["average_price", "trade_value", "timestamp"],
+    );
+    assert_eq!(server.open_position("NSE", "SBIN", "MIS").await, 0);
 }
 
 #[tokio::test]
 async fn quotes_depth_ping_basket_and_split() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let quotes = server
         .ok("quotes", json!({"symbol": "SBIN", "exchange": "NSE"}))
         .await;
@@ -516,12 +475,11 @@ async fn quotes_depth_ping_basket_and_split() {
         ),
         (json!(300), json!(400), json!(5))
     );
-    let (code, body) = server
-        .call("quotes", json!({"symbol": "INFY", "exchange": "NSE"}))
-        .await;
     assert_eq!(
-        (code, body["message"].as_str()),
-        (404, Some("No quote available for INFY on NSE yet"))
+        server
+            .refusal("quotes", json!({"symbol": "INFY", "exchange": "NSE"}))
+            .await,
+        (404, "No quote available for INFY on NSE yet".to_string())
     );
 
     let ping = server.ok("ping", json!({})).await;
@@ -575,148 +533,65 @@ async fn an_order_without_a_price_is_rejected_naming_the_symbol() {
         .call("placeorder", order("HDFCBANK", "BUY", "1"))
         .await;
     assert_eq!(code, 400, "{body}");
-    let message = body["message"].as_str().unwrap();
+    let message = message(&body);
     assert!(
         message.contains("HDFCBANK") && message.contains("NSE"),
         "{message}"
     );
-    let orderid = body["orderid"].as_str().unwrap();
-    let status = server
-        .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
-        .await;
-    assert_eq!(status["data"]["order_status"], "rejected");
+    let status = server.order_status(&orderid(&body)).await;
+    assert_eq!(status["order_status"], "rejected");
     let book = server.ok("orderbook", json!({})).await;
     assert_eq!(book["data"]["statistics"]["total_rejected_orders"], 1);
 }
 
 #[tokio::test]
 async fn validation_errors_name_the_field_and_what_was_expected() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    let cases: Vec<(Value, &str)> = vec![
-        (
-            json!({"strategy": "t", "exchange": "NSE", "action": "BUY", "quantity": "1"}),
-            "symbol: missing required field (expected a non-empty string)",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "colour": "red"}),
-            "colour: unknown field; allowed fields: apikey, strategy, exchange, symbol, action, quantity, pricetype, product, price, trigger_price, disclosed_quantity, underlying_ltp",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "ten"}),
-            "quantity: expected a positive integer (number or numeric string), got \"ten\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": -5}),
-            "quantity: expected a positive integer (number or numeric string), got -5",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "HOLD", "quantity": "1"}),
-            "action: expected one of BUY, SELL, got \"HOLD\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "pricetype": "STOP"}),
-            "pricetype: expected one of MARKET, LIMIT, SL, SL-M, got \"STOP\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "product": "BO"}),
-            "product: expected one of MIS, NRML, CNC, got \"BO\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NASDAQ", "symbol": "SBIN", "action": "BUY", "quantity": "1"}),
-            "exchange: expected one of NSE, NFO, CDS, BSE, BFO, BCD, MCX, NCDEX, NCO, NSE_INDEX, BSE_INDEX, MCX_INDEX, GLOBAL_INDEX, CRYPTO, got \"NASDAQ\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "price": "-1"}),
-            "price: expected a number >= 0 (number or numeric string), got \"-1\"",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1", "pricetype": "LIMIT"}),
-            "price: expected a number > 0 for LIMIT orders, got 0",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NSE", "symbol": "NOSUCH", "action": "BUY", "quantity": "1"}),
-            "symbol: NOSUCH is not a known symbol on exchange NSE",
-        ),
-        (
-            json!({"strategy": "t", "exchange": "NFO", "symbol": "NIFTY30DEC25FUT", "action": "BUY", "quantity": "10"}),
-            "quantity: expected a multiple of the lot size 75 of NIFTY30DEC25FUT, got 10",
-        ),
-        (
-            json!({"strategy": 5, "exchange": "NSE", "symbol": ["SBIN"], "action": "BUY", "quantity": "1"}),
-            "symbol: expected a string, got [\"SBIN\"]",
-        ),
-    ];
-    for (body, message) in cases {
-        let (code, reply) = server.call("placeorder", body.clone()).await;
-        assert_eq!(code, 400, "{body} -> {reply}");
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    #[derive(serde::Deserialize)]
+    struct Case {
+        path: String,
+        body: Value,
+        message: String,
+    }
+    let cases: Vec<Case> = serde_json::from_str(include_str!("cases/invalid_requests.json"))
+        .expect("cases/invalid_requests.json");
+    for Case {
+        path,
+        body,
+        message,
+    } in cases
+    {
+        let (code, reply) = server.call(&path, body.clone()).await;
+        assert_eq!(code, 400, "{path} {body} -> {reply}");
         assert_eq!(
             reply,
             json!({"status": "error", "message": message}),
-            "{body}"
+            "{path} {body}"
         );
     }
-    let (code, reply) = server
-        .call("analyzer/toggle", json!({"mode": "maybe"}))
-        .await;
-    assert_eq!(
-        (code, reply["message"].as_str()),
-        (
-            400,
-            Some("mode: expected a boolean (true or false), got \"maybe\"")
-        )
-    );
-    let (code, reply) = server.call("basketorder", json!({"strategy": "b", "orders": [{"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "0"}]})).await;
-    assert_eq!(
-        (code, reply["message"].as_str()),
-        (
-            400,
-            Some(
-                "orders[0].quantity: expected a positive integer (number or numeric string), got \"0\""
-            )
-        )
-    );
 
     // Transport-level errors are JSON too.
-    let url = format!("{}/api/v1/placeorder", server.url);
-    let response = server
-        .client
-        .post(&url)
-        .body("{not json")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let body: Value = response.json().await.unwrap();
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Malformed JSON body"),
-        "{body}"
-    );
-    let response = server
-        .client
-        .post(&url)
-        .body("apikey=x")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let body: Value = response.json().await.unwrap();
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Content-Type must be application/json"),
-        "{body}"
-    );
+    let malformed = [
+        ("application/json", "{not json", "Malformed JSON body"),
+        (
+            "application/x-www-form-urlencoded",
+            "apikey=x",
+            "Content-Type must be application/json",
+        ),
+    ];
+    for (content_type, text, start) in malformed {
+        let body = Some((content_type, text.to_string()));
+        let (code, reply) = server.send(Method::POST, "/api/v1/placeorder", body).await;
+        assert_eq!(code, 400, "{content_type}: {reply}");
+        assert!(
+            message(&reply).starts_with(start),
+            "{content_type}: {reply}"
+        );
+    }
     let (code, body) = server.post("placeorder", json!([1, 2])).await;
     assert_eq!(
-        (code, body["message"].as_str()),
-        (400, Some("Request body must be a JSON object"))
+        (code, message(&body)),
+        (400, "Request body must be a JSON object".to_string())
     );
 }
 
@@ -733,11 +608,12 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
             json!({"status": "error", "message": "Invalid openalgo apikey"})
         )
     );
-    let (code, body) = server.post("funds", json!({})).await;
-    assert_eq!(code, 400);
     assert_eq!(
-        body["message"],
-        "apikey: missing required field (expected a non-empty string)"
+        status_and_message(server.post("funds", json!({})).await),
+        (
+            400,
+            "apikey: missing required field (expected a non-empty string)".to_string()
+        )
     );
 
     for path in ["nope", "placeorder/extra"] {
@@ -748,45 +624,30 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
             "{path}"
         );
     }
-    let response = server
-        .client
-        .post(format!("{}/api/v2/funds", server.url))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
-    let body: Value = response.json().await.unwrap();
+    let (code, body) = server.send(Method::POST, "/api/v2/funds", None).await;
     assert_eq!(
-        body,
-        json!({"status": "error", "message": "Not found", "path": "/api/v2/funds"})
+        (code, body),
+        (
+            404,
+            json!({"status": "error", "message": "Not found", "path": "/api/v2/funds"})
+        )
     );
-    let response = server
-        .client
-        .get(format!("{}/api/v1/funds", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 405);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "error");
-    assert_eq!(
-        body["message"],
-        "Method GET is not allowed on /api/v1/funds; use POST"
-    );
-    // The GET routes name GET.
-    let response = server
-        .client
-        .post(format!("{}/api/v1/instruments", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 405);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body["message"],
-        "Method POST is not allowed on /api/v1/instruments; use GET"
-    );
+    // Each route names the method it takes.
+    for (method, path, allowed) in [
+        (Method::GET, "/api/v1/funds", "POST"),
+        (Method::POST, "/api/v1/instruments", "GET"),
+    ] {
+        let (code, body) = server.send(method.clone(), path, None).await;
+        assert_eq!(
+            (code, body),
+            (
+                405,
+                json!({"status": "error",
+                       "message": format!("Method {method} is not allowed on {path}; use {allowed}")})
+            ),
+            "{method} {path}"
+        );
+    }
 
     let big = json!({"apikey": server.key, "strategy": "x".repeat(70 * 1024)});
     let (code, body) = server.post("closeposition", big).await;
@@ -801,11 +662,11 @@ async fn bad_keys_unknown_paths_methods_and_big_bodies_get_json_errors() {
 
 #[tokio::test]
 async fn rate_limits_return_openalgo_429_body() {
-    let dir = common::store_dir();
-    let mut config = common::config(&dir);
-    config.order_rate_limit = "3 per minute".into();
-    config.api_rate_limit = "5/minute".into();
-    let server = start_with(dir, config).await;
+    let server = common::start_configured(|config| {
+        config.order_rate_limit = "3 per minute".into();
+        config.api_rate_limit = "5/minute".into();
+    })
+    .await;
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
     for _ in 0..3 {
         server.ok("placeorder", order("SBIN", "BUY", "1")).await;
@@ -967,22 +828,21 @@ async fn state_survives_a_restart_and_the_outbox_holds_published_envelopes() {
 
 #[tokio::test]
 async fn the_simulator_injects_latency_and_rejections() {
-    let dir = common::store_dir();
-    let mut config = common::config(&dir);
-    config.simulator.ack_latency = std::time::Duration::from_millis(150);
-    config.simulator.rejection_rate = 1.0;
-    let server = start_with(dir, config).await;
+    let server = common::start_configured(|config| {
+        config.simulator.ack_latency = std::time::Duration::from_millis(150);
+        config.simulator.rejection_rate = 1.0;
+    })
+    .await;
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
     let started = std::time::Instant::now();
-    let (code, body) = server.call("placeorder", order("SBIN", "BUY", "1")).await;
+    let (code, message) = server
+        .refusal("placeorder", order("SBIN", "BUY", "1"))
+        .await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(150));
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 400, "{message}");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Order rejected: Rejected by the simulator"),
-        "{body}"
+        message.starts_with("Order rejected: Rejected by the simulator"),
+        "{message}"
     );
     // The sandbox has no fault injection.
     server.set_analyze(true).await;
@@ -991,8 +851,7 @@ async fn the_simulator_injects_latency_and_rejections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_duplicate_smart_orders_place_one_order() {
-    let server = start().await;
-    server.price("NSE", "ITC", 412.0, 411.9, 412.1);
+    let server = start_quoting("ITC", 412.0, 411.9, 412.1).await;
     let mut smart = order("ITC", "BUY", "5");
     smart["position_size"] = "5".into();
     let serde_json::Value::Object(map) = smart else {
@@ -1014,34 +873,21 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
         })
         .count();
     assert_eq!(placed, 1, "{results:?}");
-    let position = server
-        .ok(
-            "openposition",
-            json!({"strategy": "t", "symbol": "ITC", "exchange": "NSE", "product": "MIS"}),
-        )
-        .await;
-    assert_eq!(position["quantity"], 5);
+    assert_eq!(server.open_position("NSE", "ITC", "MIS").await, 5);
 }
 
 #[tokio::test]
 async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     server.set_analyze(true).await;
-    let mut limit = order("SBIN", "BUY", "5");
-    limit["pricetype"] = "LIMIT".into();
-    limit["price"] = "700".into();
-    let orderid = server.ok("placeorder", limit.clone()).await["orderid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let limit = limit_order("SBIN", "BUY", "5", "700");
+    let orderid = server.place(limit.clone()).await;
     server.ok("placeorder", limit).await;
     server.ok("placeorder", order("SBIN", "BUY", "2")).await;
     let mut tap = server.publisher.subscribe();
-    let modify = json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "orderid": orderid,
-        "action": "BUY", "product": "MIS", "pricetype": "LIMIT", "price": "705", "quantity": "5",
-        "disclosed_quantity": "0", "trigger_price": "0"});
-    let modified = server.ok("modifyorder", modify).await;
+    let modified = server
+        .ok("modifyorder", modify_sbin(&orderid, "705", "5"))
+        .await;
     let cancelled = server
         .ok(
             "cancelorder",
@@ -1106,8 +952,7 @@ async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events
 
 #[tokio::test]
 async fn strategy_is_bounded_with_a_400_naming_the_field() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let mut body = order("SBIN", "BUY", "1");
     body["strategy"] = json!("s".repeat(256));
     let (status, error) = server.call("placeorder", body.clone()).await;
@@ -1132,12 +977,7 @@ async fn strategy_is_bounded_with_a_400_naming_the_field() {
 async fn search_finds_symbols_closest_first_with_upstreams_keys() {
     let server = start().await;
     let found = server.ok("search", json!({"query": "nifty"})).await;
-    let symbols: Vec<&str> = found["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["symbol"].as_str().unwrap())
-        .collect();
+    let symbols = common::column(&found, "symbol");
     // Exact match first, then symbols starting with the query, shorter first.
     assert_eq!(symbols[0], "NIFTY", "{found}");
     assert!(symbols.contains(&"BANKNIFTY") && symbols.contains(&"NIFTYBEES"));
@@ -1171,19 +1011,20 @@ async fn search_finds_symbols_closest_first_with_upstreams_keys() {
         (Some("No matching symbols found"), Some(0))
     );
 
-    let (code, body) = server.call("search", json!({"query": "  "})).await;
-    assert_eq!(code, 400, "{body}");
-    let (code, body) = server
-        .call("search", json!({"query": "SBIN", "exchange": "LSE"}))
+    let (code, message) = server.refusal("search", json!({"query": "  "})).await;
+    assert_eq!(code, 400, "{message}");
+    let (code, message) = server
+        .refusal("search", json!({"query": "SBIN", "exchange": "LSE"}))
         .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(body["message"].to_string().contains("exchange"), "{body}");
-    let (code, body) = server
-        .post("search", json!({"apikey": "wrong", "query": "SBIN"}))
-        .await;
+    assert_eq!(code, 400, "{message}");
+    assert!(message.contains("exchange"), "{message}");
     assert_eq!(
-        (code, body["message"].as_str()),
-        (403, Some("Invalid openalgo apikey"))
+        status_and_message(
+            server
+                .post("search", json!({"apikey": "wrong", "query": "SBIN"}))
+                .await
+        ),
+        (403, "Invalid openalgo apikey".to_string())
     );
 }
 
@@ -1200,12 +1041,11 @@ async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
     assert_eq!(symbol["data"]["name"], "STATE BANK OF INDIA");
     assert!(symbol["data"]["id"].as_u64().unwrap() >= 1);
     assert_eq!(symbol["data"]["lotsize"], 1);
-    let (code, body) = server
-        .call("symbol", json!({"symbol": "NOSUCH", "exchange": "NSE"}))
-        .await;
     assert_eq!(
-        (code, body["message"].as_str()),
-        (404, Some("Symbol NOSUCH not found in exchange NSE"))
+        server
+            .refusal("symbol", json!({"symbol": "NOSUCH", "exchange": "NSE"}))
+            .await,
+        (404, "Symbol NOSUCH not found in exchange NSE".to_string())
     );
 
     server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
@@ -1235,28 +1075,14 @@ async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
         "a listed symbol without a price yet"
     );
 
-    let (code, body) = server
-        .call(
-            "multiquotes",
-            json!({"symbols": [{"symbol": "NOSUCH", "exchange": "NSE"}]}),
-        )
-        .await;
-    assert_eq!(code, 400, "{body}");
-    assert_eq!(body["invalid_symbols"][0]["symbol"], "NOSUCH");
-    let (code, body) = server
-        .call(
-            "multiquotes",
-            json!({"symbols": [{"symbol": "SBIN", "exchange": "LSE"}]}),
-        )
-        .await;
-    assert_eq!(code, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("symbols[0].exchange"),
-        "{body}"
-    );
+    let unknown = json!({"symbols": [{"symbol": "NOSUCH", "exchange": "NSE"}]});
+    let (code, body) = server.call("multiquotes", unknown).await;
+    let invalid = body["invalid_symbols"][0]["symbol"].as_str();
+    assert_eq!((code, invalid), (400, Some("NOSUCH")), "{body}");
+    let bad_exchange = json!({"symbols": [{"symbol": "SBIN", "exchange": "LSE"}]});
+    let (code, message) = server.refusal("multiquotes", bad_exchange).await;
+    assert_eq!(code, 400, "{message}");
+    assert!(message.starts_with("symbols[0].exchange"), "{message}");
     let (code, _) = server.call("multiquotes", json!({"symbols": []})).await;
     assert_eq!(code, 400);
 
@@ -1275,15 +1101,12 @@ async fn multiquotes_refuses_more_than_500_symbols() {
     let symbols: Vec<_> = (0..501)
         .map(|_| json!({"symbol": "SBIN", "exchange": "NSE"}))
         .collect();
-    let (code, body) = server
-        .call("multiquotes", json!({"symbols": symbols}))
+    let (code, message) = server
+        .refusal("multiquotes", json!({"symbols": symbols}))
         .await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 400, "{message}");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("symbols: at most 500 symbols per request, got 501"),
-        "{body}"
+        message.contains("symbols: at most 500 symbols per request, got 501"),
+        "{message}"
     );
 }

@@ -213,6 +213,14 @@ pub async fn start() -> Server {
     start_with(dir, config).await
 }
 
+/// Starts a server on a fresh store with the test configuration as `configure` adjusts it.
+pub async fn start_configured(configure: impl FnOnce(&mut ApiConfig)) -> Server {
+    let dir = store_dir();
+    let mut config = config(&dir);
+    configure(&mut config);
+    start_with(dir, config).await
+}
+
 pub async fn start_with(dir: StoreDir, config: ApiConfig) -> Server {
     launch(dir, config, None, Arc::new(SymbolMaster::bundled())).await
 }
@@ -285,6 +293,54 @@ impl Server {
         value
     }
 
+    /// Calls `path` (with `apikey` added) expecting a refusal: returns the status and the
+    /// message of the `{"status": "error"}` body.
+    pub async fn refusal(&self, path: &str, body: Value) -> (u16, String) {
+        let (status, value) = self.call(path, body).await;
+        assert_eq!(value["status"], "error", "{path}: {value}");
+        (status, message(&value))
+    }
+
+    /// Places `order` (which must succeed); returns its order id.
+    pub async fn place(&self, order: Value) -> String {
+        orderid(&self.ok("placeorder", order).await)
+    }
+
+    /// The `data` of `orderstatus` for `orderid`.
+    pub async fn order_status(&self, orderid: &str) -> Value {
+        let body = self
+            .ok("orderstatus", json!({"strategy": "t", "orderid": orderid}))
+            .await;
+        body["data"].clone()
+    }
+
+    /// The `openposition` quantity of `symbol` on `exchange` in `product`.
+    pub async fn open_position(&self, exchange: &str, symbol: &str, product: &str) -> Value {
+        let body =
+            json!({"strategy": "t", "symbol": symbol, "exchange": exchange, "product": product});
+        self.ok("openposition", body).await["quantity"].clone()
+    }
+
+    /// Sends `method` to `{url}{path}` with `body` as `content_type` (no body when `None`);
+    /// returns the status and the JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{path}: non-JSON body {text:?}: {error}"));
+        (status, value)
+    }
+
     /// Runs `tests/python/<script>` (the official SDK) against this server with `OA_HOST`,
     /// `OA_APIKEY` and `extra_env`; fails the test unless its output says `passed`.
     pub async fn run_sdk_script(
@@ -353,6 +409,41 @@ pub fn drain(tap: &mut broadcast::Receiver<Arc<Envelope>>) -> Vec<Arc<Envelope>>
         events.push(envelope);
     }
     events
+}
+
+/// The `key` string of every row of the `data` array of `body`.
+pub fn column<'a>(body: &'a Value, key: &str) -> Vec<&'a str> {
+    let rows = body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data array in {body}"));
+    rows.iter()
+        .map(|row| {
+            row[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} in {row}"))
+        })
+        .collect()
+}
+
+/// The `orderid` of a success body, as a string.
+pub fn orderid(body: &Value) -> String {
+    body["orderid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no orderid in {body}"))
+        .to_string()
+}
+
+/// The `message` of a body, as a string.
+pub fn message(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"))
+        .to_string()
+}
+
+/// The `(status, message)` of an error reply, for comparing both at once.
+pub fn status_and_message((status, body): (u16, Value)) -> (u16, String) {
+    (status, message(&body))
 }
 
 pub fn data(envelope: &Envelope) -> Value {
