@@ -5,12 +5,28 @@
 
 mod common;
 
-use common::{data, drain, start};
+use common::{data, drain, drain_data, orderid, start};
 use serde_json::{Value, json};
 
 fn order(symbol: &str, action: &str, quantity: &str) -> Value {
     json!({"strategy": "compat", "exchange": "NSE", "symbol": symbol, "action": action,
            "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
+}
+
+/// A fresh server with SBIN quoted at 800 (bid 799.9, ask 800.1).
+async fn start_sbin() -> common::Server {
+    common::start_quoting("SBIN", 800.0, 799.9, 800.1).await
+}
+
+/// A basketorder body of `strategy` with NSE legs `(symbol, action, quantity)`.
+fn basket(strategy: &str, legs: &[(&str, &str, &str)]) -> Value {
+    let orders: Vec<Value> = legs
+        .iter()
+        .map(|(symbol, action, quantity)| {
+            json!({"exchange": "NSE", "symbol": symbol, "action": action, "quantity": quantity})
+        })
+        .collect();
+    json!({"strategy": strategy, "orders": orders})
 }
 
 fn smart(action: &str, quantity: &str, position_size: &str) -> Value {
@@ -27,19 +43,12 @@ fn smart(action: &str, quantity: &str, position_size: &str) -> Value {
 /// request's action (subscribers/socketio_subscriber.py `on_order_placed`).
 #[tokio::test]
 async fn smart_order_with_position_size_zero_and_no_position_places_the_request() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     let mut tap = server.publisher.subscribe();
 
     let placed = server.ok("placesmartorder", smart("SELL", "3", "0")).await;
-    let orderid = placed["orderid"].as_str().expect("an orderid").to_string();
-    let position = server
-        .ok(
-            "openposition",
-            json!({"strategy": "compat", "symbol": "SBIN", "exchange": "NSE", "product": "MIS"}),
-        )
-        .await;
-    assert_eq!(position["quantity"], -3, "{position}");
+    let orderid = orderid(&placed);
+    assert_eq!(server.open_position("NSE", "SBIN", "MIS").await, -3);
     let events = drain(&mut tap);
     let order_event = events
         .iter()
@@ -53,7 +62,7 @@ async fn smart_order_with_position_size_zero_and_no_position_places_the_request(
 
     // Flattening the short places a BUY of 3; the event still names the request's SELL.
     let closed = server.ok("placesmartorder", smart("SELL", "1", "0")).await;
-    let close_id = closed["orderid"].as_str().expect("an orderid").to_string();
+    let close_id = common::orderid(&closed);
     let events = drain(&mut tap);
     let order_event = events
         .iter()
@@ -93,8 +102,7 @@ async fn smart_order_with_position_size_zero_and_no_position_places_the_request(
 /// `{"status":"error","message":"Not found","path":...}`.
 #[tokio::test]
 async fn underlying_ltp_trailing_slashes_and_the_404_body_are_upstreams() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     let mut with_ltp = order("SBIN", "BUY", "1");
     with_ltp["underlying_ltp"] = json!(24850.5);
     server.ok("placeorder", with_ltp.clone()).await;
@@ -172,24 +180,16 @@ async fn cancelallorder_closeposition_basket_and_split_count_against_the_api_lim
 /// services/split_order_service.py): one summary `order_event` per batch, not one per order.
 #[tokio::test]
 async fn basket_and_split_emit_one_summary_order_event() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.price("NSE", "INFY", 1500.0, 1499.9, 1500.1);
     let mut tap = server.publisher.subscribe();
-    server
-        .ok(
-            "basketorder",
-            json!({"strategy": "rebalance", "orders": [
-                {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1"},
-                {"exchange": "NSE", "symbol": "INFY", "action": "SELL", "quantity": "1"},
-                {"exchange": "NSE", "symbol": "TCS", "action": "BUY", "quantity": "1"}]}),
-        )
-        .await;
-    let order_events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|e| e.event_type() == "order_event")
-        .map(|e| data(e))
-        .collect();
+    let legs = [
+        ("SBIN", "BUY", "1"),
+        ("INFY", "SELL", "1"),
+        ("TCS", "BUY", "1"),
+    ];
+    server.ok("basketorder", basket("rebalance", &legs)).await;
+    let order_events = drain_data(&mut tap, "order_event");
     // TCS has no price: rejected, so 2 of 3 succeeded.
     assert_eq!(
         order_events,
@@ -203,19 +203,10 @@ async fn basket_and_split_emit_one_summary_order_event() {
     let mut split = order("SBIN", "sell", "5");
     split["splitsize"] = "2".into();
     server.ok("splitorder", split).await;
-    let order_events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|e| e.event_type() == "order_event")
-        .map(|e| data(e))
-        .collect();
-    assert_eq!(
-        order_events,
-        [
-            json!({"symbol": "SBIN", "action": "SELL", "orderid": "3/3 orders",
-                "exchange": "NSE", "price_type": "MARKET", "product_type": "MIS",
-                "mode": "live", "batch_order": true, "is_last_order": true})
-        ]
-    );
+    let split_summary = json!({"symbol": "SBIN", "action": "SELL", "orderid": "3/3 orders",
+        "exchange": "NSE", "price_type": "MARKET", "product_type": "MIS",
+        "mode": "live", "batch_order": true, "is_last_order": true});
+    assert_eq!(drain_data(&mut tap, "order_event"), [split_summary]);
 }
 
 /// Upstream services/close_position_service.py publishes PositionClosedEvent on failure too
@@ -237,11 +228,7 @@ async fn close_position_event_is_emitted_when_closing_fails() {
         .await;
     assert_eq!(status, 400, "{body}");
     let message = body["message"].as_str().expect("a message").to_string();
-    let events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|e| e.event_type() == "close_position_event")
-        .map(|e| data(e))
-        .collect();
+    let events = drain_data(&mut tap, "close_position_event");
     assert_eq!(
         events,
         [json!({"status": "success", "message": message, "mode": "live"})]
@@ -252,8 +239,7 @@ async fn close_position_event_is_emitted_when_closing_fails() {
 /// schema-loaded body (restx_api/schemas.py `OrderSchema` defaults applied) plus `api_type`.
 #[tokio::test]
 async fn analyzer_update_request_carries_the_defaults() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.set_analyze(true).await;
     let mut tap = server.publisher.subscribe();
     let bare = json!({"strategy": "compat", "exchange": "NSE", "symbol": "SBIN",
@@ -277,8 +263,7 @@ async fn analyzer_update_request_carries_the_defaults() {
 /// and its success items (`place_single_order`) carry `exchange` and `product`.
 #[tokio::test]
 async fn basket_places_buys_first_and_names_exchange_and_product() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.price("NSE", "INFY", 1500.0, 1499.9, 1500.1);
     let basket = server
         .ok(
@@ -334,11 +319,16 @@ fn keys(value: &Value) -> Vec<String> {
     keys
 }
 
-fn sorted(names: &[&str]) -> Vec<String> {
-    let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+/// The whitespace-separated `names`, sorted (to compare with [`keys`]).
+fn sorted(names: &str) -> Vec<String> {
+    let mut names: Vec<String> = names.split_whitespace().map(str::to_string).collect();
     names.sort();
     names
 }
+
+/// The keys of a live (broker-shaped) orderstatus `data` and orderbook row.
+const BROKER_ORDER_KEYS: &str = "action average_price exchange order_status orderid price \
+                                 pricetype product quantity symbol timestamp trigger_price";
 
 /// Upstream sandbox/order_manager.py `get_order_status` (analyzer mode, routed there by
 /// services/orderstatus_service.py): `price_type` rather than `pricetype`, fill quantities,
@@ -347,13 +337,9 @@ fn sorted(names: &[&str]) -> Vec<String> {
 /// orderbook row).
 #[tokio::test]
 async fn orderstatus_in_analyzer_mode_has_the_sandboxs_shape() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.set_analyze(true).await;
-    let placed = server
-        .ok("placeorder", limit("SBIN", "BUY", "2", "700"))
-        .await;
-    let orderid = placed["orderid"].as_str().expect("an orderid").to_string();
+    let orderid = server.place(limit("SBIN", "BUY", "2", "700")).await;
     let status = server
         .ok(
             "orderstatus",
@@ -397,24 +383,7 @@ async fn orderstatus_in_analyzer_mode_has_the_sandboxs_shape() {
             json!({"strategy": "compat", "orderid": placed["orderid"]}),
         )
         .await;
-    assert_eq!(
-        keys(&live["data"]),
-        sorted(&[
-            "action",
-            "average_price",
-            "exchange",
-            "order_status",
-            "orderid",
-            "price",
-            "pricetype",
-            "product",
-            "quantity",
-            "symbol",
-            "timestamp",
-            "trigger_price"
-        ]),
-        "{live}"
-    );
+    assert_eq!(keys(&live["data"]), sorted(BROKER_ORDER_KEYS), "{live}");
     assert!(live.get("mode").is_none(), "{live}");
 }
 
@@ -425,8 +394,7 @@ async fn orderstatus_in_analyzer_mode_has_the_sandboxs_shape() {
 /// `rejection_reason` and `strategy`.
 #[tokio::test]
 async fn orderbook_statistics_count_as_upstream_in_both_modes() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     for analyze in [false, true] {
         server.set_analyze(analyze).await;
         server.ok("placeorder", order("SBIN", "BUY", "1")).await;
@@ -447,27 +415,9 @@ async fn orderbook_statistics_count_as_upstream_in_both_modes() {
             "analyze {analyze}: {book}"
         );
         let row = &book["data"]["orders"][0];
-        let mut row_keys = vec![
-            "action",
-            "average_price",
-            "exchange",
-            "order_status",
-            "orderid",
-            "price",
-            "pricetype",
-            "product",
-            "quantity",
-            "symbol",
-            "timestamp",
-            "trigger_price",
-        ];
+        let mut row_keys = BROKER_ORDER_KEYS.to_string();
         if analyze {
-            row_keys.extend([
-                "filled_quantity",
-                "pending_quantity",
-                "rejection_reason",
-                "strategy",
-            ]);
+            row_keys += " filled_quantity pending_quantity rejection_reason strategy";
         }
         assert_eq!(keys(row), sorted(&row_keys), "analyze {analyze}: {row}");
         assert_eq!(book.get("mode").is_some(), analyze, "{book}");
@@ -479,19 +429,12 @@ async fn orderbook_statistics_count_as_upstream_in_both_modes() {
 /// live mode keeps the broker's strings with two decimals.
 #[tokio::test]
 async fn funds_in_analyzer_mode_are_the_sandboxs_numbers() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     let live = server.ok("funds", json!({})).await;
     assert!(live["data"]["availablecash"].is_string(), "{live}");
     assert_eq!(
         keys(&live["data"]),
-        sorted(&[
-            "availablecash",
-            "collateral",
-            "m2mrealized",
-            "m2munrealized",
-            "utiliseddebits"
-        ])
+        sorted("availablecash collateral m2mrealized m2munrealized utiliseddebits")
     );
 
     server.set_analyze(true).await;
@@ -501,17 +444,10 @@ async fn funds_in_analyzer_mode_are_the_sandboxs_numbers() {
     let data = &funds["data"];
     assert_eq!(
         keys(data),
-        sorted(&[
-            "availablecash",
-            "collateral",
-            "m2munrealized",
-            "m2mrealized",
-            "total_realized_pnl",
-            "today_realized_pnl",
-            "utiliseddebits",
-            "grossexposure",
-            "totalpnl"
-        ]),
+        sorted(
+            "availablecash collateral m2munrealized m2mrealized total_realized_pnl \
+             today_realized_pnl utiliseddebits grossexposure totalpnl"
+        ),
         "{funds}"
     );
     assert!(
@@ -549,20 +485,21 @@ async fn positionbook_in_analyzer_mode_has_the_sandboxs_rows_and_totals() {
             .cloned()
             .unwrap_or_else(|| panic!("no {symbol} row: {book}"))
     };
-    assert_eq!(
-        row("SBIN"),
+    let expected_rows = [
         json!({"symbol": "SBIN", "exchange": "NSE", "product": "MIS", "quantity": 10,
                "average_price": 800.0, "ltp": 808.0, "pnl": 80.0, "pnlpercent": 1.0,
                "unrealized_pnl": 80.0, "today_realized_pnl": 0.0, "total_pnl_today": 80.0,
-               "lot_size": 1.0})
-    );
-    assert_eq!(
-        row("INFY"),
+               "lot_size": 1.0}),
+        // Flat again: average 0, the P&L all realized.
         json!({"symbol": "INFY", "exchange": "NSE", "product": "MIS", "quantity": 0,
                "average_price": 0.0, "ltp": 1510.0, "pnl": 20.0, "pnlpercent": 0.0,
                "unrealized_pnl": 0.0, "today_realized_pnl": 20.0, "total_pnl_today": 20.0,
-               "lot_size": 1.0})
-    );
+               "lot_size": 1.0}),
+    ];
+    for expected in expected_rows {
+        let symbol = expected["symbol"].as_str().unwrap_or_default();
+        assert_eq!(row(symbol), expected, "{symbol}");
+    }
     assert_eq!(book["total_pnl"], 100.0, "{book}");
     assert_eq!(book["total_unrealized_pnl"], 80.0, "{book}");
     assert_eq!(book["total_today_realized_pnl"], 20.0, "{book}");
@@ -571,7 +508,7 @@ async fn positionbook_in_analyzer_mode_has_the_sandboxs_rows_and_totals() {
 
     server.set_analyze(false).await;
     let live = server.ok("positionbook", json!({})).await;
-    assert_eq!(keys(&live), sorted(&["status", "data"]), "{live}");
+    assert_eq!(keys(&live), sorted("status data"), "{live}");
 }
 
 /// Upstream sandbox/order_manager.py `modify_order` and `cancel_order`: success bodies
@@ -580,14 +517,10 @@ async fn positionbook_in_analyzer_mode_has_the_sandboxs_rows_and_totals() {
 /// alone.
 #[tokio::test]
 async fn modify_and_cancel_answer_with_the_sandboxs_messages() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     for analyze in [true, false] {
         server.set_analyze(analyze).await;
-        let placed = server
-            .ok("placeorder", limit("SBIN", "BUY", "1", "700"))
-            .await;
-        let orderid = placed["orderid"].as_str().expect("an orderid").to_string();
+        let orderid = server.place(limit("SBIN", "BUY", "1", "700")).await;
         let mut change = limit("SBIN", "BUY", "2", "710");
         change["orderid"] = orderid.clone().into();
         change["disclosed_quantity"] = "0".into();
@@ -636,8 +569,7 @@ async fn modify_and_cancel_answer_with_the_sandboxs_messages() {
 /// cancel-all message.
 #[tokio::test]
 async fn close_and_cancel_all_answer_as_the_sandbox_with_nothing_to_do() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.set_analyze(true).await;
     let strategy = json!({"strategy": "compat"});
     assert_eq!(
@@ -683,27 +615,26 @@ async fn close_and_cancel_all_answer_as_the_sandbox_with_nothing_to_do() {
 /// the rejected order's id (the broker created it).
 #[tokio::test]
 async fn analyzer_rejections_carry_no_orderid() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.set_analyze(true).await;
     let (code, rejected) = server
         .call("placeorder", order("SBIN", "BUY", "10000000"))
         .await;
     assert_eq!(code, 400, "{rejected}");
-    assert_eq!(
-        keys(&rejected),
-        sorted(&["status", "message", "mode"]),
-        "{rejected}"
-    );
+    assert_eq!(keys(&rejected), sorted("status message mode"), "{rejected}");
     assert_eq!(rejected["mode"], "analyze");
 
     let basket = server
         .ok(
             "basketorder",
-            json!({"strategy": "compat", "orders": [
-                {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "1"},
-                {"exchange": "NSE", "symbol": "SBIN", "action": "BUY", "quantity": "10000000"},
-                {"exchange": "NSE", "symbol": "SBIN", "action": "SELL", "quantity": "1"}]}),
+            basket(
+                "compat",
+                &[
+                    ("SBIN", "BUY", "1"),
+                    ("SBIN", "BUY", "10000000"),
+                    ("SBIN", "SELL", "1"),
+                ],
+            ),
         )
         .await;
     let results = basket["results"].as_array().expect("results");
@@ -714,7 +645,7 @@ async fn analyzer_rejections_carry_no_orderid() {
     );
     assert_eq!(
         keys(&results[1]),
-        sorted(&["symbol", "status", "message"]),
+        sorted("symbol status message"),
         "{basket}"
     );
     assert_eq!(results[2]["is_last_order"], true, "{basket}");
@@ -737,17 +668,10 @@ async fn analyzer_rejections_carry_no_orderid() {
 /// in `request.api_type`). Live mode emits none of these.
 #[tokio::test]
 async fn analyzer_update_reports_openposition_refusals_and_sandbox_fills() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    let server = start_sbin().await;
     server.set_analyze(true).await;
     let mut tap = server.publisher.subscribe();
-    let analyzer_updates = |tap: &mut tokio::sync::broadcast::Receiver<_>| -> Vec<Value> {
-        drain(tap)
-            .iter()
-            .filter(|e| e.event_type() == "analyzer_update")
-            .map(|e| data(e))
-            .collect()
-    };
+    let analyzer_updates = |tap: &mut _| drain_data(tap, "analyzer_update");
 
     let position = json!({"strategy": "compat", "symbol": "SBIN", "exchange": "NSE",
                           "product": "MIS"});

@@ -12,13 +12,6 @@ fn order(symbol: &str, action: &str, quantity: &str) -> Value {
            "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
 }
 
-/// A fresh server with `symbol` on NSE quoted at `ltp` (`bid`, `ask`).
-async fn start_quoting(symbol: &str, ltp: f64, bid: f64, ask: f64) -> common::Server {
-    let server = start().await;
-    server.price("NSE", symbol, ltp, bid, ask);
-    server
-}
-
 /// The keys every orderbook and tradebook row has.
 const ORDER_ROW_KEYS: [&str; 6] = [
     "action", "symbol", "exchange", "orderid", "product", "quantity",
@@ -48,7 +41,7 @@ fn modify_sbin(orderid: &str, price: &str, quantity: &str) -> Value {
 
 #[tokio::test]
 async fn market_order_is_complete_before_the_response_and_publishes_live_events() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let mut tap = server.publisher.subscribe();
     let body = server.ok("placeorder", order("SBIN", "buy", "10")).await;
     let orderid = orderid(&body);
@@ -96,7 +89,7 @@ async fn market_order_is_complete_before_the_response_and_publishes_live_events(
 
 #[tokio::test]
 async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
-    let server = start_quoting("INFY", 1520.0, 1519.9, 1520.1).await;
+    let server = common::start_quoting("INFY", 1520.0, 1519.9, 1520.1).await;
     let status = server.ok("analyzer", json!({})).await;
     assert_eq!(
         status,
@@ -161,7 +154,7 @@ async fn analyzer_mode_routes_to_the_sandbox_and_emits_analyzer_update() {
 
 #[tokio::test]
 async fn resting_limit_order_fills_on_the_tick_that_crosses() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let orderid = server.place(limit_order("SBIN", "BUY", "5", "800")).await;
     assert_eq!(server.order_status(&orderid).await["order_status"], "open");
 
@@ -183,7 +176,7 @@ async fn resting_limit_order_fills_on_the_tick_that_crosses() {
 
 #[tokio::test]
 async fn stop_loss_market_order_waits_for_its_trigger() {
-    let server = start_quoting("TCS", 3400.0, 3399.0, 3401.0).await;
+    let server = common::start_quoting("TCS", 3400.0, 3399.0, 3401.0).await;
     let mut stop = order("TCS", "SELL", "1");
     stop["pricetype"] = "SL-M".into();
     stop["trigger_price"] = 3350.into();
@@ -255,7 +248,7 @@ async fn an_exit_that_would_open_an_unfunded_position_is_rejected_at_fill() {
 
 #[tokio::test]
 async fn modify_cancel_and_cancel_all_with_their_events() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let limit = limit_order("SBIN", "BUY", "5", "700");
     let first = server.place(limit.clone()).await;
     let second = server.place(limit.clone()).await;
@@ -331,7 +324,7 @@ async fn modify_cancel_and_cancel_all_with_their_events() {
 
 #[tokio::test]
 async fn smart_orders_reach_the_target_position() {
-    let server = start_quoting("RELIANCE", 1285.0, 1284.9, 1285.1).await;
+    let server = common::start_quoting("RELIANCE", 1285.0, 1284.9, 1285.1).await;
     let mut smart = order("RELIANCE", "BUY", "5");
     smart["position_size"] = "5".into();
     let body = server.ok("placesmartorder", smart.clone()).await;
@@ -367,7 +360,7 @@ async fn smart_orders_reach_the_target_position() {
 
 #[tokio::test]
 async fn books_funds_and_close_position() {
-    let server = start_quoting("SBIN", 100.0, 99.0, 101.0).await;
+    let server = common::start_quoting("SBIN", 100.0, 99.0, 101.0).await;
     server.ok("placeorder", order("SBIN", "BUY", "10")).await;
     let mut product = order("SBIN", "BUY", "4");
     product["product"] = "CNC".into();
@@ -450,7 +443,7 @@ async fn books_funds_and_close_position() {
 
 #[tokio::test]
 async fn quotes_depth_ping_basket_and_split() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let quotes = server
         .ok("quotes", json!({"symbol": "SBIN", "exchange": "NSE"}))
         .await;
@@ -515,11 +508,7 @@ async fn quotes_depth_ping_basket_and_split() {
         .collect();
     assert_eq!(quantities, [json!(10), json!(10), json!(5)]);
     assert_eq!(split["results"][2]["order_num"], 3);
-    let order_events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|e| e.event_type() == "order_event")
-        .map(|e| common::data(e))
-        .collect();
+    let order_events = common::drain_data(&mut tap, "order_event");
     // One summary per split, as upstream (compat.rs pins its fields).
     assert_eq!(order_events.len(), 1, "{order_events:?}");
     assert_eq!(order_events[0]["orderid"], "3/3 orders");
@@ -546,7 +535,7 @@ async fn an_order_without_a_price_is_rejected_naming_the_symbol() {
 
 #[tokio::test]
 async fn validation_errors_name_the_field_and_what_was_expected() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     #[derive(serde::Deserialize)]
     struct Case {
         path: String,
@@ -851,7 +840,7 @@ async fn the_simulator_injects_latency_and_rejections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_duplicate_smart_orders_place_one_order() {
-    let server = start_quoting("ITC", 412.0, 411.9, 412.1).await;
+    let server = common::start_quoting("ITC", 412.0, 411.9, 412.1).await;
     let mut smart = order("ITC", "BUY", "5");
     smart["position_size"] = "5".into();
     let serde_json::Value::Object(map) = smart else {
@@ -878,7 +867,7 @@ async fn concurrent_duplicate_smart_orders_place_one_order() {
 
 #[tokio::test]
 async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     server.set_analyze(true).await;
     let limit = limit_order("SBIN", "BUY", "5", "700");
     let orderid = server.place(limit.clone()).await;
@@ -952,7 +941,7 @@ async fn every_analyzer_mode_action_emits_analyzer_update_instead_of_live_events
 
 #[tokio::test]
 async fn strategy_is_bounded_with_a_400_naming_the_field() {
-    let server = start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
     let mut body = order("SBIN", "BUY", "1");
     body["strategy"] = json!("s".repeat(256));
     let (status, error) = server.call("placeorder", body.clone()).await;

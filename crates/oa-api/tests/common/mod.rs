@@ -221,6 +221,13 @@ pub async fn start_configured(configure: impl FnOnce(&mut ApiConfig)) -> Server 
     start_with(dir, config).await
 }
 
+/// Starts a server (see [`start`]) with `symbol` on NSE quoted at `ltp` (`bid`, `ask`).
+pub async fn start_quoting(symbol: &str, ltp: f64, bid: f64, ask: f64) -> Server {
+    let server = start().await;
+    server.price("NSE", symbol, ltp, bid, ask);
+    server
+}
+
 pub async fn start_with(dir: StoreDir, config: ApiConfig) -> Server {
     launch(dir, config, None, Arc::new(SymbolMaster::bundled())).await
 }
@@ -444,6 +451,15 @@ pub fn message(body: &Value) -> String {
 /// The `(status, message)` of an error reply, for comparing both at once.
 pub fn status_and_message((status, body): (u16, Value)) -> (u16, String) {
     (status, message(&body))
+}
+
+/// The data of the already-published events of `event_type` (others are dropped).
+pub fn drain_data(tap: &mut broadcast::Receiver<Arc<Envelope>>, event_type: &str) -> Vec<Value> {
+    drain(tap)
+        .iter()
+        .filter(|envelope| envelope.event_type() == event_type)
+        .map(|envelope| data(envelope))
+        .collect()
 }
 
 pub fn data(envelope: &Envelope) -> Value {
