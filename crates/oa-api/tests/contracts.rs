@@ -228,11 +228,5 @@ async fn the_official_sdk_reads_expiries_and_instruments() {
         "nfo_count": count("NFO"),
         "all_count": all_count,
     });
-    server
-        .run_sdk_script(
-            "contracts_sdk.py",
-            &[("OA_CONTRACTS_EXPECTED", expected.to_string())],
-            "all contracts SDK checks passed",
-        )
-        .await;
+    server.run_sdk_checks("contracts", &expected).await;
 }

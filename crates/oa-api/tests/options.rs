@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use common::{Server, data, drain};
+use common::{Server, drain, drain_data, key_list};
 use oa_marketdata_core::option_universe::{BUNDLED_SERIES, OptionSeries, expiries, today_in_india};
 use oa_marketdata_core::options::{OptionInputs, OptionKind, smile_volatility};
 use oa_marketdata_core::{SymbolMaster, SymbolSource};
@@ -21,13 +21,13 @@ use serde_json::{Value, json};
 const SMILE_SKEW: f64 = -1.2;
 const SMILE_CURVATURE: f64 = 6.0;
 
-/// A server over the bundled universe with its generated futures and options.
-async fn start() -> (Server, Arc<SymbolMaster>) {
+/// A server over the bundled universe with its generated futures and options, its NIFTY
+/// market priced (see [`price_market`]).
+async fn start() -> (Server, Market) {
     let symbols = Arc::new(SymbolMaster::load(&SymbolSource::Bundled).unwrap());
-    (
-        common::start_with_symbols(Arc::clone(&symbols)).await,
-        symbols,
-    )
+    let server = common::start_with_symbols(Arc::clone(&symbols)).await;
+    let market = price_market(&server, &symbols);
+    (server, market)
 }
 
 fn nifty() -> &'static OptionSeries {
@@ -121,15 +121,12 @@ fn price_market(server: &Server, symbols: &SymbolMaster) -> Market {
 /// `strike_int` computes the grid instead; restx_api/option_symbol.py's answer keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optionsymbol_resolves_offsets_from_the_underlyings_price() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
-    let resolve = |offset: &str, kind: &str| {
-        server.call(
-            "optionsymbol",
-            json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
-                   "expiry_date": market.expiry, "offset": offset, "option_type": kind}),
-        )
+    let (server, market) = start().await;
+    let request = |offset: &str, kind: &str| {
+        json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+               "expiry_date": market.expiry, "offset": offset, "option_type": kind})
     };
+    let resolve = |offset: &str, kind: &str| server.call("optionsymbol", request(offset, kind));
     let (status, body) = resolve("ATM", "CE").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -179,56 +176,43 @@ async fn optionsymbol_resolves_offsets_from_the_underlyings_price() {
         market.symbol(grid, OptionKind::Call),
         "{body}"
     );
-    // Upstream's errors and statuses.
-    let (status, body) = resolve("OTM50", "CE").await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
+    let refusals = [
+        // Upstream's errors and statuses.
         (
+            request("OTM50", "CE"),
             400,
-            "Offset OTM50 is out of range for available strikes. Please use a smaller offset."
-        )
-    );
-    let (status, body) = server
-        .call(
-            "optionsymbol",
+            "Offset OTM50 is out of range for available strikes. Please use a smaller offset.",
+        ),
+        (
             json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "offset": "ATM", "option_type": "CE"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (
             400,
-            "Expiry date required. Provide via expiry_date parameter or embed in underlying (e.g., NIFTY28OCT25FUT)."
-        )
-    );
-    let (status, body) = server
-        .call(
-            "optionsymbol",
+            "Expiry date required. Provide via expiry_date parameter or embed in underlying (e.g., NIFTY28OCT25FUT).",
+        ),
+        (
             json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": "01JAN20",
                    "offset": "ATM", "option_type": "CE"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (
             404,
-            "No strikes found for NIFTY expiring 01JAN20. Please check expiry date or update master contract."
-        )
-    );
-    // Field errors name the field.
-    let (status, body) = resolve("ITM51", "CE").await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
+            "No strikes found for NIFTY expiring 01JAN20. Please check expiry date or update master contract.",
+        ),
+        // Field errors name the field.
         (
+            request("ITM51", "CE"),
             400,
-            "offset: expected ATM, ITM1-ITM50 or OTM1-OTM50, got \"ITM51\""
-        )
-    );
-    let (status, body) = resolve("ATM", "XX").await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (400, "option_type: expected one of CE, PE, got \"XX\"")
-    );
+            "offset: expected ATM, ITM1-ITM50 or OTM1-OTM50, got \"ITM51\"",
+        ),
+        (
+            request("ATM", "XX"),
+            400,
+            "option_type: expected one of CE, PE, got \"XX\"",
+        ),
+    ];
+    for (body, status, message) in refusals {
+        assert_eq!(
+            server.refusal("optionsymbol", body.clone()).await,
+            (status, message.to_string()),
+            "{body}"
+        );
+    }
 }
 
 /// Upstream services/option_chain_service.py `get_option_chain` and
@@ -237,8 +221,7 @@ async fn optionsymbol_resolves_offsets_from_the_underlyings_price() {
 /// services/synthetic_future_service.py (ATM strike + call - put).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let chain = server
         .ok(
             "optionchain",
@@ -287,27 +270,11 @@ async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks()
     let atm_row = &rows[2];
     let (call_price, _) = market.model(market.atm, OptionKind::Call);
     let (put_price, _) = market.model(market.atm, OptionKind::Put);
-    let ce = atm_row["ce"].as_object().unwrap();
-    let keys: Vec<&str> = ce.keys().map(String::as_str).collect();
+    let ce = &atm_row["ce"];
     assert_eq!(
-        keys,
-        [
-            "symbol",
-            "label",
-            "ltp",
-            "bid",
-            "ask",
-            "bid_qty",
-            "ask_qty",
-            "open",
-            "high",
-            "low",
-            "prev_close",
-            "volume",
-            "oi",
-            "lotsize",
-            "tick_size"
-        ]
+        key_list(ce),
+        "symbol label ltp bid ask bid_qty ask_qty open high low prev_close volume oi lotsize \
+         tick_size"
     );
     assert_eq!(
         ce["symbol"],
@@ -363,32 +330,17 @@ async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks()
         json!({"status": "success", "underlying": "NIFTY", "underlying_ltp": market.spot,
                "expiry": market.expiry, "atm_strike": market.atm, "synthetic_future_price": price})
     );
-    let (status, body) = server
-        .call(
-            "optionchain",
-            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strike_count": 1}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("expiry_date: "),
-        "{body}"
-    );
-    let (status, body) = server
-        .call(
-            "optionchain",
-            json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "expiry_date": market.expiry,
-                   "with_greeks": true, "interest_rate": 101}),
-        )
-        .await;
+    let no_expiry = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX", "strike_count": 1});
+    let (status, message) = server.refusal("optionchain", no_expiry).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.starts_with("expiry_date: "), "{message}");
+    let bad_rate = json!({"underlying": "NIFTY", "exchange": "NSE_INDEX",
+        "expiry_date": market.expiry, "with_greeks": true, "interest_rate": 101});
     assert_eq!(
-        (status, body["message"].as_str().unwrap()),
+        server.refusal("optionchain", bad_rate).await,
         (
             400,
-            "interest_rate: expected a percentage from 0 to 100, got 101"
+            "interest_rate: expected a percentage from 0 to 100, got 101".to_string()
         )
     );
 }
@@ -399,36 +351,16 @@ async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks()
 /// a bad key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optiongreeks_implies_the_smiles_volatility() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let strike = market.atm + 100.0;
     let symbol = market.symbol(strike, OptionKind::Call);
     let greeks = server
         .ok("optiongreeks", json!({"symbol": symbol, "exchange": "NFO"}))
         .await;
-    let keys: Vec<&str> = greeks
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        keys,
-        [
-            "status",
-            "symbol",
-            "exchange",
-            "underlying",
-            "strike",
-            "option_type",
-            "expiry_date",
-            "days_to_expiry",
-            "spot_price",
-            "option_price",
-            "interest_rate",
-            "implied_volatility",
-            "greeks"
-        ]
+        key_list(&greeks),
+        "status symbol exchange underlying strike option_type expiry_date days_to_expiry \
+         spot_price option_price interest_rate implied_volatility greeks"
     );
     let (price, volatility) = market.model(strike, OptionKind::Call);
     assert_eq!(greeks["option_price"], json!(price));
@@ -488,26 +420,18 @@ async fn optiongreeks_implies_the_smiles_volatility() {
         multi["message"],
         json!(format!("1 option Greeks calculation(s) failed: {failure}"))
     );
-    let (status, body) = server
-        .post(
-            "optiongreeks",
-            json!({"apikey": "wrong", "symbol": symbol, "exchange": "NFO"}),
-        )
-        .await;
+    let wrong_key = json!({"apikey": "wrong", "symbol": symbol, "exchange": "NFO"});
     assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (401, "Invalid openalgo apikey")
+        common::status_and_message(server.post("optiongreeks", wrong_key).await),
+        (401, "Invalid openalgo apikey".to_string())
     );
-    let (status, body) = server
-        .call("optiongreeks", json!({"symbol": symbol, "exchange": "NSE"}))
+    let (status, message) = server
+        .refusal("optiongreeks", json!({"symbol": symbol, "exchange": "NSE"}))
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 400, "{message}");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("exchange: expected one of NFO"),
-        "{body}"
+        message.starts_with("exchange: expected one of NFO"),
+        "{message}"
     );
 }
 
@@ -518,33 +442,29 @@ async fn optiongreeks_implies_the_smiles_volatility() {
 /// `on_options_completed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optionsorder_places_the_resolved_contract_with_its_events() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let atm_call = market.symbol(market.atm, OptionKind::Call);
     let mut tap = server.publisher.subscribe();
-    let order = |extra: Value| {
+    let request = |extra: Value| {
         let mut body = json!({"strategy": "opt", "underlying": "NIFTY", "exchange": "NSE_INDEX",
             "expiry_date": market.expiry, "offset": "ATM", "option_type": "ce",
             "action": "BUY", "quantity": "75", "pricetype": "MARKET", "product": "NRML"});
         for (key, value) in extra.as_object().unwrap() {
             body[key] = value.clone();
         }
-        server.call("optionsorder", body)
+        body
     };
+    let order = |extra: Value| server.call("optionsorder", request(extra));
     let (status, placed) = order(json!({})).await;
     assert_eq!(status, 200, "{placed}");
-    let orderid = placed["orderid"].as_str().unwrap().to_string();
+    let orderid = common::orderid(&placed);
     assert_eq!(
         placed,
         json!({"status": "success", "orderid": orderid, "symbol": atm_call, "exchange": "NFO",
                "underlying": "NIFTY", "underlying_ltp": market.spot, "offset": "ATM",
                "option_type": "CE"})
     );
-    let events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|envelope| envelope.event_type() == "order_event")
-        .map(|envelope| data(envelope))
-        .collect();
+    let events = drain_data(&mut tap, "order_event");
     assert_eq!(
         events,
         [
@@ -552,13 +472,7 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
                 "price_type": "MARKET", "product_type": "NRML", "mode": "live"})
         ]
     );
-    let book = server
-        .ok(
-            "openposition",
-            json!({"strategy": "opt", "symbol": atm_call, "exchange": "NFO", "product": "NRML"}),
-        )
-        .await;
-    assert_eq!(book["quantity"], 75, "{book}");
+    assert_eq!(server.open_position("NFO", &atm_call, "NRML").await, 75);
 
     // Split: three children, one summary order_event.
     let (status, split) = order(
@@ -577,11 +491,7 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
         results.iter().all(|result| result["status"] == "success"),
         "{split}"
     );
-    let events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|envelope| envelope.event_type() == "order_event")
-        .map(|envelope| data(envelope))
-        .collect();
+    let events = drain_data(&mut tap, "order_event");
     assert_eq!(
         events,
         [
@@ -599,10 +509,9 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
     assert_eq!(placed["mode"], "analyze");
     let itm_call = market.symbol(market.atm - 50.0, OptionKind::Call);
     assert_eq!(placed["symbol"], json!(itm_call));
-    let update = drain(&mut tap)
-        .iter()
-        .find(|envelope| envelope.event_type() == "analyzer_update")
-        .map(|envelope| data(envelope))
+    let update = drain_data(&mut tap, "analyzer_update")
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!(update["request"]["api_type"], "placeorder");
     assert_eq!(update["request"]["symbol"], json!(itm_call));
@@ -646,25 +555,27 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
     assert_eq!(placed, 1, "{book}");
 
     // Errors: upstream's resolution message; a quantity that is not whole lots.
-    let (status, body) = order(json!({"offset": "OTM50"})).await;
-    assert_eq!(status, 400, "{body}");
+    let refusal = |extra: Value| server.refusal("optionsorder", request(extra));
     assert_eq!(
-        body["message"],
-        "Offset OTM50 is out of range for available strikes. Please use a smaller offset."
+        refusal(json!({"offset": "OTM50"})).await,
+        (
+            400,
+            "Offset OTM50 is out of range for available strikes. Please use a smaller offset."
+                .to_string()
+        )
     );
-    let (status, body) = order(json!({"quantity": "10"})).await;
-    assert_eq!(status, 400, "{body}");
+    let (status, message) = refusal(json!({"quantity": "10"})).await;
+    assert_eq!(status, 400, "{message}");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("quantity: expected a multiple of the lot size 75"),
-        "{body}"
+        message.starts_with("quantity: expected a multiple of the lot size 75"),
+        "{message}"
     );
-    let (status, body) = order(json!({"product": "CNC"})).await;
     assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (400, "product: expected one of MIS, NRML, got \"CNC\"")
+        refusal(json!({"product": "CNC"})).await,
+        (
+            400,
+            "product: expected one of MIS, NRML, got \"CNC\"".to_string()
+        )
     );
 }
 
@@ -673,8 +584,7 @@ async fn optionsorder_places_the_resolved_contract_with_its_events() {
 /// result), one summary event (subscribers/socketio_subscriber.py `on_multiorder_completed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let mut tap = server.publisher.subscribe();
     let (status, body) = server
         .call(
@@ -694,22 +604,9 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
     let results = body["results"].as_array().unwrap();
     let legs: Vec<i64> = results.iter().map(|r| r["leg"].as_i64().unwrap()).collect();
     assert_eq!(legs, [1, 2, 3, 4]);
-    let first = results[0].as_object().unwrap();
-    let keys: Vec<&str> = first.keys().map(String::as_str).collect();
     assert_eq!(
-        keys,
-        [
-            "leg",
-            "symbol",
-            "exchange",
-            "product",
-            "offset",
-            "option_type",
-            "action",
-            "status",
-            "orderid",
-            "mode"
-        ]
+        key_list(&results[0]),
+        "leg symbol exchange product offset option_type action status orderid mode"
     );
     assert_eq!(
         results[0]["symbol"],
@@ -731,11 +628,7 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
     // The BUY leg was placed first: its order id is the lower one.
     let id = |index: usize| results[index]["orderid"].as_str().unwrap().to_string();
     assert!(id(1) < id(0), "{} {}", id(1), id(0));
-    let events: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|envelope| envelope.event_type() == "order_event")
-        .map(|envelope| data(envelope))
-        .collect();
+    let events = drain_data(&mut tap, "order_event");
     assert_eq!(
         events,
         [
@@ -745,18 +638,15 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
                 "multiorder_summary": true, "successful_legs": 3, "failed_legs": 1})
         ]
     );
-    let (status, body) = server
-        .call(
-            "optionsmultiorder",
-            json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
-                   "expiry_date": market.expiry,
-                   "legs": [{"offset": "ATM", "option_type": "CE", "action": "HOLD", "quantity": 75}]}),
-        )
-        .await;
-    assert_eq!(status, 400);
+    let hold = json!({"strategy": "s", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+        "expiry_date": market.expiry,
+        "legs": [{"offset": "ATM", "option_type": "CE", "action": "HOLD", "quantity": 75}]});
     assert_eq!(
-        body["message"],
-        "legs[0].action: expected one of BUY, SELL, got \"HOLD\""
+        server.refusal("optionsmultiorder", hold).await,
+        (
+            400,
+            "legs[0].action: expected one of BUY, SELL, got \"HOLD\"".to_string()
+        )
     );
 
     // Analyzer mode: the sandbox places the legs; one analyzer_update (api_type
@@ -770,10 +660,8 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
     let answer = server.ok("optionsmultiorder", request).await;
     assert_eq!(answer["mode"], "analyze");
     assert_eq!(answer["results"][1]["mode"], "analyze");
-    let updates: Vec<Value> = drain(&mut tap)
-        .iter()
-        .filter(|envelope| envelope.event_type() == "analyzer_update")
-        .map(|envelope| data(envelope))
+    let updates: Vec<Value> = drain_data(&mut tap, "analyzer_update")
+        .into_iter()
         // Sandbox fills have their own analyzer_update (api_type sandbox.fill).
         .filter(|update| update["request"]["api_type"] != "sandbox.fill")
         .collect();
@@ -787,8 +675,7 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
 /// against the real server and reads upstream's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_calls_the_option_functions() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let (_, volatility) = market.model(market.atm, OptionKind::Call);
     let expected = json!({
         "expiry": market.expiry,
@@ -801,18 +688,11 @@ async fn the_official_sdk_calls_the_option_functions() {
         "atm_iv": volatility * 100.0,
     });
     let mut tap = server.publisher.subscribe();
-    server
-        .run_sdk_script(
-            "options_sdk.py",
-            &[("OA_OPTIONS_EXPECTED", expected.to_string())],
-            "all options SDK checks passed",
-        )
-        .await;
+    server.run_sdk_checks("options", &expected).await;
     // The SDK's optionsorder placed the ATM call: its order_event names it.
-    let symbols_placed: Vec<Value> = drain(&mut tap)
+    let symbols_placed: Vec<Value> = drain_data(&mut tap, "order_event")
         .iter()
-        .filter(|envelope| envelope.event_type() == "order_event")
-        .map(|envelope| data(envelope)["symbol"].clone())
+        .map(|order_event| order_event["symbol"].clone())
         .collect();
     assert_eq!(symbols_placed, [json!(expected["atm_ce"]), json!("NIFTY")]);
 }
@@ -821,33 +701,27 @@ async fn the_official_sdk_calls_the_option_functions() {
 /// refused with a 400 naming the field and the limit, and no leg is placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_symbol_and_leg_lists_are_refused_by_name() {
-    let (server, symbols) = start().await;
-    let market = price_market(&server, &symbols);
+    let (server, market) = start().await;
     let symbol = json!({"symbol": market.symbol(market.atm, OptionKind::Call), "exchange": "NFO"});
-    let (status, body) = server
-        .call("multioptiongreeks", json!({"symbols": vec![symbol; 51]}))
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("symbols") && message.contains("at most 50"),
-        "{body}"
-    );
-
     let leg = json!({"offset": "ATM", "option_type": "CE", "action": "BUY", "quantity": 75});
-    let (status, body) = server
-        .call(
-            "optionsmultiorder",
-            json!({"strategy": "flood", "underlying": "NIFTY", "exchange": "NSE_INDEX",
-                   "expiry_date": market.expiry, "legs": vec![leg; 21]}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("legs") && message.contains("1 to 20"),
-        "{body}"
-    );
+    let legs = json!({"strategy": "flood", "underlying": "NIFTY", "exchange": "NSE_INDEX",
+                      "expiry_date": market.expiry, "legs": vec![leg; 21]});
+    let oversized = [
+        (
+            "multioptiongreeks",
+            json!({"symbols": vec![symbol; 51]}),
+            ["symbols", "at most 50"],
+        ),
+        ("optionsmultiorder", legs, ["legs", "1 to 20"]),
+    ];
+    for (path, body, names) in oversized {
+        let (status, message) = server.refusal(path, body).await;
+        assert_eq!(status, 400, "{path}: {message}");
+        assert!(
+            names.iter().all(|name| message.contains(name)),
+            "{path}: {message}"
+        );
+    }
     let (status, book) = server.call("orderbook", json!({})).await;
     assert_eq!(status, 200, "{book}");
     assert_eq!(book["data"]["orders"], json!([]), "nothing placed: {book}");

@@ -350,12 +350,8 @@ impl Server {
 
     /// Runs `tests/python/<script>` (the official SDK) against this server with `OA_HOST`,
     /// `OA_APIKEY` and `extra_env`; fails the test unless its output says `passed`.
-    pub async fn run_sdk_script(
-        &self,
-        script: &'static str,
-        extra_env: &[(&str, String)],
-        passed: &str,
-    ) {
+    pub async fn run_sdk_script(&self, script: &str, extra_env: &[(&str, String)], passed: &str) {
+        let script = script.to_string();
         let mut env = vec![
             ("OA_HOST".to_string(), self.url.clone()),
             ("OA_APIKEY".to_string(), self.key.clone()),
@@ -370,7 +366,7 @@ impl Server {
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.clone()))
                 .collect();
-            oa_e2e::run_python_script(script, &env)
+            oa_e2e::run_python_script(&script, &env)
         })
         .await
         .unwrap();
@@ -378,6 +374,18 @@ impl Server {
             Ok(stdout) => assert!(stdout.contains(passed), "{stdout}"),
             Err(error) => panic!("{error:#}"),
         }
+    }
+
+    /// Runs `tests/python/{suite}_sdk.py` with `expected` (JSON) in `OA_{SUITE}_EXPECTED`;
+    /// fails the test unless it says `all {suite} SDK checks passed`.
+    pub async fn run_sdk_checks(&self, suite: &str, expected: &Value) {
+        let variable = format!("OA_{}_EXPECTED", suite.to_ascii_uppercase());
+        self.run_sdk_script(
+            &format!("{suite}_sdk.py"),
+            &[(variable.as_str(), expected.to_string())],
+            &format!("all {suite} SDK checks passed"),
+        )
+        .await;
     }
 
     pub fn price(&self, exchange: &str, symbol: &str, ltp: f64, bid: f64, ask: f64) {
@@ -430,6 +438,15 @@ pub fn column<'a>(body: &'a Value, key: &str) -> Vec<&'a str> {
                 .unwrap_or_else(|| panic!("no {key} in {row}"))
         })
         .collect()
+}
+
+/// The keys of the object `value`, in order, separated by spaces.
+pub fn key_list(value: &Value) -> String {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"));
+    let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.join(" ")
 }
 
 /// The `orderid` of a success body, as a string.
