@@ -37,17 +37,22 @@ const LEVERAGE: Leverage = Leverage {
     option_sell: 1.0,
 };
 
+/// A new order, in codes: `kind` indexes MARKET, LIMIT, SL, SL-M ([`pricetype`]);
+/// `product` MIS, NRML, CNC; the price or trigger is `offset` from the last price.
+#[derive(Debug, Clone)]
+struct Place {
+    user: usize,
+    symbol: usize,
+    buy: bool,
+    quantity: u32,
+    kind: u8,
+    offset: i32,
+    product: u8,
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Place {
-        user: usize,
-        symbol: usize,
-        buy: bool,
-        quantity: u32,
-        kind: u8,
-        offset: i32,
-        product: u8,
-    },
+    Place(Place),
     Modify {
         pick: usize,
         quantity: u32,
@@ -75,10 +80,47 @@ enum Op {
     },
 }
 
+/// The price type of an op's `kind` code.
+fn pricetype(kind: u8) -> PriceType {
+    [
+        PriceType::Market,
+        PriceType::Limit,
+        PriceType::Sl,
+        PriceType::SlM,
+    ][usize::from(kind)]
+}
+
+/// A new sandbox order whose price and trigger are `level` where its `pricetype` takes them.
+fn order_at(
+    user_id: String,
+    symbol: String,
+    action: Action,
+    quantity: f64,
+    pricetype: PriceType,
+    product: Product,
+    level: f64,
+) -> NewOrder {
+    let priced = matches!(pricetype, PriceType::Limit | PriceType::Sl);
+    let triggered = matches!(pricetype, PriceType::Sl | PriceType::SlM);
+    NewOrder {
+        user_id,
+        strategy: "p".into(),
+        exchange: Exchange::parse("NSE").unwrap(),
+        symbol,
+        action,
+        quantity,
+        pricetype,
+        product,
+        price: if priced { level } else { 0.0 },
+        trigger_price: if triggered { level } else { 0.0 },
+        disclosed_quantity: 0.0,
+    }
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (0..2usize, 0..2usize, any::<bool>(), 1..400u32, 0..4u8, -30..30i32, 0..3u8).prop_map(
-            |(user, symbol, buy, quantity, kind, offset, product)| Op::Place { user, symbol, buy, quantity, kind, offset, product }),
+            |(user, symbol, buy, quantity, kind, offset, product)| Op::Place(Place { user, symbol, buy, quantity, kind, offset, product })),
         1 => (any::<usize>(), 1..400u32, -30..30i32).prop_map(|(pick, quantity, offset)| Op::Modify { pick, quantity, offset }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => (0..2usize).prop_map(|user| Op::CancelAll { user }),
@@ -748,44 +790,17 @@ impl Run {
         let now = self.now;
         let nse = Exchange::parse("NSE").unwrap();
         let step = match op {
-            Op::Place {
-                user,
-                symbol,
-                buy,
-                quantity,
-                kind,
-                offset,
-                product,
-            } => {
-                let ltp = self.ledger.tape(SYMBOLS[symbol]).ltp;
-                let pricetype = [
-                    PriceType::Market,
-                    PriceType::Limit,
-                    PriceType::Sl,
-                    PriceType::SlM,
-                ][kind as usize];
-                let level = (ltp + f64::from(offset)).max(1.0);
-                let order = NewOrder {
-                    user_id: USERS[user].to_string(),
-                    strategy: "p".into(),
-                    exchange: nse,
-                    symbol: SYMBOLS[symbol].to_string(),
-                    action: if buy { Action::Buy } else { Action::Sell },
-                    quantity: f64::from(quantity),
-                    pricetype,
-                    product: [Product::Mis, Product::Nrml, Product::Cnc][product as usize],
-                    price: if matches!(pricetype, PriceType::Limit | PriceType::Sl) {
-                        level
-                    } else {
-                        0.0
-                    },
-                    trigger_price: if matches!(pricetype, PriceType::Sl | PriceType::SlM) {
-                        level
-                    } else {
-                        0.0
-                    },
-                    disclosed_quantity: 0.0,
-                };
+            Op::Place(place) => {
+                let ltp = self.ledger.tape(SYMBOLS[place.symbol]).ltp;
+                let order = order_at(
+                    USERS[place.user].to_string(),
+                    SYMBOLS[place.symbol].to_string(),
+                    if place.buy { Action::Buy } else { Action::Sell },
+                    f64::from(place.quantity),
+                    pricetype(place.kind),
+                    [Product::Mis, Product::Nrml, Product::Cnc][usize::from(place.product)],
+                    (ltp + f64::from(place.offset)).max(1.0),
+                );
                 self.engine
                     .place(Book::Sandbox, order, None, &self.prices, now);
                 Step::Place
@@ -864,12 +879,6 @@ impl Run {
                 else {
                     return Ok(());
                 };
-                let pricetype = [
-                    PriceType::Market,
-                    PriceType::Limit,
-                    PriceType::Sl,
-                    PriceType::SlM,
-                ][usize::from(kind)];
                 let ltp = self.ledger.tape(&symbol).ltp;
                 // Beyond the market on the exit's side, so it rests.
                 let action = if held > 0.0 {
@@ -878,27 +887,15 @@ impl Run {
                     Action::Buy
                 };
                 let level = (ltp + f64::from(offset) * -action.sign()).max(1.0);
-                let order = NewOrder {
-                    user_id: user,
-                    strategy: "p".into(),
-                    exchange: nse,
+                let order = order_at(
+                    user,
                     symbol,
                     action,
-                    quantity: held.abs(),
-                    pricetype,
+                    held.abs(),
+                    pricetype(kind),
                     product,
-                    price: if matches!(pricetype, PriceType::Limit | PriceType::Sl) {
-                        level
-                    } else {
-                        0.0
-                    },
-                    trigger_price: if matches!(pricetype, PriceType::Sl | PriceType::SlM) {
-                        level
-                    } else {
-                        0.0
-                    },
-                    disclosed_quantity: 0.0,
-                };
+                    level,
+                );
                 self.engine
                     .place(Book::Sandbox, order, None, &self.prices, now);
                 Step::Place
@@ -974,14 +971,16 @@ fn a_crossing_sequence_fills_and_rejects_what_it_cannot_fund() {
     let (sbin, infy) = (0, 1);
     let (market, limit, sl_m) = (0, 1, 3);
     let (mis, cnc) = (0, 2);
-    let place = |symbol, buy, quantity, kind, offset, product| Op::Place {
-        user: ALICE,
-        symbol,
-        buy,
-        quantity,
-        kind,
-        offset,
-        product,
+    let place = |symbol, buy, quantity, kind, offset, product| {
+        Op::Place(Place {
+            user: ALICE,
+            symbol,
+            buy,
+            quantity,
+            kind,
+            offset,
+            product,
+        })
     };
     let price = |symbol, ltp, spread| Op::Price {
         symbol,
