@@ -199,20 +199,11 @@ async fn session(server: &Server, transcript: &mut Transcript) {
         {"exchange": "NSE", "symbol": "INFY", "action": "SELL", "quantity": 2, "product": "CNC"}]}),
     )
     .await;
-    t.call(
-        server,
-        "splitorder",
-        json!({"strategy": "golden", "exchange": "NSE",
-        "symbol": "SBIN", "action": "BUY", "quantity": "25", "splitsize": "10"}),
-    )
-    .await;
-    t.call(
-        server,
-        "splitorder",
-        json!({"strategy": "golden", "exchange": "NSE",
-        "symbol": "HDFCBANK", "action": "BUY", "quantity": "3", "splitsize": "2"}),
-    )
-    .await;
+    for (symbol, quantity, splitsize) in [("SBIN", "25", "10"), ("HDFCBANK", "3", "2")] {
+        let split = json!({"strategy": "golden", "exchange": "NSE", "symbol": symbol,
+            "action": "BUY", "quantity": quantity, "splitsize": splitsize});
+        t.call(server, "splitorder", split).await;
+    }
 
     server.price("NSE", "SBIN", 815.33, 815.2, 815.4);
     t.call(server, "orderbook", json!({})).await;
@@ -230,29 +221,31 @@ async fn session(server: &Server, transcript: &mut Transcript) {
     t.call(server, "orderbook", json!({"colour": "red"})).await;
 }
 
-#[tokio::test]
-async fn live_mode_bodies_are_byte_identical_to_the_recorded_ones() {
+/// Records [`session`] on a fresh server, in analyzer mode when `analyze` (switched on
+/// first), then the toggle to the other mode, and compares it with `golden`.
+async fn check_session(analyze: bool, golden: &str) {
     let server = start().await;
     let mut transcript = Transcript::new();
+    if analyze {
+        transcript
+            .call(&server, "analyzer/toggle", json!({"mode": true}))
+            .await;
+    }
     session(&server, &mut transcript).await;
     transcript
-        .call(&server, "analyzer/toggle", json!({"mode": true}))
+        .call(&server, "analyzer/toggle", json!({"mode": !analyze}))
         .await;
-    transcript.check("rest_live.txt");
+    transcript.check(golden);
+}
+
+#[tokio::test]
+async fn live_mode_bodies_are_byte_identical_to_the_recorded_ones() {
+    check_session(false, "rest_live.txt").await;
 }
 
 #[tokio::test]
 async fn analyzer_mode_bodies_are_byte_identical_to_the_recorded_ones() {
-    let server = start().await;
-    let mut transcript = Transcript::new();
-    transcript
-        .call(&server, "analyzer/toggle", json!({"mode": true}))
-        .await;
-    session(&server, &mut transcript).await;
-    transcript
-        .call(&server, "analyzer/toggle", json!({"mode": false}))
-        .await;
-    transcript.check("rest_analyze.txt");
+    check_session(true, "rest_analyze.txt").await;
 }
 
 /// The ESB path: the stored response and the published `esb_command_result` of each command
