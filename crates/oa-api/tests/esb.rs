@@ -7,8 +7,8 @@
 mod common;
 
 use oa_api::esb::{
-    EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN, OffsetKey,
-    OffsetWrite, RejectKind,
+    EsbCommands, EsbOutcome, EsbPosition, EsbRequest, MAX_ACK_DATA_BYTES, OUTCOME_UNKNOWN,
+    OffsetKey, OffsetWrite, RejectKind,
 };
 use oa_api::{Api, ApiConfig, StaticSymbols};
 use oa_events_core::EventPublisher;
@@ -61,6 +61,51 @@ fn place(id: &str) -> EsbRequest {
     )
 }
 
+/// A `place_order` of `user`.
+fn place_as(id: &str, user: &str) -> EsbRequest {
+    let mut command = place(id);
+    command.user_id = user.to_string();
+    command
+}
+
+/// An `order_acknowledgment` of `admin` carrying `data`.
+fn acknowledgment(id: &str, data: Value) -> EsbRequest {
+    request(id, "order_acknowledgment", "admin", data)
+}
+
+/// The outcome of a command that ran and ended with `status`.
+fn executed(status: &str) -> EsbOutcome {
+    EsbOutcome::Executed {
+        status: status.into(),
+    }
+}
+
+/// Executes `command` at `position`, expecting a rejection of `kind`; returns its reason.
+async fn rejection(
+    esb: &EsbCommands,
+    command: &EsbRequest,
+    position: &EsbPosition,
+    kind: RejectKind,
+) -> String {
+    match esb.execute(command, position).await.unwrap() {
+        EsbOutcome::Rejected {
+            kind: rejected,
+            reason,
+        } if rejected == kind => reason,
+        other => {
+            panic!("{command:?} at {position:?}: expected a {kind:?} rejection, got {other:?}")
+        }
+    }
+}
+
+/// A fresh store, the API over it and its ESB command handler.
+async fn start() -> (common::StoreDir, Api, EsbCommands) {
+    let dir = common::store_dir();
+    let api = api(&dir).await;
+    let esb = api.esb_commands();
+    (dir, api, esb)
+}
+
 /// The stored offset's key of `partition` of the test topic.
 fn key(partition: i32) -> OffsetKey<'static> {
     OffsetKey {
@@ -96,18 +141,11 @@ fn row(dir: &common::StoreDir, id: &str) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
+    let (dir, api, esb) = start().await;
     assert_eq!(esb.stored_offset(key(0)).await.unwrap(), None);
 
     let outcome = esb.execute(&place("c1"), &at(0, 5)).await.unwrap();
-    assert_eq!(
-        outcome,
-        EsbOutcome::Executed {
-            status: "success".into()
-        }
-    );
+    assert_eq!(outcome, executed("success"));
     assert_eq!(orders(&api).await, 1);
     assert_eq!(esb.stored_offset(key(0)).await.unwrap(), Some(6));
     let (status, response) = row(&dir, "c1").unwrap();
@@ -130,17 +168,11 @@ async fn a_command_runs_once_per_id_and_stores_its_offset_with_the_result() {
 
 #[tokio::test]
 async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
+    let (dir, api, esb) = start().await;
 
-    let mut ghost = place("g1");
-    ghost.user_id = "ghost".into();
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&ghost, &at(0, 0)).await.unwrap()
-    else {
-        panic!("an unknown user must be rejected");
-    };
-    assert_eq!(kind, RejectKind::Unauthenticated);
+    let ghost = place_as("g1", "ghost");
+    let kind = RejectKind::Unauthenticated;
+    let reason = rejection(&esb, &ghost, &at(0, 0), kind).await;
     assert!(reason.contains("unknown user_id \"ghost\""), "{reason}");
 
     let invalid = request(
@@ -149,11 +181,8 @@ async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() 
         "admin",
         json!({"strategy": "s", "apikey": "k"}),
     );
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&invalid, &at(0, 1)).await.unwrap()
-    else {
-        panic!("invalid data must be rejected");
-    };
-    assert_eq!(kind, RejectKind::Invalid);
+    let kind = RejectKind::Invalid;
+    let reason = rejection(&esb, &invalid, &at(0, 1), kind).await;
     assert!(reason.starts_with("apikey: unknown field"), "{reason}");
     assert_eq!(row(&dir, "bad"), None);
     assert_eq!(esb.stored_offset(key(0)).await.unwrap(), None);
@@ -173,21 +202,14 @@ async fn unknown_users_and_invalid_data_are_rejected_without_writing_anything() 
 
 #[tokio::test]
 async fn a_command_interrupted_by_a_crash_is_reported_as_unknown_and_never_rerun() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
+    let (dir, api, esb) = start().await;
     // What a crash between the claim and the result leaves behind.
     dir.execute(
         r#"INSERT INTO esb_commands (id, user_id, event_type, status, response, topic, partition, "offset", created_at)
            VALUES ('c9', 'admin', 'place_order', 'started', 'null', 'esb', 0, 4, 'now')"#,
     );
     let outcome = esb.execute(&place("c9"), &at(0, 4)).await.unwrap();
-    assert_eq!(
-        outcome,
-        EsbOutcome::Executed {
-            status: "unknown".into()
-        }
-    );
+    assert_eq!(outcome, executed("unknown"));
     assert_eq!(orders(&api).await, 0);
     let (status, response) = row(&dir, "c9").unwrap();
     assert_eq!(status, "error");
@@ -198,20 +220,11 @@ async fn a_command_interrupted_by_a_crash_is_reported_as_unknown_and_never_rerun
 
 #[tokio::test]
 async fn an_acknowledgment_is_recorded_without_order_effect() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
-    let ack = request(
-        "a1",
-        "order_acknowledgment",
-        "admin",
-        json!({"orderid": "123", "note": "booked"}),
-    );
+    let (dir, api, esb) = start().await;
+    let ack = acknowledgment("a1", json!({"orderid": "123", "note": "booked"}));
     assert_eq!(
         esb.execute(&ack, &at(2, 0)).await.unwrap(),
-        EsbOutcome::Executed {
-            status: "acknowledged".into()
-        }
+        executed("acknowledged")
     );
     let (status, data) = row(&dir, "a1").unwrap();
     assert_eq!(status, "acknowledged");
@@ -239,18 +252,12 @@ fn operator(dir: &common::StoreDir) -> oa_api::KeyStore {
 
 #[tokio::test]
 async fn users_who_did_not_allow_esb_or_are_disabled_are_refused_and_nothing_is_recorded() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
+    let (dir, _api, esb) = start().await;
     let operator = operator(&dir);
     operator.create_user_key("quiet").await.unwrap();
-    let mut quiet = place("q1");
-    quiet.user_id = "quiet".into();
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&quiet, &at(0, 0)).await.unwrap()
-    else {
-        panic!("ESB control is off by default");
-    };
-    assert_eq!(kind, RejectKind::Unauthenticated);
+    let quiet = place_as("q1", "quiet");
+    let kind = RejectKind::Unauthenticated;
+    let reason = rejection(&esb, &quiet, &at(0, 0), kind).await;
     assert!(reason.contains("has not allowed ESB control"), "{reason}");
     assert!(
         reason.contains("oa-server esb allow --user quiet"),
@@ -267,28 +274,16 @@ async fn users_who_did_not_allow_esb_or_are_disabled_are_refused_and_nothing_is_
     operator.set_esb_allowed("quiet", true).await.unwrap();
     assert_eq!(
         esb.execute(&quiet, &at(0, 1)).await.unwrap(),
-        EsbOutcome::Executed {
-            status: "success".into()
-        }
+        executed("success")
     );
     // Denied again, then allowed but with the key revoked: disabled.
     operator.set_esb_allowed("quiet", false).await.unwrap();
-    let mut again = place("q2");
-    again.user_id = "quiet".into();
-    assert!(matches!(
-        esb.execute(&again, &at(0, 2)).await.unwrap(),
-        EsbOutcome::Rejected {
-            kind: RejectKind::Unauthenticated,
-            ..
-        }
-    ));
+    let again = place_as("q2", "quiet");
+    rejection(&esb, &again, &at(0, 2), RejectKind::Unauthenticated).await;
     operator.set_esb_allowed("quiet", true).await.unwrap();
     operator.revoke_user_key("quiet").await.unwrap();
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&again, &at(0, 3)).await.unwrap()
-    else {
-        panic!("a user without an active key is disabled");
-    };
-    assert_eq!(kind, RejectKind::Unauthenticated);
+    let kind = RejectKind::Unauthenticated;
+    let reason = rejection(&esb, &again, &at(0, 3), kind).await;
     assert!(reason.contains("is disabled"), "{reason}");
     assert_eq!(row(&dir, "q2"), None);
     assert!(matches!(
@@ -317,16 +312,11 @@ async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_bod
             esb.execute(&place(id), &at(0, offset as i64))
                 .await
                 .unwrap(),
-            EsbOutcome::Executed {
-                status: "success".into()
-            }
+            executed("success")
         );
     }
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&place("r3"), &at(0, 2)).await.unwrap()
-    else {
-        panic!("the third order within a minute is over ORDER_RATE_LIMIT");
-    };
-    assert_eq!(kind, RejectKind::RateLimited);
+    let kind = RejectKind::RateLimited;
+    let reason = rejection(&esb, &place("r3"), &at(0, 2), kind).await;
     esb.reject(Some(&place("r3")), kind, &reason, &at(0, 2))
         .await
         .unwrap();
@@ -343,32 +333,16 @@ async fn the_rest_order_rate_limit_applies_per_user_and_answers_with_the_429_bod
 
 #[tokio::test]
 async fn an_oversized_acknowledgment_is_rejected_and_a_reset_offset_may_move_backwards() {
-    let dir = common::store_dir();
-    let api = api(&dir).await;
-    let esb = api.esb_commands();
-    let big = request(
-        "big",
-        "order_acknowledgment",
-        "admin",
-        json!({"note": "x".repeat(MAX_ACK_DATA_BYTES)}),
-    );
-    let EsbOutcome::Rejected { kind, reason } = esb.execute(&big, &at(0, 0)).await.unwrap() else {
-        panic!("acknowledgment data over {MAX_ACK_DATA_BYTES} bytes must be rejected");
-    };
-    assert_eq!(kind, RejectKind::TooLarge);
+    let (dir, _api, esb) = start().await;
+    let big = acknowledgment("big", json!({"note": "x".repeat(MAX_ACK_DATA_BYTES)}));
+    let kind = RejectKind::TooLarge;
+    let reason = rejection(&esb, &big, &at(0, 0), kind).await;
     assert!(reason.contains("at most 4096"), "{reason}");
     assert_eq!(row(&dir, "big"), None);
-    let fits = request(
-        "fits",
-        "order_acknowledgment",
-        "admin",
-        json!({"note": "x".repeat(MAX_ACK_DATA_BYTES - 20)}),
-    );
+    let fits = acknowledgment("fits", json!({"note": "x".repeat(MAX_ACK_DATA_BYTES - 20)}));
     assert_eq!(
         esb.execute(&fits, &at(0, 1)).await.unwrap(),
-        EsbOutcome::Executed {
-            status: "acknowledged".into()
-        }
+        executed("acknowledged")
     );
 
     esb.save_offset(key(0), 1000, OffsetWrite::Advance)
