@@ -11,12 +11,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::start;
+use oa_api::EngineHandle;
 use serde_json::{Value, json};
 
 fn order(quantity: &str) -> Value {
     json!({"strategy": "test", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
            "quantity": quantity, "pricetype": "MARKET", "product": "MIS"})
+}
+
+/// A server with SBIN quoted and one order placed (its answer returned), and its engine.
+async fn start_with_an_order() -> (common::Server, Value, EngineHandle) {
+    let server = common::start_quoting("SBIN", 812.5, 812.4, 812.6).await;
+    let placed = server.ok("placeorder", order("1")).await;
+    let engine = server.api.service().engine().clone();
+    (server, placed, engine)
 }
 
 /// The store's own words for the missing `orders` table (SQLite, PostgreSQL).
@@ -27,10 +35,7 @@ fn names_the_missing_table(reason: &str) -> bool {
 
 #[tokio::test]
 async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_readable() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    let placed = server.ok("placeorder", order("1")).await;
-    let engine = server.api.service().engine().clone();
+    let (server, placed, engine) = start_with_an_order().await;
     assert_eq!(engine.writes_stopped(), None);
 
     server
@@ -110,10 +115,7 @@ async fn a_failed_commit_with_a_failed_reload_stops_writes_until_the_store_is_re
 /// memory the store may not match. Repaired, it takes writes again.
 #[tokio::test]
 async fn a_panicked_job_with_a_failed_reload_stops_writes_until_the_store_is_readable() {
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    server.ok("placeorder", order("1")).await;
-    let engine = server.api.service().engine().clone();
+    let (server, _, engine) = start_with_an_order().await;
 
     server
         .dir
@@ -166,10 +168,7 @@ async fn relay_marks_go_through_the_engine_and_stop_with_its_writes() {
     use oa_api::outbox::OutboxTable;
     use oa_events_kafka::Outbox;
 
-    let server = start().await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
-    server.ok("placeorder", order("1")).await;
-    let engine = server.api.service().engine().clone();
+    let (server, _, engine) = start_with_an_order().await;
     let outbox = StoreOutbox::new(OutboxTable::open(server.dir.location()).unwrap());
     outbox.mark_through_engine(engine.clone());
     let envelope = |message: &str| {

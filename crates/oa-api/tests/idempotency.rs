@@ -103,21 +103,13 @@ async fn a_key_reused_with_another_request_gets_422_and_bad_keys_400() {
 #[tokio::test]
 async fn errors_decided_by_the_broker_are_replayed_with_their_status() {
     let server = start().await;
-    let (status, _, first) = keyed(
-        &server,
-        "cancelorder",
-        "cancel-1",
-        json!({"strategy": "test", "orderid": "999"}),
-    )
-    .await;
+    let cancel_missing = || {
+        let body = json!({"strategy": "test", "orderid": "999"});
+        keyed(&server, "cancelorder", "cancel-1", body)
+    };
+    let (status, _, first) = cancel_missing().await;
     assert_eq!(status, 404, "{first}");
-    let (status, replayed, again) = keyed(
-        &server,
-        "cancelorder",
-        "cancel-1",
-        json!({"strategy": "test", "orderid": "999"}),
-    )
-    .await;
+    let (status, replayed, again) = cancel_missing().await;
     assert_eq!((status, replayed.as_deref()), (404, Some("true")));
     assert_eq!(again, first);
     // A request refused before the service ran (bad field) is not stored: fixing it with
@@ -129,13 +121,17 @@ async fn errors_decided_by_the_broker_are_replayed_with_their_status() {
     assert_eq!((status, replayed), (200, None));
 }
 
+/// A server whose simulated broker takes `ack_latency` to answer, SBIN quoted.
+async fn start_slow(ack_latency: Duration) -> Server {
+    let server =
+        common::start_configured(|config| config.simulator.ack_latency = ack_latency).await;
+    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    server
+}
+
 #[tokio::test]
 async fn a_concurrent_retry_gets_409_while_the_first_runs() {
-    let dir = common::store_dir();
-    let mut config = common::config(&dir);
-    config.simulator.ack_latency = Duration::from_millis(400);
-    let server = start_with(dir, config).await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_slow(Duration::from_millis(400)).await;
     let (first, second) = tokio::join!(
         keyed(&server, "placeorder", "same", order("SBIN", "1")),
         async {
@@ -159,11 +155,7 @@ async fn a_concurrent_retry_gets_409_while_the_first_runs() {
 
 #[tokio::test]
 async fn a_client_that_gives_up_still_gets_its_order_once() {
-    let dir = common::store_dir();
-    let mut config = common::config(&dir);
-    config.simulator.ack_latency = Duration::from_millis(1500);
-    let server = start_with(dir, config).await;
-    server.price("NSE", "SBIN", 812.5, 812.4, 812.6);
+    let server = start_slow(Duration::from_millis(1500)).await;
     server.ok("orderbook", json!({})).await; // the key is verified and cached
     // The client times out before the answer and drops the connection...
     let gave_up = tokio::time::timeout(
