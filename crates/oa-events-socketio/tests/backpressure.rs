@@ -12,11 +12,16 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use oa_events_core::Event;
 use oa_events_core::catalog::OrderNotification;
 use oa_events_socketio::SocketIoConfig;
-use rust_socketio::TransportType;
 use serde_json::{Value, json};
 
 fn note(user: &str, n: usize) -> Event {
     Event::for_user(user, OrderNotification::info("SBIN", format!("{user}-{n}")))
+}
+
+/// The body of a GET of `url`.
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let response = http.get(url).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 /// A raw Engine.IO long-polling session that connects and then stops polling.
@@ -28,14 +33,7 @@ struct StalledClient {
 impl StalledClient {
     async fn connect(base: &str, auth: Value) -> StalledClient {
         let http = reqwest::Client::new();
-        let open = http
-            .get(format!("{base}/socket.io/?EIO=4&transport=polling"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let open = get_text(&http, &format!("{base}/socket.io/?EIO=4&transport=polling")).await;
         let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
         let sid = handshake["sid"].as_str().unwrap();
         let url = format!("{base}/socket.io/?EIO=4&transport=polling&sid={sid}");
@@ -51,15 +49,7 @@ impl StalledClient {
 
     /// One poll: the Socket.IO packets the server had buffered.
     async fn poll(&self) -> Vec<String> {
-        let body = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&self.http, &self.url).await;
         body.split('\u{1e}').map(str::to_string).collect()
     }
 }
@@ -78,14 +68,8 @@ async fn a_client_that_stops_reading_does_not_stall_others_and_drops_are_counted
     let url = server.url();
     let stalled = StalledClient::connect(&url, json!({"apikey": "key-alice"})).await;
     server.wait_clients(1).await;
-    let mut alice = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
-    let mut bob =
-        RustClient::connect(&url, json!({"apikey": "key-bob"}), TransportType::Websocket).await;
+    let mut alice = RustClient::websocket(&url, "alice").await;
+    let mut bob = RustClient::websocket(&url, "bob").await;
     server.wait_clients(3).await;
 
     const PER_USER: usize = 1000;

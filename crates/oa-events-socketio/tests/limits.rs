@@ -18,7 +18,6 @@ use oa_e2e::net::{PlainWebSocket, announce_a_16_mib_frame, websocket_from};
 use oa_events_core::Event;
 use oa_events_core::catalog::PasswordChange;
 use oa_events_socketio::SocketIoConfig;
-use rust_socketio::TransportType;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -113,12 +112,7 @@ async fn engine_sessions_are_capped_per_ip_with_503_and_other_addresses_are_serv
         .unwrap();
     assert_eq!(polling.status().as_u16(), 503);
 
-    let alice = RustClient::connect(
-        &server.url(),
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
+    let alice = RustClient::websocket(&server.url(), "alice").await;
     alice.close().await;
 
     // Sessions that end free their slots (one that never logged in: at its connect timeout).
@@ -162,18 +156,8 @@ async fn handshakes_are_rate_limited_per_ip() {
 #[tokio::test]
 async fn password_change_is_delivered_then_the_users_sessions_end() {
     let server = TestServer::start(test_config()).await;
-    let mut alice = RustClient::connect(
-        &server.url(),
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
-    let mut bob = RustClient::connect(
-        &server.url(),
-        json!({"apikey": "key-bob"}),
-        TransportType::Websocket,
-    )
-    .await;
+    let mut alice = RustClient::websocket(&server.url(), "alice").await;
+    let mut bob = RustClient::websocket(&server.url(), "bob").await;
     server.wait_clients(2).await;
     let started = Instant::now();
     server.publisher.publish(Event::for_user(

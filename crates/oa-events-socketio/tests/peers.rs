@@ -192,45 +192,38 @@ async fn wait_latest(server: &TestServer, user: &str, at_least: u64) -> u64 {
     panic!("stream of {user} did not reach {at_least}");
 }
 
+/// One multi-threaded test named `$name` that awaits `$check`.
+macro_rules! peer_test {
+    ($name:ident, $check:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $check.await;
+        }
+    };
+}
+
+/// The peer suite for one client kind, in a module of its own.
 macro_rules! peer_tests {
     ($module:ident, $kind:expr) => {
         mod $module {
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn catalog_payloads_over_polling() {
-                catalog_exact($kind, "polling").await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn catalog_payloads_over_websocket() {
-                catalog_exact($kind, "websocket").await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn catalog_payloads_after_upgrade() {
-                catalog_exact($kind, "polling,websocket").await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn refused_with_reason() {
-                refusal($kind).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn replay_over_polling() {
-                replay($kind, "polling").await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn replay_over_websocket() {
-                replay($kind, "websocket").await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn users_are_isolated() {
-                isolation($kind).await;
-            }
+            peer_test!(
+                catalog_payloads_over_polling,
+                catalog_exact($kind, "polling")
+            );
+            peer_test!(
+                catalog_payloads_over_websocket,
+                catalog_exact($kind, "websocket")
+            );
+            peer_test!(
+                catalog_payloads_after_upgrade,
+                catalog_exact($kind, "polling,websocket")
+            );
+            peer_test!(refused_with_reason, refusal($kind));
+            peer_test!(replay_over_polling, replay($kind, "polling"));
+            peer_test!(replay_over_websocket, replay($kind, "websocket"));
+            peer_test!(users_are_isolated, isolation($kind));
         }
     };
 }

@@ -31,13 +31,8 @@ fn seq(payload: &Value) -> u64 {
 
 async fn every_catalog_event_arrives_exactly(transport: TransportType) {
     let server = TestServer::start(test_config()).await;
-    let mut alice = RustClient::connect(
-        &server.url(),
-        json!({"apikey": "key-alice"}),
-        transport.clone(),
-    )
-    .await;
-    let mut bob = RustClient::connect(&server.url(), json!({"apikey": "key-bob"}), transport).await;
+    let mut alice = RustClient::user(&server.url(), "alice", transport.clone()).await;
+    let mut bob = RustClient::user(&server.url(), "bob", transport).await;
     server.wait_clients(2).await;
     let samples = catalog_samples("alice");
     assert_samples_cover_catalog(&samples);
@@ -102,22 +97,11 @@ async fn missing_or_invalid_keys_are_refused_with_a_reason() {
 async fn users_never_see_each_others_events() {
     let server = TestServer::start(test_config()).await;
     let url = server.url();
-    let mut alice = RustClient::connect(
-        &url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
+    let mut alice = RustClient::websocket(&url, "alice").await;
     // rust_socketio 0.6's polling transport mis-parses a response split across reads, so the
     // long runs use websocket with it; the Node and Python clients cover polling in bulk.
-    let mut bob =
-        RustClient::connect(&url, json!({"apikey": "key-bob"}), TransportType::Websocket).await;
-    let mut carol = RustClient::connect(
-        &url,
-        json!({"apikey": "key-carol"}),
-        TransportType::Websocket,
-    )
-    .await;
+    let mut bob = RustClient::websocket(&url, "bob").await;
+    let mut carol = RustClient::websocket(&url, "carol").await;
     server.wait_clients(3).await;
     const EVENTS: usize = 600;
     for n in 0..EVENTS {
@@ -152,8 +136,7 @@ async fn reconnect_with_offset_replays_exactly_the_missed_events_in_order() {
     let server = TestServer::start(test_config()).await;
     let url = server.url();
     for transport in [TransportType::Websocket, TransportType::Polling] {
-        let mut alice =
-            RustClient::connect(&url, json!({"apikey": "key-alice"}), transport.clone()).await;
+        let mut alice = RustClient::user(&url, "alice", transport.clone()).await;
         server.wait_clients(1).await;
         for n in 0..5 {
             server.publisher.publish(note("alice", n));
@@ -285,12 +268,7 @@ async fn reconnect_expecting_a_gap(url: &str, last: u64) -> (RustClient, Value) 
 }
 
 async fn first_session(server: &TestServer, url: &str) -> u64 {
-    let mut alice = RustClient::connect(
-        url,
-        json!({"apikey": "key-alice"}),
-        TransportType::Websocket,
-    )
-    .await;
+    let mut alice = RustClient::websocket(url, "alice").await;
     server.wait_clients(1).await;
     server.publisher.publish(note("alice", 0));
     let last = seq(&alice.take(1).await[0].1);

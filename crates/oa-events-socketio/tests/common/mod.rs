@@ -412,6 +412,16 @@ impl RustClient {
         }
     }
 
+    /// Connects as `user` (API key `key-{user}`) over `transport`, or panics.
+    pub async fn user(url: &str, user: &str, transport: TransportType) -> RustClient {
+        RustClient::connect(url, json!({"apikey": format!("key-{user}")}), transport).await
+    }
+
+    /// Connects as `user` (see [`RustClient::user`]) over WebSocket, or panics.
+    pub async fn websocket(url: &str, user: &str) -> RustClient {
+        RustClient::user(url, user, TransportType::Websocket).await
+    }
+
     /// The next event, or None after `wait` without one.
     pub async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
         tokio::time::timeout(wait, self.events.recv())
