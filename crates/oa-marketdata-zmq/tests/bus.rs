@@ -8,19 +8,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, KEY_ALICE, KEY_BOB, depth_tick, start};
+use common::{Client, KEY_ALICE, KEY_BOB, depth_tick, start, start_configured};
 use oa_marketdata_zmq::bus::MALFORMED_REASONS;
 use oa_marketdata_zmq::{FeedKind, MarketDataConfig, Tick};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_are_counted_and_good_ticks_keep_flowing() {
-    let h = start(MarketDataConfig {
-        zmq_max_frame_bytes: 4096,
-        ..MarketDataConfig::ephemeral()
-    })
-    .await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let h = start_configured(|config| config.zmq_max_frame_bytes = 4096).await;
+    let mut client = h.client(KEY_ALICE).await;
     client.subscribe("NSE", "SBIN", json!(1)).await;
     let publisher = h.publisher().await;
     let good = |ltp: f64| Tick::ltp("NSE", "SBIN", ltp).to_json_bytes();
@@ -81,18 +77,12 @@ async fn malformed_frames_are_counted_and_good_ticks_keep_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_conflated_while_others_keep_receiving() {
-    let h = start(MarketDataConfig {
-        ws_max_queue: 16,
-        ..MarketDataConfig::ephemeral()
-    })
-    .await;
+    let h = start_configured(|config| config.ws_max_queue = 16).await;
     let symbols = ["SBIN", "INFY", "TCS", "RELIANCE"];
     // The slow client has a 4 KB receive buffer and never reads.
     let mut slow = Client::connect_small_buffer(h.md.ws_addr()).await;
-    slow.send(json!({"action": "authenticate", "api_key": KEY_BOB}))
-        .await;
-    assert_eq!(slow.recv().await["status"], "success");
-    let mut fast = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    assert_eq!(slow.authenticate(KEY_BOB).await["status"], "success");
+    let mut fast = h.client(KEY_ALICE).await;
     for symbol in symbols {
         slow.subscribe("NSE", symbol, json!(3)).await;
         fast.subscribe("NSE", symbol, json!(3)).await;
@@ -173,7 +163,7 @@ async fn an_external_pyzmq_publisher_reaches_websocket_clients() {
         panic!("{missing:#}");
     }
     let h = start(MarketDataConfig::ephemeral()).await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     client.subscribe("NSE_INDEX", "NIFTY", json!(2)).await;
     client.subscribe("CRYPTO", "SOL_INR", json!(1)).await;
     let endpoint = h.md.zmq_endpoint().to_string();
@@ -217,15 +207,14 @@ async fn the_replay_feed_plays_a_file_to_clients_and_the_cache() {
         })
         .collect();
     std::fs::write(&path, lines.join("\n")).unwrap();
-    let h = start(MarketDataConfig {
-        feed: FeedKind::Replay,
-        replay_file: Some(path),
-        replay_speed: 0.5,
-        replay_repeat: true,
-        ..MarketDataConfig::ephemeral()
+    let h = start_configured(|config| {
+        config.feed = FeedKind::Replay;
+        config.replay_file = Some(path);
+        config.replay_speed = 0.5;
+        config.replay_repeat = true;
     })
     .await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     client.subscribe("NSE", "SBIN", json!("ltp")).await;
     // Consecutive recorded ticks arrive in file order (the file repeats).
     let first = client.recv_until(|m| m["type"] == "market_data").await;
@@ -249,13 +238,12 @@ async fn the_replay_feed_plays_a_file_to_clients_and_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_feed_streams_the_bundled_universe() {
-    let h = start(MarketDataConfig {
-        feed: FeedKind::Simulated,
-        feed_ticks_per_second: 400.0,
-        ..MarketDataConfig::ephemeral()
+    let h = start_configured(|config| {
+        config.feed = FeedKind::Simulated;
+        config.feed_ticks_per_second = 400.0;
     })
     .await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     client.subscribe("NSE", "RELIANCE", json!(3)).await;
     let m = client.recv_until(|m| m["type"] == "market_data").await;
     assert_eq!(m["mode"], 3);
@@ -300,9 +288,9 @@ async fn a_second_bus_on_the_same_port_fails_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publisher_feeds_every_bus_it_connects_to() {
     let (a, b) = (common::start_default().await, common::start_default().await);
-    let mut on_a = Client::authenticated(&a.ws_url(), KEY_ALICE).await;
+    let mut on_a = a.client(KEY_ALICE).await;
     on_a.subscribe("NSE", "SBIN", json!(1)).await;
-    let mut on_b = Client::authenticated(&b.ws_url(), KEY_ALICE).await;
+    let mut on_b = b.client(KEY_ALICE).await;
     on_b.subscribe("NSE", "SBIN", json!(1)).await;
     let mut publisher = oa_marketdata_zmq::Publisher::connect_all_and_wait(
         &[a.md.zmq_endpoint(), b.md.zmq_endpoint()],

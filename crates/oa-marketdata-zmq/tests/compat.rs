@@ -22,7 +22,7 @@ fn is_sbin_data(m: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_per_client_per_tick_at_the_highest_subscribed_mode() {
     let h = start_default().await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     for mode in [json!(1), json!(2), json!(3)] {
         client.subscribe("NSE", "SBIN", mode).await;
     }
@@ -58,7 +58,7 @@ async fn one_message_per_client_per_tick_at_the_highest_subscribed_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribing_what_is_not_subscribed_succeeds() {
     let h = start_default().await;
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     client
         .send(json!({"action": "unsubscribe", "symbol": "TCS", "exchange": "NSE", "mode": 1}))
         .await;
@@ -88,7 +88,7 @@ async fn get_broker_info_and_get_supported_brokers() {
     let m = anonymous.recv().await;
     assert_eq!(m["code"], "NOT_AUTHENTICATED", "{m}");
 
-    let mut client = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut client = h.client(KEY_ALICE).await;
     client.send(json!({"action": "get_broker_info"})).await;
     let m = client.recv_until(|m| m["type"] == "broker_info").await;
     assert_eq!(m["status"], "success");
@@ -104,7 +104,7 @@ async fn get_broker_info_and_get_supported_brokers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
     let h = start_default().await;
-    let mut alice = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut alice = h.client(KEY_ALICE).await;
     let mut bob = Client::authenticated(&h.ws_url(), common::KEY_BOB).await;
     alice.subscribe("NSE", "SBIN", json!(2)).await;
     for client in [&mut alice, &mut bob] {
@@ -130,9 +130,7 @@ async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
     let update = json!({"type": "order_update", "user_id": "alice", "mode": "live",
         "broker": "zerodha", "orderid": "250101000001", "symbol": "SBIN", "exchange": "NSE",
         "action": "BUY", "quantity": 1, "order_status": "complete"});
-    publisher
-        .publish_frames(&[b"ZERODHA_alice_orders", update.to_string().as_bytes()])
-        .unwrap();
+    publish_json(&publisher, b"ZERODHA_alice_orders", &update);
     let relayed = alice.recv_until(|m| m["type"] == "order_update").await;
     assert_eq!(relayed, update);
     // The bus thread counts a relay just after handing it over: wait for the count.
@@ -151,6 +149,13 @@ async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
     h.md.shutdown().await;
 }
 
+/// Publishes `payload` as the JSON frame of `topic`, as an external adapter does.
+fn publish_json(publisher: &oa_marketdata_zmq::Publisher, topic: &[u8], payload: &Value) {
+    publisher
+        .publish_frames(&[topic, payload.to_string().as_bytes()])
+        .unwrap();
+}
+
 /// Upstream websocket_proxy/server.py `zmq_listener` forwards the adapter's payload whole as
 /// `data`, so keys oa's tick model lacks reach clients: broker/angel/streaming/angel_adapter.py
 /// `_normalize_market_data` sends `last_trade_quantity` in Quote mode and `upper_circuit` /
@@ -162,11 +167,11 @@ async fn the_bus_takes_any_case_modes_order_relays_and_cache_invalidations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
     let h = start_default().await;
-    let mut quote = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut quote = h.client(KEY_ALICE).await;
     quote.subscribe("NSE", "SBIN", json!(2)).await;
-    let mut ltp = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut ltp = h.client(KEY_ALICE).await;
     ltp.subscribe("NSE", "SBIN", json!(1)).await;
-    let mut depth = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut depth = h.client(KEY_ALICE).await;
     depth.subscribe("NSE", "SBIN", json!(3)).await;
     let publisher = h.publisher().await;
 
@@ -177,9 +182,7 @@ async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
         "price_change": 7.5, "price_change_percent": 0.93, "open_interest": 0,
         "exchange_timestamp": 1_769_682_645_000_i64, "last_trade_quantity": 5,
         "nested": {"list": [1, "two", null], "text": "a \"quoted\" \u{e9}"}});
-    publisher
-        .publish_frames(&[b"NSE_SBIN_QUOTE", zerodha_quote.to_string().as_bytes()])
-        .unwrap();
+    publish_json(&publisher, b"NSE_SBIN_QUOTE", &zerodha_quote);
     let m = quote.recv_until(is_sbin_data).await;
     assert_eq!(m["mode"], 2, "{m}");
     for key in [
@@ -204,9 +207,7 @@ async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
         "depth": {"buy": [{"price": 812.95, "quantity": 10, "orders": 2}],
                   "sell": [{"price": 813.05, "quantity": 4, "orders": 1}]},
         "symbol": "SBIN", "exchange": "NSE", "mode": 3, "timestamp": 1_769_682_646_100_i64});
-    publisher
-        .publish_frames(&[b"NSE_SBIN_DEPTH", angel_depth.to_string().as_bytes()])
-        .unwrap();
+    publish_json(&publisher, b"NSE_SBIN_DEPTH", &angel_depth);
     let m = depth.recv_until(is_sbin_data).await;
     assert_eq!(m["mode"], 3, "{m}");
     assert_eq!(m["data"]["upper_circuit"], 893.5, "{m}");
@@ -233,15 +234,13 @@ async fn adapter_fields_the_model_lacks_reach_clients_untouched() {
 #[tokio::test]
 async fn the_topic_mode_wins_over_an_adapters_payload_mode() {
     let h = start_default().await;
-    let mut quote = Client::authenticated(&h.ws_url(), KEY_ALICE).await;
+    let mut quote = h.client(KEY_ALICE).await;
     quote.subscribe("NSE", "SBIN", json!(2)).await;
     let publisher = h.publisher().await;
     let angel_quote = json!({"ltp": 814.0, "volume": 1002, "open": 800.0, "high": 815.0,
         "low": 799.0, "close": 805.0, "symbol": "SBIN", "exchange": "NSE", "mode": 3,
         "timestamp": 1_769_682_647_100_i64});
-    publisher
-        .publish_frames(&[b"NSE_SBIN_QUOTE", angel_quote.to_string().as_bytes()])
-        .unwrap();
+    publish_json(&publisher, b"NSE_SBIN_QUOTE", &angel_quote);
     let m = quote.recv_until(is_sbin_data).await;
     assert_eq!(m["mode"], 2, "{m}");
     assert_eq!(m["data"]["ltp"], 814.0, "{m}");

@@ -12,7 +12,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{Client, KEY_ALICE, KEY_BOB, start};
+use common::{Client, KEY_ALICE, KEY_BOB, start, start_configured};
 use futures_util::StreamExt;
 use oa_e2e::net::{announce_a_16_mib_frame, websocket_from};
 use oa_events_core::Event;
@@ -48,11 +48,7 @@ async fn a_16_mib_frame_is_refused_from_its_header_before_login() {
 
 #[tokio::test]
 async fn the_per_ip_cap_refuses_with_503_and_spares_other_addresses() {
-    let harness = start(MarketDataConfig {
-        ws_max_connections_per_ip: 3,
-        ..MarketDataConfig::ephemeral()
-    })
-    .await;
+    let harness = start_configured(|config| config.ws_max_connections_per_ip = 3).await;
     let addr = harness.md.ws_addr();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -66,9 +62,7 @@ async fn the_per_ip_cap_refuses_with_503_and_spares_other_addresses() {
     let mut good = client_from(Ipv4Addr::LOCALHOST, addr)
         .await
         .expect("other IP");
-    good.send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
-        .await;
-    assert_eq!(good.recv().await["status"], "success");
+    assert_eq!(good.authenticate(KEY_ALICE).await["status"], "success");
 
     drop(held);
     oa_e2e::retry_until_ok(
@@ -83,60 +77,41 @@ async fn the_per_ip_cap_refuses_with_503_and_spares_other_addresses() {
 
 #[tokio::test]
 async fn login_attempts_are_rate_limited_per_ip() {
-    let harness = start(MarketDataConfig {
-        login_rate_limit: oa_net::RateSpec::parse("5 per minute").unwrap(),
-        ..MarketDataConfig::ephemeral()
+    let harness = start_configured(|config| {
+        config.login_rate_limit = oa_net::RateSpec::parse("5 per minute").unwrap()
     })
     .await;
     let addr = harness.md.ws_addr();
     let mut attacker = client_from(ATTACKER, addr).await.unwrap();
     for _ in 0..5 {
-        attacker
-            .send(json!({"action": "authenticate", "api_key": "bogus"}))
-            .await;
-        let reply = attacker.recv().await;
+        let reply = attacker.authenticate("bogus").await;
         assert_eq!(reply["code"], "AUTHENTICATION_ERROR", "{reply}");
     }
-    attacker
-        .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
-        .await;
-    let reply = attacker.recv().await;
+    let reply = attacker.authenticate(KEY_ALICE).await;
     assert_eq!(
         reply["code"], "RATE_LIMITED",
         "even a good key waits: {reply}"
     );
 
     let mut good = client_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
-    good.send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
-        .await;
-    assert_eq!(good.recv().await["status"], "success");
+    assert_eq!(good.authenticate(KEY_ALICE).await["status"], "success");
 }
 
 #[tokio::test]
 async fn max_websocket_connections_caps_a_users_sessions() {
-    let harness = start(MarketDataConfig {
-        max_websocket_connections: 2,
-        ..MarketDataConfig::ephemeral()
-    })
-    .await;
+    let harness = start_configured(|config| config.max_websocket_connections = 2).await;
     let url = harness.ws_url();
     let first = Client::authenticated(&url, KEY_ALICE).await;
     let _second = Client::authenticated(&url, KEY_ALICE).await;
     let mut third = Client::connect(&url).await;
-    third
-        .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
-        .await;
-    let reply = third.recv().await;
+    let reply = third.authenticate(KEY_ALICE).await;
     assert_eq!(reply["code"], "MAX_CONNECTIONS_REACHED", "{reply}");
     let _bob = Client::authenticated(&url, KEY_BOB).await;
 
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        third
-            .send(json!({"action": "authenticate", "api_key": KEY_ALICE}))
-            .await;
-        let reply = third.recv().await;
+        let reply = third.authenticate(KEY_ALICE).await;
         if reply["status"] == "success" {
             break;
         }

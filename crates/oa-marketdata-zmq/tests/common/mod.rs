@@ -76,6 +76,13 @@ pub async fn start(config: MarketDataConfig) -> Harness {
     Harness { md, events }
 }
 
+/// Starts the layer on the ephemeral configuration as `configure` adjusts it.
+pub async fn start_configured(configure: impl FnOnce(&mut MarketDataConfig)) -> Harness {
+    let mut config = MarketDataConfig::ephemeral();
+    configure(&mut config);
+    start(config).await
+}
+
 pub async fn start_default() -> Harness {
     start(MarketDataConfig::ephemeral()).await
 }
@@ -105,6 +112,11 @@ impl Harness {
         publisher
     }
 
+    /// A WebSocket client of this layer, authenticated with `key`.
+    pub async fn client(&self, key: &str) -> Client {
+        Client::authenticated(&self.ws_url(), key).await
+    }
+
     /// Waits until the dispatcher saw `count` ticks in total.
     pub async fn wait_dispatched(&self, count: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -116,6 +128,13 @@ impl Harness {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// Fails unless every key of `expected` has its value in `message` (other keys may follow).
+pub fn assert_includes(message: &Value, expected: Value) {
+    for (key, value) in expected.as_object().expect("an object of expected fields") {
+        assert_eq!(&message[key], value, "{key} in {message}");
     }
 }
 
@@ -148,13 +167,23 @@ impl Client {
 
     pub async fn authenticated(url: &str, key: &str) -> Client {
         let mut client = Client::connect(url).await;
-        client
-            .send(json!({"action": "authenticate", "api_key": key}))
-            .await;
-        let reply = client.recv().await;
+        let reply = client.authenticate(key).await;
         assert_eq!(reply["type"], "auth", "{reply}");
         assert_eq!(reply["status"], "success", "{reply}");
         client
+    }
+
+    /// Sends `authenticate` with `key`; returns the reply.
+    pub async fn authenticate(&mut self, key: &str) -> Value {
+        self.send(json!({"action": "authenticate", "api_key": key}))
+            .await;
+        self.recv().await
+    }
+
+    /// Fails if a message arrives within `wait`.
+    pub async fn assert_silent_for(&mut self, wait: Duration) {
+        let message = self.recv_within(wait).await;
+        assert!(message.is_none(), "unexpected {message:?}");
     }
 
     pub async fn send(&mut self, value: Value) {
