@@ -5,24 +5,7 @@ Environment: OA_HOST, OA_APIKEY. The Rust test prices NSE:SBIN at 800.0 (bid 799
 before running it. Exits non-zero on the first failed check.
 """
 
-import os
-import sys
-
-from openalgo import api
-
-client = api(api_key=os.environ["OA_APIKEY"], host=os.environ["OA_HOST"])
-
-
-def fail(message):
-    print(f"FAIL {message}")
-    sys.exit(1)
-
-
-def check(name, result, condition):
-    if not isinstance(result, dict) or result.get("status") != "success" or not condition(result):
-        fail(f"{name}: {result!r}")
-    print(f"ok   {name}")
-
+from sdk_checks import check, client
 
 check("holdings", client.holdings(),
       lambda r: r["data"]["holdings"] == []

@@ -5,20 +5,11 @@ Environment: OA_HOST, OA_APIKEY and OA_CONTRACTS_EXPECTED, a JSON object:
 computed by the Rust test from the bundled universe. Exits non-zero on the first failed check.
 """
 
-import json
-import os
-import sys
-
 import pandas as pd
-from openalgo import api
 
-client = api(api_key=os.environ["OA_APIKEY"], host=os.environ["OA_HOST"])
-expected = json.loads(os.environ["OA_CONTRACTS_EXPECTED"])
+from sdk_checks import client, expected_values, fail
 
-
-def fail(message):
-    print(f"FAIL {message}")
-    sys.exit(1)
+expected = expected_values("OA_CONTRACTS_EXPECTED")
 
 
 result = client.expiry(symbol="NIFTY", exchange="NFO", instrumenttype="options")

@@ -8,29 +8,12 @@ multioptiongreeks has no SDK function in 1.0.47; it is posted with httpx, the SD
 client. Exits non-zero on the first failed check.
 """
 
-import json
-import os
-import sys
-
 import httpx
-from openalgo import api
 
-host = os.environ["OA_HOST"]
-apikey = os.environ["OA_APIKEY"]
-client = api(api_key=apikey, host=host)
-expected = json.loads(os.environ["OA_OPTIONS_EXPECTED"])
+from sdk_checks import APIKEY, HOST, check, client, expected_values
+
+expected = expected_values("OA_OPTIONS_EXPECTED")
 expiry = expected["expiry"]
-
-
-def fail(message):
-    print(f"FAIL {message}")
-    sys.exit(1)
-
-
-def check(name, result, condition):
-    if not isinstance(result, dict) or result.get("status") != "success" or not condition(result):
-        fail(f"{name}: {result!r}")
-    print(f"ok   {name}")
 
 
 symbol = client.optionsymbol(underlying="NIFTY", exchange="NSE_INDEX", expiry_date=expiry,
@@ -65,8 +48,8 @@ check("optiongreeks ATM CE", greeks,
       lambda r: abs(r["implied_volatility"] - expected["atm_iv"]) < 0.3
       and 0.3 < r["greeks"]["delta"] < 0.7 and r["greeks"]["theta"] < 0 and r["greeks"]["vega"] > 0)
 
-multi = httpx.post(f"{host}/api/v1/multioptiongreeks", timeout=30, json={
-    "apikey": apikey,
+multi = httpx.post(f"{HOST}/api/v1/multioptiongreeks", timeout=30, json={
+    "apikey": APIKEY,
     "symbols": [{"symbol": expected["atm_ce"], "exchange": "NFO"},
                 {"symbol": expected["otm2_ce"], "exchange": "NFO"}],
 }).json()
