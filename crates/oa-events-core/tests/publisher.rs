@@ -84,6 +84,50 @@ fn note(user: &str, n: usize) -> Event {
     Event::for_user(user, OrderNotification::info("SBIN", format!("{user}-{n}")))
 }
 
+/// Queue options of `capacity` events in batches of at most `max_batch`, the default byte bound.
+fn queue(capacity: usize, max_batch: usize) -> SinkOptions {
+    SinkOptions {
+        capacity,
+        max_batch,
+        ..SinkOptions::default()
+    }
+}
+
+/// A publisher with the one sink `sink`, queued as `options` say.
+fn publisher_to(sink: &RecordingSink, options: SinkOptions) -> EventPublisher {
+    EventPublisher::builder()
+        .sink(sink.clone(), options)
+        .build()
+}
+
+/// Publishes alice's events `numbers`, in order.
+fn publish_alice(publisher: &EventPublisher, numbers: impl IntoIterator<Item = usize>) {
+    for n in numbers {
+        publisher.publish(note("alice", n));
+    }
+}
+
+/// Publishes alice's event 0 and gives the gated sink time to take it and block on its gate,
+/// so the queue behind it starts empty.
+async fn hold_the_first_event(publisher: &EventPublisher) {
+    publisher.publish(note("alice", 0));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// A gated sink of `policy` behind a queue of `capacity`, holding alice's event 0 while her
+/// events 1 to `published` are published behind it.
+async fn overflow(
+    policy: OverflowPolicy,
+    capacity: usize,
+    published: usize,
+) -> (RecordingSink, Arc<Semaphore>, EventPublisher) {
+    let (sink, gate) = RecordingSink::gated(policy);
+    let publisher = publisher_to(&sink, queue(capacity, 100));
+    hold_the_first_event(&publisher).await;
+    publish_alice(&publisher, 1..=published);
+    (sink, gate, publisher)
+}
+
 #[tokio::test]
 async fn every_event_reaches_every_sink_in_publish_order() {
     let first = RecordingSink::new();
@@ -110,19 +154,8 @@ async fn every_event_reaches_every_sink_in_publish_order() {
 #[tokio::test]
 async fn batches_respect_max_batch() {
     let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
-    let publisher = EventPublisher::builder()
-        .sink(
-            sink.clone(),
-            SinkOptions {
-                capacity: 1000,
-                max_batch: 7,
-                ..SinkOptions::default()
-            },
-        )
-        .build();
-    for n in 0..50 {
-        publisher.publish(note("alice", n));
-    }
+    let publisher = publisher_to(&sink, queue(1000, 7));
+    publish_alice(&publisher, 0..50);
     gate.add_permits(100);
     assert_eq!(publisher.shutdown(Duration::from_secs(5)).await, 0);
     let batches = sink.batches.lock().clone();
@@ -132,23 +165,7 @@ async fn batches_respect_max_batch() {
 
 #[tokio::test]
 async fn full_queue_drops_oldest_and_counts() {
-    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
-    let publisher = EventPublisher::builder()
-        .sink(
-            sink.clone(),
-            SinkOptions {
-                capacity: 10,
-                max_batch: 100,
-                ..SinkOptions::default()
-            },
-        )
-        .build();
-    // Let the sink task take the first event and block on the gate, so the queue is empty.
-    publisher.publish(note("alice", 0));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for n in 1..=25 {
-        publisher.publish(note("alice", n));
-    }
+    let (sink, gate, publisher) = overflow(OverflowPolicy::DropOldest, 10, 25).await;
     let stats = publisher.stats()[0];
     assert_eq!(stats.dropped_queue_full, 15);
     assert_eq!(stats.queued, 10);
@@ -167,18 +184,12 @@ async fn full_queue_drops_oldest_and_counts() {
 #[tokio::test]
 async fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
     let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
-    let publisher = EventPublisher::builder()
-        .sink(
-            sink.clone(),
-            SinkOptions {
-                capacity: 10_000,
-                max_bytes: 64 * 1024,
-                max_batch: 100,
-            },
-        )
-        .build();
-    publisher.publish(note("alice", 0));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let options = SinkOptions {
+        max_bytes: 64 * 1024,
+        ..queue(10_000, 100)
+    };
+    let publisher = publisher_to(&sink, options);
+    hold_the_first_event(&publisher).await;
     // Events of about 4 KiB each: the byte bound bites long before the count.
     let big = |n: usize| {
         Event::for_user(
@@ -204,22 +215,7 @@ async fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
 
 #[tokio::test]
 async fn full_queue_drop_newest_keeps_the_oldest() {
-    let (sink, gate) = RecordingSink::gated(OverflowPolicy::DropNewest);
-    let publisher = EventPublisher::builder()
-        .sink(
-            sink.clone(),
-            SinkOptions {
-                capacity: 5,
-                max_batch: 100,
-                ..SinkOptions::default()
-            },
-        )
-        .build();
-    publisher.publish(note("alice", 0));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for n in 1..=8 {
-        publisher.publish(note("alice", n));
-    }
+    let (sink, gate, publisher) = overflow(OverflowPolicy::DropNewest, 5, 8).await;
     assert_eq!(publisher.stats()[0].dropped_queue_full, 3);
     gate.add_permits(10);
     publisher.shutdown(Duration::from_secs(5)).await;
@@ -233,12 +229,8 @@ async fn failed_delivery_is_counted_not_hidden() {
         fail: true,
         ..RecordingSink::new()
     };
-    let publisher = EventPublisher::builder()
-        .sink(sink, SinkOptions::default())
-        .build();
-    for n in 0..5 {
-        publisher.publish(note("alice", n));
-    }
+    let publisher = publisher_to(&sink, SinkOptions::default());
+    publish_alice(&publisher, 0..5);
     publisher.shutdown(Duration::from_secs(5)).await;
     let stats = publisher.stats()[0];
     assert_eq!(stats.dropped_delivery_failed, 5);
@@ -250,14 +242,7 @@ async fn a_stuck_sink_does_not_block_publish_or_other_sinks() {
     let (stuck, _gate) = RecordingSink::gated(OverflowPolicy::DropOldest);
     let healthy = RecordingSink::new();
     let publisher = EventPublisher::builder()
-        .sink(
-            stuck,
-            SinkOptions {
-                capacity: 16,
-                max_batch: 16,
-                ..SinkOptions::default()
-            },
-        )
+        .sink(stuck, queue(16, 16))
         .sink(healthy.clone(), SinkOptions::default())
         .build();
     for n in 0..10_000 {
@@ -291,9 +276,7 @@ async fn subscribers_tap_the_stream_and_learn_when_they_lag() {
     let published = publisher.publish(note("alice", 1));
     let received = tap.recv().await.unwrap();
     assert_eq!(received.id, published.id);
-    for n in 0..10 {
-        publisher.publish(note("alice", n));
-    }
+    publish_alice(&publisher, 0..10);
     match tap.recv().await {
         Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => assert_eq!(missed, 6),
         other => panic!("expected a lag report, got {other:?}"),
@@ -303,9 +286,7 @@ async fn subscribers_tap_the_stream_and_learn_when_they_lag() {
 #[tokio::test]
 async fn publish_envelope_keeps_the_given_id() {
     let sink = RecordingSink::new();
-    let publisher = EventPublisher::builder()
-        .sink(sink.clone(), SinkOptions::default())
-        .build();
+    let publisher = publisher_to(&sink, SinkOptions::default());
     let envelope = Arc::new(Envelope::new(note("carol", 1)));
     publisher.publish_envelope(Arc::clone(&envelope));
     publisher.shutdown(Duration::from_secs(5)).await;
