@@ -85,10 +85,17 @@ pub fn python() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("OA_PYTHON") {
         return Ok(PathBuf::from(path));
     }
-    let path = workspace_root().join(".venv/bin/python");
+    installed(
+        workspace_root().join(".venv/bin/python"),
+        "installs the Python test peers from tests/python/requirements.txt",
+    )
+}
+
+/// `path` if it exists, else an error naming it and what `cargo xtask setup` does about it.
+fn installed(path: PathBuf, setup_step: &str) -> anyhow::Result<PathBuf> {
     if !path.exists() {
         bail!(
-            "{} is missing: run `cargo xtask setup` (installs the Python test peers from tests/python/requirements.txt)",
+            "{} is missing: run `cargo xtask setup` ({setup_step})",
             path.display()
         );
     }
@@ -97,14 +104,10 @@ pub fn python() -> anyhow::Result<PathBuf> {
 
 /// `node_modules` of the Node test peers (`tests/node`), installed by `cargo xtask setup`.
 pub fn node_modules() -> anyhow::Result<PathBuf> {
-    let path = workspace_root().join("tests/node/node_modules");
-    if !path.exists() {
-        bail!(
-            "{} is missing: run `cargo xtask setup` (npm install in tests/node)",
-            path.display()
-        );
-    }
-    Ok(path)
+    installed(
+        workspace_root().join("tests/node/node_modules"),
+        "npm install in tests/node",
+    )
 }
 
 /// The system's Chromium for the browser tests (`OA_CHROMIUM` overrides), installed with
@@ -113,13 +116,29 @@ pub fn chromium() -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("OA_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    if !path.exists() {
-        bail!(
-            "{} is missing: run `cargo xtask setup` (apt-get install chromium)",
-            path.display()
-        );
-    }
-    Ok(path)
+    installed(path, "apt-get install chromium")
+}
+
+/// CPU time (user + system) this process has used, in seconds, from `/proc/self/stat`
+/// (Linux; 0 elsewhere), for benchmarks to report the CPU cost of what they timed.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let Some((_, after)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime (fields 14 and 15 of the line, 11 and 12 after the name), in clock
+    // ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The 1, 5 and 15 minute load averages from `/proc/loadavg` ("unknown" elsewhere), for

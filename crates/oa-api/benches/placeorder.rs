@@ -168,26 +168,6 @@ async fn connection(
     (latencies, errors)
 }
 
-/// CPU time (user + system) of this process in ms, from /proc/self/stat (Linux; 0 elsewhere).
-fn process_cpu_ms() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) * 10.0
-}
-
 struct Row {
     name: &'static str,
     cpu_us_per_request: f64,
@@ -216,7 +196,7 @@ async fn run(
     let warmup = Duration::from_secs(1);
     let start_at = Instant::now() + warmup;
     let deadline = start_at + Duration::from_secs(seconds);
-    let cpu_before = process_cpu_ms();
+    let cpu_before = oa_e2e::process_cpu_seconds();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             tokio::spawn(connection(
@@ -234,7 +214,7 @@ async fn run(
         latencies.append(&mut samples);
         errors += failed;
     }
-    let cpu_ms = process_cpu_ms() - cpu_before;
+    let cpu_ms = (oa_e2e::process_cpu_seconds() - cpu_before) * 1000.0;
     let measured = latencies.len() as f64 * (seconds as f64 + 1.0) / seconds as f64;
     latencies.sort_unstable();
     let percentile = |p: f64| {

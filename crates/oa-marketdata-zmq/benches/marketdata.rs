@@ -201,25 +201,6 @@ fn spawn_publisher(
     })
 }
 
-/// CPU seconds this process used so far (user + system), from /proc/self/stat.
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some((_, after)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime, in clock ticks of 1/100 s on Linux.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 struct Row {
     name: String,
     /// Process CPU seconds (all threads: publisher, bus, proxy and clients) in the scenario.
@@ -282,7 +263,7 @@ fn in_process(count: u64) -> (Row, Row) {
     let prepared: Vec<(Vec<u8>, Vec<u8>)> = (0..SYMBOLS as u64 * 4).map(frames).collect();
     let run = |with_cache: bool| {
         let cache = oa_marketdata_zmq::PriceCache::new();
-        let cpu = process_cpu_seconds();
+        let cpu = oa_e2e::process_cpu_seconds();
         let started = Instant::now();
         let mut decoded = 0u64;
         for i in 0..count {
@@ -296,7 +277,7 @@ fn in_process(count: u64) -> (Row, Row) {
         }
         (
             decoded as f64 / started.elapsed().as_secs_f64(),
-            process_cpu_seconds() - cpu,
+            oa_e2e::process_cpu_seconds() - cpu,
         )
     };
     let (decode_rate, decode_cpu) = run(false);
@@ -335,7 +316,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
         .expect("utf-8 endpoint");
 
     // Burst.
-    let cpu = process_cpu_seconds();
+    let cpu = oa_e2e::process_cpu_seconds();
     let origin = Instant::now();
     let sent_at = Arc::new(Vec::new());
     let publisher = spawn_publisher(endpoint.clone(), count, 0.0, origin, sent_at);
@@ -360,7 +341,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let _ = publisher.join();
     let burst = Row {
         name: "baseline: raw ZMQ SUB + decode, burst".to_string(),
-        cpu: process_cpu_seconds() - cpu,
+        cpu: oa_e2e::process_cpu_seconds() - cpu,
         ingest: Some(received as f64 / elapsed.as_secs_f64().max(1e-9)),
         deliveries: None,
         per_client_tick: None,
@@ -368,7 +349,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     };
 
     // Paced latency.
-    let cpu = process_cpu_seconds();
+    let cpu = oa_e2e::process_cpu_seconds();
     let paced_count = (rate * seconds) as u64;
     let origin = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> =
@@ -394,7 +375,7 @@ fn baseline(count: u64, rate: f64, seconds: f64) -> (Row, Row) {
     let _ = publisher.join();
     let paced = Row {
         name: "baseline: raw ZMQ SUB, paced".to_string(),
-        cpu: process_cpu_seconds() - cpu,
+        cpu: oa_e2e::process_cpu_seconds() - cpu,
         ingest: Some(rate),
         deliveries: None,
         per_client_tick: None,
@@ -538,7 +519,7 @@ async fn proxy(
     }
 
     // Burst.
-    let cpu = process_cpu_seconds();
+    let cpu = oa_e2e::process_cpu_seconds();
     let before = md.stats();
     let delivered_before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -603,7 +584,7 @@ async fn proxy(
     );
     let burst = Row {
         name: format!("oa proxy: burst, {clients} clients"),
-        cpu: process_cpu_seconds() - cpu,
+        cpu: oa_e2e::process_cpu_seconds() - cpu,
         ingest: Some(dispatched as f64 / ingest_elapsed.as_secs_f64()),
         deliveries: Some(delivered_burst as f64 / delivery_elapsed.as_secs_f64()),
         per_client_tick: None,
@@ -611,7 +592,7 @@ async fn proxy(
     };
 
     // Paced latency.
-    let cpu = process_cpu_seconds();
+    let cpu = oa_e2e::process_cpu_seconds();
     recording.store(true, Ordering::Relaxed);
     let delivered_before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -627,7 +608,7 @@ async fn proxy(
     let paced_elapsed = started.elapsed();
     recording.store(false, Ordering::Relaxed);
     let delivered_paced = delivered.load(Ordering::Relaxed) - delivered_before;
-    let paced_cpu = process_cpu_seconds() - cpu;
+    let paced_cpu = oa_e2e::process_cpu_seconds() - cpu;
     let before = md.stats();
     let (mut sdk, published, read) = sdk_client(&url, md.zmq_endpoint(), sdk_rate, seconds).await;
     let after = md.stats();
@@ -687,7 +668,7 @@ async fn sdk_client(url: &str, endpoint: &str, rate: f64, seconds: f64) -> (Row,
     let count = (rate * seconds) as u64;
     let origin = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
-    let cpu = process_cpu_seconds();
+    let cpu = oa_e2e::process_cpu_seconds();
     let started = Instant::now();
     let publisher = {
         let endpoint = endpoint.to_string();
@@ -727,7 +708,7 @@ async fn sdk_client(url: &str, endpoint: &str, rate: f64, seconds: f64) -> (Row,
     let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
     let row = Row {
         name: "oa proxy: 1 client LTP+Quote+Depth, paced".to_string(),
-        cpu: process_cpu_seconds() - cpu,
+        cpu: oa_e2e::process_cpu_seconds() - cpu,
         ingest: Some(rate),
         deliveries: Some(read as f64 / elapsed.as_secs_f64()),
         per_client_tick: None,
