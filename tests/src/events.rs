@@ -251,15 +251,8 @@ impl TestServer {
     /// # Panics
     /// When the client connects.
     pub fn assert_socketio_not_served(&self, key: &str) {
-        let mut peer = PeerProcess::python(
-            "e2e_socketio_collect.py",
-            &[
-                ("OA_URL", self.http_url()),
-                ("OA_APIKEY", key.to_string()),
-                ("OA_TIMEOUT_S", "10".to_string()),
-            ],
-        )
-        .unwrap_or_else(|error| panic!("starting the Socket.IO client: {error:#}"));
+        let mut peer = PeerProcess::socketio_login_attempt(&self.http_url(), key)
+            .unwrap_or_else(|error| panic!("starting the Socket.IO client: {error:#}"));
         let first = peer
             .wait_for(Duration::from_secs(30), |line| {
                 line["type"] == "connect" || line["type"] == "connect_error"

@@ -51,6 +51,18 @@ impl PeerProcess {
         Ok(peer)
     }
 
+    /// A python-socketio client (`tests/python/e2e_socketio_collect.py`) trying to log in to
+    /// the server at `url` with `key` for 10 s; its first line is `{"type": "connect"}` or
+    /// `{"type": "connect_error", ...}`.
+    pub fn socketio_login_attempt(url: &str, key: &str) -> anyhow::Result<PeerProcess> {
+        let env = [
+            ("OA_URL", url.to_string()),
+            ("OA_APIKEY", key.to_string()),
+            ("OA_TIMEOUT_S", "10".to_string()),
+        ];
+        PeerProcess::python("e2e_socketio_collect.py", &env)
+    }
+
     /// Starts the example `example` of workspace crate `package` (built first, see
     /// [`example_binary`]) with `args`, and only `PATH`, `HOME` and the given environment.
     pub fn example(

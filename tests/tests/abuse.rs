@@ -40,6 +40,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const RSS_BOUND_MIB: u64 = 256;
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const FLOOD_CONNECTIONS: usize = 2_000;
+
+/// Fails unless a flood of `what` connections from one address was capped at 100 per IP
+/// (`accepted`, `refused` of [`FLOOD_CONNECTIONS`]) and `counted` (the refusal counters in
+/// `metrics`) covers every refusal.
+fn assert_flood_capped(
+    what: &str,
+    (accepted, refused): (usize, usize),
+    counted: f64,
+    metrics: &str,
+) {
+    assert!(accepted <= 100, "per-IP {what} cap: {accepted} accepted");
+    assert!(
+        refused >= FLOOD_CONNECTIONS - 100 - 50,
+        "{what}: {refused} refused"
+    );
+    assert!(
+        counted >= refused as f64,
+        "{what} refusals not counted ({counted} of {refused}):\n{metrics}"
+    );
+}
 const BOGUS_LOGINS_WS: usize = 9_000;
 const BOGUS_LOGINS_SOCKETIO: usize = 1_000;
 const OVERSIZED_FRAMES: usize = 10;
@@ -577,38 +597,20 @@ async fn the_server_stays_bounded_and_serves_a_good_client_under_attack() {
 
     // Every attack was refused and each refusal counted.
     let metrics = server.metrics().await.unwrap();
-    let refused = |listener: &str| {
-        metric(
-            &metrics,
-            "oa_connections_refused_total",
-            &[("listener", listener)],
-        )
-    };
-    assert!(
-        ws_accepted <= 100,
-        "per-IP WebSocket cap: {ws_accepted} accepted"
-    );
-    assert!(ws_refused >= FLOOD_CONNECTIONS - 100 - 50, "{ws_refused}");
-    assert!(
-        refused("websocket") + refused("websocket_http") >= ws_refused as f64,
-        "WebSocket refusals not counted:\n{metrics}"
-    );
-    assert!(
-        sio_accepted <= 100,
-        "per-IP Socket.IO cap: {sio_accepted} accepted"
-    );
-    assert!(sio_refused >= FLOOD_CONNECTIONS - 100 - 50, "{sio_refused}");
-    assert!(
-        refused("socketio") + refused("http") >= sio_refused as f64,
-        "Socket.IO refusals not counted"
+    let counter = |name: &str, label: (&str, &str)| metric(&metrics, name, &[label]);
+    let refused = |listener: &str| counter("oa_connections_refused_total", ("listener", listener));
+    let ws_counted = refused("websocket") + refused("websocket_http");
+    assert_flood_capped("WebSocket", (ws_accepted, ws_refused), ws_counted, &metrics);
+    let sio_counted = refused("socketio") + refused("http");
+    assert_flood_capped(
+        "Socket.IO",
+        (sio_accepted, sio_refused),
+        sio_counted,
+        &metrics,
     );
     assert_eq!(oversized_refused, OVERSIZED_FRAMES * 2);
     assert!(
-        metric(
-            &metrics,
-            "oa_ws_read_refused_total",
-            &[("reason", "too_large")]
-        ) >= OVERSIZED_FRAMES as f64,
+        counter("oa_ws_read_refused_total", ("reason", "too_large")) >= OVERSIZED_FRAMES as f64,
         "oversized WebSocket frames not counted"
     );
     assert_eq!(
@@ -618,11 +620,8 @@ async fn the_server_stays_bounded_and_serves_a_good_client_under_attack() {
     );
     assert!(slow_longest < Duration::from_secs(10), "{slow_longest:?}");
     assert!(
-        metric(
-            &metrics,
-            "oa_http_header_timeouts_total",
-            &[("listener", "http")]
-        ) >= SLOWLORIS_CONNECTIONS as f64,
+        counter("oa_http_header_timeouts_total", ("listener", "http"))
+            >= SLOWLORIS_CONNECTIONS as f64,
         "header timeouts not counted"
     );
     assert_eq!(ws_login_replies, BOGUS_LOGINS_WS / 30 * 30);
@@ -641,11 +640,7 @@ async fn the_server_stays_bounded_and_serves_a_good_client_under_attack() {
         "Socket.IO session refusals not counted"
     );
     assert!(
-        metric(
-            &metrics,
-            "oa_logins_refused_total",
-            &[("reason", "rate_limited")]
-        ) > 0.0,
+        counter("oa_logins_refused_total", ("reason", "rate_limited")) > 0.0,
         "the login rate limit never bit"
     );
     let unknown_dropped = metric(

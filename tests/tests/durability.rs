@@ -70,12 +70,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     );
 
     server.start_again().unwrap();
-    let before = server
-        .order_ids(&server.admin_key)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect::<HashSet<_>>();
+    let before = order_id_set(&server).await;
     let lost: Vec<&String> = acknowledged.difference(&before).collect();
     assert!(lost.is_empty(), "acknowledged orders lost: {lost:?}");
     for orderid in acknowledged.iter().take(5) {
@@ -98,6 +93,12 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_order_and_reuses_no_id() {
     }
 }
 
+/// The ids of the admin's orders.
+async fn order_id_set(server: &TestServer) -> HashSet<String> {
+    let ids = server.order_ids(&server.admin_key).await.unwrap();
+    ids.into_iter().collect()
+}
+
 async fn keyed(server: &TestServer, idempotency_key: &str) -> (u16, Option<String>, Value) {
     let url = format!("{}/api/v1/placeorder", server.http_url());
     let body = order(&server.admin_key);
@@ -115,22 +116,12 @@ async fn a_retry_after_a_crash_gets_the_first_response_and_places_nothing() {
 
     // The client never saw the answer (say it timed out) and the server crashed meanwhile.
     server.kill_and_restart().unwrap();
-    let before = server
-        .order_ids(&server.admin_key)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect::<HashSet<_>>();
+    let before = order_id_set(&server).await;
     let (status, replayed, again) = keyed(&server, "\"e2e-retry-1\"").await;
     assert_eq!((status, replayed.as_deref()), (200, Some("true")));
     assert_eq!(again, first);
     assert_eq!(
-        server
-            .order_ids(&server.admin_key)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect::<HashSet<_>>(),
+        order_id_set(&server).await,
         before,
         "the retry placed nothing"
     );

@@ -116,15 +116,7 @@ async fn the_standalone_socketio_example_delivers_each_users_events_in_a_foreign
     }
 
     // A key the app does not know is refused with a reason.
-    let mut stranger = PeerProcess::python(
-        "e2e_socketio_collect.py",
-        &[
-            ("OA_URL", url.clone()),
-            ("OA_APIKEY", "key-unknown".to_string()),
-            ("OA_TIMEOUT_S", "10".to_string()),
-        ],
-    )
-    .unwrap();
+    let mut stranger = PeerProcess::socketio_login_attempt(&url, "key-unknown").unwrap();
     let refused = stranger
         .wait_for(Duration::from_secs(30), |line| {
             line["type"] == "connect" || line["type"] == "connect_error"

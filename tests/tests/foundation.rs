@@ -42,12 +42,17 @@ async fn health_reports_the_layers_and_mode() {
     }
 }
 
+/// GETs `path` of the server's HTTP listener.
+async fn get(server: &TestServer, path: &str) -> reqwest::Response {
+    reqwest::get(format!("{}{path}", server.http_url()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
     let server = TestServer::start(&[]).unwrap();
-    let response = reqwest::get(format!("{}/metrics", server.http_url()))
-        .await
-        .unwrap();
+    let response = get(&server, "/metrics").await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -59,9 +64,7 @@ async fn metrics_are_prometheus_text() {
 #[tokio::test]
 async fn unknown_paths_get_a_json_404() {
     let server = TestServer::start(&[]).unwrap();
-    let response = reqwest::get(format!("{}/no/such/path", server.http_url()))
-        .await
-        .unwrap();
+    let response = get(&server, "/no/such/path").await;
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "error");

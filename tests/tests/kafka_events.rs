@@ -32,6 +32,17 @@ fn start_server(broker: &Tansu, mode: &str) -> TestServer {
 }
 
 /// Reads the whole topic with kafka-python until `enough` holds (or fails after 60 s).
+/// The `order_event` record of `orderid`.
+fn order_event_of<'a>(records: &'a [Record], orderid: &str) -> &'a Record {
+    records
+        .iter()
+        .find(|record| {
+            record.value["event_type"] == "order_event"
+                && record.value["data"]["orderid"] == orderid
+        })
+        .unwrap_or_else(|| panic!("no order_event of {orderid}"))
+}
+
 fn read_topic(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
     oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), TOPIC, enough)
 }
@@ -116,13 +127,7 @@ async fn records_carry_the_exact_envelope_key_and_headers_in_per_user_order() {
         );
     }
 
-    let order_event = records
-        .iter()
-        .find(|record| {
-            record.value["event_type"] == "order_event"
-                && record.value["data"]["orderid"] == market.as_str()
-        })
-        .unwrap();
+    let order_event = order_event_of(&records, &market);
     assert_eq!(order_event.key, "admin");
     assert_eq!(
         order_event.value["data"],
@@ -227,13 +232,7 @@ async fn both_mode_delivers_the_same_event_to_socketio_and_kafka() {
     let records = read_topic(&broker, |records| {
         order_ids(records, "order_event").contains(&orderid)
     });
-    let record = records
-        .iter()
-        .find(|record| {
-            record.value["event_type"] == "order_event"
-                && record.value["data"]["orderid"] == orderid.as_str()
-        })
-        .unwrap();
+    let record = order_event_of(&records, &orderid);
     let mut socketio_data = socketio_event["data"].clone();
     let object = socketio_data.as_object_mut().unwrap();
     // The Socket.IO copy names the same event id; seq is Socket.IO's own.

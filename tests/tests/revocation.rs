@@ -115,6 +115,16 @@ async fn apikey(server: &TestServer, args: &[&str]) -> (String, Instant) {
     (output, Instant::now())
 }
 
+/// Fails unless the `what` session ended (at `ended_at`) within 2 s of `changed_at`.
+fn assert_ended_soon_after(what: &str, ended_at: Option<Instant>, changed_at: Instant) {
+    let ended = ended_at.unwrap_or_else(|| panic!("the {what} session is still open"));
+    let after = ended.saturating_duration_since(changed_at);
+    assert!(
+        after < Duration::from_secs(2),
+        "{what} session ended {after:?} after the change"
+    );
+}
+
 async fn assert_sessions_end(
     server: &TestServer,
     key: &str,
@@ -129,12 +139,7 @@ async fn assert_sessions_end(
     let (output, changed_at) = apikey(server, change).await;
 
     let ws = ws.await.unwrap();
-    let ended = ws.ended_at.expect("the WebSocket session is still open");
-    assert!(
-        ended.saturating_duration_since(changed_at) < Duration::from_secs(2),
-        "WebSocket session ended {:?} after the change",
-        ended.saturating_duration_since(changed_at)
-    );
+    assert_ended_soon_after("WebSocket", ws.ended_at, changed_at);
     assert!(
         ws.messages.iter().any(|m| m.contains("API_KEY_REVOKED")),
         "{ws:?}"
@@ -142,12 +147,7 @@ async fn assert_sessions_end(
     assert_eq!(ws.close_code, Some(4403), "{ws:?}");
 
     let sio = sio.await.unwrap();
-    let ended = sio.ended_at.expect("the Socket.IO session is still open");
-    assert!(
-        ended.saturating_duration_since(changed_at) < Duration::from_secs(2),
-        "Socket.IO session ended {:?} after the change",
-        ended.saturating_duration_since(changed_at)
-    );
+    assert_ended_soon_after("Socket.IO", sio.ended_at, changed_at);
     // The notice came first (reading stops at the end of the session).
     let notice = sio
         .messages

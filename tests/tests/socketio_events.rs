@@ -38,6 +38,15 @@ fn start_socketio_server() -> TestServer {
     TestServer::start(&[("ORDER_EVENT_MODE", "SOCKETIO")]).unwrap()
 }
 
+/// The next `analyzer_update` the collector prints whose request is of `api_type`.
+fn analyzer_update(client: &mut PeerProcess, api_type: &str) -> Value {
+    client
+        .wait_for(WAIT, |line| {
+            line["name"] == "analyzer_update" && line["data"]["request"]["api_type"] == api_type
+        })
+        .unwrap()
+}
+
 fn collector(server: &TestServer, key: &str, transports: &str, stop: &str) -> PeerProcess {
     PeerProcess::socketio_events(
         &server.http_url(),
@@ -156,6 +165,20 @@ async fn run_orders(server: &TestServer, key: &str) -> Session {
 
 fn is_order_event_of(name: &str, data: &Value, orderid: &str) -> bool {
     name == "order_event" && data["orderid"] == orderid
+}
+
+/// Reads the collector's lines until the `order_event` of `orderid`.
+fn wait_for_order_event(client: &mut PeerProcess, orderid: &str) {
+    client
+        .wait_for(WAIT, |line| {
+            line["type"] == "event"
+                && is_order_event_of(
+                    line["name"].as_str().unwrap_or_default(),
+                    &line["data"],
+                    orderid,
+                )
+        })
+        .unwrap_or_else(|error| panic!("no order_event of {orderid}: {error:#}"));
 }
 
 /// Every event of the session, with the exact upstream payloads, as one channel delivered
@@ -296,16 +319,7 @@ async fn run_live_session(transports: &str) {
 
     let mut channels: Vec<(&str, Vec<(String, Value)>)> = Vec::new();
     if let Some(client) = &mut client {
-        client
-            .wait_for(WAIT, |line| {
-                line["type"] == "event"
-                    && is_order_event_of(
-                        line["name"].as_str().unwrap_or_default(),
-                        &line["data"],
-                        &session.marker_id,
-                    )
-            })
-            .unwrap();
+        wait_for_order_event(client, &session.marker_id);
         // Every event carries a per-user sequence that increases by one.
         let seqs: Vec<u64> = client
             .events()
@@ -359,16 +373,7 @@ async fn run_live_session(transports: &str) {
     ];
     let stranger_events = match &mut stranger {
         Some(stranger) => {
-            stranger
-                .wait_for(WAIT, |line| {
-                    line["type"] == "event"
-                        && is_order_event_of(
-                            line["name"].as_str().unwrap_or_default(),
-                            &line["data"],
-                            &stranger_order,
-                        )
-                })
-                .unwrap();
+            wait_for_order_event(stranger, &stranger_order);
             stranger.events()
         }
         None => server.kafka_events(STRANGER, |events| {
@@ -398,15 +403,7 @@ async fn live_and_analyzer_events_reach_the_owner_over_polling() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_with_a_bad_key_is_refused_with_a_reason() {
     let server = start_socketio_server();
-    let mut peer = PeerProcess::python(
-        "e2e_socketio_collect.py",
-        &[
-            ("OA_URL", server.http_url()),
-            ("OA_APIKEY", "wrong-key".to_string()),
-            ("OA_TIMEOUT_S", "10".to_string()),
-        ],
-    )
-    .unwrap();
+    let mut peer = PeerProcess::socketio_login_attempt(&server.http_url(), "wrong-key").unwrap();
     let refused = peer
         .wait_for(WAIT, |line| line["type"] == "connect_error")
         .unwrap();
@@ -460,12 +457,7 @@ async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
                           "symbol": "SBIN", "product": "MIS"});
     let (status, open) = server.post("openposition", position).await.unwrap();
     assert_eq!(status, 200, "{open}");
-    let update = client
-        .wait_for(WAIT, |line| {
-            line["name"] == "analyzer_update"
-                && line["data"]["request"]["api_type"] == "openposition"
-        })
-        .unwrap();
+    let update = analyzer_update(&mut client, "openposition");
     assert_eq!(
         update["data"]["request"],
         json!({"strategy": "e2e", "exchange": "NSE", "symbol": "SBIN", "product": "MIS",
@@ -538,12 +530,7 @@ async fn analyzer_mode_reports_openposition_refusals_and_sandbox_fills() {
         })
         .unwrap();
     // The tick's fill also emits analyzer_update, after the order_update of that batch.
-    let fill = client
-        .wait_for(WAIT, |line| {
-            line["name"] == "analyzer_update"
-                && line["data"]["request"]["api_type"] == "sandbox.fill"
-        })
-        .unwrap();
+    let fill = analyzer_update(&mut client, "sandbox.fill");
     assert_eq!(
         upstream_keys(fill["data"].clone()),
         json!({"request": {"api_type": "sandbox.fill"}, "response": {}}),
