@@ -194,20 +194,42 @@ async fn feed(mut consumer: OrderEventConsumer, sink: SocketIoSink, tap: EventPu
 struct EdgeHealth {
     started: Instant,
     topic: String,
+    brokers: String,
     partitions: i32,
     consumer: ConsumerMonitor,
     socketio: SocketIoSink,
     metrics: PrometheusHandle,
 }
 
-/// `/health` of an edge: 200, `role: edge`, the order-events consumer's and the Socket.IO
-/// layer's counters.
+/// `/health` of an edge: `role: edge`, the order-events consumer's and the Socket.IO
+/// layer's counters. 200 `ok` while the edge reads the topic; 503 `degraded`, with the
+/// reason, while its consumer is disconnected (a failed session, or brokers that did not
+/// answer its liveness check within `KAFKA_CONSUMER_LIVENESS_MS`): the edge delivers no order
+/// event meanwhile, so a load balancer's health check sends clients to another edge.
 async fn health(State(state): State<EdgeHealth>) -> Response {
     let consumer = state.consumer.stats();
     let socketio = state.socketio.stats();
+    let last_error = state.consumer.last_failure();
+    // Before its first session the consumer is connecting; start-up already read the topic.
+    let reading = consumer.connected || consumer.failures == 0;
+    let (code, status, reason) = if reading {
+        (StatusCode::OK, "ok", None)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            Some(format!(
+                "cannot read the order-events topic {:?} from Kafka ({}): {}",
+                state.topic,
+                state.brokers,
+                last_error.as_deref().unwrap_or("not connected")
+            )),
+        )
+    };
     let body = json!({
-        "status": "ok",
+        "status": status,
         "role": "edge",
+        "reason": reason,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "order_event_mode": "KAFKA",
@@ -215,8 +237,10 @@ async fn health(State(state): State<EdgeHealth>) -> Response {
         "order_events": {
             "topic": state.topic,
             "partitions": state.partitions,
+            "connected": consumer.connected,
             "records": consumer.records,
             "failures": consumer.failures,
+            "last_error": last_error,
         },
         "socketio": {
             "clients": socketio.clients,
@@ -224,10 +248,12 @@ async fn health(State(state): State<EdgeHealth>) -> Response {
             "replay_gaps": socketio.replay_gaps,
         },
     });
-    (StatusCode::OK, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<EdgeHealth>) -> Response {
+    let connected = state.consumer.stats().connected;
+    metrics::gauge!("oa_edge_order_events_connected").set(if connected { 1.0 } else { 0.0 });
     http::metrics_response(&state.metrics)
 }
 
@@ -314,6 +340,7 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
     let health_state = EdgeHealth {
         started,
         topic: kafka.order_events_topic.clone(),
+        brokers: kafka.bootstrap_list(),
         partitions,
         consumer: monitor,
         socketio: sink.clone(),
