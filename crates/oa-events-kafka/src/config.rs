@@ -196,6 +196,12 @@ pub struct KafkaConfig {
     /// not answered within the same time marks the consumer disconnected until one is
     /// (`KAFKA_CONSUMER_LIVENESS_MS`, default 2000).
     pub consumer_liveness: Duration,
+    /// How long one fetch of an edge's order-events consumer waits for new records
+    /// (`KAFKA_EDGE_FETCH_MAX_WAIT_MS`, default 20). Brokers such as tansu hold every fetch
+    /// for this whole time, so a record waits for the fetch in flight and then a whole next
+    /// one: up to twice this, added to every event an edge delivers. Kafka answers as soon as
+    /// a record is there.
+    pub edge_fetch_max_wait: Duration,
     /// TLS and SASL of every connection (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`,
     /// `KAFKA_SSL_*`; see [`crate::security`]).
     pub security: SecurityConfig,
@@ -221,6 +227,7 @@ impl Default for KafkaConfig {
             relay_max_rows: 10_000,
             relay_poll_interval: Duration::from_secs(1),
             consumer_liveness: Duration::from_secs(2),
+            edge_fetch_max_wait: Duration::from_millis(20),
             security: SecurityConfig::default(),
         }
     }
@@ -320,6 +327,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         "KAFKA_CONSUMER_LIVENESS_MS",
         "2000",
         "how often a consumer checks that the broker answers; no answer within this time marks it disconnected (an edge's /health: 503), milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_EDGE_FETCH_MAX_WAIT_MS",
+        "20",
+        "how long one fetch of an edge's order-events consumer waits for new records (tansu holds each fetch this long: up to twice this is added to each event), milliseconds",
     ),
 ];
 
@@ -444,6 +456,9 @@ impl KafkaConfig {
         }
         if let Some(value) = get("KAFKA_CONSUMER_LIVENESS_MS") {
             config.consumer_liveness = parse_millis("KAFKA_CONSUMER_LIVENESS_MS", &value, 100)?;
+        }
+        if let Some(value) = get("KAFKA_EDGE_FETCH_MAX_WAIT_MS") {
+            config.edge_fetch_max_wait = parse_millis("KAFKA_EDGE_FETCH_MAX_WAIT_MS", &value, 1)?;
         }
         config.validate()?;
         Ok(config)

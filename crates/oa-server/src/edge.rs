@@ -40,11 +40,6 @@ use crate::config::Settings;
 use crate::shutdown::Deadline;
 use crate::{http, telemetry};
 
-/// How long one fetch of the edge's consumer waits for new records: brokers such as tansu
-/// wait the whole time, so this bounds the latency the Kafka hop adds when idle (a fetch per
-/// partition every 20 ms is cheap).
-const EDGE_FETCH_MAX_WAIT: Duration = Duration::from_millis(20);
-
 /// How long start-up waits for the order-events topic's partitions and their ends.
 const KAFKA_STARTUP_WAIT: Duration = Duration::from_secs(30);
 
@@ -176,6 +171,11 @@ async fn feed(mut consumer: OrderEventConsumer, sink: SocketIoSink, tap: EventPu
                 // A record read again after the consumer reconnected is not delivered twice.
                 if sink.deliver_logged(&envelope, position) {
                     metrics::counter!("oa_edge_events_total").increment(1);
+                    // From the event's creation on the core to its hand-off to the sockets.
+                    let age = (chrono::Utc::now() - envelope.timestamp)
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics::histogram!("oa_edge_delivery_seconds").record(age.as_secs_f64());
                     tap.publish_envelope(envelope);
                 }
             }
@@ -329,7 +329,7 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
             })
             .with_options(ConsumerOptions {
                 name: "edge order events".to_string(),
-                fetch_max_wait: EDGE_FETCH_MAX_WAIT,
+                fetch_max_wait: kafka.edge_fetch_max_wait,
                 ..ConsumerOptions::default()
             }),
     )
