@@ -192,6 +192,16 @@ pub struct KafkaConfig {
     /// written before a restart or whose wake-up was dropped (`KAFKA_RELAY_POLL_MS`,
     /// default 1000).
     pub relay_poll_interval: Duration,
+    /// How often a running consumer checks that the brokers of its topic answer; a check
+    /// not answered within the same time marks the consumer disconnected until one is
+    /// (`KAFKA_CONSUMER_LIVENESS_MS`, default 2000).
+    pub consumer_liveness: Duration,
+    /// How long one fetch of an edge's order-events consumer waits for new records
+    /// (`KAFKA_EDGE_FETCH_MAX_WAIT_MS`, default 20). Brokers such as tansu hold every fetch
+    /// for this whole time, so a record waits for the fetch in flight and then a whole next
+    /// one: up to twice this, added to every event an edge delivers. Kafka answers as soon as
+    /// a record is there.
+    pub edge_fetch_max_wait: Duration,
     /// TLS and SASL of every connection (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`,
     /// `KAFKA_SSL_*`; see [`crate::security`]).
     pub security: SecurityConfig,
@@ -216,6 +226,8 @@ impl Default for KafkaConfig {
             retry_backoff_max: Duration::from_secs(5),
             relay_max_rows: 10_000,
             relay_poll_interval: Duration::from_secs(1),
+            consumer_liveness: Duration::from_secs(2),
+            edge_fetch_max_wait: Duration::from_millis(20),
             security: SecurityConfig::default(),
         }
     }
@@ -310,6 +322,16 @@ pub const ENV_VARS: &[EnvVar] = &[
         "KAFKA_RELAY_POLL_MS",
         "1000",
         "how often the relay looks at the outbox when not woken, milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_CONSUMER_LIVENESS_MS",
+        "2000",
+        "how often a consumer checks that the broker answers; no answer within this time marks it disconnected (an edge's /health: 503), milliseconds",
+    ),
+    EnvVar::new(
+        "KAFKA_EDGE_FETCH_MAX_WAIT_MS",
+        "20",
+        "how long one fetch of an edge's order-events consumer waits for new records (tansu holds each fetch this long: up to twice this is added to each event), milliseconds",
     ),
 ];
 
@@ -431,6 +453,12 @@ impl KafkaConfig {
         }
         if let Some(value) = get("KAFKA_RELAY_POLL_MS") {
             config.relay_poll_interval = parse_millis("KAFKA_RELAY_POLL_MS", &value, 1)?;
+        }
+        if let Some(value) = get("KAFKA_CONSUMER_LIVENESS_MS") {
+            config.consumer_liveness = parse_millis("KAFKA_CONSUMER_LIVENESS_MS", &value, 100)?;
+        }
+        if let Some(value) = get("KAFKA_EDGE_FETCH_MAX_WAIT_MS") {
+            config.edge_fetch_max_wait = parse_millis("KAFKA_EDGE_FETCH_MAX_WAIT_MS", &value, 1)?;
         }
         config.validate()?;
         Ok(config)

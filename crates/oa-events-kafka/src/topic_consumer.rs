@@ -8,6 +8,8 @@
 //!        └▶ StreamConsumer ─▶ RecordHandler::handle ─▶ offset saved (OffsetStore),
 //!           or stored by the handler itself in the transaction of its effects
 //! any broker failure: every partition finishes the record in hand, then all reconnect
+//! meanwhile, every KAFKA_CONSUMER_LIVENESS_MS: does each partition's leader answer?
+//!   no answer within that time: disconnected (ConsumerStats::connected), until one does
 //! ```
 //!
 //! Delivery is at least once: a record's offset is saved only after its handler finished,
@@ -20,14 +22,22 @@
 //! error in the log: re-reading is recoverable, skipping is not. Kafka reports such an offset
 //! as `OffsetOutOfRange`; brokers such as tansu answer an empty fetch whose high watermark is
 //! below the offset, which the consumer checks at start and whenever a partition is idle.
+//!
+//! A lost broker is noticed by a liveness check, not by the fetches: rskafka retries a
+//! failed fetch for up to `KAFKA_REQUEST_TIMEOUT_MS`, and a partition whose handler waits
+//! fetches nothing. The check asks every partition's leader for the partition's end
+//! (ListOffsets) every [`KafkaConfig::consumer_liveness`]; a check not answered within that
+//! time marks the consumer disconnected (and counts a failure) until a check or a new session
+//! succeeds. It only reports: reading, offsets and reconnecting are the partitions' own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, join_all};
 use futures_util::{FutureExt, StreamExt};
+use parking_lot::Mutex;
 use rskafka::client::consumer::{StartOffset, StreamConsumerBuilder};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -192,6 +202,10 @@ struct Counters {
     records: AtomicU64,
     failures: AtomicU64,
     resumed_from_earliest: AtomicU64,
+    /// A session reached the topic and the brokers answer (cleared by a failure).
+    connected: AtomicBool,
+    /// The last failure, for reports such as an edge's `/health`.
+    last_failure: Mutex<Option<String>>,
 }
 
 /// A snapshot of a consumer's counters.
@@ -204,6 +218,10 @@ pub struct ConsumerStats {
     /// Partitions restarted from their earliest record because their offset was out of
     /// range.
     pub resumed_from_earliest: u64,
+    /// Whether the consumer reads the topic now: false before its first session reached
+    /// the topic, and from a failure (a failed session, or a liveness check not answered
+    /// within `KAFKA_CONSUMER_LIVENESS_MS`) until a check or a new session succeeds.
+    pub connected: bool,
 }
 
 /// Reads a running consumer's counters; cheap to clone.
@@ -219,7 +237,14 @@ impl ConsumerMonitor {
             records: self.counters.records.load(Ordering::Relaxed),
             failures: self.counters.failures.load(Ordering::Relaxed),
             resumed_from_earliest: self.counters.resumed_from_earliest.load(Ordering::Relaxed),
+            connected: self.counters.connected.load(Ordering::Relaxed),
         }
+    }
+
+    /// The last failure (a broker, offset-store or liveness-check error), if any; kept
+    /// after the consumer reconnected.
+    pub fn last_failure(&self) -> Option<String> {
+        self.counters.last_failure.lock().clone()
     }
 }
 
@@ -347,8 +372,16 @@ impl Shared {
         &self.consumer.config
     }
 
-    fn failed(&self) {
+    /// Counts a failure, remembers it and marks the consumer disconnected.
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        self.counters.connected.store(false, Ordering::Relaxed);
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        *self.counters.last_failure.lock() = Some(error.to_string());
+    }
+
+    /// Marks the consumer connected; true when it was not.
+    fn reconnected(&self) -> bool {
+        !self.counters.connected.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -412,7 +445,7 @@ async fn supervise(shared: Arc<Shared>, mut stop: StopSignal) {
             Ok(()) => return,
             Err(error) => error,
         };
-        shared.failed();
+        shared.failed(&error);
         let wait = retry_backoff(shared.config(), attempt);
         attempt = attempt.saturating_add(1);
         tracing::error!(
@@ -435,6 +468,7 @@ async fn run_session(shared: &Arc<Shared>, mut stop: StopSignal) -> Result<(), K
     let client = connect(config).await?;
     let info = ensure_topic_with(&client, config, topic).await?;
     shared.handler.connected(&info).await?;
+    shared.reconnected();
     tracing::info!(
         topic,
         partitions = info.partitions,
@@ -463,6 +497,7 @@ async fn run_session(shared: &Arc<Shared>, mut stop: StopSignal) -> Result<(), K
         ));
     }
     let mut first_error = None;
+    let mut liveness = std::pin::pin!(check_liveness(shared, info.partitions));
     loop {
         tokio::select! {
             joined = tasks.join_next() => {
@@ -478,11 +513,96 @@ async fn run_session(shared: &Arc<Shared>, mut stop: StopSignal) -> Result<(), K
             () = stop.stopped(), if !*session_stop.borrow() => {
                 let _ = session_stop.send(true);
             }
+            () = &mut liveness => {}
         }
     }
     match first_error {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Every [`KafkaConfig::consumer_liveness`], asks each partition's leader for the partition's
+/// end: a check that fails or is not answered within that time marks the consumer
+/// disconnected (a failure counted); the next one answered marks it connected again. Runs
+/// until the session ends, on connections of its own: it never waits for (or disturbs) the
+/// partitions' fetches, which rskafka may hold while it reconnects.
+async fn check_liveness(shared: &Shared, partitions: i32) {
+    let config = shared.config();
+    let topic = shared.consumer.topic.as_str();
+    let every = config.consumer_liveness.max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut client: Option<rskafka::client::Client> = None;
+    let mut leaders: Vec<Option<PartitionClient>> = (0..partitions).map(|_| None).collect();
+    loop {
+        ticks.tick().await;
+        let checked = tokio::time::timeout(every, async {
+            if client.is_none() {
+                client = Some(connect(config).await.map_err(|error| error.to_string())?);
+            }
+            let Some(client) = client.as_ref() else {
+                return Err("no client".to_string());
+            };
+            let checks = leaders
+                .iter_mut()
+                .zip(0..)
+                .map(|(leader, partition)| async move {
+                    if leader.is_none() {
+                        let found = client
+                            .partition_client(
+                                topic.to_string(),
+                                partition,
+                                UnknownTopicHandling::Error,
+                            )
+                            .await
+                            .map_err(|source| format!("partition {partition}: {source}"))?;
+                        *leader = Some(found);
+                    }
+                    match leader.as_ref() {
+                        Some(leader) => leader
+                            .get_offset(OffsetAt::Latest)
+                            .await
+                            .map(|_| ())
+                            .map_err(|source| format!("partition {partition}: {source}")),
+                        None => Ok(()),
+                    }
+                });
+            let failed: Vec<String> = join_all(checks)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(failed.join("; "))
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {every:?}")));
+        match checked {
+            Ok(()) => {
+                if shared.reconnected() {
+                    tracing::info!(
+                        topic,
+                        "{} consumer: the brokers answer again",
+                        shared.name()
+                    );
+                }
+            }
+            Err(reason) => {
+                let was_connected = shared.counters.connected.load(Ordering::Relaxed);
+                let error = format!(
+                    "brokers {} did not answer for topic {topic}: {reason}",
+                    config.bootstrap_list()
+                );
+                shared.failed(&error);
+                if was_connected {
+                    tracing::error!(topic, %error, "{} consumer: lost the brokers; reading resumes when they answer", shared.name());
+                }
+            }
+        }
     }
 }
 
@@ -554,7 +674,7 @@ impl PartitionReader {
             match self.store_once(op).await {
                 Ok(result) => return Some(result),
                 Err(error) => {
-                    self.shared.failed();
+                    self.shared.failed(&error);
                     let wait = retry_backoff(self.config(), attempt);
                     attempt = attempt.saturating_add(1);
                     tracing::error!(
@@ -714,21 +834,28 @@ impl PartitionReader {
                     None => {
                         self.save_handled().await;
                         let mut stop = self.stop.clone();
-                        tokio::select! {
-                            polled = tokio::time::timeout(idle_check, stream.next()) => match polled {
-                                Ok(item) => item,
-                                Err(_idle) => {
-                                    if self.out_of_range(next).await? {
-                                        let Some(earliest) = self.resume_from_earliest(next).await? else {
-                                            return Ok(());
-                                        };
-                                        next = earliest;
-                                        continue 'stream;
-                                    }
-                                    continue;
-                                }
-                            },
+                        let polled = tokio::select! {
+                            polled = tokio::time::timeout(idle_check, stream.next()) => polled,
                             () = stop.stopped() => continue,
+                        };
+                        match polled {
+                            Ok(item) => item,
+                            Err(_idle) => {
+                                // The stream's fetch may be reconnecting inside rskafka,
+                                // holding the partition client's connection lock while it
+                                // is not polled: another request on that client would wait
+                                // for it until KAFKA_REQUEST_TIMEOUT_MS. End it first; the
+                                // next stream starts at the same offset.
+                                drop(stream);
+                                if self.out_of_range(next).await? {
+                                    let Some(earliest) = self.resume_from_earliest(next).await?
+                                    else {
+                                        return Ok(());
+                                    };
+                                    next = earliest;
+                                }
+                                continue 'stream;
+                            }
                         }
                     }
                 };

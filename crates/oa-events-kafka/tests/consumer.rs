@@ -2,7 +2,8 @@
 //! one per test on a free port): typed events from every partition, undecodable records
 //! reported in place, offsets kept in a file or SQLite across restarts, explicit start
 //! offsets, stored offsets the partition no longer holds, TLS with a SCRAM login, and a
-//! handler that commits its offsets in the transaction of its effects. The broker stores on SQLite:
+//! handler that commits its offsets in the transaction of its effects, a broker killed and
+//! restarted under a running consumer (its monitor and the events). The broker stores on SQLite:
 //! tansu 0.6's memory storage cannot serve a fetch that starts inside a batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,10 +20,11 @@ use oa_events_kafka::config::AutoOffsetReset;
 use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownTopicHandling};
 use oa_events_kafka::rskafka::record::Record;
 use oa_events_kafka::{
-    ConsumedEvent, ConsumedRecord, FileOffsetStore, Handled, KafkaConfig, KafkaError,
-    KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer, PartitionBounds,
-    PartitionReader, RecordHandler, SecurityConfig, SqliteOffsetStore, StartPosition, StopSignal,
-    TopicConsumer, UndecodableRecord, connect, decode_event, partition_for_key,
+    ConsumedEvent, ConsumedRecord, ConsumerMonitor, ConsumerStats, FileOffsetStore, Handled,
+    KafkaConfig, KafkaError, KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer,
+    PartitionBounds, PartitionReader, RecordHandler, SecurityConfig, SqliteOffsetStore,
+    StartPosition, StopSignal, TopicConsumer, UndecodableRecord, connect, decode_event,
+    partition_for_key,
 };
 use uuid::Uuid;
 
@@ -587,5 +589,113 @@ async fn the_partition_reader_reads_exactly_a_range_and_the_bounds() -> anyhow::
     let missing = PartitionReader::new(config.clone(), unique_topic("missing"));
     let error = missing.bounds(0).await.unwrap_err().to_string();
     ensure!(error.contains("missing_"), "{error}");
+    Ok(())
+}
+
+/// Waits (up to `within`) until the monitor's `connected` is `wanted`; returns how long it
+/// took and the stats then.
+async fn until_connected_is(
+    monitor: &ConsumerMonitor,
+    wanted: bool,
+    within: Duration,
+) -> anyhow::Result<(Duration, ConsumerStats)> {
+    let started = tokio::time::Instant::now();
+    while monitor.stats().connected != wanted {
+        ensure!(
+            started.elapsed() < within,
+            "connected did not become {wanted} within {within:?}: {:?}, last failure {:?}",
+            monitor.stats(),
+            monitor.last_failure()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((started.elapsed(), monitor.stats()))
+}
+
+/// The monitor says whether the consumer reads the topic now (an edge's `/health` answers
+/// 503 from it): a SIGKILLed broker is reported by the liveness check within two
+/// `KAFKA_CONSUMER_LIVENESS_MS` (0.5 s here), although rskafka would retry the fetch for the
+/// whole `KAFKA_REQUEST_TIMEOUT_MS` (30 s, the default); the broker restarted on the same
+/// port and data is reported again, and every event before and after comes exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_monitor_reports_a_lost_and_a_regained_broker() -> anyhow::Result<()> {
+    let mut broker = Tansu::start(Storage::Sqlite)?;
+    let config = KafkaConfig {
+        consumer_liveness: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(30),
+        ..config(&broker.bootstrap(), &unique_topic("liveness"), 2)
+    };
+    let mut published = publish(&config, 0, 6).await?;
+    let consumer = OrderEventConsumer::start(
+        config.clone(),
+        Arc::new(MemoryOffsetStore::new()),
+        StartPosition::Stored {
+            otherwise: AutoOffsetReset::Earliest,
+        },
+    )?;
+    let monitor = consumer.monitor();
+    // A reader that keeps asking for the next event, as an edge's feed loop does.
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        let mut consumer = consumer;
+        while let Some(item) = consumer.next().await {
+            if received_tx.send(item).is_err() {
+                break;
+            }
+        }
+        consumer
+    });
+    let mut items = Vec::new();
+    let mut receive = async |count: usize, items: &mut Vec<Item>, within: Duration| {
+        let deadline = tokio::time::Instant::now() + within;
+        while items.len() < count {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(item)) => items.push(item),
+                _ => bail!(
+                    "only {} of {count} events within {within:?}: {items:?}",
+                    items.len()
+                ),
+            }
+        }
+        Ok(())
+    };
+    receive(6, &mut items, Duration::from_secs(30)).await?;
+    ensure!(monitor.stats().connected, "{:?}", monitor.stats());
+
+    broker.kill();
+    let (noticed_after, lost) =
+        until_connected_is(&monitor, false, Duration::from_secs(10)).await?;
+    ensure!(lost.failures > 0, "{lost:?}");
+    let failure = monitor.last_failure().unwrap_or_default();
+    ensure!(failure.contains(&broker.bootstrap()), "{failure}");
+    println!("the lost broker was reported after {noticed_after:?}: {failure}");
+
+    broker.restart()?;
+    let (regained_after, _) = until_connected_is(&monitor, true, Duration::from_secs(10)).await?;
+    println!("the restarted broker was reported after {regained_after:?}");
+    // Reading resumes with the broker, not once rskafka's retries of the fetch in flight
+    // give up (KAFKA_REQUEST_TIMEOUT_MS, 30 s here).
+    published.extend(publish(&config, 6, 6).await?);
+    receive(12, &mut items, Duration::from_secs(15)).await?;
+    // Nothing more comes: each event exactly once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(item) = received.try_recv() {
+        items.push(item);
+    }
+    let mut got: Vec<Uuid> = items
+        .iter()
+        .map(|item| {
+            item.as_ref()
+                .map(|event| event.envelope.id)
+                .map_err(|undecodable| anyhow::anyhow!("{undecodable}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut expected: Vec<Uuid> = published.iter().map(|envelope| envelope.id).collect();
+    got.sort();
+    expected.sort();
+    ensure!(got == expected, "got {got:?}, published {expected:?}");
+    ensure!(monitor.stats().connected, "{:?}", monitor.stats());
+
+    reader.abort();
     Ok(())
 }

@@ -40,11 +40,6 @@ use crate::config::Settings;
 use crate::shutdown::Deadline;
 use crate::{http, telemetry};
 
-/// How long one fetch of the edge's consumer waits for new records: brokers such as tansu
-/// wait the whole time, so this bounds the latency the Kafka hop adds when idle (a fetch per
-/// partition every 20 ms is cheap).
-const EDGE_FETCH_MAX_WAIT: Duration = Duration::from_millis(20);
-
 /// How long start-up waits for the order-events topic's partitions and their ends.
 const KAFKA_STARTUP_WAIT: Duration = Duration::from_secs(30);
 
@@ -175,6 +170,11 @@ async fn feed(mut consumer: OrderEventConsumer, sink: SocketIoSink, tap: EventPu
                 // A record read again after the consumer reconnected is not delivered twice.
                 if sink.deliver_logged(&envelope, position) {
                     metrics::counter!("oa_edge_events_total").increment(1);
+                    // From the event's creation on the core to its hand-off to the sockets.
+                    let age = (chrono::Utc::now() - envelope.timestamp)
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics::histogram!("oa_edge_delivery_seconds").record(age.as_secs_f64());
                     tap.publish_envelope(envelope);
                 }
             }
@@ -193,20 +193,42 @@ async fn feed(mut consumer: OrderEventConsumer, sink: SocketIoSink, tap: EventPu
 struct EdgeHealth {
     started: Instant,
     topic: String,
+    brokers: String,
     partitions: i32,
     consumer: ConsumerMonitor,
     socketio: SocketIoSink,
     metrics: PrometheusHandle,
 }
 
-/// `/health` of an edge: 200, `role: edge`, the order-events consumer's and the Socket.IO
-/// layer's counters.
+/// `/health` of an edge: `role: edge`, the order-events consumer's and the Socket.IO
+/// layer's counters. 200 `ok` while the edge reads the topic; 503 `degraded`, with the
+/// reason, while its consumer is disconnected (a failed session, or brokers that did not
+/// answer its liveness check within `KAFKA_CONSUMER_LIVENESS_MS`): the edge delivers no order
+/// event meanwhile, so a load balancer's health check sends clients to another edge.
 async fn health(State(state): State<EdgeHealth>) -> Response {
     let consumer = state.consumer.stats();
     let socketio = state.socketio.stats();
+    let last_error = state.consumer.last_failure();
+    // Before its first session the consumer is connecting; start-up already read the topic.
+    let reading = consumer.connected || consumer.failures == 0;
+    let (code, status, reason) = if reading {
+        (StatusCode::OK, "ok", None)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            Some(format!(
+                "cannot read the order-events topic {:?} from Kafka ({}): {}",
+                state.topic,
+                state.brokers,
+                last_error.as_deref().unwrap_or("not connected")
+            )),
+        )
+    };
     let body = json!({
-        "status": "ok",
+        "status": status,
         "role": "edge",
+        "reason": reason,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "order_event_mode": "KAFKA",
@@ -214,8 +236,10 @@ async fn health(State(state): State<EdgeHealth>) -> Response {
         "order_events": {
             "topic": state.topic,
             "partitions": state.partitions,
+            "connected": consumer.connected,
             "records": consumer.records,
             "failures": consumer.failures,
+            "last_error": last_error,
         },
         "socketio": {
             "clients": socketio.clients,
@@ -223,10 +247,12 @@ async fn health(State(state): State<EdgeHealth>) -> Response {
             "replay_gaps": socketio.replay_gaps,
         },
     });
-    (StatusCode::OK, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<EdgeHealth>) -> Response {
+    let connected = state.consumer.stats().connected;
+    metrics::gauge!("oa_edge_order_events_connected").set(if connected { 1.0 } else { 0.0 });
     http::metrics_response(&state.metrics)
 }
 
@@ -302,7 +328,7 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
             })
             .with_options(ConsumerOptions {
                 name: "edge order events".to_string(),
-                fetch_max_wait: EDGE_FETCH_MAX_WAIT,
+                fetch_max_wait: kafka.edge_fetch_max_wait,
                 ..ConsumerOptions::default()
             }),
     )
@@ -313,6 +339,7 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
     let health_state = EdgeHealth {
         started,
         topic: kafka.order_events_topic.clone(),
+        brokers: kafka.bootstrap_list(),
         partitions,
         consumer: monitor,
         socketio: sink.clone(),
