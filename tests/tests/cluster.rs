@@ -241,6 +241,17 @@ async fn a_standby_core_takes_over_from_a_killed_leader_and_a_paused_leader_is_r
 
 const EDGE_TOPIC: &str = "e2e_edge_order_events";
 
+/// A core's environment that publishes to the edges' topic ([`EDGE_TOPIC`]).
+fn edge_core_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> {
+    let mut env = core_env(database_url, bootstrap);
+    for (name, value) in &mut env {
+        if *name == "KAFKA_ORDER_EVENTS_TOPIC" {
+            *value = EDGE_TOPIC.to_string();
+        }
+    }
+    env
+}
+
 fn edge_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> {
     [
         ("OA_ROLE", "edge"),
@@ -345,12 +356,7 @@ fn wait_for_order(peer: &mut PeerProcess, orderid: &str) -> u64 {
 async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_keys() {
     let pg = Postgres::start().unwrap();
     let broker = Tansu::start(Storage::Memory).unwrap();
-    let mut env = core_env(&pg.url(), &broker.bootstrap());
-    for (name, value) in &mut env {
-        if *name == "KAFKA_ORDER_EVENTS_TOPIC" {
-            *value = EDGE_TOPIC.to_string();
-        }
-    }
+    let env = edge_core_env(&pg.url(), &broker.bootstrap());
     let env = borrowed(&env);
     let core = TestServer::start(&env).unwrap();
     let alice = core.admin_key.clone();
@@ -531,12 +537,7 @@ async fn metrics_text(server: &TestServer) -> String {
 async fn an_edge_answers_503_while_the_broker_is_down_and_delivers_after() {
     let pg = Postgres::start().unwrap();
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
-    let mut env = core_env(&pg.url(), &broker.bootstrap());
-    for (name, value) in &mut env {
-        if *name == "KAFKA_ORDER_EVENTS_TOPIC" {
-            *value = EDGE_TOPIC.to_string();
-        }
-    }
+    let env = edge_core_env(&pg.url(), &broker.bootstrap());
     let env = borrowed(&env);
     let core = TestServer::start(&env).unwrap();
     let alice = core.admin_key.clone();

@@ -13,6 +13,18 @@ fn cnc_buy(quantity: &str) -> Value {
            "quantity": quantity, "pricetype": "MARKET", "product": "CNC"})
 }
 
+/// A server in analyzer mode that bought 10 SBIN CNC at 800.1 today, and its config (for
+/// restarts).
+async fn analyzer_bought_ten_sbin_cnc_at_800() -> (Server, oa_api::ApiConfig) {
+    let dir = common::store_dir();
+    let config = common::config(&dir);
+    let server = common::start_with(dir, config.clone()).await;
+    server.set_analyze(true).await;
+    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
+    server.ok("placeorder", cnc_buy("10")).await;
+    (server, config)
+}
+
 /// Moves every stored trade a day back, as if the orders had filled in yesterday's session.
 fn age_trades_by_a_day(server: Server) -> (common::StoreDir, String) {
     let Server { dir, key, .. } = server;
@@ -26,12 +38,7 @@ fn age_trades_by_a_day(server: Server) -> (common::StoreDir, String) {
 /// next session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holdings_are_cnc_positions_carried_from_an_earlier_session() {
-    let dir = common::store_dir();
-    let config = common::config(&dir);
-    let server = common::start_with(dir, config.clone()).await;
-    server.set_analyze(true).await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
-    server.ok("placeorder", cnc_buy("10")).await;
+    let (server, config) = analyzer_bought_ten_sbin_cnc_at_800().await;
     let today = server.ok("holdings", json!({})).await;
     assert_eq!(
         today,
@@ -91,12 +98,7 @@ async fn holdings_are_cnc_positions_carried_from_an_earlier_session() {
 /// shares leaves the holding whole until the next session, which holds what is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_of_held_shares_settles_into_holdings_at_the_next_session() {
-    let dir = common::store_dir();
-    let config = common::config(&dir);
-    let server = common::start_with(dir, config.clone()).await;
-    server.set_analyze(true).await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
-    server.ok("placeorder", cnc_buy("10")).await;
+    let (server, config) = analyzer_bought_ten_sbin_cnc_at_800().await;
     let (dir, key) = age_trades_by_a_day(server);
     let server = common::restart(dir, config.clone(), key).await;
     server.price("NSE", "SBIN", 810.0, 809.9, 810.1);
