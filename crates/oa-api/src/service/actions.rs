@@ -535,24 +535,18 @@ impl OrderService {
         // upstream subscribers/socketio_subscriber.py `on_basket_completed`.
         let summary = move |outcomes: &BatchOutcome| {
             let (successful, total) = successes(outcomes);
-            OrderEvent {
-                symbol: if strategy.is_empty() {
+            batch_summary(
+                if strategy.is_empty() {
                     "Basket".to_string()
                 } else {
                     strategy.clone()
                 },
-                action: format!("{successful}/{total} orders"),
-                orderid: format!("basket_{successful}"),
-                exchange: "MULTI".to_string(),
-                price_type: "BASKET".to_string(),
-                product_type: "BASKET".to_string(),
-                mode: "live".to_string(),
-                batch_order: Some(true),
-                is_last_order: Some(true),
-                multiorder_summary: None,
-                successful_legs: None,
-                failed_legs: None,
-            }
+                format!("{successful}/{total} orders"),
+                format!("basket_{successful}"),
+                "MULTI",
+                "BASKET",
+                "BASKET",
+            )
         };
         let legs: Vec<(String, Exchange, Product)> = request
             .orders
@@ -686,13 +680,33 @@ impl OrderService {
 /// `"<successful>/<total> orders"` as its `orderid`.
 pub(super) fn batch_summary_event(order: &OrderFields, outcomes: &BatchOutcome) -> OrderEvent {
     let (successful, total) = successes(outcomes);
+    batch_summary(
+        order.symbol.clone(),
+        order.action.as_str().to_string(),
+        format!("{successful}/{total} orders"),
+        order.exchange.as_str(),
+        order.pricetype.as_str(),
+        order.product.as_str(),
+    )
+}
+
+/// A batch's summary `order_event` (`batch_order` and `is_last_order` set), as upstream's
+/// subscribers/socketio_subscriber.py emits it.
+fn batch_summary(
+    symbol: String,
+    action: String,
+    orderid: String,
+    exchange: &str,
+    price_type: &str,
+    product_type: &str,
+) -> OrderEvent {
     OrderEvent {
-        symbol: order.symbol.clone(),
-        action: order.action.as_str().to_string(),
-        orderid: format!("{successful}/{total} orders"),
-        exchange: order.exchange.as_str().to_string(),
-        price_type: order.pricetype.as_str().to_string(),
-        product_type: order.product.as_str().to_string(),
+        symbol,
+        action,
+        orderid,
+        exchange: exchange.to_string(),
+        price_type: price_type.to_string(),
+        product_type: product_type.to_string(),
         mode: "live".to_string(),
         batch_order: Some(true),
         is_last_order: Some(true),
