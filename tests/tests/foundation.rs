@@ -1,11 +1,11 @@
-//! The server skeleton, end to end: start-up, /health, /metrics, configuration errors,
-//! graceful shutdown. Runs the real binary.
+//! The server skeleton, end to end: start-up, /health, /metrics, graceful shutdown. Runs the
+//! real binary. (Start-up refusals are oa-server's own tests: crates/oa-server/tests/startup.rs.)
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::time::Duration;
 
-use oa_e2e::{TestServer, run_to_exit};
+use oa_e2e::TestServer;
 
 #[tokio::test]
 async fn health_reports_the_layers_and_mode() {
@@ -71,49 +71,6 @@ async fn unknown_paths_get_a_json_404() {
 }
 
 #[test]
-fn invalid_mode_stops_start_up_naming_variable_and_allowed_values() {
-    let (status, output) = run_to_exit(&[("ORDER_EVENT_MODE", "bogus")], &[]).unwrap();
-    assert!(!status.success());
-    for needle in ["ORDER_EVENT_MODE", "bogus", "SOCKETIO", "KAFKA", "BOTH"] {
-        assert!(output.contains(needle), "{needle} missing from:\n{output}");
-    }
-}
-
-#[test]
-fn kafka_mode_without_bootstrap_servers_stops_start_up() {
-    let (status, output) = run_to_exit(&[("ORDER_EVENT_MODE", "KAFKA")], &[]).unwrap();
-    assert!(!status.success());
-    assert!(output.contains("KAFKA_BOOTSTRAP_SERVERS"), "{output}");
-}
-
-#[test]
-fn every_bad_variable_is_named_at_once() {
-    let (status, output) = run_to_exit(
-        &[
-            ("FLASK_PORT", "eighty"),
-            ("API_KEY_PEPPER", "too-short"),
-            ("OA_EVENT_QUEUE_CAPACITY", "0"),
-        ],
-        &[],
-    )
-    .unwrap();
-    assert_eq!(status.code(), Some(2), "{output}");
-    for needle in ["FLASK_PORT", "API_KEY_PEPPER", "OA_EVENT_QUEUE_CAPACITY"] {
-        assert!(output.contains(needle), "{needle} missing from:\n{output}");
-    }
-}
-
-#[test]
-fn a_taken_port_is_reported_by_setting_name() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port().to_string();
-    let (status, output) = run_to_exit(&[("FLASK_PORT", &port)], &[]).unwrap();
-    assert!(!status.success());
-    assert!(output.contains("FLASK_PORT"), "{output}");
-    assert!(output.contains(&port), "{output}");
-}
-
-#[test]
 fn sigterm_shuts_down_cleanly() {
     let mut server = TestServer::start(&[]).unwrap();
     let status = server.signal("TERM", Duration::from_secs(15)).unwrap();
@@ -123,14 +80,6 @@ fn sigterm_shuts_down_cleanly() {
         "{}",
         server.log()
     );
-}
-
-#[test]
-fn help_lists_the_serve_command() {
-    let (status, output) = run_to_exit(&[], &["--help"]).unwrap();
-    assert!(status.success(), "{output}");
-    assert!(output.contains("serve"), "{output}");
-    assert!(output.contains("ORDER_EVENT_MODE"), "{output}");
 }
 
 #[tokio::test]

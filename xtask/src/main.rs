@@ -15,9 +15,12 @@ mod codegen;
 mod kafka;
 mod pg;
 mod setup;
+mod test_build;
 mod util;
 
 use clap::{Parser, Subcommand};
+
+use test_build::TestBuild;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "oa project automation")]
@@ -73,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         Command::Pg { action } => pg::run(action),
         Command::Cluster { action } => cluster::run(action),
         Command::Test { no_lint } => test(no_lint),
-        Command::TestBothModes => test_both_modes(),
+        Command::TestBothModes => {
+            let build = util_step_build()?;
+            test_both_modes(&build, Passes::All)
+        }
     }
 }
 
@@ -91,21 +97,31 @@ struct Pass {
     client_env: String,
 }
 
-/// Builds oa-server and every example from the current sources: the end-to-end tests run
-/// the binaries as they are on disk (`OA_SERVER_BIN`, `oa_e2e::example_binary`).
-fn build_server_and_examples() -> anyhow::Result<()> {
-    util::step("build oa-server", || {
-        util::cargo(&["build", "-p", "oa-server"])
+/// Builds the test executables, oa-server and every example from the current sources in
+/// one `cargo test --workspace --no-run` (see [`test_build`]): the end-to-end tests run the
+/// binaries as they are on disk (`OA_SERVER_BIN`, `oa_e2e::example_binary`).
+fn util_step_build() -> anyhow::Result<TestBuild> {
+    let mut build = None;
+    util::step("build tests, oa-server and examples", || {
+        build = Some(TestBuild::build()?);
+        Ok(())
     })?;
-    util::step("build examples", || {
-        util::cargo(&["build", "--workspace", "--examples"])
-    })
+    build.ok_or_else(|| anyhow::anyhow!("the build step ended without a build"))
+}
+
+/// Which passes of the end-to-end suite [`test_both_modes`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Passes {
+    /// SOCKETIO, KAFKA, BOTH, and KAFKA over TLS + SCRAM.
+    All,
+    /// All but SOCKETIO: `cargo xtask test` has just run the suite in that mode (its default)
+    /// as part of `cargo test --workspace`.
+    AfterWorkspaceRun,
 }
 
 /// Runs the end-to-end suite once per mode against a plain local broker, then KAFKA mode
 /// again against a secure one (TLS + SCRAM), and reports every failing pass.
-fn test_both_modes() -> anyhow::Result<()> {
-    build_server_and_examples()?;
+fn test_both_modes(build: &TestBuild, which: Passes) -> anyhow::Result<()> {
     let plain = BOTH_MODES_KAFKA_PORT;
     let secure = BOTH_MODES_SECURE_KAFKA_PORT;
     let plain_started_here = !kafka::is_running(plain);
@@ -121,8 +137,18 @@ fn test_both_modes() -> anyhow::Result<()> {
         secure: true,
     })
     .and_then(|()| kafka::secure::client_env(secure));
-    let mut passes: Vec<Pass> = ["SOCKETIO", "KAFKA", "BOTH"]
-        .into_iter()
+    let modes: &[&'static str] = match which {
+        Passes::All => &["SOCKETIO", "KAFKA", "BOTH"],
+        Passes::AfterWorkspaceRun => {
+            println!(
+                "end-to-end suite, ORDER_EVENT_MODE=SOCKETIO: ran in the `cargo test --workspace` step"
+            );
+            &["KAFKA", "BOTH"]
+        }
+    };
+    let mut passes: Vec<Pass> = modes
+        .iter()
+        .copied()
         .map(|mode| Pass {
             name: format!("ORDER_EVENT_MODE={mode}"),
             mode,
@@ -149,15 +175,17 @@ fn test_both_modes() -> anyhow::Result<()> {
     }
     for pass in &passes {
         let result = util::step(&format!("end-to-end suite, {}", pass.name), || {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            util::run(
-                std::process::Command::new(cargo)
-                    .args(["test", "-p", "oa-e2e", "--no-fail-fast"])
-                    .env("OA_SERVER_BIN", util::debug_binary("oa-server"))
-                    .env("OA_E2E_EVENT_MODE", pass.mode)
-                    .env("OA_E2E_KAFKA_BOOTSTRAP", &pass.bootstrap)
-                    .env("OA_E2E_KAFKA_ENV", &pass.client_env)
-                    .current_dir(util::root()),
+            let server = util::debug_binary("oa-server");
+            let server = server.to_string_lossy();
+            test_build::run_all(
+                build.of_package("oa-e2e"),
+                &[],
+                &[
+                    ("OA_SERVER_BIN", &server),
+                    ("OA_E2E_EVENT_MODE", pass.mode),
+                    ("OA_E2E_KAFKA_BOOTSTRAP", &pass.bootstrap),
+                    ("OA_E2E_KAFKA_ENV", &pass.client_env),
+                ],
             )
         });
         if result.is_err() {
@@ -182,19 +210,20 @@ fn test_both_modes() -> anyhow::Result<()> {
 /// The store suites of oa-api (REST, engine, outbox, ESB, key store, idempotency) again, on
 /// PostgreSQL: a throw-away server (Debian's package, installed by setup) for this pass, one
 /// database per test (`OA_TEST_DATABASE=postgres`, `OA_TEST_POSTGRES_URL`).
-fn test_on_postgres() -> anyhow::Result<()> {
+fn test_on_postgres(build: &TestBuild) -> anyhow::Result<()> {
     let server = oa_e2e::postgres::Postgres::start()?;
     println!(
         "PostgreSQL for the pass: 127.0.0.1:{} (stopped afterwards)",
         server.port()
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    util::run(
-        std::process::Command::new(cargo)
-            .args(["test", "-p", "oa-api", "--no-fail-fast"])
-            .env("OA_TEST_DATABASE", "postgres")
-            .env("OA_TEST_POSTGRES_URL", server.admin_url())
-            .current_dir(util::root()),
+    let admin_url = server.admin_url();
+    test_build::run_all(
+        build.of_package("oa-api"),
+        &[],
+        &[
+            ("OA_TEST_DATABASE", "postgres"),
+            ("OA_TEST_POSTGRES_URL", &admin_url),
+        ],
     )
 }
 
@@ -285,7 +314,9 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
                 let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
                 util::run(
                     std::process::Command::new(cargo)
-                        .args(["doc", "--workspace", "--no-deps"])
+                        // `--examples` turns on the dev-dependencies, so the dependencies are
+                        // checked with clippy's feature set instead of a second one.
+                        .args(["doc", "--workspace", "--no-deps", "--examples"])
                         .env("RUSTDOCFLAGS", "-D warnings")
                         .current_dir(util::root()),
                 )
@@ -301,7 +332,7 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
         util::step("codegen --check", || codegen::run(true)),
     );
     util::step("setup test peers", setup::run)?;
-    build_server_and_examples()?;
+    let build = util_step_build()?;
     record(
         "cargo test",
         util::step("cargo test --workspace", || {
@@ -312,28 +343,26 @@ fn test(no_lint: bool) -> anyhow::Result<()> {
     );
     record(
         "cargo test on PostgreSQL",
-        util::step(
-            "cargo test -p oa-api on the PostgreSQL store",
-            test_on_postgres,
-        ),
+        util::step("oa-api's tests on the PostgreSQL store", || {
+            test_on_postgres(&build)
+        }),
     );
     record(
         "core failover",
         util::step("core failover end to end (once)", || {
-            util::cargo_with_server(&[
-                "test",
-                "-p",
-                "oa-e2e",
-                "--test",
-                "cluster",
-                "--",
-                "--ignored",
-            ])
+            let server = util::debug_binary("oa-server");
+            test_build::run_all(
+                [build.test("oa-e2e", "cluster")?],
+                &["--ignored"],
+                &[("OA_SERVER_BIN", &server.to_string_lossy())],
+            )
         }),
     );
     record(
         "test-both-modes",
-        util::step("test-both-modes", test_both_modes),
+        util::step("test-both-modes", || {
+            test_both_modes(&build, Passes::AfterWorkspaceRun)
+        }),
     );
     if failed.is_empty() {
         println!("xtask test: all steps passed in {:.0?}", started.elapsed());
