@@ -153,3 +153,44 @@ async fn an_edge_verifies_keys_read_only_and_sees_revocations_at_once() {
         "the edge wrote nothing"
     );
 }
+
+/// A key change beside a server that holds the SQLite write lock (a loaded server commits
+/// back to back; `oa-server apikey ...` is another process on the same file) waits for the
+/// lock instead of failing with "database is locked" after a few seconds; opening a store
+/// that is up to date takes no write lock at all.
+#[tokio::test]
+async fn a_key_change_waits_for_another_connections_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oa.db");
+    drop(open_sqlite(&path)); // creates and migrates the file
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Opening while the lock is held: no write lock needed for an up-to-date store.
+    let cli = open_sqlite(&path);
+    // Longer than the 5 s a connection used to wait.
+    let held_for = Duration::from_secs(7);
+    let started = std::time::Instant::now();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(held_for);
+        holder.execute_batch("COMMIT").unwrap();
+    });
+    let key = cli.create_user_key("carol").await.unwrap();
+    assert!(
+        started.elapsed() >= held_for,
+        "wrote while the lock was held"
+    );
+    assert!(!key.is_empty());
+    release.join().unwrap();
+}
+
+fn open_sqlite(path: &std::path::Path) -> KeyStore {
+    KeyStore::open(
+        path,
+        "a-test-pepper-of-at-least-32-characters!!",
+        "simulator",
+        100,
+        Duration::from_secs(300),
+        EventPublisher::builder().build(),
+    )
+    .unwrap()
+}

@@ -223,6 +223,14 @@ CREATE INDEX bars_time ON bars(time);
     ),
 ];
 
+/// How long a connection waits for another one's write lock before it fails with "database is
+/// locked". The server's own connections and `oa-server apikey ...` run beside a busy server
+/// share the file; SQLite's busy handler polls, so a waiting writer can miss many short gaps
+/// between a loaded server's commits. Transactions here are short, so a long wait only
+/// happens when the machine is overloaded, and then waiting beats failing an order or a key
+/// change.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens (creating if needed) the database file with `synchronous=FULL`, sets WAL and
 /// applies pending migrations.
 pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -241,7 +249,7 @@ pub(crate) fn open_with_sync(path: &Path, sync: StoreSync) -> Result<Connection,
         path: path.display().to_string(),
         reason: error.to_string(),
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(LOCK_WAIT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", sync.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -263,6 +271,12 @@ pub(crate) fn checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // A store that is up to date is not locked for writing: opening it (the server's extra
+    // connections, an `apikey` command beside a running server) only reads the version.
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if usize::try_from(version).is_ok_and(|applied| applied >= MIGRATIONS.len()) {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let start = usize::try_from(version).unwrap_or(0);
