@@ -583,3 +583,68 @@ async fn history_refuses_a_range_holding_more_rows_than_it_reads() {
     let body = server.ok("history", request("1h")).await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1_668));
 }
+
+/// `history` reads 1-minute bars from the packed hours (`bars_packed`) and answers what
+/// aggregating the `bars` rows answers, at every interval: over Indian days (whose ends cut
+/// hours aligned to 09:15), with gaps, bars backfilled late into hours already packed, and
+/// the recorder's bars of the current hour that are not stored yet (or are, by then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_packed_hours_equals_the_minutes_aggregated() {
+    let server = common::start().await;
+    // 2026-11-29 22:00 IST on, every 3 minutes for 30 hours; then, late, the minutes after
+    // those for 10 hours (hours already packed get more bars; stored minutes are kept).
+    let first = SESSION_OPEN - 11 * 3_600 - 15 * 60;
+    let early = minute_bars("SBIN", first, 3, 600);
+    let late = minute_bars("SBIN", first + 60, 3, 200);
+    server.api.backfill_bars(early.clone()).await.unwrap();
+    server.api.backfill_bars(late.clone()).await.unwrap();
+    // The recorder replaces the minutes of 09:15 to 09:22 on 2026-11-30.
+    publish(&server, "SBIN");
+    let mut minutes: std::collections::BTreeMap<i64, Bar> = std::collections::BTreeMap::new();
+    for item in early.iter().chain(&late) {
+        minutes.entry(item.bar.time).or_insert(item.bar);
+    }
+    for bar in expected_bars(Interval::Minutes(1)) {
+        minutes.insert(bar.time, bar);
+    }
+    let day = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+    let ist_midnight =
+        |date: chrono::NaiveDate| date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() - 19_800;
+    for (start, end) in [
+        ("2026-11-29", "2026-11-29"),
+        ("2026-11-30", "2026-11-30"),
+        ("2026-11-29", "2026-12-01"),
+        ("2026-12-01", "2026-12-01"),
+    ] {
+        let (from, until) = (ist_midnight(day(start)), ist_midnight(day(end)) + 86_400);
+        let inside: Vec<Bar> = minutes.range(from..until).map(|(_, bar)| *bar).collect();
+        for name in ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "D"] {
+            let interval = Interval::parse(name).unwrap();
+            let expected: Vec<Value> = aggregate(&inside, interval)
+                .iter()
+                .map(|bar| {
+                    let mut candle = candle_json(bar);
+                    candle["oi"] = json!(bar.oi as i64);
+                    candle
+                })
+                .collect();
+            let body = server
+                .ok(
+                    "history",
+                    json!({"symbol": "SBIN", "exchange": "NSE", "interval": name,
+                           "start_date": start, "end_date": end}),
+                )
+                .await;
+            assert_eq!(body["data"], json!(expected), "{name} {start}..{end}");
+        }
+    }
+    // The store's rows are the minutes the answers were computed from.
+    server.api.stop_recording_bars().await.unwrap();
+    let stored: Vec<Vec<f64>> = server
+        .dir
+        .query_rows(STORED_BARS)
+        .iter()
+        .map(|text| parse_row(text))
+        .collect();
+    assert_eq!(stored, minutes.values().map(row).collect::<Vec<_>>());
+}

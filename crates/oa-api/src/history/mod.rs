@@ -85,7 +85,8 @@ impl History {
     ///
     /// `60m` and `D` read the store's hourly and daily rollups for the whole buckets inside
     /// the range, and 1-minute bars for the partial buckets at its ends and from the bucket of
-    /// the oldest bar not yet stored on; other intervals aggregate the 1-minute bars. Bars not
+    /// the oldest bar not yet stored on; other intervals aggregate the 1-minute bars. The
+    /// 1-minute bars are read from the packs ([`BarTable::Packs`]: one row per hour). Bars not
     /// yet stored (the completed ones waiting for the next batch and the current minute's)
     /// are the recorder's, which replace stored bars of the same minute.
     pub(crate) async fn candles(
@@ -104,23 +105,22 @@ impl History {
             rollups_from += table.bucket_seconds();
         }
         let rollups_until = table.bucket_first_minute(oldest_unstored.min(range.until));
+        // The 1-minute bars come from the packs (one row per hour), which hold the same bars
+        // as the `bars` rows; the recorder's bars, unstored, are merged in by minute below.
         let reads = if table != BarTable::Minutes && rollups_from < rollups_until {
             vec![
-                (
-                    BarTable::Minutes,
-                    range.with_times(range.from, rollups_from),
-                ),
+                (BarTable::Packs, range.with_times(range.from, rollups_from)),
                 (
                     table,
                     range.with_times(table.stamp(rollups_from), table.stamp(rollups_until)),
                 ),
                 (
-                    BarTable::Minutes,
+                    BarTable::Packs,
                     range.with_times(rollups_until, range.until),
                 ),
             ]
         } else {
-            vec![(BarTable::Minutes, range.clone())]
+            vec![(BarTable::Packs, range.clone())]
         };
         let Some(mut loaded) = self.worker.load(reads, limit).await? else {
             return Ok(None);

@@ -66,6 +66,9 @@ pub(crate) enum BarTable {
     Hours,
     /// `bars_day`: [`Interval::Day`] candles (stamped with their Indian date at 00:00 UTC).
     Days,
+    /// `bars_packed`: one row per instrument and hour (a [`BarTable::Hours`] bucket) holding
+    /// that hour's 1-minute bars ([`packs`]); read as the 1-minute bars it holds.
+    Packs,
 }
 
 impl BarTable {
@@ -85,7 +88,7 @@ impl BarTable {
     fn interval(self) -> Interval {
         match self {
             BarTable::Minutes => Interval::Minutes(1),
-            BarTable::Hours => Interval::Minutes(60),
+            BarTable::Hours | BarTable::Packs => Interval::Minutes(60),
             BarTable::Days => Interval::Day,
         }
     }
@@ -94,7 +97,7 @@ impl BarTable {
     pub(crate) fn bucket_seconds(self) -> i64 {
         match self {
             BarTable::Minutes => 60,
-            BarTable::Hours => 3_600,
+            BarTable::Hours | BarTable::Packs => 3_600,
             BarTable::Days => 86_400,
         }
     }
@@ -109,14 +112,14 @@ impl BarTable {
     pub(crate) fn stamp(self, minute: i64) -> i64 {
         match self {
             BarTable::Days => minute + IST_OFFSET_SECONDS,
-            BarTable::Minutes | BarTable::Hours => minute,
+            BarTable::Minutes | BarTable::Hours | BarTable::Packs => minute,
         }
     }
 
     fn stamp_to_minute(self, stamp: i64) -> i64 {
         match self {
             BarTable::Days => stamp - IST_OFFSET_SECONDS,
-            BarTable::Minutes | BarTable::Hours => stamp,
+            BarTable::Minutes | BarTable::Hours | BarTable::Packs => stamp,
         }
     }
 
@@ -151,6 +154,9 @@ pub(crate) fn instrument_spans(bars: &[InstrumentBar]) -> Vec<(&str, &str, i64, 
         .collect()
 }
 
+pub(crate) mod packs;
+#[cfg(test)]
+mod packs_store_tests;
 #[macro_use]
 pub(crate) mod rollups;
 pub(crate) mod postgres;
@@ -629,10 +635,12 @@ pub(crate) trait Queries {
     // -------------------------------------------------------------- 1-minute bars
 
     /// Writes 1-minute bars; an existing bar of the same instrument and minute is replaced
-    /// when `overwrite` (recorded bars), kept otherwise (backfilled bars). Returns the rows
-    /// written.
+    /// when `overwrite` (recorded bars), kept otherwise (backfilled bars); rebuilds the rollup
+    /// rows and packs of the hours and days they fall in. Returns the rows written.
     fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError>;
-    /// The rows of `table` whose `time` is in `range`, oldest first, at most `limit`.
+    /// The rows of `table` whose `time` is in `range`, oldest first, at most `limit`; for
+    /// [`BarTable::Packs`] the 1-minute bars in `range` unpacked from the hours it overlaps
+    /// (the same bars as [`BarTable::Minutes`] reads).
     fn load_bars(
         &self,
         table: BarTable,
@@ -640,8 +648,8 @@ pub(crate) trait Queries {
         limit: usize,
     ) -> Result<Vec<Bar>, StoreError>;
     /// Deletes every 1-minute bar that starts before `before` (epoch seconds) and the rollup
-    /// rows made of them only; rebuilds the rollup rows that keep some minutes. Returns how
-    /// many 1-minute bars were deleted.
+    /// rows and packs made of them only; rebuilds the rollup rows and the pack that keep some
+    /// minutes. Returns how many 1-minute bars were deleted.
     fn prune_bars(&self, before: i64) -> Result<usize, StoreError>;
 }
 

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
+use super::packs::{PACK_SECONDS, Pack, PackScope, Packer, decode_into, pack_start};
 use super::{
     BarRange, BarTable, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey,
     OffsetWrite, OutboxRow, Queries, StoreError, TxKind, UserKeyInfo, instrument_spans, now_text,
@@ -32,7 +33,7 @@ use crate::types::{Action, OrderStatus, PriceType, Product};
 /// The rebuild statements of `bars_hour` and `bars_day`.
 fn rollup_statements(table: BarTable) -> Option<super::rollups::RollupSql> {
     match table {
-        BarTable::Minutes => None,
+        BarTable::Minutes | BarTable::Packs => None,
         BarTable::Hours => Some(rollup_sql!(
             "bars_hour",
             HOUR_BUCKET,
@@ -243,7 +244,96 @@ INSERT INTO oa_leadership (id, epoch, holder, since) VALUES (1, 0, '', '');
         rollup_insert!("bars_day", DAY_BUCKET, ""),
         ";"
     ),
+    // Packed hours of 1-minute bars (see `packs`), filled from the bars stored so far by
+    // `pack_every_bar` in the same transaction. A pack (about 2 KB) is kept in the row,
+    // compressed if need be, rather than moved to a TOAST table.
+    r#"
+CREATE TABLE bars_packed (
+    exchange    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    time        BIGINT NOT NULL,
+    data        BYTEA NOT NULL,
+    PRIMARY KEY (exchange, symbol, time)
+);
+ALTER TABLE bars_packed ALTER COLUMN data SET STORAGE MAIN;
+CREATE INDEX bars_packed_time ON bars_packed(time);
+"#,
 ];
+
+/// What SQL cannot express of a migration: (the migration's number, counted from 1, code
+/// run right after its SQL in the same transaction).
+type Fill = (
+    usize,
+    fn(&mut postgres::Transaction<'_>) -> Result<(), StoreError>,
+);
+
+/// The fills of [`MIGRATIONS`].
+const FILLS: &[Fill] = &[(PACKS_MIGRATION, pack_every_bar)];
+
+/// The number of the migration that adds `bars_packed`.
+pub(crate) const PACKS_MIGRATION: usize = 5;
+
+/// The statements that rebuild `bars_packed` from `bars` (see [`PgQueries::repack`]).
+const PACKED_DELETE_INSTRUMENT: &str =
+    "DELETE FROM bars_packed WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4";
+const PACKED_DELETE_ALL: &str = "DELETE FROM bars_packed WHERE time >= $1 AND time < $2";
+const PACKED_INSERT: &str = "INSERT INTO bars_packed (exchange, symbol, time, data)
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[])";
+const MINUTES_OF_INSTRUMENT: &str =
+    "SELECT exchange, symbol, time, open, high, low, close, volume, oi FROM bars
+     WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4 ORDER BY time";
+const MINUTES_OF_ALL: &str =
+    "SELECT exchange, symbol, time, open, high, low, close, volume, oi FROM bars
+     WHERE time >= $1 AND time < $2 ORDER BY exchange, symbol, time";
+const EVERY_MINUTE: &str = "SELECT exchange, symbol, time, open, high, low, close, volume, oi
+     FROM bars ORDER BY exchange, symbol, time";
+
+/// Bar rows fetched at a time while filling `bars_packed` in the migration.
+const FILL_FETCH_ROWS: i32 = 20_000;
+
+/// Fills `bars_packed` from every stored 1-minute bar (the migration that adds it), reading
+/// the bars through a cursor so that memory stays bounded.
+fn pack_every_bar(tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let cursor = tx.bind(EVERY_MINUTE, &[])?;
+    let mut packer = Packer::default();
+    loop {
+        let rows = tx.query_portal(&cursor, FILL_FETCH_ROWS)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            packer.push(row.try_get(0)?, row.try_get(1)?, bar_from(row, 2)?)?;
+        }
+        insert_packs(tx, &packer.take_complete())?;
+    }
+    insert_packs(tx, &packer.finish()?)
+}
+
+/// Inserts packs, in one statement.
+fn insert_packs<C: GenericClient>(client: &mut C, packs: &[Pack]) -> Result<(), StoreError> {
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let exchanges: Vec<&str> = packs.iter().map(|pack| pack.exchange.as_str()).collect();
+    let symbols: Vec<&str> = packs.iter().map(|pack| pack.symbol.as_str()).collect();
+    let starts: Vec<i64> = packs.iter().map(|pack| pack.start).collect();
+    let data: Vec<&[u8]> = packs.iter().map(|pack| pack.data.as_slice()).collect();
+    client.execute(PACKED_INSERT, &[&exchanges, &symbols, &starts, &data])?;
+    Ok(())
+}
+
+/// The bar in columns `first..first + 7` of a row (time, open, high, low, close, volume, oi).
+fn bar_from(row: &Row, first: usize) -> Result<Bar, StoreError> {
+    Ok(Bar {
+        time: row.try_get(first)?,
+        open: row.try_get(first + 1)?,
+        high: row.try_get(first + 2)?,
+        low: row.try_get(first + 3)?,
+        close: row.try_get(first + 4)?,
+        volume: row.try_get(first + 5)?,
+        oi: row.try_get(first + 6)?,
+    })
+}
 
 /// The advisory lock key under which migrations run ("oa" schema lock).
 const MIGRATION_LOCK: i64 = 0x6f61_0001;
@@ -314,6 +404,27 @@ impl<C: GenericClient> PgQueries<C> {
             let statement = self.statement(client, sql)?;
             Ok(client.query_one(&statement, params)?)
         })
+    }
+
+    /// Rebuilds the packs of `scope` from the 1-minute bars (a pack left without bars goes).
+    fn repack(&self, scope: PackScope<'_>) -> Result<(), StoreError> {
+        let rows = match scope {
+            PackScope::Instrument(exchange, symbol, from, until) => {
+                let params: Params<'_> = &[&exchange, &symbol, &from, &until];
+                self.execute(PACKED_DELETE_INSTRUMENT, params)?;
+                self.query(MINUTES_OF_INSTRUMENT, params)?
+            }
+            PackScope::Hours(from, until) => {
+                self.execute(PACKED_DELETE_ALL, &[&from, &until])?;
+                self.query(MINUTES_OF_ALL, &[&from, &until])?
+            }
+        };
+        let mut packer = Packer::default();
+        for row in &rows {
+            packer.push(row.try_get(0)?, row.try_get(1)?, bar_from(row, 2)?)?;
+        }
+        let packs = packer.finish()?;
+        self.with_client(|client| insert_packs(client, &packs))
     }
 
     /// Runs `work` in a transaction of its own (a savepoint when already in one).
@@ -1068,6 +1179,8 @@ impl<C: GenericClient> Queries for PgQueries<C> {
                 )?;
                 self.execute(sql.insert_instrument, &[&exchange, &symbol, &from, &until])?;
             }
+            let (from, until) = BarTable::Packs.covering(first, last);
+            self.repack(PackScope::Instrument(exchange, symbol, from, until))?;
         }
         Ok(written)
     }
@@ -1094,6 +1207,7 @@ impl<C: GenericClient> Queries for PgQueries<C> {
                  WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4
                  ORDER BY time LIMIT $5"
             }
+            BarTable::Packs => return self.load_packed(range, limit),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
@@ -1107,17 +1221,7 @@ impl<C: GenericClient> Queries for PgQueries<C> {
             ],
         )?
         .iter()
-        .map(|row| {
-            Ok(Bar {
-                time: row.try_get(0)?,
-                open: row.try_get(1)?,
-                high: row.try_get(2)?,
-                low: row.try_get(3)?,
-                close: row.try_get(4)?,
-                volume: row.try_get(5)?,
-                oi: row.try_get(6)?,
-            })
-        })
+        .map(|row| bar_from(row, 0))
         .collect()
     }
 
@@ -1134,7 +1238,36 @@ impl<C: GenericClient> Queries for PgQueries<C> {
             self.execute(sql.delete_all, &[&(i64::MIN / 2), &table.stamp(end)])?;
             self.execute(sql.insert_all, &[&straddling, &end])?;
         }
+        let straddling = BarTable::Packs.bucket_first_minute(before);
+        self.execute(PACKED_DELETE_ALL, &[&(i64::MIN / 2), &straddling])?;
+        self.repack(PackScope::Hours(straddling, straddling + PACK_SECONDS))?;
         Ok(deleted)
+    }
+}
+
+impl<C: GenericClient> PgQueries<C> {
+    /// The 1-minute bars of `range` unpacked from the packs it overlaps, at most `limit`.
+    fn load_packed(&self, range: &BarRange, limit: usize) -> Result<Vec<Bar>, StoreError> {
+        let rows = self.query(
+            "SELECT time, data FROM bars_packed
+             WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4 ORDER BY time",
+            &[
+                &range.exchange,
+                &range.symbol,
+                &pack_start(range.from),
+                &range.until,
+            ],
+        )?;
+        let mut bars = Vec::with_capacity(limit.min(4096));
+        for row in &rows {
+            let data: &[u8] = row.try_get(1)?;
+            decode_into(row.try_get(0)?, data, range.from, range.until, &mut bars)?;
+            if bars.len() >= limit {
+                bars.truncate(limit);
+                break;
+            }
+        }
+        Ok(bars)
     }
 }
 
@@ -1364,6 +1497,11 @@ fn check_schema(client: &mut Client, redacted_url: &str) -> Result<(), StoreErro
 }
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    migrate_to(client, MIGRATIONS.len())
+}
+
+/// Applies the pending migrations up to number `last` (counted from 1) with their fills.
+pub(crate) fn migrate_to(client: &mut Client, last: usize) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
@@ -1379,8 +1517,11 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         )?
         .try_get(0)?;
     let start = usize::try_from(applied).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(last).skip(start) {
         tx.batch_execute(sql)?;
+        for (_, fill) in FILLS.iter().filter(|(number, _)| *number == index + 1) {
+            fill(&mut tx)?;
+        }
         let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
         tx.execute(
             "INSERT INTO oa_schema_migrations (version, applied_at) VALUES ($1, $2)",

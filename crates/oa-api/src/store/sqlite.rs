@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
+use super::packs::{PACK_SECONDS, PackScope, decode_into, pack_start};
 use super::{
     BarRange, BarTable, Database, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey,
     OffsetWrite, OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, corrupt,
@@ -22,7 +23,7 @@ use crate::types::{Action, OrderStatus, PriceType, Product};
 /// The rebuild statements of `bars_hour` and `bars_day`.
 fn rollup_statements(table: BarTable) -> Option<super::rollups::RollupSql> {
     match table {
-        BarTable::Minutes => None,
+        BarTable::Minutes | BarTable::Packs => None,
         BarTable::Hours => Some(rollup_sql!(
             "bars_hour",
             HOUR_BUCKET,
@@ -221,6 +222,18 @@ CREATE INDEX bars_time ON bars(time);
         rollup_insert!("bars_day", DAY_BUCKET, ""),
         ";"
     ),
+    // Packed hours of 1-minute bars (see `packs`), filled from the bars stored so far by
+    // `pack_every_bar` in the same transaction. A table with rowids: a row is kilobytes.
+    r#"
+CREATE TABLE bars_packed (
+    exchange    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    time        INTEGER NOT NULL,
+    data        BLOB NOT NULL,
+    PRIMARY KEY (exchange, symbol, time)
+);
+CREATE INDEX bars_packed_time ON bars_packed(time);
+"#,
 ];
 
 /// How long a connection waits for another one's write lock before it fails with "database is
@@ -230,6 +243,82 @@ CREATE INDEX bars_time ON bars(time);
 /// happens when the machine is overloaded, and then waiting beats failing an order or a key
 /// change.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What SQL cannot express of a migration: (the migration's number, counted from 1, code
+/// run right after its SQL in the same transaction).
+type Fill = (usize, fn(&Connection) -> Result<(), StoreError>);
+
+/// The fills of [`MIGRATIONS`].
+const FILLS: &[Fill] = &[(PACKS_MIGRATION, pack_every_bar)];
+
+/// The number of the migration that adds `bars_packed`.
+pub(crate) const PACKS_MIGRATION: usize = 8;
+
+/// The statements that rebuild `bars_packed` from `bars` (see [`repack`]).
+const PACKED_DELETE_INSTRUMENT: &str =
+    "DELETE FROM bars_packed WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4";
+const PACKED_DELETE_ALL: &str = "DELETE FROM bars_packed WHERE time >= ?1 AND time < ?2";
+const PACKED_INSERT: &str =
+    "INSERT INTO bars_packed (exchange, symbol, time, data) VALUES (?1, ?2, ?3, ?4)";
+const MINUTES_OF_INSTRUMENT: &str =
+    "SELECT exchange, symbol, time, open, high, low, close, volume, oi FROM bars
+     WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4 ORDER BY time";
+const MINUTES_OF_ALL: &str =
+    "SELECT exchange, symbol, time, open, high, low, close, volume, oi FROM bars
+     WHERE time >= ?1 AND time < ?2 ORDER BY exchange, symbol, time";
+const EVERY_MINUTE: &str = "SELECT exchange, symbol, time, open, high, low, close, volume, oi
+     FROM bars ORDER BY exchange, symbol, time";
+
+/// Rebuilds the packs of `scope` from the 1-minute bars (a pack left without bars goes).
+fn repack(conn: &Connection, scope: PackScope<'_>) -> Result<(), StoreError> {
+    let mut select = match scope {
+        PackScope::Instrument(exchange, symbol, from, until) => {
+            conn.prepare_cached(PACKED_DELETE_INSTRUMENT)?
+                .execute(params![exchange, symbol, from, until])?;
+            let mut select = conn.prepare_cached(MINUTES_OF_INSTRUMENT)?;
+            select.raw_bind_parameter(1, exchange)?;
+            select.raw_bind_parameter(2, symbol)?;
+            select.raw_bind_parameter(3, from)?;
+            select.raw_bind_parameter(4, until)?;
+            select
+        }
+        PackScope::Hours(from, until) => {
+            conn.prepare_cached(PACKED_DELETE_ALL)?
+                .execute(params![from, until])?;
+            let mut select = conn.prepare_cached(MINUTES_OF_ALL)?;
+            select.raw_bind_parameter(1, from)?;
+            select.raw_bind_parameter(2, until)?;
+            select
+        }
+    };
+    pack_rows(conn, select.raw_query())
+}
+
+/// Fills `bars_packed` from every stored 1-minute bar (the migration that adds it).
+fn pack_every_bar(conn: &Connection) -> Result<(), StoreError> {
+    let mut select = conn.prepare(EVERY_MINUTE)?;
+    pack_rows(conn, select.raw_query())
+}
+
+/// Packs the bar rows `rows` returns (in `(exchange, symbol, time)` order) and inserts the
+/// packs.
+fn pack_rows(conn: &Connection, mut rows: rusqlite::Rows<'_>) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(PACKED_INSERT)?;
+    let mut write = |packs: Vec<super::packs::Pack>| -> Result<(), StoreError> {
+        for pack in packs {
+            insert.execute(params![pack.exchange, pack.symbol, pack.start, pack.data])?;
+        }
+        Ok(())
+    };
+    let mut packer = super::packs::Packer::default();
+    while let Some(row) = rows.next()? {
+        let exchange = text_at(row, 0)?;
+        let symbol = text_at(row, 1)?;
+        packer.push(exchange, symbol, bar_at(row, 2)?)?;
+        write(packer.take_complete())?;
+    }
+    write(packer.finish()?)
+}
 
 /// Opens (creating if needed) the database file with `synchronous=FULL`, sets WAL and
 /// applies pending migrations.
@@ -277,11 +366,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if usize::try_from(version).is_ok_and(|applied| applied >= MIGRATIONS.len()) {
         return Ok(());
     }
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the pending migrations up to number `last` (counted from 1) with their fills.
+pub(crate) fn migrate_to(conn: &mut Connection, last: usize) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let start = usize::try_from(version).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(last).skip(start) {
         tx.execute_batch(sql)?;
+        for (_, fill) in FILLS.iter().filter(|(number, _)| *number == index + 1) {
+            fill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tracing::info!(migration = index + 1, "applied store migration");
     }
@@ -1121,6 +1218,8 @@ impl Queries for Connection {
                 self.prepare_cached(sql.insert_instrument)?
                     .execute(params![exchange, symbol, from, until])?;
             }
+            let (from, until) = BarTable::Packs.covering(first, last);
+            repack(self, PackScope::Instrument(exchange, symbol, from, until))?;
         }
         Ok(written)
     }
@@ -1147,6 +1246,7 @@ impl Queries for Connection {
                  WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4
                  ORDER BY time LIMIT ?5"
             }
+            BarTable::Packs => return load_packed(self, range, limit),
         };
         let mut statement = self.prepare_cached(sql)?;
         let bound = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -1161,15 +1261,7 @@ impl Queries for Connection {
         // into a vector that grows from a size that fits a few sessions.
         let mut bars = Vec::with_capacity(limit.min(4096));
         while let Some(row) = rows.next()? {
-            bars.push(Bar {
-                time: row.get(0)?,
-                open: real(row, 1)?,
-                high: real(row, 2)?,
-                low: real(row, 3)?,
-                close: real(row, 4)?,
-                volume: real(row, 5)?,
-                oi: real(row, 6)?,
-            });
+            bars.push(bar_at(row, 0)?);
         }
         Ok(bars)
     }
@@ -1191,8 +1283,48 @@ impl Queries for Connection {
             self.prepare_cached(sql.insert_all)?
                 .execute(params![straddling, end])?;
         }
+        let straddling = BarTable::Packs.bucket_first_minute(before);
+        self.prepare_cached(PACKED_DELETE_ALL)?
+            .execute(params![i64::MIN / 2, straddling])?;
+        repack(
+            self,
+            PackScope::Hours(straddling, straddling + PACK_SECONDS),
+        )?;
         Ok(deleted)
     }
+}
+
+/// The 1-minute bars of `range` unpacked from the packs it overlaps, at most `limit`.
+fn load_packed(conn: &Connection, range: &BarRange, limit: usize) -> Result<Vec<Bar>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT time, data FROM bars_packed
+             WHERE exchange = ?1 AND symbol = ?2 AND time >= ?3 AND time < ?4 ORDER BY time",
+    )?;
+    let mut rows = statement.query(params![
+        range.exchange,
+        range.symbol,
+        pack_start(range.from),
+        range.until
+    ])?;
+    let mut bars = Vec::with_capacity(limit.min(4096));
+    while let Some(row) = rows.next()? {
+        let start: i64 = row.get(0)?;
+        let data = match row.get_ref(1)? {
+            ValueRef::Blob(data) => data,
+            other => {
+                return Err(corrupt(
+                    "bars_packed",
+                    format!("data holds {:?}, not a BLOB", other.data_type()),
+                ));
+            }
+        };
+        decode_into(start, data, range.from, range.until, &mut bars)?;
+        if bars.len() >= limit {
+            bars.truncate(limit);
+            break;
+        }
+    }
+    Ok(bars)
 }
 
 /// A SQLite connection as a [`Database`].
@@ -1233,6 +1365,26 @@ impl Database for SqliteDatabase {
     fn sqlite_connection(&self) -> Option<&Connection> {
         Some(&self.conn)
     }
+}
+
+/// Column `index` of a row as text.
+fn text_at<'row>(row: &'row rusqlite::Row<'_>, index: usize) -> Result<&'row str, StoreError> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|error| corrupt("bars", format!("column {index}: {error}")))
+}
+
+/// The bar in columns `first..first + 7` of a row (time, open, high, low, close, volume, oi).
+fn bar_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Bar, StoreError> {
+    Ok(Bar {
+        time: row.get(first)?,
+        open: real(row, first + 1)?,
+        high: real(row, first + 2)?,
+        low: real(row, first + 3)?,
+        close: real(row, first + 4)?,
+        volume: real(row, first + 5)?,
+        oi: real(row, first + 6)?,
+    })
 }
 
 /// Column `index` of a bar row as a float (REAL, or an INTEGER SQLite stored it as).
