@@ -27,6 +27,33 @@ pub trait CatalogEvent: Serialize + Into<EventPayload> {
     const SYSTEM_WIDE: bool = false;
 }
 
+/// The keys upstream adds to the one summary event of a batch (basket, split, cancel-all,
+/// options multi-order); both absent on the event of a single order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BatchSummary {
+    /// Present (`true`) on the summary event of a basket, split, cancel-all or options
+    /// multi-order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_order: Option<bool>,
+    /// Present (`true`) on the same summary events: the batch emits nothing after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_last_order: Option<bool>,
+}
+
+impl BatchSummary {
+    /// The keys of a single order's event: none.
+    pub const NONE: BatchSummary = BatchSummary {
+        batch_order: None,
+        is_last_order: None,
+    };
+
+    /// The keys of a batch's summary event: both `true`.
+    pub const LAST: BatchSummary = BatchSummary {
+        batch_order: Some(true),
+        is_last_order: Some(true),
+    };
+}
+
 /// `order_event`: an order was placed in live mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderEvent {
@@ -41,12 +68,9 @@ pub struct OrderEvent {
     pub product_type: String,
     /// Always "live": analyzer-mode actions emit `analyzer_update` instead.
     pub mode: String,
-    /// Present on the summary event of a basket or split order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_order: Option<bool>,
-    /// Present on the summary event of a basket or split order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_last_order: Option<bool>,
+    /// Set on the summary event of a basket, split or options multi-order.
+    #[serde(flatten)]
+    pub batch: BatchSummary,
     /// `true` on the summary event of an options multi-order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiorder_summary: Option<bool>,
@@ -70,8 +94,7 @@ impl OrderEvent {
             price_type: "MARKET".into(),
             product_type: "MIS".into(),
             mode: "live".into(),
-            batch_order: None,
-            is_last_order: None,
+            batch: BatchSummary::NONE,
             multiorder_summary: None,
             successful_legs: None,
             failed_legs: None,
@@ -95,12 +118,9 @@ pub struct CancelOrderEvent {
     pub status: String,
     pub orderid: String,
     pub mode: String,
-    /// Present on the cancel-all summary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_order: Option<bool>,
-    /// Present on the cancel-all summary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_last_order: Option<bool>,
+    /// Set on the cancel-all summary.
+    #[serde(flatten)]
+    pub batch: BatchSummary,
     /// Present on the cancel-all summary: orders cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canceled_count: Option<u64>,
@@ -377,8 +397,7 @@ mod tests {
             price_type: "MARKET".into(),
             product_type: "MIS".into(),
             mode: "live".into(),
-            batch_order: None,
-            is_last_order: None,
+            batch: BatchSummary::NONE,
             multiorder_summary: None,
             successful_legs: None,
             failed_legs: None,
@@ -388,8 +407,7 @@ mod tests {
             r#"{"symbol":"SBIN","action":"BUY","orderid":"25012900000001","exchange":"NSE","price_type":"MARKET","product_type":"MIS","mode":"live"}"#
         );
         let batch = OrderEvent {
-            batch_order: Some(true),
-            is_last_order: Some(true),
+            batch: BatchSummary::LAST,
             ..event.clone()
         };
         assert!(
@@ -397,8 +415,7 @@ mod tests {
         );
         // upstream subscribers/socketio_subscriber.py `on_multiorder_completed`.
         let multi = OrderEvent {
-            batch_order: Some(true),
-            is_last_order: Some(true),
+            batch: BatchSummary::LAST,
             multiorder_summary: Some(true),
             successful_legs: Some(3),
             failed_legs: Some(1),
@@ -428,8 +445,7 @@ mod tests {
             status: "success".into(),
             orderid: "42".into(),
             mode: "live".into(),
-            batch_order: None,
-            is_last_order: None,
+            batch: BatchSummary::NONE,
             canceled_count: None,
             failed_count: None,
         };
@@ -439,8 +455,7 @@ mod tests {
         );
         let batch = CancelOrderEvent {
             orderid: "".into(),
-            batch_order: Some(true),
-            is_last_order: Some(true),
+            batch: BatchSummary::LAST,
             canceled_count: Some(3),
             failed_count: Some(0),
             ..single

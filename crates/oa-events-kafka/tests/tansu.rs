@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use oa_e2e::tansu::{Storage, Tansu};
 use oa_events_core::catalog::{
-    CancelOrderEvent, MasterContractDownload, OrderEvent, OrderNotification, OrderUpdate,
+    BatchSummary, CancelOrderEvent, MasterContractDownload, OrderEvent, OrderNotification,
+    OrderUpdate,
 };
 use oa_events_core::{Envelope, Event, EventPublisher, SinkOptions};
 use oa_events_kafka::{
@@ -119,8 +120,7 @@ fn event(index: usize) -> Event {
                 status: "success".into(),
                 orderid: format!("{index}"),
                 mode: "live".into(),
-                batch_order: None,
-                is_last_order: None,
+                batch: BatchSummary::NONE,
                 canceled_count: None,
                 failed_count: None,
             },

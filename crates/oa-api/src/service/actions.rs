@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use oa_events_core::Event;
 use oa_events_core::catalog::{
-    AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, ModifyOrderEvent, OrderEvent,
-    OrderNotification,
+    AnalyzerUpdate, BatchSummary, CancelOrderEvent, ClosePositionEvent, ModifyOrderEvent,
+    OrderEvent, OrderNotification,
 };
 use oa_events_core::number::Quantity;
+use oa_events_core::{Event, EventPayload};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -83,8 +83,7 @@ fn order_event(order: &OrderFields, action: Action, orderid: &str) -> OrderEvent
         price_type: order.pricetype.as_str().to_string(),
         product_type: order.product.as_str().to_string(),
         mode: "live".to_string(),
-        batch_order: None,
-        is_last_order: None,
+        batch: BatchSummary::NONE,
         multiorder_summary: None,
         successful_legs: None,
         failed_legs: None,
@@ -193,6 +192,20 @@ impl ActionJournal {
             let (status, response) = status_and_body(&respond(result, self.mode));
             let events = live(result);
             self.record(status, response, events)
+        })
+    }
+
+    /// A journal whose live event, after a success only, is `event` of the outcome, for the
+    /// acting user.
+    fn journal_success<T: 'static, B: Serialize + 'static, E: Into<EventPayload>>(
+        self,
+        respond: fn(&Outcome<T>, AccountMode) -> Result<Reply<B>>,
+        event: impl FnOnce(&T) -> E + Send + 'static,
+    ) -> Journal<T> {
+        let user = self.user_id.clone();
+        self.journal(respond, move |result| match result {
+            Ok(outcome) => vec![Event::for_user(user, event(outcome))],
+            Err(_) => Vec::new(),
         })
     }
 }
@@ -381,18 +394,12 @@ impl OrderService {
             return Err(self.refuse(action, error).await);
         }
         let mode = action.mode;
-        let user = user_id.to_string();
-        let journal = action.journal(modified_response, move |result| match result {
-            Ok(orderid) => vec![Event::for_user(
-                user,
-                ModifyOrderEvent {
-                    status: "success".to_string(),
-                    orderid: orderid.clone(),
-                    mode: "live".to_string(),
-                },
-            )],
-            Err(_) => Vec::new(),
-        });
+        let journal =
+            action.journal_success(modified_response, |orderid: &String| ModifyOrderEvent {
+                status: "success".to_string(),
+                orderid: orderid.clone(),
+                mode: "live".to_string(),
+            });
         let change = ModifyOrder {
             orderid: request.orderid.clone(),
             exchange: order.exchange,
@@ -421,22 +428,15 @@ impl OrderService {
     ) -> Result<Reply<OrderId>> {
         let action = self.action(user_id, "cancelorder", log.into());
         let mode = action.mode;
-        let user = user_id.to_string();
-        let journal = action.journal(cancelled_response, move |result| match result {
-            Ok(orderid) => vec![Event::for_user(
-                user,
-                CancelOrderEvent {
-                    status: "success".to_string(),
-                    orderid: orderid.clone(),
-                    mode: "live".to_string(),
-                    batch_order: None,
-                    is_last_order: None,
-                    canceled_count: None,
-                    failed_count: None,
-                },
-            )],
-            Err(_) => Vec::new(),
-        });
+        let journal =
+            action.journal_success(cancelled_response, |orderid: &String| CancelOrderEvent {
+                status: "success".to_string(),
+                orderid: orderid.clone(),
+                mode: "live".to_string(),
+                batch: BatchSummary::NONE,
+                canceled_count: None,
+                failed_count: None,
+            });
         let result = self
             .broker(mode)
             .cancel_order(user_id, orderid, journal)
@@ -452,21 +452,15 @@ impl OrderService {
     ) -> Result<Reply<CancelAll>> {
         let action = self.action(user_id, "cancelallorder", log.into());
         let mode = action.mode;
-        let user = user_id.to_string();
-        let journal = action.journal(cancel_all_response, move |result| match result {
-            Ok(outcome) => vec![Event::for_user(
-                user,
-                CancelOrderEvent {
-                    status: "success".to_string(),
-                    orderid: format!("{} orders canceled", outcome.canceled.len()),
-                    mode: "live".to_string(),
-                    batch_order: Some(true),
-                    is_last_order: Some(true),
-                    canceled_count: Some(outcome.canceled.len() as u64),
-                    failed_count: Some(outcome.failed.len() as u64),
-                },
-            )],
-            Err(_) => Vec::new(),
+        let journal = action.journal_success(cancel_all_response, |outcome: &CancelAllOutcome| {
+            CancelOrderEvent {
+                status: "success".to_string(),
+                orderid: format!("{} orders canceled", outcome.canceled.len()),
+                mode: "live".to_string(),
+                batch: BatchSummary::LAST,
+                canceled_count: Some(outcome.canceled.len() as u64),
+                failed_count: Some(outcome.failed.len() as u64),
+            }
         });
         let result = self.broker(mode).cancel_all_orders(user_id, journal).await;
         cancel_all_response(&result, mode)
@@ -708,8 +702,7 @@ fn batch_summary(
         price_type: price_type.to_string(),
         product_type: product_type.to_string(),
         mode: "live".to_string(),
-        batch_order: Some(true),
-        is_last_order: Some(true),
+        batch: BatchSummary::LAST,
         multiorder_summary: None,
         successful_legs: None,
         failed_legs: None,
@@ -717,13 +710,13 @@ fn batch_summary(
 }
 
 /// Each child of a split: its number (from 1), quantity and outcome.
-pub(super) fn split_results(
-    outcomes: &BatchOutcome,
+pub(super) fn split_results<'a>(
+    outcomes: impl IntoIterator<Item = &'a Outcome<PlaceOutcome>>,
     quantities: &[f64],
     mode: AccountMode,
 ) -> Vec<SplitResult> {
     outcomes
-        .iter()
+        .into_iter()
         .zip(quantities)
         .enumerate()
         .map(|(index, (result, quantity))| SplitResult {

@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 use oa_events_core::Event;
-use oa_events_core::catalog::OrderEvent;
+use oa_events_core::catalog::{BatchSummary, OrderEvent};
 use oa_events_core::number::Quantity;
 use serde::Serialize;
 
@@ -311,8 +311,7 @@ impl OrderService {
                 price_type: "MULTI".to_string(),
                 product_type: "OPTIONS".to_string(),
                 mode: "live".to_string(),
-                batch_order: Some(true),
-                is_last_order: Some(true),
+                batch: BatchSummary::LAST,
                 multiorder_summary: Some(true),
                 successful_legs: Some(successful as u64),
                 failed_legs: Some((leg_count - successful) as u64),
@@ -378,16 +377,7 @@ fn leg_results(
         result.symbol = Some(resolved.order.symbol.clone());
         result.exchange = Some(resolved.order.exchange.as_str().to_string());
         if resolved.splitsize > 0 {
-            let children: Vec<SplitResult> = placed
-                .iter()
-                .zip(quantities)
-                .enumerate()
-                .map(|(number, (outcome, quantity))| SplitResult {
-                    order_num: number + 1,
-                    quantity: Quantity(*quantity),
-                    outcome: item_outcome(outcome, mode),
-                })
-                .collect();
+            let children = split_results(placed.iter().copied(), quantities, mode);
             let any = children
                 .iter()
                 .any(|child| child.outcome.status == "success");

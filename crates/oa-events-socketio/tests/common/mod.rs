@@ -11,8 +11,9 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use oa_events_core::auth::VerifyFuture;
 use oa_events_core::catalog::{
-    AnalyzerUpdate, CancelOrderEvent, ClosePositionEvent, EsbCommandResult, MasterContractDownload,
-    ModifyOrderEvent, OrderEvent, OrderNotification, OrderUpdate, PasswordChange,
+    AnalyzerUpdate, BatchSummary, CancelOrderEvent, ClosePositionEvent, EsbCommandResult,
+    MasterContractDownload, ModifyOrderEvent, OrderEvent, OrderNotification, OrderUpdate,
+    PasswordChange,
 };
 use oa_events_core::{
     ApiKeyVerifier, AuthenticatedUser, Event, EventPayload, EventPublisher, SinkOptions,
@@ -172,8 +173,7 @@ pub fn catalog_samples(user: &str) -> Vec<(Event, Value)> {
                     status: "success".into(),
                     orderid: "25012900000001".into(),
                     mode: "live".into(),
-                    batch_order: None,
-                    is_last_order: None,
+                    batch: BatchSummary::NONE,
                     canceled_count: None,
                     failed_count: None,
                 },
@@ -187,8 +187,7 @@ pub fn catalog_samples(user: &str) -> Vec<(Event, Value)> {
                     status: "success".into(),
                     orderid: "".into(),
                     mode: "live".into(),
-                    batch_order: Some(true),
-                    is_last_order: Some(true),
+                    batch: BatchSummary::LAST,
                     canceled_count: Some(3),
                     failed_count: Some(0),
                 },
