@@ -7,7 +7,8 @@ use crate::types::{Action, Exchange, PriceType, Product};
 
 type Result<T> = std::result::Result<T, HttpError>;
 
-/// The order fields shared by placeorder, placesmartorder, basket items and splitorder.
+/// The order fields shared by placeorder, placesmartorder, basket items and splitorder: what
+/// an order asks for (the engine's [`NewOrder`](crate::engine::NewOrder) embeds them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderFields {
     /// Exchange.
@@ -52,6 +53,37 @@ pub(crate) fn check_prices(
     Ok(())
 }
 
+/// The optional price fields of an order (each 0 when absent), checked against its price
+/// type.
+pub(crate) struct PriceTerms {
+    /// Limit price.
+    pub(crate) price: f64,
+    /// Trigger price.
+    pub(crate) trigger_price: f64,
+    /// Disclosed quantity.
+    pub(crate) disclosed_quantity: f64,
+}
+
+impl PriceTerms {
+    /// Reads `price`, `trigger_price` and `disclosed_quantity` (in lots of `exchange`).
+    pub(crate) fn read(
+        fields: &Fields,
+        exchange: Exchange,
+        pricetype: PriceType,
+    ) -> Result<PriceTerms> {
+        let price = fields.opt_price("price")?.unwrap_or(0.0);
+        let trigger_price = fields.opt_price("trigger_price")?.unwrap_or(0.0);
+        let disclosed_quantity =
+            fields.quantity("disclosed_quantity", exchange, true, Some(0.0))?;
+        check_prices(fields, pricetype, price, trigger_price)?;
+        Ok(PriceTerms {
+            price,
+            trigger_price,
+            disclosed_quantity,
+        })
+    }
+}
+
 impl OrderFields {
     /// Reads the order fields; `allow_zero_quantity` for smart orders.
     pub fn read(fields: &Fields, allow_zero_quantity: bool) -> Result<OrderFields> {
@@ -61,11 +93,11 @@ impl OrderFields {
         let quantity = fields.quantity("quantity", exchange, allow_zero_quantity, None)?;
         let pricetype = fields.choice_or("pricetype", PriceType::Market)?;
         let product = fields.choice_or("product", Product::Mis)?;
-        let price = fields.opt_price("price")?.unwrap_or(0.0);
-        let trigger_price = fields.opt_price("trigger_price")?.unwrap_or(0.0);
-        let disclosed_quantity =
-            fields.quantity("disclosed_quantity", exchange, true, Some(0.0))?;
-        check_prices(fields, pricetype, price, trigger_price)?;
+        let PriceTerms {
+            price,
+            trigger_price,
+            disclosed_quantity,
+        } = PriceTerms::read(fields, exchange, pricetype)?;
         Ok(OrderFields {
             exchange,
             symbol: symbol.to_ascii_uppercase(),

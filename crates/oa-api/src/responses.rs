@@ -356,7 +356,7 @@ pub struct RowHead {
 
 impl RowHead {
     /// The head of an orderbook row.
-    pub(crate) fn new(orderid: &str, terms: &crate::engine::NewOrder, quantity: f64) -> Self {
+    pub(crate) fn new(orderid: &str, terms: &crate::requests::OrderFields, quantity: f64) -> Self {
         RowHead {
             action: terms.action.as_str(),
             symbol: terms.symbol.clone(),
@@ -615,14 +615,19 @@ pub struct Pong {
     pub broker: &'static str,
 }
 
-/// The body of search: `message` then the matches.
+/// A list body as upstream writes it: a summary line (`Found N ...`, or what was not found),
+/// then the items.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SearchResults {
-    /// "Found N matching symbols" or "No matching symbols found".
+pub struct Listing<T> {
+    /// The summary line.
     pub message: String,
-    /// Closest first.
-    pub data: Vec<SymbolMatch>,
+    /// The items.
+    pub data: Vec<T>,
 }
+
+/// The body of search: "Found N matching symbols" (or "No matching symbols found"), then the
+/// matches, closest first.
+pub type SearchResults = Listing<SymbolMatch>;
 
 /// One search match, with upstream's keys (oa's symbol master has no broker tokens,
 /// expiries or strikes for cash instruments: `brsymbol`/`brexchange` repeat the OpenAlgo

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use oa_api::Leverage;
 use oa_api::engine::{Changes, Engine, EngineConfig, EngineError, ModifyOrder, NewOrder, Order};
+use oa_api::requests::OrderFields;
 use oa_api::types::{Action, Book, Exchange, OrderStatus, PriceType, Product};
 use oa_api::{Quote, StaticPrices};
 use proptest::prelude::*;
@@ -105,15 +106,17 @@ fn order_at(
     NewOrder {
         user_id,
         strategy: "p".into(),
-        exchange: Exchange::parse("NSE").unwrap(),
-        symbol,
-        action,
-        quantity,
-        pricetype,
-        product,
-        price: if priced { level } else { 0.0 },
-        trigger_price: if triggered { level } else { 0.0 },
-        disclosed_quantity: 0.0,
+        terms: OrderFields {
+            exchange: Exchange::parse("NSE").unwrap(),
+            symbol,
+            action,
+            quantity,
+            pricetype,
+            product,
+            price: if priced { level } else { 0.0 },
+            trigger_price: if triggered { level } else { 0.0 },
+            disclosed_quantity: 0.0,
+        },
     }
 }
 
@@ -512,7 +515,7 @@ impl Ledger {
     /// A new order: checks its placement against the ledger's funds.
     fn placed(&mut self, snapshot: &Order) -> Result<(), TestCaseError> {
         let mut order = LedgerOrder {
-            user: snapshot.terms.user_id.clone(),
+            user: snapshot.user_id.clone(),
             symbol: snapshot.terms.symbol.clone(),
             action: snapshot.terms.action,
             quantity: snapshot.terms.quantity,
@@ -834,7 +837,7 @@ impl Run {
                 };
                 let result = self.engine.modify(
                     Book::Sandbox,
-                    &order.terms.user_id,
+                    &order.user_id,
                     change.clone(),
                     &self.prices,
                     now,
@@ -851,7 +854,7 @@ impl Run {
                 };
                 let cancelled =
                     self.engine
-                        .cancel(Book::Sandbox, &order.terms.user_id, &order.orderid, now);
+                        .cancel(Book::Sandbox, &order.user_id, &order.orderid, now);
                 prop_assert!(cancelled.is_ok(), "{cancelled:?}");
                 Step::Cancel
             }

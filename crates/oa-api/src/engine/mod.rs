@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Leverage;
 use crate::price::{PriceSource, Quote};
+use crate::requests::OrderFields;
 use crate::types::{Action, Book, Exchange, OrderStatus, PriceType, Product};
 
 /// Tolerance for money and quantity comparisons.
@@ -40,24 +41,9 @@ pub struct NewOrder {
     pub user_id: String,
     /// Strategy tag.
     pub strategy: String,
-    /// Exchange.
-    pub exchange: Exchange,
-    /// Symbol.
-    pub symbol: String,
-    /// BUY or SELL.
-    pub action: Action,
-    /// Quantity (> 0).
-    pub quantity: f64,
-    /// Price type.
-    pub pricetype: PriceType,
-    /// Product.
-    pub product: Product,
-    /// Limit price (LIMIT, SL); 0 otherwise.
-    pub price: f64,
-    /// Trigger price (SL, SL-M); 0 otherwise.
-    pub trigger_price: f64,
-    /// Disclosed quantity (recorded only).
-    pub disclosed_quantity: f64,
+    /// Symbol, side, quantity, price type, product and prices (quantity > 0; prices 0 where
+    /// the price type takes none).
+    pub terms: OrderFields,
 }
 
 /// A modification of an open order.
@@ -92,9 +78,13 @@ pub struct Order {
     pub orderid: String,
     /// Account.
     pub book: Book,
-    /// What the order asks for: owner, strategy, symbol, side, quantity, prices (as placed,
-    /// then as last modified).
-    pub terms: NewOrder,
+    /// Owner.
+    pub user_id: String,
+    /// Strategy tag.
+    pub strategy: String,
+    /// What the order asks for: symbol, side, quantity, prices (as placed, then as last
+    /// modified).
+    pub terms: OrderFields,
     /// Status.
     pub status: OrderStatus,
     /// Filled quantity.
@@ -114,14 +104,14 @@ pub struct Order {
 impl Order {
     /// The account the order belongs to.
     pub fn account_key(&self) -> AccountKey {
-        AccountKey::new(self.book, &self.terms.user_id)
+        AccountKey::new(self.book, &self.user_id)
     }
 
     /// The position the order trades.
     pub fn position_key(&self) -> PositionKey {
         PositionKey {
             book: self.book,
-            user_id: self.terms.user_id.clone(),
+            user_id: self.user_id.clone(),
             exchange: self.terms.exchange,
             symbol: self.terms.symbol.clone(),
             product: self.terms.product,
@@ -468,7 +458,7 @@ impl Engine {
     pub fn order(&self, book: Book, user_id: &str, orderid: &str) -> Option<&Order> {
         self.orders
             .get(orderid)
-            .filter(|order| order.book == book && order.terms.user_id == user_id)
+            .filter(|order| order.book == book && order.user_id == user_id)
     }
 
     /// An account's orders, oldest first.
@@ -547,7 +537,9 @@ impl Engine {
         let mut order = Order {
             orderid: orderid.clone(),
             book,
-            terms: new,
+            user_id: new.user_id,
+            strategy: new.strategy,
+            terms: new.terms,
             status: OrderStatus::Open,
             filled_quantity: 0.0,
             average_price: 0.0,
@@ -778,19 +770,21 @@ impl Engine {
                 let order = NewOrder {
                     user_id,
                     strategy: strategy.to_string(),
-                    exchange,
-                    symbol,
-                    action: if quantity > 0.0 {
-                        Action::Sell
-                    } else {
-                        Action::Buy
+                    terms: OrderFields {
+                        exchange,
+                        symbol,
+                        action: if quantity > 0.0 {
+                            Action::Sell
+                        } else {
+                            Action::Buy
+                        },
+                        quantity: quantity.abs(),
+                        pricetype: PriceType::Market,
+                        product,
+                        price: 0.0,
+                        trigger_price: 0.0,
+                        disclosed_quantity: 0.0,
                     },
-                    quantity: quantity.abs(),
-                    pricetype: PriceType::Market,
-                    product,
-                    price: 0.0,
-                    trigger_price: 0.0,
-                    disclosed_quantity: 0.0,
                 };
                 self.place(book, order, None, prices, now_ms)
             })
@@ -975,7 +969,7 @@ impl Engine {
                 order.terms.action,
             ),
         );
-        let cash = self.account(order.book, &order.terms.user_id).cash;
+        let cash = self.account(order.book, &order.user_id).cash;
         if let Some(shortfall) = settlement.shortfall(cash, order.blocked_margin) {
             self.reject_active(orderid, shortfall.reason(price), now_ms);
             return;
@@ -998,7 +992,7 @@ impl Engine {
             tradeid: self.next_trade_id,
             orderid: orderid.to_string(),
             book: order.book,
-            user_id: order.terms.user_id.clone(),
+            user_id: order.user_id.clone(),
             exchange: order.terms.exchange,
             symbol: order.terms.symbol.clone(),
             action: order.terms.action,
@@ -1062,13 +1056,7 @@ mod tests {
     use crate::price::StaticPrices;
 
     fn engine() -> Engine {
-        Engine::new(
-            EngineConfig {
-                starting_funds: 100_000.0,
-                leverage: Leverage::default(),
-            },
-            1,
-        )
+        engine_with(100_000.0)
     }
 
     fn order(
@@ -1081,15 +1069,17 @@ mod tests {
         NewOrder {
             user_id: "u".into(),
             strategy: "s".into(),
-            exchange: Exchange::parse("NSE").unwrap(),
-            symbol: "SBIN".into(),
-            action,
-            quantity,
-            pricetype,
-            product: Product::Cnc,
-            price,
-            trigger_price: trigger,
-            disclosed_quantity: 0.0,
+            terms: OrderFields {
+                exchange: Exchange::parse("NSE").unwrap(),
+                symbol: "SBIN".into(),
+                action,
+                quantity,
+                pricetype,
+                product: Product::Cnc,
+                price,
+                trigger_price: trigger,
+                disclosed_quantity: 0.0,
+            },
         }
     }
 
@@ -1105,7 +1095,26 @@ mod tests {
 
     fn tick(engine: &mut Engine, prices: &StaticPrices, ltp: f64, now_ms: i64) {
         prices.set("NSE", "SBIN", ltp, None, None);
-        let quote = prices.quote("NSE", "SBIN").unwrap();
+        trade_at(engine, ltp, now_ms);
+    }
+
+    /// Places `new` in the sandbox book.
+    fn place(
+        engine: &mut Engine,
+        new: NewOrder,
+        prices: &StaticPrices,
+        now_ms: i64,
+    ) -> PlaceOutcome {
+        engine.place(Book::Sandbox, new, None, prices, now_ms)
+    }
+
+    /// NSE:SBIN trades at `ltp` (no book), without changing `prices`.
+    fn trade_at(engine: &mut Engine, ltp: f64, now_ms: i64) {
+        let quote = Quote {
+            ltp,
+            bid: None,
+            ask: None,
+        };
         engine.on_price(Exchange::parse("NSE").unwrap(), "SBIN", &quote, now_ms);
     }
 
@@ -1123,13 +1132,13 @@ mod tests {
         let mut engine = engine_with(1500.0);
         let long = order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0);
         assert_eq!(
-            engine.place(Book::Sandbox, long, None, &prices, 1).status,
+            place(&mut engine, long, &prices, 1).status,
             OrderStatus::Complete
         );
         let exits: Vec<String> = (0..3)
             .map(|_| {
                 let exit = order(Action::Sell, 10.0, PriceType::Limit, 110.0, 0.0);
-                engine.place(Book::Sandbox, exit, None, &prices, 2).orderid
+                place(&mut engine, exit, &prices, 2).orderid
             })
             .collect();
         let account = engine.account(Book::Sandbox, "u");
@@ -1170,7 +1179,7 @@ mod tests {
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine_with(10_000.0);
         let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
-        let placed = engine.place(Book::Sandbox, stop, None, &prices, 1);
+        let placed = place(&mut engine, stop, &prices, 1);
         assert_eq!(placed.status, OrderStatus::TriggerPending);
         assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 9450.0);
         tick(&mut engine, &prices, 120.0, 2);
@@ -1191,7 +1200,7 @@ mod tests {
         let mut engine = engine_with(100_000.0);
         prices.set("NSE", "SBIN", 100.0, None, None);
         let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
-        let placed = engine.place(Book::Sandbox, stop, None, &prices, 1);
+        let placed = place(&mut engine, stop, &prices, 1);
         tick(&mut engine, &prices, 120.0, 2);
         assert_eq!(status(&engine, &placed.orderid).0, OrderStatus::Complete);
         let account = engine.account(Book::Sandbox, "u");
@@ -1208,7 +1217,7 @@ mod tests {
         let mut engine = engine_with(10_000.0);
         // Blocks 90 x 100 = 9000 at placement, but is marketable and fills at the bid 120.
         let sell = order(Action::Sell, 90.0, PriceType::Limit, 100.0, 0.0);
-        let outcome = engine.place(Book::Sandbox, sell, None, &prices, 1);
+        let outcome = place(&mut engine, sell, &prices, 1);
         assert_eq!(outcome.status, OrderStatus::Rejected);
         assert!(
             outcome
@@ -1229,7 +1238,7 @@ mod tests {
         prices.set("NSE", "SBIN", 120.0, Some(120.0), Some(120.5));
         let mut engine = engine_with(6500.0);
         let sell = order(Action::Sell, 50.0, PriceType::Limit, 130.0, 0.0);
-        let placed = engine.place(Book::Sandbox, sell, None, &prices, 1);
+        let placed = place(&mut engine, sell, &prices, 1);
         assert_eq!(placed.status, OrderStatus::Open);
         assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 6500.0);
         // 55 x 100 = 5500 fits the 6500 at placement prices; the fill at the bid 120 needs
@@ -1261,24 +1270,24 @@ mod tests {
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine_with(1000.0);
         let held = order(Action::Buy, 2.0, PriceType::Market, 0.0, 0.0);
-        engine.place(Book::Sandbox, held, None, &prices, 1);
+        place(&mut engine, held, &prices, 1);
         let mut short = order(Action::Sell, 40.0, PriceType::Market, 0.0, 0.0);
-        short.product = Product::Mis;
-        engine.place(Book::Sandbox, short, None, &prices, 1);
+        short.terms.product = Product::Mis;
+        place(&mut engine, short, &prices, 1);
         assert_eq!(engine.account(Book::Sandbox, "u").cash, 0.0);
         prices.set("NSE", "SBIN", 130.0, None, None);
         let mut cover = order(Action::Buy, 40.0, PriceType::Market, 0.0, 0.0);
-        cover.product = Product::Mis;
-        let covered = engine.place(Book::Sandbox, cover, None, &prices, 2);
+        cover.terms.product = Product::Mis;
+        let covered = place(&mut engine, cover, &prices, 2);
         assert_eq!(covered.status, OrderStatus::Complete);
         let account = engine.account(Book::Sandbox, "u");
         assert_eq!((account.cash, account.realized_pnl), (-400.0, -1200.0));
 
         let exit = order(Action::Sell, 2.0, PriceType::Limit, 140.0, 0.0);
-        let exit = engine.place(Book::Sandbox, exit, None, &prices, 3);
+        let exit = place(&mut engine, exit, &prices, 3);
         assert_eq!(exit.status, OrderStatus::Open, "{exit:?}");
         let open = order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0);
-        let open = engine.place(Book::Sandbox, open, None, &prices, 3);
+        let open = place(&mut engine, open, &prices, 3);
         assert_eq!(open.status, OrderStatus::Rejected);
         assert_eq!(
             open.rejection_reason,
@@ -1291,10 +1300,9 @@ mod tests {
         let prices = StaticPrices::new();
         prices.set("NSE", "SBIN", 100.0, Some(99.5), Some(100.5));
         let mut engine = engine();
-        let buy = engine.place(
-            Book::Sandbox,
+        let buy = place(
+            &mut engine,
             order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             1,
         );
@@ -1303,10 +1311,9 @@ mod tests {
         assert!((account.cash - (100_000.0 - 1005.0)).abs() < 1e-9);
         assert!((account.position_margin - 1005.0).abs() < 1e-9);
         prices.set("NSE", "SBIN", 110.0, Some(109.0), Some(111.0));
-        let sell = engine.place(
-            Book::Sandbox,
+        let sell = place(
+            &mut engine,
             order(Action::Sell, 10.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             2,
         );
@@ -1323,39 +1330,19 @@ mod tests {
         let prices = StaticPrices::new();
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine();
-        let placed = engine.place(
-            Book::Sandbox,
+        let placed = place(
+            &mut engine,
             order(Action::Buy, 5.0, PriceType::Limit, 95.0, 0.0),
-            None,
             &prices,
             1,
         );
         assert_eq!(placed.status, OrderStatus::Open);
-        let nse = Exchange::parse("NSE").unwrap();
-        engine.on_price(
-            nse,
-            "SBIN",
-            &Quote {
-                ltp: 96.0,
-                bid: None,
-                ask: None,
-            },
-            2,
-        );
+        trade_at(&mut engine, 96.0, 2);
         assert_eq!(
             engine.order_by_id(&placed.orderid).unwrap().status,
             OrderStatus::Open
         );
-        engine.on_price(
-            nse,
-            "SBIN",
-            &Quote {
-                ltp: 94.0,
-                bid: None,
-                ask: None,
-            },
-            3,
-        );
+        trade_at(&mut engine, 94.0, 3);
         let filled = engine.order_by_id(&placed.orderid).unwrap();
         assert_eq!(
             (filled.status, filled.average_price),
@@ -1369,25 +1356,14 @@ mod tests {
         let prices = StaticPrices::new();
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine();
-        let slm = engine.place(
-            Book::Sandbox,
+        let slm = place(
+            &mut engine,
             order(Action::Buy, 1.0, PriceType::SlM, 0.0, 105.0),
-            None,
             &prices,
             1,
         );
         assert_eq!(slm.status, OrderStatus::TriggerPending);
-        let nse = Exchange::parse("NSE").unwrap();
-        engine.on_price(
-            nse,
-            "SBIN",
-            &Quote {
-                ltp: 106.0,
-                bid: None,
-                ask: None,
-            },
-            2,
-        );
+        trade_at(&mut engine, 106.0, 2);
         let order = engine.order_by_id(&slm.orderid).unwrap();
         assert_eq!(
             (order.status, order.average_price),
@@ -1399,10 +1375,9 @@ mod tests {
     fn no_price_and_no_funds_reject_with_reasons() {
         let prices = StaticPrices::new();
         let mut engine = engine();
-        let outcome = engine.place(
-            Book::Sandbox,
+        let outcome = place(
+            &mut engine,
             order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             1,
         );
@@ -1411,10 +1386,9 @@ mod tests {
             outcome.rejection_reason.contains("SBIN") && outcome.rejection_reason.contains("NSE")
         );
         prices.set("NSE", "SBIN", 100.0, None, None);
-        let outcome = engine.place(
-            Book::Sandbox,
+        let outcome = place(
+            &mut engine,
             order(Action::Buy, 10_000.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             1,
         );
@@ -1430,10 +1404,9 @@ mod tests {
         let prices = StaticPrices::new();
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine();
-        let placed = engine.place(
-            Book::Sandbox,
+        let placed = place(
+            &mut engine,
             order(Action::Buy, 10.0, PriceType::Limit, 90.0, 0.0),
-            None,
             &prices,
             1,
         );
@@ -1458,17 +1431,15 @@ mod tests {
         let prices = StaticPrices::new();
         prices.set("NSE", "SBIN", 100.0, None, None);
         let mut engine = engine();
-        let filled = engine.place(
-            Book::Sandbox,
+        let filled = place(
+            &mut engine,
             order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             10,
         );
-        let resting = engine.place(
-            Book::Sandbox,
+        let resting = place(
+            &mut engine,
             order(Action::Buy, 1.0, PriceType::Limit, 50.0, 0.0),
-            None,
             &prices,
             10,
         );
@@ -1482,10 +1453,9 @@ mod tests {
         assert!(engine.order_by_id(&filled.orderid).is_none());
         assert!(engine.trades(Book::Sandbox, "u").is_empty());
         assert_eq!(engine.positions(Book::Sandbox, "u").len(), 1);
-        let next = engine.place(
-            Book::Sandbox,
+        let next = place(
+            &mut engine,
             order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            None,
             &prices,
             30,
         );

@@ -76,7 +76,23 @@ impl std::fmt::Debug for JobCtx<'_> {
     }
 }
 
-impl JobCtx<'_> {
+impl<'a> JobCtx<'a> {
+    /// A job's context in transaction `tx`, with no records yet.
+    fn new(
+        engine: &'a mut Engine,
+        prices: &'a dyn PriceSource,
+        now_ms: i64,
+        tx: &'a dyn Queries,
+    ) -> Self {
+        JobCtx {
+            engine,
+            prices,
+            now_ms,
+            tx,
+            records: Vec::new(),
+        }
+    }
+
     /// Adds a record (log row and events) to this job's transaction.
     pub fn record(&mut self, record: Record) {
         self.records.push(record);
@@ -520,13 +536,7 @@ impl Worker {
         let mut pending = reads.into_iter();
         let result = db.transaction(TxKind::Read, &mut |tx| {
             for job in pending.by_ref() {
-                let mut ctx = JobCtx {
-                    engine: &mut *engine,
-                    prices: prices.as_ref(),
-                    now_ms: now,
-                    tx,
-                    records: Vec::new(),
-                };
+                let mut ctx = JobCtx::new(&mut *engine, prices.as_ref(), now, tx);
                 let completion = job(Some(&mut ctx));
                 completion(Ok(()));
             }
@@ -700,13 +710,7 @@ impl Worker {
                 }
                 let records = match message {
                     Message::Job(job, _) => {
-                        let mut ctx = JobCtx {
-                            engine: &mut *engine,
-                            prices: prices.as_ref(),
-                            now_ms: now,
-                            tx,
-                            records: Vec::new(),
-                        };
+                        let mut ctx = JobCtx::new(&mut *engine, prices.as_ref(), now, tx);
                         outputs.completions.push(job(Some(&mut ctx)));
                         ctx.records
                     }
@@ -828,10 +832,7 @@ fn persist(
                 "status" => order.status.as_str()
             )
             .increment(1);
-            events.push(Event::for_user(
-                order.terms.user_id.clone(),
-                order_update(order),
-            ));
+            events.push(Event::for_user(order.user_id.clone(), order_update(order)));
         }
     }
     // Each sandbox fill also emits `analyzer_update`, so a UI that refreshes its books on it

@@ -17,7 +17,7 @@ use super::chain::OPTION_QUERY_FIELDS;
 use super::resolve::{self, OptionQuery, Underlying, read_expiry, read_kind, read_offset};
 use crate::error::HttpError;
 use crate::fields::Fields;
-use crate::requests::{OrderFields, PlaceOrder, SPLIT_TERM_FIELDS, check_prices};
+use crate::requests::{OrderFields, PlaceOrder, PriceTerms, SPLIT_TERM_FIELDS};
 use crate::responses::{Reply, to_value};
 use crate::routes::{ApiBody, AppState, read_body};
 use crate::service::options::{
@@ -61,11 +61,11 @@ impl LegFields {
         if product == Product::Cnc {
             return Err(fields.error("product", "expected one of MIS, NRML, got \"CNC\""));
         }
-        let price = fields.opt_price("price")?.unwrap_or(0.0);
-        let trigger_price = fields.opt_price("trigger_price")?.unwrap_or(0.0);
-        let disclosed_quantity =
-            fields.quantity("disclosed_quantity", exchange, true, Some(0.0))?;
-        check_prices(fields, pricetype, price, trigger_price)?;
+        let PriceTerms {
+            price,
+            trigger_price,
+            disclosed_quantity,
+        } = PriceTerms::read(fields, exchange, pricetype)?;
         Ok(LegFields {
             action,
             quantity,

@@ -255,7 +255,7 @@ fn sandbox_order_row(order: &Order) -> SandboxOrder {
         pending_quantity: Quantity(pending_quantity(order)),
         rejection_reason: Some(order.rejection_reason.clone()),
         timestamp: format_sandbox_timestamp(order.created_ms),
-        strategy: order.terms.strategy.clone(),
+        strategy: order.strategy.clone(),
     }
 }
 

@@ -235,15 +235,7 @@ impl OrderService {
         NewOrder {
             user_id: user_id.to_string(),
             strategy: strategy.to_string(),
-            exchange: order.exchange,
-            symbol: order.symbol.clone(),
-            action: order.action,
-            quantity: order.quantity,
-            pricetype: order.pricetype,
-            product: order.product,
-            price: order.price,
-            trigger_price: order.trigger_price,
-            disclosed_quantity: order.disclosed_quantity,
+            terms: order.clone(),
         }
     }
 

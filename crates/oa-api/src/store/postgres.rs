@@ -27,7 +27,8 @@ use super::{
     OffsetWrite, OutboxRow, Queries, StoreError, TxKind, UserKeyInfo, instrument_spans, now_text,
     parse_book, parse_choice, parse_exchange,
 };
-use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
+use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::requests::OrderFields;
 use crate::types::{Action, OrderStatus, PriceType, Product};
 
 /// The rebuild statements of `bars_hour` and `bars_day`.
@@ -459,9 +460,9 @@ fn order_from(row: &Row) -> Result<Order, StoreError> {
     Ok(Order {
         orderid: text(row, 0)?,
         book: parse_book(T, &text(row, 1)?)?,
-        terms: NewOrder {
-            user_id: text(row, 2)?,
-            strategy: text(row, 3)?,
+        user_id: text(row, 2)?,
+        strategy: text(row, 3)?,
+        terms: OrderFields {
             exchange: parse_exchange(T, &text(row, 4)?)?,
             symbol: text(row, 5)?,
             action: parse_choice::<Action>(T, &text(row, 6)?)?,
@@ -513,8 +514,8 @@ impl<C: GenericClient> Queries for PgQueries<C> {
             &[
                 &order.orderid,
                 &order.book.as_str(),
-                &order.terms.user_id,
-                &order.terms.strategy,
+                &order.user_id,
+                &order.strategy,
                 &order.terms.exchange.as_str(),
                 &order.terms.symbol,
                 &order.terms.action.as_str(),

@@ -17,7 +17,8 @@ use super::{
     OffsetWrite, OutboxRow, Queries, StoreError, StoreSync, TxKind, UserKeyInfo, corrupt,
     instrument_spans, now_text, parse_book, parse_choice, parse_exchange,
 };
-use crate::engine::{Account, AccountKey, NewOrder, Order, Position, PositionKey, Trade};
+use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::requests::OrderFields;
 use crate::types::{Action, OrderStatus, PriceType, Product};
 
 /// The rebuild statements of `bars_hour` and `bars_day`.
@@ -405,8 +406,8 @@ impl Queries for Connection {
         .execute(params![
             order.orderid,
             order.book.as_str(),
-            order.terms.user_id,
-            order.terms.strategy,
+            order.user_id,
+            order.strategy,
             order.terms.exchange.as_str(),
             order.terms.symbol,
             order.terms.action.as_str(),
@@ -767,9 +768,9 @@ impl Queries for Connection {
             orders.push(Order {
                 orderid: text(0)?,
                 book: parse_book(T, &text(1)?)?,
-                terms: NewOrder {
-                    user_id: text(2)?,
-                    strategy: text(3)?,
+                user_id: text(2)?,
+                strategy: text(3)?,
+                terms: OrderFields {
                     exchange: parse_exchange(T, &text(4)?)?,
                     symbol: text(5)?,
                     action: parse_choice::<Action>(T, &text(6)?)?,
