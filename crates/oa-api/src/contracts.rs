@@ -10,12 +10,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use oa_events_core::number::Quantity;
+use oa_marketdata_core::Instrument;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::HttpError;
 use crate::fields::Fields;
-use crate::responses::Reply;
+use crate::responses::{Listing, Reply};
 use crate::routes::{ApiBody, AppState};
 use crate::symbols::ListedSymbol;
 
@@ -64,14 +65,9 @@ fn parse_expiry(label: &str) -> Option<NaiveDate> {
         .ok()
 }
 
-/// The body of `expiry`: upstream's message and the dates, earliest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ExpiryDates {
-    /// `Found N expiry dates for NIFTY options in NFO`.
-    pub(crate) message: String,
-    /// `DD-MMM-YY` dates.
-    pub(crate) data: Vec<String>,
-}
+/// The body of `expiry`: `Found N expiry dates for NIFTY options in NFO`, then the
+/// `DD-MMM-YY` dates, earliest first.
+pub(crate) type ExpiryDates = Listing<String>;
 
 /// expiry: the expiry dates (today's and later) of an underlying's futures or options.
 pub(crate) async fn expiry(
@@ -104,15 +100,16 @@ pub(crate) async fn expiry(
     }
     app.authenticate(&fields).await?;
     let types = listed_types(&exchange, kind == "options");
-    let contracts: Vec<ListedSymbol> = app
+    let contracts: Vec<Instrument> = app
         .service
         .symbol_directory()
         .list(Some(exchange.as_str()))
         .into_iter()
-        .filter(|listed| {
-            !listed.expiry.is_empty()
-                && types.contains(&listed.instrument_type.as_str())
-                && is_contract_of(&listed.symbol, &symbol)
+        .map(|listed| listed.instrument)
+        .filter(|instrument| {
+            instrument.contract.is_some()
+                && types.contains(&instrument.instrument_type.as_str())
+                && is_contract_of(&instrument.symbol, &symbol)
         })
         .collect();
     if contracts.is_empty() {
@@ -124,10 +121,11 @@ pub(crate) async fn expiry(
     let today = oa_marketdata_core::option_universe::today_in_india();
     let mut dates: Vec<(NaiveDate, String)> = contracts
         .into_iter()
-        .filter_map(|listed| {
+        .filter_map(|instrument| {
+            let label = instrument.expiry_label();
             // Unreadable dates sort last, as upstream's `datetime.max`.
-            let date = parse_expiry(&listed.expiry).unwrap_or(NaiveDate::MAX);
-            (date >= today).then_some((date, listed.expiry))
+            let date = parse_expiry(&label).unwrap_or(NaiveDate::MAX);
+            (date >= today).then_some((date, label))
         })
         .collect();
     dates.sort();
@@ -171,30 +169,26 @@ pub(crate) struct InstrumentRow {
 
 impl From<ListedSymbol> for InstrumentRow {
     fn from(listed: ListedSymbol) -> Self {
+        let instrument = listed.instrument;
         InstrumentRow {
-            brexchange: listed.exchange.clone(),
-            brsymbol: listed.symbol.clone(),
-            exchange: listed.exchange,
-            expiry: listed.expiry,
-            instrumenttype: listed.instrument_type,
-            lotsize: Quantity(listed.lot_size),
-            name: listed.name,
-            strike: listed.strike,
-            symbol: listed.symbol,
-            tick_size: listed.tick_size,
+            brexchange: instrument.exchange.clone(),
+            brsymbol: instrument.symbol.clone(),
+            expiry: instrument.expiry_label(),
+            strike: instrument.strike(),
+            exchange: instrument.exchange,
+            instrumenttype: instrument.instrument_type,
+            lotsize: Quantity(instrument.lot_size),
+            name: instrument.name,
+            symbol: instrument.symbol,
+            tick_size: instrument.tick_size,
             token: String::new(),
         }
     }
 }
 
-/// The body of `instruments` (JSON).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Instruments {
-    /// `Found N instruments`, or `No instruments found`.
-    pub(crate) message: String,
-    /// The rows.
-    pub(crate) data: Vec<InstrumentRow>,
-}
+/// The body of `instruments` (JSON): `Found N instruments` (or `No instruments found`), then
+/// the rows.
+pub(crate) type Instruments = Listing<InstrumentRow>;
 
 /// instruments: `GET /api/v1/instruments?apikey=..&exchange=..&format=json|csv`, every
 /// instrument of the symbol master (of one exchange), as JSON or as a CSV download.

@@ -304,6 +304,28 @@ impl Fields {
             Some(other) => Err(self.invalid(name, expected, other)),
         }
     }
+
+    /// The items of the non-empty array `name`, at most `max` of them, each an object whose
+    /// keys are among `allowed` (errors name it `name[index].key`). Items are read one by
+    /// one, so the first bad item is the one reported.
+    pub fn objects<'a>(
+        &'a self,
+        name: &'a str,
+        max: usize,
+        allowed: &'a [&'a str],
+    ) -> Result<impl Iterator<Item = Result<Fields>> + 'a> {
+        let items = self.array(name)?;
+        if items.len() > max {
+            return Err(self.error(
+                name,
+                &format!("at most {max} {name} per request, got {}", items.len()),
+            ));
+        }
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(move |(index, item)| Fields::nested(item, &format!("{name}[{index}]"), allowed)))
+    }
 }
 
 #[cfg(test)]

@@ -103,21 +103,7 @@ fn listed(master: &SymbolMaster, instrument: &Instrument) -> ListedSymbol {
         id: master
             .position(&instrument.exchange, &instrument.symbol)
             .map_or(0, |index| index as u64 + 1),
-        exchange: instrument.exchange.clone(),
-        symbol: instrument.symbol.clone(),
-        name: instrument.name.clone(),
-        lot_size: instrument.lot_size,
-        tick_size: instrument.tick_size,
-        instrument_type: instrument.instrument_type.clone(),
-        expiry: instrument
-            .contract
-            .as_ref()
-            .map(|contract| oa_marketdata_core::option_universe::expiry_label(contract.expiry))
-            .unwrap_or_default(),
-        strike: instrument
-            .contract
-            .as_ref()
-            .map_or(0.0, |contract| contract.strike),
+        instrument: instrument.clone(),
     }
 }
 

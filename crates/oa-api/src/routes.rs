@@ -364,19 +364,9 @@ async fn multiquotes(
     ApiBody(body): ApiBody,
 ) -> Result<Reply<MultiQuotes>, HttpError> {
     let fields = Fields::new(body, &["apikey", "symbols"])?;
-    let items = fields.array("symbols")?;
-    if items.len() > MAX_MULTIQUOTES_SYMBOLS {
-        return Err(fields.error(
-            "symbols",
-            &format!(
-                "at most {MAX_MULTIQUOTES_SYMBOLS} symbols per request, got {}",
-                items.len()
-            ),
-        ));
-    }
-    let mut requested = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let item = Fields::nested(item, &format!("symbols[{index}]"), &["symbol", "exchange"])?;
+    let mut requested = Vec::new();
+    for item in fields.objects("symbols", MAX_MULTIQUOTES_SYMBOLS, &["symbol", "exchange"])? {
+        let item = item?;
         let exchange = item.exchange("exchange")?;
         let symbol = item.required_string("symbol")?.to_ascii_uppercase();
         requested.push((exchange, symbol));

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use oa_marketdata_core::Instrument;
+
 /// Answers "is this symbol tradable here, and in which lot size?", and finds symbols.
 pub trait SymbolDirectory: Send + Sync + 'static {
     /// The lot size of (exchange, symbol), or `None` when the symbol is unknown.
@@ -27,22 +29,8 @@ pub trait SymbolDirectory: Send + Sync + 'static {
 pub struct ListedSymbol {
     /// Its 1-based position in the directory (upstream's row `id`).
     pub id: u64,
-    /// Exchange code.
-    pub exchange: String,
-    /// OpenAlgo symbol.
-    pub symbol: String,
-    /// Instrument name.
-    pub name: String,
-    /// Lot size.
-    pub lot_size: f64,
-    /// Minimum price step.
-    pub tick_size: f64,
-    /// EQ, INDEX, FUT, CE, PE, ...
-    pub instrument_type: String,
-    /// Expiry of a future or option, `DD-MMM-YY` (`30-DEC-25`); empty otherwise.
-    pub expiry: String,
-    /// Strike of an option; 0 otherwise.
-    pub strike: f64,
+    /// The instrument.
+    pub instrument: Instrument,
 }
 
 /// A fixed in-memory directory (embedding and tests).
@@ -84,35 +72,35 @@ impl SymbolDirectory for StaticSymbols {
                     && symbol.to_uppercase().contains(&query)
                     && exchange.is_none_or(|exchange| exchange == listed_exchange)
             })
-            .map(|((exchange, symbol), lot_size)| ListedSymbol {
-                id: 0,
-                exchange: exchange.clone(),
-                symbol: symbol.clone(),
-                name: symbol.clone(),
-                lot_size: *lot_size,
-                tick_size: 0.05,
-                instrument_type: String::new(),
-                expiry: String::new(),
-                strike: 0.0,
-            })
+            .map(|((exchange, symbol), lot_size)| static_listing(exchange, symbol, *lot_size))
             .collect();
-        found.sort_by(|a, b| (&a.symbol, &a.exchange).cmp(&(&b.symbol, &b.exchange)));
+        found.sort_by(|a, b| {
+            let (a, b) = (&a.instrument, &b.instrument);
+            (&a.symbol, &a.exchange).cmp(&(&b.symbol, &b.exchange))
+        });
         found.truncate(limit);
         found
     }
 
     fn describe(&self, exchange: &str, symbol: &str) -> Option<ListedSymbol> {
         let lot_size = self.lot_size(exchange, symbol)?;
-        Some(ListedSymbol {
-            id: 0,
+        Some(static_listing(exchange, symbol, lot_size))
+    }
+}
+
+/// What a static directory knows of a symbol: its lot size (name = symbol, tick 0.05).
+fn static_listing(exchange: &str, symbol: &str, lot_size: f64) -> ListedSymbol {
+    ListedSymbol {
+        id: 0,
+        instrument: Instrument {
             exchange: exchange.to_string(),
             symbol: symbol.to_string(),
             name: symbol.to_string(),
             lot_size,
             tick_size: 0.05,
             instrument_type: String::new(),
-            expiry: String::new(),
-            strike: 0.0,
-        })
+            base_price: 0.0,
+            contract: None,
+        },
     }
 }

@@ -70,6 +70,23 @@ pub struct Instrument {
     pub contract: Option<Contract>,
 }
 
+impl Instrument {
+    /// The expiry of a future or option as `DD-MMM-YY` (`30-DEC-25`); empty otherwise.
+    pub fn expiry_label(&self) -> String {
+        self.contract
+            .as_ref()
+            .map(|contract| crate::option_universe::expiry_label(contract.expiry))
+            .unwrap_or_default()
+    }
+
+    /// The strike of an option; 0 otherwise.
+    pub fn strike(&self) -> f64 {
+        self.contract
+            .as_ref()
+            .map_or(0.0, |contract| contract.strike)
+    }
+}
+
 /// Why a symbol master could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SymbolMasterError {

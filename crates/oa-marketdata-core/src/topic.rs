@@ -192,22 +192,15 @@ mod tests {
 
     #[test]
     fn rejects_with_reasons() {
-        assert!(matches!(
-            Topic::decode("NSE_SBIN_FULL"),
-            Err(TopicError::Mode { .. })
-        ));
-        assert!(matches!(
-            Topic::decode("NASDAQ_AAPL_LTP"),
-            Err(TopicError::Exchange { .. })
-        ));
-        assert!(matches!(
-            Topic::decode("NSE__LTP"),
-            Err(TopicError::Symbol { .. })
-        ));
-        assert!(matches!(
-            Topic::decode("NSE_LTP"),
-            Err(TopicError::Symbol { .. })
-        ));
+        for (topic, reason) in [
+            ("NSE_SBIN_FULL", "does not end with _LTP, _QUOTE or _DEPTH"),
+            ("NASDAQ_AAPL_LTP", "does not start with a known exchange"),
+            ("NSE__LTP", "has no symbol between exchange and mode"),
+            ("NSE_LTP", "has no symbol between exchange and mode"),
+        ] {
+            let error = Topic::decode(topic).unwrap_err().to_string();
+            assert!(error.contains(reason), "{topic}: {error}");
+        }
         assert!(Topic::decode("").is_err());
         assert!(Topic::decode("_LTP").is_err());
     }

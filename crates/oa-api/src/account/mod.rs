@@ -73,33 +73,24 @@ pub(crate) async fn margin(
     ApiBody(body): ApiBody,
 ) -> Result<Reply<Data<MarginData>>> {
     let fields = Fields::new(body, &["apikey", "positions"])?;
-    let items = fields.array("positions")?;
-    if items.len() > MAX_MARGIN_POSITIONS {
-        return Err(fields.error(
-            "positions",
-            &format!(
-                "at most {MAX_MARGIN_POSITIONS} positions per request, got {}",
-                items.len()
-            ),
-        ));
-    }
-    let mut positions = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
+    let items = fields.objects(
+        "positions",
+        MAX_MARGIN_POSITIONS,
+        &[
+            "symbol",
+            "exchange",
+            "action",
+            "quantity",
+            "product",
+            "pricetype",
+            "price",
+            "trigger_price",
+        ],
+    )?;
+    let mut positions = Vec::new();
+    for (index, item) in items.enumerate() {
         let path = format!("positions[{index}]");
-        let item = Fields::nested(
-            item,
-            &path,
-            &[
-                "symbol",
-                "exchange",
-                "action",
-                "quantity",
-                "product",
-                "pricetype",
-                "price",
-                "trigger_price",
-            ],
-        )?;
+        let item = item?;
         let exchange = item.exchange("exchange")?;
         let symbol = item.required_string("symbol")?.to_ascii_uppercase();
         let action = item.choice::<Action>("action")?;

@@ -250,7 +250,14 @@ pub(crate) async fn optionchain(
                 let data = service
                     .market_data(underlying.option_exchange, &symbol)
                     .ok();
-                chain_leg(symbol, label, listed.lot_size, listed.tick_size, data)
+                let instrument = &listed.instrument;
+                chain_leg(
+                    symbol,
+                    label,
+                    instrument.lot_size,
+                    instrument.tick_size,
+                    data,
+                )
             })
         };
         chain.push(ChainRow {

@@ -497,30 +497,19 @@ pub(crate) async fn multioptiongreeks(
     ApiBody(body): ApiBody,
 ) -> Result<axum::Json<MultiGreeks>> {
     let fields = Fields::new(body, &["apikey", "symbols", "interest_rate", "expiry_time"])?;
-    let items = fields.array("symbols")?;
-    if items.len() > MAX_SYMBOLS {
-        return Err(fields.error(
+    let requests = fields
+        .objects(
             "symbols",
-            &format!(
-                "at most {MAX_SYMBOLS} symbols per request, got {}",
-                items.len()
-            ),
-        ));
-    }
-    let mut requests = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let item = Fields::nested(
-            item,
-            &format!("symbols[{index}]"),
+            MAX_SYMBOLS,
             &[
                 "symbol",
                 "exchange",
                 "underlying_symbol",
                 "underlying_exchange",
             ],
-        )?;
-        requests.push(read_greeks_request(&item)?);
-    }
+        )?
+        .map(|item| read_greeks_request(&item?))
+        .collect::<Result<Vec<_>>>()?;
     let interest_rate = read_interest_rate(&fields)?;
     let expiry_time = read_expiry_time(&fields)?;
     authenticate_401(&app, &fields).await?;

@@ -384,13 +384,14 @@ impl Underlying {
             .symbol_directory()
             .list(Some(self.option_exchange.as_str()))
             .into_iter()
-            .filter(|listed| {
-                listed.instrument_type == kind.code()
-                    && listed.expiry.eq_ignore_ascii_case(&label)
-                    && listed.symbol.starts_with(&prefix)
-                    && listed.symbol.ends_with(kind.code())
+            .map(|listed| listed.instrument)
+            .filter(|instrument| {
+                instrument.instrument_type == kind.code()
+                    && instrument.expiry_label().eq_ignore_ascii_case(&label)
+                    && instrument.symbol.starts_with(&prefix)
+                    && instrument.symbol.ends_with(kind.code())
             })
-            .map(|listed| listed.strike)
+            .map(|instrument| instrument.strike())
             .collect();
         strikes.sort_by(f64::total_cmp);
         strikes.dedup();
@@ -456,11 +457,12 @@ pub(crate) fn resolve(
             ),
         ));
     };
+    let instrument = listed.instrument;
     Ok(ResolvedOption {
-        symbol: listed.symbol,
-        exchange: listed.exchange,
-        lotsize: Quantity(listed.lot_size),
-        tick_size: listed.tick_size,
+        symbol: instrument.symbol,
+        exchange: instrument.exchange,
+        lotsize: Quantity(instrument.lot_size),
+        tick_size: instrument.tick_size,
         freeze_qty: 1,
         underlying_ltp: ltp,
         strike,

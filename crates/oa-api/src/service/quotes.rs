@@ -189,18 +189,19 @@ impl OrderService {
 
 /// An instrument with upstream's search/symbol keys (see [`SymbolMatch`]).
 fn symbol_match(listed: ListedSymbol) -> SymbolMatch {
+    let instrument = listed.instrument;
     SymbolMatch {
-        brsymbol: listed.symbol.clone(),
-        symbol: listed.symbol,
-        name: listed.name,
-        brexchange: listed.exchange.clone(),
-        exchange: listed.exchange,
+        brsymbol: instrument.symbol.clone(),
+        expiry: instrument.expiry_label(),
+        strike: instrument.strike(),
+        symbol: instrument.symbol,
+        name: instrument.name,
+        brexchange: instrument.exchange.clone(),
+        exchange: instrument.exchange,
         token: String::new(),
-        expiry: listed.expiry,
-        strike: listed.strike,
-        lotsize: Quantity(listed.lot_size),
-        instrumenttype: listed.instrument_type,
-        tick_size: listed.tick_size,
+        lotsize: Quantity(instrument.lot_size),
+        instrumenttype: instrument.instrument_type,
+        tick_size: instrument.tick_size,
         freeze_qty: 1,
     }
 }
