@@ -77,27 +77,11 @@ pub(crate) async fn expiry(
     let fields = Fields::new(body, &["apikey", "symbol", "exchange", "instrumenttype"])?;
     let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
     let exchange = fields.required_string("exchange")?.to_ascii_uppercase();
-    if !F_AND_O_EXCHANGES.contains(&exchange.as_str()) {
-        return Err(fields.error(
-            "exchange",
-            &format!(
-                "expected one of {}, got {exchange:?}",
-                F_AND_O_EXCHANGES.join(", ")
-            ),
-        ));
-    }
+    fields.check_one_of("exchange", &exchange, F_AND_O_EXCHANGES)?;
     let kind = fields
         .required_string("instrumenttype")?
         .to_ascii_lowercase();
-    if !INSTRUMENT_TYPES.contains(&kind.as_str()) {
-        return Err(fields.error(
-            "instrumenttype",
-            &format!(
-                "expected one of {}, got {kind:?}",
-                INSTRUMENT_TYPES.join(", ")
-            ),
-        ));
-    }
+    fields.check_one_of("instrumenttype", &kind, INSTRUMENT_TYPES)?;
     app.authenticate(&fields).await?;
     let types = listed_types(&exchange, kind == "options");
     let contracts: Vec<Instrument> = app

@@ -305,6 +305,17 @@ impl Fields {
         }
     }
 
+    /// Checks that `value`, as read from `name`, is one of `allowed`.
+    pub fn check_one_of(&self, name: &str, value: &str, allowed: &[&str]) -> Result<()> {
+        if allowed.contains(&value) {
+            return Ok(());
+        }
+        Err(self.error(
+            name,
+            &format!("expected one of {}, got {value:?}", allowed.join(", ")),
+        ))
+    }
+
     /// The items of the non-empty array `name`, at most `max` of them, each an object whose
     /// keys are among `allowed` (errors name it `name[index].key`). Items are read one by
     /// one, so the first bad item is the one reported.

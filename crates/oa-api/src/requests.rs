@@ -55,6 +55,7 @@ pub(crate) fn check_prices(
 
 /// The optional price fields of an order (each 0 when absent), checked against its price
 /// type.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct PriceTerms {
     /// Limit price.
     pub(crate) price: f64,

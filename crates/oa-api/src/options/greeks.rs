@@ -335,16 +335,7 @@ struct GreeksRequest {
 fn read_greeks_request(fields: &Fields) -> Result<GreeksRequest> {
     let symbol = fields.required_string("symbol")?.to_ascii_uppercase();
     let exchange = fields.exchange("exchange")?;
-    if !F_AND_O_EXCHANGES.contains(&exchange.as_str()) {
-        return Err(fields.error(
-            "exchange",
-            &format!(
-                "expected one of {}, got {:?}",
-                F_AND_O_EXCHANGES.join(", "),
-                exchange.as_str()
-            ),
-        ));
-    }
+    fields.check_one_of("exchange", exchange.as_str(), F_AND_O_EXCHANGES)?;
     let underlying_symbol = fields
         .opt_string("underlying_symbol")?
         .map(|text| text.to_ascii_uppercase());

@@ -42,9 +42,7 @@ struct LegFields {
     splitsize: u64,
     pricetype: PriceType,
     product: Product,
-    price: f64,
-    trigger_price: f64,
-    disclosed_quantity: f64,
+    prices: PriceTerms,
 }
 
 impl LegFields {
@@ -61,20 +59,14 @@ impl LegFields {
         if product == Product::Cnc {
             return Err(fields.error("product", "expected one of MIS, NRML, got \"CNC\""));
         }
-        let PriceTerms {
-            price,
-            trigger_price,
-            disclosed_quantity,
-        } = PriceTerms::read(fields, exchange, pricetype)?;
+        let prices = PriceTerms::read(fields, exchange, pricetype)?;
         Ok(LegFields {
             action,
             quantity,
             splitsize,
             pricetype,
             product,
-            price,
-            trigger_price,
-            disclosed_quantity,
+            prices,
         })
     }
 
@@ -87,9 +79,9 @@ impl LegFields {
             quantity: self.quantity,
             pricetype: self.pricetype,
             product: self.product,
-            price: self.price,
-            trigger_price: self.trigger_price,
-            disclosed_quantity: self.disclosed_quantity,
+            price: self.prices.price,
+            trigger_price: self.prices.trigger_price,
+            disclosed_quantity: self.prices.disclosed_quantity,
         }
     }
 }
