@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::config::KafkaConfig;
 use crate::error::KafkaError;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
-use crate::topic_consumer::{ConsumedRecord, bounded, request_error};
+use crate::topic_consumer::{ConsumedRecord, bounded, partition_leader, request_error};
 
 /// The offsets a partition holds: `earliest..high_watermark`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,19 +86,13 @@ impl PartitionReader {
             &self.config,
             Duration::ZERO,
             "metadata (partition leader)",
-            async {
-                client
-                    .partition_client(self.topic.clone(), partition, UnknownTopicHandling::Error)
-                    .await
-                    .map_err(|source| {
-                        request_error(
-                            &self.config,
-                            "metadata (partition leader)",
-                            &self.topic,
-                            source,
-                        )
-                    })
-            },
+            partition_leader(
+                &client,
+                &self.config,
+                &self.topic,
+                partition,
+                UnknownTopicHandling::Error,
+            ),
         )
         .await?;
         let partition_client = Arc::new(partition_client);

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, RsKafkaError};
 use crate::partitioner::partition_for_key;
+use crate::topic_consumer::{partition_leader, request_error};
 
 /// Bytes a record adds to a batch beyond its key, value and header bytes (varint lengths,
 /// deltas, attributes): an estimate used only to split batches.
@@ -120,12 +121,7 @@ async fn topic_partitions(
         client
             .list_topics()
             .await
-            .map_err(|source| KafkaError::Request {
-                what: "metadata",
-                topic: topic.to_string(),
-                brokers: config.bootstrap_list(),
-                source,
-            })
+            .map_err(|source| request_error(config, "metadata", topic, source))
     })
     .await?;
     Ok(topics
@@ -312,19 +308,17 @@ impl KafkaProducer {
         if let Some(client) = self.partitions.get(&partition) {
             return Ok(Arc::clone(client));
         }
-        let config = Arc::clone(&self.config);
-        let topic = self.topic.name.clone();
-        let client = bounded(&config, "metadata (partition leader)", async {
-            self.client
-                .partition_client(topic.clone(), partition, UnknownTopicHandling::Retry)
-                .await
-                .map_err(|source| KafkaError::Request {
-                    what: "metadata (partition leader)",
-                    topic: topic.clone(),
-                    brokers: config.bootstrap_list(),
-                    source,
-                })
-        })
+        let client = bounded(
+            &self.config,
+            "metadata (partition leader)",
+            partition_leader(
+                &self.client,
+                &self.config,
+                &self.topic.name,
+                partition,
+                UnknownTopicHandling::Retry,
+            ),
+        )
         .await?;
         let client = Arc::new(client);
         self.partitions.insert(partition, Arc::clone(&client));
@@ -418,12 +412,7 @@ async fn produce(
             .produce(records, config.compression.to_rskafka())
             .await
             .map(|_offsets| ())
-            .map_err(|source| KafkaError::Request {
-                what: "produce",
-                topic: client.topic().to_string(),
-                brokers: config.bootstrap_list(),
-                source,
-            })
+            .map_err(|source| request_error(config, "produce", client.topic(), source))
     })
     .await
 }

@@ -38,6 +38,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, join_all};
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
+use rskafka::client::Client;
 use rskafka::client::consumer::{StartOffset, StreamConsumerBuilder};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -416,6 +417,20 @@ pub(crate) fn request_error(
     }
 }
 
+/// The client of `partition` of `topic`: a metadata request finds the partition's leader.
+pub(crate) async fn partition_leader(
+    client: &Client,
+    config: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    unknown_topic: UnknownTopicHandling,
+) -> Result<PartitionClient, KafkaError> {
+    client
+        .partition_client(topic.to_string(), partition, unknown_topic)
+        .await
+        .map_err(|source| request_error(config, "metadata (partition leader)", topic, source))
+}
+
 /// Runs `future` within `KAFKA_REQUEST_TIMEOUT_MS` plus `extra`.
 pub(crate) async fn bounded<T>(
     config: &KafkaConfig,
@@ -481,12 +496,14 @@ async fn run_session(shared: &Arc<Shared>, mut stop: StopSignal) -> Result<(), K
     let topic_name: Arc<str> = Arc::from(topic);
     let mut tasks = JoinSet::new();
     for partition in 0..info.partitions {
-        let partition_client = client
-            .partition_client(topic.to_string(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| {
-                request_error(config, "metadata (partition leader)", topic, source)
-            })?;
+        let partition_client = partition_leader(
+            &client,
+            config,
+            topic,
+            partition,
+            UnknownTopicHandling::Retry,
+        )
+        .await?;
         tasks.spawn(consume_partition(
             Arc::clone(shared),
             Arc::new(partition_client),
