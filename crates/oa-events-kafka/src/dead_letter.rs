@@ -6,36 +6,34 @@
 //! broker found too large would be refused again). The event itself stays in the outbox table
 //! for `OA_OUTBOX_RETENTION_HOURS`, marked delivered.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use oa_events_core::Envelope;
 use rskafka::client::Client;
-use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::record::Record;
 use serde_json::json;
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaError;
 use crate::esb::{DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, dlq_topic};
+use crate::partition_leaders::PartitionLeaders;
 use crate::partitioner::partition_for_key;
 use crate::producer::{connect, ensure_topic_with, envelope_record};
-use crate::topic_consumer::{bounded, partition_leader, request_error};
+use crate::topic_consumer::{bounded, request_error};
 
 /// A dead-letter topic with a client of its own: writes one record at a time, each within
 /// `KAFKA_REQUEST_TIMEOUT_MS`. Partition leaders are looked up on first use and kept.
 pub(crate) struct DeadLetterTopic {
     config: KafkaConfig,
-    name: String,
     partitions: i32,
     client: Client,
-    leaders: tokio::sync::Mutex<HashMap<i32, Arc<PartitionClient>>>,
+    leaders: PartitionLeaders,
 }
 
 impl std::fmt::Debug for DeadLetterTopic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({} partitions)", self.name, self.partitions)
+        write!(f, "{} ({} partitions)", self.name(), self.partitions)
     }
 }
 
@@ -46,16 +44,15 @@ impl DeadLetterTopic {
         let info = ensure_topic_with(&client, config, &name).await?;
         Ok(DeadLetterTopic {
             config: config.clone(),
-            name,
             partitions: info.partitions,
             client,
-            leaders: tokio::sync::Mutex::new(HashMap::new()),
+            leaders: PartitionLeaders::new(name, UnknownTopicHandling::Retry),
         })
     }
 
     /// The topic's name.
     pub(crate) fn name(&self) -> &str {
-        &self.name
+        self.leaders.topic()
     }
 
     /// The topic's partition count, as found when connecting.
@@ -63,51 +60,30 @@ impl DeadLetterTopic {
         self.partitions
     }
 
-    async fn leader(&self, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
-        let mut leaders = self.leaders.lock().await;
-        if let Some(leader) = leaders.get(&partition) {
-            return Ok(Arc::clone(leader));
-        }
-        let leader = partition_leader(
-            &self.client,
-            &self.config,
-            &self.name,
-            partition,
-            UnknownTopicHandling::Retry,
-        )
-        .await?;
-        let leader = Arc::new(leader);
-        leaders.insert(partition, Arc::clone(&leader));
-        Ok(leader)
-    }
-
     /// Writes `record` to `partition` and waits for the acknowledgement.
     pub(crate) async fn write(&self, partition: i32, record: Record) -> Result<(), KafkaError> {
-        let leader = self.leader(partition).await?;
+        let leader = self
+            .leaders
+            .get(&self.client, &self.config, partition)
+            .await?;
         let what = "produce (dead letter)";
         bounded(&self.config, Duration::ZERO, what, async {
             leader
                 .produce(vec![record], self.config.compression.to_rskafka())
                 .await
                 .map(|_offsets| ())
-                .map_err(|source| request_error(&self.config, what, &self.name, source))
+                .map_err(|source| request_error(&self.config, what, self.name(), source))
         })
         .await
     }
 }
 
 /// Producer of the events topic's dead-letter topic, with its own client.
+#[derive(Debug)]
 pub struct EventDeadLetters {
-    config: KafkaConfig,
+    /// `KAFKA_ORDER_EVENTS_TOPIC`, named in every dead letter.
+    events_topic: String,
     topic: DeadLetterTopic,
-}
-
-impl std::fmt::Debug for EventDeadLetters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventDeadLetters")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EventDeadLetters {
@@ -116,7 +92,7 @@ impl EventDeadLetters {
     pub async fn connect(config: &KafkaConfig) -> Result<EventDeadLetters, KafkaError> {
         let topic = DeadLetterTopic::connect(config, dlq_topic(&config.order_events_topic)).await?;
         Ok(EventDeadLetters {
-            config: config.clone(),
+            events_topic: config.order_events_topic.clone(),
             topic,
         })
     }
@@ -137,7 +113,7 @@ impl EventDeadLetters {
             "event_type": envelope.event_type(),
             "user_id": envelope.user_id,
             "timestamp": envelope.timestamp_rfc3339(),
-            "topic": self.config.order_events_topic,
+            "topic": self.events_topic,
             "record_bytes": size,
             "reason": reason,
         });
@@ -150,7 +126,7 @@ impl EventDeadLetters {
         headers.insert(DLQ_REASON_HEADER.to_string(), reason.as_bytes().to_vec());
         headers.insert(
             DLQ_TOPIC_HEADER.to_string(),
-            self.config.order_events_topic.as_bytes().to_vec(),
+            self.events_topic.as_bytes().to_vec(),
         );
         let record = Record {
             key: original.key.clone(),

@@ -40,8 +40,8 @@ use crate::offsets::OffsetStore;
 use crate::partitioner::partition_for_key;
 use crate::producer::TopicInfo;
 use crate::topic_consumer::{
-    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, RecordHandler,
-    StartPosition, StopSignal, TopicConsumer, retry_backoff, sleep_unless_stopped,
+    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, Handling,
+    RecordHandler, StartPosition, StopSignal, TopicConsumer, retry_backoff, sleep_unless_stopped,
 };
 
 /// Longest accepted command `id`.
@@ -428,11 +428,7 @@ impl EsbMonitor {
 }
 
 impl RecordHandler for EsbHandler {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        stop: &'a mut StopSignal,
-    ) -> BoxFuture<'a, Result<Handled, KafkaError>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, stop: &'a mut StopSignal) -> Handling<'a> {
         Box::pin(async move {
             let dlq = self.dead_letters.read().await.clone().ok_or_else(|| {
                 KafkaError::Internal("the ESB dead-letter producer is not connected".to_string())

@@ -38,7 +38,6 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, join_all};
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use rskafka::client::Client;
 use rskafka::client::consumer::{StartOffset, StreamConsumerBuilder};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -49,6 +48,7 @@ use tokio::task::JoinSet;
 use crate::config::{AutoOffsetReset, KafkaConfig};
 use crate::error::{ConfigError, KafkaError, RsKafkaError};
 use crate::offsets::{OffsetStore, OffsetStoreError};
+use crate::partition_leaders::partition_leader;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
 
 #[cfg(doc)]
@@ -172,17 +172,16 @@ impl StopSignal {
 }
 
 /// What a consumer does with each record.
+/// What [`RecordHandler::handle`] returns: the record's outcome, once handled.
+pub type Handling<'a> = BoxFuture<'a, Result<Handled, KafkaError>>;
+
 pub trait RecordHandler: Send + Sync + 'static {
     /// Handles one record. Records of one partition arrive one at a time in offset order;
     /// partitions are handled concurrently. An error ends the session: every partition
     /// finishes the record in hand, the consumer reconnects after a back-off and reads
     /// again from the last saved offsets. A handler that waits (retries, back-pressure)
     /// should give up with [`Handled::Stopped`] when `stop` fires.
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        stop: &'a mut StopSignal,
-    ) -> BoxFuture<'a, Result<Handled, KafkaError>>;
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, stop: &'a mut StopSignal) -> Handling<'a>;
 
     /// Called after each (re)connection, before any partition starts: a place to connect
     /// what the handler writes to. An error ends the session like a broker failure.
@@ -415,20 +414,6 @@ pub(crate) fn request_error(
         brokers: config.bootstrap_list(),
         source,
     }
-}
-
-/// The client of `partition` of `topic`: a metadata request finds the partition's leader.
-pub(crate) async fn partition_leader(
-    client: &Client,
-    config: &KafkaConfig,
-    topic: &str,
-    partition: i32,
-    unknown_topic: UnknownTopicHandling,
-) -> Result<PartitionClient, KafkaError> {
-    client
-        .partition_client(topic.to_string(), partition, unknown_topic)
-        .await
-        .map_err(|source| request_error(config, "metadata (partition leader)", topic, source))
 }
 
 /// Runs `future` within `KAFKA_REQUEST_TIMEOUT_MS` plus `extra`.

@@ -3,9 +3,7 @@
 //! mode and a private tansu broker (memory storage unless told), all on loopback.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
 use oa_events_kafka::{
-    ConsumedRecord, ConsumerOptions, Handled, KafkaConfig, KafkaError, MemoryOffsetStore,
+    ConsumedRecord, ConsumerOptions, Handled, Handling, KafkaConfig, MemoryOffsetStore,
     RecordHandler, SecurityConfig, StartPosition, StopSignal, TopicConsumer,
 };
 use serde_json::{Value, json};
@@ -572,11 +570,7 @@ struct ArrivalClock {
 }
 
 impl RecordHandler for ArrivalClock {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        _stop: &'a mut StopSignal,
-    ) -> Pin<Box<dyn Future<Output = Result<Handled, KafkaError>> + Send + 'a>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, _stop: &'a mut StopSignal) -> Handling<'a> {
         let now = Instant::now();
         let wall = Utc::now();
         if let Some(value) = &record.record.value
