@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::FutureExt;
 use oa_e2e::TestServer;
 use oa_e2e::postgres::Postgres;
+use oa_e2e::socketio::connect_listeners;
 use oa_e2e::tansu::{Storage, Tansu};
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Payload, TransportType};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -70,45 +68,10 @@ async fn connect(
     Vec<rust_socketio::asynchronous::Client>,
     mpsc::UnboundedReceiver<(String, Instant)>,
 )> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut clients = Vec::with_capacity(client_count());
-    for _ in 0..client_count() {
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
-        let tx = tx.clone();
-        let client = ClientBuilder::new(url)
-            .namespace("/")
-            .auth(json!({"apikey": key}))
-            .transport_type(TransportType::Websocket)
-            .reconnect(false)
-            .on(rust_socketio::Event::Connect, move |_, _| {
-                let ready = ready_tx.clone();
-                async move {
-                    let _ = ready.send(());
-                }
-                .boxed()
-            })
-            .on("order_event", move |payload, _| {
-                let tx = tx.clone();
-                async move {
-                    let received = Instant::now();
-                    if let Payload::Text(values) = payload
-                        && let Some(orderid) =
-                            values.first().and_then(|data| data["orderid"].as_str())
-                    {
-                        let _ = tx.send((orderid.to_string(), received));
-                    }
-                }
-                .boxed()
-            })
-            .connect()
-            .await
-            .context("a Socket.IO client cannot connect")?;
-        tokio::time::timeout(Duration::from_secs(10), ready_rx.recv())
-            .await
-            .context("namespace connect")?;
-        clients.push(client);
-    }
-    Ok((clients, rx))
+    let order_id = |data: &serde_json::Value, received: Instant| {
+        Some((data["orderid"].as_str()?.to_string(), received))
+    };
+    connect_listeners(url, key, "order_event", client_count(), order_id).await
 }
 
 async fn measure(

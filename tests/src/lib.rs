@@ -13,6 +13,7 @@ mod peer;
 pub mod pki;
 pub mod postgres;
 mod server;
+pub mod socketio;
 pub mod tansu;
 pub mod ticks;
 pub mod tls_proxy;

@@ -17,6 +17,20 @@ use crate::free_port;
 use crate::pki::Pki;
 use crate::tls_proxy::TlsProxy;
 
+/// The settings of an oa-server producing order events to the test broker at `bootstrap`:
+/// the topic, created on demand, lz4 batches, quick retries and a short request timeout (a
+/// stopped broker is noticed within seconds).
+pub fn producer_settings<'a>(bootstrap: &'a str, topic: &'a str) -> [(&'static str, &'a str); 6] {
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA_ORDER_EVENTS_TOPIC", topic),
+        ("KAFKA_CREATE_TOPICS", "true"),
+        ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
+        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
+        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
+    ]
+}
+
 /// What [`create_topic`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicCreated {

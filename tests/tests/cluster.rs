@@ -27,7 +27,7 @@ use oa_e2e::PeerProcess;
 use oa_e2e::TestServer;
 use oa_e2e::kafka_topic::{order_ids, read_topic};
 use oa_e2e::postgres::Postgres;
-use oa_e2e::tansu::{Storage, Tansu};
+use oa_e2e::tansu::{Storage, Tansu, producer_settings};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "e2e_cluster_order_events";
@@ -37,17 +37,12 @@ fn core_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> 
         ("OA_ROLE", "core"),
         ("DATABASE_URL", database_url),
         ("ORDER_EVENT_MODE", "KAFKA"),
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-        ("KAFKA_ORDER_EVENTS_TOPIC", TOPIC),
-        ("KAFKA_CREATE_TOPICS", "true"),
-        ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
-        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
-        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
         ("ORDER_RATE_LIMIT", "1000 per second"),
         ("API_RATE_LIMIT", "1000 per second"),
         ("OA_FEED_TICKS_PER_SECOND", "200"),
     ]
     .into_iter()
+    .chain(producer_settings(bootstrap, TOPIC))
     .map(|(name, value)| (name, value.to_string()))
     .collect()
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use oa_e2e::kafka_topic::KafkaRecord as Record;
-use oa_e2e::tansu::{Storage, Tansu};
+use oa_e2e::tansu::{Storage, Tansu, producer_settings};
 use oa_e2e::{TestServer, run_python_script};
 use serde_json::{Value, json};
 
@@ -47,16 +47,11 @@ fn start_server_with(broker: &Tansu, reset: &str, extra: &[(&str, &str)]) -> Tes
     let mut env = vec![
         ("RUST_LOG", "info,oa_events_kafka::esb=debug"),
         ("ORDER_EVENT_MODE", "KAFKA"),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("KAFKA_ORDER_EVENTS_TOPIC", EVENTS_TOPIC),
         ("KAFKA_ESB_EVENTS_TOPIC", ESB_TOPIC),
         ("KAFKA_CONSUMER_AUTO_OFFSET_RESET", reset),
-        ("KAFKA_CREATE_TOPICS", "true"),
-        ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
-        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
-        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
         ("OA_FEED_TICKS_PER_SECOND", "500"),
     ];
+    env.extend(producer_settings(&bootstrap, EVENTS_TOPIC));
     env.extend_from_slice(extra);
     TestServer::start(&env).unwrap()
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use oa_e2e::kafka_topic::{KafkaRecord as Record, order_ids};
-use oa_e2e::tansu::{Storage, Tansu};
+use oa_e2e::tansu::{Storage, Tansu, producer_settings};
 use oa_e2e::{PeerProcess, TestServer};
 use serde_json::{Value, json};
 
@@ -16,19 +16,14 @@ const TOPIC: &str = "e2e_order_events";
 
 fn start_server(broker: &Tansu, mode: &str) -> TestServer {
     let bootstrap = broker.bootstrap();
-    TestServer::start(&[
+    let mut env = vec![
         ("ORDER_EVENT_MODE", mode),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap),
-        ("KAFKA_ORDER_EVENTS_TOPIC", TOPIC),
-        ("KAFKA_CREATE_TOPICS", "true"),
-        ("KAFKA_PRODUCER_COMPRESSION", "lz4"),
-        ("KAFKA_RETRY_BACKOFF_MAX_MS", "500"),
-        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
         ("ORDER_RATE_LIMIT", "1000 per second"),
         ("API_RATE_LIMIT", "1000 per second"),
         ("OA_FEED_TICKS_PER_SECOND", "500"),
-    ])
-    .unwrap()
+    ];
+    env.extend(producer_settings(&bootstrap, TOPIC));
+    TestServer::start(&env).unwrap()
 }
 
 /// Reads the whole topic with kafka-python until `enough` holds (or fails after 60 s).

@@ -6,81 +6,100 @@
 //! broker found too large would be refused again). The event itself stays in the outbox table
 //! for `OA_OUTBOX_RETENTION_HOURS`, marked delivered.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::time::Duration;
 
 use oa_events_core::Envelope;
 use rskafka::client::Client;
-use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::record::Record;
 use serde_json::json;
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaError;
 use crate::esb::{DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, dlq_topic};
+use crate::partition_leaders::PartitionLeaders;
 use crate::partitioner::partition_for_key;
 use crate::producer::{connect, ensure_topic_with, envelope_record};
+use crate::topic_consumer::{bounded, request_error};
 
-/// Producer of the events topic's dead-letter topic, with its own client.
-pub struct EventDeadLetters {
+/// A dead-letter topic with a client of its own: writes one record at a time, each within
+/// `KAFKA_REQUEST_TIMEOUT_MS`. Partition leaders are looked up on first use and kept.
+pub(crate) struct DeadLetterTopic {
     config: KafkaConfig,
-    topic: String,
     partitions: i32,
     client: Client,
-    partition_clients: HashMap<i32, Arc<PartitionClient>>,
+    leaders: PartitionLeaders,
 }
 
-impl std::fmt::Debug for EventDeadLetters {
+impl std::fmt::Debug for DeadLetterTopic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventDeadLetters")
-            .field("topic", &self.topic)
-            .field("partitions", &self.partitions)
-            .finish_non_exhaustive()
+        write!(f, "{} ({} partitions)", self.name(), self.partitions)
     }
+}
+
+impl DeadLetterTopic {
+    /// Connects and checks (or creates, when `KAFKA_CREATE_TOPICS` allows) the topic `name`.
+    pub(crate) async fn connect(config: &KafkaConfig, name: String) -> Result<Self, KafkaError> {
+        let client = connect(config).await?;
+        let info = ensure_topic_with(&client, config, &name).await?;
+        Ok(DeadLetterTopic {
+            config: config.clone(),
+            partitions: info.partitions,
+            client,
+            leaders: PartitionLeaders::new(name, UnknownTopicHandling::Retry),
+        })
+    }
+
+    /// The topic's name.
+    pub(crate) fn name(&self) -> &str {
+        self.leaders.topic()
+    }
+
+    /// The topic's partition count, as found when connecting.
+    pub(crate) fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Writes `record` to `partition` and waits for the acknowledgement.
+    pub(crate) async fn write(&self, partition: i32, record: Record) -> Result<(), KafkaError> {
+        let leader = self
+            .leaders
+            .get(&self.client, &self.config, partition)
+            .await?;
+        let what = "produce (dead letter)";
+        bounded(&self.config, Duration::ZERO, what, async {
+            leader
+                .produce(vec![record], self.config.compression.to_rskafka())
+                .await
+                .map(|_offsets| ())
+                .map_err(|source| request_error(&self.config, what, self.name(), source))
+        })
+        .await
+    }
+}
+
+/// Producer of the events topic's dead-letter topic, with its own client.
+#[derive(Debug)]
+pub struct EventDeadLetters {
+    /// `KAFKA_ORDER_EVENTS_TOPIC`, named in every dead letter.
+    events_topic: String,
+    topic: DeadLetterTopic,
 }
 
 impl EventDeadLetters {
     /// Connects and checks (or creates, when `KAFKA_CREATE_TOPICS` allows) the dead-letter
     /// topic of `config.order_events_topic`.
     pub async fn connect(config: &KafkaConfig) -> Result<EventDeadLetters, KafkaError> {
-        let topic = dlq_topic(&config.order_events_topic);
-        let client = connect(config).await?;
-        let info = ensure_topic_with(&client, config, &topic).await?;
+        let topic = DeadLetterTopic::connect(config, dlq_topic(&config.order_events_topic)).await?;
         Ok(EventDeadLetters {
-            config: config.clone(),
+            events_topic: config.order_events_topic.clone(),
             topic,
-            partitions: info.partitions,
-            client,
-            partition_clients: HashMap::new(),
         })
     }
 
     /// The dead-letter topic's name.
     pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    async fn partition_client(
-        &mut self,
-        partition: i32,
-    ) -> Result<Arc<PartitionClient>, KafkaError> {
-        if let Some(client) = self.partition_clients.get(&partition) {
-            return Ok(Arc::clone(client));
-        }
-        let client = self
-            .client
-            .partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| KafkaError::Request {
-                what: "metadata (partition leader)",
-                topic: self.topic.clone(),
-                brokers: self.config.bootstrap_list(),
-                source,
-            })?;
-        let client = Arc::new(client);
-        self.partition_clients
-            .insert(partition, Arc::clone(&client));
-        Ok(client)
+        self.topic.name()
     }
 
     /// Writes one dead letter for `envelope` (key = its user, value = its id, type, user,
@@ -94,7 +113,7 @@ impl EventDeadLetters {
             "event_type": envelope.event_type(),
             "user_id": envelope.user_id,
             "timestamp": envelope.timestamp_rfc3339(),
-            "topic": self.config.order_events_topic,
+            "topic": self.events_topic,
             "record_bytes": size,
             "reason": reason,
         });
@@ -107,7 +126,7 @@ impl EventDeadLetters {
         headers.insert(DLQ_REASON_HEADER.to_string(), reason.as_bytes().to_vec());
         headers.insert(
             DLQ_TOPIC_HEADER.to_string(),
-            self.config.order_events_topic.as_bytes().to_vec(),
+            self.events_topic.as_bytes().to_vec(),
         );
         let record = Record {
             key: original.key.clone(),
@@ -115,27 +134,7 @@ impl EventDeadLetters {
             headers,
             timestamp: chrono::Utc::now(),
         };
-        let partition = partition_for_key(envelope.user_id.as_bytes(), self.partitions);
-        let client = self.partition_client(partition).await?;
-        let timeout = self.config.request_timeout;
-        let produced = tokio::time::timeout(
-            timeout,
-            client.produce(vec![record], self.config.compression.to_rskafka()),
-        )
-        .await;
-        match produced {
-            Ok(Ok(_offsets)) => Ok(()),
-            Ok(Err(source)) => Err(KafkaError::Request {
-                what: "produce (dead letter)",
-                topic: self.topic.clone(),
-                brokers: self.config.bootstrap_list(),
-                source,
-            }),
-            Err(_) => Err(KafkaError::Timeout {
-                brokers: self.config.bootstrap_list(),
-                what: "produce (dead letter)",
-                after: timeout,
-            }),
-        }
+        let partition = partition_for_key(envelope.user_id.as_bytes(), self.topic.partitions());
+        self.topic.write(partition, record).await
     }
 }

@@ -22,7 +22,6 @@
 //! with back-off; the partition never moves past a record that was neither executed nor
 //! dead-lettered, and a bad record never stalls it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,21 +29,19 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, ESB_COMMANDS};
 use oa_events_core::envelope::ENVELOPE_VERSION;
-use rskafka::client::Client;
-use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
 use serde_json::{Map, Value};
 
 use crate::config::KafkaConfig;
+use crate::dead_letter::DeadLetterTopic;
 use crate::error::{ConfigError, KafkaError};
 use crate::esb_auth::{EsbSecurity, Refusal, SIGNATURE_HEADER};
 use crate::offsets::OffsetStore;
 use crate::partitioner::partition_for_key;
-use crate::producer::{TopicInfo, connect, ensure_topic_with};
+use crate::producer::TopicInfo;
 use crate::topic_consumer::{
-    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, RecordHandler,
-    StartPosition, StopSignal, TopicConsumer, bounded, request_error, retry_backoff,
-    sleep_unless_stopped,
+    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, Handling,
+    RecordHandler, StartPosition, StopSignal, TopicConsumer, retry_backoff, sleep_unless_stopped,
 };
 
 /// Longest accepted command `id`.
@@ -323,7 +320,7 @@ struct EsbHandler {
     executor: Arc<dyn CommandExecutor>,
     counters: Counters,
     /// The dead-letter producer of the current session (connected with it).
-    dead_letters: tokio::sync::RwLock<Option<Arc<DeadLetters>>>,
+    dead_letters: tokio::sync::RwLock<Option<Arc<DeadLetterTopic>>>,
 }
 
 /// The running consumer; stop it with [`EsbConsumer::shutdown`].
@@ -431,11 +428,7 @@ impl EsbMonitor {
 }
 
 impl RecordHandler for EsbHandler {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        stop: &'a mut StopSignal,
-    ) -> BoxFuture<'a, Result<Handled, KafkaError>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, stop: &'a mut StopSignal) -> Handling<'a> {
         Box::pin(async move {
             let dlq = self.dead_letters.read().await.clone().ok_or_else(|| {
                 KafkaError::Internal("the ESB dead-letter producer is not connected".to_string())
@@ -461,8 +454,8 @@ impl RecordHandler for EsbHandler {
     fn connected<'a>(&'a self, topic: &'a TopicInfo) -> BoxFuture<'a, Result<(), KafkaError>> {
         Box::pin(async move {
             // Its own client: fetches long-poll, so they never share a client with produce.
-            let dlq = DeadLetters::connect(&self.config, &dlq_topic(&topic.name)).await?;
-            tracing::info!(topic = %topic.name, dlq = %dlq.topic, "ESB dead-letter producer connected");
+            let dlq = DeadLetterTopic::connect(&self.config, dlq_topic(&topic.name)).await?;
+            tracing::info!(topic = %topic.name, dlq = %dlq.name(), "ESB dead-letter producer connected");
             *self.dead_letters.write().await = Some(Arc::new(dlq));
             Ok(())
         })
@@ -545,7 +538,7 @@ fn screen(security: &EsbSecurity, record: &Record) -> Result<EsbMessage, Box<Scr
 /// Returns false when stopped before it was done (it is read again after a restart).
 async fn handle_record(
     handler: &EsbHandler,
-    dlq: &DeadLetters,
+    dlq: &DeadLetterTopic,
     record: &ConsumedRecord,
     position: &EsbPosition,
     stop: &mut StopSignal,
@@ -599,7 +592,7 @@ async fn handle_record(
             }
         }
     };
-    dlq.send(&record.record, code, &reason, position).await?;
+    send_dead_letter(dlq, &record.record, code, &reason, position).await?;
     handler
         .counters
         .dead_lettered
@@ -629,104 +622,47 @@ async fn handle_record(
     }
 }
 
-/// Producer of the dead-letter topic, with its own client.
-struct DeadLetters {
-    config: KafkaConfig,
-    topic: String,
-    partitions: i32,
-    clients: tokio::sync::Mutex<HashMap<i32, Arc<PartitionClient>>>,
-    client: Client,
-}
-
-impl DeadLetters {
-    async fn connect(config: &KafkaConfig, topic: &str) -> Result<DeadLetters, KafkaError> {
-        let client = connect(config).await?;
-        let info = ensure_topic_with(&client, config, topic).await?;
-        Ok(DeadLetters {
-            config: config.clone(),
-            topic: topic.to_string(),
-            partitions: info.partitions,
-            clients: tokio::sync::Mutex::new(HashMap::new()),
-            client,
-        })
-    }
-
-    async fn partition_client(&self, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&partition) {
-            return Ok(Arc::clone(client));
-        }
-        let client = self
-            .client
-            .partition_client(self.topic.clone(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| {
-                request_error(
-                    &self.config,
-                    "metadata (partition leader)",
-                    &self.topic,
-                    source,
-                )
-            })?;
-        let client = Arc::new(client);
-        clients.insert(partition, Arc::clone(&client));
-        Ok(client)
-    }
-
-    /// Writes the original record (key, value, headers) with the reason headers.
-    async fn send(
-        &self,
-        original: &Record,
-        code: DeadLetterCode,
-        reason: &str,
-        position: &EsbPosition,
-    ) -> Result<(), KafkaError> {
-        let mut headers = original.headers.clone();
-        headers.insert(
-            DLQ_REASON_HEADER.to_string(),
-            format!("{code}: {reason}").into_bytes(),
-        );
-        headers.insert(
-            DLQ_CODE_HEADER.to_string(),
-            code.as_str().as_bytes().to_vec(),
-        );
-        headers.insert(
-            DLQ_TOPIC_HEADER.to_string(),
-            position.topic.as_bytes().to_vec(),
-        );
-        headers.insert(
-            DLQ_PARTITION_HEADER.to_string(),
-            position.partition.to_string().into_bytes(),
-        );
-        headers.insert(
-            DLQ_OFFSET_HEADER.to_string(),
-            position.offset.to_string().into_bytes(),
-        );
-        let partition = original
-            .key
-            .as_deref()
-            .map_or(0, |key| partition_for_key(key, self.partitions));
-        let record = Record {
-            key: original.key.clone(),
-            value: original.value.clone(),
-            headers,
-            timestamp: chrono::Utc::now(),
-        };
-        let client = self.partition_client(partition).await?;
-        bounded(
-            &self.config,
-            Duration::ZERO,
-            "produce (dead letter)",
-            async {
-                client
-                    .produce(vec![record], self.config.compression.to_rskafka())
-                    .await
-                    .map(|_| ())
-                    .map_err(|source| request_error(&self.config, "produce", &self.topic, source))
-            },
-        )
-        .await
-    }
+/// Writes the original record (key, value, headers) to the dead-letter topic `dlq`, with
+/// the reason headers.
+async fn send_dead_letter(
+    dlq: &DeadLetterTopic,
+    original: &Record,
+    code: DeadLetterCode,
+    reason: &str,
+    position: &EsbPosition,
+) -> Result<(), KafkaError> {
+    let mut headers = original.headers.clone();
+    headers.insert(
+        DLQ_REASON_HEADER.to_string(),
+        format!("{code}: {reason}").into_bytes(),
+    );
+    headers.insert(
+        DLQ_CODE_HEADER.to_string(),
+        code.as_str().as_bytes().to_vec(),
+    );
+    headers.insert(
+        DLQ_TOPIC_HEADER.to_string(),
+        position.topic.as_bytes().to_vec(),
+    );
+    headers.insert(
+        DLQ_PARTITION_HEADER.to_string(),
+        position.partition.to_string().into_bytes(),
+    );
+    headers.insert(
+        DLQ_OFFSET_HEADER.to_string(),
+        position.offset.to_string().into_bytes(),
+    );
+    let partition = original
+        .key
+        .as_deref()
+        .map_or(0, |key| partition_for_key(key, dlq.partitions()));
+    let record = Record {
+        key: original.key.clone(),
+        value: original.value.clone(),
+        headers,
+        timestamp: chrono::Utc::now(),
+    };
+    dlq.write(partition, record).await
 }
 
 #[cfg(test)]

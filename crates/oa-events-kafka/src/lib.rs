@@ -44,6 +44,7 @@ pub mod esb_auth;
 pub mod offsets;
 pub mod order_events;
 pub mod outbox;
+mod partition_leaders;
 pub mod partition_reader;
 pub mod partitioner;
 pub mod producer;
@@ -78,7 +79,7 @@ pub use security::{
 };
 pub use topic_consumer::{
     ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, ConsumerStats, Handled,
-    RecordHandler, StartPosition, StopSignal, TopicConsumer,
+    Handling, RecordHandler, StartPosition, StopSignal, TopicConsumer,
 };
 
 /// The rskafka version this crate is built on, re-exported for callers that need its types

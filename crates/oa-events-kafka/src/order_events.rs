@@ -52,16 +52,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use futures_util::future::BoxFuture;
 use oa_events_core::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::KafkaConfig;
-use crate::error::{ConfigError, KafkaError};
+use crate::error::ConfigError;
 use crate::offsets::OffsetStore;
 use crate::topic_consumer::{
-    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, RecordHandler,
-    StartPosition, StopSignal, TopicConsumer,
+    ConsumedRecord, ConsumerHandle, ConsumerMonitor, ConsumerOptions, Handled, Handling,
+    RecordHandler, StartPosition, StopSignal, TopicConsumer,
 };
 
 /// An oa event read from the events topic.
@@ -128,11 +127,7 @@ struct Forward {
 }
 
 impl RecordHandler for Forward {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        stop: &'a mut StopSignal,
-    ) -> BoxFuture<'a, Result<Handled, KafkaError>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, stop: &'a mut StopSignal) -> Handling<'a> {
         Box::pin(async move {
             let (processed, acknowledged) = oneshot::channel();
             let delivery = Delivery {

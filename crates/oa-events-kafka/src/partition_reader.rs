@@ -5,7 +5,6 @@
 //! The connection is opened on first use and opened again after a failure; every request
 //! is bounded by `KAFKA_REQUEST_TIMEOUT_MS`. Nothing is retried here: the caller decides.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::config::KafkaConfig;
 use crate::error::KafkaError;
+use crate::partition_leaders::PartitionLeaders;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
 use crate::topic_consumer::{ConsumedRecord, bounded, request_error};
 
@@ -30,23 +30,18 @@ pub struct PartitionBounds {
 /// Most bytes one fetch of [`PartitionReader::scan`] returns.
 const FETCH_MAX_BYTES: i32 = 1 << 20;
 
-#[derive(Default)]
-struct Connection {
-    client: Option<Arc<Client>>,
-    partitions: HashMap<i32, Arc<PartitionClient>>,
-}
-
 /// Reads one topic's partitions on demand. Cheap to share (`Arc`); calls may overlap.
 pub struct PartitionReader {
     config: KafkaConfig,
-    topic: String,
-    connection: Mutex<Connection>,
+    /// Connected on first use.
+    client: Mutex<Option<Arc<Client>>>,
+    leaders: PartitionLeaders,
 }
 
 impl std::fmt::Debug for PartitionReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionReader")
-            .field("topic", &self.topic)
+            .field("topic", &self.topic())
             .field("brokers", &self.config.bootstrap_list())
             .finish_non_exhaustive()
     }
@@ -57,62 +52,42 @@ impl PartitionReader {
     pub fn new(config: KafkaConfig, topic: impl Into<String>) -> Self {
         PartitionReader {
             config,
-            topic: topic.into(),
-            connection: Mutex::default(),
+            client: Mutex::default(),
+            leaders: PartitionLeaders::new(topic, UnknownTopicHandling::Error),
         }
     }
 
     /// The topic read.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.leaders.topic()
     }
 
     async fn client(&self) -> Result<Arc<Client>, KafkaError> {
-        let mut connection = self.connection.lock().await;
-        if let Some(client) = &connection.client {
+        let mut connected = self.client.lock().await;
+        if let Some(client) = &*connected {
             return Ok(Arc::clone(client));
         }
         let client = Arc::new(connect(&self.config).await?);
-        connection.client = Some(Arc::clone(&client));
+        *connected = Some(Arc::clone(&client));
         Ok(client)
     }
 
     async fn partition(&self, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
-        if let Some(found) = self.connection.lock().await.partitions.get(&partition) {
-            return Ok(Arc::clone(found));
-        }
         let client = self.client().await?;
-        let partition_client = bounded(
+        let leader = self.leaders.get(&client, &self.config, partition);
+        bounded(
             &self.config,
             Duration::ZERO,
             "metadata (partition leader)",
-            async {
-                client
-                    .partition_client(self.topic.clone(), partition, UnknownTopicHandling::Error)
-                    .await
-                    .map_err(|source| {
-                        request_error(
-                            &self.config,
-                            "metadata (partition leader)",
-                            &self.topic,
-                            source,
-                        )
-                    })
-            },
+            leader,
         )
-        .await?;
-        let partition_client = Arc::new(partition_client);
-        self.connection
-            .lock()
-            .await
-            .partitions
-            .insert(partition, Arc::clone(&partition_client));
-        Ok(partition_client)
+        .await
     }
 
     /// Forgets the connection after a failure: the next call connects again.
     async fn forget(&self) {
-        *self.connection.lock().await = Connection::default();
+        *self.client.lock().await = None;
+        self.leaders.clear().await;
     }
 
     async fn forgetting_on_error<T>(&self, result: Result<T, KafkaError>) -> Result<T, KafkaError> {
@@ -127,7 +102,7 @@ impl PartitionReader {
     pub async fn topic_info(&self) -> Result<TopicInfo, KafkaError> {
         let result = async {
             let client = self.client().await?;
-            ensure_topic_with(&client, &self.config, &self.topic).await
+            ensure_topic_with(&client, &self.config, self.topic()).await
         }
         .await;
         self.forgetting_on_error(result).await
@@ -161,7 +136,7 @@ impl PartitionReader {
         let result = async {
             let client = self.partition(partition).await?;
             let earliest = self.earliest(&client).await?;
-            let topic: Arc<str> = Arc::from(self.topic.as_str());
+            let topic: Arc<str> = Arc::from(self.topic());
             let mut next = from.max(earliest);
             while next < until {
                 let (records, high_watermark) = self.fetch(&client, next, FETCH_MAX_BYTES).await?;
@@ -196,7 +171,7 @@ impl PartitionReader {
             client
                 .get_offset(OffsetAt::Earliest)
                 .await
-                .map_err(|source| request_error(&self.config, "list offsets", &self.topic, source))
+                .map_err(|source| request_error(&self.config, "list offsets", self.topic(), source))
         })
         .await
     }
@@ -212,7 +187,7 @@ impl PartitionReader {
             client
                 .fetch_records(offset, 1..max_bytes.max(2), 0)
                 .await
-                .map_err(|source| request_error(&self.config, "fetch", &self.topic, source))
+                .map_err(|source| request_error(&self.config, "fetch", self.topic(), source))
         })
         .await
     }

@@ -4,7 +4,7 @@
 //! Each producer owns its own rskafka [`Client`]: a client must never be shared between a
 //! long-polling fetch and produce, or the fetch's wait delays every produce.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 
 use crate::config::KafkaConfig;
 use crate::error::{KafkaError, RsKafkaError};
+use crate::partition_leaders::PartitionLeaders;
 use crate::partitioner::partition_for_key;
+use crate::topic_consumer::request_error;
 
 /// Bytes a record adds to a batch beyond its key, value and header bytes (varint lengths,
 /// deltas, attributes): an estimate used only to split batches.
@@ -120,12 +122,7 @@ async fn topic_partitions(
         client
             .list_topics()
             .await
-            .map_err(|source| KafkaError::Request {
-                what: "metadata",
-                topic: topic.to_string(),
-                brokers: config.bootstrap_list(),
-                source,
-            })
+            .map_err(|source| request_error(config, "metadata", topic, source))
     })
     .await?;
     Ok(topics
@@ -269,7 +266,7 @@ pub struct KafkaProducer {
     config: Arc<KafkaConfig>,
     client: Client,
     topic: TopicInfo,
-    partitions: HashMap<i32, Arc<PartitionClient>>,
+    leaders: PartitionLeaders,
 }
 
 impl std::fmt::Debug for KafkaProducer {
@@ -291,7 +288,7 @@ impl KafkaProducer {
             config: Arc::new(config.clone()),
             client,
             topic,
-            partitions: HashMap::new(),
+            leaders: PartitionLeaders::new(&config.order_events_topic, UnknownTopicHandling::Retry),
         })
     }
 
@@ -305,30 +302,9 @@ impl KafkaProducer {
         partition_for_key(envelope.user_id.as_bytes(), self.topic.partitions)
     }
 
-    async fn partition_client(
-        &mut self,
-        partition: i32,
-    ) -> Result<Arc<PartitionClient>, KafkaError> {
-        if let Some(client) = self.partitions.get(&partition) {
-            return Ok(Arc::clone(client));
-        }
-        let config = Arc::clone(&self.config);
-        let topic = self.topic.name.clone();
-        let client = bounded(&config, "metadata (partition leader)", async {
-            self.client
-                .partition_client(topic.clone(), partition, UnknownTopicHandling::Retry)
-                .await
-                .map_err(|source| KafkaError::Request {
-                    what: "metadata (partition leader)",
-                    topic: topic.clone(),
-                    brokers: config.bootstrap_list(),
-                    source,
-                })
-        })
-        .await?;
-        let client = Arc::new(client);
-        self.partitions.insert(partition, Arc::clone(&client));
-        Ok(client)
+    async fn partition_client(&self, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
+        let leader = self.leaders.get(&self.client, &self.config, partition);
+        bounded(&self.config, "metadata (partition leader)", leader).await
     }
 
     /// Sends envelopes in order and waits for every acknowledgement; stops at the first
@@ -418,12 +394,7 @@ async fn produce(
             .produce(records, config.compression.to_rskafka())
             .await
             .map(|_offsets| ())
-            .map_err(|source| KafkaError::Request {
-                what: "produce",
-                topic: client.topic().to_string(),
-                brokers: config.bootstrap_list(),
-                source,
-            })
+            .map_err(|source| request_error(config, "produce", client.topic(), source))
     })
     .await
 }

@@ -48,6 +48,7 @@ use tokio::task::JoinSet;
 use crate::config::{AutoOffsetReset, KafkaConfig};
 use crate::error::{ConfigError, KafkaError, RsKafkaError};
 use crate::offsets::{OffsetStore, OffsetStoreError};
+use crate::partition_leaders::partition_leader;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
 
 #[cfg(doc)]
@@ -171,17 +172,16 @@ impl StopSignal {
 }
 
 /// What a consumer does with each record.
+/// What [`RecordHandler::handle`] returns: the record's outcome, once handled.
+pub type Handling<'a> = BoxFuture<'a, Result<Handled, KafkaError>>;
+
 pub trait RecordHandler: Send + Sync + 'static {
     /// Handles one record. Records of one partition arrive one at a time in offset order;
     /// partitions are handled concurrently. An error ends the session: every partition
     /// finishes the record in hand, the consumer reconnects after a back-off and reads
     /// again from the last saved offsets. A handler that waits (retries, back-pressure)
     /// should give up with [`Handled::Stopped`] when `stop` fires.
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        stop: &'a mut StopSignal,
-    ) -> BoxFuture<'a, Result<Handled, KafkaError>>;
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, stop: &'a mut StopSignal) -> Handling<'a>;
 
     /// Called after each (re)connection, before any partition starts: a place to connect
     /// what the handler writes to. An error ends the session like a broker failure.
@@ -481,12 +481,14 @@ async fn run_session(shared: &Arc<Shared>, mut stop: StopSignal) -> Result<(), K
     let topic_name: Arc<str> = Arc::from(topic);
     let mut tasks = JoinSet::new();
     for partition in 0..info.partitions {
-        let partition_client = client
-            .partition_client(topic.to_string(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|source| {
-                request_error(config, "metadata (partition leader)", topic, source)
-            })?;
+        let partition_client = partition_leader(
+            &client,
+            config,
+            topic,
+            partition,
+            UnknownTopicHandling::Retry,
+        )
+        .await?;
         tasks.spawn(consume_partition(
             Arc::clone(shared),
             Arc::new(partition_client),

@@ -21,10 +21,10 @@ use oa_events_kafka::rskafka::client::partition::{Compression as Codec, UnknownT
 use oa_events_kafka::rskafka::record::Record;
 use oa_events_kafka::{
     ConsumedEvent, ConsumedRecord, ConsumerMonitor, ConsumerStats, FileOffsetStore, Handled,
-    KafkaConfig, KafkaError, KafkaProducer, MemoryOffsetStore, OffsetStore, OrderEventConsumer,
-    PartitionBounds, PartitionReader, RecordHandler, SecurityConfig, SqliteOffsetStore,
-    StartPosition, StopSignal, TopicConsumer, UndecodableRecord, connect, decode_event,
-    partition_for_key,
+    Handling, KafkaConfig, KafkaError, KafkaProducer, MemoryOffsetStore, OffsetStore,
+    OrderEventConsumer, PartitionBounds, PartitionReader, RecordHandler, SecurityConfig,
+    SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, UndecodableRecord, connect,
+    decode_event, partition_for_key,
 };
 use uuid::Uuid;
 
@@ -454,11 +454,7 @@ struct Ledger {
 }
 
 impl RecordHandler for Ledger {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        _stop: &'a mut StopSignal,
-    ) -> futures_util::future::BoxFuture<'a, Result<Handled, KafkaError>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, _stop: &'a mut StopSignal) -> Handling<'a> {
         Box::pin(async move {
             let failed = |error: rusqlite::Error| KafkaError::Internal(error.to_string());
             let mut connection = rusqlite::Connection::open(&self.database).map_err(failed)?;

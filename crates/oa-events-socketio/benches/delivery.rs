@@ -17,12 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
+use oa_e2e::socketio::connect_listeners;
 use oa_events_core::catalog::OrderNotification;
 use oa_events_core::{Event, EventPublisher, SinkOptions};
 use oa_events_socketio::{SocketIoConfig, SocketIoSink};
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -161,47 +159,14 @@ async fn connect_clients(
     Vec<rust_socketio::asynchronous::Client>,
     mpsc::UnboundedReceiver<u64>,
 ) {
-    let (tx, rx) = mpsc::unbounded_channel::<u64>();
-    let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
-        let tx = tx.clone();
-        let client = ClientBuilder::new(url)
-            .namespace("/")
-            .auth(json!({"apikey": "key-bench"}))
-            .transport_type(TransportType::Websocket)
-            .reconnect(false)
-            .on(rust_socketio::Event::Connect, move |_, _| {
-                let ready = ready_tx.clone();
-                async move {
-                    let _ = ready.send(());
-                }
-                .boxed()
-            })
-            .on("order_notification", move |payload, _| {
-                let tx = tx.clone();
-                async move {
-                    let received = nanos(epoch);
-                    if let Payload::Text(values) = payload
-                        && let Some(sent) = values
-                            .first()
-                            .and_then(|data| data["message"].as_str())
-                            .and_then(|message| message.parse::<u64>().ok())
-                    {
-                        let _ = tx.send(received.saturating_sub(sent));
-                    }
-                }
-                .boxed()
-            })
-            .connect()
-            .await
-            .expect("client connects");
-        tokio::time::timeout(Duration::from_secs(10), ready_rx.recv())
-            .await
-            .expect("namespace connect");
-        clients.push(client);
-    }
-    (clients, rx)
+    let latency = move |data: &Value, received: Instant| {
+        let sent = data["message"].as_str()?.parse::<u64>().ok()?;
+        let received = received.duration_since(epoch).as_nanos() as u64;
+        Some(received.saturating_sub(sent))
+    };
+    connect_listeners(url, "key-bench", "order_notification", count, latency)
+        .await
+        .expect("clients connect")
 }
 
 async fn trigger(http: &reqwest::Client, url: &str, epoch: Instant) {

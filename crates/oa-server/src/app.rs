@@ -211,43 +211,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let _ = deadline_sender.send(Some(tokio::time::Instant::now() + shutdown_budget));
         });
     }
-    // Long-lived Socket.IO connections would hold the graceful HTTP shutdown open: close
-    // them first (clients see a normal disconnect and reconnect with their offset).
-    let http_shutdown = {
-        let deadline = deadline.clone();
-        async move {
-            deadline.signalled().await;
-            if let Some(io) = socketio {
-                io.close().await;
-            }
-        }
-    };
-
-    write_ready_file(
-        &settings,
-        json!({
-            "http": http_addr.to_string(),
-            "websocket": marketdata.ws_addr().to_string(),
-            "zmq": marketdata.zmq_endpoint(),
-        }),
-    )?;
-    tracing::info!(
-        http = %http_addr,
-        websocket = %marketdata.ws_addr(),
-        zmq = marketdata.zmq_endpoint(),
-        order_event_mode = %settings.event_mode,
-        "oa-server ready"
-    );
+    announce_ready(&settings, http_addr, &marketdata)?;
     let budget = settings.shutdown_timeout.as_secs();
-    match deadline
-        .run(oa_net::serve(
-            listener,
-            router,
-            settings.http,
-            http_shutdown,
-        ))
-        .await
-    {
+    match serve_http(listener, router, &settings, &deadline, socketio).await {
         Some(served) => served.context("HTTP server failed")?,
         None => {
             let (count, requests) = in_flight.describe(10);
@@ -455,17 +421,54 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
-/// Writes the bound addresses as JSON to `OA_READY_FILE` (atomically), for tests and
-/// supervisors that start the server on port 0.
-pub(crate) fn write_ready_file(
+/// Serves HTTP until the shutdown signal, then drains it gracefully within `deadline`
+/// (`None` when the deadline cut the drain off). The Socket.IO connections are closed first:
+/// long-lived, they would hold the graceful shutdown open (clients see a normal disconnect
+/// and reconnect with their offset).
+pub(crate) async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
     settings: &Settings,
-    addresses: serde_json::Value,
-) -> anyhow::Result<()> {
-    let Some(path) = &settings.ready_file else {
-        return Ok(());
+    deadline: &Deadline,
+    socketio: Option<oa_events_socketio::SocketIo>,
+) -> Option<std::io::Result<()>> {
+    let signalled = deadline.clone();
+    let shutdown = async move {
+        signalled.signalled().await;
+        if let Some(io) = socketio {
+            io.close().await;
+        }
     };
-    let temporary = format!("{path}.tmp");
-    std::fs::write(&temporary, addresses.to_string())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .with_context(|| format!("OA_READY_FILE: cannot write {path}"))
+    deadline
+        .run(oa_net::serve(listener, router, settings.http, shutdown))
+        .await
+}
+
+/// Logs the bound addresses and writes them as JSON to `OA_READY_FILE` (atomically), for
+/// tests and supervisors that start the server on port 0.
+pub(crate) fn announce_ready(
+    settings: &Settings,
+    http_addr: std::net::SocketAddr,
+    marketdata: &oa_marketdata_zmq::MarketData,
+) -> anyhow::Result<()> {
+    if let Some(path) = &settings.ready_file {
+        let addresses = json!({
+            "http": http_addr.to_string(),
+            "websocket": marketdata.ws_addr().to_string(),
+            "zmq": marketdata.zmq_endpoint(),
+        });
+        let temporary = format!("{path}.tmp");
+        std::fs::write(&temporary, addresses.to_string())
+            .and_then(|()| std::fs::rename(&temporary, path))
+            .with_context(|| format!("OA_READY_FILE: cannot write {path}"))?;
+    }
+    tracing::info!(
+        role = settings.role.as_str(),
+        http = %http_addr,
+        websocket = %marketdata.ws_addr(),
+        zmq = marketdata.zmq_endpoint(),
+        order_event_mode = %settings.event_mode,
+        "oa-server ready"
+    );
+    Ok(())
 }

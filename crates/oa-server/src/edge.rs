@@ -359,38 +359,9 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
         crate::app::wait_for_signal().await;
         let _ = deadline_sender.send(Some(tokio::time::Instant::now() + shutdown_budget));
     });
-    let http_shutdown = {
-        let deadline = deadline.clone();
-        async move {
-            deadline.signalled().await;
-            io.close().await;
-        }
-    };
-    crate::app::write_ready_file(
-        &settings,
-        json!({
-            "http": http_addr.to_string(),
-            "websocket": marketdata.ws_addr().to_string(),
-            "zmq": marketdata.zmq_endpoint(),
-        }),
-    )?;
-    tracing::info!(
-        http = %http_addr,
-        websocket = %marketdata.ws_addr(),
-        zmq = marketdata.zmq_endpoint(),
-        topic = kafka.order_events_topic,
-        partitions,
-        "oa-server edge ready"
-    );
-    if let Some(served) = deadline
-        .run(oa_net::serve(
-            listener,
-            router,
-            settings.http,
-            http_shutdown,
-        ))
-        .await
-    {
+    crate::app::announce_ready(&settings, http_addr, &marketdata)?;
+    let served = crate::app::serve_http(listener, router, &settings, &deadline, Some(io)).await;
+    if let Some(served) = served {
         served.context("HTTP server failed")?;
     }
     feeding.abort();

@@ -3,9 +3,7 @@
 //! mode and a private tansu broker (memory storage unless told), all on loopback.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use oa_e2e::tansu::{SecureOptions, Storage, Tansu};
 use oa_events_kafka::{
-    ConsumedRecord, ConsumerOptions, Handled, KafkaConfig, KafkaError, MemoryOffsetStore,
+    ConsumedRecord, ConsumerOptions, Handled, Handling, KafkaConfig, MemoryOffsetStore,
     RecordHandler, SecurityConfig, StartPosition, StopSignal, TopicConsumer,
 };
 use serde_json::{Value, json};
@@ -74,7 +72,15 @@ pub fn run(rate: u64, fetch_wait_ms: i32, secure: bool, storage: Storage) -> any
     let result = runtime.block_on(async {
         match tokio::time::timeout(
             RUN_BOUND,
-            measure(&server_binary, &broker, rate, fetch_wait_ms, &security),
+            measure(
+                &server_binary,
+                &broker,
+                &LoadPlan {
+                    rate,
+                    fetch_wait_ms,
+                    security,
+                },
+            ),
         )
         .await
         {
@@ -359,35 +365,36 @@ impl Report {
     }
 }
 
-async fn measure(
-    server_binary: &Path,
-    broker: &Tansu,
+/// What a run measures with: the paced order rate, the consumer's fetch max-wait, and the
+/// Kafka security settings (`KAFKA_*` variables) of the server and the consumer.
+struct LoadPlan {
     rate: u64,
     fetch_wait_ms: i32,
-    security: &[(String, String)],
-) -> anyhow::Result<Report> {
+    security: Vec<(String, String)>,
+}
+
+async fn measure(server_binary: &Path, broker: &Tansu, plan: &LoadPlan) -> anyhow::Result<Report> {
     let bootstrap = broker.bootstrap();
     println!("starting oa-server (KAFKA mode, broker {bootstrap})");
     let binary = server_binary.to_path_buf();
     let bootstrap_for_server = bootstrap.clone();
-    let server_security = security.to_vec();
+    let server_security = plan.security.clone();
     let server = tokio::task::spawn_blocking(move || {
         Server::start(&binary, &bootstrap_for_server, &server_security)
     })
     .await??;
     // Stops the server on every path out of here (Drop).
-    let result = load(&server, &bootstrap, rate, fetch_wait_ms, security).await;
+    let result = load(&server, &bootstrap, plan).await;
     tokio::task::spawn_blocking(move || drop(server)).await?;
     result
 }
 
-async fn load(
-    server: &Server,
-    bootstrap: &str,
-    rate: u64,
-    fetch_wait_ms: i32,
-    security: &[(String, String)],
-) -> anyhow::Result<Report> {
+async fn load(server: &Server, bootstrap: &str, plan: &LoadPlan) -> anyhow::Result<Report> {
+    let LoadPlan {
+        rate,
+        fetch_wait_ms,
+        ref security,
+    } = *plan;
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(256)
@@ -572,11 +579,7 @@ struct ArrivalClock {
 }
 
 impl RecordHandler for ArrivalClock {
-    fn handle<'a>(
-        &'a self,
-        record: &'a ConsumedRecord,
-        _stop: &'a mut StopSignal,
-    ) -> Pin<Box<dyn Future<Output = Result<Handled, KafkaError>> + Send + 'a>> {
+    fn handle<'a>(&'a self, record: &'a ConsumedRecord, _stop: &'a mut StopSignal) -> Handling<'a> {
         let now = Instant::now();
         let wall = Utc::now();
         if let Some(value) = &record.record.value

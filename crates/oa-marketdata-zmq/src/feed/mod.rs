@@ -101,9 +101,9 @@ pub trait FeedAdapter: Send {
 #[derive(Debug)]
 pub(crate) struct FeedThread {
     /// Set to ask the thread to return.
-    pub(crate) stop: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     /// Ticks the thread published.
-    pub(crate) published: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
     /// Named in the log when the thread panicked.
     name: &'static str,
     thread: Option<JoinHandle<()>>,
@@ -125,9 +125,21 @@ impl FeedThread {
         self.thread.is_some()
     }
 
-    /// Records the started thread.
-    pub(crate) fn started(&mut self, thread: JoinHandle<()>) {
+    /// Starts the thread `name`, which runs `body` with the stop request and the count of
+    /// ticks published.
+    pub(crate) fn spawn(
+        &mut self,
+        name: &str,
+        body: impl FnOnce(&AtomicBool, &AtomicU64) + Send + 'static,
+    ) -> Result<(), FeedError> {
+        let stop = Arc::clone(&self.stop);
+        let published = Arc::clone(&self.published);
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || body(&stop, &published))
+            .map_err(FeedError::Thread)?;
         self.thread = Some(thread);
+        Ok(())
     }
 
     /// Asks the thread to stop and waits for it.

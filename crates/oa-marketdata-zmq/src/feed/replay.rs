@@ -257,13 +257,10 @@ impl FeedAdapter for ReplayFeed {
                 Err(error) => return Err(error.into()),
             };
         let config = self.config.clone();
-        let stop = Arc::clone(&self.thread.stop);
-        let published = Arc::clone(&self.thread.published);
         let finished = Arc::clone(&self.finished);
         let count = ticks.len();
-        let thread = std::thread::Builder::new()
-            .name("oa-feed-replay".to_string())
-            .spawn(move || {
+        self.thread
+            .spawn("oa-feed-replay", move |stop, published| {
                 loop {
                     let first = ticks.first().map_or(0, |tick| tick.timestamp);
                     let started = Instant::now();
@@ -302,10 +299,8 @@ impl FeedAdapter for ReplayFeed {
                 }
                 finished.store(true, Ordering::Release);
                 tracing::info!("replay finished");
-            })
-            .map_err(FeedError::Thread)?;
+            })?;
         tracing::info!(path = %self.config.path.display(), ticks = count, speed = self.config.speed, "replay started");
-        self.thread.started(thread);
         Ok(())
     }
 

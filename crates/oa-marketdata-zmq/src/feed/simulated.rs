@@ -404,59 +404,53 @@ impl FeedAdapter for SimulatedFeed {
         } else {
             1.0
         };
-        let stop = Arc::clone(&self.thread.stop);
-        let published = Arc::clone(&self.thread.published);
-        let thread = std::thread::Builder::new()
-            .name("oa-feed-simulated".to_string())
-            .spawn(move || {
-                // Every instrument gets a price at once, before the paced ticks begin (with
-                // the option universe, paced ticks alone would take minutes to reach each).
-                for _ in 0..market.ticks_to_reach_every_instrument() {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Some(tick) = market.next_tick(now_ms())
-                        && publisher.publish(&tick).is_ok()
-                    {
-                        published.fetch_add(1, Ordering::Relaxed);
-                    }
+        self.thread.spawn("oa-feed-simulated", move |stop, published| {
+            // Every instrument gets a price at once, before the paced ticks begin (with
+            // the option universe, paced ticks alone would take minutes to reach each).
+            for _ in 0..market.ticks_to_reach_every_instrument() {
+                if stop.load(Ordering::Acquire) {
+                    break;
                 }
-                let started = Instant::now();
-                let mut sent: u64 = 0;
-                let mut errors: u64 = 0;
-                while !stop.load(Ordering::Acquire) {
-                    let due = (started.elapsed().as_secs_f64() * rate) as u64;
-                    while sent < due && !stop.load(Ordering::Acquire) {
-                        if let Some(tick) = market.next_tick(now_ms()) {
-                            match publisher.publish(&tick) {
-                                Ok(()) => {
-                                    published.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(error) => {
-                                    errors += 1;
-                                    if errors.is_power_of_two() {
-                                        tracing::warn!(%error, errors, "simulated feed could not publish");
-                                    }
+                if let Some(tick) = market.next_tick(now_ms())
+                    && publisher.publish(&tick).is_ok()
+                {
+                    published.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let started = Instant::now();
+            let mut sent: u64 = 0;
+            let mut errors: u64 = 0;
+            while !stop.load(Ordering::Acquire) {
+                let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                while sent < due && !stop.load(Ordering::Acquire) {
+                    if let Some(tick) = market.next_tick(now_ms()) {
+                        match publisher.publish(&tick) {
+                            Ok(()) => {
+                                published.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(error) => {
+                                errors += 1;
+                                if errors.is_power_of_two() {
+                                    tracing::warn!(%error, errors, "simulated feed could not publish");
                                 }
                             }
                         }
-                        sent += 1;
                     }
-                    let next_due = Duration::from_secs_f64((sent + 1) as f64 / rate);
-                    let wait = next_due
-                        .saturating_sub(started.elapsed())
-                        .min(Duration::from_millis(50));
-                    std::thread::sleep(wait.max(Duration::from_micros(100)));
+                    sent += 1;
                 }
-            })
-            .map_err(FeedError::Thread)?;
+                let next_due = Duration::from_secs_f64((sent + 1) as f64 / rate);
+                let wait = next_due
+                    .saturating_sub(started.elapsed())
+                    .min(Duration::from_millis(50));
+                std::thread::sleep(wait.max(Duration::from_micros(100)));
+            }
+        })?;
         tracing::info!(
             instruments = self.config.instruments.len(),
             ticks_per_second = rate,
             seed = self.config.seed,
             "simulated feed started"
         );
-        self.thread.started(thread);
         Ok(())
     }
 
