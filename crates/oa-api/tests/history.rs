@@ -436,6 +436,34 @@ fn aggregated_rows(bars: &[InstrumentBar], interval: Interval) -> Vec<Vec<f64>> 
     aggregate(&minutes, interval).iter().map(full_row).collect()
 }
 
+/// Asserts that `history` of NSE `symbol` at interval `name` over the dates `range` answers
+/// `minutes` aggregated to `interval`, open interest included.
+async fn assert_history_aggregates(
+    server: &common::Server,
+    symbol: &str,
+    name: &str,
+    (start, end): (&str, &str),
+    minutes: &[Bar],
+    interval: Interval,
+) {
+    let expected: Vec<Value> = aggregate(minutes, interval)
+        .iter()
+        .map(|bar| {
+            let mut candle = candle_json(bar);
+            candle["oi"] = json!(bar.oi as i64);
+            candle
+        })
+        .collect();
+    let body = server
+        .ok(
+            "history",
+            json!({"symbol": symbol, "exchange": "NSE", "interval": name,
+                   "start_date": start, "end_date": end}),
+        )
+        .await;
+    assert_eq!(body["data"], json!(expected), "{name} {start}..{end}");
+}
+
 /// The hourly and daily rollups always equal the 1-minute bars aggregated to `60m` and `D`:
 /// after a backfill (across IST midnights and hours), after recorded bars replace stored
 /// minutes, and after pruning cuts through an hour and a day; and `history` over several
@@ -474,22 +502,8 @@ async fn rollups_follow_the_minutes_through_backfill_recording_and_pruning() {
                 .filter(|bar| bar.time >= ist(from) && bar.time < ist(until) + 86_400)
                 .copied()
                 .collect();
-            let expected: Vec<Value> = aggregate(&inside, interval)
-                .iter()
-                .map(|bar| {
-                    let mut candle = candle_json(bar);
-                    candle["oi"] = json!(bar.oi as i64);
-                    candle
-                })
-                .collect();
-            let body = server
-                .ok(
-                    "history",
-                    json!({"symbol": "INFY", "exchange": "NSE", "interval": name,
-                           "start_date": start, "end_date": end}),
-                )
-                .await;
-            assert_eq!(body["data"], json!(expected), "{name} {start}..{end}");
+            let range = (start, end);
+            assert_history_aggregates(&server, "INFY", name, range, &inside, interval).await;
         }
     }
 
@@ -620,22 +634,8 @@ async fn history_from_packed_hours_equals_the_minutes_aggregated() {
         let inside: Vec<Bar> = minutes.range(from..until).map(|(_, bar)| *bar).collect();
         for name in ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "D"] {
             let interval = Interval::parse(name).unwrap();
-            let expected: Vec<Value> = aggregate(&inside, interval)
-                .iter()
-                .map(|bar| {
-                    let mut candle = candle_json(bar);
-                    candle["oi"] = json!(bar.oi as i64);
-                    candle
-                })
-                .collect();
-            let body = server
-                .ok(
-                    "history",
-                    json!({"symbol": "SBIN", "exchange": "NSE", "interval": name,
-                           "start_date": start, "end_date": end}),
-                )
-                .await;
-            assert_eq!(body["data"], json!(expected), "{name} {start}..{end}");
+            let range = (start, end);
+            assert_history_aggregates(&server, "SBIN", name, range, &inside, interval).await;
         }
     }
     // The store's rows are the minutes the answers were computed from.

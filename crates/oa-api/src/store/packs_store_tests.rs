@@ -230,18 +230,14 @@ fn packed_reads_equal_plain_reads_through_writes_late_bars_and_pruning() {
             }
             for (from, length, limit) in reads {
                 let from = FIRST_HOUR + from;
-                check(
-                    database.as_ref(),
-                    &model,
-                    &symbol,
-                    (from, from + length, limit),
-                )?;
-                check(
-                    database.as_ref(),
-                    &model,
-                    &symbol,
-                    (from, from + length, usize::MAX),
-                )?;
+                for limit in [limit, usize::MAX] {
+                    check(
+                        database.as_ref(),
+                        &model,
+                        &symbol,
+                        (from, from + length, limit),
+                    )?;
+                }
             }
             // Pruning cuts through an hour: the pack of that hour keeps the minutes after it.
             let before = FIRST_HOUR + prune_at;
