@@ -162,8 +162,9 @@ pub(crate) async fn history(
 
 /// ticker: `GET /api/v1/ticker/<EXCHANGE:SYMBOL>?apikey=..&interval=D&from=..&to=..&format=json|txt`
 /// (upstream restx_api/ticker.py): the candles of `history`, as JSON or as text lines
-/// `EXCHANGE:SYMBOL,date[,time],open,high,low,close,volume`. Ranges longer than 30 days
-/// (intraday) or 10 years (daily) start later, as upstream shortens them.
+/// `EXCHANGE:SYMBOL,date[,time],open,high,low,close,volume` (the time for every interval but
+/// `D`, as upstream). Ranges longer than 30 days (intraday) or 10 years (`D`, `W`, `M`)
+/// start later, as upstream shortens them.
 pub(crate) async fn ticker(
     State(app): State<AppState>,
     Path(instrument): Path<String>,
