@@ -2,7 +2,8 @@
 
 Environment: OA_HOST, OA_APIKEY and OA_HISTORY_EXPECTED, a JSON object:
 {"symbol": "SBIN", "exchange": "NSE", "date": "2026-11-30",
- "intervals": {"1m": [[timestamp, open, high, low, close, volume], ...], "5m": ..., "D": ...}}
+ "intervals": {"1m": [[timestamp, open, high, low, close, volume], ...], "5m": ..., "D": ...,
+               "W": ...}}
 with the candles the Rust test computed from the ticks it published. Exits non-zero on the
 first failed check.
 """
@@ -35,8 +36,8 @@ for interval, rows in expected["intervals"].items():
         fail(f"history {interval}: index {df.index.name}, {len(df)} rows, expected {len(rows)}")
     for (stamp, candle), (timestamp, open_, high, low, close, volume) in zip(df.iterrows(), rows):
         when = pd.Timestamp(timestamp, unit="s")
-        if interval != "D":
-            # The SDK shows intraday candles in Indian time.
+        if interval not in ("D", "W", "M"):
+            # The SDK shows intraday candles in Indian time; D, W and M as their date.
             when = when.tz_localize("UTC").tz_convert("Asia/Kolkata")
         got = (stamp, candle["open"], candle["high"], candle["low"], candle["close"],
                candle["volume"])

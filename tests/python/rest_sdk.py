@@ -152,7 +152,8 @@ def main():
     check("multiquotes", client.multiquotes(symbols=[{"symbol": "SBIN", "exchange": "NSE"},
                                                       {"symbol": "NOSUCH", "exchange": "NSE"}]),
           "results.1.data.ltp", "results.0.error", **{"results.1.symbol": "SBIN"})
-    check("intervals", client.intervals(), "data.minutes", **{"data.days": ["D"]})
+    check("intervals", client.intervals(), "data.minutes",
+          **{"data.days": ["D"], "data.weeks": ["W"], "data.months": ["M"]})
 
     if failures:
         print(f"{len(failures)} check(s) failed: {failures}")

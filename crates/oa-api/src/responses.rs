@@ -703,8 +703,8 @@ pub struct IntervalGroups {
     pub hours: Vec<&'static str>,
     /// `D`.
     pub days: Vec<&'static str>,
-    /// `W` (none here).
+    /// `W`.
     pub weeks: Vec<&'static str>,
-    /// `M` (none here).
+    /// `M`.
     pub months: Vec<&'static str>,
 }

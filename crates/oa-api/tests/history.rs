@@ -268,7 +268,7 @@ async fn history_names_the_field_of_a_bad_request() {
         (
             json!({"interval": "7m"}),
             400,
-            "interval: expected one of 1m, 3m, 5m, 10m, 15m, 30m, 60m, 1h, D, got \"7m\"",
+            "interval: expected one of 1m, 3m, 5m, 10m, 15m, 30m, 60m, 1h, D, W, M, got \"7m\"",
         ),
         (
             json!({"start_date": "30-11-2026"}),
@@ -374,6 +374,7 @@ async fn the_official_sdk_gets_a_dataframe_of_the_published_ticks() {
         ("5m", Interval::Minutes(5)),
         ("15m", Interval::Minutes(15)),
         ("D", Interval::Day),
+        ("W", Interval::Week),
     ] {
         let rows: Vec<Value> = expected_bars(interval)
             .iter()
@@ -632,7 +633,7 @@ async fn history_from_packed_hours_equals_the_minutes_aggregated() {
     ] {
         let (from, until) = (ist_midnight(day(start)), ist_midnight(day(end)) + 86_400);
         let inside: Vec<Bar> = minutes.range(from..until).map(|(_, bar)| *bar).collect();
-        for name in ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "D"] {
+        for name in ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "D", "W", "M"] {
             let interval = Interval::parse(name).unwrap();
             let range = (start, end);
             assert_history_aggregates(&server, "SBIN", name, range, &inside, interval).await;
@@ -647,4 +648,128 @@ async fn history_from_packed_hours_equals_the_minutes_aggregated() {
         .map(|text| parse_row(text))
         .collect();
     assert_eq!(stored, minutes.values().map(row).collect::<Vec<_>>());
+}
+
+/// 00:00 IST of a date `YYYY-MM-DD`, epoch seconds.
+fn ist_midnight(date: &str) -> i64 {
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() - 19_800
+}
+
+/// `W` and `M` are the daily candles of start..end aggregated, as upstream resamples the
+/// daily candles it fetched for the range (broker/hdfcsky/api/data.py `_resample` with
+/// `W-MON` / `MS`, `label="left"`, `closed="left"`; database/historify_db.py
+/// `_get_daily_aggregated_ohlcv`): a week is stamped with its Monday and a month with its
+/// 1st (the date at 00:00 UTC, as daily candles), a range starting mid-week and mid-month
+/// gives a first week and month of the days inside the range only, weeks and months
+/// without bars have no candle, and the current day (the recorder's bars not stored yet)
+/// is in the last week and month. `ticker`'s text shows them with the time of day in IST,
+/// as upstream restx_api/ticker.py formats every interval but `D`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weeks_and_months_aggregate_the_daily_candles_of_the_range() {
+    let server = common::start().await;
+    // Sessions of 25 bars every 15 minutes, on days with gaps: no bars in the weeks of
+    // 2026-10-26, 11-09 and 11-16. The range is 2026-10-14 (a Wednesday) to 2026-12-02;
+    // the days before and after it must not count.
+    let days = [
+        "2026-10-12",
+        "2026-10-13",
+        "2026-10-14",
+        "2026-10-16",
+        "2026-10-19",
+        "2026-10-23",
+        "2026-11-04",
+        "2026-11-05",
+        "2026-11-27",
+        "2026-11-30",
+        "2026-12-01",
+        "2026-12-02",
+        "2026-12-03",
+    ];
+    let mut minutes: std::collections::BTreeMap<i64, Bar> = std::collections::BTreeMap::new();
+    for (index, day) in days.iter().enumerate() {
+        let session = ist_midnight(day) + 9 * 3_600 + 15 * 60;
+        let mut bars = minute_bars("SBIN", session, 15, 25);
+        for item in &mut bars {
+            let shift = index as f64 * 3.0;
+            item.bar.open += shift;
+            item.bar.high += shift;
+            item.bar.low += shift;
+            item.bar.close += shift;
+            minutes.insert(item.bar.time, item.bar);
+        }
+        server.api.backfill_bars(bars).await.unwrap();
+    }
+    // The recorder's bars of 2026-11-30 (09:15 to 09:22) replace the stored minutes.
+    publish(&server, "SBIN");
+    for bar in expected_bars(Interval::Minutes(1)) {
+        minutes.insert(bar.time, bar);
+    }
+    let (start, end) = ("2026-10-14", "2026-12-02");
+    let inside: Vec<Bar> = minutes
+        .range(ist_midnight(start)..ist_midnight(end) + 86_400)
+        .map(|(_, bar)| *bar)
+        .collect();
+    let daily = aggregate(&inside, Interval::Day);
+    for (name, interval) in [("W", Interval::Week), ("M", Interval::Month)] {
+        let expected = aggregate(&daily, interval);
+        assert_history_aggregates(&server, "SBIN", name, (start, end), &daily, interval).await;
+        // The stamps: Mondays (the first one before the range's start) and 1sts.
+        let stamps: Vec<i64> = expected.iter().map(|bar| bar.time).collect();
+        let dates: &[&str] = if interval == Interval::Week {
+            &[
+                "2026-10-12",
+                "2026-10-19",
+                "2026-11-02",
+                "2026-11-23",
+                "2026-11-30",
+            ]
+        } else {
+            &["2026-10-01", "2026-11-01", "2026-12-01"]
+        };
+        let midnights_utc: Vec<i64> = dates
+            .iter()
+            .map(|date| ist_midnight(date) + 19_800)
+            .collect();
+        assert_eq!(stamps, midnights_utc, "{name}");
+        // The first candle opens at the range's first bar (2026-10-14), not the week's.
+        assert_eq!(expected[0].open, inside[0].open, "{name}");
+        assert_eq!(inside[0].time, ist_midnight(start) + 9 * 3_600 + 15 * 60);
+    }
+    // The week of 2026-11-30 holds the recorded bars and crosses into December.
+    let week = aggregate(&daily, Interval::Week);
+    let last = week.last().unwrap();
+    let first_day_of_week = daily.iter().position(|bar| bar.time == last.time).unwrap();
+    let volume: f64 = daily[first_day_of_week..]
+        .iter()
+        .map(|bar| bar.volume)
+        .sum();
+    assert_eq!((last.volume, daily.len() - first_day_of_week), (volume, 3));
+
+    // ticker: the same candles; its text has upstream's intraday layout for W.
+    let url = format!(
+        "{}/api/v1/ticker/NSE:SBIN?apikey={}&interval=W&from={start}&to={end}&format=txt",
+        server.url, server.key
+    );
+    let text = server
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let first = week[0];
+    assert_eq!(
+        text.lines().next(),
+        Some(
+            format!(
+                "NSE:SBIN,2026-10-12,05:30:00,{:?},{:?},{:?},{:?},{}",
+                first.open, first.high, first.low, first.close, first.volume as i64
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(text.lines().count(), week.len());
 }

@@ -1079,7 +1079,7 @@ async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
     assert_eq!(
         intervals["data"],
         json!({"seconds": [], "minutes": ["1m", "3m", "5m", "10m", "15m", "30m", "60m"],
-               "hours": ["1h"], "days": ["D"], "weeks": [], "months": []})
+               "hours": ["1h"], "days": ["D"], "weeks": ["W"], "months": ["M"]})
     );
 }
 

@@ -4,11 +4,15 @@
 //! Times are epoch seconds. Intraday buckets are aligned to the Indian session open
 //! (09:15 IST), as brokers' minute bars are (a 30m bar starts at 09:15, 09:45, ...). A daily
 //! bar is stamped with its Indian calendar date at 00:00 UTC, as OpenAlgo's broker adapters
-//! stamp daily bars (the SDK shows it as that date without a time zone).
+//! stamp daily bars (the SDK shows it as that date without a time zone). A weekly bar is
+//! stamped the same way with the Monday of its Indian week, a monthly bar with the 1st of
+//! its Indian month (upstream database/historify_db.py `_get_daily_aggregated_ohlcv`, and
+//! broker/hdfcsky/api/data.py resampling daily bars with `W-MON` / `MS`, `label="left"`,
+//! `closed="left"`).
 //!
-//! 1-minute bars nest in every other interval's buckets, so aggregating stored 1-minute bars
-//! gives exactly the bars that would have been built from the trades directly (a property
-//! test below checks it).
+//! 1-minute bars nest in every other interval's buckets and days nest in weeks and months, so
+//! aggregating stored 1-minute (or daily) bars gives exactly the bars that would have been
+//! built from the trades directly (property tests below check it).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +34,10 @@ pub enum Interval {
     Minutes(u32),
     /// One Indian trading day.
     Day,
+    /// One Indian week, Monday to Sunday (`W`).
+    Week,
+    /// One Indian calendar month (`M`).
+    Month,
 }
 
 impl Interval {
@@ -44,9 +52,12 @@ impl Interval {
         ("60m", Interval::Minutes(60)),
         ("1h", Interval::Minutes(60)),
         ("D", Interval::Day),
+        ("W", Interval::Week),
+        ("M", Interval::Month),
     ];
 
-    /// Parses an OpenAlgo interval name (`1m`, `5m`, `1h`, `D`, ...; case-sensitive as upstream).
+    /// Parses an OpenAlgo interval name (`1m`, `5m`, `1h`, `D`, `W`, `M`, ...; case-sensitive
+    /// as upstream).
     pub fn parse(name: &str) -> Option<Interval> {
         Interval::ALL
             .iter()
@@ -64,6 +75,12 @@ impl Interval {
         matches!(self, Interval::Minutes(_))
     }
 
+    /// True for the intervals made of whole days (`W`, `M`): their bars are the daily bars
+    /// aggregated, as upstream resamples daily candles.
+    pub fn is_built_from_days(self) -> bool {
+        matches!(self, Interval::Week | Interval::Month)
+    }
+
     /// The start of the bucket that `time` (epoch seconds) falls in.
     pub fn bucket_start(self, time: i64) -> i64 {
         match self {
@@ -71,11 +88,37 @@ impl Interval {
                 let length = i64::from(minutes) * 60;
                 SESSION_ANCHOR_SECONDS + (time - SESSION_ANCHOR_SECONDS).div_euclid(length) * length
             }
-            Interval::Day => {
-                (time + IST_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY) * SECONDS_PER_DAY
+            Interval::Day => ist_day_number(time) * SECONDS_PER_DAY,
+            Interval::Week => {
+                let day = ist_day_number(time);
+                // Day 0 (1970-01-01) was a Thursday, 3 days after a Monday.
+                (day - (day + 3).rem_euclid(7)) * SECONDS_PER_DAY
+            }
+            Interval::Month => {
+                let day = ist_day_number(time);
+                (day - (day_of_month(day) - 1)) * SECONDS_PER_DAY
             }
         }
     }
+}
+
+/// The Indian calendar date of `time` (epoch seconds), as days since 1970-01-01.
+fn ist_day_number(time: i64) -> i64 {
+    (time + IST_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY)
+}
+
+/// The day of the month (1..=31) of the proleptic Gregorian date `day` days after
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`; total over every `i64` day in range).
+fn day_of_month(day: i64) -> i64 {
+    // Days since 0000-03-01, in 400-year eras of 146,097 days.
+    let shifted = day + 719_468;
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 153 days per 5 months.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    day_of_year - (153 * month_from_march + 2) / 5 + 1
 }
 
 impl fmt::Display for Interval {
@@ -83,6 +126,8 @@ impl fmt::Display for Interval {
         match self {
             Interval::Minutes(minutes) => write!(f, "{minutes}m"),
             Interval::Day => f.write_str("D"),
+            Interval::Week => f.write_str("W"),
+            Interval::Month => f.write_str("M"),
         }
     }
 }
@@ -388,6 +433,152 @@ mod tests {
         );
     }
 
+    /// 00:00 UTC of a date: how daily, weekly and monthly bars are stamped.
+    fn stamp(year: i32, month: u32, day: u32) -> i64 {
+        chrono::NaiveDate::from_ymd_opt(year, month, day)
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map_or(i64::MIN, |time| time.and_utc().timestamp())
+    }
+
+    /// The first and the last second of an Indian date (00:00:00 and 23:59:59 IST).
+    fn ist_day(year: i32, month: u32, day: u32) -> [i64; 2] {
+        let midnight = stamp(year, month, day) - IST_OFFSET_SECONDS;
+        [midnight, midnight + SECONDS_PER_DAY - 1]
+    }
+
+    /// A week is stamped with its Monday's date (upstream database/historify_db.py
+    /// `DATE_TRUNC('week', ...)` on the IST date; broker/hdfcsky/api/data.py
+    /// `resample("W-MON", label="left", closed="left")` labels [Monday, next Monday) with
+    /// that Monday), from Monday 00:00 IST to Sunday 23:59:59 IST.
+    #[test]
+    fn a_week_is_labelled_by_its_monday_in_ist() {
+        let week = Interval::Week;
+        // 2026-11-30 is a Monday; 2026-12-06 a Sunday.
+        for time in ist_day(2026, 11, 30)
+            .into_iter()
+            .chain(ist_day(2026, 12, 6))
+        {
+            assert_eq!(week.bucket_start(time), stamp(2026, 11, 30));
+        }
+        // Tuesday 2026-12-01 09:15 IST.
+        assert_eq!(week.bucket_start(SESSION_OPEN), stamp(2026, 11, 30));
+        // Sunday 2026-12-06 23:59:59 IST (above) is still that week and Monday 2026-12-07
+        // 00:00 IST the next, although both are 2026-12-06 in UTC (18:29:59 and 18:30:00).
+        assert_eq!(
+            week.bucket_start(ist_day(2026, 12, 7)[0]),
+            stamp(2026, 12, 7)
+        );
+        assert_eq!(
+            week.bucket_start(ist_day(2026, 11, 29)[1]),
+            stamp(2026, 11, 23)
+        );
+        // Epoch day 0 was a Thursday: its week starts on Monday 1969-12-29.
+        assert_eq!(week.bucket_start(0), stamp(1969, 12, 29));
+        assert_eq!(Interval::parse("W"), Some(week));
+        assert_eq!(week.to_string(), "W");
+        assert!(!week.is_intraday() && week.is_built_from_days());
+    }
+
+    /// A month is stamped with its 1st (upstream database/historify_db.py
+    /// `DATE_TRUNC('month', ...)` on the IST date; broker/hdfcsky/api/data.py
+    /// `resample("MS", label="left", closed="left")`).
+    #[test]
+    fn a_month_is_labelled_by_its_first_day_in_ist() {
+        let month = Interval::Month;
+        // (an Indian date, its first (0) or last (1) second, the month's stamp)
+        let cases = [
+            ((2026, 12, 1), 0, (2026, 12, 1)),
+            ((2026, 12, 31), 1, (2026, 12, 1)),
+            // 2026-12-01 00:00 IST is 2026-11-30 18:30 UTC: already December.
+            ((2026, 11, 30), 1, (2026, 11, 1)),
+            // Leap years: 2028-02-29 is February's; 2100 is not a leap year.
+            ((2028, 2, 29), 1, (2028, 2, 1)),
+            ((2028, 3, 1), 0, (2028, 3, 1)),
+            ((2100, 2, 28), 1, (2100, 2, 1)),
+            ((2100, 3, 1), 0, (2100, 3, 1)),
+        ];
+        for ((year, month_number, day), end, (y, m, d)) in cases {
+            let time = ist_day(year, month_number, day)[end];
+            assert_eq!(
+                month.bucket_start(time),
+                stamp(y, m, d),
+                "{year}-{month_number}-{day}"
+            );
+        }
+        assert_eq!(Interval::parse("M"), Some(month));
+        assert_eq!(Interval::parse("m"), None);
+        assert_eq!(month.to_string(), "M");
+    }
+
+    #[test]
+    fn the_day_of_month_agrees_with_the_calendar_over_six_centuries() {
+        let mut date = chrono::NaiveDate::from_ymd_opt(1700, 1, 1).unwrap();
+        let last = chrono::NaiveDate::from_ymd_opt(2300, 12, 31).unwrap();
+        while date <= last {
+            let day = stamp(
+                chrono::Datelike::year(&date),
+                chrono::Datelike::month(&date),
+                chrono::Datelike::day(&date),
+            )
+            .div_euclid(SECONDS_PER_DAY);
+            assert_eq!(
+                day_of_month(day),
+                i64::from(chrono::Datelike::day(&date)),
+                "{date}"
+            );
+            date = date.succ_opt().unwrap();
+        }
+    }
+
+    fn daily_bar(time: i64, price: f64, volume: f64) -> Bar {
+        Bar {
+            time,
+            open: price,
+            high: price + 2.0,
+            low: price - 1.0,
+            close: price + 0.5,
+            volume,
+            oi: volume / 10.0,
+        }
+    }
+
+    /// The last week of 2026 (Monday 2026-12-28 to Sunday 2027-01-03) crosses a month end
+    /// and a year end: one weekly bar stamped 2026-12-28, two monthly bars.
+    #[test]
+    fn a_week_spanning_a_month_and_year_end_is_one_weekly_bar() {
+        let days = [
+            daily_bar(stamp(2026, 12, 24), 100.0, 10.0),
+            daily_bar(stamp(2026, 12, 28), 101.0, 20.0),
+            daily_bar(stamp(2026, 12, 31), 99.0, 30.0),
+            daily_bar(stamp(2027, 1, 1), 104.0, 40.0),
+            daily_bar(stamp(2027, 1, 4), 98.0, 50.0),
+        ];
+        let bar = |time, open, high, low, close, volume, oi| Bar {
+            time,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            oi,
+        };
+        assert_eq!(
+            aggregate(&days, Interval::Week),
+            [
+                bar(stamp(2026, 12, 21), 100.0, 102.0, 99.0, 100.5, 10.0, 1.0),
+                bar(stamp(2026, 12, 28), 101.0, 106.0, 98.0, 104.5, 90.0, 4.0),
+                bar(stamp(2027, 1, 4), 98.0, 100.0, 97.0, 98.5, 50.0, 5.0),
+            ]
+        );
+        assert_eq!(
+            aggregate(&days, Interval::Month),
+            [
+                bar(stamp(2026, 12, 1), 100.0, 103.0, 98.0, 99.5, 60.0, 3.0),
+                bar(stamp(2027, 1, 1), 104.0, 106.0, 97.0, 98.5, 90.0, 5.0),
+            ]
+        );
+    }
+
     #[test]
     fn interval_names_are_upstreams() {
         assert_eq!(Interval::parse("1h"), Some(Interval::Minutes(60)));
@@ -458,38 +649,59 @@ mod tests {
         );
     }
 
-    fn trades() -> impl Strategy<Value = Vec<Trade>> {
-        // Up to three days of trades around the session, in time order; integral quantities
-        // so that sums are exact in any order.
-        prop::collection::vec((0i64..600, 1.0f64..2000.0, 0u32..500, 0u32..1000), 1..400).prop_map(
-            |steps| {
-                let mut time = SESSION_OPEN - 4 * 3600;
-                steps
-                    .into_iter()
-                    .map(|(gap, price, quantity, oi)| {
-                        time += gap;
-                        Trade {
-                            time,
-                            price,
-                            quantity: f64::from(quantity),
-                            oi: f64::from(oi),
-                        }
-                    })
-                    .collect()
-            },
-        )
+    /// Up to 400 trades in time order from `first`, at most `longest_gap` seconds apart;
+    /// integral quantities so that sums are exact in any order.
+    fn trades(first: i64, longest_gap: i64) -> impl Strategy<Value = Vec<Trade>> {
+        let step = (0..longest_gap, 1.0f64..2000.0, 0u32..500, 0u32..1000);
+        prop::collection::vec(step, 1..400).prop_map(move |steps| {
+            let mut time = first;
+            steps
+                .into_iter()
+                .map(|(gap, price, quantity, oi)| {
+                    time += gap;
+                    Trade {
+                        time,
+                        price,
+                        quantity: f64::from(quantity),
+                        oi: f64::from(oi),
+                    }
+                })
+                .collect()
+        })
     }
 
     proptest! {
         /// Bars aggregated from 1-minute bars equal bars computed directly from the trades,
         /// for every interval.
         #[test]
-        fn aggregated_minute_bars_equal_bars_built_from_the_trades(trades in trades()) {
+        fn aggregated_minute_bars_equal_bars_built_from_the_trades(
+            // Up to three days of trades around the session.
+            trades in trades(SESSION_OPEN - 4 * 3600, 600)
+        ) {
             let minute_bars = bars_from_trades(&trades, Interval::Minutes(1));
             for (name, interval) in Interval::ALL {
                 let direct = bars_from_trades(&trades, *interval);
                 let aggregated = aggregate(&minute_bars, *interval);
                 prop_assert_eq!(&aggregated, &direct, "interval {}", name);
+            }
+        }
+
+        /// Weekly and monthly bars aggregated from daily bars (as `history` serves them) equal
+        /// the bars computed directly from the trades, and the daily bars aggregated from
+        /// 1-minute bars give the same.
+        #[test]
+        fn weeks_and_months_from_daily_bars_equal_bars_built_from_the_trades(
+            // Up to about two years of trades up to 4 days apart (weeks and months with gaps
+            // and with a single trade), from Thursday 2026-12-17.
+            trades in trades(SESSION_OPEN + 16 * 86_400, 4 * 86_400)
+        ) {
+            let daily = bars_from_trades(&trades, Interval::Day);
+            let daily_from_minutes =
+                aggregate(&bars_from_trades(&trades, Interval::Minutes(1)), Interval::Day);
+            prop_assert_eq!(&daily_from_minutes, &daily);
+            for interval in [Interval::Week, Interval::Month] {
+                let direct = bars_from_trades(&trades, interval);
+                prop_assert_eq!(&aggregate(&daily, interval), &direct, "interval {}", interval);
             }
         }
     }

@@ -38,16 +38,12 @@ impl CandlesJson {
             if index > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(br#"{"close":"#);
-            write_price(&mut out, bar.close);
-            out.extend_from_slice(br#","high":"#);
-            write_price(&mut out, bar.high);
-            out.extend_from_slice(br#","low":"#);
-            write_price(&mut out, bar.low);
+            write_key_price(&mut out, br#"{"close":"#, bar.close);
+            write_key_price(&mut out, br#","high":"#, bar.high);
+            write_key_price(&mut out, br#","low":"#, bar.low);
             out.extend_from_slice(br#","oi":"#);
             write_quantity(&mut out, bar.oi);
-            out.extend_from_slice(br#","open":"#);
-            write_price(&mut out, bar.open);
+            write_key_price(&mut out, br#","open":"#, bar.open);
             out.extend_from_slice(br#","timestamp":"#);
             write_integer(&mut out, bar.time);
             out.extend_from_slice(br#","volume":"#);
@@ -69,6 +65,12 @@ impl IntoResponse for CandlesJson {
     fn into_response(self) -> Response {
         ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
+}
+
+/// `key` (with what precedes it), then a price.
+fn write_key_price(out: &mut Vec<u8>, key: &[u8], value: f64) {
+    out.extend_from_slice(key);
+    write_price(out, value);
 }
 
 /// A price as serde_json prints an `f64`.

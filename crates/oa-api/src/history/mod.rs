@@ -83,13 +83,33 @@ impl History {
     /// `from <= time < until` (epoch seconds), oldest first, or `None` when they would take
     /// reading more than `limit` stored rows.
     ///
+    /// `W` and `M` are the daily candles of the range aggregated, as upstream resamples the
+    /// daily candles of start..end: a range starting mid-week or mid-month gives a first
+    /// candle of the days inside it, stamped with its Monday or its 1st.
+    pub(crate) async fn candles(
+        &self,
+        range: BarRange,
+        interval: Interval,
+        limit: usize,
+    ) -> Result<Option<Vec<Bar>>, StoreError> {
+        if !interval.is_built_from_days() {
+            return self.candles_from_minutes(range, interval, limit).await;
+        }
+        let days = self
+            .candles_from_minutes(range, Interval::Day, limit)
+            .await?;
+        Ok(days.map(|days| aggregate(&days, interval)))
+    }
+
+    /// The candles of an interval of at most a day ([`History::candles`]).
+    ///
     /// `60m` and `D` read the store's hourly and daily rollups for the whole buckets inside
     /// the range, and 1-minute bars for the partial buckets at its ends and from the bucket of
     /// the oldest bar not yet stored on; other intervals aggregate the 1-minute bars. The
     /// 1-minute bars are read from the packs ([`BarTable::Packs`]: one row per hour). Bars not
     /// yet stored (the completed ones waiting for the next batch and the current minute's)
     /// are the recorder's, which replace stored bars of the same minute.
-    pub(crate) async fn candles(
+    async fn candles_from_minutes(
         &self,
         range: BarRange,
         interval: Interval,

@@ -18,16 +18,18 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, Interval};
 
-/// The fields of a `history` request.
-const HISTORY_FIELDS: &[&str] = &[
+/// The fields of a candle request (`ticker`'s query, as `history` names them).
+const CANDLE_FIELDS: &[&str] = &[
     "apikey",
     "symbol",
     "exchange",
     "interval",
     "start_date",
     "end_date",
-    "source",
 ];
+
+/// The fields `history` takes besides [`CANDLE_FIELDS`].
+const HISTORY_ONLY_FIELDS: &[&str] = &["source"];
 
 /// Upstream's `source` values: the broker (`api`) or its local database (`db`). oa answers
 /// both from its store.
@@ -148,15 +150,10 @@ pub(crate) async fn history(
     State(app): State<AppState>,
     ApiBody(body): ApiBody,
 ) -> Result<CandlesJson, HttpError> {
-    let fields = Fields::new(body, HISTORY_FIELDS)?;
+    let fields = Fields::in_groups(body, &[CANDLE_FIELDS, HISTORY_ONLY_FIELDS])?;
     let request = CandleRequest::read(&fields)?;
-    if let Some(source) = fields.opt_string("source")?
-        && !SOURCES.contains(&source.as_str())
-    {
-        return Err(fields.error(
-            "source",
-            &format!("expected one of {}, got {source:?}", SOURCES.join(", ")),
-        ));
+    if let Some(source) = fields.opt_string("source")? {
+        fields.check_one_of("source", &source, SOURCES)?;
     }
     app.authenticate(&fields).await?;
     let candles = app.candles(&request).await?;
@@ -165,8 +162,9 @@ pub(crate) async fn history(
 
 /// ticker: `GET /api/v1/ticker/<EXCHANGE:SYMBOL>?apikey=..&interval=D&from=..&to=..&format=json|txt`
 /// (upstream restx_api/ticker.py): the candles of `history`, as JSON or as text lines
-/// `EXCHANGE:SYMBOL,date[,time],open,high,low,close,volume`. Ranges longer than 30 days
-/// (intraday) or 10 years (daily) start later, as upstream shortens them.
+/// `EXCHANGE:SYMBOL,date[,time],open,high,low,close,volume` (the time for every interval but
+/// `D`, as upstream). Ranges longer than 30 days (intraday) or 10 years (`D`, `W`, `M`)
+/// start later, as upstream shortens them.
 pub(crate) async fn ticker(
     State(app): State<AppState>,
     Path(instrument): Path<String>,
@@ -211,17 +209,7 @@ async fn ticker_candles(
         .or_insert_with(|| serde_json::Value::from("D"));
     body.insert("exchange".to_string(), exchange.into());
     body.insert("symbol".to_string(), symbol.into());
-    let fields = Fields::new(
-        body,
-        &[
-            "apikey",
-            "symbol",
-            "exchange",
-            "interval",
-            "start_date",
-            "end_date",
-        ],
-    )?;
+    let fields = Fields::new(body, CANDLE_FIELDS)?;
     let mut request = CandleRequest::read(&fields)?;
     let longest = if request.interval.is_intraday() {
         TICKER_INTRADAY_DAYS

@@ -126,14 +126,21 @@ impl OrderService {
                 })
                 .collect()
         };
+        let named = |wanted: &str| -> Vec<&'static str> {
+            names
+                .iter()
+                .copied()
+                .filter(|name| *name == wanted)
+                .collect()
+        };
         Reply::new(Data {
             data: IntervalGroups {
                 seconds: ending('s'),
                 minutes: ending('m'),
                 hours: ending('h'),
-                days: names.iter().copied().filter(|name| *name == "D").collect(),
-                weeks: Vec::new(),
-                months: Vec::new(),
+                days: named("D"),
+                weeks: named("W"),
+                months: named("M"),
             },
         })
     }

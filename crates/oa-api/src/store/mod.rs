@@ -75,11 +75,11 @@ impl BarTable {
     /// The rollups, which every write and prune of 1-minute bars keeps up to date.
     pub(crate) const ROLLUPS: [BarTable; 2] = [BarTable::Hours, BarTable::Days];
 
-    /// The table `history` reads for `interval`.
+    /// The table `history` reads for `interval` (`W` and `M` are made of daily candles).
     pub(crate) fn for_interval(interval: Interval) -> BarTable {
         match interval {
             Interval::Minutes(60) => BarTable::Hours,
-            Interval::Day => BarTable::Days,
+            Interval::Day | Interval::Week | Interval::Month => BarTable::Days,
             Interval::Minutes(_) => BarTable::Minutes,
         }
     }
