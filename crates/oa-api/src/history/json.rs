@@ -1,5 +1,5 @@
 //! The JSON body of `history` (and `ticker`'s JSON format), written straight from the bars
-//! into one pre-sized buffer.
+//! in chunks of a few hundred candles as the connection takes them.
 //!
 //! A year of 1-minute bars is about 94,000 candles and 9 MB of JSON; going through serde
 //! (a `Vec` of candle structs, then `axum::Json` growing its buffer) cost more than reading
@@ -8,6 +8,9 @@
 //! (the unit tests compare them): prices that are whole hundredths (every price on a 0.05 or
 //! 0.01 tick) are printed from integers, anything else by serde_json's float formatter.
 
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use oa_marketdata_core::candles::Bar;
@@ -24,47 +27,85 @@ const HUNDREDTHS_LIMIT: f64 = 1e9;
 /// Bytes reserved per candle (a typical candle takes about 100).
 const BYTES_PER_CANDLE: usize = 112;
 
-/// A `history` success body, served as `application/json`.
+/// Candles per chunk of the body: about 56 KB, small enough to come from the allocator's heap
+/// (a 9 MB buffer is fresh pages, each one faulted in) and to bound what one response holds
+/// in memory beside its bars.
+const CANDLES_PER_CHUNK: usize = 500;
+
+/// A `history` success body, served as `application/json`: written in chunks as the
+/// connection takes them, or whole (with a `Content-Length`) when it fits in one chunk.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct CandlesJson(Vec<u8>);
+pub(crate) struct CandlesJson(Vec<Bar>);
 
 impl CandlesJson {
     /// `{"status":"success","data":[...]}` with one object per bar, keys in OpenAlgo's
     /// (alphabetical) order; volume rounded to a whole quantity.
-    pub(crate) fn new(bars: &[Bar]) -> CandlesJson {
-        let mut out = Vec::with_capacity(32 + bars.len() * BYTES_PER_CANDLE);
-        out.extend_from_slice(br#"{"status":"success","data":["#);
-        for (index, bar) in bars.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_key_price(&mut out, br#"{"close":"#, bar.close);
-            write_key_price(&mut out, br#","high":"#, bar.high);
-            write_key_price(&mut out, br#","low":"#, bar.low);
-            out.extend_from_slice(br#","oi":"#);
-            write_quantity(&mut out, bar.oi);
-            write_key_price(&mut out, br#","open":"#, bar.open);
-            out.extend_from_slice(br#","timestamp":"#);
-            write_integer(&mut out, bar.time);
-            out.extend_from_slice(br#","volume":"#);
-            write_quantity(&mut out, bar.volume.round());
-            out.push(b'}');
-        }
-        out.extend_from_slice(b"]}");
-        CandlesJson(out)
+    pub(crate) fn new(bars: Vec<Bar>) -> CandlesJson {
+        CandlesJson(bars)
     }
 
-    /// The body's bytes.
-    #[cfg(test)]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// How many chunks the body takes (at least one: an empty list is still a body).
+    fn chunk_count(&self) -> usize {
+        self.0.len().div_ceil(CANDLES_PER_CHUNK).max(1)
+    }
+
+    /// Chunk `index` of the body: the first opens the object, the last closes it.
+    fn chunk(&self, index: usize) -> Vec<u8> {
+        let first = index * CANDLES_PER_CHUNK;
+        let bars = &self.0[first..(first + CANDLES_PER_CHUNK).min(self.0.len())];
+        let mut out = Vec::with_capacity(32 + bars.len() * BYTES_PER_CANDLE);
+        if index == 0 {
+            out.extend_from_slice(br#"{"status":"success","data":["#);
+        }
+        for (offset, bar) in bars.iter().enumerate() {
+            if first + offset > 0 {
+                out.push(b',');
+            }
+            write_candle(&mut out, bar);
+        }
+        if index + 1 == self.chunk_count() {
+            out.extend_from_slice(b"]}");
+        }
+        out
+    }
+
+    /// The whole body's bytes.
+    fn to_bytes(&self) -> Vec<u8> {
+        (0..self.chunk_count())
+            .flat_map(|index| self.chunk(index))
+            .collect()
     }
 }
 
 impl IntoResponse for CandlesJson {
     fn into_response(self) -> Response {
-        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+        let content_type = [(header::CONTENT_TYPE, "application/json")];
+        if self.chunk_count() == 1 {
+            return (content_type, self.to_bytes()).into_response();
+        }
+        let chunks =
+            (0..self.chunk_count()).map(move |index| Ok::<_, Infallible>(self.chunk(index)));
+        (
+            content_type,
+            Body::from_stream(futures_util::stream::iter(chunks)),
+        )
+            .into_response()
     }
+}
+
+/// One candle object, keys in alphabetical order.
+fn write_candle(out: &mut Vec<u8>, bar: &Bar) {
+    write_key_price(out, br#"{"close":"#, bar.close);
+    write_key_price(out, br#","high":"#, bar.high);
+    write_key_price(out, br#","low":"#, bar.low);
+    out.extend_from_slice(br#","oi":"#);
+    write_quantity(out, bar.oi);
+    write_key_price(out, br#","open":"#, bar.open);
+    out.extend_from_slice(br#","timestamp":"#);
+    write_integer(out, bar.time);
+    out.extend_from_slice(br#","volume":"#);
+    write_quantity(out, bar.volume.round());
+    out.push(b'}');
 }
 
 /// `key` (with what precedes it), then a price.
@@ -137,6 +178,8 @@ mod tests {
     use proptest::prelude::*;
     use serde::Serialize;
 
+    use axum::body::HttpBody;
+
     use super::*;
     use crate::responses::{Data, Reply};
 
@@ -181,11 +224,53 @@ mod tests {
     }
 
     fn assert_same(bars: &[Bar]) {
-        let ours = CandlesJson::new(bars);
+        let ours = CandlesJson::new(bars.to_vec());
         assert_eq!(
-            String::from_utf8_lossy(ours.as_bytes()),
+            String::from_utf8_lossy(&ours.to_bytes()),
             String::from_utf8_lossy(&serde_body(bars))
         );
+    }
+
+    /// The response's body bytes and its exact length when known before sending (hyper then
+    /// sends it as `Content-Length`; without one, the body goes out chunked).
+    async fn served(bars: Vec<Bar>) -> (Vec<u8>, Option<u64>) {
+        let body = CandlesJson::new(bars).into_response().into_body();
+        let length = HttpBody::size_hint(&body).exact();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        (bytes.to_vec(), length)
+    }
+
+    #[tokio::test]
+    async fn a_body_in_chunks_is_the_same_bytes_and_a_one_chunk_body_has_its_length() {
+        for count in [
+            0,
+            1,
+            CANDLES_PER_CHUNK - 1,
+            CANDLES_PER_CHUNK,
+            CANDLES_PER_CHUNK + 1,
+            3 * CANDLES_PER_CHUNK + 7,
+        ] {
+            let bars: Vec<Bar> = (0..count)
+                .map(|index| {
+                    bar_of(
+                        800.0 + index as f64 * 0.05,
+                        1_796_083_200 + index as i64 * 60,
+                        10.0,
+                        0.0,
+                    )
+                })
+                .collect();
+            let reference = serde_body(&bars);
+            let (body, length) = served(bars).await;
+            assert_eq!(body, reference, "{count} candles");
+            if count <= CANDLES_PER_CHUNK {
+                assert_eq!(length, Some(reference.len() as u64), "{count} candles");
+            } else {
+                assert_eq!(length, None, "{count} candles are streamed");
+            }
+        }
     }
 
     #[test]
@@ -236,15 +321,15 @@ mod tests {
                 .iter()
                 .map(|&(units, step)| bar_of((units * step) as f64 * 0.01, time, volume, units as f64))
                 .collect();
-            let (ours, reference) = (CandlesJson::new(&bars), serde_body(&bars));
-            prop_assert_eq!(ours.as_bytes(), reference.as_slice());
+            let reference = serde_body(&bars);
+            prop_assert_eq!(CandlesJson::new(bars).to_bytes(), reference);
         }
 
         #[test]
         fn any_floats_print_as_serde_json(values in proptest::collection::vec(any::<f64>(), 1..40)) {
             let bars: Vec<Bar> = values.iter().map(|&value| bar_of(value, 0, value, value)).collect();
-            let (ours, reference) = (CandlesJson::new(&bars), serde_body(&bars));
-            prop_assert_eq!(ours.as_bytes(), reference.as_slice());
+            let reference = serde_body(&bars);
+            prop_assert_eq!(CandlesJson::new(bars).to_bytes(), reference);
         }
     }
 }

@@ -157,7 +157,7 @@ pub(crate) async fn history(
     }
     app.authenticate(&fields).await?;
     let candles = app.candles(&request).await?;
-    Ok(CandlesJson::new(&candles))
+    Ok(CandlesJson::new(candles))
 }
 
 /// ticker: `GET /api/v1/ticker/<EXCHANGE:SYMBOL>?apikey=..&interval=D&from=..&to=..&format=json|txt`
@@ -177,7 +177,7 @@ pub(crate) async fn ticker(
         Ok((request, candles)) if text => {
             text_response(StatusCode::OK, ticker_lines(&request, &candles))
         }
-        Ok((_, candles)) => CandlesJson::new(&candles).into_response(),
+        Ok((_, candles)) => CandlesJson::new(candles).into_response(),
         Err(error) if text => text_response(error.status, format!("{}\n", error.message)),
         Err(error) => error.into_response(),
     }
