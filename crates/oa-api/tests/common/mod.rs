@@ -8,7 +8,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,9 @@ use oa_events_core::{Envelope, EventPublisher};
 use oa_marketdata_core::{PriceCache, SymbolMaster, Tick};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+mod serve;
+pub use serve::serve;
 
 pub const PEPPER: &str = "test-pepper-that-is-at-least-32-characters-long";
 
@@ -161,21 +163,6 @@ pub async fn static_api(
         .unwrap();
     api.ensure_default_user().await.unwrap();
     api
-}
-
-/// Serves `router` (with client addresses) on a free port; returns `http://host:port`.
-pub async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{address}")
 }
 
 /// Posts `body` to `url`; returns the status and the raw body.
