@@ -274,6 +274,20 @@ impl Server {
         post_text(&self.client, &format!("{}/api/v1/{path}", self.url), body).await
     }
 
+    /// GETs `/api/v1/{path}?apikey=...` with `query` (`name=value&...`, or empty) after the
+    /// key; returns the status, the headers and the raw body.
+    pub async fn get(&self, path: &str, query: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let url = format!(
+            "{}/api/v1/{path}?apikey={}{separator}{query}",
+            self.url, self.key
+        );
+        let response = self.client.get(url).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
     /// Posts with `apikey` added.
     pub async fn call(&self, path: &str, mut body: Value) -> (u16, Value) {
         body["apikey"] = Value::from(self.key.clone());
