@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,25 +20,15 @@ use oa_marketdata_core::candles::InstrumentBar;
 use oa_marketdata_core::{PriceCache, Quote, SymbolMaster, Tick};
 use serde_json::json;
 
+#[path = "../tests/common/serve.rs"]
+mod serve;
+use serve::serve;
+
 const PEPPER: &str = "bench-pepper-bench-pepper-bench-pepper";
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted[index.min(sorted.len() - 1)]
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{address}")
 }
 
 async fn api(database_url: String, recording: bool, prices: PriceCache) -> oa_api::Api {
@@ -169,63 +158,61 @@ fn tick_path(prices: &PriceCache, seconds: f64, rate: f64) -> Vec<f64> {
     samples
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        println!("| query (one symbol, SQLite) | 1-minute bars stored | candles returned | p50 ms | p99 ms |");
-        println!("|---|---:|---:|---:|---:|");
-        for (label, every_minute) in [("a year of sessions", false), ("365 x 24 h", true)] {
-            let file = dir.path().join(format!("history-{every_minute}.db"));
-            let url = std::env::var("OA_BENCH_DATABASE_URL")
-                .unwrap_or_else(|_| format!("sqlite:///{}", file.display()));
-            let api = api(url, false, PriceCache::new()).await;
-            let key = api.ensure_default_user().await.unwrap().unwrap();
-            let bars = year_of_bars(every_minute);
-            let stored = bars.len();
-            for chunk in bars.chunks(50_000) {
-                api.backfill_bars(chunk.to_vec()).await.unwrap();
-            }
-            let url = serve(api.router()).await;
-            let client = reqwest::Client::new();
-            for (interval, days) in [("D", 366), ("1h", 366), ("1m", 366), ("5m", 30), ("1m", 5)] {
-                let (candles, p50, p99) =
-                    history_latency(&client, &url, &key, interval, days).await;
-                println!(
-                    "| {label}: {interval} over {days} days | {stored} | {candles} | {p50:.1} | {p99:.1} |"
-                );
-            }
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "| query (one symbol, SQLite) | 1-minute bars stored | candles returned | p50 ms | p99 ms |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (label, every_minute) in [("a year of sessions", false), ("365 x 24 h", true)] {
+        let file = dir.path().join(format!("history-{every_minute}.db"));
+        let url = std::env::var("OA_BENCH_DATABASE_URL")
+            .unwrap_or_else(|_| format!("sqlite:///{}", file.display()));
+        let api = api(url, false, PriceCache::new()).await;
+        let key = api.ensure_default_user().await.unwrap().unwrap();
+        let bars = year_of_bars(every_minute);
+        let stored = bars.len();
+        for chunk in bars.chunks(50_000) {
+            api.backfill_bars(chunk.to_vec()).await.unwrap();
         }
-        println!();
-        println!("| tick path (PriceCache::update, 2,000 ticks/s, 40 symbols) | ticks | p50 us | p99 us | p99.9 us |");
-        println!("|---|---:|---:|---:|---:|");
-        for recording in [false, true] {
-            let file = dir.path().join(format!("ticks-{recording}.db"));
-            let prices = PriceCache::new();
-            let api = api(
-                format!("sqlite:///{}", file.display()),
-                recording,
-                prices.clone(),
-            )
-            .await;
-            let samples = tokio::task::spawn_blocking({
-                let prices = prices.clone();
-                move || tick_path(&prices, 10.0, 2_000.0)
-            })
-            .await
-            .unwrap();
+        let url = serve(api.router()).await;
+        let client = reqwest::Client::new();
+        for (interval, days) in [("D", 366), ("1h", 366), ("1m", 366), ("5m", 30), ("1m", 5)] {
+            let (candles, p50, p99) = history_latency(&client, &url, &key, interval, days).await;
             println!(
-                "| recording {} | {} | {:.2} | {:.2} | {:.2} |",
-                if recording { "on" } else { "off" },
-                samples.len(),
-                percentile(&samples, 0.5),
-                percentile(&samples, 0.99),
-                percentile(&samples, 0.999)
+                "| {label}: {interval} over {days} days | {stored} | {candles} | {p50:.1} | {p99:.1} |"
             );
-            api.stop_recording_bars().await.unwrap();
         }
-    });
+    }
+    println!();
+    println!(
+        "| tick path (PriceCache::update, 2,000 ticks/s, 40 symbols) | ticks | p50 us | p99 us | p99.9 us |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for recording in [false, true] {
+        let file = dir.path().join(format!("ticks-{recording}.db"));
+        let prices = PriceCache::new();
+        let api = api(
+            format!("sqlite:///{}", file.display()),
+            recording,
+            prices.clone(),
+        )
+        .await;
+        let samples = tokio::task::spawn_blocking({
+            let prices = prices.clone();
+            move || tick_path(&prices, 10.0, 2_000.0)
+        })
+        .await
+        .unwrap();
+        println!(
+            "| recording {} | {} | {:.2} | {:.2} | {:.2} |",
+            if recording { "on" } else { "off" },
+            samples.len(),
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+            percentile(&samples, 0.999)
+        );
+        api.stop_recording_bars().await.unwrap();
+    }
 }

@@ -27,7 +27,8 @@ fn cpu_ms() -> f64 {
     (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) * 10.0
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
     let seconds: u64 = std::env::var("OA_BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -37,61 +38,64 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ApiConfig {
-            database_url: format!("sqlite:///{}", dir.path().join("bench.db").display()),
-            api_key_pepper: "bench-pepper-bench-pepper-bench-pepper".to_string(),
-            default_analyze_mode: true,
-            starting_funds: 1e15,
-            ..ApiConfig::default()
-        };
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 812.5, Some(812.4), Some(812.6));
-        let prices: Arc<dyn PriceSource> = Arc::new(prices);
-        let api = oa_api::build_with_sources(
-            config,
-            EventPublisher::builder().build(),
-            prices,
-            Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
-        )
-        .await
-        .unwrap();
-        let body = json!({"strategy": "bench", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
-                          "quantity": "1", "pricetype": "MARKET", "product": "MIS"});
-        let serde_json::Value::Object(map) = body else { unreachable!() };
-        let fields = Fields::new(map, PLACE_ORDER_FIELDS).unwrap();
-        let request = PlaceOrder::read(&fields).unwrap();
-        let log = fields.without_apikey();
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let before = cpu_ms();
-        let started = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let service = Arc::clone(api.service());
-                let request = request.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut done = 0u64;
-                    while Instant::now() < deadline {
-                        service.place_order("admin", request.clone(), log.clone()).await.unwrap();
-                        done += 1;
-                    }
-                    done
-                })
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApiConfig {
+        database_url: format!("sqlite:///{}", dir.path().join("bench.db").display()),
+        api_key_pepper: "bench-pepper-bench-pepper-bench-pepper".to_string(),
+        default_analyze_mode: true,
+        starting_funds: 1e15,
+        ..ApiConfig::default()
+    };
+    let prices = StaticPrices::new();
+    prices.set("NSE", "SBIN", 812.5, Some(812.4), Some(812.6));
+    let prices: Arc<dyn PriceSource> = Arc::new(prices);
+    let api = oa_api::build_with_sources(
+        config,
+        EventPublisher::builder().build(),
+        prices,
+        Arc::new(StaticSymbols::new().with("NSE", "SBIN", 1.0)),
+    )
+    .await
+    .unwrap();
+    let body = json!({"strategy": "bench", "exchange": "NSE", "symbol": "SBIN", "action": "BUY",
+                      "quantity": "1", "pricetype": "MARKET", "product": "MIS"});
+    let serde_json::Value::Object(map) = body else {
+        unreachable!()
+    };
+    let fields = Fields::new(map, PLACE_ORDER_FIELDS).unwrap();
+    let request = PlaceOrder::read(&fields).unwrap();
+    let log = fields.without_apikey();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let before = cpu_ms();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let service = Arc::clone(api.service());
+            let request = request.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    service
+                        .place_order("admin", request.clone(), log.clone())
+                        .await
+                        .unwrap();
+                    done += 1;
+                }
+                done
             })
-            .collect();
-        let mut total = 0;
-        for handle in handles {
-            total += handle.await.unwrap();
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = cpu_ms() - before;
-        println!("| order service placeorder (no HTTP) | {:.0} orders/s | {:.1} CPU us/order | {} concurrent |",
-                 total as f64 / elapsed, cpu * 1000.0 / total as f64, tasks);
-    });
+        })
+        .collect();
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ms() - before;
+    println!(
+        "| order service placeorder (no HTTP) | {:.0} orders/s | {:.1} CPU us/order | {} concurrent |",
+        total as f64 / elapsed,
+        cpu * 1000.0 / total as f64,
+        tasks
+    );
 }

@@ -232,22 +232,17 @@ async fn run(
     }
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
     let connections = env_number("OA_BENCH_CONNECTIONS", 32);
     // Four targets of (1 s warm-up + seconds) each: at most 104 s in all.
     let seconds = env_number("OA_BENCH_SECS", 10).clamp(1, 25);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (full_address, full_key) = oa(sqlite_url(&dir, StoreSync::Full), StoreSync::Full).await;
-        let (normal_address, normal_key) =
-            oa(sqlite_url(&dir, StoreSync::Normal), StoreSync::Normal).await;
-        let postgres = match oa_e2e::postgres::Postgres::start_with(
-            oa_e2e::postgres::Durability::Durable,
-        ) {
+    let dir = tempfile::tempdir().unwrap();
+    let (full_address, full_key) = oa(sqlite_url(&dir, StoreSync::Full), StoreSync::Full).await;
+    let (normal_address, normal_key) =
+        oa(sqlite_url(&dir, StoreSync::Normal), StoreSync::Normal).await;
+    let postgres =
+        match oa_e2e::postgres::Postgres::start_with(oa_e2e::postgres::Durability::Durable) {
             Ok(server) => {
                 let target = oa(server.url(), StoreSync::Full).await;
                 Some((server, target))
@@ -257,36 +252,77 @@ fn main() {
                 None
             }
         };
-        let baseline_address = baseline().await;
-        let body = |key: &str| json!({"apikey": key, "strategy": "bench", "exchange": "NSE", "symbol": "SBIN",
-                          "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS",
-                          "price": "0", "trigger_price": "0", "disclosed_quantity": "0"});
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        println!("placeorder over HTTP, {connections} keep-alive connections, {seconds} s per target (+1 s warm-up), {cores} cores, client in-process");
-        let mut rows = vec![
-            run("baseline axum handler (same JSON in/out)", baseline_address, &body(&full_key), connections, seconds).await,
-            run("oa-api placeorder, SQLite, OA_STORE_SYNC=full (default)", full_address, &body(&full_key), connections, seconds).await,
-            run("oa-api placeorder, SQLite, OA_STORE_SYNC=normal", normal_address, &body(&normal_key), connections, seconds).await,
-        ];
-        if let Some((_server, (address, key))) = &postgres {
-            rows.push(run("oa-api placeorder, PostgreSQL (local, synchronous_commit=on)", *address, &body(key), connections, seconds).await);
-        }
-        println!();
-        println!("| target | req/s | p50 ms | p99 ms | p99.9 ms | CPU us/req (server+client) | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        for row in rows {
-            println!(
-                "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.0} | {} |",
-                row.name,
-                row.requests_per_second,
-                row.p50,
-                row.p99,
-                row.p999,
-                row.cpu_us_per_request,
-                row.errors
-            );
-        }
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!("\nload average during the run: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    });
+    let baseline_address = baseline().await;
+    let body = |key: &str| {
+        json!({"apikey": key, "strategy": "bench", "exchange": "NSE", "symbol": "SBIN",
+                      "action": "BUY", "quantity": "1", "pricetype": "MARKET", "product": "MIS",
+                      "price": "0", "trigger_price": "0", "disclosed_quantity": "0"})
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "placeorder over HTTP, {connections} keep-alive connections, {seconds} s per target (+1 s warm-up), {cores} cores, client in-process"
+    );
+    let mut rows = vec![
+        run(
+            "baseline axum handler (same JSON in/out)",
+            baseline_address,
+            &body(&full_key),
+            connections,
+            seconds,
+        )
+        .await,
+        run(
+            "oa-api placeorder, SQLite, OA_STORE_SYNC=full (default)",
+            full_address,
+            &body(&full_key),
+            connections,
+            seconds,
+        )
+        .await,
+        run(
+            "oa-api placeorder, SQLite, OA_STORE_SYNC=normal",
+            normal_address,
+            &body(&normal_key),
+            connections,
+            seconds,
+        )
+        .await,
+    ];
+    if let Some((_server, (address, key))) = &postgres {
+        rows.push(
+            run(
+                "oa-api placeorder, PostgreSQL (local, synchronous_commit=on)",
+                *address,
+                &body(key),
+                connections,
+                seconds,
+            )
+            .await,
+        );
+    }
+    println!();
+    println!(
+        "| target | req/s | p50 ms | p99 ms | p99.9 ms | CPU us/req (server+client) | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.0} | {} |",
+            row.name,
+            row.requests_per_second,
+            row.p50,
+            row.p99,
+            row.p999,
+            row.cpu_us_per_request,
+            row.errors
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nload average during the run: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }

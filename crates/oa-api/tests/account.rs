@@ -374,14 +374,3 @@ async fn the_market_calendar_answers_holidays_and_timings() {
 /// 2027-01-04 10:00 and 14:00 IST, epoch ms.
 const START_2027_01_04: i64 = 1_799_037_000_000;
 const END_2027_01_04: i64 = 1_799_051_400_000;
-
-/// The official SDK (openalgo 1.0.47: `holdings`, `margin`, `holidays`, `timings`) against
-/// the real server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_sdk_reads_holdings_margin_and_the_calendar() {
-    let server = common::start().await;
-    server.price("NSE", "SBIN", 800.0, 799.9, 800.1);
-    server
-        .run_sdk_script("account_sdk.py", &[], "all account SDK checks passed")
-        .await;
-}

@@ -97,20 +97,8 @@ async fn expiry_lists_the_contracts_dates_of_an_underlying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instruments_downloads_the_symbol_master_as_json_or_csv() {
     let (server, symbols) = start().await;
-    let get = |query: &str| {
-        let url = format!(
-            "{}/api/v1/instruments?apikey={}{query}",
-            server.url, server.key
-        );
-        let client = server.client.clone();
-        async move {
-            let response = client.get(url).send().await.unwrap();
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            (status, headers, response.text().await.unwrap())
-        }
-    };
-    let (status, _, text) = get("&exchange=NFO").await;
+    let get = |query| server.get("instruments", query);
+    let (status, _, text) = get("exchange=NFO").await;
     assert_eq!(status, 200, "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();
     let nfo = symbols.iter().filter(|item| item.exchange == "NFO").count();
@@ -162,7 +150,7 @@ async fn instruments_downloads_the_symbol_master_as_json_or_csv() {
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), symbols.len());
     // CSV, as upstream's csv.DictWriter writes it.
-    let (status, headers, text) = get("&exchange=NSE&format=csv").await;
+    let (status, headers, text) = get("exchange=NSE&format=csv").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/csv");
     assert_eq!(
@@ -181,10 +169,10 @@ async fn instruments_downloads_the_symbol_master_as_json_or_csv() {
         Some("SBIN,SBIN,STATE BANK OF INDIA,NSE,NSE,,,0.0,1,EQ,0.05")
     );
     // Errors name the parameter; a bad key is 403.
-    let (status, _, text) = get("&exchange=NASDAQ").await;
+    let (status, _, text) = get("exchange=NASDAQ").await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("exchange: "), "{text}");
-    let (status, _, text) = get("&format=xml").await;
+    let (status, _, text) = get("format=xml").await;
     assert_eq!(status, 400);
     assert!(
         text.contains("format: expected one of json, csv, got \\\"xml\\\""),

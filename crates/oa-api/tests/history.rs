@@ -112,6 +112,14 @@ fn parse_row(text: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The stored 1-minute bars of SBIN, as [`row`]s.
+fn stored_rows(dir: &common::StoreDir) -> Vec<Vec<f64>> {
+    dir.query_rows(STORED_BARS)
+        .iter()
+        .map(|text| parse_row(text))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticks_become_stored_minute_bars_in_batches() {
     let server = common::start().await;
@@ -125,12 +133,7 @@ async fn ticks_become_stored_minute_bars_in_batches() {
     assert_eq!(stored, complete);
     // Stopping stores the bar of the current minute too.
     assert_eq!(server.api.stop_recording_bars().await.unwrap(), 1);
-    let stored: Vec<Vec<f64>> = server
-        .dir
-        .query_rows(STORED_BARS)
-        .iter()
-        .map(|text| parse_row(text))
-        .collect();
+    let stored = stored_rows(&server.dir);
     assert_eq!(stored, expected.iter().map(row).collect::<Vec<_>>());
 }
 
@@ -320,24 +323,10 @@ async fn history_names_the_field_of_a_bad_request() {
 async fn ticker_serves_json_and_text_candles() {
     let server = common::start().await;
     publish(&server, "SBIN");
-    let get = |query: String| {
-        let url = format!(
-            "{}/api/v1/ticker/NSE:SBIN?apikey={}&{query}",
-            server.url, server.key
-        );
-        let client = server.client.clone();
-        async move {
-            let response = client.get(url).send().await.unwrap();
-            let status = response.status().as_u16();
-            let kind = response
-                .headers()
-                .get("content-type")
-                .map(|value| value.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            (status, kind, response.text().await.unwrap())
-        }
-    };
-    let (status, _, text) = get(format!("interval=5m&from={DAY}&to={DAY}")).await;
+    let ticker = "ticker/NSE:SBIN";
+    let (status, _, text) = server
+        .get(ticker, &format!("interval=5m&from={DAY}&to={DAY}"))
+        .await;
     assert_eq!(status, 200, "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();
     let expected: Vec<Value> = expected_bars(Interval::Minutes(5))
@@ -346,18 +335,30 @@ async fn ticker_serves_json_and_text_candles() {
         .collect();
     assert_eq!(body, json!({"status": "success", "data": expected}));
     // Text: EXCHANGE:SYMBOL,date,time,open,high,low,close,volume (Indian time).
-    let (status, kind, text) = get(format!("interval=5m&from={DAY}&to={DAY}&format=txt")).await;
-    assert_eq!((status, kind.as_str()), (200, "text/plain"));
+    let (status, headers, text) = server
+        .get(
+            ticker,
+            &format!("interval=5m&from={DAY}&to={DAY}&format=txt"),
+        )
+        .await;
+    assert_eq!(
+        (status, headers["content-type"].to_str().ok()),
+        (200, Some("text/plain"))
+    );
     assert_eq!(
         text.lines().next(),
         Some("NSE:SBIN,2026-11-30,09:15:00,800.0,806.0,798.0,798.0,100")
     );
     // Daily candles: the date only; the interval defaults to D.
-    let (_, _, text) = get(format!("from={DAY}&to={DAY}&format=txt")).await;
+    let (_, _, text) = server
+        .get(ticker, &format!("from={DAY}&to={DAY}&format=txt"))
+        .await;
     assert_eq!(text, "NSE:SBIN,2026-11-30,800.0,806.0,797.5,799.5,160");
-    let (status, _, text) = get(format!("interval=2w&from={DAY}&to={DAY}")).await;
+    let (status, _, text) = server
+        .get(ticker, &format!("interval=2w&from={DAY}&to={DAY}"))
+        .await;
     assert_eq!(status, 400, "{text}");
-    let (status, _, text) = get("interval=D&from=2026-11-30".to_string()).await;
+    let (status, _, text) = server.get(ticker, "interval=D&from=2026-11-30").await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("end_date: missing"), "{text}");
 }
@@ -437,6 +438,25 @@ fn aggregated_rows(bars: &[InstrumentBar], interval: Interval) -> Vec<Vec<f64>> 
     aggregate(&minutes, interval).iter().map(full_row).collect()
 }
 
+/// Asserts that both rollup tables hold, for `symbol`, the 1-minute `bars` aggregated.
+fn assert_rollups_aggregate(
+    dir: &common::StoreDir,
+    symbol: &str,
+    bars: &[InstrumentBar],
+    when: &str,
+) {
+    for (table, interval) in [
+        ("bars_hour", Interval::Minutes(60)),
+        ("bars_day", Interval::Day),
+    ] {
+        assert_eq!(
+            rollup_rows(dir, table, symbol),
+            aggregated_rows(bars, interval),
+            "{table} {when}"
+        );
+    }
+}
+
 /// Asserts that `history` of NSE `symbol` at interval `name` over the dates `range` answers
 /// `minutes` aggregated to `interval`, open interest included.
 async fn assert_history_aggregates(
@@ -477,16 +497,7 @@ async fn rollups_follow_the_minutes_through_backfill_recording_and_pruning() {
     let first = SESSION_OPEN - 3 * 86_400 - 10 * 3600 - 13 * 60;
     let infy = minute_bars("INFY", first, 7, 650);
     server.api.backfill_bars(infy.clone()).await.unwrap();
-    for (table, interval) in [
-        ("bars_hour", Interval::Minutes(60)),
-        ("bars_day", Interval::Day),
-    ] {
-        assert_eq!(
-            rollup_rows(&server.dir, table, "INFY"),
-            aggregated_rows(&infy, interval),
-            "{table}"
-        );
-    }
+    assert_rollups_aggregate(&server.dir, "INFY", &infy, "after the backfill");
     // history reads the rollups for whole buckets and the minutes around them.
     let minutes: Vec<Bar> = infy.iter().map(|item| item.bar).collect();
     for (name, interval) in [("D", Interval::Day), ("1h", Interval::Minutes(60))] {
@@ -528,12 +539,7 @@ async fn rollups_follow_the_minutes_through_backfill_recording_and_pruning() {
     let complete: Vec<Vec<f64>> = recorded[..recorded.len() - 1].iter().map(row).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let stored: Vec<Vec<f64>> = server
-            .dir
-            .query_rows(STORED_BARS)
-            .iter()
-            .map(|text| parse_row(text))
-            .collect();
+        let stored = stored_rows(&server.dir);
         if stored[..complete.len()] == complete[..] || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -559,16 +565,7 @@ async fn rollups_follow_the_minutes_through_backfill_recording_and_pruning() {
         .filter(|item| item.bar.time >= before)
         .cloned()
         .collect();
-    for (table, interval) in [
-        ("bars_hour", Interval::Minutes(60)),
-        ("bars_day", Interval::Day),
-    ] {
-        assert_eq!(
-            rollup_rows(&server.dir, table, "INFY"),
-            aggregated_rows(&kept, interval),
-            "{table} after pruning"
-        );
-    }
+    assert_rollups_aggregate(&server.dir, "INFY", &kept, "after pruning");
 }
 
 /// `history` reads at most 100,000 stored rows per request and names the field and the
@@ -641,12 +638,7 @@ async fn history_from_packed_hours_equals_the_minutes_aggregated() {
     }
     // The store's rows are the minutes the answers were computed from.
     server.api.stop_recording_bars().await.unwrap();
-    let stored: Vec<Vec<f64>> = server
-        .dir
-        .query_rows(STORED_BARS)
-        .iter()
-        .map(|text| parse_row(text))
-        .collect();
+    let stored = stored_rows(&server.dir);
     assert_eq!(stored, minutes.values().map(row).collect::<Vec<_>>());
 }
 

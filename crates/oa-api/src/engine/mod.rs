@@ -1055,10 +1055,6 @@ mod tests {
     use super::*;
     use crate::price::StaticPrices;
 
-    fn engine() -> Engine {
-        engine_with(100_000.0)
-    }
-
     fn order(
         action: Action,
         quantity: f64,
@@ -1083,79 +1079,100 @@ mod tests {
         }
     }
 
-    fn engine_with(funds: f64) -> Engine {
-        Engine::new(
-            EngineConfig {
+    /// An engine, user "u"'s sandbox book on it, and the NSE:SBIN prices it fills at.
+    struct Sandbox {
+        engine: Engine,
+        prices: StaticPrices,
+    }
+
+    impl Sandbox {
+        /// `funds` of starting cash; no prices yet.
+        fn unpriced(funds: f64) -> Sandbox {
+            let config = EngineConfig {
                 starting_funds: funds,
                 leverage: Leverage::default(),
-            },
-            1,
-        )
-    }
+            };
+            Sandbox {
+                engine: Engine::new(config, 1),
+                prices: StaticPrices::new(),
+            }
+        }
 
-    fn tick(engine: &mut Engine, prices: &StaticPrices, ltp: f64, now_ms: i64) {
-        prices.set("NSE", "SBIN", ltp, None, None);
-        trade_at(engine, ltp, now_ms);
-    }
+        /// `funds` of starting cash; NSE:SBIN last traded at 100 (no book).
+        fn new(funds: f64) -> Sandbox {
+            Sandbox::quoting(funds, 100.0, None, None)
+        }
 
-    /// Places `new` in the sandbox book.
-    fn place(
-        engine: &mut Engine,
-        new: NewOrder,
-        prices: &StaticPrices,
-        now_ms: i64,
-    ) -> PlaceOutcome {
-        engine.place(Book::Sandbox, new, None, prices, now_ms)
-    }
+        /// `funds` of starting cash; NSE:SBIN quoted at `ltp` (`bid`, `ask`).
+        fn quoting(funds: f64, ltp: f64, bid: Option<f64>, ask: Option<f64>) -> Sandbox {
+            let sandbox = Sandbox::unpriced(funds);
+            sandbox.prices.set("NSE", "SBIN", ltp, bid, ask);
+            sandbox
+        }
 
-    /// NSE:SBIN trades at `ltp` (no book), without changing `prices`.
-    fn trade_at(engine: &mut Engine, ltp: f64, now_ms: i64) {
-        let quote = Quote {
-            ltp,
-            bid: None,
-            ask: None,
-        };
-        engine.on_price(Exchange::parse("NSE").unwrap(), "SBIN", &quote, now_ms);
-    }
+        /// Places `new` in the sandbox book.
+        fn place(&mut self, new: NewOrder, now_ms: i64) -> PlaceOutcome {
+            self.engine
+                .place(Book::Sandbox, new, None, &self.prices, now_ms)
+        }
 
-    fn status(engine: &Engine, orderid: &str) -> (OrderStatus, String) {
-        let order = engine.order_by_id(orderid).unwrap();
-        (order.status, order.rejection_reason.clone())
+        /// NSE:SBIN trades at `ltp` (no book), and its price is `ltp` from now on.
+        fn tick(&mut self, ltp: f64, now_ms: i64) {
+            self.prices.set("NSE", "SBIN", ltp, None, None);
+            self.trade_at(ltp, now_ms);
+        }
+
+        /// NSE:SBIN trades at `ltp` (no book), without changing the prices.
+        fn trade_at(&mut self, ltp: f64, now_ms: i64) {
+            let quote = Quote {
+                ltp,
+                bid: None,
+                ask: None,
+            };
+            let nse = Exchange::parse("NSE").unwrap();
+            self.engine.on_price(nse, "SBIN", &quote, now_ms);
+        }
+
+        /// User "u"'s account.
+        fn account(&self) -> Account {
+            self.engine.account(Book::Sandbox, "u")
+        }
+
+        /// The status and rejection reason of an order.
+        fn status(&self, orderid: &str) -> (OrderStatus, String) {
+            let order = self.engine.order_by_id(orderid).unwrap();
+            (order.status, order.rejection_reason.clone())
+        }
     }
 
     // Upstream (sandbox/order_manager.py, place_order) blocks no margin for an order that
     // only reduces the position held at placement; oa keeps that, and checks at fill.
     #[test]
     fn resting_exits_cannot_together_open_an_unmargined_opposite_position() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine_with(1500.0);
+        let mut sandbox = Sandbox::new(1500.0);
         let long = order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0);
-        assert_eq!(
-            place(&mut engine, long, &prices, 1).status,
-            OrderStatus::Complete
-        );
+        assert_eq!(sandbox.place(long, 1).status, OrderStatus::Complete);
         let exits: Vec<String> = (0..3)
             .map(|_| {
                 let exit = order(Action::Sell, 10.0, PriceType::Limit, 110.0, 0.0);
-                place(&mut engine, exit, &prices, 2).orderid
+                sandbox.place(exit, 2).orderid
             })
             .collect();
-        let account = engine.account(Book::Sandbox, "u");
+        let account = sandbox.account();
         assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
 
-        tick(&mut engine, &prices, 111.0, 3);
+        sandbox.tick(111.0, 3);
         // The first exit closes (+100); the second opens a short of 10 x 110 = 1100, funded
         // by the 1600 cash; the third would need another 1100 from the 500 left.
-        assert_eq!(status(&engine, &exits[0]).0, OrderStatus::Complete);
-        assert_eq!(status(&engine, &exits[1]).0, OrderStatus::Complete);
-        let (third, reason) = status(&engine, &exits[2]);
+        assert_eq!(sandbox.status(&exits[0]).0, OrderStatus::Complete);
+        assert_eq!(sandbox.status(&exits[1]).0, OrderStatus::Complete);
+        let (third, reason) = sandbox.status(&exits[2]);
         assert_eq!(third, OrderStatus::Rejected);
         assert_eq!(
             reason,
             "Insufficient funds at fill: margin required 1100.00 at fill price 110.00, available 500.00"
         );
-        let account = engine.account(Book::Sandbox, "u");
+        let account = sandbox.account();
         assert_eq!((account.cash, account.order_margin), (500.0, 0.0));
         assert_eq!(account.position_margin, 1100.0);
         assert!(account.imbalance().abs() < 1e-9, "{account:?}");
@@ -1166,8 +1183,8 @@ mod tests {
             symbol: "SBIN".to_string(),
             product: Product::Cnc,
         };
-        assert_eq!(engine.position(&key).unwrap().quantity, -10.0);
-        assert_eq!(engine.watched_symbols().count(), 0);
+        assert_eq!(sandbox.engine.position(&key).unwrap().quantity, -10.0);
+        assert_eq!(sandbox.engine.watched_symbols().count(), 0);
     }
 
     // Upstream (sandbox/order_manager.py) margins SL-M at its trigger price and carries that
@@ -1175,15 +1192,13 @@ mod tests {
     // fill price and refuses the fill when the gap makes it unaffordable.
     #[test]
     fn a_gapping_stop_market_order_is_charged_at_its_fill_price() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine_with(10_000.0);
-        let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
-        let placed = place(&mut engine, stop, &prices, 1);
+        let stop = || order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
+        let mut sandbox = Sandbox::new(10_000.0);
+        let placed = sandbox.place(stop(), 1);
         assert_eq!(placed.status, OrderStatus::TriggerPending);
-        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 9450.0);
-        tick(&mut engine, &prices, 120.0, 2);
-        let (state, reason) = status(&engine, &placed.orderid);
+        assert_eq!(sandbox.account().order_margin, 9450.0);
+        sandbox.tick(120.0, 2);
+        let (state, reason) = sandbox.status(&placed.orderid);
         assert_eq!(state, OrderStatus::Rejected);
         assert!(
             reason.starts_with(
@@ -1192,18 +1207,16 @@ mod tests {
             "{reason}"
         );
         assert_eq!(
-            engine.account(Book::Sandbox, "u"),
+            sandbox.account(),
             Account::new(10_000.0),
             "the block is released"
         );
 
-        let mut engine = engine_with(100_000.0);
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let stop = order(Action::Buy, 90.0, PriceType::SlM, 0.0, 105.0);
-        let placed = place(&mut engine, stop, &prices, 1);
-        tick(&mut engine, &prices, 120.0, 2);
-        assert_eq!(status(&engine, &placed.orderid).0, OrderStatus::Complete);
-        let account = engine.account(Book::Sandbox, "u");
+        let mut sandbox = Sandbox::new(100_000.0);
+        let placed = sandbox.place(stop(), 1);
+        sandbox.tick(120.0, 2);
+        assert_eq!(sandbox.status(&placed.orderid).0, OrderStatus::Complete);
+        let account = sandbox.account();
         assert_eq!(
             (account.cash, account.order_margin, account.position_margin),
             (100_000.0 - 10_800.0, 0.0, 10_800.0)
@@ -1212,12 +1225,9 @@ mod tests {
 
     #[test]
     fn a_limit_sell_filling_above_its_limit_is_margined_at_the_fill_price() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 120.0, Some(120.0), Some(120.5));
-        let mut engine = engine_with(10_000.0);
+        let mut sandbox = Sandbox::quoting(10_000.0, 120.0, Some(120.0), Some(120.5));
         // Blocks 90 x 100 = 9000 at placement, but is marketable and fills at the bid 120.
-        let sell = order(Action::Sell, 90.0, PriceType::Limit, 100.0, 0.0);
-        let outcome = place(&mut engine, sell, &prices, 1);
+        let outcome = sandbox.place(order(Action::Sell, 90.0, PriceType::Limit, 100.0, 0.0), 1);
         assert_eq!(outcome.status, OrderStatus::Rejected);
         assert!(
             outcome
@@ -1225,22 +1235,19 @@ mod tests {
                 .starts_with("Insufficient funds at fill: margin required 10800.00"),
             "{outcome:?}"
         );
-        let changes = engine.take_changes();
+        let changes = sandbox.engine.take_changes();
         let statuses: Vec<OrderStatus> = changes.updates.iter().map(|o| o.status).collect();
         assert_eq!(statuses, [OrderStatus::Open, OrderStatus::Rejected]);
         assert!(changes.trades.is_empty());
-        assert_eq!(engine.account(Book::Sandbox, "u"), Account::new(10_000.0));
+        assert_eq!(sandbox.account(), Account::new(10_000.0));
     }
 
     #[test]
     fn a_modified_order_that_becomes_marketable_is_checked_at_fill() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 120.0, Some(120.0), Some(120.5));
-        let mut engine = engine_with(6500.0);
-        let sell = order(Action::Sell, 50.0, PriceType::Limit, 130.0, 0.0);
-        let placed = place(&mut engine, sell, &prices, 1);
+        let mut sandbox = Sandbox::quoting(6500.0, 120.0, Some(120.0), Some(120.5));
+        let placed = sandbox.place(order(Action::Sell, 50.0, PriceType::Limit, 130.0, 0.0), 1);
         assert_eq!(placed.status, OrderStatus::Open);
-        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 6500.0);
+        assert_eq!(sandbox.account().order_margin, 6500.0);
         // 55 x 100 = 5500 fits the 6500 at placement prices; the fill at the bid 120 needs
         // 55 x 120 = 6600.
         let change = ModifyOrder {
@@ -1255,39 +1262,35 @@ mod tests {
             disclosed_quantity: 0.0,
             trigger_price: 0.0,
         };
-        engine
-            .modify(Book::Sandbox, "u", change, &prices, 2)
+        sandbox
+            .engine
+            .modify(Book::Sandbox, "u", change, &sandbox.prices, 2)
             .unwrap();
-        assert_eq!(status(&engine, &placed.orderid).0, OrderStatus::Rejected);
-        assert_eq!(engine.account(Book::Sandbox, "u"), Account::new(6500.0));
+        assert_eq!(sandbox.status(&placed.orderid).0, OrderStatus::Rejected);
+        assert_eq!(sandbox.account(), Account::new(6500.0));
     }
 
     // A closing loss larger than the position's margin plus the free cash leaves the account
     // in debit (upstream sandbox/fund_manager.py, release_margin, books it the same way).
     #[test]
     fn an_account_in_debit_can_still_exit_but_not_open() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine_with(1000.0);
-        let held = order(Action::Buy, 2.0, PriceType::Market, 0.0, 0.0);
-        place(&mut engine, held, &prices, 1);
+        let mut sandbox = Sandbox::new(1000.0);
+        sandbox.place(order(Action::Buy, 2.0, PriceType::Market, 0.0, 0.0), 1);
         let mut short = order(Action::Sell, 40.0, PriceType::Market, 0.0, 0.0);
         short.terms.product = Product::Mis;
-        place(&mut engine, short, &prices, 1);
-        assert_eq!(engine.account(Book::Sandbox, "u").cash, 0.0);
-        prices.set("NSE", "SBIN", 130.0, None, None);
+        sandbox.place(short, 1);
+        assert_eq!(sandbox.account().cash, 0.0);
+        sandbox.prices.set("NSE", "SBIN", 130.0, None, None);
         let mut cover = order(Action::Buy, 40.0, PriceType::Market, 0.0, 0.0);
         cover.terms.product = Product::Mis;
-        let covered = place(&mut engine, cover, &prices, 2);
+        let covered = sandbox.place(cover, 2);
         assert_eq!(covered.status, OrderStatus::Complete);
-        let account = engine.account(Book::Sandbox, "u");
+        let account = sandbox.account();
         assert_eq!((account.cash, account.realized_pnl), (-400.0, -1200.0));
 
-        let exit = order(Action::Sell, 2.0, PriceType::Limit, 140.0, 0.0);
-        let exit = place(&mut engine, exit, &prices, 3);
+        let exit = sandbox.place(order(Action::Sell, 2.0, PriceType::Limit, 140.0, 0.0), 3);
         assert_eq!(exit.status, OrderStatus::Open, "{exit:?}");
-        let open = order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0);
-        let open = place(&mut engine, open, &prices, 3);
+        let open = sandbox.place(order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0), 3);
         assert_eq!(open.status, OrderStatus::Rejected);
         assert_eq!(
             open.rejection_reason,
@@ -1297,120 +1300,79 @@ mod tests {
 
     #[test]
     fn market_order_fills_at_ask_and_round_trip_books_pnl() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, Some(99.5), Some(100.5));
-        let mut engine = engine();
-        let buy = place(
-            &mut engine,
-            order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            1,
-        );
+        let mut sandbox = Sandbox::quoting(100_000.0, 100.0, Some(99.5), Some(100.5));
+        let buy = sandbox.place(order(Action::Buy, 10.0, PriceType::Market, 0.0, 0.0), 1);
         assert_eq!(buy.status, OrderStatus::Complete);
-        let account = engine.account(Book::Sandbox, "u");
+        let account = sandbox.account();
         assert!((account.cash - (100_000.0 - 1005.0)).abs() < 1e-9);
         assert!((account.position_margin - 1005.0).abs() < 1e-9);
-        prices.set("NSE", "SBIN", 110.0, Some(109.0), Some(111.0));
-        let sell = place(
-            &mut engine,
-            order(Action::Sell, 10.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            2,
-        );
+        sandbox
+            .prices
+            .set("NSE", "SBIN", 110.0, Some(109.0), Some(111.0));
+        let sell = sandbox.place(order(Action::Sell, 10.0, PriceType::Market, 0.0, 0.0), 2);
         assert_eq!(sell.status, OrderStatus::Complete);
-        let account = engine.account(Book::Sandbox, "u");
+        let account = sandbox.account();
         assert!((account.realized_pnl - 85.0).abs() < 1e-9, "{account:?}");
         assert!((account.cash - 100_085.0).abs() < 1e-9);
         assert_eq!(account.position_margin, 0.0);
         assert!(account.imbalance().abs() < 1e-9);
     }
 
+    /// A resting order stays as it is while trades do not reach its price, then fills: a
+    /// limit buy at its limit once the price crosses it, a stop-market buy at the price that
+    /// crossed its trigger.
     #[test]
-    fn limit_rests_then_fills_on_crossing_price_at_its_limit() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine();
-        let placed = place(
-            &mut engine,
-            order(Action::Buy, 5.0, PriceType::Limit, 95.0, 0.0),
-            &prices,
-            1,
-        );
-        assert_eq!(placed.status, OrderStatus::Open);
-        trade_at(&mut engine, 96.0, 2);
-        assert_eq!(
-            engine.order_by_id(&placed.orderid).unwrap().status,
-            OrderStatus::Open
-        );
-        trade_at(&mut engine, 94.0, 3);
-        let filled = engine.order_by_id(&placed.orderid).unwrap();
-        assert_eq!(
-            (filled.status, filled.average_price),
-            (OrderStatus::Complete, 95.0)
-        );
-        assert_eq!(engine.watched_symbols().count(), 0);
-    }
-
-    #[test]
-    fn stop_orders_trigger_then_fill() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine();
-        let slm = place(
-            &mut engine,
-            order(Action::Buy, 1.0, PriceType::SlM, 0.0, 105.0),
-            &prices,
-            1,
-        );
-        assert_eq!(slm.status, OrderStatus::TriggerPending);
-        trade_at(&mut engine, 106.0, 2);
-        let order = engine.order_by_id(&slm.orderid).unwrap();
-        assert_eq!(
-            (order.status, order.average_price),
-            (OrderStatus::Complete, 106.0)
-        );
+    fn resting_orders_wait_for_their_price_then_fill() {
+        let limit = order(Action::Buy, 5.0, PriceType::Limit, 95.0, 0.0);
+        let stop = order(Action::Buy, 1.0, PriceType::SlM, 0.0, 105.0);
+        // (order, its status while it rests, a trade that leaves it resting, the trade that
+        // fills it, the average price of the fill)
+        let cases = [
+            (limit, OrderStatus::Open, 96.0, 94.0, 95.0),
+            (stop, OrderStatus::TriggerPending, 104.0, 106.0, 106.0),
+        ];
+        for (new, resting, short_of_it, crossing, average_price) in cases {
+            let pricetype = new.terms.pricetype;
+            let mut sandbox = Sandbox::new(100_000.0);
+            let placed = sandbox.place(new, 1);
+            assert_eq!(placed.status, resting, "{pricetype:?}");
+            sandbox.trade_at(short_of_it, 2);
+            assert_eq!(sandbox.status(&placed.orderid).0, resting, "{pricetype:?}");
+            sandbox.trade_at(crossing, 3);
+            let filled = sandbox.engine.order_by_id(&placed.orderid).unwrap();
+            assert_eq!(
+                (filled.status, filled.average_price),
+                (OrderStatus::Complete, average_price),
+                "{pricetype:?}"
+            );
+            assert_eq!(sandbox.engine.watched_symbols().count(), 0);
+        }
     }
 
     #[test]
     fn no_price_and_no_funds_reject_with_reasons() {
-        let prices = StaticPrices::new();
-        let mut engine = engine();
-        let outcome = place(
-            &mut engine,
-            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            1,
-        );
+        let mut sandbox = Sandbox::unpriced(100_000.0);
+        let outcome = sandbox.place(order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0), 1);
         assert_eq!(outcome.status, OrderStatus::Rejected);
         assert!(
             outcome.rejection_reason.contains("SBIN") && outcome.rejection_reason.contains("NSE")
         );
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let outcome = place(
-            &mut engine,
-            order(Action::Buy, 10_000.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            1,
-        );
+        sandbox.prices.set("NSE", "SBIN", 100.0, None, None);
+        let huge = order(Action::Buy, 10_000.0, PriceType::Market, 0.0, 0.0);
+        let outcome = sandbox.place(huge, 1);
         assert!(
             outcome.rejection_reason.starts_with("Insufficient funds"),
             "{outcome:?}"
         );
-        assert_eq!(engine.account(Book::Sandbox, "u").cash, 100_000.0);
+        assert_eq!(sandbox.account().cash, 100_000.0);
     }
 
     #[test]
     fn cancel_releases_margin_and_unknown_orders_are_not_found() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine();
-        let placed = place(
-            &mut engine,
-            order(Action::Buy, 10.0, PriceType::Limit, 90.0, 0.0),
-            &prices,
-            1,
-        );
-        assert_eq!(engine.account(Book::Sandbox, "u").order_margin, 900.0);
+        let mut sandbox = Sandbox::new(100_000.0);
+        let placed = sandbox.place(order(Action::Buy, 10.0, PriceType::Limit, 90.0, 0.0), 1);
+        assert_eq!(sandbox.account().order_margin, 900.0);
+        let engine = &mut sandbox.engine;
         engine
             .cancel(Book::Sandbox, "u", &placed.orderid, 2)
             .unwrap();
@@ -1428,37 +1390,22 @@ mod tests {
 
     #[test]
     fn a_new_session_forgets_finished_orders_but_keeps_active_ones_and_positions() {
-        let prices = StaticPrices::new();
-        prices.set("NSE", "SBIN", 100.0, None, None);
-        let mut engine = engine();
-        let filled = place(
-            &mut engine,
-            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            10,
-        );
-        let resting = place(
-            &mut engine,
-            order(Action::Buy, 1.0, PriceType::Limit, 50.0, 0.0),
-            &prices,
-            10,
-        );
-        engine.forget_before(20);
-        let ids: Vec<&str> = engine
+        let market = || order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0);
+        let mut sandbox = Sandbox::new(100_000.0);
+        let filled = sandbox.place(market(), 10);
+        let resting = sandbox.place(order(Action::Buy, 1.0, PriceType::Limit, 50.0, 0.0), 10);
+        sandbox.engine.forget_before(20);
+        let ids: Vec<&str> = sandbox
+            .engine
             .orders(Book::Sandbox, "u")
             .iter()
             .map(|o| o.orderid.as_str())
             .collect();
         assert_eq!(ids, [resting.orderid.as_str()]);
-        assert!(engine.order_by_id(&filled.orderid).is_none());
-        assert!(engine.trades(Book::Sandbox, "u").is_empty());
-        assert_eq!(engine.positions(Book::Sandbox, "u").len(), 1);
-        let next = place(
-            &mut engine,
-            order(Action::Buy, 1.0, PriceType::Market, 0.0, 0.0),
-            &prices,
-            30,
-        );
+        assert!(sandbox.engine.order_by_id(&filled.orderid).is_none());
+        assert!(sandbox.engine.trades(Book::Sandbox, "u").is_empty());
+        assert_eq!(sandbox.engine.positions(Book::Sandbox, "u").len(), 1);
+        let next = sandbox.place(market(), 30);
         assert!(next.orderid.parse::<u64>().unwrap() > resting.orderid.parse::<u64>().unwrap());
     }
 }

@@ -153,6 +153,9 @@ fn write(
     }
 }
 
+/// A read of every stored bar: (from, until, limit) for [`check`].
+const EVERYTHING: (i64, i64, usize) = (i64::MIN / 2, i64::MAX / 2, usize::MAX);
+
 /// The packed read, the plain read and the model agree on `from..until` with `limit`.
 fn check(
     database: &dyn Database,
@@ -221,12 +224,7 @@ fn packed_reads_equal_plain_reads_through_writes_late_bars_and_pruning() {
             for (specs, overwrite) in &batches {
                 write(database.as_mut(), &mut model, &symbol, specs, *overwrite);
                 // Everything, after every batch: the current (last) hour grows batch by batch.
-                check(
-                    database.as_ref(),
-                    &model,
-                    &symbol,
-                    (i64::MIN / 2, i64::MAX / 2, usize::MAX),
-                )?;
+                check(database.as_ref(), &model, &symbol, EVERYTHING)?;
             }
             for (from, length, limit) in reads {
                 let from = FIRST_HOUR + from;
@@ -243,12 +241,7 @@ fn packed_reads_equal_plain_reads_through_writes_late_bars_and_pruning() {
             let before = FIRST_HOUR + prune_at;
             database.queries().prune_bars(before).unwrap();
             model.retain(|time, _| *time >= before);
-            check(
-                database.as_ref(),
-                &model,
-                &symbol,
-                (i64::MIN / 2, i64::MAX / 2, usize::MAX),
-            )?;
+            check(database.as_ref(), &model, &symbol, EVERYTHING)?;
             let (from, length, limit) = after_prune;
             check(
                 database.as_ref(),
@@ -301,23 +294,9 @@ fn create_older_store(location: &StoreLocation, bars: &[InstrumentBar]) {
                 )
                 .unwrap();
             assert_eq!(tables, 0, "the older schema has no packs");
+            let sql = format!("{insert} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
             for item in bars {
-                let bar = &item.bar;
-                conn.execute(
-                    &format!("{insert} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-                    rusqlite::params![
-                        item.exchange,
-                        item.symbol,
-                        bar.time,
-                        bar.open,
-                        bar.high,
-                        bar.low,
-                        bar.close,
-                        bar.volume,
-                        bar.oi
-                    ],
-                )
-                .unwrap();
+                conn.execute(&sql, super::sqlite::bar_params(item)).unwrap();
             }
         }
         StoreLocation::Postgres(url) => {

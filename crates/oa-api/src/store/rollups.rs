@@ -43,14 +43,15 @@ macro_rules! rollup_insert {
     };
 }
 
-/// The [`RollupSql`] of one table with the backend's placeholders `$p1..$p4`.
+/// The [`RollupSql`] of one table with the backend's placeholders `$p1..$p4`: the deletes
+/// and the inserts share their `WHERE` clauses.
 macro_rules! rollup_sql {
     ($table:literal, $bucket:ident, $p1:literal, $p2:literal, $p3:literal, $p4:literal) => {
-        $crate::store::rollups::RollupSql {
-            delete_instrument: concat!(
-                "DELETE FROM ",
-                $table,
-                " WHERE exchange = ",
+        rollup_sql!(
+            @filters $table,
+            $bucket,
+            concat!(
+                "WHERE exchange = ",
                 $p1,
                 " AND symbol = ",
                 $p2,
@@ -59,33 +60,15 @@ macro_rules! rollup_sql {
                 " AND time < ",
                 $p4
             ),
-            insert_instrument: rollup_insert!(
-                $table,
-                $bucket,
-                concat!(
-                    "WHERE exchange = ",
-                    $p1,
-                    " AND symbol = ",
-                    $p2,
-                    " AND time >= ",
-                    $p3,
-                    " AND time < ",
-                    $p4
-                )
-            ),
-            delete_all: concat!(
-                "DELETE FROM ",
-                $table,
-                " WHERE time >= ",
-                $p1,
-                " AND time < ",
-                $p2
-            ),
-            insert_all: rollup_insert!(
-                $table,
-                $bucket,
-                concat!("WHERE time >= ", $p1, " AND time < ", $p2)
-            ),
+            concat!("WHERE time >= ", $p1, " AND time < ", $p2)
+        )
+    };
+    (@filters $table:literal, $bucket:ident, $instrument:expr, $all:expr) => {
+        $crate::store::rollups::RollupSql {
+            delete_instrument: concat!("DELETE FROM ", $table, " ", $instrument),
+            insert_instrument: rollup_insert!($table, $bucket, $instrument),
+            delete_all: concat!("DELETE FROM ", $table, " ", $all),
+            insert_all: rollup_insert!($table, $bucket, $all),
         }
     };
 }

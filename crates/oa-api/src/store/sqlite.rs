@@ -1190,18 +1190,7 @@ impl Queries for Connection {
         let mut statement = self.prepare_cached(sql)?;
         let mut written = 0;
         for item in bars {
-            let bar = &item.bar;
-            written += statement.execute(params![
-                item.exchange,
-                item.symbol,
-                bar.time,
-                bar.open,
-                bar.high,
-                bar.low,
-                bar.close,
-                bar.volume,
-                bar.oi,
-            ])?;
+            written += statement.execute(bar_params(item))?;
         }
         for (exchange, symbol, first, last) in instrument_spans(bars) {
             for table in BarTable::ROLLUPS {
@@ -1293,6 +1282,23 @@ impl Queries for Connection {
         )?;
         Ok(deleted)
     }
+}
+
+/// The values of a `bars` row for `?1..?9`: exchange, symbol, time, open, high, low, close,
+/// volume, oi.
+pub(crate) fn bar_params(item: &InstrumentBar) -> impl rusqlite::Params + '_ {
+    let bar = &item.bar;
+    (
+        item.exchange.as_str(),
+        item.symbol.as_str(),
+        bar.time,
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+        bar.oi,
+    )
 }
 
 /// The 1-minute bars of `range` unpacked from the packs it overlaps, at most `limit`.

@@ -8,7 +8,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,9 @@ use oa_events_core::{Envelope, EventPublisher};
 use oa_marketdata_core::{PriceCache, SymbolMaster, Tick};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+mod serve;
+pub use serve::serve;
 
 pub const PEPPER: &str = "test-pepper-that-is-at-least-32-characters-long";
 
@@ -163,21 +165,6 @@ pub async fn static_api(
     api
 }
 
-/// Serves `router` (with client addresses) on a free port; returns `http://host:port`.
-pub async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{address}")
-}
-
 /// Posts `body` to `url`; returns the status and the raw body.
 pub async fn post_text(client: &reqwest::Client, url: &str, body: &Value) -> (u16, String) {
     let response = client.post(url).json(body).send().await.unwrap();
@@ -285,6 +272,20 @@ impl Server {
     /// Posts to `/api/v1/{path}`; returns the status and the raw body.
     pub async fn post_text(&self, path: &str, body: &Value) -> (u16, String) {
         post_text(&self.client, &format!("{}/api/v1/{path}", self.url), body).await
+    }
+
+    /// GETs `/api/v1/{path}?apikey=...` with `query` (`name=value&...`, or empty) after the
+    /// key; returns the status, the headers and the raw body.
+    pub async fn get(&self, path: &str, query: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let url = format!(
+            "{}/api/v1/{path}?apikey={}{separator}{query}",
+            self.url, self.key
+        );
+        let response = self.client.get(url).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
     }
 
     /// Posts with `apikey` added.
