@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use oa_marketdata_core::options::{OptionInputs, OptionKind};
+use oa_marketdata_core::options::{Greeks, OptionInputs, OptionKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -151,9 +151,10 @@ pub(crate) fn read_interest_rate(fields: &Fields) -> Result<Option<f64>> {
     }
 }
 
-/// The greeks of an option, in upstream's keys and rounding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct GreekValues {
+/// Delta, gamma, theta and vega in upstream's keys and rounding: the greeks optiongreeks
+/// and a chain leg both report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Sensitivities {
     /// d price / d forward (4 decimals).
     pub(crate) delta: f64,
     /// d delta / d forward (6 decimals).
@@ -162,6 +163,36 @@ pub(crate) struct GreekValues {
     pub(crate) theta: f64,
     /// Per volatility point (4 decimals).
     pub(crate) vega: f64,
+}
+
+impl Sensitivities {
+    /// `greeks` rounded as upstream rounds them.
+    fn rounded(greeks: &Greeks) -> Sensitivities {
+        Sensitivities {
+            delta: round_to(greeks.delta, 4),
+            gamma: round_to(greeks.gamma, 6),
+            theta: round_to(greeks.theta, 4),
+            vega: round_to(greeks.vega, 4),
+        }
+    }
+
+    /// Theoretical values: `delta`, the rest 0.
+    fn delta_only(delta: f64) -> Sensitivities {
+        Sensitivities {
+            delta,
+            gamma: 0.0,
+            theta: 0.0,
+            vega: 0.0,
+        }
+    }
+}
+
+/// The greeks of an option, in upstream's keys and rounding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct GreekValues {
+    /// Delta, gamma, theta, vega.
+    #[serde(flatten)]
+    pub(crate) sensitivities: Sensitivities,
     /// Per rate point (6 decimals).
     pub(crate) rho: f64,
 }
@@ -170,10 +201,11 @@ impl GreekValues {
     /// The greeks of an option with no time value: delta 1 (call) or -1 (put), the rest 0.
     fn theoretical(kind: OptionKind) -> GreekValues {
         GreekValues {
-            delta: if kind == OptionKind::Call { 1.0 } else { -1.0 },
-            gamma: 0.0,
-            theta: 0.0,
-            vega: 0.0,
+            sensitivities: Sensitivities::delta_only(if kind == OptionKind::Call {
+                1.0
+            } else {
+                -1.0
+            }),
             rho: 0.0,
         }
     }
@@ -300,10 +332,7 @@ pub(crate) fn calculate_greeks(
     Ok(answer(
         round_to(volatility * 100.0, 2),
         GreekValues {
-            delta: round_to(greeks.delta, 4),
-            gamma: round_to(greeks.gamma, 6),
-            theta: round_to(greeks.theta, 4),
-            vega: round_to(greeks.vega, 4),
+            sensitivities: Sensitivities::rounded(&greeks),
             rho: round_to(greeks.rho, 6),
         },
         None,
@@ -671,22 +700,16 @@ pub(crate) fn chain_leg_greeks(
             .greeks();
             ChainGreeks {
                 implied_volatility: round_to(volatility * 100.0, 2),
-                delta: round_to(greeks.delta, 4),
-                gamma: round_to(greeks.gamma, 6),
-                theta: round_to(greeks.theta, 4),
-                vega: round_to(greeks.vega, 4),
+                sensitivities: Sensitivities::rounded(&greeks),
             }
         }
         None => ChainGreeks {
             implied_volatility: 0.0,
-            delta: match (intrinsic > 0.0, kind) {
+            sensitivities: Sensitivities::delta_only(match (intrinsic > 0.0, kind) {
                 (false, _) => 0.0,
                 (true, OptionKind::Call) => 1.0,
                 (true, OptionKind::Put) => -1.0,
-            },
-            gamma: 0.0,
-            theta: 0.0,
-            vega: 0.0,
+            }),
         },
     })
 }
@@ -696,14 +719,9 @@ pub(crate) fn chain_leg_greeks(
 pub(crate) struct ChainGreeks {
     /// Percent.
     pub(crate) implied_volatility: f64,
-    /// Delta.
-    pub(crate) delta: f64,
-    /// Gamma.
-    pub(crate) gamma: f64,
-    /// Theta per day.
-    pub(crate) theta: f64,
-    /// Vega per point.
-    pub(crate) vega: f64,
+    /// Delta, gamma, theta, vega.
+    #[serde(flatten)]
+    pub(crate) sensitivities: Sensitivities,
 }
 
 #[cfg(test)]
@@ -763,8 +781,7 @@ mod tests {
         assert_eq!(answer.days_to_expiry, 30.0);
         assert_eq!(answer.expiry_date, "30-Dec-2025");
         let greeks = model.greeks();
-        assert_eq!(answer.greeks.delta, round_to(greeks.delta, 4));
-        assert_eq!(answer.greeks.vega, round_to(greeks.vega, 4));
+        assert_eq!(answer.greeks.sensitivities, Sensitivities::rounded(&greeks));
         assert!(answer.note.is_none() && answer.intrinsic_value.is_none());
         // Below intrinsic value: theoretical greeks.
         let deep = calculate_greeks("X", "NFO", &terms, 25_000.0, 999.0, None, now()).unwrap();
