@@ -390,6 +390,27 @@ async fn authenticate_401(app: &AppState, fields: &Fields) -> Result<String> {
     })
 }
 
+/// The last price of `symbol` for optiongreeks, with upstream's messages: `Failed to fetch
+/// {what}: ...` when it cannot be read, 404 `missing` when it is not positive.
+fn required_ltp(
+    service: &OrderService,
+    exchange: Exchange,
+    symbol: &str,
+    what: &str,
+    missing: &str,
+) -> Result<f64> {
+    let data = service.market_data(exchange, symbol).map_err(|error| {
+        HttpError::new(
+            error.status,
+            format!("Failed to fetch {what}: {}", error.message),
+        )
+    })?;
+    if data.ltp <= 0.0 {
+        return Err(HttpError::not_found(missing));
+    }
+    Ok(data.ltp)
+}
+
 /// optiongreeks: the greeks of one option (upstream `get_option_greeks`).
 pub(crate) async fn optiongreeks(
     State(app): State<AppState>,
@@ -439,41 +460,29 @@ pub(crate) async fn optiongreeks(
             };
             match synthetic {
                 Some(price) => price,
-                None => {
-                    let data =
-                        service
-                            .market_data(spot_exchange, &spot_symbol)
-                            .map_err(|error| {
-                                HttpError::new(
-                                    error.status,
-                                    format!("Failed to fetch underlying price: {}", error.message),
-                                )
-                            })?;
-                    if data.ltp <= 0.0 {
-                        return Err(HttpError::not_found("Underlying LTP not available"));
-                    }
-                    data.ltp
-                }
+                None => required_ltp(
+                    service,
+                    spot_exchange,
+                    &spot_symbol,
+                    "underlying price",
+                    "Underlying LTP not available",
+                )?,
             }
         }
     };
-    let option = service
-        .market_data(request.exchange, &request.symbol)
-        .map_err(|error| {
-            HttpError::new(
-                error.status,
-                format!("Failed to fetch option price: {}", error.message),
-            )
-        })?;
-    if option.ltp <= 0.0 {
-        return Err(HttpError::not_found("Option LTP not available"));
-    }
+    let option_ltp = required_ltp(
+        service,
+        request.exchange,
+        &request.symbol,
+        "option price",
+        "Option LTP not available",
+    )?;
     calculate_greeks(
         &request.symbol,
         exchange,
         &terms,
         forward,
-        option.ltp,
+        option_ltp,
         interest_rate,
         Utc::now(),
     )
