@@ -180,9 +180,7 @@ pub(crate) async fn instruments(
     State(app): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let csv = query
-        .get("format")
-        .is_some_and(|format| format.eq_ignore_ascii_case("csv"));
+    let csv = crate::routes::query_asks_format(&query, "csv");
     match listed_instruments(&app, &query).await {
         Ok((exchange, rows)) if csv => csv_response(exchange.as_deref(), &rows),
         Ok((_, rows)) => Reply::new(Instruments {

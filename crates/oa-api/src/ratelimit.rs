@@ -5,6 +5,7 @@
 //! server must be served with `into_make_service_with_connect_info::<SocketAddr>()`; without
 //! it every client shares one bucket (logged once as a warning).
 
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,49 +32,44 @@ pub fn parse_setting(setting: &'static str, value: &str) -> Result<RateSpec, Con
     })
 }
 
-/// One rate limit keyed by client IP.
-#[derive(Debug, Clone)]
-pub(crate) struct IpRateLimiter {
-    inner: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+/// One rate limit per key: [`IpRateLimiter`] for HTTP clients, [`UserRateLimiter`] for
+/// callers that are not HTTP clients (the ESB consumer).
+#[derive(Debug)]
+pub(crate) struct KeyedRateLimiter<K: Hash + Eq + Clone> {
+    inner: Arc<DefaultKeyedRateLimiter<K>>,
 }
 
-impl IpRateLimiter {
-    /// A limiter allowing `spec` per client IP.
+/// One rate limit keyed by client IP.
+pub(crate) type IpRateLimiter = KeyedRateLimiter<IpAddr>;
+
+/// One rate limit keyed by user id. Only authenticated users reach it, so its size is
+/// bounded by the user count.
+pub(crate) type UserRateLimiter = KeyedRateLimiter<String>;
+
+impl<K: Hash + Eq + Clone> Clone for KeyedRateLimiter<K> {
+    fn clone(&self) -> Self {
+        KeyedRateLimiter {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
+    /// A limiter allowing `spec` per key.
     pub(crate) fn new(spec: RateSpec) -> Self {
-        IpRateLimiter {
+        KeyedRateLimiter {
             inner: Arc::new(RateLimiter::keyed(spec.quota())),
         }
     }
 
-    /// True when the request from `ip` is allowed.
-    pub(crate) fn check(&self, ip: IpAddr) -> bool {
-        self.inner.check_key(&ip).is_ok()
+    /// True when one more request of `key` is allowed (and counts it).
+    pub(crate) fn check(&self, key: &K) -> bool {
+        self.inner.check_key(key).is_ok()
     }
 
-    /// Forgets clients whose buckets are full again (bounds memory).
+    /// Forgets keys whose buckets are full again (bounds memory).
     pub(crate) fn retain_recent(&self) {
         self.inner.retain_recent();
-    }
-}
-
-/// One rate limit keyed by user id, for callers that are not HTTP clients (the ESB
-/// consumer). Only authenticated users reach it, so its size is bounded by the user count.
-#[derive(Debug, Clone)]
-pub(crate) struct UserRateLimiter {
-    inner: Arc<DefaultKeyedRateLimiter<String>>,
-}
-
-impl UserRateLimiter {
-    /// A limiter allowing `spec` per user.
-    pub(crate) fn new(spec: RateSpec) -> Self {
-        UserRateLimiter {
-            inner: Arc::new(RateLimiter::keyed(spec.quota())),
-        }
-    }
-
-    /// True when one more request of `user_id` is allowed (and counts it).
-    pub(crate) fn check(&self, user_id: &str) -> bool {
-        self.inner.check_key(&user_id.to_string()).is_ok()
     }
 }
 
@@ -107,7 +103,7 @@ pub(crate) async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    if limiter.check(client_ip(&request)) {
+    if limiter.check(&client_ip(&request)) {
         next.run(request).await
     } else {
         metrics::counter!("oa_rate_limited_total").increment(1);
@@ -165,16 +161,17 @@ mod tests {
     fn limiter_allows_the_burst_then_refuses() {
         let limiter = IpRateLimiter::new(RateSpec::parse("3 per minute").unwrap());
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        assert!((0..3).all(|_| limiter.check(ip)));
-        assert!(!limiter.check(ip));
-        assert!(limiter.check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert!((0..3).all(|_| limiter.check(&ip)));
+        assert!(!limiter.check(&ip));
+        assert!(limiter.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
     }
 
     #[test]
     fn user_limiter_counts_each_user_alone() {
         let limiter = UserRateLimiter::new(RateSpec::parse("2 per minute").unwrap());
-        assert!(limiter.check("a") && limiter.check("a"));
-        assert!(!limiter.check("a"));
-        assert!(limiter.check("b"));
+        let (a, b) = ("a".to_string(), "b".to_string());
+        assert!(limiter.check(&a) && limiter.check(&a));
+        assert!(!limiter.check(&a));
+        assert!(limiter.check(&b));
     }
 }

@@ -8,6 +8,7 @@
 //! 409 while the key's first request runs, 422 for a key reused with another request, and
 //! 503 while the order engine does not take writes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,6 +302,14 @@ async fn positionbook(
     let fields = Fields::new(body, APIKEY_ONLY)?;
     let user = app.authenticate(&fields).await?;
     app.service.position_book(&user).await
+}
+
+/// True when a GET query's `format` is `format` (any case): the downloads (`instruments`,
+/// `ticker`) answer in that format, errors included.
+pub(crate) fn query_asks_format(query: &HashMap<String, String>, format: &str) -> bool {
+    query
+        .get("format")
+        .is_some_and(|asked| asked.eq_ignore_ascii_case(format))
 }
 
 /// The exchange and symbol of a market-data request, once its key is checked.

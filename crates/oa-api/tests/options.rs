@@ -293,6 +293,11 @@ async fn optionchain_lists_the_strikes_around_the_money_with_quotes_and_greeks()
         )
         .await;
     assert_eq!(chain["greeks_included"], true);
+    assert_eq!(
+        key_list(&chain["chain"][0]["ce"]),
+        "symbol label ltp bid ask bid_qty ask_qty open high low prev_close volume oi lotsize \
+         tick_size implied_volatility delta gamma theta vega"
+    );
     let forward = chain["forward_price"].as_f64().unwrap();
     assert!(
         (forward - (market.atm + call_price - put_price)).abs() < 1e-6,
@@ -375,6 +380,7 @@ async fn optiongreeks_implies_the_smiles_volatility() {
         (iv - volatility * 100.0).abs() < 0.3,
         "{iv} vs {volatility}"
     );
+    assert_eq!(key_list(&greeks["greeks"]), "delta gamma theta vega rho");
     let delta = greeks["greeks"]["delta"].as_f64().unwrap();
     assert!((0.0..0.5).contains(&delta), "an OTM call: {delta}");
     // A forward given by the caller is used as is.
@@ -623,6 +629,11 @@ async fn optionsmultiorder_places_each_leg_and_reports_them_in_order() {
                "message": "Offset OTM45 is out of range for available strikes. Please use a smaller offset."})
     );
     assert_eq!(results[3]["status"], "success");
+    assert_eq!(
+        key_list(&results[3]),
+        "leg symbol exchange product offset option_type action status total_quantity \
+         split_size split_results mode"
+    );
     assert_eq!(results[3]["total_quantity"], 150);
     assert_eq!(results[3]["split_results"].as_array().unwrap().len(), 2);
     // The BUY leg was placed first: its order id is the lower one.

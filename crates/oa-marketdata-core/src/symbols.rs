@@ -419,8 +419,13 @@ pub fn round_to_tick(price: f64, tick_size: f64) -> f64 {
     }
     let rounded = (price / tick_size).round() * tick_size;
     let decimals = (-tick_size.log10().floor()).clamp(0.0, 8.0) as i32 + 1;
+    round_to(rounded, decimals)
+}
+
+/// Rounds `value` to `decimals` decimal places (half away from zero).
+pub fn round_to(value: f64, decimals: i32) -> f64 {
     let factor = 10f64.powi(decimals);
-    (rounded * factor).round() / factor
+    (value * factor).round() / factor
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub(crate) mod calendar;
 
 use axum::extract::State;
 use chrono::{Datelike, NaiveDate};
+use oa_marketdata_core::symbols::round_to;
 use serde::Serialize;
 
 use crate::config::Leverage;
@@ -151,15 +152,11 @@ pub(crate) async fn margin(
     }
     Ok(Reply::new(Data {
         data: MarginData {
-            total_margin_required: round2(total),
-            span_margin: round2(span),
+            total_margin_required: round_to(total, 2),
+            span_margin: round_to(span, 2),
             exposure_margin: 0.0,
         },
     }))
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
 }
 
 /// The body of market/holidays.

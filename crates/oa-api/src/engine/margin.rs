@@ -149,15 +149,19 @@ impl Shortfall {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_reversal_releases_the_old_margin_and_margins_only_the_excess() {
-        let long = Position {
+    /// A long of 10 at 100 holding `margin`.
+    fn long_ten_at_100(margin: f64) -> Position {
+        Position {
             quantity: 10.0,
             average_price: 100.0,
             realized_pnl: 0.0,
-            margin: 1000.0,
-        };
-        let fill = Settlement::compute(&long, Action::Sell, 15.0, 90.0, 1.0);
+            margin,
+        }
+    }
+
+    #[test]
+    fn a_reversal_releases_the_old_margin_and_margins_only_the_excess() {
+        let fill = Settlement::compute(&long_ten_at_100(1000.0), Action::Sell, 15.0, 90.0, 1.0);
         assert_eq!(fill.realized, -100.0);
         assert_eq!(fill.released, 1000.0);
         assert_eq!(fill.opened_margin, 450.0);
@@ -171,13 +175,7 @@ mod tests {
 
     #[test]
     fn a_pure_exit_is_never_short_of_funds() {
-        let long = Position {
-            quantity: 10.0,
-            average_price: 100.0,
-            realized_pnl: 0.0,
-            margin: 200.0,
-        };
-        let fill = Settlement::compute(&long, Action::Sell, 10.0, 50.0, 5.0);
+        let fill = Settlement::compute(&long_ten_at_100(200.0), Action::Sell, 10.0, 50.0, 5.0);
         assert_eq!(fill.opened_margin, 0.0);
         assert_eq!(fill.shortfall(0.0, 0.0), None);
         assert_eq!(fill.position.quantity, 0.0);

@@ -469,14 +469,9 @@ struct Outputs {
 impl Worker {
     fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = receiver.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(message) => batch.push(message),
-                    Err(_) => break,
-                }
-            }
+        // Waits for a message, then takes what else is queued (up to MAX_BATCH); 0 once every
+        // sender is gone and the queue is empty.
+        while receiver.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
             // A bug in a job must not take the engine down with it: the batch's transaction
             // rolls back while unwinding, its callers get an error (their reply channels are
             // dropped), and the engine reloads the committed state.

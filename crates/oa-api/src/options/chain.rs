@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::greeks::{ChainGreeks, chain_leg_greeks, read_interest_rate};
 use super::resolve::{
     self, Offset, OptionQuery, ResolvedOption, Underlying, nearest_strike, no_strikes,
-    option_symbol, read_expiry,
+    option_symbol, required_expiry,
 };
 use super::{expiry_instant, parse_symbol_date, round_to, time_to_expiry};
 use crate::error::HttpError;
@@ -187,12 +187,7 @@ pub(crate) async fn optionchain(
     )?;
     let underlying_text = fields.required_string("underlying")?.to_ascii_uppercase();
     let exchange = fields.exchange("exchange")?;
-    let expiry_date = read_expiry(&fields, "expiry_date")?.ok_or_else(|| {
-        fields.error(
-            "expiry_date",
-            "missing required field (expected a date DDMMMYY, e.g. 28OCT25)",
-        )
-    })?;
+    let expiry_date = required_expiry(&fields)?;
     let strike_count = match fields.opt_string("strike_count")? {
         None => None,
         Some(_) => {
@@ -386,12 +381,7 @@ pub(crate) async fn syntheticfuture(
     let fields = Fields::new(body, &["apikey", "underlying", "exchange", "expiry_date"])?;
     let underlying = fields.required_string("underlying")?;
     let exchange = fields.exchange("exchange")?;
-    let expiry = read_expiry(&fields, "expiry_date")?.ok_or_else(|| {
-        fields.error(
-            "expiry_date",
-            "missing required field (expected a date DDMMMYY, e.g. 28OCT25)",
-        )
-    })?;
+    let expiry = required_expiry(&fields)?;
     app.authenticate(&fields).await?;
     synthetic_future(&app.service, &underlying, exchange, &expiry).map(Reply::new)
 }

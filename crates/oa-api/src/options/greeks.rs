@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use oa_marketdata_core::options::{OptionInputs, OptionKind};
+use oa_marketdata_core::options::{Greeks, OptionInputs, OptionKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -151,9 +151,10 @@ pub(crate) fn read_interest_rate(fields: &Fields) -> Result<Option<f64>> {
     }
 }
 
-/// The greeks of an option, in upstream's keys and rounding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct GreekValues {
+/// Delta, gamma, theta and vega in upstream's keys and rounding: the greeks optiongreeks
+/// and a chain leg both report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Sensitivities {
     /// d price / d forward (4 decimals).
     pub(crate) delta: f64,
     /// d delta / d forward (6 decimals).
@@ -162,6 +163,36 @@ pub(crate) struct GreekValues {
     pub(crate) theta: f64,
     /// Per volatility point (4 decimals).
     pub(crate) vega: f64,
+}
+
+impl Sensitivities {
+    /// `greeks` rounded as upstream rounds them.
+    fn rounded(greeks: &Greeks) -> Sensitivities {
+        Sensitivities {
+            delta: round_to(greeks.delta, 4),
+            gamma: round_to(greeks.gamma, 6),
+            theta: round_to(greeks.theta, 4),
+            vega: round_to(greeks.vega, 4),
+        }
+    }
+
+    /// Theoretical values: `delta`, the rest 0.
+    fn delta_only(delta: f64) -> Sensitivities {
+        Sensitivities {
+            delta,
+            gamma: 0.0,
+            theta: 0.0,
+            vega: 0.0,
+        }
+    }
+}
+
+/// The greeks of an option, in upstream's keys and rounding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct GreekValues {
+    /// Delta, gamma, theta, vega.
+    #[serde(flatten)]
+    pub(crate) sensitivities: Sensitivities,
     /// Per rate point (6 decimals).
     pub(crate) rho: f64,
 }
@@ -170,10 +201,11 @@ impl GreekValues {
     /// The greeks of an option with no time value: delta 1 (call) or -1 (put), the rest 0.
     fn theoretical(kind: OptionKind) -> GreekValues {
         GreekValues {
-            delta: if kind == OptionKind::Call { 1.0 } else { -1.0 },
-            gamma: 0.0,
-            theta: 0.0,
-            vega: 0.0,
+            sensitivities: Sensitivities::delta_only(if kind == OptionKind::Call {
+                1.0
+            } else {
+                -1.0
+            }),
             rho: 0.0,
         }
     }
@@ -300,10 +332,7 @@ pub(crate) fn calculate_greeks(
     Ok(answer(
         round_to(volatility * 100.0, 2),
         GreekValues {
-            delta: round_to(greeks.delta, 4),
-            gamma: round_to(greeks.gamma, 6),
-            theta: round_to(greeks.theta, 4),
-            vega: round_to(greeks.vega, 4),
+            sensitivities: Sensitivities::rounded(&greeks),
             rho: round_to(greeks.rho, 6),
         },
         None,
@@ -361,6 +390,27 @@ async fn authenticate_401(app: &AppState, fields: &Fields) -> Result<String> {
     })
 }
 
+/// The last price of `symbol` for optiongreeks, with upstream's messages: `Failed to fetch
+/// {what}: ...` when it cannot be read, 404 `missing` when it is not positive.
+fn required_ltp(
+    service: &OrderService,
+    exchange: Exchange,
+    symbol: &str,
+    what: &str,
+    missing: &str,
+) -> Result<f64> {
+    let data = service.market_data(exchange, symbol).map_err(|error| {
+        HttpError::new(
+            error.status,
+            format!("Failed to fetch {what}: {}", error.message),
+        )
+    })?;
+    if data.ltp <= 0.0 {
+        return Err(HttpError::not_found(missing));
+    }
+    Ok(data.ltp)
+}
+
 /// optiongreeks: the greeks of one option (upstream `get_option_greeks`).
 pub(crate) async fn optiongreeks(
     State(app): State<AppState>,
@@ -410,41 +460,29 @@ pub(crate) async fn optiongreeks(
             };
             match synthetic {
                 Some(price) => price,
-                None => {
-                    let data =
-                        service
-                            .market_data(spot_exchange, &spot_symbol)
-                            .map_err(|error| {
-                                HttpError::new(
-                                    error.status,
-                                    format!("Failed to fetch underlying price: {}", error.message),
-                                )
-                            })?;
-                    if data.ltp <= 0.0 {
-                        return Err(HttpError::not_found("Underlying LTP not available"));
-                    }
-                    data.ltp
-                }
+                None => required_ltp(
+                    service,
+                    spot_exchange,
+                    &spot_symbol,
+                    "underlying price",
+                    "Underlying LTP not available",
+                )?,
             }
         }
     };
-    let option = service
-        .market_data(request.exchange, &request.symbol)
-        .map_err(|error| {
-            HttpError::new(
-                error.status,
-                format!("Failed to fetch option price: {}", error.message),
-            )
-        })?;
-    if option.ltp <= 0.0 {
-        return Err(HttpError::not_found("Option LTP not available"));
-    }
+    let option_ltp = required_ltp(
+        service,
+        request.exchange,
+        &request.symbol,
+        "option price",
+        "Option LTP not available",
+    )?;
     calculate_greeks(
         &request.symbol,
         exchange,
         &terms,
         forward,
-        option.ltp,
+        option_ltp,
         interest_rate,
         Utc::now(),
     )
@@ -671,22 +709,16 @@ pub(crate) fn chain_leg_greeks(
             .greeks();
             ChainGreeks {
                 implied_volatility: round_to(volatility * 100.0, 2),
-                delta: round_to(greeks.delta, 4),
-                gamma: round_to(greeks.gamma, 6),
-                theta: round_to(greeks.theta, 4),
-                vega: round_to(greeks.vega, 4),
+                sensitivities: Sensitivities::rounded(&greeks),
             }
         }
         None => ChainGreeks {
             implied_volatility: 0.0,
-            delta: match (intrinsic > 0.0, kind) {
+            sensitivities: Sensitivities::delta_only(match (intrinsic > 0.0, kind) {
                 (false, _) => 0.0,
                 (true, OptionKind::Call) => 1.0,
                 (true, OptionKind::Put) => -1.0,
-            },
-            gamma: 0.0,
-            theta: 0.0,
-            vega: 0.0,
+            }),
         },
     })
 }
@@ -696,14 +728,9 @@ pub(crate) fn chain_leg_greeks(
 pub(crate) struct ChainGreeks {
     /// Percent.
     pub(crate) implied_volatility: f64,
-    /// Delta.
-    pub(crate) delta: f64,
-    /// Gamma.
-    pub(crate) gamma: f64,
-    /// Theta per day.
-    pub(crate) theta: f64,
-    /// Vega per point.
-    pub(crate) vega: f64,
+    /// Delta, gamma, theta, vega.
+    #[serde(flatten)]
+    pub(crate) sensitivities: Sensitivities,
 }
 
 #[cfg(test)]
@@ -763,8 +790,7 @@ mod tests {
         assert_eq!(answer.days_to_expiry, 30.0);
         assert_eq!(answer.expiry_date, "30-Dec-2025");
         let greeks = model.greeks();
-        assert_eq!(answer.greeks.delta, round_to(greeks.delta, 4));
-        assert_eq!(answer.greeks.vega, round_to(greeks.vega, 4));
+        assert_eq!(answer.greeks.sensitivities, Sensitivities::rounded(&greeks));
         assert!(answer.note.is_none() && answer.intrinsic_value.is_none());
         // Below intrinsic value: theoretical greeks.
         let deep = calculate_greeks("X", "NFO", &terms, 25_000.0, 999.0, None, now()).unwrap();

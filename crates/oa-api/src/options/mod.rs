@@ -14,6 +14,7 @@ pub(crate) mod orders;
 pub(crate) mod resolve;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+pub(crate) use oa_marketdata_core::symbols::round_to;
 
 /// Indian Standard Time, UTC+05:30.
 fn india() -> Option<chrono::FixedOffset> {
@@ -72,12 +73,6 @@ pub(crate) fn time_to_expiry(expiry: DateTime<Utc>, now: DateTime<Utc>) -> (f64,
         return (0.0001, 0.0001 * 365.0);
     }
     (years, days)
-}
-
-/// Rounds to `decimals` places.
-pub(crate) fn round_to(value: f64, decimals: i32) -> f64 {
-    let factor = 10f64.powi(decimals);
-    (value * factor).round() / factor
 }
 
 #[cfg(test)]

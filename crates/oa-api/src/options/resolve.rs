@@ -290,6 +290,16 @@ pub(crate) fn read_expiry(fields: &Fields, name: &str) -> Result<Option<String>>
     }
 }
 
+/// Reads a required `expiry_date` (`DDMMMYY`).
+pub(crate) fn required_expiry(fields: &Fields) -> Result<String> {
+    read_expiry(fields, "expiry_date")?.ok_or_else(|| {
+        fields.error(
+            "expiry_date",
+            "missing required field (expected a date DDMMMYY, e.g. 28OCT25)",
+        )
+    })
+}
+
 impl OptionQuery {
     /// Reads `underlying`, `exchange`, `expiry_date`, `strike_int`, `offset` and
     /// `option_type`.

@@ -4,8 +4,9 @@
 use oa_events_core::number::Quantity;
 
 use axum::http::StatusCode;
+use oa_marketdata_core::symbols::round_to;
 
-use super::{ActionLog, OrderService, Result, format_sandbox_timestamp, format_timestamp, round2};
+use super::{ActionLog, OrderService, Result, format_sandbox_timestamp, format_timestamp};
 use crate::broker::{FundsView, PositionView};
 use crate::engine::Order;
 use crate::responses::{
@@ -160,7 +161,7 @@ impl OrderService {
                     quantity: Quantity(trade.quantity),
                 },
                 average_price: trade.price,
-                trade_value: round2(trade.price * trade.quantity),
+                trade_value: round_to(trade.price * trade.quantity, 2),
                 timestamp: format_timestamp(trade.created_ms),
             })
             .collect();
@@ -183,8 +184,8 @@ impl OrderService {
                             product: p.product.as_str(),
                             quantity: Quantity(p.quantity),
                             average_price: format!("{:.2}", p.average_price),
-                            ltp: round2(p.ltp),
-                            pnl: round2(p.pnl),
+                            ltp: round_to(p.ltp, 2),
+                            pnl: round_to(p.pnl, 2),
                         })
                         .collect(),
                 ),
@@ -298,5 +299,5 @@ fn sandbox_funds(funds: &FundsView) -> SandboxFunds {
 
 /// Rounded to two decimals, as upstream's sandbox stores money; never `-0.0`.
 fn money(value: f64) -> f64 {
-    round2(value) + 0.0
+    round_to(value, 2) + 0.0
 }

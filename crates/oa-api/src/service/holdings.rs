@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 
 use oa_events_core::number::Quantity;
+use oa_marketdata_core::symbols::round_to;
 use serde::Serialize;
 
-use super::{OrderService, Result, format_sandbox_timestamp, round2};
+use super::{OrderService, Result, format_sandbox_timestamp};
 use crate::responses::{ByMode, Data, Reply};
 use crate::types::{AccountMode, Action, Product};
 
@@ -179,19 +180,19 @@ impl OrderService {
                 exchange: position.exchange.as_str().to_string(),
                 product: "CNC",
                 quantity: Quantity(held),
-                average_price: round2(average_price),
+                average_price: round_to(average_price, 2),
                 ltp: position.ltp,
-                pnl: round2(pnl),
-                pnlpercent: round2(percent(pnl, invested)),
-                current_value: round2(current),
+                pnl: round_to(pnl, 2),
+                pnlpercent: round_to(percent(pnl, invested), 2),
+                current_value: round_to(current, 2),
                 settlement_date: session_date.clone(),
             });
         }
         let statistics = HoldingStatistics {
-            totalholdingvalue: round2(value),
-            totalinvvalue: round2(investment),
-            totalprofitandloss: round2(pnl_total),
-            totalpnlpercentage: round2(percent(pnl_total, investment)),
+            totalholdingvalue: round_to(value, 2),
+            totalinvvalue: round_to(investment, 2),
+            totalprofitandloss: round_to(pnl_total, 2),
+            totalpnlpercentage: round_to(percent(pnl_total, investment), 2),
         };
         let body = match mode {
             AccountMode::Analyze => ByMode::Analyze(Holdings {

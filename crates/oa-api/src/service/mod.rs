@@ -80,10 +80,6 @@ pub(crate) fn format_sandbox_timestamp(epoch_ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
 impl From<BrokerError> for HttpError {
     fn from(error: BrokerError) -> Self {
         broker_error(&error)

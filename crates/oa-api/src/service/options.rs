@@ -70,21 +70,26 @@ pub(crate) struct LegResult {
     /// The order, on success of a leg placed whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) orderid: Option<String>,
-    /// A split leg's quantity.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) total_quantity: Option<Quantity>,
-    /// A split leg's child size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) split_size: Option<u64>,
-    /// A split leg's children.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) split_results: Option<Vec<SplitResult>>,
+    /// A split leg's quantity, child size and children.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) split: Option<LegSplit>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) message: Option<String>,
     /// `live` or `analyze`, on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mode: Option<&'static str>,
+}
+
+/// The keys of a split leg of optionsmultiorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct LegSplit {
+    /// The leg's quantity.
+    pub(crate) total_quantity: Quantity,
+    /// Quantity per child.
+    pub(crate) split_size: u64,
+    /// The children.
+    pub(crate) split_results: Vec<SplitResult>,
 }
 
 /// The body of optionsmultiorder.
@@ -357,9 +362,7 @@ fn leg_results(
             action: planned.action.as_str(),
             status: "error",
             orderid: None,
-            total_quantity: None,
-            split_size: None,
-            split_results: None,
+            split: None,
             message: planned.target.as_ref().err().cloned(),
             mode: None,
         })
@@ -383,9 +386,11 @@ fn leg_results(
                 .any(|child| child.outcome.status == "success");
             result.status = if any { "success" } else { "error" };
             result.product = Some(resolved.order.product.as_str().to_string());
-            result.total_quantity = Some(Quantity(resolved.order.quantity));
-            result.split_size = Some(resolved.splitsize);
-            result.split_results = Some(children);
+            result.split = Some(LegSplit {
+                total_quantity: Quantity(resolved.order.quantity),
+                split_size: resolved.splitsize,
+                split_results: children,
+            });
             result.mode = Some(mode_text);
         } else {
             let Some(outcome) = placed.first() else {
