@@ -7,7 +7,6 @@ use futures_util::future::BoxFuture;
 use oa_api::esb::{
     EsbCommands, EsbOutcome, EsbPosition, EsbRequest, OffsetKey, OffsetWrite, RejectKind,
 };
-use oa_events_kafka::esb as kafka;
 use oa_events_kafka::{
     CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError, OffsetFuture,
     OffsetStore, OffsetStoreError,
@@ -60,15 +59,6 @@ fn request(message: &EsbMessage) -> EsbRequest {
     }
 }
 
-fn position(position: &kafka::EsbPosition) -> EsbPosition {
-    EsbPosition {
-        group: position.group.clone(),
-        topic: position.topic.clone(),
-        partition: position.partition,
-        offset: position.offset,
-    }
-}
-
 fn code(kind: RejectKind) -> DeadLetterCode {
     match kind {
         RejectKind::Invalid => DeadLetterCode::Invalid,
@@ -97,12 +87,12 @@ impl CommandExecutor for StoreExecutor {
     fn execute<'a>(
         &'a self,
         message: &'a EsbMessage,
-        at: &'a kafka::EsbPosition,
+        at: &'a EsbPosition,
     ) -> BoxFuture<'a, Result<Execution, ExecutorError>> {
         Box::pin(async move {
             let outcome = self
                 .commands
-                .execute(&request(message), &position(at))
+                .execute(&request(message), at)
                 .await
                 .map_err(failed)?;
             Ok(match outcome {
@@ -121,12 +111,12 @@ impl CommandExecutor for StoreExecutor {
         message: Option<&'a EsbMessage>,
         code: DeadLetterCode,
         reason: &'a str,
-        at: &'a kafka::EsbPosition,
+        at: &'a EsbPosition,
     ) -> BoxFuture<'a, Result<(), ExecutorError>> {
         Box::pin(async move {
             let request = message.map(request);
             self.commands
-                .reject(request.as_ref(), kind(code), reason, &position(at))
+                .reject(request.as_ref(), kind(code), reason, at)
                 .await
                 .map_err(failed)
         })
