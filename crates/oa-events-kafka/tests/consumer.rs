@@ -23,8 +23,8 @@ use oa_events_kafka::{
     ConsumedEvent, ConsumedRecord, ConsumerMonitor, ConsumerStats, FileOffsetStore, Handled,
     Handling, KafkaConfig, KafkaError, KafkaProducer, MemoryOffsetStore, OffsetStore,
     OrderEventConsumer, PartitionBounds, PartitionReader, RecordHandler, SecurityConfig,
-    SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, UndecodableRecord, connect,
-    decode_event, partition_for_key,
+    SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, TopicPartition, UndecodableRecord,
+    connect, decode_event, partition_for_key,
 };
 use uuid::Uuid;
 
@@ -244,7 +244,7 @@ async fn resumes_after_restart(
     let mut stored = 0;
     for partition in 0..3 {
         stored += store
-            .load(&config.order_events_topic, partition)
+            .load(TopicPartition::new(&config.order_events_topic, partition))
             .await?
             .unwrap_or(0);
     }
@@ -360,7 +360,10 @@ async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -
     for partition in 0..3 {
         // As if the topic had been recreated (or trimmed) since these were stored.
         store
-            .save(&config.order_events_topic, partition, 1000)
+            .save(
+                TopicPartition::new(&config.order_events_topic, partition),
+                1000,
+            )
             .await?;
     }
     let mut consumer = OrderEventConsumer::start(
@@ -380,7 +383,7 @@ async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -
     let mut stored = 0;
     for partition in 0..3 {
         stored += reopened
-            .load(&config.order_events_topic, partition)
+            .load(TopicPartition::new(&config.order_events_topic, partition))
             .await?
             .unwrap_or(0);
     }

@@ -9,7 +9,7 @@ use oa_api::esb::{
 };
 use oa_events_kafka::{
     CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError, OffsetFuture,
-    OffsetStore, OffsetStoreError,
+    OffsetStore, OffsetStoreError, TopicPartition,
 };
 
 /// [`EsbCommands`] as the consumer's [`CommandExecutor`].
@@ -28,24 +28,21 @@ impl StoreExecutor {
 
     fn write_offset<'a>(
         &'a self,
-        topic: &'a str,
-        partition: i32,
+        at: TopicPartition<'a>,
         offset: i64,
         write: OffsetWrite,
     ) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
-            let saved = self
-                .commands
-                .save_offset(self.key(topic, partition), offset, write);
+            let saved = self.commands.save_offset(self.key(at), offset, write);
             saved.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn key<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetKey<'a> {
+    fn key<'a>(&'a self, at: TopicPartition<'a>) -> OffsetKey<'a> {
         OffsetKey {
             group: &self.group,
-            topic,
-            partition,
+            topic: at.topic,
+            partition: at.partition,
         }
     }
 }
@@ -125,24 +122,19 @@ impl CommandExecutor for StoreExecutor {
 
 /// The ESB consumer's offsets, kept under the executor's consumer group in the server's store.
 impl OffsetStore for StoreExecutor {
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
-            let stored = self.commands.stored_offset(self.key(topic, partition));
+            let stored = self.commands.stored_offset(self.key(at));
             stored.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn save<'a>(&'a self, topic: &'a str, partition: i32, offset: i64) -> OffsetFuture<'a, ()> {
-        self.write_offset(topic, partition, offset, OffsetWrite::Replace)
+    fn save<'a>(&'a self, at: TopicPartition<'a>, offset: i64) -> OffsetFuture<'a, ()> {
+        self.write_offset(at, offset, OffsetWrite::Replace)
     }
 
     /// Never moves a stored offset backwards.
-    fn save_start<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> OffsetFuture<'a, ()> {
-        self.write_offset(topic, partition, offset, OffsetWrite::Advance)
+    fn save_start<'a>(&'a self, at: TopicPartition<'a>, offset: i64) -> OffsetFuture<'a, ()> {
+        self.write_offset(at, offset, OffsetWrite::Advance)
     }
 }
