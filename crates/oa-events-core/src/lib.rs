@@ -14,7 +14,7 @@
 //! - [`auth`]: [`ApiKeyVerifier`], the small trait through which transports that accept
 //!   clients (WebSocket, Socket.IO) check API keys without depending on the REST layer;
 //! - [`env_var`]: [`EnvVar`], an entry of the `ENV_VARS` table in which each layer lists its
-//!   environment variables, defaults and help texts.
+//!   environment variables, defaults and help texts, and [`EnvReader`], which reads them.
 
 pub mod auth;
 pub mod catalog;
@@ -30,7 +30,7 @@ pub mod spelling;
 
 pub use auth::{ApiKeyVerifier, AuthenticatedUser, VerifierError};
 pub use catalog::{Audience, CatalogEvent, EventPayload};
-pub use env_var::EnvVar;
+pub use env_var::{EnvReader, EnvVar};
 pub use envelope::{Envelope, EnvelopeError, Event};
 pub use esb::EsbPosition;
 pub use mode::{EventMode, InvalidEventMode};
