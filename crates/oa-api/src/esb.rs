@@ -31,6 +31,7 @@ use crate::ratelimit::UserRateLimiter;
 use crate::service::OrderService;
 use crate::store::{EsbAccess, Queries, StoreError};
 pub use crate::store::{OffsetKey, OffsetWrite};
+pub use oa_events_core::EsbPosition;
 
 /// Status of an id being executed.
 const STARTED: &str = "started";
@@ -57,34 +58,14 @@ pub enum RejectKind {
     TooLarge,
 }
 
-/// Where an ESB record was read: the consumer group, topic and partition that key the
-/// stored offset, and the record's offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EsbPosition {
-    /// `KAFKA_CONSUMER_GROUP`.
-    pub group: String,
-    /// The inbound topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// The record's offset; the stored next offset is this plus one.
-    pub offset: i64,
-}
-
-impl EsbPosition {
-    /// The key of this partition's stored offset.
-    pub fn key(&self) -> OffsetKey<'_> {
-        OffsetKey {
-            group: &self.group,
-            topic: &self.topic,
-            partition: self.partition,
-        }
-    }
-
-    /// Stores the offset after this record (never moving it backwards), in `tx`.
-    fn advance(&self, tx: &dyn Queries) -> Result<(), StoreError> {
-        tx.esb_save_offset(self.key(), self.offset + 1, OffsetWrite::Advance)
-    }
+/// Stores the offset after the record at `position` (never moving it backwards), in `tx`.
+fn advance(position: &EsbPosition, tx: &dyn Queries) -> Result<(), StoreError> {
+    let key = OffsetKey {
+        group: &position.group,
+        topic: &position.topic,
+        partition: position.partition,
+    };
+    tx.esb_save_offset(key, position.next_offset(), OffsetWrite::Advance)
 }
 
 /// An inbound command (or acknowledgment), already read from its envelope.
@@ -254,7 +235,7 @@ impl EsbCommands {
                                 event_type: request.event_type,
                             });
                         }
-                        position.advance(tx)?;
+                        advance(&position, tx)?;
                         return Ok(Claim::Duplicate);
                     }
                     let access = tx.esb_access(&request.user_id)?;
@@ -283,7 +264,7 @@ impl EsbCommands {
                         position.offset,
                     )?;
                     if is_ack {
-                        position.advance(tx)?;
+                        advance(&position, tx)?;
                         return Ok(Claim::Acknowledged);
                     }
                     Ok(Claim::Claimed)
@@ -391,7 +372,7 @@ impl EsbCommands {
             .run(move |ctx| -> Result<(), StoreError> {
                 let tx = ctx.tx();
                 tx.esb_finish_command(&id, status, &response.to_string())?;
-                position.advance(tx)?;
+                advance(&position, tx)?;
                 ctx.record(Record {
                     log: None,
                     events: vec![result_event(&id, &user_id, &event_type, status, &response)],
@@ -453,7 +434,7 @@ impl EsbCommands {
                         }
                     }
                 }
-                position.advance(ctx.tx())?;
+                advance(&position, ctx.tx())?;
                 if let Some(event) = event {
                     ctx.record(Record {
                         log: None,

@@ -54,6 +54,40 @@ pub fn default_of(table: &[EnvVar], name: &str) -> Option<&'static str> {
         .and_then(EnvVar::default_value)
 }
 
+/// Reads a layer's settings from a lookup of environment variables (for example
+/// `|name| std::env::var(name).ok()`, or a map in tests): a variable that is unset or blank
+/// leaves its field at the default.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvReader<L> {
+    lookup: L,
+}
+
+impl<L: Fn(&str) -> Option<String>> EnvReader<L> {
+    /// Reads through `lookup`.
+    pub fn new(lookup: L) -> Self {
+        EnvReader { lookup }
+    }
+
+    /// The value of the variable `name`, `None` when it is unset or blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    /// Sets `field` to what `read` (given the name and the value) makes of the variable
+    /// `name`; leaves it when the variable is unset or blank.
+    pub fn set<T, E>(
+        &self,
+        field: &mut T,
+        name: &'static str,
+        read: impl FnOnce(&'static str, &str) -> Result<T, E>,
+    ) -> Result<(), E> {
+        if let Some(value) = self.get(name) {
+            *field = read(name, &value)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +104,31 @@ mod tests {
         assert_eq!(default_of(TABLE, "C"), None);
         assert_eq!(default_of(TABLE, "D"), None);
         assert!(TABLE[2].secret && !TABLE[0].secret);
+    }
+
+    #[test]
+    fn the_reader_keeps_defaults_of_unset_or_blank_variables_and_passes_errors_on() {
+        let reader = EnvReader::new(|name: &str| match name {
+            "SET" => Some(" 7 ".to_string()),
+            "BLANK" => Some("  ".to_string()),
+            "BAD" => Some("x".to_string()),
+            _ => None,
+        });
+        let read = |name: &'static str, value: &str| {
+            value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{name}: {value:?}"))
+        };
+        let (mut set, mut blank, mut unset, mut bad) = (1, 2, 3, 4);
+        reader.set(&mut set, "SET", read).unwrap();
+        reader.set(&mut blank, "BLANK", read).unwrap();
+        reader.set(&mut unset, "UNSET", read).unwrap();
+        assert_eq!((set, blank, unset), (7, 2, 3));
+        assert_eq!(
+            reader.set(&mut bad, "BAD", read),
+            Err("BAD: \"x\"".to_string())
+        );
+        assert_eq!(bad, 4);
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use oa_events_core::EnvVar;
+use oa_events_core::{EnvReader, EnvVar};
 
 use crate::error::ConfigError;
 use crate::security::SecurityConfig;
@@ -391,75 +391,92 @@ impl KafkaConfig {
     }
 
     fn general_from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let env = EnvReader::new(lookup);
         let mut config = KafkaConfig::default();
-        if let Some(value) = get("KAFKA_BOOTSTRAP_SERVERS") {
-            config.bootstrap_servers = parse_bootstrap_servers(&value)
-                .map_err(|reason| ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", &value, reason))?;
-        }
-        if let Some(value) = get("KAFKA_ORDER_EVENTS_TOPIC") {
-            config.order_events_topic = parse_topic("KAFKA_ORDER_EVENTS_TOPIC", &value)?;
-        }
-        if let Some(value) = get("KAFKA_ESB_EVENTS_TOPIC") {
-            config.esb_events_topic = parse_topic("KAFKA_ESB_EVENTS_TOPIC", &value)?;
-        }
-        if let Some(value) = get("KAFKA_PRODUCER_COMPRESSION") {
-            config.compression = parse("KAFKA_PRODUCER_COMPRESSION", &value)?;
-        }
-        if let Some(value) = get("KAFKA_PRODUCER_BATCH_SIZE") {
-            config.batch_size = parse_number("KAFKA_PRODUCER_BATCH_SIZE", &value, 1, 64 << 20)?;
-        }
-        if let Some(value) = get("KAFKA_PRODUCER_LINGER_MS") {
-            config.linger = parse_millis("KAFKA_PRODUCER_LINGER_MS", &value, 0)?;
-        }
-        if let Some(value) = get("KAFKA_PRODUCER_ACKS") {
-            config.acks = parse("KAFKA_PRODUCER_ACKS", &value)?;
-        }
-        if let Some(value) = get("KAFKA_CONSUMER_GROUP") {
-            config.consumer_group = value.trim().to_string();
-        }
-        if let Some(value) = get("KAFKA_CONSUMER_AUTO_OFFSET_RESET") {
-            config.auto_offset_reset = parse("KAFKA_CONSUMER_AUTO_OFFSET_RESET", &value)?;
-        }
-        if let Some(value) = get("KAFKA_CLIENT_ID") {
-            config.client_id = value.trim().to_string();
-        }
-        if let Some(value) = get("KAFKA_CREATE_TOPICS") {
-            config.topic_creation.create_missing = parse_bool("KAFKA_CREATE_TOPICS", &value)?;
-        }
-        if let Some(value) = get("KAFKA_TOPIC_PARTITIONS") {
-            config.topic_creation.partitions =
-                parse_number("KAFKA_TOPIC_PARTITIONS", &value, 1, 10_000)? as i32;
-        }
-        if let Some(value) = get("KAFKA_TOPIC_REPLICATION_FACTOR") {
-            config.topic_creation.replication_factor = parse_number(
-                "KAFKA_TOPIC_REPLICATION_FACTOR",
-                &value,
-                1,
-                i16::MAX as usize,
-            )? as i16;
-        }
-        if let Some(value) = get("KAFKA_REQUEST_TIMEOUT_MS") {
-            config.request_timeout = parse_millis("KAFKA_REQUEST_TIMEOUT_MS", &value, 1)?;
-        }
-        if let Some(value) = get("KAFKA_RETRY_BACKOFF_MS") {
-            config.retry_backoff = parse_millis("KAFKA_RETRY_BACKOFF_MS", &value, 1)?;
-        }
-        if let Some(value) = get("KAFKA_RETRY_BACKOFF_MAX_MS") {
-            config.retry_backoff_max = parse_millis("KAFKA_RETRY_BACKOFF_MAX_MS", &value, 1)?;
-        }
-        if let Some(value) = get("KAFKA_RELAY_MAX_ROWS") {
-            config.relay_max_rows = parse_number("KAFKA_RELAY_MAX_ROWS", &value, 1, 1_000_000)?;
-        }
-        if let Some(value) = get("KAFKA_RELAY_POLL_MS") {
-            config.relay_poll_interval = parse_millis("KAFKA_RELAY_POLL_MS", &value, 1)?;
-        }
-        if let Some(value) = get("KAFKA_CONSUMER_LIVENESS_MS") {
-            config.consumer_liveness = parse_millis("KAFKA_CONSUMER_LIVENESS_MS", &value, 100)?;
-        }
-        if let Some(value) = get("KAFKA_EDGE_FETCH_MAX_WAIT_MS") {
-            config.edge_fetch_max_wait = parse_millis("KAFKA_EDGE_FETCH_MAX_WAIT_MS", &value, 1)?;
-        }
+        env.set(
+            &mut config.bootstrap_servers,
+            "KAFKA_BOOTSTRAP_SERVERS",
+            |variable, value| {
+                parse_bootstrap_servers(value)
+                    .map_err(|reason| ConfigError::new(variable, value, reason))
+            },
+        )?;
+        env.set(
+            &mut config.order_events_topic,
+            "KAFKA_ORDER_EVENTS_TOPIC",
+            parse_topic,
+        )?;
+        env.set(
+            &mut config.esb_events_topic,
+            "KAFKA_ESB_EVENTS_TOPIC",
+            parse_topic,
+        )?;
+        env.set(&mut config.compression, "KAFKA_PRODUCER_COMPRESSION", parse)?;
+        env.set(
+            &mut config.batch_size,
+            "KAFKA_PRODUCER_BATCH_SIZE",
+            number(1, 64 << 20),
+        )?;
+        env.set(&mut config.linger, "KAFKA_PRODUCER_LINGER_MS", millis(0))?;
+        env.set(&mut config.acks, "KAFKA_PRODUCER_ACKS", parse)?;
+        env.set(&mut config.consumer_group, "KAFKA_CONSUMER_GROUP", trimmed)?;
+        env.set(
+            &mut config.auto_offset_reset,
+            "KAFKA_CONSUMER_AUTO_OFFSET_RESET",
+            parse,
+        )?;
+        env.set(&mut config.client_id, "KAFKA_CLIENT_ID", trimmed)?;
+        let creation = &mut config.topic_creation;
+        env.set(
+            &mut creation.create_missing,
+            "KAFKA_CREATE_TOPICS",
+            parse_bool,
+        )?;
+        env.set(
+            &mut creation.partitions,
+            "KAFKA_TOPIC_PARTITIONS",
+            |variable, value| Ok(parse_number(variable, value, 1, 10_000)? as i32),
+        )?;
+        env.set(
+            &mut creation.replication_factor,
+            "KAFKA_TOPIC_REPLICATION_FACTOR",
+            |variable, value| Ok(parse_number(variable, value, 1, i16::MAX as usize)? as i16),
+        )?;
+        env.set(
+            &mut config.request_timeout,
+            "KAFKA_REQUEST_TIMEOUT_MS",
+            millis(1),
+        )?;
+        env.set(
+            &mut config.retry_backoff,
+            "KAFKA_RETRY_BACKOFF_MS",
+            millis(1),
+        )?;
+        env.set(
+            &mut config.retry_backoff_max,
+            "KAFKA_RETRY_BACKOFF_MAX_MS",
+            millis(1),
+        )?;
+        env.set(
+            &mut config.relay_max_rows,
+            "KAFKA_RELAY_MAX_ROWS",
+            number(1, 1_000_000),
+        )?;
+        env.set(
+            &mut config.relay_poll_interval,
+            "KAFKA_RELAY_POLL_MS",
+            millis(1),
+        )?;
+        env.set(
+            &mut config.consumer_liveness,
+            "KAFKA_CONSUMER_LIVENESS_MS",
+            millis(100),
+        )?;
+        env.set(
+            &mut config.edge_fetch_max_wait,
+            "KAFKA_EDGE_FETCH_MAX_WAIT_MS",
+            millis(1),
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -522,6 +539,21 @@ fn parse_number(
             format!("allowed values: a whole number from {min} to {max}"),
         )),
     }
+}
+
+/// Reads a whole number from `min` to `max`.
+fn number(min: usize, max: usize) -> impl Fn(&'static str, &str) -> Result<usize, ConfigError> {
+    move |variable, value| parse_number(variable, value, min, max)
+}
+
+/// Reads milliseconds from `min` to a day.
+fn millis(min: u64) -> impl Fn(&'static str, &str) -> Result<Duration, ConfigError> {
+    move |variable, value| parse_millis(variable, value, min)
+}
+
+/// Reads text, trimmed.
+fn trimmed(_: &'static str, value: &str) -> Result<String, ConfigError> {
+    Ok(value.trim().to_string())
 }
 
 fn parse_millis(variable: &'static str, value: &str, min: u64) -> Result<Duration, ConfigError> {

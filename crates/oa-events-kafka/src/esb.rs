@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+pub use oa_events_core::EsbPosition;
 use oa_events_core::catalog::{ESB_ACKNOWLEDGMENT, ESB_COMMANDS};
 use oa_events_core::envelope::ENVELOPE_VERSION;
 use rskafka::record::Record;
@@ -192,26 +193,6 @@ pub fn parse_message(value: &[u8]) -> Result<EsbMessage, String> {
         timestamp: optional_string(&object, "timestamp")?,
         data,
     })
-}
-
-/// Where a record was read: the key of a stored offset plus the record's offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EsbPosition {
-    /// `KAFKA_CONSUMER_GROUP`.
-    pub group: String,
-    /// The inbound topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// The record's offset.
-    pub offset: i64,
-}
-
-impl EsbPosition {
-    /// The offset to store once this record is done: where the next read starts.
-    pub fn next_offset(&self) -> i64 {
-        self.offset + 1
-    }
 }
 
 /// What [`CommandExecutor::execute`] did.

@@ -62,7 +62,7 @@ pub use esb_auth::{EsbAuth, EsbSecurity, SigningKeys};
 #[cfg(feature = "sqlite")]
 pub use offsets::SqliteOffsetStore;
 pub use offsets::{
-    FileOffsetStore, MemoryOffsetStore, OffsetFuture, OffsetStore, OffsetStoreError,
+    FileOffsetStore, MemoryOffsetStore, OffsetFuture, OffsetStore, OffsetStoreError, TopicPartition,
 };
 pub use order_events::{ConsumedEvent, OrderEventConsumer, UndecodableRecord, decode_event};
 pub use outbox::{MemoryOutbox, Outbox, OutboxError, OutboxRecord};

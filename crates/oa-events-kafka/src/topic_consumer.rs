@@ -47,7 +47,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{AutoOffsetReset, KafkaConfig};
 use crate::error::{ConfigError, KafkaError, RsKafkaError};
-use crate::offsets::{OffsetStore, OffsetStoreError};
+use crate::offsets::{OffsetStore, OffsetStoreError, TopicPartition};
 use crate::partition_leaders::partition_leader;
 use crate::producer::{TopicInfo, connect, ensure_topic_with};
 
@@ -658,14 +658,14 @@ impl PartitionReader {
     }
 
     async fn store_once(&self, op: StoreOp) -> Result<Option<i64>, OffsetStoreError> {
-        let (store, topic, partition) = (self.store(), &*self.topic, self.partition);
+        let (store, at) = (
+            self.store(),
+            TopicPartition::new(&self.topic, self.partition),
+        );
         match op {
-            StoreOp::Load => store.load(topic, partition).await,
-            StoreOp::Save(offset) => store.save(topic, partition, offset).await.map(|()| None),
-            StoreOp::SaveStart(offset) => store
-                .save_start(topic, partition, offset)
-                .await
-                .map(|()| None),
+            StoreOp::Load => store.load(at).await,
+            StoreOp::Save(offset) => store.save(at, offset).await.map(|()| None),
+            StoreOp::SaveStart(offset) => store.save_start(at, offset).await.map(|()| None),
         }
     }
 

@@ -23,8 +23,8 @@ use oa_events_kafka::{
     ConsumedEvent, ConsumedRecord, ConsumerMonitor, ConsumerStats, FileOffsetStore, Handled,
     Handling, KafkaConfig, KafkaError, KafkaProducer, MemoryOffsetStore, OffsetStore,
     OrderEventConsumer, PartitionBounds, PartitionReader, RecordHandler, SecurityConfig,
-    SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, UndecodableRecord, connect,
-    decode_event, partition_for_key,
+    SqliteOffsetStore, StartPosition, StopSignal, TopicConsumer, TopicPartition, UndecodableRecord,
+    connect, decode_event, partition_for_key,
 };
 use uuid::Uuid;
 
@@ -113,6 +113,35 @@ async fn read_until(
     Ok(items)
 }
 
+/// A consumer of the whole topic that keeps its offsets in memory only.
+fn from_earliest(config: KafkaConfig) -> anyhow::Result<OrderEventConsumer> {
+    let store = Arc::new(MemoryOffsetStore::new());
+    Ok(OrderEventConsumer::start(
+        config,
+        store,
+        StartPosition::Earliest,
+    )?)
+}
+
+/// The first `count` items a fresh [`from_earliest`] consumer reads; it is stopped after.
+async fn read_from_earliest(config: &KafkaConfig, count: usize) -> anyhow::Result<Vec<Item>> {
+    let mut consumer = from_earliest(config.clone())?;
+    let items = read_until(&mut consumer, |items| items.len() >= count).await?;
+    consumer.shutdown(Duration::from_secs(5)).await;
+    Ok(items)
+}
+
+/// The stored next offsets of the three partitions of `config`'s topic, added up: the
+/// number of records consumed from a topic whose offsets start at 0.
+async fn stored_total(store: &dyn OffsetStore, config: &KafkaConfig) -> anyhow::Result<i64> {
+    let mut total = 0;
+    for partition in 0..3 {
+        let at = TopicPartition::new(&config.order_events_topic, partition);
+        total += store.load(at).await?.unwrap_or(0);
+    }
+    Ok(total)
+}
+
 fn ids(items: &[Item]) -> HashSet<Uuid> {
     items
         .iter()
@@ -137,13 +166,7 @@ async fn events_come_back_typed_from_every_partition_and_bad_records_are_reporte
     let unknown_offset = produce_raw(&config, 2, unknown.to_string().as_bytes()).await?;
     let after_bad = publish(&config, 30, 5).await?;
 
-    let mut consumer = OrderEventConsumer::start(
-        config.clone(),
-        Arc::new(MemoryOffsetStore::new()),
-        StartPosition::Earliest,
-    )?;
-    let items = read_until(&mut consumer, |items| items.len() >= 37).await?;
-    consumer.shutdown(Duration::from_secs(5)).await;
+    let items = read_from_earliest(&config, 37).await?;
 
     let expected: HashSet<Uuid> = published.iter().chain(&after_bad).map(|e| e.id).collect();
     ensure!(
@@ -241,13 +264,7 @@ async fn resumes_after_restart(
     consumer.shutdown(Duration::from_secs(5)).await;
 
     let store = open()?;
-    let mut stored = 0;
-    for partition in 0..3 {
-        stored += store
-            .load(&config.order_events_topic, partition)
-            .await?
-            .unwrap_or(0);
-    }
+    let stored = stored_total(store.as_ref(), config).await?;
     ensure!(stored == 6, "stored offsets add up to {stored}, expected 6");
 
     let second = publish(config, 6, 3).await?;
@@ -360,7 +377,10 @@ async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -
     for partition in 0..3 {
         // As if the topic had been recreated (or trimmed) since these were stored.
         store
-            .save(&config.order_events_topic, partition, 1000)
+            .save(
+                TopicPartition::new(&config.order_events_topic, partition),
+                1000,
+            )
             .await?;
     }
     let mut consumer = OrderEventConsumer::start(
@@ -376,14 +396,7 @@ async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -
     let stats = consumer.monitor().stats();
     consumer.shutdown(Duration::from_secs(5)).await;
     ensure!(stats.resumed_from_earliest == 3, "{stats:?}");
-    let reopened = FileOffsetStore::open(&path)?;
-    let mut stored = 0;
-    for partition in 0..3 {
-        stored += reopened
-            .load(&config.order_events_topic, partition)
-            .await?
-            .unwrap_or(0);
-    }
+    let stored = stored_total(&FileOffsetStore::open(&path)?, &config).await?;
     ensure!(stored == 8, "stored offsets add up to {stored}, expected 8");
     Ok(())
 }
@@ -423,22 +436,12 @@ async fn events_are_read_over_tls_with_a_scram_login() -> anyhow::Result<()> {
     let config = secure(&plain, &broker, password)?;
     let published = publish(&config, 0, 6).await?;
 
-    let mut consumer = OrderEventConsumer::start(
-        config.clone(),
-        Arc::new(MemoryOffsetStore::new()),
-        StartPosition::Earliest,
-    )?;
-    let items = read_until(&mut consumer, |items| items.len() >= 6).await?;
-    consumer.shutdown(Duration::from_secs(5)).await;
+    let items = read_from_earliest(&config, 6).await?;
     ensure!(ids(&items) == published.iter().map(|e| e.id).collect::<HashSet<_>>());
 
     // The same consumer with a wrong password reads nothing and counts its failures.
     let refused = secure(&plain, &broker, "not-the-password-0123456")?;
-    let mut consumer = OrderEventConsumer::start(
-        refused,
-        Arc::new(MemoryOffsetStore::new()),
-        StartPosition::Earliest,
-    )?;
+    let mut consumer = from_earliest(refused)?;
     let nothing = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await;
     ensure!(nothing.is_err(), "read {nothing:?} with a wrong password");
     let stats = consumer.monitor().stats();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use oa_events_core::EnvVar;
+use oa_events_core::{EnvReader, EnvVar};
 
 /// Which feed adapter the server starts (`OA_FEED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -312,6 +312,88 @@ fn parse_bool(setting: &'static str, value: &str) -> Result<bool, crate::MarketD
     }
 }
 
+/// `value` as seconds (fractions allowed).
+fn parse_seconds(setting: &'static str, value: &str) -> Result<Duration, crate::MarketDataError> {
+    parse_setting::<f64>(setting, value, "a number of seconds").and_then(|secs| {
+        Duration::try_from_secs_f64(secs).map_err(|_| crate::MarketDataError::Config {
+            setting,
+            message: format!("{value:?} is not a number of seconds >= 0"),
+        })
+    })
+}
+
+/// `value` as a connection count of at least 1.
+fn parse_connections(setting: &'static str, value: &str) -> Result<usize, crate::MarketDataError> {
+    let expected = "a connection count";
+    parse_setting::<usize>(setting, value, expected).and_then(|count| {
+        if count == 0 {
+            Err(crate::MarketDataError::Config {
+                setting,
+                message: format!("{value:?} is not {expected} (at least 1)"),
+            })
+        } else {
+            Ok(count)
+        }
+    })
+}
+
+/// `value` as a WebSocket message size of at least 1024 bytes.
+fn parse_message_bytes(
+    setting: &'static str,
+    value: &str,
+) -> Result<usize, crate::MarketDataError> {
+    let bytes = parse_setting(setting, value, "a size in bytes")?;
+    if bytes < 1024 {
+        return Err(crate::MarketDataError::Config {
+            setting,
+            message: format!("{value:?} is too small: expected at least 1024 bytes"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// `value` as a positive, finite tick rate.
+fn parse_tick_rate(setting: &'static str, value: &str) -> Result<f64, crate::MarketDataError> {
+    let expected = "a positive number of ticks per second";
+    parse_setting::<f64>(setting, value, expected).and_then(|rate| {
+        if rate.is_finite() && rate > 0.0 {
+            Ok(rate)
+        } else {
+            Err(crate::MarketDataError::Config {
+                setting,
+                message: format!("{value:?} is not {expected}"),
+            })
+        }
+    })
+}
+
+/// `value` trimmed, as text.
+fn trimmed(_: &'static str, value: &str) -> Result<String, crate::MarketDataError> {
+    Ok(value.trim().to_string())
+}
+
+/// `value` as a comma list, blank entries left out.
+fn comma_list(_: &'static str, value: &str) -> Result<Vec<String>, crate::MarketDataError> {
+    Ok(value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// `value` trimmed, as a path.
+fn path(_: &'static str, value: &str) -> Result<Option<PathBuf>, crate::MarketDataError> {
+    Ok(Some(PathBuf::from(value.trim())))
+}
+
+/// Reads a value with [`FromStr`]; `expected` describes a valid one in errors.
+fn parsed<T: FromStr>(
+    expected: &str,
+) -> impl FnOnce(&'static str, &str) -> Result<T, crate::MarketDataError> + '_ {
+    move |setting, value| parse_setting(setting, value, expected)
+}
+
 impl MarketDataConfig {
     /// Builds the config from variables named as in [`ENV_VARS`], looked up with `lookup`
     /// (for example `|name| std::env::var(name).ok()`); unset or empty ones keep their
@@ -319,151 +401,103 @@ impl MarketDataConfig {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::MarketDataError> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let env = EnvReader::new(lookup);
         let mut config = MarketDataConfig::default();
-        if let Some(value) = get("ZMQ_HOST") {
-            config.zmq_host = value.trim().to_string();
-        }
-        if let Some(value) = get("ZMQ_PORT") {
-            config.zmq_port = parse_setting("ZMQ_PORT", &value, "a port number (0-65535)")?;
-        }
-        if let Some(value) = get("OA_ZMQ_HWM") {
-            config.zmq_hwm = parse_setting("OA_ZMQ_HWM", &value, "a message count")?;
-        }
-        if let Some(value) = get("OA_ZMQ_MAX_FRAME_BYTES") {
-            config.zmq_max_frame_bytes =
-                parse_setting("OA_ZMQ_MAX_FRAME_BYTES", &value, "a size in bytes")?;
-        }
-        if let Some(value) = get("OA_ZMQ_CHANNEL_CAPACITY") {
-            config.bus_channel_capacity =
-                parse_setting("OA_ZMQ_CHANNEL_CAPACITY", &value, "a tick count")?;
-        }
-        if let Some(value) = get("WEBSOCKET_HOST") {
-            config.websocket_host = value.trim().to_string();
-        }
-        if let Some(value) = get("WEBSOCKET_PORT") {
-            config.websocket_port =
-                parse_setting("WEBSOCKET_PORT", &value, "a port number (0-65535)")?;
-        }
-        let seconds = |setting: &'static str, value: &str| {
-            parse_setting::<f64>(setting, value, "a number of seconds").and_then(|secs| {
-                Duration::try_from_secs_f64(secs).map_err(|_| crate::MarketDataError::Config {
+        let port = "a port number (0-65535)";
+        env.set(&mut config.zmq_host, "ZMQ_HOST", trimmed)?;
+        env.set(&mut config.zmq_port, "ZMQ_PORT", parsed(port))?;
+        env.set(&mut config.zmq_hwm, "OA_ZMQ_HWM", parsed("a message count"))?;
+        env.set(
+            &mut config.zmq_max_frame_bytes,
+            "OA_ZMQ_MAX_FRAME_BYTES",
+            parsed("a size in bytes"),
+        )?;
+        env.set(
+            &mut config.bus_channel_capacity,
+            "OA_ZMQ_CHANNEL_CAPACITY",
+            parsed("a tick count"),
+        )?;
+        env.set(&mut config.websocket_host, "WEBSOCKET_HOST", trimmed)?;
+        env.set(&mut config.websocket_port, "WEBSOCKET_PORT", parsed(port))?;
+        env.set(
+            &mut config.ws_auth_grace,
+            "WS_AUTH_GRACE_SECONDS",
+            parse_seconds,
+        )?;
+        env.set(
+            &mut config.ws_max_queue,
+            "WS_MAX_QUEUE",
+            parsed("a tick count"),
+        )?;
+        env.set(
+            &mut config.ws_ping_interval,
+            "WS_PING_INTERVAL",
+            parse_seconds,
+        )?;
+        env.set(
+            &mut config.ws_ping_timeout,
+            "WS_PING_TIMEOUT",
+            parse_seconds,
+        )?;
+        env.set(
+            &mut config.max_symbols_per_websocket,
+            "MAX_SYMBOLS_PER_WEBSOCKET",
+            parsed("a symbol count"),
+        )?;
+        env.set(
+            &mut config.max_websocket_connections,
+            "MAX_WEBSOCKET_CONNECTIONS",
+            parse_connections,
+        )?;
+        env.set(
+            &mut config.ws_max_message_bytes,
+            "OA_WS_MAX_MESSAGE_BYTES",
+            parse_message_bytes,
+        )?;
+        env.set(
+            &mut config.ws_max_connections,
+            "OA_WS_MAX_CONNECTIONS",
+            parse_connections,
+        )?;
+        env.set(
+            &mut config.ws_max_connections_per_ip,
+            "OA_WS_MAX_CONNECTIONS_PER_IP",
+            parse_connections,
+        )?;
+        env.set(
+            &mut config.login_rate_limit,
+            "OA_LOGIN_RATE_LIMIT",
+            |setting, value| {
+                oa_net::RateSpec::parse(value).map_err(|reason| crate::MarketDataError::Config {
                     setting,
-                    message: format!("{value:?} is not a number of seconds >= 0"),
-                })
-            })
-        };
-        let positive = |setting: &'static str, value: &str, expected: &str| {
-            parse_setting::<usize>(setting, value, expected).and_then(|count| {
-                if count == 0 {
-                    Err(crate::MarketDataError::Config {
-                        setting,
-                        message: format!("{value:?} is not {expected} (at least 1)"),
-                    })
-                } else {
-                    Ok(count)
-                }
-            })
-        };
-        if let Some(value) = get("WS_AUTH_GRACE_SECONDS") {
-            config.ws_auth_grace = seconds("WS_AUTH_GRACE_SECONDS", &value)?;
-        }
-        if let Some(value) = get("WS_MAX_QUEUE") {
-            config.ws_max_queue = parse_setting("WS_MAX_QUEUE", &value, "a tick count")?;
-        }
-        if let Some(value) = get("WS_PING_INTERVAL") {
-            config.ws_ping_interval = seconds("WS_PING_INTERVAL", &value)?;
-        }
-        if let Some(value) = get("WS_PING_TIMEOUT") {
-            config.ws_ping_timeout = seconds("WS_PING_TIMEOUT", &value)?;
-        }
-        if let Some(value) = get("MAX_SYMBOLS_PER_WEBSOCKET") {
-            config.max_symbols_per_websocket =
-                parse_setting("MAX_SYMBOLS_PER_WEBSOCKET", &value, "a symbol count")?;
-        }
-        if let Some(value) = get("MAX_WEBSOCKET_CONNECTIONS") {
-            config.max_websocket_connections =
-                positive("MAX_WEBSOCKET_CONNECTIONS", &value, "a connection count")?;
-        }
-        if let Some(value) = get("OA_WS_MAX_MESSAGE_BYTES") {
-            config.ws_max_message_bytes =
-                parse_setting("OA_WS_MAX_MESSAGE_BYTES", &value, "a size in bytes")?;
-            if config.ws_max_message_bytes < 1024 {
-                return Err(crate::MarketDataError::Config {
-                    setting: "OA_WS_MAX_MESSAGE_BYTES",
-                    message: format!("{value:?} is too small: expected at least 1024 bytes"),
-                });
-            }
-        }
-        if let Some(value) = get("OA_WS_MAX_CONNECTIONS") {
-            config.ws_max_connections =
-                positive("OA_WS_MAX_CONNECTIONS", &value, "a connection count")?;
-        }
-        if let Some(value) = get("OA_WS_MAX_CONNECTIONS_PER_IP") {
-            config.ws_max_connections_per_ip =
-                positive("OA_WS_MAX_CONNECTIONS_PER_IP", &value, "a connection count")?;
-        }
-        if let Some(value) = get("OA_LOGIN_RATE_LIMIT") {
-            config.login_rate_limit = oa_net::RateSpec::parse(&value).map_err(|reason| {
-                crate::MarketDataError::Config {
-                    setting: "OA_LOGIN_RATE_LIMIT",
                     message: format!("{value:?} is not a rate such as \"10 per second\": {reason}"),
-                }
-            })?;
-        }
-        if let Some(value) = get("OA_FEED") {
-            config.feed =
-                value
-                    .parse()
-                    .map_err(|error: InvalidFeedKind| crate::MarketDataError::Config {
-                        setting: "OA_FEED",
-                        message: error.to_string(),
-                    })?;
-        }
-        if let Some(value) = get("OA_FEED_SYMBOLS") {
-            config.feed_symbols = value
-                .split(',')
-                .map(str::trim)
-                .filter(|name| !name.is_empty())
-                .map(str::to_string)
-                .collect();
-        }
-        if let Some(value) = get("OA_FEED_TICKS_PER_SECOND") {
-            config.feed_ticks_per_second = parse_setting::<f64>(
-                "OA_FEED_TICKS_PER_SECOND",
-                &value,
-                "a positive number of ticks per second",
-            )
-            .and_then(|rate| {
-                if rate.is_finite() && rate > 0.0 {
-                    Ok(rate)
-                } else {
-                    Err(crate::MarketDataError::Config {
-                        setting: "OA_FEED_TICKS_PER_SECOND",
-                        message: format!("{value:?} is not a positive number of ticks per second"),
-                    })
-                }
-            })?;
-        }
-        if let Some(value) = get("OA_FEED_SEED") {
-            config.feed_seed = parse_setting("OA_FEED_SEED", &value, "an unsigned integer")?;
-        }
-        if let Some(value) = get("OA_REPLAY_FILE") {
-            config.replay_file = Some(PathBuf::from(value.trim()));
-        }
-        if let Some(value) = get("OA_REPLAY_SPEED") {
-            config.replay_speed = parse_setting(
-                "OA_REPLAY_SPEED",
-                &value,
-                "a speed factor >= 0 (1 = recorded pace)",
-            )?;
-        }
-        if let Some(value) = get("OA_REPLAY_REPEAT") {
-            config.replay_repeat = parse_bool("OA_REPLAY_REPEAT", &value)?;
-        }
-        if let Some(value) = get("OA_SYMBOL_MASTER_CSV") {
-            config.symbol_master_csv = Some(PathBuf::from(value.trim()));
-        }
+                })
+            },
+        )?;
+        env.set(&mut config.feed, "OA_FEED", |setting, value| {
+            value
+                .parse()
+                .map_err(|error: InvalidFeedKind| crate::MarketDataError::Config {
+                    setting,
+                    message: error.to_string(),
+                })
+        })?;
+        env.set(&mut config.feed_symbols, "OA_FEED_SYMBOLS", comma_list)?;
+        env.set(
+            &mut config.feed_ticks_per_second,
+            "OA_FEED_TICKS_PER_SECOND",
+            parse_tick_rate,
+        )?;
+        env.set(
+            &mut config.feed_seed,
+            "OA_FEED_SEED",
+            parsed("an unsigned integer"),
+        )?;
+        env.set(&mut config.replay_file, "OA_REPLAY_FILE", path)?;
+        let speed = "a speed factor >= 0 (1 = recorded pace)";
+        env.set(&mut config.replay_speed, "OA_REPLAY_SPEED", parsed(speed))?;
+        env.set(&mut config.replay_repeat, "OA_REPLAY_REPEAT", parse_bool)?;
+        env.set(&mut config.symbol_master_csv, "OA_SYMBOL_MASTER_CSV", path)?;
         Ok(config)
     }
 }

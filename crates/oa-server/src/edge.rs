@@ -27,8 +27,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use oa_events_core::{ApiKeyVerifier, EventPublisher};
 use oa_events_kafka::{
     AutoOffsetReset, ConsumerMonitor, ConsumerOptions, KafkaConfig, MemoryOffsetStore, OffsetStore,
-    OrderEventConsumer, PartitionReader, StartPosition, TopicConsumer, decode_event,
-    partition_for_key,
+    OrderEventConsumer, PartitionReader, StartPosition, TopicConsumer, TopicPartition,
+    decode_event, partition_for_key,
 };
 use oa_events_socketio::{
     EventLog, LogEndFuture, LogError, LogPosition, LogQuery, LogRead, LogReadFuture,
@@ -317,7 +317,10 @@ pub async fn run(settings: Settings, started: Instant) -> anyhow::Result<()> {
     let offsets = Arc::new(MemoryOffsetStore::new());
     for (partition, end) in &ends {
         offsets
-            .save(&kafka.order_events_topic, *partition, *end)
+            .save(
+                TopicPartition::new(&kafka.order_events_topic, *partition),
+                *end,
+            )
             .await
             .context("seeding the edge's start offsets")?;
     }

@@ -7,10 +7,9 @@ use futures_util::future::BoxFuture;
 use oa_api::esb::{
     EsbCommands, EsbOutcome, EsbPosition, EsbRequest, OffsetKey, OffsetWrite, RejectKind,
 };
-use oa_events_kafka::esb as kafka;
 use oa_events_kafka::{
     CommandExecutor, DeadLetterCode, EsbMessage, Execution, ExecutorError, OffsetFuture,
-    OffsetStore, OffsetStoreError,
+    OffsetStore, OffsetStoreError, TopicPartition,
 };
 
 /// [`EsbCommands`] as the consumer's [`CommandExecutor`].
@@ -29,24 +28,21 @@ impl StoreExecutor {
 
     fn write_offset<'a>(
         &'a self,
-        topic: &'a str,
-        partition: i32,
+        at: TopicPartition<'a>,
         offset: i64,
         write: OffsetWrite,
     ) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
-            let saved = self
-                .commands
-                .save_offset(self.key(topic, partition), offset, write);
+            let saved = self.commands.save_offset(self.key(at), offset, write);
             saved.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn key<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetKey<'a> {
+    fn key<'a>(&'a self, at: TopicPartition<'a>) -> OffsetKey<'a> {
         OffsetKey {
             group: &self.group,
-            topic,
-            partition,
+            topic: at.topic,
+            partition: at.partition,
         }
     }
 }
@@ -57,15 +53,6 @@ fn request(message: &EsbMessage) -> EsbRequest {
         event_type: message.event_type.clone(),
         user_id: message.user_id.clone(),
         data: message.data.clone(),
-    }
-}
-
-fn position(position: &kafka::EsbPosition) -> EsbPosition {
-    EsbPosition {
-        group: position.group.clone(),
-        topic: position.topic.clone(),
-        partition: position.partition,
-        offset: position.offset,
     }
 }
 
@@ -97,12 +84,12 @@ impl CommandExecutor for StoreExecutor {
     fn execute<'a>(
         &'a self,
         message: &'a EsbMessage,
-        at: &'a kafka::EsbPosition,
+        at: &'a EsbPosition,
     ) -> BoxFuture<'a, Result<Execution, ExecutorError>> {
         Box::pin(async move {
             let outcome = self
                 .commands
-                .execute(&request(message), &position(at))
+                .execute(&request(message), at)
                 .await
                 .map_err(failed)?;
             Ok(match outcome {
@@ -121,12 +108,12 @@ impl CommandExecutor for StoreExecutor {
         message: Option<&'a EsbMessage>,
         code: DeadLetterCode,
         reason: &'a str,
-        at: &'a kafka::EsbPosition,
+        at: &'a EsbPosition,
     ) -> BoxFuture<'a, Result<(), ExecutorError>> {
         Box::pin(async move {
             let request = message.map(request);
             self.commands
-                .reject(request.as_ref(), kind(code), reason, &position(at))
+                .reject(request.as_ref(), kind(code), reason, at)
                 .await
                 .map_err(failed)
         })
@@ -135,24 +122,19 @@ impl CommandExecutor for StoreExecutor {
 
 /// The ESB consumer's offsets, kept under the executor's consumer group in the server's store.
 impl OffsetStore for StoreExecutor {
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
-            let stored = self.commands.stored_offset(self.key(topic, partition));
+            let stored = self.commands.stored_offset(self.key(at));
             stored.await.map_err(OffsetStoreError::new)
         })
     }
 
-    fn save<'a>(&'a self, topic: &'a str, partition: i32, offset: i64) -> OffsetFuture<'a, ()> {
-        self.write_offset(topic, partition, offset, OffsetWrite::Replace)
+    fn save<'a>(&'a self, at: TopicPartition<'a>, offset: i64) -> OffsetFuture<'a, ()> {
+        self.write_offset(at, offset, OffsetWrite::Replace)
     }
 
     /// Never moves a stored offset backwards.
-    fn save_start<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> OffsetFuture<'a, ()> {
-        self.write_offset(topic, partition, offset, OffsetWrite::Advance)
+    fn save_start<'a>(&'a self, at: TopicPartition<'a>, offset: i64) -> OffsetFuture<'a, ()> {
+        self.write_offset(at, offset, OffsetWrite::Advance)
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{OffsetFuture, OffsetStore, OffsetStoreError};
+use super::{OffsetFuture, OffsetStore, OffsetStoreError, TopicPartition};
 
 /// Offsets in a JSON file, `{"<topic>": {"<partition>": <next offset>, ...}, ...}`.
 ///
@@ -117,22 +117,18 @@ fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl OffsetStore for FileOffsetStore {
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>> {
         Box::pin(async move {
             let offsets = self.offsets.lock().await;
             Ok(offsets
-                .get(topic)
-                .and_then(|partitions| partitions.get(&partition))
+                .get(at.topic)
+                .and_then(|partitions| partitions.get(&at.partition))
                 .copied())
         })
     }
 
-    fn save<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        next_offset: i64,
-    ) -> OffsetFuture<'a, ()> {
+    fn save<'a>(&'a self, at: TopicPartition<'a>, next_offset: i64) -> OffsetFuture<'a, ()> {
+        let TopicPartition { topic, partition } = at;
         Box::pin(async move {
             // Held across the write: saves of different partitions never interleave.
             let mut offsets = self.offsets.lock().await;
@@ -175,16 +171,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("offsets.json");
         let store = FileOffsetStore::open(&path).unwrap();
-        assert_eq!(store.load("t", 0).await.unwrap(), None);
-        store.save("t", 0, 5).await.unwrap();
-        store.save("t", 2, 9).await.unwrap();
-        store.save("u", 0, 1).await.unwrap();
-        store.save("t", 0, 6).await.unwrap();
+        assert_eq!(store.load(TopicPartition::new("t", 0)).await.unwrap(), None);
+        store.save(TopicPartition::new("t", 0), 5).await.unwrap();
+        store.save(TopicPartition::new("t", 2), 9).await.unwrap();
+        store.save(TopicPartition::new("u", 0), 1).await.unwrap();
+        store.save(TopicPartition::new("t", 0), 6).await.unwrap();
         let reopened = FileOffsetStore::open(&path).unwrap();
-        assert_eq!(reopened.load("t", 0).await.unwrap(), Some(6));
-        assert_eq!(reopened.load("t", 2).await.unwrap(), Some(9));
-        assert_eq!(reopened.load("u", 0).await.unwrap(), Some(1));
-        assert_eq!(reopened.load("t", 1).await.unwrap(), None);
+        assert_eq!(
+            reopened.load(TopicPartition::new("t", 0)).await.unwrap(),
+            Some(6)
+        );
+        assert_eq!(
+            reopened.load(TopicPartition::new("t", 2)).await.unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            reopened.load(TopicPartition::new("u", 0)).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            reopened.load(TopicPartition::new("t", 1)).await.unwrap(),
+            None
+        );
 
         std::fs::write(&path, br#"{"t": {"zero": 1}}"#).unwrap();
         let error = FileOffsetStore::open(&path).unwrap_err().to_string();

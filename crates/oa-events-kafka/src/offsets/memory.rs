@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use super::{OffsetFuture, OffsetStore};
+use super::{OffsetFuture, OffsetStore, TopicPartition};
 
 /// Offsets kept in memory: forgotten when the process exits. For a consumer that rebuilds
 /// its state from the topic on every start (it starts at
@@ -30,20 +30,15 @@ impl MemoryOffsetStore {
 }
 
 impl OffsetStore for MemoryOffsetStore {
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
-        Box::pin(async move { Ok(self.get(topic, partition)) })
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>> {
+        Box::pin(async move { Ok(self.get(at.topic, at.partition)) })
     }
 
-    fn save<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        next_offset: i64,
-    ) -> OffsetFuture<'a, ()> {
+    fn save<'a>(&'a self, at: TopicPartition<'a>, next_offset: i64) -> OffsetFuture<'a, ()> {
         Box::pin(async move {
             self.offsets
                 .lock()
-                .insert((topic.to_string(), partition), next_offset);
+                .insert((at.topic.to_string(), at.partition), next_offset);
             Ok(())
         })
     }

@@ -33,34 +33,44 @@ impl OffsetStoreError {
     }
 }
 
+/// A partition of a topic: what a stored offset is kept under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicPartition<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl<'a> TopicPartition<'a> {
+    /// `partition` of `topic`.
+    pub fn new(topic: &'a str, partition: i32) -> Self {
+        TopicPartition { topic, partition }
+    }
+}
+
 /// What [`OffsetStore`]'s methods return.
 pub type OffsetFuture<'a, T> = BoxFuture<'a, Result<T, OffsetStoreError>>;
 
-/// Keeps the next offset to read per (topic, partition).
+/// Keeps the next offset to read per [`TopicPartition`].
 ///
 /// Offsets are "next to read": after processing the record at offset `n` a consumer saves
 /// `n + 1`. A store must make a completed [`OffsetStore::save`] survive as long as the
 /// consumer's own state does (a file or database for a service with durable effects).
 pub trait OffsetStore: Send + Sync + 'static {
-    /// The stored next offset of `partition` of `topic`, `None` when nothing is stored.
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>>;
+    /// The stored next offset of `at`, `None` when nothing is stored.
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>>;
 
-    /// Stores `next_offset` for `partition` of `topic`, replacing what is stored (even with
-    /// a smaller offset: the consumer does so after the broker reported the stored one out
-    /// of range and it restarted from the earliest retained record).
-    fn save<'a>(&'a self, topic: &'a str, partition: i32, next_offset: i64)
-    -> OffsetFuture<'a, ()>;
+    /// Stores `next_offset` for `at`, replacing what is stored (even with a smaller offset:
+    /// the consumer does so after the broker reported the stored one out of range and it
+    /// restarted from the earliest retained record).
+    fn save<'a>(&'a self, at: TopicPartition<'a>, next_offset: i64) -> OffsetFuture<'a, ()>;
 
     /// Stores the start offset the consumer resolved for a partition that had none
     /// ([`StartPosition::Stored`](crate::StartPosition::Stored)'s fallback), so that records
     /// produced while the consumer is down before its first record are not skipped by a later
     /// `latest` start. The default calls [`OffsetStore::save`].
-    fn save_start<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        offset: i64,
-    ) -> OffsetFuture<'a, ()> {
-        self.save(topic, partition, offset)
+    fn save_start<'a>(&'a self, at: TopicPartition<'a>, offset: i64) -> OffsetFuture<'a, ()> {
+        self.save(at, offset)
     }
 }

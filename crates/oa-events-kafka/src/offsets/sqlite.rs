@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{OffsetFuture, OffsetStore, OffsetStoreError};
+use super::{OffsetFuture, OffsetStore, OffsetStoreError, TopicPartition};
 
 /// The table's definition: one row per (consumer, topic, partition).
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kafka_consumer_offsets (
@@ -104,8 +104,8 @@ impl SqliteOffsetStore {
 }
 
 impl OffsetStore for SqliteOffsetStore {
-    fn load<'a>(&'a self, topic: &'a str, partition: i32) -> OffsetFuture<'a, Option<i64>> {
-        let topic = topic.to_string();
+    fn load<'a>(&'a self, at: TopicPartition<'a>) -> OffsetFuture<'a, Option<i64>> {
+        let (topic, partition) = (at.topic.to_string(), at.partition);
         Box::pin(self.blocking(move |connection, consumer| {
             connection
                 .query_row(
@@ -118,13 +118,8 @@ impl OffsetStore for SqliteOffsetStore {
         }))
     }
 
-    fn save<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        next_offset: i64,
-    ) -> OffsetFuture<'a, ()> {
-        let topic = topic.to_string();
+    fn save<'a>(&'a self, at: TopicPartition<'a>, next_offset: i64) -> OffsetFuture<'a, ()> {
+        let (topic, partition) = (at.topic.to_string(), at.partition);
         Box::pin(self.blocking(move |connection, consumer| {
             SqliteOffsetStore::save_in(connection, consumer, &topic, partition, next_offset)
         }))
@@ -141,13 +136,16 @@ mod tests {
         let path = dir.path().join("offsets.db");
         let risk = SqliteOffsetStore::open(&path, "risk").unwrap();
         let audit = SqliteOffsetStore::open(&path, "audit").unwrap();
-        risk.save("t", 0, 4).await.unwrap();
-        risk.save("t", 0, 7).await.unwrap();
-        audit.save("t", 0, 2).await.unwrap();
+        risk.save(TopicPartition::new("t", 0), 4).await.unwrap();
+        risk.save(TopicPartition::new("t", 0), 7).await.unwrap();
+        audit.save(TopicPartition::new("t", 0), 2).await.unwrap();
         drop((risk, audit));
         let risk = SqliteOffsetStore::open(&path, "risk").unwrap();
-        assert_eq!(risk.load("t", 0).await.unwrap(), Some(7));
-        assert_eq!(risk.load("t", 1).await.unwrap(), None);
+        assert_eq!(
+            risk.load(TopicPartition::new("t", 0)).await.unwrap(),
+            Some(7)
+        );
+        assert_eq!(risk.load(TopicPartition::new("t", 1)).await.unwrap(), None);
 
         // An offset written in the caller's transaction commits or rolls back with it.
         let mut connection = Connection::open(&path).unwrap();
@@ -155,10 +153,16 @@ mod tests {
         SqliteOffsetStore::save_in(&transaction, "audit", "t", 0, 50).unwrap();
         drop(transaction); // rolled back
         let audit = SqliteOffsetStore::open(&path, "audit").unwrap();
-        assert_eq!(audit.load("t", 0).await.unwrap(), Some(2));
+        assert_eq!(
+            audit.load(TopicPartition::new("t", 0)).await.unwrap(),
+            Some(2)
+        );
         let transaction = connection.transaction().unwrap();
         SqliteOffsetStore::save_in(&transaction, "audit", "t", 0, 51).unwrap();
         transaction.commit().unwrap();
-        assert_eq!(audit.load("t", 0).await.unwrap(), Some(51));
+        assert_eq!(
+            audit.load(TopicPartition::new("t", 0)).await.unwrap(),
+            Some(51)
+        );
     }
 }

@@ -320,34 +320,37 @@ mod tests {
     #[test]
     fn json_lines_and_csv_parse_with_line_numbers_in_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let jsonl = dir.path().join("ticks.jsonl");
-        std::fs::write(
-            &jsonl,
+        // Writes `text` to the file `name` and loads it.
+        let load = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            load_ticks(&path)
+        };
+        let ticks = load(
+            "ticks.jsonl",
             "# recorded\n{\"ltp\":1.5,\"timestamp\":1000,\"symbol\":\"SBIN\",\"exchange\":\"NSE\",\"mode\":1}\n\n{\"ltp\":2,\"timestamp\":1100,\"symbol\":\"SBIN\",\"exchange\":\"NSE\",\"mode\":\"QUOTE\",\"open\":1}\n",
         )
         .unwrap();
-        let ticks = load_ticks(&jsonl).unwrap();
         assert_eq!(ticks.len(), 2);
         assert_eq!(ticks[1].quote.unwrap().open, 1.0);
 
-        let csv = dir.path().join("ticks.csv");
-        std::fs::write(
-            &csv,
+        let ticks = load(
+            "ticks.csv",
             "timestamp,exchange,symbol,ltp,volume\n1000,nse,SBIN,812.5,100\n1200,NSE_INDEX,NIFTY,24350,\n",
         )
         .unwrap();
-        let ticks = load_ticks(&csv).unwrap();
         assert_eq!(ticks.len(), 2);
         assert_eq!(ticks[0].exchange, "NSE");
         assert_eq!(ticks[0].mode, TickMode::Quote);
         assert_eq!(ticks[0].quote.unwrap().volume, 100.0);
         assert_eq!(ticks[1].ltt, 1200);
 
-        std::fs::write(&csv, "timestamp,exchange,symbol,ltp\n1000,NSE,SBIN,abc\n").unwrap();
-        let error = load_ticks(&csv).unwrap_err().to_string();
+        let csv = "timestamp,exchange,symbol,ltp\n1000,NSE,SBIN,abc\n";
+        let error = load("ticks.csv", csv).unwrap_err().to_string();
         assert!(error.contains("line 2") && error.contains("ltp"), "{error}");
-        std::fs::write(&jsonl, "{\"ltp\":1}\n").unwrap();
-        let error = load_ticks(&jsonl).unwrap_err().to_string();
+        let error = load("ticks.jsonl", "{\"ltp\":1}\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("line 1"), "{error}");
     }
 }

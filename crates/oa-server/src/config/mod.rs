@@ -346,6 +346,21 @@ impl Checker<'_> {
         Some(number)
     }
 
+    /// A listener's connection limits: `total_var` in all and `per_ip_var` per client IP
+    /// (both checked, so both are named when bad).
+    fn connection_limits(
+        &mut self,
+        total_var: &str,
+        per_ip_var: &str,
+    ) -> Option<oa_net::ConnectionLimits> {
+        let max_total = self.positive(total_var);
+        let max_per_ip = self.positive(per_ip_var);
+        Some(oa_net::ConnectionLimits {
+            max_total: max_total?,
+            max_per_ip: max_per_ip?,
+        })
+    }
+
     fn seconds(&mut self, var: &str) -> Option<Duration> {
         self.positive(var)
             .map(|seconds| Duration::from_secs(seconds as u64))
@@ -477,8 +492,8 @@ impl RawConfig {
 
         let event_queue_capacity = check.positive("OA_EVENT_QUEUE_CAPACITY");
         let event_queue_max_bytes = check.positive("OA_EVENT_QUEUE_MAX_BYTES");
-        let http_max_connections = check.positive("OA_HTTP_MAX_CONNECTIONS");
-        let http_max_connections_per_ip = check.positive("OA_HTTP_MAX_CONNECTIONS_PER_IP");
+        let http_connections =
+            check.connection_limits("OA_HTTP_MAX_CONNECTIONS", "OA_HTTP_MAX_CONNECTIONS_PER_IP");
         let http_header_timeout = check.seconds("OA_HTTP_HEADER_TIMEOUT_SECONDS");
         let http_idle_timeout = check.seconds("OA_HTTP_IDLE_TIMEOUT_SECONDS");
         let shutdown_timeout = check
@@ -508,8 +523,7 @@ impl RawConfig {
             Some(outbox_retention),
             Some(outbox_warn_backlog),
             Some(event_queue_max_bytes),
-            Some(http_max_connections),
-            Some(http_max_connections_per_ip),
+            Some(http_connections),
             Some(http_header_timeout),
             Some(http_idle_timeout),
             true,
@@ -527,8 +541,7 @@ impl RawConfig {
             outbox_retention,
             outbox_warn_backlog,
             event_queue_max_bytes,
-            http_max_connections,
-            http_max_connections_per_ip,
+            http_connections,
             http_header_timeout,
             http_idle_timeout,
             check.problems.is_empty(),
@@ -556,10 +569,7 @@ impl RawConfig {
             event_queue_max_bytes,
             http: oa_net::ServeOptions {
                 listener: "http",
-                connections: oa_net::ConnectionLimits {
-                    max_total: http_max_connections,
-                    max_per_ip: http_max_connections_per_ip,
-                },
+                connections: http_connections,
                 header_timeout: http_header_timeout,
                 idle_timeout: http_idle_timeout,
                 drain_timeout: shutdown_timeout,

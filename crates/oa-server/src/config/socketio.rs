@@ -14,17 +14,16 @@ pub(super) fn validate(
     let replay_max_age = check.seconds("OA_SOCKETIO_REPLAY_MAX_AGE_SECONDS");
     let socket_buffer_size = check.positive("OA_SOCKETIO_SOCKET_BUFFER");
     let replay_buffer_bytes = check.positive("OA_SOCKETIO_REPLAY_BUFFER_BYTES");
-    let max_connections = check.positive("OA_SOCKETIO_MAX_CONNECTIONS");
-    let max_connections_per_ip = check.positive("OA_SOCKETIO_MAX_CONNECTIONS_PER_IP");
+    let connections = check.connection_limits(
+        "OA_SOCKETIO_MAX_CONNECTIONS",
+        "OA_SOCKETIO_MAX_CONNECTIONS_PER_IP",
+    );
     let config = SocketIoConfig {
         replay_buffer_size: replay_buffer_size?,
         replay_buffer_bytes: replay_buffer_bytes?,
         replay_max_age: replay_max_age?,
         socket_buffer_size: socket_buffer_size?,
-        connections: oa_net::ConnectionLimits {
-            max_total: max_connections?,
-            max_per_ip: max_connections_per_ip?,
-        },
+        connections: connections?,
         login_rate: login_rate?,
         ..SocketIoConfig::default()
     };

@@ -1,27 +1,14 @@
 //! Start-up refusals of the `oa-server` binary: bad settings stop it before it serves, with
-//! every offending variable named. Runs the binary cargo built for these tests.
+//! every offending variable named. Runs the binary [`oa_e2e::server_binary`] finds.
 
 #![allow(clippy::unwrap_used)] // test code
 
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 /// Runs `oa-server` with only `env` set (and no `.env` file) in a fresh directory until it
 /// exits; returns its status and its stdout and stderr together.
 fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
-    let directory = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_oa-server"))
-        .current_dir(directory.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("OA_ENV_FILE", directory.path().join("absent.env"))
-        .envs(env.iter().copied())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status, text)
+    oa_e2e::run_to_exit(env, args).unwrap()
 }
 
 #[test]
