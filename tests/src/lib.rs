@@ -19,7 +19,7 @@ pub mod ticks;
 pub mod tls_proxy;
 pub use events::suite_event_mode;
 pub use peer::{PeerProcess, peer_events};
-pub use server::{TestServer, run_to_exit, server_binary};
+pub use server::{TestServer, run_binary_to_exit, run_to_exit, server_binary};
 pub use ticks::depth_tick;
 
 /// Calls `attempt` every `interval` until it succeeds and returns its value; after `timeout`

@@ -1,7 +1,7 @@
 //! [`TestServer`]: the real `oa-server` binary on free ports, stopped when dropped.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -496,8 +496,18 @@ fn first_start_key(log: &str) -> Option<String> {
 /// Runs the binary with the given environment and arguments to completion (for start-up
 /// failures), returning its exit status and combined output.
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<(ExitStatus, String)> {
+    run_binary_to_exit(&server_binary()?, env, args)
+}
+
+/// [`run_to_exit`] for a given `oa-server` binary (oa-server's own tests pass the one cargo
+/// built for them).
+pub fn run_binary_to_exit(
+    binary: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> anyhow::Result<(ExitStatus, String)> {
     let directory = tempfile::tempdir()?;
-    let output = Command::new(server_binary()?)
+    let output = Command::new(binary)
         .current_dir(directory.path())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -1,14 +1,17 @@
 //! Start-up refusals of the `oa-server` binary: bad settings stop it before it serves, with
-//! every offending variable named. Runs the binary [`oa_e2e::server_binary`] finds.
+//! every offending variable named. Runs the binary cargo built for these tests: an integration
+//! test here is what makes `cargo test --workspace --no-run` build `oa-server` (xtask's one
+//! build relies on it).
 
 #![allow(clippy::unwrap_used)] // test code
 
+use std::path::Path;
 use std::process::ExitStatus;
 
 /// Runs `oa-server` with only `env` set (and no `.env` file) in a fresh directory until it
 /// exits; returns its status and its stdout and stderr together.
 fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
-    oa_e2e::run_to_exit(env, args).unwrap()
+    oa_e2e::run_binary_to_exit(Path::new(env!("CARGO_BIN_EXE_oa-server")), env, args).unwrap()
 }
 
 #[test]
