@@ -29,7 +29,7 @@ use crate::error::HttpError;
 use crate::journal::Record;
 use crate::ratelimit::UserRateLimiter;
 use crate::service::OrderService;
-use crate::store::{EsbAccess, Queries, StoreError};
+use crate::store::{EsbAccess, EsbCommandRow, Queries, StoreError};
 pub use crate::store::{OffsetKey, OffsetWrite};
 pub use oa_events_core::EsbPosition;
 
@@ -56,6 +56,25 @@ pub enum RejectKind {
     RateLimited,
     /// An acknowledgment whose `data` exceeds [`MAX_ACK_DATA_BYTES`].
     TooLarge,
+}
+
+/// The row that records `request`, read at `position`, with its status and response so far.
+fn command_row<'a>(
+    request: &'a EsbRequest,
+    status: &'a str,
+    response: &'a str,
+    position: &'a EsbPosition,
+) -> EsbCommandRow<'a> {
+    EsbCommandRow {
+        id: &request.id,
+        user_id: &request.user_id,
+        event_type: &request.event_type,
+        status,
+        response,
+        topic: &position.topic,
+        partition: position.partition,
+        offset: position.offset,
+    }
 }
 
 /// Stores the offset after the record at `position` (never moving it backwards), in `tx`.
@@ -253,16 +272,12 @@ impl EsbCommands {
                     } else {
                         (STARTED, Value::Null)
                     };
-                    tx.esb_insert_command(
-                        &request.id,
-                        &request.user_id,
-                        &request.event_type,
+                    tx.esb_insert_command(&command_row(
+                        &request,
                         status,
                         &response.to_string(),
-                        &position.topic,
-                        position.partition,
-                        position.offset,
-                    )?;
+                        &position,
+                    ))?;
                     if is_ack {
                         advance(&position, tx)?;
                         return Ok(Claim::Acknowledged);
@@ -413,16 +428,12 @@ impl EsbCommands {
                     if tx.esb_access(&request.user_id)? == EsbAccess::Allowed
                         && tx.esb_command_status(&request.id)?.is_none()
                     {
-                        tx.esb_insert_command(
-                            &request.id,
-                            &request.user_id,
-                            &request.event_type,
+                        tx.esb_insert_command(&command_row(
+                            request,
                             "rejected",
                             &response.to_string(),
-                            &position.topic,
-                            position.partition,
-                            position.offset,
-                        )?;
+                            &position,
+                        ))?;
                         if request.event_type != ESB_ACKNOWLEDGMENT {
                             event = Some(result_event(
                                 &request.id,

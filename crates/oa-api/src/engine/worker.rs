@@ -788,16 +788,9 @@ fn persist(
     let mut events: Vec<Event> = Vec::new();
     for record in records {
         if let Some(log) = record.log {
-            tx.insert_log(
-                &log.user_id,
-                log.mode.as_str(),
-                log.api_type,
-                &log.request.to_string(),
-                &log.response.to_string(),
-                now,
-            )?;
+            tx.insert_log(&log, now)?;
             if let Some(replay) = &log.replay {
-                tx.save_idempotency(&replay.user_id, &replay.key, &replay.row, now)?;
+                tx.save_idempotency(replay, now)?;
             }
             if log.mode == AccountMode::Analyze {
                 outputs.analyzer_logs.push(log.user_id);

@@ -54,12 +54,7 @@ impl OrderService {
                     if analyze { "true" } else { "false" },
                 )?;
                 if let Some(replay) = replay {
-                    ctx.tx().save_idempotency(
-                        &replay.user_id,
-                        &replay.key,
-                        &replay.row,
-                        ctx.now_ms,
-                    )?;
+                    ctx.tx().save_idempotency(&replay, ctx.now_ms)?;
                 }
                 Ok(())
             })

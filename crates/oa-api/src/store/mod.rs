@@ -18,10 +18,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oa_events_core::Envelope;
 use oa_marketdata_core::candles::{Bar, IST_OFFSET_SECONDS, InstrumentBar, Interval};
 
-use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
 use crate::types::{Book, Choice, Exchange};
 
 /// One instrument's 1-minute bars with `from <= time < until` (bar starts, epoch seconds).
@@ -154,11 +152,17 @@ pub(crate) fn instrument_spans(bars: &[InstrumentBar]) -> Vec<(&str, &str, i64, 
         .collect()
 }
 
+#[macro_use]
+pub(crate) mod sql;
 pub(crate) mod packs;
 #[cfg(test)]
 mod packs_store_tests;
 #[macro_use]
 pub(crate) mod rollups;
+#[macro_use]
+mod schema;
+mod queries;
+pub(crate) use queries::{EsbCommandRow, Queries};
 pub(crate) mod postgres;
 pub(crate) use postgres::connect as connect_postgres;
 pub(crate) mod sqlite;
@@ -488,169 +492,6 @@ pub enum OffsetWrite {
     /// Replaces it, also with a smaller one (a partition restarted from its earliest
     /// retained record).
     Replace,
-}
-
-/// Every query of the store. Implemented by each backend on a connection and inside a
-/// transaction; see the module documentation for what commits together.
-pub(crate) trait Queries {
-    // -------------------------------------------------------------- engine rows
-
-    /// Writes an order row (insert or replace).
-    fn save_order(&self, order: &Order) -> Result<(), StoreError>;
-    /// Inserts a trade.
-    fn insert_trade(&self, trade: &Trade) -> Result<(), StoreError>;
-    /// Writes a position row.
-    fn save_position(&self, key: &PositionKey, position: &Position) -> Result<(), StoreError>;
-    /// Writes an account's funds row.
-    fn save_account(&self, key: &AccountKey, account: &Account) -> Result<(), StoreError>;
-    /// Appends a request/response pair to the order log.
-    fn insert_log(
-        &self,
-        user_id: &str,
-        mode: &str,
-        api_type: &str,
-        request: &str,
-        response: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Appends an envelope to the outbox (same transaction as its cause).
-    fn insert_outbox(&self, envelope: &Envelope) -> Result<(), StoreError>;
-    /// Writes a per-user setting.
-    fn set_setting(&self, user_id: &str, name: &str, value: &str) -> Result<(), StoreError>;
-    /// Every user's value of one setting.
-    fn load_setting(&self, name: &str) -> Result<Vec<(String, String)>, StoreError>;
-    /// Counts of order-log entries per user for one mode.
-    fn load_log_counts(&self, mode: &str) -> Result<Vec<(String, u64)>, StoreError>;
-    /// The orders of the current session: active ones and those changed at or after
-    /// `since_ms`, oldest first. Older orders stay in the table.
-    fn load_orders(&self, since_ms: i64) -> Result<Vec<Order>, StoreError>;
-    /// The trades made at or after `since_ms`, oldest first.
-    fn load_trades(&self, since_ms: i64) -> Result<Vec<Trade>, StoreError>;
-    /// The highest order id and trade id ever stored (ids stay unique across sessions).
-    fn max_ids(&self) -> Result<(u64, u64), StoreError>;
-    /// Every stored position.
-    fn load_positions(&self) -> Result<Vec<(PositionKey, Position)>, StoreError>;
-    /// Every stored account.
-    fn load_accounts(&self) -> Result<Vec<(AccountKey, Account)>, StoreError>;
-
-    // -------------------------------------------------------------- idempotency keys
-
-    /// The live record of `(user_id, key)`: one created at or after `since_ms`.
-    fn find_idempotency(
-        &self,
-        user_id: &str,
-        key: &str,
-        since_ms: i64,
-    ) -> Result<Option<IdempotencyRow>, StoreError>;
-    /// Stores the first response to `(user_id, key)`, replacing an expired record of the key.
-    fn save_idempotency(
-        &self,
-        user_id: &str,
-        key: &str,
-        row: &IdempotencyRow,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Deletes up to `limit` records created before `before_ms`; returns how many. A failure
-    /// undoes only this statement, never the surrounding transaction.
-    fn prune_idempotency(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError>;
-
-    // -------------------------------------------------------------- ESB consumer
-
-    /// The status of a processed ESB command id, if it was seen before.
-    fn esb_command_status(&self, id: &str) -> Result<Option<String>, StoreError>;
-    /// Records an ESB command id (first sighting wins: a later insert of the same id is
-    /// ignored).
-    #[allow(clippy::too_many_arguments)]
-    fn esb_insert_command(
-        &self,
-        id: &str,
-        user_id: &str,
-        event_type: &str,
-        status: &str,
-        response: &str,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Result<(), StoreError>;
-    /// Sets the final status and response of an ESB command.
-    fn esb_finish_command(&self, id: &str, status: &str, response: &str) -> Result<(), StoreError>;
-    /// Stores the next offset of a consumer group's partition, as `write` says.
-    fn esb_save_offset(
-        &self,
-        key: OffsetKey<'_>,
-        next_offset: i64,
-        write: OffsetWrite,
-    ) -> Result<(), StoreError>;
-    /// The stored next offset of a consumer group's partition.
-    fn esb_stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError>;
-    /// The user's [`EsbAccess`] (read in the caller's transaction, so a change made by
-    /// another process, such as `oa-server esb deny`, is seen by the next command).
-    fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError>;
-    /// Sets a user's ESB consent; false when the user does not exist.
-    fn set_esb_allowed(&self, user_id: &str, allowed: bool) -> Result<bool, StoreError>;
-
-    // -------------------------------------------------------------- users and keys
-
-    /// Creates a user if missing.
-    fn ensure_user(&self, user_id: &str) -> Result<(), StoreError>;
-    /// Number of users.
-    fn count_users(&self) -> Result<u64, StoreError>;
-    /// True when the user has an active (not revoked) key.
-    fn has_active_key(&self, user_id: &str) -> Result<bool, StoreError>;
-    /// Revokes the user's active keys; returns how many.
-    fn revoke_keys(&self, user_id: &str) -> Result<usize, StoreError>;
-    /// Stores a new key's identifier and hash.
-    fn insert_key(&self, user_id: &str, key_id: &str, key_hash: &str) -> Result<(), StoreError>;
-    /// The active key row with this identifier.
-    fn find_key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError>;
-    /// Records a key rotation or revocation; returns its `seq`.
-    fn insert_key_event(&self, user_id: &str, action: &str) -> Result<i64, StoreError>;
-    /// The newest key event's `seq` (0 when there is none).
-    fn last_key_event(&self) -> Result<i64, StoreError>;
-    /// Key events after `seq`, oldest first, at most `limit`.
-    fn key_events_after(&self, seq: i64, limit: usize) -> Result<Vec<KeyEvent>, StoreError>;
-    /// Every user with key metadata (never keys or hashes).
-    fn list_users(&self) -> Result<Vec<UserKeyInfo>, StoreError>;
-
-    // -------------------------------------------------------------- outbox relay
-
-    /// Creates what the relay's reader needs beyond the migrations (SQLite: the quarantine
-    /// table, which belongs to the reader only).
-    fn outbox_prepare(&self) -> Result<(), StoreError>;
-    /// Appends envelopes not already in the outbox (by id), in the given order.
-    fn outbox_append_if_absent(&self, envelopes: &[&Envelope]) -> Result<(), StoreError>;
-    /// Up to `limit` undelivered rows, oldest first.
-    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
-    /// Copies rows to `outbox_quarantine` with their reasons and marks them delivered.
-    fn outbox_quarantine(&self, rows: &[(i64, String, String)]) -> Result<(), StoreError>;
-    /// Rows moved to `outbox_quarantine`, as (seq, id, reason), oldest first.
-    fn outbox_quarantined(&self) -> Result<Vec<(i64, String, String)>, StoreError>;
-    /// Marks rows delivered (unknown or already delivered rows are ignored).
-    fn outbox_mark_delivered(&self, seqs: &[i64]) -> Result<(), StoreError>;
-    /// How many rows are undelivered.
-    fn outbox_backlog(&self) -> Result<u64, StoreError>;
-    /// Deletes delivered rows created before `cutoff` (RFC 3339); returns how many.
-    fn outbox_prune_delivered_before(&self, cutoff: &str) -> Result<usize, StoreError>;
-
-    // -------------------------------------------------------------- 1-minute bars
-
-    /// Writes 1-minute bars; an existing bar of the same instrument and minute is replaced
-    /// when `overwrite` (recorded bars), kept otherwise (backfilled bars); rebuilds the rollup
-    /// rows and packs of the hours and days they fall in. Returns the rows written.
-    fn save_bars(&self, bars: &[InstrumentBar], overwrite: bool) -> Result<usize, StoreError>;
-    /// The rows of `table` whose `time` is in `range`, oldest first, at most `limit`; for
-    /// [`BarTable::Packs`] the 1-minute bars in `range` unpacked from the hours it overlaps
-    /// (the same bars as [`BarTable::Minutes`] reads).
-    fn load_bars(
-        &self,
-        table: BarTable,
-        range: &BarRange,
-        limit: usize,
-    ) -> Result<Vec<Bar>, StoreError>;
-    /// Deletes every 1-minute bar that starts before `before` (epoch seconds) and the rollup
-    /// rows and packs made of them only; rebuilds the rollup rows and the pack that keep some
-    /// minutes. Returns how many 1-minute bars were deleted.
-    fn prune_bars(&self, before: i64) -> Result<usize, StoreError>;
 }
 
 /// The current time as RFC 3339 text (for `created_at` columns).

@@ -1,6 +1,8 @@
 //! The SQL that keeps the hourly and daily rollups (`bars_hour`, `bars_day`) equal to the
-//! 1-minute bars aggregated ([`super::BarTable`]), shared by both backends: each passes its
-//! own placeholders (`?1` or `$1`).
+//! 1-minute bars aggregated ([`super::BarTable`]), shared by both backends.
+
+use super::BarTable;
+use super::sql::Sql;
 
 /// The `time` of the hourly row a minute belongs to (`Interval::Minutes(60)`, anchored at
 /// 09:15 IST = 13,500 s after a UTC midnight); integer division floors positive times.
@@ -43,32 +45,22 @@ macro_rules! rollup_insert {
     };
 }
 
-/// The [`RollupSql`] of one table with the backend's placeholders `$p1..$p4`: the deletes
-/// and the inserts share their `WHERE` clauses.
+/// The [`RollupSql`] of one table: the deletes and the inserts share their `WHERE` clauses.
 macro_rules! rollup_sql {
-    ($table:literal, $bucket:ident, $p1:literal, $p2:literal, $p3:literal, $p4:literal) => {
+    ($table:literal, $bucket:ident) => {
         rollup_sql!(
             @filters $table,
             $bucket,
-            concat!(
-                "WHERE exchange = ",
-                $p1,
-                " AND symbol = ",
-                $p2,
-                " AND time >= ",
-                $p3,
-                " AND time < ",
-                $p4
-            ),
-            concat!("WHERE time >= ", $p1, " AND time < ", $p2)
+            "WHERE exchange = $1 AND symbol = $2 AND time >= $3 AND time < $4",
+            "WHERE time >= $1 AND time < $2"
         )
     };
     (@filters $table:literal, $bucket:ident, $instrument:expr, $all:expr) => {
-        $crate::store::rollups::RollupSql {
-            delete_instrument: concat!("DELETE FROM ", $table, " ", $instrument),
-            insert_instrument: rollup_insert!($table, $bucket, $instrument),
-            delete_all: concat!("DELETE FROM ", $table, " ", $all),
-            insert_all: rollup_insert!($table, $bucket, $all),
+        RollupSql {
+            delete_instrument: sql!(concat!("DELETE FROM ", $table, " ", $instrument)),
+            insert_instrument: sql!(rollup_insert!($table, $bucket, $instrument)),
+            delete_all: sql!(concat!("DELETE FROM ", $table, " ", $all)),
+            insert_all: sql!(rollup_insert!($table, $bucket, $all)),
         }
     };
 }
@@ -77,8 +69,17 @@ macro_rules! rollup_sql {
 /// range (stamps), the inserts the range of the 1-minute bars they are made of; for one
 /// instrument (exchange, symbol, from, until) or for all (from, until).
 pub(crate) struct RollupSql {
-    pub(crate) delete_instrument: &'static str,
-    pub(crate) insert_instrument: &'static str,
-    pub(crate) delete_all: &'static str,
-    pub(crate) insert_all: &'static str,
+    pub(crate) delete_instrument: Sql,
+    pub(crate) insert_instrument: Sql,
+    pub(crate) delete_all: Sql,
+    pub(crate) insert_all: Sql,
+}
+
+/// The rebuild statements of `bars_hour` and `bars_day` (`None` for the other tables).
+pub(crate) fn rollup_statements(table: BarTable) -> Option<RollupSql> {
+    match table {
+        BarTable::Minutes | BarTable::Packs => None,
+        BarTable::Hours => Some(rollup_sql!("bars_hour", HOUR_BUCKET)),
+        BarTable::Days => Some(rollup_sql!("bars_day", DAY_BUCKET)),
+    }
 }
