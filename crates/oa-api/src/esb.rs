@@ -58,25 +58,6 @@ pub enum RejectKind {
     TooLarge,
 }
 
-/// The row that records `request`, read at `position`, with its status and response so far.
-fn command_row<'a>(
-    request: &'a EsbRequest,
-    status: &'a str,
-    response: &'a str,
-    position: &'a EsbPosition,
-) -> EsbCommandRow<'a> {
-    EsbCommandRow {
-        id: &request.id,
-        user_id: &request.user_id,
-        event_type: &request.event_type,
-        status,
-        response,
-        topic: &position.topic,
-        partition: position.partition,
-        offset: position.offset,
-    }
-}
-
 /// Stores the offset after the record at `position` (never moving it backwards), in `tx`.
 fn advance(position: &EsbPosition, tx: &dyn Queries) -> Result<(), StoreError> {
     let key = OffsetKey {
@@ -272,12 +253,12 @@ impl EsbCommands {
                     } else {
                         (STARTED, Value::Null)
                     };
-                    tx.esb_insert_command(&command_row(
-                        &request,
+                    tx.esb_insert_command(&EsbCommandRow {
+                        request: &request,
+                        position: &position,
                         status,
-                        &response.to_string(),
-                        &position,
-                    ))?;
+                        response: &response.to_string(),
+                    })?;
                     if is_ack {
                         advance(&position, tx)?;
                         return Ok(Claim::Acknowledged);
@@ -428,12 +409,12 @@ impl EsbCommands {
                     if tx.esb_access(&request.user_id)? == EsbAccess::Allowed
                         && tx.esb_command_status(&request.id)?.is_none()
                     {
-                        tx.esb_insert_command(&command_row(
+                        tx.esb_insert_command(&EsbCommandRow {
                             request,
-                            "rejected",
-                            &response.to_string(),
-                            &position,
-                        ))?;
+                            position: &position,
+                            status: "rejected",
+                            response: &response.to_string(),
+                        })?;
                         if request.event_type != ESB_ACKNOWLEDGMENT {
                             event = Some(result_event(
                                 &request.id,

@@ -9,36 +9,29 @@ use oa_marketdata_core::candles::{Bar, InstrumentBar};
 
 use super::packs::{PACK_SECONDS, PackScope, Packer, decode_into, pack_start};
 use super::rollups::rollup_statements;
-use super::sql::{Backend, Sql, StoredRow, Values, all_rows, bar_from, count, first_row};
+use super::sql::{Backend, Sql, StoredRow, Values, bar_from, query};
 use super::{
     BarRange, BarTable, EsbAccess, IdempotencyRow, KeyEvent, KeyRow, OffsetKey, OffsetWrite,
     OutboxRow, StoreError, UserKeyInfo, instrument_spans, now_text, parse_book, parse_choice,
     parse_exchange,
 };
 use crate::engine::{Account, AccountKey, Order, Position, PositionKey, Trade};
+use crate::esb::{EsbPosition, EsbRequest};
 use crate::journal::{IdempotencyEntry, LogEntry};
 use crate::requests::OrderFields;
 use crate::types::{Action, OrderStatus, PriceType, Product};
 
 /// An ESB command as [`Queries::esb_insert_command`] records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct EsbCommandRow<'a> {
-    /// The command id.
-    pub id: &'a str,
-    /// The user it runs as.
-    pub user_id: &'a str,
-    /// The command name.
-    pub event_type: &'a str,
+    /// The command.
+    pub request: &'a EsbRequest,
+    /// Where it was read.
+    pub position: &'a EsbPosition,
     /// Its status so far.
     pub status: &'a str,
     /// Its response so far (JSON text).
     pub response: &'a str,
-    /// The topic it was read from.
-    pub topic: &'a str,
-    /// The partition it was read from.
-    pub partition: i32,
-    /// Its offset there.
-    pub offset: i64,
 }
 
 /// Appends an envelope to the outbox, with `sql` (the plain insert, or [`OUTBOX_APPEND`]).
@@ -249,22 +242,22 @@ pub(crate) trait Queries: Backend {
 
     /// Every user's value of one setting.
     fn load_setting(&self, name: &str) -> Result<Vec<(String, String)>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!("SELECT user_id, value FROM settings WHERE name = $1"),
             &[&name],
-            |row| Ok((row.text(0)?.to_owned(), row.text(1)?.to_owned())),
         )
+        .rows(|row| Ok((row.text(0)?.to_owned(), row.text(1)?.to_owned())))
     }
 
     /// Counts of order-log entries per user for one mode.
     fn load_log_counts(&self, mode: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!("SELECT user_id, COUNT(*) FROM order_log WHERE mode = $1 GROUP BY user_id"),
             &[&mode],
-            |row| Ok((row.text(0)?.to_owned(), row.integer(1)?.max(0) as u64)),
         )
+        .rows(|row| Ok((row.text(0)?.to_owned(), row.integer(1)?.max(0) as u64)))
     }
 
     /// The orders of the current session: active ones and those changed at or after
@@ -283,7 +276,7 @@ pub(crate) trait Queries: Backend {
                 )
             };
         }
-        all_rows(
+        query(
             self,
             sql!(
                 sqlite: select_orders!("CAST(orderid AS INTEGER)"),
@@ -291,21 +284,21 @@ pub(crate) trait Queries: Backend {
                 postgres: select_orders!("length(orderid), orderid"),
             ),
             &[&since_ms],
-            order_from,
         )
+        .rows(order_from)
     }
 
     /// The trades made at or after `since_ms`, oldest first.
     fn load_trades(&self, since_ms: i64) -> Result<Vec<Trade>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!(
                 "SELECT tradeid, orderid, book, user_id, exchange, symbol, action, product,
                  quantity, price, created_ms FROM trades WHERE created_ms >= $1 ORDER BY tradeid"
             ),
             &[&since_ms],
-            trade_from,
         )
+        .rows(trade_from)
     }
 
     /// The highest order id and trade id ever stored (ids stay unique across sessions).
@@ -319,7 +312,7 @@ pub(crate) trait Queries: Backend {
                 )
             };
         }
-        let ids = first_row(
+        let ids = query(
             self,
             sql!(
                 sqlite: max_ids!("CAST(orderid AS INTEGER)) FROM orders"),
@@ -328,36 +321,36 @@ pub(crate) trait Queries: Backend {
                 ),
             ),
             &[],
-            |row| Ok((row.integer(0)?, row.integer(1)?)),
-        )?;
+        )
+        .first(|row| Ok((row.integer(0)?, row.integer(1)?)))?;
         let (order, trade) = ids.unwrap_or_default();
         Ok((order.max(0) as u64, trade.max(0) as u64))
     }
 
     /// Every stored position.
     fn load_positions(&self) -> Result<Vec<(PositionKey, Position)>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!(
                 "SELECT book, user_id, exchange, symbol, product, quantity, average_price,
                  realized_pnl, margin FROM positions"
             ),
             &[],
-            position_from,
         )
+        .rows(position_from)
     }
 
     /// Every stored account.
     fn load_accounts(&self) -> Result<Vec<(AccountKey, Account)>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!(
                 "SELECT book, user_id, starting, cash, order_margin, position_margin,
                  realized_pnl FROM funds"
             ),
             &[],
-            account_from,
         )
+        .rows(account_from)
     }
 
     // -------------------------------------------------------------- idempotency keys
@@ -369,21 +362,21 @@ pub(crate) trait Queries: Backend {
         key: &str,
         since_ms: i64,
     ) -> Result<Option<IdempotencyRow>, StoreError> {
-        first_row(
+        query(
             self,
             sql!(
                 "SELECT fingerprint, status, response FROM idempotency_keys
                  WHERE user_id = $1 AND idem_key = $2 AND created_ms >= $3"
             ),
             &[&user_id, &key, &since_ms],
-            |row| {
-                Ok(IdempotencyRow {
-                    fingerprint: row.text(0)?.to_owned(),
-                    status: row.integer(1)?.clamp(0, 999) as u16,
-                    response: row.text(2)?.to_owned(),
-                })
-            },
         )
+        .first(|row| {
+            Ok(IdempotencyRow {
+                fingerprint: row.text(0)?.to_owned(),
+                status: row.integer(1)?.clamp(0, 999) as u16,
+                response: row.text(2)?.to_owned(),
+            })
+        })
     }
 
     /// Stores the first response to a request with an `Idempotency-Key`, created `now_ms`,
@@ -419,17 +412,18 @@ pub(crate) trait Queries: Backend {
 
     /// The status of a processed ESB command id, if it was seen before.
     fn esb_command_status(&self, id: &str) -> Result<Option<String>, StoreError> {
-        first_row(
+        query(
             self,
             sql!("SELECT status FROM esb_commands WHERE id = $1"),
             &[&id],
-            |row| Ok(row.text(0)?.to_owned()),
         )
+        .first(|row| Ok(row.text(0)?.to_owned()))
     }
 
     /// Records an ESB command (first sighting wins: a later insert of the same id is
     /// ignored).
     fn esb_insert_command(&self, command: &EsbCommandRow<'_>) -> Result<(), StoreError> {
+        let (request, position) = (command.request, command.position);
         self.write(
             sql!(
                 r#"INSERT INTO esb_commands
@@ -438,14 +432,14 @@ pub(crate) trait Queries: Backend {
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO NOTHING"#
             ),
             &[
-                &command.id,
-                &command.user_id,
-                &command.event_type,
+                &request.id,
+                &request.user_id,
+                &request.event_type,
                 &command.status,
                 &command.response,
-                &command.topic,
-                &command.partition,
-                &command.offset,
+                &position.topic,
+                &position.partition,
+                &position.offset,
                 &now_text(),
             ],
         )?;
@@ -506,21 +500,21 @@ pub(crate) trait Queries: Backend {
 
     /// The stored next offset of a consumer group's partition.
     fn esb_stored_offset(&self, key: OffsetKey<'_>) -> Result<Option<i64>, StoreError> {
-        first_row(
+        query(
             self,
             sql!(
                 "SELECT next_offset FROM esb_offsets
                  WHERE consumer_group = $1 AND topic = $2 AND partition = $3"
             ),
             &[&key.group, &key.topic, &key.partition],
-            |row| row.integer(0),
         )
+        .first(|row| row.integer(0))
     }
 
     /// The user's [`EsbAccess`] (read in the caller's transaction, so a change made by
     /// another process, such as `oa-server esb deny`, is seen by the next command).
     fn esb_access(&self, user_id: &str) -> Result<EsbAccess, StoreError> {
-        let access = first_row(
+        let access = query(
             self,
             sql!(
                 "SELECT u.esb_allowed,
@@ -529,8 +523,8 @@ pub(crate) trait Queries: Backend {
                  FROM users u WHERE u.user_id = $1"
             ),
             &[&user_id],
-            |row| Ok((row.flag(0)?, row.flag(1)?)),
-        )?;
+        )
+        .first(|row| Ok((row.flag(0)?, row.flag(1)?)))?;
         Ok(match access {
             None => EsbAccess::NoSuchUser,
             Some((_, false)) => EsbAccess::Disabled,
@@ -560,17 +554,17 @@ pub(crate) trait Queries: Backend {
 
     /// Number of users.
     fn count_users(&self) -> Result<u64, StoreError> {
-        count(self, sql!("SELECT COUNT(*) FROM users"), &[])
+        query(self, sql!("SELECT COUNT(*) FROM users"), &[]).count()
     }
 
     /// True when the user has an active (not revoked) key.
     fn has_active_key(&self, user_id: &str) -> Result<bool, StoreError> {
-        let found = first_row(
+        let found = query(
             self,
             sql!("SELECT 1 FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL LIMIT 1"),
             &[&user_id],
-            |_| Ok(()),
-        )?;
+        )
+        .first(|_| Ok(()))?;
         Ok(found.is_some())
     }
 
@@ -596,62 +590,62 @@ pub(crate) trait Queries: Backend {
 
     /// The active key row with this identifier.
     fn find_key(&self, key_id: &str) -> Result<Option<KeyRow>, StoreError> {
-        first_row(
+        query(
             self,
             sql!("SELECT user_id, key_hash FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL"),
             &[&key_id],
-            |row| {
-                Ok(KeyRow {
-                    user_id: row.text(0)?.to_owned(),
-                    key_hash: row.text(1)?.to_owned(),
-                })
-            },
         )
+        .first(|row| {
+            Ok(KeyRow {
+                user_id: row.text(0)?.to_owned(),
+                key_hash: row.text(1)?.to_owned(),
+            })
+        })
     }
 
     /// Records a key rotation or revocation; returns its `seq`.
     fn insert_key_event(&self, user_id: &str, action: &str) -> Result<i64, StoreError> {
-        let seq = first_row(
+        let seq = query(
             self,
             sql!("INSERT INTO key_events (user_id, action, at) VALUES ($1, $2, $3) RETURNING seq"),
             &[&user_id, &action, &now_text()],
-            |row| row.integer(0),
-        )?;
+        )
+        .first(|row| row.integer(0))?;
         seq.ok_or_else(|| StoreError::Transaction("a key event was not recorded".to_string()))
     }
 
     /// The newest key event's `seq` (0 when there is none).
     fn last_key_event(&self) -> Result<i64, StoreError> {
-        let seq = first_row(
+        let seq = query(
             self,
             sql!("SELECT COALESCE(MAX(seq), 0) FROM key_events"),
             &[],
-            |row| row.integer(0),
-        )?;
+        )
+        .first(|row| row.integer(0))?;
         Ok(seq.unwrap_or(0))
     }
 
     /// Key events after `seq`, oldest first, at most `limit`.
     fn key_events_after(&self, seq: i64, limit: usize) -> Result<Vec<KeyEvent>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!(
                 "SELECT seq, user_id, action FROM key_events WHERE seq > $1 ORDER BY seq LIMIT $2"
             ),
             &[&seq, &(limit as i64)],
-            |row| {
-                Ok(KeyEvent {
-                    seq: row.integer(0)?,
-                    user_id: row.text(1)?.to_owned(),
-                    action: row.text(2)?.to_owned(),
-                })
-            },
         )
+        .rows(|row| {
+            Ok(KeyEvent {
+                seq: row.integer(0)?,
+                user_id: row.text(1)?.to_owned(),
+                action: row.text(2)?.to_owned(),
+            })
+        })
     }
 
     /// Every user with key metadata (never keys or hashes).
     fn list_users(&self) -> Result<Vec<UserKeyInfo>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!(
                 "SELECT u.user_id, u.created_at,
@@ -664,16 +658,16 @@ pub(crate) trait Queries: Backend {
                  FROM users u ORDER BY u.user_id"
             ),
             &[],
-            |row| {
-                Ok(UserKeyInfo {
-                    user_id: row.text(0)?.to_owned(),
-                    user_created_at: row.text(1)?.to_owned(),
-                    key_created_at: row.optional_text(2)?.map(str::to_owned),
-                    revoked_keys: row.integer(3)?.max(0) as u64,
-                    esb_allowed: row.flag(4)?,
-                })
-            },
         )
+        .rows(|row| {
+            Ok(UserKeyInfo {
+                user_id: row.text(0)?.to_owned(),
+                user_created_at: row.text(1)?.to_owned(),
+                key_created_at: row.optional_text(2)?.map(str::to_owned),
+                revoked_keys: row.integer(3)?.max(0) as u64,
+                esb_allowed: row.flag(4)?,
+            })
+        })
     }
 
     // -------------------------------------------------------------- outbox relay
@@ -714,18 +708,18 @@ pub(crate) trait Queries: Backend {
 
     /// Rows moved to `outbox_quarantine`, as (seq, id, reason), oldest first.
     fn outbox_quarantined(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        all_rows(
+        query(
             self,
             sql!("SELECT seq, id, reason FROM outbox_quarantine ORDER BY seq"),
             &[],
-            |row| {
-                Ok((
-                    row.integer(0)?,
-                    row.text(1)?.to_owned(),
-                    row.text(2)?.to_owned(),
-                ))
-            },
         )
+        .rows(|row| {
+            Ok((
+                row.integer(0)?,
+                row.text(1)?.to_owned(),
+                row.text(2)?.to_owned(),
+            ))
+        })
     }
 
     /// Marks rows delivered (unknown or already delivered rows are ignored).
@@ -733,11 +727,12 @@ pub(crate) trait Queries: Backend {
 
     /// How many rows are undelivered.
     fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        count(
+        query(
             self,
             sql!("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"),
             &[],
         )
+        .count()
     }
 
     /// Deletes delivered rows created before `cutoff` (RFC 3339); returns how many.

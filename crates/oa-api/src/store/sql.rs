@@ -108,54 +108,68 @@ pub(crate) trait Backend {
     fn insert_packs(&self, packs: &[Pack]) -> Result<(), StoreError>;
 }
 
-/// The rows `sql` reads, at most `at_most` of them, mapped by `map`.
-fn mapped_rows<T, B: Backend + ?Sized>(
-    backend: &B,
+/// A statement with its values, to read with [`Query::rows`], [`Query::first`] or
+/// [`Query::count`].
+pub(crate) struct Query<'q, B: ?Sized> {
+    backend: &'q B,
     sql: Sql,
-    values: Values<'_>,
-    at_most: usize,
-    map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut mapped = Vec::new();
-    backend.read_rows(sql, values, &mut |row| {
-        mapped.push(map(row)?);
-        Ok(if mapped.len() < at_most {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        })
-    })?;
-    Ok(mapped)
+    values: Values<'q>,
 }
 
-/// Every row `sql` reads, mapped by `map`.
-pub(crate) fn all_rows<T, B: Backend + ?Sized>(
-    backend: &B,
+/// `sql` with `values`, to read on `backend`.
+pub(crate) fn query<'q, B: Backend + ?Sized>(
+    backend: &'q B,
     sql: Sql,
-    values: Values<'_>,
-    map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    mapped_rows(backend, sql, values, usize::MAX, map)
+    values: Values<'q>,
+) -> Query<'q, B> {
+    Query {
+        backend,
+        sql,
+        values,
+    }
 }
 
-/// The first row `sql` reads, mapped by `map` (`None` when it reads none).
-pub(crate) fn first_row<T, B: Backend + ?Sized>(
-    backend: &B,
-    sql: Sql,
-    values: Values<'_>,
-    map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    Ok(mapped_rows(backend, sql, values, 1, map)?.pop())
-}
+impl<B: Backend + ?Sized> Query<'_, B> {
+    /// Every row, mapped by `map`.
+    pub(crate) fn rows<T>(
+        self,
+        map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.mapped(usize::MAX, map)
+    }
 
-/// The count (or other non-negative integer) in the first column of the first row.
-pub(crate) fn count<B: Backend + ?Sized>(
-    backend: &B,
-    sql: Sql,
-    values: Values<'_>,
-) -> Result<u64, StoreError> {
-    let count = first_row(backend, sql, values, |row| row.integer(0))?;
-    Ok(count.unwrap_or(0).max(0) as u64)
+    /// The first row, mapped by `map` (`None` when there is none).
+    pub(crate) fn first<T>(
+        self,
+        map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.mapped(1, map)?.pop())
+    }
+
+    /// The non-negative integer in the first column of the first row (a count; 0 without
+    /// a row).
+    pub(crate) fn count(self) -> Result<u64, StoreError> {
+        let count = self.first(|row| row.integer(0))?;
+        Ok(count.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The rows, at most `at_most` of them, mapped by `map`.
+    fn mapped<T>(
+        self,
+        at_most: usize,
+        map: impl Fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut mapped = Vec::new();
+        self.backend.read_rows(self.sql, self.values, &mut |row| {
+            mapped.push(map(row)?);
+            Ok(if mapped.len() < at_most {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            })
+        })?;
+        Ok(mapped)
+    }
 }
 
 /// The bar in columns `first..first + 7` of a row (time, open, high, low, close, volume, oi).
