@@ -359,3 +359,25 @@ CREATE INDEX bars_packed_time ON bars_packed(time);
 "#
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{POSTGRES_TYPES, SQLITE_TYPES};
+
+    #[test]
+    fn placeholders_become_each_backends_column_types() {
+        macro_rules! table {
+            () => {
+                "CREATE TABLE t (id {row_id}, price {real}, at {bigint}){without_rowid};"
+            };
+        }
+        assert_eq!(
+            schema!(SQLITE_TYPES, table!()),
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, price REAL, at INTEGER) WITHOUT ROWID;"
+        );
+        assert_eq!(
+            schema!(POSTGRES_TYPES, table!()),
+            "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, price DOUBLE PRECISION, at BIGINT);"
+        );
+    }
+}

@@ -184,3 +184,24 @@ pub(crate) fn bar_from(row: &dyn StoredRow, first: usize) -> Result<Bar, StoreEr
         oi: row.real(first + 6)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sql;
+
+    #[test]
+    fn sqlite_text_numbers_the_same_placeholders_with_question_marks() {
+        const SELECT: Sql = sql!("SELECT $1, '^[0-9]{1,18}$' FROM t WHERE a = $12 AND b = $2");
+        assert_eq!(
+            SELECT.sqlite,
+            "SELECT ?1, '^[0-9]{1,18}$' FROM t WHERE a = ?12 AND b = ?2"
+        );
+        assert_eq!(
+            SELECT.postgres,
+            "SELECT $1, '^[0-9]{1,18}$' FROM t WHERE a = $12 AND b = $2"
+        );
+        let both = sql!(sqlite: "SELECT max($1, 0)", postgres: "SELECT GREATEST($1, 0)");
+        assert_eq!(both.sqlite, "SELECT max(?1, 0)");
+        assert_eq!(both.postgres, "SELECT GREATEST($1, 0)");
+    }
+}
