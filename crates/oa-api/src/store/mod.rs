@@ -2,8 +2,9 @@
 //! `DATABASE_URL`: SQLite ([`sqlite`], the default: one file, WAL) and PostgreSQL
 //! ([`postgres`], `postgres://`: a server several oa processes can share).
 //!
-//! Every query oa makes is a method of [`Queries`]; a backend implements it on a connection
-//! outside a transaction and inside one. [`Database`] owns a connection and runs work in a
+//! Every query oa makes is a method of [`Queries`], written once ([`queries`]) over what each
+//! backend implements its own way ([`sql::Backend`]), on a connection outside a transaction
+//! and inside one; the tables are written once too ([`schema`]). [`Database`] owns a connection and runs work in a
 //! transaction that commits when the work succeeds and rolls back when it fails (or panics).
 //! All calls are blocking and must run off the async executor (the engine's worker thread or
 //! `spawn_blocking`). Three connections are used: the order engine's worker thread owns one

@@ -1,5 +1,5 @@
 //! The tables both backends create, written once: the column types the dialects spell
-//! differently stand as placeholders (`{real}`...) that [`schema!`] replaces at compile time
+//! differently stand as placeholders (`{real}`...) that `schema!` replaces at compile time
 //! with a backend's [`ColumnTypes`]. Each backend groups these into its own migrations.
 
 /// A backend's spelling of each placeholder: (placeholder, replacement).

@@ -1,5 +1,5 @@
 //! What the two backends share to run one query written once: its SQL in both dialects
-//! ([`Sql`], made by [`sql!`] from the PostgreSQL text), its values ([`SqlValue`], which both
+//! ([`Sql`], made by `sql!` from the PostgreSQL text), its values ([`SqlValue`], which both
 //! drivers bind), the rows it reads ([`StoredRow`]) and the few operations each backend
 //! implements its own way ([`Backend`]). [`super::Queries`] is written over these.
 
@@ -21,7 +21,7 @@ pub(crate) struct Sql {
 }
 
 /// `postgres` with every placeholder `$N` turned into `?N` (the same length), for
-/// [`sql!`].
+/// `sql!`.
 pub(crate) const fn question_mark_placeholders<const N: usize>(postgres: &str) -> [u8; N] {
     let bytes = postgres.as_bytes();
     let mut sqlite = [0u8; N];
