@@ -773,8 +773,18 @@ mod tests {
         stream: &mut UserStream<TestOutlet>,
         offset: u64,
     ) -> (TestOutlet, AttachReport) {
-        let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), offset, Backlog::default());
+        attach_with_backlog(stream, 100, offset, Backlog::default())
+    }
+
+    /// A new socket (id 1, room for `room` events) attached from `offset` with `backlog`.
+    fn attach_with_backlog(
+        stream: &mut UserStream<TestOutlet>,
+        room: usize,
+        offset: u64,
+        backlog: Backlog,
+    ) -> (TestOutlet, AttachReport) {
+        let socket = TestOutlet::new(1, room);
+        let report = stream.attach(socket.clone(), offset, backlog);
         (socket, report)
     }
 
@@ -1069,8 +1079,7 @@ mod tests {
         let now = Instant::now();
         // A system-wide event on an edge keeps the user's latest position.
         assert_eq!(stream.append_at(&event(1), 0, LIMITS, now), Ok(20));
-        let caught_up = TestOutlet::new(1, 100);
-        stream.attach(caught_up.clone(), 20, Backlog::default());
+        let (caught_up, _) = attach_socket(&mut stream, 20);
         stream.pump(Pace::NONE, now);
         assert!(caught_up.sent.borrow().is_empty(), "nothing after 20");
         let behind = TestOutlet::new(2, 100);
@@ -1100,7 +1109,6 @@ mod tests {
     fn a_backlog_read_from_the_log_comes_first_then_the_ring_after_it() {
         let mut stream = stream_at(50, [60, 70]);
         let now = Instant::now();
-        let socket = TestOutlet::new(1, 100);
         let backlog = Backlog {
             through: 50,
             gap: Some(ReplayGap::expired(11, 19)),
@@ -1108,7 +1116,7 @@ mod tests {
             missed: 9,
             ..Backlog::default()
         };
-        let report = stream.attach(socket.clone(), 10, backlog);
+        let (socket, report) = attach_with_backlog(&mut stream, 100, 10, backlog);
         assert_eq!(
             report,
             AttachReport {
@@ -1145,13 +1153,12 @@ mod tests {
     fn a_full_socket_resumes_its_backlog_where_it_stopped() {
         let mut stream = stream_at(50, [60]);
         let now = Instant::now();
-        let socket = TestOutlet::new(1, 2);
         let backlog = Backlog {
             through: 50,
             events: vec![replayed(20), replayed(30), replayed(40)],
             ..Backlog::default()
         };
-        stream.attach(socket.clone(), 10, backlog);
+        let (socket, _) = attach_with_backlog(&mut stream, 2, 10, backlog);
         assert_eq!(stream.pump(Pace::NONE, now).deferred, 1);
         assert_eq!(socket.seqs(), vec![20, 30]);
         socket.drain();
@@ -1164,13 +1171,12 @@ mod tests {
         // The ring moved on past the backlog's end before the socket attached.
         let mut stream = stream_at(100, 101..=107);
         let now = Instant::now();
-        let socket = TestOutlet::new(1, 1000);
         let backlog = Backlog {
             through: 100,
             events: vec![replayed(90)],
             ..Backlog::default()
         };
-        stream.attach(socket.clone(), 80, backlog);
+        let (socket, _) = attach_with_backlog(&mut stream, 1000, 80, backlog);
         stream.pump(Pace::NONE, now);
         let names: Vec<String> = socket
             .sent
@@ -1193,12 +1199,12 @@ mod tests {
         let mut stream = stream_at(100, [110]);
         let now = Instant::now();
         // Received 110 and 120 from an edge whose consumer was further on.
-        let socket = TestOutlet::new(1, 100);
         let backlog = Backlog {
             ahead: true,
             ..Backlog::default()
         };
-        assert_eq!(stream.attach(socket.clone(), 120, backlog).replayable, 0);
+        let (socket, report) = attach_with_backlog(&mut stream, 100, 120, backlog);
+        assert_eq!(report.replayable, 0);
         stream.append_at(&event(1), 120, LIMITS, now).unwrap();
         stream.append_at(&event(2), 130, LIMITS, now).unwrap();
         stream.pump(Pace::NONE, now);
