@@ -236,15 +236,31 @@ async fn a_standby_core_takes_over_from_a_killed_leader_and_a_paused_leader_is_r
 
 const EDGE_TOPIC: &str = "e2e_edge_order_events";
 
-/// A core's environment that publishes to the edges' topic ([`EDGE_TOPIC`]).
-fn edge_core_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> {
-    let mut env = core_env(database_url, bootstrap);
+/// A core on `pg` that publishes to the edges' topic ([`EDGE_TOPIC`]) on `broker`, once it
+/// leads.
+async fn start_edge_core(pg: &Postgres, broker: &Tansu) -> TestServer {
+    let mut env = core_env(&pg.url(), &broker.bootstrap());
     for (name, value) in &mut env {
         if *name == "KAFKA_ORDER_EVENTS_TOPIC" {
             *value = EDGE_TOPIC.to_string();
         }
     }
-    env
+    let core = TestServer::start(&borrowed(&env)).unwrap();
+    wait_for_role(&core, "leader").await;
+    core
+}
+
+/// An edge on `pg` and `broker` beside the core whose admin key is `admin_key`, with the
+/// `extra` settings.
+fn start_edge(
+    pg: &Postgres,
+    broker: &Tansu,
+    admin_key: &str,
+    extra: &[(&'static str, &str)],
+) -> TestServer {
+    let mut env = edge_env(&pg.url(), &broker.bootstrap());
+    env.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+    TestServer::start_sharing(&borrowed(&env), admin_key).unwrap()
 }
 
 fn edge_env(database_url: &str, bootstrap: &str) -> Vec<(&'static str, String)> {
@@ -351,17 +367,12 @@ fn wait_for_order(peer: &mut PeerProcess, orderid: &str) -> u64 {
 async fn edges_deliver_each_users_events_resume_across_edges_and_drop_revoked_keys() {
     let pg = Postgres::start().unwrap();
     let broker = Tansu::start(Storage::Memory).unwrap();
-    let env = edge_core_env(&pg.url(), &broker.bootstrap());
-    let env = borrowed(&env);
-    let core = TestServer::start(&env).unwrap();
+    let core = start_edge_core(&pg, &broker).await;
     let alice = core.admin_key.clone();
-    wait_for_role(&core, "leader").await;
     let bob = core.create_user("bob").unwrap();
 
-    let edge_env = edge_env(&pg.url(), &broker.bootstrap());
-    let edge_env = borrowed(&edge_env);
-    let mut edge_a = TestServer::start_sharing(&edge_env, &alice).unwrap();
-    let edge_b = TestServer::start_sharing(&edge_env, &alice).unwrap();
+    let mut edge_a = start_edge(&pg, &broker, &alice, &[]);
+    let edge_b = start_edge(&pg, &broker, &alice, &[]);
     let (status, body) = health(&edge_a).await.unwrap();
     assert_eq!((status, &body["role"]), (200, &json!("edge")), "{body}");
     let (status, _) = post(
@@ -532,16 +543,15 @@ async fn metrics_text(server: &TestServer) -> String {
 async fn an_edge_answers_503_while_the_broker_is_down_and_delivers_after() {
     let pg = Postgres::start().unwrap();
     let mut broker = Tansu::start(Storage::Sqlite).unwrap();
-    let env = edge_core_env(&pg.url(), &broker.bootstrap());
-    let env = borrowed(&env);
-    let core = TestServer::start(&env).unwrap();
+    let core = start_edge_core(&pg, &broker).await;
     let alice = core.admin_key.clone();
-    wait_for_role(&core, "leader").await;
 
-    let mut edge_env = edge_env(&pg.url(), &broker.bootstrap());
-    edge_env.push(("KAFKA_CONSUMER_LIVENESS_MS", "500".to_string()));
-    let edge_env = borrowed(&edge_env);
-    let edge = TestServer::start_sharing(&edge_env, &alice).unwrap();
+    let edge = start_edge(
+        &pg,
+        &broker,
+        &alice,
+        &[("KAFKA_CONSUMER_LIVENESS_MS", "500")],
+    );
     let body = wait_for_health(&edge, |status, _| status == 200).await;
     assert_eq!(
         (&body["status"], &body["order_events"]["connected"]),

@@ -26,12 +26,14 @@ fn keys(keys: &[(&str, &str)]) -> String {
         .join(",")
 }
 
-fn start_server(broker: &Tansu) -> TestServer {
-    start_server_with_reset(broker, "earliest")
+/// A broker of the test's own and a server on it (K1 signs, the earliest offset when none is
+/// stored).
+fn start_server() -> (Tansu, TestServer) {
+    start_server_with_reset("earliest")
 }
 
-fn start_server_with_reset(broker: &Tansu, reset: &str) -> TestServer {
-    start_server_with(broker, reset, &[("KAFKA_ESB_SIGNING_KEYS", &keys(&[K1]))])
+fn start_server_with_reset(reset: &str) -> (Tansu, TestServer) {
+    start_server_with(reset, &[("KAFKA_ESB_SIGNING_KEYS", &keys(&[K1]))])
 }
 
 /// Creates `user` with an API key and allows ESB control of it, through the CLI in another
@@ -42,7 +44,17 @@ fn esb_user(server: &TestServer, user: &str) -> String {
     key
 }
 
-fn start_server_with(broker: &Tansu, reset: &str, extra: &[(&str, &str)]) -> TestServer {
+/// [`esb_user`] `USER`, once the server has a price of NSE:SBIN (market orders fill);
+/// returns the key.
+async fn esb_trader(server: &TestServer) -> String {
+    let key = esb_user(server, USER);
+    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    key
+}
+
+/// A broker of the test's own and a server on it with `reset` and the `extra` settings.
+fn start_server_with(reset: &str, extra: &[(&str, &str)]) -> (Tansu, TestServer) {
+    let broker = Tansu::start(Storage::Memory).unwrap();
     let bootstrap = broker.bootstrap();
     let mut env = vec![
         ("RUST_LOG", "info,oa_events_kafka::esb=debug"),
@@ -53,12 +65,25 @@ fn start_server_with(broker: &Tansu, reset: &str, extra: &[(&str, &str)]) -> Tes
     ];
     env.extend(producer_settings(&bootstrap, EVENTS_TOPIC));
     env.extend_from_slice(extra);
-    TestServer::start(&env).unwrap()
+    let server = TestServer::start(&env).unwrap();
+    (broker, server)
 }
 
 /// Reads `topic` from its beginning with kafka-python until `enough` holds (60 s at most).
 fn read_topic(broker: &Tansu, topic: &str, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
     oa_e2e::kafka_topic::read_topic(&broker.bootstrap(), topic, enough)
+}
+
+/// The outbound topic, read until the result of the command `id` is on it.
+fn read_until_result(broker: &Tansu, id: &str) -> Vec<Record> {
+    read_topic(broker, EVENTS_TOPIC, |records| {
+        !results_for(records, id).is_empty()
+    })
+}
+
+/// The dead-letter topic of the ESB topic, read until `enough` holds.
+fn read_dlq(broker: &Tansu, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    read_topic(broker, &format!("{ESB_TOPIC}.dlq"), enough)
 }
 
 /// Produces values (key = the user) to the ESB topic with kafka-python, signed with K1.
@@ -125,7 +150,14 @@ fn stored_orders(server: &TestServer) -> i64 {
         .unwrap()
 }
 
-/// The server's `/health` body.
+/// Asserts that the server counted `count` ESB records of `outcome`; returns its metrics.
+async fn assert_esb_records(server: &TestServer, outcome: &str, count: u64) -> String {
+    let text = server.metrics().await.unwrap();
+    let line = format!("oa_esb_records_total{{outcome=\"{outcome}\"}} {count}");
+    assert!(text.contains(&line), "no {line} in:\n{text}");
+    text
+}
+
 /// Waits until the server logged `needle` `count` times (30 s at most).
 async fn wait_for_log(server: &TestServer, needle: &str, count: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -150,6 +182,11 @@ fn results(records: &[Record]) -> Vec<(Record, Value)> {
         .collect()
 }
 
+/// The `status` of the (first) result of the command `id`.
+fn result_status(records: &[Record], id: &str) -> Value {
+    results_for(records, id)[0]["data"]["status"].clone()
+}
+
 fn results_for(records: &[Record], id: &str) -> Vec<Value> {
     results(records)
         .into_iter()
@@ -160,15 +197,11 @@ fn results_for(records: &[Record], id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a_restart() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let mut server = start_server(&broker);
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, mut server) = start_server();
+    let key = esb_trader(&server).await;
 
     produce(&broker, &[place_order("cmd-1")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "cmd-1").is_empty()
-    });
+    let records = read_until_result(&broker, "cmd-1");
     let (record, result) = results(&records)
         .into_iter()
         .find(|(_, value)| value["data"]["correlation_id"] == "cmd-1")
@@ -192,43 +225,29 @@ async fn a_command_places_the_order_once_and_yields_a_result_event_even_across_a
     // The same command replayed, then a new one behind it in the same partition: once the
     // new one's result is out, the replay was consumed, and it placed nothing.
     produce(&broker, &[place_order("cmd-1"), place_order("cmd-2")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "cmd-2").is_empty()
-    });
+    let records = read_until_result(&broker, "cmd-2");
     assert_eq!(results_for(&records, "cmd-1").len(), 1);
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 2);
-    let text = server.metrics().await.unwrap();
-    assert!(
-        text.contains("oa_esb_records_total{outcome=\"duplicate\"} 1"),
-        "{text}"
-    );
+    assert_esb_records(&server, "duplicate", 1).await;
 
     // Killed and restarted: the consumer resumes from its stored offset (the topic is read
     // from the earliest offset only when none is stored) and nothing runs twice.
     server.kill_and_restart().unwrap();
     produce(&broker, &[place_order("cmd-3")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "cmd-3").is_empty()
-    });
+    let records = read_until_result(&broker, "cmd-3");
     assert_eq!(results_for(&records, "cmd-1").len(), 1);
     assert_eq!(results_for(&records, "cmd-2").len(), 1);
     assert_eq!(results_for(&records, "cmd-3").len(), 1);
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 3);
     // Resumed at the stored offset: nothing before cmd-3 was even read again.
-    let text = server.metrics().await.unwrap();
-    assert!(
-        text.contains("oa_esb_records_total{outcome=\"executed\"} 1"),
-        "{text}"
-    );
+    let text = assert_esb_records(&server, "executed", 1).await;
     assert!(!text.contains("outcome=\"duplicate\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_is_processed() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let server = start_server(&broker);
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, server) = start_server();
+    let key = esb_trader(&server).await;
 
     let not_json = "this is not json".to_string();
     let unknown_type = command("bad-1", "buy_everything", USER, json!({}));
@@ -257,9 +276,7 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
     batch.push(place_order("good-1"));
     produce(&broker, &batch);
 
-    let dlq = read_topic(&broker, &format!("{ESB_TOPIC}.dlq"), |records| {
-        records.len() >= bad.len()
-    });
+    let dlq = read_dlq(&broker, |records| records.len() >= bad.len());
     assert_eq!(dlq.len(), bad.len(), "{dlq:#?}");
     let expected_reasons = [
         ("invalid", "not JSON"),
@@ -284,9 +301,7 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
     }
 
     // The partition moved on: the valid command behind the bad ones ran.
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "good-1").is_empty()
-    });
+    let records = read_until_result(&broker, "good-1");
     let good = &results_for(&records, "good-1")[0];
     assert_eq!(good["data"]["status"], "success", "{good}");
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
@@ -305,10 +320,8 @@ async fn malformed_messages_land_in_the_dlq_with_a_reason_and_the_next_command_i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_latest_reset_a_command_sent_while_oa_is_down_is_not_skipped() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let mut server = start_server_with_reset(&broker, "latest");
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, mut server) = start_server_with_reset("latest");
+    let key = esb_trader(&server).await;
     // Every partition consumer has resolved (and stored) its start position.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while server
@@ -327,13 +340,8 @@ async fn with_latest_reset_a_command_sent_while_oa_is_down_is_not_skipped() {
     produce(&broker, &[place_order("while-down")]);
     server.start_again().unwrap();
 
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "while-down").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "while-down")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "while-down");
+    assert_eq!(result_status(&records, "while-down"), "success");
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
 }
 
@@ -346,8 +354,7 @@ fn letter<'a>(dlq: &'a [Record], id: &str) -> &'a Record {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_change_nothing() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let server = start_server(&broker);
+    let (broker, server) = start_server();
     let key = esb_user(&server, USER);
     // A user who never allowed ESB control, and one who did but whose key was revoked.
     let quiet_key = server.create_user("quiet").unwrap();
@@ -448,8 +455,7 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
     messages.push(signed(&place_order("good"), K1));
     produce_messages(&broker, &messages);
 
-    let dlq_topic = format!("{ESB_TOPIC}.dlq");
-    let dlq = read_topic(&broker, &dlq_topic, |records| records.len() >= cases.len());
+    let dlq = read_dlq(&broker, |records| records.len() >= cases.len());
     assert_eq!(dlq.len(), cases.len(), "{dlq:#?}");
     for (id, _, code, expected) in &cases {
         let letter = letter(&dlq, id);
@@ -462,13 +468,8 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
     }
 
     // The good command behind them ran, and is the only order in the whole store.
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "good").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "good")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "good");
+    assert_eq!(result_status(&records, "good"), "success");
     assert_eq!(stored_orders(&server), 1);
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
     assert!(server.order_ids(&quiet_key).await.unwrap().is_empty());
@@ -483,35 +484,22 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
     ] {
         assert!(results_for(&records, id).is_empty(), "{id} was answered");
     }
-    assert_eq!(
-        results_for(&records, "expired")[0]["data"]["status"],
-        "error"
-    );
+    assert_eq!(result_status(&records, "expired"), "error");
     // Unauthenticated records claim no id: a signed command may still use it.
     produce(&broker, &[place_order("unsigned")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "unsigned").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "unsigned")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "unsigned");
+    assert_eq!(result_status(&records, "unsigned"), "success");
 
     // Consent given and withdrawn with the CLI, in another process, applies to the next
     // command the running server reads.
     server.admin(&["esb", "allow", "--user", "quiet"]).unwrap();
     produce(&broker, &[place_order_for("quiet-1", "quiet")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "quiet-1").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "quiet-1")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "quiet-1");
+    assert_eq!(result_status(&records, "quiet-1"), "success");
     assert_eq!(server.order_ids(&quiet_key).await.unwrap().len(), 1);
     server.admin(&["esb", "deny", "--user", "quiet"]).unwrap();
     produce(&broker, &[place_order_for("quiet-2", "quiet")]);
-    let dlq = read_topic(&broker, &dlq_topic, |records| {
+    let dlq = read_dlq(&broker, |records| {
         records.iter().any(|letter| letter.value["id"] == "quiet-2")
     });
     assert_eq!(
@@ -536,14 +524,9 @@ async fn unsigned_forged_stale_and_unauthorized_commands_are_dead_lettered_and_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let mut server = start_server_with(
-        &broker,
-        "earliest",
-        &[("KAFKA_ESB_SIGNING_KEYS", &keys(&[K1, K2]))],
-    );
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, mut server) =
+        start_server_with("earliest", &[("KAFKA_ESB_SIGNING_KEYS", &keys(&[K1, K2]))]);
+    let key = esb_trader(&server).await;
     let body = server.health().await.unwrap();
     assert_eq!(body["esb"]["consumer"], "running", "{body}");
     assert_eq!(body["esb"]["authentication"], "hmac-sha256");
@@ -561,11 +544,9 @@ async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
             signed(&place_order("by-k2"), K2),
         ],
     );
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "by-k2").is_empty()
-    });
+    let records = read_until_result(&broker, "by-k2");
     for id in ["by-k1", "by-k2"] {
-        assert_eq!(results_for(&records, id)[0]["data"]["status"], "success");
+        assert_eq!(result_status(&records, id), "success");
     }
 
     // The owner removes K1 and restarts oa; producers are not restarted.
@@ -580,17 +561,10 @@ async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
             signed(&place_order("new-key"), K2),
         ],
     );
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "new-key").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "new-key")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "new-key");
+    assert_eq!(result_status(&records, "new-key"), "success");
     assert!(results_for(&records, "old-key").is_empty());
-    let dlq = read_topic(&broker, &format!("{ESB_TOPIC}.dlq"), |records| {
-        !records.is_empty()
-    });
+    let dlq = read_dlq(&broker, |records| !records.is_empty());
     let old = letter(&dlq, "old-key");
     assert_eq!(old.headers["oa_dlq_code"], "unauthenticated");
     assert!(
@@ -606,17 +580,14 @@ async fn signing_keys_rotate_without_downtime_and_a_removed_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trusted_unsigned_commands_run_with_a_loud_warning_and_the_rest_rate_limit() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let server = start_server_with(
-        &broker,
+    let (broker, server) = start_server_with(
         "earliest",
         &[
             ("KAFKA_ESB_TRUST_UNSIGNED", "true"),
             ("ORDER_RATE_LIMIT", "1 per minute"),
         ],
     );
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let key = esb_trader(&server).await;
     let log = server.log();
     assert!(
         log.contains("KAFKA_ESB_TRUST_UNSIGNED=true: the ESB consumer executes UNSIGNED commands"),
@@ -633,29 +604,23 @@ async fn trusted_unsigned_commands_run_with_a_loud_warning_and_the_rest_rate_lim
         &broker,
         &[unsigned(place_order("u-1")), unsigned(place_order("u-2"))],
     );
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "u-2").is_empty()
-    });
-    assert_eq!(results_for(&records, "u-1")[0]["data"]["status"], "success");
+    let records = read_until_result(&broker, "u-2");
+    assert_eq!(result_status(&records, "u-1"), "success");
     let limited = &results_for(&records, "u-2")[0]["data"];
     assert_eq!(limited["status"], "error");
     assert_eq!(
         limited["response"],
         json!({"status": "error", "message": "Rate limit exceeded. Please slow down your requests.", "retry_after": 60})
     );
-    let dlq = read_topic(&broker, &format!("{ESB_TOPIC}.dlq"), |records| {
-        !records.is_empty()
-    });
+    let dlq = read_dlq(&broker, |records| !records.is_empty());
     assert_eq!(letter(&dlq, "u-2").headers["oa_dlq_code"], "rate_limited");
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_keys_or_the_trust_flag_the_consumer_stays_off_and_says_why() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let server = start_server_with(&broker, "earliest", &[]);
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, server) = start_server_with("earliest", &[]);
+    let key = esb_trader(&server).await;
     let body = server.health().await.unwrap();
     assert_eq!(body["esb"]["consumer"], "disabled", "{body}");
     assert!(
@@ -699,14 +664,10 @@ async fn without_keys_or_the_trust_flag_the_consumer_stays_off_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stored_offset_beyond_the_partition_resumes_from_the_earliest_retained_command() {
-    let broker = Tansu::start(Storage::Memory).unwrap();
-    let mut server = start_server(&broker);
-    let key = esb_user(&server, USER);
-    server.wait_for_price(&key, "NSE", "SBIN").await.unwrap();
+    let (broker, mut server) = start_server();
+    let key = esb_trader(&server).await;
     produce(&broker, &[place_order("before")]);
-    read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "before").is_empty()
-    });
+    read_until_result(&broker, "before");
 
     // As if the topic had been deleted and recreated (or trimmed by retention): the stored
     // offsets point past everything the partitions hold.
@@ -724,22 +685,13 @@ async fn a_stored_offset_beyond_the_partition_resumes_from_the_earliest_retained
     }
     server.start_again().unwrap();
     produce(&broker, &[place_order("after")]);
-    let records = read_topic(&broker, EVENTS_TOPIC, |records| {
-        !results_for(records, "after").is_empty()
-    });
-    assert_eq!(
-        results_for(&records, "after")[0]["data"]["status"],
-        "success"
-    );
+    let records = read_until_result(&broker, "after");
+    assert_eq!(result_status(&records, "after"), "success");
     // "before" was read again from the earliest offset and recognised by its id.
     assert_eq!(results_for(&records, "before").len(), 1);
     assert_eq!(server.order_ids(&key).await.unwrap().len(), 2);
     wait_for_log(&server, "out of the partition's range", 1).await;
-    let text = server.metrics().await.unwrap();
-    assert!(
-        text.contains("oa_esb_records_total{outcome=\"duplicate\"} 1"),
-        "{text}"
-    );
+    assert_esb_records(&server, "duplicate", 1).await;
 }
 
 #[test]

@@ -243,14 +243,12 @@ const DEPENDENCY_BOUNDARIES: &[(&[&str], &[&str])] = &[
 /// Checks [`DEPENDENCY_BOUNDARIES`] with `cargo tree -e normal`, and that the feed-process
 /// build of oa-marketdata-zmq compiles.
 fn dependency_boundaries() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut crossed = Vec::new();
     for (package, forbidden) in DEPENDENCY_BOUNDARIES {
-        let output = std::process::Command::new(&cargo)
+        let output = util::cargo_command()
             .arg("tree")
             .args(*package)
             .args(["-e", "normal", "--prefix", "none"])
-            .current_dir(util::root())
             .output()?;
         anyhow::ensure!(
             output.status.success(),
@@ -278,101 +276,103 @@ fn dependency_boundaries() -> anyhow::Result<()> {
     ])
 }
 
-fn test(no_lint: bool) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    // Every step runs even after a failure, so one run reports every problem; the tests
-    // need the set-up and the binary, so those two stop the run when they fail.
-    let mut failed = Vec::new();
-    let mut record = |name: &'static str, result: anyhow::Result<()>| {
-        if result.is_err() {
-            failed.push(name);
+/// The steps of one `xtask test` run: each runs even after another failed, so one run
+/// reports every problem.
+struct Steps {
+    started: std::time::Instant,
+    /// The summary names of the steps that failed.
+    failed: Vec<&'static str>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Steps {
+            started: std::time::Instant::now(),
+            failed: Vec::new(),
         }
-    };
+    }
+
+    /// Runs `step`, announced as `label`; a failure is summed up as `name`.
+    fn run(&mut self, name: &'static str, label: &str, step: impl FnOnce() -> anyhow::Result<()>) {
+        if util::step(label, step).is_err() {
+            self.failed.push(name);
+        }
+    }
+
+    /// Ok when every step passed, else an error naming those that failed.
+    fn finish(self) -> anyhow::Result<()> {
+        if self.failed.is_empty() {
+            println!(
+                "xtask test: all steps passed in {:.0?}",
+                self.started.elapsed()
+            );
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "xtask test: {} step(s) failed: {} ({:.0?})",
+                self.failed.len(),
+                self.failed.join(", "),
+                self.started.elapsed()
+            )
+        }
+    }
+}
+
+fn test(no_lint: bool) -> anyhow::Result<()> {
+    // The tests need the set-up and the binary: those two stop the run when they fail.
+    let mut steps = Steps::new();
     if !no_lint {
-        record(
-            "cargo fmt --check",
-            util::step("cargo fmt --check", || {
-                util::cargo(&["fmt", "--all", "--check"])
-            }),
-        );
-        record(
-            "cargo clippy",
-            util::step("cargo clippy -D warnings", || {
-                util::cargo(&[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ])
-            }),
-        );
-        record(
-            "cargo doc",
-            util::step("cargo doc -D warnings", || {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-                util::run(
-                    std::process::Command::new(cargo)
-                        // `--examples` turns on the dev-dependencies, so the dependencies are
-                        // checked with clippy's feature set instead of a second one.
-                        .args(["doc", "--workspace", "--no-deps", "--examples"])
-                        .env("RUSTDOCFLAGS", "-D warnings")
-                        .current_dir(util::root()),
-                )
-            }),
-        );
-        record(
+        steps.run("cargo fmt --check", "cargo fmt --check", || {
+            util::cargo(&["fmt", "--all", "--check"])
+        });
+        steps.run("cargo clippy", "cargo clippy -D warnings", || {
+            util::cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+        });
+        steps.run("cargo doc", "cargo doc -D warnings", || {
+            util::run(
+                util::cargo_command()
+                    // `--examples` turns on the dev-dependencies, so the dependencies are
+                    // checked with clippy's feature set instead of a second one.
+                    .args(["doc", "--workspace", "--no-deps", "--examples"])
+                    .env("RUSTDOCFLAGS", "-D warnings"),
+            )
+        });
+        steps.run(
             "dependency boundaries",
-            util::step("dependency boundaries", dependency_boundaries),
+            "dependency boundaries",
+            dependency_boundaries,
         );
     }
-    record(
-        "codegen --check",
-        util::step("codegen --check", || codegen::run(true)),
-    );
+    steps.run("codegen --check", "codegen --check", || codegen::run(true));
     util::step("setup test peers", setup::run)?;
     let build = util_step_build()?;
-    record(
-        "cargo test",
-        util::step("cargo test --workspace", || {
-            // The binary built above: the tests must not build it again with their own
-            // environment (a nested cargo build would rebuild with other fingerprints).
-            util::cargo_with_server(&["test", "--workspace", "--no-fail-fast"])
-        }),
-    );
-    record(
+    steps.run("cargo test", "cargo test --workspace", || {
+        // The binary built above: the tests must not build it again with their own
+        // environment (a nested cargo build would rebuild with other fingerprints).
+        util::cargo_with_server(&["test", "--workspace", "--no-fail-fast"])
+    });
+    steps.run(
         "cargo test on PostgreSQL",
-        util::step("oa-api's tests on the PostgreSQL store", || {
-            test_on_postgres(&build)
-        }),
+        "oa-api's tests on the PostgreSQL store",
+        || test_on_postgres(&build),
     );
-    record(
-        "core failover",
-        util::step("core failover end to end (once)", || {
-            let server = util::debug_binary("oa-server");
-            test_build::run_all(
-                [build.test("oa-e2e", "cluster")?],
-                &["--ignored"],
-                &[("OA_SERVER_BIN", &server.to_string_lossy())],
-            )
-        }),
-    );
-    record(
-        "test-both-modes",
-        util::step("test-both-modes", || {
-            test_both_modes(&build, Passes::AfterWorkspaceRun)
-        }),
-    );
-    if failed.is_empty() {
-        println!("xtask test: all steps passed in {:.0?}", started.elapsed());
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "xtask test: {} step(s) failed: {} ({:.0?})",
-            failed.len(),
-            failed.join(", "),
-            started.elapsed()
+    steps.run("core failover", "core failover end to end (once)", || {
+        let server = util::debug_binary("oa-server");
+        test_build::run_all(
+            [build.test("oa-e2e", "cluster")?],
+            &["--ignored"],
+            &[("OA_SERVER_BIN", &server.to_string_lossy())],
         )
-    }
+    });
+    steps.run("test-both-modes", "test-both-modes", || {
+        test_both_modes(&build, Passes::AfterWorkspaceRun)
+    });
+    steps.finish()
 }

@@ -39,16 +39,14 @@ impl TestBuild {
     /// Builds every test executable, `oa-server` and the examples; fails when the build
     /// fails or leaves no `oa-server` binary.
     pub fn build() -> anyhow::Result<Self> {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         // Diagnostics go to stderr as usual; stdout carries one JSON message per artifact.
-        let output = Command::new(cargo)
+        let output = util::cargo_command()
             .args([
                 "test",
                 "--workspace",
                 "--no-run",
                 "--message-format=json-render-diagnostics",
             ])
-            .current_dir(util::root())
             .stderr(Stdio::inherit())
             .output()
             .context("running cargo test --workspace --no-run")?;

@@ -26,21 +26,27 @@ pub fn step(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Res
     result.with_context(|| format!("step {name:?} failed"))
 }
 
+/// A command running cargo (the one that runs xtask, else `cargo` on the PATH) in the
+/// workspace root.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command.current_dir(root());
+    command
+}
+
 /// Runs `cargo` with the given arguments in the workspace root.
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    run(Command::new(cargo).args(args).current_dir(root()))
+    run(cargo_command().args(args))
 }
 
 /// Runs cargo in the workspace root with `OA_SERVER_BIN` set to the debug `oa-server` built
 /// before, so that tests run that binary instead of building it again from inside the test
 /// process (a nested build has other fingerprints and rebuilds).
 pub fn cargo_with_server(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    run(Command::new(cargo)
+    run(cargo_command()
         .args(args)
-        .env("OA_SERVER_BIN", debug_binary("oa-server"))
-        .current_dir(root()))
+        .env("OA_SERVER_BIN", debug_binary("oa-server")))
 }
 
 /// Where `cargo build -p <name>` puts a binary of this workspace (`CARGO_TARGET_DIR` or

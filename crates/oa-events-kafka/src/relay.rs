@@ -226,13 +226,19 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// The sink's queue policy (see the type's documentation); also that of a sink standing
+    /// in for it before the relay runs.
+    pub const OVERFLOW_POLICY: OverflowPolicy = OverflowPolicy::DropNewest;
+}
+
 impl EventSink for KafkaSink {
     fn name(&self) -> &'static str {
         OUTBOX_SINK_NAME
     }
 
     fn overflow_policy(&self) -> OverflowPolicy {
-        OverflowPolicy::DropNewest
+        Self::OVERFLOW_POLICY
     }
 
     async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {

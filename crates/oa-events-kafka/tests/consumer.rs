@@ -142,7 +142,8 @@ async fn stored_total(store: &dyn OffsetStore, config: &KafkaConfig) -> anyhow::
     Ok(total)
 }
 
-fn ids(items: &[Item]) -> HashSet<Uuid> {
+/// The envelope ids of the events read (not of the undecodable records), in order.
+fn ids_in_order(items: &[Item]) -> Vec<Uuid> {
     items
         .iter()
         .filter_map(|item| item.as_ref().ok())
@@ -150,15 +151,26 @@ fn ids(items: &[Item]) -> HashSet<Uuid> {
         .collect()
 }
 
+fn ids(items: &[Item]) -> HashSet<Uuid> {
+    ids_in_order(items).into_iter().collect()
+}
+
 fn unique_topic(name: &str) -> String {
     format!("{name}_{}", Uuid::now_v7().simple())
+}
+
+/// A broker of the test's own and the settings for a new topic of `partitions` on it (named
+/// after `name`, made unique); the broker stops when dropped.
+fn broker_with_topic(name: &str, partitions: i32) -> anyhow::Result<(Tansu, KafkaConfig)> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = config(&broker.bootstrap(), &unique_topic(name), partitions);
+    Ok((broker, config))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_come_back_typed_from_every_partition_and_bad_records_are_reported_in_place()
 -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("typed"), 3);
+    let (_broker, config) = broker_with_topic("typed", 3)?;
     let published = publish(&config, 0, 30).await?;
     let garbage_offset = produce_raw(&config, 1, b"not json at all").await?;
     let mut unknown = serde_json::to_value(&published[0])?;
@@ -301,8 +313,7 @@ async fn file_and_sqlite_stores_resume_where_the_last_run_stopped() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_offsets_start_exactly_there() -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("explicit"), 1);
+    let (_broker, config) = broker_with_topic("explicit", 1)?;
     let published = publish(&config, 0, 5).await?;
     let mut consumer = OrderEventConsumer::start(
         config.clone(),
@@ -325,8 +336,7 @@ async fn explicit_offsets_start_exactly_there() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_consumer_is_a_stream_that_saves_what_it_yielded() -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("stream"), 1);
+    let (_broker, config) = broker_with_topic("stream", 1)?;
     let published = publish(&config, 0, 6).await?;
     let store: Arc<dyn OffsetStore> = Arc::new(MemoryOffsetStore::new());
     let earliest = StartPosition::Stored {
@@ -357,19 +367,10 @@ async fn the_consumer_is_a_stream_that_saves_what_it_yielded() -> anyhow::Result
     Ok(())
 }
 
-fn ids_in_order(items: &[Item]) -> Vec<Uuid> {
-    items
-        .iter()
-        .filter_map(|item| item.as_ref().ok())
-        .map(|event| event.envelope.id)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stored_offset_past_the_partition_resumes_from_its_earliest_record() -> anyhow::Result<()>
 {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("range"), 3);
+    let (_broker, config) = broker_with_topic("range", 3)?;
     let published = publish(&config, 0, 8).await?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("offsets.json");
@@ -498,8 +499,7 @@ async fn ledger_rows(database: &Path, at_least: usize) -> anyhow::Result<usize> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_can_commit_its_offsets_with_its_effects() -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("ledger"), 3);
+    let (_broker, config) = broker_with_topic("ledger", 3)?;
     let dir = tempfile::tempdir()?;
     let database = dir.path().join("ledger.db");
     {
@@ -545,8 +545,7 @@ async fn a_handler_can_commit_its_offsets_with_its_effects() -> anyhow::Result<(
 /// offset; a range past the end stops there; a missing topic is an error naming it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_partition_reader_reads_exactly_a_range_and_the_bounds() -> anyhow::Result<()> {
-    let broker = Tansu::start(Storage::Sqlite)?;
-    let config = config(&broker.bootstrap(), &unique_topic("reader"), 2);
+    let (_broker, config) = broker_with_topic("reader", 2)?;
     // One batch per partition: ranges start inside batches.
     let published = publish(&config, 0, 20).await?;
     let reader = PartitionReader::new(config.clone(), config.order_events_topic.clone());

@@ -95,6 +95,34 @@ fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
     }
 }
 
+/// A broker of the test's own (SQLite storage, so it can be restarted) with `topic`, and
+/// [`config`] with a 1 s request timeout, shorter than the tests' broker outages (in-flight
+/// sends fail and the relay's own retry takes over).
+async fn outage_broker(topic: &str) -> anyhow::Result<(Tansu, KafkaConfig)> {
+    let broker = Tansu::start(Storage::Sqlite)?;
+    let config = KafkaConfig {
+        request_timeout: Duration::from_secs(1),
+        ..config(&broker.bootstrap(), topic)
+    };
+    ensure_topic(&config, topic).await?;
+    Ok((broker, config))
+}
+
+/// A publisher whose one sink is `relay`.
+fn publisher_into(relay: &KafkaRelay) -> EventPublisher {
+    EventPublisher::builder()
+        .sink(relay.sink(), SinkOptions::default())
+        .build()
+}
+
+/// The published envelopes by id (a record's `ce_id` header).
+fn envelopes_by_id(published: &[Arc<Envelope>]) -> HashMap<String, &Arc<Envelope>> {
+    published
+        .iter()
+        .map(|envelope| (envelope.id.to_string(), envelope))
+        .collect()
+}
+
 /// A varied stream of catalog events for a few users and the system.
 fn event(index: usize) -> Event {
     let user = format!("user{}", index % 5);
@@ -277,9 +305,7 @@ async fn records_match_the_contract_and_keep_per_user_order() -> anyhow::Result<
     assert!(!ensure_topic(&config, topic).await?.created);
 
     let relay = KafkaRelay::spawn(config, Arc::new(MemoryOutbox::new(100_000)))?;
-    let publisher = EventPublisher::builder()
-        .sink(relay.sink(), SinkOptions::default())
-        .build();
+    let publisher = publisher_into(&relay);
     let count = 600;
     let mut published = Vec::with_capacity(count);
     for index in 0..count {
@@ -296,10 +322,7 @@ async fn records_match_the_contract_and_keep_per_user_order() -> anyhow::Result<
     let consumed =
         tokio::task::spawn_blocking(move || consume(&bootstrap, topic, Some(count))).await??;
     assert_eq!(consumed.records.len(), count, "exactly once in a clean run");
-    let by_id: HashMap<String, &Arc<Envelope>> = published
-        .iter()
-        .map(|envelope| (envelope.id.to_string(), envelope))
-        .collect();
+    let by_id = envelopes_by_id(&published);
     for seen in &consumed.records {
         let id = header(seen, "ce_id")?;
         let envelope = by_id.get(&id).with_context(|| format!("unknown id {id}"))?;
@@ -348,9 +371,7 @@ async fn compression_settings_are_honoured() -> anyhow::Result<()> {
             ..config(&broker.bootstrap(), &topic)
         };
         let relay = KafkaRelay::spawn(config, Arc::new(MemoryOutbox::new(1000)))?;
-        let publisher = EventPublisher::builder()
-            .sink(relay.sink(), SinkOptions::default())
-            .build();
+        let publisher = publisher_into(&relay);
         let published: Vec<Arc<Envelope>> = (0..50)
             .map(|index| publisher.publish(event(index)))
             .collect();
@@ -369,10 +390,7 @@ async fn compression_settings_are_honoured() -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || consume(&bootstrap, &read_topic, Some(50)))
                 .await??;
         assert_eq!(consumed.records.len(), 50);
-        let by_id: HashMap<String, &Arc<Envelope>> = published
-            .iter()
-            .map(|envelope| (envelope.id.to_string(), envelope))
-            .collect();
+        let by_id = envelopes_by_id(&published);
         for seen in &consumed.records {
             check_record(seen, by_id[&header(seen, "ce_id")?])?;
         }
@@ -437,19 +455,11 @@ fn check_stored_snappy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
-    let mut broker = Tansu::start(Storage::Sqlite)?;
     let topic = "oa_test_outage";
-    // Shorter than the outage: in-flight sends fail and the relay's own retry takes over.
-    let config = KafkaConfig {
-        request_timeout: Duration::from_secs(1),
-        ..config(&broker.bootstrap(), topic)
-    };
-    ensure_topic(&config, topic).await?;
+    let (mut broker, config) = outage_broker(topic).await?;
     let outbox = Arc::new(MemoryOutbox::new(100_000));
     let relay = KafkaRelay::spawn(config, outbox.clone())?;
-    let publisher = EventPublisher::builder()
-        .sink(relay.sink(), SinkOptions::default())
-        .build();
+    let publisher = publisher_into(&relay);
 
     let count = 3000;
     let mut published = Vec::with_capacity(count);
@@ -488,10 +498,7 @@ async fn broker_killed_mid_stream_loses_no_event() -> anyhow::Result<()> {
 
     let bootstrap = broker.bootstrap();
     let consumed = tokio::task::spawn_blocking(move || consume(&bootstrap, topic, None)).await??;
-    let by_id: HashMap<String, &Arc<Envelope>> = published
-        .iter()
-        .map(|envelope| (envelope.id.to_string(), envelope))
-        .collect();
+    let by_id = envelopes_by_id(&published);
     let mut ids = HashSet::new();
     for seen in &consumed.records {
         let id = header(seen, "ce_id")?;
@@ -553,20 +560,13 @@ async fn start_up_errors_name_the_topic_and_the_broker() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_started_before_the_broker_delivers_once_it_is_up() -> anyhow::Result<()> {
-    let mut broker = Tansu::start(Storage::Sqlite)?;
     let topic = "oa_test_late_broker";
-    let config = KafkaConfig {
-        request_timeout: Duration::from_secs(1),
-        ..config(&broker.bootstrap(), topic)
-    };
-    ensure_topic(&config, topic).await?;
+    let (mut broker, config) = outage_broker(topic).await?;
     broker.kill();
 
     let outbox = Arc::new(MemoryOutbox::new(10_000));
     let relay = KafkaRelay::spawn(config, outbox.clone())?;
-    let publisher = EventPublisher::builder()
-        .sink(relay.sink(), SinkOptions::default())
-        .build();
+    let publisher = publisher_into(&relay);
     let published: Vec<Arc<Envelope>> = (0..200)
         .map(|index| publisher.publish(event(index)))
         .collect();

@@ -126,64 +126,73 @@ pub struct ConfigError {
 impl SocketIoConfig {
     /// Checks every setting, naming the first one that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
-            if value.is_zero() {
-                return Err(ConfigError {
-                    field,
-                    value: format!("{value:?}"),
-                    expected: "a duration greater than zero",
-                });
+        /// `Err` naming `field`, its `value` and what is `expected`, unless `ok`.
+        fn require(
+            ok: bool,
+            field: &'static str,
+            value: impl std::fmt::Display,
+            expected: &'static str,
+        ) -> Result<(), ConfigError> {
+            if ok {
+                return Ok(());
             }
-            Ok(())
+            Err(ConfigError {
+                field,
+                value: value.to_string(),
+                expected,
+            })
         }
-        if self.replay_buffer_size == 0 {
-            return Err(ConfigError {
-                field: "replay_buffer_size",
-                value: "0".into(),
-                expected: "at least 1 event",
-            });
+        require(
+            self.replay_buffer_size > 0,
+            "replay_buffer_size",
+            self.replay_buffer_size,
+            "at least 1 event",
+        )?;
+        require(
+            self.replay_buffer_bytes >= 1024,
+            "replay_buffer_bytes",
+            self.replay_buffer_bytes,
+            "at least 1024 bytes",
+        )?;
+        require(
+            self.connections.max_total > 0 && self.connections.max_per_ip > 0,
+            "connections",
+            format_args!("{:?}", self.connections),
+            "at least 1 connection in total and per IP",
+        )?;
+        require(
+            self.socket_buffer_size >= 2,
+            "socket_buffer_size",
+            self.socket_buffer_size,
+            "at least 2 packets",
+        )?;
+        require(
+            (1024..=16 * 1024 * 1024).contains(&self.max_payload),
+            "max_payload",
+            self.max_payload,
+            "1024 bytes to 16 MiB",
+        )?;
+        require(
+            (1..=14).contains(&self.polling_burst),
+            "polling_burst",
+            self.polling_burst,
+            "1 to 14 packets",
+        )?;
+        for (field, value) in [
+            ("replay_max_age", self.replay_max_age),
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("catch_up_interval", self.catch_up_interval),
+            ("sweep_interval", self.sweep_interval),
+        ] {
+            require(
+                !value.is_zero(),
+                field,
+                format_args!("{value:?}"),
+                "a duration greater than zero",
+            )?;
         }
-        if self.replay_buffer_bytes < 1024 {
-            return Err(ConfigError {
-                field: "replay_buffer_bytes",
-                value: self.replay_buffer_bytes.to_string(),
-                expected: "at least 1024 bytes",
-            });
-        }
-        if self.connections.max_total == 0 || self.connections.max_per_ip == 0 {
-            return Err(ConfigError {
-                field: "connections",
-                value: format!("{:?}", self.connections),
-                expected: "at least 1 connection in total and per IP",
-            });
-        }
-        if self.socket_buffer_size < 2 {
-            return Err(ConfigError {
-                field: "socket_buffer_size",
-                value: self.socket_buffer_size.to_string(),
-                expected: "at least 2 packets",
-            });
-        }
-        if self.max_payload < 1024 || self.max_payload > 16 * 1024 * 1024 {
-            return Err(ConfigError {
-                field: "max_payload",
-                value: self.max_payload.to_string(),
-                expected: "1024 bytes to 16 MiB",
-            });
-        }
-        if !(1..=14).contains(&self.polling_burst) {
-            return Err(ConfigError {
-                field: "polling_burst",
-                value: self.polling_burst.to_string(),
-                expected: "1 to 14 packets",
-            });
-        }
-        positive("replay_max_age", self.replay_max_age)?;
-        positive("ping_interval", self.ping_interval)?;
-        positive("ping_timeout", self.ping_timeout)?;
-        positive("connect_timeout", self.connect_timeout)?;
-        positive("catch_up_interval", self.catch_up_interval)?;
-        positive("sweep_interval", self.sweep_interval)?;
         Ok(())
     }
 }

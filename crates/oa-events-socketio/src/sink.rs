@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
-use oa_events_core::{ApiKeyVerifier, Audience, Envelope, EventSink, OverflowPolicy, SinkError};
+use oa_events_core::{ApiKeyVerifier, Audience, Envelope, EventSink, SinkError};
 use oa_net::{ConnectionLimiter, LoginLimiter};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
@@ -778,6 +778,8 @@ async fn background(
 
 /// The Socket.IO [`EventSink`]: add it to the server's
 /// [`EventPublisher`](oa_events_core::EventPublisher). Cheap to clone; clones share state.
+/// Its queue has the default policy, [`DropOldest`](oa_events_core::OverflowPolicy::DropOldest):
+/// a live view wants the newest events.
 #[derive(Debug, Clone)]
 pub struct SocketIoSink {
     shared: Arc<Shared>,
@@ -929,10 +931,6 @@ fn client_ip(socket: &SocketRef) -> IpAddr {
 impl EventSink for SocketIoSink {
     fn name(&self) -> &'static str {
         SINK_NAME
-    }
-
-    fn overflow_policy(&self) -> OverflowPolicy {
-        OverflowPolicy::DropOldest
     }
 
     async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {
@@ -1121,31 +1119,14 @@ mod read_back_tests {
         let sink = sink(0, 100);
         let feed = sink.shared.feed.as_ref().unwrap();
         // The sink has read nothing of partition 1 past 19 ... as if it were behind.
-        assert!(
-            sink.shared
-                .ahead(feed, "alice", seq(1, 18))
-                .await
-                .unwrap()
-                .ahead
-        );
-        assert!(
-            !sink
-                .shared
-                .ahead(feed, "alice", seq(1, 20))
-                .await
-                .unwrap()
-                .ahead,
-            "past the end"
-        );
-        assert!(
-            !sink
-                .shared
-                .ahead(feed, "alice", seq(0, 5))
-                .await
-                .unwrap()
-                .ahead,
-            "bob's partition"
-        );
+        for (offset, ahead, why) in [
+            (seq(1, 18), true, "held by the log"),
+            (seq(1, 20), false, "past the end"),
+            (seq(0, 5), false, "bob's partition"),
+        ] {
+            let backlog = sink.shared.ahead(feed, "alice", offset).await.unwrap();
+            assert_eq!(backlog.ahead, ahead, "{why}");
+        }
     }
 
     #[tokio::test]

@@ -747,6 +747,47 @@ mod tests {
         .unwrap()
     }
 
+    /// A stream whose first seq is 1, holding events 0..count appended now.
+    fn stream_of(count: u32) -> UserStream<TestOutlet> {
+        let mut stream = UserStream::new(1);
+        let now = Instant::now();
+        for n in 0..count {
+            stream.append(&event(n), LIMITS, now).unwrap();
+        }
+        stream
+    }
+
+    /// A stream after the log position `floor`, holding one event at each of `positions`.
+    fn stream_at(floor: u64, positions: impl IntoIterator<Item = u64>) -> UserStream<TestOutlet> {
+        let mut stream = UserStream::after(floor);
+        for (n, position) in (0..).zip(positions) {
+            stream
+                .append_at(&event(n), position, LIMITS, Instant::now())
+                .unwrap();
+        }
+        stream
+    }
+
+    /// A new socket (id 1, room for 100 events) attached from `offset`, without a backlog.
+    fn attach_socket(
+        stream: &mut UserStream<TestOutlet>,
+        offset: u64,
+    ) -> (TestOutlet, AttachReport) {
+        attach_with_backlog(stream, 100, offset, Backlog::default())
+    }
+
+    /// A new socket (id 1, room for `room` events) attached from `offset` with `backlog`.
+    fn attach_with_backlog(
+        stream: &mut UserStream<TestOutlet>,
+        room: usize,
+        offset: u64,
+        backlog: Backlog,
+    ) -> (TestOutlet, AttachReport) {
+        let socket = TestOutlet::new(1, room);
+        let report = stream.attach(socket.clone(), offset, backlog);
+        (socket, report)
+    }
+
     #[test]
     fn payload_gets_event_id_and_seq_after_the_catalog_keys() {
         let id = Uuid::parse_str("01948f5e-8c3a-7b2d-9c4e-123456789abc").unwrap();
@@ -814,8 +855,8 @@ mod tests {
         let mut stream = UserStream::new(100);
         let now = Instant::now();
         stream.append(&event(0), LIMITS, now).unwrap();
-        let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), stream.latest(), Backlog::default());
+        let latest = stream.latest();
+        let (socket, report) = attach_socket(&mut stream, latest);
         assert_eq!(report, AttachReport::default());
         for n in 1..=3 {
             stream.append(&event(n), LIMITS, now).unwrap();
@@ -827,17 +868,12 @@ mod tests {
 
     #[test]
     fn replay_from_offset_then_live_without_duplicates() {
-        let mut stream = UserStream::new(1);
-        let now = Instant::now();
-        for n in 0..4 {
-            stream.append(&event(n), LIMITS, now).unwrap();
-        }
-        let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), 2, Backlog::default());
+        let mut stream = stream_of(4);
+        let (socket, report) = attach_socket(&mut stream, 2);
         assert_eq!(report.missed, 0);
         assert_eq!(report.replayable, 2);
         stream.pump(Pace::NONE, Instant::now());
-        stream.append(&event(4), LIMITS, now).unwrap();
+        stream.append(&event(4), LIMITS, Instant::now()).unwrap();
         stream.pump(Pace::NONE, Instant::now());
         stream.pump(Pace::NONE, Instant::now());
         assert_eq!(socket.seqs(), vec![3, 4, 5]);
@@ -846,14 +882,9 @@ mod tests {
 
     #[test]
     fn offset_older_than_the_buffer_gets_a_gap_then_what_is_buffered() {
-        let mut stream = UserStream::new(1);
-        let now = Instant::now();
-        for n in 0..12 {
-            stream.append(&event(n), LIMITS, now).unwrap();
-        }
+        let mut stream = stream_of(12);
         // Buffer holds 8..=12.
-        let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), 3, Backlog::default());
+        let (socket, report) = attach_socket(&mut stream, 3);
         assert_eq!(report.missed, 4);
         stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
@@ -873,8 +904,7 @@ mod tests {
     #[test]
     fn offset_ahead_of_the_stream_is_unknown() {
         let mut stream: UserStream<TestOutlet> = UserStream::new(50);
-        let socket = TestOutlet::new(1, 100);
-        stream.attach(socket.clone(), 999, Backlog::default());
+        let (socket, _) = attach_socket(&mut stream, 999);
         stream.pump(Pace::NONE, Instant::now());
         let gaps = socket.gaps();
         assert_eq!(gaps[0]["reason"], "unknown_offset");
@@ -890,8 +920,7 @@ mod tests {
         stream.expire(LIMITS, then + Duration::from_secs(61));
         assert!(stream.ring.is_empty());
         assert_eq!(stream.latest(), 1);
-        let socket = TestOutlet::new(1, 100);
-        assert_eq!(stream.attach(socket, 0, Backlog::default()).missed, 1);
+        assert_eq!(attach_socket(&mut stream, 0).1.missed, 1);
     }
 
     #[test]
@@ -1024,9 +1053,9 @@ mod tests {
             assert_eq!(stream.append_at(&event(0), seq, LIMITS, now), Ok(seq));
         }
         assert_eq!(stream.latest(), 120);
-        let exact = TestOutlet::new(1, 100);
+        let (exact, report) = attach_socket(&mut stream, 105);
         assert_eq!(
-            stream.attach(exact.clone(), 105, Backlog::default()),
+            report,
             AttachReport {
                 missed: 0,
                 replayable: 2
@@ -1046,13 +1075,11 @@ mod tests {
 
     #[test]
     fn a_seq_below_the_latest_is_raised_so_the_ring_stays_in_order() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(10);
+        let mut stream = stream_at(10, [20]);
         let now = Instant::now();
-        stream.append_at(&event(0), 20, LIMITS, now).unwrap();
         // A system-wide event on an edge keeps the user's latest position.
         assert_eq!(stream.append_at(&event(1), 0, LIMITS, now), Ok(20));
-        let caught_up = TestOutlet::new(1, 100);
-        stream.attach(caught_up.clone(), 20, Backlog::default());
+        let (caught_up, _) = attach_socket(&mut stream, 20);
         stream.pump(Pace::NONE, now);
         assert!(caught_up.sent.borrow().is_empty(), "nothing after 20");
         let behind = TestOutlet::new(2, 100);
@@ -1063,17 +1090,11 @@ mod tests {
 
     #[test]
     fn evicted_log_positions_give_a_gap_between_positions() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(0);
+        let mut stream = stream_at(0, (1..=10).map(|n| n * 10));
         let now = Instant::now();
-        for n in 1..=10 {
-            stream
-                .append_at(&event(n), n as u64 * 10, LIMITS, now)
-                .unwrap();
-        }
         // The ring holds 60..=100; the floor is 50.
         assert_eq!(stream.floor(), 50);
-        let socket = TestOutlet::new(1, 100);
-        let report = stream.attach(socket.clone(), 20, Backlog::default());
+        let (socket, report) = attach_socket(&mut stream, 20);
         assert_eq!(report.missed, 30, "positions, an upper bound of the events");
         stream.pump(Pace::NONE, now);
         let gaps = socket.gaps();
@@ -1086,11 +1107,8 @@ mod tests {
 
     #[test]
     fn a_backlog_read_from_the_log_comes_first_then_the_ring_after_it() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(50);
+        let mut stream = stream_at(50, [60, 70]);
         let now = Instant::now();
-        stream.append_at(&event(0), 60, LIMITS, now).unwrap();
-        stream.append_at(&event(1), 70, LIMITS, now).unwrap();
-        let socket = TestOutlet::new(1, 100);
         let backlog = Backlog {
             through: 50,
             gap: Some(ReplayGap::expired(11, 19)),
@@ -1098,7 +1116,7 @@ mod tests {
             missed: 9,
             ..Backlog::default()
         };
-        let report = stream.attach(socket.clone(), 10, backlog);
+        let (socket, report) = attach_with_backlog(&mut stream, 100, 10, backlog);
         assert_eq!(
             report,
             AttachReport {
@@ -1133,16 +1151,14 @@ mod tests {
 
     #[test]
     fn a_full_socket_resumes_its_backlog_where_it_stopped() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(50);
+        let mut stream = stream_at(50, [60]);
         let now = Instant::now();
-        stream.append_at(&event(0), 60, LIMITS, now).unwrap();
-        let socket = TestOutlet::new(1, 2);
         let backlog = Backlog {
             through: 50,
             events: vec![replayed(20), replayed(30), replayed(40)],
             ..Backlog::default()
         };
-        stream.attach(socket.clone(), 10, backlog);
+        let (socket, _) = attach_with_backlog(&mut stream, 2, 10, backlog);
         assert_eq!(stream.pump(Pace::NONE, now).deferred, 1);
         assert_eq!(socket.seqs(), vec![20, 30]);
         socket.drain();
@@ -1152,21 +1168,15 @@ mod tests {
 
     #[test]
     fn ring_evictions_during_a_backlog_are_announced_after_it() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(100);
+        // The ring moved on past the backlog's end before the socket attached.
+        let mut stream = stream_at(100, 101..=107);
         let now = Instant::now();
-        let socket = TestOutlet::new(1, 1000);
         let backlog = Backlog {
             through: 100,
             events: vec![replayed(90)],
             ..Backlog::default()
         };
-        // The ring moved on past the backlog's end before the socket attached.
-        for n in 1..=7 {
-            stream
-                .append_at(&event(n), 100 + n as u64, LIMITS, now)
-                .unwrap();
-        }
-        stream.attach(socket.clone(), 80, backlog);
+        let (socket, _) = attach_with_backlog(&mut stream, 1000, 80, backlog);
         stream.pump(Pace::NONE, now);
         let names: Vec<String> = socket
             .sent
@@ -1186,16 +1196,15 @@ mod tests {
 
     #[test]
     fn an_offset_ahead_of_this_edge_skips_what_arrives_up_to_it() {
-        let mut stream: UserStream<TestOutlet> = UserStream::after(100);
+        let mut stream = stream_at(100, [110]);
         let now = Instant::now();
-        stream.append_at(&event(0), 110, LIMITS, now).unwrap();
         // Received 110 and 120 from an edge whose consumer was further on.
-        let socket = TestOutlet::new(1, 100);
         let backlog = Backlog {
             ahead: true,
             ..Backlog::default()
         };
-        assert_eq!(stream.attach(socket.clone(), 120, backlog).replayable, 0);
+        let (socket, report) = attach_with_backlog(&mut stream, 100, 120, backlog);
+        assert_eq!(report.replayable, 0);
         stream.append_at(&event(1), 120, LIMITS, now).unwrap();
         stream.append_at(&event(2), 130, LIMITS, now).unwrap();
         stream.pump(Pace::NONE, now);

@@ -165,13 +165,9 @@ impl Bar {
         }
     }
 
-    /// Adds a later trade of the same bucket.
+    /// Adds a later trade of the same bucket (as a bar of that one trade).
     pub fn add(&mut self, trade: &Trade) {
-        self.high = self.high.max(trade.price);
-        self.low = self.low.min(trade.price);
-        self.close = trade.price;
-        self.volume += trade.quantity;
-        self.oi = trade.oi;
+        self.merge(&Bar::opened_by(self.time, trade));
     }
 
     /// Adds a later bar that falls in the same (larger) bucket.
@@ -199,27 +195,27 @@ pub struct Trade {
 
 /// Bars of `interval` from trades in time order (one bar per bucket that has trades).
 pub fn bars_from_trades(trades: &[Trade], interval: Interval) -> Vec<Bar> {
-    let mut bars: Vec<Bar> = Vec::new();
-    for trade in trades {
-        let bucket = interval.bucket_start(trade.time);
-        match bars.last_mut() {
-            Some(bar) if bar.time == bucket => bar.add(trade),
-            _ => bars.push(Bar::opened_by(bucket, trade)),
-        }
-    }
-    bars
+    into_buckets(
+        trades.iter().map(|trade| Bar::opened_by(trade.time, trade)),
+        interval,
+    )
 }
 
 /// Aggregates bars in time order (typically 1-minute bars) into `interval`'s buckets.
 pub fn aggregate(bars: &[Bar], interval: Interval) -> Vec<Bar> {
+    into_buckets(bars.iter().copied(), interval)
+}
+
+/// Merges bars in time order into one bar per bucket of `interval` that has any.
+fn into_buckets(bars: impl IntoIterator<Item = Bar>, interval: Interval) -> Vec<Bar> {
     let mut out: Vec<Bar> = Vec::new();
     for bar in bars {
         let bucket = interval.bucket_start(bar.time);
         match out.last_mut() {
-            Some(current) if current.time == bucket => current.merge(bar),
+            Some(current) if current.time == bucket => current.merge(&bar),
             _ => out.push(Bar {
                 time: bucket,
-                ..*bar
+                ..bar
             }),
         }
     }

@@ -377,6 +377,18 @@ fn de_epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D
     }
 }
 
+/// A quantity of the payload, written as an integer when it is integral (see [`ser_number`]).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+struct WholeNumber(f64);
+
+impl Serialize for WholeNumber {
+    #[inline]
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ser_number(&self.0, serializer)
+    }
+}
+
 /// The payload as written on the wire, every optional key skipped when absent. Read by
 /// [`WireVisitor`], which also keeps the keys it does not know in `extra`.
 #[derive(Serialize, Default)]
@@ -395,38 +407,18 @@ struct WireTick<'a> {
     low: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     close: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_number"
-    )]
-    volume: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume: Option<WholeNumber>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     average_price: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_number"
-    )]
-    total_buy_quantity: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_number"
-    )]
-    total_sell_quantity: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_number"
-    )]
-    last_quantity: Option<f64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_number"
-    )]
-    oi: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total_buy_quantity: Option<WholeNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total_sell_quantity: Option<WholeNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_quantity: Option<WholeNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oi: Option<WholeNumber>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     depth: Option<Cow<'a, Depth>>,
     #[serde(skip)]
@@ -527,13 +519,6 @@ impl<'de> Deserialize<'de> for WireTick<'de> {
     }
 }
 
-fn ser_opt_number<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(number) => ser_number(number, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
 impl<'a> WireTick<'a> {
     fn from_tick(tick: &'a Tick, mode: TickMode) -> Self {
         let quote = if mode >= TickMode::Quote {
@@ -560,12 +545,12 @@ impl<'a> WireTick<'a> {
             high: quote.map(|q| q.high),
             low: quote.map(|q| q.low),
             close: quote.map(|q| q.close),
-            volume: quote.map(|q| q.volume),
+            volume: quote.map(|q| WholeNumber(q.volume)),
             average_price: quote.map(|q| q.average_price),
-            total_buy_quantity: quote.map(|q| q.total_buy_quantity),
-            total_sell_quantity: quote.map(|q| q.total_sell_quantity),
-            last_quantity: quote.map(|q| q.last_quantity),
-            oi: quote.map(|q| q.oi),
+            total_buy_quantity: quote.map(|q| WholeNumber(q.total_buy_quantity)),
+            total_sell_quantity: quote.map(|q| WholeNumber(q.total_sell_quantity)),
+            last_quantity: quote.map(|q| WholeNumber(q.last_quantity)),
+            oi: quote.map(|q| WholeNumber(q.oi)),
             depth,
             extra: None,
         }
@@ -597,12 +582,12 @@ impl<'a> WireTick<'a> {
                 high: self.high.unwrap_or(0.0),
                 low: self.low.unwrap_or(0.0),
                 close: self.close.unwrap_or(0.0),
-                volume: self.volume.unwrap_or(0.0),
+                volume: self.volume.map_or(0.0, |n| n.0),
                 average_price: self.average_price.unwrap_or(0.0),
-                total_buy_quantity: self.total_buy_quantity.unwrap_or(0.0),
-                total_sell_quantity: self.total_sell_quantity.unwrap_or(0.0),
-                last_quantity: self.last_quantity.unwrap_or(0.0),
-                oi: self.oi.unwrap_or(0.0),
+                total_buy_quantity: self.total_buy_quantity.map_or(0.0, |n| n.0),
+                total_sell_quantity: self.total_sell_quantity.map_or(0.0, |n| n.0),
+                last_quantity: self.last_quantity.map_or(0.0, |n| n.0),
+                oi: self.oi.map_or(0.0, |n| n.0),
             })
         } else {
             None

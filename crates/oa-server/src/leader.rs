@@ -129,7 +129,7 @@ impl EventSink for RelaySink {
     }
 
     fn overflow_policy(&self) -> OverflowPolicy {
-        OverflowPolicy::DropNewest
+        KafkaSink::OVERFLOW_POLICY
     }
 
     async fn deliver(&self, batch: &[Arc<Envelope>]) -> Result<(), SinkError> {

@@ -11,7 +11,7 @@ use oa_e2e::tansu::TopicCreated;
 pub(crate) use oa_e2e::tansu::answers_kafka;
 
 use super::{RETENTION_MS, Storage, TANSU_VERSION, TOPICS, secure};
-use crate::util::{append_log, root, run as run_command, stop_recorded};
+use crate::util::{append_log, cargo_command, root, run as run_command, stop_recorded};
 
 /// The cached tansu binary (what the tests look for too).
 fn tansu_path() -> anyhow::Result<PathBuf> {
@@ -54,9 +54,8 @@ pub fn install() -> anyhow::Result<PathBuf> {
         install_root.display()
     );
     let started = Instant::now();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run_command(
-        Command::new(cargo)
+        cargo_command()
             .args([
                 "install",
                 "tansu",

@@ -18,7 +18,7 @@ use oa_events_kafka::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::util::{root, run as run_command};
+use crate::util::{cargo_command, root, run as run_command};
 
 /// Warm-up and measured duration (the rate is `--rate`, 1,000 orders/s by default).
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -108,12 +108,7 @@ fn build_server() -> anyhow::Result<PathBuf> {
     }
     println!("building oa-server (cargo build --release -p oa-server; cargo prints progress)");
     let started = Instant::now();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    run_command(
-        Command::new(cargo)
-            .args(["build", "--release", "-p", "oa-server"])
-            .current_dir(root()),
-    )?;
+    run_command(cargo_command().args(["build", "--release", "-p", "oa-server"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));

@@ -13,11 +13,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 
 use clap::{Subcommand, ValueEnum};
 
-use crate::util::{root, run as run_command};
+use crate::util::{cargo_command, run as run_command};
 
 mod broker;
 mod latency;
@@ -178,9 +177,8 @@ fn bench(secure: bool, storage: Storage) -> anyhow::Result<()> {
             ""
         }
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run_command(
-        Command::new(cargo)
+        cargo_command()
             .args([
                 "bench",
                 "-p",
@@ -197,7 +195,6 @@ fn bench(secure: bool, storage: Storage) -> anyhow::Result<()> {
                 } else {
                     "memory"
                 },
-            )
-            .current_dir(root()),
+            ),
     )
 }

@@ -165,34 +165,13 @@ impl OffsetStore for FileOffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offsets::contract::offsets_survive_reopening;
 
     #[tokio::test]
     async fn offsets_survive_reopening_and_bad_files_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("offsets.json");
-        let store = FileOffsetStore::open(&path).unwrap();
-        assert_eq!(store.load(TopicPartition::new("t", 0)).await.unwrap(), None);
-        store.save(TopicPartition::new("t", 0), 5).await.unwrap();
-        store.save(TopicPartition::new("t", 2), 9).await.unwrap();
-        store.save(TopicPartition::new("u", 0), 1).await.unwrap();
-        store.save(TopicPartition::new("t", 0), 6).await.unwrap();
-        let reopened = FileOffsetStore::open(&path).unwrap();
-        assert_eq!(
-            reopened.load(TopicPartition::new("t", 0)).await.unwrap(),
-            Some(6)
-        );
-        assert_eq!(
-            reopened.load(TopicPartition::new("t", 2)).await.unwrap(),
-            Some(9)
-        );
-        assert_eq!(
-            reopened.load(TopicPartition::new("u", 0)).await.unwrap(),
-            Some(1)
-        );
-        assert_eq!(
-            reopened.load(TopicPartition::new("t", 1)).await.unwrap(),
-            None
-        );
+        let (_dir, path) =
+            offsets_survive_reopening("offsets.json", |path| FileOffsetStore::open(path).unwrap())
+                .await;
 
         std::fs::write(&path, br#"{"t": {"zero": 1}}"#).unwrap();
         let error = FileOffsetStore::open(&path).unwrap_err().to_string();

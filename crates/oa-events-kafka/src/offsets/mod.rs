@@ -74,3 +74,54 @@ pub trait OffsetStore: Send + Sync + 'static {
         self.save(at, offset)
     }
 }
+
+/// What every durable store is tested for.
+#[cfg(test)]
+pub(crate) mod contract {
+    use std::path::{Path, PathBuf};
+
+    use super::{OffsetStore, TopicPartition};
+
+    /// With `open` opening the store kept at a path (`file_name` in a new temporary folder):
+    /// each partition of each topic keeps its own offset, the last save wins (a smaller
+    /// offset too), and a reopened store has them. Returns the folder and the path.
+    pub(crate) async fn offsets_survive_reopening<S: OffsetStore>(
+        file_name: &str,
+        open: impl Fn(&Path) -> S,
+    ) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name);
+        let store = open(&path);
+        assert_eq!(store.load(TopicPartition::new("t", 0)).await.unwrap(), None);
+        for (topic, partition, offset) in [
+            ("t", 0, 5),
+            ("t", 2, 9),
+            ("u", 0, 1),
+            ("t", 0, 6),
+            ("t", 2, 8),
+        ] {
+            store
+                .save(TopicPartition::new(topic, partition), offset)
+                .await
+                .unwrap();
+        }
+        drop(store);
+        let reopened = open(&path);
+        for (topic, partition, stored) in [
+            ("t", 0, Some(6)),
+            ("t", 2, Some(8)),
+            ("u", 0, Some(1)),
+            ("t", 1, None),
+        ] {
+            assert_eq!(
+                reopened
+                    .load(TopicPartition::new(topic, partition))
+                    .await
+                    .unwrap(),
+                stored,
+                "{topic} partition {partition}"
+            );
+        }
+        (dir, path)
+    }
+}

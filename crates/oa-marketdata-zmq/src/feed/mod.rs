@@ -17,8 +17,8 @@ pub mod replay;
 pub mod simulated;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::bus::BusError;
@@ -96,6 +96,40 @@ pub trait FeedAdapter: Send {
     fn published(&self) -> u64;
 }
 
+/// A bundled feed, publishing from one [`FeedThread`]: [`FeedAdapter`] is implemented for
+/// it, refusing a second start and stopping and counting through the thread.
+pub(crate) trait ThreadedFeed: Send {
+    /// The adapter's [`FeedAdapter::name`].
+    const NAME: &'static str;
+
+    /// The feed's thread.
+    fn thread(&self) -> &FeedThread;
+
+    /// Connects to the bus at `bus_endpoint` and spawns the thread (only when not started).
+    fn spawn(&mut self, bus_endpoint: &str) -> Result<(), FeedError>;
+}
+
+impl<Feed: ThreadedFeed> FeedAdapter for Feed {
+    fn name(&self) -> &'static str {
+        Feed::NAME
+    }
+
+    fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
+        if self.thread().is_started() {
+            return Err(FeedError::AlreadyStarted(Feed::NAME));
+        }
+        self.spawn(bus_endpoint)
+    }
+
+    fn stop(&mut self) {
+        self.thread().stop();
+    }
+
+    fn published(&self) -> u64 {
+        self.thread().published()
+    }
+}
+
 /// The thread of a bundled feed and what it shares with it: a stop request and the count of
 /// ticks published. Stops and joins the thread when dropped.
 #[derive(Debug)]
@@ -106,7 +140,8 @@ pub(crate) struct FeedThread {
     published: Arc<AtomicU64>,
     /// Named in the log when the thread panicked.
     name: &'static str,
-    thread: Option<JoinHandle<()>>,
+    /// The running thread, behind a lock so that it can be started and stopped through `&self`.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl FeedThread {
@@ -116,19 +151,24 @@ impl FeedThread {
             stop: Arc::new(AtomicBool::new(false)),
             published: Arc::new(AtomicU64::new(0)),
             name,
-            thread: None,
+            thread: Mutex::new(None),
         }
+    }
+
+    /// The running thread's handle (a panic while it was held cannot leave it inconsistent).
+    fn handle(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.thread.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// True once a thread was started (and not stopped).
     pub(crate) fn is_started(&self) -> bool {
-        self.thread.is_some()
+        self.handle().is_some()
     }
 
     /// Starts the thread `name`, which runs `body` with the stop request and the count of
     /// ticks published.
     pub(crate) fn spawn(
-        &mut self,
+        &self,
         name: &str,
         body: impl FnOnce(&AtomicBool, &AtomicU64) + Send + 'static,
     ) -> Result<(), FeedError> {
@@ -138,14 +178,15 @@ impl FeedThread {
             .name(name.to_string())
             .spawn(move || body(&stop, &published))
             .map_err(FeedError::Thread)?;
-        self.thread = Some(thread);
+        *self.handle() = Some(thread);
         Ok(())
     }
 
     /// Asks the thread to stop and waits for it.
-    pub(crate) fn stop(&mut self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take()
+        let thread = self.handle().take();
+        if let Some(thread) = thread
             && thread.join().is_err()
         {
             tracing::error!("{} thread panicked", self.name);

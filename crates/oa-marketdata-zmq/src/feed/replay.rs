@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bus::{Publisher, PublisherOptions};
-use crate::feed::{FeedAdapter, FeedError, FeedThread};
+use crate::feed::{FeedError, FeedThread, ThreadedFeed};
 use oa_marketdata_core::tick::{Quote, Tick, TickMode, now_ms};
 
 /// Settings of a replay.
@@ -230,18 +230,17 @@ impl ReplayFeed {
     }
 }
 
-impl FeedAdapter for ReplayFeed {
-    fn name(&self) -> &'static str {
-        "replay"
+impl ThreadedFeed for ReplayFeed {
+    const NAME: &'static str = "replay";
+
+    fn thread(&self) -> &FeedThread {
+        &self.thread
     }
 
-    fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
-        if self.thread.is_started() {
-            return Err(FeedError::AlreadyStarted("replay"));
-        }
+    fn spawn(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
         let ticks = load_ticks(&self.config.path)?;
         if ticks.is_empty() {
-            return Err(FeedError::Empty("replay"));
+            return Err(FeedError::Empty(Self::NAME));
         }
         // Waiting for the connection keeps the first recorded ticks from being lost.
         let options = PublisherOptions {
@@ -302,14 +301,6 @@ impl FeedAdapter for ReplayFeed {
             })?;
         tracing::info!(path = %self.config.path.display(), ticks = count, speed = self.config.speed, "replay started");
         Ok(())
-    }
-
-    fn stop(&mut self) {
-        self.thread.stop();
-    }
-
-    fn published(&self) -> u64 {
-        self.thread.published()
     }
 }
 

@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::bus::{Publisher, PublisherOptions};
-use crate::feed::{FeedAdapter, FeedError, FeedThread};
+use crate::feed::{FeedError, FeedThread, ThreadedFeed};
 use oa_marketdata_core::options::{OptionInputs, smile_volatility};
 use oa_marketdata_core::symbols::{Instrument, round_to_tick};
 use oa_marketdata_core::tick::{Depth, DepthLevel, Quote, Tick, TickMode, now_ms};
@@ -374,17 +374,16 @@ impl SimulatedFeed {
     }
 }
 
-impl FeedAdapter for SimulatedFeed {
-    fn name(&self) -> &'static str {
-        "simulated"
+impl ThreadedFeed for SimulatedFeed {
+    const NAME: &'static str = "simulated";
+
+    fn thread(&self) -> &FeedThread {
+        &self.thread
     }
 
-    fn start(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
-        if self.thread.is_started() {
-            return Err(FeedError::AlreadyStarted("simulated"));
-        }
+    fn spawn(&mut self, bus_endpoint: &str) -> Result<(), FeedError> {
         if self.config.instruments.is_empty() {
-            return Err(FeedError::Empty("simulated"));
+            return Err(FeedError::Empty(Self::NAME));
         }
         let mut publisher = Publisher::connect(
             bus_endpoint,
@@ -452,14 +451,6 @@ impl FeedAdapter for SimulatedFeed {
             "simulated feed started"
         );
         Ok(())
-    }
-
-    fn stop(&mut self) {
-        self.thread.stop();
-    }
-
-    fn published(&self) -> u64 {
-        self.thread.published()
     }
 }
 

@@ -182,11 +182,27 @@ fn symbol_ref(object: &Map<String, Value>, default_mode: TickMode) -> SymbolRef 
     }
 }
 
-/// `symbols` as a list, or the single top-level `symbol`/`exchange` form.
+/// The request's `mode`, Quote (2) when missing.
+fn request_mode(
+    object: &Map<String, Value>,
+    request_id: &Option<Value>,
+) -> Result<TickMode, ProtocolError> {
+    match object.get("mode") {
+        None | Some(Value::Null) => Ok(TickMode::Quote),
+        Some(value) => TickMode::from_json(value).map_err(|error| {
+            ProtocolError::new(ErrorCode::InvalidMode, error.to_string())
+                .with_request_id(request_id)
+        }),
+    }
+}
+
+/// `symbols` as a non-empty list, or the single top-level `symbol`/`exchange` form; without
+/// either, an error saying `when_empty`.
 fn symbol_refs(
     object: &Map<String, Value>,
     default_mode: TickMode,
     request_id: &Option<Value>,
+    when_empty: &str,
 ) -> Result<Vec<SymbolRef>, ProtocolError> {
     match object.get("symbols") {
         Some(Value::Array(items)) if !items.is_empty() => items
@@ -204,7 +220,8 @@ fn symbol_refs(
             if object.contains_key("symbol") || object.contains_key("exchange") {
                 Ok(vec![symbol_ref(object, default_mode)])
             } else {
-                Ok(Vec::new())
+                Err(ProtocolError::new(ErrorCode::InvalidParameters, when_empty)
+                    .with_request_id(request_id))
             }
         }
         Some(_) => Err(ProtocolError::new(
@@ -248,13 +265,7 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
             api_key: text_field(&object, "api_key").or_else(|| text_field(&object, "apikey")),
         }),
         "subscribe" => {
-            let mode = match object.get("mode") {
-                None | Some(Value::Null) => TickMode::Quote,
-                Some(value) => TickMode::from_json(value).map_err(|error| {
-                    ProtocolError::new(ErrorCode::InvalidMode, error.to_string())
-                        .with_request_id(&request_id)
-                })?,
-            };
+            let mode = request_mode(&object, &request_id)?;
             let depth = match object.get("depth") {
                 None | Some(Value::Null) => 5,
                 Some(value) => value
@@ -268,14 +279,12 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
                         .with_request_id(&request_id)
                     })?,
             };
-            let symbols = symbol_refs(&object, mode, &request_id)?;
-            if symbols.is_empty() {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidParameters,
-                    "At least one symbol must be specified",
-                )
-                .with_request_id(&request_id));
-            }
+            let symbols = symbol_refs(
+                &object,
+                mode,
+                &request_id,
+                "At least one symbol must be specified",
+            )?;
             Ok(Request::Subscribe {
                 symbols,
                 mode,
@@ -285,21 +294,13 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
         }
         "unsubscribe" => {
             // Missing mode means Quote (2), per symbol and in the single form.
-            let default_mode = match object.get("mode") {
-                None | Some(Value::Null) => TickMode::Quote,
-                Some(value) => TickMode::from_json(value).map_err(|error| {
-                    ProtocolError::new(ErrorCode::InvalidMode, error.to_string())
-                        .with_request_id(&request_id)
-                })?,
-            };
-            let symbols = symbol_refs(&object, default_mode, &request_id)?;
-            if symbols.is_empty() {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidParameters,
-                    "Either symbols or unsubscribe_all is required",
-                )
-                .with_request_id(&request_id));
-            }
+            let default_mode = request_mode(&object, &request_id)?;
+            let symbols = symbol_refs(
+                &object,
+                default_mode,
+                &request_id,
+                "Either symbols or unsubscribe_all is required",
+            )?;
             Ok(Request::Unsubscribe {
                 symbols,
                 request_id,
@@ -595,6 +596,24 @@ mod tests {
         assert_eq!(
             code(r#"{"action":"unsubscribe"}"#),
             ErrorCode::InvalidParameters
+        );
+        assert_eq!(
+            code(r#"{"action":"unsubscribe","symbol":"X","exchange":"NSE","mode":7}"#),
+            ErrorCode::InvalidMode
+        );
+        let error =
+            parse_request(r#"{"action":"unsubscribe","symbols":[],"request_id":2}"#).unwrap_err();
+        assert_eq!(
+            (error.message.as_str(), error.request_id),
+            (
+                "Either symbols or unsubscribe_all is required",
+                Some(json!(2))
+            )
+        );
+        let error = parse_request(r#"{"action":"subscribe","request_id":3}"#).unwrap_err();
+        assert_eq!(
+            (error.message.as_str(), error.request_id),
+            ("At least one symbol must be specified", Some(json!(3)))
         );
         let error =
             parse_request(r#"{"action":"subscribe","mode":"full","request_id":"r1"}"#).unwrap_err();
