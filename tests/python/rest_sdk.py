@@ -152,8 +152,10 @@ def main():
     check("multiquotes", client.multiquotes(symbols=[{"symbol": "SBIN", "exchange": "NSE"},
                                                       {"symbol": "NOSUCH", "exchange": "NSE"}]),
           "results.1.data.ltp", "results.0.error", **{"results.1.symbol": "SBIN"})
-    check("intervals", client.intervals(), "data.minutes",
-          **{"data.days": ["D"], "data.weeks": ["W"], "data.months": ["M"]})
+    check("intervals", client.intervals(),
+          **{"data.minutes": ["1m", "2m", "3m", "5m", "10m", "15m", "20m", "30m", "60m"],
+             "data.hours": ["1h", "2h", "3h", "4h"], "data.days": ["D"], "data.weeks": ["W"],
+             "data.months": ["M"]})
 
     if failures:
         print(f"{len(failures)} check(s) failed: {failures}")

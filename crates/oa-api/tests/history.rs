@@ -271,7 +271,22 @@ async fn history_names_the_field_of_a_bad_request() {
         (
             json!({"interval": "7m"}),
             400,
-            "interval: expected one of 1m, 3m, 5m, 10m, 15m, 30m, 60m, 1h, D, W, M, got \"7m\"",
+            "interval: expected one of 1m, 2m, 3m, 5m, 10m, 15m, 20m, 30m, 60m, 1h, 2h, 3h, 4h, \
+             D, W, M, Q, Y, got \"7m\"",
+        ),
+        // Upstream's schema lists seconds intervals; oa records 1-minute bars.
+        (
+            json!({"interval": "1s"}),
+            400,
+            "interval: expected one of 1m, 2m, 3m, 5m, 10m, 15m, 20m, 30m, 60m, 1h, 2h, 3h, 4h, \
+             D, W, M, Q, Y, got \"1s\"",
+        ),
+        // Multiples of W, M, ... are refused by upstream's schema too.
+        (
+            json!({"interval": "2W"}),
+            400,
+            "interval: expected one of 1m, 2m, 3m, 5m, 10m, 15m, 20m, 30m, 60m, 1h, 2h, 3h, 4h, \
+             D, W, M, Q, Y, got \"2W\"",
         ),
         (
             json!({"start_date": "30-11-2026"}),
@@ -648,11 +663,11 @@ fn ist_midnight(date: &str) -> i64 {
     date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() - 19_800
 }
 
-/// `W` and `M` are the daily candles of start..end aggregated, as upstream resamples the
-/// daily candles it fetched for the range (broker/hdfcsky/api/data.py `_resample` with
+/// `W`, `M`, `Q` and `Y` are the daily candles of start..end aggregated, as upstream
+/// resamples the daily candles it fetched for the range (broker/hdfcsky/api/data.py `_resample` with
 /// `W-MON` / `MS`, `label="left"`, `closed="left"`; database/historify_db.py
-/// `_get_daily_aggregated_ohlcv`): a week is stamped with its Monday and a month with its
-/// 1st (the date at 00:00 UTC, as daily candles), a range starting mid-week and mid-month
+/// `_get_daily_aggregated_ohlcv`): a week is stamped with its Monday, a month with its 1st,
+/// a quarter and a year with their first day (the date at 00:00 UTC, as daily candles), a range starting mid-week and mid-month
 /// gives a first week and month of the days inside the range only, weeks and months
 /// without bars have no candle, and the current day (the recorder's bars not stored yet)
 /// is in the last week and month. `ticker`'s text shows them with the time of day in IST,
@@ -703,22 +718,28 @@ async fn weeks_and_months_aggregate_the_daily_candles_of_the_range() {
         .map(|(_, bar)| *bar)
         .collect();
     let daily = aggregate(&inside, Interval::Day);
-    for (name, interval) in [("W", Interval::Week), ("M", Interval::Month)] {
+    // The stamps: Mondays (the first one before the range's start), 1sts of months, of the
+    // quarter (October) and of the year.
+    let weeks: &[&str] = &[
+        "2026-10-12",
+        "2026-10-19",
+        "2026-11-02",
+        "2026-11-23",
+        "2026-11-30",
+    ];
+    for (name, interval, dates) in [
+        ("W", Interval::Week, weeks),
+        (
+            "M",
+            Interval::Month,
+            &["2026-10-01", "2026-11-01", "2026-12-01"],
+        ),
+        ("Q", Interval::Quarter, &["2026-10-01"]),
+        ("Y", Interval::Year, &["2026-01-01"]),
+    ] {
         let expected = aggregate(&daily, interval);
         assert_history_aggregates(&server, "SBIN", name, (start, end), &daily, interval).await;
-        // The stamps: Mondays (the first one before the range's start) and 1sts.
         let stamps: Vec<i64> = expected.iter().map(|bar| bar.time).collect();
-        let dates: &[&str] = if interval == Interval::Week {
-            &[
-                "2026-10-12",
-                "2026-10-19",
-                "2026-11-02",
-                "2026-11-23",
-                "2026-11-30",
-            ]
-        } else {
-            &["2026-10-01", "2026-11-01", "2026-12-01"]
-        };
         let midnights_utc: Vec<i64> = dates
             .iter()
             .map(|date| ist_midnight(date) + 19_800)

@@ -1078,8 +1078,9 @@ async fn symbol_multiquotes_and_intervals_answer_upstreams_shapes() {
     let intervals = server.ok("intervals", json!({})).await;
     assert_eq!(
         intervals["data"],
-        json!({"seconds": [], "minutes": ["1m", "3m", "5m", "10m", "15m", "30m", "60m"],
-               "hours": ["1h"], "days": ["D"], "weeks": ["W"], "months": ["M"]})
+        json!({"seconds": [],
+               "minutes": ["1m", "2m", "3m", "5m", "10m", "15m", "20m", "30m", "60m"],
+               "hours": ["1h", "2h", "3h", "4h"], "days": ["D"], "weeks": ["W"], "months": ["M"]})
     );
 }
 

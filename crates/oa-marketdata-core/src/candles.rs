@@ -6,11 +6,14 @@
 //! bar is stamped with its Indian calendar date at 00:00 UTC, as OpenAlgo's broker adapters
 //! stamp daily bars (the SDK shows it as that date without a time zone). A weekly bar is
 //! stamped the same way with the Monday of its Indian week, a monthly bar with the 1st of
-//! its Indian month (upstream database/historify_db.py `_get_daily_aggregated_ohlcv`, and
-//! broker/hdfcsky/api/data.py resampling daily bars with `W-MON` / `MS`, `label="left"`,
-//! `closed="left"`).
+//! its Indian month, a quarterly bar with the 1st of January, April, July or October and a
+//! yearly bar with the 1st of January (upstream database/historify_db.py
+//! `_get_daily_aggregated_ohlcv`, `DATE_TRUNC('week' | 'month' | 'quarter' | 'year', ...)` on
+//! the IST date, and broker/hdfcsky/api/data.py resampling daily bars with `W-MON` / `MS`,
+//! `label="left"`, `closed="left"`).
 //!
-//! 1-minute bars nest in every other interval's buckets and days nest in weeks and months, so
+//! 1-minute bars nest in every other interval's buckets and days nest in weeks, months,
+//! quarters and years, so
 //! aggregating stored 1-minute (or daily) bars gives exactly the bars that would have been
 //! built from the trades directly (property tests below check it).
 
@@ -30,7 +33,7 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// A candle length that `history` serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Interval {
-    /// `N` minutes (1, 3, 5, 10, 15, 30 or 60; `1h` is 60 minutes).
+    /// `N` minutes (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180 or 240; `1h` is 60 minutes).
     Minutes(u32),
     /// One Indian trading day.
     Day,
@@ -38,22 +41,36 @@ pub enum Interval {
     Week,
     /// One Indian calendar month (`M`).
     Month,
+    /// One Indian calendar quarter, from January, April, July or October (`Q`).
+    Quarter,
+    /// One Indian calendar year (`Y`).
+    Year,
 }
 
 impl Interval {
-    /// Every interval, with its OpenAlgo name, in the order `intervals` lists them.
+    /// Every interval, with its OpenAlgo name, in the order `intervals` lists them: the
+    /// minute, hour and longer intervals of upstream's `HistorySchema`
+    /// (restx_api/data_schemas.py), and `60m`. Its seconds intervals are not served: oa
+    /// records 1-minute bars.
     pub const ALL: &'static [(&'static str, Interval)] = &[
         ("1m", Interval::Minutes(1)),
+        ("2m", Interval::Minutes(2)),
         ("3m", Interval::Minutes(3)),
         ("5m", Interval::Minutes(5)),
         ("10m", Interval::Minutes(10)),
         ("15m", Interval::Minutes(15)),
+        ("20m", Interval::Minutes(20)),
         ("30m", Interval::Minutes(30)),
         ("60m", Interval::Minutes(60)),
         ("1h", Interval::Minutes(60)),
+        ("2h", Interval::Minutes(120)),
+        ("3h", Interval::Minutes(180)),
+        ("4h", Interval::Minutes(240)),
         ("D", Interval::Day),
         ("W", Interval::Week),
         ("M", Interval::Month),
+        ("Q", Interval::Quarter),
+        ("Y", Interval::Year),
     ];
 
     /// Parses an OpenAlgo interval name (`1m`, `5m`, `1h`, `D`, `W`, `M`, ...; case-sensitive
@@ -75,10 +92,13 @@ impl Interval {
         matches!(self, Interval::Minutes(_))
     }
 
-    /// True for the intervals made of whole days (`W`, `M`): their bars are the daily bars
-    /// aggregated, as upstream resamples daily candles.
+    /// True for the intervals made of whole days (`W`, `M`, `Q`, `Y`): their bars are the
+    /// daily bars aggregated, as upstream resamples daily candles.
     pub fn is_built_from_days(self) -> bool {
-        matches!(self, Interval::Week | Interval::Month)
+        matches!(
+            self,
+            Interval::Week | Interval::Month | Interval::Quarter | Interval::Year
+        )
     }
 
     /// The start of the bucket that `time` (epoch seconds) falls in.
@@ -94,9 +114,20 @@ impl Interval {
                 // Day 0 (1970-01-01) was a Thursday, 3 days after a Monday.
                 (day - (day + 3).rem_euclid(7)) * SECONDS_PER_DAY
             }
-            Interval::Month => {
-                let day = ist_day_number(time);
-                (day - (day_of_month(day) - 1)) * SECONDS_PER_DAY
+            Interval::Month | Interval::Quarter | Interval::Year => {
+                let date = CivilDate::from_day_number(ist_day_number(time));
+                let first_month = match self {
+                    Interval::Quarter => (date.month - 1) / 3 * 3 + 1,
+                    Interval::Year => 1,
+                    _ => date.month,
+                };
+                CivilDate {
+                    year: date.year,
+                    month: first_month,
+                    day: 1,
+                }
+                .day_number()
+                    * SECONDS_PER_DAY
             }
         }
     }
@@ -107,27 +138,62 @@ fn ist_day_number(time: i64) -> i64 {
     (time + IST_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY)
 }
 
-/// The day of the month (1..=31) of the proleptic Gregorian date `day` days after
-/// 1970-01-01 (Howard Hinnant's `civil_from_days`; total over every `i64` day in range).
-fn day_of_month(day: i64) -> i64 {
-    // Days since 0000-03-01, in 400-year eras of 146,097 days.
-    let shifted = day + 719_468;
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months from March: 153 days per 5 months.
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    day_of_year - (153 * month_from_march + 2) / 5 + 1
+/// A proleptic Gregorian date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CivilDate {
+    year: i64,
+    /// 1..=12.
+    month: i64,
+    /// 1..=31.
+    day: i64,
+}
+
+impl CivilDate {
+    /// The date `day` days after 1970-01-01 (Howard Hinnant's `civil_from_days`; total over
+    /// every day number whose year fits an `i64`).
+    fn from_day_number(day: i64) -> CivilDate {
+        // Days since 0000-03-01, in 400-year eras of 146,097 days.
+        let shifted = day + 719_468;
+        let era = shifted.div_euclid(146_097);
+        let day_of_era = shifted.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        // Months from March: 153 days per 5 months.
+        let month_from_march = (5 * day_of_year + 2) / 153;
+        let month = if month_from_march < 10 {
+            month_from_march + 3
+        } else {
+            month_from_march - 9
+        };
+        CivilDate {
+            year: year_of_era + era * 400 + i64::from(month <= 2),
+            month,
+            day: day_of_year - (153 * month_from_march + 2) / 5 + 1,
+        }
+    }
+
+    /// Days from 1970-01-01 to this date (Howard Hinnant's `days_from_civil`).
+    fn day_number(self) -> i64 {
+        let year = self.year - i64::from(self.month <= 2);
+        let era = year.div_euclid(400);
+        let year_of_era = year.rem_euclid(400);
+        let month_from_march = (self.month + 9) % 12;
+        let day_of_year = (153 * month_from_march + 2) / 5 + self.day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        era * 146_097 + day_of_era - 719_468
+    }
 }
 
 impl fmt::Display for Interval {
+    /// The interval's first name in [`Interval::ALL`] (`60m` for an hour).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Interval::Minutes(minutes) => write!(f, "{minutes}m"),
-            Interval::Day => f.write_str("D"),
-            Interval::Week => f.write_str("W"),
-            Interval::Month => f.write_str("M"),
+        match Interval::ALL.iter().find(|(_, interval)| interval == self) {
+            Some((name, _)) => f.write_str(name),
+            None => match self {
+                Interval::Minutes(minutes) => write!(f, "{minutes}m"),
+                _ => write!(f, "{self:?}"),
+            },
         }
     }
 }
@@ -506,8 +572,10 @@ mod tests {
         assert_eq!(month.to_string(), "M");
     }
 
+    /// The civil-date arithmetic behind months, quarters and years agrees with chrono on
+    /// every day over six centuries, both ways.
     #[test]
-    fn the_day_of_month_agrees_with_the_calendar_over_six_centuries() {
+    fn civil_dates_agree_with_the_calendar_over_six_centuries() {
         let mut date = chrono::NaiveDate::from_ymd_opt(1700, 1, 1).unwrap();
         let last = chrono::NaiveDate::from_ymd_opt(2300, 12, 31).unwrap();
         while date <= last {
@@ -517,13 +585,58 @@ mod tests {
                 chrono::Datelike::day(&date),
             )
             .div_euclid(SECONDS_PER_DAY);
-            assert_eq!(
-                day_of_month(day),
-                i64::from(chrono::Datelike::day(&date)),
-                "{date}"
-            );
+            let civil = CivilDate {
+                year: i64::from(chrono::Datelike::year(&date)),
+                month: i64::from(chrono::Datelike::month(&date)),
+                day: i64::from(chrono::Datelike::day(&date)),
+            };
+            assert_eq!(CivilDate::from_day_number(day), civil, "{date}");
+            assert_eq!(civil.day_number(), day, "{date}");
             date = date.succ_opt().unwrap();
         }
+    }
+
+    /// A quarter is stamped with the 1st of January, April, July or October and a year with
+    /// the 1st of January (upstream database/historify_db.py `_get_daily_aggregated_ohlcv`:
+    /// `DATE_TRUNC('quarter' | 'year', ...)` on the IST date).
+    #[test]
+    fn quarters_and_years_are_labelled_by_their_first_day_in_ist() {
+        // (an Indian date, its first (0) or last (1) second, its quarter's and year's stamps)
+        let cases = [
+            ((2026, 1, 1), 0, (2026, 1, 1), (2026, 1, 1)),
+            ((2026, 3, 31), 1, (2026, 1, 1), (2026, 1, 1)),
+            ((2026, 4, 1), 0, (2026, 4, 1), (2026, 1, 1)),
+            ((2026, 6, 30), 1, (2026, 4, 1), (2026, 1, 1)),
+            ((2026, 7, 1), 0, (2026, 7, 1), (2026, 1, 1)),
+            ((2026, 9, 30), 1, (2026, 7, 1), (2026, 1, 1)),
+            ((2026, 10, 1), 0, (2026, 10, 1), (2026, 1, 1)),
+            ((2026, 12, 31), 1, (2026, 10, 1), (2026, 1, 1)),
+            // 2027-01-01 00:00 IST is 2026-12-31 18:30 UTC: already the new year.
+            ((2027, 1, 1), 0, (2027, 1, 1), (2027, 1, 1)),
+            ((2028, 2, 29), 1, (2028, 1, 1), (2028, 1, 1)),
+        ];
+        for ((year, month, day), end, quarter, first_of_year) in cases {
+            let time = ist_day(year, month, day)[end];
+            let (qy, qm, qd) = quarter;
+            let (yy, ym, yd) = first_of_year;
+            assert_eq!(
+                Interval::Quarter.bucket_start(time),
+                stamp(qy, qm, qd),
+                "Q of {year}-{month}-{day}"
+            );
+            assert_eq!(
+                Interval::Year.bucket_start(time),
+                stamp(yy, ym, yd),
+                "Y of {year}-{month}-{day}"
+            );
+        }
+        for (name, interval) in [("Q", Interval::Quarter), ("Y", Interval::Year)] {
+            assert_eq!(Interval::parse(name), Some(interval));
+            assert_eq!(interval.to_string(), name);
+            assert!(!interval.is_intraday() && interval.is_built_from_days());
+        }
+        assert_eq!(Interval::parse("q"), None);
+        assert_eq!(Interval::parse("1Y"), None);
     }
 
     fn daily_bar(time: i64, price: f64, volume: f64) -> Bar {
@@ -583,6 +696,22 @@ mod tests {
         assert_eq!(Interval::parse("d"), None);
         assert_eq!(Interval::parse("7m"), None);
         assert_eq!(Interval::Minutes(15).to_string(), "15m");
+        // Upstream's HistorySchema (restx_api/data_schemas.py) also lists these.
+        for (name, minutes) in [
+            ("2m", 2),
+            ("20m", 20),
+            ("2h", 120),
+            ("3h", 180),
+            ("4h", 240),
+        ] {
+            assert_eq!(Interval::parse(name), Some(Interval::Minutes(minutes)));
+            assert_eq!(Interval::Minutes(minutes).to_string(), name);
+        }
+        assert_eq!(Interval::Minutes(60).to_string(), "60m");
+        // Seconds and upstream's `db`-only multiples are not served.
+        for refused in ["1s", "45s", "1W", "2W", "3M", "1D"] {
+            assert_eq!(Interval::parse(refused), None, "{refused}");
+        }
     }
 
     #[test]
@@ -682,9 +811,9 @@ mod tests {
             }
         }
 
-        /// Weekly and monthly bars aggregated from daily bars (as `history` serves them) equal
-        /// the bars computed directly from the trades, and the daily bars aggregated from
-        /// 1-minute bars give the same.
+        /// Weekly, monthly, quarterly and yearly bars aggregated from daily bars (as `history`
+        /// serves them) equal the bars computed directly from the trades, and the daily bars
+        /// aggregated from 1-minute bars give the same.
         #[test]
         fn weeks_and_months_from_daily_bars_equal_bars_built_from_the_trades(
             // Up to about two years of trades up to 4 days apart (weeks and months with gaps
@@ -695,7 +824,7 @@ mod tests {
             let daily_from_minutes =
                 aggregate(&bars_from_trades(&trades, Interval::Minutes(1)), Interval::Day);
             prop_assert_eq!(&daily_from_minutes, &daily);
-            for interval in [Interval::Week, Interval::Month] {
+            for interval in [Interval::Week, Interval::Month, Interval::Quarter, Interval::Year] {
                 let direct = bars_from_trades(&trades, interval);
                 prop_assert_eq!(&aggregate(&daily, interval), &direct, "interval {}", interval);
             }

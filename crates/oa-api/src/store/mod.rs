@@ -78,7 +78,11 @@ impl BarTable {
     pub(crate) fn for_interval(interval: Interval) -> BarTable {
         match interval {
             Interval::Minutes(60) => BarTable::Hours,
-            Interval::Day | Interval::Week | Interval::Month => BarTable::Days,
+            Interval::Day
+            | Interval::Week
+            | Interval::Month
+            | Interval::Quarter
+            | Interval::Year => BarTable::Days,
             Interval::Minutes(_) => BarTable::Minutes,
         }
     }
