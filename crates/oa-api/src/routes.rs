@@ -39,6 +39,7 @@ use crate::responses::{
     OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds, SandboxOrder,
     SearchResults, SymbolInfo, TradeRow,
 };
+use crate::service::holdings::HoldingsBody;
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
 
@@ -279,11 +280,11 @@ async fn openposition(
 
 /// A read whose body has only `apikey`: the service's read of the key's user.
 macro_rules! apikey_only {
-    ($name:ident, $method:ident, $body:ty) => {
+    ($name:ident, $method:ident, $reply:ty) => {
         async fn $name(
             State(app): State<AppState>,
             ApiBody(body): ApiBody,
-        ) -> Result<Reply<Data<$body>>, HttpError> {
+        ) -> Result<Reply<$reply>, HttpError> {
             let fields = Fields::new(body, APIKEY_ONLY)?;
             let user = app.authenticate(&fields).await?;
             app.service.$method(&user).await
@@ -291,18 +292,11 @@ macro_rules! apikey_only {
     };
 }
 
-apikey_only!(orderbook, order_book, OrderBook);
-apikey_only!(tradebook, trade_book, Vec<TradeRow>);
-apikey_only!(funds, funds, ByMode<Funds, SandboxFunds>);
-
-async fn positionbook(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<PositionBook>, HttpError> {
-    let fields = Fields::new(body, APIKEY_ONLY)?;
-    let user = app.authenticate(&fields).await?;
-    app.service.position_book(&user).await
-}
+apikey_only!(orderbook, order_book, Data<OrderBook>);
+apikey_only!(tradebook, trade_book, Data<Vec<TradeRow>>);
+apikey_only!(funds, funds, Data<ByMode<Funds, SandboxFunds>>);
+apikey_only!(positionbook, position_book, PositionBook);
+apikey_only!(holdings, holdings, Data<HoldingsBody>);
 
 /// True when a GET query's `format` is `format` (any case): the downloads (`instruments`,
 /// `ticker`) answer in that format, errors included.
@@ -324,21 +318,29 @@ async fn market_request(
     Ok((exchange, symbol))
 }
 
-async fn quotes(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<QuoteData>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.quotes(exchange, &symbol)
+/// A read of one instrument (`symbol` and `exchange`): the service's read of it, once the
+/// key is checked.
+macro_rules! instrument_read {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $data:ty) => {
+        $(#[$doc])*
+        async fn $name(
+            State(app): State<AppState>,
+            ApiBody(body): ApiBody,
+        ) -> Result<Reply<Data<$data>>, HttpError> {
+            let (exchange, symbol) = market_request(&app, body).await?;
+            app.service.$method(exchange, &symbol)
+        }
+    };
 }
 
-async fn depth(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<DepthData>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.depth(exchange, &symbol)
-}
+instrument_read!(quotes, quotes, QuoteData);
+instrument_read!(depth, depth, DepthData);
+instrument_read!(
+    /// symbol: one instrument of the symbol master (upstream restx_api/symbol.py).
+    symbol,
+    symbol,
+    SymbolInfo
+);
 
 /// search: symbols of the symbol master matching a query (upstream restx_api/search.py).
 async fn search(
@@ -353,15 +355,6 @@ async fn search(
     };
     app.authenticate(&fields).await?;
     Ok(app.service.search(&query, exchange))
-}
-
-/// symbol: one instrument of the symbol master (upstream restx_api/symbol.py).
-async fn symbol(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<SymbolInfo>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.symbol(exchange, &symbol)
 }
 
 /// The most symbols one multiquotes request may name.
@@ -619,7 +612,7 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
                 "/instruments",
                 get(crate::contracts::instruments).fallback(method_not_allowed_use_get),
             ),
-            ("/holdings", post(crate::account::holdings)),
+            ("/holdings", post(holdings)),
             ("/margin", post(crate::account::margin)),
             ("/market/holidays", post(crate::account::holidays)),
             ("/market/timings", post(crate::account::timings)),
