@@ -21,7 +21,7 @@ use crate::requests::{OrderFields, PlaceOrder, PriceTerms, SPLIT_TERM_FIELDS};
 use crate::responses::{Reply, to_value};
 use crate::routes::{ApiBody, AppState, read_body};
 use crate::service::options::{
-    MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsSplit, OptionsSplitHead, PlannedLeg,
+    MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsOrderHead, OptionsSplit, PlannedLeg,
     ResolvedLeg, child_count,
 };
 use crate::service::{ActionLog, OrderService};
@@ -115,12 +115,8 @@ fn placed_order_log(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct OptionsOrderPlaced {
     orderid: String,
-    symbol: String,
-    exchange: String,
-    underlying: String,
-    underlying_ltp: f64,
-    offset: String,
-    option_type: &'static str,
+    #[serde(flatten)]
+    head: OptionsOrderHead,
 }
 
 /// An optionsorder, read.
@@ -197,13 +193,15 @@ async fn place_options_order(
         )
     })?;
     let order = leg.order(exchange, &resolved.symbol);
+    let head = OptionsOrderHead {
+        symbol: resolved.symbol,
+        exchange: resolved.exchange,
+        underlying: underlying_sent,
+        underlying_ltp: resolved.underlying_ltp,
+        offset: offset_sent,
+        option_type: query.kind.code(),
+    };
     if leg.splitsize > 0 {
-        let head = OptionsSplitHead {
-            underlying: underlying_sent,
-            underlying_ltp: resolved.underlying_ltp,
-            offset: offset_sent,
-            option_type: query.kind.code(),
-        };
         let resolved_leg = ResolvedLeg {
             order,
             splitsize: leg.splitsize,
@@ -215,12 +213,7 @@ async fn place_options_order(
     }
     let details = OptionsOrderPlaced {
         orderid: String::new(),
-        symbol: resolved.symbol.clone(),
-        exchange: resolved.exchange.clone(),
-        underlying: underlying_sent,
-        underlying_ltp: resolved.underlying_ltp,
-        offset: offset_sent,
-        option_type: query.kind.code(),
+        head,
     };
     // The placeorder's stored answer (Idempotency-Key) is the options answer.
     if let (Some(claim), Value::Object(mut extra)) = (log.claim.as_mut(), to_value(&details)) {
