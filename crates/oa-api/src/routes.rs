@@ -387,20 +387,35 @@ async fn intervals(
     Ok(app.service.intervals())
 }
 
+/// An order-changing handler: the body read by `$read` with the fields of `$groups`, then
+/// `$run` once per idempotency key ([`AppState::keyed`]).
+macro_rules! keyed_handler {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $endpoint:literal, $groups:expr, $read:expr, $run:expr) => {
+        $(#[$doc])*
+        $vis async fn $name(
+            axum::extract::State(app): axum::extract::State<$crate::routes::AppState>,
+            headers: axum::http::HeaderMap,
+            $crate::routes::ApiBody(body): $crate::routes::ApiBody,
+        ) -> ::std::result::Result<axum::response::Response, $crate::error::HttpError> {
+            let read = || $crate::routes::read_body(body, $groups, $read);
+            app.keyed($endpoint, &headers, read, $run).await
+        }
+    };
+}
+pub(crate) use keyed_handler;
+
 /// A basket or split over REST: read, key checked, placed once per idempotency key.
 macro_rules! batch {
     ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
-        async fn $name(
-            State(app): State<AppState>,
-            headers: HeaderMap,
-            ApiBody(body): ApiBody,
-        ) -> Result<Response, HttpError> {
-            let read = || read_body(body, $fields, <$request>::read);
-            let run = |service: Arc<OrderService>, user: String, request, log| async move {
+        keyed_handler!(
+            $name,
+            $endpoint,
+            $fields,
+            <$request>::read,
+            |service: Arc<OrderService>, user: String, request, log| async move {
                 service.$method(&user, request, log).await
-            };
-            app.keyed($endpoint, &headers, read, run).await
-        }
+            }
+        );
     };
 }
 
@@ -428,17 +443,15 @@ async fn analyzer(
     Ok(app.service.analyzer_status(&user))
 }
 
-async fn analyzer_toggle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response, HttpError> {
-    let read = || read_body(body, &[TOGGLE], |fields| fields.boolean("mode"));
-    let run = |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
+keyed_handler!(
+    analyzer_toggle,
+    "analyzer/toggle",
+    &[TOGGLE],
+    |fields| fields.boolean("mode"),
+    |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
         service.analyzer_toggle(&user, analyze, log.claim).await
-    };
-    app.keyed("analyzer/toggle", &headers, read, run).await
-}
+    }
+);
 
 async fn ping(
     State(app): State<AppState>,
