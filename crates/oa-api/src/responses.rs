@@ -420,9 +420,9 @@ pub struct TradeRow {
     pub timestamp: String,
 }
 
-/// One row of positionbook.
+/// The keys a row of positionbook starts with, in either mode.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PositionRow {
+pub struct PositionHead {
     /// Symbol.
     pub symbol: String,
     /// Exchange.
@@ -431,6 +431,26 @@ pub struct PositionRow {
     pub product: &'static str,
     /// Signed net quantity.
     pub quantity: Quantity,
+}
+
+impl PositionHead {
+    /// The head of `position`'s row.
+    pub(crate) fn of(position: &crate::broker::PositionView) -> Self {
+        PositionHead {
+            symbol: position.symbol.clone(),
+            exchange: position.exchange.as_str(),
+            product: position.product.as_str(),
+            quantity: Quantity(position.quantity),
+        }
+    }
+}
+
+/// One row of positionbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionRow {
+    /// Symbol, exchange, product, quantity.
+    #[serde(flatten)]
+    pub head: PositionHead,
     /// Average entry price, two decimals, as a string.
     pub average_price: String,
     /// Last price, rounded to two decimals.
@@ -443,14 +463,9 @@ pub struct PositionRow {
 /// `get_open_positions`): numbers, P&L split into its parts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SandboxPositionRow {
-    /// Symbol.
-    pub symbol: String,
-    /// Exchange.
-    pub exchange: &'static str,
-    /// Product.
-    pub product: &'static str,
-    /// Signed net quantity.
-    pub quantity: Quantity,
+    /// Symbol, exchange, product, quantity.
+    #[serde(flatten)]
+    pub head: PositionHead,
     /// Average entry price (0 for a flat position).
     pub average_price: f64,
     /// Last price.

@@ -39,6 +39,7 @@ use crate::responses::{
     OrderBook, OrderStatusData, Pong, PositionBook, QuoteData, Reply, SandboxFunds, SandboxOrder,
     SearchResults, SymbolInfo, TradeRow,
 };
+use crate::service::holdings::HoldingsBody;
 use crate::service::{ActionLog, OrderService};
 use crate::types::{Exchange, Product};
 
@@ -279,11 +280,11 @@ async fn openposition(
 
 /// A read whose body has only `apikey`: the service's read of the key's user.
 macro_rules! apikey_only {
-    ($name:ident, $method:ident, $body:ty) => {
+    ($name:ident, $method:ident, $reply:ty) => {
         async fn $name(
             State(app): State<AppState>,
             ApiBody(body): ApiBody,
-        ) -> Result<Reply<Data<$body>>, HttpError> {
+        ) -> Result<Reply<$reply>, HttpError> {
             let fields = Fields::new(body, APIKEY_ONLY)?;
             let user = app.authenticate(&fields).await?;
             app.service.$method(&user).await
@@ -291,18 +292,11 @@ macro_rules! apikey_only {
     };
 }
 
-apikey_only!(orderbook, order_book, OrderBook);
-apikey_only!(tradebook, trade_book, Vec<TradeRow>);
-apikey_only!(funds, funds, ByMode<Funds, SandboxFunds>);
-
-async fn positionbook(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<PositionBook>, HttpError> {
-    let fields = Fields::new(body, APIKEY_ONLY)?;
-    let user = app.authenticate(&fields).await?;
-    app.service.position_book(&user).await
-}
+apikey_only!(orderbook, order_book, Data<OrderBook>);
+apikey_only!(tradebook, trade_book, Data<Vec<TradeRow>>);
+apikey_only!(funds, funds, Data<ByMode<Funds, SandboxFunds>>);
+apikey_only!(positionbook, position_book, PositionBook);
+apikey_only!(holdings, holdings, Data<HoldingsBody>);
 
 /// True when a GET query's `format` is `format` (any case): the downloads (`instruments`,
 /// `ticker`) answer in that format, errors included.
@@ -324,21 +318,29 @@ async fn market_request(
     Ok((exchange, symbol))
 }
 
-async fn quotes(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<QuoteData>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.quotes(exchange, &symbol)
+/// A read of one instrument (`symbol` and `exchange`): the service's read of it, once the
+/// key is checked.
+macro_rules! instrument_read {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $data:ty) => {
+        $(#[$doc])*
+        async fn $name(
+            State(app): State<AppState>,
+            ApiBody(body): ApiBody,
+        ) -> Result<Reply<Data<$data>>, HttpError> {
+            let (exchange, symbol) = market_request(&app, body).await?;
+            app.service.$method(exchange, &symbol)
+        }
+    };
 }
 
-async fn depth(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<DepthData>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.depth(exchange, &symbol)
-}
+instrument_read!(quotes, quotes, QuoteData);
+instrument_read!(depth, depth, DepthData);
+instrument_read!(
+    /// symbol: one instrument of the symbol master (upstream restx_api/symbol.py).
+    symbol,
+    symbol,
+    SymbolInfo
+);
 
 /// search: symbols of the symbol master matching a query (upstream restx_api/search.py).
 async fn search(
@@ -353,15 +355,6 @@ async fn search(
     };
     app.authenticate(&fields).await?;
     Ok(app.service.search(&query, exchange))
-}
-
-/// symbol: one instrument of the symbol master (upstream restx_api/symbol.py).
-async fn symbol(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<SymbolInfo>>, HttpError> {
-    let (exchange, symbol) = market_request(&app, body).await?;
-    app.service.symbol(exchange, &symbol)
 }
 
 /// The most symbols one multiquotes request may name.
@@ -394,20 +387,35 @@ async fn intervals(
     Ok(app.service.intervals())
 }
 
+/// An order-changing handler: the body read by `$read` with the fields of `$groups`, then
+/// `$run` once per idempotency key ([`AppState::keyed`]).
+macro_rules! keyed_handler {
+    ($(#[$doc:meta])* $vis:vis $name:ident, $endpoint:literal, $groups:expr, $read:expr, $run:expr) => {
+        $(#[$doc])*
+        $vis async fn $name(
+            axum::extract::State(app): axum::extract::State<$crate::routes::AppState>,
+            headers: axum::http::HeaderMap,
+            $crate::routes::ApiBody(body): $crate::routes::ApiBody,
+        ) -> ::std::result::Result<axum::response::Response, $crate::error::HttpError> {
+            let read = || $crate::routes::read_body(body, $groups, $read);
+            app.keyed($endpoint, &headers, read, $run).await
+        }
+    };
+}
+pub(crate) use keyed_handler;
+
 /// A basket or split over REST: read, key checked, placed once per idempotency key.
 macro_rules! batch {
     ($name:ident, $endpoint:literal, $fields:expr, $request:ty, $method:ident) => {
-        async fn $name(
-            State(app): State<AppState>,
-            headers: HeaderMap,
-            ApiBody(body): ApiBody,
-        ) -> Result<Response, HttpError> {
-            let read = || read_body(body, $fields, <$request>::read);
-            let run = |service: Arc<OrderService>, user: String, request, log| async move {
+        keyed_handler!(
+            $name,
+            $endpoint,
+            $fields,
+            <$request>::read,
+            |service: Arc<OrderService>, user: String, request, log| async move {
                 service.$method(&user, request, log).await
-            };
-            app.keyed($endpoint, &headers, read, run).await
-        }
+            }
+        );
     };
 }
 
@@ -435,17 +443,15 @@ async fn analyzer(
     Ok(app.service.analyzer_status(&user))
 }
 
-async fn analyzer_toggle(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response, HttpError> {
-    let read = || read_body(body, &[TOGGLE], |fields| fields.boolean("mode"));
-    let run = |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
+keyed_handler!(
+    analyzer_toggle,
+    "analyzer/toggle",
+    &[TOGGLE],
+    |fields| fields.boolean("mode"),
+    |service: Arc<OrderService>, user: String, analyze, log: ActionLog| async move {
         service.analyzer_toggle(&user, analyze, log.claim).await
-    };
-    app.keyed("analyzer/toggle", &headers, read, run).await
-}
+    }
+);
 
 async fn ping(
     State(app): State<AppState>,
@@ -619,7 +625,7 @@ pub(crate) fn router(state: AppState, limiters: &Limiters) -> Router {
                 "/instruments",
                 get(crate::contracts::instruments).fallback(method_not_allowed_use_get),
             ),
-            ("/holdings", post(crate::account::holdings)),
+            ("/holdings", post(holdings)),
             ("/margin", post(crate::account::margin)),
             ("/market/holidays", post(crate::account::holidays)),
             ("/market/timings", post(crate::account::timings)),

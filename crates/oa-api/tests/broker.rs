@@ -18,6 +18,17 @@ struct Paper {
     placed: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Broker methods that `Paper` hands to its engine unchanged.
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $type:ty),* $(,)?) -> $output:ty;)*) => {
+        $(
+            fn $method(&self, $($arg: $type),*) -> BrokerFuture<'_, $output> {
+                self.inner.$method($($arg),*)
+            }
+        )*
+    };
+}
+
 impl Broker for Paper {
     fn name(&self) -> &'static str {
         "paper"
@@ -31,51 +42,20 @@ impl Broker for Paper {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.place_order(order, journal)
     }
-    fn modify_order(
-        &self,
-        user_id: &str,
-        change: ModifyOrder,
-        journal: Journal<String>,
-    ) -> BrokerFuture<'_, String> {
-        self.inner.modify_order(user_id, change, journal)
-    }
-    fn cancel_order(
-        &self,
-        user_id: &str,
-        orderid: &str,
-        journal: Journal<String>,
-    ) -> BrokerFuture<'_, String> {
-        self.inner.cancel_order(user_id, orderid, journal)
-    }
-    fn cancel_all_orders(
-        &self,
-        user_id: &str,
-        journal: Journal<CancelAllOutcome>,
-    ) -> BrokerFuture<'_, CancelAllOutcome> {
-        self.inner.cancel_all_orders(user_id, journal)
-    }
-    fn close_positions(
-        &self,
-        user_id: &str,
-        strategy: &str,
-        journal: Journal<Vec<PlaceOutcome>>,
-    ) -> BrokerFuture<'_, Vec<PlaceOutcome>> {
-        self.inner.close_positions(user_id, strategy, journal)
-    }
-    fn order_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Order>> {
-        self.inner.order_book(user_id)
-    }
-    fn order_status(&self, user_id: &str, orderid: &str) -> BrokerFuture<'_, Order> {
-        self.inner.order_status(user_id, orderid)
-    }
-    fn trade_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<Trade>> {
-        self.inner.trade_book(user_id)
-    }
-    fn position_book(&self, user_id: &str) -> BrokerFuture<'_, Vec<PositionView>> {
-        self.inner.position_book(user_id)
-    }
-    fn funds(&self, user_id: &str) -> BrokerFuture<'_, FundsView> {
-        self.inner.funds(user_id)
+    forward! {
+        modify_order(user_id: &str, change: ModifyOrder, journal: Journal<String>) -> String;
+        cancel_order(user_id: &str, orderid: &str, journal: Journal<String>) -> String;
+        cancel_all_orders(user_id: &str, journal: Journal<CancelAllOutcome>) -> CancelAllOutcome;
+        close_positions(
+            user_id: &str,
+            strategy: &str,
+            journal: Journal<Vec<PlaceOutcome>>
+        ) -> Vec<PlaceOutcome>;
+        order_book(user_id: &str) -> Vec<Order>;
+        order_status(user_id: &str, orderid: &str) -> Order;
+        trade_book(user_id: &str) -> Vec<Trade>;
+        position_book(user_id: &str) -> Vec<PositionView>;
+        funds(user_id: &str) -> FundsView;
     }
 }
 

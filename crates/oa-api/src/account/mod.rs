@@ -1,7 +1,7 @@
 //! OpenAlgo's account and calendar calls:
 //!
 //! - `holdings` (upstream restx_api/holdings.py): CNC positions carried over from earlier
-//!   sessions (`crate::service::holdings`);
+//!   sessions (`crate::service::holdings`, routed as the other reads of the key's user);
 //! - `margin` (restx_api/margin.py, services/margin_service.py): the margin a basket of
 //!   orders would block under the sandbox's rules (`quantity x price / leverage` of the
 //!   product, the price a MARKET order would fill at now);
@@ -23,7 +23,6 @@ use crate::fields::Fields;
 use crate::price::Quote;
 use crate::responses::{Data, Reply};
 use crate::routes::{ApiBody, AppState};
-use crate::service::holdings::HoldingsBody;
 use crate::types::{Action, PriceType, Product};
 use calendar::{ExchangeWindow, Holiday, MarketCalendar};
 
@@ -39,16 +38,6 @@ pub(crate) struct AccountSettings {
     pub(crate) calendar: MarketCalendar,
     /// The sandbox's leverage per product.
     pub(crate) leverage: Leverage,
-}
-
-/// holdings: the user's CNC holdings in the current mode's shape.
-pub(crate) async fn holdings(
-    State(app): State<AppState>,
-    ApiBody(body): ApiBody,
-) -> Result<Reply<Data<HoldingsBody>>> {
-    let fields = Fields::new(body, &["apikey"])?;
-    let user = app.authenticate(&fields).await?;
-    app.service.holdings(&user).await
 }
 
 /// The body of margin, in the keys upstream's broker margin mappings answer with

@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -19,9 +17,9 @@ use crate::error::HttpError;
 use crate::fields::Fields;
 use crate::requests::{OrderFields, PlaceOrder, PriceTerms, SPLIT_TERM_FIELDS};
 use crate::responses::{Reply, to_value};
-use crate::routes::{ApiBody, AppState, read_body};
+use crate::routes::keyed_handler;
 use crate::service::options::{
-    MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsSplit, OptionsSplitHead, PlannedLeg,
+    MAX_SPLIT_ORDERS, MultiOrder, MultiOrderHead, OptionsOrderHead, OptionsSplit, PlannedLeg,
     ResolvedLeg, child_count,
 };
 use crate::service::{ActionLog, OrderService};
@@ -115,12 +113,8 @@ fn placed_order_log(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct OptionsOrderPlaced {
     orderid: String,
-    symbol: String,
-    exchange: String,
-    underlying: String,
-    underlying_ltp: f64,
-    offset: String,
-    option_type: &'static str,
+    #[serde(flatten)]
+    head: OptionsOrderHead,
 }
 
 /// An optionsorder, read.
@@ -163,18 +157,15 @@ enum OptionsOrderAnswer {
     Split(OptionsSplit),
 }
 
-/// optionsorder: resolves the option, then places it (whole, or split by `splitsize`), once
-/// per `Idempotency-Key`.
-pub(crate) async fn optionsorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response> {
-    let groups = [OPTION_QUERY_FIELDS, OPTIONS_ORDER_FIELDS, SPLIT_TERM_FIELDS];
-    let read = || read_body(body, &groups, OptionsOrderRequest::read);
-    app.keyed("optionsorder", &headers, read, place_options_order)
-        .await
-}
+keyed_handler!(
+    /// optionsorder: resolves the option, then places it (whole, or split by `splitsize`),
+    /// once per `Idempotency-Key`.
+    pub(crate) optionsorder,
+    "optionsorder",
+    &[OPTION_QUERY_FIELDS, OPTIONS_ORDER_FIELDS, SPLIT_TERM_FIELDS],
+    OptionsOrderRequest::read,
+    place_options_order
+);
 
 async fn place_options_order(
     service: Arc<OrderService>,
@@ -197,13 +188,15 @@ async fn place_options_order(
         )
     })?;
     let order = leg.order(exchange, &resolved.symbol);
+    let head = OptionsOrderHead {
+        symbol: resolved.symbol,
+        exchange: resolved.exchange,
+        underlying: underlying_sent,
+        underlying_ltp: resolved.underlying_ltp,
+        offset: offset_sent,
+        option_type: query.kind.code(),
+    };
     if leg.splitsize > 0 {
-        let head = OptionsSplitHead {
-            underlying: underlying_sent,
-            underlying_ltp: resolved.underlying_ltp,
-            offset: offset_sent,
-            option_type: query.kind.code(),
-        };
         let resolved_leg = ResolvedLeg {
             order,
             splitsize: leg.splitsize,
@@ -215,12 +208,7 @@ async fn place_options_order(
     }
     let details = OptionsOrderPlaced {
         orderid: String::new(),
-        symbol: resolved.symbol.clone(),
-        exchange: resolved.exchange.clone(),
-        underlying: underlying_sent,
-        underlying_ltp: resolved.underlying_ltp,
-        offset: offset_sent,
-        option_type: query.kind.code(),
+        head,
     };
     // The placeorder's stored answer (Idempotency-Key) is the options answer.
     if let (Some(claim), Value::Object(mut extra)) = (log.claim.as_mut(), to_value(&details)) {
@@ -301,23 +289,16 @@ const LEG_FIELDS: &[&str] = &[
     "disclosed_quantity",
 ];
 
-/// optionsmultiorder: resolves every leg against one read of the underlying's price, then
-/// places the resolved legs (BUY legs first) as one batch, once per `Idempotency-Key`.
-pub(crate) async fn optionsmultiorder(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Result<Response> {
-    let read = || {
-        read_body(
-            body,
-            &[OPTION_QUERY_FIELDS, &["legs"]],
-            MultiOrderRequest::read,
-        )
-    };
-    app.keyed("optionsmultiorder", &headers, read, place_multi_order)
-        .await
-}
+keyed_handler!(
+    /// optionsmultiorder: resolves every leg against one read of the underlying's price,
+    /// then places the resolved legs (BUY legs first) as one batch, once per
+    /// `Idempotency-Key`.
+    pub(crate) optionsmultiorder,
+    "optionsmultiorder",
+    &[OPTION_QUERY_FIELDS, &["legs"]],
+    MultiOrderRequest::read,
+    place_multi_order
+);
 
 async fn place_multi_order(
     service: Arc<OrderService>,

@@ -245,6 +245,29 @@ impl OrderService {
         }
     }
 
+    /// Checks `order`'s symbol and whole-lot quantity; a refusal ends `action` as
+    /// [`OrderService::refuse`] answers it.
+    pub(super) async fn check_order(
+        &self,
+        action: ActionJournal,
+        order: &OrderFields,
+    ) -> Result<ActionJournal> {
+        let check = self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity));
+        self.refuse_unless(action, check).await
+    }
+
+    /// `action` when `check` passed, else its refusal ([`OrderService::refuse`]).
+    async fn refuse_unless(
+        &self,
+        action: ActionJournal,
+        check: Result<()>,
+    ) -> Result<ActionJournal> {
+        match check {
+            Ok(()) => Ok(action),
+            Err(error) => Err(self.refuse(action, error).await),
+        }
+    }
+
     /// Places one order and journals it (`order_event` in live mode unless rejected, naming
     /// `requested` as its action).
     async fn place_one(
@@ -280,11 +303,7 @@ impl OrderService {
     ) -> Result<Reply<OrderId>> {
         let order = request.order;
         let action = self.action(user_id, "placeorder", log.into());
-        if let Err(error) =
-            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
-        {
-            return Err(self.refuse(action, error).await);
-        }
+        let action = self.check_order(action, &order).await?;
         let requested = order.action;
         self.place_one(user_id, &request.strategy, order, requested, action)
             .await
@@ -302,9 +321,8 @@ impl OrderService {
     ) -> Result<Reply<CommandBody>> {
         let order = request.order;
         let action = self.action(user_id, "placesmartorder", log.into());
-        if let Err(error) = self.check_symbol("", order.exchange, &order.symbol, None) {
-            return Err(self.refuse(action, error).await);
-        }
+        let check = self.check_symbol("", order.exchange, &order.symbol, None);
+        let action = self.refuse_unless(action, check).await?;
         let lock = Arc::clone(
             self.smart_locks
                 .lock()
@@ -343,11 +361,7 @@ impl OrderService {
                 ..order
             }
         };
-        if let Err(error) =
-            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
-        {
-            return Err(self.refuse(action, error).await);
-        }
+        let action = self.check_order(action, &order).await?;
         let placed = self
             .place_one(user_id, &request.strategy, order, requested, action)
             .await?;
@@ -388,11 +402,7 @@ impl OrderService {
     ) -> Result<Reply<OrderId>> {
         let order = &request.order;
         let action = self.action(user_id, "modifyorder", log.into());
-        if let Err(error) =
-            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
-        {
-            return Err(self.refuse(action, error).await);
-        }
+        let action = self.check_order(action, order).await?;
         let mode = action.mode;
         let journal =
             action.journal_success(modified_response, |orderid: &String| ModifyOrderEvent {
@@ -510,16 +520,15 @@ impl OrderService {
         mut request: BasketOrder,
         log: impl Into<ActionLog>,
     ) -> Result<Reply<Basket>> {
-        let action = self.action(user_id, "basketorder", log.into());
+        let mut action = self.action(user_id, "basketorder", log.into());
         for (index, order) in request.orders.iter().enumerate() {
-            if let Err(error) = self.check_symbol(
+            let check = self.check_symbol(
                 &format!("orders[{index}]."),
                 order.exchange,
                 &order.symbol,
                 Some(order.quantity),
-            ) {
-                return Err(self.refuse(action, error).await);
-            }
+            );
+            action = self.refuse_unless(action, check).await?;
         }
         // Stable: within each side the request's order stays.
         request
@@ -591,11 +600,7 @@ impl OrderService {
     ) -> Result<Reply<Split>> {
         let order = &request.order;
         let action = self.action(user_id, "splitorder", log.into());
-        if let Err(error) =
-            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
-        {
-            return Err(self.refuse(action, error).await);
-        }
+        let action = self.check_order(action, order).await?;
         let mut children = Vec::new();
         let mut remaining = order.quantity;
         while remaining > 1e-9 {

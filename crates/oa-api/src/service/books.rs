@@ -11,8 +11,8 @@ use crate::broker::{FundsView, PositionView};
 use crate::engine::Order;
 use crate::responses::{
     ByMode, Data, Funds, OpenPosition, OrderBook, OrderRow, OrderStatistics, OrderStatusData,
-    PositionBook, PositionRow, PositionTotals, Reply, RowHead, SandboxFunds, SandboxOrder,
-    SandboxPositionRow, TradeRow,
+    PositionBook, PositionHead, PositionRow, PositionTotals, Reply, RowHead, SandboxFunds,
+    SandboxOrder, SandboxPositionRow, TradeRow,
 };
 use crate::types::{AccountMode, Action, Exchange, OrderStatus, Product};
 
@@ -179,10 +179,7 @@ impl OrderService {
                     positions
                         .iter()
                         .map(|p| PositionRow {
-                            symbol: p.symbol.clone(),
-                            exchange: p.exchange.as_str(),
-                            product: p.product.as_str(),
-                            quantity: Quantity(p.quantity),
+                            head: PositionHead::of(p),
                             average_price: format!("{:.2}", p.average_price),
                             ltp: round_to(p.ltp, 2),
                             pnl: round_to(p.pnl, 2),
@@ -264,10 +261,7 @@ fn sandbox_position(p: &PositionView) -> SandboxPositionRow {
     let open = p.quantity.abs() > 1e-9;
     let investment = (p.average_price * p.quantity).abs();
     SandboxPositionRow {
-        symbol: p.symbol.clone(),
-        exchange: p.exchange.as_str(),
-        product: p.product.as_str(),
-        quantity: Quantity(p.quantity),
+        head: PositionHead::of(p),
         average_price: if open { money(p.average_price) } else { 0.0 },
         ltp: money(p.ltp),
         pnl: money(p.pnl),

@@ -103,9 +103,10 @@ pub(crate) struct MultiOrder {
     pub(crate) results: Vec<LegResult>,
 }
 
-/// The body of a split optionsorder.
+/// The keys an optionsorder answer starts with (after `orderid` when it was placed whole):
+/// the resolved contract and what the request named.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct OptionsSplit {
+pub(crate) struct OptionsOrderHead {
     /// The resolved symbol.
     pub(crate) symbol: String,
     /// Its exchange.
@@ -118,6 +119,14 @@ pub(crate) struct OptionsSplit {
     pub(crate) offset: String,
     /// `CE` or `PE`.
     pub(crate) option_type: &'static str,
+}
+
+/// The body of a split optionsorder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct OptionsSplit {
+    /// The resolved contract and the request's names.
+    #[serde(flatten)]
+    pub(crate) head: OptionsOrderHead,
     /// The quantity split.
     pub(crate) total_quantity: Quantity,
     /// Quantity per child.
@@ -135,19 +144,6 @@ pub(crate) struct MultiOrderHead {
     pub(crate) exchange: String,
     /// The underlying's price, when it could be read.
     pub(crate) underlying_ltp: Option<f64>,
-}
-
-/// What a split optionsorder reports besides its children.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct OptionsSplitHead {
-    /// The underlying as sent.
-    pub(crate) underlying: String,
-    /// Its price.
-    pub(crate) underlying_ltp: f64,
-    /// The offset as sent.
-    pub(crate) offset: String,
-    /// `CE` or `PE`.
-    pub(crate) option_type: &'static str,
 }
 
 /// The quantities of `total` in children of `size` (the last takes the rest).
@@ -179,16 +175,12 @@ impl OrderService {
         user_id: &str,
         strategy: &str,
         leg: ResolvedLeg,
-        head: OptionsSplitHead,
+        head: OptionsOrderHead,
         log: ActionLog,
     ) -> Result<Reply<OptionsSplit>> {
         let order = leg.order;
         let action = self.action(user_id, "optionsorder", log);
-        if let Err(error) =
-            self.check_symbol("", order.exchange, &order.symbol, Some(order.quantity))
-        {
-            return Err(self.refuse(action, error).await);
-        }
+        let action = self.check_order(action, &order).await?;
         let quantities = split_quantities(order.quantity, leg.splitsize);
         let children: Vec<OrderFields> = quantities
             .iter()
@@ -201,19 +193,10 @@ impl OrderService {
         let summary_order = order.clone();
         // upstream subscribers/socketio_subscriber.py `on_options_completed`.
         let summary = move |outcomes: &BatchOutcome| batch_summary_event(&summary_order, outcomes);
-        let (symbol, exchange, total) = (
-            order.symbol.clone(),
-            order.exchange.as_str().to_string(),
-            order.quantity,
-        );
+        let total = order.quantity;
         let splitsize = leg.splitsize;
         let respond = move |outcomes: &BatchOutcome| OptionsSplit {
-            symbol: symbol.clone(),
-            exchange: exchange.clone(),
-            underlying: head.underlying.clone(),
-            underlying_ltp: head.underlying_ltp,
-            offset: head.offset.clone(),
-            option_type: head.option_type,
+            head: head.clone(),
             total_quantity: Quantity(total),
             split_size: splitsize,
             results: split_results(outcomes, &quantities, mode),
