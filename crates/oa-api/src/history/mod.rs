@@ -181,7 +181,9 @@ impl History {
         let Some(recording) = &self.recording else {
             return Vec::new();
         };
-        let recorded = recording.shared.lock();
+        let mut recorded = recording.shared.lock();
+        // The ticks already in the price cache count, also those the task has not read yet.
+        recorded.catch_up();
         let mut recent: Vec<Bar> = recorded
             .pending
             .iter()
